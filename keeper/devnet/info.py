@@ -1,0 +1,92 @@
+"""The shape of `devnet.json`: what a deployed devnet holds and where.
+
+Later tools and tests read this file; its shape is part of the public
+interface (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from keeper.errors import InputFileError
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Accounts(_Frozen):
+    deployer: str
+    liquidator: str
+
+
+class TokenInfo(_Frozen):
+    address: str
+    decimals: int
+
+
+class AaveV3Info(_Frozen):
+    pool: str
+    addresses_provider: str
+    oracle: str
+    data_provider: str
+    pool_configurator: str
+    acl_manager: str
+
+
+class UniswapV2Info(_Frozen):
+    factory: str
+    router: str
+    pairs: dict[str, str]
+
+
+class MorphoMarketInfo(_Frozen):
+    id: str
+    loan_token: str
+    collateral_token: str
+    oracle: str
+    irm: str
+    lltv: int
+
+
+class MorphoBlueInfo(_Frozen):
+    morpho: str
+    markets: list[MorphoMarketInfo]
+
+
+class DevnetInfo(_Frozen):
+    rpc_url: str
+    ws_url: str
+    chain_id: int
+    block: int
+    accounts: Accounts
+    tokens: dict[str, TokenInfo]
+    feeds: dict[str, str]
+    aave_v3: AaveV3Info
+    uniswap_v2: UniswapV2Info
+    morpho_blue: MorphoBlueInfo
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.model_dump_json(indent=2) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> DevnetInfo:
+        try:
+            return cls.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            raise InputFileError(f"{path}: devnet file not found") from None
+        except (ValidationError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"{path}: not a devnet file ({_first_problem(exc)})") from None
+
+
+def _first_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "top level"
+        return f"{where}: {err['msg']}"
+    return str(exc).splitlines()[0]

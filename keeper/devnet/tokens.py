@@ -1,0 +1,74 @@
+"""Devnet ERC-20 tokens and Chainlink-style price feeds.
+
+Tokens are @aave/core-v3's MintableERC20 (a plain OpenZeppelin ERC-20 with a
+public mint). Feeds are our own `contracts/devnet/PriceFeed.sol`, compiled
+offline with solcjs, because Aave's MockAggregator cannot be updated and we
+need real `AnswerUpdated` events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from web3.contract import Contract
+
+from keeper.devnet.artifacts import Artifact, aave, compile_solidity
+from keeper.devnet.deployer import Deployer
+from keeper.paths import project_root
+
+FEED_DECIMALS = 8
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    symbol: str
+    decimals: int
+    usd_price: Decimal
+
+
+# Prices are the starting point of the demo crash path; the path itself moves them.
+DEFAULT_TOKENS: tuple[TokenSpec, ...] = (
+    TokenSpec("WETH", 18, Decimal("2000")),
+    TokenSpec("WBTC", 8, Decimal("30000")),
+    TokenSpec("USDC", 6, Decimal("1")),
+    TokenSpec("DAI", 18, Decimal("1")),
+)
+
+
+def mintable_erc20() -> Artifact:
+    return aave("mocks/tokens/MintableERC20.sol/MintableERC20.json")
+
+
+def devnet_contracts() -> dict[str, Artifact]:
+    """Our own devnet contracts (feeds, Morpho oracle adapter), compiled with solcjs."""
+    root = project_root() / "contracts" / "devnet"
+    sources = {p.name: p for p in sorted(root.glob("*.sol"))}
+    return compile_solidity(sources, roots=[root])
+
+
+def price_feed() -> Artifact:
+    return devnet_contracts()["PriceFeed"]
+
+
+def to_feed_answer(usd: Decimal) -> int:
+    """A USD price as an 8-decimal Chainlink answer."""
+    return int(usd * 10**FEED_DECIMALS)
+
+
+def deploy_tokens(deployer: Deployer, specs: tuple[TokenSpec, ...]) -> dict[str, Contract]:
+    artifact = mintable_erc20()
+    return {
+        spec.symbol: deployer.deploy(artifact, f"Devnet {spec.symbol}", spec.symbol, spec.decimals)
+        for spec in specs
+    }
+
+
+def deploy_feeds(deployer: Deployer, specs: tuple[TokenSpec, ...]) -> dict[str, Contract]:
+    artifact = price_feed()
+    return {
+        spec.symbol: deployer.deploy(
+            artifact, FEED_DECIMALS, f"{spec.symbol} / USD", to_feed_answer(spec.usd_price)
+        )
+        for spec in specs
+    }
