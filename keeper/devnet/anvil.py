@@ -196,6 +196,10 @@ class Anvil:
     ) -> None:
         self.stop()
 
+    def poll(self) -> int | None:
+        """anvil's exit code, or None while it runs (or was never started)."""
+        return self._process.poll() if self._process is not None else None
+
     def rpc(self, method: str, *params: Any) -> Any:
         return rpc_call(self.rpc_url, method, params)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
+from web3 import Web3
 from web3.contract import Contract
+from web3.types import TxReceipt
 
 from keeper.devnet.artifacts import Artifact, aave, compile_solidity
 from keeper.devnet.deployer import Deployer
@@ -72,3 +74,10 @@ def deploy_feeds(deployer: Deployer, specs: tuple[TokenSpec, ...]) -> dict[str, 
         )
         for spec in specs
     }
+
+
+def post_price(w3: Web3, feed: str, usd: Decimal, sender: str) -> TxReceipt:
+    """Post a new round on a devnet feed; it emits AnswerUpdated like a Chainlink aggregator."""
+    contract = w3.eth.contract(address=Web3.to_checksum_address(feed), abi=price_feed().abi)
+    deployer = Deployer(w3, Web3.to_checksum_address(sender))
+    return deployer.send(contract.functions.updateAnswer(to_feed_answer(usd)))

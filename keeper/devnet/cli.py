@@ -1,0 +1,117 @@
+"""`keeper devnet`: run the local devnet, and move its price feeds by hand."""
+
+from __future__ import annotations
+
+import signal
+import time
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from types import FrameType
+
+import click
+import structlog
+from rich.console import Console
+from rich.table import Table
+from web3 import Web3
+
+from keeper.devnet.anvil import Anvil
+from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.info import DevnetInfo
+from keeper.devnet.tokens import post_price
+from keeper.errors import ConfigError, InputFileError, RpcUnavailable
+
+log = structlog.get_logger(__name__)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def wait_until_interrupted(anvil: Anvil) -> None:
+    """Block until Ctrl-C or SIGTERM (or anvil dies); the caller's finally stops anvil."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while anvil.poll() is None:
+            time.sleep(0.5)
+        log.error("anvil exited on its own", returncode=anvil.poll())
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bool) -> None:
+    table = Table(title="keeper devnet", show_header=False, box=None)
+    table.add_row("RPC", info.rpc_url)
+    table.add_row("WebSocket", info.ws_url)
+    table.add_row("chain id / block", f"{info.chain_id} / {info.block}")
+    table.add_row("start", f"{seconds:.2f} s ({'cached state' if cached else 'cold deploy'})")
+    table.add_row("Aave V3 pool", info.aave_v3.pool)
+    table.add_row("Aave V3 addresses provider", info.aave_v3.addresses_provider)
+    table.add_row("Morpho Blue", info.morpho_blue.morpho)
+    table.add_row("Uniswap V2 router", info.uniswap_v2.router)
+    for symbol, feed in info.feeds.items():
+        table.add_row(f"feed {symbol}/USD", feed)
+    table.add_row("liquidator", f"{info.accounts.liquidator} (anvil dev account 1)")
+    console.print(table)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--borrowers", default=120, show_default=True, type=click.IntRange(0, 100_000),
+              help="Borrowers to open across Aave V3 and Morpho Blue.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Population seed.")
+@click.option("--out", "out", default="devnet.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="Where to write devnet.json.")
+@click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535),
+              help="RPC port (0 picks a free one).")
+@click.option("--block-time", type=click.FloatRange(min=0.1), default=None,
+              help="Mine a block every N seconds (default: a block per transaction).")
+@click.option("--no-cache", is_flag=True, help="Deploy from scratch even if a cached state exists.")
+@click.pass_context
+def devnet(ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
+           block_time: float | None, no_cache: bool) -> None:
+    """Start anvil with real Aave V3, Uniswap V2 and Morpho Blue, and keep it running (Ctrl-C stops)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    console = Console(stderr=True)
+    started = time.monotonic()
+    with console.status("starting the devnet (the first start deploys and takes longer)…"):
+        anvil, info, cached = start_devnet(
+            DevnetSpec(borrowers=borrowers, seed=seed),
+            port=port, block_time=block_time, use_cache=not no_cache,
+        )
+    try:
+        info.write(out)
+        print_summary(console, info, time.monotonic() - started, cached)
+        console.print(f"wrote {out}; Ctrl-C stops the devnet")
+        wait_until_interrupted(anvil)
+    except KeyboardInterrupt:
+        console.print("stopping the devnet")
+    finally:
+        anvil.stop()
+
+
+@devnet.command("price")
+@click.argument("symbol")
+@click.argument("usd")
+@click.option("--devnet-file", default="devnet.json", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="The devnet.json to read.")
+@click.option("--rpc", default=None, help="RPC URL (default: the one in devnet.json).")
+def price(symbol: str, usd: str, devnet_file: Path, rpc: str | None) -> None:
+    """Post a new price on the devnet feed for SYMBOL (emits AnswerUpdated)."""
+    try:
+        value = Decimal(usd)
+    except InvalidOperation:
+        raise ConfigError(f"price {usd!r} is not a number") from None
+    if value <= 0:
+        raise ConfigError(f"price {usd} must be positive")
+    info = DevnetInfo.read(devnet_file)
+    feed = info.feeds.get(symbol.upper())
+    if feed is None:
+        raise InputFileError(
+            f"{devnet_file}: no feed for {symbol!r}; known: {', '.join(sorted(info.feeds))}"
+        )
+    url = rpc or info.rpc_url
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5}))
+    if not w3.is_connected():
+        raise RpcUnavailable(f"cannot reach the devnet RPC at {url}")
+    receipt = post_price(w3, feed, value, info.accounts.deployer)
+    click.echo(f"{symbol.upper()}/USD = {value} in block {receipt['blockNumber']}")

@@ -1,0 +1,73 @@
+"""Shared fixtures: one anvil per test session, started from the cached devnet state.
+
+The first session on a machine deploys the devnet (and caches it under
+.cache/devnet); later sessions load the cached state in well under a second.
+Each test that asks for `devnet` runs between `evm_snapshot` and `evm_revert`,
+so tests cannot see each other's transactions. Anvil is always stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from keeper.devnet.anvil import Anvil
+from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.info import DevnetInfo
+
+# Shared with `keeper devnet`'s defaults, so the demo and the tests reuse one cached state.
+TEST_SPEC = DevnetSpec()
+INTEGRATION = Path(__file__).parent / "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.anvil)
+
+
+@dataclass
+class Devnet:
+    """A running devnet: its process, its devnet.json description and a web3 client."""
+
+    anvil: Anvil
+    info: DevnetInfo
+    w3: Web3
+
+    def rpc(self, method: str, *params: object) -> object:
+        return self.anvil.rpc(method, *params)
+
+
+@pytest.fixture(scope="session")
+def devnet_session() -> Iterator[Devnet]:
+    anvil, info, _cached = start_devnet(TEST_SPEC)
+    try:
+        yield Devnet(anvil, info, Web3(Web3.HTTPProvider(info.rpc_url)))
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture
+def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
+    """The session devnet, rolled back after the test (evm_revert consumes its snapshot)."""
+    snapshot = devnet_session.rpc("evm_snapshot")
+    try:
+        yield devnet_session
+    finally:
+        assert devnet_session.rpc("evm_revert", snapshot) is True
+
+
+def wait_for(
+    condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Poll until `condition()` holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
