@@ -20,10 +20,11 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from eth_typing import ChecksumAddress
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 
+from keeper.devnet.deployer import rpc
 from keeper.devnet.tokens import TokenSpec
 from keeper.errors import DevnetError
 
@@ -164,12 +165,10 @@ class SeedTargets:
 def seed_population(w3: Web3, plans: Sequence[BorrowerPlan], risk: RiskParams,
                     targets: SeedTargets) -> None:
     """Open every plan on chain. Raises DevnetError naming the borrower if a step reverts."""
-    w3.provider.make_request("anvil_autoImpersonateAccount", [True])  # type: ignore[arg-type]
+    rpc(w3, "anvil_autoImpersonateAccount", True)
     try:
         for plan in plans:
-            w3.provider.make_request(  # type: ignore[arg-type]
-                "anvil_setBalance", [plan.address, hex(10**20)]
-            )
+            rpc(w3, "anvil_setBalance", plan.address, hex(10**20))
             try:
                 if plan.protocol == "aave_v3":
                     _open_aave(plan, risk, targets)
@@ -178,7 +177,7 @@ def seed_population(w3: Web3, plans: Sequence[BorrowerPlan], risk: RiskParams,
             except DevnetError as exc:
                 raise DevnetError(f"seeding borrower {plan.address} ({plan.kind}): {exc}") from None
     finally:
-        w3.provider.make_request("anvil_autoImpersonateAccount", [False])  # type: ignore[arg-type]
+        rpc(w3, "anvil_autoImpersonateAccount", False)
 
 
 def _send(call: Any, sender: ChecksumAddress) -> None:

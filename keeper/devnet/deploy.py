@@ -77,7 +77,7 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
         )
         for m in morpho.info.markets
     }
-    by_address = {c.address: s for s, c in tokens.items()}
+    by_address = {str(c.address): s for s, c in tokens.items()}
     seed_population(
         w3,
         plans,

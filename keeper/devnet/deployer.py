@@ -14,10 +14,18 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.devnet.artifacts import Artifact
 from keeper.errors import DevnetError
+
+
+def rpc(w3: Web3, method: str, *params: Any) -> Any:
+    """A raw JSON-RPC call (anvil_* and evm_* methods have no web3 wrapper)."""
+    reply = w3.provider.make_request(RPCEndpoint(method), list(params))
+    if "error" in reply:
+        raise DevnetError(f"{method}: {reply['error']}")
+    return reply.get("result")
 
 
 class Deployer:
@@ -58,7 +66,7 @@ class Deployer:
             raise DevnetError(f"{call.fn_name}: {exc}") from None
         return self._receipt(tx_hash, call.fn_name)
 
-    def _receipt(self, tx_hash: bytes, what: str) -> TxReceipt:
+    def _receipt(self, tx_hash: Any, what: str) -> TxReceipt:
         receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
         if receipt["status"] != 1:
             raise DevnetError(f"{what}: transaction reverted ({tx_hash.hex()})")
