@@ -23,15 +23,14 @@ from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
+from web3.contract.contract import ContractFunction
 
-from keeper.devnet.deployer import rpc
+from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.tokens import TokenSpec
 from keeper.errors import DevnetError
 
 Protocol = Literal["aave_v3", "morpho_blue"]
 MAX_UINT = 2**256 - 1
-# Explicit gas skips an eth_estimateGas round trip per set-up transaction.
-SETUP_GAS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -180,11 +179,8 @@ def seed_population(w3: Web3, plans: Sequence[BorrowerPlan], risk: RiskParams,
         rpc(w3, "anvil_autoImpersonateAccount", False)
 
 
-def _send(call: Any, sender: ChecksumAddress) -> None:
-    tx_hash = call.transact({"from": sender, "gas": SETUP_GAS})
-    receipt = call.w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt["status"] != 1:
-        raise DevnetError(f"{call.fn_name} reverted")
+def _send(call: ContractFunction, sender: ChecksumAddress) -> None:
+    Deployer(call.w3, sender).send(call)
 
 
 def _fund(targets: SeedTargets, symbol: str, to: ChecksumAddress, amount: int,

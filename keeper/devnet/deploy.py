@@ -41,6 +41,9 @@ from keeper.paths import cache_dir, project_root
 DEPLOYER_INDEX = 0
 LIQUIDATOR_INDEX = 1
 TREASURY_INDEX = 2
+LENDER_INDEX = 3
+# Liquidity a lender supplies to every Aave V3 reserve, in USD, so borrowers can borrow.
+AAVE_LIQUIDITY_USD = 40_000_000
 # Working capital given to the liquidator, per token, in USD.
 LIQUIDATOR_FUNDS_USD = 5_000_000
 CACHE_FORMAT = 1
@@ -70,6 +73,7 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
     morpho = deploy_morpho_blue(deployer, tokens, feeds, spec.tokens)
 
     _fund_liquidator(deployer, tokens, specs, liquidator)
+    _supply_aave_liquidity(deployer, tokens, specs, aave.pool, accounts[LENDER_INDEX])
     plans = plan_population(spec.borrowers, spec.seed)
     markets = {
         m.collateral_token: (
@@ -115,6 +119,20 @@ def _fund_liquidator(
     for symbol, token in tokens.items():
         amount = token_amount(Decimal(LIQUIDATOR_FUNDS_USD), specs[symbol])
         deployer.send(token.functions.mint(liquidator, amount))
+
+
+def _supply_aave_liquidity(
+    deployer: Deployer,
+    tokens: Mapping[str, Contract],
+    specs: Mapping[str, TokenSpec],
+    pool: Contract,
+    lender: ChecksumAddress,
+) -> None:
+    for symbol, token in tokens.items():
+        amount = token_amount(Decimal(AAVE_LIQUIDITY_USD), specs[symbol])
+        deployer.send(token.functions.mint(lender, amount))
+        deployer.send(token.functions.approve(pool.address, amount), sender=lender)
+        deployer.send(pool.functions.supply(token.address, amount, lender, 0), sender=lender)
 
 
 def cache_key(spec: DevnetSpec) -> str:

@@ -1,0 +1,200 @@
+"""The real Morpho Blue (compiled from npm) on a fresh anvil: markets, oracle and a liquidation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+
+from keeper.devnet.anvil import Anvil
+from keeper.devnet.artifacts import Artifact
+from keeper.devnet.deployer import Deployer
+from keeper.devnet.morpho import (
+    DEFAULT_LLTV,
+    DEFAULT_SUPPLY_USD,
+    ORACLE_PRICE_SCALE,
+    MorphoBlueDeployment,
+    deploy_morpho_blue,
+    market_id,
+    market_params,
+    morpho_abi,
+)
+from keeper.devnet.tokens import (
+    DEFAULT_TOKENS,
+    FEED_DECIMALS,
+    deploy_feeds,
+    deploy_tokens,
+    devnet_contracts,
+    to_feed_answer,
+)
+from keeper.devnet.uniswap import pool_amount
+
+pytestmark = pytest.mark.anvil
+
+SPECS = {s.symbol: s for s in DEFAULT_TOKENS}
+WAD = 10**18
+
+
+@dataclass
+class Env:
+    w3: Web3
+    deployer: Deployer
+    tokens: dict[str, Contract]
+    feeds: dict[str, Contract]
+    morpho: MorphoBlueDeployment
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with Anvil() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        deployer = Deployer(w3, w3.eth.accounts[0])
+        tokens = deploy_tokens(deployer, DEFAULT_TOKENS)
+        feeds = deploy_feeds(deployer, DEFAULT_TOKENS)
+        morpho = deploy_morpho_blue(deployer, tokens, feeds, DEFAULT_TOKENS)
+        yield Env(w3, deployer, tokens, feeds, morpho)
+
+
+def feed_oracle_artifacts() -> tuple[Artifact, Artifact]:
+    contracts = devnet_contracts()
+    return contracts["PriceFeed"], contracts["FeedOracle"]
+
+
+def expected_price(env: Env, collateral: str, loan: str) -> int:
+    """ChainlinkOracle's formula, from the feeds' current answers, in exact integers."""
+    c_answer = env.feeds[collateral].functions.latestAnswer().call()
+    l_answer = env.feeds[loan].functions.latestAnswer().call()
+    scale: int = 10 ** (36 + SPECS[loan].decimals - SPECS[collateral].decimals)
+    return int(c_answer) * scale // int(l_answer)
+
+
+def test_merged_abi_decodes_every_morpho_event() -> None:
+    events = {item["name"] for item in morpho_abi() if item["type"] == "event"}
+    assert {"CreateMarket", "Supply", "Borrow", "Liquidate", "AccrueInterest"} <= events
+
+
+def test_markets_are_created_and_funded(env: Env) -> None:
+    morpho = env.morpho.morpho
+    assert morpho.functions.owner().call() == env.deployer.sender
+    assert morpho.functions.isIrmEnabled(env.morpho.irm.address).call()
+    assert morpho.functions.isLltvEnabled(DEFAULT_LLTV).call()
+    assert set(env.morpho.markets) == {"WETH/USDC", "WBTC/USDC"}
+    usdc_supply = pool_amount(DEFAULT_SUPPLY_USD, SPECS["USDC"])
+    for key, market in env.morpho.markets.items():
+        collateral, loan = key.split("/")
+        params = market_params(market)
+        assert params[:2] == (env.tokens[loan].address, env.tokens[collateral].address)
+        assert market.id == "0x" + market_id(*params).hex()
+        assert morpho.functions.idToMarketParams(market.id).call() == list(params)
+        total_supply_assets, _, _, _, last_update, _ = morpho.functions.market(market.id).call()
+        assert total_supply_assets == usdc_supply
+        assert last_update > 0
+    assert env.morpho.info.markets == list(env.morpho.markets.values())
+    assert env.tokens["USDC"].functions.balanceOf(morpho.address).call() == 2 * usdc_supply
+
+
+def test_oracle_price_matches_the_1e36_formula(env: Env) -> None:
+    weth_price = env.morpho.oracles["WETH/USDC"].functions.price().call()
+    assert weth_price == expected_price(env, "WETH", "USDC") == 2000 * 10**24
+    wbtc_price = env.morpho.oracles["WBTC/USDC"].functions.price().call()
+    assert wbtc_price == expected_price(env, "WBTC", "USDC") == 30_000 * 10**34
+    # 1 WETH (1e18 units) is worth 2000 USDC (2000e6 units) at that price.
+    assert 10**18 * weth_price // ORACLE_PRICE_SCALE == 2000 * 10**6
+    assert env.feeds["WETH"].functions.decimals().call() == FEED_DECIMALS
+
+
+def test_liquidate_reverts_while_healthy_and_pays_an_incentive_after_a_feed_drop(
+    env: Env,
+) -> None:
+    w3, deployer, morpho = env.w3, env.deployer, env.morpho.morpho
+    weth, usdc = env.tokens["WETH"], env.tokens["USDC"]
+    liquidator, borrower = list(w3.eth.accounts)[1:3]
+    market = env.morpho.markets["WETH/USDC"]
+    params = market_params(market)
+
+    # Borrower: 10 WETH ($20,000) collateral, borrows 17,000 USDC; max at 86 % LLTV is 17,200.
+    collateral = 10 * 10**18
+    borrowed = 17_000 * 10**6
+    deployer.send(weth.functions.mint(borrower, collateral))
+    deployer.send(weth.functions.approve(morpho.address, collateral), sender=borrower)
+    deployer.send(
+        morpho.functions.supplyCollateral(params, collateral, borrower, b""), sender=borrower
+    )
+    deployer.send(morpho.functions.borrow(params, borrowed, 0, borrower, borrower), sender=borrower)
+    assert usdc.functions.balanceOf(borrower).call() == borrowed
+
+    # Liquidator: USDC working capital, Morpho approved.
+    deployer.send(usdc.functions.mint(liquidator, 1_000_000 * 10**6))
+    deployer.send(usdc.functions.approve(morpho.address, 2**256 - 1), sender=liquidator)
+    seized = 2 * 10**18
+    liquidate = morpho.functions.liquidate(params, borrower, seized, 0, b"")
+
+    with pytest.raises(ContractLogicError, match="position is healthy"):
+        liquidate.call({"from": liquidator})
+
+    # WETH $2000 -> $1900: 19,000 * 0.86 = 16,340 < 17,000 borrowed.
+    deployer.send(env.feeds["WETH"].functions.updateAnswer(to_feed_answer(Decimal(1900))))
+    price = env.morpho.oracles["WETH/USDC"].functions.price().call()
+    assert price == expected_price(env, "WETH", "USDC") == 1900 * 10**24
+
+    _, shares_before, _ = morpho.functions.position(market.id, borrower).call()
+    weth_before = weth.functions.balanceOf(liquidator).call()
+    usdc_before = usdc.functions.balanceOf(liquidator).call()
+    receipt = deployer.send(liquidate, sender=liquidator)
+
+    (event,) = morpho.events.Liquidate().process_receipt(receipt, errors=DISCARD)
+    args = event["args"]
+    assert "0x" + bytes(args["id"]).hex() == market.id
+    assert (args["caller"], args["borrower"]) == (liquidator, borrower)
+    assert args["seizedAssets"] == seized
+    assert args["badDebtAssets"] == 0 and args["badDebtShares"] == 0
+    repaid = args["repaidAssets"]
+
+    assert weth.functions.balanceOf(liquidator).call() - weth_before == seized
+    paid = usdc_before - usdc.functions.balanceOf(liquidator).call()
+    assert paid == repaid
+    received_value = seized * price // ORACLE_PRICE_SCALE  # in USDC units
+    assert paid < received_value
+    # Morpho's incentive: min(1.15, 1 / (1 - 0.3 * (1 - LLTV))) ~ 1.0438 at 86 %.
+    incentive = min(115 * WAD // 100, WAD * WAD // (WAD - 3 * (WAD - DEFAULT_LLTV) // 10))
+    assert abs(paid - received_value * WAD // incentive) <= 2
+
+    _, shares_after, left_collateral = morpho.functions.position(market.id, borrower).call()
+    assert left_collateral == collateral - seized
+    assert shares_after == shares_before - args["repaidShares"] > 0
+
+
+@pytest.mark.parametrize(
+    ("collateral_feed", "loan_feed", "collateral_decimals", "loan_decimals"),
+    [
+        # feed (decimals, answer); scale 1e62 * 1e20 overflows 256 bits before the division.
+        ((0, 10**20), (8, 10**10), 0, 18),
+        # A cheap 24-decimal collateral against a 2-decimal loan token: tiny but exact.
+        ((8, 3), (18, 7 * 10**21), 24, 2),
+    ],
+)
+def test_oracle_is_exact_at_extreme_decimals(
+    env: Env,
+    collateral_feed: tuple[int, int],
+    loan_feed: tuple[int, int],
+    collateral_decimals: int,
+    loan_decimals: int,
+) -> None:
+    feed_artifact, oracle_artifact = feed_oracle_artifacts()
+    c_feed = env.deployer.deploy(feed_artifact, collateral_feed[0], "C / USD", collateral_feed[1])
+    l_feed = env.deployer.deploy(feed_artifact, loan_feed[0], "L / USD", loan_feed[1])
+    oracle = env.deployer.deploy(
+        oracle_artifact, c_feed.address, l_feed.address, collateral_decimals, loan_decimals
+    )
+    scale: int = 10 ** (
+        36 + loan_decimals + loan_feed[0] - collateral_decimals - collateral_feed[0]
+    )
+    assert oracle.functions.SCALE_FACTOR().call() == scale
+    assert collateral_feed[1] * scale >= 2**256 or collateral_feed[1] * scale < 10**36
+    assert oracle.functions.price().call() == scale * collateral_feed[1] // loan_feed[1]

@@ -1,0 +1,144 @@
+"""The real Uniswap V2 from npm on a fresh anvil: init-code hash, pools, quotes and a swap."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from web3 import Web3
+from web3.contract import Contract
+from web3.logs import DISCARD
+
+from keeper.devnet.anvil import Anvil
+from keeper.devnet.deployer import Deployer
+from keeper.devnet.tokens import DEFAULT_TOKENS, deploy_feeds, deploy_tokens
+from keeper.devnet.uniswap import (
+    DEFAULT_LIQUIDITY_USD,
+    ROUTER_INIT_CODE_HASH,
+    UniswapV2Deployment,
+    deploy_uniswap_v2,
+    pair_init_code_hash,
+    pool_amount,
+)
+
+pytestmark = pytest.mark.anvil
+
+SPECS = {s.symbol: s for s in DEFAULT_TOKENS}
+MAX_UINT = 2**256 - 1
+
+
+@dataclass
+class Env:
+    w3: Web3
+    deployer: Deployer
+    tokens: dict[str, Contract]
+    uni: UniswapV2Deployment
+
+
+@pytest.fixture(scope="module")
+def env() -> Iterator[Env]:
+    with Anvil() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        deployer = Deployer(w3, w3.eth.accounts[0])
+        tokens = deploy_tokens(deployer, DEFAULT_TOKENS)
+        deploy_feeds(deployer, DEFAULT_TOKENS)
+        uni = deploy_uniswap_v2(deployer, tokens, DEFAULT_TOKENS)
+        yield Env(w3, deployer, tokens, uni)
+
+
+def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
+    """UniswapV2Library.getAmountOut (0.3 % fee), written out independently."""
+    return amount_in * 997 * reserve_out // (reserve_in * 1000 + amount_in * 997)
+
+
+def reserves(env: Env, token_in: str, token_out: str) -> tuple[int, int]:
+    pair = env.uni.pairs.get(f"{token_in}/{token_out}") or env.uni.pairs[f"{token_out}/{token_in}"]
+    r0, r1, _ = pair.functions.getReserves().call()
+    token0 = pair.functions.token0().call()
+    return (r0, r1) if token0 == env.tokens[token_in].address else (r1, r0)
+
+
+def test_router_init_code_hash_matches_npm_pair_bytecode(env: Env) -> None:
+    assert pair_init_code_hash() == ROUTER_INIT_CODE_HASH
+    router_code = bytes(env.w3.eth.get_code(env.uni.router.address))
+    assert ROUTER_INIT_CODE_HASH in router_code
+
+
+def test_every_pair_exists_with_pools_at_feed_prices(env: Env) -> None:
+    symbols = [s.symbol for s in DEFAULT_TOKENS]
+    expected_keys = {f"{a}/{b}" for a, b in itertools.combinations(symbols, 2)}
+    assert set(env.uni.info.pairs) == expected_keys
+    assert len(expected_keys) == 6
+    factory = env.uni.factory
+    assert factory.functions.allPairsLength().call() == 6
+    assert env.uni.router.functions.factory().call() == factory.address
+    assert env.uni.router.functions.WETH().call() == env.tokens["WETH"].address
+    for key, address in env.uni.info.pairs.items():
+        a, b = key.split("/")
+        assert factory.functions.getPair(env.tokens[a].address, env.tokens[b].address).call() == (
+            address
+        )
+        reserve_a, reserve_b = reserves(env, a, b)
+        assert reserve_a == pool_amount(DEFAULT_LIQUIDITY_USD, SPECS[a])
+        assert reserve_b == pool_amount(DEFAULT_LIQUIDITY_USD, SPECS[b])
+        # The pool's mid price is the feed price ratio (to 1e-6, the rounding of the amounts).
+        mid = (Decimal(reserve_b) / 10 ** SPECS[b].decimals) / (
+            Decimal(reserve_a) / 10 ** SPECS[a].decimals
+        )
+        assert abs(mid / (SPECS[a].usd_price / SPECS[b].usd_price) - 1) < Decimal("1e-6")
+
+
+def test_router_quotes_against_factory_pairs(env: Env) -> None:
+    amount_in = 10 * 10**18  # 10 WETH
+    path = [env.tokens["WETH"].address, env.tokens["USDC"].address]
+    quote = env.uni.router.functions.getAmountsOut(amount_in, path).call()
+    reserve_in, reserve_out = reserves(env, "WETH", "USDC")
+    assert quote == [amount_in, get_amount_out(amount_in, reserve_in, reserve_out)]
+    # About $20,000 minus the 0.3 % fee and a tiny price impact on a $50M pool.
+    assert 19_930 * 10**6 < quote[1] < 19_940 * 10**6
+
+    # A two-hop path routes through the intermediate pair.
+    hop = [env.tokens["WBTC"].address, env.tokens["WETH"].address, env.tokens["DAI"].address]
+    amounts = env.uni.router.functions.getAmountsOut(10**8, hop).call()
+    mid = get_amount_out(10**8, *reserves(env, "WBTC", "WETH"))
+    assert amounts == [10**8, mid, get_amount_out(mid, *reserves(env, "WETH", "DAI"))]
+
+
+def test_swap_exact_tokens_for_tokens_pays_the_quote(env: Env) -> None:
+    trader = list(env.w3.eth.accounts)[1]
+    weth, usdc = env.tokens["WETH"], env.tokens["USDC"]
+    amount_in = 25 * 10**18
+    env.deployer.send(weth.functions.mint(trader, amount_in))
+    env.deployer.send(weth.functions.approve(env.uni.router.address, amount_in), sender=trader)
+
+    path = [weth.address, usdc.address]
+    reserve_in, reserve_out = reserves(env, "WETH", "USDC")
+    quote = env.uni.router.functions.getAmountsOut(amount_in, path).call()[-1]
+    expected = get_amount_out(amount_in, reserve_in, reserve_out)
+    assert quote == expected
+    usdc_before = usdc.functions.balanceOf(trader).call()
+    deadline = env.w3.eth.get_block("latest")["timestamp"] + 600
+
+    receipt = env.deployer.send(
+        env.uni.router.functions.swapExactTokensForTokens(
+            amount_in, expected, path, trader, deadline
+        ),
+        sender=trader,
+    )
+
+    assert receipt["status"] == 1
+    assert usdc.functions.balanceOf(trader).call() - usdc_before == expected
+    assert weth.functions.balanceOf(trader).call() == 0
+    assert reserves(env, "WETH", "USDC") == (reserve_in + amount_in, reserve_out - expected)
+    # The pair's Swap event reports the same amounts.
+    pair = env.uni.pairs["WETH/USDC"]
+    # DISCARD: the receipt also holds the tokens' Transfer logs, which are not Swaps.
+    (swap,) = pair.events.Swap().process_receipt(receipt, errors=DISCARD)
+    assert swap["address"] == pair.address
+    weth_is_token0 = pair.functions.token0().call() == weth.address
+    amount_in_logged = swap["args"]["amount0In"] if weth_is_token0 else swap["args"]["amount1In"]
+    out_logged = swap["args"]["amount1Out"] if weth_is_token0 else swap["args"]["amount0Out"]
+    assert (amount_in_logged, out_logged) == (amount_in, expected)
