@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -116,13 +117,14 @@ class Anvil:
         return cmd + self._args
 
     def start(self) -> Anvil:
-        self._log = tempfile.TemporaryFile(mode="w+", prefix="anvil-", suffix=".log")
+        # Lives as long as the process; closed in stop().
+        self._log = tempfile.TemporaryFile(mode="w+", prefix="anvil-", suffix=".log")  # noqa: SIM115
         self._process = subprocess.Popen(
             self.command(),
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only calls prctl, no locks)
         )
         try:
             self._await_listening()
@@ -146,8 +148,6 @@ class Anvil:
             raise DevnetError(f"anvil exited at start-up: {self._tail_log()}")
         # Keep draining stdout so anvil never blocks on a full pipe.
         stdout = self._process.stdout
-        import threading
-
         threading.Thread(target=lambda: [None for _ in stdout], daemon=True).start()
 
     def _await_rpc(self) -> None:

@@ -66,9 +66,11 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
               help="Mine a block every N seconds (default: a block per transaction).")
 @click.option("--no-cache", is_flag=True, help="Deploy from scratch even if a cached state exists.")
 @click.pass_context
-def devnet(ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
-           block_time: float | None, no_cache: bool) -> None:
-    """Start anvil with real Aave V3, Uniswap V2 and Morpho Blue, and keep it running (Ctrl-C stops)."""
+def devnet(  # noqa: PLR0917 (click passes options positionally)
+    ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
+    block_time: float | None, no_cache: bool,
+) -> None:
+    """Start anvil with real Aave V3, Uniswap V2 and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
         return
     console = Console(stderr=True)

@@ -35,7 +35,7 @@ def crash_steps(
     start_prices: Mapping[str, Decimal],
     betas: Mapping[str, Decimal] = BETAS,
 ) -> list[CrashStep]:
-    """The path as per-symbol USD prices: each symbol moves by beta × the path's relative move."""
+    """The path as per-symbol USD prices: each symbol moves by beta x the path's relative move."""
     base = points[0].price
     steps = []
     for index, point in enumerate(points):

@@ -23,7 +23,6 @@ from web3.contract import Contract
 from keeper.devnet.aave import deploy_aave_v3
 from keeper.devnet.anvil import Anvil
 from keeper.devnet.borrowers import (
-    RiskParams,
     SeedTargets,
     plan_population,
     seed_population,

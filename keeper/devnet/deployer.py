@@ -12,14 +12,13 @@ from typing import Any
 
 from eth_typing import ChecksumAddress
 from web3 import Web3
-from web3.exceptions import TransactionNotFound
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
+from web3.exceptions import TransactionNotFound
 from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.devnet.artifacts import Artifact
 from keeper.errors import DevnetError
-
 
 SETUP_GAS = 29_000_000
 
@@ -85,7 +84,8 @@ class Deployer:
     def _receipt(self, tx_hash: Any, what: str) -> TxReceipt:
         receipt = mined_receipt(self.w3, tx_hash)
         if receipt["status"] != 1:
-            raise DevnetError(f"{what}: transaction reverted ({tx_hash if isinstance(tx_hash, str) else Web3.to_hex(tx_hash)})")
+            shown = tx_hash if isinstance(tx_hash, str) else Web3.to_hex(tx_hash)
+            raise DevnetError(f"{what}: transaction reverted ({shown})")
         return receipt
 
 

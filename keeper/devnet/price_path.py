@@ -33,7 +33,9 @@ def load_price_path(path: Path = BUNDLED) -> list[PricePoint]:
         raise InputFileError(f"{path}: price path file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path}: cannot read price path ({exc})") from None
-    rows = [(n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")]
+    rows = [
+        (n, line) for n, line in enumerate(lines, 1) if line.strip() and not line.startswith("#")
+    ]
     if len(rows) < 2:
         raise InputFileError(f"{path}: price path needs a header and at least one row")
     points: list[PricePoint] = []

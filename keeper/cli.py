@@ -1,0 +1,246 @@
+"""The `keeper` console script: global options, the error wrapper and `check-config`.
+
+Every command runs inside `KeeperGroup.invoke`, which turns a `KeeperError`
+into one `keeper: error: ...` line on stderr and exit code 2, Ctrl-C into a
+quiet exit 130, and any other exception into one `keeper: internal error`
+line and exit 1 (`--debug` adds the traceback). Every line is redacted.
+
+A command gets the loaded config with `@pass_config` (first argument) or
+`current_config()`; `--config` is read lazily, so commands that need no
+config (e.g. `devnet`) never touch it. Sub-groups in other modules are listed
+in `LAZY_COMMANDS` and imported on first use, so they may import this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
+
+import click
+import structlog
+
+from keeper import __version__
+from keeper.config import DEFAULT_PATH, KeeperConfig, load_config
+from keeper.errors import ChainMismatch, KeeperError, RpcUnavailable
+from keeper.log import LEVELS, LogFormat, configure_logging
+from keeper.secrets import redact, redact_url, register_env_secrets
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RPC_TIMEOUT = 5.0
+LAZY_COMMANDS = {"devnet": "keeper.devnet.cli:devnet", "demo": "keeper.demo:demo"}
+"""Commands defined elsewhere: name -> "module:attribute", imported when first used."""
+
+log = structlog.get_logger()
+
+
+@dataclass
+class AppState:
+    """What the global options decided; `ctx.obj` of every command."""
+
+    config_path: Path = DEFAULT_PATH
+    debug: bool = False
+    _config: KeeperConfig | None = field(default=None, repr=False)
+
+    def config(self, path: Path | None = None) -> KeeperConfig:
+        """The validated config (read once), from `path` or the global `--config`."""
+        if path is not None and path != self.config_path:
+            self.config_path, self._config = path, None
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def current_config() -> KeeperConfig:
+    """The loaded config of the running command (loads it on first use)."""
+    return click.get_current_context().ensure_object(AppState).config()
+
+
+def pass_config(command: Callable[Concatenate[KeeperConfig, P], R]) -> Callable[P, R]:
+    """Decorator: call the command with the loaded `KeeperConfig` as first argument."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return command(current_config(), *args, **kwargs)
+
+    return wrapper
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(redact(" ".join(message.split())), err=True)
+    raise click.exceptions.Exit(code)
+
+
+class KeeperGroup(click.Group):
+    """A click group that owns error reporting for all its (sub)commands."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(130) from None
+        except KeeperError as exc:
+            if ctx.params.get("debug"):
+                click.echo(redact(traceback.format_exc()), err=True, nl=False)
+            _fail(f"keeper: error: {exc}", 2)
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                click.echo(redact(traceback.format_exc()), err=True, nl=False)
+                _fail(f"keeper: internal error: {type(exc).__name__}: {exc}", 1)
+            _fail(
+                f"keeper: internal error: {type(exc).__name__}: {exc} "
+                "(run with --debug for the traceback)",
+                1,
+            )
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in LAZY_COMMANDS:
+            command = _import_command(LAZY_COMMANDS[cmd_name])
+            self.add_command(command, cmd_name)
+        return command
+
+
+def _import_command(target: str) -> click.Command:
+    module_name, _, attribute = target.partition(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"{target} is not a click command")
+    return command
+
+
+@click.group(cls=KeeperGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_PATH,
+    show_default=True,
+    envvar="KEEPER_CONFIG",
+    help="TOML config file (KEEPER_* environment variables override it).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "console", "json"]),
+    default="auto",
+    show_default=True,
+    help="auto: console on a terminal, JSON lines otherwise.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LEVELS, case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(__version__, prog_name="keeper")
+@click.pass_context
+def main(
+    ctx: click.Context, config_path: Path, log_format: LogFormat, log_level: str, debug: bool
+) -> None:
+    """keeper: a liquidation bot for EVM lending markets."""
+    register_env_secrets()
+    configure_logging(log_format, log_level)
+    ctx.obj = AppState(config_path=config_path, debug=debug)
+
+
+@main.command("check-config")
+@click.argument("path", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--offline", is_flag=True, help="Do not contact the RPC endpoints.")
+@click.pass_obj
+def check_config(state: AppState, path: Path | None, offline: bool) -> None:
+    """Validate the config (PATH or --config) and print it with secrets masked.
+
+    Unless --offline, each HTTP endpoint must answer eth_chainId with chain.chain_id.
+    """
+    config = state.config(path)
+    account = config.account.load()
+    if not offline:
+        for endpoint in config.chain.http_urls:
+            check_chain_id(endpoint.url, config.chain.chain_id)
+    click.echo(f"# config: {config.source}")
+    click.echo(f"# account: {account.address if account else 'none configured'}")
+    click.echo(f"# rpc: {'not checked (--offline)' if offline else 'chain id verified'}")
+    click.echo(redact(render_toml(config.masked())))
+
+
+def check_chain_id(url: str, expected: int, timeout: float = RPC_TIMEOUT) -> None:
+    """Raise RpcUnavailable or ChainMismatch unless `url` answers eth_chainId == expected."""
+    shown = redact_url(url)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
+    request = urllib.request.Request(
+        url, data=body.encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            reply = json.loads(response.read())
+        chain_id = int(reply["result"], 16)
+    except urllib.error.HTTPError as exc:
+        raise RpcUnavailable(f"RPC {shown} answered HTTP {exc.code}") from None
+    except urllib.error.URLError as exc:
+        raise RpcUnavailable(f"RPC {shown} is unreachable: {exc.reason}") from None
+    except TimeoutError:
+        raise RpcUnavailable(f"RPC {shown} did not answer within {timeout:g}s") from None
+    except OSError as exc:
+        raise RpcUnavailable(f"RPC {shown} is unreachable: {exc}") from None
+    except (ValueError, KeyError, TypeError):
+        raise RpcUnavailable(f"RPC {shown} gave no valid eth_chainId answer") from None
+    if chain_id != expected:
+        raise ChainMismatch(
+            f"RPC {shown} serves chain id {chain_id}, but chain.chain_id is {expected}"
+        )
+    log.debug("rpc_ok", url=shown, chain_id=chain_id)
+
+
+def render_toml(data: Mapping[str, Any]) -> str:
+    """A small TOML writer for the masked config (scalars, lists and nested tables)."""
+    return "\n\n".join(_toml_blocks(data, ()))
+
+
+def _toml_blocks(data: Mapping[str, Any], prefix: tuple[str, ...]) -> list[str]:
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not _is_table(v)]
+    blocks = [f"[{'.'.join(prefix)}]", *scalars] if prefix else scalars
+    out = (
+        ["\n".join(blocks)]
+        if scalars or (prefix and not any(map(_is_table, data.values())))
+        else []
+    )
+    for key, value in data.items():
+        if _is_table(value):
+            out += _toml_blocks(value, (*prefix, key))
+    return out
+
+
+def _is_table(value: Any) -> bool:
+    return isinstance(value, Mapping)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    return json.dumps(str(value))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Strategy plugins, one package per lending protocol, found through `keeper.strategies`."""
