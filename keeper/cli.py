@@ -81,12 +81,39 @@ def _fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+class OneLineUsageError(click.ClickException):
+    """A bad option or argument, reported as one line (click's own shows the usage block)."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError) -> None:
+        where = error.ctx.command_path if error.ctx is not None else "keeper"
+        super().__init__(f"{error.format_message()} (see '{where} --help')")
+
+    def show(self, file: Any = None) -> None:
+        click.echo(redact(f"keeper: error: {' '.join(self.format_message().split())}"), err=True)
+
+
 class KeeperGroup(click.Group):
     """A click group that owns error reporting for all its (sub)commands."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except KeyboardInterrupt:
