@@ -1,7 +1,8 @@
-"""The real Aave V3 from npm on a fresh anvil: a liquidation, e-mode, and the configuration.
+"""The real Aave V3 from npm on the session devnet: a liquidation, e-mode, and the configuration.
 
-One deploy per module; every test runs inside an anvil snapshot that is
-reverted afterwards, so a price drop in one test never leaks into another.
+Every test runs inside the `devnet` fixture's snapshot, which is reverted
+afterwards, so a price drop in one test never leaks into another. The test's
+own borrowers are fresh anvil accounts, apart from the seeded population.
 """
 
 from __future__ import annotations
@@ -17,88 +18,96 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from keeper.devnet.aave import (
-    DEFAULT_RESERVES,
-    STABLECOINS_EMODE,
-    AaveDeployment,
-    deploy_aave_v3,
-)
-from keeper.devnet.anvil import Anvil
+from keeper.devnet.aave import DEFAULT_RESERVES, STABLECOINS_EMODE, deploy_aave_v3
+from keeper.devnet.artifacts import aave
+from keeper.devnet.deploy import TREASURY_INDEX
 from keeper.devnet.deployer import Deployer
-from keeper.devnet.tokens import DEFAULT_TOKENS, deploy_feeds, deploy_tokens, to_feed_answer
+from keeper.devnet.info import AaveV3Info
+from keeper.devnet.tokens import mintable_erc20, to_feed_answer
 from keeper.errors import DevnetError
+from tests.conftest import Devnet
+from tests.integration.helpers import (
+    MAX_UINT,
+    SPECS,
+    WAD,
+    contract,
+    deployer,
+    feeds,
+    fresh_accounts,
+    liquidator,
+    set_price,
+    tokens,
+    units,
+)
 
-pytestmark = pytest.mark.anvil
-
-SPECS = {s.symbol: s for s in DEFAULT_TOKENS}
-MAX_UINT = 2**256 - 1
 VARIABLE_RATE = 2
-WAD = 10**18
 
 
 @dataclass
 class Env:
-    anvil: Anvil
+    devnet: Devnet
     w3: Web3
     deployer: Deployer
     tokens: dict[str, Contract]
     feeds: dict[str, Contract]
-    aave: AaveDeployment
+    info: AaveV3Info
+    pool: Contract
+    oracle: Contract
+    data_provider: Contract
+    addresses_provider: Contract
+    acl_manager: Contract
     liquidator: ChecksumAddress
     treasury: ChecksumAddress
-    lender: ChecksumAddress
     borrower: ChecksumAddress
     emode_user: ChecksumAddress
 
 
-def units(symbol: str, amount: int | str) -> int:
-    return int(Decimal(amount) * 10 ** SPECS[symbol].decimals)
+@pytest.fixture
+def env(devnet: Devnet) -> Iterator[Env]:
+    info = devnet.info.aave_v3
+
+    def at(artifact: str, address: str) -> Contract:
+        return contract(devnet, aave(artifact), address)
+
+    borrower, emode_user = fresh_accounts(devnet, 2)
+    yield Env(
+        devnet=devnet,
+        w3=devnet.w3,
+        deployer=deployer(devnet),
+        tokens=tokens(devnet),
+        feeds=feeds(devnet),
+        info=info,
+        pool=at("protocol/pool/Pool.sol/Pool.json", info.pool),
+        oracle=at("misc/AaveOracle.sol/AaveOracle.json", info.oracle),
+        data_provider=at(
+            "misc/AaveProtocolDataProvider.sol/AaveProtocolDataProvider.json", info.data_provider
+        ),
+        addresses_provider=at(
+            "protocol/configuration/PoolAddressesProvider.sol/PoolAddressesProvider.json",
+            info.addresses_provider,
+        ),
+        acl_manager=at("protocol/configuration/ACLManager.sol/ACLManager.json", info.acl_manager),
+        liquidator=liquidator(devnet),
+        treasury=devnet.w3.eth.accounts[TREASURY_INDEX],
+        borrower=borrower,
+        emode_user=emode_user,
+    )
 
 
 def supply(env: Env, who: ChecksumAddress, symbol: str, amount: int) -> None:
-    token, pool = env.tokens[symbol], env.aave.pool
+    token, pool = env.tokens[symbol], env.pool
     env.deployer.send(token.functions.mint(who, amount))
     env.deployer.send(token.functions.approve(pool.address, MAX_UINT), sender=who)
     env.deployer.send(pool.functions.supply(token.address, amount, who, 0), sender=who)
 
 
 def health_factor(env: Env, who: ChecksumAddress) -> int:
-    return int(env.aave.pool.functions.getUserAccountData(who).call()[5])
+    return int(env.pool.functions.getUserAccountData(who).call()[5])
 
 
 def variable_debt(env: Env, symbol: str, who: ChecksumAddress) -> int:
-    data = env.aave.data_provider.functions.getUserReserveData(env.tokens[symbol].address, who)
+    data = env.data_provider.functions.getUserReserveData(env.tokens[symbol].address, who)
     return int(data.call()[2])  # currentVariableDebt
-
-
-@pytest.fixture(scope="module")
-def deployed() -> Iterator[Env]:
-    with Anvil() as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-        accounts: list[ChecksumAddress] = list(w3.eth.accounts)
-        deployer = Deployer(w3, accounts[0])
-        tokens = deploy_tokens(deployer, DEFAULT_TOKENS)
-        feeds = deploy_feeds(deployer, DEFAULT_TOKENS)
-        aave = deploy_aave_v3(deployer, tokens, feeds, treasury=accounts[2])
-        env = Env(
-            anvil, w3, deployer, tokens, feeds, aave,
-            liquidator=accounts[1], treasury=accounts[2], lender=accounts[3],
-            borrower=accounts[4], emode_user=accounts[5],
-        )  # fmt: skip
-        # Someone has to supply what the borrowers borrow.
-        for symbol in ("USDC", "WETH"):
-            usd_10m = 10_000_000 // int(SPECS[symbol].usd_price)
-            supply(env, env.lender, symbol, units(symbol, usd_10m))
-        yield env
-
-
-@pytest.fixture
-def env(deployed: Env) -> Iterator[Env]:
-    snapshot = deployed.anvil.rpc("evm_snapshot")
-    try:
-        yield deployed
-    finally:
-        assert deployed.anvil.rpc("evm_revert", snapshot) is True
 
 
 def test_deploy_rejects_token_without_reserve_parameters(env: Env) -> None:
@@ -108,7 +117,7 @@ def test_deploy_rejects_token_without_reserve_parameters(env: Env) -> None:
 
 
 def test_liquidation_call_after_feed_drop(env: Env) -> None:
-    pool, weth, usdc = env.aave.pool, env.tokens["WETH"], env.tokens["USDC"]
+    pool, weth, usdc = env.pool, env.tokens["WETH"], env.tokens["USDC"]
     supply(env, env.borrower, "WETH", units("WETH", 10))  # $20,000 at $2,000
     # 79% of the collateral value: just under the 80% LTV.
     borrow = units("USDC", 15_800)
@@ -119,20 +128,23 @@ def test_liquidation_call_after_feed_drop(env: Env) -> None:
     assert health_factor(env, env.borrower) > WAD
 
     # $2,000 -> $1,900: HF = 19,000 * 0.825 / 15,800 ~ 0.99.
-    env.deployer.send(env.feeds["WETH"].functions.updateAnswer(to_feed_answer(Decimal(1900))))
+    set_price(env.devnet, "WETH", Decimal(1900))
     hf_before = health_factor(env, env.borrower)
     assert hf_before < WAD
 
     liquidator = env.liquidator
     debt_to_cover = units("USDC", 7_900)  # half the debt: the close factor above HF 0.95
-    env.deployer.send(usdc.functions.mint(liquidator, debt_to_cover))
     env.deployer.send(usdc.functions.approve(pool.address, MAX_UINT), sender=liquidator)
-    a_weth = env.w3.eth.contract(
-        address=pool.functions.getReserveData(weth.address).call()[8], abi=weth.abi
-    )
+    a_weth_address = pool.functions.getReserveData(weth.address).call()[8]
+    a_weth = contract(env.devnet, mintable_erc20(), a_weth_address)  # an ERC-20 like any other
     weth_before = weth.functions.balanceOf(liquidator).call()
+    usdc_before = usdc.functions.balanceOf(liquidator).call()
     debt_before = variable_debt(env, "USDC", env.borrower)
     treasury_before = a_weth.functions.balanceOf(env.treasury).call()
+    # The population keeps USDC utilised, so a second of interest is several units of debt:
+    # mine the liquidation at the timestamp `debt_before` was read at (the latest block's).
+    latest = env.w3.eth.get_block("latest")["timestamp"]
+    env.devnet.rpc("evm_setNextBlockTimestamp", latest)
 
     receipt = env.deployer.send(
         pool.functions.liquidationCall(
@@ -152,10 +164,10 @@ def test_liquidation_call_after_feed_drop(env: Env) -> None:
     assert args["receiveAToken"] is False
     seized = args["liquidatedCollateralAmount"]
     assert weth.functions.balanceOf(liquidator).call() - weth_before == seized
-    assert usdc.functions.balanceOf(liquidator).call() == 0
+    assert usdc_before - usdc.functions.balanceOf(liquidator).call() == debt_to_cover
 
     # Value seized vs value repaid, both in the oracle's 8-decimal USD.
-    oracle = env.aave.oracle.functions
+    oracle = env.oracle.functions
     seized_usd = seized * oracle.getAssetPrice(weth.address).call() // 10**18
     repaid_usd = debt_to_cover * oracle.getAssetPrice(usdc.address).call() // 10**6
     bonus = Decimal(seized_usd) / Decimal(repaid_usd)
@@ -168,7 +180,7 @@ def test_liquidation_call_after_feed_drop(env: Env) -> None:
 
 
 def test_liquidation_reverts_while_healthy(env: Env) -> None:
-    pool, weth, usdc = env.aave.pool, env.tokens["WETH"], env.tokens["USDC"]
+    pool, weth, usdc = env.pool, env.tokens["WETH"], env.tokens["USDC"]
     supply(env, env.borrower, "WETH", units("WETH", 10))
     env.deployer.send(
         pool.functions.borrow(usdc.address, units("USDC", 10_000), VARIABLE_RATE, 0, env.borrower),
@@ -181,7 +193,7 @@ def test_liquidation_reverts_while_healthy(env: Env) -> None:
 
 
 def test_emode_lifts_borrowing_power_to_93_percent(env: Env) -> None:
-    pool, usdc, user = env.aave.pool, env.tokens["USDC"], env.emode_user
+    pool, usdc, user = env.pool, env.tokens["USDC"], env.emode_user
     supply(env, user, "DAI", units("DAI", 10_000))
     borrow = pool.functions.borrow(usdc.address, units("USDC", 9_200), VARIABLE_RATE, 0, user)
 
@@ -206,8 +218,8 @@ def test_emode_lifts_borrowing_power_to_93_percent(env: Env) -> None:
 
 
 def test_reserve_configuration_reads_back(env: Env) -> None:
-    data = env.aave.data_provider.functions
-    pool = env.aave.pool.functions
+    data = env.data_provider.functions
+    pool = env.pool.functions
     listed = [Web3.to_checksum_address(a) for a in pool.getReservesList().call()]
     assert listed == [env.tokens[s].address for s in DEFAULT_RESERVES]
 
@@ -228,12 +240,13 @@ def test_reserve_configuration_reads_back(env: Env) -> None:
         assert data.getReserveCaps(asset).call() == [0, 0]
         assert data.getReserveEModeCategory(asset).call() == params.emode_category
         expected_price = to_feed_answer(SPECS[symbol].usd_price)
-        assert env.aave.oracle.functions.getAssetPrice(asset).call() == expected_price
+        assert env.oracle.functions.getAssetPrice(asset).call() == expected_price
         a_token_address = data.getReserveTokensAddresses(asset).call()[0]
-        a_token = env.w3.eth.contract(
-            address=a_token_address,
-            abi=[{"type": "function", "name": "RESERVE_TREASURY_ADDRESS", "inputs": [],
-                  "outputs": [{"type": "address", "name": ""}], "stateMutability": "view"}],
+        a_token = contract(
+            env.devnet,
+            [{"type": "function", "name": "RESERVE_TREASURY_ADDRESS", "inputs": [],
+              "outputs": [{"type": "address", "name": ""}], "stateMutability": "view"}],
+            a_token_address,
         )  # fmt: skip
         assert a_token.functions.RESERVE_TREASURY_ADDRESS().call() == env.treasury
 
@@ -245,14 +258,14 @@ def test_reserve_configuration_reads_back(env: Env) -> None:
         "0x0000000000000000000000000000000000000000",
         "Stablecoins",
     )
-    provider = env.aave.addresses_provider.functions
-    info = env.aave.info
+    provider = env.addresses_provider.functions
+    info = env.info
     assert provider.getPool().call() == info.pool
     assert provider.getPoolConfigurator().call() == info.pool_configurator
     assert provider.getPriceOracle().call() == info.oracle
     assert provider.getPoolDataProvider().call() == info.data_provider
     assert provider.getACLManager().call() == info.acl_manager
-    acl = env.aave.acl_manager.functions
+    acl = env.acl_manager.functions
     admin = env.deployer.sender
     assert acl.isPoolAdmin(admin).call()
     assert acl.isEmergencyAdmin(admin).call()

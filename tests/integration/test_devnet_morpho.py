@@ -1,8 +1,7 @@
-"""The real Morpho Blue (compiled from npm) on a fresh anvil: markets, oracle and a liquidation."""
+"""The real Morpho Blue (compiled from npm) on the session devnet: markets, oracle, liquidation."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -12,58 +11,70 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
-from keeper.devnet.anvil import Anvil
-from keeper.devnet.artifacts import Artifact
 from keeper.devnet.deployer import Deployer
+from keeper.devnet.info import MorphoMarketInfo
 from keeper.devnet.morpho import (
     DEFAULT_LLTV,
+    DEFAULT_MARKETS,
     DEFAULT_SUPPLY_USD,
     ORACLE_PRICE_SCALE,
-    MorphoBlueDeployment,
-    deploy_morpho_blue,
+    feed_oracle_artifact,
     market_id,
     market_params,
     morpho_abi,
 )
-from keeper.devnet.tokens import (
-    DEFAULT_TOKENS,
-    FEED_DECIMALS,
-    deploy_feeds,
-    deploy_tokens,
-    devnet_contracts,
-    to_feed_answer,
-)
+from keeper.devnet.tokens import FEED_DECIMALS, price_feed
 from keeper.devnet.uniswap import pool_amount
+from tests.conftest import Devnet
+from tests.integration.helpers import (
+    MAX_UINT,
+    SPECS,
+    WAD,
+    contract,
+    deployer,
+    feeds,
+    fresh_accounts,
+    liquidator,
+    set_price,
+    tokens,
+)
 
-pytestmark = pytest.mark.anvil
-
-SPECS = {s.symbol: s for s in DEFAULT_TOKENS}
-WAD = 10**18
+# Morpho's virtual shares: the first supply of `a` assets to an empty market mints a * 1e6 shares.
+VIRTUAL_SHARES = 10**6
 
 
 @dataclass
 class Env:
+    devnet: Devnet
     w3: Web3
     deployer: Deployer
     tokens: dict[str, Contract]
     feeds: dict[str, Contract]
-    morpho: MorphoBlueDeployment
+    morpho: Contract
+    markets: dict[str, MorphoMarketInfo]  # "COLLATERAL/LOAN", e.g. "WETH/USDC"
+    oracles: dict[str, Contract]  # same keys
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    with Anvil() as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-        deployer = Deployer(w3, w3.eth.accounts[0])
-        tokens = deploy_tokens(deployer, DEFAULT_TOKENS)
-        feeds = deploy_feeds(deployer, DEFAULT_TOKENS)
-        morpho = deploy_morpho_blue(deployer, tokens, feeds, DEFAULT_TOKENS)
-        yield Env(w3, deployer, tokens, feeds, morpho)
-
-
-def feed_oracle_artifacts() -> tuple[Artifact, Artifact]:
-    contracts = devnet_contracts()
-    return contracts["PriceFeed"], contracts["FeedOracle"]
+@pytest.fixture
+def env(devnet: Devnet) -> Env:
+    erc20s = tokens(devnet)
+    symbol = {token.address: s for s, token in erc20s.items()}
+    markets = {
+        f"{symbol[Web3.to_checksum_address(m.collateral_token)]}/"
+        f"{symbol[Web3.to_checksum_address(m.loan_token)]}": m
+        for m in devnet.info.morpho_blue.markets
+    }
+    oracle_artifact = feed_oracle_artifact()
+    return Env(
+        devnet=devnet,
+        w3=devnet.w3,
+        deployer=deployer(devnet),
+        tokens=erc20s,
+        feeds=feeds(devnet),
+        morpho=contract(devnet, morpho_abi(), devnet.info.morpho_blue.morpho),
+        markets=markets,
+        oracles={key: contract(devnet, oracle_artifact, m.oracle) for key, m in markets.items()},
+    )
 
 
 def expected_price(env: Env, collateral: str, loan: str) -> int:
@@ -80,29 +91,40 @@ def test_merged_abi_decodes_every_morpho_event() -> None:
 
 
 def test_markets_are_created_and_funded(env: Env) -> None:
-    morpho = env.morpho.morpho
+    morpho = env.morpho
     assert morpho.functions.owner().call() == env.deployer.sender
-    assert morpho.functions.isIrmEnabled(env.morpho.irm.address).call()
     assert morpho.functions.isLltvEnabled(DEFAULT_LLTV).call()
-    assert set(env.morpho.markets) == {"WETH/USDC", "WBTC/USDC"}
+    assert set(env.markets) == {"WETH/USDC", "WBTC/USDC"}
+    # devnet.json lists the markets in the order they were created.
+    assert list(env.markets) == [f"{c}/{loan}" for c, loan in DEFAULT_MARKETS]
     usdc_supply = pool_amount(DEFAULT_SUPPLY_USD, SPECS["USDC"])
-    for key, market in env.morpho.markets.items():
+    usdc_in_morpho = 0
+    for key, market in env.markets.items():
         collateral, loan = key.split("/")
         params = market_params(market)
+        assert morpho.functions.isIrmEnabled(params[3]).call()
         assert params[:2] == (env.tokens[loan].address, env.tokens[collateral].address)
         assert market.id == "0x" + market_id(*params).hex()
         assert morpho.functions.idToMarketParams(market.id).call() == list(params)
-        total_supply_assets, _, _, _, last_update, _ = morpho.functions.market(market.id).call()
-        assert total_supply_assets == usdc_supply
+        state = morpho.functions.market(market.id).call()
+        supply_assets, supply_shares, borrow_assets, _, last_update, _ = state
+        # The deployer funded the empty market with exactly `usdc_supply` and is its only
+        # supplier; the population's borrows only add interest to the supplied assets since.
+        assert supply_shares == usdc_supply * VIRTUAL_SHARES
+        assert morpho.functions.position(market.id, env.deployer.sender).call()[0] == (
+            supply_shares
+        )
+        assert supply_assets >= usdc_supply
         assert last_update > 0
-    assert env.morpho.info.markets == list(env.morpho.markets.values())
-    assert env.tokens["USDC"].functions.balanceOf(morpho.address).call() == 2 * usdc_supply
+        usdc_in_morpho += supply_assets - borrow_assets
+    # Every supplied USDC sits in Morpho except what the borrowers took out.
+    assert env.tokens["USDC"].functions.balanceOf(morpho.address).call() == usdc_in_morpho
 
 
 def test_oracle_price_matches_the_1e36_formula(env: Env) -> None:
-    weth_price = env.morpho.oracles["WETH/USDC"].functions.price().call()
+    weth_price = env.oracles["WETH/USDC"].functions.price().call()
     assert weth_price == expected_price(env, "WETH", "USDC") == 2000 * 10**24
-    wbtc_price = env.morpho.oracles["WBTC/USDC"].functions.price().call()
+    wbtc_price = env.oracles["WBTC/USDC"].functions.price().call()
     assert wbtc_price == expected_price(env, "WBTC", "USDC") == 30_000 * 10**34
     # 1 WETH (1e18 units) is worth 2000 USDC (2000e6 units) at that price.
     assert 10**18 * weth_price // ORACLE_PRICE_SCALE == 2000 * 10**6
@@ -112,10 +134,11 @@ def test_oracle_price_matches_the_1e36_formula(env: Env) -> None:
 def test_liquidate_reverts_while_healthy_and_pays_an_incentive_after_a_feed_drop(
     env: Env,
 ) -> None:
-    w3, deployer, morpho = env.w3, env.deployer, env.morpho.morpho
+    deployer, morpho = env.deployer, env.morpho
     weth, usdc = env.tokens["WETH"], env.tokens["USDC"]
-    liquidator, borrower = list(w3.eth.accounts)[1:3]
-    market = env.morpho.markets["WETH/USDC"]
+    keeper = liquidator(env.devnet)  # funded with $5M USDC by the devnet deploy
+    (borrower,) = fresh_accounts(env.devnet, 1)
+    market = env.markets["WETH/USDC"]
     params = market_params(market)
 
     # Borrower: 10 WETH ($20,000) collateral, borrows 17,000 USDC; max at 86 % LLTV is 17,200.
@@ -130,34 +153,34 @@ def test_liquidate_reverts_while_healthy_and_pays_an_incentive_after_a_feed_drop
     assert usdc.functions.balanceOf(borrower).call() == borrowed
 
     # Liquidator: USDC working capital, Morpho approved.
-    deployer.send(usdc.functions.mint(liquidator, 1_000_000 * 10**6))
-    deployer.send(usdc.functions.approve(morpho.address, 2**256 - 1), sender=liquidator)
+    assert usdc.functions.balanceOf(keeper).call() >= 1_000_000 * 10**6
+    deployer.send(usdc.functions.approve(morpho.address, MAX_UINT), sender=keeper)
     seized = 2 * 10**18
     liquidate = morpho.functions.liquidate(params, borrower, seized, 0, b"")
 
     with pytest.raises(ContractLogicError, match="position is healthy"):
-        liquidate.call({"from": liquidator})
+        liquidate.call({"from": keeper})
 
     # WETH $2000 -> $1900: 19,000 * 0.86 = 16,340 < 17,000 borrowed.
-    deployer.send(env.feeds["WETH"].functions.updateAnswer(to_feed_answer(Decimal(1900))))
-    price = env.morpho.oracles["WETH/USDC"].functions.price().call()
+    set_price(env.devnet, "WETH", Decimal(1900))
+    price = env.oracles["WETH/USDC"].functions.price().call()
     assert price == expected_price(env, "WETH", "USDC") == 1900 * 10**24
 
     _, shares_before, _ = morpho.functions.position(market.id, borrower).call()
-    weth_before = weth.functions.balanceOf(liquidator).call()
-    usdc_before = usdc.functions.balanceOf(liquidator).call()
-    receipt = deployer.send(liquidate, sender=liquidator)
+    weth_before = weth.functions.balanceOf(keeper).call()
+    usdc_before = usdc.functions.balanceOf(keeper).call()
+    receipt = deployer.send(liquidate, sender=keeper)
 
     (event,) = morpho.events.Liquidate().process_receipt(receipt, errors=DISCARD)
     args = event["args"]
     assert "0x" + bytes(args["id"]).hex() == market.id
-    assert (args["caller"], args["borrower"]) == (liquidator, borrower)
+    assert (args["caller"], args["borrower"]) == (keeper, borrower)
     assert args["seizedAssets"] == seized
     assert args["badDebtAssets"] == 0 and args["badDebtShares"] == 0
     repaid = args["repaidAssets"]
 
-    assert weth.functions.balanceOf(liquidator).call() - weth_before == seized
-    paid = usdc_before - usdc.functions.balanceOf(liquidator).call()
+    assert weth.functions.balanceOf(keeper).call() - weth_before == seized
+    paid = usdc_before - usdc.functions.balanceOf(keeper).call()
     assert paid == repaid
     received_value = seized * price // ORACLE_PRICE_SCALE  # in USDC units
     assert paid < received_value
@@ -186,7 +209,8 @@ def test_oracle_is_exact_at_extreme_decimals(
     collateral_decimals: int,
     loan_decimals: int,
 ) -> None:
-    feed_artifact, oracle_artifact = feed_oracle_artifacts()
+    # Fresh feeds and oracle on the shared devnet; the `devnet` fixture's revert removes them.
+    feed_artifact, oracle_artifact = price_feed(), feed_oracle_artifact()
     c_feed = env.deployer.deploy(feed_artifact, collateral_feed[0], "C / USD", collateral_feed[1])
     l_feed = env.deployer.deploy(feed_artifact, loan_feed[0], "L / USD", loan_feed[1])
     oracle = env.deployer.deploy(

@@ -1,9 +1,8 @@
-"""The real Uniswap V2 from npm on a fresh anvil: init-code hash, pools, quotes and a swap."""
+"""The real Uniswap V2 from npm on the session devnet: init-code hash, pools, quotes and a swap."""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -12,41 +11,47 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.logs import DISCARD
 
-from keeper.devnet.anvil import Anvil
 from keeper.devnet.deployer import Deployer
-from keeper.devnet.tokens import DEFAULT_TOKENS, deploy_feeds, deploy_tokens
+from keeper.devnet.info import UniswapV2Info
 from keeper.devnet.uniswap import (
     DEFAULT_LIQUIDITY_USD,
     ROUTER_INIT_CODE_HASH,
-    UniswapV2Deployment,
-    deploy_uniswap_v2,
+    factory_artifact,
+    pair_artifact,
     pair_init_code_hash,
     pool_amount,
+    router_artifact,
 )
-
-pytestmark = pytest.mark.anvil
-
-SPECS = {s.symbol: s for s in DEFAULT_TOKENS}
-MAX_UINT = 2**256 - 1
+from tests.conftest import TEST_SPEC, Devnet
+from tests.integration.helpers import SPECS, contract, deployer, fresh_accounts, tokens
 
 
 @dataclass
 class Env:
+    devnet: Devnet
     w3: Web3
     deployer: Deployer
     tokens: dict[str, Contract]
-    uni: UniswapV2Deployment
+    info: UniswapV2Info
+    factory: Contract
+    router: Contract
+    pairs: dict[str, Contract]
 
 
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    with Anvil() as anvil:
-        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
-        deployer = Deployer(w3, w3.eth.accounts[0])
-        tokens = deploy_tokens(deployer, DEFAULT_TOKENS)
-        deploy_feeds(deployer, DEFAULT_TOKENS)
-        uni = deploy_uniswap_v2(deployer, tokens, DEFAULT_TOKENS)
-        yield Env(w3, deployer, tokens, uni)
+@pytest.fixture
+def env(devnet: Devnet) -> Env:
+    info = devnet.info.uniswap_v2
+    pair_abi = pair_artifact()
+    return Env(
+        devnet=devnet,
+        w3=devnet.w3,
+        deployer=deployer(devnet),
+        tokens=tokens(devnet),
+        info=info,
+        factory=contract(devnet, factory_artifact(), info.factory),
+        router=contract(devnet, router_artifact(), info.router),
+        pairs={key: contract(devnet, pair_abi, address) for key, address in info.pairs.items()},
+    )
 
 
 def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
@@ -55,7 +60,7 @@ def get_amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
 
 
 def reserves(env: Env, token_in: str, token_out: str) -> tuple[int, int]:
-    pair = env.uni.pairs.get(f"{token_in}/{token_out}") or env.uni.pairs[f"{token_out}/{token_in}"]
+    pair = env.pairs.get(f"{token_in}/{token_out}") or env.pairs[f"{token_out}/{token_in}"]
     r0, r1, _ = pair.functions.getReserves().call()
     token0 = pair.functions.token0().call()
     return (r0, r1) if token0 == env.tokens[token_in].address else (r1, r0)
@@ -63,20 +68,20 @@ def reserves(env: Env, token_in: str, token_out: str) -> tuple[int, int]:
 
 def test_router_init_code_hash_matches_npm_pair_bytecode(env: Env) -> None:
     assert pair_init_code_hash() == ROUTER_INIT_CODE_HASH
-    router_code = bytes(env.w3.eth.get_code(env.uni.router.address))
+    router_code = bytes(env.w3.eth.get_code(env.router.address))
     assert ROUTER_INIT_CODE_HASH in router_code
 
 
 def test_every_pair_exists_with_pools_at_feed_prices(env: Env) -> None:
-    symbols = [s.symbol for s in DEFAULT_TOKENS]
+    symbols = [s.symbol for s in TEST_SPEC.tokens]
     expected_keys = {f"{a}/{b}" for a, b in itertools.combinations(symbols, 2)}
-    assert set(env.uni.info.pairs) == expected_keys
+    assert set(env.info.pairs) == expected_keys
     assert len(expected_keys) == 6
-    factory = env.uni.factory
+    factory = env.factory
     assert factory.functions.allPairsLength().call() == 6
-    assert env.uni.router.functions.factory().call() == factory.address
-    assert env.uni.router.functions.WETH().call() == env.tokens["WETH"].address
-    for key, address in env.uni.info.pairs.items():
+    assert env.router.functions.factory().call() == factory.address
+    assert env.router.functions.WETH().call() == env.tokens["WETH"].address
+    for key, address in env.info.pairs.items():
         a, b = key.split("/")
         assert factory.functions.getPair(env.tokens[a].address, env.tokens[b].address).call() == (
             address
@@ -94,7 +99,7 @@ def test_every_pair_exists_with_pools_at_feed_prices(env: Env) -> None:
 def test_router_quotes_against_factory_pairs(env: Env) -> None:
     amount_in = 10 * 10**18  # 10 WETH
     path = [env.tokens["WETH"].address, env.tokens["USDC"].address]
-    quote = env.uni.router.functions.getAmountsOut(amount_in, path).call()
+    quote = env.router.functions.getAmountsOut(amount_in, path).call()
     reserve_in, reserve_out = reserves(env, "WETH", "USDC")
     assert quote == [amount_in, get_amount_out(amount_in, reserve_in, reserve_out)]
     # About $20,000 minus the 0.3 % fee and a tiny price impact on a $50M pool.
@@ -102,30 +107,28 @@ def test_router_quotes_against_factory_pairs(env: Env) -> None:
 
     # A two-hop path routes through the intermediate pair.
     hop = [env.tokens["WBTC"].address, env.tokens["WETH"].address, env.tokens["DAI"].address]
-    amounts = env.uni.router.functions.getAmountsOut(10**8, hop).call()
+    amounts = env.router.functions.getAmountsOut(10**8, hop).call()
     mid = get_amount_out(10**8, *reserves(env, "WBTC", "WETH"))
     assert amounts == [10**8, mid, get_amount_out(mid, *reserves(env, "WETH", "DAI"))]
 
 
 def test_swap_exact_tokens_for_tokens_pays_the_quote(env: Env) -> None:
-    trader = list(env.w3.eth.accounts)[1]
+    (trader,) = fresh_accounts(env.devnet, 1)
     weth, usdc = env.tokens["WETH"], env.tokens["USDC"]
     amount_in = 25 * 10**18
     env.deployer.send(weth.functions.mint(trader, amount_in))
-    env.deployer.send(weth.functions.approve(env.uni.router.address, amount_in), sender=trader)
+    env.deployer.send(weth.functions.approve(env.router.address, amount_in), sender=trader)
 
     path = [weth.address, usdc.address]
     reserve_in, reserve_out = reserves(env, "WETH", "USDC")
-    quote = env.uni.router.functions.getAmountsOut(amount_in, path).call()[-1]
+    quote = env.router.functions.getAmountsOut(amount_in, path).call()[-1]
     expected = get_amount_out(amount_in, reserve_in, reserve_out)
     assert quote == expected
     usdc_before = usdc.functions.balanceOf(trader).call()
     deadline = env.w3.eth.get_block("latest")["timestamp"] + 600
 
     receipt = env.deployer.send(
-        env.uni.router.functions.swapExactTokensForTokens(
-            amount_in, expected, path, trader, deadline
-        ),
+        env.router.functions.swapExactTokensForTokens(amount_in, expected, path, trader, deadline),
         sender=trader,
     )
 
@@ -134,7 +137,7 @@ def test_swap_exact_tokens_for_tokens_pays_the_quote(env: Env) -> None:
     assert weth.functions.balanceOf(trader).call() == 0
     assert reserves(env, "WETH", "USDC") == (reserve_in + amount_in, reserve_out - expected)
     # The pair's Swap event reports the same amounts.
-    pair = env.uni.pairs["WETH/USDC"]
+    pair = env.pairs["WETH/USDC"]
     # DISCARD: the receipt also holds the tokens' Transfer logs, which are not Swaps.
     (swap,) = pair.events.Swap().process_receipt(receipt, errors=DISCARD)
     assert swap["address"] == pair.address

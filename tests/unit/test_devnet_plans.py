@@ -52,8 +52,9 @@ def test_debt_sizing_hits_the_target_health_and_respects_ltv() -> None:
             lt = sum(collateral.values(), Decimal(0)) * Decimal("0.95")
             ltv = sum(collateral.values(), Decimal(0)) * Decimal("0.93")
         else:
-            lt = sum((v * RISK.aave_lt_bps[s] for s, v in collateral.items()), Decimal(0)) / 10_000
-            ltv = sum((v * RISK.aave_ltv_bps[s] for s, v in collateral.items()), Decimal(0)) / 10_000
+            lt = sum((v * RISK.aave_lt_bps[s] for s, v in collateral.items()), Decimal(0))
+            ltv = sum((v * RISK.aave_ltv_bps[s] for s, v in collateral.items()), Decimal(0))
+            lt, ltv = lt / 10_000, ltv / 10_000
         assert debt <= ltv * Decimal("0.995") + Decimal("0.000001")
         assert lt / debt >= plan.target_health - Decimal("0.000001")
 

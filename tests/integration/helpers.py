@@ -1,0 +1,78 @@
+"""Helpers shared by the integration tests that run on the session devnet (tests/conftest.py).
+
+The devnet is deployed once (and cached); tests find its contracts through
+`devnet.info` and build web3 objects from those addresses and the npm ABIs.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from eth_typing import ChecksumAddress
+from web3 import Web3
+from web3.contract import Contract
+
+from keeper.devnet.artifacts import Artifact
+from keeper.devnet.deployer import Deployer
+from keeper.devnet.tokens import mintable_erc20, price_feed, to_feed_answer
+from tests.conftest import TEST_SPEC, Devnet
+
+# The session devnet's tokens; its feeds start at these prices (each test's changes are reverted).
+SPECS = {s.symbol: s for s in TEST_SPEC.tokens}
+MAX_UINT = 2**256 - 1
+WAD = 10**18
+# anvil dev accounts that neither the deploy nor the seeded population touches (those use 0..3
+# and keccak-derived borrower addresses): free for a test's own borrowers and traders.
+FRESH_ACCOUNT_INDEXES = range(5, 10)
+
+
+def units(symbol: str, amount: int | str) -> int:
+    """`amount` whole tokens of `symbol` in base units: units("USDC", 5) == 5_000_000."""
+    return int(Decimal(amount) * 10 ** SPECS[symbol].decimals)
+
+
+def contract(devnet: Devnet, abi: Artifact | list[dict[str, Any]], address: str) -> Contract:
+    """A web3 contract at `address` with `abi` (an artifact or a bare ABI list)."""
+    return devnet.w3.eth.contract(
+        address=Web3.to_checksum_address(address),
+        abi=abi.abi if isinstance(abi, Artifact) else abi,
+    )
+
+
+def tokens(devnet: Devnet) -> dict[str, Contract]:
+    """The devnet's ERC-20s (public mint) by symbol, in deploy order."""
+    artifact = mintable_erc20()
+    return {s: contract(devnet, artifact, t.address) for s, t in devnet.info.tokens.items()}
+
+
+def feeds(devnet: Devnet) -> dict[str, Contract]:
+    """The devnet's Chainlink-style USD feeds by token symbol (the deployer owns them)."""
+    artifact = price_feed()
+    return {s: contract(devnet, artifact, a) for s, a in devnet.info.feeds.items()}
+
+
+def deployer(devnet: Devnet) -> Deployer:
+    """Sends as the devnet deployer (owner of the feeds and every admin role) by default."""
+    return Deployer(devnet.w3, Web3.to_checksum_address(devnet.info.accounts.deployer))
+
+
+def liquidator(devnet: Devnet) -> ChecksumAddress:
+    """The devnet's liquidator (anvil account 1), funded with $5M of every token."""
+    return Web3.to_checksum_address(devnet.info.accounts.liquidator)
+
+
+def fresh_accounts(devnet: Devnet, count: int) -> list[ChecksumAddress]:
+    """`count` unlocked anvil accounts that have never sent a transaction nor hold a token."""
+    accounts = [devnet.w3.eth.accounts[i] for i in FRESH_ACCOUNT_INDEXES[:count]]
+    assert len(accounts) == count, f"only {len(FRESH_ACCOUNT_INDEXES)} fresh accounts"
+    erc20s = tokens(devnet).values()
+    for account in accounts:
+        assert devnet.w3.eth.get_transaction_count(account) == 0, f"{account} is not fresh"
+        assert all(t.functions.balanceOf(account).call() == 0 for t in erc20s), account
+    return accounts
+
+
+def set_price(devnet: Devnet, symbol: str, usd: Decimal) -> None:
+    """Post a new answer on `symbol`'s USD feed (as its owner, the deployer)."""
+    deployer(devnet).send(feeds(devnet)[symbol].functions.updateAnswer(to_feed_answer(usd)))
