@@ -29,13 +29,9 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def wait_until_interrupted(anvil: Anvil) -> None:
     """Block until Ctrl-C or SIGTERM (or anvil dies); the caller's finally stops anvil."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        while anvil.poll() is None:
-            time.sleep(0.5)
-        log.error("anvil exited on its own", returncode=anvil.poll())
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    while anvil.poll() is None:
+        time.sleep(0.2)
+    log.error("anvil exited on its own", returncode=anvil.poll())
 
 
 def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bool) -> None:
@@ -75,20 +71,27 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
         return
     console = Console(stderr=True)
     started = time.monotonic()
-    with console.status("starting the devnet (the first start deploys and takes longer)…"):
-        anvil, info, cached = start_devnet(
-            DevnetSpec(borrowers=borrowers, seed=seed),
-            port=port, block_time=block_time, use_cache=not no_cache,
-        )
+    # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        info.write(out)
-        print_summary(console, info, time.monotonic() - started, cached)
-        console.print(f"wrote {out}; Ctrl-C stops the devnet")
-        wait_until_interrupted(anvil)
+        with console.status("starting the devnet (the first start deploys and takes longer)…"):
+            anvil, info, cached = start_devnet(
+                DevnetSpec(borrowers=borrowers, seed=seed),
+                port=port, block_time=block_time, use_cache=not no_cache,
+            )
+        try:
+            info.write(out)
+            print_summary(console, info, time.monotonic() - started, cached)
+            console.print(f"wrote {out}; Ctrl-C stops the devnet")
+            wait_until_interrupted(anvil)
+        except KeyboardInterrupt:
+            console.print("stopping the devnet")
+        finally:
+            anvil.stop()
     except KeyboardInterrupt:
-        console.print("stopping the devnet")
+        console.print("interrupted while starting; anvil stopped")
     finally:
-        anvil.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @devnet.command("price")
