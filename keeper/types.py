@@ -1,0 +1,133 @@
+"""The typed values that pass between the engine's stages.
+
+chain/ turns RPC data into `BlockRef` and `Event`; strategies turn events into
+`Opportunity`; ranking picks among them; strategies turn the chosen one into a
+`TxIntent`; only execution/ signs and sends. All are frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRef:
+    """A block the keeper has seen: enough to pin calls to it and to detect reorgs."""
+
+    number: int
+    hash: str
+    parent_hash: str
+    timestamp: int
+    base_fee: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """What a strategy must hear: logs of these addresses with these first topics (any if empty)."""
+
+    addresses: tuple[str, ...]
+    topics0: tuple[str, ...] = ()
+    # Price-feed logs are acted on as they arrive, not at the next head.
+    urgent: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One log, as the node gave it (topics and data as 0x-hex strings)."""
+
+    address: str
+    topics: tuple[str, ...]
+    data: str
+    block_number: int
+    block_hash: str
+    transaction_hash: str
+    transaction_index: int
+    log_index: int
+    removed: bool = False
+
+    @property
+    def topic0(self) -> str:
+        return self.topics[0] if self.topics else ""
+
+    @classmethod
+    def from_rpc(cls, log: Mapping[str, Any]) -> Event:
+        def hexstr(value: Any) -> str:
+            return value if isinstance(value, str) else "0x" + bytes(value).hex()
+
+        def num(value: Any) -> int:
+            return int(value, 16) if isinstance(value, str) else int(value)
+
+        return cls(
+            address=hexstr(log["address"]).lower(),
+            topics=tuple(hexstr(t).lower() for t in log["topics"]),
+            data=hexstr(log["data"]),
+            block_number=num(log["blockNumber"]),
+            block_hash=hexstr(log["blockHash"]),
+            transaction_hash=hexstr(log["transactionHash"]),
+            transaction_index=num(log["transactionIndex"]),
+            log_index=num(log["logIndex"]),
+            removed=bool(log.get("removed", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SwapLeg:
+    """Selling `amount_in` of one token for another on a DEX pair (exact quote)."""
+
+    pair: str
+    token_in: str
+    token_out: str
+    amount_in: int
+    amount_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """A liquidatable position and one concrete way to liquidate it, valued in the quote asset.
+
+    Amounts are raw token units; values are wei of the quote asset (`quote_token`).
+    `key` identifies the opportunity across restarts: the same position at the
+    same oracle state gives the same key, so it is never sent twice.
+    """
+
+    strategy: str
+    key: str
+    account: str
+    collateral: str
+    debt: str
+    debt_to_cover: int
+    collateral_received: int
+    gross_value: int  # value of collateral received minus debt paid, before slippage and gas
+    slippage: int  # value lost turning the collateral back into the debt asset
+    gas_limit: int
+    gas_cost: int
+    net_profit: int  # gross_value - slippage - gas_cost
+    quote_token: str
+    health_factor: int  # wad; < 1e18 means liquidatable
+    block: int
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A contract call a strategy wants made: target, calldata, value."""
+
+    to: str
+    data: str
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TxIntent:
+    """An unsigned transaction for one ranked opportunity; execution signs and sends it.
+
+    `spender` must be allowed to pull `opportunity.debt` from the sender first
+    (execution makes sure of it before sending).
+    """
+
+    opportunity: Opportunity
+    call: Call
+    gas_limit: int
+    spender: str
