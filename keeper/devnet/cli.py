@@ -72,7 +72,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
     console = Console(stderr=True)
     started = time.monotonic()
     # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # SIGINT is set explicitly: a shell's background job starts with it ignored.
+    previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with console.status("starting the devnet (the first start deploys and takes longer)…"):
             anvil, info, cached = start_devnet(
@@ -91,7 +92,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
     except KeyboardInterrupt:
         console.print("interrupted while starting; anvil stopped")
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @devnet.command("price")

@@ -46,6 +46,11 @@ AAVE_LIQUIDITY_USD = 40_000_000
 # Working capital given to the liquidator, per token, in USD.
 LIQUIDATOR_FUNDS_USD = 5_000_000
 CACHE_FORMAT = 1
+# The modules whose code decides what the deployed state holds (the cache key hashes them).
+STATE_SHAPING_MODULES = (
+    "aave.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
+    "info.py", "morpho.py", "tokens.py", "uniswap.py",
+)
 
 
 @dataclass(frozen=True)
@@ -139,7 +144,7 @@ def cache_key(spec: DevnetSpec) -> str:
     root = project_root()
     digest = hashlib.sha256(f"{CACHE_FORMAT}:{spec!r}".encode())
     inputs = [root / "package-lock.json"]
-    inputs += sorted((root / "keeper" / "devnet").glob("*.py"))
+    inputs += [root / "keeper" / "devnet" / name for name in STATE_SHAPING_MODULES]
     inputs += sorted((root / "contracts" / "devnet").glob("*.sol"))
     for path in inputs:
         digest.update(path.name.encode())

@@ -1,0 +1,301 @@
+"""Aave V3 market discovery and account snapshots, read through a `ChainReader` in batches.
+
+`discover` reads a market's reserves, oracle prices and e-mode categories at one block;
+`read_accounts` reads many users' configuration, e-mode and scaled balances at one block
+(never one request per account: everything goes through `chain.batch`); `account_data`
+computes `Pool.getUserAccountData` locally with the exact mirrors in `math.py`.
+Calldata is pre-encoded with eth_abi from the npm artifacts' ABIs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.abi import function_signature_to_4byte_selector
+
+from keeper.errors import KeeperError
+from keeper.strategy import ChainReader
+from strategies.aave_v3 import math
+from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
+
+ZERO_ADDRESS = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class _Fn:
+    """One view function of @aave/core-v3 1.19.3: its signature and its output types."""
+
+    signature: str
+    outputs: tuple[str, ...]
+
+    @property
+    def inputs(self) -> list[str]:
+        inner = self.signature[self.signature.index("(") + 1 : -1]
+        return inner.split(",") if inner else []
+
+    def data(self, *args: Any) -> str:
+        selector = function_signature_to_4byte_selector(self.signature).hex()
+        return "0x" + selector + encode(self.inputs, list(args)).hex()
+
+    def decode(self, result: str) -> tuple[Any, ...]:
+        return tuple(decode(list(self.outputs), bytes.fromhex(result.removeprefix("0x"))))
+
+
+_RESERVE_DATA = (
+    "((uint256),uint128,uint128,uint128,uint128,uint128,uint40,uint16,"
+    "address,address,address,address,uint128,uint128,uint128)"
+)
+_FNS = {
+    "getPool": _Fn("getPool()", ("address",)),
+    "getPriceOracle": _Fn("getPriceOracle()", ("address",)),
+    "getPoolDataProvider": _Fn("getPoolDataProvider()", ("address",)),
+    "getReservesList": _Fn("getReservesList()", ("address[]",)),
+    "getReserveData": _Fn("getReserveData(address)", (_RESERVE_DATA,)),
+    "getEModeCategoryData": _Fn(
+        "getEModeCategoryData(uint8)", ("(uint16,uint16,uint16,address,string)",)
+    ),
+    "getUserConfiguration": _Fn("getUserConfiguration(address)", ("(uint256)",)),
+    "getUserEMode": _Fn("getUserEMode(address)", ("uint256",)),
+    "getAssetPrice": _Fn("getAssetPrice(address)", ("uint256",)),
+    "getSourceOfAsset": _Fn("getSourceOfAsset(address)", ("address",)),
+    "scaledBalanceOf": _Fn("scaledBalanceOf(address)", ("uint256",)),
+    "principalBalanceOf": _Fn("principalBalanceOf(address)", ("uint256",)),
+    "getUserStableRate": _Fn("getUserStableRate(address)", ("uint256",)),
+    "getUserLastUpdated": _Fn("getUserLastUpdated(address)", ("uint40",)),
+}
+
+
+def _fn(_contract: str, name: str) -> _Fn:
+    return _FNS[name]
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """One listed reserve as Pool.getReserveData and the oracle report it at a block."""
+
+    asset: str
+    id: int
+    config: ReserveConfig
+    liquidity_index: int
+    current_liquidity_rate: int
+    variable_borrow_index: int
+    current_variable_borrow_rate: int
+    current_stable_borrow_rate: int
+    last_update_timestamp: int
+    a_token: str
+    stable_debt_token: str
+    variable_debt_token: str
+    price: int
+    price_source: str
+
+    @property
+    def decimals(self) -> int:
+        return self.config.decimals
+
+    def normalized_income(self, timestamp: int) -> int:
+        """Mirrors ReserveLogic.getNormalizedIncome at `timestamp`."""
+        return math.get_normalized_income(
+            self.liquidity_index, self.current_liquidity_rate, self.last_update_timestamp,
+            timestamp,
+        )
+
+    def normalized_debt(self, timestamp: int) -> int:
+        """Mirrors ReserveLogic.getNormalizedDebt at `timestamp`."""
+        return math.get_normalized_debt(
+            self.variable_borrow_index, self.current_variable_borrow_rate,
+            self.last_update_timestamp, timestamp,
+        )
+
+
+@dataclass(frozen=True)
+class EModeCategory:
+    """Pool.getEModeCategoryData, plus the oracle price of its price source (0 if none)."""
+
+    id: int
+    ltv: int
+    liquidation_threshold: int
+    liquidation_bonus: int
+    price_source: str
+    label: str
+    price: int
+
+
+@dataclass(frozen=True)
+class Market:
+    """An Aave V3 market at one block: its contracts, reserves (by id order) and categories."""
+
+    block: int
+    addresses_provider: str
+    pool: str
+    oracle: str
+    data_provider: str
+    reserves: tuple[Reserve, ...]
+    emode_categories: Mapping[int, EModeCategory]
+
+    def reserve(self, asset: str) -> Reserve:
+        for reserve in self.reserves:
+            if reserve.asset == asset.lower():
+                return reserve
+        raise KeeperError(f"asset {asset} is not listed in pool {self.pool}")
+
+
+@dataclass(frozen=True)
+class AccountReserve:
+    """A user's raw balances in one reserve, as the tokens store them."""
+
+    scaled_atoken_balance: int
+    scaled_variable_debt: int
+    stable_principal: int
+    stable_rate: int
+    stable_last_updated: int
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user's Pool state at one block: configuration bitmap, e-mode and per-reserve balances."""
+
+    user: str
+    config: UserConfig
+    emode_category: int
+    balances: Mapping[str, AccountReserve]  # by asset (lower-case)
+
+
+def _call(to: str, data: str, block: int) -> tuple[str, Sequence[Any]]:
+    return ("eth_call", [{"to": to, "data": data}, hex(block)])
+
+
+def _address(value: Any) -> str:
+    return str(value).lower()
+
+
+async def discover(chain: ChainReader, addresses_provider: str, block: int) -> Market:
+    """Read the market behind `addresses_provider` at `block` (four batched round trips)."""
+    names = ("getPool", "getPriceOracle", "getPoolDataProvider")
+    answers = await chain.batch(
+        [_call(addresses_provider, _fn("provider", n).data(), block) for n in names]
+    )
+    pool, oracle, data_provider = (
+        _address(_fn("provider", n).decode(a)[0]) for n, a in zip(names, answers, strict=True)
+    )
+    (assets,) = _fn("pool", "getReservesList").decode(
+        await chain.eth_call(pool, _fn("pool", "getReservesList").data(), block)
+    )
+    assets = [_address(a) for a in assets]
+    calls = [_call(pool, _fn("pool", "getReserveData").data(a), block) for a in assets]
+    calls += [_call(oracle, _fn("oracle", "getAssetPrice").data(a), block) for a in assets]
+    calls += [_call(oracle, _fn("oracle", "getSourceOfAsset").data(a), block) for a in assets]
+    answers = await chain.batch(calls)
+    n = len(assets)
+    reserves = []
+    for i, asset in enumerate(assets):
+        (data,) = _fn("pool", "getReserveData").decode(answers[i])
+        (price,) = _fn("oracle", "getAssetPrice").decode(answers[n + i])
+        (source,) = _fn("oracle", "getSourceOfAsset").decode(answers[2 * n + i])
+        reserves.append(
+            Reserve(
+                asset=asset, id=data[7], config=ReserveConfig.decode(data[0][0]),
+                liquidity_index=data[1], current_liquidity_rate=data[2],
+                variable_borrow_index=data[3], current_variable_borrow_rate=data[4],
+                current_stable_borrow_rate=data[5], last_update_timestamp=data[6],
+                a_token=_address(data[8]), stable_debt_token=_address(data[9]),
+                variable_debt_token=_address(data[10]), price=price, price_source=_address(source),
+            )
+        )
+    ids = sorted({r.config.emode_category for r in reserves} - {0})
+    answers = await chain.batch(
+        [_call(pool, _fn("pool", "getEModeCategoryData").data(i), block) for i in ids]
+    )
+    raw = [_fn("pool", "getEModeCategoryData").decode(a)[0] for a in answers]
+    sources = [_address(c[3]) for c in raw if _address(c[3]) != ZERO_ADDRESS]
+    prices = dict(zip(sources, await chain.batch(
+        [_call(oracle, _fn("oracle", "getAssetPrice").data(s), block) for s in sources]
+    ), strict=True))
+    categories = {
+        i: EModeCategory(
+            id=i, ltv=c[0], liquidation_threshold=c[1], liquidation_bonus=c[2],
+            price_source=_address(c[3]), label=c[4],
+            price=_fn("oracle", "getAssetPrice").decode(prices[_address(c[3])])[0]
+            if _address(c[3]) in prices else 0,
+        )
+        for i, c in zip(ids, raw, strict=True)
+    }
+    return Market(
+        block=block, addresses_provider=addresses_provider.lower(), pool=pool, oracle=oracle,
+        data_provider=data_provider, reserves=tuple(sorted(reserves, key=lambda r: r.id)),
+        emode_categories=categories,
+    )
+
+
+async def read_accounts(
+    chain: ChainReader, market: Market, users: Sequence[str], block: int
+) -> dict[str, Account]:
+    """Every user's configuration, e-mode and balances at `block`, in batched calls."""
+    per_reserve = (
+        ("atoken", "scaledBalanceOf", "a_token"),
+        ("vdebt", "scaledBalanceOf", "variable_debt_token"),
+        ("sdebt", "principalBalanceOf", "stable_debt_token"),
+        ("sdebt", "getUserStableRate", "stable_debt_token"),
+        ("sdebt", "getUserLastUpdated", "stable_debt_token"),
+    )
+    calls = []
+    for user in users:
+        calls.append(_call(market.pool, _fn("pool", "getUserConfiguration").data(user), block))
+        calls.append(_call(market.pool, _fn("pool", "getUserEMode").data(user), block))
+        for reserve in market.reserves:
+            for contract, name, target in per_reserve:
+                to = getattr(reserve, target)
+                calls.append(_call(to, _fn(contract, name).data(user), block))
+    answers = iter(await chain.batch(calls))
+    accounts = {}
+    for user in users:
+        ((config,),) = _fn("pool", "getUserConfiguration").decode(next(answers))
+        (emode,) = _fn("pool", "getUserEMode").decode(next(answers))
+        balances = {}
+        for reserve in market.reserves:
+            values = [_fn(c, n).decode(next(answers))[0] for c, n, _ in per_reserve]
+            balances[reserve.asset] = AccountReserve(*values)
+        accounts[user] = Account(user, UserConfig.decode(config), emode, balances)
+    return accounts
+
+
+def account_data(market: Market, account: Account, timestamp: int) -> math.UserAccountData:
+    """Mirrors GenericLogic.calculateUserAccountData (Pool.getUserAccountData) at `timestamp`.
+
+    Only reserves the user's configuration marks as collateral or borrowed are read, as the
+    contract does; the e-mode category's ltv/threshold and price apply to assets in it.
+    """
+    category = market.emode_categories.get(account.emode_category)
+    inputs = []
+    for reserve in market.reserves:
+        if not account.config.is_using_as_collateral_or_borrowing(reserve.id):
+            continue
+        balance = account.balances[reserve.asset]
+        borrowing = account.config.is_borrowing(reserve.id)
+        inputs.append(
+            math.UserReserveInput(
+                asset_unit=math.asset_unit(reserve.decimals),
+                price=reserve.price,
+                scaled_atoken_balance=balance.scaled_atoken_balance,
+                scaled_variable_debt=balance.scaled_variable_debt,
+                stable_debt_balance=math.stable_debt_balance(
+                    balance.stable_principal, balance.stable_rate,
+                    balance.stable_last_updated, timestamp,
+                ) if borrowing else 0,
+                normalized_income=reserve.normalized_income(timestamp),
+                normalized_debt=reserve.normalized_debt(timestamp) if borrowing else 0,
+                ltv=reserve.config.ltv,
+                liquidation_threshold=reserve.config.liquidation_threshold,
+                using_as_collateral=account.config.is_using_as_collateral(reserve.id),
+                emode_category=reserve.config.emode_category,
+                is_borrowing=borrowing,
+            )
+        )
+    if category is None:
+        return math.calculate_user_account_data(inputs, account.emode_category)
+    return math.calculate_user_account_data(
+        inputs, account.emode_category, category.ltv, category.liquidation_threshold,
+        category.price,
+    )
