@@ -66,7 +66,7 @@ def running_devnet_command(
         process.wait(timeout=10)
 
 
-def test_devnet_command_serves_the_deployed_chain_and_stops_on_ctrl_c(
+def test_devnet_command_serves_the_deployed_chain(
     running_devnet_command: tuple[subprocess.Popen[str], Path],
 ) -> None:
     process, out = running_devnet_command
@@ -79,20 +79,17 @@ def test_devnet_command_serves_the_deployed_chain_and_stops_on_ctrl_c(
         assert len(w3.eth.get_code(Web3.to_checksum_address(address))) > 0
     assert set(info["tokens"]) == {"WETH", "WBTC", "USDC", "DAI"}
     assert len(info["morpho_blue"]["markets"]) == 2
-    anvils = _children(process.pid)
-    assert len(anvils) == 1
-
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=15) == 0
-    wait_for(lambda: not _alive(anvils[0]), timeout=10, what="anvil to exit")
+    assert len(_children(process.pid)) == 1
 
 
-def test_sigterm_stops_devnet_and_anvil(
-    running_devnet_command: tuple[subprocess.Popen[str], Path],
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_devnet_and_anvil(
+    running_devnet_command: tuple[subprocess.Popen[str], Path], signum: signal.Signals
 ) -> None:
     process, _out = running_devnet_command
     anvils = _children(process.pid)
-    process.send_signal(signal.SIGTERM)
+    assert len(anvils) == 1
+    process.send_signal(signum)
     assert process.wait(timeout=15) == 0
     wait_for(lambda: not _alive(anvils[0]), timeout=10, what="anvil to exit")
 
