@@ -1,0 +1,210 @@
+"""Ranking: size and value every liquidation candidate in the quote asset, best first.
+
+Protocol-agnostic: a `Candidate` only offers `seize(repay)`, `max_repay` and
+`gas_limit`. For each one, the repay size in (0, max_repay] that maximizes
+
+    net(repay) = value(swap_out(collateral -> debt, seize(repay)) - repay) - gas
+
+is searched with exact integer evaluations, where `value` converts debt-token
+units to the quote token (the wrapped native coin, so gas wei == quote wei) at
+the DEX mid price of the debt/quote pair. Swap output is concave in size, so
+the search evaluates max_repay and a geometric ladder below it (max/2 …
+max/1024), then narrows the bracket around the best rung by golden-section
+search on integers, and finishes exhaustively once the bracket is a few units
+wide. It makes at most `MAX_EVALUATIONS` evaluations per candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from fractions import Fraction
+
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.strategy import Candidate
+from keeper.types import Opportunity, SwapLeg
+
+MAX_EVALUATIONS = 80
+LADDER_STEPS = 10  # max_repay >> 1 … max_repay >> 10
+_EXHAUSTIVE_WIDTH = 3  # brackets this narrow are evaluated point by point
+# 1/phi as an exact ratio, for integer golden-section steps.
+_INV_PHI_NUM, _INV_PHI_DEN = 618_033_988_749, 1_000_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One repay size, valued exactly."""
+
+    repay: int
+    seized: int
+    swap: SwapLeg | None
+    debt_out: int  # debt-token units the seized collateral turns into
+    net: int  # quote wei, gas included
+
+
+def _floor(value: Fraction) -> int:
+    return value.numerator // value.denominator
+
+
+def search_max(
+    f: Callable[[int], int], upper: int, *, budget: int = MAX_EVALUATIONS
+) -> tuple[int, int]:
+    """(argmax, evaluations) of an integer-concave `f` on [1, upper] with at most `budget` calls.
+
+    Evaluates `upper` and the ladder upper >> 1 … upper >> LADDER_STEPS, brackets the best
+    rung by its neighbours, then golden-section search; the best point ever seen wins.
+    """
+    if upper < 1:
+        raise ValueError("upper must be at least 1")
+    if budget < LADDER_STEPS + 1 + _EXHAUSTIVE_WIDTH + 1:
+        raise ValueError(f"budget must be at least {LADDER_STEPS + _EXHAUSTIVE_WIDTH + 2}")
+    seen: dict[int, int] = {}
+
+    def ev(x: int) -> int:
+        if x not in seen:
+            seen[x] = f(x)
+        return seen[x]
+
+    ladder = sorted({upper >> k for k in range(LADDER_STEPS + 1)} - {0})
+    for x in ladder:
+        ev(x)
+    i = max(range(len(ladder)), key=lambda j: (seen[ladder[j]], -ladder[j]))
+    lo = ladder[i - 1] if i > 0 else 1
+    hi = ladder[i + 1] if i + 1 < len(ladder) else upper
+    reserve = _EXHAUSTIVE_WIDTH + 1
+
+    def inner(lo: int, hi: int) -> tuple[int, int]:
+        step = (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
+        return hi - step, lo + step
+
+    x1, x2 = inner(lo, hi)
+    while hi - lo > _EXHAUSTIVE_WIDTH and len(seen) + 2 <= budget - reserve:
+        x1, x2 = min(max(x1, lo + 1), hi - 2), max(min(x2, hi - 1), lo + 2)
+        if x1 >= x2:
+            x1, x2 = inner(lo, hi)
+            x1, x2 = min(x1, x2 - 1), max(x2, x1 + 1)
+        if ev(x1) >= ev(x2):  # the maximum is in [lo, x2]
+            hi, x2 = x2, x1
+            x1 = hi - (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
+        else:  # the maximum is in [x1, hi]
+            lo, x1 = x1, x2
+            x2 = lo + (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
+    if hi - lo <= _EXHAUSTIVE_WIDTH:
+        for x in range(lo, hi + 1):
+            ev(x)
+    best = max(seen, key=lambda x: (seen[x], -x))
+    return best, len(seen)
+
+
+class _Valuer:
+    """Exact valuation of one candidate's repay sizes against the DEX book."""
+
+    def __init__(
+        self, candidate: Candidate, dex: PairBook, to_quote: Fraction, gas_cost: int
+    ) -> None:
+        self.candidate = candidate
+        self.dex = dex
+        self.to_quote = to_quote
+        self.gas_cost = gas_cost
+        self.cache: dict[int, Evaluation] = {}
+
+    def value(self, debt_amount: int | Fraction) -> int:
+        """Debt-token units in quote wei at the mid price (rounded down)."""
+        return _floor(debt_amount * self.to_quote)
+
+    def evaluate(self, repay: int) -> Evaluation:
+        if repay not in self.cache:
+            c = self.candidate
+            seized = c.seize(repay)
+            swap: SwapLeg | None = None
+            if c.collateral == c.debt:
+                out = seized
+            else:
+                swap = self.dex.quote(c.collateral, c.debt, seized)
+                out = swap.amount_out if swap is not None else 0
+            net = self.value(out - repay) - self.gas_cost
+            self.cache[repay] = Evaluation(repay, seized, swap, out, net)
+        return self.cache[repay]
+
+    def net(self, repay: int) -> int:
+        return self.evaluate(repay).net
+
+
+def best_size(
+    candidate: Candidate, dex: PairBook, quote_token: str, gas_cost: int
+) -> tuple[Evaluation, int, int, int] | None:
+    """(best evaluation, evaluations, gross_value, slippage), or None when it cannot be valued.
+
+    None when max_repay is not positive or the book lacks the collateral/debt or debt/quote pair.
+    """
+    c = candidate
+    if c.max_repay <= 0:
+        return None
+    collateral_to_debt = dex.mid_price(c.collateral, c.debt)
+    to_quote = dex.mid_price(c.debt, quote_token)
+    if collateral_to_debt is None or to_quote is None:
+        return None
+    valuer = _Valuer(c, dex, to_quote, gas_cost)
+    repay, evaluations = search_max(valuer.net, c.max_repay)
+    best = valuer.evaluate(repay)
+    gross_value = valuer.value(best.seized * collateral_to_debt - best.repay)
+    # gross - slippage - gas == net exactly; slippage is the mid-price value minus the swap's.
+    slippage = gross_value - (best.net + gas_cost)
+    return best, evaluations, gross_value, slippage
+
+
+def rank(
+    candidates: Iterable[Candidate],
+    *,
+    dex: PairBook,
+    quote_token: str,
+    base_fee: int,
+    priority_fee: int,
+    min_profit: int,
+    block: int,
+) -> list[Opportunity]:
+    """Best-sized opportunities with net_profit >= min_profit, best first, one per account.
+
+    Values are wei of `quote_token` (the wrapped native coin, in which gas is paid).
+    Candidates the book cannot value (no collateral/debt or debt/quote pair) are skipped.
+    """
+    quote_token = quote_token.lower()
+    best_per_account: dict[tuple[str, str], Opportunity] = {}
+    for c in candidates:
+        gas_cost = c.gas_limit * (base_fee + priority_fee)
+        found = best_size(c, dex, quote_token, gas_cost)
+        if found is None:
+            continue
+        ev, evaluations, gross_value, slippage = found
+        if ev.net < min_profit:
+            continue
+        opp = Opportunity(
+            strategy=c.strategy,
+            key=c.key,
+            account=c.account,
+            collateral=c.collateral,
+            debt=c.debt,
+            debt_to_cover=ev.repay,
+            collateral_received=ev.seized,
+            gross_value=gross_value,
+            slippage=slippage,
+            gas_limit=c.gas_limit,
+            gas_cost=gas_cost,
+            net_profit=ev.net,
+            quote_token=quote_token,
+            health_factor=c.health_factor,
+            block=block,
+            details={
+                **c.details,
+                "swap": ev.swap,
+                "debt_out": ev.debt_out,
+                "spender": c.spender,
+                "evaluations": evaluations,
+                "candidate": c,
+            },
+        )
+        who = (c.strategy, c.account)
+        kept = best_per_account.get(who)
+        if kept is None or (opp.net_profit, kept.key) > (kept.net_profit, opp.key):
+            best_per_account[who] = opp
+    return sorted(best_per_account.values(), key=lambda o: (-o.net_profit, o.key))

@@ -1,0 +1,204 @@
+"""keeper.ranking: repay sizing against exact Uniswap V2 quotes, gas, thresholds, one per account.
+
+Candidates are synthetic: collateral X worth $2 (18 decimals), debt USDC (6 decimals),
+quote WETH at $2000; seize(r) pays a 5 % bonus in exact integers. Net values are
+recomputed here independently of the module, and the chosen size is checked against
+brute force over a grid of repay sizes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import pytest
+
+from keeper.dex.uniswap_v2 import Pair, PairBook
+from keeper.ranking import MAX_EVALUATIONS, rank, search_max
+from keeper.strategy import Candidate
+from keeper.types import Opportunity, SwapLeg
+
+X, USDC, WETH, Y = "0x" + "0a" * 20, "0x" + "0c" * 20, "0x" + "0e" * 20, "0x" + "0f" * 20
+PAIR_X_USDC, PAIR_USDC_WETH = "0x" + "11" * 20, "0x" + "22" * 20
+E18, E6 = 10**18, 10**6
+# The USDC/WETH pool: $10M a side at $2000 per WETH, so one USDC unit is worth 5e8 wei.
+R_USDC, R_WETH = 10_000_000 * E6, 5_000 * E18
+BASE_FEE, PRIORITY_FEE, GAS_LIMIT = 10 * 10**9, 10**9, 400_000
+GAS_COST = GAS_LIMIT * (BASE_FEE + PRIORITY_FEE)
+
+
+def seize_x(repay: int) -> int:
+    """Collateral X for `repay` USDC units: $1 of debt buys 0.5 X, plus a 5 % bonus."""
+    return repay * 10**12 // 2 * 105 // 100
+
+
+def dex(x_depth_usd: int) -> PairBook:
+    """X/USDC with `x_depth_usd` a side, and the USDC/WETH valuation pool."""
+    return PairBook([
+        Pair(PAIR_X_USDC, X, USDC, x_depth_usd // 2 * E18, x_depth_usd * E6),
+        Pair(PAIR_USDC_WETH, USDC, WETH, R_USDC, R_WETH),
+    ])
+
+
+def candidate(
+    max_repay: int,
+    *,
+    account: str = "0x" + "ab" * 20,
+    strategy: str = "test",
+    collateral: str = X,
+    debt: str = USDC,
+    seize: Callable[[int], int] = seize_x,
+    key: str | None = None,
+) -> Candidate:
+    return Candidate(
+        strategy=strategy, account=account, collateral=collateral, debt=debt,
+        max_repay=max_repay, health_factor=9 * 10**17,
+        key=key or f"{strategy}:{account}:{collateral}:{debt}", seize=seize,
+        gas_limit=GAS_LIMIT, spender="0x" + "5e" * 20, details={"note": "kept"},
+    )
+
+
+def reference_net(book: PairBook, repay: int, seize: Callable[[int], int] = seize_x) -> int:
+    """net(repay) in wei, written out: sell the collateral, value USDC at the pool mid price."""
+    pair = book.pairs[PAIR_X_USDC]
+    seized = seize(repay)
+    out = seized * 997 * pair.reserve1 // (pair.reserve0 * 1000 + seized * 997) if seized else 0
+    return (out - repay) * R_WETH // R_USDC - GAS_COST
+
+
+def ranked(cands: list[Candidate], book: PairBook, min_profit: int = 0) -> list[Opportunity]:
+    return rank(
+        cands, dex=book, quote_token=WETH.upper().replace("0X", "0x"), base_fee=BASE_FEE,
+        priority_fee=PRIORITY_FEE, min_profit=min_profit, block=123,
+    )
+
+
+def test_deep_pool_repays_the_maximum() -> None:
+    book = dex(2_000_000_000)  # $2B a side
+    max_repay = 10_000 * E6
+    (opp,) = ranked([candidate(max_repay)], book)
+    assert opp.debt_to_cover == max_repay
+    assert opp.collateral_received == seize_x(max_repay)
+    assert opp.net_profit == reference_net(book, max_repay)
+    swap = opp.details["swap"]
+    assert isinstance(swap, SwapLeg)
+    assert (swap.pair, swap.token_in, swap.token_out) == (PAIR_X_USDC, X, USDC)
+    assert swap.amount_in == opp.collateral_received
+    assert opp.details["note"] == "kept"
+    assert opp.details["candidate"].max_repay == max_repay
+    assert 0 < opp.details["evaluations"] <= MAX_EVALUATIONS
+    # Value accounting: gross (at mid prices) - slippage - gas == net, all in wei of WETH.
+    assert opp.gas_cost == GAS_COST
+    assert opp.gross_value - opp.slippage - opp.gas_cost == opp.net_profit
+    assert opp.gross_value == (
+        (opp.collateral_received * book.pairs[PAIR_X_USDC].reserve1
+         // book.pairs[PAIR_X_USDC].reserve0 - max_repay) * R_WETH // R_USDC
+    )
+    assert opp.slippage > 0  # the 0.3 % fee at least
+    assert (opp.quote_token, opp.block, opp.health_factor) == (WETH, 123, 9 * 10**17)
+    assert (opp.collateral, opp.debt, opp.gas_limit) == (X, USDC, GAS_LIMIT)
+
+
+def test_shallow_pool_picks_a_smaller_size_that_beats_brute_force() -> None:
+    book = dex(100_000)  # $100k a side
+    max_repay = 1_000_000 * E6  # ten times the pool
+    (opp,) = ranked([candidate(max_repay)], book)
+    chosen = opp.debt_to_cover
+    assert 0 < chosen < max_repay // 2
+    assert opp.net_profit == reference_net(book, chosen)
+    assert opp.net_profit > reference_net(book, max_repay)
+    assert opp.details["evaluations"] <= MAX_EVALUATIONS
+    grid = [max_repay * k // 2000 for k in range(1, 2001)]
+    best_on_grid = max(reference_net(book, r) for r in grid)
+    assert opp.net_profit >= best_on_grid
+    # Near the optimum, a finer grid around the chosen size finds nothing better either.
+    fine = range(max(1, chosen - 1000), chosen + 1001)
+    assert opp.net_profit >= max(reference_net(book, r) for r in fine)
+    assert opp.gross_value - opp.slippage - opp.gas_cost == opp.net_profit
+
+
+@pytest.mark.parametrize("depth_usd", [20_000, 300_000, 5_000_000])
+def test_chosen_size_beats_a_brute_force_grid_at_several_depths(depth_usd: int) -> None:
+    book = dex(depth_usd)
+    max_repay = 2_000_000 * E6 + 12_345
+    (opp,) = ranked([candidate(max_repay)], book)
+    grid = [max_repay * k // 2000 for k in range(1, 2001)]
+    assert opp.net_profit >= max(reference_net(book, r) for r in grid)
+
+
+def test_search_finds_the_exact_peak_of_concave_integer_functions() -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        upper = rng.randrange(1, 10**12)
+        peak = rng.randrange(1, upper + 1)
+        calls: list[int] = []
+
+        def f(x: int, peak: int = peak, calls: list[int] = calls) -> int:
+            calls.append(x)
+            return -((x - peak) ** 2)
+
+        best, evaluations = search_max(f, upper)
+        assert best == peak
+        assert evaluations == len(calls) <= MAX_EVALUATIONS
+        assert all(1 <= x <= upper for x in calls)
+    # Monotone functions end at the bounds; tiny ranges are searched exhaustively.
+    assert search_max(lambda x: x, 10**30)[0] == 10**30
+    assert search_max(lambda x: -x, 10**12)[0] == 1
+    # On huge ranges the budget ends the search within ~1e-13 of the bracket, not at 1.
+    best, evaluations = search_max(lambda x: -x, 10**30)
+    assert best < 10**30 // 10**12 and evaluations <= MAX_EVALUATIONS
+    assert search_max(lambda x: -abs(x - 2), 3) == (2, 3)
+    assert search_max(lambda x: x, 1) == (1, 1)
+
+
+def test_below_min_profit_is_dropped_and_gas_kills_tiny_positions() -> None:
+    book = dex(2_000_000_000)
+    tiny = candidate(E6, account="0x" + "01" * 20)  # $1 of debt: a 5 cent bonus, $8.80 of gas
+    assert ranked([tiny], book) == []
+    assert reference_net(book, E6) < 0
+    fine = candidate(10_000 * E6, account="0x" + "02" * 20)
+    (opp,) = ranked([fine, tiny], book)
+    assert ranked([fine], book, min_profit=opp.net_profit) == [opp]
+    assert ranked([fine], book, min_profit=opp.net_profit + 1) == []
+    # Without gas the tiny one would be worth something: gas is what makes it unprofitable.
+    no_gas = rank(
+        [tiny], dex=book, quote_token=WETH, base_fee=0, priority_fee=0, min_profit=0, block=1
+    )
+    assert len(no_gas) == 1 and no_gas[0].net_profit > 0 and no_gas[0].gas_cost == 0
+
+
+def test_one_opportunity_per_account_best_first() -> None:
+    book = dex(2_000_000_000)
+    alice, bob = "0x" + "a1" * 20, "0x" + "b0" * 20
+    small = candidate(1_000 * E6, account=alice, key="alice-small")
+    large = candidate(5_000 * E6, account=alice, key="alice-large")
+    other_strategy = candidate(2_000 * E6, account=alice, strategy="other")
+    bobs = candidate(3_000 * E6, account=bob)
+    result = ranked([small, bobs, large, other_strategy], book)
+    assert [(o.strategy, o.account, o.key) for o in result] == [
+        ("test", alice, "alice-large"),
+        ("test", bob, bobs.key),
+        ("other", alice, other_strategy.key),
+    ]
+    assert [o.net_profit for o in result] == sorted((o.net_profit for o in result), reverse=True)
+
+
+def test_same_token_needs_no_swap_and_debt_in_quote_is_valued_as_is() -> None:
+    book = dex(100_000)
+
+    def seize_same(repay: int) -> int:
+        return repay * 105 // 100
+
+    (opp,) = ranked([candidate(10 * E18, collateral=WETH, debt=WETH, seize=seize_same)], book)
+    assert opp.details["swap"] is None
+    assert opp.debt_to_cover == 10 * E18  # linear: more is better
+    assert opp.slippage == 0
+    assert opp.net_profit == seize_same(10 * E18) - 10 * E18 - GAS_COST
+    assert opp.gross_value == seize_same(10 * E18) - 10 * E18
+
+
+def test_candidates_the_book_cannot_value_are_skipped() -> None:
+    book = dex(100_000)
+    assert ranked([candidate(E6 * 1000, collateral=Y)], book) == []  # no Y/USDC pair
+    assert ranked([candidate(E18, collateral=X, debt=Y)], book) == []  # no Y pools at all
+    assert ranked([candidate(0)], book) == []
