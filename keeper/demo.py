@@ -1,64 +1,177 @@
-"""`keeper demo`: the devnet, a historical crash driven through the feeds, and its effect.
+"""`keeper demo`: the devnet, a historical crash driven through the feeds, and the keeper at work.
 
-Starts the devnet (cached after the first run), then posts the 2021-05-19
-ETH/USD path on the WETH and WBTC feeds one step per block, with that day's
-gas prices as base fees, and shows live how many Aave V3 and Morpho Blue
-positions the chain considers liquidatable. Ends with a table of the
-positions that crossed the line. Anvil is always stopped on the way out.
+Starts the devnet (cached after the first run) and the keeper engine in this
+process, with the devnet liquidator's public dev key. Then it posts the
+2021-05-19 ETH/USD path on the WETH and WBTC feeds one step per block, with
+that day's gas prices as base fees; the engine follows the chain, computes
+health factors locally, ranks liquidations net of slippage and gas, and sends
+them. A live view shows the block, the prices, the positions at risk and the
+liquidations; a final table lists each one with its realized profit. Anvil is
+always stopped on the way out.
+
+Strategies are loaded through the `keeper.strategies` entry points (the
+engine never imports strategies/); the demo runs every installed strategy
+that can be configured from devnet.json.
 """
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 import click
-from rich.console import Console, Group
+from eth_account import Account
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 from web3 import Web3
 
-from keeper.devnet.borrowers import BorrowerPlan, plan_population
+from keeper.chain.http import HttpRpc
 from keeper.devnet.crash import CrashStep, apply_step, crash_steps
-from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
-from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.price_path import load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.engine import Engine
+from keeper.errors import InputFileError
+from keeper.execution.executor import Executor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
+from keeper.log import configure_logging
+from keeper.plugins import load
+from keeper.ranking import realized_value
+from keeper.strategy import Strategy, StrategyContext, StrategyFactory
 
+GWEI = 10**9
 WAD = 10**18
+# Crash-day gas peaked near 1,200 gwei; the demo keeper bids up to this cap.
+DEMO_MAX_FEE = 3_000 * GWEI
+DEMO_PRIORITY_FEE = 2 * GWEI
+DEMO_MIN_PROFIT_USD = Decimal(5)
+# How long a step waits for the keeper to catch up before moving the price again.
+STEP_SETTLE_SECONDS = 10.0
 
 
 @dataclass
-class DemoState:
-    """What the live view shows, updated after each step."""
+class DemoView:
+    """What the live view shows."""
 
+    steps: int
     step: CrashStep | None = None
     block: int = 0
-    aave_liquidatable: int = 0
-    morpho_liquidatable: int = 0
-    aave_total: int = 0
-    morpho_total: int = 0
+    weth_usd: Decimal = Decimal(2000)
+    at_risk: int = 0
+    sent: int = 0
+    rows: list[tuple[str, ...]] = field(default_factory=list)
+
+    def table(self, engine: Engine) -> Table:
+        table = Table(title="keeper demo: the 2021-05-19 ETH crash", show_header=False)
+        if self.step is not None:
+            prices = "  ".join(f"{s} ${p:,.2f}" for s, p in self.step.prices.items())
+            table.add_row("step", f"{self.step.index + 1}/{self.steps}  ({self.step.time} UTC)")
+            gas = "-" if self.step.gas_gwei is None else f"{self.step.gas_gwei} gwei"
+            table.add_row("block / base fee", f"{self.block} / {gas}")
+            table.add_row("prices", prices)
+        stats = engine.stats
+        table.add_row("positions at risk (HF < 1)", str(stats.candidates))
+        table.add_row("liquidations sent / confirmed", f"{self.sent} / {len(stats.confirmed)}")
+        table.add_row("cumulative profit", _usd(stats.realized_profit, self.weth_usd))
+        return table
 
 
-def _view(state: DemoState, total_steps: int) -> Table:
-    table = Table(title="keeper demo: 2021-05-19 ETH crash on the devnet", show_header=False)
-    if state.step is not None:
-        prices = "  ".join(f"{s} ${p:,.2f}" for s, p in state.step.prices.items())
-        table.add_row("step", f"{state.step.index + 1}/{total_steps}  ({state.step.time} UTC)")
-        table.add_row("block", str(state.block))
-        table.add_row("prices", prices)
-        gas = state.step.gas_gwei
-        table.add_row("base fee", "-" if gas is None else f"{gas} gwei")
-    table.add_row("Aave V3 liquidatable", f"{state.aave_liquidatable} of {state.aave_total}")
-    morpho = f"{state.morpho_liquidatable} of {state.morpho_total}"
-    table.add_row("Morpho Blue liquidatable", morpho)
+def _usd(wei: int, weth_usd: Decimal) -> str:
+    return f"{Decimal(wei) / WAD:.4f} WETH (${Decimal(wei) / WAD * weth_usd:,.2f})"
+
+
+def devnet_strategies(info: DevnetInfo, liquidator: str) -> list[Strategy]:
+    """Every installed strategy whose config can be read off devnet.json."""
+    context = StrategyContext(chain_id=info.chain_id, liquidator=liquidator)
+    sections = {"aave_v3": {"addresses_provider": info.aave_v3.addresses_provider}}
+    out: list[Strategy] = []
+    for name, section in sections.items():
+        plugin = load(name)
+        if isinstance(plugin, StrategyFactory):
+            out.append(plugin.create(plugin.config_model.model_validate(section), context))
+    return out
+
+
+async def build_engine(info: DevnetInfo, journal: Journal, *, send: bool = True) -> Engine:
+    """The keeper engine wired to a devnet, with the liquidator account (public dev key)."""
+    chain = await HttpRpc.open(info.rpc_url)
+    weth = info.tokens["WETH"].address.lower()
+    head = int(await chain.call("eth_blockNumber", []), 16)
+    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
+    account = Account.from_key(DEVNET_LIQUIDATOR_KEY)
+    executor = None
+    if send:
+        executor = Executor(
+            chain, account, journal, FeePolicy(DEMO_MAX_FEE, DEMO_PRIORITY_FEE),
+            appraise=lambda c, d, got, paid, gas: realized_value(
+                dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
+                gas_paid=gas,
+            ),
+        )
+        await executor.start()
+    min_profit = int(DEMO_MIN_PROFIT_USD / Decimal(2000) * WAD)
+    engine = Engine(
+        chain, devnet_strategies(info, account.address), dex, executor,
+        quote_token=weth, min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE,
+    )
+    await engine.sync()
+    return engine
+
+
+async def _caught_up(engine: Engine, block: int, view: DemoView) -> None:
+    deadline = time.monotonic() + STEP_SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        view.sent = len(engine.stats.outcomes) + engine.inflight
+        if engine.stats.processed >= block and not engine.inflight:
+            return
+        await asyncio.sleep(0.02)
+
+
+async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
+                 journal: Journal) -> Engine:
+    engine = await build_engine(info, journal)
+    w3 = Web3(Web3.HTTPProvider(info.rpc_url))
+    view = DemoView(steps=len(steps))
+    stop = asyncio.Event()
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(engine.run(stop))
+            with Live(view.table(engine), console=console, refresh_per_second=8) as live:
+                for step in steps:
+                    view.step, view.weth_usd = step, step.prices.get("WETH", view.weth_usd)
+                    view.block = await asyncio.to_thread(apply_step, w3, info, step)
+                    await _caught_up(engine, view.block, view)
+                    live.update(view.table(engine))
+                await _caught_up(engine, view.block + 1, view)
+                live.update(view.table(engine))
+            stop.set()
+    finally:
+        await engine.chain.aclose()
+    return engine
+
+
+def _final_table(engine: Engine, weth_usd: Decimal) -> Table:
+    table = Table(title="liquidations by the keeper")
+    for column in ("block", "borrower", "status", "gas used", "realized profit"):
+        table.add_column(column)
+    for outcome in sorted(engine.stats.outcomes, key=lambda o: (o.block, o.key)):
+        account = outcome.key.split(":")[2] if outcome.key.count(":") >= 2 else outcome.key
+        table.add_row(str(outcome.block or "-"), account, outcome.status,
+                      str(outcome.gas_used), _usd(outcome.realized_profit, weth_usd))
     return table
 
 
-def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90) -> int:
-    """Run the demo; returns how many positions became liquidatable."""
+def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90) -> Engine:
+    """Run the demo end to end; returns the engine (its stats say what happened)."""
     spec = spec or DevnetSpec()
     started = time.monotonic()
     with console.status("starting the devnet (the first run deploys and takes longer)…"):
@@ -68,50 +181,42 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
             f"devnet up in {time.monotonic() - started:.1f} s "
             f"({'cached state' if cached else 'cold deploy'}) at {info.rpc_url}"
         )
-        plans = plan_population(spec.borrowers, spec.seed)
-        return _drive(console, info, plans, max_steps)
+        steps = crash_steps(load_price_path(), {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
+        with tempfile.TemporaryDirectory(prefix="keeper-demo-") as folder:
+            journal = Journal(Path(folder) / "journal.sqlite")
+            try:
+                engine = asyncio.run(_drive(console, info, steps[:max_steps], journal))
+                summary = journal.summary()
+            finally:
+                journal.close()
+        weth_usd = steps[: max_steps][-1].prices["WETH"]
+        console.print(_final_table(engine, weth_usd))
+        console.print(
+            f"{len(engine.stats.confirmed)} liquidations confirmed, "
+            f"{sum(1 for o in engine.stats.outcomes if o.status == 'reverted')} reverted; "
+            f"realized profit {_usd(engine.stats.realized_profit, weth_usd)}; "
+            f"journal: {summary.counts}"
+        )
+        return engine
     finally:
         anvil.stop()
-
-
-def _drive(console: Console, info: DevnetInfo, plans: list[BorrowerPlan], max_steps: int) -> int:
-    w3 = Web3(Web3.HTTPProvider(info.rpc_url))
-    start = {s.symbol: s.usd_price for s in DEFAULT_TOKENS}
-    steps = crash_steps(load_price_path(), start)[:max_steps]
-    aave_plans = [p.address for p in plans if p.protocol == "aave_v3"]
-    morpho_plans = [p.address for p in plans if p.protocol == "morpho_blue"]
-    kinds = {str(p.address): p.kind for p in plans}
-    state = DemoState(aave_total=len(aave_plans), morpho_total=len(morpho_plans))
-    crossed: dict[str, tuple[str, int, str]] = {}
-    with Live(_view(state, len(steps)), console=console, refresh_per_second=8) as live:
-        for step in steps:
-            state.step, state.block = step, apply_step(w3, info, step)
-            aave = [a for a in aave_accounts(w3, info, aave_plans) if a.liquidatable]
-            morpho = [p for p in morpho_positions(w3, info, morpho_plans) if p.liquidatable]
-            state.aave_liquidatable, state.morpho_liquidatable = len(aave), len(morpho)
-            for account in aave:
-                hf = f"HF {Decimal(account.health_factor) / WAD:.4f}"
-                crossed.setdefault(account.address, ("Aave V3", state.block, hf))
-            for position in morpho:
-                ltv = f"LTV {position.borrowed / max(position.max_borrow, 1) * 86:.1f}%"
-                crossed.setdefault(position.address, ("Morpho Blue", state.block, ltv))
-            live.update(_view(state, len(steps)))
-    summary = Table(title="positions that became liquidatable during the crash")
-    for column in ("protocol", "borrower", "kind", "first block", "at first sight"):
-        summary.add_column(column)
-    for address, (protocol, block, figure) in sorted(crossed.items(), key=lambda i: i[1][1]):
-        summary.add_row(protocol, address, kinds.get(address, "?"), str(block), figure)
-    console.print(Group(summary))
-    console.print(
-        f"{len(crossed)} of {len(plans)} positions became liquidatable; "
-        "(the daemon that liquidates them is not wired into the demo yet)."
-    )
-    return len(crossed)
 
 
 @click.command("demo")
 @click.option("--steps", default=90, show_default=True, type=click.IntRange(1, 144),
               help="10-minute steps of the crash path to play (the low comes at step 79).")
-def demo(steps: int) -> None:
-    """Run the devnet, play the 2021-05-19 crash through the feeds, and show what it does."""
-    run_demo(Console(), max_steps=steps)
+@click.option("--log-file", default="keeper-demo.log", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The engine's decisions, as JSON lines (the console shows the live view).")
+def demo(steps: int, log_file: Path) -> None:
+    """Run the devnet, play the 2021-05-19 crash, and let the keeper liquidate."""
+    try:
+        sink = log_file.open("a")
+    except OSError as exc:
+        raise InputFileError(f"{log_file}: cannot write the demo log ({exc.strerror})") from None
+    with sink:
+        configure_logging("json", "info", stream=sink)
+        console = Console()
+        run_demo(console, max_steps=steps)
+        console.print(f"the engine's decisions are in {log_file}")
+

@@ -208,3 +208,30 @@ def rank(
         if kept is None or (opp.net_profit, kept.key) > (kept.net_profit, opp.key):
             best_per_account[who] = opp
     return sorted(best_per_account.values(), key=lambda o: (-o.net_profit, o.key))
+
+
+def realized_value(
+    dex: PairBook,
+    quote_token: str,
+    *,
+    collateral: str,
+    debt: str,
+    collateral_received: int,
+    debt_paid: int,
+    gas_paid: int,
+) -> int:
+    """What a done liquidation earned, in quote wei, valued exactly as `rank` values it.
+
+    The collateral received is priced as if swapped back to the debt asset on
+    the DEX now; the net debt-asset amount is converted at the debt/quote mid
+    price; the gas paid is subtracted.
+    """
+    to_quote = dex.mid_price(debt, quote_token)
+    if to_quote is None:
+        return -gas_paid
+    if collateral == debt:
+        out = collateral_received
+    else:
+        swap = dex.quote(collateral, debt, collateral_received) if collateral_received > 0 else None
+        out = swap.amount_out if swap is not None else 0
+    return _floor((out - debt_paid) * to_quote) - gas_paid

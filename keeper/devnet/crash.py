@@ -52,14 +52,14 @@ def crash_steps(
 def apply_step(w3: Web3, info: DevnetInfo, step: CrashStep) -> int:
     """Post the step's prices on the feeds (AnswerUpdated each); returns the last block number.
 
-    The historical base fee applies from the block after the price posts, the one
-    a liquidation reacting to them lands in.
+    The historical base fee is set on the first price-post block; the blocks
+    after it (where liquidations reacting to the move land) follow EIP-1559 from there.
     """
+    if step.gas_gwei is not None:
+        base_fee = int(step.gas_gwei * 10**9)
+        rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(base_fee))
     block = 0
     for symbol, usd in step.prices.items():
         receipt = post_price(w3, info.feeds[symbol], usd, info.accounts.deployer)
         block = receipt["blockNumber"]
-    if step.gas_gwei is not None:
-        base_fee = int(step.gas_gwei * 10**9)
-        rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(base_fee))
     return block

@@ -36,7 +36,7 @@ from keeper.devnet.uniswap import deploy_uniswap_v2
 from keeper.paths import cache_dir, project_root
 
 # anvil's well-known dev mnemonic ("test test … junk"): account 0 deploys, account 1 liquidates.
-# Account 1's key is public (0x59c6…690d); it is fine for a devnet and nowhere else.
+# Account 1's key is public; it is fine for a devnet and nowhere else.
 DEPLOYER_INDEX = 0
 LIQUIDATOR_INDEX = 1
 TREASURY_INDEX = 2
@@ -46,6 +46,8 @@ AAVE_LIQUIDITY_USD = 40_000_000
 # Working capital given to the liquidator, per token, in USD.
 LIQUIDATOR_FUNDS_USD = 5_000_000
 CACHE_FORMAT = 1
+# anvil dev account 1's key, published with the mnemonic above: the devnet liquidator.
+DEVNET_LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 # The modules whose code decides what the deployed state holds (the cache key hashes them).
 STATE_SHAPING_MODULES = (
     "aave.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",

@@ -1,0 +1,221 @@
+"""The engine: heads and logs in, strategies and ranking in the middle, execution out.
+
+Protocol-agnostic (it imports nothing from strategies/). For each new head it
+fetches the logs of every block since the last one it processed in one
+`eth_getLogs` plus one batch of headers, applies them block by block to the
+strategies and the DEX book, asks the strategies for candidates, ranks them,
+and hands the profitable ones to the executor as tasks owned by a TaskGroup.
+The newest head wins: heads that arrive while a block is processed only
+replace the target, they never queue up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from keeper.chain.http import HttpRpc
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.execution.executor import Executor, Outcome
+from keeper.execution.fees import next_base_fee
+from keeper.ranking import rank
+from keeper.strategy import Candidate, Strategy
+from keeper.types import BlockRef, Event, LogFilter, Opportunity, TxIntent
+
+log = structlog.get_logger(__name__)
+
+
+def block_ref(raw: Mapping[str, Any]) -> BlockRef:
+    return BlockRef(
+        number=int(raw["number"], 16),
+        hash=raw["hash"],
+        parent_hash=raw["parentHash"],
+        timestamp=int(raw["timestamp"], 16),
+        base_fee=int(raw.get("baseFeePerGas", "0x0"), 16),
+    )
+
+
+@dataclass
+class EngineStats:
+    """What the engine did so far (the demo's live view reads it)."""
+
+    head: int = 0
+    processed: int = 0  # the last head whose opportunities were all handed to execution
+    blocks: int = 0
+    candidates: int = 0
+    opportunities: int = 0
+    outcomes: list[Outcome] = field(default_factory=list)
+    last_opportunities: list[Opportunity] = field(default_factory=list)
+
+    @property
+    def confirmed(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "confirmed"]
+
+    @property
+    def realized_profit(self) -> int:
+        return sum(o.realized_profit for o in self.confirmed)
+
+
+class Engine:
+    """Drives strategies from chain data; sends through `executor` (None: observe only)."""
+
+    def __init__(
+        self,
+        chain: HttpRpc,
+        strategies: Sequence[Strategy],
+        dex: PairBook,
+        executor: Executor | None,
+        *,
+        quote_token: str,
+        min_profit: int,
+        priority_fee: int,
+        poll_interval: float = 0.05,
+    ) -> None:
+        self.chain = chain
+        self.strategies = list(strategies)
+        self.dex = dex
+        self.executor = executor
+        self.quote_token = quote_token.lower()
+        self.min_profit = min_profit
+        self.priority_fee = priority_fee
+        self.poll_interval = poll_interval
+        self.stats = EngineStats()
+        self._last: BlockRef | None = None
+        self._next_base_fee = 0
+        self._inflight: set[tuple[str, str]] = set()
+        self._owner: dict[str, Strategy] = {}
+
+    @property
+    def inflight(self) -> int:
+        """Liquidations sent (or being sent) whose outcome is not known yet."""
+        return len(self._inflight)
+
+    async def latest_block(self) -> tuple[BlockRef, Mapping[str, Any]]:
+        raw = await self.chain.call("eth_getBlockByNumber", ["latest", False])
+        return block_ref(raw), raw
+
+    async def sync(self) -> BlockRef:
+        """Cold start every strategy and the DEX book at the current head."""
+        head, raw = await self.latest_block()
+        for strategy in self.strategies:
+            await strategy.sync(self.chain, head)
+            for log_filter in strategy.subscriptions():
+                for address in log_filter.addresses:
+                    self._owner[address.lower()] = strategy
+        self._remember(head, raw)
+        log.info("synced", block=head.number, strategies=[s.name for s in self.strategies])
+        return head
+
+    def _remember(self, head: BlockRef, raw: Mapping[str, Any]) -> None:
+        self._last = head
+        self.stats.head = head.number
+        self._next_base_fee = next_base_fee(
+            head.base_fee, int(raw["gasUsed"], 16), int(raw["gasLimit"], 16)
+        )
+
+    def _filter(self) -> LogFilter:
+        addresses = {a.lower() for a in self._owner}
+        topics: set[str] = set()
+        filters = [f for s in self.strategies for f in s.subscriptions()]
+        filters.append(self.dex.subscriptions())
+        for log_filter in filters:
+            addresses.update(a.lower() for a in log_filter.addresses)
+            topics.update(log_filter.topics0)
+        return LogFilter(tuple(sorted(addresses)), tuple(sorted(topics)))
+
+    async def step(self, head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
+        """Apply every block after the last processed one up to `head`; rank at `head`."""
+        assert self._last is not None, "sync() first"
+        start = self._last.number + 1
+        if head.number < start:
+            return []
+        events = await self.chain.get_logs(self._filter(), start, head.number)
+        headers = {head.number: head}
+        missing = sorted({e.block_number for e in events} - {head.number})
+        if missing:
+            raws = await self.chain.batch(
+                [("eth_getBlockByNumber", [hex(n), False]) for n in missing]
+            )
+            headers.update({block_ref(r).number: block_ref(r) for r in raws})
+        by_block: dict[int, list[Event]] = {}
+        for event in events:
+            by_block.setdefault(event.block_number, []).append(event)
+        for number in sorted(by_block):
+            self._apply(by_block[number], headers[number])
+        self.dex.apply(events)
+        self._remember(head, raw)
+        self.stats.blocks += head.number - start + 1
+        return await self.evaluate(head)
+
+    def _apply(self, events: list[Event], block: BlockRef) -> None:
+        for strategy in self.strategies:
+            mine = [e for e in events if self._owner.get(e.address) is strategy]
+            if mine:
+                strategy.apply(mine, block)
+
+    async def evaluate(self, head: BlockRef) -> list[Opportunity]:
+        """Candidates of every strategy, sized within the capital on hand, ranked."""
+        candidates: list[Candidate] = [c for s in self.strategies for c in s.candidates(head)]
+        self.stats.candidates = len(candidates)
+        if self.executor is not None and candidates:
+            # The sender pays with debt tokens it holds: never size beyond what is free.
+            free = await self.executor.available(sorted({c.debt for c in candidates}))
+            candidates = [
+                dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
+                for c in candidates
+            ]
+        opportunities = rank(
+            candidates, dex=self.dex, quote_token=self.quote_token,
+            base_fee=self._next_base_fee, priority_fee=self.priority_fee,
+            min_profit=self.min_profit, block=head.number,
+        )
+        self.stats.opportunities += len(opportunities)
+        self.stats.last_opportunities = opportunities
+        return opportunities
+
+    def intent(self, opportunity: Opportunity) -> TxIntent:
+        candidate: Candidate = opportunity.details["candidate"]
+        strategy = next(s for s in self.strategies if s.name == candidate.strategy)
+        call = strategy.build(candidate, opportunity.debt_to_cover)
+        return TxIntent(opportunity, call, candidate.gas_limit, candidate.spender)
+
+    async def _execute(self, opportunity: Opportunity) -> None:
+        assert self.executor is not None
+        slot = (opportunity.strategy, opportunity.account)
+        try:
+            outcome = await self.executor.execute(self.intent(opportunity), self._next_base_fee)
+        except Exception as exc:
+            # One failed send must not stop the daemon; it is logged with its traceback.
+            log.exception("liquidation failed", key=opportunity.key)
+            outcome = Outcome(opportunity.key, "error", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight.discard(slot)
+        self.stats.outcomes.append(outcome)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll heads until `stop` is set; sends run as tasks of this TaskGroup."""
+        if self._last is None:
+            await self.sync()
+        async with asyncio.TaskGroup() as tasks:
+            while not stop.is_set():
+                head, raw = await self.latest_block()
+                if self._last is not None and head.number > self._last.number:
+                    structlog.contextvars.bind_contextvars(block=head.number)
+                    for opportunity in await self.step(head, raw):
+                        slot = (opportunity.strategy, opportunity.account)
+                        if self.executor is None or slot in self._inflight:
+                            continue
+                        self._inflight.add(slot)
+                        tasks.create_task(self._execute(opportunity))
+                    self.stats.processed = head.number
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+            if self._inflight:
+                log.info("stopping: waiting for in-flight liquidations", count=len(self._inflight))

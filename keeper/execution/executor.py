@@ -1,0 +1,261 @@
+"""Send one liquidation: claim → simulate → nonce → fees → sign → journal → send → receipt.
+
+The only place that holds the key and signs. Every intent is claimed in the
+journal first (so the same opportunity is never sent twice, across restarts
+too) and the signed transaction is on disk before it is broadcast. Success is
+judged from the receipt's logs (the target contract must have emitted one), not
+from the status alone; the realized profit is measured from the sender's
+token balances before and after, valued like the ranking values them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import structlog
+from eth_abi.abi import encode
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from keeper.chain.http import HttpRpc, RpcError
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
+from keeper.execution.nonces import NonceManager
+from keeper.types import TxIntent
+
+log = structlog.get_logger(__name__)
+
+BALANCE_OF = "0x70a08231"
+ALLOWANCE = "0xdd62ed3e"
+APPROVE = "0x095ea7b3"
+TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
+MAX_UINT = 2**256 - 1
+APPROVE_GAS = 100_000
+RECEIPT_TIMEOUT = 120.0
+
+Status = Literal[
+    "confirmed", "reverted", "duplicate", "simulation-failed", "fee-cap", "no-capital",
+    "send-failed", "error",
+]
+# (collateral token, debt token, collateral received, debt paid, gas paid in wei) -> quote wei
+Appraiser = Callable[[str, str, int, int, int], int]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    key: str
+    status: Status
+    tx_hash: str = ""
+    block: int = 0
+    gas_used: int = 0
+    realized_profit: int = 0
+    reason: str = ""
+
+
+def _addr(word: str) -> bytes:
+    return bytes.fromhex(word.removeprefix("0x").rjust(40, "0"))
+
+
+class Executor:
+    """Signs and sends intents for one account; one instance owns that account's nonces."""
+
+    def __init__(
+        self,
+        chain: HttpRpc,
+        account: LocalAccount,
+        journal: Journal,
+        fees: FeePolicy,
+        appraise: Appraiser,
+    ) -> None:
+        self.chain = chain
+        self.account = account
+        self.address = account.address.lower()
+        self.journal = journal
+        self.fees = fees
+        self.nonces = NonceManager(self.address)
+        self._appraise = appraise
+        self._approved: set[tuple[str, str]] = set()
+        self._approving = asyncio.Lock()
+        self._committed: dict[str, int] = {}
+        self._capital_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Resync the nonce with the chain's pending nonce and the journal."""
+
+        async def pending() -> int:
+            return int(await self.chain.call("eth_getTransactionCount",
+                                              [self.address, "pending"]), 16)
+
+        await self.nonces.sync(pending, self.journal.max_nonce())
+
+    async def _sign_and_send(
+        self, to: str, data: str, gas: int, base_fee: int, key: str | None
+    ) -> tuple[str, int] | None:
+        fees = self.fees.fees(base_fee)
+        if fees is None:
+            return None
+        nonce = await self.nonces.reserve()
+        tx: dict[str, Any] = {
+            "type": 2, "chainId": self.chain.chain_id, "nonce": nonce,
+            "to": to_checksum_address(to),
+            "data": data, "value": 0, "gas": gas,
+            "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1],
+        }
+        signed = self.account.sign_transaction(tx)
+        tx_hash = "0x" + bytes(signed.hash).hex()
+        raw = "0x" + bytes(signed.raw_transaction).hex()
+        if key is not None:
+            self.journal.record_signed(key, nonce, tx_hash, raw, fees[0], fees[1])
+        try:
+            await self.chain.call("eth_sendRawTransaction", [raw])
+        except RpcError:
+            self.nonces.release(nonce)
+            raise
+        if key is not None:
+            self.journal.mark_sent(key, tx_hash)
+        return tx_hash, nonce
+
+    async def receipt(self, tx_hash: str) -> dict[str, Any]:
+        """Poll for the receipt (the only wait in the send path)."""
+        deadline = time.monotonic() + RECEIPT_TIMEOUT
+        while True:
+            found = await self.chain.call("eth_getTransactionReceipt", [tx_hash])
+            if found is not None:
+                return dict(found)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no receipt for {tx_hash} after {RECEIPT_TIMEOUT:.0f} s")
+            await asyncio.sleep(0.05)
+
+    async def ensure_allowance(self, token: str, spender: str, amount: int, base_fee: int) -> None:
+        """Approve the protocol's own contract (never an arbitrary address) once per token."""
+        if (token, spender) in self._approved:
+            return
+        async with self._approving:  # concurrent sends must not approve twice
+            if (token, spender) not in self._approved:
+                await self._approve(token, spender, amount, base_fee)
+
+    async def _approve(self, token: str, spender: str, amount: int, base_fee: int) -> None:
+        query = ALLOWANCE + encode(["address", "address"], [self.address, spender]).hex()
+        allowance = int(await self.chain.eth_call(token, query), 16)
+        if allowance < amount:
+            data = APPROVE + encode(["address", "uint256"], [spender, MAX_UINT]).hex()
+            sent = await self._sign_and_send(token, data, APPROVE_GAS, base_fee, key=None)
+            if sent is None:
+                raise RuntimeError("base fee above max_fee_per_gas: cannot approve")
+            receipt = await self.receipt(sent[0])
+            self.nonces.confirm(sent[1])
+            if int(receipt["status"], 16) != 1:
+                raise RuntimeError(f"approve of {token} for {spender} reverted")
+        self._approved.add((token, spender))
+
+    def _token_flows(self, receipt: dict[str, Any], collateral: str, debt: str) -> tuple[int, int]:
+        """(collateral received, debt paid) by this account, from the receipt's Transfer logs.
+
+        Read from the transaction's own logs, so concurrent sends cannot blur it.
+        """
+        me = "0x" + self.address.removeprefix("0x").rjust(64, "0")
+        received = paid = 0
+        for entry in receipt["logs"]:
+            topics = [t.lower() for t in entry["topics"]]
+            if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
+                continue
+            token, amount = entry["address"].lower(), int(entry["data"], 16)
+            if token == collateral and topics[2] == me:
+                received += amount
+            if token == debt and topics[1] == me:
+                paid += amount
+        return received, paid
+
+    async def available(self, tokens: Sequence[str]) -> dict[str, int]:
+        """Balance of each token not already committed to a liquidation in flight (one batch)."""
+        data = BALANCE_OF + encode(["address"], [self.address]).hex()
+        answers = await self.chain.batch(
+            [("eth_call", [{"to": t, "data": data}, "latest"]) for t in tokens]
+        )
+        return {
+            t: max(0, int(a, 16) - self._committed.get(t, 0))
+            for t, a in zip(tokens, answers, strict=True)
+        }
+
+    async def _capital_for(self, token: str, amount: int) -> bool:
+        """Reserve `amount` of the sender's `token` for one send (concurrent sends share it).
+
+        The balance is read at `latest`: a send is released from `_committed` only
+        after its receipt, so the latest balance already reflects it by then.
+        """
+        async with self._capital_lock:
+            data = BALANCE_OF + encode(["address"], [self.address]).hex()
+            balance = int(await self.chain.eth_call(token, data, "latest"), 16)
+            if balance - self._committed.get(token, 0) < amount:
+                return False
+            self._committed[token] = self._committed.get(token, 0) + amount
+            return True
+
+    async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
+        opp = intent.opportunity
+        bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
+        if not self.journal.claim(opp, self.chain.chain_id):
+            return Outcome(opp.key, "duplicate")
+        await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover, base_fee)
+        call = {"from": self.address, "to": intent.call.to, "data": intent.call.data}
+        head = int(await self.chain.call("eth_blockNumber", []), 16)
+        try:
+            await self.chain.call("eth_call", [call, hex(head)])
+        except RpcError as exc:
+            self.journal.mark_abandoned(opp.key)
+            bound.info("simulation reverted; not sent", reason=exc.message)
+            return Outcome(opp.key, "simulation-failed", reason=exc.message)
+        if not await self._capital_for(opp.debt, opp.debt_to_cover):
+            self.journal.mark_abandoned(opp.key)
+            bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
+            return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
+        try:
+            return await self._send_and_confirm(intent, base_fee, bound)
+        finally:
+            self._committed[opp.debt] -= opp.debt_to_cover
+
+    async def _send_and_confirm(
+        self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger
+    ) -> Outcome:
+        opp = intent.opportunity
+        try:
+            sent = await self._sign_and_send(
+                intent.call.to, intent.call.data, intent.gas_limit, base_fee, opp.key
+            )
+        except RpcError as exc:
+            self._drop_unsent(opp.key)
+            bound.warning("send refused by the node", reason=exc.message)
+            return Outcome(opp.key, "send-failed", reason=exc.message)
+        if sent is None:
+            self.journal.mark_abandoned(opp.key)
+            return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
+        tx_hash, nonce = sent
+        bound = bound.bind(tx=tx_hash)
+        bound.info("liquidation sent", net_profit=opp.net_profit, repay=opp.debt_to_cover)
+        receipt = await self.receipt(tx_hash)
+        self.nonces.confirm(nonce)
+        block = int(receipt["blockNumber"], 16)
+        gas_used = int(receipt["gasUsed"], 16)
+        gas_paid = gas_used * int(receipt["effectiveGasPrice"], 16)
+        emitted = any(entry["address"].lower() == intent.call.to.lower()
+                      for entry in receipt["logs"])
+        if int(receipt["status"], 16) == 1 and emitted:
+            received, paid = self._token_flows(receipt, opp.collateral, opp.debt)
+            realized = self._appraise(opp.collateral, opp.debt, received, paid, gas_paid)
+            self.journal.mark_confirmed(opp.key, tx_hash, block, gas_used, realized)
+            bound.info("liquidation confirmed", block=block, realized_profit=realized)
+            return Outcome(opp.key, "confirmed", tx_hash, block, gas_used, realized)
+        self.journal.mark_reverted(opp.key, tx_hash, block, gas_used, -gas_paid)
+        bound.warning("liquidation reverted", block=block)
+        return Outcome(opp.key, "reverted", tx_hash, block, gas_used, -gas_paid)
+
+    def _drop_unsent(self, key: str) -> None:
+        record = self.journal.get(key)
+        if record is not None:
+            for tx in record.transactions:
+                if tx.status in ("signed", "sent"):
+                    self.journal.mark_dropped(key, tx.tx_hash)

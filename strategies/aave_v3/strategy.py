@@ -1,0 +1,333 @@
+"""The Aave V3 strategy: an event-sourced position book that offers liquidation candidates.
+
+`sync` discovers the market and every account that ever touched the pool (from the pool's
+logs since `start_block`, plus aToken transfers), reads them in batches and seeds a
+`PositionBook`; `apply` feeds it each later block's logs (pure); `candidates` mirrors
+LiquidationLogic.executeLiquidationCall (1.19.3) for every account with HF < 1 and every
+(collateral, debt) pair it can be liquidated through; `build` encodes `liquidationCall`.
+
+Candidate semantics (exact mirrors, at the block's timestamp):
+
+- `max_repay` = LiquidationLogic._calculateDebt(uint max): the close factor (50 %, or 100 %
+  when HF <= 0.95) of the user's whole debt in that asset (stable + variable).
+- `seize(repay)` = the collateral the liquidator receives (`actualCollateralToLiquidate`,
+  the protocol fee already deducted) when `liquidationCall(..., repay, false)` is sent;
+  `repay` above `max_repay` is clamped as the contract does.
+- When the user's collateral balance caps the seizure, the pool pulls LESS debt than
+  `repay` (`debtAmountNeeded`, recomputed from the balance) and `seize` stays at the cap
+  (the whole balance minus the fee) for every larger `repay`: `seize` is non-decreasing.
+  `details["actual_repay"](repay)` is the debt the pool really pulls.
+- `gas_limit` = 450_000: a first estimate (a liquidationCall measures ~250-350k on the
+  devnet); ranking uses it for the gas cost.
+- `key` = "{chain_id}:aave_v3:{account}:{collateral}:{debt}:{price-state}", price-state a
+  short hash of the two prices the liquidation would use: a new price makes a new key. (A
+  price that returns exactly to an earlier value repeats an earlier key.)
+
+Accounts the book cannot mirror (`needs_read`: a Repay/LiquidationCall with no debt-token
+log) are left out of `candidates` until the owner resyncs; so is everything after a log from
+the PoolConfigurator or AaveOracle (`needs_resync` becomes true: configuration and price
+sources are not mirrored by the book).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_abi.exceptions import DecodingError
+from eth_utils.abi import function_signature_to_4byte_selector
+
+from keeper.errors import KeeperError
+from keeper.strategy import Candidate, ChainReader, StrategyContext
+from keeper.types import BlockRef, Call, Event, LogFilter
+from strategies.aave_v3 import events as ev
+from strategies.aave_v3 import market as aave_market
+from strategies.aave_v3 import math
+from strategies.aave_v3.book import PositionBook
+from strategies.aave_v3.config import AaveV3Config
+from strategies.aave_v3.market import Account, Market, Reserve
+
+GAS_LIMIT = 450_000  # first estimate for one liquidationCall; ranking prices gas with it
+ACCOUNTS_PER_READ = 200  # users per read_accounts call (each is ~2 + 5 * reserves eth_calls)
+LIQUIDATION_CALL = "liquidationCall(address,address,address,uint256,bool)"
+LIQUIDATION_CALL_SELECTOR = function_signature_to_4byte_selector(LIQUIDATION_CALL)
+_SYMBOL = "0x" + function_signature_to_4byte_selector("symbol()").hex()
+_GET_POOL_CONFIGURATOR = (
+    "0x" + function_signature_to_4byte_selector("getPoolConfigurator()").hex()
+)
+# Pool logs that name a user who may hold a position, and the fields naming them.
+_USER_TOPICS = (
+    ev.TOPIC_SUPPLY, ev.TOPIC_BORROW, ev.TOPIC_WITHDRAW, ev.TOPIC_REPAY,
+    ev.TOPIC_LIQUIDATION_CALL, ev.TOPIC_COLLATERAL_ENABLED, ev.TOPIC_COLLATERAL_DISABLED,
+    ev.TOPIC_USER_EMODE_SET,
+)
+
+
+@dataclass(frozen=True)
+class AccountPosition:
+    """One tracked account's totals in the oracle's base currency, and its health factor."""
+
+    account: str
+    collateral_base: int
+    debt_base: int
+    health_factor: int  # wad; uint max when there is no debt
+
+
+def _users_of(record: ev.AaveEvent | None) -> tuple[str, ...]:
+    match record:
+        case ev.Supply() | ev.Borrow():
+            return (record.on_behalf_of,)
+        case ev.Withdraw() | ev.Repay():
+            return (record.user,)
+        case ev.LiquidationCall():
+            return (record.user, record.liquidator) if record.receive_atoken else (record.user,)
+        case ev.CollateralEnabled() | ev.CollateralDisabled() | ev.UserEModeSet():
+            return (record.user,)
+        case ev.BalanceTransfer():
+            return (record.to,)
+        case _:
+            return ()
+
+
+def _decode_symbol(answer: str) -> str | None:
+    raw = bytes.fromhex(answer.removeprefix("0x"))
+    try:
+        (text,) = decode(["string"], raw)
+        return str(text)
+    except (DecodingError, ValueError):  # a bytes32 symbol (MKR-style) is not a string
+        if len(raw) == 32:
+            return raw.rstrip(b"\0").decode("utf-8", "replace") or None
+        return None
+
+
+def _price_state(*prices: int) -> str:
+    return hashlib.sha256(":".join(map(str, prices)).encode()).hexdigest()[:12]
+
+
+class AaveV3Strategy:
+    """Aave V3 positions (one market) and their liquidation candidates."""
+
+    name: str = "aave_v3"
+
+    def __init__(self, config: AaveV3Config, context: StrategyContext) -> None:
+        self.config = config
+        self.context = context
+        self._book: PositionBook | None = None
+        self._synced: BlockRef | None = None
+        self._configurator: str | None = None
+        self._symbols: dict[str, str] = {}
+        self.needs_resync = False
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def book(self) -> PositionBook:
+        if self._book is None:
+            raise KeeperError("aave_v3: sync() must run before the book is used")
+        return self._book
+
+    @property
+    def synced(self) -> BlockRef | None:
+        """The block the snapshot was read at (None before `sync`)."""
+        return self._synced
+
+    @property
+    def accounts(self) -> list[str]:
+        """Every tracked account (lower-case)."""
+        return self.book.users
+
+    @property
+    def needs_read(self) -> set[str]:
+        """Accounts the book could not mirror exactly; they get no candidates until a resync."""
+        return set(self.book.needs_read)
+
+    # ------------------------------------------------------------------ contract
+
+    def subscriptions(self) -> Sequence[LogFilter]:
+        market = self.book.market
+        tokens = tuple(
+            t for r in market.reserves for t in (r.a_token, r.variable_debt_token,
+                                                 r.stable_debt_token)
+        )
+        feeds = tuple(sorted({r.price_source for r in market.reserves if int(r.price_source, 16)}))
+        filters = [
+            LogFilter((market.pool,), ev.POOL_TOPICS),
+            LogFilter(tokens, ev.TOKEN_TOPICS),
+            LogFilter(feeds, (ev.TOPIC_ANSWER_UPDATED,), urgent=True),
+        ]
+        admin = tuple(a for a in (self._configurator, market.oracle) if a and int(a, 16))
+        if admin:
+            filters.append(LogFilter(admin))
+        return filters
+
+    async def sync(self, chain: ChainReader, at: BlockRef) -> None:
+        """Discover the market and its accounts at `at` (logs from start_block, batched reads)."""
+        provider = self.config.addresses_provider.lower()
+        market = await aave_market.discover(chain, provider, at.number)
+        (configurator,) = decode(["address"], bytes.fromhex(
+            (await chain.eth_call(provider, _GET_POOL_CONFIGURATOR, at.number)).removeprefix("0x")
+        ))
+        self._configurator = str(configurator).lower()
+        logs = await chain.get_logs(
+            LogFilter((market.pool,), _USER_TOPICS), self.config.start_block, at.number
+        )
+        logs += await chain.get_logs(
+            LogFilter(tuple(r.a_token for r in market.reserves), (ev.TOPIC_BALANCE_TRANSFER,)),
+            self.config.start_block, at.number,
+        )
+        users = list(dict.fromkeys(u for e in logs for u in _users_of(ev.decode(e))))
+        accounts: list[Account] = []
+        for i in range(0, len(users), ACCOUNTS_PER_READ):
+            read = await aave_market.read_accounts(
+                chain, market, users[i : i + ACCOUNTS_PER_READ], at.number
+            )
+            accounts.extend(read.values())
+        answers = await chain.batch(
+            [("eth_call", [{"to": r.asset, "data": _SYMBOL}, hex(at.number)])
+             for r in market.reserves]
+        )
+        self._symbols = {
+            r.asset: s for r, a in zip(market.reserves, answers, strict=True)
+            if (s := _decode_symbol(str(a))) is not None
+        }
+        self._book = PositionBook(market, accounts)
+        self._book.block = at
+        self._synced = at
+        self.needs_resync = False
+
+    def apply(self, events: Sequence[Event], block: BlockRef) -> None:
+        """Apply one block's logs; logs at or below the synced block are already in the book."""
+        synced = self._synced.number if self._synced else -1
+        if block.number <= synced:
+            return
+        admin = {a for a in (self._configurator, self.book.market.oracle) if a}
+        if any(e.address.lower() in admin for e in events):
+            self.needs_resync = True
+        self.book.apply([e for e in events if e.block_number > synced], block)
+
+    def candidates(self, block: BlockRef) -> Iterable[Candidate]:
+        """One candidate per (collateral, debt) pair of every account with HF < 1 at `block`."""
+        if self.needs_resync:
+            return []
+        market = self.book.market
+        skip = self.book.needs_read
+        out: list[Candidate] = []
+        for user in self.book.users:
+            if user in skip:
+                continue
+            account = self.book.account(user)
+            data = aave_market.account_data(market, account, block.timestamp)
+            if data.total_debt_base == 0 or not math.is_liquidatable(data.health_factor):
+                continue
+            out.extend(self._pairs(market, account, data.health_factor, block.timestamp))
+        return out
+
+    def build(self, candidate: Candidate, repay: int) -> Call:
+        """`Pool.liquidationCall(collateral, debt, user, repay, false)`, sent to the pool."""
+        args = encode(
+            ["address", "address", "address", "uint256", "bool"],
+            [candidate.collateral, candidate.debt, candidate.account, repay, False],
+        )
+        return Call(to=self.book.market.pool, data="0x" + (LIQUIDATION_CALL_SELECTOR + args).hex())
+
+    # ------------------------------------------------------------------ extras
+
+    def positions(self, block: BlockRef) -> list[AccountPosition]:
+        """Every tracked account's collateral, debt (base currency) and HF at `block`."""
+        market = self.book.market
+        out = []
+        for user in self.book.users:
+            data = aave_market.account_data(market, self.book.account(user), block.timestamp)
+            out.append(AccountPosition(
+                user, data.total_collateral_base, data.total_debt_base, data.health_factor
+            ))
+        return out
+
+    def _pairs(
+        self, market: Market, account: Account, hf: int, now: int
+    ) -> Iterable[Candidate]:
+        collaterals: list[tuple[Reserve, int]] = []
+        debts: list[tuple[Reserve, int]] = []
+        for r in market.reserves:
+            if not r.config.active or r.config.paused:
+                continue  # ValidationLogic.validateLiquidationCall reverts
+            b = account.balances[r.asset]
+            if (account.config.is_using_as_collateral(r.id) and b.scaled_atoken_balance
+                    and r.config.liquidation_threshold != 0):
+                balance = math.atoken_balance(b.scaled_atoken_balance, r.normalized_income(now))
+                if balance:
+                    collaterals.append((r, balance))
+            variable = math.variable_debt_balance(b.scaled_variable_debt, r.normalized_debt(now))
+            stable = math.stable_debt_balance(
+                b.stable_principal, b.stable_rate, b.stable_last_updated, now
+            )
+            if variable + stable:
+                debts.append((r, variable + stable))
+        category = market.emode_categories.get(account.emode_category)
+        for c, balance in collaterals:
+            for d, total_debt in debts:
+                yield self._candidate(
+                    account, hf=hf, collateral=(c, balance), debt=(d, total_debt),
+                    category=category,
+                )
+
+    def _candidate(
+        self, account: Account, *, hf: int, collateral: tuple[Reserve, int],
+        debt: tuple[Reserve, int], category: aave_market.EModeCategory | None,
+    ) -> Candidate:
+        (c, balance), (d, total_debt) = collateral, debt
+        config = math.liquidation_configuration(
+            user_emode_category=account.emode_category,
+            collateral_emode_category=c.config.emode_category,
+            collateral_liquidation_bonus=c.config.liquidation_bonus,
+            collateral_price=c.price, debt_price=d.price,
+            emode_liquidation_bonus=category.liquidation_bonus if category else 0,
+            emode_price=category.price if category else 0,
+        )
+        max_repay = math.calculate_actual_debt_to_liquidate(total_debt, hf, math.UINT256_MAX)
+
+        def amounts(repay: int) -> math.LiquidationAmounts:
+            return math.calculate_available_collateral_to_liquidate(
+                collateral_price=config.collateral_price,
+                collateral_asset_unit=math.asset_unit(c.decimals),
+                debt_price=config.debt_price, debt_asset_unit=math.asset_unit(d.decimals),
+                debt_to_cover=math.calculate_actual_debt_to_liquidate(total_debt, hf, repay),
+                user_collateral_balance=balance,
+                liquidation_bonus=config.liquidation_bonus,
+                liquidation_protocol_fee_percentage=c.config.liquidation_protocol_fee,
+            )
+
+        def seize(repay: int) -> int:
+            return amounts(repay).collateral_amount
+
+        def actual_repay(repay: int) -> int:
+            return amounts(repay).debt_amount
+
+        details: dict[str, Any] = {
+            "health_factor": hf,
+            "collateral_symbol": self._symbols.get(c.asset),
+            "debt_symbol": self._symbols.get(d.asset),
+            "collateral_balance": balance,
+            "total_debt": total_debt,
+            "liquidation_bonus": config.liquidation_bonus,
+            "collateral_price": config.collateral_price,
+            "debt_price": config.debt_price,
+            "actual_repay": actual_repay,
+        }
+        state = _price_state(config.collateral_price, config.debt_price)
+        return Candidate(
+            strategy=self.name,
+            account=account.user,
+            collateral=c.asset,
+            debt=d.asset,
+            max_repay=max_repay,
+            health_factor=hf,
+            key=f"{self.context.chain_id}:aave_v3:{account.user}:{c.asset}:{d.asset}:{state}",
+            seize=seize,
+            gas_limit=GAS_LIMIT,
+            spender=self.book.market.pool,
+            details=details,
+        )
