@@ -38,7 +38,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 RPC_TIMEOUT = 5.0
-LAZY_COMMANDS = {"devnet": "keeper.devnet.cli:devnet", "demo": "keeper.demo:demo"}
+LAZY_COMMANDS = {
+    "devnet": "keeper.devnet.cli:devnet",
+    "demo": "keeper.demo:demo",
+    "run": "keeper.run:run",
+    "scan": "keeper.run:scan",
+}
 """Commands defined elsewhere: name -> "module:attribute", imported when first used."""
 
 log = structlog.get_logger()

@@ -157,6 +157,10 @@ class ExecutionConfig(Section):
     """`[execution]`: how transactions are sent and when they are worth sending."""
 
     mode: Literal["live", "dry-run"] = "dry-run"
+    quote_token: Address | None = None
+    """The wrapped native token (WETH on Ethereum) in which profit and gas are counted."""
+    min_profit_quote: Decimal = Field(default=Decimal("0.002"), ge=0)
+    """Least expected net profit worth sending, in whole quote-token units."""
     min_profit_usd: Decimal = Field(default=Decimal("10"), ge=0)
     max_fee_per_gas_gwei: Decimal = Field(default=Decimal("100"), gt=0)
     priority_fee_gwei: Decimal = Field(default=Decimal("1"), ge=0)
@@ -167,6 +171,16 @@ class ExecutionConfig(Section):
         if self.priority_fee_gwei > self.max_fee_per_gas_gwei:
             raise ValueError("priority_fee_gwei must not exceed max_fee_per_gas_gwei")
         return self
+
+
+class DexConfig(Section):
+    """`[dex]`: where collateral is priced and swapped back (Uniswap V2 pairs for now)."""
+
+    uniswap_v2_factory: Address | None = None
+
+
+ENGINE_KEYS = (("execution", "quote_token"), ("dex", "uniswap_v2_factory"))
+"""Keys that are optional for `check-config` but required to run the engine."""
 
 
 class StrategiesConfig(Section):
@@ -196,6 +210,7 @@ class KeeperConfig(BaseSettings):
     chain: ChainConfig
     account: AccountConfig = Field(default_factory=AccountConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    dex: DexConfig = Field(default_factory=DexConfig)
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
     _source: Path | None = PrivateAttr(default=None)
 
@@ -224,6 +239,16 @@ class KeeperConfig(BaseSettings):
     def source(self) -> Path | None:
         """The TOML file this config was read from."""
         return self._source
+
+    def require_engine_keys(self, command: str) -> None:
+        """Raise one `ConfigError` line naming the first `ENGINE_KEYS` entry that is unset."""
+        for table, key in ENGINE_KEYS:
+            if getattr(getattr(self, table), key) is None:
+                where = str(self._source) if self._source is not None else "config"
+                raise ConfigError(
+                    f"{where}: missing required key {table}.{key} (needed by "
+                    f"'keeper {command}'; see config.example.toml)"
+                )
 
     def masked(self) -> dict[str, Any]:
         """A JSON-ready dict for display: secrets as `**********`, RPC URLs masked."""

@@ -11,6 +11,7 @@ token balances before and after, valued like the ranking values them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523
 MAX_UINT = 2**256 - 1
 APPROVE_GAS = 100_000
 RECEIPT_TIMEOUT = 120.0
+GAS_MARGIN_PERCENT = 130
 
 Status = Literal[
     "confirmed", "reverted", "duplicate", "simulation-failed", "fee-cap", "no-capital",
@@ -204,7 +206,8 @@ class Executor:
         call = {"from": self.address, "to": intent.call.to, "data": intent.call.data}
         head = int(await self.chain.call("eth_blockNumber", []), 16)
         try:
-            await self.chain.call("eth_call", [call, hex(head)])
+            # The simulation is a gas estimate: it reverts exactly where eth_call would.
+            estimate = int(await self.chain.call("eth_estimateGas", [call, hex(head)]), 16)
         except RpcError as exc:
             self.journal.mark_abandoned(opp.key)
             bound.info("simulation reverted; not sent", reason=exc.message)
@@ -213,8 +216,13 @@ class Executor:
             self.journal.mark_abandoned(opp.key)
             bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
             return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
+        # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
+        # a margin over the estimate (and never go below the strategy's own figure).
+        gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
         try:
-            return await self._send_and_confirm(intent, base_fee, bound)
+            return await self._send_and_confirm(
+                dataclasses.replace(intent, gas_limit=gas_limit), base_fee, bound
+            )
         finally:
             self._committed[opp.debt] -= opp.debt_to_cover
 

@@ -1,0 +1,232 @@
+"""`keeper scan` and `keeper run` against the devnet, and the config keys they need.
+
+`scan --json` lists every seeded Aave borrower with the health factor the pool itself
+reports (Pool.getUserAccountData); after WETH falls, the ranked opportunities appear with
+net = gross - slippage - gas. `run` (live, the devnet liquidator's dev key from the
+environment) liquidates after the drop, stops on SIGTERM with exit 0 and a journal summary,
+and never prints the key. The config checks at the end need no chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from eth_abi.abi import decode
+from eth_utils.abi import function_signature_to_4byte_selector
+
+from keeper import secrets
+from keeper.cli import main
+from keeper.config import load_config
+from keeper.devnet.borrowers import plan_population
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.devnet.tokens import post_price
+from keeper.errors import ConfigError
+from tests.conftest import Devnet, wait_for
+from tests.integration.helpers import SPECS
+
+KEEPER = Path(sys.executable).parent / "keeper"
+USERS = {p.address.lower() for p in plan_population(120, 7) if p.protocol == "aave_v3"}
+ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
+KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
+WETH_DROP = Decimal("0.75")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No KEEPER_* settings from the developer's shell; no secrets from earlier tests."""
+    for name in list(os.environ):
+        if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
+            monkeypatch.delenv(name)
+    secrets.clear_secrets()
+    yield
+    secrets.clear_secrets()
+
+
+def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", **drop: bool) -> Path:
+    """A keeper.toml for the devnet; `drop` leaves keys out (quote_token=True, factory=True)."""
+    info = devnet.info
+    quote = "" if drop.get("quote_token") else f'quote_token = "{info.tokens["WETH"].address}"\n'
+    factory = (
+        "" if drop.get("factory") else f'uniswap_v2_factory = "{info.uniswap_v2.factory}"\n'
+    )
+    path = tmp_path / "keeper.toml"
+    path.write_text(
+        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n\n'
+        f'[execution]\nmode = "{mode}"\n{quote}min_profit_quote = "0"\n'
+        f'journal = "journal.sqlite"\nmax_fee_per_gas_gwei = "3000"\n\n'
+        f"[dex]\n{factory}\n"
+        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n'
+    )
+    return path
+
+
+def scan_json(path: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(main, ["--config", str(path), "scan", "--json"])
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def chain_health(devnet: Devnet, users: list[str], block: int) -> dict[str, int]:
+    pool = devnet.info.aave_v3.pool
+    out = {}
+    for user in users:
+        answer = devnet.rpc(
+            "eth_call", {"to": pool, "data": ACCOUNT_DATA + "00" * 12 + user[2:]}, hex(block)
+        )
+        assert isinstance(answer, str)
+        out[user] = decode(["uint256"] * 6, bytes.fromhex(answer.removeprefix("0x")))[5]
+    return out
+
+
+def drop_weth(devnet: Devnet) -> None:
+    price = SPECS["WETH"].usd_price * WETH_DROP
+    post_price(devnet.w3, devnet.info.feeds["WETH"], price, devnet.info.accounts.deployer)
+
+
+def test_scan_lists_positions_and_opportunities(devnet: Devnet, tmp_path: Path) -> None:
+    path = devnet_toml(devnet, tmp_path)
+    before = scan_json(path)
+    assert set(before) == {"block", "positions", "opportunities"}
+    positions = before["positions"]
+    assert {p["strategy"] for p in positions} == {"aave_v3"}
+    borrowers = {p["account"] for p in positions if int(p["debt_value"]) > 0}
+    assert borrowers == USERS
+    health = chain_health(devnet, [p["account"] for p in positions], before["block"])
+    assert {p["account"]: int(p["health_factor"]) for p in positions} == health
+    assert all(isinstance(p["health_factor"], str) for p in positions)
+    assert before["opportunities"] == []  # the seeded population is healthy
+
+    drop_weth(devnet)
+    after = scan_json(path)
+    assert after["block"] > before["block"]
+    opportunities = after["opportunities"]
+    assert opportunities
+    health = chain_health(devnet, sorted(USERS), after["block"])
+    unhealthy = {u for u, hf in health.items() if hf < 10**18}
+    for opp in opportunities:
+        assert opp["account"] in unhealthy
+        assert int(opp["health_factor"]) == health[opp["account"]]
+        gross, slippage, gas, net = (int(opp[k]) for k in ("gross", "slippage", "gas", "net"))
+        assert net == gross - slippage - gas
+        assert net >= 0 and gas > 0 and int(opp["repay"]) > 0
+
+    table = CliRunner().invoke(main, ["--config", str(path), "scan"])
+    assert table.exit_code == 0, table.output
+    assert "net profit" in table.stdout and "health factor" in table.stdout
+
+
+def _confirmed(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        (count,) = db.execute("SELECT COUNT(*) FROM intents WHERE status = 'confirmed'").fetchone()
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return 0
+    finally:
+        db.close()
+    return int(count)
+
+
+def test_run_liquidates_and_stops_on_sigterm(devnet: Devnet, tmp_path: Path) -> None:
+    path = devnet_toml(devnet, tmp_path, mode="live")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("KEEPER_")}
+    env |= {k: v for k, v in os.environ.items() if k.upper() in KEEP_ENV}
+    env["KEEPER_ACCOUNT__PRIVATE_KEY"] = DEVNET_LIQUIDATOR_KEY
+    process = subprocess.Popen(
+        [str(KEEPER), "--config", str(path), "--log-format", "json", "run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        drop_weth(devnet)
+        journal = tmp_path / "journal.sqlite"
+
+        def liquidated() -> bool:
+            assert process.poll() is None, process.communicate()
+            if _confirmed(journal):
+                return True
+            devnet.rpc("evm_mine")  # a new head makes the daemon evaluate (after its sync)
+            return False
+
+        wait_for(liquidated, timeout=60, what="a confirmed liquidation in the journal")
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert "keeper: stopped" in stdout and "confirmed" in stdout
+    key = DEVNET_LIQUIDATOR_KEY.removeprefix("0x").lower()
+    assert key not in stdout.lower() and key not in stderr.lower()
+
+
+# ------------------------------------------------------------------ no chain needed
+
+
+def test_dry_run_is_refused(devnet_session: Devnet, tmp_path: Path) -> None:
+    path = devnet_toml(devnet_session, tmp_path, mode="dry-run")
+    result = CliRunner().invoke(main, ["--config", str(path), "run"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "dry-run" in lines[0] and "not implemented" in lines[0]
+    assert not (tmp_path / "journal.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("run", {"quote_token": True}, "execution.quote_token"),
+        ("scan", {"quote_token": True}, "execution.quote_token"),
+        ("scan", {"factory": True}, "dex.uniswap_v2_factory"),
+    ],
+)
+def test_missing_engine_key_is_one_line(
+    devnet_session: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    case: tuple[str, dict[str, bool], str],
+) -> None:
+    command, drop, key = case
+    path = devnet_toml(devnet_session, tmp_path, mode="live" if command == "run" else "dry-run",
+                       **drop)
+    monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", DEVNET_LIQUIDATOR_KEY)
+    result = CliRunner().invoke(main, ["--config", str(path), command])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("keeper: error:") and f"missing required key {key}" in lines[0]
+    assert str(path) in lines[0]
+    # The config alone is valid: check-config does not need the engine keys.
+    with pytest.raises(ConfigError, match=key):
+        load_config(path).require_engine_keys(command)
+
+
+def test_engine_keys_validate(tmp_path: Path) -> None:
+    path = tmp_path / "keeper.toml"
+    base = '[chain]\nchain_id = 1\nhttp_urls = ["http://127.0.0.1:1"]\n'
+    path.write_text(base + '[execution]\nquote_token = "0x1234"\n')
+    with pytest.raises(ConfigError, match=r"keeper.toml:5: execution.quote_token: must be a 20"):
+        load_config(path)
+    factory = '[dex]\nuniswap_v2_factory = "0x5c69bee701ef814a2b6a3edd4b1652cb9cc5aa6f"\n'
+    path.write_text(base + factory + 'router = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown key dex.router"):
+        load_config(path)
+    path.write_text(base + '[execution]\nmin_profit_quote = "-1"\n')
+    with pytest.raises(ConfigError, match=r"execution.min_profit_quote"):
+        load_config(path)
+    path.write_text(base + '[execution]\nmin_profit_quote = "0.002"\n' + factory)
+    config = load_config(path)
+    assert config.execution.min_profit_quote == Decimal("0.002")
+    assert config.dex.uniswap_v2_factory == "0x5C69bEe701ef814a2B6a3EDD4B1652CB9cc5aA6f"
+    assert config.execution.quote_token is None
