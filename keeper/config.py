@@ -161,7 +161,6 @@ class ExecutionConfig(Section):
     """The wrapped native token (WETH on Ethereum) in which profit and gas are counted."""
     min_profit_quote: Decimal = Field(default=Decimal("0.002"), ge=0)
     """Least expected net profit worth sending, in whole quote-token units."""
-    min_profit_usd: Decimal = Field(default=Decimal("10"), ge=0)
     max_fee_per_gas_gwei: Decimal = Field(default=Decimal("100"), gt=0)
     priority_fee_gwei: Decimal = Field(default=Decimal("1"), ge=0)
     journal: Path = Path("keeper-journal.sqlite")

@@ -63,7 +63,7 @@ def test_example_config_is_valid() -> None:
     config = load_config(ROOT / "config.example.toml")
     assert config.chain.chain_id == 1
     assert config.execution.mode == "dry-run"
-    assert config.execution.min_profit_usd == Decimal("10")
+    assert config.execution.min_profit_quote == Decimal("0.002")
     aave = config.strategies.section("aave_v3", AaveV3Config)
     morpho = config.strategies.section("morpho_blue", MorphoBlueConfig)
     assert aave is not None and aave.addresses_provider == AAVE
@@ -121,14 +121,14 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     path = write(tmp_path, MINIMAL + f'\n[strategies.aave_v3]\naddresses_provider = "{AAVE}"\n')
     monkeypatch.setenv("KEEPER_CHAIN__CHAIN_ID", "5")
     monkeypatch.setenv("KEEPER_CHAIN__HTTP_URLS", '["http://x:1", "http://y:2"]')
-    monkeypatch.setenv("KEEPER_EXECUTION__MIN_PROFIT_USD", "2.5")
+    monkeypatch.setenv("KEEPER_EXECUTION__MIN_PROFIT_QUOTE", "2.5")
     monkeypatch.setenv("KEEPER_STRATEGIES__AAVE_V3__START_BLOCK", "123")
     monkeypatch.setenv("KEEPER_STRATEGIES__MORPHO_BLUE__MORPHO", MORPHO.lower())
     monkeypatch.setenv("KEEPER_HOME", str(tmp_path))  # other KEEPER_ variables are ignored
     config = load_config(path)
     assert config.chain.chain_id == 5
     assert [e.url for e in config.chain.http_urls] == ["http://x:1", "http://y:2"]
-    assert config.execution.min_profit_usd == Decimal("2.5")
+    assert config.execution.min_profit_quote == Decimal("2.5")
     aave = config.strategies.section("aave_v3", AaveV3Config)
     assert aave is not None and aave.start_block == 123 and aave.addresses_provider == AAVE
     morpho = config.strategies.section("morpho_blue", MorphoBlueConfig)
@@ -298,9 +298,9 @@ def test_long_bad_value_is_redacted_before_truncation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", KEY)
-    text = MINIMAL + f'min_profit_usd = "0x{KEY}"\n'
+    text = MINIMAL + f'min_profit_quote = "0x{KEY}"\n'
     message = error_of(write(tmp_path, text))
-    assert "execution.min_profit_usd" in message and KEY[:12] not in message
+    assert "execution.min_profit_quote" in message and KEY[:12] not in message
 
 
 def test_top_level_key_not_matched_inside_a_table(tmp_path: Path) -> None:

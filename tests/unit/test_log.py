@@ -108,7 +108,7 @@ def test_configured_key_never_printed(tmp_path: Path, monkeypatch: pytest.Monkey
     good = tmp_path / "good.toml"
     good.write_text(CONFIG)
     bad = tmp_path / "bad.toml"
-    bad.write_text(CONFIG + "[execution]\nmode = 'live'\nmin_profit_usd = '0x" + KEY + "'\n")
+    bad.write_text(CONFIG + "[execution]\nmode = 'live'\nmin_profit_quote = '0x" + KEY + "'\n")
     runner = CliRunner()
     outputs = []
     for args in (
@@ -121,7 +121,7 @@ def test_configured_key_never_printed(tmp_path: Path, monkeypatch: pytest.Monkey
         assert result.exit_code in (0, 2), result.output
         outputs.append(result.stdout + result.stderr)
     assert "**********" in outputs[0] and "# account: 0x" in outputs[0]
-    assert "min_profit_usd" in outputs[2]
+    assert "min_profit_quote" in outputs[2]
     for output in outputs:
         assert absent(output), output
 
