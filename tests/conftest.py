@@ -17,12 +17,19 @@ import pytest
 from web3 import Web3
 
 from keeper.devnet.anvil import Anvil
+from keeper.devnet.borrowers import BorrowerPlan, plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 
 # Shared with `keeper devnet`'s defaults, so the demo and the tests reuse one cached state.
 TEST_SPEC = DevnetSpec()
 INTEGRATION = Path(__file__).parent / "integration"
+
+
+def seeded_borrowers(protocol: str) -> list[BorrowerPlan]:
+    """The test devnet's seeded borrowers on one protocol ("aave_v3" or "morpho_blue")."""
+    plans = plan_population(TEST_SPEC.borrowers, TEST_SPEC.seed)
+    return [p for p in plans if p.protocol == protocol]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -51,7 +51,8 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
 
 
 @click.group(invoke_without_command=True)
-@click.option("--borrowers", default=120, show_default=True, type=click.IntRange(0, 100_000),
+@click.option("--borrowers", default=DevnetSpec().borrowers, show_default=True,
+              type=click.IntRange(0, 100_000),
               help="Borrowers to open across Aave V3 and Morpho Blue.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Population seed.")
 @click.option("--out", "out", default="devnet.json", show_default=True,

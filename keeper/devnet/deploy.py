@@ -42,7 +42,9 @@ LIQUIDATOR_INDEX = 1
 TREASURY_INDEX = 2
 LENDER_INDEX = 3
 # Liquidity a lender supplies to every Aave V3 reserve, in USD, so borrowers can borrow.
-AAVE_LIQUIDITY_USD = 40_000_000
+AAVE_LIQUIDITY_USD = 250_000_000
+# Loan-token liquidity supplied to each Morpho Blue market, in USD.
+MORPHO_LIQUIDITY_USD = 150_000_000
 # Working capital given to the liquidator, per token, in USD.
 LIQUIDATOR_FUNDS_USD = 5_000_000
 CACHE_FORMAT = 1
@@ -59,7 +61,7 @@ STATE_SHAPING_MODULES = (
 class DevnetSpec:
     """What to build: the population size and seed."""
 
-    borrowers: int = 120
+    borrowers: int = 300
     seed: int = 7
     tokens: tuple[TokenSpec, ...] = DEFAULT_TOKENS
 
@@ -76,7 +78,9 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
     feeds = deploy_feeds(deployer, spec.tokens)
     aave = deploy_aave_v3(deployer, tokens, feeds, treasury=accounts[TREASURY_INDEX])
     uniswap = deploy_uniswap_v2(deployer, tokens, spec.tokens)
-    morpho = deploy_morpho_blue(deployer, tokens, feeds, spec.tokens)
+    morpho = deploy_morpho_blue(
+        deployer, tokens, feeds, spec.tokens, supply_usd=Decimal(MORPHO_LIQUIDITY_USD)
+    )
 
     _fund_liquidator(deployer, tokens, specs, liquidator)
     _supply_aave_liquidity(deployer, tokens, specs, aave.pool, accounts[LENDER_INDEX])

@@ -14,7 +14,8 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from web3.exceptions import TransactionNotFound
+from eth_typing import HexStr
+from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.types import RPCEndpoint, TxReceipt
 
 from keeper.devnet.artifacts import Artifact
@@ -85,8 +86,19 @@ class Deployer:
         receipt = mined_receipt(self.w3, tx_hash)
         if receipt["status"] != 1:
             shown = tx_hash if isinstance(tx_hash, str) else Web3.to_hex(tx_hash)
-            raise DevnetError(f"{what}: transaction reverted ({shown})")
+            raise DevnetError(f"{what}: transaction reverted ({shown}{_reason(self.w3, shown)})")
         return receipt
+
+
+def _reason(w3: Web3, tx_hash: str) -> str:
+    """The revert reason, replayed on the parent block (automine: one tx per block)."""
+    tx = w3.eth.get_transaction(HexStr(tx_hash))
+    call: dict[str, Any] = {"from": tx["from"], "to": tx.get("to"), "data": tx["input"]}
+    try:
+        w3.eth.call(call, tx["blockNumber"] - 1)  # type: ignore[arg-type]
+    except ContractLogicError as exc:
+        return f": {exc.message}"
+    return ""
 
 
 def mined_receipt(w3: Web3, tx_hash: Any) -> TxReceipt:

@@ -20,13 +20,12 @@ from web3 import Web3
 
 from keeper.chain.http import HttpRpc
 from keeper.devnet.artifacts import aave
-from keeper.devnet.borrowers import plan_population
 from keeper.devnet.tokens import post_price
 from keeper.types import BlockRef, LogFilter
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.book import PositionBook
-from tests.conftest import Devnet
+from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import (
     MAX_UINT,
     SPECS,
@@ -39,7 +38,7 @@ from tests.integration.helpers import (
     units,
 )
 
-PLANS = [p for p in plan_population(120, 7) if p.protocol == "aave_v3"]
+PLANS = seeded_borrowers("aave_v3")
 USERS = [p.address.lower() for p in PLANS]
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 DAY = 86_400

@@ -18,15 +18,15 @@ from web3 import Web3
 
 from keeper.chain.http import HttpRpc
 from keeper.devnet.artifacts import aave
-from keeper.devnet.borrowers import BorrowerPlan, plan_population
+from keeper.devnet.borrowers import BorrowerPlan
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.tokens import post_price
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.math import UINT256_MAX, calculate_available_borrows
-from tests.conftest import Devnet
+from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import MAX_UINT, SPECS, WAD, contract, liquidator, tokens
 
-PLANS = [p for p in plan_population(120, 7) if p.protocol == "aave_v3"]
+PLANS = seeded_borrowers("aave_v3")
 USERS = [p.address for p in PLANS]
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 HOUR, DAY = 3600, 86_400
@@ -73,7 +73,7 @@ def mine(devnet: Devnet, seconds: int) -> int:
 def test_the_population_has_every_kind() -> None:
     kinds = {p.kind for p in PLANS}
     assert {"emode-stable", "multi", "weth-usdc", "short-eth"} <= kinds
-    assert 70 <= len(PLANS) <= 100
+    assert len(PLANS) >= 200  # the issue asks for parity on at least 200 accounts
 
 
 async def test_parity_now_and_after_time_jumps(devnet: Devnet) -> None:

@@ -19,16 +19,15 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from web3 import Web3
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.borrowers import plan_population
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import post_price
 from keeper.strategy import Candidate, StrategyContext, StrategyFactory, missing_members
 from keeper.types import BlockRef
 from strategies.aave_v3 import STRATEGY, AaveV3Config, AaveV3Strategy
-from tests.conftest import Devnet
+from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import MAX_UINT, SPECS, WAD, contract, liquidator, tokens
 
-USERS = {p.address.lower() for p in plan_population(120, 7) if p.protocol == "aave_v3"}
+USERS = {p.address.lower() for p in seeded_borrowers("aave_v3")}
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 ERC20_ABI: list[dict[str, Any]] = [
     {"name": "balanceOf", "type": "function", "stateMutability": "view",

@@ -11,12 +11,12 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
+from keeper.devnet.deploy import MORPHO_LIQUIDITY_USD
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.info import MorphoMarketInfo
 from keeper.devnet.morpho import (
     DEFAULT_LLTV,
     DEFAULT_MARKETS,
-    DEFAULT_SUPPLY_USD,
     ORACLE_PRICE_SCALE,
     feed_oracle_artifact,
     market_id,
@@ -97,7 +97,7 @@ def test_markets_are_created_and_funded(env: Env) -> None:
     assert set(env.markets) == {"WETH/USDC", "WBTC/USDC"}
     # devnet.json lists the markets in the order they were created.
     assert list(env.markets) == [f"{c}/{loan}" for c, loan in DEFAULT_MARKETS]
-    usdc_supply = pool_amount(DEFAULT_SUPPLY_USD, SPECS["USDC"])
+    usdc_supply = pool_amount(Decimal(MORPHO_LIQUIDITY_USD), SPECS["USDC"])
     usdc_in_morpho = 0
     for key, market in env.markets.items():
         collateral, loan = key.split("/")

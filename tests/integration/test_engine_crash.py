@@ -22,7 +22,6 @@ from web3 import Web3
 
 from keeper.demo import build_engine
 from keeper.devnet.artifacts import aave
-from keeper.devnet.borrowers import plan_population
 from keeper.devnet.observe import aave_accounts
 from keeper.devnet.tokens import to_feed_answer
 from keeper.engine import Engine
@@ -30,10 +29,10 @@ from keeper.execution.executor import Outcome
 from keeper.execution.journal import Journal
 from keeper.types import BlockRef, Opportunity
 from strategies.aave_v3 import AaveV3Strategy
-from tests.conftest import Devnet
+from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import SPECS, WAD, feeds, liquidator
 
-USERS = sorted(p.address.lower() for p in plan_population(120, 7) if p.protocol == "aave_v3")
+USERS = sorted(p.address.lower() for p in seeded_borrowers("aave_v3"))
 DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
 BAD = ("reverted", "error")
 

@@ -28,15 +28,14 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from keeper import secrets
 from keeper.cli import main
 from keeper.config import load_config
-from keeper.devnet.borrowers import plan_population
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.tokens import post_price
 from keeper.errors import ConfigError
-from tests.conftest import Devnet, wait_for
+from tests.conftest import Devnet, seeded_borrowers, wait_for
 from tests.integration.helpers import SPECS
 
 KEEPER = Path(sys.executable).parent / "keeper"
-USERS = {p.address.lower() for p in plan_population(120, 7) if p.protocol == "aave_v3"}
+USERS = {p.address.lower() for p in seeded_borrowers("aave_v3")}
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
 WETH_DROP = Decimal("0.75")
