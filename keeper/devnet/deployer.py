@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from eth_typing import ChecksumAddress
+from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 from web3.contract import Contract
 from web3.contract.contract import ContractFunction
-from eth_typing import HexStr
 from web3.exceptions import ContractLogicError, TransactionNotFound
 from web3.types import RPCEndpoint, TxReceipt
 
