@@ -165,7 +165,8 @@ class Engine:
         self.stats.candidates = len(candidates)
         if self.executor is not None and candidates:
             # The sender pays with debt tokens it holds: never size beyond what is free.
-            free = await self.executor.available(sorted({c.debt for c in candidates}))
+            debts = sorted({c.debt for c in candidates})
+            free = await self.executor.available(debts, head.number)
             candidates = [
                 dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
                 for c in candidates

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -72,8 +72,13 @@ class Executor:
         journal: Journal,
         fees: FeePolicy,
         appraise: Appraiser,
+        *,
+        follow: Callable[[int], Awaitable[None]] | None = None,
     ) -> None:
         self.chain = chain
+        # Called with the engine's head before each evaluation's balance read: a dry-run
+        # fork uses it to move itself to that block while nothing is in flight on it.
+        self._follow = follow
         self.account = account
         self.address = account.address.lower()
         self.journal = journal
@@ -172,8 +177,18 @@ class Executor:
                 paid += amount
         return received, paid
 
-    async def available(self, tokens: Sequence[str]) -> dict[str, int]:
-        """Balance of each token not already committed to a liquidation in flight (one batch)."""
+    @property
+    def busy(self) -> bool:
+        """True while any liquidation of this executor holds capital (is in flight)."""
+        return any(self._committed.values())
+
+    async def available(self, tokens: Sequence[str], block: int | None = None) -> dict[str, int]:
+        """Balance of each token not already committed to a liquidation in flight (one batch).
+
+        `block` is the engine's head; it is passed to the `follow` hook first.
+        """
+        if self._follow is not None and block is not None:
+            await self._follow(block)
         data = BALANCE_OF + encode(["address"], [self.address]).hex()
         answers = await self.chain.batch(
             [("eth_call", [{"to": t, "data": data}, "latest"]) for t in tokens]
