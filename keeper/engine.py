@@ -12,7 +12,6 @@ replace the target, they never queue up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,10 @@ from typing import Any
 
 import structlog
 
-from keeper.chain.http import HttpRpc
+from keeper.chain.http import HttpRpc, RpcError
+from keeper.chain.ws import WsSubscriptions, heads, logs
 from keeper.dex.uniswap_v2 import PairBook
+from keeper.errors import RetryableError
 from keeper.execution.executor import Executor, Outcome
 from keeper.execution.fees import next_base_fee
 from keeper.ranking import rank
@@ -50,6 +51,7 @@ class EngineStats:
     blocks: int = 0
     candidates: int = 0
     opportunities: int = 0
+    urgent_logs: int = 0
     outcomes: list[Outcome] = field(default_factory=list)
     last_opportunities: list[Opportunity] = field(default_factory=list)
 
@@ -90,6 +92,9 @@ class Engine:
         self._next_base_fee = 0
         self._inflight: set[tuple[str, str]] = set()
         self._owner: dict[str, Strategy] = {}
+        self._wake = asyncio.Event()
+        self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
+        self._target: tuple[int, Mapping[str, Any] | None] | None = None
 
     @property
     def inflight(self) -> int:
@@ -129,13 +134,19 @@ class Engine:
             topics.update(log_filter.topics0)
         return LogFilter(tuple(sorted(addresses)), tuple(sorted(topics)))
 
-    async def step(self, head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
-        """Apply every block after the last processed one up to `head`; rank at `head`."""
+    async def step(
+        self, head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None
+    ) -> list[Opportunity]:
+        """Apply every block after the last processed one up to `head`; rank at `head`.
+
+        `events` are the logs of that range when the caller fetched them already.
+        """
         assert self._last is not None, "sync() first"
         start = self._last.number + 1
         if head.number < start:
             return []
-        events = await self.chain.get_logs(self._filter(), start, head.number)
+        if events is None:
+            events = await self.chain.get_logs(self._filter(), start, head.number)
         headers = {head.number: head}
         missing = sorted({e.block_number for e in events} - {head.number})
         if missing:
@@ -186,11 +197,32 @@ class Engine:
         call = strategy.build(candidate, opportunity.debt_to_cover)
         return TxIntent(opportunity, call, candidate.gas_limit, candidate.spender)
 
-    async def _execute(self, opportunity: Opportunity) -> None:
+    def dispatch(self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup) -> int:
+        """Hand ranked opportunities to execution, best first; returns how many were handed.
+
+        Every simulation is started here, in rank order, before any task runs: the node
+        works on them while the best one is claimed, signed and sent.
+        """
+        if self.executor is None:
+            return 0
+        handed = 0
+        for opportunity in opportunities:
+            slot = (opportunity.strategy, opportunity.account)
+            if slot in self._inflight:
+                continue
+            self._inflight.add(slot)
+            intent = self.intent(opportunity)
+            simulation = self.executor.simulate(intent, opportunity.block)
+            tasks.create_task(self._execute(intent, simulation))
+            handed += 1
+        return handed
+
+    async def _execute(self, intent: TxIntent, simulation: asyncio.Task[int] | None) -> None:
         assert self.executor is not None
+        opportunity = intent.opportunity
         slot = (opportunity.strategy, opportunity.account)
         try:
-            outcome = await self.executor.execute(self.intent(opportunity), self._next_base_fee)
+            outcome = await self.executor.execute(intent, self._next_base_fee, simulation)
         except Exception as exc:
             # One failed send must not stop the daemon; it is logged with its traceback.
             log.exception("liquidation failed", key=opportunity.key)
@@ -199,24 +231,124 @@ class Engine:
             self._inflight.discard(slot)
         self.stats.outcomes.append(outcome)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Poll heads until `stop` is set; sends run as tasks of this TaskGroup."""
+    # -- intake -----------------------------------------------------------------------------
+
+    def _heard(self, number: int, raw: Mapping[str, Any] | None) -> None:
+        """A head (or an urgent log of block `number`) arrived: the newest one wins."""
+        target = self._target
+        if target is None or number > target[0] or (number == target[0] and target[1] is None):
+            self._target = (number, raw)
+            if self._last is None or number > self._last.number:
+                self._wake.set()
+
+    def _heard_head(self, raw: dict[str, Any]) -> None:
+        self._heard(int(raw["number"], 16), raw)
+
+    def _heard_log(self, raw: dict[str, Any]) -> None:
+        if raw.get("removed") or raw.get("blockNumber") is None:
+            return  # reorged out (or still pending): the block intake sees the truth
+        self.stats.urgent_logs += 1
+        self._heard(int(raw["blockNumber"], 16), None)
+
+    def urgent_filter(self) -> LogFilter | None:
+        """The strategies' urgent logs (price feeds) in one filter, if any."""
+        urgent = [f for s in self.strategies for f in s.subscriptions() if f.urgent]
+        if not urgent:
+            return None
+        addresses = sorted({a.lower() for f in urgent for a in f.addresses})
+        topics = sorted({t for f in urgent for t in f.topics0})
+        return LogFilter(tuple(addresses), tuple(topics), urgent=True)
+
+    async def _poll_heads(self, stop: asyncio.Event, ws: WsSubscriptions | None) -> None:
+        """HTTP head polling: always without a WebSocket, else while it is down or has just
+        reconnected (so missed blocks are backfilled even if no new block comes)."""
+        seen_connects = -1
+        while not stop.is_set():
+            if ws is None or not ws.connected or ws.connects != seen_connects:
+                seen_connects = ws.connects if ws is not None and ws.connected else seen_connects
+                try:
+                    raw = await self.chain.call("eth_getBlockByNumber", ["latest", False])
+                except (RetryableError, RpcError) as exc:
+                    log.warning("head poll failed; retrying", reason=str(exc))
+                    seen_connects = -1
+                else:
+                    self._heard_head(raw)
+            await self._pause(stop, self._poll_now)
+            self._poll_now.clear()
+
+    async def _pause(self, stop: asyncio.Event, wake: asyncio.Event | None = None) -> None:
+        """Wait `poll_interval`, or less if `stop` (or `wake`) is set meanwhile."""
+        waiters = [asyncio.ensure_future(e.wait()) for e in (stop, wake) if e is not None]
+        try:
+            await asyncio.wait(waiters, timeout=self.poll_interval,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def advance(
+        self, number: int, raw: Mapping[str, Any] | None
+    ) -> list[Opportunity] | None:
+        """`step` to block `number`, fetching its header with the logs when not given.
+
+        None when the node cannot give that header yet (the block's own head will come).
+        """
+        assert self._last is not None, "sync() first"
+        if raw is None:
+            raw, events = await self.chain.header_and_logs(number, self._filter(),
+                                                           self._last.number + 1)
+            if raw is None:
+                return None
+            return await self.step(block_ref(raw), raw, events)
+        return await self.step(block_ref(raw), raw)
+
+    async def run(self, stop: asyncio.Event, ws: WsSubscriptions | None = None) -> None:
+        """Follow the chain until `stop` is set; sends run as tasks of this TaskGroup.
+
+        Heads come from `ws` (`newHeads`, plus the urgent feeds' logs, which start the
+        work on their block before its header arrives) or from HTTP polling.
+        """
         if self._last is None:
             await self.sync()
+        self._wake = asyncio.Event()
+        self._poll_now = asyncio.Event()
+        self._target = None
         async with asyncio.TaskGroup() as tasks:
-            while not stop.is_set():
-                head, raw = await self.latest_block()
-                if self._last is not None and head.number > self._last.number:
-                    structlog.contextvars.bind_contextvars(block=head.number)
-                    for opportunity in await self.step(head, raw):
-                        slot = (opportunity.strategy, opportunity.account)
-                        if self.executor is None or slot in self._inflight:
-                            continue
-                        self._inflight.add(slot)
-                        tasks.create_task(self._execute(opportunity))
-                    self.stats.processed = head.number
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.poll_interval)
+            if ws is not None:
+                subscriptions = [heads(self._heard_head)]
+                urgent = self.urgent_filter()
+                if urgent is not None:
+                    subscriptions.append(logs(urgent, self._heard_log))
+                tasks.create_task(ws.run(subscriptions, stop, on_connect=self._poll_now.set))
+            intake = tasks.create_task(self._poll_heads(stop, ws))
+            stopping = asyncio.ensure_future(stop.wait())
+            try:
+                while not stop.is_set():
+                    if not self._wake.is_set():
+                        waking = asyncio.ensure_future(self._wake.wait())
+                        await asyncio.wait({waking, stopping, intake},
+                                           return_when=asyncio.FIRST_COMPLETED)
+                        waking.cancel()
+                        if intake.done():
+                            intake.result()  # the poller failed: raise its error
+                    self._wake.clear()
+                    target = self._target
+                    if target is None or self._last is None or target[0] <= self._last.number:
+                        continue
+                    structlog.contextvars.bind_contextvars(block=target[0])
+                    try:
+                        opportunities = await self.advance(*target)
+                    except (RetryableError, RpcError) as exc:
+                        # The node hiccuped: keep the target and try again shortly.
+                        log.warning("cannot process block; retrying", reason=str(exc))
+                        await self._pause(stop)
+                        self._wake.set()
+                        continue
+                    if opportunities is None:
+                        continue
+                    self.dispatch(opportunities, tasks)
+                    self.stats.processed = target[0]
+            finally:
+                stopping.cancel()
             if self._inflight:
                 log.info("stopping: waiting for in-flight liquidations", count=len(self._inflight))

@@ -193,12 +193,31 @@ class HttpRpc:
             start = end + 1
         return sorted(events, key=lambda e: (e.block_number, e.log_index))
 
+    async def header_and_logs(
+        self, number: int, log_filter: LogFilter, from_block: int
+    ) -> tuple[dict[str, Any] | None, list[Event]]:
+        """Block `number`'s header and the logs of [from_block, number]: one batch request
+        when the range fits one `eth_getLogs`. The header is None if the node does not
+        have the block yet (a load-balanced endpoint may lag its own notifications)."""
+        header = ("eth_getBlockByNumber", [hex(number), False])
+        if number - from_block + 1 <= self.max_log_range:
+            try:
+                raw, found = await self.batch(
+                    [header, ("eth_getLogs", [_logs_query(log_filter, from_block, number)])]
+                )
+            except RpcError as exc:
+                if not any(s in exc.message.lower() for s in _TOO_MANY):
+                    raise
+            else:
+                events = sorted((Event.from_rpc(item) for item in found),
+                                key=lambda e: (e.block_number, e.log_index))
+                return (dict(raw) if raw is not None else None), events
+        raw = await self.call(*header)
+        return (dict(raw) if raw is not None else None), await self.get_logs(
+            log_filter, from_block, number)
+
     async def _logs_chunk(self, log_filter: LogFilter, start: int, end: int) -> list[Event]:
-        query: dict[str, Any] = {
-            "fromBlock": hex(start), "toBlock": hex(end), "address": list(log_filter.addresses),
-        }
-        if log_filter.topics0:
-            query["topics"] = [list(log_filter.topics0)]
+        query = _logs_query(log_filter, start, end)
         try:
             logs = await self.call("eth_getLogs", [query])
         except RpcError as exc:
@@ -210,3 +229,12 @@ class HttpRpc:
                 ]
             raise
         return [Event.from_rpc(log) for log in logs]
+
+
+def _logs_query(log_filter: LogFilter, start: int, end: int) -> dict[str, Any]:
+    query: dict[str, Any] = {
+        "fromBlock": hex(start), "toBlock": hex(end), "address": list(log_filter.addresses),
+    }
+    if log_filter.topics0:
+        query["topics"] = [list(log_filter.topics0)]
+    return query

@@ -88,7 +88,7 @@ class Executor:
         self._approved: set[tuple[str, str]] = set()
         self._approving = asyncio.Lock()
         self._committed: dict[str, int] = {}
-        self._capital_lock = asyncio.Lock()
+        self._balances: dict[str, int] = {}
 
     async def start(self) -> None:
         """Resync the nonce with the chain's pending nonce and the journal."""
@@ -185,7 +185,8 @@ class Executor:
     async def available(self, tokens: Sequence[str], block: int | None = None) -> dict[str, int]:
         """Balance of each token not already committed to a liquidation in flight (one batch).
 
-        `block` is the engine's head; it is passed to the `follow` hook first.
+        `block` is the engine's head; it is passed to the `follow` hook first. The
+        balances read here are what `execute` reserves capital from, without another read.
         """
         if self._follow is not None and block is not None:
             await self._follow(block)
@@ -193,53 +194,88 @@ class Executor:
         answers = await self.chain.batch(
             [("eth_call", [{"to": t, "data": data}, "latest"]) for t in tokens]
         )
-        return {
-            t: max(0, int(a, 16) - self._committed.get(t, 0))
-            for t, a in zip(tokens, answers, strict=True)
-        }
+        self._balances.update({t: int(a, 16) for t, a in zip(tokens, answers, strict=True)})
+        return {t: max(0, self._balances[t] - self._committed.get(t, 0)) for t in tokens}
 
     async def _capital_for(self, token: str, amount: int) -> bool:
         """Reserve `amount` of the sender's `token` for one send (concurrent sends share it).
 
-        The balance is read at `latest`: a send is released from `_committed` only
-        after its receipt, so the latest balance already reflects it by then.
+        Reserved against the balance of the last `available` read (read once per block
+        with candidates): a send is released from `_committed` only after its receipt,
+        so a balance read later already reflects it, and an earlier one errs on the
+        side of holding back. Check and reserve run without an await in between.
         """
-        async with self._capital_lock:
-            data = BALANCE_OF + encode(["address"], [self.address]).hex()
-            balance = int(await self.chain.eth_call(token, data, "latest"), 16)
-            if balance - self._committed.get(token, 0) < amount:
-                return False
-            self._committed[token] = self._committed.get(token, 0) + amount
-            return True
+        if token not in self._balances:
+            await self.available([token])
+        if self._balances[token] - self._committed.get(token, 0) < amount:
+            return False
+        self._committed[token] = self._committed.get(token, 0) + amount
+        return True
 
-    async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
+    def simulate(
+        self, intent: TxIntent, block: int | str = "latest"
+    ) -> asyncio.Task[int] | None:
+        """Start the simulation of `intent` at `block` now; the task's result is its gas.
+
+        A gas estimate reverts exactly where `eth_call` would, so it is the simulation.
+        Started before `execute`, so the node works on it while the sender claims and
+        signs other intents. None while the debt token's allowance is not in place yet
+        (`execute` approves first, then simulates).
+        """
+        if (intent.opportunity.debt, intent.spender) not in self._approved:
+            return None
+        return self._estimate(intent, block)
+
+    def _estimate(self, intent: TxIntent, block: int | str) -> asyncio.Task[int]:
+        call = {"from": self.address, "to": intent.call.to, "data": intent.call.data}
+        tag = hex(block) if isinstance(block, int) else block
+
+        async def estimate() -> int:
+            return int(await self.chain.call("eth_estimateGas", [call, tag]), 16)
+
+        return asyncio.ensure_future(estimate())
+
+    async def execute(
+        self, intent: TxIntent, base_fee: int, simulation: asyncio.Task[int] | None = None
+    ) -> Outcome:
+        """Claim, reserve capital, simulate (or await the `simulation` started earlier by
+        `simulate`), sign, journal, send and confirm one intent."""
         opp = intent.opportunity
         bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
         if not self.journal.claim(opp, self.chain.chain_id):
+            if simulation is not None:
+                simulation.cancel()
             return Outcome(opp.key, "duplicate")
-        await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover, base_fee)
-        call = {"from": self.address, "to": intent.call.to, "data": intent.call.data}
-        head = int(await self.chain.call("eth_blockNumber", []), 16)
-        try:
-            # The simulation is a gas estimate: it reverts exactly where eth_call would.
-            estimate = int(await self.chain.call("eth_estimateGas", [call, hex(head)]), 16)
-        except RpcError as exc:
-            self.journal.mark_abandoned(opp.key)
-            bound.info("simulation reverted; not sent", reason=exc.message)
-            return Outcome(opp.key, "simulation-failed", reason=exc.message)
+        if simulation is None:
+            # Approving mines a transaction first: simulate after it, at the new head.
+            await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover, base_fee)
+            simulation = self._estimate(intent, "latest")
+        # Capital first: the simulation ran at the ranked block, before this account's
+        # other sends spent their share of the balance.
         if not await self._capital_for(opp.debt, opp.debt_to_cover):
+            simulation.cancel()
             self.journal.mark_abandoned(opp.key)
             bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
             return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
-        # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
-        # a margin over the estimate (and never go below the strategy's own figure).
-        gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
+        sent = False
         try:
+            try:
+                estimate = await simulation
+            except RpcError as exc:
+                self.journal.mark_abandoned(opp.key)
+                bound.info("simulation reverted; not sent", reason=exc.message)
+                return Outcome(opp.key, "simulation-failed", reason=exc.message)
+            # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so
+            # keep a margin over the estimate (and never go below the strategy's own figure).
+            gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
+            sent = True
             return await self._send_and_confirm(
                 dataclasses.replace(intent, gas_limit=gas_limit), base_fee, bound
             )
         finally:
             self._committed[opp.debt] -= opp.debt_to_cover
+            if sent:  # until the next `available` read, assume it was all paid
+                self._balances[opp.debt] -= opp.debt_to_cover
 
     async def _send_and_confirm(
         self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger

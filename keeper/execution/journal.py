@@ -226,14 +226,22 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        # A non-durable commit skips the fsync; the next durable one (record_signed, before
+        # any broadcast) syncs the whole WAL, this write included.
+        if not durable:
+            self._db.execute("PRAGMA synchronous = NORMAL")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if not durable:
+                self._db.execute("PRAGMA synchronous = FULL")
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -257,7 +265,9 @@ class Journal:
             "block": _int(opportunity.block, "block"),
             "now": now,
         }
-        with self._write() as db:
+        # Not synced to disk: losing a claim to a power cut loses nothing, as nothing was
+        # sent yet; record_signed syncs it along with the signed transaction.
+        with self._write(durable=False) as db:
             cursor = db.execute(
                 f"""
                 INSERT INTO intents (key, chain_id, strategy, account, collateral, debt,

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from web3 import Web3
 
+from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
 from keeper.devnet.artifacts import aave
 from keeper.devnet.observe import aave_accounts
@@ -27,7 +28,7 @@ from keeper.devnet.tokens import to_feed_answer
 from keeper.engine import Engine
 from keeper.execution.executor import Outcome
 from keeper.execution.journal import Journal
-from keeper.types import BlockRef, Opportunity
+from keeper.types import BlockRef, Event, Opportunity
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import SPECS, WAD, feeds, liquidator
@@ -121,8 +122,10 @@ def _record_rankings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[st
     first: dict[str, int] = {}
     step = engine.step
 
-    async def recording(head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
-        opportunities = await step(head, raw)
+    async def recording(
+        head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None
+    ) -> list[Opportunity]:
+        opportunities = await step(head, raw, events)
         for opportunity in opportunities:
             first.setdefault(opportunity.account, head.number)
         return opportunities
@@ -171,7 +174,8 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
         assert weak, "the drop made no account liquidatable"
         first_ranked = _record_rankings(engine, monkeypatch)
         stop = asyncio.Event()
-        task = asyncio.create_task(engine.run(stop))
+        # The daemon's intake: newHeads and the feeds' logs over the WebSocket.
+        task = asyncio.create_task(engine.run(stop, WsSubscriptions(devnet.info.ws_url)))
         try:
             await _quiet(engine, devnet)
         finally:

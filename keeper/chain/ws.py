@@ -1,0 +1,158 @@
+"""`WsSubscriptions`: `eth_subscribe` over one WebSocket, kept alive across drops.
+
+Raw JSON-RPC on a persistent socket (no web3 provider in the way): each
+subscription is a `params` list for `eth_subscribe` (`["newHeads"]`,
+`["logs", {...}]`) and a callback that gets every notification's `result`.
+When the socket drops or a subscription is refused, the client reconnects with
+a capped exponential backoff and subscribes again; `connected` says whether
+notifications are flowing, so the engine can poll heads over HTTP meanwhile.
+Nothing is replayed here: what was missed while disconnected is backfilled by
+the engine, which always fetches logs by block number from its last processed
+block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from keeper.secrets import redact_url
+from keeper.types import LogFilter
+
+log = structlog.get_logger(__name__)
+
+Notify = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """One `eth_subscribe` and who hears its notifications."""
+
+    params: tuple[Any, ...]
+    notify: Notify
+
+
+def heads(notify: Notify) -> Subscription:
+    """New block headers (`eth_subscribe newHeads`)."""
+    return Subscription(("newHeads",), notify)
+
+
+def logs(log_filter: LogFilter, notify: Notify) -> Subscription:
+    """Logs matching `log_filter` as their block is imported (`eth_subscribe logs`)."""
+    query: dict[str, Any] = {"address": list(log_filter.addresses)}
+    if log_filter.topics0:
+        query["topics"] = [list(log_filter.topics0)]
+    return Subscription(("logs", query), notify)
+
+
+class WsSubscriptions:
+    """Subscriptions on one WebSocket endpoint; `run` keeps them alive until stopped."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        open_timeout: float = 5.0,
+        backoff: tuple[float, float] = (0.1, 5.0),
+        max_message: int = 64 * 2**20,
+    ) -> None:
+        self.url = url
+        self.connected = False
+        self.connects = 0
+        self._open_timeout = open_timeout
+        self._backoff = backoff
+        self._max_message = max_message
+        self._ids = itertools.count(1)
+
+    async def run(
+        self,
+        subscriptions: Sequence[Subscription],
+        stop: asyncio.Event,
+        on_connect: Callable[[], None] | None = None,
+    ) -> None:
+        """Subscribe, dispatch notifications, reconnect on any drop; return once `stop` is set."""
+        delay = self._backoff[0]
+        where = redact_url(self.url)
+        while not stop.is_set():
+            try:
+                async with connect(self.url, open_timeout=self._open_timeout,
+                                   max_size=self._max_message) as socket:
+                    routes = await self._subscribe(socket, subscriptions)
+                    self.connected = True
+                    self.connects += 1
+                    delay = self._backoff[0]
+                    log.info("websocket subscribed", url=where, subscriptions=len(routes))
+                    if on_connect is not None:
+                        on_connect()
+                    await self._dispatch(socket, routes, stop)
+            except (OSError, TimeoutError, ValueError, WebSocketException,
+                    SubscriptionRefused) as exc:
+                if stop.is_set():
+                    break
+                log.warning("websocket down; reconnecting", url=where,
+                            reason=f"{type(exc).__name__}: {exc}", retry_in=delay)
+            finally:
+                self.connected = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, self._backoff[1])
+
+    async def _subscribe(
+        self, socket: ClientConnection, subscriptions: Sequence[Subscription]
+    ) -> dict[str, Notify]:
+        routes: dict[str, Notify] = {}
+        for subscription in subscriptions:
+            request_id = next(self._ids)
+            await socket.send(json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                          "method": "eth_subscribe",
+                                          "params": list(subscription.params)}))
+            # Notifications of earlier subscriptions may arrive before this answer.
+            while True:
+                message = json.loads(await asyncio.wait_for(socket.recv(), self._open_timeout))
+                if message.get("id") == request_id:
+                    break
+                self._route(message, routes)
+            if message.get("error") is not None or not isinstance(message.get("result"), str):
+                raise SubscriptionRefused(f"eth_subscribe {subscription.params[0]}: "
+                                          f"{message.get('error')}")
+            routes[message["result"]] = subscription.notify
+        return routes
+
+    async def _dispatch(
+        self, socket: ClientConnection, routes: dict[str, Notify], stop: asyncio.Event
+    ) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while True:
+                receiving = asyncio.ensure_future(socket.recv())
+                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not receiving.done():
+                    receiving.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await receiving
+                    return
+                self._route(json.loads(receiving.result()), routes)
+        finally:
+            stopping.cancel()
+
+    @staticmethod
+    def _route(message: Any, routes: dict[str, Notify]) -> None:
+        if not isinstance(message, dict) or message.get("method") != "eth_subscription":
+            return
+        params = message.get("params") or {}
+        notify = routes.get(str(params.get("subscription")))
+        if notify is not None and isinstance(params.get("result"), dict):
+            notify(params["result"])
+
+
+class SubscriptionRefused(Exception):
+    """The node answered `eth_subscribe` with an error (retried like a dropped socket)."""
