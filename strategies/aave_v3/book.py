@@ -89,7 +89,7 @@ class PositionBook:
             self._tokens[r.stable_debt_token] = (_SDEBT, r.asset)
         self._sources: dict[str, list[str]] = {}
         for r in market.reserves:
-            self._sources.setdefault(r.price_source, []).append(r.asset)
+            self._sources.setdefault(r.feed, []).append(r.asset)
         self._positions: dict[str, _Position] = {a.user.lower(): _Position.of(a) for a in accounts}
         self._debt_before: dict[tuple[str, str, str], int] = {}
         self.block: BlockRef | None = None

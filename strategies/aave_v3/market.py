@@ -10,7 +10,7 @@ Calldata is pre-encoded with eth_abi from the npm artifacts' ABIs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -90,6 +90,13 @@ class Reserve:
     variable_debt_token: str
     price: int
     price_source: str
+    # The contract that emits the source's AnswerUpdated: the source itself, or, for a
+    # Chainlink EACAggregatorProxy, its current `aggregator()`.
+    price_feed: str = ""
+
+    @property
+    def feed(self) -> str:
+        return self.price_feed or self.price_source
 
     @property
     def decimals(self) -> int:
@@ -204,6 +211,8 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
                 variable_debt_token=_address(data[10]), price=price, price_source=_address(source),
             )
         )
+    feeds = await resolve_feeds(chain, [r.price_source for r in reserves], block)
+    reserves = [replace(r, price_feed=feeds[r.price_source]) for r in reserves]
     ids = sorted({r.config.emode_category for r in reserves} - {0})
     answers = await chain.batch(
         [_call(pool, _fn("pool", "getEModeCategoryData").data(i), block) for i in ids]
@@ -227,6 +236,31 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
         data_provider=data_provider, reserves=tuple(sorted(reserves, key=lambda r: r.id)),
         emode_categories=categories,
     )
+
+
+AGGREGATOR = "0x245a7bfc"  # aggregator(): EACAggregatorProxy's current aggregator
+
+
+async def resolve_feeds(chain: ChainReader, sources: Sequence[str], block: int) -> dict[str, str]:
+    """Each price source's log emitter: its `aggregator()` when it is a Chainlink proxy
+    (the proxy emits nothing; its aggregator emits AnswerUpdated), else the source itself.
+
+    Asked one source at a time, because a source without `aggregator()` reverts, and a
+    revert would fail a whole batch; it happens once per market at start-up.
+    """
+    feeds: dict[str, str] = {}
+    for source in dict.fromkeys(sources):
+        if int(source, 16) == 0:
+            feeds[source] = source
+            continue
+        try:
+            answer = await chain.eth_call(source, AGGREGATOR, block)
+        except KeeperError:  # no aggregator(): the source emits its own logs
+            answer = "0x"
+        raw = answer.removeprefix("0x")
+        aggregator = ("0x" + raw[-40:]).lower() if len(raw) == 64 else ZERO_ADDRESS
+        feeds[source] = aggregator if int(aggregator, 16) else source
+    return feeds
 
 
 async def read_accounts(

@@ -152,7 +152,7 @@ class AaveV3Strategy:
             t for r in market.reserves for t in (r.a_token, r.variable_debt_token,
                                                  r.stable_debt_token)
         )
-        feeds = tuple(sorted({r.price_source for r in market.reserves if int(r.price_source, 16)}))
+        feeds = tuple(sorted({r.feed for r in market.reserves if int(r.feed, 16)}))
         filters = [
             LogFilter((market.pool,), ev.POOL_TOPICS),
             LogFilter(tokens, ev.TOKEN_TOPICS),

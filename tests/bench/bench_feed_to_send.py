@@ -1,32 +1,33 @@
 """Feed-to-send latency of the keeper on the devnet, against the physical limit of the endpoint.
 
-Run: `python -m tests.bench.bench_feed_to_send [--trials 200] [--borrowers 1000]`.
+Run: `python -m tests.bench.bench_feed_to_send [--trials 200] [--borrowers 1430]`.
 
-What is timed, per trial: t0 = the price-post transaction's receipt has come back (automine:
-the feed's `AnswerUpdated` log is on the node from then on); t1 = the first
-`eth_sendRawTransaction` after t0 has returned (the liquidation was handed to the node).
-Production code is not changed: the engine gets an `HttpRpc` subclass that timestamps its
-calls. Each keeper trial starts from the same chain state (`evm_revert` to one snapshot,
+What is timed, per trial, from the feed's `AnswerUpdated` log reaching the process (its
+`eth_subscribe` notification was read off the WebSocket) to the first liquidation's
+`eth_sendRawTransaction` having returned (the signed transaction was handed to the node).
+For the keeper, t0 is `EngineStats.urgent_log_at` (set as the engine routes the log) and t1
+is timed by an `HttpRpc` subclass around its sends; production code is not otherwise
+changed. Each keeper trial starts from the same chain state (`evm_revert` to one snapshot,
 taken at the head the keeper syncs at; the next block's timestamp is pinned to now, untimed)
-and the same engine state (a deep copy of the synced strategies,
-DEX book and owner map, restored per trial; they are plain data, so this is exactly a freshly
-synced engine without paying the cold start each trial, which is measured separately). The
-liquidator approves its debt tokens before the snapshot, so the only sends are liquidations.
+and the same engine state (a deep copy of the synced strategies, DEX book and owner map,
+restored per trial; they are plain data, so this is exactly a freshly synced engine without
+paying the cold start each trial, which is measured separately). The liquidator approves
+its debt tokens before the snapshot, so the only sends are liquidations.
 
-The physical limit is a bare loop on its own client to the same endpoint: poll
-`eth_blockNumber` every `poll` seconds until the price block appears, then send one
-pre-signed transfer from anvil dev account 4. Same poster, same t0 and t1 definitions.
-Limit trials are interleaved with keeper trials (one each, in turn) and need no revert.
-The default drop (-3.6 % WETH) is the smallest that makes any account of the default
-population liquidatable (about 53 at once: the seeded health factors are clustered).
+The physical limit is a bare loop: its own socket subscribed to the same feed's logs; on
+the notification it sends one pre-signed transfer (anvil dev account 4) over that same
+socket; t1 = the send's answer is read. Limit trials are interleaved with keeper trials
+(one each, in turn) and need no revert. The default drop (-3.6 % WETH) is the smallest
+that makes any account of the default population liquidatable (about 75 of the 1,001
+Aave accounts at once: the seeded health factors are clustered).
 """
-
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
 import copy
+import json
 import os
 import platform
 import random
@@ -45,8 +46,10 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from web3 import Web3
+from websockets.asyncio.client import connect
 
 from keeper.chain.http import HttpRpc
+from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
 from keeper.devnet.borrowers import plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
@@ -56,7 +59,7 @@ from keeper.engine import Engine, EngineStats
 from keeper.execution.journal import Journal
 from keeper.execution.nonces import NonceManager
 from keeper.log import configure_logging
-from keeper.types import BlockRef, Opportunity
+from keeper.types import BlockRef, Event, Opportunity
 
 MNEMONIC = "test test test test test test test test test test test junk"
 LIMIT_ACCOUNT_PATH = "m/44'/60'/0'/0/4"  # anvil dev account 4: untouched by the devnet
@@ -198,31 +201,39 @@ async def restore_engine(engine: Engine, state: EngineState, folder: Path, trial
 
 
 async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: EngineState,
-                       folder: Path, trial: str, poll: float) -> tuple[float, float, float]:
-    """(post -> send, post -> price head handed to step, step returned -> send)."""
+                       folder: Path, trial: str) -> tuple[float, float, float]:
+    """(log -> send, log -> price block handed to step, step returned -> send)."""
     await bench.reset()
     await restore_engine(engine, state, folder, trial)
-    engine.poll_interval = poll
-    # Nothing else mines: the first head the engine steps to is the price block.
+    engine.poll_interval = 3600.0  # the socket drives it (one head read after subscribing)
+    # Nothing else mines: the first block the engine steps to is the price block.
     marks: dict[str, float] = {}
     original = engine.step
 
-    async def step(head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
+    async def step(head: BlockRef, raw: Mapping[str, Any],
+                   events: list[Event] | None = None) -> list[Opportunity]:
         marks.setdefault("detected", time.perf_counter())
-        opportunities = await original(head, raw)
+        opportunities = await original(head, raw, events)
         marks.setdefault("ranked", time.perf_counter())
         return opportunities
 
     engine.__dict__["step"] = step
     stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
+    ws = WsSubscriptions(bench.info.ws_url)
+    task = asyncio.create_task(engine.run(stop, ws))
     try:
-        # Let it poll a few times; the post then lands at a random phase of the poll loop.
-        await asyncio.sleep(0.05 + random.uniform(0, max(poll, 0.01)))
+        deadline = time.monotonic() + TRIAL_TIMEOUT
+        while not ws.connected:  # subscribed: from here on the post reaches it by push
+            assert time.monotonic() < deadline, "the keeper's socket did not subscribe"
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(random.uniform(0.01, 0.05))
         rpc.sends.clear()
         rpc.sent_event.clear()
-        t0, _block = await bench.post(bench.crash_data)
+        seen_before = engine.stats.urgent_logs
+        await bench.post(bench.crash_data)
         await asyncio.wait_for(rpc.sent_event.wait(), TRIAL_TIMEOUT)
+        assert engine.stats.urgent_logs > seen_before, "the feed log did not come by socket"
+        t0 = engine.stats.urgent_log_at
         t1 = min(t for t in rpc.sends if t >= t0)
     finally:
         # The chain is reverted next: the rest of the fan-out is of no interest, cancel it.
@@ -234,38 +245,48 @@ async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: En
     return t1 - t0, marks["detected"] - t0, t1 - marks["ranked"]
 
 
-async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount, poll: float) -> float:
-    # No revert needed: the loop depends on nothing but its own nonce and a new block.
+async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount) -> float:
+    """A bare loop: the feed's log by `eth_subscribe` on its own socket, then a pre-signed
+    transaction sent over that same socket; t1 = the send's answer is back."""
     nonce = int(await rpc.call("eth_getTransactionCount", [account.address, "pending"]), 16)
     signed_tx = account.sign_transaction({
         "type": 2, "chainId": rpc.chain_id, "nonce": nonce, "to": account.address, "value": 1,
         "gas": 21_000, "maxFeePerGas": 3_000 * 10**9, "maxPriorityFeePerGas": 2 * 10**9,
     })
-    signed = "0x" + bytes(signed_tx.raw_transaction).hex()  # pre-signed: not timed
-    base = int(await rpc.call("eth_blockNumber", []), 16)
-    sent: list[float] = []
+    send = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_sendRawTransaction",
+                       "params": ["0x" + bytes(signed_tx.raw_transaction).hex()]})
+    subscribe = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                            "params": ["logs", {"address": [bench.feed]}]})
+    async with connect(bench.info.ws_url) as socket:
+        await socket.send(subscribe)
+        json.loads(await socket.recv())  # the subscription id
 
-    async def loop() -> None:
-        while int(await rpc.call("eth_blockNumber", []), 16) <= base:
-            await asyncio.sleep(poll)
-        await rpc.call("eth_sendRawTransaction", [signed])
-        sent.append(time.perf_counter())
+        async def loop() -> float:
+            while "eth_subscription" not in await socket.recv():
+                pass
+            t0 = time.perf_counter()
+            await socket.send(send)
+            while '"id":2' not in str(await socket.recv()).replace(" ", ""):
+                pass
+            return time.perf_counter() - t0
 
-    task = asyncio.create_task(loop())
-    await asyncio.sleep(0.05 + random.uniform(0, max(poll, 0.01)))
-    t0, _block = await bench.post(bench.crash_data)
-    await asyncio.wait_for(task, TRIAL_TIMEOUT)
-    return sent[0] - t0
+        task = asyncio.create_task(loop())
+        await asyncio.sleep(random.uniform(0.01, 0.05))
+        await bench.post(bench.crash_data)
+        return await asyncio.wait_for(task, TRIAL_TIMEOUT)
 
 
 async def steady_state(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: EngineState,
-                       folder: Path, poll: float, blocks: int, gap: float) -> str:
-    """Requests per processed block: small (non-liquidating) WETH moves, one block each."""
+                       folder: Path, poll: float | None, blocks: int, gap: float) -> str:
+    """Requests per processed block: small (non-liquidating) WETH moves, one block each.
+
+    `poll` None: heads and feed logs come over the WebSocket (no head polls)."""
     await bench.reset()
     await restore_engine(engine, state, folder, "steady")
-    engine.poll_interval = poll
+    engine.poll_interval = poll if poll is not None else 3600.0
     stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop))
+    ws = WsSubscriptions(bench.info.ws_url) if poll is None else None
+    task = asyncio.create_task(engine.run(stop, ws))
     try:
         await asyncio.sleep(0.2)
         http0, methods0, processed0 = rpc.requests_sent, Counter(rpc.methods), engine.stats.blocks
@@ -287,7 +308,8 @@ async def steady_state(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: En
     polls = methods["eth_getBlockByNumber"]
     work = http - polls
     detail = ", ".join(f"{m} {n / processed:.2f}" for m, n in sorted(methods.items()))
-    return (f"poll={poll * 1000:g} ms, a block every ~{elapsed / blocks * 1000:.0f} ms, "
+    intake = "websocket" if poll is None else f"poll={poll * 1000:g} ms"
+    return (f"{intake}, a block every ~{elapsed / blocks * 1000:.0f} ms, "
             f"{processed} blocks: {http / processed:.2f} HTTP requests per processed block "
             f"({polls / processed:.2f} head polls + {work / processed:.2f} for processing; "
             f"by method per block: {detail})")
@@ -344,31 +366,25 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                           if p.protocol == "aave_v3")
 
 
-            results: list[Series] = []
-            phases: list[Series] = []
-            for poll in (0.05, 0.001):
-                keeper = Series(f"keeper   poll={poll * 1000:g} ms")
-                limit = Series(f"limit    poll={poll * 1000:g} ms")
-                detect = Series("  of which post -> price head seen")
-                fanout = Series("  of which step returned -> send")
-                for k in range(args.warmup + args.trials):
-                    # Interleave keeper and limit trials, so drift hits both alike.
-                    latency, seen, tail = await keeper_trial(
-                        bench, engine, rpc=rpc, state=state, folder=folder,
-                        trial=f"p{poll}-{k}", poll=poll)
-                    bare = await limit_trial(bench, limit_rpc, limit_account, poll)
-                    if k % 25 == 0:
-                        print(f"  poll={poll} trial {k}", file=sys.stderr, flush=True)
-                    if k >= args.warmup:
-                        keeper.samples.append(latency)
-                        limit.samples.append(bare)
-                        detect.samples.append(seen)
-                        fanout.samples.append(tail)
-                results += [keeper, limit]
-                phases += [detect, fanout]
+            keeper = Series("keeper   (websocket)")
+            limit = Series("limit    (websocket)")
+            detect = Series("  of which log -> price block to step")
+            fanout = Series("  of which step returned -> send")
+            for k in range(args.warmup + args.trials):
+                # Interleave keeper and limit trials, so drift hits both alike.
+                latency, seen, tail = await keeper_trial(
+                    bench, engine, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
+                bare = await limit_trial(bench, limit_rpc, limit_account)
+                if k % 25 == 0:
+                    print(f"  trial {k}", file=sys.stderr, flush=True)
+                if k >= args.warmup:
+                    keeper.samples.append(latency)
+                    limit.samples.append(bare)
+                    detect.samples.append(seen)
+                    fanout.samples.append(tail)
             steady = [await steady_state(bench, engine, rpc=rpc, state=state, folder=folder,
                                          poll=poll, blocks=args.steady_blocks, gap=0.2)
-                      for poll in (0.05, 0.001)]
+                      for poll in (None, 0.05)]
         finally:
             if bench.snapshot:
                 await bench.reset()
@@ -388,15 +404,13 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
           f"Engine.sync alone: median {statistics.median(syncs) * 1000:.0f} ms")
     print(f"trials: {args.trials} per series (+{args.warmup} warm-up discarded), keeper and "
           f"limit trials interleaved")
-    for index in range(0, len(results), 2):
-        keeper, limit = results[index], results[index + 1]
-        print(keeper.line())
-        print(phases[index].line())
-        print(phases[index + 1].line())
-        print(limit.line())
-        print(f"{'  ratio keeper/limit':<34} p50 x{keeper.pct(50) / limit.pct(50):.2f}  "
-              f"p99 x{keeper.pct(99) / limit.pct(99):.2f}  "
-              f"(keeper - limit at p50: {(keeper.pct(50) - limit.pct(50)) * 1000:.2f} ms)")
+    print(keeper.line())
+    print(detect.line())
+    print(fanout.line())
+    print(limit.line())
+    print(f"{'  ratio keeper/limit':<38} p50 x{keeper.pct(50) / limit.pct(50):.2f}  "
+          f"p99 x{keeper.pct(99) / limit.pct(99):.2f}  "
+          f"(keeper - limit at p50: {(keeper.pct(50) - limit.pct(50)) * 1000:.2f} ms)")
     for line in steady:
         print(f"steady state: {line}")
 
@@ -404,7 +418,8 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--borrowers", type=int, default=1000)
+    parser.add_argument("--borrowers", type=int, default=1430,
+                        help="seeded borrowers (1430: 1,001 of them on Aave V3, all tracked)")
     parser.add_argument("--drop", default="0.036",
                         help="WETH drop per trial (0.036 = -3.6 %%: the smallest that makes "
                              "any of the default population liquidatable, 53 accounts)")
