@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,8 @@ class EngineStats:
     candidates: int = 0
     opportunities: int = 0
     urgent_logs: int = 0
+    urgent_log_at: float = 0.0  # time.perf_counter() when the last urgent log arrived
+    block_seen_at: float = 0.0  # ... when the newest block was first heard of (head or log)
     outcomes: list[Outcome] = field(default_factory=list)
     last_opportunities: list[Opportunity] = field(default_factory=list)
 
@@ -200,8 +203,8 @@ class Engine:
     def dispatch(self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup) -> int:
         """Hand ranked opportunities to execution, best first; returns how many were handed.
 
-        Every simulation is started here, in rank order, before any task runs: the node
-        works on them while the best one is claimed, signed and sent.
+        Tasks start in rank order and the executor serves them in that order, so the best
+        opportunity is simulated and sent first.
         """
         if self.executor is None:
             return 0
@@ -211,18 +214,15 @@ class Engine:
             if slot in self._inflight:
                 continue
             self._inflight.add(slot)
-            intent = self.intent(opportunity)
-            simulation = self.executor.simulate(intent, opportunity.block)
-            tasks.create_task(self._execute(intent, simulation))
+            tasks.create_task(self._execute(opportunity))
             handed += 1
         return handed
 
-    async def _execute(self, intent: TxIntent, simulation: asyncio.Task[int] | None) -> None:
+    async def _execute(self, opportunity: Opportunity) -> None:
         assert self.executor is not None
-        opportunity = intent.opportunity
         slot = (opportunity.strategy, opportunity.account)
         try:
-            outcome = await self.executor.execute(intent, self._next_base_fee, simulation)
+            outcome = await self.executor.execute(self.intent(opportunity), self._next_base_fee)
         except Exception as exc:
             # One failed send must not stop the daemon; it is logged with its traceback.
             log.exception("liquidation failed", key=opportunity.key)
@@ -236,6 +236,8 @@ class Engine:
     def _heard(self, number: int, raw: Mapping[str, Any] | None) -> None:
         """A head (or an urgent log of block `number`) arrived: the newest one wins."""
         target = self._target
+        if target is None or number > target[0]:
+            self.stats.block_seen_at = time.perf_counter()
         if target is None or number > target[0] or (number == target[0] and target[1] is None):
             self._target = (number, raw)
             if self._last is None or number > self._last.number:
@@ -248,6 +250,7 @@ class Engine:
         if raw.get("removed") or raw.get("blockNumber") is None:
             return  # reorged out (or still pending): the block intake sees the truth
         self.stats.urgent_logs += 1
+        self.stats.urgent_log_at = time.perf_counter()
         self._heard(int(raw["blockNumber"], 16), None)
 
     def urgent_filter(self) -> LogFilter | None:

@@ -8,9 +8,17 @@ writing to `execution.journal`.
 
 `keeper scan` syncs once at the head and prints every tracked position (from
 strategies that offer `positions(block)`) and every ranked opportunity, as a
-table or as JSON. `keeper run` is the daemon: it sends in `mode = "live"`,
-stops on SIGINT/SIGTERM after the in-flight sends finish and prints a one-line
-journal summary. Dry-run (a local fork) is not implemented yet and is refused.
+table or as JSON. `keeper run` is the daemon: it stops on SIGINT/SIGTERM after
+the in-flight sends finish and prints a one-line journal summary.
+
+`mode = "live"` sends to the configured chain. `mode = "dry-run"` (or
+`keeper run --dry-run`) never does: the engine still reads the configured
+chain, but the executor sends to a local anvil fork of it
+(`keeper.execution.fork`), started at the head and moved to the engine's head
+while nothing is in flight on it; it sends as the configured account (its real
+balances, forked) and journals to `execution.journal` with `.dry-run` before
+the suffix, so dry-run claims never block a later live send. The summary then
+counts the liquidations confirmed on the fork and their realized profit.
 """
 
 from __future__ import annotations
@@ -22,7 +30,8 @@ import signal
 import sys
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import click
 import structlog
@@ -31,13 +40,15 @@ from rich.table import Table
 
 from keeper import plugins
 from keeper.chain.http import HttpRpc
+from keeper.chain.ws import WsSubscriptions
 from keeper.cli import pass_config
 from keeper.config import KeeperConfig
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.engine import Engine
-from keeper.errors import ChainMismatch, ConfigError, KeeperError
+from keeper.errors import ChainMismatch, ConfigError
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
+from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal, JournalSummary
 from keeper.ranking import realized_value
 from keeper.secrets import redact_url
@@ -53,18 +64,17 @@ NO_LIQUIDATOR = "0x0000000000000000000000000000000000000000"
 """The liquidator address strategies are given when nothing will be sent (scan)."""
 
 
-class DryRunNotImplemented(KeeperError):
-    """`execution.mode = "dry-run"` needs a local fork, which `keeper run` cannot start yet."""
+def dry_run_journal(path: Path) -> Path:
+    """The dry-run journal next to the live one: keeper-journal.sqlite -> ….dry-run.sqlite."""
+    return path.with_name(f"{path.stem}.dry-run{path.suffix}")
 
 
-def refuse_dry_run(config: KeeperConfig) -> None:
-    """Raise unless `execution.mode` is "live": dry-run must never send to the real chain."""
-    if config.execution.mode != "live":
-        raise DryRunNotImplemented(
-            f"execution.mode = {config.execution.mode!r} (sending to a local fork) is not "
-            "implemented yet; nothing was sent. Use 'keeper scan' to look, or set "
-            "execution.mode = 'live' to send to the configured chain"
-        )
+def with_mode(config: KeeperConfig, mode: Literal["live", "dry-run"]) -> KeeperConfig:
+    """`config` with `execution.mode` replaced (`keeper run --dry-run` wins over the file)."""
+    if config.execution.mode == mode:
+        return config
+    execution = config.execution.model_copy(update={"mode": mode})
+    return config.model_copy(update={"execution": execution})
 
 
 async def quote_decimals(chain: HttpRpc, token: str) -> int:
@@ -94,17 +104,24 @@ def create_strategies(config: KeeperConfig, context: StrategyContext) -> list[St
     return out
 
 
-async def engine_from_config(config: KeeperConfig, *, send: bool) -> Engine:
-    """A ready (not yet synced) engine; `send` loads the account and opens the journal."""
-    if send:
-        refuse_dry_run(config)
+async def engine_from_config(
+    config: KeeperConfig, *, send: bool
+) -> tuple[Engine, DryRunFork | None]:
+    """A ready (not yet synced) engine; `send` loads the account and opens the journal.
+
+    In dry-run (`send` and `execution.mode = "dry-run"`) the executor sends to a
+    local fork, returned too: the caller stops it (`DryRunFork.aclose`).
+    """
     config.require_engine_keys("run" if send else "scan")
     execution = config.execution
+    dry_run = send and execution.mode == "dry-run"
     assert execution.quote_token is not None and config.dex.uniswap_v2_factory is not None
     account = config.account.load() if send else None
     if send and account is None:
+        what = ("execution.mode = 'dry-run' (it sends as your account, on a local fork)"
+                if dry_run else "sending")
         raise ConfigError(
-            "sending needs an account: set KEEPER_ACCOUNT__PRIVATE_KEY "
+            f"{what} needs an account: set KEEPER_ACCOUNT__PRIVATE_KEY "
             "or account.keystore and account.password_file"
         )
     endpoint = config.chain.http_urls[0]
@@ -113,6 +130,7 @@ async def engine_from_config(config: KeeperConfig, *, send: bool) -> Engine:
         endpoint.url, requests_per_second=int(rate) if rate is not None else None
     )
     journal: Journal | None = None
+    fork: DryRunFork | None = None
     try:
         if chain.chain_id != config.chain.chain_id:
             raise ChainMismatch(
@@ -128,23 +146,35 @@ async def engine_from_config(config: KeeperConfig, *, send: bool) -> Engine:
         priority_fee = int(execution.priority_fee_gwei * GWEI)
         executor: Executor | None = None
         if account is not None:
-            journal = Journal(execution.journal)
 
             def appraise(c: str, d: str, got: int, paid: int, gas: int) -> int:
                 return realized_value(dex, quote, collateral=c, debt=d,
                                       collateral_received=got, debt_paid=paid, gas_paid=gas)
 
             fees = FeePolicy(int(execution.max_fee_per_gas_gwei * GWEI), priority_fee)
-            executor = Executor(chain, account, journal, fees, appraise)
-            await executor.start()
-        return Engine(
+            if dry_run:
+                fork = await DryRunFork.start(endpoint.url, chain.chain_id, head)
+                journal = Journal(dry_run_journal(execution.journal))
+                on_fork = ForkExecutor(fork.rpc, account, journal, fees, appraise,
+                                       follow=fork.follow)
+                fork.attach(on_fork)
+                await fork.resync()  # not start(): the journal's nonces are fork nonces
+                executor = on_fork
+            else:
+                journal = Journal(execution.journal)
+                executor = Executor(chain, account, journal, fees, appraise)
+                await executor.start()
+        engine = Engine(
             chain, strategies, dex, executor, quote_token=quote,
             min_profit=int(execution.min_profit_quote * 10**decimals),
             priority_fee=priority_fee,
         )
+        return engine, fork
     except BaseException:
         if journal is not None:
             journal.close()
+        if fork is not None:
+            await fork.aclose()
         await chain.aclose()
         raise
 
@@ -225,7 +255,7 @@ class ScanResult:
 
 async def scan_once(config: KeeperConfig) -> ScanResult:
     """Sync at the current head and evaluate once (nothing is sent)."""
-    engine = await engine_from_config(config, send=False)
+    engine, _ = await engine_from_config(config, send=False)
     try:
         head = await engine.sync()
         opportunities = await engine.evaluate(head)
@@ -295,51 +325,101 @@ def scan(config: KeeperConfig, as_json: bool) -> None:
 # ---------------------------------------------------------------------------- run
 
 
-def summary_line(summary: JournalSummary, decimals: int = 18) -> str:
+def summary_line(summary: JournalSummary, decimals: int = 18, *, dry_run: bool = False) -> str:
     """One line: intent counts by status, realized profit and gas used."""
     counts = ", ".join(f"{status} {count}" for status, count in summary.counts.items())
     profit = Decimal(summary.realized_profit) / 10**decimals
+    if dry_run:
+        return (f"keeper: stopped; dry run on a local fork, nothing sent to the chain; "
+                f"{summary.counts.get('confirmed', 0)} liquidations confirmed on the fork; "
+                f"journal: {counts}; realized profit on the fork {profit:f} (quote token); "
+                f"gas used {summary.gas_used}")
     return (f"keeper: stopped; journal: {counts}; realized profit {profit:f} (quote token); "
             f"gas used {summary.gas_used}")
 
 
-async def run_daemon(
-    config: KeeperConfig, stop: asyncio.Event | None = None
-) -> tuple[JournalSummary, int]:
-    """Run the live engine until SIGINT/SIGTERM (or `stop`).
+@dataclasses.dataclass(frozen=True)
+class DaemonResult:
+    """How a daemon run ended: its journal's summary, and what was left in flight."""
 
-    Returns the journal's summary and the quote token's decimals.
+    summary: JournalSummary
+    quote_decimals: int
+    abandoned: int = 0  # liquidations in flight when a second signal cut the wait short
+
+
+async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) -> DaemonResult:
+    """Run the engine until SIGINT/SIGTERM (or `stop`); in dry-run it sends to a fork only.
+
+    The first signal stops taking new work and waits for the liquidations in flight (their
+    receipts); a second one abandons that wait. Abandoned transactions stay in the journal
+    as sent, so the next start finds them.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     handled = (signal.SIGINT, signal.SIGTERM)
+    running: list[asyncio.Task[None]] = []
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            log.info("stopping: finishing in-flight liquidations; signal again to abandon them")
+        elif running:
+            running[0].cancel()
+
     for signum in handled:
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_signal)
     try:
-        engine = await engine_from_config(config, send=True)
+        engine, fork = await engine_from_config(config, send=True)
     except BaseException:
         for signum in handled:
             loop.remove_signal_handler(signum)
         raise
     assert engine.executor is not None
     journal = engine.executor.journal
+    ws_url = config.chain.ws_url
+    ws = WsSubscriptions(ws_url) if ws_url is not None else None
     try:
         log.info("keeper running", mode=config.execution.mode, chain_id=config.chain.chain_id,
-                 account=engine.executor.address)
-        await engine.run(stop)
-        return journal.summary(), await quote_decimals(engine.chain, engine.quote_token)
+                 account=engine.executor.address, journal=str(journal.path),
+                 intake="websocket" if ws is not None else "http polling",
+                 fork=fork.anvil.rpc_url if fork is not None else None)
+        running.append(asyncio.ensure_future(engine.run(stop, ws)))
+        abandoned = 0
+        try:
+            await running[0]
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # we are cancelled ourselves, not by the second signal
+            abandoned = engine.inflight
+            log.warning("stopping now: in-flight liquidations abandoned (journaled as sent)",
+                        count=abandoned)
+        return DaemonResult(journal.summary(),
+                            await quote_decimals(engine.chain, engine.quote_token), abandoned)
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-        await engine.chain.aclose()
-        journal.close()
+        try:
+            await engine.chain.aclose()
+            journal.close()
+        finally:
+            if fork is not None:
+                await fork.aclose()
 
 
 @click.command("run")
+@click.option("--dry-run", is_flag=True,
+              help="Send to a local anvil fork of the chain, never to the chain itself "
+                   "(overrides execution.mode).")
 @pass_config
-def run(config: KeeperConfig) -> None:
-    """The daemon: follow the chain and send profitable liquidations (mode = "live")."""
-    refuse_dry_run(config)
+def run(config: KeeperConfig, dry_run: bool) -> None:
+    """The daemon: follow the chain and send profitable liquidations (or, dry-run, to a fork)."""
+    if dry_run:
+        config = with_mode(config, "dry-run")
     config.require_engine_keys("run")
-    summary, decimals = asyncio.run(run_daemon(config))
-    click.echo(summary_line(summary, decimals))
+    result = asyncio.run(run_daemon(config))
+    line = summary_line(result.summary, result.quote_decimals,
+                        dry_run=config.execution.mode == "dry-run")
+    if result.abandoned:
+        line += f"; abandoned {result.abandoned} in flight (journaled as sent)"
+    click.echo(line)

@@ -38,6 +38,7 @@ MAX_UINT = 2**256 - 1
 APPROVE_GAS = 100_000
 RECEIPT_TIMEOUT = 120.0
 GAS_MARGIN_PERCENT = 130
+SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
 
 Status = Literal[
     "confirmed", "reverted", "duplicate", "simulation-failed", "fee-cap", "no-capital",
@@ -74,6 +75,7 @@ class Executor:
         appraise: Appraiser,
         *,
         follow: Callable[[int], Awaitable[None]] | None = None,
+        lanes: int = SIMULATION_LANES,
     ) -> None:
         self.chain = chain
         # Called with the engine's head before each evaluation's balance read: a dry-run
@@ -85,10 +87,12 @@ class Executor:
         self.fees = fees
         self.nonces = NonceManager(self.address)
         self._appraise = appraise
-        self._approved: set[tuple[str, str]] = set()
+        # (token, spender) -> the block from which the allowance is known to be in place
+        self._approved: dict[tuple[str, str], int] = {}
         self._approving = asyncio.Lock()
         self._committed: dict[str, int] = {}
         self._balances: dict[str, int] = {}
+        self._lanes = asyncio.Semaphore(lanes)
 
     async def start(self) -> None:
         """Resync the nonce with the chain's pending nonce and the journal."""
@@ -98,6 +102,10 @@ class Executor:
                                               [self.address, "pending"]), 16)
 
         await self.nonces.sync(pending, self.journal.max_nonce())
+        unsigned = self.journal.abandon_unsigned()
+        if unsigned:
+            log.info("journal: intents planned but never signed by an earlier run are free again",
+                     count=unsigned)
 
     async def _sign_and_send(
         self, to: str, data: str, gas: int, base_fee: int, key: str | None
@@ -157,7 +165,9 @@ class Executor:
             self.nonces.confirm(sent[1])
             if int(receipt["status"], 16) != 1:
                 raise RuntimeError(f"approve of {token} for {spender} reverted")
-        self._approved.add((token, spender))
+            self._approved[(token, spender)] = int(receipt["blockNumber"], 16)
+        else:
+            self._approved[(token, spender)] = 0
 
     def _token_flows(self, receipt: dict[str, Any], collateral: str, debt: str) -> tuple[int, int]:
         """(collateral received, debt paid) by this account, from the receipt's Transfer logs.
@@ -218,12 +228,14 @@ class Executor:
         """Start the simulation of `intent` at `block` now; the task's result is its gas.
 
         A gas estimate reverts exactly where `eth_call` would, so it is the simulation.
-        Started before `execute`, so the node works on it while the sender claims and
-        signs other intents. None while the debt token's allowance is not in place yet
-        (`execute` approves first, then simulates).
+        None while the debt token's allowance is not in place yet (`execute` approves
+        first, then simulates).
         """
-        if (intent.opportunity.debt, intent.spender) not in self._approved:
+        since = self._approved.get((intent.opportunity.debt, intent.spender))
+        if since is None:
             return None
+        if isinstance(block, int) and block < since:
+            block = "latest"  # approved after the ranked block: its state lacks the allowance
         return self._estimate(intent, block)
 
     def _estimate(self, intent: TxIntent, block: int | str) -> asyncio.Task[int]:
@@ -235,47 +247,62 @@ class Executor:
 
         return asyncio.ensure_future(estimate())
 
-    async def execute(
-        self, intent: TxIntent, base_fee: int, simulation: asyncio.Task[int] | None = None
-    ) -> Outcome:
-        """Claim, reserve capital, simulate (or await the `simulation` started earlier by
-        `simulate`), sign, journal, send and confirm one intent."""
+    async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
+        """Claim, reserve capital, simulate, then sign, journal, send and confirm one intent.
+
+        The claim-to-simulation part runs in one of `lanes` slots, taken in call order:
+        a caller that starts intents best first gets the best one simulated and sent
+        first, instead of every simulation of a crash queueing at the node together.
+        """
         opp = intent.opportunity
         bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
+        async with self._lanes:
+            ready = await self._prepare(intent, base_fee, bound)
+        if isinstance(ready, Outcome):
+            return ready
+        try:
+            return await self._send_and_confirm(ready, base_fee, bound)
+        finally:
+            self._release(opp.debt, opp.debt_to_cover, spent=True)
+
+    async def _prepare(
+        self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger
+    ) -> TxIntent | Outcome:
+        """The intent with its gas limit, capital reserved; or why it is not sent."""
+        opp = intent.opportunity
         if not self.journal.claim(opp, self.chain.chain_id):
-            if simulation is not None:
-                simulation.cancel()
             return Outcome(opp.key, "duplicate")
-        if simulation is None:
-            # Approving mines a transaction first: simulate after it, at the new head.
-            await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover, base_fee)
-            simulation = self._estimate(intent, "latest")
-        # Capital first: the simulation ran at the ranked block, before this account's
-        # other sends spent their share of the balance.
+        # Capital first (a local check): the simulation runs at the ranked block, before
+        # this account's other sends spent their share of the balance.
         if not await self._capital_for(opp.debt, opp.debt_to_cover):
-            simulation.cancel()
             self.journal.mark_abandoned(opp.key)
             bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
             return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
-        sent = False
         try:
-            try:
-                estimate = await simulation
-            except RpcError as exc:
-                self.journal.mark_abandoned(opp.key)
-                bound.info("simulation reverted; not sent", reason=exc.message)
-                return Outcome(opp.key, "simulation-failed", reason=exc.message)
-            # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so
-            # keep a margin over the estimate (and never go below the strategy's own figure).
-            gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
-            sent = True
-            return await self._send_and_confirm(
-                dataclasses.replace(intent, gas_limit=gas_limit), base_fee, bound
-            )
-        finally:
-            self._committed[opp.debt] -= opp.debt_to_cover
-            if sent:  # until the next `available` read, assume it was all paid
-                self._balances[opp.debt] -= opp.debt_to_cover
+            simulation = self.simulate(intent, opp.block or "latest")
+            if simulation is None:
+                # Approving mines a transaction first: simulate after it, at the new head.
+                await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover,
+                                            base_fee)
+                simulation = self._estimate(intent, "latest")
+            estimate = await simulation
+        except RpcError as exc:
+            self._release(opp.debt, opp.debt_to_cover, spent=False)
+            self.journal.mark_abandoned(opp.key)
+            bound.info("simulation reverted; not sent", reason=exc.message)
+            return Outcome(opp.key, "simulation-failed", reason=exc.message)
+        except BaseException:
+            self._release(opp.debt, opp.debt_to_cover, spent=False)
+            raise
+        # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
+        # a margin over the estimate (and never go below the strategy's own figure).
+        gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
+        return dataclasses.replace(intent, gas_limit=gas_limit)
+
+    def _release(self, token: str, amount: int, *, spent: bool) -> None:
+        self._committed[token] -= amount
+        if spent:  # until the next `available` read, assume it was all paid
+            self._balances[token] -= amount
 
     async def _send_and_confirm(
         self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger

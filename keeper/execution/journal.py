@@ -403,6 +403,19 @@ class Journal:
 
     # -- reads -----------------------------------------------------------------------------
 
+    def abandon_unsigned(self) -> int:
+        """At start-up: every 'planned' intent of an earlier run becomes 'abandoned'.
+
+        Nothing was signed for them, so nothing can be on the chain: they may be claimed
+        again. Returns how many there were.
+        """
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE intents SET status = 'abandoned', updated_at = ? WHERE status = 'planned'",
+                (self._clock(),),
+            )
+            return cursor.rowcount
+
     def get(self, key: str) -> IntentRecord | None:
         """The intent with this opportunity key and its transactions, or None."""
         row = self._db.execute(

@@ -317,7 +317,12 @@ class AaveV3Strategy:
             "debt_price": config.debt_price,
             "actual_repay": actual_repay,
         }
-        state = _price_state(config.collateral_price, config.debt_price)
+        # Prices and the scaled debt (moved by repays and liquidations, not by interest):
+        # a follow-up liquidation of the same pair at the same prices gets its own key,
+        # while a restart before the first one is mined still sees the same key.
+        position = account.balances[d.asset]
+        state = _price_state(config.collateral_price, config.debt_price,
+                             position.scaled_variable_debt, position.stable_principal)
         return Candidate(
             strategy=self.name,
             account=account.user,

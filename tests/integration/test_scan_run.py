@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -29,10 +30,10 @@ from keeper import secrets
 from keeper.cli import main
 from keeper.config import load_config
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
-from keeper.devnet.tokens import post_price
+from keeper.devnet.tokens import post_price, to_feed_answer
 from keeper.errors import ConfigError
 from tests.conftest import Devnet, seeded_borrowers, wait_for
-from tests.integration.helpers import SPECS
+from tests.integration.helpers import MAX_UINT, SPECS, feeds, liquidator, tokens
 
 KEEPER = Path(sys.executable).parent / "keeper"
 USERS = {p.address.lower() for p in seeded_borrowers("aave_v3")}
@@ -52,8 +53,10 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     secrets.clear_secrets()
 
 
-def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", **drop: bool) -> Path:
-    """A keeper.toml for the devnet; `drop` leaves keys out (quote_token=True, factory=True)."""
+def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", ws: bool = False,
+                **drop: bool) -> Path:
+    """A keeper.toml for the devnet; `drop` leaves keys out (quote_token=True, factory=True);
+    `ws` adds the WebSocket URL (the daemon then takes heads and feed logs from it)."""
     info = devnet.info
     quote = "" if drop.get("quote_token") else f'quote_token = "{info.tokens["WETH"].address}"\n'
     factory = (
@@ -61,7 +64,8 @@ def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", **drop
     )
     path = tmp_path / "keeper.toml"
     path.write_text(
-        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n\n'
+        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n'
+        + (f'ws_url = "{info.ws_url}"\n' if ws else "") + "\n"
         f'[execution]\nmode = "{mode}"\n{quote}min_profit_quote = "0"\n'
         f'journal = "journal.sqlite"\nmax_fee_per_gas_gwei = "3000"\n\n'
         f"[dex]\n{factory}\n"
@@ -139,15 +143,80 @@ def _confirmed(journal: Path) -> int:
     return int(count)
 
 
-def test_run_liquidates_and_stops_on_sigterm(devnet: Devnet, tmp_path: Path) -> None:
-    path = devnet_toml(devnet, tmp_path, mode="live")
+def _daemon(path: Path) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("KEEPER_")}
     env |= {k: v for k, v in os.environ.items() if k.upper() in KEEP_ENV}
     env["KEEPER_ACCOUNT__PRIVATE_KEY"] = DEVNET_LIQUIDATOR_KEY
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [str(KEEPER), "--config", str(path), "--log-format", "json", "run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
+
+
+def _journal_statuses(journal: Path) -> list[str]:
+    if not journal.exists():
+        return []
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        return [str(s) for (s,) in db.execute("SELECT status FROM intents")]
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return []
+    finally:
+        db.close()
+
+
+def test_second_sigterm_abandons_in_flight_and_says_so(devnet: Devnet, tmp_path: Path) -> None:
+    """With mining paused the daemon's liquidation stays pending: the first SIGTERM waits
+    for it, the second abandons the wait; the summary says how many were abandoned and the
+    journal keeps them as sent."""
+    path = devnet_toml(devnet, tmp_path, mode="live", ws=True)
+    process = _daemon(path)
+    stderr, stdout_pipe = process.stderr, process.stdout
+    assert stderr is not None and stdout_pipe is not None
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")),
+                              daemon=True)
+    reader.start()
+    journal = tmp_path / "journal.sqlite"
+    pool = devnet.info.aave_v3.pool
+    for token in tokens(devnet).values():  # approved already: the daemon mines nothing itself
+        token.functions.approve(pool, MAX_UINT).transact({"from": liquidator(devnet)})
+    wait_for(lambda: any("websocket subscribed" in line for line in lines), timeout=60,
+             what="the daemon to subscribe")
+    devnet.rpc("evm_setAutomine", False)
+    try:
+        feed = feeds(devnet)["WETH"].functions.updateAnswer(
+            to_feed_answer(SPECS["WETH"].usd_price * WETH_DROP))
+        feed.transact({"from": devnet.info.accounts.deployer})
+        devnet.rpc("evm_mine")  # the price block; nothing is mined after it
+
+        def sent() -> bool:
+            assert process.poll() is None, lines[-5:]
+            return "sent" in _journal_statuses(journal)
+
+        wait_for(sent, timeout=60, what="a liquidation sent and pending")
+        process.send_signal(signal.SIGTERM)
+        # Signals of one kind do not queue: send the second once the first was handled.
+        wait_for(lambda: any("signal again" in line for line in lines), timeout=30,
+                 what="the first SIGTERM to be handled")
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        stdout = stdout_pipe.read()
+        reader.join(timeout=10)
+    finally:
+        devnet.rpc("evm_setAutomine", True)
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, lines[-5:]
+    assert "keeper: stopped" in stdout and "abandoned" in stdout, stdout
+    assert not any("Traceback" in line for line in lines)
+    assert "sent" in _journal_statuses(journal)
+
+
+def test_run_liquidates_and_stops_on_sigterm(devnet: Devnet, tmp_path: Path) -> None:
+    path = devnet_toml(devnet, tmp_path, mode="live", ws=True)
+    process = _daemon(path)
     try:
         drop_weth(devnet)
         journal = tmp_path / "journal.sqlite"
@@ -173,15 +242,6 @@ def test_run_liquidates_and_stops_on_sigterm(devnet: Devnet, tmp_path: Path) -> 
 
 
 # ------------------------------------------------------------------ no chain needed
-
-
-def test_dry_run_is_refused(devnet_session: Devnet, tmp_path: Path) -> None:
-    path = devnet_toml(devnet_session, tmp_path, mode="dry-run")
-    result = CliRunner().invoke(main, ["--config", str(path), "run"])
-    assert result.exit_code == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "dry-run" in lines[0] and "not implemented" in lines[0]
-    assert not (tmp_path / "journal.sqlite").exists()
 
 
 @pytest.mark.parametrize(

@@ -338,3 +338,18 @@ def test_private_key_never_in_the_file(path: Path) -> None:
     content = files_text()
     assert raw.encode() in content
     assert not any(secret in content for secret in forbidden)
+
+
+def test_abandon_unsigned_frees_planned_intents_only(tmp_path: Path) -> None:
+    """A run stopped between claim and signing leaves 'planned' intents; the next start
+    frees them (nothing was signed), and leaves signed ones alone."""
+    path = tmp_path / "j.sqlite"
+    with Journal(path) as journal:
+        planned, signed = opportunity("a"), opportunity("b")
+        assert journal.claim(planned, 1) and journal.claim(signed, 1)
+        journal.record_signed(signed.key, 0, "0x" + "11" * 32, "0x02", 10, 1)
+    with Journal(path) as journal:
+        assert journal.abandon_unsigned() == 1
+        assert journal.claim(planned, 1)
+        assert not journal.claim(signed, 1)
+        assert journal.abandon_unsigned() == 1
