@@ -54,7 +54,6 @@ class EngineStats:
     opportunities: int = 0
     urgent_logs: int = 0
     urgent_log_at: float = 0.0  # time.perf_counter() when the last urgent log arrived
-    block_seen_at: float = 0.0  # ... when the newest block was first heard of (head or log)
     outcomes: list[Outcome] = field(default_factory=list)
     last_opportunities: list[Opportunity] = field(default_factory=list)
 
@@ -236,8 +235,6 @@ class Engine:
     def _heard(self, number: int, raw: Mapping[str, Any] | None) -> None:
         """A head (or an urgent log of block `number`) arrived: the newest one wins."""
         target = self._target
-        if target is None or number > target[0]:
-            self.stats.block_seen_at = time.perf_counter()
         if target is None or number > target[0] or (number == target[0] and target[1] is None):
             self._target = (number, raw)
             if self._last is None or number > self._last.number:

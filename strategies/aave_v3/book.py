@@ -92,6 +92,7 @@ class PositionBook:
             self._sources.setdefault(r.feed, []).append(r.asset)
         self._positions: dict[str, _Position] = {a.user.lower(): _Position.of(a) for a in accounts}
         self._debt_before: dict[tuple[str, str, str], int] = {}
+        self._accounts: dict[str, Account] = {}
         self.block: BlockRef | None = None
         self.touched: set[str] = set()
         self.needs_read: set[str] = set()
@@ -115,7 +116,12 @@ class PositionBook:
         return (self._market.pool, *self._tokens, *(s for s in self._sources if int(s, 16)))
 
     def account(self, user: str) -> Account:
-        p = self._positions[user.lower()]
+        """The user's `Account` (cached until one of its logs changes the position)."""
+        user = user.lower()
+        cached = self._accounts.get(user)
+        if cached is not None:
+            return cached
+        p = self._positions[user]
         balances = {
             asset: AccountReserve(
                 p.scaled_atoken.get(asset, 0), p.scaled_vdebt.get(asset, 0),
@@ -124,7 +130,9 @@ class PositionBook:
             )
             for asset in self._reserves
         }
-        return Account(user.lower(), UserConfig.decode(p.config), p.emode, balances)
+        account = self._accounts[user] = Account(
+            user, UserConfig.decode(p.config), p.emode, balances)
+        return account
 
     def account_data(self, user: str, timestamp: int) -> math.UserAccountData:
         """Pool.getUserAccountData of `user` at `timestamp`, from the book (market.account_data)."""
@@ -153,8 +161,10 @@ class PositionBook:
         self.block = block
 
     def _position(self, user: str) -> _Position:
+        """The user's mutable position; every change goes through here (so drop the cache)."""
         user = user.lower()
         self.touched.add(user)
+        self._accounts.pop(user, None)
         position = self._positions.get(user)
         if position is None:
             position = self._positions[user] = _Position.empty()

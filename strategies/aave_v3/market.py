@@ -9,6 +9,7 @@ Calldata is pre-encoded with eth_abi from the npm artifacts' ABIs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -104,17 +105,22 @@ class Reserve:
 
     def normalized_income(self, timestamp: int) -> int:
         """Mirrors ReserveLogic.getNormalizedIncome at `timestamp`."""
-        return math.get_normalized_income(
+        return _normalized_income(
             self.liquidity_index, self.current_liquidity_rate, self.last_update_timestamp,
             timestamp,
         )
 
     def normalized_debt(self, timestamp: int) -> int:
         """Mirrors ReserveLogic.getNormalizedDebt at `timestamp`."""
-        return math.get_normalized_debt(
+        return _normalized_debt(
             self.variable_borrow_index, self.current_variable_borrow_rate,
             self.last_update_timestamp, timestamp,
         )
+
+
+# Every account of a block needs the same few reserve indexes: compute each once.
+_normalized_income = functools.lru_cache(maxsize=256)(math.get_normalized_income)
+_normalized_debt = functools.lru_cache(maxsize=256)(math.get_normalized_debt)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ used as collateral (UserConfiguration.sol).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -314,6 +315,12 @@ def is_using_as_collateral_or_borrowing(data: int, reserve_index: int) -> bool:
     return (_check(data) >> (_check_index(reserve_index) << 1)) & 3 != 0
 
 
+@functools.lru_cache(maxsize=4096)
+def _decode_user_config(data: int) -> UserConfig:
+    # Few distinct bitmaps exist (the same reserves in use), and the result is immutable.
+    return UserConfig._decode(data)
+
+
 def _is_one(bits: int) -> bool:
     return bits != 0 and bits & (bits - 1) == 0
 
@@ -329,6 +336,10 @@ class UserConfig:
     @classmethod
     def decode(cls, data: int) -> UserConfig:
         """Decode `UserConfigurationMap.data` (as returned by Pool.getUserConfiguration)."""
+        return _decode_user_config(data)
+
+    @classmethod
+    def _decode(cls, data: int) -> UserConfig:
         _check(data)
         indexes = range(MAX_RESERVES_COUNT)
         return cls(
