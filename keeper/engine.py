@@ -111,13 +111,30 @@ class Engine:
         """Cold start every strategy and the DEX book at the current head."""
         head, raw = await self.latest_block()
         for strategy in self.strategies:
-            await strategy.sync(self.chain, head)
-            for log_filter in strategy.subscriptions():
-                for address in log_filter.addresses:
-                    self._owner[address.lower()] = strategy
+            await self._sync_strategy(strategy, head)
         self._remember(head, raw)
         log.info("synced", block=head.number, strategies=[s.name for s in self.strategies])
         return head
+
+    async def _sync_strategy(self, strategy: Strategy, head: BlockRef) -> None:
+        await strategy.sync(self.chain, head)
+        for address in [a for a, owner in self._owner.items() if owner is strategy]:
+            del self._owner[address]
+        for log_filter in strategy.subscriptions():
+            for address in log_filter.addresses:
+                self._owner[address.lower()] = strategy
+
+    async def _resync_stale(self, head: BlockRef) -> None:
+        """Re-sync, at `head`, every strategy that says its local state cannot be trusted.
+
+        The general mechanism for what a book cannot mirror from logs (a strategy sets
+        `needs_resync`, e.g. on a configuration change): a cold start at the head.
+        """
+        for strategy in self.strategies:
+            if getattr(strategy, "needs_resync", False) is True:
+                log.info("strategy state stale; re-syncing at the head", strategy=strategy.name,
+                         block=head.number)
+                await self._sync_strategy(strategy, head)
 
     def _remember(self, head: BlockRef, raw: Mapping[str, Any]) -> None:
         self._last = head
@@ -131,10 +148,14 @@ class Engine:
         topics: set[str] = set()
         filters = [f for s in self.strategies for f in s.subscriptions()]
         filters.append(self.dex.subscriptions())
+        any_topic = False
         for log_filter in filters:
             addresses.update(a.lower() for a in log_filter.addresses)
             topics.update(log_filter.topics0)
-        return LogFilter(tuple(sorted(addresses)), tuple(sorted(topics)))
+            any_topic = any_topic or not log_filter.topics0
+        # One filter that wants every topic of its addresses (e.g. admin contracts) means the
+        # merged query cannot narrow topics; strategies drop what they do not use.
+        return LogFilter(tuple(sorted(addresses)), () if any_topic else tuple(sorted(topics)))
 
     async def step(
         self, head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None
@@ -162,6 +183,7 @@ class Engine:
         for number in sorted(by_block):
             self._apply(by_block[number], headers[number])
         self.dex.apply(events)
+        await self._resync_stale(head)
         self._remember(head, raw)
         self.stats.blocks += head.number - start + 1
         return await self.evaluate(head)

@@ -24,9 +24,9 @@ Candidate semantics (exact mirrors, at the block's timestamp):
   price that returns exactly to an earlier value repeats an earlier key.)
 
 Accounts the book cannot mirror (`needs_read`: a Repay/LiquidationCall with no debt-token
-log) are left out of `candidates` until the owner resyncs; so is everything after a log from
-the PoolConfigurator or AaveOracle (`needs_resync` becomes true: configuration and price
-sources are not mirrored by the book).
+log) are left out of `candidates`, and so is everything after a log from the
+PoolConfigurator or AaveOracle (configuration and price sources are not mirrored by the
+book): either sets `needs_resync`, and the engine then re-syncs the strategy at the head.
 """
 
 from __future__ import annotations
@@ -207,6 +207,8 @@ class AaveV3Strategy:
         if any(e.address.lower() in admin for e in events):
             self.needs_resync = True
         self.book.apply([e for e in events if e.block_number > synced], block)
+        if self.book.needs_read:
+            self.needs_resync = True  # accounts the logs could not mirror: read them again
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
         """One candidate per (collateral, debt) pair of every account with HF < 1 at `block`."""

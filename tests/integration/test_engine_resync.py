@@ -1,0 +1,63 @@
+"""A reserve-configuration change on chain makes the engine re-sync the strategy at the head.
+
+The book does not mirror PoolConfigurator logs; it flags `needs_resync`, and the engine's
+general mechanism re-runs the strategy's cold start at that head before ranking. Lowering
+WETH's liquidation threshold (no price move) must then yield exactly the candidates the
+chain calls liquidatable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from web3 import Web3
+
+from keeper.demo import build_engine
+from keeper.devnet.artifacts import aave
+from keeper.devnet.observe import aave_accounts
+from keeper.execution.journal import Journal
+from strategies.aave_v3 import AaveV3Strategy
+from tests.conftest import Devnet, seeded_borrowers
+
+USERS = sorted(p.address.lower() for p in seeded_borrowers("aave_v3"))
+NEW_LTV, NEW_THRESHOLD, BONUS = 6_900, 7_000, 10_500  # WETH was 80 % / 82.5 % / 105 %
+
+
+def _lower_weth_threshold(devnet: Devnet) -> None:
+    configurator = devnet.w3.eth.contract(
+        address=Web3.to_checksum_address(devnet.info.aave_v3.pool_configurator),
+        abi=aave("protocol/pool/PoolConfigurator.sol/PoolConfigurator.json").abi,
+    )
+    weth = Web3.to_checksum_address(devnet.info.tokens["WETH"].address)
+    tx = configurator.functions.configureReserveAsCollateral(weth, NEW_LTV, NEW_THRESHOLD, BONUS)
+    receipt = devnet.w3.eth.wait_for_transaction_receipt(
+        tx.transact({"from": Web3.to_checksum_address(devnet.info.accounts.deployer)}))
+    assert receipt["status"] == 1
+
+
+async def test_configuration_change_resyncs_and_candidates_match_chain(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = await build_engine(devnet.info, journal, send=False)
+    try:
+        strategy = next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
+        head, raw = await engine.latest_block()
+        await engine.step(head, raw)
+        assert not list(strategy.candidates(head))
+        await asyncio.to_thread(_lower_weth_threshold, devnet)
+        head, raw = await engine.latest_block()
+        opportunities = await engine.step(head, raw)
+        assert strategy.needs_resync is False and strategy.synced == head
+        weth = devnet.info.tokens["WETH"].address.lower()
+        reserve = next(r for r in strategy.book.market.reserves if r.asset == weth)
+        assert reserve.config.liquidation_threshold == NEW_THRESHOLD
+        chain = {a.address for a in await asyncio.to_thread(
+            aave_accounts, devnet.w3, devnet.info, USERS) if a.liquidatable}
+        assert chain, "the lower threshold made no account liquidatable"
+        assert {c.account for c in strategy.candidates(head)} == chain
+        assert {o.account for o in opportunities} <= chain
+    finally:
+        await engine.chain.aclose()
+        journal.close()
