@@ -32,6 +32,7 @@ from rich.table import Table
 from web3 import Web3
 
 from keeper.chain.http import HttpRpc
+from keeper.chain.ws import WsSubscriptions
 from keeper.devnet.crash import CrashStep, apply_step, crash_steps
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
@@ -144,7 +145,8 @@ async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
     stop = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(engine.run(stop))
+            # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
+            tasks.create_task(engine.run(stop, WsSubscriptions(info.ws_url)))
             with Live(view.table(engine), console=console, refresh_per_second=8) as live:
                 for step in steps:
                     view.step, view.weth_usd = step, step.prices.get("WETH", view.weth_usd)
