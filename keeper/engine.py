@@ -94,6 +94,7 @@ class Engine:
         self._next_base_fee = 0
         self._inflight: set[tuple[str, str]] = set()
         self._owner: dict[str, Strategy] = {}
+        self._broken: set[Strategy] = set()  # failed in apply/candidates: re-sync at next head
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
@@ -131,10 +132,11 @@ class Engine:
         `needs_resync`, e.g. on a configuration change): a cold start at the head.
         """
         for strategy in self.strategies:
-            if getattr(strategy, "needs_resync", False) is True:
+            if strategy in self._broken or getattr(strategy, "needs_resync", False) is True:
                 log.info("strategy state stale; re-syncing at the head", strategy=strategy.name,
                          block=head.number)
                 await self._sync_strategy(strategy, head)
+                self._broken.discard(strategy)
 
     def _remember(self, head: BlockRef, raw: Mapping[str, Any]) -> None:
         self._last = head
@@ -191,12 +193,33 @@ class Engine:
     def _apply(self, events: list[Event], block: BlockRef) -> None:
         for strategy in self.strategies:
             mine = [e for e in events if self._owner.get(e.address) is strategy]
-            if mine:
-                strategy.apply(mine, block)
+            if mine and strategy not in self._broken:
+                try:
+                    strategy.apply(mine, block)
+                except Exception:
+                    self._fail(strategy, "apply", block)
+
+    def _fail(self, strategy: Strategy, stage: str, block: BlockRef) -> None:
+        # A strategy whose state broke (say, time going backwards after a reorg) must not
+        # take the daemon down: it sits out until re-synced at the next head.
+        log.exception("strategy failed; re-syncing it at the next head", strategy=strategy.name,
+                      stage=stage, block=block.number)
+        self._broken.add(strategy)
+
+    def _candidates(self, head: BlockRef) -> list[Candidate]:
+        out: list[Candidate] = []
+        for strategy in self.strategies:
+            if strategy in self._broken:
+                continue
+            try:
+                out.extend(strategy.candidates(head))
+            except Exception:
+                self._fail(strategy, "candidates", head)
+        return out
 
     async def evaluate(self, head: BlockRef) -> list[Opportunity]:
         """Candidates of every strategy, sized within the capital on hand, ranked."""
-        candidates: list[Candidate] = [c for s in self.strategies for c in s.candidates(head)]
+        candidates = self._candidates(head)
         self.stats.candidates = len(candidates)
         if self.executor is not None and candidates:
             # The sender pays with debt tokens it holds: never size beyond what is free.

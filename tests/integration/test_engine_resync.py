@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from web3 import Web3
 
 from keeper.demo import build_engine
 from keeper.devnet.artifacts import aave
 from keeper.devnet.observe import aave_accounts
 from keeper.execution.journal import Journal
+from keeper.strategy import Candidate
+from keeper.types import BlockRef
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 
@@ -58,6 +61,38 @@ async def test_configuration_change_resyncs_and_candidates_match_chain(
         assert chain, "the lower threshold made no account liquidatable"
         assert {c.account for c in strategy.candidates(head)} == chain
         assert {o.account for o in opportunities} <= chain
+    finally:
+        await engine.chain.aclose()
+        journal.close()
+
+
+async def test_a_failing_strategy_sits_out_and_is_resynced(
+    devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A strategy that raises (here: candidates, as after time went backwards) does not stop
+    the engine: it is skipped for that head and re-synced at the next one."""
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = await build_engine(devnet.info, journal, send=False)
+    try:
+        strategy = next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
+        failures = 0
+
+        def broken(_block: BlockRef) -> list[Candidate]:
+            nonlocal failures
+            failures += 1
+            raise ArithmeticError("interest accrual before the last update")
+
+        monkeypatch.setattr(strategy, "candidates", broken)
+        await asyncio.to_thread(devnet.rpc, "evm_mine")
+        head, raw = await engine.latest_block()
+        assert await engine.step(head, raw) == []
+        assert failures == 1 and strategy in engine._broken
+        monkeypatch.undo()
+        await asyncio.to_thread(devnet.rpc, "evm_mine")
+        head, raw = await engine.latest_block()
+        await engine.step(head, raw)
+        assert strategy not in engine._broken and strategy.synced == head
+        assert engine.stats.head == head.number
     finally:
         await engine.chain.aclose()
         journal.close()
