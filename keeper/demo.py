@@ -93,7 +93,10 @@ def _usd(wei: int, weth_usd: Decimal) -> str:
 def devnet_strategies(info: DevnetInfo, liquidator: str) -> list[Strategy]:
     """Every installed strategy whose config can be read off devnet.json."""
     context = StrategyContext(chain_id=info.chain_id, liquidator=liquidator)
-    sections = {"aave_v3": {"addresses_provider": info.aave_v3.addresses_provider}}
+    sections = {
+        "aave_v3": {"addresses_provider": info.aave_v3.addresses_provider},
+        "morpho_blue": {"morpho": info.morpho_blue.morpho},
+    }
     out: list[Strategy] = []
     for name, section in sections.items():
         plugin = load(name)

@@ -93,7 +93,6 @@ class Engine:
         self._last: BlockRef | None = None
         self._next_base_fee = 0
         self._inflight: set[tuple[str, str]] = set()
-        self._owner: dict[str, Strategy] = {}
         self._broken: set[Strategy] = set()  # failed in apply/candidates: re-sync at next head
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
@@ -119,11 +118,20 @@ class Engine:
 
     async def _sync_strategy(self, strategy: Strategy, head: BlockRef) -> None:
         await strategy.sync(self.chain, head)
-        for address in [a for a, owner in self._owner.items() if owner is strategy]:
-            del self._owner[address]
-        for log_filter in strategy.subscriptions():
-            for address in log_filter.addresses:
-                self._owner[address.lower()] = strategy
+
+    async def _refresh(self, head: BlockRef) -> None:
+        """The optional `refresh(chain, block)` of each strategy: reads of what its logs
+        cannot tell (an oracle or rate model it does not mirror), batched by the strategy."""
+        for strategy in self.strategies:
+            refresh = getattr(strategy, "refresh", None)
+            if refresh is None or strategy in self._broken:
+                continue
+            try:
+                await refresh(self.chain, head)
+            except (RetryableError, RpcError):
+                raise
+            except Exception:
+                self._fail(strategy, "refresh", head)
 
     async def _resync_stale(self, head: BlockRef) -> None:
         """Re-sync, at `head`, every strategy that says its local state cannot be trusted.
@@ -146,7 +154,7 @@ class Engine:
         )
 
     def _filter(self) -> LogFilter:
-        addresses = {a.lower() for a in self._owner}
+        addresses: set[str] = set()
         topics: set[str] = set()
         filters = [f for s in self.strategies for f in s.subscriptions()]
         filters.append(self.dex.subscriptions())
@@ -186,13 +194,17 @@ class Engine:
             self._apply(by_block[number], headers[number])
         self.dex.apply(events)
         await self._resync_stale(head)
+        await self._refresh(head)
         self._remember(head, raw)
         self.stats.blocks += head.number - start + 1
         return await self.evaluate(head)
 
     def _apply(self, events: list[Event], block: BlockRef) -> None:
         for strategy in self.strategies:
-            mine = [e for e in events if self._owner.get(e.address) is strategy]
+            # Routed by each strategy's own subscriptions: strategies may share an address
+            # (two protocols on the same price feed), and a strategy's set may grow.
+            wanted = {a.lower() for f in strategy.subscriptions() for a in f.addresses}
+            mine = [e for e in events if e.address in wanted]
             if mine and strategy not in self._broken:
                 try:
                     strategy.apply(mine, block)

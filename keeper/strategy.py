@@ -12,6 +12,13 @@ and sends. A strategy never holds a key and never sends.
     strategy.apply(events, block)   pure update from the block's logs
     strategy.candidates(block)      unhealthy positions, one per (collateral, debt) pair
     strategy.build(candidate, repay) -> Call   (the engine wraps it in a TxIntent)
+
+Optional members the engine uses when present (general mechanisms, not protocol cases):
+
+    strategy.needs_resync: bool     True: the engine re-runs `sync` at the next head
+    await strategy.refresh(chain, block)   after `apply`, before `candidates`: batched
+                                    reads of what logs cannot tell (unmirrored oracles)
+    strategy.positions(block)       rows for `keeper scan`
 """
 
 from __future__ import annotations

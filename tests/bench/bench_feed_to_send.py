@@ -9,7 +9,7 @@ For the keeper, t0 is `EngineStats.urgent_log_at` (set as the engine routes the 
 is timed by an `HttpRpc` subclass around its sends; production code is not otherwise
 changed. Each keeper trial starts from the same chain state (`evm_revert` to one snapshot,
 taken at the head the keeper syncs at; the next block's timestamp is pinned to now, untimed)
-and the same engine state (a deep copy of the synced strategies, DEX book and owner map,
+and the same engine state (a deep copy of the synced strategies and DEX book,
 restored per trial; they are plain data, so this is exactly a freshly synced engine without
 paying the cold start each trial, which is measured separately). The liquidator approves
 its debt tokens before the snapshot, so the only sends are liquidations.
@@ -172,21 +172,21 @@ class Bench:
 
 @dataclass
 class EngineState:
-    saved: Any  # (strategies, dex, owner map), deep-copied
+    saved: Any  # (strategies, dex), deep-copied
     head: BlockRef
     next_base_fee: int
 
 
 def save_engine(engine: Engine) -> EngineState:
     assert engine._last is not None
-    saved = copy.deepcopy((engine.strategies, engine.dex, engine._owner))
+    saved = copy.deepcopy((engine.strategies, engine.dex))
     return EngineState(saved, engine._last, engine._next_base_fee)
 
 
 async def restore_engine(engine: Engine, state: EngineState, folder: Path, trial: str) -> None:
     """The engine exactly as synced at the snapshot, with a fresh journal and nonce."""
-    strategies, dex, owner = copy.deepcopy(state.saved)
-    engine.strategies, engine.dex, engine._owner = strategies, dex, owner
+    strategies, dex = copy.deepcopy(state.saved)
+    engine.strategies, engine.dex = strategies, dex
     engine._last = state.head
     engine.stats = EngineStats()
     engine._inflight.clear()
@@ -201,8 +201,9 @@ async def restore_engine(engine: Engine, state: EngineState, folder: Path, trial
 
 
 async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: EngineState,
-                       folder: Path, trial: str) -> tuple[float, float, float]:
-    """(log -> send, log -> price block handed to step, step returned -> send)."""
+                       folder: Path, trial: str) -> tuple[float, float, float, float]:
+    """(log -> send, log -> price block handed to step, the step (logs, book, candidates,
+    balances, ranking), step returned -> send)."""
     await bench.reset()
     await restore_engine(engine, state, folder, trial)
     engine.poll_interval = 3600.0  # the socket drives it (one head read after subscribing)
@@ -258,7 +259,8 @@ async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: En
             await task
         engine.__dict__.pop("step", None)
         engine.__dict__.pop("_heard", None)
-    return t1 - t0, marks["detected"] - t0, t1 - marks["ranked"]
+    detected, ranked = marks["detected"], marks["ranked"]
+    return t1 - t0, detected - t0, ranked - detected, t1 - ranked
 
 
 async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount) -> float:
@@ -385,10 +387,11 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
             keeper = Series("keeper   (websocket)")
             limit = Series("limit    (websocket)")
             detect = Series("  of which log -> price block to step")
+            stepping = Series("  of which step (logs, book, ranking)")
             fanout = Series("  of which step returned -> send")
             for k in range(args.warmup + args.trials):
                 # Interleave keeper and limit trials, so drift hits both alike.
-                latency, seen, tail = await keeper_trial(
+                latency, seen, work, tail = await keeper_trial(
                     bench, engine, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
                 bare = await limit_trial(bench, limit_rpc, limit_account)
                 if k % 25 == 0:
@@ -397,6 +400,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                     keeper.samples.append(latency)
                     limit.samples.append(bare)
                     detect.samples.append(seen)
+                    stepping.samples.append(work)
                     fanout.samples.append(tail)
             steady = [await steady_state(bench, engine, rpc=rpc, state=state, folder=folder,
                                          poll=poll, blocks=args.steady_blocks, gap=0.2)
@@ -422,6 +426,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
           f"limit trials interleaved")
     print(keeper.line())
     print(detect.line())
+    print(stepping.line())
     print(fanout.line())
     print(limit.line())
     print(f"{'  ratio keeper/limit':<38} p50 x{keeper.pct(50) / limit.pct(50):.2f}  "

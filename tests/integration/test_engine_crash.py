@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,8 @@ from web3 import Web3
 from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
 from keeper.devnet.artifacts import aave
-from keeper.devnet.observe import aave_accounts
+from keeper.devnet.morpho import morpho_abi
+from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.tokens import to_feed_answer
 from keeper.engine import Engine
 from keeper.execution.executor import Outcome
@@ -34,6 +36,8 @@ from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import SPECS, WAD, feeds, liquidator
 
 USERS = sorted(p.address.lower() for p in seeded_borrowers("aave_v3"))
+MORPHO_USERS = sorted({p.address.lower() for p in seeded_borrowers("morpho_blue")})
+Unit = tuple[str, str]  # (strategy, account)
 DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
 BAD = ("reverted", "error")
 
@@ -96,6 +100,27 @@ def _liquidations(devnet: Devnet, start: int, end: int) -> list[Any]:
     return [e for e in events if str(e["args"]["liquidator"]).lower() == me]
 
 
+def _morpho(devnet: Devnet) -> Any:
+    return devnet.w3.eth.contract(
+        address=Web3.to_checksum_address(devnet.info.morpho_blue.morpho), abi=morpho_abi())
+
+
+def _morpho_liquidations(devnet: Devnet, start: int, end: int) -> list[Any]:
+    me = liquidator(devnet).lower()
+    events = _morpho(devnet).events.Liquidate().get_logs(from_block=start, to_block=end)
+    return [e for e in events if str(e["args"]["caller"]).lower() == me]
+
+
+def _tx(event: Any) -> str:
+    return "0x" + bytes(event["transactionHash"]).hex().removeprefix("0x")
+
+
+def _unit(outcome: Outcome) -> Unit:
+    """(strategy, account) of an outcome, from its key "chain:strategy:account:…"."""
+    _chain, strategy, account, *_rest = outcome.key.split(":")
+    return strategy, account
+
+
 def _journal_confirmed(path: Path) -> dict[str, int]:
     with sqlite3.connect(path) as db:
         rows = db.execute(
@@ -117,9 +142,9 @@ def _short_of_capital(outcome: Outcome) -> bool:
     )
 
 
-def _record_rankings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    """The first head at which each account was ranked profitable (filled as the engine runs)."""
-    first: dict[str, int] = {}
+def _record_rankings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[Unit, int]:
+    """The first head at which each (strategy, account) was ranked profitable."""
+    first: dict[Unit, int] = {}
     step = engine.step
 
     async def recording(
@@ -127,7 +152,7 @@ def _record_rankings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[st
     ) -> list[Opportunity]:
         opportunities = await step(head, raw, events)
         for opportunity in opportunities:
-            first.setdefault(opportunity.account, head.number)
+            first.setdefault((opportunity.strategy, opportunity.account), head.number)
         return opportunities
 
     monkeypatch.setattr(engine, "step", recording)
@@ -138,40 +163,49 @@ def _liquidatable(devnet: Devnet, users: Iterable[str]) -> set[str]:
     return {a.address for a in aave_accounts(devnet.w3, devnet.info, list(users)) if a.liquidatable}
 
 
+def _liquidatable_units(devnet: Devnet) -> set[Unit]:
+    """Aave accounts with HF < 1 and Morpho borrowers with a position past its LLTV (valued
+    at the market's last accrual: the drop is far larger than any interest since)."""
+    aave_units = {("aave_v3", u) for u in _liquidatable(devnet, USERS)}
+    morpho = morpho_positions(devnet.w3, devnet.info, MORPHO_USERS)
+    return aave_units | {("morpho_blue", p.address.lower()) for p in morpho if p.liquidatable}
+
+
 async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
     devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """WETH -30 % and WBTC -20 % in one block P; the engine runs until quiet. Asserted:
+    """WETH -30 % and WBTC -20 % in one block P, with Aave V3 and Morpho Blue borrowers; the
+    engine (both strategies, one ranking, one nonce stream) runs until quiet. Asserted:
 
     - no outcome is 'reverted' or 'error'; every confirmed one realized a profit > 0, net
       of gas (valued by the executor like the ranking values it);
-    - every user the keeper liquidated had HF < 1 (Pool.getUserAccountData) at the block
-      before its liquidation's block: no healthy account was touched;
-    - every user liquidatable at P that the ranking ever found profitable was first ranked
-      at a head ≤ P + 2 (the engine decided within two blocks of the drop; with automine
-      the landing block also counts the keeper's approvals and earlier liquidations, one
-      per block, so it is reported, not bounded) and then either has a confirmed
-      liquidation or was refused for want of the debt asset (no-capital, or a simulation
-      failing on "transfer amount exceeds balance"); a user never ranked profitable was
-      never sent; nothing was ranked for a user the chain called healthy;
-    - after the run, evaluating at the head again, every user still liquidatable with a
-      profitable opportunity either has that very key confirmed in the journal (a partial
-      liquidation under the close factor: the repeat at the same price state is refused as
-      'duplicate') or was refused for want of the debt asset;
-    - the journal's confirmed tx hashes are exactly the liquidator's LiquidationCall
-      transactions on the pool in [P, end], and each journaled realized profit equals the
+    - every Aave user the keeper liquidated had HF < 1 (Pool.getUserAccountData) at the
+      block before its liquidation's block (Morpho's `liquidate` itself reverts on a
+      healthy position, so a Liquidate event proves it for Morpho): no healthy account was
+      touched;
+    - every (protocol, borrower) liquidatable at P that the ranking ever found profitable
+      was first ranked at a head ≤ P + 2 (the engine decided within two blocks of the drop;
+      with automine the landing block also counts the keeper's approvals and earlier
+      liquidations, one per block, so it is reported, not bounded) and then either has a
+      confirmed liquidation or was refused for want of the debt asset (no-capital, or a
+      simulation failing on "transfer amount exceeds balance"); one never ranked
+      profitable was never sent; nothing was ranked that the chain called healthy;
+    - after the run, evaluating at the head again, every one still liquidatable with a
+      profitable opportunity either has that very key confirmed in the journal or was
+      refused for want of the debt asset;
+    - the journal's confirmed tx hashes are exactly the liquidator's LiquidationCall and
+      Liquidate transactions in [P, end], and each journaled realized profit equals the
       outcome the executor returned.
     """
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     engine = await build_engine(devnet.info, journal)
+    assert {s.name for s in engine.strategies} == {"aave_v3", "morpho_blue"}
     try:
-        before = {a.address: a for a in await asyncio.to_thread(
-            aave_accounts, devnet.w3, devnet.info, USERS)}
-        assert all(not a.liquidatable for a in before.values())
+        assert not await asyncio.to_thread(_liquidatable_units, devnet)
         price_block = await asyncio.to_thread(_crash, devnet)
-        weak = await asyncio.to_thread(_liquidatable, devnet, USERS)
-        assert weak, "the drop made no account liquidatable"
+        weak = await asyncio.to_thread(_liquidatable_units, devnet)
+        assert {s for s, _ in weak} == {"aave_v3", "morpho_blue"}, weak
         first_ranked = _record_rankings(engine, monkeypatch)
         stop = asyncio.Event()
         # The daemon's intake: newHeads and the feeds' logs over the WebSocket.
@@ -186,39 +220,41 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
         assert not [o for o in outcomes if o.status in BAD], outcomes
         confirmed = engine.stats.confirmed
         assert confirmed and all(o.realized_profit > 0 for o in confirmed), confirmed
+        assert {_unit(o)[0] for o in confirmed} == {"aave_v3", "morpho_blue"}, confirmed
 
-        events = await asyncio.to_thread(_liquidations, devnet, price_block, end)
-        by_tx = {"0x" + bytes(e["transactionHash"]).hex().removeprefix("0x"): e for e in events}
-        for event in events:
+        aave_events = await asyncio.to_thread(_liquidations, devnet, price_block, end)
+        morpho_events = await asyncio.to_thread(_morpho_liquidations, devnet, price_block, end)
+        for event in aave_events:
             user, block = str(event["args"]["user"]).lower(), int(event["blockNumber"])
             health = await asyncio.to_thread(_health_at, devnet, user, block - 1)
             assert health < WAD, (user, block, health)
 
         journaled = _journal_confirmed(path)
-        assert set(journaled) == {h.lower() for h in by_tx}
+        assert set(journaled) == {_tx(e).lower() for e in aave_events + morpho_events}
         assert journaled == {o.tx_hash.lower(): o.realized_profit for o in confirmed}
 
-        refused = {o.key.split(":")[2] for o in outcomes if _short_of_capital(o)}
-        done = {o.key.split(":")[2] for o in confirmed}
-        for user in weak:
-            if user in first_ranked:
-                assert first_ranked[user] <= price_block + 2, (user, first_ranked[user])
-                assert user in done or user in refused, user
+        refused = {_unit(o) for o in outcomes if _short_of_capital(o)}
+        done = {_unit(o) for o in confirmed}
+        for unit in weak:
+            if unit in first_ranked:
+                assert first_ranked[unit] <= price_block + 2, (unit, first_ranked[unit])
+                assert unit in done or unit in refused, unit
             else:  # never profitable: ranking dropped it, so the keeper must not have sent it
-                assert user not in done and user not in refused, user
+                assert unit not in done and unit not in refused, unit
         assert set(first_ranked) <= weak | done  # nothing ranked that the chain called healthy
         head, _raw = await engine.latest_block()
-        last = {o.account: o for o in await engine.evaluate(head)}
-        still = await asyncio.to_thread(_liquidatable, devnet, weak)
-        for user in still & set(last):
-            record = journal.get(last[user].key)
+        last = {(o.strategy, o.account): o for o in await engine.evaluate(head)}
+        still = await asyncio.to_thread(_liquidatable_units, devnet)
+        for unit in still & set(last):
+            record = journal.get(last[unit].key)
             repeat = record is not None and record.status == "confirmed"
-            assert repeat or user in refused, user
+            assert repeat or unit in refused, unit
         latencies = sorted(first_ranked[u] - price_block for u in first_ranked)
         landed = sorted(o.block - price_block for o in confirmed)
+        by_protocol = Counter(_unit(o)[0] for o in confirmed)
         print(
             f"\ncrash: {len(weak)} liquidatable at P={price_block}, {len(confirmed)} "
-            f"liquidations confirmed ({len({o.key.split(':')[2] for o in confirmed})} users), "
+            f"liquidations confirmed ({dict(by_protocol)}), "
             f"ranked at P+{latencies}, landed at P+{landed}, still liquidatable {len(still)}, "
             f"statuses {sorted({o.status for o in outcomes})}"
         )
@@ -240,10 +276,10 @@ async def _run_until(engine: Engine, condition: Callable[[], Awaitable[bool]], w
 async def test_restart_mid_crash_sends_nothing_twice(devnet: Devnet, tmp_path: Path) -> None:
     """Stop the engine after its first confirmed liquidation of the crash, start a new one on
     the SAME journal file and run it until quiet. Asserted: no outcome of either engine is
-    'reverted' or 'error'; the liquidator's LiquidationCalls since the drop (one price state
-    throughout) never repeat a (user, collateral, debt); the journal's confirmed hashes are
-    exactly those transactions; and the second engine's repeats of the first one's keys, if
-    any, were refused by the journal ('duplicate')."""
+    'reverted' or 'error'; no opportunity key was confirmed twice; the journal's confirmed
+    hashes are exactly the liquidator's LiquidationCall and Liquidate transactions since the
+    drop; and the second engine's repeats of the first one's keys, if any, were refused by
+    the journal ('duplicate')."""
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     first = await build_engine(devnet.info, journal)
@@ -277,12 +313,12 @@ async def test_restart_mid_crash_sends_nothing_twice(devnet: Devnet, tmp_path: P
     assert all(o.status == "duplicate" for o in again), again
     end = await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
     events = await asyncio.to_thread(_liquidations, devnet, price_block, end)
-    triples = [
-        tuple(str(e["args"][k]).lower() for k in ("user", "collateralAsset", "debtAsset"))
-        for e in events
-    ]
-    assert len(triples) == len(set(triples)), triples
-    hashes = {"0x" + bytes(e["transactionHash"]).hex().removeprefix("0x") for e in events}
+    morpho_events = await asyncio.to_thread(_morpho_liquidations, devnet, price_block, end)
+    # One confirmed liquidation per key across both runs (a key names the position's state:
+    # a follow-up after a partial liquidation has another key, a repeat the same one).
+    keys = [o.key for o in first.stats.confirmed + second.stats.confirmed]
+    assert len(keys) == len(set(keys)), keys
+    hashes = {_tx(e) for e in events + morpho_events}
     assert set(_journal_confirmed(path)) == hashes
     print(
         f"\nrestart: first engine confirmed {len(first.stats.confirmed)}, second "
