@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -82,6 +83,9 @@ class DemoView:
         stats = engine.stats
         table.add_row("positions at risk (HF < 1)", str(stats.candidates))
         table.add_row("liquidations sent / confirmed", f"{self.sent} / {len(stats.confirmed)}")
+        by_protocol = Counter(o.key.split(":")[1] for o in stats.confirmed if o.key.count(":") > 1)
+        table.add_row("confirmed by protocol",
+                      "  ".join(f"{name} {n}" for name, n in sorted(by_protocol.items())) or "-")
         table.add_row("cumulative profit", _usd(stats.realized_profit, self.weth_usd))
         return table
 
@@ -166,11 +170,12 @@ async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
 
 def _final_table(engine: Engine, weth_usd: Decimal) -> Table:
     table = Table(title="liquidations by the keeper")
-    for column in ("block", "borrower", "status", "gas used", "realized profit"):
+    for column in ("block", "protocol", "borrower", "status", "gas used", "realized profit"):
         table.add_column(column)
     for outcome in sorted(engine.stats.outcomes, key=lambda o: (o.block, o.key)):
-        account = outcome.key.split(":")[2] if outcome.key.count(":") >= 2 else outcome.key
-        table.add_row(str(outcome.block or "-"), account, outcome.status,
+        parts = outcome.key.split(":")
+        protocol, account = (parts[1], parts[2]) if len(parts) > 2 else ("-", outcome.key)
+        table.add_row(str(outcome.block or "-"), protocol, account, outcome.status,
                       str(outcome.gas_used), _usd(outcome.realized_profit, weth_usd))
     return table
 
