@@ -30,12 +30,14 @@ from keeper import secrets
 from keeper.cli import main
 from keeper.config import load_config
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.devnet.observe import morpho_positions
 from keeper.devnet.tokens import post_price, to_feed_answer
 from keeper.errors import ConfigError
 from tests.conftest import Devnet, seeded_borrowers, wait_for
 from tests.integration.helpers import MAX_UINT, SPECS, feeds, liquidator, tokens
 
 KEEPER = Path(sys.executable).parent / "keeper"
+MORPHO_USERS = {p.address.lower() for p in seeded_borrowers("morpho_blue")}
 USERS = {p.address.lower() for p in seeded_borrowers("aave_v3")}
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
@@ -54,7 +56,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", ws: bool = False,
-                **drop: bool) -> Path:
+                morpho: bool = False, **drop: bool) -> Path:
     """A keeper.toml for the devnet; `drop` leaves keys out (quote_token=True, factory=True);
     `ws` adds the WebSocket URL (the daemon then takes heads and feed logs from it)."""
     info = devnet.info
@@ -70,6 +72,7 @@ def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", ws: bo
         f'journal = "journal.sqlite"\nmax_fee_per_gas_gwei = "3000"\n\n'
         f"[dex]\n{factory}\n"
         f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n'
+        + (f'\n[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n' if morpho else "")
     )
     return path
 
@@ -128,6 +131,27 @@ def test_scan_lists_positions_and_opportunities(devnet: Devnet, tmp_path: Path) 
     table = CliRunner().invoke(main, ["--config", str(path), "scan"])
     assert table.exit_code == 0, table.output
     assert "net profit" in table.stdout and "health factor" in table.stdout
+
+
+def test_scan_shows_both_protocols_in_one_ranking(devnet: Devnet, tmp_path: Path) -> None:
+    """With Aave V3 and Morpho Blue configured, `scan --json` lists both books, and after a
+    drop the one ranking holds Morpho opportunities exactly for borrowers the chain calls
+    liquidatable, sorted with the Aave ones by net profit."""
+    path = devnet_toml(devnet, tmp_path, morpho=True)
+    before = scan_json(path)
+    assert {p["strategy"] for p in before["positions"]} == {"aave_v3", "morpho_blue"}
+    morpho_rows = [p for p in before["positions"] if p["strategy"] == "morpho_blue"]
+    assert {p["account"] for p in morpho_rows if int(p["debt_value"]) > 0} == MORPHO_USERS
+    drop_weth(devnet)
+    after = scan_json(path)
+    ranked = after["opportunities"]
+    assert {o["strategy"] for o in ranked} == {"aave_v3", "morpho_blue"}
+    nets = [int(o["net"]) for o in ranked]
+    assert nets == sorted(nets, reverse=True)
+    chain = {p.address.lower() for p in morpho_positions(devnet.w3, devnet.info,
+                                                          sorted(MORPHO_USERS))
+             if p.liquidatable}
+    assert {o["account"] for o in ranked if o["strategy"] == "morpho_blue"} <= chain
 
 
 def _confirmed(journal: Path) -> int:
