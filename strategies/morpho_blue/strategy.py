@@ -12,9 +12,9 @@ Prices and rates without chain reads after sync:
 - a FeedOracle (devnet) is mirrored from its two feeds' AnswerUpdated (math.feed_oracle_price);
 - IrmMock's borrowRateView is mirrored from the stored market struct (math.irm_mock_borrow_rate).
 
-Any other oracle or IRM can only be read. Its value read at sync (or by `refresh`, which the
-engine does not call yet) is used at that block only; at other blocks that market offers no
-candidate (`stale_markets` lists them).
+Any other oracle or IRM can only be read. The engine calls `refresh` after each block's
+logs: one batch of `price()` / `borrowRateView` for the markets that need it (none when all
+are mirrored); a value read is used at its block only (`stale_markets` lists the others).
 
 Candidate semantics (exact mirrors of Morpho.liquidate at the block's timestamp), where the
 built call passes `seizedAssets = seize(repay)` and `repaidShares = 0`:
@@ -240,8 +240,8 @@ class MorphoBlueStrategy:
     async def refresh(self, chain: ChainReader, block: BlockRef) -> None:
         """ONE batch at `block`: `price()` and `borrowRateView` of the stale markets only.
 
-        Not part of the engine's contract yet: an engine hook calling it after `apply`
-        would let markets with unmirrored oracles or IRMs offer candidates.
+        The engine's optional `refresh` hook, called after `apply` and before `candidates`:
+        it lets markets with unmirrored oracles or IRMs offer candidates at this block.
         """
         stale = self.stale_markets(block)
         if not stale:
