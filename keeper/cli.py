@@ -41,6 +41,7 @@ RPC_TIMEOUT = 5.0
 LAZY_COMMANDS = {
     "devnet": "keeper.devnet.cli:devnet",
     "demo": "keeper.demo:demo",
+    "deploy-executor": "keeper.deploy_executor:deploy_executor",
     "run": "keeper.run:run",
     "scan": "keeper.run:scan",
 }

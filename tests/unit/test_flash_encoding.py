@@ -1,0 +1,169 @@
+"""The flash executor's calldata encoders, fee formulas and error decoding (no chain).
+
+The encoding is checked against web3's own encoding with the compiled ABI
+(solcjs from node_modules, served from the compile cache after the first run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from eth_abi.abi import decode, encode
+from eth_utils.abi import function_abi_to_4byte_selector
+from web3 import Web3
+
+from keeper.execution.flash import (
+    ERRORS,
+    EXECUTE_SELECTOR,
+    PLAN_TYPE,
+    FlashPlan,
+    FlashPlanError,
+    Funding,
+    Liquidation,
+    MorphoMarket,
+    Protocol,
+    aave_flash_premium,
+    aave_liquidation,
+    compile_flash_liquidator,
+    decode_error,
+    decode_profit,
+    encode_execute,
+    encode_single,
+    flash_fee,
+    morpho_liquidation,
+    plan_tuple,
+    uniswap_flash_repayment,
+)
+
+WETH = "0x" + "11" * 20
+USDC = "0x" + "22" * 20
+DAI = "0x" + "33" * 20
+BORROWER = "0x" + "44" * 20
+WETH_USDC = "0x" + "55" * 20
+USDC_DAI = "0x" + "66" * 20
+MARKET = MorphoMarket(USDC, WETH, "0x" + "77" * 20, "0x" + "88" * 20, 86 * 10**16)
+
+
+def aave_liq(**overrides: object) -> Liquidation:
+    args: dict[str, object] = {
+        "collateral": WETH, "borrower": BORROWER, "debt_to_cover": 5_000 * 10**6,
+        "swap_pairs": [WETH_USDC], "min_out": 4_000 * 10**6,
+    }
+    args.update(overrides)
+    return aave_liquidation(**args)  # type: ignore[arg-type]
+
+
+def morpho_liq(**overrides: object) -> Liquidation:
+    args: dict[str, object] = {
+        "market": MARKET, "borrower": BORROWER, "repaid_shares": 10**12,
+        "max_repay": 1_000 * 10**6, "swap_pairs": [WETH_USDC],
+    }
+    args.update(overrides)
+    return morpho_liquidation(**args)  # type: ignore[arg-type]
+
+
+def batch(**overrides: object) -> FlashPlan:
+    args: dict[str, object] = {
+        "funding": Funding.MORPHO_FLASH_LOAN, "debt_token": USDC, "flash_amount": 6_000 * 10**6,
+        "liquidations": (aave_liq(), morpho_liq()), "min_profit": 7,
+    }
+    args.update(overrides)
+    return FlashPlan(**args)  # type: ignore[arg-type]
+
+
+def test_calldata_matches_web3_with_the_compiled_abi() -> None:
+    executor = Web3().eth.contract(abi=compile_flash_liquidator().abi)
+    for plan in (
+        batch(),
+        batch(funding=Funding.UNISWAP_V2_FLASH_SWAP, flash_pair=USDC_DAI,
+              profit_pairs=(WETH_USDC,)),
+        batch(funding=Funding.OWN_BALANCE, flash_amount=0),
+    ):
+        assert encode_execute(plan) == executor.encode_abi("execute", args=[plan_tuple(plan)])
+    abi = compile_flash_liquidator().abi
+    (execute,) = [item for item in abi if item.get("name") == "execute"]
+    assert "0x" + function_abi_to_4byte_selector(cast(Any, execute)).hex() == EXECUTE_SELECTOR
+    abi_errors = {item["name"] for item in abi if item["type"] == "error"}
+    assert abi_errors == {name for name, _ in ERRORS.values()}
+
+
+def test_batch_round_trips_through_the_abi() -> None:
+    data = bytes.fromhex(encode_execute(batch())[2:])
+    assert data[:4].hex() == EXECUTE_SELECTOR[2:]
+    ((funding, debt, amount, flash_pair, liqs, profit_pairs, min_profit),) = decode(
+        [PLAN_TYPE], data[4:]
+    )
+    assert (funding, debt.lower(), amount, min_profit) == (1, USDC, 6_000 * 10**6, 7)
+    assert flash_pair == "0x" + "00" * 20 and profit_pairs == ()
+    aave, morpho = liqs
+    assert aave[0] == Protocol.AAVE_V3 and aave[3] == aave[5] == 5_000 * 10**6
+    assert aave[6] == ("0x" + "00" * 20,) * 4 + (0,)
+    assert aave[8] == 4_000 * 10**6
+    assert morpho[0] == Protocol.MORPHO_BLUE and (morpho[3], morpho[4]) == (0, 10**12)
+    assert [a.lower() for a in morpho[6][:4]] == [USDC, WETH, MARKET.oracle, MARKET.irm]
+    assert morpho[6][4] == MARKET.lltv
+    assert [p.lower() for p in morpho[7]] == [WETH_USDC]
+
+
+def test_single_is_a_plan_of_one() -> None:
+    single = encode_single(aave_liq(), funding=Funding.AAVE_FLASH_LOAN, debt_token=USDC,
+                           flash_amount=5_000 * 10**6)
+    plan = FlashPlan(Funding.AAVE_FLASH_LOAN, USDC, 5_000 * 10**6, (aave_liq(),))
+    assert single == encode_execute(plan)
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        (batch(liquidations=()), "at least one"),
+        (batch(liquidations=(aave_liq(collateral=USDC),)), "same token"),
+        (batch(liquidations=(aave_liq(swap_pairs=[]),)), "swap_pairs is empty"),
+        (batch(liquidations=(morpho_liq(seized_assets=1),)), "exactly one"),
+        (batch(liquidations=(morpho_liq(repaid_shares=0),)), "exactly one"),
+        (batch(debt_token=DAI, liquidations=(morpho_liq(),)), "market tokens"),
+        (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP), "needs flash_pair"),
+        (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP, flash_pair=WETH_USDC), "locked"),
+        (batch(flash_pair=USDC_DAI), "only for the Uniswap"),
+        (batch(flash_amount=0), "flash_amount > 0"),
+        (batch(min_profit=-1), "uint256"),
+        (batch(liquidations=(aave_liq(borrower="0x1234"),)), "not an address"),
+    ],
+)
+def test_plans_the_contract_would_reject_are_refused(plan: FlashPlan, message: str) -> None:
+    with pytest.raises(FlashPlanError, match=message):
+        encode_execute(plan)
+
+
+def test_morpho_liquidation_without_market_is_refused() -> None:
+    broken = Liquidation(Protocol.MORPHO_BLUE, WETH, BORROWER, 1, 1, (WETH_USDC,))
+    with pytest.raises(FlashPlanError, match="needs its market"):
+        encode_execute(batch(liquidations=(broken,)))
+
+
+@pytest.mark.parametrize("amount", [1, 996, 997, 10**6, 123_456_789_012, 10**30 + 7])
+def test_uniswap_flash_repayment_is_the_least_the_pair_accepts(amount: int) -> None:
+    repaid = uniswap_flash_repayment(amount)
+    # UniswapV2Pair.swap's K check, with only this token moved: 997 * in >= 1000 * out.
+    assert 997 * repaid >= 1000 * amount
+    assert 997 * (repaid - 1) < 1000 * amount
+
+
+def test_flash_fees() -> None:
+    assert aave_flash_premium(10_000 * 10**6, 9) == 9 * 10**6
+    assert aave_flash_premium(5_555, 9) == 5  # percentMul rounds half up: 4.9995 -> 5
+    assert flash_fee(batch()) == 0
+    assert flash_fee(batch(funding=Funding.OWN_BALANCE)) == 0
+    assert flash_fee(batch(funding=Funding.AAVE_FLASH_LOAN), aave_premium_bps=9) == 5_400_000
+    uni = batch(funding=Funding.UNISWAP_V2_FLASH_SWAP, flash_pair=USDC_DAI)
+    assert flash_fee(uni) == uniswap_flash_repayment(6_000 * 10**6) - 6_000 * 10**6
+
+
+def test_return_and_revert_data_decode() -> None:
+    assert decode_profit("0x" + encode(["uint256"], [12345]).hex()) == 12345
+    selector = next(s for s, (name, _) in ERRORS.items() if name == "MinOut")
+    data = selector + encode(["uint256", "uint256", "uint256"], [2, 10, 11]).hex()
+    assert decode_error(data) == ("MinOut", (2, 10, 11))
+    not_owner = next(s for s, (name, _) in ERRORS.items() if name == "NotOwner")
+    assert decode_error(not_owner) == ("NotOwner", ())
+    assert decode_error("0x08c379a0" + "00" * 64) is None  # Error(string) is not ours
