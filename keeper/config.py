@@ -164,6 +164,9 @@ class ExecutionConfig(Section):
     max_fee_per_gas_gwei: Decimal = Field(default=Decimal("100"), gt=0)
     priority_fee_gwei: Decimal = Field(default=Decimal("1"), ge=0)
     journal: Path = Path("keeper-journal.sqlite")
+    flash_executor: Address | None = None
+    """A FlashLiquidator owned by the account (`keeper deploy-executor`): liquidations are
+    then funded by flash loans, and the account needs no debt asset."""
 
     @model_validator(mode="after")
     def _fees(self) -> Self:

@@ -44,6 +44,7 @@ from keeper.engine import Engine
 from keeper.errors import InputFileError
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
+from keeper.execution.flash_route import FlashRoute
 from keeper.execution.journal import Journal
 from keeper.log import configure_logging
 from keeper.plugins import load
@@ -109,13 +110,17 @@ def devnet_strategies(info: DevnetInfo, liquidator: str) -> list[Strategy]:
     return out
 
 
-async def build_engine(info: DevnetInfo, journal: Journal, *, send: bool = True) -> Engine:
-    """The keeper engine wired to a devnet, with the liquidator account (public dev key)."""
+async def build_engine(
+    info: DevnetInfo, journal: Journal, *, send: bool = True,
+    key: str = DEVNET_LIQUIDATOR_KEY, flash_executor: str | None = None,
+) -> Engine:
+    """The keeper engine wired to a devnet, sending as `key` (the liquidator's public dev key
+    by default), through `flash_executor` when given (a FlashLiquidator `key` owns)."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
     dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
-    account = Account.from_key(DEVNET_LIQUIDATOR_KEY)
+    account = Account.from_key(key)
     executor = None
     if send:
         executor = Executor(
@@ -127,9 +132,12 @@ async def build_engine(info: DevnetInfo, journal: Journal, *, send: bool = True)
         )
         await executor.start()
     min_profit = int(DEMO_MIN_PROFIT_USD / Decimal(2000) * WAD)
+    flash = None
+    if executor is not None and flash_executor is not None:
+        flash = await FlashRoute.discover(chain, flash_executor, dex, weth)
     engine = Engine(
         chain, devnet_strategies(info, account.address), dex, executor,
-        quote_token=weth, min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE,
+        quote_token=weth, min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, flash=flash,
     )
     await engine.sync()
     return engine

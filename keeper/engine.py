@@ -26,9 +26,10 @@ from keeper.dex.uniswap_v2 import PairBook
 from keeper.errors import RetryableError
 from keeper.execution.executor import Executor, Outcome
 from keeper.execution.fees import next_base_fee
+from keeper.execution.flash_route import FlashRoute, min_out
 from keeper.ranking import rank
 from keeper.strategy import Candidate, Strategy
-from keeper.types import BlockRef, Event, LogFilter, Opportunity, TxIntent
+from keeper.types import BlockRef, Call, Event, LogFilter, Opportunity, SwapLeg, TxIntent
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +81,7 @@ class Engine:
         min_profit: int,
         priority_fee: int,
         poll_interval: float = 0.05,
+        flash: FlashRoute | None = None,
     ) -> None:
         self.chain = chain
         self.strategies = list(strategies)
@@ -89,11 +91,14 @@ class Engine:
         self.min_profit = min_profit
         self.priority_fee = priority_fee
         self.poll_interval = poll_interval
+        self.flash = flash
         self.stats = EngineStats()
         self._last: BlockRef | None = None
         self._next_base_fee = 0
         self._inflight: set[tuple[str, str]] = set()
         self._broken: set[Strategy] = set()  # failed in apply/candidates: re-sync at next head
+        self._pending_swaps: dict[str, SwapLeg] = {}  # in-flight flash sends' exit swaps
+        self._pending_until: dict[str, int] = {}  # ... resolved: the block they were mined in
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
@@ -234,27 +239,83 @@ class Engine:
         candidates = self._candidates(head)
         self.stats.candidates = len(candidates)
         if self.executor is not None and candidates:
-            # The sender pays with debt tokens it holds: never size beyond what is free.
-            debts = sorted({c.debt for c in candidates})
-            free = await self.executor.available(debts, head.number)
+            # Paid with debt tokens the sender holds: never size beyond what is free.
+            direct = [c for c in candidates if not self._flashable(c)]
+            flashed = [c for c in candidates if self._flashable(c)]
+            free = await self.executor.available(sorted({c.debt for c in direct}), head.number)
             candidates = [
                 dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
-                for c in candidates
+                for c in direct
             ]
+            if flashed:
+                candidates += await self._flash_candidates(flashed)
+        for key, mined in list(self._pending_until.items()):
+            if mined <= head.number:  # applied to the book (or never sent): not pending
+                self._pending_swaps.pop(key, None)
+                del self._pending_until[key]
         opportunities = rank(
             candidates, dex=self.dex, quote_token=self.quote_token,
             base_fee=self._next_base_fee, priority_fee=self.priority_fee,
-            min_profit=self.min_profit, block=head.number,
+            min_profit=self.min_profit, block=head.number, pending=self._pending_swaps.values(),
         )
         self.stats.opportunities += len(opportunities)
         self.stats.last_opportunities = opportunities
         return opportunities
 
+    def _strategy(self, name: str) -> Strategy:
+        return next(s for s in self.strategies if s.name == name)
+
+    def _flashable(self, candidate: Candidate) -> bool:
+        """Sent through the flash executor: one is configured, the strategy can describe the
+        liquidation to it, and the seized collateral has a pair to be sold on."""
+        return (
+            self.flash is not None
+            and hasattr(self._strategy(candidate.strategy), "flash_liquidation")
+            and candidate.collateral != candidate.debt
+            and self.dex.pair_for(candidate.collateral, candidate.debt) is not None
+        )
+
+    async def _flash_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Sized within what a lender can lend now, net of its fee, ranked at flash gas."""
+        assert self.flash is not None and self.executor is not None
+        await self.flash.refresh(self.executor.chain, sorted({c.debt for c in candidates}))
+        return [
+            dataclasses.replace(
+                c, max_repay=min(c.max_repay, self.flash.max_amount(c.debt, c.collateral)),
+                fee=self.flash.fee(c.debt, c.collateral),
+                gas_limit=self.flash.gas_for(c.strategy, c.gas_limit),
+            )
+            for c in candidates
+        ]
+
     def intent(self, opportunity: Opportunity) -> TxIntent:
         candidate: Candidate = opportunity.details["candidate"]
-        strategy = next(s for s in self.strategies if s.name == candidate.strategy)
+        strategy = self._strategy(candidate.strategy)
+        if candidate.fee is not None and self.flash is not None:
+            return self._flash_intent(opportunity, candidate, strategy)
         call = strategy.build(candidate, opportunity.debt_to_cover)
         return TxIntent(opportunity, call, candidate.gas_limit, candidate.spender)
+
+    def _flash_intent(
+        self, opportunity: Opportunity, candidate: Candidate, strategy: Strategy
+    ) -> TxIntent:
+        """`execute(plan)` on the flash executor. The surplus is sold into the quote token and
+        must cover the gas and `min_profit`, so a liquidation that would lose money reverts."""
+        assert self.flash is not None
+        swap = opportunity.details["swap"]
+        assert swap is not None
+        profit_pairs: tuple[str, ...] = ()
+        if opportunity.debt != self.quote_token:
+            pair = self.dex.pair_for(opportunity.debt, self.quote_token)
+            assert pair is not None  # ranking valued the debt through this very pair
+            profit_pairs = (pair.address,)
+        liquidation = strategy.flash_liquidation(  # type: ignore[attr-defined]
+            candidate, opportunity.debt_to_cover, (swap.pair,), min_out(swap.amount_out))
+        plan = self.flash.plan(liquidation, debt=opportunity.debt,
+                               repay=opportunity.debt_to_cover, profit_pairs=profit_pairs,
+                               min_profit=opportunity.gas_cost + self.min_profit)
+        call = Call(to=self.flash.executor, data=self.flash.calldata(plan))
+        return TxIntent(opportunity, call, opportunity.gas_limit, None)
 
     def dispatch(self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup) -> int:
         """Hand ranked opportunities to execution, best first; returns how many were handed.
@@ -277,14 +338,25 @@ class Engine:
     async def _execute(self, opportunity: Opportunity) -> None:
         assert self.executor is not None
         slot = (opportunity.strategy, opportunity.account)
+        swap = opportunity.details.get("swap")
         try:
-            outcome = await self.executor.execute(self.intent(opportunity), self._next_base_fee)
+            intent = self.intent(opportunity)
+            if intent.spender is None and swap is not None:
+                # Sold on chain by the flash executor: later rankings must see the pool moved.
+                self._pending_swaps[opportunity.key] = swap
+            outcome = await self.executor.execute(intent, self._next_base_fee)
+            if self.flash is not None and intent.spender is None and outcome.gas_used:
+                self.flash.gas[opportunity.strategy] = outcome.gas_used  # rank with the real one
         except Exception as exc:
             # One failed send must not stop the daemon; it is logged with its traceback.
             log.exception("liquidation failed", key=opportunity.key)
             outcome = Outcome(opportunity.key, "error", reason=f"{type(exc).__name__}: {exc}")
         finally:
             self._inflight.discard(slot)
+            if opportunity.key in self._pending_swaps:
+                mined = outcome.block if outcome.status in ("confirmed", "reverted") else 0
+                # Until the engine has applied the block it was mined in, the book lacks it.
+                self._pending_until[opportunity.key] = mined
         self.stats.outcomes.append(outcome)
 
     # -- intake -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Protocol-agnostic: a `Candidate` only offers `seize(repay)`, `max_repay` and
 `gas_limit`. For each one, the repay size in (0, max_repay] that maximizes
 
-    net(repay) = value(swap_out(collateral -> debt, seize(repay)) - repay) - gas
+    net(repay) = value(swap_out(collateral -> debt, seize(repay)) - repay - fee(repay)) - gas
 
 is searched with exact integer evaluations, where `value` converts debt-token
 units to the quote token (the wrapped native coin, so gas wei == quote wei) at
@@ -122,7 +122,8 @@ class _Valuer:
             else:
                 swap = self.dex.quote(c.collateral, c.debt, seized)
                 out = swap.amount_out if swap is not None else 0
-            net = self.value(out - repay) - self.gas_cost
+            fee = c.fee(repay) if c.fee is not None else 0
+            net = self.value(out - repay - fee) - self.gas_cost
             self.cache[repay] = Evaluation(repay, seized, swap, out, net)
         return self.cache[repay]
 
@@ -147,7 +148,8 @@ def best_size(
     valuer = _Valuer(c, dex, to_quote, gas_cost)
     repay, evaluations = search_max(valuer.net, c.max_repay)
     best = valuer.evaluate(repay)
-    gross_value = valuer.value(best.seized * collateral_to_debt - best.repay)
+    fee = c.fee(best.repay) if c.fee is not None else 0
+    gross_value = valuer.value(best.seized * collateral_to_debt - best.repay - fee)
     # gross - slippage - gas == net exactly; slippage is the mid-price value minus the swap's.
     slippage = gross_value - (best.net + gas_cost)
     return best, evaluations, gross_value, slippage
@@ -162,52 +164,95 @@ def rank(
     priority_fee: int,
     min_profit: int,
     block: int,
+    pending: Iterable[SwapLeg] = (),
 ) -> list[Opportunity]:
     """Best-sized opportunities with net_profit >= min_profit, best first, one per account.
 
     Values are wei of `quote_token` (the wrapped native coin, in which gas is paid).
     Candidates the book cannot value (no collateral/debt or debt/quote pair) are skipped.
+
+    Sequential, as they will be mined: each is valued independently first, then, best
+    first, valued again on a copy of the book that already holds the swaps of the ones
+    before it (a crash makes many liquidations sell the same collateral into the same
+    pool); those that are no longer worth `min_profit` there are dropped. `pending` are the
+    swaps of liquidations already sent and not mined yet: they will be mined first.
     """
     quote_token = quote_token.lower()
+    gas_price = base_fee + priority_fee
+    legs = list(pending)
+    if legs:
+        dex = dex.copy()
+        for leg in legs:
+            dex.swap(leg)
     best_per_account: dict[tuple[str, str], Opportunity] = {}
     for c in candidates:
-        gas_cost = c.gas_limit * (base_fee + priority_fee)
-        found = best_size(c, dex, quote_token, gas_cost)
-        if found is None:
+        opp = _best(c, dex, quote_token, gas_price=gas_price, min_profit=min_profit, block=block)
+        if opp is None:
             continue
-        ev, evaluations, gross_value, slippage = found
-        if ev.net < min_profit:
-            continue
-        opp = Opportunity(
-            strategy=c.strategy,
-            key=c.key,
-            account=c.account,
-            collateral=c.collateral,
-            debt=c.debt,
-            debt_to_cover=ev.repay,
-            collateral_received=ev.seized,
-            gross_value=gross_value,
-            slippage=slippage,
-            gas_limit=c.gas_limit,
-            gas_cost=gas_cost,
-            net_profit=ev.net,
-            quote_token=quote_token,
-            health_factor=c.health_factor,
-            block=block,
-            details={
-                **c.details,
-                "swap": ev.swap,
-                "debt_out": ev.debt_out,
-                "spender": c.spender,
-                "evaluations": evaluations,
-                "candidate": c,
-            },
-        )
         who = (c.strategy, c.account)
         kept = best_per_account.get(who)
         if kept is None or (opp.net_profit, kept.key) > (kept.net_profit, opp.key):
             best_per_account[who] = opp
-    return sorted(best_per_account.values(), key=lambda o: (-o.net_profit, o.key))
+    alone = sorted(best_per_account.values(), key=lambda o: (-o.net_profit, o.key))
+    book = dex.copy()
+    moved: set[str] = set()
+    ranked: list[Opportunity] = []
+    for first in alone:
+        c = first.details["candidate"]
+        touches = {p.address for p in (book.pair_for(c.collateral, c.debt),
+                                        book.pair_for(c.debt, quote_token)) if p is not None}
+        opp = first
+        if touches & moved:
+            again = _best(c, book, quote_token, gas_price=gas_price, min_profit=min_profit,
+                          block=block)
+            if again is None:
+                continue
+            opp = again
+        ranked.append(opp)
+        swap = opp.details["swap"]
+        if swap is not None:
+            book.swap(swap)
+            moved.add(swap.pair)
+    return ranked
+
+
+def _best(
+    c: Candidate, dex: PairBook, quote_token: str, *, gas_price: int, min_profit: int,
+    block: int,
+) -> Opportunity | None:
+    """The best size of one candidate on `dex`, if it is worth at least `min_profit`."""
+    gas_cost = c.gas_limit * gas_price
+    found = best_size(c, dex, quote_token, gas_cost)
+    if found is None:
+        return None
+    ev, evaluations, gross_value, slippage = found
+    if ev.net < min_profit:
+        return None
+    return Opportunity(
+        strategy=c.strategy,
+        key=c.key,
+        account=c.account,
+        collateral=c.collateral,
+        debt=c.debt,
+        debt_to_cover=ev.repay,
+        collateral_received=ev.seized,
+        gross_value=gross_value,
+        slippage=slippage,
+        gas_limit=c.gas_limit,
+        gas_cost=gas_cost,
+        net_profit=ev.net,
+        quote_token=quote_token,
+        health_factor=c.health_factor,
+        block=block,
+        details={
+            **c.details,
+            "swap": ev.swap,
+            "debt_out": ev.debt_out,
+            "spender": c.spender,
+            "evaluations": evaluations,
+            "candidate": c,
+        },
+    )
 
 
 def realized_value(

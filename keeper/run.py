@@ -45,9 +45,10 @@ from keeper.cli import pass_config
 from keeper.config import KeeperConfig
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.engine import Engine
-from keeper.errors import ChainMismatch, ConfigError
+from keeper.errors import ChainMismatch, ConfigError, KeeperError
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
+from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal, JournalSummary
 from keeper.ranking import realized_value
@@ -164,10 +165,13 @@ async def engine_from_config(
                 journal = Journal(execution.journal)
                 executor = Executor(chain, account, journal, fees, appraise)
                 await executor.start()
+        flash: FlashRoute | None = None
+        if executor is not None and execution.flash_executor is not None:
+            flash = await flash_route(executor, execution.flash_executor, dex, quote)
         engine = Engine(
             chain, strategies, dex, executor, quote_token=quote,
             min_profit=int(execution.min_profit_quote * 10**decimals),
-            priority_fee=priority_fee,
+            priority_fee=priority_fee, flash=flash,
         )
         return engine, fork
     except BaseException:
@@ -177,6 +181,29 @@ async def engine_from_config(
             await fork.aclose()
         await chain.aclose()
         raise
+
+
+OWNER = "0x8da5cb5b"  # owner()
+
+
+async def flash_route(
+    executor: Executor, address: str, dex: PairBook, quote: str
+) -> FlashRoute:
+    """The flash executor's route, after checking it is a contract the account owns."""
+    chain = executor.chain
+    code = await chain.call("eth_getCode", [address.lower(), "latest"])
+    if not isinstance(code, str) or len(code) <= 2:
+        raise ConfigError(f"execution.flash_executor {address} has no code on this chain: "
+                          "deploy one with 'keeper deploy-executor'")
+    try:
+        owner = "0x" + (await chain.eth_call(address.lower(), OWNER))[-40:]
+    except KeeperError:
+        raise ConfigError(f"execution.flash_executor {address} is not a FlashLiquidator "
+                          "(no owner())") from None
+    if owner.lower() != executor.address:
+        raise ConfigError(f"execution.flash_executor {address} is owned by {owner}, not by "
+                          f"the account {executor.address}")
+    return await FlashRoute.discover(chain, address, dex, quote)
 
 
 # ---------------------------------------------------------------------------- scan

@@ -19,6 +19,9 @@ Optional members the engine uses when present (general mechanisms, not protocol 
     await strategy.refresh(chain, block)   after `apply`, before `candidates`: batched
                                     reads of what logs cannot tell (unmirrored oracles)
     strategy.positions(block)       rows for `keeper scan`
+    strategy.flash_liquidation(candidate, repay, swap_pairs, min_out)
+                                    -> keeper.execution.flash.Liquidation: the same
+                                    liquidation for the flash executor contract
 """
 
 from __future__ import annotations
@@ -76,6 +79,9 @@ class Candidate:
     gas_limit: int
     spender: str  # the contract that pulls the debt token when liquidating
     details: Mapping[str, Any] = field(default_factory=dict)
+    # Debt-token units the funding route costs on top of `repay` (a flash-loan fee); set by
+    # the engine, not the strategy. None: the sender pays with tokens it holds.
+    fee: Callable[[int], int] | None = None
 
 
 @runtime_checkable

@@ -124,10 +124,11 @@ class TxIntent:
     """An unsigned transaction for one ranked opportunity; execution signs and sends it.
 
     `spender` must be allowed to pull `opportunity.debt` from the sender first
-    (execution makes sure of it before sending).
+    (execution makes sure of it before sending). None: the call funds itself (a
+    flash executor), so the sender needs neither an allowance nor the debt asset.
     """
 
     opportunity: Opportunity
     call: Call
     gas_limit: int
-    spender: str
+    spender: str | None

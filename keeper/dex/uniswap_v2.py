@@ -155,6 +155,24 @@ class PairBook:
         self._by_tokens[(pair.token0, pair.token1)] = pair.address
         self._by_tokens[(pair.token1, pair.token0)] = pair.address
 
+    def copy(self) -> PairBook:
+        """An independent book with the same pairs (to try swaps on without touching this one)."""
+        book = PairBook(fee_bps=self.fee_bps, block=self.block)
+        book.pairs = dict(self.pairs)
+        book._by_tokens = dict(self._by_tokens)
+        return book
+
+    def swap(self, leg: SwapLeg) -> None:
+        """Move the pair's reserves as `leg` would (UniswapV2Pair.swap followed by _update)."""
+        pair = self.pairs[leg.pair]
+        if leg.token_in == pair.token0:
+            moved = replace(pair, reserve0=pair.reserve0 + leg.amount_in,
+                            reserve1=pair.reserve1 - leg.amount_out)
+        else:
+            moved = replace(pair, reserve1=pair.reserve1 + leg.amount_in,
+                            reserve0=pair.reserve0 - leg.amount_out)
+        self.pairs[leg.pair] = moved
+
     @classmethod
     async def load(
         cls,

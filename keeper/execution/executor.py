@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ class Executor:
         self._committed: dict[str, int] = {}
         self._balances: dict[str, int] = {}
         self._lanes = asyncio.Semaphore(lanes)
+        self._tickets = itertools.count()  # call order of `execute`
+        self._turn = 0  # the lowest ticket not yet broadcast nor given up
+        self._finished: set[int] = set()
+        self._turn_moved = asyncio.Event()
 
     async def start(self) -> None:
         """Resync the nonce with the chain's pending nonce and the journal."""
@@ -174,18 +179,30 @@ class Executor:
 
         Read from the transaction's own logs, so concurrent sends cannot blur it.
         """
-        me = "0x" + self.address.removeprefix("0x").rjust(64, "0")
         received = paid = 0
+        for token, source, target, amount in self._transfers(receipt):
+            if token == collateral and target == self.address:
+                received += amount
+            if token == debt and source == self.address:
+                paid += amount
+        return received, paid
+
+    def _received(self, receipt: dict[str, Any], token: str) -> int:
+        """What this account received of `token` in the receipt's Transfer logs."""
+        return sum(amount for t, _source, target, amount in self._transfers(receipt)
+                   if t == token and target == self.address)
+
+    @staticmethod
+    def _transfers(receipt: dict[str, Any]) -> list[tuple[str, str, str, int]]:
+        """(token, from, to, amount) of every ERC-20 Transfer log, addresses lower-case."""
+        out = []
         for entry in receipt["logs"]:
             topics = [t.lower() for t in entry["topics"]]
             if len(topics) != 3 or topics[0] != TRANSFER_TOPIC:
                 continue
-            token, amount = entry["address"].lower(), int(entry["data"], 16)
-            if token == collateral and topics[2] == me:
-                received += amount
-            if token == debt and topics[1] == me:
-                paid += amount
-        return received, paid
+            out.append((entry["address"].lower(), "0x" + topics[1][-40:], "0x" + topics[2][-40:],
+                        int(entry["data"], 16)))
+        return out
 
     @property
     def busy(self) -> bool:
@@ -231,6 +248,8 @@ class Executor:
         None while the debt token's allowance is not in place yet (`execute` approves
         first, then simulates).
         """
+        if intent.spender is None:  # funds itself: nothing to approve
+            return self._estimate(intent, block)
         since = self._approved.get((intent.opportunity.debt, intent.spender))
         if since is None:
             return None
@@ -256,14 +275,38 @@ class Executor:
         """
         opp = intent.opportunity
         bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
-        async with self._lanes:
-            ready = await self._prepare(intent, base_fee, bound)
-        if isinstance(ready, Outcome):
-            return ready
+        ticket = next(self._tickets)
         try:
-            return await self._send_and_confirm(ready, base_fee, bound)
+            async with self._lanes:
+                ready = await self._prepare(intent, base_fee, bound)
+            if isinstance(ready, Outcome):
+                return ready
+            try:
+                # Broadcast in call order: the nonce order is then the rank order, the order
+                # the ranking valued them in (each one's swap on the pool the previous left).
+                await self._wait_turn(ticket)
+                return await self._send_and_confirm(ready, base_fee, bound,
+                                                    sent_hook=lambda: self._done(ticket))
+            finally:
+                if intent.spender is not None:
+                    self._release(opp.debt, opp.debt_to_cover, spent=True)
         finally:
-            self._release(opp.debt, opp.debt_to_cover, spent=True)
+            self._done(ticket)
+
+    async def _wait_turn(self, ticket: int) -> None:
+        while self._turn < ticket:
+            await self._turn_moved.wait()
+
+    def _done(self, ticket: int) -> None:
+        """Ticket `ticket` was broadcast (or will never be): later ones may go."""
+        if ticket < self._turn or ticket in self._finished:
+            return
+        self._finished.add(ticket)
+        while self._turn in self._finished:
+            self._finished.discard(self._turn)
+            self._turn += 1
+        moved, self._turn_moved = self._turn_moved, asyncio.Event()
+        moved.set()  # wakes every waiter; each checks the turn again on the new event
 
     async def _prepare(
         self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger
@@ -272,27 +315,31 @@ class Executor:
         opp = intent.opportunity
         if not self.journal.claim(opp, self.chain.chain_id):
             return Outcome(opp.key, "duplicate")
+        spender = intent.spender
         # Capital first (a local check): the simulation runs at the ranked block, before
-        # this account's other sends spent their share of the balance.
-        if not await self._capital_for(opp.debt, opp.debt_to_cover):
+        # this account's other sends spent their share of the balance. A call that funds
+        # itself (spender None) needs none.
+        if spender is not None and not await self._capital_for(opp.debt, opp.debt_to_cover):
             self.journal.mark_abandoned(opp.key)
             bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
             return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
         try:
             simulation = self.simulate(intent, opp.block or "latest")
             if simulation is None:
+                assert spender is not None
                 # Approving mines a transaction first: simulate after it, at the new head.
-                await self.ensure_allowance(opp.debt, intent.spender, opp.debt_to_cover,
-                                            base_fee)
+                await self.ensure_allowance(opp.debt, spender, opp.debt_to_cover, base_fee)
                 simulation = self._estimate(intent, "latest")
             estimate = await simulation
         except RpcError as exc:
-            self._release(opp.debt, opp.debt_to_cover, spent=False)
+            if spender is not None:
+                self._release(opp.debt, opp.debt_to_cover, spent=False)
             self.journal.mark_abandoned(opp.key)
             bound.info("simulation reverted; not sent", reason=exc.message)
             return Outcome(opp.key, "simulation-failed", reason=exc.message)
         except BaseException:
-            self._release(opp.debt, opp.debt_to_cover, spent=False)
+            if spender is not None:
+                self._release(opp.debt, opp.debt_to_cover, spent=False)
             raise
         # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
         # a margin over the estimate (and never go below the strategy's own figure).
@@ -305,7 +352,8 @@ class Executor:
             self._balances[token] -= amount
 
     async def _send_and_confirm(
-        self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger
+        self, intent: TxIntent, base_fee: int, bound: structlog.typing.FilteringBoundLogger,
+        sent_hook: Callable[[], None] | None = None,
     ) -> Outcome:
         opp = intent.opportunity
         try:
@@ -320,6 +368,8 @@ class Executor:
             self.journal.mark_abandoned(opp.key)
             return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
         tx_hash, nonce = sent
+        if sent_hook is not None:
+            sent_hook()
         bound = bound.bind(tx=tx_hash)
         bound.info("liquidation sent", net_profit=opp.net_profit, repay=opp.debt_to_cover)
         receipt = await self.receipt(tx_hash)
@@ -330,8 +380,12 @@ class Executor:
         emitted = any(entry["address"].lower() == intent.call.to.lower()
                       for entry in receipt["logs"])
         if int(receipt["status"], 16) == 1 and emitted:
-            received, paid = self._token_flows(receipt, opp.collateral, opp.debt)
-            realized = self._appraise(opp.collateral, opp.debt, received, paid, gas_paid)
+            if intent.spender is None:
+                # A flash executor pays the surplus out in the quote token: that is the profit.
+                realized = self._received(receipt, opp.quote_token) - gas_paid
+            else:
+                received, paid = self._token_flows(receipt, opp.collateral, opp.debt)
+                realized = self._appraise(opp.collateral, opp.debt, received, paid, gas_paid)
             self.journal.mark_confirmed(opp.key, tx_hash, block, gas_used, realized)
             bound.info("liquidation confirmed", block=block, realized_profit=realized)
             return Outcome(opp.key, "confirmed", tx_hash, block, gas_used, realized)

@@ -41,6 +41,7 @@ from eth_abi.exceptions import DecodingError
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError
+from keeper.execution import flash
 from keeper.strategy import Candidate, ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Event, LogFilter
 from strategies.aave_v3 import events as ev
@@ -234,6 +235,16 @@ class AaveV3Strategy:
             [candidate.collateral, candidate.debt, candidate.account, repay, False],
         )
         return Call(to=self.book.market.pool, data="0x" + (LIQUIDATION_CALL_SELECTOR + args).hex())
+
+    def flash_liquidation(
+        self, candidate: Candidate, repay: int, swap_pairs: Sequence[str], min_out: int
+    ) -> flash.Liquidation:
+        """The same `liquidationCall(collateral, debt, user, repay, false)` for the flash
+        executor contract (which approves the pool exactly `repay`)."""
+        return flash.aave_liquidation(
+            collateral=candidate.collateral, borrower=candidate.account, debt_to_cover=repay,
+            swap_pairs=swap_pairs, min_out=min_out,
+        )
 
     # ------------------------------------------------------------------ extras
 

@@ -42,6 +42,7 @@ from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
 
 from keeper.errors import KeeperError
+from keeper.execution import flash
 from keeper.strategy import Candidate, ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Event, LogFilter
 from strategies.morpho_blue import events as ev
@@ -195,6 +196,26 @@ class MorphoBlueStrategy:
             raise KeeperError(f"morpho_blue: repaying {repay} seizes nothing from {candidate.key}")
         params = self.book.params[candidate.details["market_id"]]
         return Call(to=self.morpho, data=mm.liquidate_data(params, candidate.account, seized, 0))
+
+    def flash_liquidation(
+        self, candidate: Candidate, repay: int, swap_pairs: Sequence[str], min_out: int
+    ) -> flash.Liquidation:
+        """The same `liquidate` (by seized assets) for the flash executor contract.
+
+        The executor approves Morpho `actual_repay(repay)` plus one basis point and a unit:
+        interest accrued before the call only rounds the payment for a given seizure.
+        """
+        seized = candidate.seize(repay)
+        if seized <= 0:
+            raise KeeperError(f"morpho_blue: repaying {repay} seizes nothing from {candidate.key}")
+        params = self.book.params[candidate.details["market_id"]]
+        payment = candidate.details["actual_repay"](repay)
+        return flash.morpho_liquidation(
+            market=flash.MorphoMarket(params.loan_token, params.collateral_token, params.oracle,
+                                      params.irm, params.lltv),
+            borrower=candidate.account, seized_assets=seized,
+            max_repay=payment + payment // 10_000 + 1, swap_pairs=swap_pairs, min_out=min_out,
+        )
 
     # ------------------------------------------------------------------ prices and rates
 

@@ -136,7 +136,7 @@ def test_scan_lists_positions_and_opportunities(devnet: Devnet, tmp_path: Path) 
 def test_scan_shows_both_protocols_in_one_ranking(devnet: Devnet, tmp_path: Path) -> None:
     """With Aave V3 and Morpho Blue configured, `scan --json` lists both books, and after a
     drop the one ranking holds Morpho opportunities exactly for borrowers the chain calls
-    liquidatable, sorted with the Aave ones by net profit."""
+    liquidatable, next to the Aave ones, the best first."""
     path = devnet_toml(devnet, tmp_path, morpho=True)
     before = scan_json(path)
     assert {p["strategy"] for p in before["positions"]} == {"aave_v3", "morpho_blue"}
@@ -146,8 +146,9 @@ def test_scan_shows_both_protocols_in_one_ranking(devnet: Devnet, tmp_path: Path
     after = scan_json(path)
     ranked = after["opportunities"]
     assert {o["strategy"] for o in ranked} == {"aave_v3", "morpho_blue"}
+    # In sending order: the best first; each later one valued after the swaps before it.
     nets = [int(o["net"]) for o in ranked]
-    assert nets == sorted(nets, reverse=True)
+    assert nets[0] == max(nets) and min(nets) >= 0
     chain = {p.address.lower() for p in morpho_positions(devnet.w3, devnet.info,
                                                           sorted(MORPHO_USERS))
              if p.liquidatable}
@@ -228,10 +229,13 @@ def test_second_sigterm_abandons_in_flight_and_says_so(devnet: Devnet, tmp_path:
         stdout = stdout_pipe.read()
         reader.join(timeout=10)
     finally:
-        devnet.rpc("evm_setAutomine", True)
         if process.poll() is None:
             process.kill()
             process.communicate()
+        # The abandoned sends are still in anvil's pool, which evm_revert keeps: drop them, or
+        # they would be mined in the next test's first block.
+        devnet.rpc("anvil_dropAllTransactions")
+        devnet.rpc("evm_setAutomine", True)
     assert process.returncode == 0, lines[-5:]
     assert "keeper: stopped" in stdout and "abandoned" in stdout, stdout
     assert not any("Traceback" in line for line in lines)

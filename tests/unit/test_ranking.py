@@ -202,3 +202,53 @@ def test_candidates_the_book_cannot_value_are_skipped() -> None:
     assert ranked([candidate(E6 * 1000, collateral=Y)], book) == []  # no Y/USDC pair
     assert ranked([candidate(E18, collateral=X, debt=Y)], book) == []  # no Y pools at all
     assert ranked([candidate(0)], book) == []
+
+
+def test_later_liquidations_are_valued_on_the_pool_the_earlier_ones_left() -> None:
+    """Two accounts sell X into the same shallow pool: the second is valued after the first's
+    swap (and can drop below min_profit), the order is the sending order, the best first."""
+    book = dex(20_000_000)
+    big = candidate(300_000 * E6, account="0x" + "01" * 20)
+    small = candidate(100_000 * E6, account="0x" + "02" * 20)
+    ranked = rank([small, big], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                  priority_fee=PRIORITY_FEE, min_profit=0, block=1)
+    assert [o.account for o in ranked] == [big.account, small.account]
+    alone = rank([small], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                 priority_fee=PRIORITY_FEE, min_profit=0, block=1)[0]
+    second = ranked[1]
+    assert second.net_profit < alone.net_profit
+    moved = book.copy()
+    first_swap = ranked[0].details["swap"]
+    moved.swap(first_swap)
+    expected = moved.quote(X, USDC, second.collateral_received)
+    assert expected is not None and second.details["swap"].amount_out == expected.amount_out
+    # The book passed in is untouched.
+    assert book.pairs[PAIR_X_USDC].reserve0 == 10_000_000 * E18
+
+
+def test_pending_swaps_are_applied_before_anything_is_valued() -> None:
+    book = dex(20_000_000)
+    c = candidate(100_000 * E6)
+    fresh = rank([c], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                 priority_fee=PRIORITY_FEE, min_profit=0, block=1)[0]
+    sold = book.quote(X, USDC, 200_000 * E18)
+    assert sold is not None
+    after = rank([c], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                 priority_fee=PRIORITY_FEE, min_profit=0, block=1, pending=[sold])[0]
+    assert after.net_profit < fresh.net_profit
+
+
+def test_a_route_fee_is_paid_on_top_of_the_repay() -> None:
+    """`Candidate.fee` (a flash-loan fee) lowers the net by exactly its value."""
+    book = dex(50_000_000)
+    plain = candidate(10_000 * E6)
+    fee_units = 30 * E6
+    with_fee = Candidate(**{**plain.__dict__, "fee": lambda repay: fee_units})
+    a = rank([plain], dex=book, quote_token=WETH, base_fee=BASE_FEE, priority_fee=PRIORITY_FEE,
+             min_profit=0, block=1)[0]
+    b = rank([with_fee], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+             priority_fee=PRIORITY_FEE, min_profit=0, block=1)[0]
+    assert a.debt_to_cover == b.debt_to_cover
+    to_quote = R_WETH / R_USDC
+    assert a.net_profit - b.net_profit == pytest.approx(fee_units * to_quote, abs=2)
+    assert b.net_profit == b.gross_value - b.slippage - b.gas_cost

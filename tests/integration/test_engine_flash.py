@@ -1,0 +1,101 @@
+"""The engine liquidating through the flash executor, from an account that holds no debt asset.
+
+A FlashLiquidator owned by a fresh dev account (ETH only) is deployed on the devnet; the
+engine, sending as that account with `flash_executor` set, follows a crash on both
+protocols. Every liquidation borrows its debt asset by flash loan (Morpho Blue's, free),
+sells the seized collateral, and pays the surplus to the account in WETH (the quote
+token); the contract reverts unless it covers the gas and the minimum profit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+from eth_account import Account
+from web3 import Web3
+
+from keeper.chain.ws import WsSubscriptions
+from keeper.demo import build_engine
+from keeper.devnet.tokens import to_feed_answer
+from keeper.execution import flash
+from keeper.execution.journal import Journal
+from tests.conftest import Devnet
+from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, SPECS, feeds, tokens
+
+MNEMONIC = "test test test test test test test test test test test junk"
+GWEI = 10**9
+TIMEOUT = 60.0
+
+
+def _owner() -> tuple[str, str]:
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(
+        MNEMONIC, account_path=f"m/44'/60'/0'/0/{FRESH_ACCOUNT_INDEXES[-1]}")
+    return account.address, "0x" + bytes(account.key).hex()
+
+
+def _crash(devnet: Devnet) -> int:
+    owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
+    devnet.rpc("evm_setAutomine", False)
+    try:
+        for symbol, factor in (("WETH", Decimal("0.70")), ("WBTC", Decimal("0.80"))):
+            answer = to_feed_answer(SPECS[symbol].usd_price * factor)
+            feeds(devnet)[symbol].functions.updateAnswer(answer).transact({"from": owner})
+        devnet.rpc("evm_mine")
+    finally:
+        devnet.rpc("evm_setAutomine", True)
+    return int(devnet.w3.eth.block_number)
+
+
+async def test_flash_liquidations_from_an_account_without_debt_assets(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    address, key = _owner()
+    erc20s = tokens(devnet)
+    held = {s: int(t.functions.balanceOf(address).call()) for s, t in erc20s.items()}
+    assert all(v == 0 for v in held.values()), held
+    Account.enable_unaudited_hdwallet_features()
+    deployed = await asyncio.to_thread(
+        flash.deploy_flash_liquidator, devnet.w3, address, Account.from_key(key),
+        aave_pool=devnet.info.aave_v3.pool, morpho=devnet.info.morpho_blue.morpho,
+        max_fee_per_gas=100 * GWEI, priority_fee=GWEI)
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = await build_engine(devnet.info, journal, key=key, flash_executor=deployed.address)
+    eth_before = int(devnet.w3.eth.get_balance(Web3.to_checksum_address(address)))
+    try:
+        await asyncio.to_thread(_crash, devnet)
+        stop = asyncio.Event()
+        task = asyncio.create_task(engine.run(stop, WsSubscriptions(devnet.info.ws_url)))
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            # Until both protocols have a confirmed liquidation and nothing is in flight.
+            while True:
+                protocols = {o.key.split(":")[1] for o in engine.stats.confirmed}
+                if protocols >= {"aave_v3", "morpho_blue"} and not engine.inflight:
+                    break
+                assert time.monotonic() < deadline, (protocols, engine.stats.outcomes[-5:])
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+    finally:
+        await engine.chain.aclose()
+        journal.close()
+    outcomes = engine.stats.outcomes
+    assert not [o for o in outcomes if o.status in ("reverted", "error")], outcomes
+    confirmed = engine.stats.confirmed
+    assert all(o.realized_profit > 0 for o in confirmed), confirmed
+    after = {s: int(t.functions.balanceOf(address).call()) for s, t in erc20s.items()}
+    eth_spent = eth_before - int(devnet.w3.eth.get_balance(Web3.to_checksum_address(address)))
+    weth_gain = after["WETH"] - held["WETH"]
+    # The surplus arrives in WETH only; it pays for the gas, and the rest is profit.
+    assert all(after[s] == 0 for s in after if s != "WETH"), after
+    assert weth_gain - eth_spent == sum(o.realized_profit for o in confirmed) > 0
+    print(f"\nflash: {len(confirmed)} liquidations "
+          f"({dict(Counter(o.key.split(':')[1] for o in confirmed))}), "
+          f"WETH gained {weth_gain}, gas paid {eth_spent} wei, "
+          f"gas used {[o.gas_used for o in confirmed]}")
