@@ -41,6 +41,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.exceptions import SettingsError
 
 from keeper import plugins, secrets
+from keeper.breakers import BreakerLimits
 from keeper.errors import ConfigError
 
 DEFAULT_PATH = Path("keeper.toml")
@@ -95,6 +96,9 @@ class ChainConfig(Section):
     ws_url: str | None = None
     http_urls: list[HttpEndpoint] = Field(min_length=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    block_time_seconds: float = Field(default=12.0, gt=0)
+    """The chain's block time: an endpoint whose head has not moved for max(3 of these,
+    1 s) while another's has is failed over."""
 
     @model_validator(mode="before")
     @classmethod
@@ -175,6 +179,36 @@ class ExecutionConfig(Section):
         return self
 
 
+class MonitoringConfig(Section):
+    """`[monitoring]`: the HTTP server of /metrics (Prometheus) and /health."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9469, ge=0, le=65535)
+    """0 picks a free port (the bound one is logged)."""
+    stall_seconds: float = Field(default=60, gt=0)
+    """/health is failing when no new head arrived for this long."""
+    max_head_lag_seconds: float | None = Field(default=None, gt=0)
+    """/health is failing when the newest head's timestamp is this far behind the clock."""
+
+
+class BreakersConfig(Section):
+    """`[breakers]`: when to halt sending (the keeper keeps watching); 0 disables one."""
+
+    max_consecutive_reverts: int = Field(default=3, ge=0)
+    max_gas_per_hour_eth: Decimal = Field(default=Decimal("1"), ge=0)
+    """Gas paid in the last hour (wall clock), in whole native tokens."""
+    min_balance_eth: Decimal = Field(default=Decimal("0.05"), ge=0)
+    """The sending account's native balance floor, in whole native tokens."""
+
+    def limits(self) -> BreakerLimits:
+        return BreakerLimits.from_eth(
+            self.max_consecutive_reverts or None,
+            self.max_gas_per_hour_eth or None,
+            self.min_balance_eth or None,
+        )
+
+
 class DexConfig(Section):
     """`[dex]`: where collateral is priced and swapped back (Uniswap V2 pairs for now)."""
 
@@ -213,6 +247,8 @@ class KeeperConfig(BaseSettings):
     account: AccountConfig = Field(default_factory=AccountConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     dex: DexConfig = Field(default_factory=DexConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    breakers: BreakersConfig = Field(default_factory=BreakersConfig)
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
     _source: Path | None = PrivateAttr(default=None)
 

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from keeper.chain.failover import FailoverRpc
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.chain.ws import WsSubscriptions, heads, logs
 from keeper.dex.uniswap_v2 import PairBook
@@ -27,6 +29,7 @@ from keeper.errors import RetryableError
 from keeper.execution.executor import Executor, Outcome
 from keeper.execution.fees import next_base_fee
 from keeper.execution.flash_route import FlashRoute, min_out
+from keeper.monitor import Monitor
 from keeper.ranking import rank
 from keeper.strategy import Candidate, Strategy
 from keeper.types import BlockRef, Call, Event, LogFilter, Opportunity, SwapLeg, TxIntent
@@ -82,6 +85,7 @@ class Engine:
         priority_fee: int,
         poll_interval: float = 0.05,
         flash: FlashRoute | None = None,
+        monitor: Monitor | None = None,
     ) -> None:
         self.chain = chain
         self.strategies = list(strategies)
@@ -92,6 +96,7 @@ class Engine:
         self.priority_fee = priority_fee
         self.poll_interval = poll_interval
         self.flash = flash
+        self.monitor = monitor
         self.stats = EngineStats()
         self._last: BlockRef | None = None
         self._next_base_fee = 0
@@ -202,7 +207,17 @@ class Engine:
         await self._refresh(head)
         self._remember(head, raw)
         self.stats.blocks += head.number - start + 1
+        if self.monitor is not None:
+            self.monitor.block(head, head.number - start + 1)
+            self.monitor.events(Counter(self._kind(e) for e in events))
         return await self.evaluate(head)
+
+    def _kind(self, event: Event) -> str:
+        """A bounded label for an event: the strategy that hears it, or "dex"."""
+        for strategy in self.strategies:
+            if any(event.address in f.addresses for f in strategy.subscriptions()):
+                return strategy.name
+        return "dex"
 
     def _apply(self, events: list[Event], block: BlockRef) -> None:
         for strategy in self.strategies:
@@ -260,6 +275,11 @@ class Engine:
         )
         self.stats.opportunities += len(opportunities)
         self.stats.last_opportunities = opportunities
+        if self.monitor is not None:
+            tracked = {s.name: len(getattr(s, "accounts", ())) for s in self.strategies}
+            self.monitor.evaluated(tracked, candidates, opportunities)
+            if self.executor is not None and self.executor.native_balance is not None:
+                self.monitor.balance(self.executor.native_balance)
         return opportunities
 
     def _strategy(self, name: str) -> Strategy:
@@ -325,6 +345,8 @@ class Engine:
         """
         if self.executor is None:
             return 0
+        if self.monitor is not None and not self.monitor.allow_send(opportunities):
+            return 0  # a breaker is tripped: keep watching, send nothing
         handed = 0
         for opportunity in opportunities:
             slot = (opportunity.strategy, opportunity.account)
@@ -358,6 +380,9 @@ class Engine:
                 # Until the engine has applied the block it was mined in, the book lacks it.
                 self._pending_until[opportunity.key] = mined
         self.stats.outcomes.append(outcome)
+        if self.monitor is not None:
+            self.monitor.outcome(opportunity.strategy, outcome.status, outcome.realized_profit,
+                                 outcome.gas_paid)
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -393,6 +418,10 @@ class Engine:
         reconnected (so missed blocks are backfilled even if no new block comes)."""
         seen_connects = -1
         while not stop.is_set():
+            if ws is not None and self.monitor is not None:
+                self.monitor.socket(ws.connected)
+            if isinstance(self.chain, FailoverRpc) and await self.chain.check_head():
+                seen_connects = -1  # a new endpoint: read its head now, socket or not
             if ws is None or not ws.connected or ws.connects != seen_connects:
                 seen_connects = ws.connects if ws is not None and ws.connected else seen_connects
                 try:

@@ -39,6 +39,8 @@ from rich.console import Console
 from rich.table import Table
 
 from keeper import plugins
+from keeper.breakers import Breakers
+from keeper.chain.failover import FailoverRpc
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
 from keeper.cli import pass_config
@@ -51,6 +53,9 @@ from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal, JournalSummary
+from keeper.health import Health
+from keeper.metrics import Metrics, MonitoringServer, serve
+from keeper.monitor import Monitor
 from keeper.ranking import realized_value
 from keeper.secrets import redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
@@ -126,9 +131,10 @@ async def engine_from_config(
             "or account.keystore and account.password_file"
         )
     endpoint = config.chain.http_urls[0]
-    rate = endpoint.requests_per_second
-    chain = await HttpRpc.open(
-        endpoint.url, requests_per_second=int(rate) if rate is not None else None
+    # Every configured endpoint, in failover order, each with its own rate limit.
+    chain: HttpRpc = await FailoverRpc.open(
+        config.chain.http_urls, block_time=config.chain.block_time_seconds,
+        chain_id=config.chain.chain_id,
     )
     journal: Journal | None = None
     fork: DryRunFork | None = None
@@ -383,7 +389,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    handled = (signal.SIGINT, signal.SIGTERM)
+    handled: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     running: list[asyncio.Task[None]] = []
 
     def on_signal() -> None:
@@ -405,11 +411,21 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     journal = engine.executor.journal
     ws_url = config.chain.ws_url
     ws = WsSubscriptions(ws_url) if ws_url is not None else None
+    server: MonitoringServer | None = None
     try:
+        monitor = build_monitor(config, engine)
+        engine.monitor = monitor
+        engine.chain.observer = monitor.rpc
+        # SIGUSR1 resumes sending after a breaker tripped (the operator fixed the cause).
+        loop.add_signal_handler(signal.SIGUSR1, lambda: _reset_breakers(monitor))
+        handled = (*handled, signal.SIGUSR1)
+        if config.monitoring.enabled:
+            server = await start_monitoring(config, monitor)
         log.info("keeper running", mode=config.execution.mode, chain_id=config.chain.chain_id,
                  account=engine.executor.address, journal=str(journal.path),
                  intake="websocket" if ws is not None else "http polling",
-                 fork=fork.anvil.rpc_url if fork is not None else None)
+                 fork=fork.anvil.rpc_url if fork is not None else None,
+                 monitoring=server.url if server is not None else None)
         running.append(asyncio.ensure_future(engine.run(stop, ws)))
         abandoned = 0
         try:
@@ -427,11 +443,38 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
         for signum in handled:
             loop.remove_signal_handler(signum)
         try:
+            if server is not None:
+                await server.aclose()
             await engine.chain.aclose()
             journal.close()
         finally:
             if fork is not None:
                 await fork.aclose()
+
+
+def build_monitor(config: KeeperConfig, engine: Engine) -> Monitor:
+    """Metrics, health and breakers from `[monitoring]` and `[breakers]`."""
+    breakers = Breakers(config.breakers.limits())
+    health = Health(stall_seconds=config.monitoring.stall_seconds,
+                    max_head_lag=config.monitoring.max_head_lag_seconds, breakers=breakers)
+    metrics = Metrics(strategies=[s.name for s in engine.strategies])
+    return Monitor(metrics, health, breakers)
+
+
+async def start_monitoring(config: KeeperConfig, monitor: Monitor) -> MonitoringServer:
+    """The /metrics and /health server, or one clear line if its port cannot be bound."""
+    host, port = config.monitoring.host, config.monitoring.port
+    try:
+        return await serve(host, port, metrics=monitor.metrics, health=monitor.health)
+    except OSError as exc:
+        raise ConfigError(f"monitoring: cannot listen on {host}:{port} ({exc.strerror}); "
+                          "set monitoring.port (0 picks a free one) or "
+                          "monitoring.enabled = false") from None
+
+
+def _reset_breakers(monitor: Monitor) -> None:
+    names = monitor.breakers.reset()
+    log.warning("breakers reset by SIGUSR1; sending resumes", breakers=names)
 
 
 @click.command("run")

@@ -446,8 +446,12 @@ class FailoverRpc(HttpRpc):
             answer = await endpoint.rpc._post(payload)
         except RpcUnavailable:
             endpoint.errors += 1
+            if self.observer is not None:
+                self.observer(endpoint.rpc.url, time.perf_counter() - started, False)
             raise
         latency = time.perf_counter() - started
+        if self.observer is not None:
+            self.observer(endpoint.rpc.url, latency, True)
         endpoint.last_latency = latency
         endpoint.latency_sum += latency
         endpoint.latency_count += 1

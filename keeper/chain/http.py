@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -65,6 +66,8 @@ class HttpRpc:
             Throttler(rate_limit=requests_per_second, period=1) if requests_per_second else None
         )
         self.requests_sent = 0
+        # Called after every HTTP request with (url, seconds, ok): metrics hook up here.
+        self.observer: Callable[[str, float, bool], None] | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
@@ -120,6 +123,18 @@ class HttpRpc:
 
     async def _send(self, session: aiohttp.ClientSession, payload: Any) -> Any:
         self.requests_sent += 1
+        if self.observer is None:
+            return await self._exchange(session, payload)
+        started = time.perf_counter()
+        ok = False
+        try:
+            answer = await self._exchange(session, payload)
+            ok = True
+            return answer
+        finally:
+            self.observer(self.url, time.perf_counter() - started, ok)
+
+    async def _exchange(self, session: aiohttp.ClientSession, payload: Any) -> Any:
         where = redact_url(self.url)
         try:
             async with session.post(self.url, json=payload) as response:

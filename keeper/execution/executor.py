@@ -58,6 +58,7 @@ class Outcome:
     gas_used: int = 0
     realized_profit: int = 0
     reason: str = ""
+    gas_paid: int = 0  # native wei
 
 
 def _addr(word: str) -> bytes:
@@ -93,6 +94,7 @@ class Executor:
         self._approving = asyncio.Lock()
         self._committed: dict[str, int] = {}
         self._balances: dict[str, int] = {}
+        self.native_balance: int | None = None  # read with the token balances
         self._lanes = asyncio.Semaphore(lanes)
         self._tickets = itertools.count()  # call order of `execute`
         self._turn = 0  # the lowest ticket not yet broadcast nor given up
@@ -220,7 +222,9 @@ class Executor:
         data = BALANCE_OF + encode(["address"], [self.address]).hex()
         answers = await self.chain.batch(
             [("eth_call", [{"to": t, "data": data}, "latest"]) for t in tokens]
+            + [("eth_getBalance", [self.address, "latest"])]
         )
+        self.native_balance = int(answers.pop(), 16)  # for the balance-floor breaker
         self._balances.update({t: int(a, 16) for t, a in zip(tokens, answers, strict=True)})
         return {t: max(0, self._balances[t] - self._committed.get(t, 0)) for t in tokens}
 
@@ -388,10 +392,12 @@ class Executor:
                 realized = self._appraise(opp.collateral, opp.debt, received, paid, gas_paid)
             self.journal.mark_confirmed(opp.key, tx_hash, block, gas_used, realized)
             bound.info("liquidation confirmed", block=block, realized_profit=realized)
-            return Outcome(opp.key, "confirmed", tx_hash, block, gas_used, realized)
+            return Outcome(opp.key, "confirmed", tx_hash, block, gas_used, realized,
+                           gas_paid=gas_paid)
         self.journal.mark_reverted(opp.key, tx_hash, block, gas_used, -gas_paid)
         bound.warning("liquidation reverted", block=block)
-        return Outcome(opp.key, "reverted", tx_hash, block, gas_used, -gas_paid)
+        return Outcome(opp.key, "reverted", tx_hash, block, gas_used, -gas_paid,
+                       gas_paid=gas_paid)
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)

@@ -58,6 +58,7 @@ def keeper_toml(devnet: Devnet, tmp_path: Path, *, mode: str) -> Path:
         f'[execution]\nmode = "{mode}"\nquote_token = "{info.tokens["WETH"].address}"\n'
         f'min_profit_quote = "0"\njournal = "journal.sqlite"\nmax_fee_per_gas_gwei = "3000"\n\n'
         f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
+        "[monitoring]\nport = 0\n\n"
         f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n'
     )
     return path

@@ -16,6 +16,8 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -71,6 +73,7 @@ def devnet_toml(devnet: Devnet, tmp_path: Path, *, mode: str = "dry-run", ws: bo
         f'[execution]\nmode = "{mode}"\n{quote}min_profit_quote = "0"\n'
         f'journal = "journal.sqlite"\nmax_fee_per_gas_gwei = "3000"\n\n'
         f"[dex]\n{factory}\n"
+        "[monitoring]\nport = 0\n\n"
         f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n'
         + (f'\n[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n' if morpho else "")
     )
@@ -242,31 +245,112 @@ def test_second_sigterm_abandons_in_flight_and_says_so(devnet: Devnet, tmp_path:
     assert "sent" in _journal_statuses(journal)
 
 
-def test_run_liquidates_and_stops_on_sigterm(devnet: Devnet, tmp_path: Path) -> None:
+def _follow_stderr(process: subprocess.Popen[str]) -> list[str]:
+    """The daemon's stderr lines, filled as they come (a reader thread)."""
+    stderr = process.stderr
+    assert stderr is not None
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(stderr.readline, "")), daemon=True).start()
+    return lines
+
+
+def _monitoring_url(lines: list[str]) -> str:
+    for line in lines:
+        if '"keeper running"' in line:
+            url = json.loads(line).get("monitoring")
+            assert isinstance(url, str)
+            return url
+    return ""
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def test_run_liquidates_serves_metrics_and_stops_on_sigterm(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """The daemon liquidates; /health answers and /metrics counts the confirmed outcome
+    (and never shows the key); SIGTERM stops it with the journal's summary."""
     path = devnet_toml(devnet, tmp_path, mode="live", ws=True)
     process = _daemon(path)
+    lines = _follow_stderr(process)
     try:
+        wait_for(lambda: bool(_monitoring_url(lines)), timeout=60, what="the monitoring server")
+        base = _monitoring_url(lines)
+        status, body = _get(base + "/health")
+        assert status == 200 and json.loads(body)["status"] in ("healthy", "degraded"), body
         drop_weth(devnet)
         journal = tmp_path / "journal.sqlite"
 
         def liquidated() -> bool:
-            assert process.poll() is None, process.communicate()
+            assert process.poll() is None, lines[-5:]
             if _confirmed(journal):
                 return True
             devnet.rpc("evm_mine")  # a new head makes the daemon evaluate (after its sync)
             return False
 
         wait_for(liquidated, timeout=60, what="a confirmed liquidation in the journal")
+
+        def counted() -> bool:
+            return 'status="confirmed"' in _get(base + "/metrics")[1]
+
+        wait_for(counted, timeout=30, what="the confirmed outcome in /metrics")
+        metrics = _get(base + "/metrics")[1]
+        assert "keeper_head_block" in metrics and "keeper_rpc_requests_total" in metrics
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        stdout = process.stdout.read() if process.stdout is not None else ""
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 0, stderr
+    assert process.returncode == 0, lines[-5:]
     assert "keeper: stopped" in stdout and "confirmed" in stdout
     key = DEVNET_LIQUIDATOR_KEY.removeprefix("0x").lower()
-    assert key not in stdout.lower() and key not in stderr.lower()
+    assert key not in stdout.lower() and key not in "".join(lines).lower()
+    assert key not in metrics.lower()
+
+
+def test_a_tripped_breaker_holds_sends_back_and_health_says_why(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """A balance floor above the account's ETH trips the balance breaker at the first
+    ranking: liquidatable positions are watched but nothing is sent, /health is degraded
+    naming the breaker, and keeper_breaker_tripped reads 1."""
+    path = devnet_toml(devnet, tmp_path, mode="live", ws=True)
+    path.write_text(path.read_text() + '\n[breakers]\nmin_balance_eth = "100000000"\n')
+    process = _daemon(path)
+    lines = _follow_stderr(process)
+    try:
+        wait_for(lambda: bool(_monitoring_url(lines)), timeout=60, what="the monitoring server")
+        base = _monitoring_url(lines)
+        drop_weth(devnet)
+
+        def tripped() -> bool:
+            assert process.poll() is None, lines[-5:]
+            _status, body = _get(base + "/health")
+            if "balance" in body and json.loads(body)["status"] == "degraded":
+                return True
+            devnet.rpc("evm_mine")
+            return False
+
+        wait_for(tripped, timeout=60, what="the balance breaker to trip")
+        metrics = _get(base + "/metrics")[1]
+        assert 'keeper_breaker_tripped{breaker="min_balance"} 1.0' in metrics, metrics[-2000:]
+        assert "keeper_opportunities_held_total{" in metrics
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, lines[-5:]
+    assert _journal_statuses(tmp_path / "journal.sqlite") == []  # nothing was even claimed
 
 
 # ------------------------------------------------------------------ no chain needed
