@@ -15,7 +15,7 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +97,8 @@ class Engine:
         self.poll_interval = poll_interval
         self.flash = flash
         self.monitor = monitor
+        if executor is not None and flash is not None:
+            executor.flash_executor, executor.quote_token = flash.executor, self.quote_token
         self.stats = EngineStats()
         self._last: BlockRef | None = None
         self._next_base_fee = 0
@@ -384,6 +386,18 @@ class Engine:
             self.monitor.outcome(opportunity.strategy, outcome.status, outcome.realized_profit,
                                  outcome.gas_paid)
 
+    async def _recovered(
+        self, slot: tuple[str, str], job: Coroutine[Any, Any, Outcome]
+    ) -> None:
+        try:
+            outcome = await job
+        except Exception as exc:
+            log.exception("recovering a transaction failed", account=slot[1])
+            outcome = Outcome("", "error", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight.discard(slot)
+        self.stats.outcomes.append(outcome)
+
     # -- intake -----------------------------------------------------------------------------
 
     def _heard(self, number: int, raw: Mapping[str, Any] | None) -> None:
@@ -472,6 +486,13 @@ class Engine:
         self._poll_now = asyncio.Event()
         self._target = None
         async with asyncio.TaskGroup() as tasks:
+            if self.executor is not None:
+                # What an earlier run sent and never saw mined: settle it before that
+                # account gets anything new.
+                for strategy, account, job in self.executor.recovery():
+                    slot = (strategy, account)
+                    self._inflight.add(slot)
+                    tasks.create_task(self._recovered(slot, job))
             if ws is not None:
                 subscriptions = [heads(self._heard_head)]
                 urgent = self.urgent_filter()

@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from keeper.devnet.anvil import Anvil
+from keeper.devnet.anvil import Anvil, rpc_call
 from keeper.devnet.borrowers import BorrowerPlan, plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 
 # Shared with `keeper devnet`'s defaults, so the demo and the tests reuse one cached state.
 TEST_SPEC = DevnetSpec()
+RPC_TIMEOUT = 60.0
 INTEGRATION = Path(__file__).parent / "integration"
 
 
@@ -47,7 +48,8 @@ class Devnet:
     w3: Web3
 
     def rpc(self, method: str, *params: object) -> object:
-        return self.anvil.rpc(method, *params)
+        # A generous timeout: on a loaded 2-core machine anvil can take seconds to answer.
+        return rpc_call(self.anvil.rpc_url, method, params, timeout=RPC_TIMEOUT)
 
 
 @pytest.fixture(scope="session")

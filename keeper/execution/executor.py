@@ -14,7 +14,7 @@ import asyncio
 import dataclasses
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +24,9 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.execution.fees import FeePolicy
-from keeper.execution.journal import Journal
+from keeper.execution.fees import FeePolicy, Fees
+from keeper.execution.journal import IntentRecord, Journal, TxRecord
+from keeper.execution.mining import MiningWatch, Pending
 from keeper.execution.nonces import NonceManager
 from keeper.types import TxIntent
 
@@ -43,7 +44,7 @@ SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
 
 Status = Literal[
     "confirmed", "reverted", "duplicate", "simulation-failed", "fee-cap", "no-capital",
-    "send-failed", "error",
+    "send-failed", "lost", "error",
 ]
 # (collateral token, debt token, collateral received, debt paid, gas paid in wei) -> quote wei
 Appraiser = Callable[[str, str, int, int, int], int]
@@ -88,6 +89,11 @@ class Executor:
         self.journal = journal
         self.fees = fees
         self.nonces = NonceManager(self.address)
+        self.watch = MiningWatch(chain, self.address, journal, fees)
+        # Set by the engine when liquidations go through a flash executor: a recovered
+        # transaction to it is valued by the quote token it paid out.
+        self.flash_executor: str | None = None
+        self.quote_token: str | None = None
         self._appraise = appraise
         # (token, spender) -> the block from which the allowance is known to be in place
         self._approved: dict[tuple[str, str], int] = {}
@@ -114,13 +120,9 @@ class Executor:
             log.info("journal: intents planned but never signed by an earlier run are free again",
                      count=unsigned)
 
-    async def _sign_and_send(
-        self, to: str, data: str, gas: int, base_fee: int, key: str | None
-    ) -> tuple[str, int] | None:
-        fees = self.fees.fees(base_fee)
-        if fees is None:
-            return None
-        nonce = await self.nonces.reserve()
+    async def _sign(
+        self, to: str, data: str, gas: int, nonce: int, fees: Fees
+    ) -> tuple[str, str]:
         tx: dict[str, Any] = {
             "type": 2, "chainId": self.chain.chain_id, "nonce": nonce,
             "to": to_checksum_address(to),
@@ -128,8 +130,17 @@ class Executor:
             "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1],
         }
         signed = self.account.sign_transaction(tx)
-        tx_hash = "0x" + bytes(signed.hash).hex()
-        raw = "0x" + bytes(signed.raw_transaction).hex()
+        return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+
+    async def _sign_and_send(
+        self, to: str, data: str, gas: int, base_fee: int, *, key: str | None,
+        profit_cap_wei: int = 0,
+    ) -> Pending | None:
+        fees = self.fees.fees(base_fee)
+        if fees is None:
+            return None
+        nonce = await self.nonces.reserve()
+        tx_hash, raw = await self._sign(to, data, gas, nonce, fees)
         if key is not None:
             self.journal.record_signed(key, nonce, tx_hash, raw, fees[0], fees[1])
         try:
@@ -139,10 +150,10 @@ class Executor:
             raise
         if key is not None:
             self.journal.mark_sent(key, tx_hash)
-        return tx_hash, nonce
+        return Pending(key, nonce, fees, gas, profit_cap_wei, [tx_hash], {tx_hash: raw})
 
     async def receipt(self, tx_hash: str) -> dict[str, Any]:
-        """Poll for the receipt (the only wait in the send path)."""
+        """Poll for the receipt of a transaction that is not watched otherwise."""
         deadline = time.monotonic() + RECEIPT_TIMEOUT
         while True:
             found = await self.chain.call("eth_getTransactionReceipt", [tx_hash])
@@ -151,6 +162,44 @@ class Executor:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no receipt for {tx_hash} after {RECEIPT_TIMEOUT:.0f} s")
             await asyncio.sleep(0.05)
+
+    def recovery(self) -> list[tuple[str, str, Coroutine[Any, Any, Outcome]]]:
+        """(strategy, account, job) for every transaction an earlier run signed or sent and
+        never saw mined: each job waits for it (re-sending its journaled bytes if it
+        vanished) and records how it ended. Run them before sending anything new for
+        those accounts; nothing is signed twice."""
+        by_nonce: dict[int, list[TxRecord]] = {}
+        for tx in self.journal.pending():
+            by_nonce.setdefault(tx.nonce, []).append(tx)
+        jobs = []
+        for nonce, versions in sorted(by_nonce.items()):
+            key = versions[-1].intent_key
+            record = self.journal.get(key)
+            if record is None:
+                continue
+            newest = versions[-1]
+            pending = Pending(key, nonce, (newest.max_fee, newest.priority_fee), 0, 0,
+                              [v.tx_hash for v in versions],
+                              {v.tx_hash: v.raw_tx for v in versions})
+            jobs.append((record.strategy, record.account, self._recover(record, pending)))
+        return jobs
+
+    async def _recover(self, record: IntentRecord, pending: Pending) -> Outcome:
+        bound = log.bind(strategy=record.strategy, account=record.account, key=record.key)
+        bound.info("recovering a transaction of an earlier run", nonce=pending.nonce,
+                   tx=pending.hashes[-1])
+        mined = await self.watch.mined(pending, sign=None)
+        if mined.receipt is None or mined.tx_hash is None:
+            for tx_hash in pending.hashes:
+                self.journal.mark_dropped(record.key, tx_hash)
+            bound.warning("its nonce went to another transaction", nonce=pending.nonce)
+            return Outcome(record.key, "lost", reason="nonce consumed by another transaction")
+        self.nonces.confirm(pending.nonce)
+        to = str(mined.receipt.get("to") or "").lower()
+        flashed = self.flash_executor is not None and to == self.flash_executor
+        return self._settle(record.key, mined.tx_hash, mined.receipt,
+                            collateral=record.collateral, debt=record.debt,
+                            quote=self.quote_token if flashed else None, bound=bound)
 
     async def ensure_allowance(self, token: str, spender: str, amount: int, base_fee: int) -> None:
         """Approve the protocol's own contract (never an arbitrary address) once per token."""
@@ -168,8 +217,11 @@ class Executor:
             sent = await self._sign_and_send(token, data, APPROVE_GAS, base_fee, key=None)
             if sent is None:
                 raise RuntimeError("base fee above max_fee_per_gas: cannot approve")
-            receipt = await self.receipt(sent[0])
-            self.nonces.confirm(sent[1])
+            mined = await self.watch.mined(sent, sign=None)
+            if mined.receipt is None:
+                raise RuntimeError(f"approve of {token}: its nonce went to another transaction")
+            receipt = mined.receipt
+            self.nonces.confirm(sent.nonce)
             if int(receipt["status"], 16) != 1:
                 raise RuntimeError(f"approve of {token} for {spender} reverted")
             self._approved[(token, spender)] = int(receipt["blockNumber"], 16)
@@ -360,9 +412,12 @@ class Executor:
         sent_hook: Callable[[], None] | None = None,
     ) -> Outcome:
         opp = intent.opportunity
+        # Fee bumps never spend more on gas than the opportunity is worth.
+        cap = opp.net_profit + opp.gas_cost
         try:
             sent = await self._sign_and_send(
-                intent.call.to, intent.call.data, intent.gas_limit, base_fee, opp.key
+                intent.call.to, intent.call.data, intent.gas_limit, base_fee, key=opp.key,
+                profit_cap_wei=cap,
             )
         except RpcError as exc:
             self._drop_unsent(opp.key)
@@ -371,33 +426,55 @@ class Executor:
         if sent is None:
             self.journal.mark_abandoned(opp.key)
             return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
-        tx_hash, nonce = sent
         if sent_hook is not None:
             sent_hook()
-        bound = bound.bind(tx=tx_hash)
+        bound = bound.bind(tx=sent.hashes[0])
         bound.info("liquidation sent", net_profit=opp.net_profit, repay=opp.debt_to_cover)
-        receipt = await self.receipt(tx_hash)
-        self.nonces.confirm(nonce)
+
+        async def sign(nonce: int, fees: Fees) -> tuple[str, str]:
+            return await self._sign(intent.call.to, intent.call.data, intent.gas_limit,
+                                    nonce, fees)
+
+        mined = await self.watch.mined(sent, sign)
+        if mined.receipt is None or mined.tx_hash is None:
+            for tx_hash in sent.hashes:
+                self.journal.mark_dropped(opp.key, tx_hash)
+            bound.warning("its nonce went to another transaction", nonce=sent.nonce)
+            return Outcome(opp.key, "lost", reason="nonce consumed by another transaction")
+        self.nonces.confirm(sent.nonce)
+        quote = opp.quote_token if intent.spender is None else None
+        return self._settle(opp.key, mined.tx_hash, mined.receipt, collateral=opp.collateral,
+                            debt=opp.debt, quote=quote, bound=bound.bind(tx=mined.tx_hash),
+                            call_to=intent.call.to)
+
+    def _settle(
+        self, key: str, tx_hash: str, receipt: dict[str, Any], *, collateral: str, debt: str,
+        quote: str | None, bound: structlog.typing.FilteringBoundLogger,
+        call_to: str | None = None,
+    ) -> Outcome:
+        """Judge a receipt (success needs a log of the called contract), journal it, value it.
+
+        `quote`: the profit arrives in that token (a flash executor); else it is valued
+        from the collateral received and the debt paid.
+        """
         block = int(receipt["blockNumber"], 16)
         gas_used = int(receipt["gasUsed"], 16)
         gas_paid = gas_used * int(receipt["effectiveGasPrice"], 16)
-        emitted = any(entry["address"].lower() == intent.call.to.lower()
-                      for entry in receipt["logs"])
+        target = (call_to or str(receipt.get("to") or "")).lower()
+        emitted = any(entry["address"].lower() == target for entry in receipt["logs"])
         if int(receipt["status"], 16) == 1 and emitted:
-            if intent.spender is None:
-                # A flash executor pays the surplus out in the quote token: that is the profit.
-                realized = self._received(receipt, opp.quote_token) - gas_paid
+            if quote is not None:
+                realized = self._received(receipt, quote) - gas_paid
             else:
-                received, paid = self._token_flows(receipt, opp.collateral, opp.debt)
-                realized = self._appraise(opp.collateral, opp.debt, received, paid, gas_paid)
-            self.journal.mark_confirmed(opp.key, tx_hash, block, gas_used, realized)
+                received, paid = self._token_flows(receipt, collateral, debt)
+                realized = self._appraise(collateral, debt, received, paid, gas_paid)
+            self.journal.mark_confirmed(key, tx_hash, block, gas_used, realized)
             bound.info("liquidation confirmed", block=block, realized_profit=realized)
-            return Outcome(opp.key, "confirmed", tx_hash, block, gas_used, realized,
+            return Outcome(key, "confirmed", tx_hash, block, gas_used, realized,
                            gas_paid=gas_paid)
-        self.journal.mark_reverted(opp.key, tx_hash, block, gas_used, -gas_paid)
+        self.journal.mark_reverted(key, tx_hash, block, gas_used, -gas_paid)
         bound.warning("liquidation reverted", block=block)
-        return Outcome(opp.key, "reverted", tx_hash, block, gas_used, -gas_paid,
-                       gas_paid=gas_paid)
+        return Outcome(key, "reverted", tx_hash, block, gas_used, -gas_paid, gas_paid=gas_paid)
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)

@@ -1,0 +1,178 @@
+"""Waiting for a sent transaction to be mined: re-sending it if it vanished, bumping its fees.
+
+A sent transaction can end four ways, and `MiningWatch.mined` tells them apart:
+
+- **mined**: a receipt for one of its versions (the original or a replacement);
+- **vanished**: no receipt, not in the node's pool, and the account's nonce not consumed
+  (anvil 1.7.1 with interval mining drops a transaction that arrives while a block is
+  being mined; real nodes evict under load). The newest version's raw bytes (journaled
+  before the first broadcast) are sent again: same hash, nothing signed twice;
+- **stuck**: still in the pool after `bump_after_blocks` new blocks. A replacement with
+  the same nonce and both fee fields raised by at least 12.5 % (EIP-1559 replacement
+  rule; `FeePolicy.bump`), capped by `max_fee_per_gas` and by the opportunity's
+  expected profit per gas, is signed, journaled and sent; every version is watched;
+- **lost**: the nonce was consumed by a transaction that is none of its versions (another
+  sender of the same key, or an operator's manual cancel): nothing of ours can land.
+
+Every check is a few RPC calls per `check_every` seconds per pending transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from keeper.chain.http import HttpRpc, RpcError
+from keeper.execution.fees import FeePolicy, Fees
+from keeper.execution.journal import Journal
+
+log = structlog.get_logger(__name__)
+
+RECEIPT_POLL = 0.05
+CHECK_EVERY = 1.0  # seconds between the pool / nonce / bump checks of one transaction
+BUMP_AFTER_BLOCKS = 3
+RECEIPT_TIMEOUT = 300.0
+
+# (nonce, fees) -> (tx hash, raw signed tx), for a replacement of the same call
+Signer = Callable[[int, Fees], Awaitable[tuple[str, str]]]
+
+
+@dataclass
+class Pending:
+    """One nonce's transaction and its versions, newest last."""
+
+    key: str | None  # the journal intent (None: an approval, not journaled)
+    nonce: int
+    fees: Fees
+    gas_limit: int
+    profit_cap_wei: int  # the most its gas may cost (the opportunity's expected value)
+    hashes: list[str] = field(default_factory=list)
+    raws: dict[str, str] = field(default_factory=dict)
+    sent_block: int | None = None
+    resent: int = 0
+    bumped: int = 0
+
+
+@dataclass(frozen=True)
+class Mined:
+    """How a pending transaction ended: its receipt, or None when the nonce went elsewhere."""
+
+    tx_hash: str | None
+    receipt: dict[str, Any] | None
+
+
+class MiningWatch:
+    """Watches one account's pending transactions until each is mined or lost."""
+
+    def __init__(
+        self,
+        chain: HttpRpc,
+        address: str,
+        journal: Journal,
+        fees: FeePolicy,
+        *,
+        bump_after_blocks: int = BUMP_AFTER_BLOCKS,
+        check_every: float = CHECK_EVERY,
+        timeout: float = RECEIPT_TIMEOUT,
+    ) -> None:
+        self.chain = chain
+        self.address = address
+        self.journal = journal
+        self.fees = fees
+        self.bump_after_blocks = bump_after_blocks
+        self.check_every = check_every
+        self.timeout = timeout
+
+    async def mined(self, pending: Pending, sign: Signer | None) -> Mined:
+        """Poll until a version of `pending` has a receipt or its nonce is lost.
+
+        `sign` signs a replacement (None: never bump, e.g. a transaction recovered from
+        the journal whose call the keeper no longer has). Raises TimeoutError after
+        `timeout` seconds with neither.
+        """
+        deadline = time.monotonic() + self.timeout
+        next_check = time.monotonic() + self.check_every
+        while True:
+            receipts = await self.chain.batch(
+                [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
+            for tx_hash, receipt in zip(pending.hashes, receipts, strict=True):
+                if receipt is not None:
+                    return Mined(tx_hash, dict(receipt))
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError(f"no receipt for {pending.hashes[-1]} after "
+                                   f"{self.timeout:.0f} s")
+            if now >= next_check:
+                next_check = now + self.check_every
+                if await self._check(pending, sign):
+                    return Mined(None, None)
+            await asyncio.sleep(RECEIPT_POLL)
+
+    async def _check(self, pending: Pending, sign: Signer | None) -> bool:
+        """Re-send a vanished version, or bump a stuck one; True when the nonce is lost."""
+        newest = pending.hashes[-1]
+        consumed, in_pool, head = await self.chain.batch([
+            ("eth_getTransactionCount", [self.address, "latest"]),
+            ("eth_getTransactionByHash", [newest]),
+            ("eth_getBlockByNumber", ["latest", False]),
+        ])
+        head_number = int(head["number"], 16)
+        if pending.sent_block is None:
+            pending.sent_block = head_number
+        if int(consumed, 16) > pending.nonce:
+            # Mined by now (a receipt may lag the nonce by a poll), or lost to another tx.
+            receipts = await self.chain.batch(
+                [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
+            return all(r is None for r in receipts)
+        if in_pool is None:
+            if not await self._resend(pending, newest) and sign is not None:
+                # Refused (its fees no longer pass the base fee, say): replace it now.
+                await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
+                                 head_number)
+            return False
+        if sign is not None and head_number - pending.sent_block >= self.bump_after_blocks:
+            await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
+                             head_number)
+        return False
+
+    async def _resend(self, pending: Pending, tx_hash: str) -> bool:
+        """Send the journaled bytes again; False if the node refused them."""
+        pending.resent += 1
+        log.warning("transaction vanished from the pool; sending it again", tx=tx_hash,
+                    nonce=pending.nonce, times=pending.resent)
+        try:
+            await self.chain.call("eth_sendRawTransaction", [pending.raws[tx_hash]])
+        except RpcError as exc:  # "already known" / "nonce too low": the next check tells
+            log.info("re-send refused", tx=tx_hash, reason=exc.message)
+            return "already known" in exc.message.lower()
+        return True
+
+    async def _bump(self, pending: Pending, sign: Signer, base_fee: int, head: int) -> None:
+        fees = self.fees.bump(pending.fees, base_fee, pending.profit_cap_wei, pending.gas_limit)
+        if fees is None:
+            return  # at the cap (fee or profit): let this version land or fail as it is
+        tx_hash, raw = await sign(pending.nonce, fees)
+        if pending.key is not None:
+            self.journal.record_signed(pending.key, pending.nonce, tx_hash, raw, fees[0],
+                                       fees[1])
+        try:
+            await self.chain.call("eth_sendRawTransaction", [raw])
+        except RpcError as exc:
+            log.warning("replacement refused", tx=tx_hash, nonce=pending.nonce,
+                        reason=exc.message)
+            if pending.key is not None:
+                self.journal.mark_dropped(pending.key, tx_hash)
+            return
+        if pending.key is not None:
+            self.journal.mark_sent(pending.key, tx_hash)
+        pending.bumped += 1
+        pending.hashes.append(tx_hash)
+        pending.raws[tx_hash] = raw
+        pending.fees = fees
+        pending.sent_block = head
+        log.info("fees bumped", tx=tx_hash, nonce=pending.nonce, max_fee=fees[0], tip=fees[1])
