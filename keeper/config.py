@@ -96,6 +96,9 @@ class ChainConfig(Section):
     ws_url: str | None = None
     http_urls: list[HttpEndpoint] = Field(min_length=1)
     requests_per_second: float | None = Field(default=None, gt=0)
+    request_timeout_seconds: float = Field(default=20.0, gt=0)
+    """How long one HTTP request (a batch counts as one) may take before it is resent to
+    the next endpoint (a cold start sends batches of up to 1,000 calls)."""
     block_time_seconds: float = Field(default=12.0, gt=0)
     """The chain's block time: an endpoint whose head has not moved for max(3 of these,
     1 s) while another's has is failed over."""

@@ -12,6 +12,7 @@ replace the target, they never queue up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections import Counter
@@ -480,8 +481,18 @@ class Engine:
         Heads come from `ws` (`newHeads`, plus the urgent feeds' logs, which start the
         work on their block before its header arrives) or from HTTP polling.
         """
-        if self._last is None:
-            await self.sync()
+        delay = 0.5
+        while self._last is None:
+            try:
+                await self.sync()
+            except (RetryableError, RpcError) as exc:
+                # A cold start reads a lot; a slow or failing node must not end the daemon.
+                log.warning("cold start failed; retrying", reason=str(exc), retry_in=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+                if stop.is_set():
+                    return
+                delay = min(delay * 2, 30.0)
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()
         self._target = None

@@ -134,7 +134,7 @@ async def engine_from_config(
     # Every configured endpoint, in failover order, each with its own rate limit.
     chain: HttpRpc = await FailoverRpc.open(
         config.chain.http_urls, block_time=config.chain.block_time_seconds,
-        chain_id=config.chain.chain_id,
+        chain_id=config.chain.chain_id, timeout=config.chain.request_timeout_seconds,
     )
     journal: Journal | None = None
     fork: DryRunFork | None = None

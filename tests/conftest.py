@@ -80,3 +80,19 @@ def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
+
+
+class Miner:
+    """Mines a devnet block when asked, at most one per `every` seconds: a test that polls
+    in a tight loop must not flood anvil while the daemon under test works."""
+
+    def __init__(self, devnet: Devnet, every: float = 0.25) -> None:
+        self.devnet = devnet
+        self.every = every
+        self._last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self.devnet.rpc("evm_mine")

@@ -31,7 +31,7 @@ from keeper.execution.fees import FeePolicy
 from keeper.execution.fork import DryRunFork, ForkError, ForkExecutor
 from keeper.execution.journal import Journal
 from keeper.types import Opportunity
-from tests.conftest import Devnet, wait_for
+from tests.conftest import Devnet, Miner, wait_for
 from tests.integration.helpers import SPECS, feeds, liquidator
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -107,12 +107,13 @@ def test_dry_run_liquidates_on_the_fork_only(devnet: Devnet, tmp_path: Path) -> 
     try:
         price = SPECS["WETH"].usd_price * Decimal("0.75")
         post_price(devnet.w3, devnet.info.feeds["WETH"], price, devnet.info.accounts.deployer)
+        mine = Miner(devnet)
 
         def liquidated() -> bool:
             assert process.poll() is None, process.communicate()
             if confirmed_hashes(journal):
                 return True
-            devnet.rpc("evm_mine")  # a new head makes the daemon evaluate (after its sync)
+            mine()  # a new head makes the daemon evaluate (after its sync)
             return False
 
         wait_for(liquidated, timeout=90, what="a liquidation confirmed on the fork")

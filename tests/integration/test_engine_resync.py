@@ -17,6 +17,7 @@ from web3 import Web3
 from keeper.demo import build_engine
 from keeper.devnet.artifacts import aave
 from keeper.devnet.observe import aave_accounts
+from keeper.errors import RpcUnavailable
 from keeper.execution.journal import Journal
 from keeper.strategy import Candidate
 from keeper.types import BlockRef
@@ -96,3 +97,37 @@ async def test_a_failing_strategy_sits_out_and_is_resynced(
     finally:
         await engine.chain.aclose()
         journal.close()
+
+
+async def test_a_failed_cold_start_is_retried_not_fatal(
+    devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first cold start times out (a slow node): the daemon logs it and tries again."""
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = await build_engine(devnet.info, journal, send=False)
+    engine._last = None  # as `keeper run` starts it: not synced yet
+    real = engine.sync
+    attempts = 0
+
+    async def flaky() -> BlockRef:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise RpcUnavailable("RPC http://node unreachable (TimeoutError)")
+        return await real()
+
+    monkeypatch.setattr(engine, "sync", flaky)
+    stop = asyncio.Event()
+    task = asyncio.create_task(engine.run(stop))
+    try:
+        deadline = asyncio.get_running_loop().time() + 30
+        while engine._last is None:
+            assert not task.done(), task.exception()
+            assert asyncio.get_running_loop().time() < deadline, "never synced"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await engine.chain.aclose()
+        journal.close()
+    assert attempts == 2

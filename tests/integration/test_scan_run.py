@@ -35,7 +35,7 @@ from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.observe import morpho_positions
 from keeper.devnet.tokens import post_price, to_feed_answer
 from keeper.errors import ConfigError
-from tests.conftest import Devnet, seeded_borrowers, wait_for
+from tests.conftest import Devnet, Miner, seeded_borrowers, wait_for
 from tests.integration.helpers import MAX_UINT, SPECS, feeds, liquidator, tokens
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -286,12 +286,13 @@ def test_run_liquidates_serves_metrics_and_stops_on_sigterm(
         assert status == 200 and json.loads(body)["status"] in ("healthy", "degraded"), body
         drop_weth(devnet)
         journal = tmp_path / "journal.sqlite"
+        mine = Miner(devnet)
 
         def liquidated() -> bool:
             assert process.poll() is None, lines[-5:]
             if _confirmed(journal):
                 return True
-            devnet.rpc("evm_mine")  # a new head makes the daemon evaluate (after its sync)
+            mine()  # a new head makes the daemon evaluate (after its sync)
             return False
 
         wait_for(liquidated, timeout=60, what="a confirmed liquidation in the journal")
@@ -330,13 +331,14 @@ def test_a_tripped_breaker_holds_sends_back_and_health_says_why(
         wait_for(lambda: bool(_monitoring_url(lines)), timeout=60, what="the monitoring server")
         base = _monitoring_url(lines)
         drop_weth(devnet)
+        mine = Miner(devnet)
 
         def tripped() -> bool:
             assert process.poll() is None, lines[-5:]
             _status, body = _get(base + "/health")
             if "balance" in body and json.loads(body)["status"] == "degraded":
                 return True
-            devnet.rpc("evm_mine")
+            mine()
             return False
 
         wait_for(tripped, timeout=60, what="the balance breaker to trip")
