@@ -58,6 +58,7 @@ class EngineStats:
     candidates: int = 0
     opportunities: int = 0
     urgent_logs: int = 0
+    reorgs: int = 0
     urgent_log_at: float = 0.0  # time.perf_counter() when the last urgent log arrived
     outcomes: list[Outcome] = field(default_factory=list)
     last_opportunities: list[Opportunity] = field(default_factory=list)
@@ -181,25 +182,40 @@ class Engine:
         return LogFilter(tuple(sorted(addresses)), () if any_topic else tuple(sorted(topics)))
 
     async def step(
-        self, head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None
+        self, head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None,
+        first: BlockRef | None = None,
     ) -> list[Opportunity]:
         """Apply every block after the last processed one up to `head`; rank at `head`.
 
-        `events` are the logs of that range when the caller fetched them already.
+        `events` are the logs of that range, and `first` the header of its first block,
+        when the caller fetched them already. A first block whose parent is not the last
+        block processed means a reorg: the state is rebuilt at `head` instead.
         """
         assert self._last is not None, "sync() first"
         start = self._last.number + 1
         if head.number < start:
             return []
-        if events is None:
-            events = await self.chain.get_logs(self._filter(), start, head.number)
+        if events is None or (first is None and head.number > start):
+            # The first new block's header comes in the same batch: its parent must be the
+            # last block processed, or the chain reorganized under us.
+            wanted = [start] if head.number > start else []
+            raws, fetched = await self.chain.logs_and_headers(
+                self._filter(), start, head.number, wanted)
+            events = fetched if events is None else events
+            first = block_ref(raws[0]) if raws and raws[0] is not None else first
+        parent = first.parent_hash if first is not None else head.parent_hash
+        if parent.lower() != self._last.hash.lower():
+            return await self._reorganized(head, raw)
         headers = {head.number: head}
         missing = sorted({e.block_number for e in events} - {head.number})
+        if first is not None:
+            headers[first.number] = first
+        missing = [n for n in missing if n not in headers]
         if missing:
-            raws = await self.chain.batch(
+            found = await self.chain.batch(
                 [("eth_getBlockByNumber", [hex(n), False]) for n in missing]
             )
-            headers.update({block_ref(r).number: block_ref(r) for r in raws})
+            headers.update({block_ref(r).number: block_ref(r) for r in found})
         by_block: dict[int, list[Event]] = {}
         for event in events:
             by_block.setdefault(event.block_number, []).append(event)
@@ -213,6 +229,23 @@ class Engine:
         if self.monitor is not None:
             self.monitor.block(head, head.number - start + 1)
             self.monitor.events(Counter(self._kind(e) for e in events))
+        return await self.evaluate(head)
+
+    async def _reorganized(self, head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
+        """The chain no longer holds the last block processed: rebuild every strategy and the
+        DEX book from the chain at `head` (a checkpoint-free rollback: nothing from the
+        orphaned blocks survives), then rank on the new state."""
+        assert self._last is not None
+        log.warning("reorg: the last block processed is no longer on the chain; rebuilding",
+                    orphaned=self._last.number, orphan_hash=self._last.hash, head=head.number)
+        self.stats.reorgs += 1
+        for strategy in self.strategies:
+            await self._sync_strategy(strategy, head)
+            self._broken.discard(strategy)
+        self.dex = await PairBook.load(self.chain, list(self.dex.pairs), head)
+        self._remember(head, raw)
+        if self.monitor is not None:
+            self.monitor.block(head, 1)
         return await self.evaluate(head)
 
     def _kind(self, event: Event) -> str:
@@ -468,11 +501,15 @@ class Engine:
         """
         assert self._last is not None, "sync() first"
         if raw is None:
-            raw, events = await self.chain.header_and_logs(number, self._filter(),
-                                                           self._last.number + 1)
+            start = self._last.number + 1
+            wanted = [number, start] if number > start else [number]
+            raws, events = await self.chain.logs_and_headers(self._filter(), start, number,
+                                                             wanted)
+            raw = raws[0]
             if raw is None:
                 return None
-            return await self.step(block_ref(raw), raw, events)
+            first = block_ref(raws[1]) if len(raws) > 1 and raws[1] is not None else None
+            return await self.step(block_ref(raw), raw, events, first)
         return await self.step(block_ref(raw), raw)
 
     async def run(self, stop: asyncio.Event, ws: WsSubscriptions | None = None) -> None:

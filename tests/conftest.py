@@ -68,7 +68,13 @@ def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
     try:
         yield devnet_session
     finally:
+        # What evm_revert leaves behind must not leak into the next test: transactions
+        # still in the pool, and the next block's base fee (anvil keeps the fee history).
+        devnet_session.rpc("anvil_dropAllTransactions")
         assert devnet_session.rpc("evm_revert", snapshot) is True
+        latest = devnet_session.rpc("eth_getBlockByNumber", "latest", False)
+        assert isinstance(latest, dict)
+        devnet_session.rpc("anvil_setNextBlockBaseFeePerGas", latest["baseFeePerGas"])
 
 
 def wait_for(

@@ -211,14 +211,22 @@ class HttpRpc:
     async def header_and_logs(
         self, number: int, log_filter: LogFilter, from_block: int
     ) -> tuple[dict[str, Any] | None, list[Event]]:
-        """Block `number`'s header and the logs of [from_block, number]: one batch request
-        when the range fits one `eth_getLogs`. The header is None if the node does not
-        have the block yet (a load-balanced endpoint may lag its own notifications)."""
-        header = ("eth_getBlockByNumber", [hex(number), False])
-        if number - from_block + 1 <= self.max_log_range:
+        """Block `number`'s header and the logs of [from_block, number] (see
+        `logs_and_headers`). The header is None if the node does not have the block yet."""
+        (raw,), events = await self.logs_and_headers(log_filter, from_block, number, [number])
+        return raw, events
+
+    async def logs_and_headers(
+        self, log_filter: LogFilter, from_block: int, to_block: int, numbers: Sequence[int]
+    ) -> tuple[list[dict[str, Any] | None], list[Event]]:
+        """The headers of `numbers` and the logs of [from_block, to_block]: one batch request
+        when the range fits one `eth_getLogs`. A header is None if the node does not have
+        that block yet (a load-balanced endpoint may lag its own notifications)."""
+        headers = [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]
+        if to_block - from_block + 1 <= self.max_log_range:
             try:
-                raw, found = await self.batch(
-                    [header, ("eth_getLogs", [_logs_query(log_filter, from_block, number)])]
+                *raws, found = await self.batch(
+                    [*headers, ("eth_getLogs", [_logs_query(log_filter, from_block, to_block)])]
                 )
             except RpcError as exc:
                 if not any(s in exc.message.lower() for s in _TOO_MANY):
@@ -226,10 +234,10 @@ class HttpRpc:
             else:
                 events = sorted((Event.from_rpc(item) for item in found),
                                 key=lambda e: (e.block_number, e.log_index))
-                return (dict(raw) if raw is not None else None), events
-        raw = await self.call(*header)
-        return (dict(raw) if raw is not None else None), await self.get_logs(
-            log_filter, from_block, number)
+                return [dict(r) if r is not None else None for r in raws], events
+        raws = await self.batch(headers) if headers else []
+        return ([dict(r) if r is not None else None for r in raws],
+                await self.get_logs(log_filter, from_block, to_block))
 
     async def _logs_chunk(self, log_filter: LogFilter, start: int, end: int) -> list[Event]:
         query = _logs_query(log_filter, start, end)

@@ -211,10 +211,10 @@ async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: En
     marks: dict[str, float] = {}
     original = engine.step
 
-    async def step(head: BlockRef, raw: Mapping[str, Any],
-                   events: list[Event] | None = None) -> list[Opportunity]:
+    async def step(head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None,
+                   first: BlockRef | None = None) -> list[Opportunity]:
         marks.setdefault("detected", time.perf_counter())
-        opportunities = await original(head, raw, events)
+        opportunities = await original(head, raw, events, first)
         marks.setdefault("ranked", time.perf_counter())
         return opportunities
 

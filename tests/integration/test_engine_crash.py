@@ -144,19 +144,20 @@ def _short_of_capital(outcome: Outcome) -> bool:
 
 def _record_rankings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> dict[Unit, int]:
     """The first head at which each (strategy, account) was ranked profitable."""
-    first: dict[Unit, int] = {}
+    ranked: dict[Unit, int] = {}
     step = engine.step
 
     async def recording(
-        head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None
+        head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None,
+        first: BlockRef | None = None,
     ) -> list[Opportunity]:
-        opportunities = await step(head, raw, events)
+        opportunities = await step(head, raw, events, first)
         for opportunity in opportunities:
-            first.setdefault((opportunity.strategy, opportunity.account), head.number)
+            ranked.setdefault((opportunity.strategy, opportunity.account), head.number)
         return opportunities
 
     monkeypatch.setattr(engine, "step", recording)
-    return first
+    return ranked
 
 
 def _liquidatable(devnet: Devnet, users: Iterable[str]) -> set[str]:
@@ -219,7 +220,8 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
         outcomes = engine.stats.outcomes
         assert not [o for o in outcomes if o.status in BAD], outcomes
         confirmed = engine.stats.confirmed
-        assert confirmed and all(o.realized_profit > 0 for o in confirmed), confirmed
+        assert confirmed and all(o.realized_profit > 0 for o in confirmed), [
+            o for o in confirmed if o.realized_profit <= 0]
         assert {_unit(o)[0] for o in confirmed} == {"aave_v3", "morpho_blue"}, confirmed
 
         aave_events = await asyncio.to_thread(_liquidations, devnet, price_block, end)

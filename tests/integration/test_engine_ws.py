@@ -93,8 +93,8 @@ async def _until(condition: Callable[[], bool | Awaitable[bool]], what: str) -> 
 def _post_weth(devnet: Devnet, usd: Decimal) -> int:
     feed = feeds(devnet)["WETH"]
     owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
-    feed.functions.updateAnswer(to_feed_answer(usd)).transact({"from": owner})
-    return int(devnet.w3.eth.block_number)
+    tx = feed.functions.updateAnswer(to_feed_answer(usd)).transact({"from": owner})
+    return int(devnet.w3.eth.wait_for_transaction_receipt(tx)["blockNumber"])
 
 
 def _weth_price(engine: Engine, devnet: Devnet) -> int:

@@ -208,7 +208,8 @@ def test_second_sigterm_abandons_in_flight_and_says_so(devnet: Devnet, tmp_path:
     journal = tmp_path / "journal.sqlite"
     pool = devnet.info.aave_v3.pool
     for token in tokens(devnet).values():  # approved already: the daemon mines nothing itself
-        token.functions.approve(pool, MAX_UINT).transact({"from": liquidator(devnet)})
+        tx = token.functions.approve(pool, MAX_UINT).transact({"from": liquidator(devnet)})
+        devnet.w3.eth.wait_for_transaction_receipt(tx)
     wait_for(lambda: any("websocket subscribed" in line for line in lines), timeout=60,
              what="the daemon to subscribe")
     devnet.rpc("evm_setAutomine", False)
