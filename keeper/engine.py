@@ -101,6 +101,9 @@ class Engine:
         self.monitor = monitor
         if executor is not None and flash is not None:
             executor.flash_executor, executor.quote_token = flash.executor, self.quote_token
+        self._unhealthy: set[tuple[str, str]] = set()  # (strategy, account) at the last rank
+        if executor is not None:
+            executor.still_there = self._still_there
         self.stats = EngineStats()
         self._last: BlockRef | None = None
         self._next_base_fee = 0
@@ -285,9 +288,14 @@ class Engine:
                 self._fail(strategy, "candidates", head)
         return out
 
+    def _still_there(self, opportunity: Opportunity) -> bool:
+        """Is the position still liquidatable at the newest head ranked (for fee bumps)?"""
+        return (opportunity.strategy, opportunity.account) in self._unhealthy
+
     async def evaluate(self, head: BlockRef) -> list[Opportunity]:
         """Candidates of every strategy, sized within the capital on hand, ranked."""
         candidates = self._candidates(head)
+        self._unhealthy = {(c.strategy, c.account) for c in candidates}
         self.stats.candidates = len(candidates)
         if self.executor is not None and candidates:
             # Paid with debt tokens the sender holds: never size beyond what is free.

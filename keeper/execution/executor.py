@@ -26,9 +26,9 @@ from eth_utils.address import to_checksum_address
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import IntentRecord, Journal, TxRecord
-from keeper.execution.mining import MiningWatch, Pending
+from keeper.execution.mining import MiningWatch, Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
-from keeper.types import TxIntent
+from keeper.types import Opportunity, TxIntent
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +48,14 @@ Status = Literal[
 ]
 # (collateral token, debt token, collateral received, debt paid, gas paid in wei) -> quote wei
 Appraiser = Callable[[str, str, int, int, int], int]
+
+
+class SendRefused(RpcError):
+    """`eth_sendRawTransaction` was refused; `refusal` says how (`classify_send_error`)."""
+
+    def __init__(self, refusal: SendRefusal, method: str, message: str) -> None:
+        super().__init__(method, {"code": None, "message": message})
+        self.refusal = refusal
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,8 @@ class Executor:
         # transaction to it is valued by the quote token it paid out.
         self.flash_executor: str | None = None
         self.quote_token: str | None = None
+        # Set by the engine: is the opportunity still there (for fee bumps)?
+        self.still_there: Callable[[Opportunity], bool] | None = None
         self._appraise = appraise
         # (token, spender) -> the block from which the allowance is known to be in place
         self._approved: dict[tuple[str, str], int] = {}
@@ -145,9 +155,17 @@ class Executor:
             self.journal.record_signed(key, nonce, tx_hash, raw, fees[0], fees[1])
         try:
             await self.chain.call("eth_sendRawTransaction", [raw])
-        except RpcError:
-            self.nonces.release(nonce)
-            raise
+        except RpcError as exc:
+            refusal = classify_send_error(exc.message)
+            if refusal != "known":  # "already known": it is in the pool, as if just sent
+                if refusal == "nonce-low":  # used: never hand it out again
+                    chain_nonce = int(await self.chain.call(
+                        "eth_getTransactionCount", [self.address, "pending"]), 16)
+                    self.nonces.confirm(nonce)
+                    await self.nonces.skip_to(chain_nonce)
+                else:
+                    self.nonces.release(nonce)
+                raise SendRefused(refusal, exc.method, exc.message) from None
         if key is not None:
             self.journal.mark_sent(key, tx_hash)
         return Pending(key, nonce, fees, gas, profit_cap_wei, [tx_hash], {tx_hash: raw})
@@ -419,6 +437,11 @@ class Executor:
                 intent.call.to, intent.call.data, intent.gas_limit, base_fee, key=opp.key,
                 profit_cap_wei=cap,
             )
+        except SendRefused as exc:
+            self._drop_unsent(opp.key)  # dropped: the next block may claim it again
+            level = bound.error if exc.refusal == "funds" else bound.warning
+            level("send refused by the node", refusal=exc.refusal, reason=exc.message)
+            return Outcome(opp.key, "send-failed", reason=f"{exc.refusal}: {exc.message}")
         except RpcError as exc:
             self._drop_unsent(opp.key)
             bound.warning("send refused by the node", reason=exc.message)
@@ -435,7 +458,10 @@ class Executor:
             return await self._sign(intent.call.to, intent.call.data, intent.gas_limit,
                                     nonce, fees)
 
-        mined = await self.watch.mined(sent, sign)
+        def worth() -> bool:
+            return self.still_there is None or self.still_there(opp)
+
+        mined = await self.watch.mined(sent, sign, worth)
         if mined.receipt is None or mined.tx_hash is None:
             for tx_hash in sent.hashes:
                 self.journal.mark_dropped(opp.key, tx_hash)

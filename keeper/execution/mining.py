@@ -23,7 +23,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -37,6 +37,32 @@ RECEIPT_POLL = 0.05
 CHECK_EVERY = 1.0  # seconds between the pool / nonce / bump checks of one transaction
 BUMP_AFTER_BLOCKS = 3
 RECEIPT_TIMEOUT = 300.0
+
+SendRefusal = Literal["known", "nonce-low", "underpriced", "funds", "other"]
+
+
+def classify_send_error(message: str) -> SendRefusal:
+    """What a node's refusal of `eth_sendRawTransaction` means, for the reaction to it:
+
+    - known: the node already has this very transaction (treat it as sent);
+    - nonce-low: the nonce is used (skip ahead to the chain's nonce; never reuse it);
+    - underpriced: the fees are too low for the pool or the base fee (retry next block);
+    - funds: the account cannot pay the gas (stop and say so; the balance breaker trips);
+    - other: anything else (the intent is dropped and may be retried).
+    """
+    text = message.lower()
+    if "already known" in text or "already imported" in text or "known transaction" in text:
+        return "known"
+    if "nonce too low" in text or "nonce has already been used" in text or (
+            "nonce" in text and "too low" in text):
+        return "nonce-low"
+    if "underpriced" in text or "fee too low" in text or "less than block base fee" in text \
+            or "max fee per gas less than" in text:
+        return "underpriced"
+    if "insufficient funds" in text or "insufficient balance" in text:
+        return "funds"
+    return "other"
+
 
 # (nonce, fees) -> (tx hash, raw signed tx), for a replacement of the same call
 Signer = Callable[[int, Fees], Awaitable[tuple[str, str]]]
@@ -56,6 +82,7 @@ class Pending:
     sent_block: int | None = None
     resent: int = 0
     bumped: int = 0
+    checks: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,12 +115,17 @@ class MiningWatch:
         self.check_every = check_every
         self.timeout = timeout
 
-    async def mined(self, pending: Pending, sign: Signer | None) -> Mined:
+    async def mined(
+        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None
+    ) -> Mined:
         """Poll until a version of `pending` has a receipt or its nonce is lost.
 
         `sign` signs a replacement (None: never bump, e.g. a transaction recovered from
-        the journal whose call the keeper no longer has). Raises TimeoutError after
-        `timeout` seconds with neither.
+        the journal whose call the keeper no longer has). `worth` says whether the
+        opportunity is still there (the position still liquidatable, not liquidated by
+        someone else): when it is not, fees are not raised any more, and the transaction
+        lands (it then reverts cheaply or does less) or is outbid. Raises TimeoutError
+        after `timeout` seconds with neither.
         """
         deadline = time.monotonic() + self.timeout
         next_check = time.monotonic() + self.check_every
@@ -109,12 +141,15 @@ class MiningWatch:
                                    f"{self.timeout:.0f} s")
             if now >= next_check:
                 next_check = now + self.check_every
-                if await self._check(pending, sign):
+                if await self._check(pending, sign, worth):
                     return Mined(None, None)
             await asyncio.sleep(RECEIPT_POLL)
 
-    async def _check(self, pending: Pending, sign: Signer | None) -> bool:
+    async def _check(
+        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None
+    ) -> bool:
         """Re-send a vanished version, or bump a stuck one; True when the nonce is lost."""
+        pending.checks += 1
         newest = pending.hashes[-1]
         consumed, in_pool, head = await self.chain.batch([
             ("eth_getTransactionCount", [self.address, "latest"]),
@@ -135,7 +170,8 @@ class MiningWatch:
                 await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
                                  head_number)
             return False
-        if sign is not None and head_number - pending.sent_block >= self.bump_after_blocks:
+        if (sign is not None and head_number - pending.sent_block >= self.bump_after_blocks
+                and (worth is None or worth())):
             await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
                              head_number)
         return False

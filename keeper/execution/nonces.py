@@ -79,6 +79,15 @@ class NonceManager:
             self._next = new_next
             return new_next
 
+    async def skip_to(self, chain_nonce: int) -> None:
+        """The node said a nonce is used: hand out nothing below `chain_nonce` again
+        (reservations in flight keep theirs; released nonces below it are forgotten)."""
+        async with self._lock:
+            self._released = [n for n in self._released if n >= chain_nonce]
+            heapq.heapify(self._released)
+            if self._next is None or chain_nonce > self._next:
+                self._next = chain_nonce
+
     async def reserve(self) -> int:
         """A nonce no other caller holds: the lowest released one, else the next new one."""
         async with self._lock:

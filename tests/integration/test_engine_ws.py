@@ -103,7 +103,7 @@ def _weth_price(engine: Engine, devnet: Devnet) -> int:
     return next(r.price for r in strategy.book.market.reserves if r.asset == weth)
 
 
-async def test_feed_log_drives_the_engine_and_a_dropped_socket_is_backfilled(
+async def test_feed_log_drives_the_engine_and_dropped_sockets_are_backfilled(
     devnet: Devnet, tmp_path: Path
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite")
@@ -122,17 +122,24 @@ async def test_feed_log_drives_the_engine_and_a_dropped_socket_is_backfilled(
         assert engine.stats.urgent_logs >= 1
         assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal("0.99"))
 
-        proxy.cut()
-        await _until(lambda: not ws.connected, "the socket to drop")
-        engine.poll_interval = 3600.0
-        missed = [await asyncio.to_thread(_post_weth, devnet, weth * Decimal(f)) for f in
-                  ("0.98", "0.97", "0.96")]
-        blocks_before = engine.stats.blocks
-        proxy.restore()
-        await _until(lambda: engine.stats.processed >= missed[-1], "the backfill")
-        assert ws.connects >= 2 and proxy.accepted >= 2
-        assert engine.stats.blocks - blocks_before >= len(missed)
-        assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal("0.96"))
+        # Three drops in a row, with prices moving while each lasts.
+        for round_, factors in enumerate((("0.98", "0.97", "0.96"), ("0.95", "0.94"),
+                                          ("0.93",))):
+            proxy.cut()
+            await _until(lambda: not ws.connected, "the socket to drop")
+            missed = [await asyncio.to_thread(_post_weth, devnet, weth * Decimal(f))
+                      for f in factors]
+            blocks_before = engine.stats.blocks
+            proxy.restore()
+            last = missed[-1]
+            await _until(lambda: engine.stats.processed >= last, "the backfill")  # noqa: B023
+            assert ws.connects >= round_ + 2
+            assert engine.stats.blocks - blocks_before >= len(missed)
+            assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal(factors[-1]))
+        # After the last reconnect the socket drives it again: a new price by push alone.
+        block = await asyncio.to_thread(_post_weth, devnet, weth * Decimal("0.92"))
+        await _until(lambda: engine.stats.processed >= block, "a pushed block")
+        assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal("0.92"))
     finally:
         stop.set()
         await asyncio.wait_for(task, TIMEOUT)

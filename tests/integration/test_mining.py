@@ -26,7 +26,7 @@ from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
-from keeper.types import Opportunity
+from keeper.types import Call, Opportunity, TxIntent
 from tests.conftest import Devnet
 from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, tokens
 
@@ -206,3 +206,31 @@ async def test_a_transaction_journaled_before_a_crash_is_recovered(
     assert record is not None and record.status == "confirmed"
     assert len(record.transactions) == 1  # the same bytes, never re-signed
     assert replace(opp).key == record.key
+
+
+async def test_nonce_too_low_skips_ahead_and_the_retry_lands(
+    devnet: Devnet, tmp_path: Path
+) -> None:
+    """Another sender on the same account (an operator, say) used the nonce the executor
+    was about to use: the node refuses it as "nonce too low", the executor skips to the
+    chain's nonce instead of reusing it, and the retried intent lands with the next one."""
+    account, token = _account(), tokens(devnet)["WETH"].address
+    async with HttpRpc(devnet.info.rpc_url) as chain:
+        with Journal(tmp_path / "journal.sqlite") as journal:
+            executor = Executor(chain, account, journal, FeePolicy(100 * GWEI, GWEI),
+                                appraise=lambda c, d, got, paid, gas: -gas)
+            await executor.start()
+            assert executor.nonces.next_nonce == 0
+            _h, raw = await _sign(account, chain, token, _approve_data(6), nonce=0,
+                                  fees=(100 * GWEI, GWEI))
+            await chain.call("eth_sendRawTransaction", [raw])  # nonce 0, behind its back
+            opp = replace(_opportunity(token, "test:nonce"), block=0)
+            intent = TxIntent(opp, Call(token, _approve_data(7)), 100_000, None)
+            first = await executor.execute(intent, base_fee=10)
+            assert first.status == "send-failed" and first.reason.startswith("nonce-low")
+            assert executor.nonces.next_nonce == 1
+            second = await executor.execute(intent, base_fee=10)  # dropped: claimed again
+            assert second.status == "confirmed", second
+            tx = await chain.call("eth_getTransactionByHash", [second.tx_hash])
+    assert int(tx["nonce"], 16) == 1
+

@@ -128,3 +128,22 @@ async def test_sync_rejects_negative_values() -> None:
         await NonceManager().sync(chain_nonce(-1), None)
     with pytest.raises(ValueError):
         await NonceManager().sync(chain_nonce(0), -2)
+
+
+async def test_skip_to_never_hands_out_a_used_nonce_again() -> None:
+    """The node said "nonce too low": nothing below the chain's nonce is handed out again,
+    released ones included, while reservations in flight keep theirs."""
+    manager = NonceManager("0xabc")
+
+    async def pending() -> int:
+        return 5
+
+    await manager.sync(pending, None)
+    held = await manager.reserve()  # 5, in flight
+    freed = await manager.reserve()  # 6
+    manager.release(freed)
+    await manager.skip_to(9)
+    assert await manager.reserve() == 9
+    assert held in manager.in_flight
+    await manager.skip_to(3)  # an older answer never moves it back
+    assert await manager.reserve() == 10
