@@ -38,6 +38,7 @@ APPROVE = "0x095ea7b3"
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 MAX_UINT = 2**256 - 1
 APPROVE_GAS = 100_000
+CANCEL_GAS = 21_000  # a zero-value transfer to itself: frees a nonce, does nothing
 RECEIPT_TIMEOUT = 120.0
 GAS_MARGIN_PERCENT = 130
 SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
@@ -461,13 +462,25 @@ class Executor:
         def worth() -> bool:
             return self.still_there is None or self.still_there(opp)
 
-        mined = await self.watch.mined(sent, sign, worth)
+        async def cancel(nonce: int, fees: Fees) -> tuple[str, str]:
+            return await self._sign(self.address, "0x", CANCEL_GAS, nonce, fees)
+
+        mined = await self.watch.mined(sent, sign, worth, cancel)
         if mined.receipt is None or mined.tx_hash is None:
             for tx_hash in sent.hashes:
                 self.journal.mark_dropped(opp.key, tx_hash)
             bound.warning("its nonce went to another transaction", nonce=sent.nonce)
             return Outcome(opp.key, "lost", reason="nonce consumed by another transaction")
         self.nonces.confirm(sent.nonce)
+        if mined.tx_hash in sent.cancels:
+            gas_paid = int(mined.receipt["gasUsed"], 16) * int(
+                mined.receipt["effectiveGasPrice"], 16)
+            self.journal.mark_reverted(opp.key, mined.tx_hash,
+                                       int(mined.receipt["blockNumber"], 16),
+                                       int(mined.receipt["gasUsed"], 16), -gas_paid)
+            bound.info("cancelled: the opportunity was gone", tx=mined.tx_hash)
+            return Outcome(opp.key, "lost", mined.tx_hash, reason="cancelled: no longer there",
+                           gas_paid=gas_paid)
         quote = opp.quote_token if intent.spender is None else None
         return self._settle(opp.key, mined.tx_hash, mined.receipt, collateral=opp.collateral,
                             debt=opp.debt, quote=quote, bound=bound.bind(tx=mined.tx_hash),

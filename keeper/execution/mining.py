@@ -83,6 +83,7 @@ class Pending:
     resent: int = 0
     bumped: int = 0
     checks: int = 0
+    cancels: set[str] = field(default_factory=set)  # versions that only free the nonce
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ class MiningWatch:
         self.timeout = timeout
 
     async def mined(
-        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None
+        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None,
+        cancel: Signer | None = None,
     ) -> Mined:
         """Poll until a version of `pending` has a receipt or its nonce is lost.
 
@@ -124,7 +126,10 @@ class MiningWatch:
         the journal whose call the keeper no longer has). `worth` says whether the
         opportunity is still there (the position still liquidatable, not liquidated by
         someone else): when it is not, fees are not raised any more, and the transaction
-        lands (it then reverts cheaply or does less) or is outbid. Raises TimeoutError
+        lands (it then reverts cheaply or does less) or is outbid; and when it vanished
+        from the pool meanwhile (a reorg orphaned its block, or the node evicted it), it is
+        not sent again blindly: `cancel` signs a no-op for its nonce (a zero-value transfer
+        to the sender), which frees the nonce for the sends behind it. Raises TimeoutError
         after `timeout` seconds with neither.
         """
         deadline = time.monotonic() + self.timeout
@@ -141,12 +146,13 @@ class MiningWatch:
                                    f"{self.timeout:.0f} s")
             if now >= next_check:
                 next_check = now + self.check_every
-                if await self._check(pending, sign, worth):
+                if await self._check(pending, sign, worth, cancel):
                     return Mined(None, None)
             await asyncio.sleep(RECEIPT_POLL)
 
     async def _check(
-        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None
+        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None,
+        cancel: Signer | None = None,
     ) -> bool:
         """Re-send a vanished version, or bump a stuck one; True when the nonce is lost."""
         pending.checks += 1
@@ -165,6 +171,12 @@ class MiningWatch:
                 [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
             return all(r is None for r in receipts)
         if in_pool is None:
+            base_fee = int(head.get("baseFeePerGas", "0x0"), 16)
+            if cancel is not None and worth is not None and not worth():
+                log.info("vanished and no longer worth sending; cancelling its nonce",
+                         tx=newest, nonce=pending.nonce)
+                await self._bump(pending, cancel, base_fee, head_number, is_cancel=True)
+                return False
             if not await self._resend(pending, newest) and sign is not None:
                 # Refused (its fees no longer pass the base fee, say): replace it now.
                 await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
@@ -188,7 +200,10 @@ class MiningWatch:
             return "already known" in exc.message.lower()
         return True
 
-    async def _bump(self, pending: Pending, sign: Signer, base_fee: int, head: int) -> None:
+    async def _bump(
+        self, pending: Pending, sign: Signer, base_fee: int, head: int, *,
+        is_cancel: bool = False,
+    ) -> None:
         fees = self.fees.bump(pending.fees, base_fee, pending.profit_cap_wei, pending.gas_limit)
         if fees is None:
             return  # at the cap (fee or profit): let this version land or fail as it is
@@ -207,6 +222,8 @@ class MiningWatch:
         if pending.key is not None:
             self.journal.mark_sent(pending.key, tx_hash)
         pending.bumped += 1
+        if is_cancel:
+            pending.cancels.add(tx_hash)
         pending.hashes.append(tx_hash)
         pending.raws[tx_hash] = raw
         pending.fees = fees

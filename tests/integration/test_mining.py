@@ -234,3 +234,42 @@ async def test_nonce_too_low_skips_ahead_and_the_retry_lands(
             tx = await chain.call("eth_getTransactionByHash", [second.tx_hash])
     assert int(tx["nonce"], 16) == 1
 
+
+
+async def test_a_vanished_transaction_no_longer_worth_it_is_cancelled(
+    paused: Devnet, journal: Journal
+) -> None:
+    """Its block was orphaned (or the pool evicted it) and the position is no longer
+    liquidatable: it is not sent again; a zero-value transfer to itself takes its nonce,
+    so the sends behind it are not held up, and the stale call never lands."""
+    account, erc20 = _account(), tokens(paused)["WETH"]
+    token = erc20.address
+    async with HttpRpc(paused.info.rpc_url) as chain:
+        fees = (100 * GWEI, GWEI)
+        tx_hash, raw = await _sign(account, chain, token, _approve_data(9), nonce=0, fees=fees)
+        await chain.call("eth_sendRawTransaction", [raw])
+        assert await chain.call("anvil_dropTransaction", [tx_hash]) is not None
+        watch = MiningWatch(chain, account.address.lower(), journal,
+                            FeePolicy(1000 * GWEI, GWEI), check_every=0.05)
+        pending = Pending(None, 0, fees, 100_000, 10**18, [tx_hash], {tx_hash: raw})
+
+        async def stale(nonce: int, fees: tuple[int, int]) -> tuple[str, str]:
+            raise AssertionError("a stale liquidation must not be re-signed")
+
+        async def cancel(nonce: int, fees: tuple[int, int]) -> tuple[str, str]:
+            signed = account.sign_transaction({
+                "type": 2, "chainId": chain.chain_id, "nonce": nonce, "to": account.address,
+                "value": 0, "gas": 21_000, "maxFeePerGas": fees[0],
+                "maxPriorityFeePerGas": fees[1]})
+            return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+
+        watching = asyncio.create_task(watch.mined(pending, stale, lambda: False, cancel))
+        deadline = time.monotonic() + TIMEOUT
+        while not pending.cancels:
+            assert time.monotonic() < deadline, "never cancelled"
+            await asyncio.sleep(0.01)
+        await chain.call("evm_mine", [])
+        mined = await asyncio.wait_for(watching, TIMEOUT)
+    assert mined.tx_hash in pending.cancels and mined.receipt is not None
+    assert pending.resent == 0  # never re-sent blindly
+    assert erc20.functions.allowance(account.address, "0x" + "77" * 20).call() == 0
