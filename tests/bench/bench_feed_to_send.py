@@ -155,6 +155,8 @@ class Bench:
     async def reset(self) -> None:
         """Back to the base snapshot, and take it again (a snapshot is used up by a revert)."""
         assert self.poster is not None
+        # The pool survives evm_revert: the previous trial's sends would be mined after it.
+        await self.poster.call("anvil_dropAllTransactions", [])
         assert await self.poster.call("evm_revert", [self.snapshot]) is True
         self.snapshot = await self.poster.call("evm_snapshot", [])
 
