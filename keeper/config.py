@@ -174,6 +174,9 @@ class ExecutionConfig(Section):
     flash_executor: Address | None = None
     """A FlashLiquidator owned by the account (`keeper deploy-executor`): liquidations are
     then funded by flash loans, and the account needs no debt asset."""
+    batch_max: int = Field(default=5, ge=1, le=20)
+    """Most liquidations of one debt token sent in one flash-executor transaction (one base
+    cost, one loan, one nonce; all or nothing). 1 sends each liquidation alone."""
 
     @model_validator(mode="after")
     def _fees(self) -> Self:

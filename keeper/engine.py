@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from keeper.batching import Send, group_sends, split_by_weight
 from keeper.chain.failover import FailoverRpc
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.chain.ws import WsSubscriptions, heads, logs
@@ -36,6 +37,8 @@ from keeper.strategy import Candidate, Strategy
 from keeper.types import BlockRef, Call, Event, LogFilter, Opportunity, SwapLeg, TxIntent
 
 log = structlog.get_logger(__name__)
+
+RING_SIZE = 128  # recent processed heads kept to find a reorg's common ancestor
 
 
 def block_ref(raw: Mapping[str, Any]) -> BlockRef:
@@ -88,6 +91,7 @@ class Engine:
         poll_interval: float = 0.05,
         flash: FlashRoute | None = None,
         monitor: Monitor | None = None,
+        batch_max: int = 5,
     ) -> None:
         self.chain = chain
         self.strategies = list(strategies)
@@ -99,6 +103,8 @@ class Engine:
         self.poll_interval = poll_interval
         self.flash = flash
         self.monitor = monitor
+        self.batch_max = batch_max
+        self._unbatchable: set[str] = set()  # keys whose batch failed simulation: sent alone
         if executor is not None and flash is not None:
             executor.flash_executor, executor.quote_token = flash.executor, self.quote_token
         self._unhealthy: set[tuple[str, str]] = set()  # (strategy, account) at the last rank
@@ -114,6 +120,8 @@ class Engine:
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
+        self._ring: dict[int, str] = {}  # block number -> hash of the heads processed
+        self._orphaned: list[tuple[str, str, Coroutine[Any, Any, Outcome]]] = []
 
     @property
     def inflight(self) -> int:
@@ -164,6 +172,9 @@ class Engine:
                 self._broken.discard(strategy)
 
     def _remember(self, head: BlockRef, raw: Mapping[str, Any]) -> None:
+        self._ring[head.number] = head.hash.lower()
+        for number in [n for n in self._ring if n <= head.number - RING_SIZE or n > head.number]:
+            del self._ring[number]
         self._last = head
         self.stats.head = head.number
         self._next_base_fee = next_base_fee(
@@ -232,15 +243,24 @@ class Engine:
         if self.monitor is not None:
             self.monitor.block(head, head.number - start + 1)
             self.monitor.events(Counter(self._kind(e) for e in events))
+        await self._check_orphans(head)
         return await self.evaluate(head)
+
+    async def _check_orphans(self, head: BlockRef) -> None:
+        """Our liquidations mined in blocks a reorg orphaned are not done: re-evaluate them
+        (the executor checks its young receipts' blocks; nothing to do when there are none)."""
+        if self.executor is not None:
+            self._orphaned += await self.executor.orphaned(head.number)
 
     async def _reorganized(self, head: BlockRef, raw: Mapping[str, Any]) -> list[Opportunity]:
         """The chain no longer holds the last block processed: rebuild every strategy and the
         DEX book from the chain at `head` (a checkpoint-free rollback: nothing from the
         orphaned blocks survives), then rank on the new state."""
         assert self._last is not None
+        ancestor = await self._common_ancestor(head)
         log.warning("reorg: the last block processed is no longer on the chain; rebuilding",
-                    orphaned=self._last.number, orphan_hash=self._last.hash, head=head.number)
+                    orphaned=self._last.number, orphan_hash=self._last.hash, head=head.number,
+                    ancestor=ancestor, depth=self._last.number - ancestor)
         self.stats.reorgs += 1
         for strategy in self.strategies:
             await self._sync_strategy(strategy, head)
@@ -249,7 +269,19 @@ class Engine:
         self._remember(head, raw)
         if self.monitor is not None:
             self.monitor.block(head, 1)
+        await self._check_orphans(head)
         return await self.evaluate(head)
+
+    async def _common_ancestor(self, head: BlockRef) -> int:
+        """The newest processed head still on the chain (one batch of headers); below the
+        ring when the reorg is deeper than it (then everything in it counts as orphaned)."""
+        numbers = sorted((n for n in self._ring if n <= head.number), reverse=True)
+        found = await self.chain.batch(
+            [("eth_getBlockByNumber", [hex(n), False]) for n in numbers]) if numbers else []
+        for number, raw in zip(numbers, found, strict=True):
+            if raw is not None and str(raw["hash"]).lower() == self._ring[number]:
+                return number
+        return (min(numbers) if numbers else head.number) - 1
 
     def _kind(self, event: Event) -> str:
         """A bounded label for an event: the strategy that hears it, or "dex"."""
@@ -288,9 +320,9 @@ class Engine:
                 self._fail(strategy, "candidates", head)
         return out
 
-    def _still_there(self, opportunity: Opportunity) -> bool:
+    def _still_there(self, strategy: str, account: str) -> bool:
         """Is the position still liquidatable at the newest head ranked (for fee bumps)?"""
-        return (opportunity.strategy, opportunity.account) in self._unhealthy
+        return (strategy, account) in self._unhealthy
 
     async def evaluate(self, head: BlockRef) -> list[Opportunity]:
         """Candidates of every strategy, sized within the capital on hand, ranked."""
@@ -354,79 +386,145 @@ class Engine:
 
     def intent(self, opportunity: Opportunity) -> TxIntent:
         candidate: Candidate = opportunity.details["candidate"]
-        strategy = self._strategy(candidate.strategy)
         if candidate.fee is not None and self.flash is not None:
-            return self._flash_intent(opportunity, candidate, strategy)
-        call = strategy.build(candidate, opportunity.debt_to_cover)
+            return self._flash_intent((opportunity,))
+        call = self._strategy(candidate.strategy).build(candidate, opportunity.debt_to_cover)
         return TxIntent(opportunity, call, candidate.gas_limit, candidate.spender)
 
-    def _flash_intent(
-        self, opportunity: Opportunity, candidate: Candidate, strategy: Strategy
-    ) -> TxIntent:
-        """`execute(plan)` on the flash executor. The surplus is sold into the quote token and
-        must cover the gas and `min_profit`, so a liquidation that would lose money reverts."""
+    def _flash_intent(self, send: Send) -> TxIntent:
+        """`execute(plan)` on the flash executor for one liquidation or a batch of one debt
+        token. The surplus is sold into the quote token and must cover the gas of every
+        liquidation as ranked alone plus `min_profit`, so a send that would lose money
+        reverts (a batch burns less gas than that, never more)."""
         assert self.flash is not None
-        swap = opportunity.details["swap"]
-        assert swap is not None
+        lead = send[0]
+        legs = []
+        for opp in send:
+            candidate = opp.details["candidate"]
+            swap = opp.details["swap"]
+            assert swap is not None
+            legs.append(self._strategy(opp.strategy).flash_liquidation(  # type: ignore[attr-defined]
+                candidate, opp.debt_to_cover, (swap.pair,), min_out(swap.amount_out)))
         profit_pairs: tuple[str, ...] = ()
-        if opportunity.debt != self.quote_token:
-            pair = self.dex.pair_for(opportunity.debt, self.quote_token)
+        if lead.debt != self.quote_token:
+            pair = self.dex.pair_for(lead.debt, self.quote_token)
             assert pair is not None  # ranking valued the debt through this very pair
             profit_pairs = (pair.address,)
-        liquidation = strategy.flash_liquidation(  # type: ignore[attr-defined]
-            candidate, opportunity.debt_to_cover, (swap.pair,), min_out(swap.amount_out))
-        plan = self.flash.plan(liquidation, debt=opportunity.debt,
-                               repay=opportunity.debt_to_cover, profit_pairs=profit_pairs,
-                               min_profit=opportunity.gas_cost + self.min_profit)
+        plan = self.flash.plan_batch(
+            legs, debt=lead.debt, repays=[o.debt_to_cover for o in send],
+            min_profit=sum(o.gas_cost for o in send) + self.min_profit,
+            profit_pairs=profit_pairs)
         call = Call(to=self.flash.executor, data=self.flash.calldata(plan))
-        return TxIntent(opportunity, call, opportunity.gas_limit, None)
+        gas = sum(o.gas_limit for o in send) - (len(send) - 1) * self.flash.batch_saving
+        return TxIntent(lead, call, gas, None, members=send[1:])
+
+    def sends(self, opportunities: Sequence[Opportunity]) -> list[Send]:
+        """Ranked opportunities grouped into transactions (`keeper.batching`)."""
+        flash = self.flash
+        if flash is None or self.batch_max <= 1:
+            return [(o,) for o in opportunities]
+
+        def batchable(opp: Opportunity) -> bool:
+            return opp.details["candidate"].fee is not None and opp.key not in self._unbatchable
+
+        def touches(opp: Opportunity) -> frozenset[str]:
+            pairs = (self.dex.pair_for(opp.collateral, opp.debt),
+                     self.dex.pair_for(opp.debt, self.quote_token))
+            return frozenset(p.address for p in pairs if p is not None)
+
+        def fits(batch: Sequence[Opportunity]) -> bool:
+            return flash.can_lend(batch[0].debt, [o.collateral for o in batch],
+                                  sum(o.debt_to_cover for o in batch))
+
+        return group_sends(opportunities, batchable=batchable, touches=touches, fits=fits,
+                           max_size=self.batch_max)
 
     def dispatch(self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup) -> int:
         """Hand ranked opportunities to execution, best first; returns how many were handed.
 
-        Tasks start in rank order and the executor serves them in that order, so the best
-        opportunity is simulated and sent first.
+        Tasks start in rank order (of each transaction's best liquidation) and the executor
+        serves them in that order, so the best opportunity is simulated and sent first.
         """
         if self.executor is None:
             return 0
+        jobs, self._orphaned = self._orphaned, []
+        self.watch_again(jobs, tasks)
         if self.monitor is not None and not self.monitor.allow_send(opportunities):
             return 0  # a breaker is tripped: keep watching, send nothing
-        handed = 0
-        for opportunity in opportunities:
-            slot = (opportunity.strategy, opportunity.account)
-            if slot in self._inflight:
-                continue
-            self._inflight.add(slot)
-            tasks.create_task(self._execute(opportunity))
-            handed += 1
-        return handed
+        free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight]
+        for send in self.sends(free):
+            self._inflight.update((o.strategy, o.account) for o in send)
+            tasks.create_task(self._execute(send))
+        return len(free)
 
-    async def _execute(self, opportunity: Opportunity) -> None:
+    async def _execute(self, send: Send) -> None:
         assert self.executor is not None
-        slot = (opportunity.strategy, opportunity.account)
-        swap = opportunity.details.get("swap")
+        lead = send[0]
+        outcome: Outcome | None = None
         try:
-            intent = self.intent(opportunity)
-            if intent.spender is None and swap is not None:
-                # Sold on chain by the flash executor: later rankings must see the pool moved.
-                self._pending_swaps[opportunity.key] = swap
+            intent = self.intent(lead) if len(send) == 1 else self._flash_intent(send)
+            if intent.spender is None:
+                for opp in send:
+                    swap = opp.details.get("swap")
+                    if swap is not None:
+                        # Sold on chain by the flash executor: later rankings must see the
+                        # pool moved.
+                        self._pending_swaps[opp.key] = swap
             outcome = await self.executor.execute(intent, self._next_base_fee)
-            if self.flash is not None and intent.spender is None and outcome.gas_used:
-                self.flash.gas[opportunity.strategy] = outcome.gas_used  # rank with the real one
+            if self.flash is not None and intent.spender is None:
+                self._learn_gas(send, outcome)
         except Exception as exc:
             # One failed send must not stop the daemon; it is logged with its traceback.
-            log.exception("liquidation failed", key=opportunity.key)
-            outcome = Outcome(opportunity.key, "error", reason=f"{type(exc).__name__}: {exc}")
+            log.exception("liquidation failed", key=lead.key)
+            outcome = Outcome(lead.key, "error", reason=f"{type(exc).__name__}: {exc}",
+                              members=tuple(o.key for o in send[1:]))
         finally:
-            self._inflight.discard(slot)
-            if opportunity.key in self._pending_swaps:
-                mined = outcome.block if outcome.status in ("confirmed", "reverted") else 0
-                # Until the engine has applied the block it was mined in, the book lacks it.
-                self._pending_until[opportunity.key] = mined
-        self.stats.outcomes.append(outcome)
-        if self.monitor is not None:
-            self.monitor.outcome(opportunity.strategy, outcome.status, outcome.realized_profit,
-                                 outcome.gas_paid)
+            for opp in send:
+                self._inflight.discard((opp.strategy, opp.account))
+                if opp.key in self._pending_swaps:
+                    done = outcome is not None and outcome.status in ("confirmed", "reverted")
+                    # Until the engine has applied the block it was mined in, the book lacks it.
+                    self._pending_until[opp.key] = outcome.block if done and outcome else 0
+        assert outcome is not None  # set by the call or by the handler
+        if len(send) > 1 and outcome.status == "simulation-failed":
+            self._unbatchable.update(o.key for o in send)  # next time, each one alone
+        self._record(send, outcome)
+
+    def _learn_gas(self, send: Send, outcome: Outcome) -> None:
+        """Rank later flash sends with the gas receipts show (and batches' saving per member)."""
+        assert self.flash is not None
+        if not outcome.gas_used or outcome.status != "confirmed":
+            return
+        if len(send) == 1:
+            self.flash.gas[send[0].strategy] = outcome.gas_used
+            return
+        alone = sum(self.flash.gas_for(o.strategy, o.gas_limit) for o in send)
+        self.flash.batch_saving = max(0, (alone - outcome.gas_used) // (len(send) - 1))
+
+    def _record(self, send: Send, outcome: Outcome) -> None:
+        """One outcome per liquidation: a batch's profit and gas are shared among its
+        liquidations in proportion to their expected profit (the sums stay exact)."""
+        keys = [o.key for o in send]
+        profits = split_by_weight(outcome.realized_profit, [o.net_profit for o in send])
+        gas = split_by_weight(outcome.gas_paid, [o.net_profit for o in send])
+        for opp, key, profit, paid in zip(send, keys, profits, gas, strict=True):
+            each = outcome if len(send) == 1 else dataclasses.replace(
+                outcome, key=key, realized_profit=profit, gas_paid=paid,
+                members=tuple(k for k in keys if k != key))
+            self.stats.outcomes.append(each)
+            if self.monitor is not None:
+                self.monitor.outcome(opp.strategy, each.status, each.realized_profit,
+                                     each.gas_paid)
+
+    def watch_again(
+        self, jobs: Sequence[tuple[str, str, Coroutine[Any, Any, Outcome]]],
+        tasks: asyncio.TaskGroup,
+    ) -> None:
+        """Run executor recovery jobs; their accounts get nothing new until each settles."""
+        for strategy, account, job in jobs:
+            slot = (strategy, account)
+            self._inflight.add(slot)
+            tasks.create_task(self._recovered(slot, job))
 
     async def _recovered(
         self, slot: tuple[str, str], job: Coroutine[Any, Any, Outcome]
@@ -438,7 +536,13 @@ class Engine:
             outcome = Outcome("", "error", reason=f"{type(exc).__name__}: {exc}")
         finally:
             self._inflight.discard(slot)
-        self.stats.outcomes.append(outcome)
+        # One outcome per liquidation (a recovered batch's profit stays with its lead); an
+        # orphaned liquidation re-evaluated replaces what was recorded for it before.
+        each = [outcome, *(dataclasses.replace(outcome, key=k, realized_profit=0, gas_paid=0,
+                                               members=()) for k in outcome.members)]
+        keys = {o.key for o in each if o.key}
+        self.stats.outcomes[:] = [o for o in self.stats.outcomes if o.key not in keys]
+        self.stats.outcomes.extend(each)
 
     # -- intake -----------------------------------------------------------------------------
 
@@ -545,10 +649,7 @@ class Engine:
             if self.executor is not None:
                 # What an earlier run sent and never saw mined: settle it before that
                 # account gets anything new.
-                for strategy, account, job in self.executor.recovery():
-                    slot = (strategy, account)
-                    self._inflight.add(slot)
-                    tasks.create_task(self._recovered(slot, job))
+                self.watch_again(self.executor.recovery(), tasks)
             if ws is not None:
                 subscriptions = [heads(self._heard_head)]
                 urgent = self.urgent_filter()

@@ -177,7 +177,7 @@ async def engine_from_config(
         engine = Engine(
             chain, strategies, dex, executor, quote_token=quote,
             min_profit=int(execution.min_profit_quote * 10**decimals),
-            priority_fee=priority_fee, flash=flash,
+            priority_fee=priority_fee, flash=flash, batch_max=execution.batch_max,
         )
         return engine, fork
     except BaseException:

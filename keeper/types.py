@@ -132,3 +132,10 @@ class TxIntent:
     call: Call
     gas_limit: int
     spender: str | None
+    # More liquidations carried by the same transaction (a flash-executor batch): the
+    # journal claims them with `opportunity`, which leads them.
+    members: tuple[Opportunity, ...] = ()
+
+    @property
+    def opportunities(self) -> tuple[Opportunity, ...]:
+        return (self.opportunity, *self.members)

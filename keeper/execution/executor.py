@@ -28,7 +28,7 @@ from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import IntentRecord, Journal, TxRecord
 from keeper.execution.mining import MiningWatch, Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
-from keeper.types import Opportunity, TxIntent
+from keeper.types import TxIntent
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +40,7 @@ MAX_UINT = 2**256 - 1
 APPROVE_GAS = 100_000
 CANCEL_GAS = 21_000  # a zero-value transfer to itself: frees a nonce, does nothing
 RECEIPT_TIMEOUT = 120.0
+FINALITY_DEPTH = 64  # receipts this many blocks deep are final: no longer checked for reorgs
 GAS_MARGIN_PERCENT = 130
 SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
 
@@ -69,6 +70,7 @@ class Outcome:
     realized_profit: int = 0
     reason: str = ""
     gas_paid: int = 0  # native wei
+    members: tuple[str, ...] = ()  # keys of the batch this transaction also carried
 
 
 def _addr(word: str) -> bytes:
@@ -104,10 +106,12 @@ class Executor:
         self.flash_executor: str | None = None
         self.quote_token: str | None = None
         # Set by the engine: is the opportunity still there (for fee bumps)?
-        self.still_there: Callable[[Opportunity], bool] | None = None
+        self.still_there: Callable[[str, str], bool] | None = None  # (strategy, account)
         self._appraise = appraise
         # (token, spender) -> the block from which the allowance is known to be in place
         self._approved: dict[tuple[str, str], int] = {}
+        self._young: dict[str, tuple[int, str]] = {}  # tx hash -> (block, block hash) mined
+        self._approvals: dict[str, tuple[str, str, str]] = {}  # hash -> (token, spender, raw)
         self._approving = asyncio.Lock()
         self._committed: dict[str, int] = {}
         self._balances: dict[str, int] = {}
@@ -182,14 +186,22 @@ class Executor:
                 raise TimeoutError(f"no receipt for {tx_hash} after {RECEIPT_TIMEOUT:.0f} s")
             await asyncio.sleep(0.05)
 
-    def recovery(self) -> list[tuple[str, str, Coroutine[Any, Any, Outcome]]]:
+    def recovery(
+        self, keys: set[str] | None = None, *, reorged: bool = False
+    ) -> list[tuple[str, str, Coroutine[Any, Any, Outcome]]]:
         """(strategy, account, job) for every transaction an earlier run signed or sent and
-        never saw mined: each job waits for it (re-sending its journaled bytes if it
-        vanished) and records how it ended. Run them before sending anything new for
-        those accounts; nothing is signed twice."""
+        never saw mined (only those of `keys` when given): each job waits for it
+        (re-sending its journaled bytes if it vanished) and records how it ended. Run
+        them before sending anything new for those accounts; nothing is signed twice.
+
+        `reorged`: they were mined in blocks a reorg orphaned. They are re-evaluated, not
+        blindly resent: one that vanished while its position is no longer liquidatable
+        has its nonce taken by a zero-value self-transfer instead.
+        """
         by_nonce: dict[int, list[TxRecord]] = {}
         for tx in self.journal.pending():
-            by_nonce.setdefault(tx.nonce, []).append(tx)
+            if keys is None or tx.intent_key in keys:
+                by_nonce.setdefault(tx.nonce, []).append(tx)
         jobs = []
         for nonce, versions in sorted(by_nonce.items()):
             key = versions[-1].intent_key
@@ -197,28 +209,76 @@ class Executor:
             if record is None:
                 continue
             newest = versions[-1]
-            pending = Pending(key, nonce, (newest.max_fee, newest.priority_fee), 0, 0,
+            # Its call is not at hand, so it is never bumped; the only replacement possible
+            # is the no-op cancel of a re-evaluated orphan (its gas, within what it was worth).
+            cancel_gas, cap = (CANCEL_GAS, max(record.expected_profit, 0)) if reorged else (0, 0)
+            pending = Pending(key, nonce, (newest.max_fee, newest.priority_fee), cancel_gas, cap,
                               [v.tx_hash for v in versions],
                               {v.tx_hash: v.raw_tx for v in versions})
-            jobs.append((record.strategy, record.account, self._recover(record, pending)))
+            jobs.append((record.strategy, record.account,
+                         self._recover(record, pending, reorged=reorged)))
         return jobs
 
-    async def _recover(self, record: IntentRecord, pending: Pending) -> Outcome:
+    async def orphaned(self, head: int) -> list[tuple[str, str, Coroutine[Any, Any, Outcome]]]:
+        """Receipts of ours less than `FINALITY_DEPTH` blocks old whose block is no longer on
+        the chain (one batch of headers, none when there are no young receipts): they go
+        back to pending in the journal, and a `recovery` job re-evaluates each."""
+        for tx_hash, (block, _) in list(self._young.items()):
+            if block <= head - FINALITY_DEPTH:
+                del self._young[tx_hash]
+                self._approvals.pop(tx_hash, None)
+        if not self._young:
+            return []
+        numbers = sorted({block for block, _ in self._young.values()})
+        answers = await self.chain.batch(
+            [("eth_getBlockByNumber", [hex(n), False]) for n in numbers])
+        canonical = {n: str(raw["hash"]).lower() for n, raw in zip(numbers, answers, strict=True)
+                     if raw is not None}  # None: a node behind us; ask again next block
+        gone = [tx_hash for tx_hash, (block, block_hash) in self._young.items()
+                if block in canonical and canonical[block] != block_hash]
+        if not gone:
+            return []
+        for tx_hash in gone:
+            del self._young[tx_hash]
+        await self._restore_approvals(gone)
+        orphaned = self.journal.unmine(gone)
+        for tx in orphaned:
+            log.warning("reorg: a mined transaction of ours was orphaned; re-evaluating it",
+                        key=tx.intent_key, tx=tx.tx_hash, nonce=tx.nonce)
+        return self.recovery({tx.intent_key for tx in orphaned}, reorged=True)
+
+    async def _recover(
+        self, record: IntentRecord, pending: Pending, *, reorged: bool = False
+    ) -> Outcome:
         bound = log.bind(strategy=record.strategy, account=record.account, key=record.key)
-        bound.info("recovering a transaction of an earlier run", nonce=pending.nonce,
-                   tx=pending.hashes[-1])
-        mined = await self.watch.mined(pending, sign=None)
+        bound.info("recovering a transaction of an earlier run" if not reorged else
+                   "re-evaluating a transaction whose block was orphaned",
+                   nonce=pending.nonce, tx=pending.hashes[-1])
+        worth = cancel = None
+        if reorged and self.still_there is not None:
+            there = self.still_there
+
+            def worth() -> bool:
+                return there(record.strategy, record.account)
+
+            async def cancel(nonce: int, fees: Fees) -> tuple[str, str]:
+                return await self._sign(self.address, "0x", CANCEL_GAS, nonce, fees)
+
+        mined = await self.watch.mined(pending, sign=None, worth=worth, cancel=cancel)
         if mined.receipt is None or mined.tx_hash is None:
             for tx_hash in pending.hashes:
                 self.journal.mark_dropped(record.key, tx_hash)
             bound.warning("its nonce went to another transaction", nonce=pending.nonce)
             return Outcome(record.key, "lost", reason="nonce consumed by another transaction")
         self.nonces.confirm(pending.nonce)
+        if mined.tx_hash in pending.cancels:
+            return self._cancelled(record.key, mined.tx_hash, mined.receipt, bound)
         to = str(mined.receipt.get("to") or "").lower()
         flashed = self.flash_executor is not None and to == self.flash_executor
-        return self._settle(record.key, mined.tx_hash, mined.receipt,
-                            collateral=record.collateral, debt=record.debt,
-                            quote=self.quote_token if flashed else None, bound=bound)
+        outcome = self._settle(record.key, mined.tx_hash, mined.receipt,
+                               collateral=record.collateral, debt=record.debt,
+                               quote=self.quote_token if flashed else None, bound=bound)
+        return dataclasses.replace(outcome, members=tuple(self.journal.members(record.key)))
 
     async def ensure_allowance(self, token: str, spender: str, amount: int, base_fee: int) -> None:
         """Approve the protocol's own contract (never an arbitrary address) once per token."""
@@ -244,6 +304,9 @@ class Executor:
             if int(receipt["status"], 16) != 1:
                 raise RuntimeError(f"approve of {token} for {spender} reverted")
             self._approved[(token, spender)] = int(receipt["blockNumber"], 16)
+            tx_hash = mined.tx_hash or sent.hashes[-1]
+            self._mined_in(tx_hash, receipt)
+            self._approvals[tx_hash] = (token, spender, sent.raws[tx_hash])
         else:
             self._approved[(token, spender)] = 0
 
@@ -348,8 +411,16 @@ class Executor:
         a caller that starts intents best first gets the best one simulated and sent
         first, instead of every simulation of a crash queueing at the node together.
         """
+        outcome = await self._execute(intent, base_fee)
+        if intent.members:
+            outcome = dataclasses.replace(outcome, members=tuple(m.key for m in intent.members))
+        return outcome
+
+    async def _execute(self, intent: TxIntent, base_fee: int) -> Outcome:
         opp = intent.opportunity
         bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
+        if intent.members:
+            bound = bound.bind(batch=[m.key for m in intent.members])
         ticket = next(self._tickets)
         try:
             async with self._lanes:
@@ -388,7 +459,11 @@ class Executor:
     ) -> TxIntent | Outcome:
         """The intent with its gas limit, capital reserved; or why it is not sent."""
         opp = intent.opportunity
-        if not self.journal.claim(opp, self.chain.chain_id):
+        if intent.members:
+            claimed = self.journal.claim_batch(opp, intent.members, self.chain.chain_id)
+        else:
+            claimed = self.journal.claim(opp, self.chain.chain_id)
+        if not claimed:
             return Outcome(opp.key, "duplicate")
         spender = intent.spender
         # Capital first (a local check): the simulation runs at the ranked block, before
@@ -431,8 +506,8 @@ class Executor:
         sent_hook: Callable[[], None] | None = None,
     ) -> Outcome:
         opp = intent.opportunity
-        # Fee bumps never spend more on gas than the opportunity is worth.
-        cap = opp.net_profit + opp.gas_cost
+        # Fee bumps never spend more on gas than the opportunities are worth.
+        cap = sum(o.net_profit + o.gas_cost for o in intent.opportunities)
         try:
             sent = await self._sign_and_send(
                 intent.call.to, intent.call.data, intent.gas_limit, base_fee, key=opp.key,
@@ -459,8 +534,10 @@ class Executor:
             return await self._sign(intent.call.to, intent.call.data, intent.gas_limit,
                                     nonce, fees)
 
-        def worth() -> bool:
-            return self.still_there is None or self.still_there(opp)
+        def worth() -> bool:  # a batch reverts whole if one of its positions is gone
+            there = self.still_there
+            return there is None or all(there(o.strategy, o.account)
+                                        for o in intent.opportunities)
 
         async def cancel(nonce: int, fees: Fees) -> tuple[str, str]:
             return await self._sign(self.address, "0x", CANCEL_GAS, nonce, fees)
@@ -473,18 +550,25 @@ class Executor:
             return Outcome(opp.key, "lost", reason="nonce consumed by another transaction")
         self.nonces.confirm(sent.nonce)
         if mined.tx_hash in sent.cancels:
-            gas_paid = int(mined.receipt["gasUsed"], 16) * int(
-                mined.receipt["effectiveGasPrice"], 16)
-            self.journal.mark_reverted(opp.key, mined.tx_hash,
-                                       int(mined.receipt["blockNumber"], 16),
-                                       int(mined.receipt["gasUsed"], 16), -gas_paid)
-            bound.info("cancelled: the opportunity was gone", tx=mined.tx_hash)
-            return Outcome(opp.key, "lost", mined.tx_hash, reason="cancelled: no longer there",
-                           gas_paid=gas_paid)
+            return self._cancelled(opp.key, mined.tx_hash, mined.receipt, bound)
         quote = opp.quote_token if intent.spender is None else None
         return self._settle(opp.key, mined.tx_hash, mined.receipt, collateral=opp.collateral,
                             debt=opp.debt, quote=quote, bound=bound.bind(tx=mined.tx_hash),
                             call_to=intent.call.to)
+
+    def _cancelled(
+        self, key: str, tx_hash: str, receipt: dict[str, Any],
+        bound: structlog.typing.FilteringBoundLogger,
+    ) -> Outcome:
+        """Our no-op took the nonce: the liquidation is lost, and the gas it cost recorded."""
+        gas_used = int(receipt["gasUsed"], 16)
+        gas_paid = gas_used * int(receipt["effectiveGasPrice"], 16)
+        self.journal.mark_reverted(key, tx_hash, int(receipt["blockNumber"], 16), gas_used,
+                                   -gas_paid)
+        self._mined_in(tx_hash, receipt)
+        bound.info("cancelled: the opportunity was gone", tx=tx_hash)
+        return Outcome(key, "lost", tx_hash, reason="cancelled: no longer there",
+                       gas_paid=gas_paid)
 
     def _settle(
         self, key: str, tx_hash: str, receipt: dict[str, Any], *, collateral: str, debt: str,
@@ -499,6 +583,7 @@ class Executor:
         block = int(receipt["blockNumber"], 16)
         gas_used = int(receipt["gasUsed"], 16)
         gas_paid = gas_used * int(receipt["effectiveGasPrice"], 16)
+        self._mined_in(tx_hash, receipt)
         target = (call_to or str(receipt.get("to") or "")).lower()
         emitted = any(entry["address"].lower() == target for entry in receipt["logs"])
         if int(receipt["status"], 16) == 1 and emitted:
@@ -514,6 +599,26 @@ class Executor:
         self.journal.mark_reverted(key, tx_hash, block, gas_used, -gas_paid)
         bound.warning("liquidation reverted", block=block)
         return Outcome(key, "reverted", tx_hash, block, gas_used, -gas_paid, gas_paid=gas_paid)
+
+    async def _restore_approvals(self, orphaned: Sequence[str]) -> None:
+        """An orphaned approval is sent again as it was signed (an approval is harmless to
+        repeat, and the liquidations after it in nonce order need its nonce filled); until
+        it is mined again, the allowance is not assumed."""
+        for tx_hash in orphaned:
+            if tx_hash not in self._approvals:
+                continue
+            token, spender, raw = self._approvals.pop(tx_hash)
+            self._approved.pop((token, spender), None)
+            log.warning("reorg: our approval was orphaned; sending it again", tx=tx_hash,
+                        token=token, spender=spender)
+            try:
+                await self.chain.call("eth_sendRawTransaction", [raw])
+            except RpcError as exc:  # already back in the pool, or its nonce went elsewhere
+                log.info("re-sending the orphaned approval was refused", reason=exc.message)
+
+    def _mined_in(self, tx_hash: str, receipt: dict[str, Any]) -> None:
+        """Remember where it was mined until that is final (`orphaned` checks it)."""
+        self._young[tx_hash] = (int(receipt["blockNumber"], 16), str(receipt["blockHash"]).lower())
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)

@@ -19,6 +19,14 @@ journaled in any status except 'dropped' or 'abandoned'. Those two mean no
 transaction of the intent is live any more, so the same opportunity may be
 tried again: the intent goes back to 'planned' and its `attempts` grows.
 
+A batch (several liquidations in one transaction) is one *lead* intent that owns the
+transactions, and *member* intents listed in `batch_members`: `claim_batch` claims
+them all or none, and every later status of the lead is also written to its members
+in the same database transaction, so each opportunity key keeps its exactly-once status.
+
+A mined transaction whose block is reorged out (`unmine`) goes back to 'sent':
+the caller waits for it again (it may be mined on the new branch) or replaces it.
+
 A transaction is 'signed', 'sent', 'confirmed', 'reverted', 'dropped' or
 'replaced' (another transaction with its nonce was mined). Amounts, fees and
 profits are stored as decimal TEXT because SQLite integers are 64-bit. The
@@ -30,7 +38,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +49,20 @@ from keeper.errors import FatalError, InputFileError
 from keeper.types import Opportunity
 
 FORMAT = "keeper-journal"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: batch_members (a v1 journal is upgraded in place)
 INTENT_STATUSES = ("planned", "signed", "sent", "confirmed", "reverted", "dropped", "abandoned")
 TX_STATUSES = ("signed", "sent", "confirmed", "reverted", "dropped", "replaced")
 RETRYABLE = ("dropped", "abandoned")
 _LIVE_TX = ("signed", "sent")
 _MAX_SQLITE_INT = 2**63 - 1
 
+_V2 = """
+CREATE TABLE batch_members (
+    member_key TEXT PRIMARY KEY REFERENCES intents (key),
+    lead_key TEXT NOT NULL REFERENCES intents (key)
+);
+CREATE INDEX batch_members_by_lead ON batch_members (lead_key);
+"""
 _SCHEMA = f"""
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE intents (
@@ -81,7 +96,11 @@ CREATE TABLE transactions (
 );
 CREATE INDEX transactions_by_intent ON transactions (intent_key);
 CREATE INDEX transactions_by_status ON transactions (status);
-"""
+{_V2}"""
+
+
+class _Taken(Exception):
+    """A key of a batch is already taken (rolls the batch's claims back)."""
 
 
 class JournalStateError(FatalError):
@@ -205,7 +224,13 @@ class Journal:
         version = meta.get("schema_version", "")
         if not version.isdigit():
             raise self._fail(f"bad schema version {version!r}")
-        if int(version) != SCHEMA_VERSION:
+        if int(version) == 1:  # v2 only adds the batch table: upgrade in place
+            for statement in _V2.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                       (str(SCHEMA_VERSION),))
+        elif int(version) != SCHEMA_VERSION:
             raise self._fail(
                 f"schema version {version} is not supported (this keeper reads {SCHEMA_VERSION})"
             )
@@ -252,7 +277,35 @@ class Journal:
         'planned', `attempts` + 1); any other status means the opportunity was
         or is being handled, so it must not be sent twice.
         """
-        now = self._clock()
+        # Not synced to disk: losing a claim to a power cut loses nothing, as nothing was
+        # sent yet; record_signed syncs it along with the signed transaction.
+        with self._write(durable=False) as db:
+            return self._claim_one(db, opportunity, chain_id, self._clock())
+
+    def claim_batch(
+        self, lead: Opportunity, members: Sequence[Opportunity], chain_id: int
+    ) -> bool:
+        """Claim a batch: the lead and every member, or (when any key is taken) none.
+
+        From then on the members' status follows the lead's, which owns the transactions.
+        """
+        try:
+            with self._write(durable=False) as db:
+                now = self._clock()
+                for opportunity in (lead, *members):
+                    if not self._claim_one(db, opportunity, chain_id, now):
+                        raise _Taken  # rolls every claim of this batch back
+                db.executemany(
+                    "INSERT INTO batch_members (member_key, lead_key) VALUES (?, ?)",
+                    [(m.key, lead.key) for m in members],
+                )
+        except _Taken:
+            return False
+        return True
+
+    def _claim_one(
+        self, db: sqlite3.Connection, opportunity: Opportunity, chain_id: int, now: float
+    ) -> bool:
         params = {
             "key": opportunity.key,
             "chain_id": _int(chain_id, "chain_id"),
@@ -265,27 +318,29 @@ class Journal:
             "block": _int(opportunity.block, "block"),
             "now": now,
         }
-        # Not synced to disk: losing a claim to a power cut loses nothing, as nothing was
-        # sent yet; record_signed syncs it along with the signed transaction.
-        with self._write(durable=False) as db:
-            cursor = db.execute(
-                f"""
-                INSERT INTO intents (key, chain_id, strategy, account, collateral, debt,
-                    debt_to_cover, expected_profit, block, status, attempts, created_at,
-                    updated_at)
-                VALUES (:key, :chain_id, :strategy, :account, :collateral, :debt,
-                    :debt_to_cover, :expected_profit, :block, 'planned', 1, :now, :now)
-                ON CONFLICT (key) DO UPDATE SET
-                    chain_id = excluded.chain_id, strategy = excluded.strategy,
-                    account = excluded.account, collateral = excluded.collateral,
-                    debt = excluded.debt, debt_to_cover = excluded.debt_to_cover,
-                    expected_profit = excluded.expected_profit, block = excluded.block,
-                    status = 'planned', attempts = intents.attempts + 1, updated_at = :now
-                WHERE intents.status IN {RETRYABLE!r}
-                """,
-                params,
-            )
-            return cursor.rowcount == 1
+        cursor = db.execute(
+            f"""
+            INSERT INTO intents (key, chain_id, strategy, account, collateral, debt,
+                debt_to_cover, expected_profit, block, status, attempts, created_at,
+                updated_at)
+            VALUES (:key, :chain_id, :strategy, :account, :collateral, :debt,
+                :debt_to_cover, :expected_profit, :block, 'planned', 1, :now, :now)
+            ON CONFLICT (key) DO UPDATE SET
+                chain_id = excluded.chain_id, strategy = excluded.strategy,
+                account = excluded.account, collateral = excluded.collateral,
+                debt = excluded.debt, debt_to_cover = excluded.debt_to_cover,
+                expected_profit = excluded.expected_profit, block = excluded.block,
+                status = 'planned', attempts = intents.attempts + 1, updated_at = :now
+            WHERE intents.status IN {RETRYABLE!r}
+            """,
+            params,
+        )
+        if cursor.rowcount != 1:
+            return False
+        # A fresh claim stands alone: forget any batch an earlier attempt put it in.
+        db.execute("DELETE FROM batch_members WHERE member_key = ? OR lead_key = ?",
+                   (opportunity.key, opportunity.key))
+        return True
 
     def record_signed(  # noqa: PLR0917 (the order a caller signs in)
         self,
@@ -379,6 +434,30 @@ class Journal:
             )
             self._set_intent(db, key, outcome, now)
 
+    def unmine(self, tx_hashes: Sequence[str]) -> list[TxRecord]:
+        """A reorg orphaned the blocks these transactions were journaled as mined in: they go
+        back to 'sent' (and their intents too), to be watched or replaced again.
+
+        Returns them as they are now. One mined again on the new branch is then recorded
+        again by whoever waits for its receipt.
+        """
+        with self._write() as db:
+            now = self._clock()
+            for tx_hash in tx_hashes:
+                row = db.execute(
+                    "SELECT intent_key FROM transactions WHERE tx_hash = ?"
+                    " AND status IN ('confirmed', 'reverted')", (tx_hash,),
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute(
+                    "UPDATE transactions SET status = 'sent', block_number = NULL,"
+                    " gas_used = NULL, realized_profit = NULL WHERE tx_hash = ?",
+                    (tx_hash,),
+                )
+                self._set_intent(db, str(row[0]), "sent", now)
+        return [tx for tx in self.pending() if tx.tx_hash in tx_hashes]
+
     def mark_dropped(self, key: str, tx_hash: str) -> None:
         """The transaction left the mempool unmined; with none other live, the intent is dropped."""
         with self._write() as db:
@@ -457,6 +536,14 @@ class Journal:
         ).fetchall()
         return [_tx_record(r) for r in rows]
 
+    def members(self, lead_key: str) -> list[str]:
+        """The member keys of the batch `lead_key` leads (empty for a single liquidation)."""
+        rows = self._db.execute(
+            "SELECT member_key FROM batch_members WHERE lead_key = ? ORDER BY rowid",
+            (lead_key,),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
     def max_nonce(self) -> int | None:
         """The highest nonce of any journaled transaction not known to be dropped (for sync)."""
         value = self._db.execute(
@@ -490,8 +577,11 @@ class Journal:
         return str(row[0])
 
     def _set_intent(self, db: sqlite3.Connection, key: str, status: str, now: float) -> None:
+        """Set an intent's status, and its batch members' (they share its transactions)."""
         db.execute(
-            "UPDATE intents SET status = ?, updated_at = ? WHERE key = ?", (status, now, key)
+            "UPDATE intents SET status = ?, updated_at = ? WHERE key = ?"
+            " OR key IN (SELECT member_key FROM batch_members WHERE lead_key = ?)",
+            (status, now, key, key),
         )
 
     def _tx_status(

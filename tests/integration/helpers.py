@@ -13,7 +13,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
-from keeper.devnet.artifacts import Artifact
+from keeper.devnet.artifacts import Artifact, aave
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import mintable_erc20, price_feed, to_feed_answer
 from tests.conftest import TEST_SPEC, Devnet
@@ -38,6 +38,11 @@ def contract(devnet: Devnet, abi: Artifact | list[dict[str, Any]], address: str)
         address=Web3.to_checksum_address(address),
         abi=abi.abi if isinstance(abi, Artifact) else abi,
     )
+
+
+def aave_pool(devnet: Devnet) -> Contract:
+    """The devnet's Aave V3 Pool."""
+    return contract(devnet, aave("protocol/pool/Pool.sol/Pool.json"), devnet.info.aave_v3.pool)
 
 
 def tokens(devnet: Devnet) -> dict[str, Contract]:

@@ -23,7 +23,6 @@ from web3 import Web3
 
 from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
-from keeper.devnet.artifacts import aave
 from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.tokens import to_feed_answer
@@ -33,7 +32,7 @@ from keeper.execution.journal import Journal
 from keeper.types import BlockRef, Event, Opportunity
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
-from tests.integration.helpers import SPECS, WAD, feeds, liquidator
+from tests.integration.helpers import SPECS, WAD, aave_pool, feeds, liquidator
 
 USERS = sorted(p.address.lower() for p in seeded_borrowers("aave_v3"))
 MORPHO_USERS = sorted({p.address.lower() for p in seeded_borrowers("morpho_blue")})
@@ -42,13 +41,6 @@ DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
 BAD = ("reverted", "error")
 
 TIMEOUT = 60.0
-
-
-def _pool(devnet: Devnet) -> Any:
-    return devnet.w3.eth.contract(
-        address=Web3.to_checksum_address(devnet.info.aave_v3.pool),
-        abi=aave("protocol/pool/Pool.sol/Pool.json").abi,
-    )
 
 
 def _crash(devnet: Devnet) -> int:
@@ -96,7 +88,7 @@ async def _quiet(engine: Engine, devnet: Devnet) -> None:
 
 def _liquidations(devnet: Devnet, start: int, end: int) -> list[Any]:
     me = liquidator(devnet).lower()
-    events = _pool(devnet).events.LiquidationCall().get_logs(from_block=start, to_block=end)
+    events = aave_pool(devnet).events.LiquidationCall().get_logs(from_block=start, to_block=end)
     return [e for e in events if str(e["args"]["liquidator"]).lower() == me]
 
 
@@ -130,7 +122,7 @@ def _journal_confirmed(path: Path) -> dict[str, int]:
 
 
 def _health_at(devnet: Devnet, user: str, block: int) -> int:
-    data = _pool(devnet).functions.getUserAccountData(Web3.to_checksum_address(user))
+    data = aave_pool(devnet).functions.getUserAccountData(Web3.to_checksum_address(user))
     return int(data.call(block_identifier=block)[5])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from web3 import Web3
@@ -21,9 +22,10 @@ from keeper.demo import build_engine
 from keeper.devnet.tokens import to_feed_answer
 from keeper.engine import Engine
 from keeper.execution.journal import Journal
+from keeper.types import Opportunity
 from strategies.aave_v3 import AaveV3Strategy
-from tests.conftest import Devnet
-from tests.integration.helpers import SPECS, feeds
+from tests.conftest import Devnet, Miner
+from tests.integration.helpers import SPECS, aave_pool, feeds, liquidator
 
 
 def _aave(engine: Engine) -> AaveV3Strategy:
@@ -82,3 +84,84 @@ async def test_a_reorg_rebuilds_the_book_as_a_fresh_sync_would(
         if fresh is not None:
             await fresh.chain.aclose()
         fresh_journal.close()
+
+
+async def _dispatch(engine: Engine, opportunities: list[Opportunity], devnet: Devnet) -> None:
+    """Hand `opportunities` (and any re-evaluation the engine queued) to execution and wait
+    for all of it, mining a block now and then for what sits in the pool."""
+    miner = Miner(devnet)
+
+    async def mine_until(done: asyncio.Event) -> None:
+        while not done.is_set():
+            await asyncio.to_thread(miner)
+            await asyncio.sleep(0.05)
+
+    done = asyncio.Event()
+    mining = asyncio.create_task(mine_until(done))
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            engine.dispatch(opportunities, tasks)
+    finally:
+        done.set()
+        await mining
+
+
+def _our_liquidations(devnet: Devnet, user: str, start: int) -> list[Any]:
+    pool = aave_pool(devnet)
+    me = liquidator(devnet).lower()
+    events = pool.events.LiquidationCall().get_logs(from_block=start)
+    return [e for e in events if str(e["args"]["liquidator"]).lower() == me
+            and str(e["args"]["user"]).lower() == user]
+
+
+@pytest.mark.parametrize("orphan_the_drop", [False, True])
+async def test_a_liquidation_mined_in_an_orphaned_block_is_re_evaluated(
+    devnet: Devnet, tmp_path: Path, orphan_the_drop: bool
+) -> None:
+    """The keeper's liquidation is mined, then a reorg orphans its block. The executor sees
+    its young receipt's block replaced and the journal takes the liquidation back to 'sent'.
+    If the position is still liquidatable on the new branch, the same signed transaction
+    lands again (re-evaluated: still worth it); if the reorg also orphaned the price drop,
+    its nonce is taken by a no-op instead (or it fails harmlessly), and nothing is
+    liquidated. Either way the journal ends as the chain does, and nothing lands twice."""
+    journal = Journal(tmp_path / "j.sqlite")
+    engine = await build_engine(devnet.info, journal)
+    try:
+        start = int(devnet.w3.eth.block_number)
+        await asyncio.to_thread(_drop_weth, devnet)
+        head, raw = await engine.latest_block()
+        drop_block = head.number
+        opportunities = await engine.step(head, raw)
+        best = next(o for o in opportunities if o.strategy == "aave_v3")
+        await _dispatch(engine, [best], devnet)
+        first = engine.stats.outcomes[-1]
+        assert first.status == "confirmed", first
+        record = journal.get(best.key)
+        assert record is not None and record.status == "confirmed"
+
+        depth = int(devnet.w3.eth.block_number) - (drop_block - 1 if orphan_the_drop
+                                                   else drop_block)
+        await asyncio.to_thread(devnet.rpc, "anvil_reorg", depth, [])
+        await asyncio.to_thread(devnet.rpc, "evm_mine")
+        head, raw = await engine.latest_block()
+        again = await engine.step(head, raw)
+        assert journal.get(best.key).status in ("sent", "confirmed", "reverted")  # type: ignore[union-attr]
+        await _dispatch(engine, again, devnet)
+
+        landed = _our_liquidations(devnet, best.account, start)
+        final = journal.get(best.key)
+        assert final is not None
+        outcomes = [o for o in engine.stats.outcomes if o.key == best.key]
+        assert len(outcomes) == 1, outcomes  # the re-evaluation replaced the first outcome
+        if orphan_the_drop:
+            assert landed == [], landed
+            assert final.status == "reverted" and outcomes[0].status in ("lost", "reverted")
+        else:
+            assert len(landed) == 1, landed
+            assert final.status == "confirmed" and outcomes[0].status == "confirmed"
+            mined = [t for t in final.transactions if t.status == "confirmed"]
+            assert [t.block_number for t in mined] == [landed[0]["blockNumber"]]
+            assert mined[0].tx_hash == first.tx_hash  # the same signed bytes: never re-signed
+    finally:
+        await engine.chain.aclose()
+        journal.close()

@@ -250,7 +250,7 @@ def test_wal_mode_and_full_sync(path: Path) -> None:
         try:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            assert meta == {"format": "keeper-journal", "schema_version": "1"}
+            assert meta == {"format": "keeper-journal", "schema_version": "2"}
         finally:
             db.close()
 
@@ -353,3 +353,83 @@ def test_abandon_unsigned_frees_planned_intents_only(tmp_path: Path) -> None:
         assert journal.claim(planned, 1)
         assert not journal.claim(signed, 1)
         assert journal.abandon_unsigned() == 1
+
+
+# -- batches and reorgs ---------------------------------------------------------------------
+
+
+def status_of(journal: Journal, key: str) -> str:
+    record = journal.get(key)
+    assert record is not None
+    return record.status
+
+
+def test_batch_claims_all_or_none_and_members_follow_the_lead(path: Path) -> None:
+    with Journal(path) as journal:
+        lead, a, b = opportunity("lead"), opportunity("a"), opportunity("b")
+        assert journal.claim(a, 1) is True  # already taken: the batch must not claim anything
+        assert journal.claim_batch(lead, [a, b], 1) is False
+        assert journal.get("lead") is None and journal.get("b") is None
+        journal.mark_abandoned("a")
+        assert journal.claim_batch(lead, [a, b], 1) is True
+        assert journal.members("lead") == ["a", "b"]
+        sign_and_record(journal, "lead", 0, "0xaa")
+        assert {status_of(journal, k) for k in ("lead", "a", "b")} == {"signed"}
+        journal.mark_sent("lead", "0xaa")
+        journal.mark_confirmed("lead", "0xaa", 1300, 900_000, 7 * 10**17)
+        assert {status_of(journal, k) for k in ("lead", "a", "b")} == {"confirmed"}
+        summary = journal.summary()
+        assert summary.counts["confirmed"] == 3  # three liquidations ...
+        assert summary.realized_profit == 7 * 10**17  # ... in one transaction
+        assert journal.claim(b, 1) is False  # never twice
+
+
+def test_a_member_of_a_dropped_batch_may_be_sent_alone(path: Path) -> None:
+    with Journal(path) as journal:
+        lead, a = opportunity("lead"), opportunity("a")
+        assert journal.claim_batch(lead, [a], 1)
+        sign_and_record(journal, "lead", 0, "0xaa")
+        journal.mark_sent("lead", "0xaa")
+        journal.mark_dropped("lead", "0xaa")
+        assert status_of(journal, "a") == "dropped"
+        assert journal.claim(a, 1) is True  # alone now: no longer follows the old lead
+        assert journal.members("lead") == []
+        assert journal.claim(lead, 1) is True
+        sign_and_record(journal, "lead", 1, "0xbb")
+        assert status_of(journal, "a") == "planned"
+
+
+def test_version_1_journal_is_upgraded_in_place(path: Path) -> None:
+    with Journal(path) as journal:
+        journal.claim(opportunity("old"), 1)
+    db = sqlite3.connect(path)
+    db.execute("DROP TABLE batch_members")
+    db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    with Journal(path) as journal:
+        assert status_of(journal, "old") == "planned"
+        assert journal.claim_batch(opportunity("lead"), [opportunity("m")], 1) is True
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    db.close()
+
+
+def test_unmine_puts_orphaned_transactions_back_to_sent(path: Path) -> None:
+    with Journal(path) as journal:
+        for n, block in enumerate((100, 101, 102)):
+            key = f"k{n}"
+            journal.claim(opportunity(key), 1)
+            sign_and_record(journal, key, n, f"0x{n:02x}")
+            journal.mark_sent(key, f"0x{n:02x}")
+            journal.mark_confirmed(key, f"0x{n:02x}", block, 300_000, 10**17)
+        orphaned = journal.unmine(["0x01", "0x02", "0x99"])
+        assert [(t.intent_key, t.status, t.block_number) for t in orphaned] == [
+            ("k1", "sent", None), ("k2", "sent", None)]
+        assert [status_of(journal, k) for k in ("k0", "k1", "k2")] == [
+            "confirmed", "sent", "sent"]
+        assert journal.summary().realized_profit == 10**17
+        # Mined again on the new branch: recorded again, at its new block.
+        journal.mark_confirmed("k1", "0x01", 103, 300_000, 10**17)
+        assert status_of(journal, "k1") == "confirmed"
+        assert journal.claim(opportunity("k2"), 1) is False  # still live: never sent twice
