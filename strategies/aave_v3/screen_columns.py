@@ -1,0 +1,272 @@
+"""The screen's inputs and layout (screen.py): flat entries of a book, per-column float
+factors of a market, CSC columns, the row order that makes hot columns contiguous, and the
+overlay of rows re-loaded from logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from strategies.aave_v3 import math
+from strategies.aave_v3.market import Account, Market
+
+F64 = NDArray[np.float64]
+Rows = NDArray[np.intp]
+
+SORT_COLUMNS = 12  # rows are ordered by membership of this many of the most held columns
+RUN_LENGTH = 256  # a column re-priced by slices when its runs of rows average this long
+
+
+@dataclass(frozen=True)
+class Entries:
+    """A book as flat entry arrays: (row, reserve index k, float scaled balance) per entry.
+
+    `emode` holds each row's e-mode category id; `stable` the rows with stable debt.
+    """
+
+    users: Sequence[str]
+    emode: NDArray[np.int64]
+    coll_row: Rows
+    coll_reserve: Rows
+    coll_scaled: F64
+    debt_row: Rows
+    debt_reserve: Rows
+    debt_scaled: F64
+    stable: Rows
+
+
+def account_entries(
+    market: Market, account: Account
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]], bool]:
+    """One account's (reserve index, float scaled) collateral and debt entries, and whether
+    it has stable debt, with the bits calculateUserAccountData reads."""
+    data = account.config.data  # UserConfigurationMap: bit 2i borrowing, 2i+1 collateral
+    coll: list[tuple[int, float]] = []
+    debt: list[tuple[int, float]] = []
+    stable = False
+    for k, r in enumerate(market.reserves):
+        bits = (data >> (2 * r.id)) & 3
+        if not bits:
+            continue
+        b = account.balances[r.asset]
+        if bits & 2 and b.scaled_atoken_balance:
+            coll.append((k, float(b.scaled_atoken_balance)))
+        if bits & 1:
+            if b.scaled_variable_debt:
+                debt.append((k, float(b.scaled_variable_debt)))
+            if b.stable_principal:
+                stable = True
+    return coll, debt, stable
+
+
+def entries_of(market: Market, accounts: Iterable[Account]) -> Entries:
+    """`Entries` of exact `Account`s (rows in the given order)."""
+    users: list[str] = []
+    emode: list[int] = []
+    cr: list[int] = []
+    ck: list[int] = []
+    cv: list[float] = []
+    dr: list[int] = []
+    dk: list[int] = []
+    dv: list[float] = []
+    stable: list[int] = []
+    for row, account in enumerate(accounts):
+        users.append(account.user.lower())
+        emode.append(account.emode_category)
+        coll, debt, has_stable = account_entries(market, account)
+        for k, v in coll:
+            cr.append(row)
+            ck.append(k)
+            cv.append(v)
+        for k, v in debt:
+            dr.append(row)
+            dk.append(k)
+            dv.append(v)
+        if has_stable:
+            stable.append(row)
+    return Entries(
+        users, np.array(emode, np.int64),
+        np.array(cr, np.intp), np.array(ck, np.intp), np.array(cv, np.float64),
+        np.array(dr, np.intp), np.array(dk, np.intp), np.array(dv, np.float64),
+        np.array(stable, np.intp),
+    )
+
+
+@dataclass(frozen=True)
+class Factors:
+    """Per-column float factors of a market at a timestamp, and the absolute slacks."""
+
+    coll: F64
+    debt: F64
+    abs_w: float
+    abs_d: float
+
+
+def market_factors(market: Market, slots: Sequence[int], timestamp: int) -> Factors:
+    """Column (slot s, reserve k) -> index s*A + k; factors as calculateUserAccountData prices
+    and thresholds the reserve for a user in category `slots[s]`."""
+    n = len(market.reserves)
+    coll = np.zeros(len(slots) * n)
+    debt = np.zeros(len(slots) * n)
+    half = np.zeros((len(slots), n))
+    for s, cat_id in enumerate(slots):
+        category = market.emode_categories.get(cat_id) if cat_id else None
+        emode_price = category.price if category is not None else 0
+        for k, r in enumerate(market.reserves):
+            unit = math.asset_unit(r.decimals)
+            in_emode = cat_id != 0 and r.config.emode_category == cat_id
+            price = emode_price if in_emode and emode_price != 0 else r.price
+            if r.config.liquidation_threshold != 0:
+                lt = r.config.liquidation_threshold
+                if in_emode:
+                    lt = category.liquidation_threshold if category is not None else 0
+                income = r.normalized_income(timestamp)
+                coll[s * n + k] = price * income * (lt - 1) / (math.RAY * unit * 10**4)
+            debt[s * n + k] = price * r.normalized_debt(timestamp) / (math.RAY * unit)
+            half[s, k] = price / (2 * unit)
+    # per reserve, the largest half-wei value over the slots (+1 for the floor of b_i)
+    worst = half.max(axis=0) if n else half.sum(axis=0)
+    return Factors(coll, debt, 0.5 + float(np.sum(worst + 1)), float(np.sum(worst)))
+
+
+def columns(rows: Rows, cols: Rows, vals: F64, ncols: int) -> tuple[Rows, Rows, F64]:
+    """CSC: column pointers, and rows/values sorted by column, then row (cache-friendly)."""
+    n = int(rows.max()) + 1 if rows.size else 1
+    order = np.argsort(cols.astype(np.int64) * n + rows, kind="stable")  # rows ascending
+    cols_sorted = cols[order]
+    ptr = np.searchsorted(cols_sorted, np.arange(ncols + 1)).astype(np.intp)
+    return ptr, rows[order].astype(np.intp), vals[order].astype(np.float64)
+
+
+def sorted_rows(entries: Entries, slots: Sequence[int], n_assets: int) -> tuple[Entries, Rows]:
+    """The entries with rows ordered by membership of the SORT_COLUMNS most held columns
+    (the most held first), and the permutation (new row -> input row)."""
+    n = len(entries.users)
+    slot = np.searchsorted(np.array(slots, np.int64), entries.emode)
+    ncols = len(slots) * n_assets
+    c_col = slot[entries.coll_row] * n_assets + entries.coll_reserve
+    d_col = slot[entries.debt_row] * n_assets + entries.debt_reserve + ncols
+    cols = np.concatenate([c_col, d_col])
+    rows = np.concatenate([entries.coll_row, entries.debt_row])
+    top = np.argsort(-np.bincount(cols, minlength=2 * ncols), kind="stable")[:SORT_COLUMNS]
+    keys = []
+    for c in top[::-1].tolist():  # lexsort: the last key is the primary one
+        member = np.zeros(n, bool)
+        member[rows[cols == c]] = True
+        keys.append(~member)
+    perm = np.lexsort(keys).astype(np.intp) if keys and n else np.arange(n, dtype=np.intp)
+    inverse = np.empty(n, np.intp)
+    inverse[perm] = np.arange(n, dtype=np.intp)
+    users = [entries.users[i] for i in perm.tolist()]
+    return Entries(
+        users, entries.emode[perm],
+        inverse[entries.coll_row], entries.coll_reserve, entries.coll_scaled,
+        inverse[entries.debt_row], entries.debt_reserve, entries.debt_scaled,
+        inverse[entries.stable],
+    ), perm
+
+
+def runs(ptr: Rows, rows: Rows) -> dict[int, list[tuple[int, int, int]]]:
+    """Per column whose rows form long contiguous runs: (first row, end row, entry offset)."""
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for c in range(ptr.size - 1):
+        lo, hi = int(ptr[c]), int(ptr[c + 1])
+        if hi - lo < RUN_LENGTH:
+            continue
+        col = rows[lo:hi]
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(col) != 1) + 1])
+        if (hi - lo) < RUN_LENGTH * starts.size:
+            continue
+        ends = np.concatenate([starts[1:], [hi - lo]])
+        out[c] = [(int(col[s]), int(col[e - 1]) + 1, lo + int(s))
+                  for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
+    return out
+
+
+class OverlayLog:
+    """Append-only overlay entries: (local row, column, value); dead ones have value 0."""
+
+    def __init__(self) -> None:
+        self.local = np.zeros(64, np.intp)
+        self.col = np.zeros(64, np.intp)
+        self.val = np.zeros(64)
+        self.size = 0
+
+    def append(self, local: int, entries: Sequence[tuple[int, float]]) -> tuple[int, int]:
+        start, end = self.size, self.size + len(entries)
+        if end > self.val.size:
+            cap = max(2 * self.val.size, end)
+            for name in ("local", "col", "val"):
+                old = getattr(self, name)
+                new = np.zeros(cap, old.dtype)
+                new[: old.size] = old
+                setattr(self, name, new)
+        self.local[start:end] = local
+        self.col[start:end] = [c for c, _ in entries]
+        self.val[start:end] = [v for _, v in entries]
+        self.size = end
+        return start, end
+
+    def view(self) -> tuple[Rows, Rows, F64]:
+        n = self.size
+        return self.local[:n], self.col[:n], self.val[:n]
+
+
+class Overlay:
+    """Rows re-loaded since the last compaction. A row loaded again zeroes its old entries
+    (scaled balances are never 0 in an entry), so no entry is ever searched for."""
+
+    def __init__(self) -> None:
+        self._rows = np.zeros(64, np.intp)  # local index -> row
+        self.local: dict[int, int] = {}
+        self.spans: dict[int, tuple[int, int, int, int]] = {}
+        self.coll = OverlayLog()
+        self.debt = OverlayLog()
+
+    def __len__(self) -> int:
+        return len(self.local)
+
+    def put(self, row: int, coll: Sequence[tuple[int, float]],
+            debt: Sequence[tuple[int, float]]) -> None:
+        span = self.spans.get(row)
+        if span is not None:
+            self.coll.val[span[0] : span[1]] = 0.0
+            self.debt.val[span[2] : span[3]] = 0.0
+        local = self.local.get(row)
+        if local is None:
+            local = self.local[row] = len(self.local)
+            if local == self._rows.size:
+                self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
+            self._rows[local] = row
+        c0, c1 = self.coll.append(local, coll)
+        d0, d1 = self.debt.append(local, debt)
+        self.spans[row] = (c0, c1, d0, d1)
+
+    def rows_array(self) -> Rows:
+        return self._rows[: len(self.local)]
+
+
+def merge_columns(
+    ptr: Rows, rows: Rows, vals: F64, *, dead: NDArray[np.bool_], overlay_rows: Rows,
+    log: OverlayLog,
+) -> tuple[Rows, Rows, F64]:
+    """CSC columns without the `dead` rows' entries, plus the live overlay entries, still
+    sorted by (column, row): the few new entries are sorted and inserted, no full sort."""
+    ncols = ptr.size - 1
+    n = dead.size
+    cols = np.repeat(np.arange(ncols, dtype=np.intp), np.diff(ptr))
+    keep = ~dead[rows]
+    k_cols, k_rows, k_vals = cols[keep], rows[keep], vals[keep]
+    local, o_cols, o_vals = log.view()
+    live = o_vals != 0
+    add_rows, add_cols, add_vals = overlay_rows[local[live]], o_cols[live], o_vals[live]
+    add_key = add_cols.astype(np.int64) * n + add_rows
+    order = np.argsort(add_key, kind="stable")
+    at = np.searchsorted(k_cols.astype(np.int64) * n + k_rows, add_key[order])
+    new_cols = np.insert(k_cols, at, add_cols[order])
+    new_rows = np.insert(k_rows, at, add_rows[order]).astype(np.intp)
+    new_vals = np.insert(k_vals, at, add_vals[order]).astype(np.float64)
+    return np.searchsorted(new_cols, np.arange(ncols + 1)).astype(np.intp), new_rows, new_vals
