@@ -17,6 +17,7 @@ from web3 import Web3
 from keeper.devnet.anvil import Anvil
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
+from keeper.devnet.scale import start_scaled_devnet
 from keeper.devnet.tokens import post_price
 from keeper.errors import ConfigError, InputFileError, RpcUnavailable
 
@@ -62,10 +63,13 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
 @click.option("--block-time", type=click.FloatRange(min=0.1), default=None,
               help="Mine a block every N seconds (default: a block per transaction).")
 @click.option("--no-cache", is_flag=True, help="Deploy from scratch even if a cached state exists.")
+@click.option("--scale-borrowers", type=click.IntRange(1, 1_000_000), default=None,
+              help="Add N factory-made Aave V3 positions to the default devnet "
+                   "(keeper.devnet.scale; cached like the devnet).")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
-    block_time: float | None, no_cache: bool,
+    block_time: float | None, no_cache: bool, scale_borrowers: int | None,
 ) -> None:
     """Start anvil with real Aave V3, Uniswap V2 and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -77,10 +81,16 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         with console.status("starting the devnet (the first start deploys and takes longer)…"):
-            anvil, info, cached = start_devnet(
-                DevnetSpec(borrowers=borrowers, seed=seed),
-                port=port, block_time=block_time, use_cache=not no_cache,
-            )
+            if scale_borrowers is not None:
+                if block_time is not None:
+                    raise ConfigError("--scale-borrowers runs with automine (no --block-time)")
+                anvil, info, _report, cached = start_scaled_devnet(
+                    scale_borrowers, port=port, use_cache=not no_cache)
+            else:
+                anvil, info, cached = start_devnet(
+                    DevnetSpec(borrowers=borrowers, seed=seed),
+                    port=port, block_time=block_time, use_cache=not no_cache,
+                )
         try:
             info.write(out)
             print_summary(console, info, time.monotonic() - started, cached)

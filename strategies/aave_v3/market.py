@@ -2,8 +2,9 @@
 
 `discover` reads a market's reserves, oracle prices and e-mode categories at one block;
 `read_accounts` reads many users' configuration, e-mode and scaled balances at one block
-(never one request per account: everything goes through `chain.batch`); `account_data`
-computes `Pool.getUserAccountData` locally with the exact mirrors in `math.py`.
+(hundreds of users per eth_call through the lens in `lens.py`, else batched per-value
+calls; never one request per account); `account_data` computes `Pool.getUserAccountData`
+locally with the exact mirrors in `math.py`.
 Calldata is pre-encoded with eth_abi from the npm artifacts' ABIs.
 """
 
@@ -17,9 +18,9 @@ from typing import Any
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
-from keeper.errors import KeeperError
+from keeper.errors import KeeperError, RetryableError
 from keeper.strategy import ChainReader
-from strategies.aave_v3 import math
+from strategies.aave_v3 import lens, math
 from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
 
 ZERO_ADDRESS = "0x" + "00" * 20
@@ -269,10 +270,52 @@ async def resolve_feeds(chain: ChainReader, sources: Sequence[str], block: int) 
     return feeds
 
 
+# Users per per-call read: each is 2 + 5 * reserves eth_calls, so ~4,400 calls per read.
+ACCOUNTS_PER_CALL_READ = 200
+
+
 async def read_accounts(
     chain: ChainReader, market: Market, users: Sequence[str], block: int
 ) -> dict[str, Account]:
-    """Every user's configuration, e-mode and balances at `block`, in batched calls."""
+    """Every user's configuration, e-mode and balances at `block`.
+
+    Through the lens (`lens.py`: hundreds of users per eth_call); if the node refuses
+    the lens's call, through the per-call path, `ACCOUNTS_PER_CALL_READ` users at a time.
+    Both make the same view calls and give the same `Account`s.
+    """
+    if not users:
+        return {}
+    tokens = [
+        t for r in market.reserves for t in (r.a_token, r.variable_debt_token, r.stable_debt_token)
+    ]
+    try:
+        rows = await lens.read_rows(chain, market.pool, tokens, users, block)
+    except RetryableError:
+        raise  # the endpoint is down: the per-call path would not fare better
+    except KeeperError:  # the node refused the call (no state overrides, a lower gas cap)
+        accounts: dict[str, Account] = {}
+        for i in range(0, len(users), ACCOUNTS_PER_CALL_READ):
+            accounts.update(await read_accounts_per_call(
+                chain, market, users[i : i + ACCOUNTS_PER_CALL_READ], block))
+        return accounts
+    return {user: _account_from_row(market, user, row) for user, row in zip(users, rows,
+                                                                            strict=True)}
+
+
+def _account_from_row(market: Market, user: str, row: Sequence[int]) -> Account:
+    """An Account from the lens's words: configuration, e-mode, then 5 per reserve."""
+    config, emode = row[0], row[1]
+    balances = {
+        r.asset: AccountReserve(*row[2 + 5 * k : 7 + 5 * k]) for k, r in enumerate(market.reserves)
+    }
+    return Account(user, UserConfig.decode(config), emode, balances)
+
+
+async def read_accounts_per_call(
+    chain: ChainReader, market: Market, users: Sequence[str], block: int
+) -> dict[str, Account]:
+    """Every user's configuration, e-mode and balances at `block`, one eth_call per value
+    (batched): the fallback of `read_accounts`, and the reference the lens is tested on."""
     per_reserve = (
         ("atoken", "scaledBalanceOf", "a_token"),
         ("vdebt", "scaledBalanceOf", "variable_debt_token"),

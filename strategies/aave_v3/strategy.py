@@ -42,17 +42,18 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError
 from keeper.execution import flash
+from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import Candidate, ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Event, LogFilter
+from strategies.aave_v3 import discovery, math
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
-from strategies.aave_v3 import math
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.config import AaveV3Config
 from strategies.aave_v3.market import Account, Market, Reserve
+from strategies.aave_v3.screen import HealthScreen, ScreenError
 
 GAS_LIMIT = 450_000  # first estimate for one liquidationCall; ranking prices gas with it
-ACCOUNTS_PER_READ = 200  # users per read_accounts call (each is ~2 + 5 * reserves eth_calls)
 LIQUIDATION_CALL = "liquidationCall(address,address,address,uint256,bool)"
 LIQUIDATION_CALL_SELECTOR = function_signature_to_4byte_selector(LIQUIDATION_CALL)
 _SYMBOL = "0x" + function_signature_to_4byte_selector("symbol()").hex()
@@ -121,6 +122,8 @@ class AaveV3Strategy:
         self._configurator: str | None = None
         self._symbols: dict[str, str] = {}
         self.needs_resync = False
+        self._screen: HealthScreen | None = None
+        self._screen_book: PositionBook | None = None  # the book the screen was built from
 
     # ------------------------------------------------------------------ state
 
@@ -179,13 +182,11 @@ class AaveV3Strategy:
             LogFilter(tuple(r.a_token for r in market.reserves), (ev.TOPIC_BALANCE_TRANSFER,)),
             self.config.start_block, at.number,
         )
-        users = list(dict.fromkeys(u for e in logs for u in _users_of(ev.decode(e))))
-        accounts: list[Account] = []
-        for i in range(0, len(users), ACCOUNTS_PER_READ):
-            read = await aave_market.read_accounts(
-                chain, market, users[i : i + ACCOUNTS_PER_READ], at.number
-            )
-            accounts.extend(read.values())
+        users = discovery.users_in(logs, _users_of)  # = _users_of(ev.decode(e)), faster
+        # read_accounts splits the users itself (lens calls, or per-call reads as a fallback).
+        accounts: list[Account] = list(
+            (await aave_market.read_accounts(chain, market, users, at.number)).values()
+        )
         answers = await chain.batch(
             [("eth_call", [{"to": r.asset, "data": _SYMBOL}, hex(at.number)])
              for r in market.reserves]
@@ -212,13 +213,18 @@ class AaveV3Strategy:
             self.needs_resync = True  # accounts the logs could not mirror: read them again
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
-        """One candidate per (collateral, debt) pair of every account with HF < 1 at `block`."""
+        """One candidate per (collateral, debt) pair of every account with HF < 1 at `block`.
+
+        The exact math runs only on the accounts the float screen flags (screen.py: a
+        superset of those with HF < 1) and on those the logs changed, in the book's order;
+        the result is the full exact scan's.
+        """
         if self.needs_resync:
             return []
         market = self.book.market
         skip = self.book.needs_read
         out: list[Candidate] = []
-        for user in self.book.users:
+        for user in self._screened(market, block):
             if user in skip:
                 continue
             account = self.book.account(user)
@@ -227,6 +233,31 @@ class AaveV3Strategy:
                 continue
             out.extend(self._pairs(market, account, data.health_factor, block.timestamp))
         return out
+
+    def _screened(self, market: Market, block: BlockRef) -> list[str]:
+        """The accounts to check exactly: the screen's flagged ones and those changed by logs
+        since the last call (re-loaded into the screen first), in the book's order."""
+        book, now = self.book, block.timestamp
+        touched = book.drain_touched()
+        screen = self._screen if self._screen_book is book else None
+        if screen is not None:
+            try:
+                # the screen's rows are the book's users in order; new users are appended
+                fresh = book.users[len(screen):] if any(
+                    u not in screen.index for u in touched) else []
+                known = [u for u in touched if u in screen.index]
+                screen.load(market, [book.account(u) for u in (*fresh, *known)], now)
+                screen.update(market, now)
+            except ScreenError:  # the reserve list changed: build it again
+                screen = None
+        if screen is None:
+            screen = HealthScreen.from_accounts(market, map(book.account, book.users), now)
+            self._screen, self._screen_book = screen, book
+        flagged = screen.flagged()
+        extra = {u for u in touched if u in screen.index}.difference(flagged)
+        if not extra:
+            return flagged
+        return sorted((*flagged, *extra), key=lambda u: int(screen.origin[screen.index[u]]))
 
     def build(self, candidate: Candidate, repay: int) -> Call:
         """`Pool.liquidationCall(collateral, debt, user, repay, false)`, sent to the pool."""
@@ -349,3 +380,10 @@ class AaveV3Strategy:
             spender=self.book.market.pool,
             details=details,
         )
+
+    def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:
+        """`keeper risk`: liquidatable collateral and bad debt per reserve price drop."""
+        from strategies.aave_v3 import risk  # noqa: PLC0415 (only the risk view needs it)
+
+        accounts = [self.book.account(user) for user in self.book.users]
+        return risk.liquidation_curve(self.book.market, accounts, block.timestamp, drops)
