@@ -39,9 +39,12 @@ R = TypeVar("R")
 
 RPC_TIMEOUT = 5.0
 LAZY_COMMANDS = {
+    "backtest": "keeper.backtest.cli:backtest",
     "devnet": "keeper.devnet.cli:devnet",
     "demo": "keeper.demo:demo",
     "deploy-executor": "keeper.deploy_executor:deploy_executor",
+    "record": "keeper.backtest.record:record",
+    "risk": "keeper.risk:risk",
     "run": "keeper.run:run",
     "scan": "keeper.run:scan",
 }

@@ -74,6 +74,9 @@ class Opportunity:
     taken_by: str | None
     latency_blocks: int | None = None
     missed_because: str | None = None
+    # Archive/tape replays: who liquidated this position in history (when taken_by is
+    # "keeper", the competitor the keeper beat to it).
+    historical_liquidator: str | None = None
 
 
 @dataclass

@@ -43,6 +43,7 @@ from eth_abi.exceptions import DecodingError
 
 from keeper.errors import KeeperError
 from keeper.execution import flash
+from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import Candidate, ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Event, LogFilter
 from strategies.morpho_blue import events as ev
@@ -363,3 +364,19 @@ class MorphoBlueStrategy:
             spender=self.morpho,
             details=details,
         )
+
+    def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:
+        """`keeper risk`: liquidatable collateral and bad debt per asset price drop, per loan
+        token (prices and rates at `block`, else the last known, as `positions`)."""
+        from strategies.morpho_blue import risk  # noqa: PLC0415 (only the risk view needs it)
+
+        markets = {
+            market_id: risk.MarketView(
+                params,
+                self.accrued(market_id, block) or self.book.markets[market_id],
+                self.price(market_id, block)
+                or self._prices.get(params.oracle, _Read(0, 0)).value or 0,
+            )
+            for market_id, params in self.book.params.items()
+        }
+        return risk.liquidation_curve(markets, self.book.positions, drops)

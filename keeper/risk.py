@@ -1,0 +1,270 @@
+"""`keeper risk`: the liquidation curve of the current book, per asset and price drop.
+
+For each asset and each drop (0, -5, ..., -50 % by default), every strategy that offers
+`liquidation_curve(block, drops)` re-values its whole book with that one price moved
+(exact integer math, the protocol's own: see strategies/*/risk.py) and reports how many
+positions become liquidatable, the collateral they hold, and the bad debt (debt above
+collateral value) the protocol would be left with. It tells an operator how much capital
+and DEX depth the next move needs.
+
+The book comes from the configured chain (`--config`: live, or a fork's RPC) or from the
+cached devnet (`--devnet`, started and stopped here). Output: tables, `--json`, and
+`--plot PATH` (a .png, or a self-contained .html with the tables).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from eth_abi.abi import decode
+from eth_abi.exceptions import DecodingError
+from rich.console import Console
+from rich.table import Table
+
+from keeper.chain.http import HttpRpc
+from keeper.cli import AppState
+from keeper.engine import block_ref
+from keeper.errors import InputFileError
+from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint
+from keeper.strategy import Strategy
+from keeper.types import BlockRef
+
+_SYMBOL = "0x95d89b41"  # symbol()
+_DECIMALS = "0x313ce567"  # decimals()
+
+
+@dataclass(frozen=True)
+class RiskView:
+    """The curve of every strategy at one block, with the tokens' symbols and decimals."""
+
+    block: int
+    points: list[CurvePoint]
+    symbols: dict[str, str]
+    decimals: dict[str, int]
+
+    def name(self, token: str) -> str:
+        return "USD" if token == BASE_CURRENCY else self.symbols.get(token, token[:10])
+
+    def amount(self, point: CurvePoint, value: int) -> float:
+        """`value` of the point's unit in whole units (USD, or tokens)."""
+        decimals = point.decimals
+        if decimals is None:
+            decimals = self.decimals.get(point.unit, 0)
+        return value / float(10**decimals)
+
+    def groups(self) -> list[tuple[str, str]]:
+        """(protocol, unit) pairs, in a stable order: one column group (or line) each."""
+        return sorted({(p.protocol, p.unit) for p in self.points})
+
+    def assets(self) -> list[str]:
+        return sorted({p.asset for p in self.points}, key=self.name)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "block": self.block,
+            "points": [
+                {**asdict(p), "asset_symbol": self.name(p.asset), "unit_symbol": self.name(p.unit),
+                 "liquidatable_collateral": str(p.liquidatable_collateral),
+                 "bad_debt": str(p.bad_debt)}
+                for p in self.points
+            ],
+        }
+
+
+async def _token_meta(
+    chain: HttpRpc, tokens: Sequence[str]
+) -> tuple[dict[str, str], dict[str, int]]:
+    """symbol() and decimals() of each token, in one batch (a token that lacks them is skipped)."""
+    calls = [("eth_call", [{"to": t, "data": d}, "latest"]) for t in tokens
+             for d in (_SYMBOL, _DECIMALS)]
+    answers = await chain.batch(calls) if calls else []
+    symbols: dict[str, str] = {}
+    decimals: dict[str, int] = {}
+    for token, symbol, digits in zip(tokens, answers[::2], answers[1::2], strict=True):
+        try:
+            (symbols[token],) = decode(["string"], bytes.fromhex(str(symbol).removeprefix("0x")))
+            decimals[token] = int(str(digits), 16)
+        except (DecodingError, ValueError):
+            continue
+    return symbols, decimals
+
+
+async def curve(chain: HttpRpc, strategies: Sequence[Strategy], head: BlockRef,
+                drops: Sequence[int] = DEFAULT_DROPS) -> RiskView:
+    """The curve of every synced strategy that offers one, at `head`."""
+    points: list[CurvePoint] = []
+    for strategy in strategies:
+        liquidation_curve = getattr(strategy, "liquidation_curve", None)
+        if liquidation_curve is not None:
+            points += liquidation_curve(head, drops)
+    tokens = sorted({p.asset for p in points} | {p.unit for p in points} - {BASE_CURRENCY})
+    symbols, decimals = await _token_meta(chain, tokens)
+    return RiskView(head.number, points, symbols, decimals)
+
+
+async def devnet_curve(rpc_url: str, strategies: Sequence[Strategy],
+                       drops: Sequence[int] = DEFAULT_DROPS) -> RiskView:
+    """Sync `strategies` at the head of the chain at `rpc_url`, then draw the curve."""
+    chain = await HttpRpc.open(rpc_url)
+    try:
+        head = block_ref(await chain.call("eth_getBlockByNumber", ["latest", False]))
+        for strategy in strategies:
+            await strategy.sync(chain, head)
+        return await curve(chain, strategies, head, drops)
+    finally:
+        await chain.aclose()
+
+
+async def _configured_curve(state: AppState, drops: Sequence[int]) -> RiskView:
+    from keeper.run import engine_from_config  # noqa: PLC0415 (loads the strategy plugins)
+
+    engine, _ = await engine_from_config(state.config(), send=False)
+    try:
+        head = await engine.sync()
+        return await curve(engine.chain, engine.strategies, head, drops)
+    finally:
+        await engine.chain.aclose()
+
+
+def _run_devnet(borrowers: int, seed: int, drops: Sequence[int]) -> RiskView:
+    from keeper.demo import devnet_strategies  # noqa: PLC0415 (loads the strategy plugins)
+    from keeper.devnet.deploy import DevnetSpec, start_devnet  # noqa: PLC0415
+
+    anvil, info, _cached = start_devnet(DevnetSpec(borrowers=borrowers, seed=seed))
+    try:
+        strategies = devnet_strategies(info, info.accounts.liquidator)
+        return asyncio.run(devnet_curve(info.rpc_url, strategies, drops))
+    finally:
+        anvil.stop()
+
+
+# ----------------------------------------------------------------------------------- output
+
+
+def tables(view: RiskView) -> list[Table]:
+    """One table per asset: a row per drop, liquidatable positions/collateral/bad debt per
+    (protocol, unit)."""
+    out = []
+    by_key = {(p.asset, p.drop_pct, p.protocol, p.unit): p for p in view.points}
+    drops = sorted({p.drop_pct for p in view.points})
+    for asset in view.assets():
+        table = Table(title=f"{view.name(asset)} price drop (block {view.block})")
+        table.add_column("drop", justify="right")
+        groups = [g for g in view.groups() if any((asset, d, *g) in by_key for d in drops)]
+        for protocol, unit in groups:
+            for what in ("liquidatable", f"collateral {view.name(unit)}",
+                         f"bad debt {view.name(unit)}"):
+                table.add_column(f"{protocol}\n{what}", justify="right")
+        for drop in drops:
+            cells = [f"-{drop}%"]
+            for protocol, unit in groups:
+                p = by_key.get((asset, drop, protocol, unit))
+                cells += ["-"] * 3 if p is None else [
+                    f"{p.liquidatable}/{p.positions}",
+                    f"{view.amount(p, p.liquidatable_collateral):,.0f}",
+                    f"{view.amount(p, p.bad_debt):,.0f}",
+                ]
+            table.add_row(*cells)
+        out.append(table)
+    return out
+
+
+def plot_png(view: RiskView) -> str:
+    """The curves as one base64 PNG: a panel per asset, a line per (protocol, unit)."""
+    from keeper.backtest.report import new_figure, png_base64  # noqa: PLC0415 (matplotlib)
+
+    assets = view.assets()
+    columns = 2 if len(assets) > 1 else 1
+    rows = (len(assets) + columns - 1) // columns
+    figure = new_figure(5.5 * columns, 3.4 * rows)
+    panels = figure.subplots(rows, columns, squeeze=False).flatten()
+    series: dict[tuple[str, str, str], list[CurvePoint]] = defaultdict(list)
+    for p in view.points:
+        series[(p.asset, p.protocol, p.unit)].append(p)
+    for axes, asset in zip(panels, assets, strict=False):
+        for (owner, protocol, unit), points in sorted(series.items()):
+            if owner != asset:
+                continue
+            points.sort(key=lambda p: p.drop_pct)
+            drops = [-p.drop_pct for p in points]
+            label = f"{protocol} ({view.name(unit)})"
+            axes.plot(drops, [view.amount(p, p.liquidatable_collateral) for p in points],
+                      marker="o", label=f"{label} liquidatable collateral")
+            axes.plot(drops, [view.amount(p, p.bad_debt) for p in points], linestyle="--",
+                      label=f"{label} bad debt")
+        axes.set(title=f"{view.name(asset)} price drop", xlabel="price change (%)",
+                 ylabel="value (unit in legend)")
+        axes.legend(fontsize="x-small")
+    for axes in panels[len(assets):]:
+        axes.set_axis_off()
+    return png_base64(figure)
+
+
+def write_plot(view: RiskView, path: Path) -> None:
+    """A .png of the curves, or an .html page with the plot and the tables."""
+    image = plot_png(view)
+    try:
+        if path.suffix.lower() == ".png":
+            import base64  # noqa: PLC0415
+
+            path.write_bytes(base64.b64decode(image))
+            return
+        console = Console(record=True, width=160)
+        for table in tables(view):
+            console.print(table)
+        text = html.escape(console.export_text())
+        path.write_text(
+            "<!doctype html><html><head><meta charset='utf-8'><title>keeper risk</title></head>"
+            f"<body><h1>liquidation curve at block {view.block}</h1>"
+            f"<img alt='liquidation curve' src='data:image/png;base64,{image}'>"
+            f"<pre>{text}</pre></body></html>\n")
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot write the plot ({exc.strerror})") from None
+
+
+def _drops(max_drop: int, step: int) -> tuple[int, ...]:
+    return tuple(range(0, max_drop + 1, step))
+
+
+@click.command("risk")
+@click.option("--devnet", is_flag=True,
+              help="Start the cached devnet and use its book (otherwise: the --config chain).")
+@click.option("--borrowers", default=300, show_default=True, type=click.IntRange(1, 2000),
+              help="Devnet borrower population.")
+@click.option("--seed", default=7, show_default=True, type=int, help="Devnet population seed.")
+@click.option("--max-drop", default=50, show_default=True, type=click.IntRange(0, 95),
+              help="Largest price drop, in %.")
+@click.option("--step", default=5, show_default=True, type=click.IntRange(1, 50),
+              help="Drop step, in %.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Draw the curves: PATH.png, or PATH.html with the tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the points as JSON.")
+@click.pass_obj
+def risk(  # noqa: PLR0917 (click passes every option as an argument)
+    state: AppState, devnet: bool, borrowers: int, seed: int, max_drop: int, step: int,
+    plot_path: Path | None, as_json: bool,
+) -> None:
+    """The liquidation curve: collateral liquidatable and bad debt at each price drop."""
+    drops = _drops(max_drop, step)
+    if devnet:
+        view = _run_devnet(borrowers, seed, drops)
+    else:
+        view = asyncio.run(_configured_curve(state, drops))
+    if plot_path is not None:
+        write_plot(view, plot_path)
+    if as_json:
+        click.echo(json.dumps(view.as_json(), indent=2))
+        return
+    console = Console()
+    for table in tables(view):
+        console.print(table)
+    if plot_path is not None:
+        console.print(f"plot written to {plot_path}")

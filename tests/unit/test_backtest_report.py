@@ -1,0 +1,165 @@
+"""The backtest report (console, HTML, JSON), the shipped price paths, and `keeper backtest`'s
+input errors: one `keeper: error:` line and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from rich.console import Console
+
+from keeper import cli
+from keeper.backtest.devnet_replay import PATHS, load_path, resolve_path
+from keeper.backtest.model import (
+    BacktestReport,
+    HealthSample,
+    Liquidation,
+    Opportunity,
+    PriceSample,
+)
+from keeper.backtest.report import ReplayProgress, print_summary, render_html, write_html
+from keeper.errors import InputFileError
+from keeper.log import reset_logging
+
+SHIPPED = sorted(PATHS.glob("*.csv"))
+
+
+def _liquidation(block: int, profit: float, *, keeper: bool = True) -> Liquidation:
+    return Liquidation(
+        block=block, tx=f"0x{block:064x}", liquidator="keeper" if keeper else "0xabc",
+        protocol="aave_v3", account="0x01", collateral="WETH", debt="USDC", repaid=10**6,
+        seized=10**17, profit_quote=profit, gas_wei=10**15, by_keeper=keeper,
+    )
+
+
+def sample_report() -> BacktestReport:
+    return BacktestReport(
+        mode="price-path", chain_id=31337, from_block=100, to_block=110, quote_symbol="WETH",
+        blocks_replayed=10, seconds=2.0,
+        opportunities=[
+            Opportunity(101, "aave_v3", "0x01", "WETH", "USDC", 1.5, "keeper", latency_blocks=2),
+            Opportunity(103, "aave_v3", "0x02", "WETH", "DAI", 0.5, None,
+                        missed_because="no-capital"),
+        ],
+        keeper=[_liquidation(103, 1.0), _liquidation(105, 0.5)],
+        historical=[_liquidation(104, 0.25, keeper=False)],
+        prices=[PriceSample(100 + i, 1_700_000_000 + i, "WETH", 2000.0 - 50 * i)
+                for i in range(10)],
+        health=[HealthSample(100 + i, 50, i, {0.05: 0.9, 0.25: 1.0, 0.5: 1.2, 0.75: 1.5,
+                                              0.95: 2.0}) for i in range(10)],
+        gas_spent_wei=3 * 10**15,
+        notes=["a note"],
+    )
+
+
+def test_figures_of_a_report() -> None:
+    report = sample_report()
+    assert report.keeper_net_profit == pytest.approx(1.5)
+    assert report.available_net_profit == pytest.approx(2.0)
+    assert report.capture_rate == pytest.approx(0.75)
+    assert report.blocks_per_second == pytest.approx(5.0)
+
+
+def test_html_is_self_contained_with_every_plot(tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    write_html(sample_report(), path)
+    text = path.read_text()
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
+    assert len(images) == 5  # prices, health, liquidations by block, PnL, liquidators
+    assert all(len(i) > 1000 for i in images)
+    assert "http://" not in text and "https://" not in text  # nothing loaded from elsewhere
+    assert "75.0%" in text and "no-capital" in text and f"0x{105:064x}" in text
+
+
+def test_html_of_an_empty_report() -> None:
+    empty = BacktestReport(mode="tape", chain_id=1, from_block=5, to_block=5, quote_symbol="WETH")
+    assert render_html(empty).count("<img") == 5
+
+
+def test_json_is_plain_json() -> None:
+    data = json.loads(json.dumps(sample_report().to_json()))
+    assert data["capture_rate"] == pytest.approx(0.75)
+    assert data["health"][0]["quantiles"]["0.5"] == 1.2
+    assert len(data["keeper"]) == 2
+
+
+def test_console_summary() -> None:
+    console = Console(record=True, width=120)
+    print_summary(console, sample_report())
+    text = console.export_text()
+    assert "capture rate" in text and "75.0%" in text and "no-capital" in text
+
+
+def test_progress_counts_blocks_per_second() -> None:
+    console = Console(record=True, width=120, force_terminal=False)
+    with ReplayProgress(console, unit="steps") as progress:
+        progress(3, 10, 7)
+        progress(10, 10)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_shipped_paths_load_and_credit_their_source(path: Path) -> None:
+    loaded = load_path(path)
+    assert len(loaded.points) > 20
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert "Source:" in header and "commit" in header
+    assert set(loaded.betas) <= {"WETH", "WBTC"} and loaded.betas
+    if "eth_usd" in path.name:
+        assert all(p.gas_gwei is not None for p in loaded.points[:100])
+
+
+def test_steth_path_is_the_june_2022_depeg() -> None:
+    loaded = load_path(resolve_path("steth_eth_2022-06_depeg"))
+    assert loaded.betas == {"WETH": Decimal(1)}
+    low = min(p.price for p in loaded.points)
+    assert Decimal("0.93") < low < Decimal("0.94")
+    assert all(p.time.startswith("2022-06") for p in loaded.points)
+
+
+def test_a_path_driving_an_unknown_asset_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("# drives: STETH=1\ntime,price\nt0,1\nt1,0.9\n")
+    with pytest.raises(InputFileError, match="STETH"):
+        load_path(path)
+
+
+@pytest.fixture
+def clean_logging() -> Iterator[None]:
+    yield
+    reset_logging()
+
+
+def assert_one_error(result: Result, *words: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keeper: error: "), lines
+    for word in words:
+        assert word in lines[0]
+
+
+@pytest.mark.usefixtures("clean_logging")
+def test_cli_input_errors(tmp_path: Path) -> None:
+    def run(*args: str) -> Result:
+        log = ["--log-file", str(tmp_path / "backtest.log")]
+        return CliRunner().invoke(cli.main, ["--log-format", "json", "backtest", *log, *args])
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,price\n2021-05-19T00:00,abc\n")
+    assert_one_error(run(), "--devnet", "--rpc", "--tape")
+    assert_one_error(run("--devnet"), "--price-path")
+    assert_one_error(run("--devnet", "--price-path", str(tmp_path / "missing.csv")),
+                     "missing.csv", "not found")
+    assert_one_error(run("--devnet", "--price-path", str(bad)), "bad.csv:2")
+    assert_one_error(run("--rpc", "http://127.0.0.1:1", "--from", "9", "--to", "3"),
+                     "--from 9 --to 3")
+    assert_one_error(run("--rpc", "http://127.0.0.1:1", "--to", "3"), "--from")
+    assert_one_error(run("--devnet", "--rpc", "http://127.0.0.1:1"), "--devnet and --rpc")
+    assert_one_error(run("--tape", str(tmp_path / "none.tape"), "--from", "1", "--to", "2"),
+                     "none.tape")
+    assert_one_error(run("--devnet", "--price-path", "eth_usd_2021-05-19_10min",
+                         "--log-file", str(tmp_path / "no" / "log")), "cannot write the log")

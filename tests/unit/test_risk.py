@@ -1,0 +1,97 @@
+"""The risk view without a chain: price drops, Morpho's curve on a hand-made book, and the
+tables and plots of `keeper risk`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint, dropped
+from keeper.risk import RiskView, tables, write_plot
+from strategies.morpho_blue import risk as morpho_risk
+from strategies.morpho_blue.math import ORACLE_PRICE_SCALE, MarketParams, MarketState
+from strategies.morpho_blue.math import PositionState as Position
+
+WETH, USDC = "0x" + "11" * 20, "0x" + "22" * 20
+WAD = 10**18
+# 1 WETH (18 decimals) = 2,000 USDC (6 decimals), as a Morpho oracle quotes it.
+PRICE = 2000 * 10**6 * ORACLE_PRICE_SCALE // 10**18
+PARAMS = MarketParams(loan_token=USDC, collateral_token=WETH, oracle="0x" + "33" * 20,
+                      irm="0x" + "44" * 20, lltv=86 * 10**16)
+# 1,000,000 USDC borrowed for as many shares (1e6 shares per asset, as Morpho starts).
+MARKET = MarketState(total_supply_assets=10**12, total_supply_shares=10**18,
+                     total_borrow_assets=10**12, total_borrow_shares=10**18)
+
+
+def _borrower(debt_usdc: int, collateral_weth: int) -> Position:
+    return Position(borrow_shares=debt_usdc * 10**12, collateral=collateral_weth * WAD)
+
+
+def test_dropped_rounds_down_and_refuses_nonsense() -> None:
+    assert dropped(200_000_000_000, 20) == 160_000_000_000
+    assert dropped(7, 50) == 3
+    assert dropped(123, 0) == 123
+    with pytest.raises(ValueError):
+        dropped(1, 100)
+
+
+def test_morpho_price_moves_with_the_collateral_or_the_loan() -> None:
+    view = morpho_risk.MarketView(PARAMS, MARKET, PRICE)
+    assert morpho_risk.moved_price(view, WETH, 10) == PRICE * 90 // 100
+    assert morpho_risk.moved_price(view, USDC, 20) == PRICE * 100 // 80
+    assert morpho_risk.moved_price(view, "0x" + "55" * 20, 30) == PRICE
+
+
+def test_morpho_curve_is_exact_and_monotone() -> None:
+    markets = {"m": morpho_risk.MarketView(PARAMS, MARKET, PRICE)}
+    # HF at 0 %: 2000*0.86/1000 = 1.72; 2000*0.86/1700 = 1.01; 2000/2100 < 1 (bad debt now).
+    positions = {"m": {"a": _borrower(1000, 1), "b": _borrower(1700, 1), "c": _borrower(2100, 1),
+                       "d": Position(collateral=WAD)}}
+    curve = morpho_risk.liquidation_curve(markets, positions, DEFAULT_DROPS)
+    weth = [p for p in curve if p.asset == WETH]
+    assert [p.drop_pct for p in weth] == list(DEFAULT_DROPS)
+    assert all(p.positions == 3 and p.unit == USDC for p in weth)
+    at = {p.drop_pct: p for p in weth}
+    assert at[0].liquidatable == 1 and at[0].bad_debt == 100 * 10**6
+    assert at[0].liquidatable_collateral == 2000 * 10**6
+    assert at[5].liquidatable == 2  # 1900*0.86 < 1700
+    assert at[45].liquidatable == 3  # 1100*0.86 < 1000
+    assert at[50].bad_debt == (2100 - 1000 + 1700 - 1000) * 10**6
+    counts = [p.liquidatable for p in weth]
+    debts = [p.bad_debt for p in weth]
+    assert counts == sorted(counts) and debts == sorted(debts)
+    usdc = {p.drop_pct: p for p in curve if p.asset == USDC}
+    assert usdc[50].liquidatable == 0  # the debt got cheaper: everyone is healthier
+
+
+def _view() -> RiskView:
+    points = [
+        CurvePoint("aave_v3", WETH, d, BASE_CURRENCY, 8, 10, d // 10, d * 10**14, d * 10**12)
+        for d in DEFAULT_DROPS
+    ] + [
+        CurvePoint("morpho_blue", WETH, d, USDC, None, 5, d // 20, d * 10**12, 0)
+        for d in DEFAULT_DROPS
+    ]
+    return RiskView(7, points, {WETH: "WETH", USDC: "USDC"}, {WETH: 18, USDC: 6})
+
+
+def test_tables_show_each_protocol_in_its_unit() -> None:
+    console = Console(record=True, width=200)
+    for table in tables(_view()):
+        console.print(table)
+    text = console.export_text()
+    assert "WETH price drop (block 7)" in text
+    assert "collateral USD" in text and "collateral USDC" in text
+    assert "-50%" in text and "5/10" in text  # aave: 50 // 10 of 10 positions
+    assert "50,000,000" in text  # 50 * 1e14 base units = $50M
+
+
+def test_plots(tmp_path: Path) -> None:
+    png, page = tmp_path / "curve.png", tmp_path / "curve.html"
+    write_plot(_view(), png)
+    write_plot(_view(), page)
+    assert png.read_bytes().startswith(b"\x89PNG")
+    text = page.read_text()
+    assert "data:image/png;base64," in text and "WETH price drop" in text
