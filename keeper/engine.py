@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
+import functools
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,13 +34,15 @@ from keeper.execution.executor import Executor, Outcome
 from keeper.execution.fees import next_base_fee
 from keeper.execution.flash_route import FlashRoute, min_out
 from keeper.monitor import Monitor
-from keeper.ranking import rank
+from keeper.ranking import head_start, rank
 from keeper.strategy import Candidate, Strategy
 from keeper.types import BlockRef, Call, Event, LogFilter, Opportunity, SwapLeg, TxIntent
 
 log = structlog.get_logger(__name__)
 
 RING_SIZE = 128  # recent processed heads kept to find a reorg's common ancestor
+HEAD_START = 4  # accounts ranked and sent before the rest of a block's candidates is ranked
+RANK_IN_THREAD = 16  # more candidates than this are ranked off the event loop
 
 
 def block_ref(raw: Mapping[str, Any]) -> BlockRef:
@@ -122,6 +126,8 @@ class Engine:
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
         self._ring: dict[int, str] = {}  # block number -> hash of the heads processed
         self._orphaned: list[tuple[str, str, Coroutine[Any, Any, Outcome]]] = []
+        self._tasks: asyncio.TaskGroup | None = None  # `run`'s, for sends started mid-ranking
+        self._sent_early: set[str] = set()  # keys dispatched before the ranking finished
 
     @property
     def inflight(self) -> int:
@@ -272,6 +278,20 @@ class Engine:
         await self._check_orphans(head)
         return await self.evaluate(head)
 
+    @contextlib.contextmanager
+    def what_if(self) -> Iterator[None]:
+        """Steps inside work on a copy of the strategies and the DEX book; on exit the real
+        state (and the last head processed) is put back, so nothing applied inside survives
+        (a backtest's trial block)."""
+        saved = (self.strategies, self.dex, self._last, self._next_base_fee, self.stats.head,
+                 dict(self._ring))
+        self.strategies, self.dex = copy.deepcopy((self.strategies, self.dex))
+        try:
+            yield
+        finally:
+            (self.strategies, self.dex, self._last, self._next_base_fee, self.stats.head,
+             self._ring) = saved
+
     async def _common_ancestor(self, head: BlockRef) -> int:
         """The newest processed head still on the chain (one batch of headers); below the
         ring when the reorg is deeper than it (then everything in it counts as orphaned)."""
@@ -334,6 +354,9 @@ class Engine:
             direct = [c for c in candidates if not self._flashable(c)]
             flashed = [c for c in candidates if self._flashable(c)]
             free = await self.executor.available(sorted({c.debt for c in direct}), head.number)
+            if self.monitor is not None and self.executor.native_balance is not None:
+                # Before anything is sent: the balance-floor breaker must see this balance.
+                self.monitor.balance(self.executor.native_balance)
             candidates = [
                 dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
                 for c in direct
@@ -344,19 +367,41 @@ class Engine:
             if mined <= head.number:  # applied to the book (or never sent): not pending
                 self._pending_swaps.pop(key, None)
                 del self._pending_until[key]
-        opportunities = rank(
-            candidates, dex=self.dex, quote_token=self.quote_token,
-            base_fee=self._next_base_fee, priority_fee=self.priority_fee,
-            min_profit=self.min_profit, block=head.number, pending=self._pending_swaps.values(),
-        )
+        opportunities = await self._rank(candidates, head)
         self.stats.opportunities += len(opportunities)
         self.stats.last_opportunities = opportunities
         if self.monitor is not None:
             tracked = {s.name: len(getattr(s, "accounts", ())) for s in self.strategies}
             self.monitor.evaluated(tracked, candidates, opportunities)
-            if self.executor is not None and self.executor.native_balance is not None:
-                self.monitor.balance(self.executor.native_balance)
         return opportunities
+
+    async def _rank(self, candidates: list[Candidate], head: BlockRef) -> list[Opportunity]:
+        """`rank` them; while running, the `HEAD_START` most promising accounts are ranked and
+        handed to execution first, and the rest is ranked while those simulate and send
+        (valued after their swaps, as the sequential ranking would)."""
+        params: dict[str, Any] = dict(
+            dex=self.dex, quote_token=self.quote_token, base_fee=self._next_base_fee,
+            priority_fee=self.priority_fee, min_profit=self.min_profit, block=head.number)
+        pending = list(self._pending_swaps.values())
+        self._sent_early = set()
+        if self._tasks is None or self.executor is None:
+            return rank(candidates, pending=pending, **params)
+        first, rest = head_start(candidates, dex=self.dex, quote_token=self.quote_token,
+                                 accounts=HEAD_START)
+        early = rank(first, pending=pending, **params)
+        if early and rest:
+            self.dispatch(early, self._tasks)
+            self._sent_early = {o.key for o in early}
+            await asyncio.sleep(0)  # the early sends claim and start simulating now
+        if not rest:
+            return early
+        legs = [*pending, *(o.details["swap"] for o in early if o.details.get("swap"))]
+        if len(rest) > RANK_IN_THREAD:
+            later = await asyncio.to_thread(functools.partial(rank, rest, pending=legs,
+                                                              **params))
+        else:
+            later = rank(rest, pending=legs, **params)
+        return early + later
 
     def _strategy(self, name: str) -> Strategy:
         return next(s for s in self.strategies if s.name == name)
@@ -451,7 +496,8 @@ class Engine:
         self.watch_again(jobs, tasks)
         if self.monitor is not None and not self.monitor.allow_send(opportunities):
             return 0  # a breaker is tripped: keep watching, send nothing
-        free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight]
+        free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight
+                and o.key not in self._sent_early]
         for send in self.sends(free):
             self._inflight.update((o.strategy, o.account) for o in send)
             tasks.create_task(self._execute(send))
@@ -646,6 +692,7 @@ class Engine:
         self._poll_now = asyncio.Event()
         self._target = None
         async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
             if self.executor is not None:
                 # What an earlier run sent and never saw mined: settle it before that
                 # account gets anything new.
@@ -686,5 +733,6 @@ class Engine:
                     self.stats.processed = target[0]
             finally:
                 stopping.cancel()
+                self._tasks = None
             if self._inflight:
                 log.info("stopping: waiting for in-flight liquidations", count=len(self._inflight))

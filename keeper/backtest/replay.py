@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import copy
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
@@ -205,14 +204,8 @@ class Replay:
         snapshot = await self.fork.call("evm_snapshot", [])
         await self._send([tx.raw for tx in block.txs[: upto + 1]])
         await self.fork.call("evm_mine", [])
-        books = engine.strategies, engine.dex
-        last, next_fee, head = engine._last, engine._next_base_fee, engine.stats.head
-        engine.strategies, engine.dex = copy.deepcopy(books)
-        try:
+        with engine.what_if():
             await self._step(block.number, tasks, trial=True)
-        finally:
-            engine.strategies, engine.dex = books
-            engine._last, engine._next_base_fee, engine.stats.head = last, next_fee, head
         decided = await self._keeper_pool()
         await self.fork.call("anvil_dropAllTransactions", [])
         if await self.fork.call("evm_revert", [snapshot]) is not True:

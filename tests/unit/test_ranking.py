@@ -14,7 +14,7 @@ from collections.abc import Callable
 import pytest
 
 from keeper.dex.uniswap_v2 import Pair, PairBook
-from keeper.ranking import MAX_EVALUATIONS, rank, search_max
+from keeper.ranking import MAX_EVALUATIONS, head_start, rank, search_max
 from keeper.strategy import Candidate
 from keeper.types import Opportunity, SwapLeg
 
@@ -252,3 +252,20 @@ def test_a_route_fee_is_paid_on_top_of_the_repay() -> None:
     to_quote = R_WETH / R_USDC
     assert a.net_profit - b.net_profit == pytest.approx(fee_units * to_quote, abs=2)
     assert b.net_profit == b.gross_value - b.slippage - b.gas_cost
+
+
+def test_head_start_picks_the_most_promising_accounts_whole() -> None:
+    book = dex(2_000_000_000)
+    sizes = {f"0x{n:040x}": n * 1_000 * E6 for n in range(1, 9)}
+    cands = [candidate(size, account=account) for account, size in sizes.items()]
+    # A second pair of the biggest account stays with it; an unvaluable one comes last.
+    cands.append(candidate(10 * E6, account="0x" + "08".rjust(40, "0"), debt=WETH,
+                           seize=lambda r: r))
+    cands.append(candidate(10**12 * E6, account="0x" + "99" * 20, collateral=Y))
+    first, rest = head_start(cands, dex=book, quote_token=WETH, accounts=3)
+    assert {c.account for c in first} == {f"0x{n:040x}" for n in (6, 7, 8)}
+    assert len(first) == 4 and len(first) + len(rest) == len(cands)
+    # The full ranking's best three are among the first part.
+    full = ranked(cands, book)
+    assert {o.account for o in full[:3]} <= {c.account for c in first}
+    assert head_start([], dex=book, quote_token=WETH, accounts=3) == ([], [])

@@ -1,0 +1,57 @@
+"""Every benchmark in one command: `.venv/bin/python -m benchmarks [--quick]`.
+
+Runs, one after another and each in its own process (so one's memory does not weigh on
+the next's figures):
+
+1. `benchmarks.bench_screening`: the float screen at 1M synthetic positions (incremental
+   update after one feed moves, full recompute, memory per million);
+2. `benchmarks.bench_scale`: on a devnet of 10k real Aave V3 positions, cold start, RPC
+   requests per block at 100 and 10k tracked, the peer way (getUserAccountData for every
+   account) against the keeper's detection, and feed log -> signed send;
+3. `tests.bench.bench_feed_to_send`: feed log -> first send on the default devnet, against
+   a bare loop (the physical limit);
+4. `benchmarks.bench_replay`: archive replay speed in blocks per second.
+
+`--quick` shrinks every run (fewer positions and trials) to check the command works; its
+figures are not the README's. Benchmarks report numbers; they assert nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+FULL: list[list[str]] = [
+    ["benchmarks.bench_screening"],
+    ["benchmarks.bench_scale"],
+    ["tests.bench.bench_feed_to_send"],
+    ["benchmarks.bench_replay"],
+]
+QUICK: list[list[str]] = [
+    ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
+    ["benchmarks.bench_scale", "--trials", "5", "--steady-blocks", "5"],
+    ["tests.bench.bench_feed_to_send", "--trials", "10", "--cold", "1", "--steady-blocks", "5"],
+    ["benchmarks.bench_replay", "--blocks", "40"],
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small runs: check, not measure")
+    args = parser.parse_args()
+    failed = []
+    for module, *options in QUICK if args.quick else FULL:
+        print(f"\n=== {module} {' '.join(options)}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, "-m", module, *options])
+        print(f"=== {module}: exit {code}, {time.monotonic() - started:.0f} s", flush=True)
+        if code != 0:
+            failed.append(module)
+    if failed:
+        sys.exit(f"benchmarks that failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
