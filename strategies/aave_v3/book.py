@@ -23,12 +23,22 @@ Seeded from a `Market` and the `Account`s read at one block (market.py), `apply`
 Users first named by a state-changing event start empty: the book must be seeded with every
 account that had a position at the seed block. Not mirrored (the owner must re-read): reserve
 configuration and oracle source changes, e-mode category prices, reorgs (`removed` logs).
+
+Memory (issue 8: a million positions well under 2 GB). A position is a slotted object with
+the config word, the e-mode id and ONE dict from asset to a slotted `_Balance` of the five
+raw ints, holding only the reserves where one of them is non-zero (most users touch 1-3 of
+the reserves); an absent asset reads as zeros, exactly as the previous five dicts'
+`.get(asset, 0)` did. `Account`s are built on demand and only the ACCOUNT_CACHE most
+recently used are kept. Measured at 1M synthetic positions: 585 MB (778 MB with the float
+screen), against 2.6 GB for the five dicts and 5.0 GB once the screen's build had cached
+every user's Account (benchmarks/bench_screening.py).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from keeper.errors import KeeperError
 from keeper.types import BlockRef, Event
@@ -38,39 +48,65 @@ from strategies.aave_v3.market import Account, AccountReserve, Market, Reserve, 
 from strategies.aave_v3.reserve_config import UserConfig
 
 _ATOKEN, _VDEBT, _SDEBT = "atoken", "vdebt", "sdebt"
+_ZERO = AccountReserve(0, 0, 0, 0, 0)  # frozen: shared by every untouched reserve of an Account
+ACCOUNT_CACHE = 4096  # Accounts kept (least recently used dropped): the book is the truth
 
 
 class BookError(KeeperError):
     """The logs cannot be applied to the book (a reorg, or a log the book cannot mirror)."""
 
 
-@dataclass
+class _Balance:
+    """One user's raw balances in one reserve (mutable; slotted: ~72 bytes plus the ints)."""
+
+    __slots__ = ("atoken", "last", "principal", "rate", "vdebt")
+
+    def __init__(
+        self, atoken: int = 0, vdebt: int = 0, principal: int = 0, rate: int = 0, last: int = 0
+    ) -> None:
+        self.atoken = atoken
+        self.vdebt = vdebt
+        self.principal = principal
+        self.rate = rate
+        self.last = last
+
+    def __bool__(self) -> bool:
+        return bool(self.atoken or self.vdebt or self.principal or self.rate or self.last)
+
+    def reserve(self) -> AccountReserve:
+        return AccountReserve(self.atoken, self.vdebt, self.principal, self.rate, self.last)
+
+
+_NONE = _Balance()  # read-only stand-in for an absent entry: every field 0
+
+
 class _Position:
-    """One user's mutable state: the configuration bitmap, e-mode and per-asset balances."""
+    """One user's mutable state: the configuration bitmap, e-mode and, per asset the user
+    holds anything in, a `_Balance`. An absent asset reads as all zeros (as the 5 dicts'
+    `.get(asset, 0)` did), so entries that fall back to all zeros are dropped."""
 
-    config: int
-    emode: int
-    scaled_atoken: dict[str, int]
-    scaled_vdebt: dict[str, int]
-    stable_principal: dict[str, int]
-    stable_rate: dict[str, int]
-    stable_last: dict[str, int]
+    __slots__ = ("balances", "config", "emode")
 
-    @classmethod
-    def empty(cls) -> _Position:
-        return cls(0, 0, {}, {}, {}, {}, {})
+    def __init__(self, config: int = 0, emode: int = 0,
+                 balances: dict[str, _Balance] | None = None) -> None:
+        self.config = config
+        self.emode = emode
+        self.balances: dict[str, _Balance] = {} if balances is None else balances
 
-    @classmethod
-    def of(cls, account: Account) -> _Position:
-        b = account.balances
-        return cls(
-            account.config.data, account.emode_category,
-            {a: r.scaled_atoken_balance for a, r in b.items()},
-            {a: r.scaled_variable_debt for a, r in b.items()},
-            {a: r.stable_principal for a, r in b.items()},
-            {a: r.stable_rate for a, r in b.items()},
-            {a: r.stable_last_updated for a, r in b.items()},
-        )
+    def get(self, asset: str) -> _Balance:
+        """The asset's balances; do not mutate (may be the shared all-zero `_NONE`)."""
+        return self.balances.get(asset, _NONE)
+
+    def entry(self, asset: str) -> _Balance:
+        """The asset's balances, created (all zero) if absent; `prune` after the change."""
+        b = self.balances.get(asset)
+        if b is None:
+            b = self.balances[asset] = _Balance()
+        return b
+
+    def prune(self, asset: str) -> None:
+        if not self.balances.get(asset, True):
+            del self.balances[asset]
 
     def set_bit(self, bit: int, on: bool) -> None:
         self.config = self.config | (1 << bit) if on else self.config & ~(1 << bit)
@@ -90,9 +126,11 @@ class PositionBook:
         self._sources: dict[str, list[str]] = {}
         for r in market.reserves:
             self._sources.setdefault(r.feed, []).append(r.asset)
-        self._positions: dict[str, _Position] = {a.user.lower(): _Position.of(a) for a in accounts}
+        # consumed lazily: a generator of Accounts seeds a big book without holding them all
+        self._positions: dict[str, _Position] = {a.user.lower(): self._seed(a) for a in accounts}
         self._debt_before: dict[tuple[str, str, str], int] = {}
-        self._accounts: dict[str, Account] = {}
+        # least recently used first; bounded: a full pass must not pin an Account per user
+        self._accounts: OrderedDict[str, Account] = OrderedDict()
         self.block: BlockRef | None = None
         self.touched: set[str] = set()
         self.needs_read: set[str] = set()
@@ -115,23 +153,27 @@ class PositionBook:
         """Every contract whose logs the book needs: the pool, the reserves' tokens, the feeds."""
         return (self._market.pool, *self._tokens, *(s for s in self._sources if int(s, 16)))
 
-    def account(self, user: str) -> Account:
-        """The user's `Account` (cached until one of its logs changes the position)."""
+    def account(self, user: str, *, cache: bool = True) -> Account:
+        """The user's `Account`, with every reserve (untouched ones all zero).
+
+        Built from the position on demand; with `cache`, kept among the ACCOUNT_CACHE most
+        recently used until one of its logs changes the position. A full pass over the book
+        (the screen's build) should pass `cache=False`: it would only evict the useful ones.
+        """
         user = user.lower()
         cached = self._accounts.get(user)
         if cached is not None:
+            self._accounts.move_to_end(user)
             return cached
         p = self._positions[user]
-        balances = {
-            asset: AccountReserve(
-                p.scaled_atoken.get(asset, 0), p.scaled_vdebt.get(asset, 0),
-                p.stable_principal.get(asset, 0), p.stable_rate.get(asset, 0),
-                p.stable_last.get(asset, 0),
-            )
-            for asset in self._reserves
-        }
-        account = self._accounts[user] = Account(
-            user, UserConfig.decode(p.config), p.emode, balances)
+        balances = dict.fromkeys(self._reserves, _ZERO)
+        for asset, b in p.balances.items():
+            balances[asset] = b.reserve()
+        account = Account(user, UserConfig.decode(p.config), p.emode, balances)
+        if cache:
+            self._accounts[user] = account
+            if len(self._accounts) > ACCOUNT_CACHE:
+                self._accounts.popitem(last=False)
         return account
 
     def account_data(self, user: str, timestamp: int) -> math.UserAccountData:
@@ -148,6 +190,20 @@ class PositionBook:
         return touched
 
     # ------------------------------------------------------------------ updates
+
+    def _seed(self, account: Account) -> _Position:
+        """The position of a read `Account`: only its non-zero reserves, keyed by the
+        reserve's own asset string (one shared object instead of one per user)."""
+        balances: dict[str, _Balance] = {}
+        for asset, r in account.balances.items():
+            reserve = self._reserves.get(asset)
+            if reserve is None:
+                continue  # not a listed reserve: never read (account() lists the reserves)
+            b = _Balance(r.scaled_atoken_balance, r.scaled_variable_debt, r.stable_principal,
+                         r.stable_rate, r.stable_last_updated)
+            if b:
+                balances[reserve.asset] = b
+        return _Position(account.config.data, account.emode_category, balances)
 
     def apply(self, events: Sequence[Event], block: BlockRef) -> None:
         """Apply one block's logs (any order; applied by log index). No I/O."""
@@ -167,7 +223,7 @@ class PositionBook:
         self._accounts.pop(user, None)
         position = self._positions.get(user)
         if position is None:
-            position = self._positions[user] = _Position.empty()
+            position = self._positions[user] = _Position()
         return position
 
     def _apply_one(self, event: Event, now: int) -> None:
@@ -227,13 +283,9 @@ class PositionBook:
         key = (tx, user, asset)
         if key in self._debt_before:
             return
-        variable = math.variable_debt_balance(
-            p.scaled_vdebt.get(asset, 0), self._reserves[asset].normalized_debt(now)
-        )
-        stable = math.stable_debt_balance(
-            p.stable_principal.get(asset, 0), p.stable_rate.get(asset, 0),
-            p.stable_last.get(asset, 0), now,
-        )
+        b = p.get(asset)
+        variable = math.variable_debt_balance(b.vdebt, self._reserves[asset].normalized_debt(now))
+        stable = math.stable_debt_balance(b.principal, b.rate, b.last, now)
         self._debt_before[key] = variable + stable
 
     def _token_event(
@@ -243,46 +295,64 @@ class PositionBook:
         match record:
             case ev.Mint():
                 p = self._position(record.on_behalf_of)
-                balances = p.scaled_atoken if kind == _ATOKEN else p.scaled_vdebt
                 if kind == _VDEBT:
                     self._snapshot_debt(tx, record.on_behalf_of, asset, p, now)
-                before = balances.get(asset, 0)
                 if record.value > record.balance_increase:  # _mintScaled
-                    amount = record.value - record.balance_increase
-                    balances[asset] = before + math.ray_div(amount, record.index)
-                    if kind == _VDEBT and before == 0:  # isFirstBorrowing
-                        p.set_bit(borrowing_bit, True)
+                    b = p.entry(asset)
+                    amount = math.ray_div(record.value - record.balance_increase, record.index)
+                    if kind == _ATOKEN:
+                        b.atoken += amount
+                    else:
+                        if b.vdebt == 0:  # isFirstBorrowing
+                            p.set_bit(borrowing_bit, True)
+                        b.vdebt += amount
+                    p.prune(asset)
                 elif record.value < record.balance_increase:  # _burnScaled, interest > amount
-                    amount = record.balance_increase - record.value
-                    balances[asset] = before - math.ray_div(amount, record.index)
+                    b = p.entry(asset)
+                    amount = math.ray_div(record.balance_increase - record.value, record.index)
+                    if kind == _ATOKEN:
+                        b.atoken -= amount
+                    else:
+                        b.vdebt -= amount
+                    p.prune(asset)
             case ev.Burn():
                 p = self._position(record.from_)
-                balances = p.scaled_atoken if kind == _ATOKEN else p.scaled_vdebt
                 if kind == _VDEBT:
                     self._snapshot_debt(tx, record.from_, asset, p, now)
-                amount = record.value + record.balance_increase
-                balances[asset] = balances.get(asset, 0) - math.ray_div(amount, record.index)
+                b = p.entry(asset)
+                amount = math.ray_div(record.value + record.balance_increase, record.index)
+                if kind == _ATOKEN:
+                    b.atoken -= amount
+                else:
+                    b.vdebt -= amount
+                p.prune(asset)
             case ev.BalanceTransfer():  # value is scaled in 1.19.3
                 src, dst = self._position(record.from_), self._position(record.to)
-                src.scaled_atoken[asset] = src.scaled_atoken.get(asset, 0) - record.value
-                dst.scaled_atoken[asset] = dst.scaled_atoken.get(asset, 0) + record.value
+                src.entry(asset).atoken -= record.value
+                src.prune(asset)  # src may be dst: settle src's entry before dst's
+                dst.entry(asset).atoken += record.value
+                dst.prune(asset)
             case ev.StableMint():
                 p = self._position(record.on_behalf_of)
                 self._snapshot_debt(tx, record.on_behalf_of, asset, p, now)
-                p.stable_principal[asset] = p.stable_principal.get(asset, 0) + record.amount
-                p.stable_rate[asset] = record.new_rate
-                p.stable_last[asset] = now
+                b = p.entry(asset)
+                b.principal += record.amount
+                b.rate = record.new_rate
+                b.last = now
+                p.prune(asset)
                 if record.amount > record.balance_increase and record.current_balance == 0:
                     p.set_bit(borrowing_bit, True)
             case ev.StableBurn():
                 p = self._position(record.from_)
                 self._snapshot_debt(tx, record.from_, asset, p, now)
-                p.stable_principal[asset] = p.stable_principal.get(asset, 0) - record.amount
+                b = p.entry(asset)
+                b.principal -= record.amount
                 if record.amount + record.balance_increase == record.current_balance:
-                    p.stable_rate[asset] = 0
-                    p.stable_last[asset] = 0
+                    b.rate = 0
+                    b.last = 0
                 else:
-                    p.stable_last[asset] = now
+                    b.last = now
+                p.prune(asset)
             case _:
                 pass  # Transfer/Approval/Initialized: the scaled events above carry the state
 

@@ -1,7 +1,8 @@
 """A compact, exact, columnar Aave V3 book: millions of accounts in a few hundred MB.
 
-`PositionBook` keeps five dicts per account (one entry per reserve); at a million accounts
-that is many GB. Here an account is a row: its UserConfigurationMap word and e-mode id, and
+`PositionBook` (book.py) keeps a mutable slotted object per account (~590 MB per million,
+it must apply logs); this read-only form, used for synthetic books and benchmarks, packs
+them further. Here an account is a row: its UserConfigurationMap word and e-mode id, and
 entries only where a scaled balance is non-zero, sorted by row (CSR). Scaled balances are
 uint128 in the tokens (ScaledBalanceTokenBase's `_userState.balance`), so each is kept
 exactly as two uint64 limbs. Stable debt (rare, disabled on mainnet) stays in a dict.

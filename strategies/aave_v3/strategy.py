@@ -251,7 +251,8 @@ class AaveV3Strategy:
             except ScreenError:  # the reserve list changed: build it again
                 screen = None
         if screen is None:
-            screen = HealthScreen.from_accounts(market, map(book.account, book.users), now)
+            screen = HealthScreen.from_accounts(
+                market, (book.account(u, cache=False) for u in book.users), now)
             self._screen, self._screen_book = screen, book
         flagged = screen.flagged()
         extra = {u for u in touched if u in screen.index}.difference(flagged)
