@@ -265,6 +265,10 @@ async def _fill_outcomes(
         if intent is None:
             continue
         by_account.setdefault((intent.strategy, intent.account.lower()), []).append(outcome)
+        # Ranked and sent within one step, between two of the recorder's samples: it was
+        # liquidatable at the block it was ranked at.
+        recorder.seen.setdefault((intent.strategy, intent.account), _Seen(
+            intent.block, recorder.symbol(intent.collateral), recorder.symbol(intent.debt)))
         if outcome.status != "confirmed":
             continue
         receipt = await engine.chain.call("eth_getTransactionReceipt", [outcome.tx_hash])
