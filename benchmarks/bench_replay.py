@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import tempfile
 import time
@@ -31,11 +30,12 @@ from decimal import Decimal
 from pathlib import Path
 
 from keeper.backtest.archive import ReplayResult, open_archive, replay_on_fork, start_fork
-from keeper.config import KeeperConfig, load_config
+from keeper.config import KeeperConfig
 from keeper.devnet.anvil import Anvil, rpc_call
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
+from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import to_feed_answer
+from tests.integration.backtest_history import devnet_keeper_config
 
 TRANSFER = "0xa9059cbb"  # transfer(address,uint256)
 MINT = "0x40c10f19"  # mint(address,uint256)
@@ -83,27 +83,6 @@ def make_history(anvil: Anvil, info: DevnetInfo, blocks: int, max_txs: int, seed
     return first, int(rpc_call(url, "eth_blockNumber"), 16), sent
 
 
-def keeper_config(info: DevnetInfo, directory: Path, *, active: bool) -> KeeperConfig:
-    path = directory / "keeper.toml"
-    path.write_text(
-        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n\n'
-        f'[execution]\nmode = "dry-run"\nquote_token = "{info.tokens["WETH"].address}"\n'
-        'min_profit_quote = "0"\nmax_fee_per_gas_gwei = "3000"\n\n'
-        f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
-        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
-        f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n')
-    key = "KEEPER_ACCOUNT__PRIVATE_KEY"
-    saved = os.environ.pop(key, None)
-    try:
-        if active:
-            os.environ[key] = DEVNET_LIQUIDATOR_KEY
-        return load_config(path)
-    finally:
-        os.environ.pop(key, None)
-        if saved is not None:
-            os.environ[key] = saved
-
-
 async def replay(url: str, first: int, last: int, config: KeeperConfig | None
                  ) -> tuple[ReplayResult, float]:
     """One archive replay; returns it and the seconds spent before the loop (fork, sync)."""
@@ -135,8 +114,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             runs = {
                 "history only (no keeper)": None,
-                "keeper observing (passive)": keeper_config(info, Path(scratch), active=False),
-                "keeper active (liquidator key)": keeper_config(info, Path(scratch),
+                "keeper observing (passive)": devnet_keeper_config(info, Path(scratch),
+                                                                   active=False),
+                "keeper active (liquidator key)": devnet_keeper_config(info, Path(scratch),
                                                                 active=True),
             }
             for name, config in runs.items():

@@ -65,6 +65,7 @@ from tests.bench.bench_feed_to_send import (
     machine,
     restore_engine,
     save_engine,
+    use_timed_client,
 )
 
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
@@ -234,12 +235,7 @@ async def engine_for(info: DevnetInfo, folder: Path, drop: Decimal
     await bench.approve_debt_tokens()
     bench.snapshot = await bench.poster.call("evm_snapshot", [])
     engine = await build_engine(info, Journal(folder / "engine.sqlite"))
-    rpc = TimedRpc(info.rpc_url)
-    await rpc.connect()
-    await engine.chain.aclose()
-    engine.chain = rpc
-    assert engine.executor is not None
-    engine.executor.chain = rpc
+    rpc = await use_timed_client(engine, info.rpc_url)
     return bench, engine, rpc, save_engine(engine)
 
 

@@ -3,6 +3,11 @@
 The binary is started directly, never through npx: killing an npx PID would
 leave the real anvil running. On Linux the child also gets PR_SET_PDEATHSIG,
 so it dies with us even if we are killed with SIGKILL.
+
+Anvil writes the chain states it cannot keep in memory to disk (by default under
+~/.foundry/anvil/tmp, never removed when anvil is killed: a day of tests left 79 GB
+there). Each of ours gets its own `--cache-path` in the system temp folder, removed
+when it stops; one left by an anvil that was killed is removed by the next start.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +36,8 @@ from keeper.errors import DevnetError
 from keeper.paths import node_modules
 
 _LISTENING = re.compile(r"Listening on ([0-9.]+):(\d+)")
+_CACHE_PREFIX = "keeper-anvil-"
+_PID_FILE = "anvil.pid"
 _ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
 
@@ -52,6 +60,36 @@ def _die_with_parent() -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def remove_orphaned_caches() -> int:
+    """Remove the state caches of our anvils that are no longer running (killed ones never
+    clean up); returns how many were removed."""
+    removed = 0
+    for folder in Path(tempfile.gettempdir()).glob(_CACHE_PREFIX + "*"):
+        try:
+            pid = int((folder / _PID_FILE).read_text())
+        except (OSError, ValueError):
+            # Not started yet, or its start failed: leave young ones to their owner.
+            with contextlib.suppress(OSError):
+                if time.time() - folder.stat().st_mtime > 3600:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed += 1
+            continue
+        if not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that pid
+    return True
 
 
 def rpc_call(url: str, method: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
@@ -88,6 +126,7 @@ class Anvil:
         self._startup_timeout = startup_timeout
         self._process: subprocess.Popen[str] | None = None
         self._log: IO[str] | None = None
+        self._cache: Path | None = None  # where this anvil spills states (removed on stop)
         self.host = "127.0.0.1"
         self.port = 0
 
@@ -114,18 +153,27 @@ class Anvil:
             cmd += ["--load-state", str(self._load_state)]
         if self._block_time is not None:
             cmd += ["--block-time", str(self._block_time)]
+        if self._cache is not None:
+            cmd += ["--cache-path", str(self._cache)]
         return cmd + self._args
 
     def start(self) -> Anvil:
+        remove_orphaned_caches()
+        self._cache = Path(tempfile.mkdtemp(prefix=_CACHE_PREFIX))
         # Lives as long as the process; closed in stop().
         self._log = tempfile.TemporaryFile(mode="w+", prefix="anvil-", suffix=".log")  # noqa: SIM115
-        self._process = subprocess.Popen(
-            self.command(),
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 (only calls prctl, no locks)
-        )
+        try:
+            self._process = subprocess.Popen(
+                self.command(),
+                stdout=subprocess.PIPE,
+                stderr=self._log,
+                text=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (only calls prctl, no locks)
+            )
+            (self._cache / _PID_FILE).write_text(str(self._process.pid))
+        except BaseException:
+            self.stop()
+            raise
         try:
             self._await_listening()
             self._await_rpc()
@@ -184,6 +232,9 @@ class Anvil:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+        cache, self._cache = self._cache, None
+        if cache is not None:
+            shutil.rmtree(cache, ignore_errors=True)
 
     def __enter__(self) -> Anvil:
         return self.start()

@@ -179,6 +179,17 @@ class EngineState:
     next_base_fee: int
 
 
+async def use_timed_client(engine: Engine, url: str) -> TimedRpc:
+    """Swap in the timed client (same URL, same settings) for the measured runs."""
+    rpc = TimedRpc(url)
+    await rpc.connect()
+    await engine.chain.aclose()
+    engine.chain = rpc
+    assert engine.executor is not None
+    engine.executor.chain = rpc
+    return rpc
+
+
 def save_engine(engine: Engine) -> EngineState:
     assert engine._last is not None
     saved = copy.deepcopy((engine.strategies, engine.dex))
@@ -373,13 +384,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                     await candidate.chain.aclose()
                     journal.close()
             assert engine is not None
-            # Swap in the timed client (same URL, same settings) for the measured runs.
-            rpc = TimedRpc(info.rpc_url)
-            await rpc.connect()
-            await engine.chain.aclose()
-            engine.chain = rpc
-            assert engine.executor is not None
-            engine.executor.chain = rpc
+            rpc = await use_timed_client(engine, info.rpc_url)
             state = save_engine(engine)
             tracked = sum(1 for p in plan_population(borrowers, DevnetSpec().seed)
                           if p.protocol == "aave_v3")

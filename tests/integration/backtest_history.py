@@ -13,14 +13,19 @@ It sends nothing in the range; its allowances are set before it, as a live keepe
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 
 from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 
+from keeper.config import KeeperConfig, load_config
 from keeper.devnet.artifacts import aave
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import price_feed, to_feed_answer
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import (
@@ -118,3 +123,26 @@ def make_history(devnet: Devnet, *, blocks: int = 30, seed: int = 3) -> History:
         devnet.rpc("evm_setAutomine", True)
     history.last = w3.eth.block_number
     return history
+
+
+def devnet_keeper_config(info: DevnetInfo, directory: Path, *, active: bool) -> KeeperConfig:
+    """The devnet keeper's config (dry-run, both strategies); `active` gives it the
+    liquidator's key through the environment, which is restored afterwards."""
+    path = directory / "keeper.toml"
+    path.write_text(
+        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n\n'
+        f'[execution]\nmode = "dry-run"\nquote_token = "{info.tokens["WETH"].address}"\n'
+        'min_profit_quote = "0"\nmax_fee_per_gas_gwei = "3000"\n\n'
+        f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
+        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
+        f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n')
+    key = "KEEPER_ACCOUNT__PRIVATE_KEY"
+    saved = os.environ.pop(key, None)
+    try:
+        if active:
+            os.environ[key] = DEVNET_LIQUIDATOR_KEY
+        return load_config(path)
+    finally:
+        os.environ.pop(key, None)
+        if saved is not None:
+            os.environ[key] = saved

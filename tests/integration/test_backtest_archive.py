@@ -39,16 +39,19 @@ from keeper.backtest.archive import (
 from keeper.backtest.history import decode_liquidations, signed_raw
 from keeper.backtest.record import record_tape
 from keeper.cli import main
-from keeper.config import KeeperConfig, load_config
+from keeper.config import KeeperConfig
 from keeper.devnet.anvil import rpc_call
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.errors import ChainMismatch, InputFileError, RpcUnavailable
 from tests.conftest import Devnet
-from tests.integration.backtest_history import WETH_DROP, History, make_history
+from tests.integration.backtest_history import (
+    WETH_DROP,
+    History,
+    devnet_keeper_config,
+    make_history,
+)
 from tests.integration.helpers import SPECS
 
 BLOCKS = 24
-KEY_ENV = "KEEPER_ACCOUNT__PRIVATE_KEY"
 
 
 @pytest.fixture(scope="module")
@@ -67,21 +70,7 @@ def history(devnet_session: Devnet) -> Iterator[History]:
 
 def keeper_config(devnet: Devnet, directory: Path, *, active: bool) -> KeeperConfig:
     """The devnet keeper's config; `active` gives it the liquidator's key (from the env)."""
-    info = devnet.info
-    path = directory / "keeper.toml"
-    path.write_text(
-        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n\n'
-        f'[execution]\nmode = "dry-run"\nquote_token = "{info.tokens["WETH"].address}"\n'
-        'min_profit_quote = "0"\nmax_fee_per_gas_gwei = "3000"\n\n'
-        f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
-        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
-        f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n')
-    with pytest.MonkeyPatch.context() as env:
-        if active:
-            env.setenv(KEY_ENV, DEVNET_LIQUIDATOR_KEY)
-        else:
-            env.delenv(KEY_ENV, raising=False)
-        return load_config(path)
+    return devnet_keeper_config(devnet.info, directory, active=active)
 
 
 @dataclass

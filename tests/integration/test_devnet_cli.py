@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -198,3 +199,22 @@ def test_cached_start_reuses_the_same_deployment(devnet_session: Devnet) -> None
         assert os.path.basename(anvil.rpc_url) != os.path.basename(devnet_session.info.rpc_url)
     finally:
         anvil.stop()
+
+
+def test_anvil_spills_states_to_its_own_folder_and_removes_it() -> None:
+    """Anvil writes states it cannot keep in memory to disk; ours go to a folder of their
+    own, removed on stop, and a killed anvil's folder is removed by the next start."""
+    with Anvil() as anvil:
+        command = anvil.command()
+        cache = Path(command[command.index("--cache-path") + 1])
+        assert cache.is_dir() and (cache / "anvil.pid").read_text() == str(anvil.pid)
+    assert not cache.exists()
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = Path(tempfile.mkdtemp(prefix="keeper-anvil-"))
+    (orphan / "anvil.pid").write_text(str(dead.pid))
+    (orphan / "state").write_bytes(b"\0" * 1024)
+    with Anvil() as anvil:
+        assert not orphan.exists()  # its anvil is gone: removed at the next start
+        assert anvil.rpc("eth_chainId") == hex(anvil.chain_id)
