@@ -71,12 +71,21 @@ def fork_args(fork_url: str | None, block: int) -> list[str]:
 # -- entry points -----------------------------------------------------------------------------
 
 
+FORK_REQUEST_TIMEOUT = 300.0
+
+
 def _backtest_config(config: KeeperConfig, fork_url: str, chain_id: int, journal: Path
                      ) -> KeeperConfig:
-    """`config` pointed at the fork: its only endpoint, sending there ("live" on the fork)."""
+    """`config` pointed at the fork: its only endpoint, sending there ("live" on the fork).
+
+    A fork reads every account and slot it has not seen from the archive (and `record`
+    puts a recording proxy in between), so its first answers are slow: the engine gets at
+    least `FORK_REQUEST_TIMEOUT` seconds per request instead of failing over to nothing."""
     chain = config.chain.model_copy(update={
         "http_urls": [config.chain.http_urls[0].model_copy(update={"url": fork_url})],
-        "ws_url": None, "chain_id": chain_id})
+        "ws_url": None, "chain_id": chain_id,
+        "request_timeout_seconds": max(config.chain.request_timeout_seconds,
+                                       FORK_REQUEST_TIMEOUT)})
     execution = config.execution.model_copy(update={"mode": "live", "journal": journal})
     return config.model_copy(update={"chain": chain, "execution": execution})
 
@@ -92,7 +101,7 @@ async def replay_on_fork(
     if config is not None and config.chain.chain_id != history.chain_id:
         raise ChainMismatch(f"the history is chain {history.chain_id}, but chain.chain_id is "
                             f"{config.chain.chain_id}")
-    rpc = await HttpRpc.open(fork.rpc_url, timeout=60)
+    rpc = await HttpRpc.open(fork.rpc_url, timeout=FORK_REQUEST_TIMEOUT)
     engine: Engine | None = None
     with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as scratch:
         try:
@@ -151,7 +160,7 @@ async def replay_tape(
             # A loaded state's clock starts at the wall clock: historical timestamps would be
             # "in the past" for evm_setNextBlockTimestamp. Rewind it to block A-1's.
             fork.rpc("evm_setTime", header.parent.timestamp)
-            tap = HistoryTap(await HttpRpc.open(fork.rpc_url, timeout=60),
+            tap = HistoryTap(await HttpRpc.open(fork.rpc_url, timeout=FORK_REQUEST_TIMEOUT),
                              header.parent.number, tape.history)
             try:
                 result = await replay_on_fork(

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from keeper.backtest.archive import (
+    FORK_REQUEST_TIMEOUT,
     BacktestError,
     Insert,
     ReplayResult,
@@ -72,7 +73,8 @@ async def record_tape(
                         int(parent_raw["gasLimit"], 16), str(parent_raw["miner"]).lower())
         fork = await start_fork(chain_id=archive.chain_id, fork_url=await proxy.start(),
                                 block=from_block - 1)
-        tap = HistoryTap(await HttpRpc.open(fork.rpc_url, timeout=60), from_block - 1)
+        tap = HistoryTap(await HttpRpc.open(fork.rpc_url, timeout=FORK_REQUEST_TIMEOUT),
+                         from_block - 1)
         try:
             result = await replay_on_fork(
                 history, fork, from_block=from_block, to_block=to_block, insert=insert,
