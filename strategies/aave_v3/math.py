@@ -1,10 +1,13 @@
-"""Exact integer mirrors of Aave V3's math (@aave/core-v3 1.19.3), bit for bit.
+"""Exact integer mirrors of Aave V3's protocol logic (@aave/core-v3 1.19.3), bit for bit.
 
-Every function names the Solidity function it mirrors. Only Python ints are used, never floats.
-Where the contract reverts (checked 0.8 arithmetic, or the explicit overflow guards of the
-assembly in WadRayMath/PercentageMath), the mirror raises an `AaveMathError` (an ArithmeticError):
-`MathOverflowError`, `MathUnderflowError` or `MathDivisionByZeroError`. Inputs are uint256
-values; a negative or oversized input is a caller bug and raises `ValueError`.
+ReserveLogic's normalized income and debt, the tokens' balanceOf, GenericLogic's account
+data and LiquidationLogic's amounts, built on the mirrors of the math libraries (WadRayMath,
+PercentageMath, MathUtils) in math_lib.py, whose names this module re-exports so that
+`strategies.aave_v3.math` stays the one place to import the Aave math from.
+
+Every function names the Solidity function it mirrors. Only Python ints are used, never
+floats. Where the contract reverts the mirror raises an `AaveMathError` (see math_lib.py);
+a negative or oversized input is a caller bug and raises `ValueError`.
 
 Rounding in 1.19.3: wadMul/wadDiv/rayMul/rayDiv/percentMul/percentDiv and rayToWad round half up;
 every plain `/` (interest terms, base-currency values, averages, liquidation amounts) rounds down,
@@ -17,22 +20,88 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-UINT256_MAX = 2**256 - 1
-UINT40_MAX = 2**40 - 1
+from strategies.aave_v3.math_lib import (
+    HALF_PERCENTAGE_FACTOR,
+    HALF_RAY,
+    HALF_WAD,
+    PERCENTAGE_FACTOR,
+    RAY,
+    SECONDS_PER_YEAR,
+    UINT40_MAX,
+    UINT256_MAX,
+    WAD,
+    WAD_RAY_RATIO,
+    AaveMathError,
+    MathDivisionByZeroError,
+    MathOverflowError,
+    MathUnderflowError,
+    add,
+    calculate_compounded_interest,
+    calculate_linear_interest,
+    div,
+    mul,
+    percent_div,
+    percent_mul,
+    ray_div,
+    ray_mul,
+    ray_to_wad,
+    sub,
+    u256,
+    uints,
+    wad_div,
+    wad_mul,
+    wad_to_ray,
+)
 
-# WadRayMath
-WAD = 10**18
-HALF_WAD = WAD // 2
-RAY = 10**27
-HALF_RAY = RAY // 2
-WAD_RAY_RATIO = 10**9
-
-# PercentageMath
-PERCENTAGE_FACTOR = 10**4
-HALF_PERCENTAGE_FACTOR = PERCENTAGE_FACTOR // 2
-
-# MathUtils
-SECONDS_PER_YEAR = 365 * 24 * 60 * 60
+__all__ = [
+    "CLOSE_FACTOR_HF_THRESHOLD",
+    "DEFAULT_LIQUIDATION_CLOSE_FACTOR",
+    "HALF_PERCENTAGE_FACTOR",
+    "HALF_RAY",
+    "HALF_WAD",
+    "HEALTH_FACTOR_LIQUIDATION_THRESHOLD",
+    "MAX_LIQUIDATION_CLOSE_FACTOR",
+    "MINIMUM_HEALTH_FACTOR_LIQUIDATION_THRESHOLD",
+    "PERCENTAGE_FACTOR",
+    "RAY",
+    "SECONDS_PER_YEAR",
+    "UINT40_MAX",
+    "UINT256_MAX",
+    "WAD",
+    "WAD_RAY_RATIO",
+    "AaveMathError",
+    "LiquidationAmounts",
+    "LiquidationConfig",
+    "MathDivisionByZeroError",
+    "MathOverflowError",
+    "MathUnderflowError",
+    "UserAccountData",
+    "UserReserveInput",
+    "asset_unit",
+    "atoken_balance",
+    "calculate_actual_debt_to_liquidate",
+    "calculate_available_borrows",
+    "calculate_available_collateral_to_liquidate",
+    "calculate_compounded_interest",
+    "calculate_linear_interest",
+    "calculate_user_account_data",
+    "get_normalized_debt",
+    "get_normalized_income",
+    "is_liquidatable",
+    "liquidation_configuration",
+    "percent_div",
+    "percent_mul",
+    "ray_div",
+    "ray_mul",
+    "ray_to_wad",
+    "stable_debt_balance",
+    "user_balance_in_base_currency",
+    "user_debt_in_base_currency",
+    "variable_debt_balance",
+    "wad_div",
+    "wad_mul",
+    "wad_to_ray",
+]
 
 # ValidationLogic / LiquidationLogic
 HEALTH_FACTOR_LIQUIDATION_THRESHOLD = 10**18
@@ -42,156 +111,13 @@ DEFAULT_LIQUIDATION_CLOSE_FACTOR = 5000
 MAX_LIQUIDATION_CLOSE_FACTOR = 10**4
 
 
-class AaveMathError(ArithmeticError):
-    """The mirrored contract code would revert."""
-
-
-class MathOverflowError(AaveMathError):
-    """A uint256 result would exceed 2**256 - 1 (checked arithmetic or an assembly guard)."""
-
-
-class MathUnderflowError(AaveMathError):
-    """A checked uint256 subtraction would go below zero."""
-
-
-class MathDivisionByZeroError(AaveMathError):
-    """A division by zero (Solidity panic 0x12, or the zero-divisor guard in wadDiv etc.)."""
-
-
-def _u256(value: int, name: str = "value") -> int:
-    if not 0 <= value <= UINT256_MAX:
-        raise ValueError(f"{name}={value} is not a uint256")
-    return value
-
-
-def _uints(*values: int) -> None:
-    for value in values:
-        _u256(value)
-
-
-def _add(a: int, b: int) -> int:
-    if (c := a + b) > UINT256_MAX:
-        raise MathOverflowError(f"{a} + {b} overflows uint256")
-    return c
-
-
-def _sub(a: int, b: int) -> int:
-    if b > a:
-        raise MathUnderflowError(f"{a} - {b} underflows uint256")
-    return a - b
-
-
-def _mul(a: int, b: int) -> int:
-    if (c := a * b) > UINT256_MAX:
-        raise MathOverflowError(f"{a} * {b} overflows uint256")
-    return c
-
-
-def _div(a: int, b: int) -> int:
-    if b == 0:
-        raise MathDivisionByZeroError(f"{a} / 0")
-    return a // b
-
-
-def _mul_half_up(a: int, b: int, unit: int, name: str) -> int:
-    """The assembly of wadMul/rayMul/percentMul: revert iff a > (MAX - unit/2) / b."""
-    _uints(a, b)
-    if b != 0 and a > (UINT256_MAX - unit // 2) // b:
-        raise MathOverflowError(f"{name}({a}, {b})")
-    return (a * b + unit // 2) // unit
-
-
-def _div_half_up(a: int, b: int, unit: int, name: str) -> int:
-    """The assembly of wadDiv/rayDiv/percentDiv: revert iff b == 0 or a > (MAX - b/2) / unit."""
-    _uints(a, b)
-    if b == 0:
-        raise MathDivisionByZeroError(f"{name}({a}, 0)")
-    if a > (UINT256_MAX - b // 2) // unit:
-        raise MathOverflowError(f"{name}({a}, {b})")
-    return (a * unit + b // 2) // b
-
-
-def wad_mul(a: int, b: int) -> int:
-    """Mirrors WadRayMath.wadMul: (a*b + HALF_WAD) / WAD, half up; reverts on overflow."""
-    return _mul_half_up(a, b, WAD, "wadMul")
-
-
-def wad_div(a: int, b: int) -> int:
-    """Mirrors WadRayMath.wadDiv: (a*WAD + b/2) / b, half up; reverts if b == 0 or overflow."""
-    return _div_half_up(a, b, WAD, "wadDiv")
-
-
-def ray_mul(a: int, b: int) -> int:
-    """Mirrors WadRayMath.rayMul: (a*b + HALF_RAY) / RAY, half up; reverts on overflow."""
-    return _mul_half_up(a, b, RAY, "rayMul")
-
-
-def ray_div(a: int, b: int) -> int:
-    """Mirrors WadRayMath.rayDiv: (a*RAY + b/2) / b, half up; reverts if b == 0 or overflow."""
-    return _div_half_up(a, b, RAY, "rayDiv")
-
-
-def ray_to_wad(a: int) -> int:
-    """Mirrors WadRayMath.rayToWad: a / 1e9, +1 when a % 1e9 >= 0.5e9 (half up); never reverts."""
-    b, remainder = divmod(_u256(a, "a"), WAD_RAY_RATIO)
-    return b + 1 if remainder >= WAD_RAY_RATIO // 2 else b
-
-
-def wad_to_ray(a: int) -> int:
-    """Mirrors WadRayMath.wadToRay: a * 1e9; reverts on overflow."""
-    return _mul(_u256(a, "a"), WAD_RAY_RATIO)
-
-
-def percent_mul(value: int, percentage: int) -> int:
-    """Mirrors PercentageMath.percentMul: (value*pct + 0.5e4) / 1e4, half up; overflow reverts."""
-    return _mul_half_up(value, percentage, PERCENTAGE_FACTOR, "percentMul")
-
-
-def percent_div(value: int, percentage: int) -> int:
-    """Mirrors PercentageMath.percentDiv: (value*1e4 + pct/2) / pct, half up; pct == 0 reverts."""
-    return _div_half_up(value, percentage, PERCENTAGE_FACTOR, "percentDiv")
-
-
-# MathUtils
-def _elapsed(last_update_ts: int, current_ts: int) -> int:
-    if not 0 <= last_update_ts <= UINT40_MAX:
-        raise ValueError(f"last_update_ts={last_update_ts} is not a uint40")
-    return _sub(_u256(current_ts, "current_ts"), last_update_ts)
-
-
-def calculate_linear_interest(rate: int, last_update_ts: int, current_ts: int) -> int:
-    """Mirrors MathUtils.calculateLinearInterest: RAY + rate * dt / SECONDS_PER_YEAR (floor)."""
-    result = _mul(_u256(rate, "rate"), _elapsed(last_update_ts, current_ts)) // SECONDS_PER_YEAR
-    return _add(RAY, result)
-
-
-def calculate_compounded_interest(rate: int, last_update_ts: int, current_ts: int) -> int:
-    """Mirrors MathUtils.calculateCompoundedInterest (3-term binomial approximation).
-
-    RAY + rate*n/Y + n(n-1)*b2/2 + n(n-1)(n-2)*b3/6 with b2 = rayMul(rate, rate)/Y^2 and
-    b3 = rayMul(b2, rate)/Y, every division flooring at the step where the contract does it.
-    """
-    exp = _elapsed(last_update_ts, current_ts)
-    _u256(rate, "rate")
-    if exp == 0:
-        return RAY
-    exp_minus_one = exp - 1
-    exp_minus_two = exp - 2 if exp > 2 else 0
-    base_power_two = ray_mul(rate, rate) // (SECONDS_PER_YEAR * SECONDS_PER_YEAR)
-    base_power_three = ray_mul(base_power_two, rate) // SECONDS_PER_YEAR
-    second_term = _mul(_mul(exp, exp_minus_one), base_power_two) // 2
-    third_term = _mul(_mul(_mul(exp, exp_minus_one), exp_minus_two), base_power_three) // 6
-    first_term = _mul(rate, exp) // SECONDS_PER_YEAR
-    return _add(_add(_add(RAY, first_term), second_term), third_term)
-
-
 # ReserveLogic / tokens
 def get_normalized_income(
     liquidity_index: int, current_liquidity_rate: int, last_update_ts: int, now: int
 ) -> int:
     """Mirrors ReserveLogic.getNormalizedIncome: linear interest rayMul liquidityIndex."""
     if last_update_ts == now:
-        return _u256(liquidity_index, "liquidity_index")
+        return u256(liquidity_index, "liquidity_index")
     interest = calculate_linear_interest(current_liquidity_rate, last_update_ts, now)
     return ray_mul(interest, liquidity_index)
 
@@ -201,7 +127,7 @@ def get_normalized_debt(
 ) -> int:
     """Mirrors ReserveLogic.getNormalizedDebt: compounded interest rayMul variableBorrowIndex."""
     if last_update_ts == now:
-        return _u256(variable_borrow_index, "variable_borrow_index")
+        return u256(variable_borrow_index, "variable_borrow_index")
     interest = calculate_compounded_interest(current_variable_borrow_rate, last_update_ts, now)
     return ray_mul(interest, variable_borrow_index)
 
@@ -213,14 +139,14 @@ def atoken_balance(scaled_balance: int, normalized_income: int) -> int:
 
 def variable_debt_balance(scaled_balance: int, normalized_debt: int) -> int:
     """Mirrors VariableDebtToken.balanceOf: 0 if scaled is 0, else scaled.rayMul(normalizedDebt)."""
-    if _u256(scaled_balance, "scaled_balance") == 0:
+    if u256(scaled_balance, "scaled_balance") == 0:
         return 0
     return ray_mul(scaled_balance, normalized_debt)
 
 
 def stable_debt_balance(principal: int, user_rate: int, last_update_ts: int, now: int) -> int:
     """Mirrors StableDebtToken.balanceOf: principal.rayMul(compounded(userRate, timestamp))."""
-    if _u256(principal, "principal") == 0:
+    if u256(principal, "principal") == 0:
         return 0
     return ray_mul(principal, calculate_compounded_interest(user_rate, last_update_ts, now))
 
@@ -269,18 +195,18 @@ def user_balance_in_base_currency(
     scaled_balance: int, normalized_income: int, price: int, unit: int
 ) -> int:
     """Mirrors GenericLogic._getUserBalanceInBaseCurrency: rayMul(scaled, income)*price/unit."""
-    return _div(_mul(ray_mul(scaled_balance, normalized_income), price), unit)
+    return div(mul(ray_mul(scaled_balance, normalized_income), price), unit)
 
 
 def user_debt_in_base_currency(
     scaled_variable_debt: int, normalized_debt: int, stable_debt: int, price: int, unit: int
 ) -> int:
     """Mirrors GenericLogic._getUserDebtInBaseCurrency: price*(var+stable)/unit, rounded DOWN."""
-    debt = _u256(scaled_variable_debt, "scaled_variable_debt")
+    debt = u256(scaled_variable_debt, "scaled_variable_debt")
     if debt != 0:
         debt = ray_mul(debt, normalized_debt)
-    debt = _add(debt, _u256(stable_debt, "stable_debt"))
-    return _div(_mul(price, debt), unit)
+    debt = add(debt, u256(stable_debt, "stable_debt"))
+    return div(mul(price, debt), unit)
 
 
 def calculate_user_account_data(
@@ -308,14 +234,14 @@ def calculate_user_account_data(
             balance = user_balance_in_base_currency(
                 r.scaled_atoken_balance, r.normalized_income, price, r.asset_unit
             )
-            total_collateral = _add(total_collateral, balance)
+            total_collateral = add(total_collateral, balance)
             in_emode = user_emode_category != 0 and r.emode_category == user_emode_category
             if r.ltv != 0:
-                avg_ltv = _add(avg_ltv, _mul(balance, emode_ltv if in_emode else r.ltv))
+                avg_ltv = add(avg_ltv, mul(balance, emode_ltv if in_emode else r.ltv))
             else:
                 has_zero_ltv = True
             threshold = emode_liquidation_threshold if in_emode else r.liquidation_threshold
-            avg_threshold = _add(avg_threshold, _mul(balance, threshold))
+            avg_threshold = add(avg_threshold, mul(balance, threshold))
         if r.is_borrowing:
             debt = user_debt_in_base_currency(
                 r.scaled_variable_debt,
@@ -324,7 +250,7 @@ def calculate_user_account_data(
                 price,
                 r.asset_unit,
             )
-            total_debt = _add(total_debt, debt)
+            total_debt = add(total_debt, debt)
     avg_ltv = avg_ltv // total_collateral if total_collateral != 0 else 0
     avg_threshold = avg_threshold // total_collateral if total_collateral != 0 else 0
     if total_debt == 0:
@@ -403,7 +329,7 @@ def calculate_actual_debt_to_liquidate(
         else MAX_LIQUIDATION_CLOSE_FACTOR
     )
     max_liquidatable_debt = percent_mul(user_total_debt, close_factor)
-    return min(_u256(debt_to_cover, "debt_to_cover"), max_liquidatable_debt)
+    return min(u256(debt_to_cover, "debt_to_cover"), max_liquidatable_debt)
 
 
 def calculate_available_collateral_to_liquidate(
@@ -422,19 +348,19 @@ def calculate_available_collateral_to_liquidate(
     If the user's balance caps the collateral, the debt is recomputed from it (floor, then
     percentDiv). The fee is (c - c.percentDiv(bonus)).percentMul(feePct), deducted from c.
     """
-    _uints(collateral_price, collateral_asset_unit, debt_price, debt_asset_unit, debt_to_cover)
-    _uints(user_collateral_balance, liquidation_bonus, liquidation_protocol_fee_percentage)
-    base_collateral = _div(
-        _mul(_mul(debt_price, debt_to_cover), collateral_asset_unit),
-        _mul(collateral_price, debt_asset_unit),
+    uints(collateral_price, collateral_asset_unit, debt_price, debt_asset_unit, debt_to_cover)
+    uints(user_collateral_balance, liquidation_bonus, liquidation_protocol_fee_percentage)
+    base_collateral = div(
+        mul(mul(debt_price, debt_to_cover), collateral_asset_unit),
+        mul(collateral_price, debt_asset_unit),
     )
     max_collateral = percent_mul(base_collateral, liquidation_bonus)
     if max_collateral > user_collateral_balance:
         collateral_amount = user_collateral_balance
         debt_amount_needed = percent_div(
-            _div(
-                _mul(_mul(collateral_price, collateral_amount), debt_asset_unit),
-                _mul(debt_price, collateral_asset_unit),
+            div(
+                mul(mul(collateral_price, collateral_amount), debt_asset_unit),
+                mul(debt_price, collateral_asset_unit),
             ),
             liquidation_bonus,
         )
@@ -442,9 +368,7 @@ def calculate_available_collateral_to_liquidate(
         collateral_amount = max_collateral
         debt_amount_needed = debt_to_cover
     if liquidation_protocol_fee_percentage != 0:
-        bonus_collateral = _sub(
-            collateral_amount, percent_div(collateral_amount, liquidation_bonus)
-        )
+        bonus_collateral = sub(collateral_amount, percent_div(collateral_amount, liquidation_bonus))
         fee = percent_mul(bonus_collateral, liquidation_protocol_fee_percentage)
-        return LiquidationAmounts(_sub(collateral_amount, fee), debt_amount_needed, fee)
+        return LiquidationAmounts(sub(collateral_amount, fee), debt_amount_needed, fee)
     return LiquidationAmounts(collateral_amount, debt_amount_needed, 0)
