@@ -29,9 +29,9 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from keeper.anvil import Anvil, rpc_call
 from keeper.backtest.archive import ReplayResult, open_archive, replay_on_fork, start_fork
 from keeper.config import KeeperConfig
-from keeper.devnet.anvil import Anvil, rpc_call
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import to_feed_answer

@@ -40,10 +40,10 @@ from eth_abi.abi import decode
 from eth_account import Account
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
-from keeper.devnet.anvil import Anvil
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.scale import start_scaled_devnet

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from keeper.devnet.anvil import Anvil, rpc_call
+from keeper.anvil import Anvil, rpc_call
 from keeper.devnet.borrowers import BorrowerPlan, plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo

@@ -41,6 +41,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from keeper.anvil import Anvil
 from keeper.backtest.history import ArchiveHistory, BacktestError, History
 from keeper.backtest.model import BacktestReport, Mode
 from keeper.backtest.proxy import HistoryTap
@@ -48,7 +49,6 @@ from keeper.backtest.replay import Insert, Progress, Replay, ReplayResult
 from keeper.backtest.tape import TapeHistory
 from keeper.chain.http import HttpRpc
 from keeper.config import KeeperConfig
-from keeper.devnet.anvil import Anvil
 from keeper.engine import Engine
 from keeper.errors import ChainMismatch
 from keeper.run import engine_from_config

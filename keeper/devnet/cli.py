@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from web3 import Web3
 
-from keeper.devnet.anvil import Anvil
+from keeper.anvil import Anvil
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.scale import start_scaled_devnet

@@ -20,8 +20,8 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
+from keeper.anvil import Anvil
 from keeper.devnet.aave import deploy_aave_v3
-from keeper.devnet.anvil import Anvil
 from keeper.devnet.borrowers import (
     SeedTargets,
     plan_population,

@@ -35,8 +35,8 @@ from typing import Any, BinaryIO
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from keeper.anvil import Anvil, rpc_call
 from keeper.devnet.aave import DEFAULT_RESERVES, STABLECOINS_EMODE
-from keeper.devnet.anvil import Anvil, rpc_call
 from keeper.devnet.artifacts import Artifact, compile_solidity, solc_version
 from keeper.devnet.borrowers import BorrowerPlan, RiskParams, plan_population
 from keeper.devnet.borrowers import token_amount as usd_to_units

@@ -1,6 +1,6 @@
 """Dry-run: a local anvil fork of the configured chain, where the executor sends instead.
 
-`DryRunFork.start(url, chain_id, block)` runs anvil (`keeper.devnet.anvil.Anvil`,
+`DryRunFork.start(url, chain_id, block)` runs anvil (`keeper.anvil.Anvil`,
 a child process on a free loopback port that dies with the keeper) forked from
 `url` at `block`, with the real chain id and no dev accounts, so the sending
 account has exactly its real balances there; `rpc` is an `HttpRpc` to it.
@@ -25,8 +25,8 @@ from typing import Any
 
 import structlog
 
+from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.devnet.anvil import Anvil
 from keeper.errors import FatalError, KeeperError
 from keeper.execution.executor import Executor, Outcome
 from keeper.secrets import redact, redact_url

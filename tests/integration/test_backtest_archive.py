@@ -27,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 from eth_typing import HexStr
 
+from keeper.anvil import rpc_call
 from keeper.backtest.archive import (
     BacktestError,
     Insert,
@@ -40,7 +41,6 @@ from keeper.backtest.history import decode_liquidations, signed_raw
 from keeper.backtest.record import record_tape
 from keeper.cli import main
 from keeper.config import KeeperConfig
-from keeper.devnet.anvil import rpc_call
 from keeper.errors import ChainMismatch, InputFileError, RpcUnavailable
 from tests.conftest import Devnet
 from tests.integration.backtest_history import (

@@ -15,9 +15,9 @@ import pytest
 from click.testing import CliRunner
 from web3 import Web3
 
+from keeper.anvil import Anvil
 from keeper.cli import main
 from keeper.devnet import deploy
-from keeper.devnet.anvil import Anvil
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.tokens import price_feed
 from keeper.errors import DevnetError

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from keeper.anvil import Anvil
 from keeper.chain.failover import FailoverRpc
 from keeper.chain.http import HttpRpc
-from keeper.devnet.anvil import Anvil
 from keeper.errors import ChainMismatch
 
 CHAIN_ID = 4242

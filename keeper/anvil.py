@@ -1,5 +1,8 @@
 """Run anvil (from the npm package @foundry-rs/anvil) as a child process.
 
+Shared by `keeper devnet` (keeper/devnet/), the dry-run fork (keeper/execution/fork.py),
+the archive backtest and the tests, so none of them imports another's package for it.
+
 The binary is started directly, never through npx: killing an npx PID would
 leave the real anvil running. On Linux the child also gets PR_SET_PDEATHSIG,
 so it dies with us even if we are killed with SIGKILL.
