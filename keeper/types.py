@@ -119,6 +119,35 @@ class Call:
     value: int = 0
 
 
+# Protocol-specific market parameters of a flash leg, as the contract's MarketParams
+# tuple: (loanToken, collateralToken, oracle, irm, lltv).
+FlashMarket = tuple[str, str, str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class FlashLeg:
+    """One liquidation for the flash executor: the FlashLiquidator's `Liquidation` struct,
+    field for field. A strategy encodes it (`flash_liquidation`); execution only packs it.
+
+    `protocol` is the contract's `Protocol` enum value; `amount` and `repaid_shares` are
+    what that protocol's liquidate call takes (Aave: debtToCover, 0; Morpho: seizedAssets
+    or repaidShares); `max_repay` bounds the debt token the protocol may pull (the
+    executor's exact approval); `market` is Morpho's MarketParams (zeros for Aave).
+    The seized collateral is sold along `swap_pairs` (Uniswap V2 pairs) into the plan's
+    debt token for at least `min_out`.
+    """
+
+    protocol: int
+    collateral: str
+    borrower: str
+    amount: int
+    repaid_shares: int
+    max_repay: int
+    market: FlashMarket
+    swap_pairs: tuple[str, ...]
+    min_out: int
+
+
 @dataclass(frozen=True, slots=True)
 class TxIntent:
     """An unsigned transaction for one ranked opportunity; execution signs and sends it.
