@@ -145,8 +145,8 @@ def main() -> None:
         incremental_cpu.append(time.thread_time() - cpu)
         by_asset.setdefault(k, []).append(incremental[-1])
         flagged.append(int(rows.size))
-        holders.append(int(np.sum(np.diff(screen.c_ptr)[k::len(market.reserves)]))
-                       + int(np.sum(np.diff(screen.d_ptr)[k::len(market.reserves)])))
+        holders.append(int(np.sum(np.diff(screen.coll.ptr)[k::len(market.reserves)]))
+                       + int(np.sum(np.diff(screen.debt.ptr)[k::len(market.reserves)])))
         screen.update(base, now)  # back: every move starts from the same book
         if i % 50 == 49:
             gc.collect()

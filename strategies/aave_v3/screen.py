@@ -44,7 +44,8 @@ The relative margin m = 1e-9 + `drift`:
 non-negative.) Accounts with stable debt (disabled on mainnet since 2023) are always flagged:
 their debt grows with a per-user rate the columns cannot carry. Rows re-loaded from logs
 (`load`) live in an overlay whose sums are recomputed from scratch at each update, until
-the overlay is merged back (compaction). The inputs and the layout are in screen_columns.py.
+the overlay is merged back (compaction). The inputs are in screen_columns.py, the column
+storage and the overlay in screen_store.py.
 """
 
 from __future__ import annotations
@@ -58,16 +59,12 @@ from keeper.errors import KeeperError
 from strategies.aave_v3.market import Account, Market
 from strategies.aave_v3.screen_columns import (
     Entries,
-    Overlay,
-    OverlayLog,
     account_entries,
-    columns,
     entries_of,
     market_factors,
-    merge_columns,
-    runs,
     sorted_rows,
 )
+from strategies.aave_v3.screen_store import Columns, Overlay
 
 F64 = NDArray[np.float64]
 Rows = NDArray[np.intp]
@@ -138,17 +135,13 @@ class HealthScreen:
 
     def _build(self, e: Entries) -> None:
         ncols = len(self.slots) * self.n_assets
-        n = self._n
-        self.c_ptr, self.c_rows, self.c_vals = columns(
-            e.coll_row, self.slot[e.coll_row] * self.n_assets + e.coll_reserve, e.coll_scaled,
-            ncols)
-        self.d_ptr, self.d_rows, self.d_vals = columns(
-            e.debt_row, self.slot[e.debt_row] * self.n_assets + e.debt_reserve, e.debt_scaled,
-            ncols)
-        self.has_debt[:n] = False
-        self.has_debt[self.d_rows] = True
-        self._runs_c = runs(self.c_ptr, self.c_rows)
-        self._runs_d = runs(self.d_ptr, self.d_rows)
+        a = self.n_assets
+        self.coll = Columns.of(
+            e.coll_row, self.slot[e.coll_row] * a + e.coll_reserve, e.coll_scaled, ncols)
+        self.debt = Columns.of(
+            e.debt_row, self.slot[e.debt_row] * a + e.debt_reserve, e.debt_scaled, ncols)
+        self.has_debt[: self._n] = False
+        self.has_debt[self.debt.rows] = True
 
     def __len__(self) -> int:
         return self._n
@@ -162,9 +155,8 @@ class HealthScreen:
     def nbytes(self) -> int:
         """Bytes held by the numpy arrays (not the user list and index)."""
         arrays = [self.lo, self.hi, self.flag, self.has_debt, self.stable, self.slot,
-                  self.origin, self.c_ptr, self.c_rows, self.c_vals, self.d_ptr, self.d_rows,
-                  self.d_vals]
-        return sum(a.nbytes for a in arrays)
+                  self.origin]
+        return sum(a.nbytes for a in arrays) + self.coll.nbytes + self.debt.nbytes
 
     # ------------------------------------------------------------------ sums and flags
 
@@ -176,10 +168,6 @@ class HealthScreen:
         self.hi[rows] = np.where(self.stable[rows], np.inf, hi)
         self.flag[rows] = self.lo[rows] < self.hi[rows]
 
-    def _sums(self, ptr: Rows, rows: Rows, vals: F64, factors: F64) -> F64:
-        weights = vals * np.repeat(factors, np.diff(ptr))
-        return np.bincount(rows, weights=weights, minlength=self._n).astype(np.float64)
-
     def recompute(self, market: Market, timestamp: int) -> None:
         """The full path: every factor from `market` at `timestamp`, every row's sums."""
         self._check(market)
@@ -189,8 +177,8 @@ class HealthScreen:
         self.abs_w, self.abs_d = 2 * f.abs_w, 2 * f.abs_d  # headroom: prices may rise
         self.n_updates = 0
         n = self._n
-        w = self._sums(self.c_ptr, self.c_rows, self.c_vals, self.fc)
-        d = self._sums(self.d_ptr, self.d_rows, self.d_vals, self.fd)
+        w = self.coll.sums(self.fc, n)
+        d = self.debt.sums(self.fd, n)
         self._set_rows(slice(0, n), w, d)
         self._overlay_sums()
 
@@ -223,9 +211,8 @@ class HealthScreen:
         self.n_updates += moved
         self.fc_max = np.maximum(self.fc_max, np.abs(f.coll))
         self.fd_max = np.maximum(self.fd_max, np.abs(f.debt))
-        size = int(np.sum(self.c_ptr[moved_c + 1] - self.c_ptr[moved_c])) + int(
-            np.sum(self.d_ptr[moved_d + 1] - self.d_ptr[moved_d]))
-        if (size > FULL_SHARE * (self.c_rows.size + self.d_rows.size)
+        size = self.coll.held(moved_c) + self.debt.held(moved_d)
+        if (size > FULL_SHARE * (self.coll.size + self.debt.size)
                 or f.abs_w > self.abs_w or f.abs_d > self.abs_d):
             self.recompute(market, timestamp)
             return moved
@@ -233,42 +220,16 @@ class HealthScreen:
         for c in moved_c.tolist():
             step = (f.coll[c] - self.fc[c]) * scale_w
             self.fc[c] = f.coll[c]
-            self._shift(self.lo, self.hi, c, step, runs=self._runs_c.get(c), ptr=self.c_ptr,
-                        rows_all=self.c_rows, vals=self.c_vals, is_lo=True)
+            self.coll.shift(self.lo, self.hi, self.flag, c, step, is_lo=True)
         for c in moved_d.tolist():
             step = (f.debt[c] - self.fd[c]) * scale_d
             self.fd[c] = f.debt[c]
-            self._shift(self.hi, self.lo, c, step, runs=self._runs_d.get(c), ptr=self.d_ptr,
-                        rows_all=self.d_rows, vals=self.d_vals, is_lo=False)
+            self.debt.shift(self.hi, self.lo, self.flag, c, step, is_lo=False)
         if self._float_bound() > FLOAT_BUDGET:  # rare: recompute rather than track errors
             self.recompute(market, timestamp)
             return moved
         self._overlay_sums()
         return moved
-
-    def _shift(
-        self, side: F64, other: F64, c: int, step: float, *,
-        runs: list[tuple[int, int, int]] | None, ptr: Rows, rows_all: Rows, vals: F64,
-        is_lo: bool,
-    ) -> None:
-        """side[rows of column c] += vals * step, and re-flag those rows."""
-        flag = self.flag
-        if runs is not None:  # contiguous runs: slices, no gather/scatter
-            for r0, r1, v0 in runs:
-                seg = side[r0:r1]
-                seg += vals[v0 : v0 + r1 - r0] * step
-                if is_lo:
-                    np.less(seg, other[r0:r1], out=flag[r0:r1])
-                else:
-                    np.less(other[r0:r1], seg, out=flag[r0:r1])
-            return
-        lo, hi = ptr[c], ptr[c + 1]
-        if hi == lo:
-            return
-        rows = rows_all[lo:hi]
-        new = side[rows] + vals[lo:hi] * step
-        side[rows] = new
-        flag[rows] = new < other[rows] if is_lo else other[rows] < new
 
     def _moved_mask(self, stored: F64, true: F64) -> NDArray[np.bool_]:
         return np.abs(true - stored) > self.drift * np.abs(stored)
@@ -338,18 +299,8 @@ class HealthScreen:
     def _entries(self) -> Entries:
         """Every entry (columns merged with the overlay), as (row, reserve index, value)."""
         dead, overlay_rows = self._dead(), self._overlay.rows_array()
-
-        def merged(ptr: Rows, rows: Rows, vals: F64, log: OverlayLog) -> tuple[Rows, Rows, F64]:
-            cols = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
-            keep = ~dead[rows]
-            local, o_cols, o_vals = log.view()
-            live = o_vals != 0
-            all_cols = np.concatenate([cols[keep], o_cols[live]])
-            return (np.concatenate([rows[keep], overlay_rows[local[live]]]),
-                    all_cols % self.n_assets, np.concatenate([vals[keep], o_vals[live]]))
-
-        cr, ck, cv = merged(self.c_ptr, self.c_rows, self.c_vals, self._overlay.coll)
-        dr, dk, dv = merged(self.d_ptr, self.d_rows, self.d_vals, self._overlay.debt)
+        cr, ck, cv = self.coll.entries(dead, overlay_rows, self._overlay.coll, self.n_assets)
+        dr, dk, dv = self.debt.entries(dead, overlay_rows, self._overlay.debt, self.n_assets)
         emode = np.array(self.slots, np.int64)[self.slot[: self._n]]
         return Entries(self.users, emode, cr, ck, cv, dr, dk, dv,
                        np.flatnonzero(self.stable[: self._n]).astype(np.intp))
@@ -361,27 +312,17 @@ class HealthScreen:
             return
         dead, overlay = self._dead(), self._overlay
         rows = overlay.rows_array()
-        self.c_ptr, self.c_rows, self.c_vals = merge_columns(
-            self.c_ptr, self.c_rows, self.c_vals, dead=dead, overlay_rows=rows, log=overlay.coll)
-        self.d_ptr, self.d_rows, self.d_vals = merge_columns(
-            self.d_ptr, self.d_rows, self.d_vals, dead=dead, overlay_rows=rows, log=overlay.debt)
+        self.coll = self.coll.merged(dead, rows, overlay.coll)
+        self.debt = self.debt.merged(dead, rows, overlay.debt)
         self._overlay = Overlay()
-        self._runs_c = runs(self.c_ptr, self.c_rows)
-        self._runs_d = runs(self.d_ptr, self.d_rows)
 
     def _overlay_sums(self) -> None:
         """Overlay rows' sums from scratch with the stored factors (their column entries,
         if any, are stale and were moved along with the others: overwrite them)."""
         if not len(self._overlay):
             return
-        rows = self._overlay.rows_array()
-        n = rows.size
-        cl, cc, cv = self._overlay.coll.view()
-        dl, dc, dv = self._overlay.debt.view()
-        live_debt = np.bincount(dl, weights=(dv != 0).astype(np.float64), minlength=n)
-        self.has_debt[rows] = live_debt > 0
-        w = np.bincount(cl, weights=cv * self.fc[cc], minlength=n).astype(np.float64)
-        d = np.bincount(dl, weights=dv * self.fd[dc], minlength=n).astype(np.float64)
+        rows, has_debt, w, d = self._overlay.sums(self.fc, self.fd)
+        self.has_debt[rows] = has_debt
         self._set_rows(rows, w, d)
 
     # ------------------------------------------------------------------ answers

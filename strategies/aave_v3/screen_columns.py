@@ -1,6 +1,6 @@
-"""The screen's inputs and layout (screen.py): flat entries of a book, per-column float
-factors of a market, CSC columns, the row order that makes hot columns contiguous, and the
-overlay of rows re-loaded from logs."""
+"""The screen's inputs (screen.py): flat entries of a book, per-column float factors of a
+market, and the row order that makes the most held columns contiguous. The columns built from
+them, and the overlay of rows re-loaded from logs, are in screen_store.py."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ F64 = NDArray[np.float64]
 Rows = NDArray[np.intp]
 
 SORT_COLUMNS = 12  # rows are ordered by membership of this many of the most held columns
-RUN_LENGTH = 256  # a column re-priced by slices when its runs of rows average this long
 
 
 @dataclass(frozen=True)
@@ -132,15 +131,6 @@ def market_factors(market: Market, slots: Sequence[int], timestamp: int) -> Fact
     return Factors(coll, debt, 0.5 + float(np.sum(worst + 1)), float(np.sum(worst)))
 
 
-def columns(rows: Rows, cols: Rows, vals: F64, ncols: int) -> tuple[Rows, Rows, F64]:
-    """CSC: column pointers, and rows/values sorted by column, then row (cache-friendly)."""
-    n = int(rows.max()) + 1 if rows.size else 1
-    order = np.argsort(cols.astype(np.int64) * n + rows, kind="stable")  # rows ascending
-    cols_sorted = cols[order]
-    ptr = np.searchsorted(cols_sorted, np.arange(ncols + 1)).astype(np.intp)
-    return ptr, rows[order].astype(np.intp), vals[order].astype(np.float64)
-
-
 def sorted_rows(entries: Entries, slots: Sequence[int], n_assets: int) -> tuple[Entries, Rows]:
     """The entries with rows ordered by membership of the SORT_COLUMNS most held columns
     (the most held first), and the permutation (new row -> input row)."""
@@ -167,106 +157,3 @@ def sorted_rows(entries: Entries, slots: Sequence[int], n_assets: int) -> tuple[
         inverse[entries.debt_row], entries.debt_reserve, entries.debt_scaled,
         inverse[entries.stable],
     ), perm
-
-
-def runs(ptr: Rows, rows: Rows) -> dict[int, list[tuple[int, int, int]]]:
-    """Per column whose rows form long contiguous runs: (first row, end row, entry offset)."""
-    out: dict[int, list[tuple[int, int, int]]] = {}
-    for c in range(ptr.size - 1):
-        lo, hi = int(ptr[c]), int(ptr[c + 1])
-        if hi - lo < RUN_LENGTH:
-            continue
-        col = rows[lo:hi]
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(col) != 1) + 1])
-        if (hi - lo) < RUN_LENGTH * starts.size:
-            continue
-        ends = np.concatenate([starts[1:], [hi - lo]])
-        out[c] = [(int(col[s]), int(col[e - 1]) + 1, lo + int(s))
-                  for s, e in zip(starts.tolist(), ends.tolist(), strict=True)]
-    return out
-
-
-class OverlayLog:
-    """Append-only overlay entries: (local row, column, value); dead ones have value 0."""
-
-    def __init__(self) -> None:
-        self.local = np.zeros(64, np.intp)
-        self.col = np.zeros(64, np.intp)
-        self.val = np.zeros(64)
-        self.size = 0
-
-    def append(self, local: int, entries: Sequence[tuple[int, float]]) -> tuple[int, int]:
-        start, end = self.size, self.size + len(entries)
-        if end > self.val.size:
-            cap = max(2 * self.val.size, end)
-            for name in ("local", "col", "val"):
-                old = getattr(self, name)
-                new = np.zeros(cap, old.dtype)
-                new[: old.size] = old
-                setattr(self, name, new)
-        self.local[start:end] = local
-        self.col[start:end] = [c for c, _ in entries]
-        self.val[start:end] = [v for _, v in entries]
-        self.size = end
-        return start, end
-
-    def view(self) -> tuple[Rows, Rows, F64]:
-        n = self.size
-        return self.local[:n], self.col[:n], self.val[:n]
-
-
-class Overlay:
-    """Rows re-loaded since the last compaction. A row loaded again zeroes its old entries
-    (scaled balances are never 0 in an entry), so no entry is ever searched for."""
-
-    def __init__(self) -> None:
-        self._rows = np.zeros(64, np.intp)  # local index -> row
-        self.local: dict[int, int] = {}
-        self.spans: dict[int, tuple[int, int, int, int]] = {}
-        self.coll = OverlayLog()
-        self.debt = OverlayLog()
-
-    def __len__(self) -> int:
-        return len(self.local)
-
-    def put(self, row: int, coll: Sequence[tuple[int, float]],
-            debt: Sequence[tuple[int, float]]) -> None:
-        span = self.spans.get(row)
-        if span is not None:
-            self.coll.val[span[0] : span[1]] = 0.0
-            self.debt.val[span[2] : span[3]] = 0.0
-        local = self.local.get(row)
-        if local is None:
-            local = self.local[row] = len(self.local)
-            if local == self._rows.size:
-                self._rows = np.concatenate([self._rows, np.zeros_like(self._rows)])
-            self._rows[local] = row
-        c0, c1 = self.coll.append(local, coll)
-        d0, d1 = self.debt.append(local, debt)
-        self.spans[row] = (c0, c1, d0, d1)
-
-    def rows_array(self) -> Rows:
-        return self._rows[: len(self.local)]
-
-
-def merge_columns(
-    ptr: Rows, rows: Rows, vals: F64, *, dead: NDArray[np.bool_], overlay_rows: Rows,
-    log: OverlayLog,
-) -> tuple[Rows, Rows, F64]:
-    """CSC columns without the `dead` rows' entries, plus the live overlay entries, still
-    sorted by (column, row): the few new entries are sorted and inserted, no full sort."""
-    ncols = ptr.size - 1
-    n = dead.size
-    cols = np.repeat(np.arange(ncols, dtype=np.intp), np.diff(ptr))
-    keep = ~dead[rows]
-    k_cols, k_rows, k_vals = cols[keep], rows[keep], vals[keep]
-    local, o_cols, o_vals = log.view()
-    live = o_vals != 0
-    add_rows, add_cols, add_vals = overlay_rows[local[live]], o_cols[live], o_vals[live]
-    add_key = add_cols.astype(np.int64) * n + add_rows
-    order = np.argsort(add_key, kind="stable")
-    at = np.searchsorted(k_cols.astype(np.int64) * n + k_rows, add_key[order])
-    new_cols = np.insert(k_cols, at, add_cols[order])
-    new_rows = np.insert(k_rows, at, add_rows[order]).astype(np.intp)
-    new_vals = np.insert(k_vals, at, add_vals[order]).astype(np.float64)
-    return np.searchsorted(new_cols, np.arange(ncols + 1)).astype(np.intp), new_rows, new_vals
