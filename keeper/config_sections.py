@@ -1,0 +1,214 @@
+"""The sections of the keeper's configuration (`[chain]`, `[account]`, `[execution]`, ...).
+
+Each section is an immutable pydantic model whose unknown keys are errors (`Section`);
+`Address` validates and checksums an address. A strategy plugin's own section derives from
+`Section` too. The whole configuration, its loading and its messages are in keeper/config.py.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_checksum_address, to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+
+from keeper import secrets
+from keeper.breakers import BreakerLimits
+
+_HEX_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _checksum(value: str) -> str:
+    if not _HEX_ADDRESS.match(value):
+        raise ValueError("must be a 20-byte hex address (0x followed by 40 hex digits)")
+    mixed_case = value[2:] != value[2:].lower() and value[2:] != value[2:].upper()
+    if mixed_case and not is_checksum_address(value):
+        raise ValueError("has a bad EIP-55 checksum (a typo?); check the address")
+    return str(to_checksum_address(value))
+
+
+Address = Annotated[str, AfterValidator(_checksum)]
+"""A 20-byte hex address, normalized to its EIP-55 checksum form."""
+
+
+class Section(BaseModel):
+    """Base of every config section: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HttpEndpoint(Section):
+    """One HTTP RPC endpoint and its own rate limit."""
+
+    url: str
+    requests_per_second: float | None = Field(default=None, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
+
+
+class ChainConfig(Section):
+    """`[chain]`: which chain and how to reach it."""
+
+    chain_id: int = Field(gt=0)
+    ws_url: str | None = None
+    http_urls: list[HttpEndpoint] = Field(min_length=1)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    request_timeout_seconds: float = Field(default=20.0, gt=0)
+    """How long one HTTP request (a batch counts as one) may take before it is resent to
+    the next endpoint (a cold start sends batches of up to 1,000 calls)."""
+    block_time_seconds: float = Field(default=12.0, gt=0)
+    """The chain's block time: an endpoint whose head has not moved for max(3 of these,
+    1 s) while another's has is failed over."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoints(cls, data: Any) -> Any:
+        """Plain URL strings become endpoints; the section's rate limit is their default."""
+        if not isinstance(data, dict) or not isinstance(data.get("http_urls"), list):
+            return data
+        default = data.get("requests_per_second")
+        endpoints: list[Any] = []
+        for item in data["http_urls"]:
+            endpoint = {"url": item} if isinstance(item, str) else item
+            if isinstance(endpoint, dict) and default is not None:
+                endpoint = {"requests_per_second": default, **endpoint}
+            endpoints.append(endpoint)
+        return {**data, "http_urls": endpoints}
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return url
+
+
+class AccountConfig(Section):
+    """`[account]`: the key comes from the environment, or from a keystore and password file."""
+
+    private_key: SecretStr | None = None
+    keystore: Path | None = None
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.private_key is not None:
+            secrets.register_secret(self.private_key)
+            if self.keystore is not None:
+                raise ValueError(
+                    f"set either {secrets.PRIVATE_KEY_ENV} or account.keystore, not both"
+                )
+        if self.keystore is not None and self.password_file is None:
+            raise ValueError("account.keystore needs account.password_file")
+        if self.password_file is not None and self.keystore is None:
+            raise ValueError("account.password_file is set but account.keystore is not")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.private_key is not None or self.keystore is not None
+
+    def load(self) -> LocalAccount | None:
+        """The signing account (decrypting the keystore), or None if none is configured."""
+        if self.private_key is not None:
+            return secrets.account_from_key(self.private_key)
+        if self.keystore is not None and self.password_file is not None:
+            return secrets.account_from_keystore(self.keystore, self.password_file)
+        return None
+
+
+class ExecutionConfig(Section):
+    """`[execution]`: how transactions are sent and when they are worth sending."""
+
+    mode: Literal["live", "dry-run"] = "dry-run"
+    quote_token: Address | None = None
+    """The wrapped native token (WETH on Ethereum) in which profit and gas are counted."""
+    min_profit_quote: Decimal = Field(default=Decimal("0.002"), ge=0)
+    """Least expected net profit worth sending, in whole quote-token units."""
+    max_fee_per_gas_gwei: Decimal = Field(default=Decimal("100"), gt=0)
+    priority_fee_gwei: Decimal = Field(default=Decimal("1"), ge=0)
+    journal: Path = Path("keeper-journal.sqlite")
+    flash_executor: Address | None = None
+    """A FlashLiquidator owned by the account (`keeper deploy-executor`): liquidations are
+    then funded by flash loans, and the account needs no debt asset."""
+    batch_max: int = Field(default=5, ge=1, le=20)
+    """Most liquidations of one debt token sent in one flash-executor transaction (one base
+    cost, one loan, one nonce; all or nothing). 1 sends each liquidation alone."""
+
+    @model_validator(mode="after")
+    def _fees(self) -> Self:
+        if self.priority_fee_gwei > self.max_fee_per_gas_gwei:
+            raise ValueError("priority_fee_gwei must not exceed max_fee_per_gas_gwei")
+        return self
+
+
+class MonitoringConfig(Section):
+    """`[monitoring]`: the HTTP server of /metrics (Prometheus) and /health."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9469, ge=0, le=65535)
+    """0 picks a free port (the bound one is logged)."""
+    stall_seconds: float = Field(default=60, gt=0)
+    """/health is failing when no new head arrived for this long."""
+    max_head_lag_seconds: float | None = Field(default=None, gt=0)
+    """/health is failing when the newest head's timestamp is this far behind the clock."""
+
+
+class BreakersConfig(Section):
+    """`[breakers]`: when to halt sending (the keeper keeps watching); 0 disables one."""
+
+    max_consecutive_reverts: int = Field(default=3, ge=0)
+    max_gas_per_hour_eth: Decimal = Field(default=Decimal("1"), ge=0)
+    """Gas paid in the last hour (wall clock), in whole native tokens."""
+    min_balance_eth: Decimal = Field(default=Decimal("0.05"), ge=0)
+    """The sending account's native balance floor, in whole native tokens."""
+
+    def limits(self) -> BreakerLimits:
+        return BreakerLimits.from_eth(
+            self.max_consecutive_reverts or None,
+            self.max_gas_per_hour_eth or None,
+            self.min_balance_eth or None,
+        )
+
+
+class DexConfig(Section):
+    """`[dex]`: where collateral is priced and swapped back (Uniswap V2 pairs for now)."""
+
+    uniswap_v2_factory: Address | None = None
+
+
+class StrategiesConfig(Section):
+    """`[strategies]`: one field per configured plugin, added when the config is loaded."""
+
+    def sections(self) -> dict[str, BaseModel]:
+        """Each configured strategy's validated section, by plugin name."""
+        return {name: value for name, value in self if isinstance(value, BaseModel)}
+
+    def section(self, name: str, model: type[M]) -> M | None:
+        """The section of strategy `name` as `model`, or None if it is not configured."""
+        value = getattr(self, name, None)
+        if value is None:
+            return None
+        if not isinstance(value, model):
+            raise TypeError(f"strategies.{name} is a {type(value).__name__}, not {model.__name__}")
+        return value
