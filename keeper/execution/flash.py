@@ -1,4 +1,4 @@
-"""The flash-liquidation executor contract: its build, its deploy, and its calldata.
+"""The flash-liquidation executor contract's calldata: plans, fees, return and revert data.
 
 `contracts/executor/FlashLiquidator.sol` liquidates Aave V3 and Morpho Blue
 positions without holding the debt asset. One `execute(Plan)` call is one
@@ -8,10 +8,11 @@ token, carried out inside one flash loan:
 - **Funding** (`Funding`): a Morpho Blue flash loan (free), an Aave V3
   `flashLoanSimple` (premium `FLASHLOAN_PREMIUM_TOTAL`), a Uniswap V2 flash
   swap repaid in the same token (0.3 %), or the contract's own balance.
-- **Action** per `Liquidation`: Aave `liquidationCall(..., receiveAToken=false)`
-  or Morpho `liquidate(market, borrower, seizedAssets, repaidShares, "")`; the
-  protocol is approved exactly `max_repay` of the debt token and the
-  allowance is reset afterwards.
+- **Action** per `Liquidation` (a `keeper.types.FlashLeg`, encoded by its
+  strategy: Aave `liquidationCall(..., receiveAToken=false)` or Morpho
+  `liquidate(market, borrower, seizedAssets, repaidShares, "")`); the protocol
+  is approved exactly `max_repay` of the debt token and the allowance is reset
+  afterwards.
 - **Exit**: all the collateral seized is sold straight through the listed
   Uniswap V2 pairs (no router) into the debt token, with a per-liquidation
   `min_out`; the lender is repaid; the surplus (optionally sold along
@@ -19,36 +20,28 @@ token, carried out inside one flash loan:
   the owner. `execute` returns it, so an `eth_call` of the same transaction
   is the simulation.
 
-The encoders here are pure (no I/O) so strategies and ranking can build
-intents from them; `deploy_flash_liquidator` is the only function that talks
-to a node (set-up code: synchronous web3, as `keeper deploy-executor` uses).
+The encoders here are pure (no I/O) and know no protocol: they pack the legs
+the strategies encoded and refuse what the contract would reject whatever the
+protocol (bad addresses or uints, collateral equal to the debt token, nothing
+to sell along, the lending pair on a swap path). Building and deploying the
+contract is `keeper.deploy_executor`'s.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import decode, encode
-from eth_account.signers.local import LocalAccount
-from eth_typing import ChecksumAddress, HexStr
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
-from web3 import Web3
-from web3.exceptions import TimeExhausted
 
-from keeper.devnet.artifacts import Artifact, compile_solidity
 from keeper.errors import FatalError
-from keeper.paths import project_root
+from keeper.types import FlashLeg
 
-CONTRACT_NAME = "FlashLiquidator"
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
-DEPLOY_GAS_MARGIN_PERCENT = 120
-RECEIPT_TIMEOUT = 120.0
 
 MARKET_TYPE = "(address,address,address,address,uint256)"
 LIQUIDATION_TYPE = (
@@ -79,7 +72,7 @@ ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 class FlashPlanError(FatalError):
-    """A plan the contract would reject (or a failed executor deploy)."""
+    """A plan the contract would reject."""
 
 
 class Funding(IntEnum):
@@ -89,47 +82,6 @@ class Funding(IntEnum):
     MORPHO_FLASH_LOAN = 1
     AAVE_FLASH_LOAN = 2
     UNISWAP_V2_FLASH_SWAP = 3
-
-
-class Protocol(IntEnum):
-    """Which lending protocol a liquidation targets (the contract's `Protocol` enum)."""
-
-    AAVE_V3 = 0
-    MORPHO_BLUE = 1
-
-
-@dataclass(frozen=True, slots=True)
-class MorphoMarket:
-    """Morpho Blue's `MarketParams`, field for field."""
-
-    loan_token: str
-    collateral_token: str
-    oracle: str
-    irm: str
-    lltv: int
-
-
-@dataclass(frozen=True, slots=True)
-class Liquidation:
-    """One liquidation in a plan, and how its seized collateral is sold.
-
-    `amount` is Aave's `debtToCover`, or Morpho's `seizedAssets` (then
-    `repaid_shares` is 0; or the other way round). `max_repay` bounds the debt
-    token the protocol may pull (the exact approval). `swap_pairs` are the
-    Uniswap V2 pairs from the collateral to the plan's debt token, and
-    `min_out` the least debt token that swap must return.
-    Build them with `aave_liquidation` / `morpho_liquidation`.
-    """
-
-    protocol: Protocol
-    collateral: str
-    borrower: str
-    amount: int
-    max_repay: int
-    swap_pairs: tuple[str, ...]
-    min_out: int = 0
-    repaid_shares: int = 0
-    market: MorphoMarket | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,55 +98,10 @@ class FlashPlan:
     funding: Funding
     debt_token: str
     flash_amount: int
-    liquidations: tuple[Liquidation, ...]
+    liquidations: tuple[FlashLeg, ...]
     min_profit: int = 0
     flash_pair: str | None = None
     profit_pairs: tuple[str, ...] = ()
-
-
-def aave_liquidation(
-    *,
-    collateral: str,
-    borrower: str,
-    debt_to_cover: int,
-    swap_pairs: Sequence[str],
-    min_out: int = 0,
-    max_repay: int | None = None,
-) -> Liquidation:
-    """An Aave V3 `liquidationCall`; `max_repay` defaults to `debt_to_cover`."""
-    return Liquidation(
-        protocol=Protocol.AAVE_V3,
-        collateral=collateral,
-        borrower=borrower,
-        amount=debt_to_cover,
-        max_repay=debt_to_cover if max_repay is None else max_repay,
-        swap_pairs=tuple(swap_pairs),
-        min_out=min_out,
-    )
-
-
-def morpho_liquidation(
-    *,
-    market: MorphoMarket,
-    borrower: str,
-    max_repay: int,
-    swap_pairs: Sequence[str],
-    seized_assets: int = 0,
-    repaid_shares: int = 0,
-    min_out: int = 0,
-) -> Liquidation:
-    """A Morpho Blue `liquidate` by seized assets or by repaid shares (exactly one non-zero)."""
-    return Liquidation(
-        protocol=Protocol.MORPHO_BLUE,
-        collateral=market.collateral_token,
-        borrower=borrower,
-        amount=seized_assets,
-        max_repay=max_repay,
-        swap_pairs=tuple(swap_pairs),
-        min_out=min_out,
-        repaid_shares=repaid_shares,
-        market=market,
-    )
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -212,42 +119,32 @@ def _uint(value: int, what: str) -> int:
     return value
 
 
-def _liquidation_tuple(index: int, liq: Liquidation, debt: str) -> tuple[Any, ...]:
+def _liquidation_tuple(index: int, leg: FlashLeg, debt: str) -> tuple[Any, ...]:
     what = f"liquidations[{index}]"
-    collateral = _address(liq.collateral, f"{what}.collateral")
+    collateral = _address(leg.collateral, f"{what}.collateral")
     if collateral.lower() == debt.lower():
         raise FlashPlanError(f"{what}: collateral and debt are the same token")
-    if not liq.swap_pairs:
+    if not leg.swap_pairs:
         raise FlashPlanError(f"{what}: swap_pairs is empty (the collateral must be sold)")
-    if liq.protocol == Protocol.AAVE_V3:
-        if liq.market is not None or liq.repaid_shares:
-            raise FlashPlanError(f"{what}: an Aave liquidation has no market nor repaid_shares")
-        market: tuple[Any, ...] = (ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS, ZERO_ADDRESS, 0)
-    else:
-        m = liq.market
-        if m is None:
-            raise FlashPlanError(f"{what}: a Morpho liquidation needs its market")
-        if m.loan_token.lower() != debt.lower() or m.collateral_token.lower() != collateral.lower():
-            raise FlashPlanError(f"{what}: market tokens do not match the plan's debt/collateral")
-        if (liq.amount == 0) == (liq.repaid_shares == 0):
-            raise FlashPlanError(f"{what}: exactly one of seized_assets, repaid_shares must be set")
-        market = (
-            _address(m.loan_token, f"{what}.market.loan_token"),
-            _address(m.collateral_token, f"{what}.market.collateral_token"),
-            _address(m.oracle, f"{what}.market.oracle"),
-            _address(m.irm, f"{what}.market.irm"),
-            _uint(m.lltv, f"{what}.market.lltv"),
-        )
+    if not 0 <= leg.protocol < 2**8:
+        raise FlashPlanError(f"{what}: protocol {leg.protocol} is not a uint8")
+    if len(leg.market) != 5:
+        raise FlashPlanError(f"{what}: market has {len(leg.market)} fields, not 5")
+    *addresses, lltv = leg.market
+    market = (
+        *(_address(a, f"{what}.market[{i}]") for i, a in enumerate(addresses)),
+        _uint(lltv, f"{what}.market[4]"),
+    )
     return (
-        int(liq.protocol),
+        leg.protocol,
         collateral,
-        _address(liq.borrower, f"{what}.borrower"),
-        _uint(liq.amount, f"{what}.amount"),
-        _uint(liq.repaid_shares, f"{what}.repaid_shares"),
-        _uint(liq.max_repay, f"{what}.max_repay"),
+        _address(leg.borrower, f"{what}.borrower"),
+        _uint(leg.amount, f"{what}.amount"),
+        _uint(leg.repaid_shares, f"{what}.repaid_shares"),
+        _uint(leg.max_repay, f"{what}.max_repay"),
         market,
-        [_address(p, f"{what}.swap_pairs") for p in liq.swap_pairs],
-        _uint(liq.min_out, f"{what}.min_out"),
+        [_address(p, f"{what}.swap_pairs") for p in leg.swap_pairs],
+        _uint(leg.min_out, f"{what}.min_out"),
     )
 
 
@@ -285,7 +182,7 @@ def encode_execute(plan: FlashPlan) -> str:
 
 
 def encode_single(
-    liquidation: Liquidation,
+    liquidation: FlashLeg,
     *,
     funding: Funding,
     debt_token: str,
@@ -349,104 +246,3 @@ def flash_fee(plan: FlashPlan, *, aave_premium_bps: int = 0) -> int:
     if plan.funding == Funding.UNISWAP_V2_FLASH_SWAP:
         return uniswap_flash_repayment(plan.flash_amount) - plan.flash_amount
     return 0
-
-
-# ---------------------------------------------------------------------------- build & deploy
-
-
-def source_dir() -> Path:
-    """`contracts/executor`: FlashLiquidator.sol and the interfaces it imports."""
-    return project_root() / "contracts" / "executor"
-
-
-def sources() -> dict[str, Path]:
-    """The executor's Solidity sources by source-unit name."""
-    return {p.name: p for p in sorted(source_dir().glob("*.sol"))}
-
-
-def compile_executor() -> Artifact:
-    """Compile FlashLiquidator with the pinned solcjs (served from `.cache/solc` when cached)."""
-    return compile_solidity(sources(), roots=[source_dir()])[CONTRACT_NAME]
-
-
-@functools.cache
-def compile_flash_liquidator() -> Artifact:
-    """FlashLiquidator's ABI and creation code (compiled once per process; see compile_executor)."""
-    return compile_executor()
-
-
-@dataclass(frozen=True, slots=True)
-class Deployed:
-    """A deployed executor."""
-
-    address: ChecksumAddress
-    tx_hash: str
-    block: int
-    gas_used: int
-
-
-def deploy_flash_liquidator(
-    w3: Web3,
-    owner: str,
-    sender: LocalAccount,
-    *,
-    aave_pool: str | None,
-    morpho: str | None,
-    max_fee_per_gas: int,
-    priority_fee: int,
-    artifact: Artifact | None = None,
-) -> Deployed:
-    """Deploy FlashLiquidator(owner, aave_pool, morpho), signed by `sender`, and wait for it.
-
-    A protocol left None is disabled in that deployment (its actions revert).
-    """
-    built = artifact or compile_flash_liquidator()
-    args = (
-        _address(owner, "owner"),
-        _address(aave_pool or ZERO_ADDRESS, "aave_pool"),
-        _address(morpho or ZERO_ADDRESS, "morpho"),
-    )
-    factory = w3.eth.contract(abi=built.abi, bytecode=built.linked({}))
-    base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
-    max_fee = min(2 * base_fee + priority_fee, max_fee_per_gas)
-    if max_fee < base_fee:
-        raise FlashPlanError(
-            f"deploy: base fee {base_fee} wei is above the max fee per gas {max_fee_per_gas} wei"
-        )
-    tx: dict[str, Any] = {
-        "from": sender.address,
-        "chainId": w3.eth.chain_id,
-        "nonce": w3.eth.get_transaction_count(sender.address, "pending"),
-        "maxFeePerGas": max_fee,
-        "maxPriorityFeePerGas": min(priority_fee, max_fee),
-        "value": 0,
-    }
-    estimate = factory.constructor(*args).estimate_gas({"from": sender.address})
-    tx["gas"] = estimate * DEPLOY_GAS_MARGIN_PERCENT // 100
-    built_tx = factory.constructor(*args).build_transaction(tx)
-    signed = sender.sign_transaction(built_tx)
-    tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-    try:
-        receipt = w3.eth.wait_for_transaction_receipt(
-            tx_hash, timeout=RECEIPT_TIMEOUT, poll_latency=0.05
-        )
-    except TimeExhausted:
-        raise FlashPlanError(
-            f"deploy: no receipt for {Web3.to_hex(tx_hash)} after {RECEIPT_TIMEOUT:.0f} s"
-        ) from None
-    address = receipt.get("contractAddress")
-    if receipt["status"] != 1 or address is None:
-        raise FlashPlanError(f"deploy: transaction {Web3.to_hex(tx_hash)} reverted")
-    return Deployed(
-        address=Web3.to_checksum_address(address),
-        tx_hash=Web3.to_hex(tx_hash),
-        block=int(receipt["blockNumber"]),
-        gas_used=int(receipt["gasUsed"]),
-    )
-
-
-def deployed_creation_code(w3: Web3, tx_hash: str) -> bytes:
-    """The creation code a deploy transaction carried (its input minus constructor args)."""
-    tx = w3.eth.get_transaction(HexStr(tx_hash))
-    data = bytes(tx["input"])
-    return data[: len(data) - 3 * 32]  # three static constructor arguments

@@ -30,7 +30,8 @@ from eth_abi.abi import decode, encode
 
 from keeper.chain.http import HttpRpc
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.flash import FlashPlan, Funding, Liquidation, encode_execute
+from keeper.execution.flash import FlashPlan, Funding, encode_execute
+from keeper.types import FlashLeg
 
 log = structlog.get_logger(__name__)
 
@@ -202,26 +203,28 @@ class FlashRoute:
         return self.gas.get(strategy, direct_gas + FLASH_GAS_OVERHEAD)
 
     def plan(
-        self, liquidation: Liquidation, *, debt: str, repay: int, min_profit: int,
+        self, leg: FlashLeg, *, debt: str, repay: int, min_profit: int,
         profit_pairs: Sequence[str] = (),
     ) -> FlashPlan:
-        """The one-liquidation plan for `repay` of `debt`, funded by the cheapest lender;
-        the surplus is sold along `profit_pairs` and must reach `min_profit` of that token."""
-        return self.plan_batch([liquidation], debt=debt, repays=[repay], min_profit=min_profit,
+        """The one-liquidation plan for `repay` of `debt` (`leg`, as its strategy encoded it),
+        funded by the cheapest lender; the surplus is sold along `profit_pairs` and must
+        reach `min_profit` of that token."""
+        return self.plan_batch([leg], debt=debt, repays=[repay], min_profit=min_profit,
                                profit_pairs=profit_pairs)
 
     def plan_batch(
-        self, liquidations: Sequence[Liquidation], *, debt: str, repays: Sequence[int],
+        self, legs: Sequence[FlashLeg], *, debt: str, repays: Sequence[int],
         min_profit: int, profit_pairs: Sequence[str] = (),
     ) -> FlashPlan:
-        """Several liquidations of one debt token in one `execute`: one lender lends the sum
-        of their repays, and the summed surplus must reach `min_profit`."""
+        """Several liquidations of one debt token in one `execute` (`legs`, as their
+        strategies encoded them): one lender lends the sum of their repays, and the summed
+        surplus must reach `min_profit`."""
         total = sum(repays)
-        funding, _fee, pair = self.choose(debt, [liq.collateral for liq in liquidations], total)
+        funding, _fee, pair = self.choose(debt, [leg.collateral for leg in legs], total)
         return FlashPlan(
             funding=funding, debt_token=debt,
             flash_amount=0 if funding == Funding.OWN_BALANCE else total,
-            liquidations=tuple(liquidations), min_profit=min_profit, flash_pair=pair,
+            liquidations=tuple(legs), min_profit=min_profit, flash_pair=pair,
             profit_pairs=tuple(profit_pairs),
         )
 

@@ -41,15 +41,15 @@ from eth_abi.exceptions import DecodingError
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError
-from keeper.execution import flash
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import Candidate, ChainReader, StrategyContext
-from keeper.types import BlockRef, Call, Event, LogFilter
+from keeper.types import BlockRef, Call, Event, FlashLeg, LogFilter
 from strategies.aave_v3 import discovery, math
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.config import AaveV3Config
+from strategies.aave_v3.flash_leg import aave_flash_leg
 from strategies.aave_v3.market import Account, Market, Reserve
 from strategies.aave_v3.screen import HealthScreen, ScreenError
 
@@ -270,10 +270,10 @@ class AaveV3Strategy:
 
     def flash_liquidation(
         self, candidate: Candidate, repay: int, swap_pairs: Sequence[str], min_out: int
-    ) -> flash.Liquidation:
+    ) -> FlashLeg:
         """The same `liquidationCall(collateral, debt, user, repay, false)` for the flash
         executor contract (which approves the pool exactly `repay`)."""
-        return flash.aave_liquidation(
+        return aave_flash_leg(
             collateral=candidate.collateral, borrower=candidate.account, debt_to_cover=repay,
             swap_pairs=swap_pairs, min_out=min_out,
         )

@@ -42,15 +42,15 @@ from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
 
 from keeper.errors import KeeperError
-from keeper.execution import flash
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import Candidate, ChainReader, StrategyContext
-from keeper.types import BlockRef, Call, Event, LogFilter
+from keeper.types import BlockRef, Call, Event, FlashLeg, LogFilter
 from strategies.morpho_blue import events as ev
 from strategies.morpho_blue import market as mm
 from strategies.morpho_blue import math
 from strategies.morpho_blue.book import MorphoBook
 from strategies.morpho_blue.config import MorphoBlueConfig
+from strategies.morpho_blue.flash_leg import morpho_flash_leg
 from strategies.morpho_blue.math import MarketState, PositionState
 
 # Measured on the devnet: a liquidate uses 129k gas (115k when it realizes bad debt); +55 %.
@@ -200,7 +200,7 @@ class MorphoBlueStrategy:
 
     def flash_liquidation(
         self, candidate: Candidate, repay: int, swap_pairs: Sequence[str], min_out: int
-    ) -> flash.Liquidation:
+    ) -> FlashLeg:
         """The same `liquidate` (by seized assets) for the flash executor contract.
 
         The executor approves Morpho `actual_repay(repay)` plus one basis point and a unit:
@@ -211,9 +211,8 @@ class MorphoBlueStrategy:
             raise KeeperError(f"morpho_blue: repaying {repay} seizes nothing from {candidate.key}")
         params = self.book.params[candidate.details["market_id"]]
         payment = candidate.details["actual_repay"](repay)
-        return flash.morpho_liquidation(
-            market=flash.MorphoMarket(params.loan_token, params.collateral_token, params.oracle,
-                                      params.irm, params.lltv),
+        return morpho_flash_leg(
+            market=params, debt=candidate.debt, collateral=candidate.collateral,
             borrower=candidate.account, seized_assets=seized,
             max_repay=payment + payment // 10_000 + 1, swap_pairs=swap_pairs, min_out=min_out,
         )

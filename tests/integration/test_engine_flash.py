@@ -20,8 +20,8 @@ from web3 import Web3
 
 from keeper.chain.ws import WsSubscriptions
 from keeper.demo import build_engine
+from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.tokens import to_feed_answer
-from keeper.execution import flash
 from keeper.execution.journal import Journal
 from tests.conftest import Devnet
 from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, SPECS, feeds, tokens
@@ -60,7 +60,7 @@ async def test_flash_liquidations_from_an_account_without_debt_assets(
     assert all(v == 0 for v in held.values()), held
     Account.enable_unaudited_hdwallet_features()
     deployed = await asyncio.to_thread(
-        flash.deploy_flash_liquidator, devnet.w3, address, Account.from_key(key),
+        deploy_flash_liquidator, devnet.w3, address, Account.from_key(key),
         aave_pool=devnet.info.aave_v3.pool, morpho=devnet.info.morpho_blue.morpho,
         max_fee_per_gas=100 * GWEI, priority_fee=GWEI)
     journal = Journal(tmp_path / "j.sqlite")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
-from keeper import secrets
+from keeper import deploy_executor, secrets
 from keeper.cli import main
 from keeper.devnet.artifacts import aave
 from keeper.devnet.deployer import mined_receipt
@@ -35,17 +35,11 @@ from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.uniswap import pair_artifact
 from keeper.execution import flash
-from keeper.execution.flash import (
-    FlashPlan,
-    Funding,
-    Liquidation,
-    MorphoMarket,
-    aave_liquidation,
-    decode_error,
-    decode_profit,
-    encode_execute,
-    morpho_liquidation,
-)
+from keeper.execution.flash import FlashPlan, Funding, decode_error, decode_profit, encode_execute
+from keeper.types import FlashLeg
+from strategies.aave_v3.flash_leg import aave_flash_leg
+from strategies.morpho_blue.flash_leg import morpho_flash_leg
+from strategies.morpho_blue.math import MarketParams
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import (
     FRESH_ACCOUNT_INDEXES,
@@ -70,12 +64,12 @@ class Env:
     owner: ChecksumAddress
     stranger: ChecksumAddress
     executor: Contract
-    deployed: flash.Deployed
+    deployed: deploy_executor.Deployed
     tokens: dict[str, Contract]
     pool: Contract
     data_provider: Contract
     morpho: Contract
-    weth_usdc_market: MorphoMarket
+    weth_usdc_market: MarketParams
     market_id: str
 
 
@@ -92,11 +86,11 @@ def env(devnet: Devnet) -> Env:
     key = owner_account()
     assert key.address == owner
     info = devnet.info
-    deployed = flash.deploy_flash_liquidator(
+    deployed = deploy_executor.deploy_flash_liquidator(
         devnet.w3, owner, key, aave_pool=info.aave_v3.pool, morpho=info.morpho_blue.morpho,
         max_fee_per_gas=100 * GWEI, priority_fee=GWEI,
     )
-    artifact = flash.compile_flash_liquidator()
+    artifact = deploy_executor.compile_flash_liquidator()
     erc20s = tokens(devnet)
     market = next(m for m in info.morpho_blue.markets
                   if Web3.to_checksum_address(m.collateral_token) == erc20s["WETH"].address)
@@ -115,7 +109,7 @@ def env(devnet: Devnet) -> Env:
             info.aave_v3.data_provider,
         ),
         morpho=contract(devnet, morpho_abi(), info.morpho_blue.morpho),
-        weth_usdc_market=MorphoMarket(market.loan_token, market.collateral_token, market.oracle,
+        weth_usdc_market=MarketParams(market.loan_token, market.collateral_token, market.oracle,
                                       market.irm, market.lltv),
         market_id=market.id,
     )
@@ -178,18 +172,18 @@ def crash(env: Env) -> None:
     set_price(env.devnet, "WETH", CRASH_PRICE)
 
 
-def aave_targets(env: Env, count: int) -> list[Liquidation]:
+def aave_targets(env: Env, count: int) -> list[FlashLeg]:
     """`count` liquidatable Aave WETH/USDC borrowers: half their USDC debt each, sold for USDC."""
     plans = [p for p in seeded_borrowers("aave_v3") if p.kind == "weth-usdc"]
     accounts = aave_accounts(env.w3, env.devnet.info, [p.address for p in plans])
     usdc = env.tokens["USDC"]
-    out: list[Liquidation] = []
+    out: list[FlashLeg] = []
     for account in sorted((a for a in accounts if a.liquidatable), key=lambda a: a.debt_base):
         debt = int(env.data_provider.functions.getUserReserveData(
             usdc.address, Web3.to_checksum_address(account.address)).call()[2])
         if debt < 1_000 * 10**6:  # skip dust: profit must clearly beat rounding
             continue
-        out.append(aave_liquidation(
+        out.append(aave_flash_leg(
             collateral=env.tokens["WETH"].address, borrower=account.address,
             debt_to_cover=debt // 2, swap_pairs=[pair(env, "WETH", "USDC")],
         ))
@@ -198,11 +192,11 @@ def aave_targets(env: Env, count: int) -> list[Liquidation]:
     pytest.fail(f"only {len(out)} liquidatable Aave WETH/USDC borrowers, {count} wanted")
 
 
-def morpho_targets(env: Env, count: int) -> list[Liquidation]:
+def morpho_targets(env: Env, count: int) -> list[FlashLeg]:
     """`count` liquidatable Morpho WETH/USDC borrowers, half their borrow shares each."""
     plans = [p for p in seeded_borrowers("morpho_blue") if p.kind == "weth-usdc"]
     positions = morpho_positions(env.w3, env.devnet.info, [p.address for p in plans])
-    out: list[Liquidation] = []
+    out: list[FlashLeg] = []
     for position in sorted(positions, key=lambda p: p.borrowed):
         if position.market != env.market_id or not position.liquidatable:
             continue
@@ -212,8 +206,9 @@ def morpho_targets(env: Env, count: int) -> list[Liquidation]:
         shares = int(env.morpho.functions.position(env.market_id, who).call()[1]) // 2
         # Half the debt, plus a margin for the interest accrued before the liquidation.
         max_repay = position.borrowed // 2 * 101 // 100 + 1
-        out.append(morpho_liquidation(
-            market=env.weth_usdc_market, borrower=who, repaid_shares=shares,
+        out.append(morpho_flash_leg(
+            market=env.weth_usdc_market, debt=env.tokens["USDC"].address,
+            collateral=env.tokens["WETH"].address, borrower=who, repaid_shares=shares,
             max_repay=max_repay, swap_pairs=[pair(env, "WETH", "USDC")],
         ))
         if len(out) == count:
@@ -222,7 +217,7 @@ def morpho_targets(env: Env, count: int) -> list[Liquidation]:
 
 
 def plan_for(
-    env: Env, liquidations: Sequence[Liquidation], funding: Funding = Funding.MORPHO_FLASH_LOAN,
+    env: Env, liquidations: Sequence[FlashLeg], funding: Funding = Funding.MORPHO_FLASH_LOAN,
     **extra: Any,
 ) -> FlashPlan:
     return FlashPlan(
@@ -259,12 +254,12 @@ def assert_realized(env: Env, plan: FlashPlan) -> tuple[int, int]:
 def test_build_is_reproducible(env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A compile into an empty cache (so solcjs really runs) gives the bytes that were deployed.
     monkeypatch.setenv("KEEPER_CACHE_DIR", str(tmp_path))
-    fresh = flash.compile_executor()
+    fresh = deploy_executor.compile_executor()
     assert list(tmp_path.glob("solc/*.json")), "the compile did not run in the empty cache"
-    assert flash.deployed_creation_code(env.w3, env.deployed.tx_hash) == bytes.fromhex(
+    assert deploy_executor.deployed_creation_code(env.w3, env.deployed.tx_hash) == bytes.fromhex(
         fresh.bytecode
     )
-    assert fresh.abi == flash.compile_flash_liquidator().abi
+    assert fresh.abi == deploy_executor.compile_flash_liquidator().abi
     assert env.executor.functions.owner().call() == env.owner
     assert env.executor.functions.AAVE_POOL().call() == env.pool.address
     assert env.executor.functions.MORPHO().call() == env.morpho.address
@@ -409,12 +404,12 @@ def test_min_out_violated_by_a_moved_pool_reverts(env: Env) -> None:
     crash(env)
     (liq,) = aave_targets(env, 1)
     # The revert of an impossible min-out reports what the swap gives now: ask for exactly that.
-    impossible = Liquidation(**{**_fields(liq), "min_out": 2**256 - 1})
+    impossible = replace(liq, min_out=2**256 - 1)
     index, amount_out, _ = expect_error(
         env, encode_execute(plan_for(env, [impossible])), env.owner, "MinOut"
     )
     assert index == 0 and amount_out > 0
-    tight = Liquidation(**{**_fields(liq), "min_out": amount_out})
+    tight = replace(liq, min_out=amount_out)
     plan = plan_for(env, [tight])
     assert simulate(env, plan) > 0
 
@@ -461,10 +456,6 @@ def test_batch_of_five_costs_less_gas_than_five_transactions(env: Env) -> None:
     assert batch_profit > 0 and single_profit > 0
 
 
-def _fields(liq: Liquidation) -> dict[str, Any]:
-    return {name: getattr(liq, name) for name in Liquidation.__slots__}
-
-
 def _cli_config(devnet: Devnet, tmp_path: Path, chain_id: int | None = None) -> Path:
     info = devnet.info
     path = tmp_path / "keeper.toml"
@@ -491,7 +482,7 @@ def test_deploy_executor_command(
     hint = result.stdout.strip().splitlines()[-1]
     match = re.fullmatch(r'\[execution\] flash_executor = "(0x[0-9a-fA-F]{40})"', hint)
     assert match, hint
-    executor = contract(devnet, flash.compile_flash_liquidator(), match.group(1))
+    executor = contract(devnet, deploy_executor.compile_flash_liquidator(), match.group(1))
     assert executor.functions.owner().call() == owner_account().address
     assert executor.functions.AAVE_POOL().call() == devnet.info.aave_v3.pool
     assert executor.functions.MORPHO().call() == devnet.info.morpho_blue.morpho

@@ -2,10 +2,13 @@
 
 The encoding is checked against web3's own encoding with the compiled ABI
 (solcjs from node_modules, served from the compile cache after the first run).
+The legs are written out as the strategies encode them (tests/unit/test_flash_legs.py
+checks the strategies' own builders): the encoder knows no protocol.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -13,6 +16,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.abi import function_abi_to_4byte_selector
 from web3 import Web3
 
+from keeper.deploy_executor import compile_flash_liquidator
 from keeper.execution.flash import (
     ERRORS,
     EXECUTE_SELECTOR,
@@ -20,56 +24,53 @@ from keeper.execution.flash import (
     FlashPlan,
     FlashPlanError,
     Funding,
-    Liquidation,
-    MorphoMarket,
-    Protocol,
     aave_flash_premium,
-    aave_liquidation,
-    compile_flash_liquidator,
     decode_error,
     decode_profit,
     encode_execute,
     encode_single,
     flash_fee,
-    morpho_liquidation,
     plan_tuple,
     uniswap_flash_repayment,
 )
+from keeper.types import FlashLeg
 
 WETH = "0x" + "11" * 20
 USDC = "0x" + "22" * 20
-DAI = "0x" + "33" * 20
 BORROWER = "0x" + "44" * 20
 WETH_USDC = "0x" + "55" * 20
 USDC_DAI = "0x" + "66" * 20
-MARKET = MorphoMarket(USDC, WETH, "0x" + "77" * 20, "0x" + "88" * 20, 86 * 10**16)
+ZERO = "0x" + "00" * 20
+ORACLE, IRM = "0x" + "77" * 20, "0x" + "88" * 20
+LLTV = 86 * 10**16
 
 
-def aave_liq(**overrides: object) -> Liquidation:
-    args: dict[str, object] = {
-        "collateral": WETH, "borrower": BORROWER, "debt_to_cover": 5_000 * 10**6,
-        "swap_pairs": [WETH_USDC], "min_out": 4_000 * 10**6,
-    }
-    args.update(overrides)
-    return aave_liquidation(**args)  # type: ignore[arg-type]
+AAVE_LEG = FlashLeg(
+    protocol=0, collateral=WETH, borrower=BORROWER, amount=5_000 * 10**6, repaid_shares=0,
+    max_repay=5_000 * 10**6, market=(ZERO, ZERO, ZERO, ZERO, 0), swap_pairs=(WETH_USDC,),
+    min_out=4_000 * 10**6,
+)
+MORPHO_LEG = FlashLeg(
+    protocol=1, collateral=WETH, borrower=BORROWER, amount=0, repaid_shares=10**12,
+    max_repay=1_000 * 10**6, market=(USDC, WETH, ORACLE, IRM, LLTV), swap_pairs=(WETH_USDC,),
+    min_out=0,
+)
+PLAN = FlashPlan(
+    funding=Funding.MORPHO_FLASH_LOAN, debt_token=USDC, flash_amount=6_000 * 10**6,
+    liquidations=(AAVE_LEG, MORPHO_LEG), min_profit=7,
+)
 
 
-def morpho_liq(**overrides: object) -> Liquidation:
-    args: dict[str, object] = {
-        "market": MARKET, "borrower": BORROWER, "repaid_shares": 10**12,
-        "max_repay": 1_000 * 10**6, "swap_pairs": [WETH_USDC],
-    }
-    args.update(overrides)
-    return morpho_liquidation(**args)  # type: ignore[arg-type]
+def aave_liq(**overrides: Any) -> FlashLeg:
+    return replace(AAVE_LEG, **overrides)
 
 
-def batch(**overrides: object) -> FlashPlan:
-    args: dict[str, object] = {
-        "funding": Funding.MORPHO_FLASH_LOAN, "debt_token": USDC, "flash_amount": 6_000 * 10**6,
-        "liquidations": (aave_liq(), morpho_liq()), "min_profit": 7,
-    }
-    args.update(overrides)
-    return FlashPlan(**args)  # type: ignore[arg-type]
+def morpho_liq(**overrides: Any) -> FlashLeg:
+    return replace(MORPHO_LEG, **overrides)
+
+
+def batch(**overrides: Any) -> FlashPlan:
+    return replace(PLAN, **overrides)
 
 
 def test_calldata_matches_web3_with_the_compiled_abi() -> None:
@@ -97,12 +98,12 @@ def test_batch_round_trips_through_the_abi() -> None:
     assert (funding, debt.lower(), amount, min_profit) == (1, USDC, 6_000 * 10**6, 7)
     assert flash_pair == "0x" + "00" * 20 and profit_pairs == ()
     aave, morpho = liqs
-    assert aave[0] == Protocol.AAVE_V3 and aave[3] == aave[5] == 5_000 * 10**6
+    assert aave[0] == 0 and aave[3] == aave[5] == 5_000 * 10**6
     assert aave[6] == ("0x" + "00" * 20,) * 4 + (0,)
     assert aave[8] == 4_000 * 10**6
-    assert morpho[0] == Protocol.MORPHO_BLUE and (morpho[3], morpho[4]) == (0, 10**12)
-    assert [a.lower() for a in morpho[6][:4]] == [USDC, WETH, MARKET.oracle, MARKET.irm]
-    assert morpho[6][4] == MARKET.lltv
+    assert morpho[0] == 1 and (morpho[3], morpho[4]) == (0, 10**12)
+    assert [a.lower() for a in morpho[6][:4]] == [USDC, WETH, ORACLE, IRM]
+    assert morpho[6][4] == LLTV
     assert [p.lower() for p in morpho[7]] == [WETH_USDC]
 
 
@@ -118,10 +119,15 @@ def test_single_is_a_plan_of_one() -> None:
     [
         (batch(liquidations=()), "at least one"),
         (batch(liquidations=(aave_liq(collateral=USDC),)), "same token"),
-        (batch(liquidations=(aave_liq(swap_pairs=[]),)), "swap_pairs is empty"),
-        (batch(liquidations=(morpho_liq(seized_assets=1),)), "exactly one"),
-        (batch(liquidations=(morpho_liq(repaid_shares=0),)), "exactly one"),
-        (batch(debt_token=DAI, liquidations=(morpho_liq(),)), "market tokens"),
+        (batch(liquidations=(aave_liq(swap_pairs=()),)), "swap_pairs is empty"),
+        (batch(liquidations=(aave_liq(protocol=256),)), "not a uint8"),
+        (batch(liquidations=(aave_liq(protocol=-1),)), "not a uint8"),
+        (batch(liquidations=(morpho_liq(market=(USDC, WETH, "0x12", IRM, LLTV)),)),
+         r"market\[2\]: not an address"),
+        (batch(liquidations=(morpho_liq(market=(USDC, WETH, ORACLE, IRM, 2**256)),)),
+         r"market\[4\]: .* uint256"),
+        (batch(liquidations=(morpho_liq(market=(USDC, WETH, ORACLE, IRM)),)), "not 5"),
+        (batch(liquidations=(morpho_liq(amount=-1),)), "amount: -1 is not a uint256"),
         (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP), "needs flash_pair"),
         (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP, flash_pair=WETH_USDC), "locked"),
         (batch(flash_pair=USDC_DAI), "only for the Uniswap"),
@@ -133,12 +139,6 @@ def test_single_is_a_plan_of_one() -> None:
 def test_plans_the_contract_would_reject_are_refused(plan: FlashPlan, message: str) -> None:
     with pytest.raises(FlashPlanError, match=message):
         encode_execute(plan)
-
-
-def test_morpho_liquidation_without_market_is_refused() -> None:
-    broken = Liquidation(Protocol.MORPHO_BLUE, WETH, BORROWER, 1, 1, (WETH_USDC,))
-    with pytest.raises(FlashPlanError, match="needs its market"):
-        encode_execute(batch(liquidations=(broken,)))
 
 
 @pytest.mark.parametrize("amount", [1, 996, 997, 10**6, 123_456_789_012, 10**30 + 7])
