@@ -6,7 +6,7 @@ for the engine and the executor to call; `serve(host, port, metrics=, health=)`
 exposes it with aiohttp. Every name starts with `keeper_`; amounts are wei of the
 quote token (realized profit) or of the native token (gas), as floats.
 
-Outcome statuses (`keeper.execution.executor.Outcome.status`) map to counters:
+Outcome statuses (`keeper.types.Outcome.status`) map to counters:
 
 | status                                     | simulated | sent | confirmed/reverted/lost |
 |--------------------------------------------|-----------|------|-------------------------|

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,3 +168,32 @@ class TxIntent:
     @property
     def opportunities(self) -> tuple[Opportunity, ...]:
         return (self.opportunity, *self.members)
+
+
+# How one `TxIntent` ended, as execution reports it (metrics count each one).
+Status = Literal[
+    "confirmed",  # mined, and the called contract emitted a log: it liquidated
+    "reverted",  # mined but failed (or emitted nothing): only the gas was spent
+    "duplicate",  # the journal already holds this opportunity key: not sent twice
+    "simulation-failed",  # the gas estimate reverted: nothing signed
+    "fee-cap",  # the base fee is above max_fee_per_gas: nothing signed
+    "no-capital",  # the sender's free debt-asset balance does not cover the repay
+    "send-failed",  # the node refused the signed transaction: dropped, may be retried
+    "lost",  # its nonce went to another transaction (or to our cancel): nothing landed
+    "error",  # an unexpected exception while executing (the caller records it)
+]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one intent: its transaction, gas and realized profit (quote wei)."""
+
+    key: str
+    status: Status
+    tx_hash: str = ""
+    block: int = 0
+    gas_used: int = 0
+    realized_profit: int = 0
+    reason: str = ""
+    gas_paid: int = 0  # native wei
+    members: tuple[str, ...] = ()  # keys of the batch this transaction also carried

@@ -44,9 +44,9 @@ from keeper.devnet.price_path import PricePoint, load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS
 from keeper.engine import Engine, block_ref
 from keeper.errors import DevnetError, InputFileError
-from keeper.execution.executor import TRANSFER_TOPIC, Outcome
 from keeper.execution.journal import Journal
-from keeper.types import BlockRef
+from keeper.execution.receipts import TRANSFER_TOPIC
+from keeper.types import BlockRef, Outcome
 
 PATHS = Path(__file__).parent / "paths"
 WAD = 10**18

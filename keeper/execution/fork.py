@@ -28,9 +28,9 @@ import structlog
 from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.errors import FatalError, KeeperError
-from keeper.execution.executor import Executor, Outcome
+from keeper.execution.executor import Executor
 from keeper.secrets import redact, redact_url
-from keeper.types import TxIntent
+from keeper.types import Outcome, TxIntent
 
 log = structlog.get_logger(__name__)
 
@@ -70,7 +70,7 @@ class ForkExecutor(Executor):
 
     def forget_fork_state(self) -> None:
         """The fork was reset: approvals it mined are gone, so approve again when needed."""
-        self._approved.clear()
+        self.allowances.forget()
 
 
 class DryRunFork:

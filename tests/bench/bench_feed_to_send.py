@@ -56,8 +56,8 @@ from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import DEFAULT_TOKENS, price_feed, to_feed_answer
 from keeper.engine import Engine, EngineStats
+from keeper.execution.executor import Executor
 from keeper.execution.journal import Journal
-from keeper.execution.nonces import NonceManager
 from keeper.log import configure_logging
 from keeper.types import BlockRef, Event, Opportunity
 
@@ -186,8 +186,16 @@ async def use_timed_client(engine: Engine, url: str) -> TimedRpc:
     await engine.chain.aclose()
     engine.chain = rpc
     assert engine.executor is not None
-    engine.executor.chain = rpc
+    engine.executor = fresh_executor(engine.executor, rpc, engine.executor.journal)
     return rpc
+
+
+def fresh_executor(old: Executor, chain: HttpRpc, journal: Journal) -> Executor:
+    """An executor like `old` on `chain` and `journal` (an executor is wired once, so a
+    trial that needs another client or journal gets a new one)."""
+    return Executor(chain, old.account, journal, old.fees, old.settlement.appraise,
+                    flash_executor=old.flash_executor, quote_token=old.quote_token,
+                    still_there=old.still_there)
 
 
 def save_engine(engine: Engine) -> EngineState:
@@ -204,12 +212,12 @@ async def restore_engine(engine: Engine, state: EngineState, folder: Path, trial
     engine.stats = EngineStats()
     engine._inflight.clear()
     engine._next_base_fee = state.next_base_fee
-    executor = engine.executor
-    assert executor is not None
-    executor.journal.close()
-    executor.journal = Journal(folder / f"{trial}.sqlite")
-    executor.nonces = NonceManager(executor.address)
-    executor._committed.clear()
+    old = engine.executor
+    assert old is not None
+    old.journal.close()
+    # New journal, nonce resynced from the chain, no capital held by the last trial's sends.
+    executor = fresh_executor(old, old.chain, Journal(folder / f"{trial}.sqlite"))
+    engine.executor = executor
     await executor.start()
 
 

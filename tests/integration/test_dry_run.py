@@ -186,7 +186,7 @@ async def test_fork_follows_the_chain_while_idle(devnet: Devnet, tmp_path: Path)
                                 ["0x" + bytes(signed.raw_transaction).hex()])
             await fork.resync()
             assert executor.nonces.next_nonce == nonce + 1
-            executor._approved[(me, me)] = 0
+            executor.allowances._approved[(me, me)] = 0
 
             feed = feeds(devnet)["WETH"]
             old = feed.functions.latestAnswer().call()
@@ -212,7 +212,7 @@ async def test_fork_follows_the_chain_while_idle(devnet: Devnet, tmp_path: Path)
             assert on_fork.functions.latestAnswer().call() != old
             # The fork-only transaction and approvals are gone; the nonce is the chain's again.
             assert executor.nonces.next_nonce == nonce
-            assert not executor._approved
+            assert executor.allowances.since(me, me) is None
             await fork.follow(new_head)  # not behind: nothing to do
             assert fork.resets == 1
         finally:

@@ -27,9 +27,8 @@ from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.tokens import to_feed_answer
 from keeper.engine import Engine
-from keeper.execution.executor import Outcome
 from keeper.execution.journal import Journal
-from keeper.types import BlockRef, Event, Opportunity
+from keeper.types import BlockRef, Event, Opportunity, Outcome
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import SPECS, WAD, aave_pool, feeds, liquidator
