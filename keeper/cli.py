@@ -30,7 +30,7 @@ import structlog
 
 from keeper import __version__
 from keeper.config import DEFAULT_PATH, KeeperConfig, load_config
-from keeper.errors import ChainMismatch, KeeperError, RpcUnavailable
+from keeper.errors import ChainMismatch, FatalError, KeeperError, RpcUnavailable
 from keeper.log import LEVELS, LogFormat, configure_logging
 from keeper.secrets import redact, redact_url, register_env_secrets
 
@@ -90,7 +90,7 @@ def _fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
-class OneLineUsageError(click.ClickException):
+class OneLineUsageError(click.ClickException, FatalError):
     """A bad option or argument, reported as one line (click's own shows the usage block)."""
 
     exit_code = 2

@@ -25,6 +25,7 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
+from keeper.errors import RetryableError
 from keeper.secrets import redact_url
 from keeper.types import LogFilter
 
@@ -154,5 +155,5 @@ class WsSubscriptions:
             notify(params["result"])
 
 
-class SubscriptionRefused(Exception):
+class SubscriptionRefused(RetryableError):
     """The node answered `eth_subscribe` with an error (retried like a dropped socket)."""

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
-from keeper.errors import FatalError
+from keeper.errors import FatalError, KeeperError
 from keeper.execution.journal_claims import claim_key, join_batch, set_status
 from keeper.execution.journal_schema import (
     INTENT_STATUSES,
@@ -64,7 +64,7 @@ __all__ = [  # the records and constants importers know from here
 ]
 
 
-class _Taken(Exception):
+class _Taken(KeeperError):
     """A key of a batch is already taken (rolls the batch's claims back)."""
 
 

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
-from keeper.errors import KeeperError
+from keeper.errors import StrategyError
 from keeper.types import BlockRef, Event
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import math
@@ -52,7 +52,7 @@ _ZERO = AccountReserve(0, 0, 0, 0, 0)  # frozen: shared by every untouched reser
 ACCOUNT_CACHE = 4096  # Accounts kept (least recently used dropped): the book is the truth
 
 
-class BookError(KeeperError):
+class BookError(StrategyError):
     """The logs cannot be applied to the book (a reorg, or a log the book cannot mirror)."""
 
 

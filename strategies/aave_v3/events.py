@@ -19,7 +19,7 @@ from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 from eth_utils.crypto import keccak
 
-from keeper.errors import KeeperError
+from keeper.errors import StrategyError
 from keeper.types import Event
 
 
@@ -70,7 +70,7 @@ TOKEN_TOPICS = (
 )
 
 
-class EventDecodeError(KeeperError):
+class EventDecodeError(StrategyError):
     """A log with a known topic0 whose topics/data do not fit the event's ABI."""
 
 

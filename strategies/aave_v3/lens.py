@@ -31,7 +31,7 @@ from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.crypto import keccak
 
-from keeper.errors import KeeperError
+from keeper.errors import StrategyError
 from keeper.strategy import ChainReader
 
 ARTIFACT = Path(__file__).with_name("aave_lens.json")
@@ -52,7 +52,7 @@ BATCHES_IN_FLIGHT = 4
 WORD = 32
 
 
-class LensError(KeeperError):
+class LensError(StrategyError):
     """The lens answered something other than the rows it was asked for."""
 
 

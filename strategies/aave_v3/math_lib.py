@@ -16,6 +16,8 @@ tokens, account data, liquidations) is in math.py.
 
 from __future__ import annotations
 
+from keeper.errors import StrategyError
+
 UINT256_MAX = 2**256 - 1
 UINT40_MAX = 2**40 - 1
 
@@ -34,7 +36,7 @@ HALF_PERCENTAGE_FACTOR = PERCENTAGE_FACTOR // 2
 SECONDS_PER_YEAR = 365 * 24 * 60 * 60
 
 
-class AaveMathError(ArithmeticError):
+class AaveMathError(StrategyError, ArithmeticError):
     """The mirrored contract code would revert."""
 
 

@@ -12,6 +12,8 @@ import functools
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from keeper.errors import StrategyError
+
 UINT256_MAX = 2**256 - 1
 
 # fmt: off
@@ -63,7 +65,7 @@ USER_BORROWING_MASK = 0x55555555555555555555555555555555555555555555555555555555
 USER_COLLATERAL_MASK = 0xAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 
 
-class InvalidReserveIndexError(ValueError):
+class InvalidReserveIndexError(StrategyError, ValueError):
     """Mirrors the `require(reserveIndex < MAX_RESERVES_COUNT, INVALID_RESERVE_INDEX)` revert."""
 
 

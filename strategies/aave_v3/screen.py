@@ -55,7 +55,7 @@ from collections.abc import Iterable
 import numpy as np
 from numpy.typing import NDArray
 
-from keeper.errors import KeeperError
+from keeper.errors import StrategyError
 from strategies.aave_v3.market import Account, Market
 from strategies.aave_v3.screen_columns import (
     Entries,
@@ -78,7 +78,7 @@ FULL_SHARE = 0.4  # re-price by a full recompute when the moved columns hold thi
 OVERLAY_ROWS = 4096  # re-loaded rows kept aside (plus 0.5 % of the rows) before compaction
 
 
-class ScreenError(KeeperError):
+class ScreenError(StrategyError):
     """The screen does not fit the market (its reserve list changed): rebuild it."""
 
 

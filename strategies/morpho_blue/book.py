@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from keeper.errors import KeeperError
+from keeper.errors import StrategyError
 from keeper.types import BlockRef, Event
 from strategies.morpho_blue import events as ev
 from strategies.morpho_blue import math
@@ -34,7 +34,7 @@ from strategies.morpho_blue.math import MarketParams, MarketState, PositionState
 _EMPTY = PositionState()
 
 
-class BookError(KeeperError):
+class BookError(StrategyError):
     """The logs cannot be applied to the book (a reorg, or a log out of place)."""
 
 

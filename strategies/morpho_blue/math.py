@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from keeper.errors import StrategyError
+
 UINT256_MAX = 2**256 - 1
 UINT128_MAX = 2**128 - 1
 
@@ -29,7 +31,7 @@ MAX_LIQUIDATION_INCENTIVE_FACTOR = 115 * 10**16
 SECONDS_PER_YEAR = 365 * 24 * 3600
 
 
-class MorphoMathError(ArithmeticError):
+class MorphoMathError(StrategyError, ArithmeticError):
     """The mirrored contract code would revert (overflow, underflow, division by zero)."""
 
 
