@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.errors import RpcUnavailable
+from keeper.errors import RetryableError
 
 
 class JsonRpcProxy:
@@ -54,7 +54,7 @@ class JsonRpcProxy:
                 answer: Any = await asyncio.gather(*(self._one(item) for item in payload))
             else:
                 answer = await self._one(payload)
-        except RpcUnavailable as exc:
+        except RetryableError as exc:  # upstream down or garbled (its errors are answers)
             return web.Response(status=502, text=str(exc))
         return web.Response(text=json.dumps(answer), content_type="application/json")
 

@@ -5,14 +5,26 @@ One persistent aiohttp session per endpoint. Batches are sent as JSON-RPC arrays
 `get_logs` splits a block range into chunks of `max_log_range` blocks and halves a chunk
 when the node says the answer is too large. With `requests_per_second`, every HTTP request
 (a batch counts as one) first takes a slot of an `asyncio_throttle.Throttler`.
-Transport failures raise `RpcUnavailable` naming the (redacted) URL; JSON-RPC errors raise
-`KeeperError` naming the method.
+
+Errors (see keeper/errors.py for the tree):
+
+* transport failures (no connection, timeout, HTTP 5xx or 429) raise `RpcUnavailable` naming
+  the (redacted) URL;
+* an answer that is not a JSON-RPC answer to the request raises `MalformedAnswer` naming the
+  method and the URL: a body that is not JSON or is empty, a batch answer that is not a list,
+  a batch item missing, an item with an id nobody asked for, an item with neither result nor
+  error. Both are `RetryableError`s: `FailoverRpc` moves on to its next endpoint;
+* a JSON-RPC error object raises what `answer_error` makes of it: `Reverted` when the call's
+  execution failed (code 3, a message about a revert, or an EVM failure of eth_call or
+  eth_estimateGas), else `NodeError` (retryable). Both are `RpcError`s, re-exported here so
+  that `from keeper.chain.http import RpcError` keeps working.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -21,26 +33,99 @@ from typing import Any
 import aiohttp
 from asyncio_throttle.throttler import Throttler
 
-from keeper.errors import KeeperError, RpcUnavailable
-from keeper.secrets import redact, redact_url
+from keeper.errors import MalformedAnswer, NodeError, Reverted, RpcError, RpcUnavailable
+from keeper.secrets import redact_url
 from keeper.types import Event, LogFilter
+
+__all__ = [
+    "HttpRpc", "MalformedAnswer", "NodeError", "Reverted", "RpcError", "RpcUnavailable",
+    "answer_error", "check_answer", "refuses_range",
+]
 
 # Substrings of node errors that mean "ask for a smaller block range".
 _TOO_MANY = (
     "too many", "limit exceeded", "response size", "query returned more than",
     "block range", "range is too large", "exceed",
 )
+# Methods that execute code; their EVM failures are answers like a revert.
+_EXECUTING = frozenset({"eth_call", "eth_estimateGas", "eth_createAccessList"})
+# How nodes phrase an EVM failure that is not a REVERT (anvil: "EVM error OutOfGas").
+_EVM_FAILURE = ("evm error", "out of gas", "invalid opcode", "invalid jump", "stack underflow",
+                "stack overflow")
+# JSON-RPC 2.0's "execution error": geth, anvil and the execution-apis spec use it for reverts.
+_EXECUTION_ERROR = 3
 
 
-class RpcError(KeeperError):
-    """The node answered a call with a JSON-RPC error object."""
+def answer_error(method: str, error: Any) -> RpcError:
+    """The exception for the JSON-RPC error object `error` answered to `method`.
 
-    def __init__(self, method: str, error: Any) -> None:
-        self.method = method
-        self.code = error.get("code") if isinstance(error, dict) else None
-        message = error.get("message", error) if isinstance(error, dict) else error
-        self.message = redact(str(message))
-        super().__init__(f"{method}: RPC error {self.code}: {self.message}")
+    `Reverted` when the call's execution failed: code 3, a message that speaks of a revert
+    ("execution reverted: ...", as geth and anvil put it), or an EVM failure of a method
+    that executes code ("EVM error OutOfGas", "invalid opcode"): every endpoint answers the
+    same. Anything else is a `NodeError`: this node could not answer (lagging, rate-limited,
+    header not found, refused the request), and another one, or later, may.
+    """
+    code = error.get("code") if isinstance(error, dict) else None
+    message = str(error.get("message", "") if isinstance(error, dict) else error).lower()
+    if code == _EXECUTION_ERROR or "revert" in message or (
+        method in _EXECUTING and any(s in message for s in _EVM_FAILURE)
+    ):
+        return Reverted(method, error)
+    return NodeError(method, error)
+
+
+def refuses_range(error: RpcError) -> bool:
+    """Whether the node refused an eth_getLogs for its block range (ask for smaller ones)."""
+    return any(s in error.message.lower() for s in _TOO_MANY)
+
+
+def _methods(payload: Any) -> str:
+    """The method of a request, or the methods of a batch, for messages."""
+    if isinstance(payload, dict):
+        return str(payload.get("method"))
+    names = list(dict.fromkeys(str(r.get("method")) for r in payload if isinstance(r, dict)))
+    shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+    return f"batch of {len(payload)} ({shown})"
+
+
+def _is_answer(item: Any) -> bool:
+    """A JSON-RPC answer object: a result (null included) or an error object."""
+    return isinstance(item, dict) and ("result" in item or item.get("error") is not None)
+
+
+def check_answer(payload: Any, answer: Any, where: str) -> None:
+    """Raise `MalformedAnswer` unless `answer` is a JSON-RPC answer to `payload` (a request,
+    or a batch of them): one answer per request, matched by id, each with a result or an
+    error. A batch refused as a whole (one error object) is an answer."""
+    def bad(what: str, why: str) -> MalformedAnswer:
+        return MalformedAnswer(f"{what}: RPC {where} sent a malformed answer ({why})")
+
+    if isinstance(payload, dict):
+        if not _is_answer(answer):
+            raise bad(_methods(payload), "neither result nor error")
+        if answer.get("id") != payload.get("id") and not (
+            answer.get("id") is None and answer.get("error") is not None  # no id to echo
+        ):
+            raise bad(_methods(payload), f"id {answer.get('id')!r} for request {payload['id']}")
+        return
+    if isinstance(answer, dict) and answer.get("error") is not None:
+        return  # the whole batch was refused
+    if not isinstance(answer, list):
+        raise bad(_methods(payload), f"a batch answered with {type(answer).__name__}")
+    methods = {r.get("id"): str(r.get("method")) for r in payload}
+    seen: set[Any] = set()
+    for item in answer:
+        ident = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(ident, int | str):
+            ident = None  # no id, or one that cannot be ours (a list, an object)
+        if not _is_answer(item):
+            raise bad(methods.get(ident, _methods(payload)), "neither result nor error")
+        if ident not in methods or ident in seen:
+            raise bad(_methods(payload), f"an item with id {item.get('id')!r} nobody asked for")
+        seen.add(ident)
+    for ident, method in methods.items():
+        if ident not in seen:
+            raise bad(method, "its item is missing from the batch answer")
 
 
 class HttpRpc:
@@ -56,6 +141,7 @@ class HttpRpc:
         max_log_range: int = 10_000,
         requests_per_second: int | None = None,
         timeout: float = 10,
+        observer: Callable[[str, float, bool], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_log_range < 1:
             raise ValueError("max_batch and max_log_range must be at least 1")
@@ -67,7 +153,7 @@ class HttpRpc:
         )
         self.requests_sent = 0
         # Called after every HTTP request with (url, seconds, ok): metrics hook up here.
-        self.observer: Callable[[str, float, bool], None] | None = None
+        self.observer = observer
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
@@ -81,11 +167,12 @@ class HttpRpc:
         max_log_range: int = 10_000,
         requests_per_second: int | None = None,
         timeout: float = 10,
+        observer: Callable[[str, float, bool], None] | None = None,
     ) -> HttpRpc:
         """A connected client (its `chain_id` read with eth_chainId)."""
         rpc = cls(
             url, max_batch=max_batch, max_log_range=max_log_range,
-            requests_per_second=requests_per_second, timeout=timeout,
+            requests_per_second=requests_per_second, timeout=timeout, observer=observer,
         )
         try:
             await rpc.connect()
@@ -135,31 +222,45 @@ class HttpRpc:
             self.observer(self.url, time.perf_counter() - started, ok)
 
     async def _exchange(self, session: aiohttp.ClientSession, payload: Any) -> Any:
+        """One HTTP request; its answer checked to answer `payload` (`check_answer`)."""
         where = redact_url(self.url)
         try:
             async with session.post(self.url, json=payload) as response:
                 if response.status >= 500 or response.status == 429:
                     raise RpcUnavailable(f"RPC {where} answered HTTP {response.status}")
-                return await response.json(content_type=None)
+                status, body = response.status, await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             reason = type(exc).__name__
             raise RpcUnavailable(f"RPC {where} unreachable ({reason})") from None
-        except ValueError as exc:  # not JSON
-            raise RpcUnavailable(f"RPC {where} sent an invalid answer ({exc})") from None
+        if not body.strip():
+            if status >= 400:
+                raise RpcUnavailable(f"RPC {where} answered HTTP {status}")
+            raise MalformedAnswer(f"{_methods(payload)}: RPC {where} sent an empty body")
+        try:
+            answer = json.loads(body)
+        except ValueError as exc:  # not JSON (UnicodeDecodeError is a ValueError too)
+            if status >= 400:  # an error page: the endpoint refused to serve us
+                raise RpcUnavailable(f"RPC {where} answered HTTP {status}") from None
+            raise MalformedAnswer(
+                f"{_methods(payload)}: RPC {where} sent a body that is not JSON "
+                f"({type(exc).__name__})") from None
+        check_answer(payload, answer, where)
+        return answer
 
     def _request(self, method: str, params: Sequence[Any]) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
 
     @staticmethod
     def _result(method: str, answer: Any) -> Any:
-        if not isinstance(answer, dict):
-            raise KeeperError(f"{method}: malformed JSON-RPC answer")
+        if not _is_answer(answer):  # checked by `_exchange`; a subclass may post otherwise
+            raise MalformedAnswer(f"{method}: malformed JSON-RPC answer")
         if answer.get("error") is not None:
-            raise RpcError(method, answer["error"])
+            raise answer_error(method, answer["error"])
         return answer.get("result")
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
-        """One JSON-RPC call; raises RpcUnavailable (transport) or RpcError (node error)."""
+        """One JSON-RPC call; raises RpcUnavailable (transport), MalformedAnswer, or the
+        node's error object as Reverted or NodeError (`answer_error`)."""
         return self._result(method, await self._post(self._request(method, params)))
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
@@ -178,16 +279,16 @@ class HttpRpc:
     async def _batch_chunk(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         requests = [self._request(method, params) for method, params in calls]
         answer = await self._post(requests)
-        if isinstance(answer, dict) and "error" in answer:  # the whole batch was refused
-            raise RpcError("batch", answer["error"])
-        if not isinstance(answer, list):
-            raise KeeperError("batch: malformed JSON-RPC answer")
+        if isinstance(answer, dict) and answer.get("error") is not None:  # refused as a whole
+            raise answer_error("batch", answer["error"])
+        if not isinstance(answer, list):  # checked by `_exchange`; kept for subclasses
+            raise MalformedAnswer(f"{_methods(requests)}: malformed JSON-RPC answer")
         by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
         out = []
         for request in requests:
             item = by_id.get(request["id"])
             if item is None:
-                raise KeeperError(f"{request['method']}: no answer in the batch")
+                raise MalformedAnswer(f"{request['method']}: no answer in the batch")
             out.append(self._result(request["method"], item))
         return out
 
@@ -229,7 +330,7 @@ class HttpRpc:
                     [*headers, ("eth_getLogs", [_logs_query(log_filter, from_block, to_block)])]
                 )
             except RpcError as exc:
-                if not any(s in exc.message.lower() for s in _TOO_MANY):
+                if not refuses_range(exc):
                     raise
             else:
                 events = sorted((Event.from_rpc(item) for item in found),
@@ -244,7 +345,7 @@ class HttpRpc:
         try:
             logs = await self.call("eth_getLogs", [query])
         except RpcError as exc:
-            if end > start and any(s in exc.message.lower() for s in _TOO_MANY):
+            if end > start and refuses_range(exc):
                 middle = (start + end) // 2
                 return [
                     *await self._logs_chunk(log_filter, start, middle),

@@ -18,7 +18,7 @@ from typing import Any
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
-from keeper.errors import KeeperError, RetryableError
+from keeper.errors import KeeperError, MalformedAnswer, RpcUnavailable
 from keeper.strategy import ChainReader
 from strategies.aave_v3 import lens, math
 from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
@@ -290,9 +290,10 @@ async def read_accounts(
     ]
     try:
         rows = await lens.read_rows(chain, market.pool, tokens, users, block)
-    except RetryableError:
-        raise  # the endpoint is down: the per-call path would not fare better
-    except KeeperError:  # the node refused the call (no state overrides, a lower gas cap)
+    except (RpcUnavailable, MalformedAnswer):
+        raise  # the endpoint is down or garbled: the per-call path would not fare better
+    except KeeperError:  # the node refused the call (an RpcError, a NodeError included: no
+        # state overrides, a lower gas cap), or its rows did not decode: the per-call path
         accounts: dict[str, Account] = {}
         for i in range(0, len(users), ACCOUNTS_PER_CALL_READ):
             accounts.update(await read_accounts_per_call(

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from keeper.chain.http import HttpRpc, RpcError
+from keeper.chain.http import HttpRpc, NodeError
 from keeper.devnet.artifacts import aave, compile_solidity
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.paths import project_root
@@ -119,9 +119,10 @@ class _NoOverrides:
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         if any(m == "eth_call" and len(p) > 2 for m, p in calls):
             self.refused += 1
-            # geth's answer when it does not take a third eth_call parameter
-            raise RpcError("eth_call", {"code": -32602,
-                                        "message": "too many arguments, want at most 2"})
+            # geth's answer when it does not take a third eth_call parameter (what HttpRpc
+            # raises for it: a NodeError, retryable, which must still fall back)
+            raise NodeError("eth_call", {"code": -32602,
+                                         "message": "too many arguments, want at most 2"})
         return await self.inner.batch(calls)
 
     async def eth_call(self, to: str, data: str, block: int | str = "latest") -> str:
