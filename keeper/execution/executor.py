@@ -96,19 +96,20 @@ class Executor:
         quote_token: str | None = None,
         still_there: StillThere | None = None,
     ) -> None:
-        self.chain = chain
-        self.account = account
-        self.address = account.address.lower()
-        self.journal = journal
-        self.fees = fees
-        self.nonces = NonceManager(self.address)
-        self.watch = MiningWatch(chain, self.address, journal, fees)
-        self.sender = Sender(chain, account, journal, fees, self.nonces)
-        self.capital = Capital(chain, self.address, follow=follow)
+        # Every field is Final: the parts are built from the same arguments, so changing
+        # one afterwards would reach some parts and not others. Build a new executor.
+        self.chain: Final = chain
+        self.account: Final = account
+        self.address: Final = account.address.lower()
+        self.journal: Final = journal
+        self.fees: Final = fees
+        self.nonces: Final = NonceManager(self.address)
+        self.watch: Final = MiningWatch(chain, self.address, journal, fees)
+        self.sender: Final = Sender(chain, account, journal, fees, self.nonces)
+        self.capital: Final = Capital(chain, self.address, follow=follow)
         recent = RecentReceipts()
-        self.allowances = Allowances(chain, self.sender, self.watch, recent)
-        self.settlement = Settlement(self.address, journal, appraise, recent)
-        # Read-only after construction (Final): the parts below were built with them.
+        self.allowances: Final = Allowances(chain, self.sender, self.watch, recent)
+        self.settlement: Final = Settlement(self.address, journal, appraise, recent)
         self.flash_executor: Final = flash_executor.lower() if flash_executor else None
         self.quote_token: Final = quote_token.lower() if quote_token else None
         self.still_there: Final = still_there
