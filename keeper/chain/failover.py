@@ -5,196 +5,95 @@ own rate limit (an asyncio-throttle `Throttler` per endpoint). The *active* endp
 first healthy one in that order; every HTTP request (one call, or one batch chunk) goes to
 it. `FailoverRpc` subclasses `HttpRpc` and overrides only `_post`, so `call`, `batch`,
 `eth_call`, `get_logs` and `header_and_logs` keep their chunking and error handling, and a
-`FailoverRpc` goes wherever an `HttpRpc` (or a `ChainReader`) is expected.
+`FailoverRpc` goes wherever an `HttpRpc` (or a `ChainReader`) is expected. The endpoints'
+book-keeping (health, benching, probes, stats) is `EndpointPool` in keeper/chain/endpoints.py.
 
 Failing over:
 
-* A request that fails with `RpcUnavailable` (transport error, HTTP 5xx or 429, timeout,
-  an answer that is not JSON) is sent again at once to the next healthy endpoint; the
-  failed one is *benched* with an exponential backoff. JSON-RPC errors (`RpcError`, e.g.
-  "execution reverted") are answers, not failures: they are returned, never retried.
+* A request that fails with a `RetryableError` is sent again at once to the next healthy
+  endpoint, and the failed one is *benched* with an exponential backoff. That is a transport
+  failure (`RpcUnavailable`: no connection, HTTP 5xx or 429, timeout), a `MalformedAnswer`
+  (a body that is not JSON or is empty, a batch item missing, a wrong id, an item with
+  neither result nor error), or an answer carrying a `NodeError` (a lagging or rate-limited
+  node), except the node errors every endpoint gives alike (an eth_getLogs range too large,
+  a refused eth_sendRawTransaction). A `Reverted` (e.g. "execution reverted") is an answer,
+  the same everywhere: it is returned, never retried.
+* When every endpoint failed, a node's error answer, if one gave any, is raised as with one
+  endpoint (a `NodeError` naming the method); else `MalformedAnswer` if every failure was
+  one, else `RpcUnavailable`, naming every (redacted) endpoint and what it did.
+* A send (eth_sendRawTransaction) that failed on one endpoint and is then refused by the next
+  one ("already known", "nonce too low") may have got through the first time: if the node
+  knows the transaction by its hash, the send succeeded and its hash is the answer.
 * A benched endpoint is probed in the background once its backoff has passed (one batch
   of `eth_chainId` and `eth_blockNumber`); it is healthy again, and preferred again by
   its place in the order, once it answers on the right chain with a head no more than one
   block behind the best head the healthy endpoints reported. A probe that fails benches it
   for twice as long (capped). An endpoint found on another chain is disabled for good.
 * If every endpoint is benched, a request still tries them all (soonest probe first)
-  before raising `RpcUnavailable`.
+  before raising.
 
 Stalled heads: the head of every endpoint is read from the answers it gives anyway
-(`eth_blockNumber`, `eth_getBlockByNumber`). `check_head()` is meant to be awaited by the
-engine once per head poll (`Engine._poll_heads`, every iteration, WebSocket or not). It
-costs nothing while the active endpoint's head advanced within `stall_after` seconds
-(default max(3 * `block_time`, 1 s)). Otherwise it asks every healthy endpoint for
-`eth_blockNumber` (each answer awaited at most `probe_timeout`); if the active one has
-still not advanced and another one reports a higher head, the active one (and any endpoint
-before that one in the order) is benched as stalled and requests go to that endpoint from
-the next one on: the switch happens within `probe_timeout` (0.5 s) of the detection. A
-stalled endpoint comes back only once its head has moved past the block it stalled at.
+(`eth_blockNumber`, `eth_getBlockByNumber`). `check_head()` is meant to be awaited once per
+head poll by the chain follower (every iteration, WebSocket or not). It costs nothing while
+the active endpoint's head advanced within `stall_after` seconds (default
+max(3 * `block_time`, 1 s)). Otherwise it asks every healthy endpoint for `eth_blockNumber`
+(each answer awaited at most `probe_timeout`); if the active one has still not advanced and
+another one reports a higher head, the active one (and any endpoint before that one in the
+order) is benched as stalled and requests go to that endpoint from the next one on: the
+switch happens within `probe_timeout` (0.5 s) of the detection. A stalled endpoint comes
+back only once its head has moved past the block it stalled at.
 
 At open every endpoint is asked for its chain id. One that answers another chain id than
 the others (or than `chain_id`, when given) is a `ChainMismatch` naming its redacted URL;
-one that does not answer is only a warning (it is benched and probed later); if none
-answers, `RpcUnavailable`.
+one that does not answer, or answers badly (any `RetryableError`), is only a warning (it is
+benched and probed later); if none answers, `RpcUnavailable`.
 
-`endpoints_stats()` gives one `EndpointStats` per endpoint for metrics: requests, transport
-errors, JSON-RPC error answers, latency (last, sum and count; the endpoint's throttle wait
+`endpoints_stats()` gives one `EndpointStats` per endpoint for metrics: requests, failed
+requests, JSON-RPC error answers, latency (last, sum and count; the endpoint's throttle wait
 included), its head, whether it is active and until when it is benched. URLs appear only
 redacted (`keeper.secrets.redact_url`) in stats, logs and errors.
 
 `requests_sent` counts the HTTP requests sent for callers (each attempt of a request that
-failed over counts) plus the open-time requests; background probes and stall checks are
-counted only in the per-endpoint stats.
+failed over counts) plus the open-time requests; background probes, stall checks and the
+look-up of a retried send are counted only in the per-endpoint stats.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
-from asyncio_throttle.throttler import Throttler
+from eth_utils.crypto import keccak
 
-from keeper.chain.http import HttpRpc
-from keeper.errors import ChainMismatch, KeeperError, RpcUnavailable
-from keeper.secrets import redact_url
+from keeper.chain.endpoints import (
+    SEND,
+    Endpoint,
+    EndpointLike,
+    EndpointPool,
+    EndpointState,
+    EndpointStats,
+    Observer,
+    failure_in,
+    has_error,
+    hex_int,
+    pairs,
+    throttler,
+)
+from keeper.chain.http import HttpRpc, answer_error
+from keeper.errors import ChainMismatch, MalformedAnswer, RetryableError, RpcUnavailable
+
+__all__ = [
+    "DEFAULT_BLOCK_TIME", "MIN_STALL", "Endpoint", "EndpointLike", "EndpointStats", "FailoverRpc",
+]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_BLOCK_TIME = 12.0  # seconds: Ethereum mainnet
 MIN_STALL = 1.0  # seconds: a stall window never shorter than this
-
-
-class EndpointLike(Protocol):
-    """What an endpoint needs: `keeper.config.HttpEndpoint` fits (and so does `Endpoint`)."""
-
-    @property
-    def url(self) -> str: ...
-
-    @property
-    def requests_per_second(self) -> float | None: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """One endpoint given by hand: its URL and its own rate limit (None: unlimited)."""
-
-    url: str
-    requests_per_second: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class EndpointStats:
-    """A snapshot of one endpoint, for metrics and health. Times are `time.monotonic()`."""
-
-    url: str  # redacted
-    position: int  # its place in the failover order (0: primary)
-    active: bool
-    requests: int  # HTTP requests sent to it (probes included)
-    errors: int  # transport failures (RpcUnavailable)
-    rpc_errors: int  # answers carrying a JSON-RPC error object (not failures)
-    latency_sum: float  # seconds, over the requests that got an answer
-    latency_count: int
-    last_latency: float | None
-    head: int | None  # the highest block it reported
-    benched_until: float | None  # next probe; None when healthy (math.inf: disabled)
-    bench_reason: str | None
-    failures: int  # consecutive benchings (sets the backoff)
-
-
-class _Endpoint:
-    """The pool's book-keeping about one endpoint."""
-
-    def __init__(self, rpc: HttpRpc, position: int) -> None:
-        self.rpc = rpc
-        self.position = position
-        self.where = redact_url(rpc.url)
-        self.requests = 0
-        self.errors = 0
-        self.rpc_errors = 0
-        self.latency_sum = 0.0
-        self.latency_count = 0
-        self.last_latency: float | None = None
-        self.head: int | None = None
-        self.head_at = time.monotonic()  # when `head` last moved (or the pool opened)
-        self.benched_until: float | None = None
-        self.bench_reason: str | None = None
-        self.stalled_at: int | None = None  # benched as stalled at this head
-        self.failures = 0
-        self.healthy_since = time.monotonic()
-        self.chain_id: int | None = None
-        self.probing = False
-
-    @property
-    def healthy(self) -> bool:
-        return self.benched_until is None
-
-    @property
-    def disabled(self) -> bool:
-        return self.benched_until == math.inf
-
-    def saw_head(self, number: int) -> None:
-        if self.head is None or number > self.head:
-            self.head = number
-            self.head_at = time.monotonic()
-
-
-def _throttler(requests_per_second: float | None) -> Throttler | None:
-    """A throttler allowing `requests_per_second` on average (fractions too: 0.5 = 1 per 2 s)."""
-    if requests_per_second is None:
-        return None
-    if requests_per_second <= 0:
-        raise ValueError("requests_per_second must be positive")
-    slots = max(1, math.floor(requests_per_second))
-    return Throttler(rate_limit=slots, period=slots / requests_per_second)
-
-
-def _hex_int(value: Any) -> int | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return int(value, 16)
-    except ValueError:
-        return None
-
-
-def _pairs(payload: Any, answer: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(request, answer) pairs of one HTTP exchange, single or batch."""
-    if isinstance(payload, dict) and isinstance(answer, dict):
-        return [(payload, answer)]
-    if isinstance(payload, list) and isinstance(answer, list):
-        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
-        return [(r, by_id[r.get("id")]) for r in payload
-                if isinstance(r, dict) and r.get("id") in by_id]
-    return []
-
-
-def _head_in(payload: Any, answer: Any) -> int | None:
-    """The highest block number an exchange proves the endpoint has, if any."""
-    best: int | None = None
-    for request, item in _pairs(payload, answer):
-        result = item.get("result")
-        number: int | None = None
-        if request.get("method") == "eth_blockNumber":
-            number = _hex_int(result)
-        elif request.get("method") == "eth_getBlockByNumber" and isinstance(result, dict):
-            number = _hex_int(result.get("number"))
-        if number is not None and (best is None or number > best):
-            best = number
-    return best
-
-
-def _has_error(answer: Any) -> bool:
-    if isinstance(answer, dict):
-        return answer.get("error") is not None
-    if isinstance(answer, list):
-        return any(isinstance(i, dict) and i.get("error") is not None for i in answer)
-    return False
 
 
 class FailoverRpc(HttpRpc):
@@ -214,50 +113,55 @@ class FailoverRpc(HttpRpc):
         backoff: tuple[float, float] = (0.5, 30.0),
         probe_timeout: float = 0.5,
         stall_recheck: float = 0.5,
+        observer: Observer | None = None,
     ) -> None:
         """`endpoints` in failover order: URLs (rate limit `requests_per_second`) or objects
         with `url` and `requests_per_second` (e.g. `config.chain.http_urls`).
 
         `block_time` sets the stall window, max(3 * block_time, 1 s), unless `stall_after`
-        is given. `chain_id`, when given, is what every endpoint must serve.
+        is given. `chain_id`, when given, is what every endpoint must serve. `observer` is
+        called after every HTTP request to an endpoint with (url, seconds, ok).
         """
         items = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         if not items:
             raise ValueError("FailoverRpc needs at least one endpoint")
         specs = [Endpoint(i, requests_per_second) if isinstance(i, str) else i for i in items]
-        self._endpoints = [
-            _Endpoint(HttpRpc(s.url, max_batch=max_batch, max_log_range=max_log_range,
-                              timeout=timeout), position)
+        states = [
+            EndpointState(HttpRpc(s.url, max_batch=max_batch, max_log_range=max_log_range,
+                                  timeout=timeout), position)
             for position, s in enumerate(specs)
         ]
-        for endpoint, spec in zip(self._endpoints, specs, strict=True):
-            endpoint.rpc.throttler = _throttler(spec.requests_per_second)
+        for endpoint, spec in zip(states, specs, strict=True):
+            endpoint.rpc.throttler = throttler(spec.requests_per_second)
+        self._pool = EndpointPool(states, backoff)
         super().__init__(specs[0].url, max_batch=max_batch, max_log_range=max_log_range,
-                         timeout=timeout)
+                         timeout=timeout, observer=observer)
         self.block_time = block_time
         self.stall_after = (stall_after if stall_after is not None
                             else max(3 * block_time, MIN_STALL))
         self.expected_chain_id = chain_id
-        self._backoff = backoff
         self._probe_timeout = probe_timeout
         self._stall_recheck = stall_recheck
         self._next_stall_check = 0.0
         self._checking = False
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- the HttpRpc surface ----------------------------------------------------------------
 
     @property
     def url(self) -> str:
         """The active endpoint's URL (unredacted, as `HttpRpc.url`: redact before printing)."""
-        active = self._active() or self._endpoints[0]
+        active = self._pool.active() or self._pool.endpoints[0]
         return active.rpc.url
 
     @url.setter
     def url(self, value: str) -> None:
         # HttpRpc.__init__ assigns it; the active URL is otherwise chosen by health only.
-        if value not in {e.rpc.url for e in self._endpoints}:
+        if value not in {e.rpc.url for e in self._pool.endpoints}:
             raise AttributeError("FailoverRpc.url is the active endpoint's; it cannot be set")
+
+    @property
+    def _endpoints(self) -> list[EndpointState]:
+        return self._pool.endpoints
 
     @classmethod
     async def open(
@@ -273,13 +177,14 @@ class FailoverRpc(HttpRpc):
         chain_id: int | None = None,
         backoff: tuple[float, float] = (0.5, 30.0),
         probe_timeout: float = 0.5,
+        observer: Observer | None = None,
     ) -> FailoverRpc:
         """A connected pool over `url` (one URL or several endpoints, in failover order):
         chain ids checked, unreachable endpoints benched (see the module docstring)."""
         rpc = cls(url, max_batch=max_batch, max_log_range=max_log_range,
                   requests_per_second=requests_per_second, timeout=timeout,
                   block_time=block_time, stall_after=stall_after, chain_id=chain_id,
-                  backoff=backoff, probe_timeout=probe_timeout)
+                  backoff=backoff, probe_timeout=probe_timeout, observer=observer)
         try:
             await rpc.connect()
         except BaseException:
@@ -289,18 +194,20 @@ class FailoverRpc(HttpRpc):
 
     async def connect(self) -> None:
         """Ask every endpoint for its chain id (and head) at once; see the module docstring."""
-        results = await asyncio.gather(*(self._open_endpoint(e) for e in self._endpoints),
+        endpoints = self._pool.endpoints
+        results = await asyncio.gather(*(self._open_endpoint(e) for e in endpoints),
                                        return_exceptions=True)
         reasons: list[str] = []
-        for endpoint, result in zip(self._endpoints, results, strict=True):
-            if isinstance(result, RpcUnavailable):
+        for endpoint, result in zip(endpoints, results, strict=True):
+            if isinstance(result, RetryableError):
                 reasons.append(str(result))
-                log.warning("rpc endpoint unreachable at start; will retry it",
+                how = "unreachable" if isinstance(result, RpcUnavailable) else "answered badly"
+                log.warning(f"rpc endpoint {how} at start; will retry it",
                             url=endpoint.where, reason=str(result))
-                self._bench(endpoint, str(result))
+                self._pool.bench(endpoint, str(result))
             elif isinstance(result, BaseException):
                 raise result
-        answered = [e for e in self._endpoints if e.chain_id is not None]
+        answered = [e for e in endpoints if e.chain_id is not None]
         if not answered:
             raise RpcUnavailable("no RPC endpoint answered: " + "; ".join(reasons))
         reference = answered[0]
@@ -314,16 +221,23 @@ class FailoverRpc(HttpRpc):
                 raise ChainMismatch(f"RPC {endpoint.where} serves chain id {endpoint.chain_id}, "
                                     f"but RPC {reference.where} serves chain id "
                                     f"{reference.chain_id}: every endpoint must serve one chain")
-        self.chain_id = reference.chain_id
+        self.chain_id = self._pool.chain_id = reference.chain_id
+
+    async def _open_endpoint(self, endpoint: EndpointState) -> None:
+        requests = [self._pool.request("eth_chainId"), self._pool.request("eth_blockNumber")]
+        self.requests_sent += 1
+        answer = await self._pool.send_to(endpoint, requests, self.observer)
+        if isinstance(answer, dict):  # the batch refused as a whole (a checked answer)
+            raise answer_error("batch", answer.get("error"))
+        (_, chain_id_answer), _ = pairs(requests, answer)
+        chain_id = hex_int(self._result("eth_chainId", chain_id_answer))
+        if chain_id is None:
+            raise MalformedAnswer(f"eth_chainId: RPC {endpoint.where} answered no number")
+        endpoint.chain_id = chain_id
 
     async def aclose(self) -> None:
         """Stop the probes and close every endpoint's session."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for endpoint in self._endpoints:
-            await endpoint.rpc.aclose()
+        await self._pool.aclose()
         await super().aclose()
 
     async def __aenter__(self) -> FailoverRpc:
@@ -337,24 +251,58 @@ class FailoverRpc(HttpRpc):
         await self.aclose()
 
     async def _post(self, payload: Any) -> Any:
-        """Send to the active endpoint; on RpcUnavailable, at once to the next one."""
-        self._schedule_probes()
-        tried: list[_Endpoint] = []
-        reasons: list[str] = []
-        while (endpoint := self._next(tried)) is not None:
+        """Send to the active endpoint; on a failure, at once to the next one (see the module
+        docstring for what counts as one)."""
+        pool = self._pool
+        pool.schedule_probes(self.observer)
+        tried: list[EndpointState] = []
+        failures: list[RetryableError] = []
+        refused: Any = None  # the last answer that carried a node error
+        while (endpoint := pool.next_to_try(tried)) is not None:
             tried.append(endpoint)
             self.requests_sent += 1
             try:
-                answer = await self._send_to(endpoint, payload)
-            except RpcUnavailable as exc:
-                reasons.append(str(exc))
-                self._bench(endpoint, str(exc))
+                answer = await pool.send_to(endpoint, payload, self.observer)
+            except RetryableError as exc:
+                failures.append(exc)
+                pool.bench(endpoint, str(exc))
                 continue
-            self._served(endpoint)
-            return answer
-        if not reasons:
+            if failures and _is_send(payload) and has_error(answer):
+                answer = await self._landed(endpoint, payload, answer)
+            error = failure_in(payload, answer)
+            if error is None:
+                pool.served(endpoint)
+                return answer
+            failures.append(error)
+            refused = answer
+            pool.bench(endpoint, f"answered {error}")
+        if refused is not None:
+            return refused  # the caller raises the node's error, as with one endpoint
+        if not failures:
             raise RpcUnavailable("no usable RPC endpoint (every one is disabled)")
-        raise RpcUnavailable(f"every RPC endpoint failed: {'; '.join(reasons)}")
+        reasons = "; ".join(str(f) for f in failures)
+        if all(isinstance(f, MalformedAnswer) for f in failures):
+            raise MalformedAnswer(f"every RPC endpoint failed: {reasons}")
+        raise RpcUnavailable(f"every RPC endpoint failed: {reasons}")
+
+    async def _landed(self, endpoint: EndpointState, payload: dict[str, Any], answer: Any) -> Any:
+        """The answer to a send refused by `endpoint` after it failed on another one: its
+        hash if `endpoint` knows the transaction (the earlier attempt got through), else the
+        refusal as it was."""
+        try:
+            tx_hash = "0x" + keccak(hexstr=str(payload["params"][0])).hex()
+        except ValueError:
+            return answer
+        lookup = self._pool.request("eth_getTransactionByHash", [tx_hash])
+        try:
+            found = await self._pool.send_to(endpoint, lookup, self.observer)
+        except RetryableError:
+            return answer
+        if not isinstance(found, dict) or found.get("result") is None:
+            return answer
+        log.info("a send refused after a failed attempt had got through", url=endpoint.where,
+                 tx=tx_hash)
+        return {"jsonrpc": "2.0", "id": payload.get("id"), "result": tx_hash}
 
     # -- stalled heads ----------------------------------------------------------------------
 
@@ -364,15 +312,16 @@ class FailoverRpc(HttpRpc):
         Call once per head poll: free unless the active head has not moved for
         `stall_after` seconds (default: the pool's window). True when it failed over.
         """
-        self._schedule_probes()
+        pool = self._pool
+        pool.schedule_probes(self.observer)
         window = self.stall_after if stall_after is None else stall_after
-        active = self._active()
+        active = pool.active()
         now = time.monotonic()
         if active is None or self._checking or now < self._next_stall_check:
             return False
         if now - active.head_at < window:
             return False
-        others = [e for e in self._endpoints if e.healthy and e is not active]
+        others = [e for e in pool.endpoints if e.healthy and e is not active]
         if not others:
             return False
         self._checking = True
@@ -380,7 +329,7 @@ class FailoverRpc(HttpRpc):
             await asyncio.gather(*(self._read_head(e) for e in [active, *others]))
         finally:
             self._checking = False
-        if self._active() is not active:
+        if pool.active() is not active:
             return True  # it failed to answer: benched, already failed over
         if time.monotonic() - active.head_at < window:
             return False  # it moved after all
@@ -391,164 +340,35 @@ class FailoverRpc(HttpRpc):
             self._next_stall_check = time.monotonic() + self._stall_recheck
             return False
         stalled_for = time.monotonic() - active.head_at
-        for endpoint in self._endpoints[: target.position]:
+        for endpoint in pool.endpoints[: target.position]:
             if endpoint.healthy:
                 reason = (f"head stalled at block {endpoint.head} for {stalled_for:.1f}s "
                           f"while RPC {target.where} is at block {target.head}")
-                self._bench(endpoint, reason, stalled=True)
+                pool.bench(endpoint, reason, stalled=True)
         target.head_at = time.monotonic()  # the new active one gets a full window
         return True
 
-    async def _read_head(self, endpoint: _Endpoint) -> None:
-        request = self._request("eth_blockNumber", [])
+    async def _read_head(self, endpoint: EndpointState) -> None:
+        request = self._pool.request("eth_blockNumber")
         try:
-            await asyncio.wait_for(self._send_to(endpoint, request), self._probe_timeout)
-        except RpcUnavailable as exc:
-            self._bench(endpoint, str(exc))
-        except (TimeoutError, KeeperError):
-            pass  # no answer in time: it is not the one to fail over to
+            answer = await asyncio.wait_for(
+                self._pool.send_to(endpoint, request, self.observer), self._probe_timeout)
+        except RetryableError as exc:
+            self._pool.bench(endpoint, str(exc))
+            return
+        except TimeoutError:
+            return  # no answer in time: it is not the one to fail over to
+        error = failure_in(request, answer)
+        if error is not None:
+            self._pool.bench(endpoint, f"answered {error}")
 
     # -- stats ------------------------------------------------------------------------------
 
     def endpoints_stats(self) -> list[EndpointStats]:
         """One snapshot per endpoint, in failover order."""
-        active = self._active()
-        return [
-            EndpointStats(
-                url=e.where, position=e.position, active=e is active, requests=e.requests,
-                errors=e.errors, rpc_errors=e.rpc_errors, latency_sum=e.latency_sum,
-                latency_count=e.latency_count, last_latency=e.last_latency, head=e.head,
-                benched_until=e.benched_until, bench_reason=e.bench_reason,
-                failures=e.failures,
-            )
-            for e in self._endpoints
-        ]
+        return self._pool.stats()
 
-    # -- internals --------------------------------------------------------------------------
 
-    def _active(self) -> _Endpoint | None:
-        return next((e for e in self._endpoints if e.healthy), None)
-
-    def _next(self, tried: list[_Endpoint]) -> _Endpoint | None:
-        """The first healthy endpoint not tried yet; else a benched one, soonest probe first."""
-        for endpoint in self._endpoints:
-            if endpoint.healthy and endpoint not in tried:
-                return endpoint
-        benched = [e for e in self._endpoints
-                   if not e.healthy and not e.disabled and e not in tried]
-        return min(benched, key=lambda e: e.benched_until or 0.0, default=None)
-
-    async def _send_to(self, endpoint: _Endpoint, payload: Any) -> Any:
-        """One HTTP request to one endpoint (its throttle included), with its stats."""
-        endpoint.requests += 1
-        started = time.perf_counter()
-        try:
-            answer = await endpoint.rpc._post(payload)
-        except RpcUnavailable:
-            endpoint.errors += 1
-            if self.observer is not None:
-                self.observer(endpoint.rpc.url, time.perf_counter() - started, False)
-            raise
-        latency = time.perf_counter() - started
-        if self.observer is not None:
-            self.observer(endpoint.rpc.url, latency, True)
-        endpoint.last_latency = latency
-        endpoint.latency_sum += latency
-        endpoint.latency_count += 1
-        if _has_error(answer):
-            endpoint.rpc_errors += 1
-        head = _head_in(payload, answer)
-        if head is not None:
-            endpoint.saw_head(head)
-        return answer
-
-    def _served(self, endpoint: _Endpoint) -> None:
-        """A request succeeded on `endpoint`."""
-        now = time.monotonic()
-        if not endpoint.healthy and endpoint.stalled_at is None and not endpoint.disabled:
-            self._recover(endpoint, "answered a request")  # used as the last resort: it is back
-        elif endpoint.healthy and now - endpoint.healthy_since >= self._backoff[1]:
-            endpoint.failures = 0  # stable for a while: the next benching starts short again
-
-    def _bench(self, endpoint: _Endpoint, reason: str, *, stalled: bool = False) -> None:
-        now = time.monotonic()
-        if endpoint.disabled or (endpoint.benched_until is not None
-                                 and endpoint.benched_until > now):
-            return  # already benched (concurrent failures count once)
-        was_active = endpoint is self._active()
-        endpoint.failures += 1
-        delay = min(self._backoff[0] * 2 ** (endpoint.failures - 1), self._backoff[1])
-        endpoint.benched_until = now + delay
-        endpoint.bench_reason = reason
-        if stalled:
-            endpoint.stalled_at = endpoint.head if endpoint.head is not None else -1
-        successor = self._active()
-        if was_active:
-            log.warning("rpc endpoint failing; failing over", url=endpoint.where,
-                        to=successor.where if successor is not None else None,
-                        reason=reason, retry_in=round(delay, 3))
-        else:
-            log.info("rpc endpoint benched", url=endpoint.where, reason=reason,
-                     retry_in=round(delay, 3))
-
-    def _recover(self, endpoint: _Endpoint, why: str) -> None:
-        previous = self._active()
-        endpoint.benched_until = None
-        endpoint.bench_reason = None
-        endpoint.stalled_at = None
-        endpoint.healthy_since = time.monotonic()
-        log.info("rpc endpoint healthy again", url=endpoint.where, why=why,
-                 active=previous is None or endpoint.position < previous.position)
-
-    def _schedule_probes(self) -> None:
-        now = time.monotonic()
-        for endpoint in self._endpoints:
-            due = endpoint.benched_until
-            if due is not None and due <= now and not endpoint.probing:
-                endpoint.probing = True
-                task = asyncio.ensure_future(self._probe(endpoint))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _probe(self, endpoint: _Endpoint) -> None:
-        """Ask a benched endpoint for its chain id and head; bring it back if they are right."""
-        try:
-            requests = [self._request("eth_chainId", []), self._request("eth_blockNumber", [])]
-            try:
-                answer = await self._send_to(endpoint, requests)
-                chain_id, head = (self._result(r["method"], a) for r, a in
-                                  _pairs(requests, answer))
-            except (KeeperError, ValueError) as exc:
-                self._bench(endpoint, f"probe failed: {exc}")
-                return
-            if _hex_int(chain_id) != self.chain_id:
-                endpoint.benched_until = math.inf
-                endpoint.bench_reason = f"serves chain id {_hex_int(chain_id)}"
-                log.error("rpc endpoint serves another chain; not used again",
-                          url=endpoint.where, chain_id=_hex_int(chain_id),
-                          expected=self.chain_id)
-                return
-            endpoint.chain_id = self.chain_id
-            number = _hex_int(head)
-            best = max((e.head for e in self._endpoints
-                        if e.healthy and e.head is not None), default=None)
-            if number is None or (best is not None and number < best - 1):
-                self._bench(endpoint, f"behind: at block {number}, others at {best}")
-            elif endpoint.stalled_at is not None and number <= endpoint.stalled_at:
-                self._bench(endpoint, f"head still stalled at block {number}", stalled=True)
-            else:
-                self._recover(endpoint, f"probe answered at block {number}")
-        finally:
-            endpoint.probing = False
-
-    async def _open_endpoint(self, endpoint: _Endpoint) -> None:
-        requests = [self._request("eth_chainId", []), self._request("eth_blockNumber", [])]
-        self.requests_sent += 1
-        answer = await self._send_to(endpoint, requests)
-        pairs = _pairs(requests, answer)
-        if len(pairs) != len(requests):
-            raise KeeperError(f"RPC {endpoint.where}: malformed answer to eth_chainId")
-        chain_id = _hex_int(self._result("eth_chainId", pairs[0][1]))
-        if chain_id is None:
-            raise KeeperError(f"RPC {endpoint.where}: eth_chainId answered no number")
-        endpoint.chain_id = chain_id
+def _is_send(payload: Any) -> bool:
+    return (isinstance(payload, dict) and payload.get("method") == SEND
+            and bool(payload.get("params")))

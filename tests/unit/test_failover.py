@@ -2,7 +2,8 @@
 
 Each `FakeNode` answers eth_chainId, eth_blockNumber, eth_getBlockByNumber, eth_call and
 web3_clientVersion (its name, to tell who answered), and can be switched to fail: HTTP 503
-or 429, a hang (timeout), a dropped connection, or a JSON-RPC error for eth_call.
+or 429, a hang (timeout), a dropped connection, a revert for eth_call, or any JSON-RPC error
+object for a method (`errors`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import pytest
 import structlog
 from aiohttp import web
 
-from keeper.chain.failover import Endpoint, FailoverRpc, _throttler
-from keeper.chain.http import HttpRpc, RpcError
+from keeper.chain.endpoints import throttler
+from keeper.chain.failover import Endpoint, FailoverRpc
+from keeper.chain.http import HttpRpc, NodeError, Reverted, RpcError
 from keeper.config import HttpEndpoint
-from keeper.errors import ChainMismatch, RpcUnavailable
+from keeper.errors import ChainMismatch, RetryableError, RpcUnavailable
 from keeper.strategy import ChainReader
 from keeper.types import LogFilter
 
@@ -39,6 +41,7 @@ class FakeNode:
         self.head = head
         self.mode = "ok"  # ok | 503 | 429 | hang | drop
         self.revert = False  # eth_call answers a JSON-RPC error
+        self.errors: dict[str, dict[str, Any]] = {}  # method -> the error object it answers
         self.methods: list[str] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -87,6 +90,8 @@ class FakeNode:
 
     def _answer(self, item: dict[str, Any]) -> dict[str, Any]:
         method, params = item.get("method"), item.get("params", [])
+        if method in self.errors:
+            return {"jsonrpc": "2.0", "id": item.get("id"), "error": self.errors[str(method)]}
         result: Any
         if method == "eth_chainId":
             result = hex(self.chain_id)
@@ -193,14 +198,71 @@ async def test_a_json_rpc_error_is_an_answer_not_a_reason_to_fail_over() -> None
         rpc = await FailoverRpc.open([a.url(), b.url()], **FAST)
         try:
             a.revert = True
-            with pytest.raises(RpcError, match="execution reverted"):
+            with pytest.raises(Reverted, match="execution reverted") as caught:
                 await rpc.eth_call("0x" + "22" * 20, "0x")
-            with pytest.raises(RpcError, match="execution reverted"):
+            assert isinstance(caught.value, RpcError)
+            assert not isinstance(caught.value, RetryableError)
+            with pytest.raises(Reverted, match="execution reverted"):
                 await rpc.batch([("eth_chainId", []), ("eth_call", [{}, "latest"])])
             assert "eth_call" not in b.methods
             primary, _ = rpc.endpoints_stats()
             assert primary.active and primary.errors == 0 and primary.rpc_errors == 2
             assert rpc.url == a.url()
+        finally:
+            await rpc.aclose()
+
+
+HEADER_NOT_FOUND = {"code": -32000, "message": "header not found"}
+
+
+async def test_a_node_error_fails_over_and_benches_the_endpoint() -> None:
+    async with nodes({}, {}) as (a, b):
+        rpc = await FailoverRpc.open([a.url(), b.url()], backoff=(60, 60))
+        try:
+            a.errors["eth_getBlockByNumber"] = HEADER_NOT_FOUND  # a lagging node
+            header, _ = await rpc.header_and_logs(100, _filter(), 100)
+            assert header is not None and header["number"] == hex(100)  # b answered
+            assert "eth_getBlockByNumber" in b.methods
+            primary, secondary = rpc.endpoints_stats()
+            assert not primary.active and secondary.active and primary.rpc_errors == 1
+            assert primary.bench_reason is not None and "header not found" in primary.bench_reason
+            assert await who(rpc) == "node1"
+        finally:
+            await rpc.aclose()
+
+
+async def test_when_every_endpoint_answers_a_node_error_it_is_raised_naming_the_method() -> None:
+    async with nodes({}, {}) as (a, b):
+        rpc = await FailoverRpc.open([a.url(), b.url()], **FAST)
+        try:
+            a.errors["web3_clientVersion"] = b.errors["web3_clientVersion"] = HEADER_NOT_FOUND
+            with pytest.raises(NodeError, match="web3_clientVersion: RPC error -32000") as caught:
+                await who(rpc)
+            assert isinstance(caught.value, RetryableError) and caught.value.code == -32000
+            assert a.methods.count("web3_clientVersion") == 1
+            assert b.methods.count("web3_clientVersion") == 1
+        finally:
+            await rpc.aclose()
+
+
+@pytest.mark.parametrize(
+    ("method", "error"),
+    [
+        ("eth_getLogs", {"code": -32005, "message": "query returned more than 10000 results"}),
+        ("eth_sendRawTransaction", {"code": -32000, "message": "nonce too low"}),
+    ],
+)
+async def test_node_errors_every_endpoint_gives_alike_do_not_fail_over(
+    method: str, error: dict[str, Any]
+) -> None:
+    async with nodes({}, {}) as (a, b):
+        rpc = await FailoverRpc.open([a.url(), b.url()], **FAST)
+        try:
+            a.errors[method] = error
+            with pytest.raises(NodeError, match=error["message"]):
+                await rpc.call(method, [{}])
+            assert method not in b.methods
+            assert rpc.endpoints_stats()[0].active
         finally:
             await rpc.aclose()
 
@@ -407,9 +469,9 @@ async def test_each_endpoint_has_its_own_rate_limit() -> None:
     assert b is not None and (b.rate_limit, b.period) == (1, 2.0)
     assert c is not None and (c.rate_limit, c.period) == (100, 1.0)
     assert rpc.throttler is None  # the pool itself adds no limit
-    limited = _throttler(2.5)
+    limited = throttler(2.5)
     assert limited is not None and (limited.rate_limit, limited.period) == (2, 0.8)
-    assert _throttler(None) is None
+    assert throttler(None) is None
     with pytest.raises(AttributeError):
         rpc.url = "http://elsewhere"
 
