@@ -17,8 +17,7 @@ import structlog
 from keeper.breakers import Breakers
 from keeper.health import Health
 from keeper.metrics import Metrics
-from keeper.strategy import Candidate
-from keeper.types import BlockRef, Opportunity
+from keeper.types import BlockRef, Candidate, Opportunity
 
 log = structlog.get_logger(__name__)
 

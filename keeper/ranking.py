@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.strategy import Candidate
-from keeper.types import Opportunity, SwapLeg
+from keeper.types import Candidate, Opportunity, SwapLeg
 
 MAX_EVALUATIONS = 80
 LADDER_STEPS = 10  # max_repay >> 1 … max_repay >> 10
@@ -198,7 +197,7 @@ def rank(
     moved: set[str] = set()
     ranked: list[Opportunity] = []
     for first in alone:
-        c = first.details["candidate"]
+        c = first.candidate
         touches = {p.address for p in (book.pair_for(c.collateral, c.debt),
                                         book.pair_for(c.debt, quote_token)) if p is not None}
         opp = first
@@ -209,7 +208,7 @@ def rank(
                 continue
             opp = again
         ranked.append(opp)
-        swap = opp.details["swap"]
+        swap = opp.swap
         if swap is not None:
             book.swap(swap)
             moved.add(swap.pair)
@@ -271,14 +270,10 @@ def _best(
         quote_token=quote_token,
         health_factor=c.health_factor,
         block=block,
-        details={
-            **c.details,
-            "swap": ev.swap,
-            "debt_out": ev.debt_out,
-            "spender": c.spender,
-            "evaluations": evaluations,
-            "candidate": c,
-        },
+        candidate=c,
+        swap=ev.swap,
+        debt_out=ev.debt_out,
+        evaluations=evaluations,
     )
 
 

@@ -1,9 +1,10 @@
 """The contract between the engine and a protocol strategy: small typed Protocols.
 
 A strategy keeps a protocol's positions locally from events, and offers
-liquidation *candidates*; the engine's ranking sizes and values them, the
-strategy turns the chosen size into a `TxIntent`, and only execution/ signs
-and sends. A strategy never holds a key and never sends.
+liquidation *candidates*; ranking sizes and values them, the dispatcher turns
+the chosen size into a `TxIntent` through the strategy's `build` (or its
+`flash_liquidation` leg), and only execution/ signs and sends. A strategy never
+holds a key and never sends.
 
     plugin = entry point `keeper.strategies` (name, config_model, create)
     strategy = plugin.create(config_section, context)
@@ -11,28 +12,32 @@ and sends. A strategy never holds a key and never sends.
     await strategy.sync(chain, at)  cold start: logs + batched reads up to `at`
     strategy.apply(events, block)   pure update from the block's logs
     strategy.candidates(block)      unhealthy positions, one per (collateral, debt) pair
-    strategy.build(candidate, repay) -> Call   (the engine wraps it in a TxIntent)
+    strategy.build(candidate, repay) -> Call   (the dispatcher wraps it in a TxIntent)
 
-Optional members the engine uses when present (general mechanisms, not protocol cases):
+Capabilities a strategy may have, each a small runtime-checkable Protocol the
+engine checks once, when it is wired (`Capabilities.of`):
 
-    strategy.needs_resync: bool     True: the engine re-runs `sync` at the next head
-    await strategy.refresh(chain, block)   after `apply`, before `candidates`: batched
-                                    reads of what logs cannot tell (unmirrored oracles)
-    strategy.positions(block)       rows for `keeper scan`
-    strategy.flash_liquidation(candidate, repay, swap_pairs, min_out)
-                                    -> keeper.execution.flash.Liquidation: the same
-                                    liquidation for the flash executor contract
+    Resyncing      needs_resync: bool      True: the engine re-runs `sync` at the next head
+    Refreshing     await refresh(chain, block)  after `apply`, before `candidates`: batched
+                                           reads of what logs cannot tell (unmirrored oracles)
+    Tracking       accounts, synced        what it follows (status, metrics, reports)
+    PositionSource positions(block) -> [PositionRow]   for `keeper scan` and the reports
+    FlashLiquidating flash_liquidation(candidate, repay, swap_pairs, min_out) -> FlashLeg
+                                           the same liquidation for the flash executor
+    CurveSource    liquidation_curve(block, drops) -> [CurvePoint]   for `keeper risk`
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast, runtime_checkable
 
 from pydantic import BaseModel
 
-from keeper.types import BlockRef, Call, Event, LogFilter
+from keeper.liquidation_curve import CurvePoint
+from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
 
 
 class ChainReader(Protocol):
@@ -59,31 +64,6 @@ class ChainReader(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """An unhealthy position and one (collateral, debt) pair to liquidate it through.
-
-    `seize(repay)` mirrors the contract: the collateral the liquidator receives
-    for repaying `repay` units of debt (at most `max_repay`). Ranking searches
-    the repay size; it needs nothing else from the protocol.
-    """
-
-    strategy: str
-    account: str
-    collateral: str  # token address, lower-case
-    debt: str  # token address, lower-case
-    max_repay: int
-    health_factor: int  # wad
-    key: str  # stable across restarts: never send twice for the same key
-    seize: Callable[[int], int]
-    gas_limit: int
-    spender: str  # the contract that pulls the debt token when liquidating
-    details: Mapping[str, Any] = field(default_factory=dict)
-    # Debt-token units the funding route costs on top of `repay` (a flash-loan fee); set by
-    # the engine, not the strategy. None: the sender pays with tokens it holds.
-    fee: Callable[[int], int] | None = None
-
-
 @runtime_checkable
 class Strategy(Protocol):
     """One protocol's positions and liquidations."""
@@ -99,6 +79,114 @@ class Strategy(Protocol):
     def candidates(self, block: BlockRef) -> Iterable[Candidate]: ...
 
     def build(self, candidate: Candidate, repay: int) -> Call: ...
+
+
+@runtime_checkable
+class Named(Protocol):
+    """Anything a strategy is: it has a name (every capability below has one too)."""
+
+    name: str
+
+
+@runtime_checkable
+class Resyncing(Protocol):
+    """Says when its local state can no longer be trusted (a configuration change the logs
+    cannot mirror): the engine then re-syncs it at the next head."""
+
+    name: str
+
+    @property
+    def needs_resync(self) -> bool: ...
+
+
+@runtime_checkable
+class Refreshing(Protocol):
+    """Reads, once per block and batched, what its logs cannot tell (an oracle or a rate
+    model it does not mirror)."""
+
+    name: str
+
+    async def refresh(self, chain: ChainReader, block: BlockRef) -> None: ...
+
+
+@runtime_checkable
+class Tracking(Protocol):
+    """Tells what it follows: the accounts (lower-case) and the block it was synced at."""
+
+    name: str
+
+    @property
+    def accounts(self) -> Sequence[str]: ...
+
+    @property
+    def synced(self) -> BlockRef | None: ...
+
+
+@runtime_checkable
+class PositionSource(Protocol):
+    """Every tracked position at `block`, as one shared row type."""
+
+    name: str
+
+    def positions(self, block: BlockRef) -> Sequence[PositionRow]: ...
+
+
+@runtime_checkable
+class FlashLiquidating(Protocol):
+    """Encodes its own liquidation for the flash executor: the same liquidation as `build`,
+    with the seized collateral sold along `swap_pairs` for at least `min_out`."""
+
+    name: str
+
+    def flash_liquidation(
+        self, candidate: Candidate, repay: int, swap_pairs: Sequence[str], min_out: int
+    ) -> FlashLeg: ...
+
+
+@runtime_checkable
+class CurveSource(Protocol):
+    """Re-values its whole book under price drops (`keeper risk`)."""
+
+    name: str
+
+    def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]: ...
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What each strategy can do beyond the contract, checked once at wiring."""
+
+    resyncing: tuple[Resyncing, ...]
+    refreshing: tuple[Refreshing, ...]
+    tracking: tuple[Tracking, ...]
+    positions: tuple[PositionSource, ...]
+    curves: tuple[CurveSource, ...]
+    flash: Mapping[str, FlashLiquidating]  # by strategy name
+
+    @classmethod
+    def of(cls, strategies: Sequence[Strategy]) -> Capabilities:
+        def having(*members: str) -> list[Strategy]:
+            return [s for s in strategies if offers(s, *members)]
+
+        return cls(
+            resyncing=tuple(cast(Resyncing, s) for s in having("needs_resync")),
+            refreshing=tuple(cast(Refreshing, s) for s in having("refresh")),
+            tracking=tuple(cast(Tracking, s) for s in having("accounts", "synced")),
+            positions=tuple(cast(PositionSource, s) for s in having("positions")),
+            curves=tuple(cast(CurveSource, s) for s in having("liquidation_curve")),
+            flash={s.name: cast(FlashLiquidating, s) for s in having("flash_liquidation")},
+        )
+
+
+_MISSING = object()
+
+
+def offers(strategy: object, *members: str) -> bool:
+    """Does `strategy` have every one of `members`? Looked up statically: a property is not
+    run (isinstance on a runtime-checkable Protocol would read it, and a strategy's
+    properties may need `sync` first)."""
+    return all(inspect.getattr_static(strategy, name, _MISSING) is not _MISSING
+               for name in members)
 
 
 @dataclass(frozen=True)

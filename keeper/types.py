@@ -7,8 +7,8 @@ chain/ turns RPC data into `BlockRef` and `Event`; strategies turn events into
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 
@@ -21,6 +21,8 @@ class BlockRef:
     parent_hash: str
     timestamp: int
     base_fee: int = 0
+    gas_used: int = 0  # with gas_limit: the next block's base fee (EIP-1559)
+    gas_limit: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +85,44 @@ class SwapLeg:
     amount_out: int
 
 
+def _as_given(repay: int) -> int:
+    return repay
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An unhealthy position and one (collateral, debt) pair to liquidate it through.
+
+    `seize(repay)` mirrors the contract: the collateral the liquidator receives
+    for repaying `repay` units of debt (at most `max_repay`), and
+    `actual_repay(repay)` the debt the protocol really pulls for it. Ranking
+    searches the repay size; it needs nothing else from the protocol.
+    """
+
+    strategy: str
+    account: str
+    collateral: str  # token address, lower-case
+    debt: str  # token address, lower-case
+    max_repay: int
+    health_factor: int  # wad
+    key: str  # stable across restarts: never send twice for the same key
+    seize: Callable[[int], int]
+    gas_limit: int
+    spender: str  # the contract that pulls the debt token when liquidating
+    actual_repay: Callable[[int], int] = _as_given
+    collateral_symbol: str = ""
+    debt_symbol: str = ""
+    # Debt-token units the funding route costs on top of `repay` (a flash-loan fee); set by
+    # the dispatcher's sizing, not the strategy. None: the sender pays with tokens it holds.
+    fee: Callable[[int], int] | None = None
+    # The strategy's own data for `build` and `flash_liquidation` (a dataclass of its own,
+    # narrowed with isinstance there); the engine never looks inside.
+    private: object = None
+
+
 @dataclass(frozen=True, slots=True)
 class Opportunity:
-    """A liquidatable position and one concrete way to liquidate it, valued in the quote asset.
+    """A ranked candidate: one concrete size, valued in the quote asset.
 
     Amounts are raw token units; values are wei of the quote asset (`quote_token`).
     `key` identifies the opportunity across restarts: the same position at the
@@ -107,7 +144,47 @@ class Opportunity:
     quote_token: str
     health_factor: int  # wad; < 1e18 means liquidatable
     block: int
-    details: Mapping[str, Any] = field(default_factory=dict)
+    candidate: Candidate  # what ranking sized (the dispatcher builds the intent from it)
+    swap: SwapLeg | None = None  # selling the seized collateral for the debt asset
+    debt_out: int = 0  # debt asset that swap returns (the collateral itself if the same token)
+    evaluations: int = 0  # valuations the size search spent
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStep:
+    """What a block source hands the engine for one step: the blocks after the last one
+    processed up to `head` that have logs for it (with their headers), then `head`.
+
+    `span` counts every block the step covers. `reorg_depth` is set when the chain no
+    longer holds the last block processed: then `blocks` is empty and the engine rebuilds
+    its state at `head` (`ancestor`: the newest processed block still on the chain). A
+    `trial` step (a backtest's block mined up to its oracle update, then reverted) is
+    applied on copies of the engine's state and forgotten afterwards.
+    """
+
+    head: BlockRef
+    blocks: tuple[tuple[BlockRef, tuple[Event, ...]], ...] = ()
+    span: int = 1
+    reorg_depth: int | None = None
+    ancestor: int | None = None
+    trial: bool = False
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        return tuple(e for _, events in self.blocks for e in events)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRow:
+    """One tracked position as `keeper scan` and the reports show it (values in the
+    protocol's own unit: Aave's base currency, Morpho's loan token)."""
+
+    strategy: str
+    account: str
+    collateral_value: int
+    debt_value: int
+    health_factor: int  # wad; 2**256 - 1 when there is no debt
+    market: str = ""  # the market within the protocol, where it has several (Morpho's id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ Candidate semantics (exact mirrors, at the block's timestamp):
 - When the user's collateral balance caps the seizure, the pool pulls LESS debt than
   `repay` (`debtAmountNeeded`, recomputed from the balance) and `seize` stays at the cap
   (the whole balance minus the fee) for every larger `repay`: `seize` is non-decreasing.
-  `details["actual_repay"](repay)` is the debt the pool really pulls.
+  `actual_repay(repay)` is the debt the pool really pulls.
 - `gas_limit` = 450_000: a first estimate (a liquidationCall measures ~250-350k on the
   devnet); ranking uses it for the gas cost.
 - `key` = "{chain_id}:aave_v3:{account}:{collateral}:{debt}:{price-state}", price-state a
@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from eth_abi.abi import decode, encode
 from eth_abi.exceptions import DecodingError
@@ -42,8 +40,8 @@ from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
-from keeper.strategy import Candidate, ChainReader, StrategyContext
-from keeper.types import BlockRef, Call, Event, FlashLeg, LogFilter
+from keeper.strategy import ChainReader, StrategyContext
+from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
 from strategies.aave_v3 import discovery, math
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
@@ -66,16 +64,6 @@ _USER_TOPICS = (
     ev.TOPIC_LIQUIDATION_CALL, ev.TOPIC_COLLATERAL_ENABLED, ev.TOPIC_COLLATERAL_DISABLED,
     ev.TOPIC_USER_EMODE_SET,
 )
-
-
-@dataclass(frozen=True)
-class AccountPosition:
-    """One tracked account's totals in the oracle's base currency, and its health factor."""
-
-    account: str
-    collateral_base: int
-    debt_base: int
-    health_factor: int  # wad; uint max when there is no debt
 
 
 def _users_of(record: ev.AaveEvent | None) -> tuple[str, ...]:
@@ -280,15 +268,14 @@ class AaveV3Strategy:
 
     # ------------------------------------------------------------------ extras
 
-    def positions(self, block: BlockRef) -> list[AccountPosition]:
+    def positions(self, block: BlockRef) -> list[PositionRow]:
         """Every tracked account's collateral, debt (base currency) and HF at `block`."""
         market = self.book.market
         out = []
         for user in self.book.users:
             data = aave_market.account_data(market, self.book.account(user), block.timestamp)
-            out.append(AccountPosition(
-                user, data.total_collateral_base, data.total_debt_base, data.health_factor
-            ))
+            out.append(PositionRow(self.name, user, data.total_collateral_base,
+                                   data.total_debt_base, data.health_factor))
         return out
 
     def _pairs(
@@ -351,17 +338,6 @@ class AaveV3Strategy:
         def actual_repay(repay: int) -> int:
             return amounts(repay).debt_amount
 
-        details: dict[str, Any] = {
-            "health_factor": hf,
-            "collateral_symbol": self._symbols.get(c.asset),
-            "debt_symbol": self._symbols.get(d.asset),
-            "collateral_balance": balance,
-            "total_debt": total_debt,
-            "liquidation_bonus": config.liquidation_bonus,
-            "collateral_price": config.collateral_price,
-            "debt_price": config.debt_price,
-            "actual_repay": actual_repay,
-        }
         # Prices and the scaled debt (moved by repays and liquidations, not by interest):
         # a follow-up liquidation of the same pair at the same prices gets its own key,
         # while a restart before the first one is mined still sees the same key.
@@ -379,7 +355,9 @@ class AaveV3Strategy:
             seize=seize,
             gas_limit=GAS_LIMIT,
             spender=self.book.market.pool,
-            details=details,
+            actual_repay=actual_repay,
+            collateral_symbol=self._symbols.get(c.asset) or "",
+            debt_symbol=self._symbols.get(d.asset) or "",
         )
 
     def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:

@@ -22,7 +22,7 @@ built call passes `seizedAssets = seize(repay)` and `repaidShares = 0`:
 - `seize(repay)` = the largest seizedAssets whose repaidAssets (what the liquidator pays) is
   at most `repay`, capped at the borrower's collateral and at the seizure that repays all of
   its borrow shares. The liquidator receives exactly `seize(repay)`; it pays
-  `details["actual_repay"](repay)` <= repay (interest accrued before the call is mined makes
+  `actual_repay(repay)` <= repay (interest accrued before the call is mined makes
   each share worth more, so the payment for the same seizure only rounds, never grows).
 - `max_repay` = what seizing that cap costs: all the collateral (bad debt is then realized
   by Morpho) or the whole borrow, whichever comes first. Morpho has no close factor.
@@ -43,8 +43,8 @@ from eth_abi.exceptions import DecodingError
 
 from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
-from keeper.strategy import Candidate, ChainReader, StrategyContext
-from keeper.types import BlockRef, Call, Event, FlashLeg, LogFilter
+from keeper.strategy import ChainReader, StrategyContext
+from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
 from strategies.morpho_blue import events as ev
 from strategies.morpho_blue import market as mm
 from strategies.morpho_blue import math
@@ -59,14 +59,22 @@ _SYMBOL = "0x95d89b41"  # symbol()
 
 
 @dataclass(frozen=True)
-class MorphoPosition:
-    """One borrow position for `keeper scan`: values in loan-token units, HF in wad."""
+class MorphoCandidate:
+    """Morpho's own data on a candidate (`Candidate.private`): which market, and how much
+    of the collateral the liquidation may seize."""
 
-    account: str
-    market: str
-    collateral_value: int  # collateral quoted at the oracle price, loan-token units
-    debt_value: int  # borrowed assets (rounded up, as _isHealthy), loan-token units
-    health_factor: int  # maxBorrow * 1e18 / borrowed; uint256 max without debt
+    market_id: str
+    max_seize: int
+    # Seizing it all leaves no collateral: Morpho then realizes the rest as bad debt.
+    seizes_all_collateral: bool
+
+
+def morpho_data(candidate: Candidate) -> MorphoCandidate:
+    """The Morpho data of one of this strategy's candidates."""
+    data = candidate.private
+    if not isinstance(data, MorphoCandidate):
+        raise KeeperError(f"morpho_blue: {candidate.key} is not a Morpho candidate")
+    return data
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,7 @@ class MorphoBlueStrategy:
         seized = candidate.seize(repay)
         if seized <= 0:
             raise KeeperError(f"morpho_blue: repaying {repay} seizes nothing from {candidate.key}")
-        params = self.book.params[candidate.details["market_id"]]
+        params = self.book.params[morpho_data(candidate).market_id]
         return Call(to=self.morpho, data=mm.liquidate_data(params, candidate.account, seized, 0))
 
     def flash_liquidation(
@@ -209,8 +217,8 @@ class MorphoBlueStrategy:
         seized = candidate.seize(repay)
         if seized <= 0:
             raise KeeperError(f"morpho_blue: repaying {repay} seizes nothing from {candidate.key}")
-        params = self.book.params[candidate.details["market_id"]]
-        payment = candidate.details["actual_repay"](repay)
+        params = self.book.params[morpho_data(candidate).market_id]
+        payment = candidate.actual_repay(repay)
         return morpho_flash_leg(
             market=params, debt=candidate.debt, collateral=candidate.collateral,
             borrower=candidate.account, seized_assets=seized,
@@ -282,12 +290,13 @@ class MorphoBlueStrategy:
 
     # ------------------------------------------------------------------ extras
 
-    def positions(self, block: BlockRef) -> list[MorphoPosition]:
-        """Every position with collateral or debt, at `block` (for `keeper scan`).
+    def positions(self, block: BlockRef) -> list[PositionRow]:
+        """Every position with collateral or debt, at `block` (for `keeper scan`): values in
+        loan-token units (collateral at the oracle price; debt rounded up, as `_isHealthy`).
 
         Where a price or rate is not known at `block`, the last one known is used.
         """
-        out: list[MorphoPosition] = []
+        out: list[PositionRow] = []
         for market_id, book in self.book.positions.items():
             params = self.book.params[market_id]
             price = self.price(market_id, block)
@@ -297,8 +306,8 @@ class MorphoBlueStrategy:
             for user, position in book.items():
                 if position.borrow_shares == 0 and position.collateral == 0:
                     continue
-                out.append(MorphoPosition(
-                    account=user, market=market_id,
+                out.append(PositionRow(
+                    strategy=self.name, account=user, market=market_id,
                     collateral_value=math.mul_div_down(
                         position.collateral, price, math.ORACLE_PRICE_SCALE),
                     debt_value=math.borrowed_assets(position, accrued),
@@ -335,21 +344,6 @@ class MorphoBlueStrategy:
         hf = math.health_factor(position, accrued, price, params.lltv)
         state = _state_hash(market_id, price, position.borrow_shares)
         collateral, loan = params.collateral_token, params.loan_token
-        details: dict[str, Any] = {
-            "market_id": market_id,
-            "health_factor": hf,
-            "collateral_symbol": self._symbols.get(collateral),
-            "debt_symbol": self._symbols.get(loan),
-            "collateral_balance": position.collateral,
-            "borrow_shares": position.borrow_shares,
-            "total_debt": math.borrowed_assets(position, accrued),
-            "collateral_price": price,
-            "liquidation_incentive_factor": lif,
-            # Seizing it all leaves no collateral: Morpho then realizes the rest as bad debt.
-            "seizes_all_collateral": cap == position.collateral,
-            "max_seize": cap,
-            "actual_repay": actual_repay,
-        }
         return Candidate(
             strategy=self.name,
             account=user,
@@ -361,7 +355,10 @@ class MorphoBlueStrategy:
             seize=seize,
             gas_limit=GAS_LIMIT,
             spender=self.morpho,
-            details=details,
+            actual_repay=actual_repay,
+            collateral_symbol=self._symbols.get(collateral) or "",
+            debt_symbol=self._symbols.get(loan) or "",
+            private=MorphoCandidate(market_id, cap, cap == position.collateral),
         )
 
     def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:

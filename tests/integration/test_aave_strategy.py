@@ -4,7 +4,7 @@ Synced at the head, the strategy tracks every seeded Aave borrower and offers no
 healthy). After WETH falls 25 %, applying that block's logs makes candidates appear for
 exactly the accounts whose Pool.getUserAccountData HF is below 1; sending one candidate's
 built call for `max_repay` pays the liquidator exactly `seize(max_repay)` of collateral and
-pulls exactly `details["actual_repay"](max_repay)` of debt.
+pulls exactly `actual_repay(max_repay)` of debt.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from web3 import Web3
 from keeper.chain.http import HttpRpc
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import post_price
-from keeper.strategy import Candidate, StrategyContext, StrategyFactory, missing_members
-from keeper.types import BlockRef
+from keeper.strategy import StrategyContext, StrategyFactory, missing_members
+from keeper.types import BlockRef, Candidate
 from strategies.aave_v3 import STRATEGY, AaveV3Config, AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import MAX_UINT, SPECS, WAD, contract, liquidator, tokens
@@ -66,7 +66,7 @@ async def test_sync_candidates_and_exact_seize(devnet: Devnet) -> None:
         await strategy.sync(rpc, start)
         assert strategy.synced == start
         positions = strategy.positions(start)
-        borrowers = {p.account for p in positions if p.debt_base > 0}
+        borrowers = {p.account for p in positions if p.debt_value > 0}
         assert borrowers == USERS and len(borrowers) == len(USERS)
         assert not list(strategy.candidates(start))  # the seeded population is healthy
         pool = devnet.info.aave_v3.pool.lower()
@@ -146,7 +146,7 @@ async def _liquidate(
     received = collateral.functions.balanceOf(keeper).call() - before[0]
     paid = before[1] - debt.functions.balanceOf(keeper).call()
     assert received == candidate.seize(repay)
-    assert paid == candidate.details["actual_repay"](repay)
+    assert paid == candidate.actual_repay(repay)
     assert (paid < repay) is capped
     assert receipt["gasUsed"] < candidate.gas_limit
     return candidate.account
@@ -160,7 +160,7 @@ def _pick(candidates: Iterable[Candidate], *, capped: bool, skip: set[str]) -> C
     """A candidate with distinct collateral and debt (separate balance deltas), capped or not."""
     found = [
         c for c in candidates if c.collateral != c.debt and c.account not in skip
-        and (c.details["actual_repay"](c.max_repay) < c.max_repay) is capped
+        and (c.actual_repay(c.max_repay) < c.max_repay) is capped
     ]
     assert found
     return max(found, key=lambda c: c.max_repay)

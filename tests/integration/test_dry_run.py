@@ -32,6 +32,7 @@ from keeper.execution.fork import DryRunFork, ForkError, ForkExecutor
 from keeper.execution.journal import Journal
 from keeper.types import Opportunity
 from tests.conftest import Devnet, Miner, wait_for
+from tests.factories import candidate
 from tests.integration.helpers import SPECS, feeds, liquidator
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -153,6 +154,7 @@ def _opportunity(block: int) -> Opportunity:
         strategy="aave_v3", key=f"test:{block}", account=zero, collateral=zero, debt=zero,
         debt_to_cover=1, collateral_received=1, gross_value=0, slippage=0, gas_limit=1,
         gas_cost=0, net_profit=0, quote_token=zero, health_factor=0, block=block,
+        candidate=candidate(),
     )
 
 

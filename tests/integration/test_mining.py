@@ -28,6 +28,7 @@ from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
 from keeper.types import Call, Opportunity, TxIntent
 from tests.conftest import Devnet
+from tests.factories import candidate
 from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, tokens
 
 MNEMONIC = "test test test test test test test test test test test junk"
@@ -71,7 +72,7 @@ def _opportunity(token: str, key: str) -> Opportunity:
         strategy="aave_v3", key=key, account="0x" + "b0" * 20, collateral=token, debt=token,
         debt_to_cover=1, collateral_received=1, gross_value=10**16, slippage=0,
         gas_limit=100_000, gas_cost=10**15, net_profit=10**16, quote_token=token,
-        health_factor=9 * 10**17, block=1,
+        health_factor=9 * 10**17, block=1, candidate=candidate(),
     )
 
 

@@ -29,6 +29,7 @@ from keeper.types import BlockRef, Event
 from strategies.morpho_blue import STRATEGY, MorphoBlueConfig, MorphoBlueStrategy, math
 from strategies.morpho_blue import market as mm
 from strategies.morpho_blue.math import MarketState, PositionState
+from strategies.morpho_blue.strategy import morpho_data
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import (
     MAX_UINT,
@@ -184,7 +185,7 @@ async def checkpoint(
         verdicts[(i, u)] = not math.is_healthy(local, accrued, prices[i],
                                                s.book.params[i].lltv)
     assert liquidation_succeeds(devnet, s, pairs, block.number) == verdicts
-    candidates = {(c.details["market_id"], c.account) for c in s.candidates(block)}
+    candidates = {(morpho_data(c).market_id, c.account) for c in s.candidates(block)}
     assert candidates == {p for p, bad in verdicts.items() if bad}
     if keep:
         await follow(rpc, s)
@@ -291,7 +292,7 @@ async def test_parity_over_time_jumps_price_drops_and_liquidations(devnet: Devne
         # The strategy's call for max_repay of an under-water position takes all the
         # collateral; Morpho realizes the rest of the debt as bad debt.
         head = await follow(rpc, s)
-        under = next(c for c in s.candidates(head) if c.details["seizes_all_collateral"])
+        under = next(c for c in s.candidates(head) if morpho_data(c).seizes_all_collateral)
         call = s.build(under, under.max_repay)
         tx = w3.eth.send_transaction({"from": keeper, "to": checksum(call.to),
                                       "data": HexStr(call.data), "gas": under.gas_limit})
@@ -299,7 +300,7 @@ async def test_parity_over_time_jumps_price_drops_and_liquidations(devnet: Devne
         assert receipt["status"] == 1
         (event,) = contract_.events.Liquidate().process_receipt(receipt, errors=DISCARD)
         assert event["args"]["badDebtShares"] > 0 and event["args"]["badDebtAssets"] > 0
-        i2, u2 = under.details["market_id"], under.account
+        i2, u2 = morpho_data(under).market_id, under.account
         await follow(rpc, s)
         assert s.book.position(i2, u2) == PositionState(0, 0, 0)
         verdicts = await checkpoint(devnet, rpc, s, HOUR, keep=True)

@@ -4,7 +4,7 @@ Synced at the head, the strategy tracks every seeded Morpho borrower and offers 
 healthy). After WETH falls, applying that block's logs (the feed's AnswerUpdated only) makes
 candidates appear for exactly the positions whose `liquidate` the chain accepts at that
 block; sending a candidate's built call pays the liquidator exactly `seize(repay)` of
-collateral and pulls exactly `details["actual_repay"](repay)` <= repay of the loan token.
+collateral and pulls exactly `actual_repay(repay)` <= repay of the loan token.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from web3.logs import DISCARD
 
 from keeper.chain.http import HttpRpc
 from keeper.devnet.morpho import morpho_abi
-from keeper.strategy import Candidate, StrategyContext, StrategyFactory, missing_members
-from keeper.types import BlockRef
+from keeper.strategy import StrategyContext, StrategyFactory, missing_members
+from keeper.types import BlockRef, Candidate
 from strategies.morpho_blue import STRATEGY, MorphoBlueConfig, MorphoBlueStrategy
 from strategies.morpho_blue import events as ev
 from strategies.morpho_blue.market import OracleModel
-from strategies.morpho_blue.strategy import GAS_LIMIT
+from strategies.morpho_blue.strategy import GAS_LIMIT, morpho_data
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import (
     MAX_UINT,
@@ -100,15 +100,15 @@ async def test_sync_candidates_and_exact_seize(devnet: Devnet) -> None:
                        if p.borrow_shares)
         chain = liquidation_succeeds(devnet, s, pairs, drop.number)
         weak = {p for p, ok in chain.items() if ok}
-        assert weak and {(c.details["market_id"], c.account) for c in found} == weak
+        assert weak and {(morpho_data(c).market_id, c.account) for c in found} == weak
         for c in found:
             assert c.health_factor < WAD and c.spender == s.morpho
             assert c.collateral == devnet.info.tokens["WETH"].address.lower()
-            assert c.debt == usdc.address.lower() and c.details["debt_symbol"] == "USDC"
+            assert c.debt == usdc.address.lower() and c.debt_symbol == "USDC"
             assert c.key.startswith(f"{devnet.info.chain_id}:morpho_blue:{c.account}:")
-            assert c.max_repay > 0 and c.seize(c.max_repay) == c.details["max_seize"]
+            assert c.max_repay > 0 and c.seize(c.max_repay) == morpho_data(c).max_seize
             assert c.seize(c.max_repay * 10) == c.seize(c.max_repay)  # capped
-            assert c.details["actual_repay"](c.max_repay) <= c.max_repay
+            assert c.actual_repay(c.max_repay) <= c.max_repay
         assert len({c.key for c in found}) == len(found)
         # Interest does not change a key; a price move does.
         later = BlockRef(drop.number + 1, "0x", drop.hash, drop.timestamp + 3600)
@@ -122,7 +122,7 @@ async def test_sync_candidates_and_exact_seize(devnet: Devnet) -> None:
         gas2 = await _liquidate(devnet, rpc, s, ordered[0].account, lambda c: c.max_repay)
         assert max(gas, gas2) < GAS_LIMIT
         head = await follow(rpc, s)
-        remaining = {(c.details["market_id"], c.account) for c in s.candidates(head)}
+        remaining = {(morpho_data(c).market_id, c.account) for c in s.candidates(head)}
         pairs = sorted((i, u) for i, b in s.book.positions.items() for u, p in b.items()
                        if p.borrow_shares)
         chain = liquidation_succeeds(devnet, s, pairs, head.number)
@@ -158,7 +158,7 @@ async def _liquidate(
     received = collateral.functions.balanceOf(keeper).call() - before[0]
     paid = before[1] - debt.functions.balanceOf(keeper).call()
     assert received == candidate.seize(repay) > 0
-    assert paid == candidate.details["actual_repay"](repay) <= repay
+    assert paid == candidate.actual_repay(repay) <= repay
     (event,) = morpho(devnet).events.Liquidate().process_receipt(receipt, errors=DISCARD)
     assert event["args"]["seizedAssets"] == received and event["args"]["repaidAssets"] == paid
     return int(receipt["gasUsed"])

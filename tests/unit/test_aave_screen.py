@@ -21,8 +21,8 @@ import pytest
 from eth_abi.abi import encode
 
 from benchmarks.synthetic_book import SyntheticBook, generate, with_price, with_prices
-from keeper.strategy import Candidate, StrategyContext
-from keeper.types import BlockRef, Event
+from keeper.strategy import StrategyContext
+from keeper.types import BlockRef, Candidate, Event
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import math
 from strategies.aave_v3.book import PositionBook

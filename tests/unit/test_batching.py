@@ -7,11 +7,13 @@ from dataclasses import replace
 
 from keeper.batching import group_sends, split_by_weight
 from keeper.types import Opportunity
+from tests.factories import candidate
 
 BASE = Opportunity(
     strategy="aave_v3", key="k", account="0xa", collateral="weth", debt="usdc",
     debt_to_cover=100, collateral_received=1, gross_value=1, slippage=0, gas_limit=400_000,
     gas_cost=1, net_profit=10, quote_token="weth", health_factor=9 * 10**17, block=1,
+    candidate=candidate(),
 )
 POOLS = {("weth", "usdc"): "weth-usdc", ("wbtc", "usdc"): "wbtc-usdc",
          ("wbtc", "dai"): "wbtc-dai", ("weth", "dai"): "weth-dai"}
@@ -19,7 +21,7 @@ POOLS = {("weth", "usdc"): "weth-usdc", ("wbtc", "usdc"): "wbtc-usdc",
 
 def opp(key: str, collateral: str, debt: str, *, flash: bool = True) -> Opportunity:
     return replace(BASE, key=key, account=key, collateral=collateral, debt=debt,
-                   details={"flash": flash})
+                   candidate=candidate(fee=(lambda _: 0) if flash else None))
 
 
 def touches(o: Opportunity) -> frozenset[str]:
@@ -31,7 +33,7 @@ def touches(o: Opportunity) -> frozenset[str]:
 def group(ranked: Sequence[Opportunity], *, max_size: int = 5,
           fits: int = 10**9) -> list[list[str]]:
     sends = group_sends(
-        ranked, batchable=lambda o: bool(o.details["flash"]), touches=touches,
+        ranked, batchable=lambda o: o.candidate.fee is not None, touches=touches,
         fits=lambda batch: sum(o.debt_to_cover for o in batch) <= fits, max_size=max_size)
     return [[o.key for o in send] for send in sends]
 

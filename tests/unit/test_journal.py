@@ -19,6 +19,7 @@ from keeper.execution.journal import (
     JournalStateError,
 )
 from keeper.types import Opportunity
+from tests.factories import candidate
 
 ROOT = Path(__file__).resolve().parents[2]
 UINT256_MAX = 2**256 - 1
@@ -43,6 +44,7 @@ def opportunity(key: str = "aave_v3:0xborrower:1", **changes: object) -> Opportu
         quote_token="0x00000000000000000000000000000000000000e0",
         health_factor=99 * 10**16,
         block=1234,
+        candidate=candidate(),
     )
     return replace(opp, **changes)  # type: ignore[arg-type]
 

@@ -15,8 +15,7 @@ import pytest
 
 from keeper.dex.uniswap_v2 import Pair, PairBook
 from keeper.ranking import MAX_EVALUATIONS, head_start, rank, search_max
-from keeper.strategy import Candidate
-from keeper.types import Opportunity, SwapLeg
+from keeper.types import Candidate, Opportunity, SwapLeg
 
 X, USDC, WETH, Y = "0x" + "0a" * 20, "0x" + "0c" * 20, "0x" + "0e" * 20, "0x" + "0f" * 20
 PAIR_X_USDC, PAIR_USDC_WETH = "0x" + "11" * 20, "0x" + "22" * 20
@@ -54,7 +53,7 @@ def candidate(
         strategy=strategy, account=account, collateral=collateral, debt=debt,
         max_repay=max_repay, health_factor=9 * 10**17,
         key=key or f"{strategy}:{account}:{collateral}:{debt}", seize=seize,
-        gas_limit=GAS_LIMIT, spender="0x" + "5e" * 20, details={"note": "kept"},
+        gas_limit=GAS_LIMIT, spender="0x" + "5e" * 20, private="kept",
     )
 
 
@@ -80,13 +79,13 @@ def test_deep_pool_repays_the_maximum() -> None:
     assert opp.debt_to_cover == max_repay
     assert opp.collateral_received == seize_x(max_repay)
     assert opp.net_profit == reference_net(book, max_repay)
-    swap = opp.details["swap"]
+    swap = opp.swap
     assert isinstance(swap, SwapLeg)
     assert (swap.pair, swap.token_in, swap.token_out) == (PAIR_X_USDC, X, USDC)
     assert swap.amount_in == opp.collateral_received
-    assert opp.details["note"] == "kept"
-    assert opp.details["candidate"].max_repay == max_repay
-    assert 0 < opp.details["evaluations"] <= MAX_EVALUATIONS
+    assert opp.candidate.private == "kept"
+    assert opp.candidate.max_repay == max_repay
+    assert 0 < opp.evaluations <= MAX_EVALUATIONS
     # Value accounting: gross (at mid prices) - slippage - gas == net, all in wei of WETH.
     assert opp.gas_cost == GAS_COST
     assert opp.gross_value - opp.slippage - opp.gas_cost == opp.net_profit
@@ -107,7 +106,7 @@ def test_shallow_pool_picks_a_smaller_size_that_beats_brute_force() -> None:
     assert 0 < chosen < max_repay // 2
     assert opp.net_profit == reference_net(book, chosen)
     assert opp.net_profit > reference_net(book, max_repay)
-    assert opp.details["evaluations"] <= MAX_EVALUATIONS
+    assert opp.evaluations <= MAX_EVALUATIONS
     grid = [max_repay * k // 2000 for k in range(1, 2001)]
     best_on_grid = max(reference_net(book, r) for r in grid)
     assert opp.net_profit >= best_on_grid
@@ -190,7 +189,7 @@ def test_same_token_needs_no_swap_and_debt_in_quote_is_valued_as_is() -> None:
         return repay * 105 // 100
 
     (opp,) = ranked([candidate(10 * E18, collateral=WETH, debt=WETH, seize=seize_same)], book)
-    assert opp.details["swap"] is None
+    assert opp.swap is None
     assert opp.debt_to_cover == 10 * E18  # linear: more is better
     assert opp.slippage == 0
     assert opp.net_profit == seize_same(10 * E18) - 10 * E18 - GAS_COST
@@ -218,10 +217,11 @@ def test_later_liquidations_are_valued_on_the_pool_the_earlier_ones_left() -> No
     second = ranked[1]
     assert second.net_profit < alone.net_profit
     moved = book.copy()
-    first_swap = ranked[0].details["swap"]
+    first_swap = ranked[0].swap
+    assert first_swap is not None and second.swap is not None
     moved.swap(first_swap)
     expected = moved.quote(X, USDC, second.collateral_received)
-    assert expected is not None and second.details["swap"].amount_out == expected.amount_out
+    assert expected is not None and second.swap.amount_out == expected.amount_out
     # The book passed in is untouched.
     assert book.pairs[PAIR_X_USDC].reserve0 == 10_000_000 * E18
 
