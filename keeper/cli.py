@@ -46,7 +46,7 @@ LAZY_COMMANDS = {
     "record": "keeper.backtest.record:record",
     "risk": "keeper.risk:risk",
     "run": "keeper.run:run",
-    "scan": "keeper.run:scan",
+    "scan": "keeper.scan:scan",
 }
 """Commands defined elsewhere: name -> "module:attribute", imported when first used."""
 

@@ -40,16 +40,18 @@ from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.engine import Engine
 from keeper.errors import InputFileError
+from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.journal import Journal
+from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.log import configure_logging
 from keeper.plugins import load
 from keeper.ranking import realized_value
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
+from keeper.wiring import Keeper, assemble
 
 GWEI = 10**9
 WAD = 10**18
@@ -73,7 +75,7 @@ class DemoView:
     sent: int = 0
     rows: list[tuple[str, ...]] = field(default_factory=list)
 
-    def table(self, engine: Engine) -> Table:
+    def table(self, keeper: Keeper) -> Table:
         table = Table(title="keeper demo: the 2021-05-19 ETH crash", show_header=False)
         if self.step is not None:
             prices = "  ".join(f"{s} ${p:,.2f}" for s, p in self.step.prices.items())
@@ -81,13 +83,15 @@ class DemoView:
             gas = "-" if self.step.gas_gwei is None else f"{self.step.gas_gwei} gwei"
             table.add_row("block / base fee", f"{self.block} / {gas}")
             table.add_row("prices", prices)
-        stats = engine.stats
-        table.add_row("positions at risk (HF < 1)", str(stats.candidates))
-        table.add_row("liquidations sent / confirmed", f"{self.sent} / {len(stats.confirmed)}")
-        by_protocol = Counter(o.key.split(":")[1] for o in stats.confirmed if o.key.count(":") > 1)
+        outcomes = keeper.outcomes
+        table.add_row("positions at risk (HF < 1)", str(keeper.engine.stats.candidates))
+        table.add_row("liquidations sent / confirmed",
+                      f"{self.sent} / {outcomes.confirmed_count}")
+        by_protocol = Counter(o.key.split(":")[1] for o in outcomes.confirmed
+                              if o.key.count(":") > 1)
         table.add_row("confirmed by protocol",
                       "  ".join(f"{name} {n}" for name, n in sorted(by_protocol.items())) or "-")
-        table.add_row("cumulative profit", _usd(stats.realized_profit, self.weth_usd))
+        table.add_row("cumulative profit", _usd(outcomes.realized_profit, self.weth_usd))
         return table
 
 
@@ -110,18 +114,23 @@ def devnet_strategies(info: DevnetInfo, liquidator: str) -> list[Strategy]:
     return out
 
 
-async def build_engine(
+async def build_keeper(
     info: DevnetInfo, journal: Journal, *, send: bool = True,
     key: str = DEVNET_LIQUIDATOR_KEY, flash_executor: str | None = None,
-) -> Engine:
-    """The keeper engine wired to a devnet, sending as `key` (the liquidator's public dev key
-    by default), through `flash_executor` when given (a FlashLiquidator `key` owns)."""
+    ws: WsSubscriptions | bool = False, poll_interval: float = 0.05,
+    keep_outcomes: int | None = DEFAULT_KEEP,
+) -> Keeper:
+    """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
+    public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
+    owns); `ws`: heads and feed logs over the devnet's WebSocket (True) or the one given,
+    as the daemon's intake."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
     dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
     account = Account.from_key(key)
     executor = None
+    live = LivePositions()
     if send:
         executor = Executor(
             chain, account, journal, FeePolicy(DEMO_MAX_FEE, DEMO_PRIORITY_FEE),
@@ -129,58 +138,62 @@ async def build_engine(
                 dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
                 gas_paid=gas,
             ),
+            flash_executor=flash_executor.lower() if flash_executor else None,
+            quote_token=weth, still_there=live,
         )
         await executor.start()
     min_profit = int(DEMO_MIN_PROFIT_USD / Decimal(2000) * WAD)
     flash = None
     if executor is not None and flash_executor is not None:
         flash = await FlashRoute.discover(chain, flash_executor, dex, weth)
-    engine = Engine(
-        chain, devnet_strategies(info, account.address), dex, executor,
-        quote_token=weth, min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, flash=flash,
+    keeper = assemble(
+        chain, devnet_strategies(info, account.address), dex, quote_token=weth,
+        min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live,
+        flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval,
+        ws=WsSubscriptions(info.ws_url) if ws is True else (ws or None),
     )
-    await engine.sync()
-    return engine
+    await keeper.sync()
+    return keeper
 
 
-async def _caught_up(engine: Engine, block: int, view: DemoView) -> None:
+async def _caught_up(keeper: Keeper, block: int, view: DemoView) -> None:
     deadline = time.monotonic() + STEP_SETTLE_SECONDS
     while time.monotonic() < deadline:
-        view.sent = len(engine.stats.outcomes) + engine.inflight
-        if engine.stats.processed >= block and not engine.inflight:
+        view.sent = keeper.outcomes.recorded + keeper.inflight
+        if keeper.engine.stats.processed >= block and not keeper.inflight:
             return
         await asyncio.sleep(0.02)
 
 
 async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
-                 journal: Journal) -> Engine:
-    engine = await build_engine(info, journal)
+                 journal: Journal) -> Keeper:
+    # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
+    keeper = await build_keeper(info, journal, ws=True)
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     view = DemoView(steps=len(steps))
     stop = asyncio.Event()
     try:
         async with asyncio.TaskGroup() as tasks:
-            # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
-            tasks.create_task(engine.run(stop, WsSubscriptions(info.ws_url)))
-            with Live(view.table(engine), console=console, refresh_per_second=8) as live:
+            tasks.create_task(keeper.run(stop))
+            with Live(view.table(keeper), console=console, refresh_per_second=8) as live:
                 for step in steps:
                     view.step, view.weth_usd = step, step.prices.get("WETH", view.weth_usd)
                     view.block = await asyncio.to_thread(apply_step, w3, info, step)
-                    await _caught_up(engine, view.block, view)
-                    live.update(view.table(engine))
-                await _caught_up(engine, view.block + 1, view)
-                live.update(view.table(engine))
+                    await _caught_up(keeper, view.block, view)
+                    live.update(view.table(keeper))
+                await _caught_up(keeper, view.block + 1, view)
+                live.update(view.table(keeper))
             stop.set()
     finally:
-        await engine.chain.aclose()
-    return engine
+        await keeper.aclose()
+    return keeper
 
 
-def _final_table(engine: Engine, weth_usd: Decimal) -> Table:
+def _final_table(keeper: Keeper, weth_usd: Decimal) -> Table:
     table = Table(title="liquidations by the keeper")
     for column in ("block", "protocol", "borrower", "status", "gas used", "realized profit"):
         table.add_column(column)
-    for outcome in sorted(engine.stats.outcomes, key=lambda o: (o.block, o.key)):
+    for outcome in sorted(keeper.outcomes, key=lambda o: (o.block, o.key)):
         parts = outcome.key.split(":")
         protocol, account = (parts[1], parts[2]) if len(parts) > 2 else ("-", outcome.key)
         table.add_row(str(outcome.block or "-"), protocol, account, outcome.status,
@@ -188,8 +201,8 @@ def _final_table(engine: Engine, weth_usd: Decimal) -> Table:
     return table
 
 
-def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90) -> Engine:
-    """Run the demo end to end; returns the engine (its stats say what happened)."""
+def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90) -> Keeper:
+    """Run the demo end to end; returns the keeper (its outcomes say what happened)."""
     spec = spec or DevnetSpec()
     started = time.monotonic()
     with console.status("starting the devnet (the first run deploys and takes longer)…"):
@@ -203,19 +216,19 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
         with tempfile.TemporaryDirectory(prefix="keeper-demo-") as folder:
             journal = Journal(Path(folder) / "journal.sqlite")
             try:
-                engine = asyncio.run(_drive(console, info, steps[:max_steps], journal))
+                keeper = asyncio.run(_drive(console, info, steps[:max_steps], journal))
                 summary = journal.summary()
             finally:
                 journal.close()
         weth_usd = steps[: max_steps][-1].prices["WETH"]
-        console.print(_final_table(engine, weth_usd))
+        console.print(_final_table(keeper, weth_usd))
         console.print(
-            f"{len(engine.stats.confirmed)} liquidations confirmed, "
-            f"{sum(1 for o in engine.stats.outcomes if o.status == 'reverted')} reverted; "
-            f"realized profit {_usd(engine.stats.realized_profit, weth_usd)}; "
+            f"{keeper.outcomes.confirmed_count} liquidations confirmed, "
+            f"{keeper.outcomes.by_status['reverted']} reverted; "
+            f"realized profit {_usd(keeper.outcomes.realized_profit, weth_usd)}; "
             f"journal: {summary.counts}"
         )
-        return engine
+        return keeper
     finally:
         anvil.stop()
 

@@ -29,12 +29,12 @@ from eth_abi.exceptions import DecodingError
 from rich.console import Console
 from rich.table import Table
 
+from keeper.chain.follower import block_ref
 from keeper.chain.http import HttpRpc
 from keeper.cli import AppState
-from keeper.engine import block_ref
 from keeper.errors import InputFileError
 from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint
-from keeper.strategy import Strategy
+from keeper.strategy import Capabilities, Strategy
 from keeper.types import BlockRef
 
 _SYMBOL = "0x95d89b41"  # symbol()
@@ -101,10 +101,8 @@ async def curve(chain: HttpRpc, strategies: Sequence[Strategy], head: BlockRef,
                 drops: Sequence[int] = DEFAULT_DROPS) -> RiskView:
     """The curve of every synced strategy that offers one, at `head`."""
     points: list[CurvePoint] = []
-    for strategy in strategies:
-        liquidation_curve = getattr(strategy, "liquidation_curve", None)
-        if liquidation_curve is not None:
-            points += liquidation_curve(head, drops)
+    for source in Capabilities.of(strategies).curves:
+        points += source.liquidation_curve(head, drops)
     tokens = sorted({p.asset for p in points} | {p.unit for p in points} - {BASE_CURRENCY})
     symbols, decimals = await _token_meta(chain, tokens)
     return RiskView(head.number, points, symbols, decimals)
@@ -124,14 +122,14 @@ async def devnet_curve(rpc_url: str, strategies: Sequence[Strategy],
 
 
 async def _configured_curve(state: AppState, drops: Sequence[int]) -> RiskView:
-    from keeper.run import engine_from_config  # noqa: PLC0415 (loads the strategy plugins)
+    from keeper.run import keeper_from_config  # noqa: PLC0415 (loads the strategy plugins)
 
-    engine, _ = await engine_from_config(state.config(), send=False)
+    keeper, _ = await keeper_from_config(state.config(), send=False)
     try:
-        head = await engine.sync()
-        return await curve(engine.chain, engine.strategies, head, drops)
+        head = await keeper.sync()
+        return await curve(keeper.chain, keeper.engine.strategies, head, drops)
     finally:
-        await engine.chain.aclose()
+        await keeper.aclose()
 
 
 def _run_devnet(borrowers: int, seed: int, drops: Sequence[int]) -> RiskView:

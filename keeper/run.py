@@ -1,15 +1,13 @@
-"""`keeper scan` and `keeper run`: the engine wired from the config file.
+"""`keeper run`: the daemon, wired from the config file.
 
-`engine_from_config` builds an `Engine` from a validated `KeeperConfig`: the
-first HTTP endpoint (its chain id checked), the Uniswap V2 pairs of
-`dex.uniswap_v2_factory`, every enabled `[strategies.<name>]` section created
-through its plugin, and, only when sending, the account and an `Executor`
-writing to `execution.journal`.
-
-`keeper scan` syncs once at the head and prints every tracked position (from
-strategies that offer `positions(block)`) and every ranked opportunity, as a
-table or as JSON. `keeper run` is the daemon: it stops on SIGINT/SIGTERM after
-the in-flight sends finish and prints a one-line journal summary.
+`keeper_from_config` builds a `Keeper` (keeper/wiring.py) from a validated
+`KeeperConfig`: every configured HTTP endpoint behind failover (the chain id
+checked), the Uniswap V2 pairs of `dex.uniswap_v2_factory`, every enabled
+`[strategies.<name>]` section created through its plugin, and, only when
+sending, the account and an `Executor` writing to `execution.journal`.
+`keeper scan` (keeper/scan.py) uses it without an account. `keeper run` is the
+daemon: it stops on SIGINT/SIGTERM after the in-flight sends finish and prints a
+one-line journal summary.
 
 `mode = "live"` sends to the configured chain. `mode = "dry-run"` (or
 `keeper run --dry-run`) never does: the engine still reads the configured
@@ -25,18 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import signal
-import sys
-from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import click
 import structlog
-from rich.console import Console
-from rich.table import Table
 
 from keeper import plugins
 from keeper.breakers import Breakers
@@ -46,25 +39,25 @@ from keeper.chain.ws import WsSubscriptions
 from keeper.cli import pass_config
 from keeper.config import KeeperConfig
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.engine import Engine
 from keeper.errors import ChainMismatch, ConfigError, KeeperError
+from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal, JournalSummary
+from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.health import Health
 from keeper.metrics import Metrics, MonitoringServer, serve
 from keeper.monitor import Monitor
 from keeper.ranking import realized_value
 from keeper.secrets import redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
-from keeper.types import BlockRef, Opportunity
+from keeper.wiring import Keeper, assemble
 
 log = structlog.get_logger(__name__)
 
 GWEI = 10**9
-WIDE = 160  # table width when stdout is not a terminal (rich would use 80)
 DECIMALS = "0x313ce567"  # decimals()
 NO_LIQUIDATOR = "0x0000000000000000000000000000000000000000"
 """The liquidator address strategies are given when nothing will be sent (scan)."""
@@ -110,10 +103,11 @@ def create_strategies(config: KeeperConfig, context: StrategyContext) -> list[St
     return out
 
 
-async def engine_from_config(
-    config: KeeperConfig, *, send: bool
-) -> tuple[Engine, DryRunFork | None]:
-    """A ready (not yet synced) engine; `send` loads the account and opens the journal.
+async def keeper_from_config(
+    config: KeeperConfig, *, send: bool, monitor: Monitor | None = None,
+    keep_outcomes: int | None = DEFAULT_KEEP,
+) -> tuple[Keeper, DryRunFork | None]:
+    """A ready (not yet synced) keeper; `send` loads the account and opens the journal.
 
     In dry-run (`send` and `execution.mode = "dry-run"`) the executor sends to a
     local fork, returned too: the caller stops it (`DryRunFork.aclose`).
@@ -135,6 +129,7 @@ async def engine_from_config(
     chain: HttpRpc = await FailoverRpc.open(
         config.chain.http_urls, block_time=config.chain.block_time_seconds,
         chain_id=config.chain.chain_id, timeout=config.chain.request_timeout_seconds,
+        observer=monitor.rpc if monitor is not None else None,
     )
     journal: Journal | None = None
     fork: DryRunFork | None = None
@@ -152,6 +147,8 @@ async def engine_from_config(
         strategies = create_strategies(config, StrategyContext(chain.chain_id, liquidator))
         priority_fee = int(execution.priority_fee_gwei * GWEI)
         executor: Executor | None = None
+        live = LivePositions()
+        flash_executor = execution.flash_executor.lower() if execution.flash_executor else None
         if account is not None:
 
             def appraise(c: str, d: str, got: int, paid: int, gas: int) -> int:
@@ -163,23 +160,29 @@ async def engine_from_config(
                 fork = await DryRunFork.start(endpoint.url, chain.chain_id, head)
                 journal = Journal(dry_run_journal(execution.journal))
                 on_fork = ForkExecutor(fork.rpc, account, journal, fees, appraise,
-                                       follow=fork.follow)
+                                       follow=fork.follow, flash_executor=flash_executor,
+                                       quote_token=quote, still_there=live)
                 fork.attach(on_fork)
                 await fork.resync()  # not start(): the journal's nonces are fork nonces
                 executor = on_fork
             else:
                 journal = Journal(execution.journal)
-                executor = Executor(chain, account, journal, fees, appraise)
+                executor = Executor(chain, account, journal, fees, appraise,
+                                    flash_executor=flash_executor, quote_token=quote,
+                                    still_there=live)
                 await executor.start()
         flash: FlashRoute | None = None
-        if executor is not None and execution.flash_executor is not None:
-            flash = await flash_route(executor, execution.flash_executor, dex, quote)
-        engine = Engine(
-            chain, strategies, dex, executor, quote_token=quote,
+        if executor is not None and flash_executor is not None:
+            flash = await flash_route(executor, flash_executor, dex, quote)
+        ws = WsSubscriptions(config.chain.ws_url) if config.chain.ws_url is not None else None
+        keeper = assemble(
+            chain, strategies, dex, quote_token=quote,
             min_profit=int(execution.min_profit_quote * 10**decimals),
-            priority_fee=priority_fee, flash=flash, batch_max=execution.batch_max,
+            priority_fee=priority_fee, executor=executor, live=live, flash=flash,
+            batch_max=execution.batch_max, monitor=monitor, ws=ws,
+            keep_outcomes=keep_outcomes,
         )
-        return engine, fork
+        return keeper, fork
     except BaseException:
         if journal is not None:
             journal.close()
@@ -210,149 +213,6 @@ async def flash_route(
         raise ConfigError(f"execution.flash_executor {address} is owned by {owner}, not by "
                           f"the account {executor.address}")
     return await FlashRoute.discover(chain, address, dex, quote)
-
-
-# ---------------------------------------------------------------------------- scan
-
-
-def _field(item: object, *names: str) -> Any:
-    for name in names:
-        if hasattr(item, name):
-            return getattr(item, name)
-    return None
-
-
-def position_rows(engine: Engine, block: BlockRef) -> list[dict[str, Any]]:
-    """Every tracked position of the strategies that offer `positions(block)`."""
-    rows: list[dict[str, Any]] = []
-    for strategy in engine.strategies:
-        positions = getattr(strategy, "positions", None)
-        if positions is None:
-            continue
-        items: Iterable[object] = positions(block)
-        for item in items:
-            rows.append({
-                "strategy": strategy.name,
-                "account": _field(item, "account", "user"),
-                "collateral_value": _field(item, "collateral_value", "collateral_base"),
-                "debt_value": _field(item, "debt_value", "debt_base"),
-                "health_factor": _field(item, "health_factor"),
-            })
-    return rows
-
-
-def opportunity_row(opp: Opportunity) -> dict[str, Any]:
-    """The fields of a ranked opportunity that `scan` shows."""
-    symbols = {
-        "collateral_symbol": opp.details.get("collateral_symbol"),
-        "debt_symbol": opp.details.get("debt_symbol"),
-    }
-    return {
-        "strategy": opp.strategy,
-        "account": opp.account,
-        "collateral": opp.collateral,
-        "debt": opp.debt,
-        "repay": opp.debt_to_cover,
-        "collateral_received": opp.collateral_received,
-        "gross": opp.gross_value,
-        "slippage": opp.slippage,
-        "gas": opp.gas_cost,
-        "net": opp.net_profit,
-        "health_factor": opp.health_factor,
-        "key": opp.key,
-        **{k: v for k, v in symbols.items() if isinstance(v, str)},
-    }
-
-
-def _jsonable(row: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v
-            for k, v in row.items()}
-
-
-@dataclasses.dataclass(frozen=True)
-class ScanResult:
-    """One scan: the head, the positions and the ranked opportunities."""
-
-    block: int
-    quote_decimals: int
-    positions: list[dict[str, Any]]
-    opportunities: list[dict[str, Any]]
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "block": self.block,
-            "positions": [_jsonable(r) for r in self.positions],
-            "opportunities": [_jsonable(r) for r in self.opportunities],
-        }
-
-
-async def scan_once(config: KeeperConfig) -> ScanResult:
-    """Sync at the current head and evaluate once (nothing is sent)."""
-    engine, _ = await engine_from_config(config, send=False)
-    try:
-        head = await engine.sync()
-        opportunities = await engine.evaluate(head)
-        decimals = await quote_decimals(engine.chain, engine.quote_token)
-        return ScanResult(head.number, decimals, position_rows(engine, head),
-                          [opportunity_row(o) for o in opportunities])
-    finally:
-        await engine.chain.aclose()
-
-
-def _wad(value: Any) -> str:
-    if not isinstance(value, int):
-        return "-"
-    if value >= 2**255:
-        return "∞"
-    return f"{Decimal(value) / 10**18:.4f}"
-
-
-def _units(value: int, decimals: int) -> str:
-    return f"{Decimal(value) / 10**decimals:.6f}"
-
-
-def _short(address: Any) -> str:
-    text = str(address)
-    return f"{text[:8]}…{text[-6:]}" if len(text) == 42 else text
-
-
-def render_tables(result: ScanResult) -> list[Table]:
-    """The positions table and the opportunities table."""
-    positions = Table(title=f"positions at block {result.block}")
-    for column in ("strategy", "account", "collateral value", "debt value", "health factor"):
-        positions.add_column(column, justify="left" if column in {"strategy", "account"}
-                             else "right")
-    for row in sorted(result.positions, key=lambda r: (r["strategy"], r["account"])):
-        positions.add_row(row["strategy"], str(row["account"]), str(row["collateral_value"]),
-                          str(row["debt_value"]), _wad(row["health_factor"]))
-    q = result.quote_decimals
-    opportunities = Table(title="ranked opportunities (values in the quote token)")
-    for column in ("strategy", "account", "collateral", "debt", "repay", "gross", "slippage",
-                   "gas", "net profit"):
-        opportunities.add_column(column)
-    for row in result.opportunities:
-        opportunities.add_row(
-            row["strategy"], _short(row["account"]),
-            row.get("collateral_symbol") or _short(row["collateral"]),
-            row.get("debt_symbol") or _short(row["debt"]), str(row["repay"]),
-            _units(row["gross"], q), _units(row["slippage"], q), _units(row["gas"], q),
-            _units(row["net"], q),
-        )
-    return [positions, opportunities]
-
-
-@click.command("scan")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-@pass_config
-def scan(config: KeeperConfig, as_json: bool) -> None:
-    """Sync once at the head; print the tracked positions and the ranked opportunities."""
-    result = asyncio.run(scan_once(config))
-    if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2))
-        return
-    console = Console(width=None if sys.stdout.isatty() else WIDE)
-    for table in render_tables(result):
-        console.print(table)
 
 
 # ---------------------------------------------------------------------------- run
@@ -401,32 +261,28 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
 
     for signum in handled:
         loop.add_signal_handler(signum, on_signal)
+    monitor = build_monitor(config)
     try:
-        engine, fork = await engine_from_config(config, send=True)
+        keeper, fork = await keeper_from_config(config, send=True, monitor=monitor)
     except BaseException:
         for signum in handled:
             loop.remove_signal_handler(signum)
         raise
-    assert engine.executor is not None
-    journal = engine.executor.journal
-    ws_url = config.chain.ws_url
-    ws = WsSubscriptions(ws_url) if ws_url is not None else None
+    assert keeper.executor is not None
+    journal = keeper.executor.journal
     server: MonitoringServer | None = None
     try:
-        monitor = build_monitor(config, engine)
-        engine.monitor = monitor
-        engine.chain.observer = monitor.rpc
         # SIGUSR1 resumes sending after a breaker tripped (the operator fixed the cause).
         loop.add_signal_handler(signal.SIGUSR1, lambda: _reset_breakers(monitor))
         handled = (*handled, signal.SIGUSR1)
         if config.monitoring.enabled:
             server = await start_monitoring(config, monitor)
         log.info("keeper running", mode=config.execution.mode, chain_id=config.chain.chain_id,
-                 account=engine.executor.address, journal=str(journal.path),
-                 intake="websocket" if ws is not None else "http polling",
+                 account=keeper.executor.address, journal=str(journal.path),
+                 intake="websocket" if config.chain.ws_url is not None else "http polling",
                  fork=fork.anvil.rpc_url if fork is not None else None,
                  monitoring=server.url if server is not None else None)
-        running.append(asyncio.ensure_future(engine.run(stop, ws)))
+        running.append(asyncio.ensure_future(keeper.run(stop)))
         abandoned = 0
         try:
             await running[0]
@@ -434,30 +290,32 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are cancelled ourselves, not by the second signal
-            abandoned = engine.inflight
+            abandoned = keeper.inflight
             log.warning("stopping now: in-flight liquidations abandoned (journaled as sent)",
                         count=abandoned)
         return DaemonResult(journal.summary(),
-                            await quote_decimals(engine.chain, engine.quote_token), abandoned)
+                            await quote_decimals(keeper.chain, keeper.engine.quote_token),
+                            abandoned)
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
         try:
             if server is not None:
                 await server.aclose()
-            await engine.chain.aclose()
+            await keeper.aclose()
             journal.close()
         finally:
             if fork is not None:
                 await fork.aclose()
 
 
-def build_monitor(config: KeeperConfig, engine: Engine) -> Monitor:
+def build_monitor(config: KeeperConfig) -> Monitor:
     """Metrics, health and breakers from `[monitoring]` and `[breakers]`."""
     breakers = Breakers(config.breakers.limits())
     health = Health(stall_seconds=config.monitoring.stall_seconds,
                     max_head_lag=config.monitoring.max_head_lag_seconds, breakers=breakers)
-    metrics = Metrics(strategies=[s.name for s in engine.strategies])
+    metrics = Metrics(strategies=[name for name, section in config.strategies.sections().items()
+                                  if getattr(section, "enabled", True) is not False])
     return Monitor(metrics, health, breakers)
 
 

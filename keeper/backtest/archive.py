@@ -13,7 +13,7 @@ block is mined with `evm_mine`: one replayed block per historical block, same nu
 may diverge. anvil computes no state root on a fork, so the replayed state is judged by the
 receipts root and a balance fingerprint of every account the block touched instead.)
 
-The keeper is the real engine (`engine_from_config`), reading the fork. After each mined
+The keeper is the real engine (`keeper_from_config`), reading the fork. After each mined
 block it steps, ranks, and its executor signs and sends: those transactions wait in the
 pool and open the next block ("next-block" insertion: top of the next block). With
 "after-oracle" insertion, a block holding a price-feed update (a log the strategies mark
@@ -49,9 +49,9 @@ from keeper.backtest.replay import Insert, Progress, Replay, ReplayResult
 from keeper.backtest.tape import TapeHistory
 from keeper.chain.http import HttpRpc
 from keeper.config import KeeperConfig
-from keeper.engine import Engine
 from keeper.errors import ChainMismatch
-from keeper.run import engine_from_config
+from keeper.run import keeper_from_config
+from keeper.wiring import Keeper
 
 __all__ = ["BacktestError", "Insert", "ReplayResult", "replay_on_fork", "replay_tape",
            "run_archive", "start_fork"]
@@ -102,22 +102,23 @@ async def replay_on_fork(
         raise ChainMismatch(f"the history is chain {history.chain_id}, but chain.chain_id is "
                             f"{config.chain.chain_id}")
     rpc = await HttpRpc.open(fork.rpc_url, timeout=FORK_REQUEST_TIMEOUT)
-    engine: Engine | None = None
+    keeper: Keeper | None = None
     with tempfile.TemporaryDirectory(prefix="keeper-backtest-") as scratch:
         try:
             if config is not None:
                 cfg = _backtest_config(config, engine_url or fork.rpc_url, history.chain_id,
                                        Path(scratch) / "journal.sqlite")
-                engine, _ = await engine_from_config(cfg, send=cfg.account.configured)
-                await engine.sync()
-            replay = Replay(history, rpc, engine, insert=insert, from_block=from_block,
+                keeper, _ = await keeper_from_config(cfg, send=cfg.account.configured,
+                                                     keep_outcomes=None)
+                await keeper.sync()
+            replay = Replay(history, rpc, keeper, insert=insert, from_block=from_block,
                             to_block=to_block, mode=mode, progress=progress)
             return await replay.run(history.chain_id)
         finally:
-            if engine is not None:
-                await engine.chain.aclose()
-                if engine.executor is not None:
-                    engine.executor.journal.close()
+            if keeper is not None:
+                await keeper.aclose()
+                if keeper.executor is not None:
+                    keeper.executor.journal.close()
             await rpc.aclose()
 
 

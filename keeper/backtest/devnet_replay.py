@@ -3,7 +3,7 @@
 The devnet (real Aave V3, Uniswap V2 and Morpho Blue with a seeded borrower population)
 has its feeds driven one path step per block, with the step's historical gas price as
 the base fee, while the keeper engine runs in this process exactly as in `keeper demo`
-(`keeper.demo.build_engine`; heads and feed logs over the WebSocket). After each step,
+(`keeper.demo.build_keeper`; heads and feed logs over the WebSocket). After each step,
 once the engine has caught up, the replay samples the strategies' books: the health-factor
 distribution and every position that has become liquidatable. At the end the keeper's
 liquidations are read back from the journal and their receipts.
@@ -35,18 +35,18 @@ from keeper.backtest.model import (
     Opportunity,
     PriceSample,
 )
-from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.chain.follower import block_ref
+from keeper.demo import build_keeper
 from keeper.devnet.crash import BETAS, CrashStep, apply_step, crash_steps
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import PricePoint, load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS
-from keeper.engine import Engine, block_ref
 from keeper.errors import DevnetError, InputFileError
 from keeper.execution.journal import Journal
 from keeper.execution.receipts import TRANSFER_TOPIC
 from keeper.types import BlockRef, Outcome
+from keeper.wiring import Keeper
 
 PATHS = Path(__file__).parent / "paths"
 WAD = 10**18
@@ -115,20 +115,20 @@ class _Seen:
 class _Recorder:
     """Samples the engine's strategies between steps (between awaits: the books are stable)."""
 
-    engine: Engine
+    keeper: Keeper
     symbols: Mapping[str, str]  # token address (lower-case) -> symbol
     seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
     health: list[HealthSample] = field(default_factory=list)
 
     def unhealthy(self, at: BlockRef, block: int) -> None:
         """Positions liquidatable in the books now; new ones are dated `block`."""
-        for strategy in self.engine.strategies:
+        for strategy in self.keeper.engine.strategies:
             for candidate in strategy.candidates(at):
                 self.seen.setdefault(
                     (candidate.strategy, candidate.account),
                     _Seen(block, self.symbol(candidate.collateral), self.symbol(candidate.debt)),
                 )
-        for opp in self.engine.stats.last_opportunities:
+        for opp in self.keeper.engine.stats.last_opportunities:
             seen = self.seen.get((opp.strategy, opp.account))
             if seen is not None:
                 seen.estimate_wei = max(seen.estimate_wei or 0, opp.net_profit)
@@ -136,11 +136,9 @@ class _Recorder:
     def sample_health(self, at: BlockRef) -> None:
         """The health-factor distribution over every tracked position with debt."""
         factors: list[float] = []
-        for strategy in self.engine.strategies:
-            positions = getattr(strategy, "positions", None)
-            if positions is None:
-                continue
-            factors += [p.health_factor / WAD for p in positions(at) if p.health_factor < NO_DEBT]
+        for source in self.keeper.engine.capabilities.positions:
+            factors += [p.health_factor / WAD for p in source.positions(at)
+                        if p.health_factor < NO_DEBT]
         factors.sort()
         self.health.append(HealthSample(
             block=at.number, positions=len(factors), below_one=sum(f < 1 for f in factors),
@@ -156,30 +154,22 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def _head(engine: Engine) -> BlockRef:
-    """The newest block the strategies' books have applied.
-
-    That is the engine's last head, or a later block when the engine is mid-step (it
-    applies a block's logs before it records the head): sampling the books at an older
-    timestamp than the one they hold would run interest backwards.
-    """
-    raw = await engine.chain.call("eth_getBlockByNumber", [hex(engine.stats.head), False])
-    newest = block_ref(raw)
-    for strategy in engine.strategies:
-        applied = getattr(getattr(strategy, "book", None), "block", None)
-        if isinstance(applied, BlockRef) and applied.number > newest.number:
-            newest = applied
-    return newest
+async def _head(keeper: Keeper) -> BlockRef:
+    """The newest block the strategies' books have applied (the engine records a step's
+    head in the same synchronous stretch as it applies the step's logs)."""
+    head = keeper.engine.last
+    assert head is not None, "synced first"
+    return head
 
 
-async def _settle(engine: Engine) -> bool:
+async def _settle(keeper: Keeper) -> bool:
     """Until the keeper's sends are mined and the engine has applied the chain's head
     (False after `SETTLE_SECONDS`)."""
     deadline = time.monotonic() + SETTLE_SECONDS
     while time.monotonic() < deadline:
-        if not engine.inflight:
-            head = int(await engine.chain.call("eth_blockNumber", []), 16)
-            if engine.stats.processed >= head and not engine.inflight:
+        if not keeper.inflight:
+            head = int(await keeper.chain.call("eth_blockNumber", []), 16)
+            if keeper.engine.stats.processed >= head and not keeper.inflight:
                 return True
         await asyncio.sleep(0.02)
     return False
@@ -190,9 +180,10 @@ async def replay(
     progress: Progress | None = None,
 ) -> BacktestReport:
     """Drive a running devnet along `steps` with the keeper engine in this process."""
-    engine = await build_engine(info, journal)
+    keeper = await build_keeper(info, journal, ws=True, keep_outcomes=None)
+    engine = keeper.engine
     symbols = {t.address.lower(): s for s, t in info.tokens.items()}
-    recorder = _Recorder(engine, symbols)
+    recorder = _Recorder(keeper, symbols)
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     report = BacktestReport(mode="price-path", chain_id=info.chain_id,
                             from_block=engine.stats.head, to_block=engine.stats.head,
@@ -201,17 +192,17 @@ async def replay(
     started = time.monotonic()
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(engine.run(stop, WsSubscriptions(info.ws_url)))
+            tasks.create_task(keeper.run(stop))
             for done, step in enumerate(steps, 1):
                 block = await asyncio.to_thread(apply_step, w3, info, step)
-                at = await _price_block(engine, block)
+                at = await _price_block(keeper, block)
                 report.prices += [PriceSample(block, at.timestamp, s, float(p))
                                   for s, p in step.prices.items()]
-                recorder.unhealthy(await _head(engine), block)
-                if not await _settle(engine):
+                recorder.unhealthy(await _head(keeper), block)
+                if not await _settle(keeper):
                     report.notes.append(f"step {step.index}: the keeper had not settled after "
                                         f"{SETTLE_SECONDS:.0f} s; the next step went on")
-                head = await _head(engine)
+                head = await _head(keeper)
                 recorder.unhealthy(head, block)
                 recorder.sample_health(head)
                 if progress is not None:
@@ -220,23 +211,23 @@ async def replay(
         report.seconds = time.monotonic() - started
         report.to_block = engine.stats.head
         report.blocks_replayed = report.to_block - report.from_block
-        await _fill_outcomes(report, engine, journal, recorder)
+        await _fill_outcomes(report, keeper, journal, recorder)
     finally:
-        await engine.chain.aclose()
+        await keeper.aclose()
     report.health = recorder.health
     report.notes.append("devnet price path: no competing liquidators, so no historical "
                         "liquidations; missed opportunities count at the keeper's own estimate")
     return report
 
 
-async def _price_block(engine: Engine, block: int) -> BlockRef:
+async def _price_block(keeper: Keeper, block: int) -> BlockRef:
     """The step's last price block, once the engine has ranked it."""
     deadline = time.monotonic() + SETTLE_SECONDS
-    while engine.stats.processed < block:
+    while keeper.engine.stats.processed < block:
         if time.monotonic() > deadline:
             raise DevnetError(f"the engine did not process block {block} in {SETTLE_SECONDS} s")
         await asyncio.sleep(0.01)
-    raw = await engine.chain.call("eth_getBlockByNumber", [hex(block), False])
+    raw = await keeper.chain.call("eth_getBlockByNumber", [hex(block), False])
     return block_ref(raw)
 
 
@@ -253,13 +244,14 @@ def _flows(receipt: Mapping[str, Any], me: str, collateral: str, debt: str) -> t
 
 
 async def _fill_outcomes(
-    report: BacktestReport, engine: Engine, journal: Journal, recorder: _Recorder
+    report: BacktestReport, keeper: Keeper, journal: Journal, recorder: _Recorder
 ) -> None:
     """The keeper's liquidations (journal + receipts), gas spent, and each opportunity's fate."""
-    assert engine.executor is not None
-    me = engine.executor.address.lower().removeprefix("0x")
+    executor = keeper.executor
+    assert executor is not None
+    me = executor.address.lower().removeprefix("0x")
     by_account: dict[tuple[str, str], list[Outcome]] = {}
-    for outcome in engine.stats.outcomes:
+    for outcome in keeper.outcomes:
         report.gas_spent_wei += outcome.gas_paid
         intent = journal.get(outcome.key)
         if intent is None:
@@ -271,10 +263,10 @@ async def _fill_outcomes(
             intent.block, recorder.symbol(intent.collateral), recorder.symbol(intent.debt)))
         if outcome.status != "confirmed":
             continue
-        receipt = await engine.chain.call("eth_getTransactionReceipt", [outcome.tx_hash])
+        receipt = await keeper.chain.call("eth_getTransactionReceipt", [outcome.tx_hash])
         repaid, seized = _flows(receipt, me, intent.collateral.lower(), intent.debt.lower())
         report.keeper.append(Liquidation(
-            block=outcome.block, tx=outcome.tx_hash, liquidator=engine.executor.address,
+            block=outcome.block, tx=outcome.tx_hash, liquidator=executor.address,
             protocol=intent.strategy, account=intent.account,
             collateral=recorder.symbol(intent.collateral), debt=recorder.symbol(intent.debt),
             repaid=repaid, seized=seized, profit_quote=outcome.realized_profit / WAD,

@@ -24,7 +24,7 @@ from keeper.backtest.history import (
 from keeper.backtest.model import BacktestReport, Mode
 from keeper.backtest.tally import Tally
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.engine import Engine, block_ref
+from keeper.wiring import Keeper
 
 log = structlog.get_logger(__name__)
 
@@ -84,19 +84,19 @@ class Replay:
     """One replay of [from_block, to_block] of `history` on `fork` (already at from_block-1)."""
 
     def __init__(
-        self, history: History, fork: HttpRpc, engine: Engine | None, *, insert: Insert,
+        self, history: History, fork: HttpRpc, keeper: Keeper | None, *, insert: Insert,
         from_block: int, to_block: int, mode: Mode, progress: Progress | None,
     ) -> None:
         self.history = history
         self.fork = fork
-        self.engine = engine
+        self.keeper = keeper
         self.insert = insert
         self.from_block, self.to_block = from_block, to_block
         self.progress = progress
         self.mode: Mode = mode
-        self.keeper = engine.executor.address if engine and engine.executor else None
+        self.keeper_address = keeper.executor.address if keeper and keeper.executor else None
         self.checks: list[BlockCheck] = []
-        self.tally = Tally(fork, engine, insert)
+        self.tally = Tally(fork, keeper, insert)
         # The health-factor distribution, sampled on at most HEALTH_SAMPLES blocks.
         self.health_every = max(1, (to_block - from_block + 1) // HEALTH_SAMPLES)
 
@@ -128,11 +128,11 @@ class Replay:
 
     async def _keeper_pool(self) -> list[str]:
         """The keeper's transactions waiting in the fork's pool, by nonce, as raw bytes."""
-        if self.keeper is None:
+        if self.keeper_address is None:
             return []
         content = await self.fork.call("txpool_content", [])
         mine = {a.lower(): txs for a, txs in (content.get("pending") or {}).items()}
-        waiting = mine.get(self.keeper, {})
+        waiting = mine.get(self.keeper_address, {})
         hashes = [waiting[n]["hash"] for n in sorted(waiting, key=int)]
         if not hashes:
             return []
@@ -144,14 +144,14 @@ class Replay:
         pool, or has ended. Before a step: the sends mined in the new block have seen their
         receipts (as a live keeper would by the next head), so what the engine may send
         again does not depend on timing. After: the next block holds what it decided."""
-        assert self.engine is not None
-        if self.engine.executor is None:
+        assert self.keeper is not None
+        if self.keeper.executor is None:
             return
         deadline = time.monotonic() + BROADCAST_TIMEOUT
-        while self.engine.inflight > len(await self._keeper_pool()):
+        while self.keeper.inflight > len(await self._keeper_pool()):
             if time.monotonic() > deadline:
                 log.warning("keeper sends still pending; building the block without them",
-                            inflight=self.engine.inflight)
+                            inflight=self.keeper.inflight)
                 return
             await asyncio.sleep(0.005)
 
@@ -163,14 +163,14 @@ class Replay:
         found = self._last_feed_update(block)
         if found is not None:
             self.tally.price_blocks.add(block.number)
-        if self.insert != "after-oracle" or self.engine is None or self.engine.executor is None:
+        if self.insert != "after-oracle" or self.keeper is None or self.keeper.executor is None:
             return None
         return found
 
     def _last_feed_update(self, block: HistoricalBlock) -> int | None:
-        if self.engine is None:
+        if self.keeper is None:
             return None
-        urgent = self.engine.urgent_filter()
+        urgent = self.keeper.engine.urgent_filter()
         if urgent is None:
             return None
         addresses, topics = set(urgent.addresses), set(urgent.topics0)
@@ -183,15 +183,16 @@ class Replay:
 
     async def _step(self, number: int, tasks: asyncio.TaskGroup, *, trial: bool = False
                     ) -> None:
-        assert self.engine is not None
-        raw = await self.fork.call("eth_getBlockByNumber", [hex(number), False])
+        keeper = self.keeper
+        assert keeper is not None
         await self._caught_up()
-        at = block_ref(raw)
-        opportunities = await self.engine.step(at, raw)
+        # The engine takes the block as any step from its block source (the follower on the
+        # fork); a trial step runs on copies of its state, thrown away afterwards.
+        opportunities = await keeper.step(tasks, to=number, trial=trial)
         self.tally.saw(number, opportunities)
         if not trial and (number - self.from_block) % self.health_every == 0:
-            self.tally.sample_health(at)
-        self.engine.dispatch(opportunities, tasks)
+            assert keeper.engine.last is not None and keeper.engine.last.number == number
+            self.tally.sample_health(keeper.engine.last)
         await self._caught_up()
 
     async def _trial(
@@ -199,13 +200,10 @@ class Replay:
     ) -> list[str]:
         """The keeper's transactions decided on the state right after the feed update
         (see the module docstring). Leaves the fork at the parent block, pool empty."""
-        engine = self.engine
-        assert engine is not None
         snapshot = await self.fork.call("evm_snapshot", [])
         await self._send([tx.raw for tx in block.txs[: upto + 1]])
         await self.fork.call("evm_mine", [])
-        with engine.what_if():
-            await self._step(block.number, tasks, trial=True)
+        await self._step(block.number, tasks, trial=True)
         decided = await self._keeper_pool()
         await self.fork.call("anvil_dropAllTransactions", [])
         if await self.fork.call("evm_revert", [snapshot]) is not True:
@@ -226,7 +224,7 @@ class Replay:
             await self._set_env(block)
             await self._send([*earlier, *raws[: upto + 1], *decided, *raws[upto + 1:]])
         await self.fork.call("evm_mine", [])
-        if self.engine is not None:
+        if self.keeper is not None:
             await self._step(block.number, tasks)
         await self._check(block)
 
@@ -248,7 +246,7 @@ class Replay:
         prints = normalized(prints_calls, values)
         diff = sorted(k for k, v in block.fingerprint.items() if prints.get(k) != v)
         self.checks.append(BlockCheck(
-            block.number, in_order and (not ours or self.keeper is not None),
+            block.number, in_order and (not ours or self.keeper_address is not None),
             replayed["receiptsRoot"] == block.receipts_root, diff, failed, ours))
         await self.tally.note_block(block, receipts)
 
@@ -283,11 +281,11 @@ class Replay:
 
     async def _drain(self, sends: _Sends) -> None:
         """Let sends mined in the last block settle; cancel those the range never mined."""
-        if self.engine is None or self.engine.executor is None:
+        if self.keeper is None or self.keeper.executor is None:
             return
         left = len(await self._keeper_pool())
         deadline = time.monotonic() + BROADCAST_TIMEOUT
-        while self.engine.inflight > left and time.monotonic() < deadline:
+        while self.keeper.inflight > left and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         for task in sends.started:
             task.cancel()

@@ -32,10 +32,10 @@ from keeper.backtest.model import (
     PriceSample,
 )
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.engine import Engine
 from keeper.ranking import realized_value
 from keeper.types import BlockRef
 from keeper.types import Opportunity as Ranked
+from keeper.wiring import Keeper
 
 if TYPE_CHECKING:
     from keeper.backtest.replay import BlockCheck
@@ -60,11 +60,11 @@ class _Seen:
 class Tally:
     """The observations of one replay, and the report built from them."""
 
-    def __init__(self, fork: HttpRpc, engine: Engine | None, insert: str) -> None:
+    def __init__(self, fork: HttpRpc, keeper: Keeper | None, insert: str) -> None:
         self.fork = fork
-        self.engine = engine
+        self.keeper = keeper
         self.insert = insert
-        self.keeper = engine.executor.address if engine and engine.executor else None
+        self.keeper_address = keeper.executor.address if keeper and keeper.executor else None
         self.seen: dict[tuple[str, str], _Seen] = {}
         self.by_key: dict[str, Ranked] = {}
         self.historical: list[tuple[int, str, LiquidationLog, int, bool, float]] = []
@@ -77,11 +77,11 @@ class Tally:
 
     async def start(self) -> str:
         """The quote token's symbol (and its unit, read once)."""
-        if self.engine is None:
+        if self.keeper is None:
             return "ETH"
-        raw = await self.fork.eth_call(self.engine.quote_token, DECIMALS)
+        raw = await self.fork.eth_call(self.keeper.engine.quote_token, DECIMALS)
         self.quote_unit = float(10 ** int(raw, 16))
-        return await self._symbol(self.engine.quote_token)
+        return await self._symbol(self.keeper.engine.quote_token)
 
     def saw(self, number: int, opportunities: Sequence[Ranked]) -> None:
         """The keeper ranked these at block `number` (the first sighting of each counts)."""
@@ -92,13 +92,11 @@ class Tally:
     def sample_health(self, at: BlockRef) -> None:
         """The health-factor distribution of every tracked position with debt, from the
         strategies that offer `positions(block)`."""
-        assert self.engine is not None
+        assert self.keeper is not None
         factors: list[float] = []
-        for strategy in self.engine.strategies:
-            positions = getattr(strategy, "positions", None)
-            if positions is not None:
-                factors += [p.health_factor / WAD for p in positions(at)
-                            if p.health_factor < NO_DEBT]
+        for source in self.keeper.engine.capabilities.positions:
+            factors += [p.health_factor / WAD for p in source.positions(at)
+                        if p.health_factor < NO_DEBT]
         factors.sort()
         last = len(factors) - 1
         self.health.append(HealthSample(
@@ -121,7 +119,7 @@ class Tally:
         """The historical liquidations of `block`, and whether each still happened on the
         fork (`receipts`: the fork's receipts of the block's historical transactions); the
         prices its feed updates posted."""
-        urgent = self.engine.urgent_filter() if self.engine is not None else None
+        urgent = self.keeper.engine.urgent_filter() if self.keeper is not None else None
         feeds = set(urgent.addresses) if urgent is not None else set()
         for tx in block.txs:
             for entry in tx.logs:
@@ -150,10 +148,11 @@ class Tally:
     async def _value(self, event: LiquidationLog, gas: int) -> float:
         """A liquidation's net profit in the quote asset, valued like the keeper's own (DEX
         state of the block it happened in)."""
-        if self.engine is None:
+        if self.keeper is None:
             return 0.0
         collateral, debt = await self._tokens(event)
-        wei = realized_value(self.engine.dex, self.engine.quote_token, collateral=collateral,
+        engine = self.keeper.engine
+        wei = realized_value(engine.dex, engine.quote_token, collateral=collateral,
                              debt=debt, collateral_received=event.seized,
                              debt_paid=event.repaid, gas_paid=gas)
         return float(wei) / self.quote_unit
@@ -171,7 +170,7 @@ class Tally:
         keeper_by_account: dict[tuple[str, str], Liquidation] = {}
         mined: list[tuple[int, int, Liquidation]] = []  # (block, tx index, liquidation)
         # Outcomes arrive in the order sends settle, which timing decides: order by the chain.
-        outcomes = sorted(self.engine.stats.outcomes if self.engine else [],
+        outcomes = sorted(self.keeper.outcomes if self.keeper else [],
                           key=lambda o: (o.block, o.tx_hash, o.key))
         for outcome in outcomes:
             report.gas_spent_wei += outcome.gas_paid
@@ -215,7 +214,7 @@ class Tally:
         competitors: dict[tuple[str, str], tuple[Liquidation, bool]],
     ) -> list[Opportunity]:
         out: list[Opportunity] = []
-        outcomes = sorted(self.engine.stats.outcomes if self.engine else [],
+        outcomes = sorted(self.keeper.outcomes if self.keeper else [],
                           key=lambda o: (o.block, o.key, o.status))
         reasons = {self.by_key[o.key].account.lower(): f"{o.status}: {o.reason}".rstrip(": ")
                    for o in outcomes if o.status != "confirmed" and o.key in self.by_key}
@@ -230,11 +229,11 @@ class Tally:
             elif rival is not None and rival[1]:
                 taken_by, profit = rival[0].liquidator, rival[0].profit_quote
                 why = reasons.get(account) or (
-                    "keeper passive (no account)" if self.keeper is None
+                    "keeper passive (no account)" if self.keeper_address is None
                     else "a competitor's transaction came first")
             else:
                 why = reasons.get(account) or (
-                    "keeper passive (no account)" if self.keeper is None else "not sent")
+                    "keeper passive (no account)" if self.keeper_address is None else "not sent")
                 if rival is not None:
                     why = f"its historical liquidation failed on the fork; keeper: {why}"
             out.append(Opportunity(
@@ -246,9 +245,9 @@ class Tally:
                 continue
             why = ("taken in the block of its price update, before the keeper's insert "
                    "position" if liq.block in self.price_blocks and (
-                       self.insert == "next-block" or self.keeper is None)
+                       self.insert == "next-block" or self.keeper_address is None)
                    else "the keeper never ranked it profitable")
-            if self.engine is None:
+            if self.keeper is None:
                 why = "no keeper configured"
             if not took:
                 why = f"its historical liquidation failed on the fork; {why}"

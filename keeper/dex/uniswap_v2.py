@@ -214,6 +214,12 @@ class PairBook:
             ))
         return book
 
+    async def reload(self, chain: ChainReader, block: BlockRef | int) -> None:
+        """Read every pair of this book again as of `block`, in place (after a reorg: the
+        objects holding this book keep seeing the same one)."""
+        fresh = await PairBook.load(chain, list(self.pairs), block, fee_bps=self.fee_bps)
+        self.pairs, self._by_tokens, self.block = fresh.pairs, fresh._by_tokens, fresh.block
+
     def subscriptions(self) -> LogFilter:
         """The pairs' `Sync(uint112,uint112)` logs, which carry the new reserves."""
         return LogFilter(addresses=tuple(sorted(self.pairs)), topics0=(SYNC_TOPIC,))

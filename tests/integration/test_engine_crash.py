@@ -4,7 +4,7 @@ The price drop is posted atomically: automine is paused, WETH -30 % and WBTC -20
 posted, one block (the price block P) is mined, automine is restored. With automine every
 transaction is mined in its own block, so "blocks to liquidation" on the devnet counts the
 keeper's own earlier transactions too; the reaction latency asserted is therefore the head
-at which the engine first ranked an account profitable (recorded around `Engine.step`).
+at which the engine first ranked an account profitable (recorded around `Keeper.step`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,13 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.tokens import to_feed_answer
-from keeper.engine import Engine
 from keeper.execution.journal import Journal
-from keeper.types import BlockRef, Event, Opportunity, Outcome
+from keeper.types import ChainStep, Opportunity, Outcome
+from keeper.wiring import Keeper
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 from tests.integration.helpers import SPECS, WAD, aave_pool, feeds, liquidator
@@ -68,19 +67,19 @@ async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-async def _quiet(engine: Engine, devnet: Devnet) -> None:
+async def _quiet(engine: Keeper, devnet: Devnet) -> None:
     """Until two consecutive empty heads were processed with nothing in flight and nothing new
     sent (new outcomes, if any, are only 'duplicate': the journal refused a repeat)."""
     quiet = 0
     while quiet < 2:
-        before = len(engine.stats.outcomes)
+        before = engine.outcomes.recorded
 
         async def settled() -> bool:
             head = await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
-            return engine.stats.processed >= head and engine.inflight == 0
+            return engine.engine.stats.processed >= head and engine.inflight == 0
 
         await _until(settled, "the engine to settle")
-        new = engine.stats.outcomes[before:]
+        new = engine.outcomes.since(before)
         quiet = quiet + 1 if all(o.status == "duplicate" for o in new) else 0
         await asyncio.to_thread(devnet.rpc, "evm_mine")
 
@@ -134,29 +133,28 @@ def _short_of_capital(outcome: Outcome) -> bool:
 
 
 def _record_rankings(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, steps: list[int] | None = None
+    engine: Keeper, monkeypatch: pytest.MonkeyPatch, steps: list[int] | None = None
 ) -> dict[Unit, int]:
     """The first head at which each (strategy, account) was ranked profitable; `steps` gets
     every head the engine stepped to (the newest head wins, so some are skipped)."""
     ranked: dict[Unit, int] = {}
-    step = engine.step
+    advance = engine.engine.advance
 
     async def recording(
-        head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None,
-        first: BlockRef | None = None,
+        step: ChainStep, tasks: asyncio.TaskGroup | None = None
     ) -> list[Opportunity]:
-        opportunities = await step(head, raw, events, first)
+        opportunities = await advance(step, tasks)
         if steps is not None:
-            steps.append(head.number)
+            steps.append(step.head.number)
         for opportunity in opportunities:
-            ranked.setdefault((opportunity.strategy, opportunity.account), head.number)
+            ranked.setdefault((opportunity.strategy, opportunity.account), step.head.number)
         return opportunities
 
-    monkeypatch.setattr(engine, "step", recording)
+    monkeypatch.setattr(engine.engine, "advance", recording)
     return ranked
 
 
-def _record_starved(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _record_starved(engine: Keeper, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The blocks at which some debt asset had nothing free: every unit of it was committed
     to liquidations in flight (capital, not detection, then defers the rest)."""
     starved: list[int] = []
@@ -215,8 +213,8 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
     """
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
-    engine = await build_engine(devnet.info, journal)
-    assert {s.name for s in engine.strategies} == {"aave_v3", "morpho_blue"}
+    engine = await build_keeper(devnet.info, journal, ws=True)
+    assert {s.name for s in engine.engine.strategies} == {"aave_v3", "morpho_blue"}
     try:
         assert not await asyncio.to_thread(_liquidatable_units, devnet)
         price_block = await asyncio.to_thread(_crash, devnet)
@@ -227,16 +225,16 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
         starved = _record_starved(engine, monkeypatch)
         stop = asyncio.Event()
         # The daemon's intake: newHeads and the feeds' logs over the WebSocket.
-        task = asyncio.create_task(engine.run(stop, WsSubscriptions(devnet.info.ws_url)))
+        task = asyncio.create_task(engine.run(stop))
         try:
             await _quiet(engine, devnet)
         finally:
             stop.set()
             await task
         end = await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
-        outcomes = engine.stats.outcomes
+        outcomes = engine.outcomes
         assert not [o for o in outcomes if o.status in BAD], outcomes
-        confirmed = engine.stats.confirmed
+        confirmed = engine.outcomes.confirmed
         assert confirmed and all(o.realized_profit > 0 for o in confirmed), [
             o for o in confirmed if o.realized_profit <= 0]
         assert {_unit(o)[0] for o in confirmed} == {"aave_v3", "morpho_blue"}, confirmed
@@ -266,8 +264,8 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
             else:  # never profitable: ranking dropped it, so the keeper must not have sent it
                 assert unit not in done and unit not in refused, unit
         assert set(first_ranked) <= weak | done  # nothing ranked that the chain called healthy
-        head, _raw = await engine.latest_block()
-        last = {(o.strategy, o.account): o for o in await engine.evaluate(head)}
+        await engine.step()
+        last = {(o.strategy, o.account): o for o in await engine.engine.evaluate(engine.head())}
         still = await asyncio.to_thread(_liquidatable_units, devnet)
         for unit in still & set(last):
             record = journal.get(last[unit].key)
@@ -283,11 +281,11 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
             f"statuses {sorted({o.status for o in outcomes})}"
         )
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
 
 
-async def _run_until(engine: Engine, condition: Callable[[], Awaitable[bool]], what: str) -> None:
+async def _run_until(engine: Keeper, condition: Callable[[], Awaitable[bool]], what: str) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
     try:
@@ -306,18 +304,18 @@ async def test_restart_mid_crash_sends_nothing_twice(devnet: Devnet, tmp_path: P
     the journal ('duplicate')."""
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
-    first = await build_engine(devnet.info, journal)
+    first = await build_keeper(devnet.info, journal)
     price_block = await asyncio.to_thread(_crash, devnet)
     try:
         async def one_confirmed() -> bool:
-            return bool(first.stats.confirmed)
+            return bool(first.outcomes.confirmed)
 
         await _run_until(first, one_confirmed, "a first liquidation")
     finally:
-        await first.chain.aclose()
+        await first.aclose()
         journal.close()
     journal = Journal(path)
-    second = await build_engine(devnet.info, journal)
+    second = await build_keeper(devnet.info, journal)
     await asyncio.to_thread(devnet.rpc, "evm_mine")  # a head after its sync, to start from
     try:
         stop = asyncio.Event()
@@ -328,25 +326,25 @@ async def test_restart_mid_crash_sends_nothing_twice(devnet: Devnet, tmp_path: P
             stop.set()
             await task
     finally:
-        await second.chain.aclose()
+        await second.aclose()
         journal.close()
-    outcomes = first.stats.outcomes + second.stats.outcomes
+    outcomes = first.outcomes.recent + second.outcomes.recent
     assert not [o for o in outcomes if o.status in BAD], outcomes
-    earlier = {o.key for o in first.stats.outcomes if o.status == "confirmed"}
-    again = [o for o in second.stats.outcomes if o.key in earlier]
+    earlier = {o.key for o in first.outcomes if o.status == "confirmed"}
+    again = [o for o in second.outcomes if o.key in earlier]
     assert all(o.status == "duplicate" for o in again), again
     end = await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
     events = await asyncio.to_thread(_liquidations, devnet, price_block, end)
     morpho_events = await asyncio.to_thread(_morpho_liquidations, devnet, price_block, end)
     # One confirmed liquidation per key across both runs (a key names the position's state:
     # a follow-up after a partial liquidation has another key, a repeat the same one).
-    keys = [o.key for o in first.stats.confirmed + second.stats.confirmed]
+    keys = [o.key for o in first.outcomes.confirmed + second.outcomes.confirmed]
     assert len(keys) == len(set(keys)), keys
     hashes = {_tx(e) for e in events + morpho_events}
     assert set(_journal_confirmed(path)) == hashes
     print(
-        f"\nrestart: first engine confirmed {len(first.stats.confirmed)}, second "
-        f"{len(second.stats.confirmed)}; second engine's repeats refused: {len(again)}"
+        f"\nrestart: first engine confirmed {len(first.outcomes.confirmed)}, second "
+        f"{len(second.outcomes.confirmed)}; second engine's repeats refused: {len(again)}"
     )
 
 
@@ -358,24 +356,25 @@ async def test_steady_state_requests_per_block_are_constant(
     the number of tracked accounts, and the same whether it covers 1 or 3 new blocks (one
     head read, one eth_getLogs over the range)."""
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal)
+    engine = await build_keeper(devnet.info, journal)
     try:
-        tracked = sum(len(s.accounts) for s in engine.strategies if isinstance(s, AaveV3Strategy))
+        tracked = sum(len(s.accounts) for s in engine.engine.strategies
+                      if isinstance(s, AaveV3Strategy))
         assert tracked >= len(USERS)
 
         async def step(blocks: int) -> int:
             for _ in range(blocks):
                 await asyncio.to_thread(devnet.rpc, "evm_mine")
             before = engine.chain.requests_sent
-            head, raw = await engine.latest_block()
-            assert not await engine.step(head, raw)
-            assert engine.stats.head == head.number
+            assert not await engine.step()
+            head = engine.head()
+            assert head.number == await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
             return engine.chain.requests_sent - before
 
         singles = [await step(1) for _ in range(4)]
         triples = [await step(3) for _ in range(4)]
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
     assert len(set(singles + triples)) == 1, (singles, triples)
     assert singles[0] <= 5

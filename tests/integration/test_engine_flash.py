@@ -18,8 +18,7 @@ from pathlib import Path
 from eth_account import Account
 from web3 import Web3
 
-from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.tokens import to_feed_answer
 from keeper.execution.journal import Journal
@@ -64,30 +63,31 @@ async def test_flash_liquidations_from_an_account_without_debt_assets(
         aave_pool=devnet.info.aave_v3.pool, morpho=devnet.info.morpho_blue.morpho,
         max_fee_per_gas=100 * GWEI, priority_fee=GWEI)
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal, key=key, flash_executor=deployed.address)
+    engine = await build_keeper(devnet.info, journal, key=key, flash_executor=deployed.address,
+                                ws=True)
     eth_before = int(devnet.w3.eth.get_balance(Web3.to_checksum_address(address)))
     try:
         await asyncio.to_thread(_crash, devnet)
         stop = asyncio.Event()
-        task = asyncio.create_task(engine.run(stop, WsSubscriptions(devnet.info.ws_url)))
+        task = asyncio.create_task(engine.run(stop))
         deadline = time.monotonic() + TIMEOUT
         try:
             # Until both protocols have a confirmed liquidation and nothing is in flight.
             while True:
-                protocols = {o.key.split(":")[1] for o in engine.stats.confirmed}
+                protocols = {o.key.split(":")[1] for o in engine.outcomes.confirmed}
                 if protocols >= {"aave_v3", "morpho_blue"} and not engine.inflight:
                     break
-                assert time.monotonic() < deadline, (protocols, engine.stats.outcomes[-5:])
+                assert time.monotonic() < deadline, (protocols, engine.outcomes.recent[-5:])
                 await asyncio.sleep(0.05)
         finally:
             stop.set()
             await task
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
-    outcomes = engine.stats.outcomes
+    outcomes = engine.outcomes
     assert not [o for o in outcomes if o.status in ("reverted", "error")], outcomes
-    confirmed = engine.stats.confirmed
+    confirmed = engine.outcomes.confirmed
     assert all(o.realized_profit > 0 for o in confirmed), confirmed
     after = {s: int(t.functions.balanceOf(address).call()) for s, t in erc20s.items()}
     eth_spent = eth_before - int(devnet.w3.eth.get_balance(Web3.to_checksum_address(address)))

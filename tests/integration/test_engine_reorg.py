@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.tokens import to_feed_answer
-from keeper.engine import Engine
 from keeper.execution.journal import Journal
 from keeper.types import Opportunity
+from keeper.wiring import Keeper
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, Miner
 from tests.integration.helpers import SPECS, aave_pool, feeds, liquidator
 
 
-def _aave(engine: Engine) -> AaveV3Strategy:
-    return next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
+def _aave(engine: Keeper) -> AaveV3Strategy:
+    return next(s for s in engine.engine.strategies if isinstance(s, AaveV3Strategy))
 
 
 def _drop_weth(devnet: Devnet) -> None:
@@ -45,28 +45,28 @@ async def test_a_reorg_rebuilds_the_book_as_a_fresh_sync_would(
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite")
     fresh_journal = Journal(tmp_path / "fresh.sqlite")
-    engine = await build_engine(devnet.info, journal, send=False)
-    fresh: Engine | None = None
+    engine = await build_keeper(devnet.info, journal, send=False)
+    fresh: Keeper | None = None
     try:
         for _ in range(depth - 1):  # the drop is the oldest of the reorged blocks
             await asyncio.to_thread(devnet.rpc, "evm_mine")
         await asyncio.to_thread(_drop_weth, devnet)
         for _ in range(depth - 1):
             await asyncio.to_thread(devnet.rpc, "evm_mine")
-        head, raw = await engine.latest_block()
-        dropped = await engine.step(head, raw)
+        dropped = await engine.step()
+        head = engine.head()
         assert dropped, "the drop made nothing liquidatable"
         weth = devnet.info.tokens["WETH"].address.lower()
         drop_price = next(r.price for r in _aave(engine).book.market.reserves if r.asset == weth)
 
         await asyncio.to_thread(devnet.rpc, "anvil_reorg", depth, [])
         await asyncio.to_thread(devnet.rpc, "evm_mine")
-        head, raw = await engine.latest_block()
-        after = await engine.step(head, raw)
-        assert engine.stats.reorgs == 1
+        after = await engine.step()
+        head = engine.head()
+        assert engine.engine.stats.reorgs == 1
         assert after == [], after  # the orphaned drop is gone: nothing is liquidatable
 
-        fresh = await build_engine(devnet.info, fresh_journal, send=False)
+        fresh = await build_keeper(devnet.info, fresh_journal, send=False)
         ours, theirs = _aave(engine), _aave(fresh)
         assert ours.synced == theirs.synced == head
         prices = {r.asset: r.price for r in ours.book.market.reserves}
@@ -76,17 +76,17 @@ async def test_a_reorg_rebuilds_the_book_as_a_fresh_sync_would(
         for user in ours.accounts:
             assert ours.book.account_data(user, head.timestamp) == theirs.book.account_data(
                 user, head.timestamp), user
-        assert {p.address: p for p in engine.dex.pairs.values()} == {
-            p.address: p for p in fresh.dex.pairs.values()}
+        assert {p.address: p for p in engine.engine.dex.pairs.values()} == {
+            p.address: p for p in fresh.engine.dex.pairs.values()}
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
         if fresh is not None:
-            await fresh.chain.aclose()
+            await fresh.aclose()
         fresh_journal.close()
 
 
-async def _dispatch(engine: Engine, opportunities: list[Opportunity], devnet: Devnet) -> None:
+async def _dispatch(engine: Keeper, opportunities: list[Opportunity], devnet: Devnet) -> None:
     """Hand `opportunities` (and any re-evaluation the engine queued) to execution and wait
     for all of it, mining a block now and then for what sits in the pool."""
     miner = Miner(devnet)
@@ -125,16 +125,15 @@ async def test_a_liquidation_mined_in_an_orphaned_block_is_re_evaluated(
     its nonce is taken by a no-op instead (or it fails harmlessly), and nothing is
     liquidated. Either way the journal ends as the chain does, and nothing lands twice."""
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal)
+    engine = await build_keeper(devnet.info, journal)
     try:
         start = int(devnet.w3.eth.block_number)
         await asyncio.to_thread(_drop_weth, devnet)
-        head, raw = await engine.latest_block()
-        drop_block = head.number
-        opportunities = await engine.step(head, raw)
+        opportunities = await engine.step()
+        drop_block = engine.head().number
         best = next(o for o in opportunities if o.strategy == "aave_v3")
         await _dispatch(engine, [best], devnet)
-        first = engine.stats.outcomes[-1]
+        first = engine.outcomes.recent[-1]
         assert first.status == "confirmed", first
         record = journal.get(best.key)
         assert record is not None and record.status == "confirmed"
@@ -143,15 +142,14 @@ async def test_a_liquidation_mined_in_an_orphaned_block_is_re_evaluated(
                                                    else drop_block)
         await asyncio.to_thread(devnet.rpc, "anvil_reorg", depth, [])
         await asyncio.to_thread(devnet.rpc, "evm_mine")
-        head, raw = await engine.latest_block()
-        again = await engine.step(head, raw)
+        again = await engine.step()
         assert journal.get(best.key).status in ("sent", "confirmed", "reverted")  # type: ignore[union-attr]
         await _dispatch(engine, again, devnet)
 
         landed = _our_liquidations(devnet, best.account, start)
         final = journal.get(best.key)
         assert final is not None
-        outcomes = [o for o in engine.stats.outcomes if o.key == best.key]
+        outcomes = [o for o in engine.outcomes if o.key == best.key]
         assert len(outcomes) == 1, outcomes  # the re-evaluation replaced the first outcome
         if orphan_the_drop:
             assert landed == [], landed
@@ -163,5 +161,5 @@ async def test_a_liquidation_mined_in_an_orphaned_block_is_re_evaluated(
             assert [t.block_number for t in mined] == [landed[0]["blockNumber"]]
             assert mined[0].tx_hash == first.tx_hash  # the same signed bytes: never re-signed
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()

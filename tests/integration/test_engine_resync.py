@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.artifacts import aave
 from keeper.devnet.observe import aave_accounts
 from keeper.errors import RpcUnavailable
 from keeper.execution.journal import Journal
-from keeper.strategy import Candidate
-from keeper.types import BlockRef
+from keeper.types import BlockRef, Candidate
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
 
@@ -44,15 +43,15 @@ async def test_configuration_change_resyncs_and_candidates_match_chain(
     devnet: Devnet, tmp_path: Path
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal, send=False)
+    engine = await build_keeper(devnet.info, journal, send=False)
     try:
-        strategy = next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
-        head, raw = await engine.latest_block()
-        await engine.step(head, raw)
+        strategy = next(s for s in engine.engine.strategies if isinstance(s, AaveV3Strategy))
+        await engine.step()
+        head = engine.head()
         assert not list(strategy.candidates(head))
         await asyncio.to_thread(_lower_weth_threshold, devnet)
-        head, raw = await engine.latest_block()
-        opportunities = await engine.step(head, raw)
+        opportunities = await engine.step()
+        head = engine.head()
         assert strategy.needs_resync is False and strategy.synced == head
         weth = devnet.info.tokens["WETH"].address.lower()
         reserve = next(r for r in strategy.book.market.reserves if r.asset == weth)
@@ -63,7 +62,7 @@ async def test_configuration_change_resyncs_and_candidates_match_chain(
         assert {c.account for c in strategy.candidates(head)} == chain
         assert {o.account for o in opportunities} <= chain
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
 
 
@@ -73,9 +72,9 @@ async def test_a_failing_strategy_sits_out_and_is_resynced(
     """A strategy that raises (here: candidates, as after time went backwards) does not stop
     the engine: it is skipped for that head and re-synced at the next one."""
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal, send=False)
+    engine = await build_keeper(devnet.info, journal, send=False)
     try:
-        strategy = next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
+        strategy = next(s for s in engine.engine.strategies if isinstance(s, AaveV3Strategy))
         failures = 0
 
         def broken(_block: BlockRef) -> list[Candidate]:
@@ -85,17 +84,17 @@ async def test_a_failing_strategy_sits_out_and_is_resynced(
 
         monkeypatch.setattr(strategy, "candidates", broken)
         await asyncio.to_thread(devnet.rpc, "evm_mine")
-        head, raw = await engine.latest_block()
-        assert await engine.step(head, raw) == []
-        assert failures == 1 and strategy in engine._broken
+        assert await engine.step() == []
+        head = engine.head()
+        assert failures == 1 and strategy.name in engine.engine._broken
         monkeypatch.undo()
         await asyncio.to_thread(devnet.rpc, "evm_mine")
-        head, raw = await engine.latest_block()
-        await engine.step(head, raw)
-        assert strategy not in engine._broken and strategy.synced == head
-        assert engine.stats.head == head.number
+        await engine.step()
+        head = engine.head()
+        assert strategy.name not in engine.engine._broken and strategy.synced == head
+        assert engine.engine.stats.head == head.number
     finally:
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
 
 
@@ -104,30 +103,30 @@ async def test_a_failed_cold_start_is_retried_not_fatal(
 ) -> None:
     """The first cold start times out (a slow node): the daemon logs it and tries again."""
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal, send=False)
-    engine._last = None  # as `keeper run` starts it: not synced yet
-    real = engine.sync
+    engine = await build_keeper(devnet.info, journal, send=False)
+    engine.engine.last = None  # as `keeper run` starts it: not synced yet
+    real = engine.engine.sync
     attempts = 0
 
-    async def flaky() -> BlockRef:
+    async def flaky(head: BlockRef) -> None:
         nonlocal attempts
         attempts += 1
         if attempts == 1:
             raise RpcUnavailable("RPC http://node unreachable (TimeoutError)")
-        return await real()
+        await real(head)
 
-    monkeypatch.setattr(engine, "sync", flaky)
+    monkeypatch.setattr(engine.engine, "sync", flaky)
     stop = asyncio.Event()
     task = asyncio.create_task(engine.run(stop))
     try:
         deadline = asyncio.get_running_loop().time() + 30
-        while engine._last is None:
+        while engine.engine.last is None:
             assert not task.done(), task.exception()
             assert asyncio.get_running_loop().time() < deadline, "never synced"
             await asyncio.sleep(0.02)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()
     assert attempts == 2

@@ -19,10 +19,10 @@ from urllib.parse import urlparse
 from web3 import Web3
 
 from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.tokens import to_feed_answer
-from keeper.engine import Engine
 from keeper.execution.journal import Journal
+from keeper.wiring import Keeper
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet
 from tests.integration.helpers import SPECS, feeds
@@ -97,8 +97,8 @@ def _post_weth(devnet: Devnet, usd: Decimal) -> int:
     return int(devnet.w3.eth.wait_for_transaction_receipt(tx)["blockNumber"])
 
 
-def _weth_price(engine: Engine, devnet: Devnet) -> int:
-    strategy = next(s for s in engine.strategies if isinstance(s, AaveV3Strategy))
+def _weth_price(engine: Keeper, devnet: Devnet) -> int:
+    strategy = next(s for s in engine.engine.strategies if isinstance(s, AaveV3Strategy))
     weth = devnet.info.tokens["WETH"].address.lower()
     return next(r.price for r in strategy.book.market.reserves if r.asset == weth)
 
@@ -107,19 +107,19 @@ async def test_feed_log_drives_the_engine_and_dropped_sockets_are_backfilled(
     devnet: Devnet, tmp_path: Path
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite")
-    engine = await build_engine(devnet.info, journal, send=False)
-    engine.poll_interval = 3600.0  # with the socket up, nothing but the socket may drive it
     parsed = urlparse(devnet.info.ws_url)
     proxy = CuttableProxy(parsed.hostname or "127.0.0.1", parsed.port or 80)
     ws = WsSubscriptions(await proxy.start(), backoff=(0.05, 0.2))
+    # With the socket up, nothing but the socket may drive it.
+    engine = await build_keeper(devnet.info, journal, send=False, ws=ws, poll_interval=3600.0)
     stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop, ws))
+    task = asyncio.create_task(engine.run(stop))
     weth = SPECS["WETH"].usd_price
     try:
         await _until(lambda: ws.connected, "the socket to subscribe")
         block = await asyncio.to_thread(_post_weth, devnet, weth * Decimal("0.99"))
-        await _until(lambda: engine.stats.processed >= block, "the price block")
-        assert engine.stats.urgent_logs >= 1
+        await _until(lambda: engine.engine.stats.processed >= block, "the price block")
+        assert engine.follower.stats.urgent_logs >= 1
         assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal("0.99"))
 
         # Three drops in a row, with prices moving while each lasts.
@@ -129,20 +129,20 @@ async def test_feed_log_drives_the_engine_and_dropped_sockets_are_backfilled(
             await _until(lambda: not ws.connected, "the socket to drop")
             missed = [await asyncio.to_thread(_post_weth, devnet, weth * Decimal(f))
                       for f in factors]
-            blocks_before = engine.stats.blocks
+            blocks_before = engine.engine.stats.blocks
             proxy.restore()
             last = missed[-1]
-            await _until(lambda: engine.stats.processed >= last, "the backfill")  # noqa: B023
+            await _until(lambda: engine.engine.stats.processed >= last, "the backfill")  # noqa: B023
             assert ws.connects >= round_ + 2
-            assert engine.stats.blocks - blocks_before >= len(missed)
+            assert engine.engine.stats.blocks - blocks_before >= len(missed)
             assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal(factors[-1]))
         # After the last reconnect the socket drives it again: a new price by push alone.
         block = await asyncio.to_thread(_post_weth, devnet, weth * Decimal("0.92"))
-        await _until(lambda: engine.stats.processed >= block, "a pushed block")
+        await _until(lambda: engine.engine.stats.processed >= block, "a pushed block")
         assert _weth_price(engine, devnet) == to_feed_answer(weth * Decimal("0.92"))
     finally:
         stop.set()
         await asyncio.wait_for(task, TIMEOUT)
         await proxy.close()
-        await engine.chain.aclose()
+        await engine.aclose()
         journal.close()

@@ -1,0 +1,213 @@
+"""The dispatcher: ranked opportunities in, transactions sent and outcomes recorded.
+
+The engine core hands it three things per step, top-down and nothing else:
+
+1. `size(candidates, head)`: before ranking, every candidate is sized within the
+   capital on hand (debt tokens the sender holds, less what sends in flight hold), or,
+   through the flash executor, within what a lender can lend net of its fee. The
+   candidates also tell it which positions are still liquidatable (`LivePositions`,
+   which the executor asks before a fee bump).
+2. `pending_swaps(head)`: the exit swaps of flash sends not yet applied to the DEX book,
+   so ranking values later liquidations on the pools those will leave.
+3. `dispatch(opportunities, tasks)`: the ranked opportunities, best first. Those of
+   accounts with nothing in flight are grouped into transactions (`IntentBuilder`) and
+   each is executed as a task of the caller's TaskGroup, in rank order; the outcome of
+   each liquidation is recorded once (`OutcomeLog`, bounded), gas is learned from
+   receipts, and the monitor hears about it. A tripped breaker holds sends back.
+
+After each step, `after_step(head)` collects the executor's recovery jobs for
+liquidations a reorg orphaned; at start, `recover(tasks)` settles what an earlier run
+sent and never saw mined. Until a recovery settles, its account gets nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+import structlog
+
+from keeper.batching import Send, split_by_weight
+from keeper.execution.executor import Executor
+from keeper.execution.intents import IntentBuilder
+from keeper.execution.outcomes import OutcomeLog
+from keeper.monitor import Monitor
+from keeper.types import BlockRef, Candidate, Opportunity, Outcome, SwapLeg
+
+log = structlog.get_logger(__name__)
+
+Slot = tuple[str, str]  # (strategy, account)
+Job = tuple[str, str, Coroutine[Any, Any, Outcome]]
+
+
+class LivePositions:
+    """The positions the newest ranking found liquidatable (the executor stops bumping the
+    fee of a send whose position is gone)."""
+
+    def __init__(self) -> None:
+        self._slots: set[Slot] = set()
+
+    def update(self, candidates: Sequence[Candidate]) -> None:
+        self._slots = {(c.strategy, c.account) for c in candidates}
+
+    def __call__(self, strategy: str, account: str) -> bool:
+        return (strategy, account) in self._slots
+
+
+class Dispatcher:
+    """Sizing, sending and outcomes for one sending account."""
+
+    def __init__(
+        self, executor: Executor, intents: IntentBuilder, live: LivePositions, *,
+        monitor: Monitor | None = None, outcomes: OutcomeLog | None = None,
+    ) -> None:
+        self.executor = executor
+        self.intents = intents
+        self.live = live
+        self.monitor = monitor
+        self.outcomes = outcomes if outcomes is not None else OutcomeLog()
+        self.base_fee = 0  # the next block's base fee, set by the engine each step
+        self._inflight: set[Slot] = set()
+        self._sent_early: set[str] = set()  # keys dispatched before the ranking finished
+        self._pending_swaps: dict[str, SwapLeg] = {}  # in-flight flash sends' exit swaps
+        self._pending_until: dict[str, int] = {}  # ... resolved: the block they were mined in
+        self._orphaned: list[Job] = []
+
+    @property
+    def inflight(self) -> int:
+        """Liquidations sent (or being sent) whose outcome is not known yet."""
+        return len(self._inflight)
+
+    # -- before ranking ------------------------------------------------------------------
+
+    async def size(self, candidates: Sequence[Candidate], head: BlockRef) -> list[Candidate]:
+        """Every candidate sized within the capital it can use (see the module docstring)."""
+        self.live.update(candidates)
+        if not candidates:
+            return []
+        intents = self.intents
+        direct = [c for c in candidates if not intents.flashable(c)]
+        flashed = [c for c in candidates if intents.flashable(c)]
+        free = await self.executor.available(sorted({c.debt for c in direct}), head.number)
+        if self.monitor is not None and self.executor.native_balance is not None:
+            # Before anything is sent: the balance-floor breaker must see this balance.
+            self.monitor.balance(self.executor.native_balance)
+        sized = [dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
+                 for c in direct]
+        if flashed:
+            assert intents.flash is not None
+            await intents.flash.refresh(self.executor.chain, sorted({c.debt for c in flashed}))
+            sized += intents.flash_sized(flashed)
+        return sized
+
+    def pending_swaps(self, head: int) -> list[SwapLeg]:
+        """Exit swaps of flash sends the book at `head` does not hold yet."""
+        for key, mined in list(self._pending_until.items()):
+            if mined <= head:  # applied to the book (or never sent): not pending
+                self._pending_swaps.pop(key, None)
+                del self._pending_until[key]
+        return list(self._pending_swaps.values())
+
+    # -- sending -------------------------------------------------------------------------
+
+    def dispatch(
+        self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup, *,
+        early: bool = False,
+    ) -> int:
+        """Hand ranked opportunities to the executor, best first; returns how many.
+
+        `early`: the head start of a ranking still running; the rest of that ranking
+        (dispatched next) skips them.
+        """
+        jobs, self._orphaned = self._orphaned, []
+        self.watch_again(jobs, tasks)
+        if self.monitor is not None and not self.monitor.allow_send(opportunities):
+            return 0  # a breaker is tripped: keep watching, send nothing
+        free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight
+                and o.key not in self._sent_early]
+        self._sent_early = {o.key for o in free} if early else set()
+        for send in self.intents.sends(free):
+            self._inflight.update((o.strategy, o.account) for o in send)
+            tasks.create_task(self._execute(send))
+        return len(free)
+
+    async def _execute(self, send: Send) -> None:
+        lead = send[0]
+        outcome: Outcome | None = None
+        try:
+            intent = self.intents.intent(send)
+            if intent.spender is None:
+                for opp in send:
+                    if opp.swap is not None:
+                        # Sold on chain by the flash executor: later rankings must see the
+                        # pool moved.
+                        self._pending_swaps[opp.key] = opp.swap
+            outcome = await self.executor.execute(intent, self.base_fee)
+            if intent.spender is None:
+                self.intents.gas.learn(send, outcome)
+        except Exception as exc:
+            # One failed send must not stop the daemon; it is logged with its traceback.
+            log.exception("liquidation failed", key=lead.key)
+            outcome = Outcome(lead.key, "error", reason=f"{type(exc).__name__}: {exc}",
+                              members=tuple(o.key for o in send[1:]))
+        finally:
+            for opp in send:
+                self._inflight.discard((opp.strategy, opp.account))
+                if opp.key in self._pending_swaps:
+                    done = outcome is not None and outcome.status in ("confirmed", "reverted")
+                    # Until the engine has applied the block it was mined in, the book lacks it.
+                    self._pending_until[opp.key] = outcome.block if done and outcome else 0
+        assert outcome is not None  # set by the call or by the handler
+        if len(send) > 1 and outcome.status == "simulation-failed":
+            self.intents.unbatchable.update(o.key for o in send)  # next time, each one alone
+        self._record(send, outcome)
+
+    def _record(self, send: Send, outcome: Outcome) -> None:
+        """One outcome per liquidation: a batch's profit and gas are shared among its
+        liquidations in proportion to their expected profit (the sums stay exact)."""
+        keys = [o.key for o in send]
+        profits = split_by_weight(outcome.realized_profit, [o.net_profit for o in send])
+        gas = split_by_weight(outcome.gas_paid, [o.net_profit for o in send])
+        for opp, key, profit, paid in zip(send, keys, profits, gas, strict=True):
+            each = outcome if len(send) == 1 else dataclasses.replace(
+                outcome, key=key, realized_profit=profit, gas_paid=paid,
+                members=tuple(k for k in keys if k != key))
+            self.outcomes.add(each)
+            if self.monitor is not None:
+                self.monitor.outcome(opp.strategy, each.status, each.realized_profit,
+                                     each.gas_paid)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    def recover(self, tasks: asyncio.TaskGroup) -> None:
+        """What an earlier run sent and never saw mined: settle it before that account gets
+        anything new."""
+        self.watch_again(self.executor.recovery(), tasks)
+
+    async def after_step(self, head: BlockRef) -> None:
+        """Our liquidations mined in blocks a reorg orphaned are not done: re-evaluate them
+        at the next dispatch (nothing to read when there are no young receipts)."""
+        self._orphaned += await self.executor.orphaned(head.number)
+
+    def watch_again(self, jobs: Sequence[Job], tasks: asyncio.TaskGroup) -> None:
+        """Run executor recovery jobs; their accounts get nothing new until each settles."""
+        for strategy, account, job in jobs:
+            slot = (strategy, account)
+            self._inflight.add(slot)
+            tasks.create_task(self._recovered(slot, job))
+
+    async def _recovered(self, slot: Slot, job: Coroutine[Any, Any, Outcome]) -> None:
+        try:
+            outcome = await job
+        except Exception as exc:
+            log.exception("recovering a transaction failed", account=slot[1])
+            outcome = Outcome("", "error", reason=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._inflight.discard(slot)
+        # One outcome per liquidation (a recovered batch's profit stays with its lead); an
+        # orphaned liquidation re-evaluated replaces what was recorded for it before.
+        self.outcomes.replace([outcome, *(
+            dataclasses.replace(outcome, key=k, realized_profit=0, gas_paid=0, members=())
+            for k in outcome.members)])

@@ -1,0 +1,150 @@
+"""From ranked opportunities to unsigned transactions: direct calls, flash plans, batches.
+
+`IntentBuilder` is wired once with the strategies (each builds its own call, and its own
+leg for the flash executor: execution knows no protocol), the flash route, the DEX book
+(pair addresses only) and the batching limits. It decides:
+
+- which candidates go through the flash executor (one is configured, the strategy can
+  describe the liquidation to it, and the seized collateral has a pair to be sold on)
+  and sizes them within what a lender can lend, net of its fee, at flash gas;
+- how ranked liquidations share transactions (`keeper.batching`);
+- the `TxIntent` of each transaction: the strategy's own call paid with tokens the
+  sender holds, or `execute(plan)` on the flash executor whose surplus must cover the
+  gas of every liquidation as ranked alone plus `min_profit` (so a send that would
+  lose money reverts; a batch burns less gas than that, never more).
+
+`GasBook` learns the gas flash liquidations really use from receipts (and what a batch
+saves per member), so later rankings price them right.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+from keeper.batching import Send, group_sends
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.execution.flash_route import FLASH_GAS_OVERHEAD, FlashRoute, min_out
+from keeper.execution.outcomes import RecentKeys
+from keeper.strategy import FlashLiquidating, Strategy
+from keeper.types import Call, Candidate, Opportunity, Outcome, TxIntent
+
+
+@dataclasses.dataclass
+class GasBook:
+    """Gas of flash liquidations as receipts show it."""
+
+    used: dict[str, int] = dataclasses.field(default_factory=dict)  # strategy -> gas used
+    # Gas a batch saves per liquidation beyond the first (at least the 21,000 base cost).
+    batch_saving: int = 21_000
+
+    def gas_for(self, strategy: str, direct_gas: int) -> int:
+        """Gas to rank a flash liquidation with: the last receipt's, or a first guess."""
+        return self.used.get(strategy, direct_gas + FLASH_GAS_OVERHEAD)
+
+    def learn(self, send: Send, outcome: Outcome) -> None:
+        if not outcome.gas_used or outcome.status != "confirmed":
+            return
+        if len(send) == 1:
+            self.used[send[0].strategy] = outcome.gas_used
+            return
+        alone = sum(self.gas_for(o.strategy, o.gas_limit) for o in send)
+        self.batch_saving = max(0, (alone - outcome.gas_used) // (len(send) - 1))
+
+
+class IntentBuilder:
+    """Turns ranked opportunities into transactions (no I/O but the flash liquidity read)."""
+
+    def __init__(
+        self, strategies: Sequence[Strategy], flash_legs: Mapping[str, FlashLiquidating],
+        dex: PairBook, *, quote_token: str, min_profit: int, flash: FlashRoute | None = None,
+        batch_max: int = 5,
+    ) -> None:
+        self.strategies = {s.name: s for s in strategies}
+        self.flash_legs = flash_legs
+        self.dex = dex
+        self.quote_token = quote_token.lower()
+        self.min_profit = min_profit
+        self.flash = flash
+        self.batch_max = batch_max
+        self.gas = GasBook()
+        self.unbatchable = RecentKeys()  # keys whose batch failed simulation: sent alone
+
+    def flashable(self, candidate: Candidate) -> bool:
+        """Sent through the flash executor: one is configured, the strategy can describe the
+        liquidation to it, and the seized collateral has a pair to be sold on."""
+        return (
+            self.flash is not None
+            and candidate.strategy in self.flash_legs
+            and candidate.collateral != candidate.debt
+            and self.dex.pair_for(candidate.collateral, candidate.debt) is not None
+        )
+
+    def flash_sized(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """Sized within what a lender can lend now (`FlashRoute.refresh` first), net of its
+        fee, ranked at flash gas."""
+        flash = self.flash
+        assert flash is not None
+        return [
+            dataclasses.replace(
+                c, max_repay=min(c.max_repay, flash.max_amount(c.debt, c.collateral)),
+                fee=flash.fee(c.debt, c.collateral),
+                gas_limit=self.gas.gas_for(c.strategy, c.gas_limit),
+            )
+            for c in candidates
+        ]
+
+    def intent(self, send: Send) -> TxIntent:
+        """The transaction of one send: a liquidation alone, or a flash batch."""
+        lead = send[0]
+        if len(send) > 1 or (lead.candidate.fee is not None and self.flash is not None):
+            return self._flash_intent(send)
+        candidate = lead.candidate
+        call = self.strategies[lead.strategy].build(candidate, lead.debt_to_cover)
+        return TxIntent(lead, call, candidate.gas_limit, candidate.spender)
+
+    def _flash_intent(self, send: Send) -> TxIntent:
+        """`execute(plan)` on the flash executor for one liquidation or a batch of one debt
+        token (see the module docstring for its profit guard)."""
+        flash = self.flash
+        assert flash is not None
+        lead = send[0]
+        legs = []
+        for opp in send:
+            swap = opp.swap
+            assert swap is not None  # ranking sold the collateral through this pair
+            legs.append(self.flash_legs[opp.strategy].flash_liquidation(
+                opp.candidate, opp.debt_to_cover, (swap.pair,), min_out(swap.amount_out)))
+        profit_pairs: tuple[str, ...] = ()
+        if lead.debt != self.quote_token:
+            pair = self.dex.pair_for(lead.debt, self.quote_token)
+            assert pair is not None  # ranking valued the debt through this very pair
+            profit_pairs = (pair.address,)
+        plan = flash.plan_batch(
+            legs, debt=lead.debt, repays=[o.debt_to_cover for o in send],
+            min_profit=sum(o.gas_cost for o in send) + self.min_profit,
+            profit_pairs=profit_pairs)
+        call = Call(to=flash.executor, data=flash.calldata(plan))
+        gas = sum(o.gas_limit for o in send) - (len(send) - 1) * self.gas.batch_saving
+        return TxIntent(lead, call, gas, None, members=send[1:])
+
+    def sends(self, opportunities: Sequence[Opportunity]) -> list[Send]:
+        """Ranked opportunities grouped into transactions (`keeper.batching`)."""
+        flash = self.flash
+        if flash is None or self.batch_max <= 1:
+            return [(o,) for o in opportunities]
+
+        def batchable(opp: Opportunity) -> bool:
+            return opp.candidate.fee is not None and opp.key not in self.unbatchable
+
+        def touches(opp: Opportunity) -> frozenset[str]:
+            pairs = (self.dex.pair_for(opp.collateral, opp.debt),
+                     self.dex.pair_for(opp.debt, self.quote_token))
+            return frozenset(p.address for p in pairs if p is not None)
+
+        def fits(batch: Sequence[Opportunity]) -> bool:
+            return flash.can_lend(batch[0].debt, [o.collateral for o in batch],
+                                  sum(o.debt_to_cover for o in batch))
+
+        return group_sends(opportunities, batchable=batchable, touches=touches, fits=fits,
+                           max_size=self.batch_max)

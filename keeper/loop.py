@@ -1,0 +1,104 @@
+"""The daemon's loop: an engine driven by a block source until stopped.
+
+`drive` cold-starts the engine at the source's head (retried with backoff: a slow or
+failing node must not end the daemon), runs the source's intake beside it, and takes
+one `ChainStep` at a time: the engine applies it, ranks, and dispatches, with every
+send a task of the loop's TaskGroup (so stopping waits for what is in flight). When the
+node fails after a step's blocks were applied (a refresh, the capital read), ranking is
+tried again a few times before the next head; a rebuild after a reorg that failed is
+stepped to again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from keeper.chain.follower import BlockSource
+from keeper.engine import Engine
+from keeper.errors import RetryableError
+from keeper.types import ChainStep
+
+log = structlog.get_logger(__name__)
+
+EVALUATION_RETRIES = (0.05, 0.2, 0.5)  # pauses before ranking a block again after a node error
+
+
+async def _advance_retrying(
+    engine: Engine, step: ChainStep, tasks: asyncio.TaskGroup, stop: asyncio.Event
+) -> bool:
+    """`advance`; when the node fails after the blocks were applied (a refresh, the
+    capital read), ranking is tried again a few times before the next head. False when
+    the step was not applied (a rebuild after a reorg failed)."""
+    try:
+        await engine.advance(step, tasks)
+        return True
+    except RetryableError as exc:
+        log.warning("cannot evaluate block; retrying", reason=str(exc))
+    if step.trial:
+        return True  # a trial's state is thrown away anyway
+    if engine.last is None or engine.last.number != step.head.number:
+        return False
+    for pause in EVALUATION_RETRIES:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), pause)
+        if stop.is_set():
+            break
+        try:
+            opportunities = await engine.evaluate(step.head, tasks)
+        except RetryableError as exc:
+            log.warning("cannot evaluate block; retrying", reason=str(exc))
+            continue
+        if engine.dispatcher is not None:
+            engine.dispatcher.dispatch(opportunities, tasks)
+        break
+    return True
+
+
+async def start(engine: Engine, source: BlockSource, stop: asyncio.Event) -> bool:
+    """Cold start at the source's head, retried with backoff (a slow or failing node must
+    not end the daemon); False if `stop` came first."""
+    delay = 0.5
+    while engine.last is None:
+        try:
+            head = await source.latest()
+            await engine.sync(head)
+        except RetryableError as exc:
+            log.warning("cold start failed; retrying", reason=str(exc), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return False
+            delay = min(delay * 2, 30.0)
+        else:
+            source.processed(ChainStep(head))
+    return True
+
+
+async def drive(engine: Engine, source: BlockSource, stop: asyncio.Event) -> None:
+    """Follow `source` until `stop` is set; sends run as tasks of this TaskGroup."""
+    if not await start(engine, source, stop):
+        return
+    async with asyncio.TaskGroup() as tasks:
+        if engine.dispatcher is not None:
+            engine.dispatcher.recover(tasks)
+        intake = tasks.create_task(source.follow(stop, engine.urgent_filter()))
+        while not stop.is_set():
+            step = await source.next_step(engine.log_filter(), stop)
+            if step is None:
+                break
+            structlog.contextvars.bind_contextvars(block=step.head.number)
+            applied = await _advance_retrying(engine, step, tasks, stop)
+            if applied:
+                source.processed(step)
+                if not step.trial:
+                    engine.stats.processed = step.head.number
+            else:  # the rebuild after a reorg failed: the source steps here again
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), EVALUATION_RETRIES[-1])
+        intake.cancel()
+        if engine.dispatcher is not None and engine.dispatcher.inflight:
+            log.info("stopping: waiting for in-flight liquidations",
+                     count=engine.dispatcher.inflight)

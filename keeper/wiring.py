@@ -1,0 +1,121 @@
+"""One keeper, wired once at start-up: chain follower → engine core → dispatcher → executor.
+
+`assemble` takes the parts the caller built (the RPC client, the strategies, the DEX
+book, and, when sending, the executor and the `LivePositions` it was given) and
+connects them; nothing writes into another stage's fields afterwards. `keeper run`,
+`keeper scan`, the demo, the backtests and the tests all build their keeper here, so
+the stages are the same in every mode: only the block source and the executor differ.
+
+    follower (keeper/chain/follower.py)   heads and logs in; one ChainStep per step
+    engine   (keeper/engine.py)           strategies, candidates, ranking
+    dispatcher (keeper/execution/dispatch.py)  sizing, intents, batching, outcomes
+    executor (keeper/execution/executor.py)    claim, simulate, sign, send, settle
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from keeper.chain.follower import ChainFollower
+from keeper.chain.http import HttpRpc
+from keeper.chain.ws import WsSubscriptions
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.engine import Engine
+from keeper.execution.dispatch import Dispatcher, LivePositions
+from keeper.execution.executor import Executor
+from keeper.execution.flash_route import FlashRoute
+from keeper.execution.intents import IntentBuilder
+from keeper.execution.outcomes import DEFAULT_KEEP, OutcomeLog
+from keeper.loop import drive
+from keeper.monitor import Monitor
+from keeper.strategy import Capabilities, Strategy
+from keeper.types import BlockRef, Opportunity
+
+
+@dataclass
+class Keeper:
+    """The stages of one keeper, and the few calls the commands and tests make on them."""
+
+    chain: HttpRpc
+    follower: ChainFollower
+    engine: Engine
+    dispatcher: Dispatcher | None
+    executor: Executor | None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Follow the chain until `stop`; the daemon's loop."""
+        await drive(self.engine, self.follower, stop)
+
+    async def sync(self) -> BlockRef:
+        """Cold start every strategy at the current head."""
+        head = await self.follower.latest()
+        await self.engine.sync(head)
+        self.follower.mark(head)
+        return head
+
+    async def step(
+        self, tasks: asyncio.TaskGroup | None = None, *, to: int | None = None,
+        trial: bool = False,
+    ) -> list[Opportunity]:
+        """One step to block `to` (the current head when None), as the daemon's loop takes
+        it: apply, rank, and, with `tasks`, dispatch. Empty when there is nothing new.
+        `trial`: on copies of the state, forgotten afterwards (a backtest's trial block)."""
+        step = await self.follower.step_to(self.engine.log_filter(), to)
+        if step is None:
+            return []
+        if trial:
+            step = dataclasses.replace(step, trial=True)
+        opportunities = await self.engine.advance(step, tasks)
+        self.follower.processed(step)
+        if not trial:
+            self.engine.stats.processed = step.head.number
+        return opportunities
+
+    def head(self) -> BlockRef:
+        """The last head the engine applied."""
+        assert self.engine.last is not None, "sync() first"
+        return self.engine.last
+
+    def dispatch(self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup) -> int:
+        """Hand ranked opportunities to the dispatcher (a keeper that sends)."""
+        assert self.dispatcher is not None, "this keeper only observes"
+        return self.dispatcher.dispatch(opportunities, tasks)
+
+    @property
+    def inflight(self) -> int:
+        return self.dispatcher.inflight if self.dispatcher is not None else 0
+
+    @property
+    def outcomes(self) -> OutcomeLog:
+        """What the dispatcher recorded (empty when observing only)."""
+        return self.dispatcher.outcomes if self.dispatcher is not None else OutcomeLog(0)
+
+    async def aclose(self) -> None:
+        await self.chain.aclose()
+
+
+def assemble(
+    chain: HttpRpc, strategies: Sequence[Strategy], dex: PairBook, *, quote_token: str,
+    min_profit: int, priority_fee: int, executor: Executor | None = None,
+    live: LivePositions | None = None, flash: FlashRoute | None = None, batch_max: int = 5,
+    monitor: Monitor | None = None, ws: WsSubscriptions | None = None,
+    poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
+) -> Keeper:
+    """The stages connected. With `executor`, `live` must be the `LivePositions` the
+    executor was built with (its `still_there`)."""
+    dispatcher: Dispatcher | None = None
+    if executor is not None:
+        intents = IntentBuilder(
+            strategies, Capabilities.of(strategies).flash, dex, quote_token=quote_token,
+            min_profit=min_profit, flash=flash, batch_max=batch_max)
+        dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
+                                outcomes=OutcomeLog(keep_outcomes))
+    engine = Engine(chain, strategies, dex, dispatcher, quote_token=quote_token,
+                    min_profit=min_profit, priority_fee=priority_fee, monitor=monitor)
+    follower = ChainFollower(
+        chain, ws=ws, poll_interval=poll_interval,
+        on_socket=monitor.socket if monitor is not None else None)
+    return Keeper(chain, follower, engine, dispatcher, executor)
