@@ -3,7 +3,7 @@
 Each `FakeNode` answers eth_chainId, eth_blockNumber, eth_getBlockByNumber, eth_call and
 web3_clientVersion (its name, to tell who answered), and can be switched to fail: HTTP 503
 or 429, a hang (timeout), a dropped connection, a revert for eth_call, or any JSON-RPC error
-object for a method (`errors`).
+object for a method (`errors`); `results` sets what a method answers.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ class FakeNode:
         self.mode = "ok"  # ok | 503 | 429 | hang | drop
         self.revert = False  # eth_call answers a JSON-RPC error
         self.errors: dict[str, dict[str, Any]] = {}  # method -> the error object it answers
+        self.results: dict[str, Any] = {}  # method -> the result it answers (else its own)
         self.methods: list[str] = []
         self.port = 0
         self._runner: web.AppRunner | None = None
@@ -92,6 +93,8 @@ class FakeNode:
         method, params = item.get("method"), item.get("params", [])
         if method in self.errors:
             return {"jsonrpc": "2.0", "id": item.get("id"), "error": self.errors[str(method)]}
+        if method in self.results:
+            return {"jsonrpc": "2.0", "id": item.get("id"), "result": self.results[str(method)]}
         result: Any
         if method == "eth_chainId":
             result = hex(self.chain_id)
