@@ -43,11 +43,10 @@ from eth_utils.abi import function_signature_to_4byte_selector
 from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.scale import start_scaled_devnet
-from keeper.engine import Engine
 from keeper.execution.journal import Journal
 from keeper.log import configure_logging
 from keeper.strategy import StrategyContext
@@ -57,15 +56,17 @@ from strategies.aave_v3.config import AaveV3Config
 from strategies.aave_v3.strategy import AaveV3Strategy
 from tests.bench.bench_feed_to_send import (
     Bench,
-    EngineState,
+    KeeperState,
     Series,
     TimedRpc,
+    close_keeper,
     keeper_trial,
     limit_trial,
     machine,
-    restore_engine,
-    save_engine,
-    use_timed_client,
+    release,
+    save_keeper,
+    timed_client,
+    trial_keeper,
 )
 
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
@@ -227,53 +228,66 @@ async def peer_vs_keeper(
             f"ratio peer / keeper {peer / seconds:,.0f}x", ">= 1000x")
 
 
-async def engine_for(info: DevnetInfo, folder: Path, drop: Decimal
-                     ) -> tuple[Bench, Engine, TimedRpc, EngineState]:
-    """A synced engine on `info` with the bench's timed client, as bench_feed_to_send sets it."""
+async def keeper_for(info: DevnetInfo, folder: Path, drop: Decimal
+                     ) -> tuple[Bench, TimedRpc, KeeperState]:
+    """A synced keeper's state on `info` and the bench's timed client, as bench_feed_to_send
+    sets them (each trial wires its keeper on them: `trial_keeper`)."""
     bench = Bench(info, drop)
     bench.poster = await HttpRpc.open(info.rpc_url)
     await bench.approve_debt_tokens()
     bench.snapshot = await bench.poster.call("evm_snapshot", [])
-    engine = await build_engine(info, Journal(folder / "engine.sqlite"))
-    rpc = await use_timed_client(engine, info.rpc_url)
-    return bench, engine, rpc, save_engine(engine)
+    synced = await build_keeper(info, Journal(folder / "engine.sqlite"))
+    try:
+        state = save_keeper(synced)
+    finally:
+        await close_keeper(synced)  # its fields stay readable: the trials' template
+    return bench, await timed_client(info.rpc_url), state
 
 
-async def close_engine(bench: Bench, engine: Engine) -> None:
+async def close_bench(bench: Bench, rpc: TimedRpc) -> None:
     if bench.snapshot:
         await bench.reset()
     if bench.poster is not None:
         await bench.poster.aclose()
-    await engine.chain.aclose()
-    if engine.executor is not None:
-        engine.executor.journal.close()
+    await rpc.aclose()
 
 
-async def requests_per_block(bench: Bench, engine: Engine, *, rpc: TimedRpc,
-                             state: EngineState, folder: Path, blocks: int) -> tuple[float, str]:
+def tracked_aave(state: KeeperState) -> AaveV3Strategy:
+    """The synced keeper's Aave V3 strategy (the one the devnet's positions are on)."""
+    strategies, _dex = state.saved
+    found: AaveV3Strategy = next(s for s in strategies if isinstance(s, AaveV3Strategy))
+    return found
+
+
+async def requests_per_block(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
+                             folder: Path, blocks: int) -> tuple[float, str]:
     """HTTP requests per processed block while small (non-liquidating) WETH moves stream in
     over the WebSocket, one block each (bench_feed_to_send's steady state, as numbers)."""
     await bench.reset()
-    await restore_engine(engine, state, folder, "steady")
-    engine.poll_interval = 3600.0
+    keeper = await trial_keeper(state, rpc, folder, "steady",
+                                ws=WsSubscriptions(bench.info.ws_url), poll_interval=3600.0)
+    stats = keeper.engine.stats
     stop = asyncio.Event()
-    task = asyncio.create_task(engine.run(stop, WsSubscriptions(bench.info.ws_url)))
+    task = asyncio.create_task(keeper.run(stop))
     try:
         await asyncio.sleep(0.3)
-        http0, methods0, processed0 = rpc.requests_sent, Counter(rpc.methods), engine.stats.blocks
+        http0, methods0, processed0 = rpc.requests_sent, Counter(rpc.methods), stats.blocks
         for k in range(blocks):
             _, block = await bench.post(bench.calm_data[k % 2])
             deadline = time.monotonic() + STEADY_TIMEOUT
-            while engine.stats.processed < block:
-                assert time.monotonic() < deadline, "the engine did not follow"
+            while stats.processed < block:
+                assert time.monotonic() < deadline, "the keeper did not follow"
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.05)
-        processed = engine.stats.blocks - processed0
+        processed = stats.blocks - processed0
         http = rpc.requests_sent - http0
         methods = rpc.methods - methods0
     finally:
         stop.set()
-        await asyncio.wait_for(task, STEADY_TIMEOUT)
+        try:
+            await asyncio.wait_for(task, STEADY_TIMEOUT)
+        finally:
+            release(keeper)
     detail = ", ".join(f"{m} {n / processed:.2f}" for m, n in sorted(methods.items()))
     return http / processed, detail
 
@@ -291,15 +305,15 @@ async def end_to_end(info: DevnetInfo, table: Table, args: argparse.Namespace,
     with tempfile.TemporaryDirectory(prefix="keeper-bench-scale-") as name:
         folder = Path(name)
         for number, drop in enumerate(drops):
-            bench, engine, rpc, state = await engine_for(info, folder, drop)
+            bench, rpc, state = await keeper_for(info, folder, drop)
             limit_rpc = await HttpRpc.open(info.rpc_url)
             try:
-                tracked = len(engine.strategies[0].accounts)  # type: ignore[attr-defined]
+                tracked = len(tracked_aave(state).accounts)
                 if number == 0 and args.steady_blocks:
-                    # First, on the engine fresh from sync (as at 100 positions): the
-                    # trials' evm_reverts leave the engine's recent-head ring behind.
+                    # First, on the chain fresh from the snapshot (as at 100 positions),
+                    # before the trials' evm_reverts.
                     per_block, detail = await requests_per_block(
-                        bench, engine, rpc=rpc, state=state, folder=folder,
+                        bench, rpc=rpc, state=state, folder=folder,
                         blocks=args.steady_blocks)
                     await_requests(table, per_block, detail, tracked)
                 if not args.trials:
@@ -307,7 +321,7 @@ async def end_to_end(info: DevnetInfo, table: Table, args: argparse.Namespace,
                 keeper, limit, stepping = Series("keeper"), Series("limit"), Series("step")
                 for k in range(args.warmup + args.trials):
                     latency, _seen, work = await keeper_trial(
-                        bench, engine, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
+                        bench, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
                     bare = await limit_trial(bench, limit_rpc, limit_account)
                     if k >= args.warmup:
                         keeper.samples.append(latency)
@@ -315,10 +329,10 @@ async def end_to_end(info: DevnetInfo, table: Table, args: argparse.Namespace,
                         stepping.samples.append(work)
                     if k % 10 == 0:
                         print(f"    trial {k}", file=sys.stderr, flush=True)
-                liquidatable = _liquidatable_after(engine, state, drop)
+                liquidatable = _liquidatable_after(state, drop)
             finally:
                 await limit_rpc.aclose()
-                await close_engine(bench, engine)
+                await close_bench(bench, rpc)
             table.add(
                 f"feed log -> signed tx sent, WETH -{drop * 100}% ({liquidatable} of "
                 f"{tracked:,} Aave accounts liquidatable), {label}",
@@ -330,12 +344,11 @@ async def end_to_end(info: DevnetInfo, table: Table, args: argparse.Namespace,
                       f"p50 {limit.pct(50) * 1e3:.2f} ms, p99 {limit.pct(99) * 1e3:.2f} ms")
 
 
-def _liquidatable_after(engine: Engine, state: EngineState, drop: Decimal) -> int:
+def _liquidatable_after(state: KeeperState, drop: Decimal) -> int:
     """How many tracked Aave accounts the drop makes liquidatable (exact, at the synced head)."""
-    strategies, _dex = state.saved
-    strategy: AaveV3Strategy = next(s for s in strategies if isinstance(s, AaveV3Strategy))
+    strategy = tracked_aave(state)
     market = strategy.book.market
-    weth = engine.quote_token  # the devnet engine quotes in WETH
+    weth = state.template.engine.quote_token  # the devnet keeper quotes in WETH
     moved = replace(market, reserves=tuple(
         replace(r, price=int(r.price * (1 - drop))) if r.asset == weth else r
         for r in market.reserves))
@@ -353,14 +366,14 @@ async def small_requests_per_block(table: Table, args: argparse.Namespace) -> No
     try:
         with tempfile.TemporaryDirectory(prefix="keeper-bench-scale-") as name:
             folder = Path(name)
-            bench, engine, rpc, state = await engine_for(info, folder, Decimal("0.036"))
+            bench, rpc, state = await keeper_for(info, folder, Decimal("0.036"))
             try:
-                tracked = len(engine.strategies[0].accounts)  # type: ignore[attr-defined]
+                tracked = len(tracked_aave(state).accounts)
                 per_block, detail = await requests_per_block(
-                    bench, engine, rpc=rpc, state=state, folder=folder,
+                    bench, rpc=rpc, state=state, folder=folder,
                     blocks=args.steady_blocks)
             finally:
-                await close_engine(bench, engine)
+                await close_bench(bench, rpc)
         await_requests(table, per_block, detail, tracked)
     finally:
         anvil.stop()

@@ -5,14 +5,16 @@ Run: `python -m tests.bench.bench_feed_to_send [--trials 200] [--borrowers 1430]
 What is timed, per trial, from the feed's `AnswerUpdated` log reaching the process (its
 `eth_subscribe` notification was read off the WebSocket) to the first liquidation's
 `eth_sendRawTransaction` having returned (the signed transaction was handed to the node).
-For the keeper, t0 is `EngineStats.urgent_log_at` (set as the engine routes the log) and t1
-is timed by an `HttpRpc` subclass around its sends; production code is not otherwise
+For the keeper, t0 is when the chain follower first heard of the price block (its head or
+the feed's log, whichever came first: a wrapper around the follower's `_heard`) and t1 is
+timed by an `HttpRpc` subclass around its sends; production code is not otherwise
 changed. Each keeper trial starts from the same chain state (`evm_revert` to one snapshot,
 taken at the head the keeper syncs at; the next block's timestamp is pinned to now, untimed)
-and the same engine state (a deep copy of the synced strategies and DEX book,
-restored per trial; they are plain data, so this is exactly a freshly synced engine without
-paying the cold start each trial, which is measured separately). The liquidator approves
-its debt tokens before the snapshot, so the only sends are liquidations.
+and the same engine state: a keeper wired anew (`keeper.wiring.assemble`, untimed) on a deep
+copy of the synced strategies and DEX book, marked as synced at the snapshot's head; they
+are plain data, so this is exactly a freshly synced keeper without paying the cold start
+each trial, which is measured separately. The liquidator approves its debt tokens before
+the snapshot, so the only sends are liquidations.
 
 The physical limit is a bare loop: its own socket subscribed to the same feed's logs; on
 the notification it sends one pre-signed transfer (anvil dev account 4) over that same
@@ -50,16 +52,17 @@ from websockets.asyncio.client import connect
 
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
-from keeper.demo import build_engine
+from keeper.demo import build_keeper
 from keeper.devnet.borrowers import plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import DEFAULT_TOKENS, price_feed, to_feed_answer
-from keeper.engine import Engine, EngineStats
+from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
 from keeper.execution.journal import Journal
 from keeper.log import configure_logging
-from keeper.types import BlockRef, Event, Opportunity
+from keeper.types import BlockRef, ChainStep, LogFilter
+from keeper.wiring import Keeper, assemble
 
 MNEMONIC = "test test test test test test test test test test test junk"
 LIMIT_ACCOUNT_PATH = "m/44'/60'/0'/0/4"  # anvil dev account 4: untouched by the devnet
@@ -173,91 +176,107 @@ class Bench:
 
 
 @dataclass
-class EngineState:
+class KeeperState:
+    """A synced keeper's state at the snapshot, and that keeper (the trials' keepers are
+    wired like it: same account, fees, appraisal, quote token, profit floor)."""
+
     saved: Any  # (strategies, dex), deep-copied
     head: BlockRef
     next_base_fee: int
+    template: Keeper
 
 
-async def use_timed_client(engine: Engine, url: str) -> TimedRpc:
-    """Swap in the timed client (same URL, same settings) for the measured runs."""
+async def timed_client(url: str) -> TimedRpc:
+    """The timed client (same URL, same settings) the measured runs' keepers are built on."""
     rpc = TimedRpc(url)
     await rpc.connect()
-    await engine.chain.aclose()
-    engine.chain = rpc
-    assert engine.executor is not None
-    engine.executor = fresh_executor(engine.executor, rpc, engine.executor.journal)
     return rpc
 
 
-def fresh_executor(old: Executor, chain: HttpRpc, journal: Journal) -> Executor:
-    """An executor like `old` on `chain` and `journal` (an executor is wired once, so a
-    trial that needs another client or journal gets a new one)."""
-    return Executor(chain, old.account, journal, old.fees, old.settlement.appraise,
-                    flash_executor=old.flash_executor, quote_token=old.quote_token,
-                    still_there=old.still_there)
-
-
-def save_engine(engine: Engine) -> EngineState:
-    assert engine._last is not None
+def save_keeper(keeper: Keeper) -> KeeperState:
+    engine = keeper.engine
+    assert engine.last is not None
     saved = copy.deepcopy((engine.strategies, engine.dex))
-    return EngineState(saved, engine._last, engine._next_base_fee)
+    return KeeperState(saved, engine.last, engine.next_base_fee, keeper)
 
 
-async def restore_engine(engine: Engine, state: EngineState, folder: Path, trial: str) -> None:
-    """The engine exactly as synced at the snapshot, with a fresh journal and nonce."""
+async def trial_keeper(state: KeeperState, rpc: HttpRpc, folder: Path, trial: str, *,
+                       ws: WsSubscriptions | None, poll_interval: float) -> Keeper:
+    """The keeper exactly as synced at the snapshot, on `rpc`, with a fresh journal and nonce
+    (no capital held by the last trial's sends) and this trial's intake. It is wired anew
+    each trial: every stage's fields are set once, at construction."""
+    template = state.template
+    old, engine = template.executor, template.engine
+    assert old is not None and template.dispatcher is not None
+    intents = template.dispatcher.intents
     strategies, dex = copy.deepcopy(state.saved)
-    engine.strategies, engine.dex = strategies, dex
-    engine._last = state.head
-    engine.stats = EngineStats()
-    engine._inflight.clear()
-    engine._next_base_fee = state.next_base_fee
-    old = engine.executor
-    assert old is not None
-    old.journal.close()
-    # New journal, nonce resynced from the chain, no capital held by the last trial's sends.
-    executor = fresh_executor(old, old.chain, Journal(folder / f"{trial}.sqlite"))
-    engine.executor = executor
+    live = LivePositions()
+    executor = Executor(rpc, old.account, Journal(folder / f"{trial}.sqlite"), old.fees,
+                        old.settlement.appraise, flash_executor=old.flash_executor,
+                        quote_token=old.quote_token, still_there=live)
     await executor.start()
+    keeper = assemble(
+        rpc, strategies, dex, quote_token=engine.quote_token, min_profit=engine.min_profit,
+        priority_fee=engine.priority_fee, executor=executor, live=live, flash=intents.flash,
+        batch_max=intents.batch_max, ws=ws, poll_interval=poll_interval)
+    # Synced at the snapshot's head, as `Keeper.sync` leaves it, without reading the chain.
+    keeper.engine.last = state.head
+    keeper.engine.next_base_fee = state.next_base_fee
+    keeper.engine.stats.head = state.head.number
+    keeper.follower.mark(state.head)
+    return keeper
 
 
-async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: EngineState,
+def release(keeper: Keeper) -> None:
+    """A trial's keeper is done: close its journal (its client is the shared timed one)."""
+    if keeper.executor is not None:
+        keeper.executor.journal.close()
+
+
+async def close_keeper(keeper: Keeper) -> None:
+    """A keeper with its own client (a cold start's): close the client and the journal."""
+    await keeper.aclose()
+    release(keeper)
+
+
+async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
                        folder: Path, trial: str) -> tuple[float, float, float]:
-    """(log -> send, log -> price block handed to step, step starts -> first send)."""
+    """(log -> send, log -> price block's step starts, step starts -> first send)."""
     await bench.reset()
-    await restore_engine(engine, state, folder, trial)
-    engine.poll_interval = 3600.0  # the socket drives it (one head read after subscribing)
-    # Nothing else mines: the first block the engine steps to is the price block.
+    ws = WsSubscriptions(bench.info.ws_url)
+    # The socket drives it (one head read after subscribing).
+    keeper = await trial_keeper(state, rpc, folder, trial, ws=ws, poll_interval=3600.0)
+    # Nothing else mines: the first block the keeper steps to is the price block. A step
+    # starts when the follower fetches its logs (then the engine applies and ranks it).
     marks: dict[str, float] = {}
-    original = engine.step
+    original = keeper.follower.step_to
 
-    async def step(head: BlockRef, raw: Mapping[str, Any], events: list[Event] | None = None,
-                   first: BlockRef | None = None) -> list[Opportunity]:
+    async def step_to(log_filter: LogFilter, number: int | None = None,
+                      raw: Mapping[str, Any] | None = None) -> ChainStep | None:
         marks.setdefault("detected", time.perf_counter())
-        return await original(head, raw, events, first)
+        return await original(log_filter, number, raw)
 
     heard_at: dict[int, float] = {}
-    heard = engine._heard
+    heard = keeper.follower._heard
 
     def first_heard(number: int, raw: Mapping[str, Any] | None) -> None:
         heard_at.setdefault(number, time.perf_counter())  # head or log, whichever came first
         heard(number, raw)
 
-    engine.__dict__["step"] = step
-    engine.__dict__["_heard"] = first_heard
+    keeper.follower.__dict__["step_to"] = step_to
+    keeper.follower.__dict__["_heard"] = first_heard
     stop = asyncio.Event()
-    ws = WsSubscriptions(bench.info.ws_url)
-    task = asyncio.create_task(engine.run(stop, ws))
+    task = asyncio.create_task(keeper.run(stop))
     try:
         deadline = time.monotonic() + TRIAL_TIMEOUT
         while not ws.connected:  # subscribed: from here on the post reaches it by push
             assert time.monotonic() < deadline, "the keeper's socket did not subscribe"
             await asyncio.sleep(0.001)
-        # After evm_revert anvil's head can stand above the restored engine's: let the
-        # engine catch up first, so the only step timed is the price block's.
+        # After evm_revert anvil's head can stand above the restored keeper's: let the
+        # keeper catch up first, so the only step timed is the price block's.
         assert bench.poster is not None
         current = int(await bench.poster.call("eth_blockNumber", []), 16)
-        while engine._last is None or engine._last.number < current:
+        while keeper.engine.last is None or keeper.engine.last.number < current:
             assert time.monotonic() < deadline, "the keeper did not catch up with the head"
             await asyncio.sleep(0.001)
         await asyncio.sleep(random.uniform(0.01, 0.05))
@@ -275,8 +294,7 @@ async def keeper_trial(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: En
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        engine.__dict__.pop("step", None)
-        engine.__dict__.pop("_heard", None)
+        release(keeper)
     # The engine sends its most promising liquidations before the step has ranked the rest,
     # so "step starts -> sent" is the whole critical path after the block was heard.
     detected = marks["detected"]
@@ -314,35 +332,39 @@ async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount) -> floa
         return await asyncio.wait_for(task, TRIAL_TIMEOUT)
 
 
-async def steady_state(bench: Bench, engine: Engine, *, rpc: TimedRpc, state: EngineState,
+async def steady_state(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
                        folder: Path, poll: float | None, blocks: int, gap: float) -> str:
     """Requests per processed block: small (non-liquidating) WETH moves, one block each.
 
     `poll` None: heads and feed logs come over the WebSocket (no head polls)."""
     await bench.reset()
-    await restore_engine(engine, state, folder, "steady")
-    engine.poll_interval = poll if poll is not None else 3600.0
-    stop = asyncio.Event()
     ws = WsSubscriptions(bench.info.ws_url) if poll is None else None
-    task = asyncio.create_task(engine.run(stop, ws))
+    keeper = await trial_keeper(state, rpc, folder, "steady", ws=ws,
+                                poll_interval=poll if poll is not None else 3600.0)
+    stats = keeper.engine.stats
+    stop = asyncio.Event()
+    task = asyncio.create_task(keeper.run(stop))
     try:
         await asyncio.sleep(0.2)
-        http0, methods0, processed0 = rpc.requests_sent, Counter(rpc.methods), engine.stats.blocks
+        http0, methods0, processed0 = rpc.requests_sent, Counter(rpc.methods), stats.blocks
         started = time.perf_counter()
         for k in range(blocks):
             _, block = await bench.post(bench.calm_data[k % 2])
             deadline = time.monotonic() + TRIAL_TIMEOUT
-            while engine.stats.processed < block:
-                assert time.monotonic() < deadline, "engine did not follow"
+            while stats.processed < block:
+                assert time.monotonic() < deadline, "the keeper did not follow"
                 await asyncio.sleep(0.001)
             await asyncio.sleep(gap)
         elapsed = time.perf_counter() - started
         http = rpc.requests_sent - http0
         methods = rpc.methods - methods0
-        processed = engine.stats.blocks - processed0
+        processed = stats.blocks - processed0
     finally:
         stop.set()
-        await asyncio.wait_for(task, TRIAL_TIMEOUT)
+        try:
+            await asyncio.wait_for(task, TRIAL_TIMEOUT)
+        finally:
+            release(keeper)
     polls = methods["eth_getBlockByNumber"]
     work = http - polls
     detail = ", ".join(f"{m} {n / processed:.2f}" for m, n in sorted(methods.items()))
@@ -369,31 +391,30 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
     limit_rpc = await HttpRpc.open(info.rpc_url)
     Account.enable_unaudited_hdwallet_features()
     limit_account = Account.from_mnemonic(MNEMONIC, account_path=LIMIT_ACCOUNT_PATH)
+    template: Keeper | None = None
+    rpc: TimedRpc | None = None
     with tempfile.TemporaryDirectory(prefix="keeper-bench-") as name:
         folder = Path(name)
         try:
             await bench.approve_debt_tokens()
             bench.snapshot = await bench.poster.call("evm_snapshot", [])
-            # Cold start: a fresh engine (PairBook.load + Engine.sync), timed several times.
+            # Cold start: a fresh keeper (PairBook.load + Engine.sync), timed several times.
             colds: list[float] = []
             syncs: list[float] = []
-            engine: Engine | None = None
             for k in range(args.cold):
-                journal = Journal(folder / f"cold{k}.sqlite")
                 started = time.perf_counter()
-                candidate = await build_engine(info, journal)
+                candidate = await build_keeper(info, Journal(folder / f"cold{k}.sqlite"))
                 colds.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 await candidate.sync()
                 syncs.append(time.perf_counter() - started)
-                if engine is None:
-                    engine = candidate
+                if template is None:
+                    template = candidate
                 else:
-                    await candidate.chain.aclose()
-                    journal.close()
-            assert engine is not None
-            rpc = await use_timed_client(engine, info.rpc_url)
-            state = save_engine(engine)
+                    await close_keeper(candidate)
+            assert template is not None
+            rpc = await timed_client(info.rpc_url)
+            state = save_keeper(template)
             tracked = sum(1 for p in plan_population(borrowers, DevnetSpec().seed)
                           if p.protocol == "aave_v3")
 
@@ -405,7 +426,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
             for k in range(args.warmup + args.trials):
                 # Interleave keeper and limit trials, so drift hits both alike.
                 latency, seen, work = await keeper_trial(
-                    bench, engine, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
+                    bench, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
                 bare = await limit_trial(bench, limit_rpc, limit_account)
                 if k % 25 == 0:
                     print(f"  trial {k}", file=sys.stderr, flush=True)
@@ -414,7 +435,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                     limit.samples.append(bare)
                     detect.samples.append(seen)
                     stepping.samples.append(work)
-            steady = [await steady_state(bench, engine, rpc=rpc, state=state, folder=folder,
+            steady = [await steady_state(bench, rpc=rpc, state=state, folder=folder,
                                          poll=poll, blocks=args.steady_blocks, gap=0.2)
                       for poll in (None, 0.05)]
         finally:
@@ -422,18 +443,18 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                 await bench.reset()
             for client in (bench.poster, limit_rpc):
                 await client.aclose()
-            if engine is not None:
-                await engine.chain.aclose()
-                if engine.executor is not None:
-                    engine.executor.journal.close()
+            if rpc is not None:
+                await rpc.aclose()
+            if template is not None:
+                await close_keeper(template)
 
     print(f"machine: {machine()}")
     print(f"devnet: DevnetSpec(borrowers={borrowers}) -> {tracked} Aave V3 accounts tracked; "
           f"price post: WETH ${WETH_START} -> ${WETH_START * (1 - bench.drop)} "
           f"(-{bench.drop * 100}%), one block, automine")
-    print(f"cold start (build_engine: PairBook.load + Engine.sync), n={len(colds)}: "
+    print(f"cold start (build_keeper: PairBook.load + Engine.sync), n={len(colds)}: "
           f"median {statistics.median(colds) * 1000:.0f} ms, min {min(colds) * 1000:.0f} ms; "
-          f"Engine.sync alone: median {statistics.median(syncs) * 1000:.0f} ms")
+          f"Keeper.sync alone: median {statistics.median(syncs) * 1000:.0f} ms")
     print(f"trials: {args.trials} per series (+{args.warmup} warm-up discarded), keeper and "
           f"limit trials interleaved")
     print(keeper.line())
