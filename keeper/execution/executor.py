@@ -34,9 +34,9 @@ from keeper.execution.nonces import NonceManager
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
-from keeper.types import Outcome, Status, TxIntent
+from keeper.types import Outcome, TxIntent
 
-__all__ = ["Appraiser", "Executor", "Outcome", "SendRefused", "Status"]  # Outcome/Status: moved
+__all__ = ["Executor"]
 
 log = structlog.get_logger(__name__)
 
