@@ -156,6 +156,9 @@ class Metrics:
         self.lost = opportunity_counter("lost", "lost to another liquidator")
         self.reverted = opportunity_counter("reverted", "reverted on chain")
         self.held = opportunity_counter("held", "not sent because a breaker was tripped")
+        self.races_lost = Counter(
+            "keeper_races_lost", "Liquidations that reverted because another transaction took "
+            "the position first (not counted by the revert breaker).", ["strategy"], registry=r)
         self.outcomes = Counter("keeper_outcomes", "Executor outcomes by status.",
                                 ["strategy", "status"], registry=r)
         self.profit = Counter("keeper_realized_profit_wei",
@@ -174,7 +177,7 @@ class Metrics:
                                      ["endpoint"], buckets=RPC_BUCKETS, registry=r)
         for strategy in strategies:  # zeros from the start, so dashboards have series
             for counter in (self.found, self.simulated, self.sent, self.confirmed, self.lost,
-                            self.reverted, self.held, self.profit, self.loss):
+                            self.reverted, self.held, self.profit, self.loss, self.races_lost):
                 counter.labels(strategy)
 
     def _lag(self) -> float:
@@ -213,10 +216,15 @@ class Metrics:
         if count > 0:
             self.held.labels(strategy).inc(count)
 
-    def outcome(self, strategy: str, status: str, profit_wei: int = 0, gas_wei: int = 0) -> None:
+    def outcome(
+        self, strategy: str, status: str, profit_wei: int = 0, gas_wei: int = 0, *,
+        race_lost: bool = False,
+    ) -> None:
         """One executor outcome: its status, realized profit (quote wei, may be negative)
-        and the gas it paid (native wei)."""
+        and the gas it paid (native wei); `race_lost`: a revert explained by a competitor."""
         self.outcomes.labels(strategy, status).inc()
+        if race_lost:
+            self.races_lost.labels(strategy).inc()
         if status in SIMULATED:
             self.simulated.labels(strategy).inc()
         if status in SENT:

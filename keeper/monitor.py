@@ -17,7 +17,7 @@ import structlog
 from keeper.breakers import Breakers
 from keeper.health import Health
 from keeper.metrics import Metrics
-from keeper.types import BlockRef, Candidate, Opportunity
+from keeper.types import BlockRef, Candidate, Opportunity, Outcome
 
 log = structlog.get_logger(__name__)
 
@@ -60,9 +60,12 @@ class Monitor:
             self.metrics.held_back(strategy, count)
         return False
 
-    def outcome(self, strategy: str, status: str, profit_wei: int, gas_wei: int) -> None:
-        self.breakers.record_outcome(status, gas_wei)
-        self.metrics.outcome(strategy, status, profit_wei, gas_wei)
+    def outcome(self, outcome: Outcome, strategy: str) -> None:
+        """One liquidation's outcome. A lost race has status "lost", never "reverted": the
+        revert breaker counts only reverts nobody explained."""
+        self.breakers.record_outcome(outcome.status, outcome.gas_paid)
+        self.metrics.outcome(strategy, outcome.status, outcome.realized_profit,
+                             outcome.gas_paid, race_lost=bool(outcome.winner))
 
     def balance(self, wei: int) -> None:
         """The sending account's native balance (for the balance-floor breaker)."""

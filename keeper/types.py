@@ -274,3 +274,5 @@ class Outcome:
     reason: str = ""
     gas_paid: int = 0  # native wei
     members: tuple[str, ...] = ()  # keys of the batch this transaction also carried
+    # A lost race: the transaction that took the position before ours (status "lost").
+    winner: str = ""

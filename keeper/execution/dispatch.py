@@ -74,6 +74,9 @@ class Dispatcher:
         self._pending_swaps: dict[str, SwapLeg] = {}  # in-flight flash sends' exit swaps
         self._pending_until: dict[str, int] = {}  # ... resolved: the block they were mined in
         self._orphaned: list[Job] = []
+        # Accounts our own liquidation touched, by the block it was mined in: a book older
+        # than that block does not hold it yet, and would liquidate them again (a revert).
+        self._mined_at: dict[Slot, int] = {}
 
     @property
     def inflight(self) -> int:
@@ -83,8 +86,11 @@ class Dispatcher:
     # -- before ranking ------------------------------------------------------------------
 
     async def size(self, candidates: Sequence[Candidate], head: BlockRef) -> list[Candidate]:
-        """Every candidate sized within the capital it can use (see the module docstring)."""
+        """Every candidate sized within the capital it can use (see the module docstring).
+        Accounts our own liquidation touched in a block after `head` are left out."""
         self.live.update(candidates)
+        self._mined_at = {s: b for s, b in self._mined_at.items() if b > head.number}
+        candidates = [c for c in candidates if (c.strategy, c.account) not in self._mined_at]
         if not candidates:
             return []
         intents = self.intents
@@ -153,8 +159,11 @@ class Dispatcher:
             outcome = Outcome(lead.key, "error", reason=f"{type(exc).__name__}: {exc}",
                               members=tuple(o.key for o in send[1:]))
         finally:
+            mined = outcome.block if outcome is not None else 0
             for opp in send:
                 self._inflight.discard((opp.strategy, opp.account))
+                if mined:
+                    self._mined_at[(opp.strategy, opp.account)] = mined
                 if opp.key in self._pending_swaps:
                     done = outcome is not None and outcome.status in ("confirmed", "reverted")
                     # Until the engine has applied the block it was mined in, the book lacks it.
@@ -176,8 +185,7 @@ class Dispatcher:
                 members=tuple(k for k in keys if k != key))
             self.outcomes.add(each)
             if self.monitor is not None:
-                self.monitor.outcome(opp.strategy, each.status, each.realized_profit,
-                                     each.gas_paid)
+                self.monitor.outcome(each, opp.strategy)
 
     # -- recovery ------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch
 from keeper.execution.nonces import NonceManager
+from keeper.execution.races import lost_to
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
@@ -309,9 +310,20 @@ class Executor:
         if mined.tx_hash in sent.cancels:
             return self.settlement.cancelled(opp.key, mined.tx_hash, mined.receipt, bound)
         quote = opp.quote_token if intent.spender is None else None
-        return self.settlement.settle(
+        bound = bound.bind(tx=mined.tx_hash)
+        outcome = self.settlement.settle(
             opp.key, mined.tx_hash, mined.receipt, collateral=opp.collateral, debt=opp.debt,
-            quote=quote, bound=bound.bind(tx=mined.tx_hash), call_to=intent.call.to)
+            quote=quote, bound=bound, call_to=intent.call.to)
+        if outcome.status != "reverted":
+            return outcome
+        # A competitor (or the borrower) took the position first: a lost race, not a fault.
+        winner = await lost_to(self.chain, [o.account for o in intent.opportunities],
+                               self.address, ranked_at=opp.block, receipt=mined.receipt)
+        if winner is None:
+            return outcome
+        bound.info("lost the race", winner=winner)
+        return dataclasses.replace(outcome, status="lost", winner=winner,
+                                   reason=f"lost race: {winner} took the position first")
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)

@@ -233,3 +233,21 @@ def test_the_dispatcher_keeps_what_it_must_exactly() -> None:
     assert [o.key for o in log.since(8)] == ["k8", "k9"]
     log.replace([dataclasses.replace(log.recent[-1], status="lost", realized_profit=0)])
     assert log.confirmed_count == 4 and log.by_status["lost"] == 1
+
+
+async def test_an_account_we_liquidated_waits_until_the_book_holds_that_block() -> None:
+    """Our liquidation mined at block B: a book older than B does not hold it, so the
+    account gets no candidate from it (that re-liquidation would revert)."""
+    strategy = FeedStrategy([])
+    strategy.price = THRESHOLD // 2
+    engine, executor = _wired([])
+    dispatcher = engine.dispatcher
+    assert dispatcher is not None
+    candidates = list(strategy.candidates(_block(10)))
+    opportunities = rank(candidates, dex=engine.dex, quote_token=QUOTE, base_fee=10**9,
+                         priority_fee=10**9, min_profit=0, block=10)
+    async with asyncio.TaskGroup() as tasks:
+        dispatcher.dispatch(opportunities, tasks)
+    assert executor.signed == 1  # mined at block 10 (the recording executor's answer)
+    assert await dispatcher.size(candidates, _block(9)) == []
+    assert len(await dispatcher.size(candidates, _block(10))) == 1
