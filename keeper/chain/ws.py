@@ -132,6 +132,7 @@ class WsSubscriptions:
         self, socket: ClientConnection, routes: dict[str, Notify], stop: asyncio.Event
     ) -> None:
         stopping = asyncio.ensure_future(stop.wait())
+        receiving: asyncio.Future[Any] | None = None
         try:
             while True:
                 receiving = asyncio.ensure_future(socket.recv())
@@ -144,6 +145,11 @@ class WsSubscriptions:
                 self._route(json.loads(receiving.result()), routes)
         finally:
             stopping.cancel()
+            if receiving is not None:
+                # Cancelled ourselves (the daemon abandoning its work): the pending read
+                # must not outlive us and end as an exception nobody retrieved.
+                receiving.cancel()
+                receiving.add_done_callback(_retrieve)
 
     @staticmethod
     def _route(message: Any, routes: dict[str, Notify]) -> None:
@@ -153,6 +159,12 @@ class WsSubscriptions:
         notify = routes.get(str(params.get("subscription")))
         if notify is not None and isinstance(params.get("result"), dict):
             notify(params["result"])
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Read a finished future's outcome so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
 
 
 class SubscriptionRefused(RetryableError):
