@@ -153,11 +153,20 @@ class ExecutionConfig(Section):
     batch_max: int = Field(default=5, ge=1, le=20)
     """Most liquidations of one debt token sent in one flash-executor transaction (one base
     cost, one loan, one nonce; all or nothing). 1 sends each liquidation alone."""
+    bid_share: Decimal = Field(default=Decimal("0.25"), ge=0, le=1)
+    """Share of a liquidation's expected profit (before the tip) offered as its priority
+    fee, at least `priority_fee_gwei`, at most the fee cap; ranking counts it as a cost.
+    In blocks ordered by fee it decides who liquidates first; 0 pays the fixed tip."""
+    bid_share_by_strategy: dict[str, Decimal] = Field(default_factory=dict)
+    """Per-strategy overrides of `bid_share`, e.g. `{ morpho_blue = 0.5 }`."""
 
     @model_validator(mode="after")
     def _fees(self) -> Self:
         if self.priority_fee_gwei > self.max_fee_per_gas_gwei:
             raise ValueError("priority_fee_gwei must not exceed max_fee_per_gas_gwei")
+        for name, share in self.bid_share_by_strategy.items():
+            if not 0 <= share <= 1:
+                raise ValueError(f"bid_share_by_strategy.{name} must be within [0, 1]")
         return self
 
 

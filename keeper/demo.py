@@ -32,6 +32,7 @@ from rich.live import Live
 from rich.table import Table
 from web3 import Web3
 
+from keeper.bids import BidPolicy
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
 from keeper.devnet.crash import CrashStep, apply_step, crash_steps
@@ -118,12 +119,13 @@ async def build_keeper(
     info: DevnetInfo, journal: Journal, *, send: bool = True,
     key: str = DEVNET_LIQUIDATOR_KEY, flash_executor: str | None = None,
     ws: WsSubscriptions | bool = False, poll_interval: float = 0.05,
-    keep_outcomes: int | None = DEFAULT_KEEP,
+    keep_outcomes: int | None = DEFAULT_KEEP, bids: BidPolicy | None = None,
 ) -> Keeper:
     """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
     public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
     owns); `ws`: heads and feed logs over the devnet's WebSocket (True) or the one given,
-    as the daemon's intake."""
+    as the daemon's intake. `bids`: none by default (automine orders first come, first
+    served: a tip buys nothing there)."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
@@ -149,7 +151,7 @@ async def build_keeper(
     keeper = assemble(
         chain, devnet_strategies(info, account.address), dex, quote_token=weth,
         min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live,
-        flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval,
+        flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval, bids=bids,
         ws=WsSubscriptions(info.ws_url) if ws is True else (ws or None),
     )
     await keeper.sync()

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 import structlog
 
+from keeper.bids import BidPolicy
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.errors import RetryableError
 from keeper.execution.dispatch import Dispatcher
@@ -58,7 +59,7 @@ class Engine:
     def __init__(
         self, chain: ChainReader, strategies: Sequence[Strategy], dex: PairBook,
         dispatcher: Dispatcher | None, *, quote_token: str, min_profit: int,
-        priority_fee: int, monitor: Monitor | None = None,
+        priority_fee: int, monitor: Monitor | None = None, bids: BidPolicy | None = None,
     ) -> None:
         self.chain = chain
         self.strategies = list(strategies)
@@ -69,6 +70,7 @@ class Engine:
         self.min_profit = min_profit
         self.priority_fee = priority_fee
         self.monitor = monitor
+        self.bids = bids
         self.stats = EngineStats()
         self.last: BlockRef | None = None
         self.next_base_fee = 0
@@ -219,7 +221,8 @@ class Engine:
         (valued after their swaps, as the sequential ranking would)."""
         ranking = functools.partial(
             rank, dex=self.dex, quote_token=self.quote_token, base_fee=self.next_base_fee,
-            priority_fee=self.priority_fee, min_profit=self.min_profit, block=head.number)
+            priority_fee=self.priority_fee, min_profit=self.min_profit, block=head.number,
+            bids=self.bids)
         if tasks is None or self.dispatcher is None:
             return ranking(candidates, pending=pending)
         first, rest = head_start(candidates, dex=self.dex, quote_token=self.quote_token,

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
+from keeper.bids import BidPolicy
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.types import Candidate, Opportunity, SwapLeg
 
@@ -164,8 +165,10 @@ def rank(
     min_profit: int,
     block: int,
     pending: Iterable[SwapLeg] = (),
+    bids: BidPolicy | None = None,
 ) -> list[Opportunity]:
     """Best-sized opportunities with net_profit >= min_profit, best first, one per account.
+    With `bids`, each tips a share of its profit (`keeper.bids`), counted as a cost.
 
     Values are wei of `quote_token` (the wrapped native coin, in which gas is paid).
     Candidates the book cannot value (no collateral/debt or debt/quote pair) are skipped.
@@ -185,7 +188,8 @@ def rank(
             dex.swap(leg)
     best_per_account: dict[tuple[str, str], Opportunity] = {}
     for c in candidates:
-        opp = _best(c, dex, quote_token, gas_price=gas_price, min_profit=min_profit, block=block)
+        opp = _best(c, dex, quote_token, gas_price=gas_price, min_profit=min_profit, block=block,
+                    base_fee=base_fee, bids=bids)
         if opp is None:
             continue
         who = (c.strategy, c.account)
@@ -203,7 +207,7 @@ def rank(
         opp = first
         if touches & moved:
             again = _best(c, book, quote_token, gas_price=gas_price, min_profit=min_profit,
-                          block=block)
+                          block=block, base_fee=base_fee, bids=bids)
             if again is None:
                 continue
             opp = again
@@ -244,15 +248,22 @@ def head_start(
 
 def _best(
     c: Candidate, dex: PairBook, quote_token: str, *, gas_price: int, min_profit: int,
-    block: int,
+    block: int, base_fee: int = 0, bids: BidPolicy | None = None,
 ) -> Opportunity | None:
-    """The best size of one candidate on `dex`, if it is worth at least `min_profit`."""
+    """The best size of one candidate on `dex`, if it is worth at least `min_profit` after
+    its bid (`bids`: the tip is a share of the profit, counted as a cost)."""
     gas_cost = c.gas_limit * gas_price
     found = best_size(c, dex, quote_token, gas_cost)
     if found is None:
         return None
     ev, evaluations, gross_value, slippage = found
-    if ev.net < min_profit:
+    net, tip = ev.net, gas_price - base_fee
+    if bids is not None:
+        before_tip = ev.net + gas_cost - c.gas_limit * base_fee
+        tip = bids.tip(c.strategy, before_tip, c.gas_limit, base_fee)
+        gas_cost = c.gas_limit * (base_fee + tip)
+        net = before_tip - c.gas_limit * tip  # gross - slippage - gas_cost, still exactly
+    if net < min_profit:
         return None
     return Opportunity(
         strategy=c.strategy,
@@ -266,7 +277,7 @@ def _best(
         slippage=slippage,
         gas_limit=c.gas_limit,
         gas_cost=gas_cost,
-        net_profit=ev.net,
+        net_profit=net,
         quote_token=quote_token,
         health_factor=c.health_factor,
         block=block,
@@ -274,6 +285,7 @@ def _best(
         swap=ev.swap,
         debt_out=ev.debt_out,
         evaluations=evaluations,
+        priority_fee=tip,
     )
 
 

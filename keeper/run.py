@@ -25,6 +25,7 @@ import asyncio
 import dataclasses
 import signal
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,7 @@ import click
 import structlog
 
 from keeper import plugins
+from keeper.bids import BidPolicy
 from keeper.breakers import Breakers
 from keeper.chain.failover import FailoverRpc
 from keeper.chain.http import HttpRpc
@@ -180,7 +182,7 @@ async def keeper_from_config(
             min_profit=int(execution.min_profit_quote * 10**decimals),
             priority_fee=priority_fee, executor=executor, live=live, flash=flash,
             batch_max=execution.batch_max, monitor=monitor, ws=ws,
-            keep_outcomes=keep_outcomes,
+            keep_outcomes=keep_outcomes, bids=bid_policy(config),
         )
         return keeper, fork
     except BaseException:
@@ -190,6 +192,16 @@ async def keeper_from_config(
             await fork.aclose()
         await chain.aclose()
         raise
+
+
+def bid_policy(config: KeeperConfig) -> BidPolicy:
+    """`execution.bid_share` (and its per-strategy overrides) within the fee limits."""
+    execution = config.execution
+    return BidPolicy(
+        share=Fraction(execution.bid_share),
+        by_strategy={k: Fraction(v) for k, v in execution.bid_share_by_strategy.items()},
+        min_tip=int(execution.priority_fee_gwei * GWEI),
+        max_fee_per_gas=int(execution.max_fee_per_gas_gwei * GWEI))
 
 
 OWNER = "0x8da5cb5b"  # owner()

@@ -76,13 +76,18 @@ class Event:
 
 @dataclass(frozen=True, slots=True)
 class SwapLeg:
-    """Selling `amount_in` of one token for another on a DEX pair (exact quote)."""
+    """Selling `amount_in` of one token for another on a DEX pool (exact quote).
+
+    `pair` is the pool's address; `venue` names the venue that quoted it (keeper.dex.venue)
+    and `fee` is the pool's fee where a venue has several tiers (Uniswap V3: pips)."""
 
     pair: str
     token_in: str
     token_out: str
     amount_in: int
     amount_out: int
+    venue: str = "uniswap_v2"
+    fee: int = 0
 
 
 def _as_given(repay: int) -> int:
@@ -148,6 +153,7 @@ class Opportunity:
     swap: SwapLeg | None = None  # selling the seized collateral for the debt asset
     debt_out: int = 0  # debt asset that swap returns (the collateral itself if the same token)
     evaluations: int = 0  # valuations the size search spent
+    priority_fee: int = 0  # the tip per gas it is sent with (its bid; in gas_cost already)
 
 
 @dataclass(frozen=True, slots=True)

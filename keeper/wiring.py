@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from keeper.bids import BidPolicy
 from keeper.chain.follower import ChainFollower
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
@@ -103,6 +104,7 @@ def assemble(
     live: LivePositions | None = None, flash: FlashRoute | None = None, batch_max: int = 5,
     monitor: Monitor | None = None, ws: WsSubscriptions | None = None,
     poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
+    bids: BidPolicy | None = None,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
     executor was built with (its `still_there`)."""
@@ -114,7 +116,8 @@ def assemble(
         dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
                                 outcomes=OutcomeLog(keep_outcomes))
     engine = Engine(chain, strategies, dex, dispatcher, quote_token=quote_token,
-                    min_profit=min_profit, priority_fee=priority_fee, monitor=monitor)
+                    min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
+                    bids=bids)
     follower = ChainFollower(
         chain, ws=ws, poll_interval=poll_interval,
         on_socket=monitor.socket if monitor is not None else None)

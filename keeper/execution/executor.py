@@ -275,7 +275,7 @@ class Executor:
         try:
             sent = await self.sender.send(
                 intent.call.to, intent.call.data, intent.gas_limit, base_fee, key=opp.key,
-                profit_cap_wei=cap,
+                profit_cap_wei=cap, priority_fee=opp.priority_fee or None,
             )
         except SendRefused as exc:
             self._drop_unsent(opp.key)  # dropped: the next block may claim it again

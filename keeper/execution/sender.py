@@ -64,14 +64,18 @@ class Sender:
 
     async def send(
         self, to: str, data: str, gas: int, base_fee: int, *, key: str | None,
-        profit_cap_wei: int = 0,
+        profit_cap_wei: int = 0, priority_fee: int | None = None,
     ) -> Pending | None:
         """Reserve a nonce, sign, journal (for `key`), broadcast; None above the fee cap.
+        `priority_fee`: the tip this send bids (the policy's tip when None).
 
         Raises `SendRefused` when the node refuses it (the nonce is released, or skipped
         past when the node says it is used).
         """
-        fees = self.fees.fees(base_fee)
+        policy = self.fees
+        if priority_fee is not None and priority_fee != policy.priority_fee:
+            policy = FeePolicy(policy.max_fee_per_gas, min(priority_fee, policy.max_fee_per_gas))
+        fees = policy.fees(base_fee)
         if fees is None:
             return None
         nonce = await self.nonces.reserve()

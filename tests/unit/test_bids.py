@@ -1,0 +1,66 @@
+"""Bids (keeper/bids.py, and ranking with them): the tip is a share of the expected profit,
+within the configured tip and the fee cap, and ranking counts it as a cost."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from keeper.bids import BidPolicy
+from keeper.ranking import rank
+from keeper.types import Opportunity
+from tests.unit.test_ranking import (
+    BASE_FEE,
+    E6,
+    GAS_LIMIT,
+    PRIORITY_FEE,
+    WETH,
+    candidate,
+    dex,
+)
+
+GWEI = 10**9
+POLICY = BidPolicy(share=Fraction(1, 2), min_tip=PRIORITY_FEE, max_fee_per_gas=500 * GWEI)
+
+
+def _rank(repay: int, bids: BidPolicy | None, min_profit: int = 0) -> list[Opportunity]:
+    return rank([candidate(repay)], dex=dex(2_000_000_000), quote_token=WETH,
+                base_fee=BASE_FEE, priority_fee=PRIORITY_FEE, min_profit=min_profit,
+                block=1, bids=bids)
+
+
+def test_a_big_liquidation_bids_its_share_and_the_tip_is_a_cost() -> None:
+    (fixed,) = _rank(10_000 * E6, None)  # a $10k repay, about $500 of bonus
+    (bid,) = _rank(10_000 * E6, POLICY)
+    assert fixed.priority_fee == PRIORITY_FEE
+    before_tip = fixed.net_profit + GAS_LIMIT * PRIORITY_FEE
+    assert bid.priority_fee == before_tip // 2 // GAS_LIMIT > 100 * PRIORITY_FEE
+    assert bid.gas_cost == GAS_LIMIT * (BASE_FEE + bid.priority_fee)
+    assert bid.net_profit == before_tip - GAS_LIMIT * bid.priority_fee
+    assert bid.gross_value - bid.slippage - bid.gas_cost == bid.net_profit
+    assert bid.debt_to_cover == fixed.debt_to_cover  # a share does not move the best size
+
+
+def test_a_marginal_liquidation_pays_the_least_tip_and_the_cap_holds() -> None:
+    tiny = BidPolicy(share=Fraction(1, 2), min_tip=PRIORITY_FEE, max_fee_per_gas=500 * GWEI)
+    assert tiny.tip("s", profit_before_tip=GAS_LIMIT, gas_limit=GAS_LIMIT,
+                    base_fee=BASE_FEE) == PRIORITY_FEE
+    capped = BidPolicy(share=Fraction(1), min_tip=PRIORITY_FEE, max_fee_per_gas=BASE_FEE + 7)
+    assert capped.tip("s", 10**30, GAS_LIMIT, BASE_FEE) == 7
+
+
+def test_the_bid_decides_what_is_still_worth_sending() -> None:
+    (fixed,) = _rank(10_000 * E6, None)
+    # Worth the minimum at the fixed tip, not once half its profit is bid away.
+    assert _rank(10_000 * E6, POLICY, min_profit=fixed.net_profit * 3 // 4) == []
+
+
+def test_per_strategy_overrides_and_bounds() -> None:
+    policy = BidPolicy(share=Fraction(1, 4), by_strategy={"test": Fraction(0)},
+                       min_tip=PRIORITY_FEE)
+    assert policy.share_for("test") == 0 and policy.share_for("other") == Fraction(1, 4)
+    (opp,) = _rank(10_000 * E6, policy)
+    assert opp.priority_fee == PRIORITY_FEE
+    with pytest.raises(ValueError, match="bid share"):
+        BidPolicy(share=Fraction(3, 2))
