@@ -45,6 +45,9 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
     table.add_row("Aave V3 addresses provider", info.aave_v3.addresses_provider)
     table.add_row("Morpho Blue", info.morpho_blue.morpho)
     table.add_row("Uniswap V2 router", info.uniswap_v2.router)
+    if info.uniswap_v3 is not None:
+        table.add_row("Uniswap V3 factory", info.uniswap_v3.factory)
+        table.add_row("Uniswap V3 QuoterV2", info.uniswap_v3.quoter)
     for symbol, feed in info.feeds.items():
         table.add_row(f"feed {symbol}/USD", feed)
     table.add_row("liquidator", f"{info.accounts.liquidator} (anvil dev account 1)")

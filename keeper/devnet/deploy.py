@@ -1,7 +1,7 @@
 """Deploy the whole devnet on a running anvil, and cache the result.
 
 `deploy_devnet` puts tokens, feeds, Aave V3, Uniswap V2 and Morpho Blue on an
-empty anvil and opens the borrower population. `start_devnet` starts anvil
+empty anvil, opens the borrower population, then adds Uniswap V3. `start_devnet` starts anvil
 from the cached state when one matches (keyed on the lock file, the deploy
 code, our contracts and the population), so a second start takes well under
 a second instead of a full deploy.
@@ -33,6 +33,7 @@ from keeper.devnet.info import Accounts, DevnetInfo, TokenInfo
 from keeper.devnet.morpho import deploy_morpho_blue
 from keeper.devnet.tokens import DEFAULT_TOKENS, TokenSpec, deploy_feeds, deploy_tokens
 from keeper.devnet.uniswap import deploy_uniswap_v2
+from keeper.devnet.uniswap_v3 import deploy_uniswap_v3
 from keeper.paths import cache_dir, project_root
 
 # anvil's well-known dev mnemonic ("test test … junk"): account 0 deploys, account 1 liquidates.
@@ -53,7 +54,7 @@ DEVNET_LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f46
 # The modules whose code decides what the deployed state holds (the cache key hashes them).
 STATE_SHAPING_MODULES = (
     "aave.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
-    "info.py", "morpho.py", "tokens.py", "uniswap.py",
+    "info.py", "morpho.py", "tokens.py", "uniswap.py", "uniswap_v3.py",
 )
 
 
@@ -104,6 +105,8 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
             morpho_markets={by_address[k]: v for k, v in markets.items()},
         ),
     )
+    # Last, so every address and balance deployed before it is what it was without it.
+    uniswap_v3 = deploy_uniswap_v3(deployer, tokens, spec.tokens)
     return DevnetInfo(
         rpc_url=anvil.rpc_url,
         ws_url=anvil.ws_url,
@@ -117,6 +120,7 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
         aave_v3=aave.info,
         uniswap_v2=uniswap.info,
         morpho_blue=morpho.info,
+        uniswap_v3=uniswap_v3.info,
     )
 
 

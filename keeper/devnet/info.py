@@ -43,6 +43,14 @@ class UniswapV2Info(_Frozen):
     pairs: dict[str, str]
 
 
+class UniswapV3Info(_Frozen):
+    factory: str
+    router: str  # SwapRouter
+    quoter: str  # QuoterV2
+    position_manager: str  # NonfungiblePositionManager (owns the devnet's positions)
+    pools: dict[str, str]  # "WETH/USDC/500" -> pool
+
+
 class MorphoMarketInfo(_Frozen):
     id: str
     loan_token: str
@@ -68,6 +76,7 @@ class DevnetInfo(_Frozen):
     aave_v3: AaveV3Info
     uniswap_v2: UniswapV2Info
     morpho_blue: MorphoBlueInfo
+    uniswap_v3: UniswapV3Info | None = None  # absent from devnet files written before it
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")

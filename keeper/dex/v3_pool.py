@@ -1,0 +1,207 @@
+"""One Uniswap V3 pool's state and its swap loop, mirrored from v3-core 1.0.1.
+
+`V3Pool` holds what a swap reads (slot0's price and tick, the in-range liquidity,
+fee, tick spacing, the tick bitmap and each initialized tick's liquidity gross and
+net); it is frozen, and each change returns a new pool that shares the tick maps
+with the old one unless positions changed, so copying a book of pools is cheap.
+
+- `swap` mirrors UniswapV3Pool.swap (contracts/UniswapV3Pool.sol): the step loop
+  over nextInitializedTickWithinOneWord, computeSwapStep, crossing initialized
+  ticks with their liquidityNet. Fee growth, oracle observations and protocol fees
+  change no amount, so they are left out.
+- `modify_position` mirrors the liquidity part of UniswapV3Pool._modifyPosition /
+  _updatePosition and Tick.update / Tick.clear (a Mint or Burn log applied).
+- `quote_exact_input_single` / `quote_exact_output_single` mirror QuoterV2
+  (v3-periphery, contracts/lens/QuoterV2.sol): the swap at the default price limit,
+  and its callback's checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from keeper.dex.v3_math import (
+    UniswapV3Error,
+    add_delta,
+    compute_swap_step,
+    to_int128,
+    to_int256,
+)
+from keeper.dex.v3_ticks import (
+    MAX_SQRT_RATIO,
+    MAX_TICK,
+    MIN_SQRT_RATIO,
+    MIN_TICK,
+    flip_tick,
+    get_sqrt_ratio_at_tick,
+    get_tick_at_sqrt_ratio,
+    next_initialized_tick_within_one_word,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TickInfo:
+    """The part of Tick.Info a swap reads: liquidityGross (is it initialized) and
+    liquidityNet (what crossing it left to right adds to the in-range liquidity)."""
+
+    liquidity_gross: int
+    liquidity_net: int
+
+
+@dataclass(frozen=True, slots=True)
+class SwapResult:
+    """The pool's (amount0, amount1) deltas (positive: paid in) and its state after."""
+
+    amount0: int
+    amount1: int
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    initialized_crossed: int  # initialized ticks the loop crossed
+    steps: int  # iterations of the swap loop
+
+
+@dataclass(frozen=True, slots=True)
+class V3Pool:
+    """A Uniswap V3 pool as its swaps see it (addresses lower-case)."""
+
+    address: str
+    token0: str
+    token1: str
+    fee: int  # pips: 500 is 0.05 %
+    tick_spacing: int
+    sqrt_price_x96: int
+    tick: int
+    liquidity: int
+    ticks: Mapping[int, TickInfo] = field(default_factory=dict)
+    bitmap: Mapping[int, int] = field(default_factory=dict)  # wordPos -> word, none zero
+
+    def zero_for_one(self, token_in: str) -> bool:
+        """Whether selling `token_in` is a token0 -> token1 swap."""
+        if token_in == self.token0:
+            return True
+        if token_in == self.token1:
+            return False
+        raise KeyError(f"{token_in} is not a token of pool {self.address}")
+
+    def swap(
+        self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int
+    ) -> SwapResult:
+        """UniswapV3Pool.swap's amounts and end state. `amount_specified` > 0: exact input;
+        < 0: exact output. Reverts ('AS', 'SPL', a math revert) raise UniswapV3Error."""
+        if amount_specified == 0:
+            raise UniswapV3Error("AS")
+        start = self.sqrt_price_x96
+        if not (
+            MIN_SQRT_RATIO < sqrt_price_limit_x96 < start if zero_for_one
+            else start < sqrt_price_limit_x96 < MAX_SQRT_RATIO
+        ):
+            raise UniswapV3Error("SPL")
+        exact_input = amount_specified > 0
+        remaining, calculated = amount_specified, 0
+        sqrt_price, tick, liquidity = start, self.tick, self.liquidity
+        crossed = steps = 0
+        bitmap, spacing, fee = self.bitmap, self.tick_spacing, self.fee
+        while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
+            steps += 1
+            step_start = sqrt_price
+            tick_next, initialized = next_initialized_tick_within_one_word(
+                bitmap, tick, spacing, zero_for_one)
+            tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
+            sqrt_next = get_sqrt_ratio_at_tick(tick_next)
+            beyond = sqrt_next < sqrt_price_limit_x96 if zero_for_one \
+                else sqrt_next > sqrt_price_limit_x96
+            sqrt_price, amount_in, amount_out, fee_amount = compute_swap_step(
+                sqrt_price, sqrt_price_limit_x96 if beyond else sqrt_next, liquidity,
+                remaining, fee)
+            if exact_input:
+                remaining -= to_int256(amount_in + fee_amount)
+                calculated -= to_int256(amount_out)
+            else:
+                remaining += to_int256(amount_out)
+                calculated += to_int256(amount_in + fee_amount)
+            if sqrt_price == sqrt_next:
+                if initialized:
+                    net = self.ticks[tick_next].liquidity_net  # Tick.cross
+                    liquidity = add_delta(liquidity, -net if zero_for_one else net)
+                    crossed += 1
+                tick = tick_next - 1 if zero_for_one else tick_next
+            elif sqrt_price != step_start:
+                tick = get_tick_at_sqrt_ratio(sqrt_price)
+        used = amount_specified - remaining
+        amount0, amount1 = (used, calculated) if zero_for_one == exact_input \
+            else (calculated, used)
+        return SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed, steps)
+
+    def after(self, result: SwapResult) -> V3Pool:
+        """This pool once a swap with `result` is mined (slot0 and liquidity move)."""
+        return replace(self, sqrt_price_x96=result.sqrt_price_x96, tick=result.tick,
+                       liquidity=result.liquidity)
+
+    def modify_position(self, tick_lower: int, tick_upper: int, liquidity_delta: int) -> V3Pool:
+        """The pool after a position's liquidity changes by `liquidity_delta` (a Mint's
+        amount, or minus a Burn's): Tick.update on both ends (flipping the bitmap when a
+        tick becomes initialized or empty, Tick.clear then) and, when the current tick is
+        inside the range, the in-range liquidity (UniswapV3Pool._modifyPosition)."""
+        if liquidity_delta == 0:  # a Burn of 0 only pokes the position's fees
+            return self
+        ticks = dict(self.ticks)
+        bitmap = dict(self.bitmap)
+        for tick, upper in ((tick_lower, False), (tick_upper, True)):
+            before = ticks.get(tick, TickInfo(0, 0))
+            gross = add_delta(before.liquidity_gross, liquidity_delta)
+            net = to_int128(before.liquidity_net - liquidity_delta if upper
+                            else before.liquidity_net + liquidity_delta)
+            if (gross == 0) != (before.liquidity_gross == 0):
+                flip_tick(bitmap, tick, self.tick_spacing)
+            if gross == 0 and liquidity_delta < 0:
+                ticks.pop(tick, None)
+            else:
+                ticks[tick] = TickInfo(gross, net)
+        liquidity = self.liquidity
+        if tick_lower <= self.tick < tick_upper:
+            liquidity = add_delta(liquidity, liquidity_delta)
+        return replace(self, ticks=ticks, bitmap=bitmap, liquidity=liquidity)
+
+
+def default_limit(zero_for_one: bool) -> int:
+    """QuoterV2's price limit when none is given: MIN_SQRT_RATIO + 1 or MAX_SQRT_RATIO - 1."""
+    return MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
+
+
+def quote_exact_input_single(pool: V3Pool, zero_for_one: bool, amount_in: int) -> SwapResult:
+    """QuoterV2.quoteExactInputSingle with no price limit: the swap of exactly `amount_in`
+    (or less, when the pool runs out of liquidity first: the result then says how much was
+    taken). Raises UniswapV3Error where the quoter reverts, including its callback's check
+    that something moved (a swap entirely within a 0-liquidity region)."""
+    result = pool.swap(zero_for_one, to_int256(amount_in), default_limit(zero_for_one))
+    _check_moved(result)
+    return result
+
+
+def quote_exact_output_single(pool: V3Pool, zero_for_one: bool, amount_out: int) -> SwapResult:
+    """QuoterV2.quoteExactOutputSingle with no price limit: the swap that returns exactly
+    `amount_out`; the quoter reverts when the pool cannot return all of it."""
+    result = pool.swap(zero_for_one, -to_int256(amount_out), default_limit(zero_for_one))
+    _check_moved(result)
+    received = -(result.amount1 if zero_for_one else result.amount0)
+    if received != amount_out:  # `require(amountReceived == amountOutCached)`
+        raise UniswapV3Error("QuoterV2: output not filled")
+    return result
+
+
+def _check_moved(result: SwapResult) -> None:
+    """QuoterV2.uniswapV3SwapCallback's `require(amount0Delta > 0 || amount1Delta > 0)`."""
+    if not (result.amount0 > 0 or result.amount1 > 0):
+        raise UniswapV3Error("QuoterV2: swap within a 0-liquidity region")
+
+
+def amount_in_of(result: SwapResult, zero_for_one: bool) -> int:
+    """What the swapper pays."""
+    return result.amount0 if zero_for_one else result.amount1
+
+
+def amount_out_of(result: SwapResult, zero_for_one: bool) -> int:
+    """What the swapper receives."""
+    return -(result.amount1 if zero_for_one else result.amount0)
