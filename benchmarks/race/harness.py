@@ -1,0 +1,406 @@
+"""One race on a running devnet: fund both bots, start them, drive a crash, wait, judge.
+
+`run_race(info, options, workdir)`:
+
+1. funds the competitor (anvil dev account 5) with exactly the keeper's token balances
+   (the keeper is the devnet liquidator, account 1, which the deploy gave $5M of every
+   token, minted the same way: the tokens' public `mint` sent by the deployer), and
+   approves the Aave Pool and Morpho Blue for both bots (a live bot approved long before a
+   crash); with `flash`, deploys a FlashLiquidator the keeper owns
+   (`keeper.deploy_executor.deploy_flash_liquidator`);
+2. sets the block mode: `automine` (every transaction mined at once in its own block, first
+   come first served, as L2 sequencers order) or `interval` (`evm_setAutomine false` +
+   `evm_setIntervalMining 1`: one block a second, the pool ordered by fee, anvil's default
+   `--order fees`);
+3. starts the keeper as the real daemon, `keeper run` in its own process with a generated
+   config (WebSocket intake, live mode, the product's breakers except a gas budget sized for
+   crash-day base fees, monitoring on a free port), and the competitor in its own process
+   (benchmarks/race/competitor.py), and waits until both have synced;
+4. drives the crash: `keeper.devnet.crash.crash_steps` + `apply_step` along a price path
+   (the bundled 2021-05-19 ETH/USD day by default), one step every `step_seconds` (a step
+   posts WETH then WBTC, with that day's base fee);
+5. waits until both bots are idle: the pool empty and neither bot's nonce moved for
+   `quiet_seconds`; scrapes the keeper's /metrics (its own view: outcomes, breakers); stops
+   both (SIGTERM: the daemon finishes what is in flight);
+6. judges from the chain (verdict.py) and times the sends (timing.py).
+
+The harness process itself only drives the price and listens to heads; each bot has a
+process (and, on 2 cores, a fair share of the CPU) of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from eth_account import Account
+from web3 import Web3
+from websockets.asyncio.client import connect
+
+from benchmarks.race import abi
+from benchmarks.race.competitor import CompetitorConfig
+from benchmarks.race.rpc import Rpc
+from benchmarks.race.timing import BotSend, LostRaces, Timing, keeper_sends, lost_races, timing
+from benchmarks.race.verdict import Contracts, Verdict, verdict
+from keeper.deploy_executor import deploy_flash_liquidator
+from keeper.devnet.borrowers import token_amount
+from keeper.devnet.crash import apply_step, crash_steps
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.devnet.deployer import Deployer, rpc
+from keeper.devnet.info import DevnetInfo
+from keeper.devnet.price_path import load_price_path
+from keeper.devnet.tokens import DEFAULT_TOKENS, mintable_erc20
+from keeper.paths import project_root
+
+MNEMONIC = "test test test test test test test test test test test junk"
+COMPETITOR_INDEX = 5  # an anvil dev account the devnet deploy never touches
+GWEI = 10**9
+ANSWER_UPDATED = abi.topic("AnswerUpdated(int256,uint256,uint256)")
+Mode = Literal["automine", "interval"]
+
+
+@dataclass(frozen=True)
+class RaceOptions:
+    """One race's knobs (the command line's, see benchmarks/race/__main__.py)."""
+
+    mode: Mode = "automine"
+    path: Path | None = None  # a price path CSV; the bundled 2021-05-19 day when None
+    first_step: int = 0
+    steps: int = 90
+    step_seconds: float = 1.0
+    competitor: bool = True  # False: the keeper alone
+    competitor_poll: float = 0.1
+    competitor_ws: bool = False
+    competitor_tip_gwei: Decimal = Decimal(1)
+    keeper_tip_gwei: Decimal = Decimal(1)
+    flash: bool = False
+    capital_usd: Decimal | None = None  # both bots' balance of each token (default: the
+    # keeper's, i.e. the devnet liquidator's $5M)
+    quiet_seconds: float = 2.0
+    idle_timeout: float = 60.0
+    ready_timeout: float = 120.0
+
+
+@dataclass
+class RaceResult:
+    """What one race gave."""
+
+    options: RaceOptions
+    verdict: Verdict
+    timing: Timing
+    lost: dict[str, LostRaces]  # each bot's lost races, by when it acted (timing.py)
+    keeper_metrics: dict[str, float]
+    competitor: dict[str, Any]
+    workdir: Path
+    seconds: float
+    stuck: int  # bot transactions still in the pool at the end
+    notes: list[str] = field(default_factory=list)
+
+
+def competitor_key() -> str:
+    Account.enable_unaudited_hdwallet_features()
+    account = Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{COMPETITOR_INDEX}")
+    return "0x" + bytes(account.key).hex()
+
+
+def run_race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceResult:
+    """One race on the running devnet `info` (its state is changed: start a fresh one)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_race(info, options, workdir))
+
+
+# ---------------------------------------------------------------------------- set-up
+
+
+def fund(w3: Web3, info: DevnetInfo, keeper: str, competitor: str,
+         capital_usd: Decimal | None = None) -> dict[str, int]:
+    """The competitor gets the keeper's balance of every token (both topped up to
+    `capital_usd` of each first, when given); both approve the protocols."""
+    deployer = Deployer(w3, Web3.to_checksum_address(info.accounts.deployer))
+    artifact = mintable_erc20()
+    spenders = [info.aave_v3.pool, info.morpho_blue.morpho]
+    specs = {s.symbol: s for s in DEFAULT_TOKENS}
+    balances = {}
+    for symbol, token_info in info.tokens.items():
+        token = w3.eth.contract(address=Web3.to_checksum_address(token_info.address),
+                                abi=artifact.abi)
+        held = {bot: int(token.functions.balanceOf(Web3.to_checksum_address(bot)).call())
+                for bot in (keeper, competitor)}
+        want = held[keeper]
+        if capital_usd is not None and symbol in specs:
+            want = max(want, token_amount(capital_usd, specs[symbol]))
+        for bot, have in held.items():
+            if want > have:
+                deployer.send(token.functions.mint(Web3.to_checksum_address(bot), want - have))
+        balances[symbol] = want
+        for bot in (keeper, competitor):
+            for spender in spenders:
+                deployer.send(token.functions.approve(Web3.to_checksum_address(spender),
+                                                      abi.MAX_UINT),
+                              sender=Web3.to_checksum_address(bot))
+    return balances
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def keeper_config(info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
+                  flash_executor: str | None, monitoring_port: int) -> Path:
+    """The daemon's config for the devnet (the key comes from the environment)."""
+    weth = info.tokens["WETH"].address
+    min_profit = Decimal(5) / next(t.usd_price for t in DEFAULT_TOKENS if t.symbol == "WETH")
+    flash = f'flash_executor = "{flash_executor}"\n' if flash_executor else ""
+    path = workdir / "keeper.toml"
+    path.write_text(
+        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n'
+        f'ws_url = "{info.ws_url}"\nblock_time_seconds = 1\n\n'
+        f'[execution]\nmode = "live"\nquote_token = "{weth}"\n'
+        f'min_profit_quote = "{min_profit}"\nmax_fee_per_gas_gwei = "5000"\n'
+        f'priority_fee_gwei = "{tip_gwei}"\njournal = "{workdir / "keeper-journal.sqlite"}"\n'
+        f"{flash}\n"
+        f'[monitoring]\nenabled = true\nhost = "127.0.0.1"\nport = {monitoring_port}\n\n'
+        # The product's breakers, but a gas budget for crash-day base fees (up to ~1,950
+        # gwei on the bundled path: the default 1 ETH an hour lasts a few liquidations).
+        '[breakers]\nmax_gas_per_hour_eth = "1000"\n\n'
+        f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
+        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
+        f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n')
+    return path
+
+
+class Process:
+    """A bot's child process, its output in the workdir; stopped with SIGTERM, then killed."""
+
+    def __init__(self, name: str, command: list[str], workdir: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.stdout_path = workdir / f"{name}.out"
+        self.stderr_path = workdir / f"{name}.err"
+        self._out: IO[str] = self.stdout_path.open("w")
+        self._err: IO[str] = self.stderr_path.open("w")
+        self.process = subprocess.Popen(
+            command, stdout=self._out, stderr=self._err, cwd=project_root(),
+            env={**os.environ, **(env or {})}, text=True)
+
+    def check(self) -> None:
+        code = self.process.poll()
+        if code is not None:
+            tail = self.stderr_path.read_text().strip().splitlines()[-3:]
+            raise RuntimeError(f"{self.name} exited with {code}: {' | '.join(tail)}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._out.close()
+        self._err.close()
+        return int(self.process.returncode)
+
+
+# ---------------------------------------------------------------------------- the race
+
+
+async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceResult:
+    started = time.monotonic()
+    w3 = Web3(Web3.HTTPProvider(info.rpc_url, request_kwargs={"timeout": 60}))
+    keeper = Account.from_key(DEVNET_LIQUIDATOR_KEY).address.lower()
+    comp_key = competitor_key()
+    competitor = Account.from_key(comp_key).address.lower()
+    await asyncio.to_thread(fund, w3, info, keeper, competitor, options.capital_usd)
+    flash_executor = None
+    if options.flash:
+        deployed = await asyncio.to_thread(
+            deploy_flash_liquidator, w3, keeper, Account.from_key(DEVNET_LIQUIDATOR_KEY),
+            aave_pool=info.aave_v3.pool, morpho=info.morpho_blue.morpho,
+            max_fee_per_gas=5000 * GWEI, priority_fee=GWEI)
+        flash_executor = deployed.address
+    if options.mode == "interval":
+        rpc(w3, "evm_setAutomine", False)
+        rpc(w3, "evm_setIntervalMining", 1)
+    chain = await Rpc.open(info.rpc_url)
+    seen: dict[int, float] = {}
+    stop_heads = asyncio.Event()
+    heads = asyncio.create_task(_watch_heads(info.ws_url, seen, stop_heads))
+    bots: list[Process] = []
+    try:
+        port = _free_port()
+        config = keeper_config(info, workdir, tip_gwei=options.keeper_tip_gwei,
+                               flash_executor=flash_executor, monitoring_port=port)
+        bots.append(Process("keeper", [
+            sys.executable, "-c", "from keeper.cli import main; main()", "--config",
+            str(config), "--log-format", "json", "run"], workdir,
+            env={"KEEPER_ACCOUNT__PRIVATE_KEY": DEVNET_LIQUIDATOR_KEY}))
+        if options.competitor:
+            bots.append(_start_competitor(info, options, workdir, comp_key))
+        await _ready(chain, bots, port, options)
+        first = int(await chain.call("eth_blockNumber"), 16) + 1
+        await _drive(w3, info, options)
+        stuck = await _idle(chain, [keeper, competitor], bots, options)
+        metrics = _scrape(port)
+        for bot in bots:
+            bot.stop()
+        last = int(await chain.call("eth_blockNumber"), 16)
+        names = {"keeper": keeper, "competitor": competitor} if options.competitor \
+            else {"keeper": keeper}
+        contracts = Contracts(info.aave_v3.pool, info.morpho_blue.morpho, info.aave_v3.oracle)
+        judged = await verdict(chain, contracts, names, first, last)
+        steps = await _step_blocks(chain, info.feeds["WETH"], first, last)
+        report = _competitor_report(workdir)
+        sends = {"keeper": keeper_sends(workdir / "keeper-journal.sqlite")}
+        if options.competitor:
+            sends["competitor"] = [BotSend(s["tx_hash"], s["sent_at"], s["block_seen"])
+                                   for s in report.get("sends", [])]
+        lost = {name: lost_races([(r.tx_hash, r.block - (r.blocks_after or 0))
+                                  for r in judged.reverts if r.who == name and r.winner],
+                                 bot_sends, seen)
+                for name, bot_sends in sends.items()}
+        return RaceResult(options, judged, timing(steps, seen, sends), lost, metrics, report,
+                          workdir, time.monotonic() - started, stuck)
+    finally:
+        for bot in bots:
+            bot.stop(timeout=10)
+        stop_heads.set()
+        heads.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await heads
+        if options.mode == "interval":
+            with contextlib.suppress(Exception):
+                rpc(w3, "evm_setIntervalMining", 0)
+                rpc(w3, "evm_setAutomine", True)
+        await chain.aclose()
+
+
+def _start_competitor(info: DevnetInfo, options: RaceOptions, workdir: Path,
+                      key: str) -> Process:
+    config = CompetitorConfig(
+        rpc_url=info.rpc_url, key=key, pool=info.aave_v3.pool, oracle=info.aave_v3.oracle,
+        morpho=info.morpho_blue.morpho, ws_url=info.ws_url, ws=options.competitor_ws,
+        poll_interval=options.competitor_poll,
+        tip=int(options.competitor_tip_gwei * GWEI), report=str(workdir / "competitor.json"))
+    path = workdir / "competitor-config.json"
+    config.write(path)
+    return Process("competitor", [sys.executable, "-m", "benchmarks.race.competitor", str(path)],
+                   workdir)
+
+
+def _competitor_report(workdir: Path) -> dict[str, Any]:
+    path = workdir / "competitor.json"
+    if not path.is_file():
+        return {}
+    report: dict[str, Any] = json.loads(path.read_text())
+    return report
+
+
+async def _watch_heads(ws_url: str, seen: dict[int, float], stop: asyncio.Event) -> None:
+    """When each block's newHeads notification reached the harness (the timing's t0)."""
+    async with connect(ws_url, max_size=None) as sock:
+        await sock.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
+                                    "params": ["newHeads"]}))
+        while not stop.is_set():
+            message = json.loads(await sock.recv())
+            result = message.get("params", {}).get("result")
+            if isinstance(result, dict) and "number" in result:
+                seen.setdefault(int(result["number"], 16), time.time())
+
+
+async def _ready(chain: Rpc, bots: list[Process], port: int, options: RaceOptions) -> None:
+    """Both bots synced: the competitor printed its ready line, the keeper's /metrics shows a
+    processed head at or past the one it started at (an empty block is mined to give it
+    one under automine)."""
+    target = int(await chain.call("eth_blockNumber"), 16)
+    deadline = time.monotonic() + options.ready_timeout
+    competitor_ready = not options.competitor
+    keeper_ready = False
+    last_mine = 0.0
+    while not (keeper_ready and competitor_ready):
+        for bot in bots:
+            bot.check()
+        if time.monotonic() > deadline:
+            raise RuntimeError("the bots did not get ready in time")
+        if not competitor_ready:
+            competitor_ready = '"ready"' in bots[1].stdout_path.read_text()
+        if not keeper_ready:
+            metrics = _scrape(port)  # empty until the daemon's monitoring is up
+            keeper_ready = metrics.get("keeper_head_block", 0) >= target > 0
+            if metrics and not keeper_ready and options.mode == "automine" \
+                    and time.monotonic() - last_mine > 0.5:
+                await chain.call("evm_mine")
+                last_mine = time.monotonic()
+        await asyncio.sleep(0.1)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """The keeper's /metrics: its own view of the race (outcomes, breakers, head)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(("keeper_head_block", "keeper_outcomes_total",
+                            "keeper_breaker_tripped", "keeper_races_lost_total",
+                            "keeper_opportunities_")) and "_created" not in line:
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
+async def _drive(w3: Web3, info: DevnetInfo, options: RaceOptions) -> None:
+    points = load_price_path(options.path) if options.path else load_price_path()
+    steps = crash_steps(points, {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
+    for step in steps[options.first_step: options.first_step + options.steps]:
+        started = time.monotonic()
+        await asyncio.to_thread(apply_step, w3, info, step)
+        await asyncio.sleep(max(0.0, options.step_seconds - (time.monotonic() - started)))
+
+
+async def _idle(chain: Rpc, addresses: list[str], bots: list[Process],
+                options: RaceOptions) -> int:
+    """Wait until the pool is empty and no bot's nonce moved for `quiet_seconds` (or the
+    timeout); returns how many transactions were left in the pool."""
+    deadline = time.monotonic() + options.idle_timeout
+    last: list[Any] = []
+    since = time.monotonic()
+    while True:
+        for bot in bots:
+            bot.check()
+        answers = await chain.batch(
+            [("txpool_status", [])]
+            + [("eth_getTransactionCount", [a, "pending"]) for a in addresses])
+        status, nonces = answers[0], answers[1:]
+        pending = int(status["pending"], 16) + int(status["queued"], 16)
+        if nonces != last:
+            last, since = nonces, time.monotonic()
+        if pending == 0 and time.monotonic() - since >= options.quiet_seconds:
+            return 0
+        if time.monotonic() > deadline:
+            return pending
+        await asyncio.sleep(0.25)
+
+
+async def _step_blocks(chain: Rpc, feed: str, first: int, last: int) -> list[int]:
+    """The blocks where the WETH feed posted a price: the crash steps, from the chain."""
+    logs = await chain.call("eth_getLogs", [{"fromBlock": hex(first), "toBlock": hex(last),
+                                             "address": feed, "topics": [ANSWER_UPDATED]}])
+    return sorted({int(x["blockNumber"], 16) for x in logs})

@@ -1,0 +1,380 @@
+"""The race's verdict, from the chain alone.
+
+Between the crash's first block and the end, it reads every block's transactions and the
+receipts of the two bots' ones, the Aave Pool's `LiquidationCall` and Morpho Blue's
+`Liquidate` logs, and decides:
+
+* per liquidated account (an Aave user, or a Morpho market and borrower), who liquidated
+  it first: the keeper, the competitor or someone else, by the sender of the transaction
+  that emitted the log (with the flash executor the log's liquidator is the contract; the
+  sender is still the keeper);
+* the bonus each liquidation took: collateral seized minus debt repaid, both valued at the
+  Aave oracle's prices of that block (an `eth_call` pinned to the block), in USD;
+* the gas each bot spent (all its transactions in the window, reverted ones included);
+* every reverted transaction of either bot with its cause. The trace of the transaction
+  at its own position in its block (`debug_traceTransaction`, callTracer) gives the revert
+  reason and the accounts it tried to liquidate (the Pool's `liquidationCall` and Morpho's
+  `liquidate` calls found anywhere in the call tree, so flash-executor batches count).
+  The cause is `lost` when a liquidation of one of those accounts by someone else came
+  before it (an earlier transaction of the same block or an earlier block), `self` when
+  only the bot's own earlier liquidation did (it acted on a stale view), and otherwise
+  `revert` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
+
+from benchmarks.race import abi
+from benchmarks.race.rpc import Rpc, RpcFault
+
+USD = 10**8  # the Aave oracle's base currency unit
+CHUNK = 200  # blocks per batch
+
+
+@dataclass(frozen=True)
+class Liquidation:
+    """One liquidation log and what it took."""
+
+    protocol: str
+    account: str  # the Aave user, or "<market id>:<borrower>"
+    block: int
+    tx_index: int
+    tx_hash: str
+    sender: str
+    who: str  # keeper, competitor or other
+    collateral: str
+    debt: str
+    repaid: int
+    seized: int
+    bonus_usd: float
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.block, self.tx_index
+
+
+@dataclass(frozen=True)
+class Revert:
+    """A reverted transaction of one bot, and why."""
+
+    who: str
+    tx_hash: str
+    block: int
+    tx_index: int
+    targets: tuple[str, ...]
+    reason: str
+    cause: str  # lost, self or revert
+    winner: str | None = None  # the earlier liquidation's tx hash (lost / self)
+    winner_who: str | None = None
+    blocks_after: int | None = None  # how many blocks after the earlier liquidation
+
+
+@dataclass
+class BotTotals:
+    """One bot's transactions in the window."""
+
+    transactions: int = 0
+    reverted: int = 0
+    gas_used: int = 0
+    fees_wei: int = 0
+    liquidations: int = 0
+    first: int = 0
+    bonus_usd: float = 0.0
+
+
+@dataclass
+class Verdict:
+    """Who won what, from the chain."""
+
+    first_block: int
+    last_block: int
+    bots: dict[str, str]  # name -> address
+    liquidations: list[Liquidation] = field(default_factory=list)
+    reverts: list[Revert] = field(default_factory=list)
+    totals: dict[str, BotTotals] = field(default_factory=dict)
+
+    def firsts(self) -> dict[str, Liquidation]:
+        """Each liquidated account's first liquidation."""
+        out: dict[str, Liquidation] = {}
+        for liquidation in sorted(self.liquidations, key=lambda x: x.position):
+            out.setdefault(liquidation.account, liquidation)
+        return out
+
+    @property
+    def accounts(self) -> int:
+        return len(self.firsts())
+
+    @property
+    def bonus_total(self) -> float:
+        return sum(x.bonus_usd for x in self.liquidations)
+
+    def win_rate(self, who: str) -> float:
+        firsts = self.firsts()
+        return sum(x.who == who for x in firsts.values()) / len(firsts) if firsts else 0.0
+
+    def capture(self, who: str) -> float:
+        total = self.bonus_total
+        mine = sum(x.bonus_usd for x in self.liquidations if x.who == who)
+        return mine / total if total else 0.0
+
+    def causes(self, who: str) -> Counter[str]:
+        return Counter(r.cause for r in self.reverts if r.who == who)
+
+    def as_json(self) -> dict[str, Any]:
+        names = [*self.bots, "other"]
+        return {
+            "first_block": self.first_block, "last_block": self.last_block, "bots": self.bots,
+            "accounts": self.accounts, "bonus_total_usd": round(self.bonus_total, 2),
+            "win_rate": {n: round(self.win_rate(n), 4) for n in names},
+            "capture": {n: round(self.capture(n), 4) for n in names},
+            "totals": {n: asdict(t) for n, t in self.totals.items()},
+            "revert_causes": {n: dict(self.causes(n)) for n in self.bots},
+            "liquidations": [asdict(x) for x in self.liquidations],
+            "reverts": [asdict(r) for r in self.reverts],
+        }
+
+    def lines(self) -> list[str]:
+        """The verdict as a few printed lines."""
+        out = [f"blocks {self.first_block}..{self.last_block}: {self.accounts} accounts "
+               f"liquidated, {len(self.liquidations)} liquidations, bonus taken "
+               f"${self.bonus_total:,.0f}"]
+        for name in [*self.bots, "other"]:
+            t = self.totals.get(name, BotTotals())
+            line = (f"  {name:<10} first liquidation {self.win_rate(name):6.1%} "
+                    f"({t.first}/{self.accounts})  bonus share {self.capture(name):6.1%} "
+                    f"(${t.bonus_usd:,.0f})")
+            if name in self.bots:
+                causes = ", ".join(f"{c} {n}" for c, n in sorted(self.causes(name).items()))
+                line += (f"  txs {t.transactions}, reverted {t.reverted}"
+                         f"{' (' + causes + ')' if causes else ''}, gas {t.gas_used:,} "
+                         f"({t.fees_wei / 10**18:.3f} ETH)")
+            out.append(line)
+        return out
+
+
+@dataclass(frozen=True)
+class Contracts:
+    """Where the liquidations happen and where the prices come from."""
+
+    pool: str
+    morpho: str | None
+    oracle: str
+
+
+async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first: int,
+                  last: int) -> Verdict:
+    """The verdict of blocks first..last for `bots` (name -> sending address)."""
+    by_address = {a.lower(): n for n, a in bots.items()}
+    result = Verdict(first, last, {n: a.lower() for n, a in bots.items()},
+                     totals={n: BotTotals() for n in [*bots, "other"]})
+    senders = await _transactions(rpc, first, last, by_address, result)
+    logs = await _logs(rpc, contracts, first, last)
+    result.liquidations = await _liquidations(rpc, contracts, logs, senders, by_address)
+    for liquidation in result.liquidations:
+        totals = result.totals[liquidation.who]
+        totals.liquidations += 1
+        totals.bonus_usd += liquidation.bonus_usd
+    for liquidation in result.firsts().values():
+        result.totals[liquidation.who].first += 1
+    result.reverts = await _reverts(rpc, contracts, result)
+    return result
+
+
+# (block, tx index) of every transaction, with its sender; the bots' receipts tallied.
+_Senders = dict[str, tuple[str, int, int]]
+
+
+async def _transactions(rpc: Rpc, first: int, last: int, bots: Mapping[str, str],
+                        result: Verdict) -> _Senders:
+    senders: _Senders = {}
+    ours: list[tuple[str, str]] = []
+    for start in range(first, last + 1, CHUNK):
+        blocks = await rpc.batch([("eth_getBlockByNumber", [hex(n), True])
+                                  for n in range(start, min(last, start + CHUNK - 1) + 1)])
+        for block in blocks:
+            if isinstance(block, RpcFault):
+                raise block
+            for tx in block["transactions"]:
+                sender = tx["from"].lower()
+                senders[tx["hash"]] = (sender, int(tx["blockNumber"], 16),
+                                       int(tx["transactionIndex"], 16))
+                if sender in bots:
+                    ours.append((bots[sender], tx["hash"]))
+    receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for _, h in ours])
+    for (name, tx_hash), receipt in zip(ours, receipts, strict=True):
+        if isinstance(receipt, RpcFault):
+            raise receipt
+        totals = result.totals[name]
+        totals.transactions += 1
+        gas = int(receipt["gasUsed"], 16)
+        totals.gas_used += gas
+        totals.fees_wei += gas * int(receipt["effectiveGasPrice"], 16)
+        if int(receipt["status"], 16) != 1:
+            totals.reverted += 1
+            _sender, block, index = senders[tx_hash]
+            result.reverts.append(Revert(name, tx_hash, block, index, (), "", "revert"))
+    return senders
+
+
+async def _logs(rpc: Rpc, contracts: Contracts, first: int, last: int) -> list[dict[str, Any]]:
+    filters: list[tuple[str, list[Any]]] = [("eth_getLogs", [{
+        "fromBlock": hex(first), "toBlock": hex(last), "address": contracts.pool,
+        "topics": [abi.LIQUIDATION_CALL_EVENT]}])]
+    if contracts.morpho:
+        filters.append(("eth_getLogs", [{
+            "fromBlock": hex(first), "toBlock": hex(last), "address": contracts.morpho,
+            "topics": [abi.MORPHO_LIQUIDATE_EVENT]}]))
+    out: list[dict[str, Any]] = []
+    for answer in await rpc.batch(filters):
+        if isinstance(answer, RpcFault):
+            raise answer
+        out += answer
+    return sorted(out, key=lambda x: (int(x["blockNumber"], 16), int(x["logIndex"], 16)))
+
+
+async def _liquidations(rpc: Rpc, contracts: Contracts, logs: Sequence[dict[str, Any]],
+                        senders: _Senders, bots: Mapping[str, str]) -> list[Liquidation]:
+    markets = await _markets(rpc, contracts, logs)
+    rows = []
+    for log in logs:
+        block = int(log["blockNumber"], 16)
+        words = abi.words(log["data"])
+        if log["address"].lower() == contracts.pool.lower():
+            collateral, debt = (abi.topic_address(t) for t in log["topics"][1:3])
+            account = abi.topic_address(log["topics"][3])
+            repaid, seized, protocol = words[0], words[1], "aave_v3"
+        else:
+            market = log["topics"][1]
+            debt, collateral = markets[market]
+            account = f"{market}:{abi.topic_address(log['topics'][3])}"
+            repaid, seized, protocol = words[0], words[2], "morpho_blue"
+        sender, _block, index = senders[log["transactionHash"]]
+        rows.append((protocol, account, block, index, log["transactionHash"], sender,
+                     collateral, debt, repaid, seized))
+    prices = await _prices(rpc, contracts.oracle,
+                           {(r[2], t) for r in rows for t in (r[6], r[7])})
+    decimals = await _decimals(rpc, {t for r in rows for t in (r[6], r[7])})
+    out = []
+    for protocol, account, block, index, tx_hash, sender, coll, debt, repaid, seized in rows:
+        value = (seized * prices[(block, coll)] / 10 ** decimals[coll]
+                 - repaid * prices[(block, debt)] / 10 ** decimals[debt]) / USD
+        out.append(Liquidation(protocol, account, block, index, tx_hash, sender,
+                               bots.get(sender, "other"), coll, debt, repaid, seized, value))
+    return out
+
+
+async def _markets(rpc: Rpc, contracts: Contracts,
+                   logs: Sequence[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """Morpho market id -> (loan token, collateral token)."""
+    ids = sorted({x["topics"][1] for x in logs if x["address"].lower() != contracts.pool.lower()})
+    if not ids or contracts.morpho is None:
+        return {}
+    morpho = contracts.morpho
+    answers = await rpc.batch([("eth_call", [{"to": morpho, "data": abi.calldata(
+        abi.MORPHO_ID_TO_PARAMS, bytes.fromhex(i[2:]))}, "latest"]) for i in ids])
+    out = {}
+    for market, answer in zip(ids, answers, strict=True):
+        if isinstance(answer, RpcFault):
+            raise answer
+        w = abi.words(answer)
+        out[market] = (abi.address_word(w[0]), abi.address_word(w[1]))
+    return out
+
+
+async def _prices(
+    rpc: Rpc, oracle: str, wanted: set[tuple[int, str]]
+) -> dict[tuple[int, str], int]:
+    keys = sorted(wanted)
+    answers = await rpc.batch([("eth_call", [{"to": oracle, "data": abi.calldata(
+        abi.GET_ASSET_PRICE, token)}, hex(block)]) for block, token in keys])
+    out = {}
+    for key, answer in zip(keys, answers, strict=True):
+        if isinstance(answer, RpcFault):
+            raise answer
+        out[key] = abi.words(answer)[0]
+    return out
+
+
+async def _decimals(rpc: Rpc, tokens: set[str]) -> dict[str, int]:
+    keys = sorted(tokens)
+    answers = await rpc.batch([("eth_call", [{"to": t, "data": abi.calldata(abi.DECIMALS)},
+                                             "latest"]) for t in keys])
+    return {t: abi.words(a)[0] for t, a in zip(keys, answers, strict=True)
+            if not isinstance(a, RpcFault)}
+
+
+async def _reverts(rpc: Rpc, contracts: Contracts, result: Verdict) -> list[Revert]:
+    if not result.reverts:
+        return []
+    traces = await rpc.batch([("debug_traceTransaction", [r.tx_hash, {"tracer": "callTracer"}])
+                              for r in result.reverts])
+    by_account: dict[str, list[Liquidation]] = defaultdict(list)
+    for liquidation in sorted(result.liquidations, key=lambda x: x.position):
+        by_account[liquidation.account].append(liquidation)
+    out = []
+    for revert, trace in zip(result.reverts, traces, strict=True):
+        if isinstance(trace, RpcFault):
+            out.append(_classified(revert, (), f"no trace: {trace.message}", by_account))
+            continue
+        targets = tuple(dict.fromkeys(_targets(trace, contracts)))
+        out.append(_classified(revert, targets, _reason(trace), by_account))
+    return out
+
+
+def _classified(revert: Revert, targets: tuple[str, ...], reason: str,
+                by_account: Mapping[str, Sequence[Liquidation]]) -> Revert:
+    """lost / self / revert, from the liquidations of its targets that came before it."""
+    here = (revert.block, revert.tx_index)
+    earlier = [x for t in targets for x in by_account.get(t, ()) if x.position < here]
+    others = [x for x in earlier if x.who != revert.who]
+    if others:
+        winner = max(others, key=lambda x: x.position)
+        cause = "lost"
+    elif earlier:
+        winner = max(earlier, key=lambda x: x.position)
+        cause = "self"
+    else:
+        return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets,
+                      reason, "revert")
+    return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets, reason,
+                  cause, winner.tx_hash, winner.who, revert.block - winner.block)
+
+
+def _targets(call: Mapping[str, Any], contracts: Contracts) -> list[str]:
+    """The accounts every liquidation call in the tree was aimed at."""
+    out: list[str] = []
+    to = str(call.get("to", "")).lower()
+    data = str(call.get("input", "0x"))
+    if to == contracts.pool.lower() and data.startswith(abi.selector(abi.LIQUIDATION_CALL)):
+        out.append(str(abi.decode_args(abi.LIQUIDATION_CALL, data)[2]).lower())
+    elif (contracts.morpho and to == contracts.morpho.lower()
+          and data.startswith(abi.selector(abi.MORPHO_LIQUIDATE))):
+        params, borrower, *_ = abi.decode_args(abi.MORPHO_LIQUIDATE, data)
+        out.append(f"{_market_id(params)}:{str(borrower).lower()}")
+    for child in call.get("calls", ()):
+        out += _targets(child, contracts)
+    return out
+
+
+def _market_id(params: Sequence[Any]) -> str:
+    """keccak of the ABI-encoded MarketParams, as Morpho's `MarketParamsLib.id`."""
+    encoded = encode(["address", "address", "address", "address", "uint256"], list(params))
+    return "0x" + keccak(encoded).hex()
+
+
+def _reason(trace: Mapping[str, Any]) -> str:
+    """The deepest failing call's revert reason (where the revert started)."""
+    failing = trace
+    while True:
+        child = next((c for c in failing.get("calls", ()) if c.get("error")), None)
+        if child is None or not child.get("output"):
+            break
+        failing = child
+    return abi.revert_reason(failing.get("output"), str(failing.get("error", "")))
