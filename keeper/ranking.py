@@ -12,6 +12,11 @@ the search evaluates max_repay and a geometric ladder below it (max/2 …
 max/1024), then narrows the bracket around the best rung by golden-section
 search on integers, and finishes exhaustively once the bracket is a few units
 wide. It makes at most `MAX_EVALUATIONS` evaluations per candidate.
+
+The book is a `keeper.dex.venue.Venue`: one venue (a Uniswap V2 `PairBook`, as with
+a V2-only configuration), or `Venues`, whose quote for each size is the best exit over
+every venue, fee tier and two-hop path through the quote token, so the size search
+maximizes net profit over the exits too.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.bids import BidPolicy
-from keeper.dex.uniswap_v2 import PairBook
+from keeper.dex.venue import Venue, pools_of
 from keeper.types import Candidate, Opportunity, SwapLeg
 
 MAX_EVALUATIONS = 80
@@ -100,7 +105,7 @@ class _Valuer:
     """Exact valuation of one candidate's repay sizes against the DEX book."""
 
     def __init__(
-        self, candidate: Candidate, dex: PairBook, to_quote: Fraction, gas_cost: int
+        self, candidate: Candidate, dex: Venue, to_quote: Fraction, gas_cost: int
     ) -> None:
         self.candidate = candidate
         self.dex = dex
@@ -132,7 +137,7 @@ class _Valuer:
 
 
 def best_size(
-    candidate: Candidate, dex: PairBook, quote_token: str, gas_cost: int
+    candidate: Candidate, dex: Venue, quote_token: str, gas_cost: int
 ) -> tuple[Evaluation, int, int, int] | None:
     """(best evaluation, evaluations, gross_value, slippage), or None when it cannot be valued.
 
@@ -158,7 +163,7 @@ def best_size(
 def rank(
     candidates: Iterable[Candidate],
     *,
-    dex: PairBook,
+    dex: Venue,
     quote_token: str,
     base_fee: int,
     priority_fee: int,
@@ -202,8 +207,7 @@ def rank(
     ranked: list[Opportunity] = []
     for first in alone:
         c = first.candidate
-        touches = {p.address for p in (book.pair_for(c.collateral, c.debt),
-                                        book.pair_for(c.debt, quote_token)) if p is not None}
+        touches = {*book.pools(c.collateral, c.debt), *book.pools(c.debt, quote_token)}
         opp = first
         if touches & moved:
             again = _best(c, book, quote_token, gas_price=gas_price, min_profit=min_profit,
@@ -215,12 +219,12 @@ def rank(
         swap = opp.swap
         if swap is not None:
             book.swap(swap)
-            moved.add(swap.pair)
+            moved.update(pools_of(swap))
     return ranked
 
 
 def head_start(
-    candidates: Sequence[Candidate], *, dex: PairBook, quote_token: str, accounts: int,
+    candidates: Sequence[Candidate], *, dex: Venue, quote_token: str, accounts: int,
 ) -> tuple[list[Candidate], list[Candidate]]:
     """(the candidates of the `accounts` most promising accounts, all the others).
 
@@ -247,7 +251,7 @@ def head_start(
 
 
 def _best(
-    c: Candidate, dex: PairBook, quote_token: str, *, gas_price: int, min_profit: int,
+    c: Candidate, dex: Venue, quote_token: str, *, gas_price: int, min_profit: int,
     block: int, base_fee: int = 0, bids: BidPolicy | None = None,
 ) -> Opportunity | None:
     """The best size of one candidate on `dex`, if it is worth at least `min_profit` after
@@ -290,7 +294,7 @@ def _best(
 
 
 def realized_value(
-    dex: PairBook,
+    dex: Venue,
     quote_token: str,
     *,
     collateral: str,

@@ -79,7 +79,9 @@ class SwapLeg:
     """Selling `amount_in` of one token for another on a DEX pool (exact quote).
 
     `pair` is the pool's address; `venue` names the venue that quoted it (keeper.dex.venue)
-    and `fee` is the pool's fee where a venue has several tiers (Uniswap V3: pips)."""
+    and `fee` is the pool's fee where a venue has several tiers (Uniswap V3: pips). A
+    multi-hop route (venue "route") lists its single-pool legs in `hops`; `pair` is then
+    the first hop's pool."""
 
     pair: str
     token_in: str
@@ -88,6 +90,7 @@ class SwapLeg:
     amount_out: int
     venue: str = "uniswap_v2"
     fee: int = 0
+    hops: tuple[SwapLeg, ...] = ()
 
 
 def _as_given(repay: int) -> int:

@@ -19,6 +19,7 @@ from math import gcd
 
 from eth_utils.crypto import keccak
 
+from keeper.dex.venue import ExitHop
 from keeper.errors import FatalError
 from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
@@ -134,7 +135,10 @@ def _address(result: str) -> str:
 
 
 class PairBook:
-    """Uniswap V2 pairs by lower-case address, with reserves kept current from `Sync` logs."""
+    """Uniswap V2 pairs by lower-case address, with reserves kept current from `Sync` logs.
+    A `keeper.dex.venue.Venue`."""
+
+    venue = "uniswap_v2"
 
     def __init__(self, pairs: Iterable[Pair] = (), *, fee_bps: int = 30, block: int = 0) -> None:
         _fee_factors(fee_bps)
@@ -261,6 +265,32 @@ class PairBook:
             pair=pair.address, token_in=token_in, token_out=token_out,
             amount_in=amount_in, amount_out=amount_out,
         )
+
+    def quote_exact_out(self, token_in: str, token_out: str, amount_out: int) -> SwapLeg | None:
+        """Buying exactly `amount_out` through the direct pair (None: no pair, or the pair
+        does not hold that much)."""
+        token_in, token_out = token_in.lower(), token_out.lower()
+        pair = self.pair_for(token_in, token_out)
+        if pair is None or token_in == token_out:
+            return None
+        reserve_in, reserve_out = pair.reserves(token_in)
+        if amount_out <= 0 or reserve_in == 0 or amount_out >= reserve_out:
+            return None
+        amount_in = get_amount_in(amount_out, reserve_in, reserve_out, self.fee_bps)
+        return SwapLeg(
+            pair=pair.address, token_in=token_in, token_out=token_out,
+            amount_in=amount_in, amount_out=amount_out,
+        )
+
+    def pools(self, token_a: str, token_b: str) -> tuple[str, ...]:
+        """The direct pair's address, if there is one."""
+        pair = self.pair_for(token_a, token_b)
+        return () if pair is None else (pair.address,)
+
+    def exit_hop(self, leg: SwapLeg) -> ExitHop:
+        """A pair swap for the executor (kind 0)."""
+        pair = self.pairs[leg.pair]
+        return ExitHop(kind=0, pool=leg.pair, zero_for_one=leg.token_in == pair.token0)
 
     def mid_price(self, token_in: str, token_out: str) -> Fraction | None:
         """reserve_out / reserve_in of the direct pair (1 for the same token; None if unknown)."""

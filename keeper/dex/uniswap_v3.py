@@ -34,6 +34,7 @@ from keeper.dex.v3_pool import (
     quote_exact_output_single,
 )
 from keeper.dex.v3_ticks import MAX_TICK, MIN_TICK
+from keeper.dex.venue import ExitHop
 from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
 
@@ -93,13 +94,14 @@ class _Quote:
 
 
 class V3Book:
-    """Uniswap V3 pools by lower-case address, kept current from their logs."""
+    """Uniswap V3 pools by lower-case address (`by_address`), kept current from their logs.
+    A `keeper.dex.venue.Venue`."""
 
     venue = VENUE
 
     def __init__(self, pools: Iterable[V3Pool] = (), *, block: int = 0) -> None:
         self.block = block
-        self.pools: dict[str, V3Pool] = {}
+        self.by_address: dict[str, V3Pool] = {}
         self._by_tokens: dict[tuple[str, str], tuple[str, ...]] = {}
         for pool in pools:
             self.add(pool)
@@ -108,7 +110,7 @@ class V3Book:
         """Add (or replace) a pool; addresses are stored lower-case."""
         pool = replace(pool, address=pool.address.lower(), token0=pool.token0.lower(),
                        token1=pool.token1.lower())
-        self.pools[pool.address] = pool
+        self.by_address[pool.address] = pool
         for key in ((pool.token0, pool.token1), (pool.token1, pool.token0)):
             known = self._by_tokens.get(key, ())
             if pool.address not in known:
@@ -117,14 +119,14 @@ class V3Book:
     def copy(self) -> V3Book:
         """An independent book (pools are immutable, so a shallow copy is one)."""
         book = V3Book(block=self.block)
-        book.pools = dict(self.pools)
+        book.by_address = dict(self.by_address)
         book._by_tokens = dict(self._by_tokens)
         return book
 
     def pools_for(self, token_a: str, token_b: str) -> list[V3Pool]:
         """Every pool of two tokens (one per fee tier), lowest fee first."""
         addresses = self._by_tokens.get((token_a.lower(), token_b.lower()), ())
-        return sorted((self.pools[a] for a in addresses), key=lambda p: p.fee)
+        return sorted((self.by_address[a] for a in addresses), key=lambda p: p.fee)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -190,14 +192,15 @@ class V3Book:
 
     async def reload(self, chain: ChainReader, block: BlockRef | int) -> None:
         """Read every pool again as of `block`, in place (after a reorg)."""
-        fresh = await V3Book.load(chain, list(self.pools), block)
-        self.pools, self._by_tokens, self.block = fresh.pools, fresh._by_tokens, fresh.block
+        fresh = await V3Book.load(chain, list(self.by_address), block)
+        self.by_address, self._by_tokens = fresh.by_address, fresh._by_tokens
+        self.block = fresh.block
 
     # -- logs --------------------------------------------------------------------------
 
     def subscriptions(self) -> LogFilter:
         """The pools' Initialize, Swap, Mint and Burn logs."""
-        return LogFilter(addresses=tuple(sorted(self.pools)), topics0=POOL_TOPICS)
+        return LogFilter(addresses=tuple(sorted(self.by_address)), topics0=POOL_TOPICS)
 
     def apply(self, events: Iterable[Event]) -> int:
         """Move the pools by their logs, in chain order; returns how many were applied.
@@ -207,12 +210,12 @@ class V3Book:
         the pool did. Other logs and removed (reorged) logs are ignored."""
         mine = sorted(
             (e for e in events if not e.removed and e.topic0 in POOL_TOPICS
-             and e.address.lower() in self.pools),
+             and e.address.lower() in self.by_address),
             key=lambda e: (e.block_number, e.log_index),
         )
         for event in mine:
             address = event.address.lower()
-            self.pools[address] = _applied(self.pools[address], event)
+            self.by_address[address] = _applied(self.by_address[address], event)
             self.block = max(self.block, event.block_number)
         return len(mine)
 
@@ -249,11 +252,20 @@ class V3Book:
         best = self._best(token_in, token_out, amount_out, exact_in=False)
         return None if best is None else _leg(best)
 
+    def pools(self, token_a: str, token_b: str) -> tuple[str, ...]:
+        """The pair's pools, one per fee tier."""
+        return self._by_tokens.get((token_a.lower(), token_b.lower()), ())
+
+    def exit_hop(self, leg: SwapLeg) -> ExitHop:
+        """A pool swap for the executor (kind 1)."""
+        return ExitHop(kind=1, pool=leg.pair,
+                       zero_for_one=self.by_address[leg.pair].zero_for_one(leg.token_in))
+
     def swap(self, leg: SwapLeg) -> None:
         """Move the leg's pool as the leg's swap would (exact input of `leg.amount_in`)."""
-        pool = self.pools[leg.pair]
+        pool = self.by_address[leg.pair]
         zero_for_one = pool.zero_for_one(leg.token_in)
-        self.pools[leg.pair] = pool.after(
+        self.by_address[leg.pair] = pool.after(
             quote_exact_input_single(pool, zero_for_one, leg.amount_in))
 
     def mid_price(self, token_in: str, token_out: str) -> Fraction | None:

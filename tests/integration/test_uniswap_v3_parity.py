@@ -86,7 +86,7 @@ def random_swaps(book: V3Book, rng: random.Random) -> list[tuple[V3Pool, bool, i
     """Per pool, direction and kind: amounts log-uniform from 1 unit to what exhausts every
     range that way, and two beyond it."""
     swaps = []
-    for pool in book.pools.values():
+    for pool in book.by_address.values():
         for zero_for_one in (True, False):
             try:
                 drained = quote_exact_input_single(pool, zero_for_one, 2**200)
@@ -202,7 +202,7 @@ async def test_v3_deeper_than_v2_on_some_pairs_and_shallower_on_others(devnet: D
 async def test_quotes_equal_quoter_v2_on_every_pool(devnet: Devnet) -> None:
     info = v3_info(devnet)
     book = await load(devnet, list(info.pools.values()))
-    assert len(book.pools) == len(V3_POOLS)
+    assert len(book.by_address) == len(V3_POOLS)
     seen = check_parity(devnet, book, random.Random(seed()))
     assert seen["quotes"] > 300 and seen["reverts"] > 0 and seen["partial"] > 0
     assert seen["max_crossed"] >= 100  # a ladder crossed end to end
@@ -240,7 +240,7 @@ async def test_book_follows_mints_burns_swaps_and_initialize_from_logs(devnet: D
     addresses = [*info.pools.values(), fresh_pool]
     start = devnet.w3.eth.block_number
     book = await load(devnet, addresses)
-    assert book.pools[fresh_pool.lower()].sqrt_price_x96 == 0
+    assert book.by_address[fresh_pool.lower()].sqrt_price_x96 == 0
 
     (trader,) = fresh_accounts(devnet, 1)
     for token in erc20s.values():
@@ -278,7 +278,7 @@ async def test_book_follows_mints_burns_swaps_and_initialize_from_logs(devnet: D
         for _ in range(2):
             zero_for_one = rng.random() < 0.5
             token_in, token_out = (p0, p1) if zero_for_one else (p1, p0)
-            held = book.pools[address.lower()]  # as loaded: enough to size the swap
+            held = book.by_address[address.lower()]  # as loaded: enough to size the swap
             reserve = amount_out_of(quote_exact_input_single(held, zero_for_one, 2**200),
                                     zero_for_one)
             wanted = max(1, int(reserve * rng.uniform(0.001, 0.5)))
@@ -300,7 +300,7 @@ async def test_book_follows_mints_burns_swaps_and_initialize_from_logs(devnet: D
     assert len(kinds) == 4  # Initialize, Swap, Mint and Burn all seen
     assert book.apply(events) == len(events)
     fresh = await load(devnet, addresses)
-    for address in fresh.pools:
-        assert book.pools[address] == fresh.pools[address], address
+    for address in fresh.by_address:
+        assert book.by_address[address] == fresh.by_address[address], address
     seen = check_parity(devnet, book, rng)
     assert seen["quotes"] > 300 and seen["max_crossed"] >= 50
