@@ -3,7 +3,8 @@
     python -m benchmarks.race [--seed 20261202 ...] [--mode automine|interval|both] [--runs 1]
         [--steps 90] [--first-step 0] [--step-seconds 1.0] [--borrowers 300]
         [--competitor-poll 0.1] [--competitor-ws] [--competitor-tip 1] [--keeper-tip 1]
-        [--flash] [--capital-usd N] [--alone] [--long] [--json] [--workdir DIR]
+        [--flash] [--capital-usd 100000000] [--alone] [--long] [--json] [--verbose]
+        [--workdir DIR]
 
 Each race starts anvil afresh from the seed's cached devnet (the first start of a new seed
 deploys it: about 25-40 s), so runs never see each other's transactions. `--long` is the
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -31,6 +33,10 @@ from keeper.paths import cache_dir
 
 DEFAULT_SEED = 20261202  # not the development seed (7)
 LONG_SEEDS = (20261202, 20261203, 20261204)
+# Both bots' balance of every token: more than a crash of the default population needs
+# (with the devnet's $5M each, both run out of USDC in the first wave and capital, not
+# speed, decides who liquidates what).
+CAPITAL_USD = Decimal(100_000_000)
 
 
 def _options(args: argparse.Namespace, mode: Mode) -> RaceOptions:
@@ -39,7 +45,7 @@ def _options(args: argparse.Namespace, mode: Mode) -> RaceOptions:
         step_seconds=args.step_seconds, competitor=not args.alone,
         competitor_poll=args.competitor_poll, competitor_ws=args.competitor_ws,
         competitor_tip_gwei=args.competitor_tip, keeper_tip_gwei=args.keeper_tip,
-        flash=args.flash, capital_usd=args.capital_usd)
+        flash=args.flash, capital_usd=args.capital_usd or None)
 
 
 def _variant(options: RaceOptions) -> str:
@@ -51,7 +57,7 @@ def _variant(options: RaceOptions) -> str:
     return f"competitor {heads}, tip {options.competitor_tip_gwei} gwei{flash}"
 
 
-def print_result(seed: int, result: RaceResult) -> None:
+def print_result(seed: int, result: RaceResult, *, verbose: bool = False) -> None:
     options = result.options
     print(f"\n== race: seed {seed}, {options.mode}, steps {options.first_step}.."
           f"{options.first_step + options.steps - 1} every {options.step_seconds:g} s, "
@@ -59,17 +65,21 @@ def print_result(seed: int, result: RaceResult) -> None:
           f"({result.seconds:.0f} s, workdir {result.workdir})")
     for line in result.verdict.lines():
         print(line)
-    for revert in result.verdict.reverts:
-        winner = f" after {revert.winner_who} {revert.winner} (+{revert.blocks_after} blocks)" \
-            if revert.winner else ""
-        print(f"    {revert.who} reverted {revert.tx_hash[:12]} block {revert.block}: "
-              f"{revert.cause}: {revert.reason}{winner}")
+    reasons = Counter((r.who, r.cause, r.reason) for r in result.verdict.reverts)
+    for (who, cause, reason), count in sorted(reasons.items()):
+        print(f"    {who} reverted {count}: {cause}: {reason}")
+    if verbose:
+        for revert in result.verdict.reverts:
+            winner = (f" after {revert.winner_who} {revert.winner} "
+                      f"(+{revert.blocks_after} blocks)") if revert.winner else ""
+            print(f"    {revert.who} {revert.tx_hash} block {revert.block}: "
+                  f"{revert.cause}: {revert.reason}{winner}")
     print(" send timing (bots' own send clocks against the step block's arrival):")
     for line in result.timing.lines():
         print(line)
-    for name, lost in result.lost.items():
-        if lost.stale + lost.queued + lost.raced + lost.unknown:
-            print(lost.line(name))
+    for name, by_cause in result.lost.items():
+        for cause, lost in sorted(by_cause.items()):
+            print(lost.line(name, cause))
     keeper_view = {k: v for k, v in result.keeper_metrics.items()
                    if v and not k.startswith("keeper_head_block")}
     print(f" keeper's own view (/metrics): {json.dumps(keeper_view)}")
@@ -89,7 +99,8 @@ def as_json(seed: int, result: RaceResult) -> dict[str, Any]:
     return {"seed": seed, "options": options, "seconds": round(result.seconds, 1),
             "workdir": str(result.workdir), "verdict": result.verdict.as_json(),
             "timing": result.timing.as_json(),
-            "lost_races": {n: asdict(x) for n, x in result.lost.items()},
+            "lost_races": {n: {c: asdict(x) for c, x in by_cause.items()}
+                           for n, by_cause in result.lost.items()},
             "keeper_metrics": result.keeper_metrics,
             "competitor": {k: v for k, v in result.competitor.items() if k != "round_ms"},
             "stuck": result.stuck}
@@ -114,11 +125,12 @@ def main() -> None:
     parser.add_argument("--competitor-tip", type=Decimal, default=Decimal(1), help="gwei")
     parser.add_argument("--keeper-tip", type=Decimal, default=Decimal(1), help="gwei")
     parser.add_argument("--flash", action="store_true", help="the keeper's flash executor on")
-    parser.add_argument("--capital-usd", type=Decimal,
-                        help="both bots hold this much of every token (default: the devnet "
-                             "liquidator's $5M each, matched for the competitor)")
+    parser.add_argument("--capital-usd", type=Decimal, default=CAPITAL_USD,
+                        help="both bots hold this much of every token, so capital is not what "
+                             "decides the race; 0: the devnet liquidator's $5M, matched")
     parser.add_argument("--alone", action="store_true", help="no competitor")
     parser.add_argument("--json", action="store_true", help="one JSON object per race")
+    parser.add_argument("--verbose", action="store_true", help="list every revert")
     parser.add_argument("--workdir", type=Path, help="default .cache/race/<time>")
     args = parser.parse_args()
     seeds = list(LONG_SEEDS) if args.long else (args.seed or [DEFAULT_SEED])
@@ -145,7 +157,7 @@ def main() -> None:
                 if args.json:
                     print(json.dumps(as_json(seed, result)), flush=True)
                 else:
-                    print_result(seed, result)
+                    print_result(seed, result, verbose=args.verbose)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ from eth_account.signers.local import LocalAccount
 from websockets.asyncio.client import connect
 
 from benchmarks.race import abi
+from benchmarks.race.plans import Market, Plan, Reserve, aave_plan, morpho_plan
 from benchmarks.race.rpc import Rpc, RpcFault
 
 GWEI = 10**9
@@ -96,41 +97,6 @@ class Report:
     simulation_reverts: dict[str, int] = field(default_factory=dict)
     send_errors: dict[str, int] = field(default_factory=dict)
     round_ms: list[float] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Reserve:
-    asset: str
-    index: int
-    a_token: str
-    stable_debt: str
-    variable_debt: str
-
-
-@dataclass(frozen=True)
-class Market:
-    id: str
-    loan: str
-    collateral: str
-    oracle: str
-    irm: str
-    lltv: int
-
-    @property
-    def incentive(self) -> int:
-        """min(1.15, 1 / (1 - 0.3 (1 - lltv))), in WAD."""
-        wad = abi.WAD
-        return min(abi.MAX_LIQUIDATION_INCENTIVE_FACTOR,
-                   wad * wad // (wad - abi.LIQUIDATION_CURSOR * (wad - self.lltv) // wad))
-
-
-@dataclass(frozen=True)
-class Plan:
-    """One liquidation to send: the in-flight key, the target contract and calldata."""
-
-    account: str
-    to: str
-    data: str
 
 
 class Competitor:
@@ -339,38 +305,11 @@ class Competitor:
         stride = 1 + 3 * n
         for k, (user, hf) in enumerate(unhealthy):
             chunk = answers[2 * n + k * stride: 2 * n + (k + 1) * stride]
-            plan = self._aave_plan(user, hf, chunk, prices, mine)
+            plan = aave_plan(self.config.pool, self.reserves, self.decimals, (user, hf), chunk,
+                             quotes=(prices, mine), spent=self._spent)
             if plan is not None:
                 plans.append(plan)
         return plans
-
-    def _aave_plan(self, user: str, hf: int, chunk: list[Any], prices: list[int],
-                   mine: list[int]) -> Plan | None:
-        config = abi.words(chunk[0])[0]
-        best_debt: tuple[int, int, int] | None = None  # (value, reserve index, amount)
-        best_collateral: tuple[int, int] | None = None  # (value, reserve index)
-        for i, reserve in enumerate(self.reserves):
-            a_bal, v_debt, s_debt = (abi.words(chunk[1 + 3 * i + j])[0] for j in range(3))
-            scale = 10 ** self.decimals[reserve.asset]
-            debt = v_debt + s_debt
-            if debt and (best_debt is None or debt * prices[i] // scale > best_debt[0]):
-                best_debt = (debt * prices[i] // scale, i, debt)
-            is_collateral = config >> (2 * reserve.index + 1) & 1
-            value = a_bal * prices[i] // scale
-            if a_bal and is_collateral and (best_collateral is None or value > best_collateral[0]):
-                best_collateral = (value, i)
-        if best_debt is None or best_collateral is None:
-            return None
-        _, d, debt = best_debt
-        cover = debt if hf < abi.CLOSE_FACTOR_HF_THRESHOLD else debt // 2
-        asset = self.reserves[d].asset
-        cover = min(cover, mine[d] - self._spent.get(asset, 0))
-        if cover <= 0:
-            return None
-        self._spent[asset] = self._spent.get(asset, 0) + cover
-        data = abi.calldata(abi.LIQUIDATION_CALL, self.reserves[best_collateral[1]].asset,
-                            self.reserves[d].asset, user, cover, False)
-        return Plan(user, self.config.pool, data)
 
     # ------------------------------------------------------------------ Morpho Blue
 
@@ -403,47 +342,11 @@ class Competitor:
             _supply, shares, collateral = abi.words(data)
             if shares == 0:
                 continue
-            plan = self._morpho_plan(self.markets[market_id], borrower, (shares, collateral),
-                                     state[market_id])
+            plan = morpho_plan(morpho, self.markets[market_id], borrower, (shares, collateral),
+                               state[market_id], spent=self._spent)
             if plan is not None:
                 plans.append(plan)
         return plans
-
-    def _morpho_plan(self, market: Market, borrower: str, position: tuple[int, int],
-                     state: tuple[list[int], int, int]) -> Plan | None:
-        """`position`: its borrow shares and collateral; `state`: the market's totals, its
-        oracle price and our balance of the loan token."""
-        shares, collateral = position
-        totals, price, balance = state
-        balance -= self._spent.get(market.loan, 0)  # the round's earlier liquidations
-        borrow_assets, borrow_shares = totals[2], totals[3]
-        borrowed = _mul_div_up(shares, borrow_assets + abi.VIRTUAL_ASSETS,
-                               borrow_shares + abi.VIRTUAL_SHARES)
-        max_borrow = collateral * price // abi.ORACLE_PRICE_SCALE * market.lltv // abi.WAD
-        if borrowed <= max_borrow or price == 0:
-            return None
-        # Collateral needed to repay every share with the incentive: if the position has it,
-        # repay all shares; else seize all collateral (the rest becomes bad debt).
-        # Near the boundary (interest accrues before it executes) seize a little less than
-        # the whole, so neither the shares nor the collateral underflow.
-        needed = borrowed * market.incentive // abi.WAD * abi.ORACLE_PRICE_SCALE // price
-        seized, repaid_shares = 0, shares
-        repay = borrowed
-        if needed > collateral * 999 // 1000:
-            seized, repaid_shares = min(collateral, needed * 998 // 1000), 0
-            repay = seized * price // abi.ORACLE_PRICE_SCALE * abi.WAD // market.incentive
-        if repay > balance:  # pay with what it holds: a part of the shares
-            seized = 0
-            repaid_shares = balance * (borrow_shares + abi.VIRTUAL_SHARES) // (
-                borrow_assets + abi.VIRTUAL_ASSETS) * 99 // 100
-            repay = balance
-            if repaid_shares <= 0:
-                return None
-        self._spent[market.loan] = self._spent.get(market.loan, 0) + repay
-        params = (market.loan, market.collateral, market.oracle, market.irm, market.lltv)
-        data = abi.calldata(abi.MORPHO_LIQUIDATE, params, borrower, seized, repaid_shares, b"")
-        assert self.config.morpho is not None
-        return Plan(f"{market.id}:{borrower}", self.config.morpho, data)
 
     # ------------------------------------------------------------------ sending
 
@@ -477,10 +380,6 @@ class Competitor:
                                       self.nonce))
         self.nonce += 1
         self.inflight[plan.account] = str(tx_hash)
-
-
-def _mul_div_up(x: int, y: int, d: int) -> int:
-    return (x * y + d - 1) // d
 
 
 async def _main(config: CompetitorConfig) -> None:

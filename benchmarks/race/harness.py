@@ -100,7 +100,7 @@ class RaceResult:
     options: RaceOptions
     verdict: Verdict
     timing: Timing
-    lost: dict[str, LostRaces]  # each bot's lost races, by when it acted (timing.py)
+    lost: dict[str, dict[str, LostRaces]]  # bot -> cause -> by when it acted (timing.py)
     keeper_metrics: dict[str, float]
     competitor: dict[str, Any]
     workdir: Path
@@ -269,7 +269,7 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
         if options.competitor:
             sends["competitor"] = [BotSend(s["tx_hash"], s["sent_at"], s["block_seen"])
                                    for s in report.get("sends", [])]
-        lost = {name: lost_races([(r.tx_hash, r.block - (r.blocks_after or 0))
+        lost = {name: lost_races([(r.tx_hash, r.block - (r.blocks_after or 0), r.cause)
                                   for r in judged.reverts if r.who == name and r.winner],
                                  bot_sends, seen)
                 for name, bot_sends in sends.items()}

@@ -25,6 +25,7 @@ class BotTiming:
 
     steps_with_sends: int = 0
     first_ms: list[float] = field(default_factory=list)  # per step: t0 -> its first send
+    head_to_send_ms: list[float] = field(default_factory=list)  # decided block seen -> sent
     gaps_ms: list[float] = field(default_factory=list)  # consecutive sends within a step
     sends: int = 0
 
@@ -32,7 +33,10 @@ class BotTiming:
         return {"steps_with_sends": self.steps_with_sends, "sends": self.sends,
                 "first_send_p50_ms": _p(self.first_ms, 50),
                 "first_send_min_ms": min(self.first_ms) if self.first_ms else None,
-                "next_send_gap_p50_ms": _p(self.gaps_ms, 50)}
+                "next_send_gap_p50_ms": _p(self.gaps_ms, 50),
+                "head_to_send_p50_ms": _p(self.head_to_send_ms, 50),
+                "head_to_send_p90_ms": _p(self.head_to_send_ms, 90),
+                "head_to_send_max_ms": max(self.head_to_send_ms, default=None)}
 
 
 @dataclass
@@ -56,7 +60,9 @@ class Timing:
             out.append(f"  {name:<10} sent in {s['steps_with_sends']}/{self.steps} steps, "
                        f"{s['sends']} sends; step block -> first send p50 "
                        f"{_ms(s['first_send_p50_ms'])} (min {_ms(s['first_send_min_ms'])}), "
-                       f"next send +{_ms(s['next_send_gap_p50_ms'])} p50")
+                       f"next send +{_ms(s['next_send_gap_p50_ms'])} p50; the head it "
+                       f"decided at -> sent p50 {_ms(s['head_to_send_p50_ms'])}, p90 "
+                       f"{_ms(s['head_to_send_p90_ms'])}, max {_ms(s['head_to_send_max_ms'])}")
         if self.both_sent:
             out.append(f"  the keeper's first send came first in {self.keeper_sent_first}"
                        f"/{self.both_sent} steps where both sent")
@@ -101,39 +107,45 @@ def keeper_sends(journal: Path) -> list[BotSend]:
 
 @dataclass
 class LostRaces:
-    """A bot's reverts that came after someone's liquidation of the same account, by when
-    the bot acted: it decided at or after the winner's block (`stale`: the state it read
-    already had the winner), it decided before but sent after the winner's block arrived
-    (`queued`: its send came too late), or it sent before the winner's block (`raced`: both
-    in flight, ordering decided)."""
+    """A bot's reverts of one cause (lost / self) that came after an earlier liquidation of
+    the same account, by when the bot acted: it decided at or after the earlier one's block
+    (`stale`: the state it read already had it), it decided before but sent after that
+    block arrived (`queued`: its send came too late), or it sent before it (`raced`: both
+    in flight, the order decided)."""
 
     stale: int = 0
     queued: int = 0
     raced: int = 0
     unknown: int = 0
 
-    def line(self, name: str) -> str:
-        return (f"  {name:<10} reverts after an earlier liquidation of the account: decided on a "
-                f"state that had it {self.stale}, decided before it but sent after it landed "
+    @property
+    def total(self) -> int:
+        return self.stale + self.queued + self.raced + self.unknown
+
+    def line(self, name: str, cause: str) -> str:
+        return (f"  {name:<10} {cause} {self.total}: decided on a state that already had the "
+                f"earlier liquidation {self.stale}, decided before it but sent after it landed "
                 f"{self.queued}, sent before it landed {self.raced}"
                 + (f", no send record {self.unknown}" if self.unknown else ""))
 
 
-def lost_races(reverts: Sequence[tuple[str, int]], sends: Sequence[BotSend],
-               seen: Mapping[int, float]) -> LostRaces:
-    """`reverts`: (tx hash, the winner's block) of one bot's reverts that had a winner."""
+def lost_races(reverts: Sequence[tuple[str, int, str]], sends: Sequence[BotSend],
+               seen: Mapping[int, float]) -> dict[str, LostRaces]:
+    """`reverts`: (tx hash, the earlier liquidation's block, cause) of one bot's reverts
+    that had one; by cause."""
     by_hash = {s.tx_hash: s for s in sends}
-    out = LostRaces()
-    for tx_hash, winner_block in reverts:
+    out: dict[str, LostRaces] = {}
+    for tx_hash, winner_block, cause in reverts:
+        row = out.setdefault(cause, LostRaces())
         send = by_hash.get(tx_hash)
         if send is None:
-            out.unknown += 1
+            row.unknown += 1
         elif send.decided_at >= winner_block:
-            out.stale += 1
+            row.stale += 1
         elif winner_block in seen and send.sent_at >= seen[winner_block]:
-            out.queued += 1
+            row.queued += 1
         else:
-            out.raced += 1
+            row.raced += 1
     return out
 
 
@@ -142,6 +154,9 @@ def timing(step_blocks: Sequence[int], seen: Mapping[int, float],
     """The table from the step blocks, when the harness saw them, and each bot's sends."""
     starts = [seen[b] for b in step_blocks if b in seen]
     out = Timing(steps=len(starts), bots={n: BotTiming() for n in sends})
+    for name, bot_sends in sends.items():
+        out.bots[name].head_to_send_ms = [(s.sent_at - seen[s.decided_at]) * 1000
+                                          for s in bot_sends if s.decided_at in seen]
     for k, t0 in enumerate(starts):
         t1 = starts[k + 1] if k + 1 < len(starts) else float("inf")
         firsts: dict[str, float] = {}
