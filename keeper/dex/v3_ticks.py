@@ -9,6 +9,7 @@ complement residue, which is Python's `tick % 256`; the mirrors rely on both.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 from keeper.dex.v3_math import UINT256_MAX, UniswapV3Error
 
@@ -46,8 +47,11 @@ def least_significant_bit(x: int) -> int:
     return (x & -x).bit_length() - 1
 
 
+@lru_cache(maxsize=1 << 16)
 def get_sqrt_ratio_at_tick(tick: int) -> int:
-    """TickMath.getSqrtRatioAtTick: sqrt(1.0001**tick) * 2**96, rounded up (reverts 'T')."""
+    """TickMath.getSqrtRatioAtTick: sqrt(1.0001**tick) * 2**96, rounded up (reverts 'T').
+    Memoized: a pure function of the tick, and the swap loop asks for the same word
+    boundaries and initialized ticks again and again."""
     abs_tick = -tick if tick < 0 else tick
     if abs_tick > MAX_TICK:
         raise UniswapV3Error("T")

@@ -1,0 +1,146 @@
+"""Uniswap V3 exits: quote time by ticks crossed, and a crash block ranked with and without V3.
+
+Run: `.venv/bin/python -m benchmarks.bench_v3_quotes [--trials 2000]`. In one run, on the
+default devnet (cached state):
+
+- **quote time per exit** (p50, p99 over `--trials` calls) for a WETH -> USDC sale on the
+  0.3 % pool, sized to cross 0, 10 and 100 initialized ticks (its ladder of range orders):
+  the pool's mirrored swap alone (`quote_exact_input_single`), and the whole exit as ranking
+  asks for it (`Venues.quote`: every fee tier of both venues and the two-hop paths);
+- **a crash block**: WETH -30 % and WBTC -20 % posted in one block, the strategies synced
+  there, their candidates ranked on the Uniswap V2 pairs alone and on V2 + V3 (`Venues`),
+  each once: time, opportunities, predicted net profit, and which venue each exit uses.
+
+Figures are printed; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+
+from web3 import Web3
+
+from keeper.demo import DEMO_PRIORITY_FEE, build_keeper
+from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.info import DevnetInfo
+from keeper.devnet.tokens import post_price
+from keeper.dex.uniswap_v3 import V3Book
+from keeper.dex.v3_pool import V3Pool, quote_exact_input_single
+from keeper.dex.venue import Venue, Venues
+from keeper.execution.journal import Journal
+from keeper.ranking import rank
+from keeper.types import Candidate, Opportunity
+
+DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
+TICKS = (0, 10, 100)
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    """(p50, p99) in microseconds."""
+    ordered = sorted(samples)
+    return statistics.median(ordered) * 1e6, ordered[int(0.99 * (len(ordered) - 1))] * 1e6
+
+
+def timed(call: Callable[[], object], trials: int) -> tuple[float, float]:
+    samples = []
+    for _ in range(trials):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return percentiles(samples)
+
+
+def amount_crossing(pool: V3Pool, zero_for_one: bool, ticks: int) -> int:
+    """The least input (to a power-of-two grid, then bisected) whose swap crosses `ticks`
+    initialized ticks."""
+    def crossed(amount: int) -> int:
+        return quote_exact_input_single(pool, zero_for_one, amount).initialized_crossed
+    low, high = 1, 1
+    while crossed(high) < ticks:
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if crossed(middle) < ticks else (low, middle)
+    return high if ticks else 10**15
+
+
+def quote_times(info: DevnetInfo, v3: V3Book, venues: Venues, trials: int) -> None:
+    assert info.uniswap_v3 is not None
+    pool = v3.by_address[info.uniswap_v3.pools["WETH/USDC/3000"].lower()]
+    weth, usdc = info.tokens["WETH"].address.lower(), info.tokens["USDC"].address.lower()
+    zero_for_one = pool.zero_for_one(weth)
+    print(f"quote time per exit, WETH -> USDC, {trials} calls each (microseconds)")
+    print("ticks crossed  WETH sold      steps  pool swap p50/p99   whole exit p50/p99")
+    for ticks in TICKS:
+        amount = amount_crossing(pool, zero_for_one, ticks)
+        result = quote_exact_input_single(pool, zero_for_one, amount)
+        swap = timed(partial(quote_exact_input_single, pool, zero_for_one, amount), trials)
+        exit_ = timed(partial(venues.quote, weth, usdc, amount), max(trials // 10, 10))
+        print(f"{result.initialized_crossed:>13}  {amount / 1e18:>12.3f}  {result.steps:>5}"
+              f"  {swap[0]:>8.0f} / {swap[1]:<8.0f}  {exit_[0]:>8.0f} / {exit_[1]:<8.0f}")
+
+
+def summary(name: str, ranked: list[Opportunity], seconds: float) -> None:
+    venues = Counter(o.swap.venue if o.swap is not None else "none" for o in ranked)
+    net = sum(o.net_profit for o in ranked) / 1e18
+    print(f"{name:<14} {seconds:>7.2f} s  {len(ranked):>4} opportunities  "
+          f"{net:>12.3f} WETH net  exits: {dict(venues)}")
+
+
+def rank_on(dex: Venue, candidates: list[Candidate], weth: str, block: int,
+            base_fee: int) -> tuple[list[Opportunity], float]:
+    started = time.perf_counter()
+    ranked = rank(candidates, dex=dex, quote_token=weth, base_fee=base_fee,
+                  priority_fee=DEMO_PRIORITY_FEE, min_profit=0, block=block)
+    return ranked, time.perf_counter() - started
+
+
+async def crash_block(info: DevnetInfo, folder: Path, trials: int) -> None:
+    w3 = Web3(Web3.HTTPProvider(info.rpc_url))
+    for symbol, factor in DROPS.items():
+        usd = {"WETH": Decimal(2000), "WBTC": Decimal(30000)}[symbol] * factor
+        post_price(w3, info.feeds[symbol], usd, info.accounts.deployer)
+    keeper = await build_keeper(info, Journal(folder / "bench.sqlite"), send=False)
+    try:
+        head = await keeper.sync()
+        assert info.uniswap_v3 is not None
+        started = time.perf_counter()
+        v3 = await V3Book.load(keeper.chain, list(info.uniswap_v3.pools.values()), head)
+        print(f"V3Book.load of {len(v3.by_address)} pools: "
+              f"{time.perf_counter() - started:.3f} s")
+        weth = info.tokens["WETH"].address.lower()
+        venues = Venues([keeper.engine.dex, v3], via=weth)
+        quote_times(info, v3, venues, trials)
+        candidates = [c for s in keeper.engine.strategies for c in s.candidates(head)]
+        print(f"\ncrash block {head.number}: {len(candidates)} candidates")
+        for name, dex in (("V2 only", keeper.engine.dex), ("V2 + V3", venues)):
+            ranked, seconds = rank_on(dex, candidates, weth, head.number, head.base_fee)
+            summary(name, ranked, seconds)
+    finally:
+        await keeper.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--trials", type=int, default=2000)
+    args = parser.parse_args()
+    anvil, info, cached = start_devnet(DevnetSpec())
+    try:
+        print(f"devnet {'from cache' if cached else 'deployed'} at {info.rpc_url}")
+        with tempfile.TemporaryDirectory() as folder:
+            asyncio.run(crash_block(info, Path(folder), args.trials))
+    finally:
+        anvil.stop()
+
+
+if __name__ == "__main__":
+    main()
