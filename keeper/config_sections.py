@@ -200,10 +200,28 @@ class BreakersConfig(Section):
         )
 
 
+class VenueConfig(Section):
+    """One `[[dex.venues]]` entry: a venue beside the Uniswap V2 pairs, by kind."""
+
+    kind: Literal["uniswap_v3"]
+    factory: Address
+    quoter: Address | None = None  # not read by the keeper (its quotes are local); for checks
+    fee_tiers: tuple[int, ...] = (100, 500, 3000, 10000)
+
+    @field_validator("fee_tiers")
+    @classmethod
+    def _tiers(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(not 0 < fee < 1_000_000 for fee in value):
+            raise ValueError("must list fees in pips, each between 1 and 999999")
+        return value
+
+
 class DexConfig(Section):
-    """`[dex]`: where collateral is priced and swapped back (Uniswap V2 pairs for now)."""
+    """`[dex]`: where collateral is priced and swapped back: the Uniswap V2 pairs of
+    `uniswap_v2_factory`, and the venues of `[[dex.venues]]` (keeper.dex.venue)."""
 
     uniswap_v2_factory: Address | None = None
+    venues: tuple[VenueConfig, ...] = ()
 
 
 class StrategiesConfig(Section):

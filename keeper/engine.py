@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 import structlog
 
 from keeper.bids import BidPolicy
-from keeper.dex.uniswap_v2 import PairBook
+from keeper.dex.venue import Venue
 from keeper.errors import RetryableError
 from keeper.execution.dispatch import Dispatcher
 from keeper.execution.fees import next_base_fee
@@ -57,7 +57,7 @@ class Engine:
     """Drives strategies from block steps; sends through `dispatcher` (None: observe only)."""
 
     def __init__(
-        self, chain: ChainReader, strategies: Sequence[Strategy], dex: PairBook,
+        self, chain: ChainReader, strategies: Sequence[Strategy], dex: Venue,
         dispatcher: Dispatcher | None, *, quote_token: str, min_profit: int,
         priority_fee: int, monitor: Monitor | None = None, bids: BidPolicy | None = None,
     ) -> None:

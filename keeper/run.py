@@ -41,6 +41,8 @@ from keeper.chain.ws import WsSubscriptions
 from keeper.cli import pass_config
 from keeper.config import KeeperConfig
 from keeper.dex.uniswap_v2 import PairBook
+from keeper.dex.uniswap_v3 import V3Book
+from keeper.dex.venue import Venue, Venues
 from keeper.errors import ChainMismatch, ConfigError, KeeperError
 from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
@@ -145,6 +147,7 @@ async def keeper_from_config(
         decimals = await quote_decimals(chain, quote)
         head = int(await chain.call("eth_blockNumber", []), 16)
         dex = await PairBook.load(chain, config.dex.uniswap_v2_factory.lower(), head)
+        exits = await exit_venues(chain, config, dex, quote, head)
         liquidator = account.address if account is not None else NO_LIQUIDATOR
         strategies = create_strategies(config, StrategyContext(chain.chain_id, liquidator))
         priority_fee = int(execution.priority_fee_gwei * GWEI)
@@ -154,7 +157,7 @@ async def keeper_from_config(
         if account is not None:
 
             def appraise(c: str, d: str, got: int, paid: int, gas: int) -> int:
-                return realized_value(dex, quote, collateral=c, debt=d,
+                return realized_value(exits, quote, collateral=c, debt=d,
                                       collateral_received=got, debt_paid=paid, gas_paid=gas)
 
             fees = FeePolicy(int(execution.max_fee_per_gas_gwei * GWEI), priority_fee)
@@ -182,7 +185,7 @@ async def keeper_from_config(
             min_profit=int(execution.min_profit_quote * 10**decimals),
             priority_fee=priority_fee, executor=executor, live=live, flash=flash,
             batch_max=execution.batch_max, monitor=monitor, ws=ws,
-            keep_outcomes=keep_outcomes, bids=bid_policy(config),
+            keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits,
         )
         return keeper, fork
     except BaseException:
@@ -192,6 +195,27 @@ async def keeper_from_config(
             await fork.aclose()
         await chain.aclose()
         raise
+
+
+async def exit_venues(
+    chain: HttpRpc, config: KeeperConfig, pairs: PairBook, quote: str, head: int
+) -> Venue:
+    """Where exits are priced and sold: the V2 pairs alone, or with `[[dex.venues]]` all of
+    them as one `Venues` routing through the quote token. A venue's pools are those among
+    the V2 pairs' tokens and the quote token."""
+    if not config.dex.venues:
+        return pairs
+    if config.execution.flash_executor is not None:
+        raise ConfigError("dex.venues: the flash executor sells only on Uniswap V2 pairs; "
+                          "remove [[dex.venues]] or execution.flash_executor")
+    tokens = {quote} | {t for p in pairs.pairs.values() for t in (p.token0, p.token1)}
+    books: list[Venue] = [pairs]
+    for venue in config.dex.venues:
+        books.append(await V3Book.from_factory(chain, venue.factory.lower(), tokens, head,
+                                               venue.fee_tiers))
+    log.info("exit venues", venues=[b.venue for b in books],
+             pools=[len(b.subscriptions().addresses) for b in books])
+    return Venues(books, via=quote)
 
 
 def bid_policy(config: KeeperConfig) -> BidPolicy:

@@ -24,6 +24,7 @@ from keeper.chain.follower import ChainFollower
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
 from keeper.dex.uniswap_v2 import PairBook
+from keeper.dex.venue import Venue
 from keeper.engine import Engine
 from keeper.execution.dispatch import Dispatcher, LivePositions
 from keeper.execution.executor import Executor
@@ -104,10 +105,11 @@ def assemble(
     live: LivePositions | None = None, flash: FlashRoute | None = None, batch_max: int = 5,
     monitor: Monitor | None = None, ws: WsSubscriptions | None = None,
     poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
-    bids: BidPolicy | None = None,
+    bids: BidPolicy | None = None, exits: Venue | None = None,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
-    executor was built with (its `still_there`)."""
+    executor was built with (its `still_there`). `exits`: where ranking prices and routes
+    the exit swaps (`keeper.dex.venue`), the V2 pairs `dex` when not given."""
     dispatcher: Dispatcher | None = None
     if executor is not None:
         intents = IntentBuilder(
@@ -115,7 +117,7 @@ def assemble(
             min_profit=min_profit, flash=flash, batch_max=batch_max)
         dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
                                 outcomes=OutcomeLog(keep_outcomes))
-    engine = Engine(chain, strategies, dex, dispatcher, quote_token=quote_token,
+    engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)
     follower = ChainFollower(

@@ -190,6 +190,15 @@ class V3Book:
             block=number,
         )
 
+    @classmethod
+    async def from_factory(
+        cls, chain: ChainReader, factory: str, tokens: Iterable[str], block: BlockRef | int,
+        fees: Sequence[int] = FEE_TIERS,
+    ) -> V3Book:
+        """Every pool of the factory among `tokens` (`discover`), loaded (`load`)."""
+        return await cls.load(chain, await cls.discover(chain, factory, tokens, block, fees),
+                              block)
+
     async def reload(self, chain: ChainReader, block: BlockRef | int) -> None:
         """Read every pool again as of `block`, in place (after a reorg)."""
         fresh = await V3Book.load(chain, list(self.by_address), block)

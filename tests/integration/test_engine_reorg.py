@@ -20,6 +20,7 @@ from web3 import Web3
 
 from keeper.demo import build_keeper
 from keeper.devnet.tokens import to_feed_answer
+from keeper.dex.uniswap_v2 import PairBook
 from keeper.execution.journal import Journal
 from keeper.types import Opportunity
 from keeper.wiring import Keeper
@@ -76,8 +77,10 @@ async def test_a_reorg_rebuilds_the_book_as_a_fresh_sync_would(
         for user in ours.accounts:
             assert ours.book.account_data(user, head.timestamp) == theirs.book.account_data(
                 user, head.timestamp), user
-        assert {p.address: p for p in engine.engine.dex.pairs.values()} == {
-            p.address: p for p in fresh.engine.dex.pairs.values()}
+        ours_dex, their_dex = engine.engine.dex, fresh.engine.dex
+        assert isinstance(ours_dex, PairBook) and isinstance(their_dex, PairBook)
+        assert {p.address: p for p in ours_dex.pairs.values()} == {
+            p.address: p for p in their_dex.pairs.values()}
     finally:
         await engine.aclose()
         journal.close()
