@@ -1,14 +1,16 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.19;
 
-import {IAavePoolMin, IERC20Min, IMorphoMin, IUniswapV2PairMin, MarketParams} from "./Interfaces.sol";
+import {
+    IAavePoolMin, IERC20Min, IMorphoMin, IUniswapV2PairMin, IUniswapV3PoolMin, MarketParams
+} from "./Interfaces.sol";
 
 /// @title FlashLiquidator
 /// @notice Liquidates Aave V3 and Morpho Blue positions without holding the debt asset: borrow
 /// the debt token (Morpho flash loan, Aave `flashLoanSimple`, Uniswap V2 flash swap, or the
 /// contract's own balance), run every liquidation of the plan, sell each seized collateral back
-/// to the debt token on Uniswap V2 pairs with a min-out, repay the lender, and send the surplus
-/// to the owner, reverting unless it reaches `minProfit`.
+/// to the debt token on Uniswap V2 pairs and Uniswap V3 pools with a min-out, repay the lender,
+/// and send the surplus to the owner, reverting unless it reaches `minProfit`.
 /// @dev One `execute` call is one plan: one debt token, one funding source, N liquidations whose
 /// debt is that token. All or nothing: any failing step reverts the whole transaction.
 ///
@@ -18,7 +20,9 @@ import {IAavePoolMin, IERC20Min, IMorphoMin, IUniswapV2PairMin, MarketParams} fr
 ///   stores keccak256(lender, data); the callback must come from that lender with that data, and
 ///   clears the slot, so it runs at most once. Outside `execute` the slot is zero and every
 ///   callback reverts. Aave's callback also requires `initiator == this`, Uniswap's
-///   `sender == this`.
+///   `sender == this`. A Uniswap V3 swap callback is guarded the same way: before each pool
+///   swap, keccak256(pool, data) is stored; only that pool, inside that swap, is paid, at most
+///   once, and never more than the hop's planned input.
 /// - Approvals go only to the two immutable protocol contracts (AAVE_POOL, MORPHO), for exact
 ///   amounts: the liquidation's `maxRepay` (reset to 0 afterwards unless fully pulled) and the
 ///   flash repayment (pulled in full by the lender). Uniswap pairs are paid by transfer.
@@ -78,6 +82,11 @@ contract FlashLiquidator {
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event Executed(address indexed profitToken, uint256 profit, uint256 liquidations);
     event Swept(address indexed token, address indexed to, uint256 amount);
+
+    /// TickMath.MIN_SQRT_RATIO and MAX_SQRT_RATIO (v3-core): a V3 hop's price limits are one
+    /// inside them, i.e. none (as QuoterV2's quotes).
+    uint160 private constant MIN_SQRT_RATIO = 4295128739;
+    uint160 private constant MAX_SQRT_RATIO = 1461446703485210103287273052203988822378723970342;
 
     error NotOwner();
     error NotPendingOwner();
@@ -203,6 +212,18 @@ contract FlashLiquidator {
         return true;
     }
 
+    /// @notice Uniswap V3 swap callback: pay the pool what it is owed of the hop's input, at most
+    /// the planned amount, only inside that pool's swap (see `_hopV3`).
+    function uniswapV3SwapCallback(int256 amount0Delta, int256 amount1Delta, bytes calldata data)
+        external
+    {
+        _enterCallback(data);
+        (address tokenIn, uint256 amountIn) = abi.decode(data, (address, uint256));
+        uint256 owed = uint256(amount0Delta > 0 ? amount0Delta : amount1Delta);
+        if (owed > amountIn) revert BadPlan();
+        _transfer(tokenIn, msg.sender, owed);
+    }
+
     /// @notice Uniswap V2 flash-swap callback: repaid in the borrowed token, fee included.
     function uniswapV2Call(address sender, uint256, uint256, bytes calldata data) external {
         if (sender != address(this)) revert BadInitiator();
@@ -256,19 +277,57 @@ contract FlashLiquidator {
         }
     }
 
-    /// @dev Sell `amountIn` along `pairs` straight through the pairs (no router, no approval):
-    /// each hop's output is sent to the next pair, the last to this contract.
+    /// @dev Sell `amountIn` along `pairs` (Uniswap V2 pairs and V3 pools, told apart by V3's
+    /// `tickSpacing`) with no router and no approval: a V2 pair is paid by transfer before its
+    /// swap, a V3 pool in its callback; each hop's output goes straight to the next V2 pair, or
+    /// to this contract when the next hop is a V3 pool or there is none.
     function _swap(address tokenIn, uint256 amountIn, address[] memory pairs)
         private
         returns (address, uint256)
     {
-        _transfer(tokenIn, pairs[0], amountIn);
         uint256 hops = pairs.length;
+        bool[] memory v3 = new bool[](hops);
         for (uint256 i; i < hops; ++i) {
-            address to = i + 1 < hops ? pairs[i + 1] : address(this);
-            (tokenIn, amountIn) = _hop(IUniswapV2PairMin(pairs[i]), tokenIn, amountIn, to);
+            v3[i] = _isV3(pairs[i]);
+        }
+        if (!v3[0]) _transfer(tokenIn, pairs[0], amountIn);
+        for (uint256 i; i < hops; ++i) {
+            address to = i + 1 < hops && !v3[i + 1] ? pairs[i + 1] : address(this);
+            (tokenIn, amountIn) = v3[i]
+                ? _hopV3(IUniswapV3PoolMin(pairs[i]), tokenIn, amountIn, to)
+                : _hop(IUniswapV2PairMin(pairs[i]), tokenIn, amountIn, to);
         }
         return (tokenIn, amountIn);
+    }
+
+    /// @dev A Uniswap V3 pool answers `tickSpacing()`; a V2 pair has no such function.
+    function _isV3(address pool) private view returns (bool) {
+        (bool ok, bytes memory answer) =
+            pool.staticcall(abi.encodeWithSelector(IUniswapV3PoolMin.tickSpacing.selector));
+        return ok && answer.length == 32;
+    }
+
+    /// @dev One V3 pool swap of exactly `amountIn` (held here), output to `to`. The pool must
+    /// take all of it (a pool that runs dry before reverts the plan).
+    function _hopV3(IUniswapV3PoolMin pool, address tokenIn, uint256 amountIn, address to)
+        private
+        returns (address tokenOut, uint256 amountOut)
+    {
+        address token0 = pool.token0();
+        bool zeroForOne = tokenIn == token0;
+        tokenOut = zeroForOne ? pool.token1() : token0;
+        if (!zeroForOne && tokenIn != pool.token1()) revert BadPlan();
+        if (amountIn == 0 || amountIn > uint256(type(int256).max)) revert BadPlan();
+        bytes memory data = abi.encode(tokenIn, amountIn);
+        _pendingCallback = keccak256(abi.encodePacked(address(pool), data));
+        (int256 amount0, int256 amount1) = pool.swap(
+            to, zeroForOne, int256(amountIn), zeroForOne ? MIN_SQRT_RATIO + 1 : MAX_SQRT_RATIO - 1,
+            data
+        );
+        if (_pendingCallback != bytes32(0)) revert CallbackNotCalled();
+        (int256 paid, int256 received) = zeroForOne ? (amount0, amount1) : (amount1, amount0);
+        if (paid != int256(amountIn) || received > 0) revert BadPlan();
+        amountOut = uint256(-received);
     }
 
     /// @dev One pair swap of `amountIn` (already in the pair), output to `to`.

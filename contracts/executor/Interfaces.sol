@@ -2,8 +2,8 @@
 pragma solidity 0.8.19;
 
 /// @dev The minimal external interfaces FlashLiquidator calls, declared here so the build needs
-/// no npm interface paths. Signatures match Aave V3 (core-v3 1.19), Morpho Blue 1.0 and
-/// Uniswap V2 exactly; only the functions used are listed.
+/// no npm interface paths. Signatures match Aave V3 (core-v3 1.19), Morpho Blue 1.0, Uniswap V2
+/// and Uniswap V3 exactly; only the functions used are listed.
 
 interface IERC20Min {
     function balanceOf(address account) external view returns (uint256);
@@ -58,4 +58,21 @@ interface IUniswapV2PairMin {
     function getReserves() external view returns (uint112 reserve0, uint112 reserve1, uint32 blockTimestampLast);
 
     function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes calldata data) external;
+}
+
+/// Uniswap V3 (v3-core 1.0.1) pool: the swap, and tickSpacing to tell a pool from a V2 pair.
+interface IUniswapV3PoolMin {
+    function token0() external view returns (address);
+
+    function token1() external view returns (address);
+
+    function tickSpacing() external view returns (int24);
+
+    function swap(
+        address recipient,
+        bool zeroForOne,
+        int256 amountSpecified,
+        uint160 sqrtPriceLimitX96,
+        bytes calldata data
+    ) external returns (int256 amount0, int256 amount1);
 }

@@ -9,6 +9,7 @@ feed so seeded borrowers on both protocols become liquidatable, and sends
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
@@ -28,12 +30,14 @@ from web3.logs import DISCARD
 from web3.types import RPCEndpoint
 
 from keeper import deploy_executor, secrets
+from keeper.chain.http import HttpRpc
 from keeper.cli import main
 from keeper.devnet.artifacts import aave
 from keeper.devnet.deployer import mined_receipt
 from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
 from keeper.devnet.uniswap import pair_artifact
+from keeper.dex.uniswap_v3 import V3Book
 from keeper.execution import flash
 from keeper.execution.flash import FlashPlan, Funding, decode_error, decode_profit, encode_execute
 from keeper.types import FlashLeg
@@ -500,3 +504,78 @@ def test_deploy_executor_command(
     (line,) = result.stderr.strip().splitlines()
     assert "needs an account" in line
     secrets.clear_secrets()
+
+
+# ---------------------------------------------------------------------------- Uniswap V3 exits
+
+
+def v3_pool(env: Env, key: str) -> str:
+    info = env.devnet.info.uniswap_v3
+    assert info is not None
+    return info.pools[key]
+
+
+def seized_and_sold(env: Env, receipt: dict[str, Any], pool: str) -> tuple[int, int]:
+    """(WETH paid into, token received from) the V3 pool, from the receipt's Transfer logs."""
+    transfer = "0x" + Web3.keccak(text="Transfer(address,address,uint256)").hex().removeprefix("0x")
+    pool_topic = "0x" + "00" * 12 + pool.lower()[2:]
+    paid = received = 0
+    for log in receipt["logs"]:
+        topics = ["0x" + bytes(t).hex() for t in log["topics"]]
+        if topics[0] != transfer:
+            continue
+        amount = int(bytes(log["data"]).hex(), 16)
+        if topics[2] == pool_topic:
+            paid += amount
+        if topics[1] == pool_topic:
+            received += amount
+    return paid, received
+
+
+def v3_book(env: Env, pools: Sequence[str]) -> V3Book:
+    async def load() -> V3Book:
+        rpc = await HttpRpc.open(env.devnet.info.rpc_url)
+        try:
+            return await V3Book.load(rpc, pools, env.w3.eth.block_number)
+        finally:
+            await rpc.aclose()
+    return asyncio.run(load())
+
+
+def test_exits_through_uniswap_v3_pools_and_mixed_routes(env: Env) -> None:
+    """A V3 pool alone, V3 then V2, and V2 then V3: profits to the wei, the V3 pool paying
+    exactly what the mirrored quote of what it was sold says, nothing left behind."""
+    crash(env)
+    targets = aave_targets(env, 3)
+    weth_usdc = v3_pool(env, "WETH/USDC/500")
+    routes = [
+        [weth_usdc],
+        [v3_pool(env, "WETH/DAI/3000"), pair(env, "USDC", "DAI")],
+        [pair(env, "WETH", "DAI"), v3_pool(env, "USDC/DAI/500")],
+    ]
+    for target, route in zip(targets, routes, strict=True):
+        plan = plan_for(env, [replace(target, swap_pairs=tuple(route))])
+        book = v3_book(env, [weth_usdc])
+        before = balance(env, "USDC", env.owner)
+        simulated = simulate(env, plan)
+        receipt = send(env, encode_execute(plan))
+        assert receipt["status"] == 1
+        assert balance(env, "USDC", env.owner) - before == simulated > 0
+        for symbol in ("USDC", "WETH", "DAI"):
+            assert balance(env, symbol, env.executor.address) == 0
+        if route == [weth_usdc]:
+            paid, received = seized_and_sold(env, receipt, weth_usdc)
+            leg = book.quote(env.tokens["WETH"].address, env.tokens["USDC"].address, paid)
+            assert leg is not None and leg.amount_out == received > 0
+        print(f"\nexit along {route}: gas {receipt['gasUsed']}")
+
+
+def test_v3_swap_callback_pays_only_the_pool_inside_its_own_swap(env: Env) -> None:
+    crash(env)
+    weth = env.tokens["WETH"].address
+    data = encode(["address", "uint256"], [weth, 10**18])
+    call = env.executor.functions.uniswapV3SwapCallback(10**18, -1, data)
+    pool = v3_pool(env, "WETH/USDC/500")
+    # Anyone, the owner and the pool itself included, while no swap of ours is under way.
+    for who in (env.stranger, env.owner, pool):
+        expect_error(env, call._encode_transaction_data(), who, "UnexpectedCallback")
