@@ -49,6 +49,7 @@ from keeper.execution.flash_route import FlashRoute
 from keeper.execution.journal import Journal
 from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.log import configure_logging
+from keeper.monitor import Monitor
 from keeper.plugins import load
 from keeper.ranking import realized_value
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
@@ -120,6 +121,7 @@ async def build_keeper(
     key: str = DEVNET_LIQUIDATOR_KEY, flash_executor: str | None = None,
     ws: WsSubscriptions | bool = False, poll_interval: float = 0.05,
     keep_outcomes: int | None = DEFAULT_KEEP, bids: BidPolicy | None = None,
+    monitor: Monitor | None = None,
 ) -> Keeper:
     """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
     public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
@@ -152,6 +154,7 @@ async def build_keeper(
         chain, devnet_strategies(info, account.address), dex, quote_token=weth,
         min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live,
         flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval, bids=bids,
+        monitor=monitor,
         ws=WsSubscriptions(info.ws_url) if ws is True else (ws or None),
     )
     await keeper.sync()
