@@ -3,8 +3,8 @@
     python -m benchmarks.race [--seed 20261202 ...] [--mode automine|interval|both] [--runs 1]
         [--steps 90] [--first-step 0] [--step-seconds 1.0] [--borrowers 300]
         [--competitor-poll 0.1] [--competitor-ws] [--competitor-tip 1] [--keeper-tip 1]
-        [--flash] [--capital-usd 100000000] [--alone] [--long] [--json] [--verbose]
-        [--workdir DIR]
+        [--flash] [--historical-gas] [--capital-usd 100000000] [--alone] [--long] [--json]
+        [--verbose] [--workdir DIR]
 
 Each race starts anvil afresh from the seed's cached devnet (the first start of a new seed
 deploys it: about 25-40 s), so runs never see each other's transactions. `--long` is the
@@ -45,7 +45,8 @@ def _options(args: argparse.Namespace, mode: Mode) -> RaceOptions:
         step_seconds=args.step_seconds, competitor=not args.alone,
         competitor_poll=args.competitor_poll, competitor_ws=args.competitor_ws,
         competitor_tip_gwei=args.competitor_tip, keeper_tip_gwei=args.keeper_tip,
-        flash=args.flash, capital_usd=args.capital_usd or None)
+        flash=args.flash, capital_usd=args.capital_usd or None,
+        historical_gas=args.historical_gas)
 
 
 def _variant(options: RaceOptions) -> str:
@@ -125,6 +126,9 @@ def main() -> None:
     parser.add_argument("--competitor-tip", type=Decimal, default=Decimal(1), help="gwei")
     parser.add_argument("--keeper-tip", type=Decimal, default=Decimal(1), help="gwei")
     parser.add_argument("--flash", action="store_true", help="the keeper's flash executor on")
+    parser.add_argument("--historical-gas", action="store_true",
+                        help="post the path's gas prices as base fees (they jump up to 3x "
+                             "from one step's block to the next)")
     parser.add_argument("--capital-usd", type=Decimal, default=CAPITAL_USD,
                         help="both bots hold this much of every token, so capital is not what "
                              "decides the race; 0: the devnet liquidator's $5M, matched")

@@ -18,7 +18,9 @@
    (benchmarks/race/competitor.py), and waits until both have synced;
 4. drives the crash: `keeper.devnet.crash.crash_steps` + `apply_step` along a price path
    (the bundled 2021-05-19 ETH/USD day by default), one step every `step_seconds` (a step
-   posts WETH then WBTC, with that day's base fee);
+   posts WETH then WBTC; with `historical_gas`, also that day's gas price as the base fee,
+   off by default: see `RaceOptions`); under interval mining `post_step`
+   sends the step's two posts together so they share a block;
 5. waits until both bots are idle: the pool empty and neither bot's nonce moved for
    `quiet_seconds`; scrapes the keeper's /metrics (its own view: outcomes, breakers); stops
    both (SIGTERM: the daemon finishes what is in flight);
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -56,17 +59,18 @@ from benchmarks.race.timing import BotSend, LostRaces, Timing, keeper_sends, los
 from benchmarks.race.verdict import Contracts, Verdict, verdict
 from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.borrowers import token_amount
-from keeper.devnet.crash import apply_step, crash_steps
+from keeper.devnet.crash import CrashStep, apply_step, crash_steps
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import load_price_path
-from keeper.devnet.tokens import DEFAULT_TOKENS, mintable_erc20
+from keeper.devnet.tokens import DEFAULT_TOKENS, mintable_erc20, to_feed_answer
 from keeper.paths import project_root
 
 MNEMONIC = "test test test test test test test test test test test junk"
 COMPETITOR_INDEX = 5  # an anvil dev account the devnet deploy never touches
 GWEI = 10**9
+POST_GAS = 200_000  # the gas limit of a feed's updateAnswer
 ANSWER_UPDATED = abi.topic("AnswerUpdated(int256,uint256,uint256)")
 Mode = Literal["automine", "interval"]
 
@@ -86,6 +90,11 @@ class RaceOptions:
     competitor_tip_gwei: Decimal = Decimal(1)
     keeper_tip_gwei: Decimal = Decimal(1)
     flash: bool = False
+    # Post the path's historical gas prices as base fees. Off by default: ten minutes of
+    # the day pass in one step, so the base fee jumps up to 3x from one block to the next,
+    # which no chain does (12.5 % a block at most) and which strands every transaction
+    # priced at 2x the last base fee, as the peer design prices them.
+    historical_gas: bool = False
     capital_usd: Decimal | None = None  # both bots' balance of each token (default: the
     # keeper's, i.e. the devnet liquidator's $5M)
     quiet_seconds: float = 2.0
@@ -261,7 +270,8 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
         last = int(await chain.call("eth_blockNumber"), 16)
         names = {"keeper": keeper, "competitor": competitor} if options.competitor \
             else {"keeper": keeper}
-        contracts = Contracts(info.aave_v3.pool, info.morpho_blue.morpho, info.aave_v3.oracle)
+        contracts = Contracts(info.aave_v3.pool, info.morpho_blue.morpho, info.aave_v3.oracle,
+                              info.tokens["WETH"].address)
         judged = await verdict(chain, contracts, names, first, last)
         steps = await _step_blocks(chain, info.feeds["WETH"], first, last)
         report = _competitor_report(workdir)
@@ -369,10 +379,38 @@ def _scrape(port: int) -> dict[str, float]:
 async def _drive(w3: Web3, info: DevnetInfo, options: RaceOptions) -> None:
     points = load_price_path(options.path) if options.path else load_price_path()
     steps = crash_steps(points, {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
+    post = apply_step if options.mode == "automine" else post_step
+    if not options.historical_gas:
+        steps = [dataclasses.replace(step, gas_gwei=None) for step in steps]
     for step in steps[options.first_step: options.first_step + options.steps]:
         started = time.monotonic()
-        await asyncio.to_thread(apply_step, w3, info, step)
+        await asyncio.to_thread(post, w3, info, step)
         await asyncio.sleep(max(0.0, options.step_seconds - (time.monotonic() - started)))
+
+
+def post_step(w3: Web3, info: DevnetInfo, step: CrashStep) -> int:
+    """`apply_step` for interval mining: the step's posts sent together (they share a block)
+    with a gas limit of their size and fees with room for a rising base fee. (apply_step sends
+    each post with the set-up gas limit, 29M of the block's 30M: in a block full of
+    liquidations it is left behind block after block, past its 30 s receipt wait.)"""
+    if step.gas_gwei is not None:
+        rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(int(step.gas_gwei * GWEI)))
+    base_fee = int(step.gas_gwei * GWEI) if step.gas_gwei is not None \
+        else int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+    hashes = []
+    for symbol, usd in step.prices.items():
+        data = abi.calldata("updateAnswer(int256)", to_feed_answer(usd))
+        hashes.append(rpc(w3, "eth_sendTransaction", {
+            "from": info.accounts.deployer, "to": info.feeds[symbol], "data": data,
+            "gas": hex(POST_GAS), "maxFeePerGas": hex(4 * base_fee + GWEI),
+            "maxPriorityFeePerGas": hex(GWEI)}))
+    block = 0
+    for tx_hash in hashes:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02)
+        if receipt["status"] != 1:
+            raise RuntimeError(f"price post {tx_hash} reverted")
+        block = max(block, int(receipt["blockNumber"]))
+    return block
 
 
 async def _idle(chain: Rpc, addresses: list[str], bots: list[Process],

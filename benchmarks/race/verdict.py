@@ -10,7 +10,8 @@ receipts of the two bots' ones, the Aave Pool's `LiquidationCall` and Morpho Blu
   sender is still the keeper);
 * the bonus each liquidation took: collateral seized minus debt repaid, both valued at the
   Aave oracle's prices of that block (an `eth_call` pinned to the block), in USD;
-* the gas each bot spent (all its transactions in the window, reverted ones included);
+* the gas each bot spent (all its transactions in the window, reverted ones included), and
+  its fees in USD at WETH's oracle price of each transaction's block;
 * every reverted transaction of either bot with its cause. The trace of the transaction
   at its own position in its block (`debug_traceTransaction`, callTracer) gives the revert
   reason and the accounts it tried to liquidate (the Pool's `liquidationCall` and Morpho's
@@ -54,6 +55,7 @@ class Liquidation:
     repaid: int
     seized: int
     bonus_usd: float
+    repaid_usd: float
 
     @property
     def position(self) -> tuple[int, int]:
@@ -84,9 +86,11 @@ class BotTotals:
     reverted: int = 0
     gas_used: int = 0
     fees_wei: int = 0
+    fees_usd: float = 0.0  # each transaction's fee at WETH's oracle price of its block
     liquidations: int = 0
     first: int = 0
     bonus_usd: float = 0.0
+    repaid_usd: float = 0.0
 
 
 @dataclass
@@ -149,12 +153,12 @@ class Verdict:
             t = self.totals.get(name, BotTotals())
             line = (f"  {name:<10} first liquidation {self.win_rate(name):6.1%} "
                     f"({t.first}/{self.accounts})  bonus share {self.capture(name):6.1%} "
-                    f"(${t.bonus_usd:,.0f})")
+                    f"(${t.bonus_usd:,.0f} on ${t.repaid_usd:,.0f} repaid)")
             if name in self.bots:
                 causes = ", ".join(f"{c} {n}" for c, n in sorted(self.causes(name).items()))
                 line += (f"  txs {t.transactions}, reverted {t.reverted}"
                          f"{' (' + causes + ')' if causes else ''}, gas {t.gas_used:,} "
-                         f"({t.fees_wei / 10**18:.3f} ETH)")
+                         f"({t.fees_wei / 10**18:.3f} ETH, ${t.fees_usd:,.0f})")
             out.append(line)
         return out
 
@@ -166,6 +170,7 @@ class Contracts:
     pool: str
     morpho: str | None
     oracle: str
+    native: str | None = None  # the wrapped native token, to value fees (WETH)
 
 
 async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first: int,
@@ -174,13 +179,14 @@ async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first
     by_address = {a.lower(): n for n, a in bots.items()}
     result = Verdict(first, last, {n: a.lower() for n, a in bots.items()},
                      totals={n: BotTotals() for n in [*bots, "other"]})
-    senders = await _transactions(rpc, first, last, by_address, result)
+    senders = await _transactions(rpc, contracts, by_address, result)
     logs = await _logs(rpc, contracts, first, last)
     result.liquidations = await _liquidations(rpc, contracts, logs, senders, by_address)
     for liquidation in result.liquidations:
         totals = result.totals[liquidation.who]
         totals.liquidations += 1
         totals.bonus_usd += liquidation.bonus_usd
+        totals.repaid_usd += liquidation.repaid_usd
     for liquidation in result.firsts().values():
         result.totals[liquidation.who].first += 1
     result.reverts = await _reverts(rpc, contracts, result)
@@ -191,8 +197,9 @@ async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first
 _Senders = dict[str, tuple[str, int, int]]
 
 
-async def _transactions(rpc: Rpc, first: int, last: int, bots: Mapping[str, str],
+async def _transactions(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str],
                         result: Verdict) -> _Senders:
+    first, last = result.first_block, result.last_block
     senders: _Senders = {}
     ours: list[tuple[str, str]] = []
     for start in range(first, last + 1, CHUNK):
@@ -208,14 +215,21 @@ async def _transactions(rpc: Rpc, first: int, last: int, bots: Mapping[str, str]
                 if sender in bots:
                     ours.append((bots[sender], tx["hash"]))
     receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for _, h in ours])
+    native: dict[tuple[int, str], int] = {}
+    if contracts.native is not None:
+        native = await _prices(rpc, contracts.oracle, {(senders[h][1], contracts.native)
+                                                       for _, h in ours})
     for (name, tx_hash), receipt in zip(ours, receipts, strict=True):
         if isinstance(receipt, RpcFault):
             raise receipt
         totals = result.totals[name]
         totals.transactions += 1
         gas = int(receipt["gasUsed"], 16)
+        fee = gas * int(receipt["effectiveGasPrice"], 16)
         totals.gas_used += gas
-        totals.fees_wei += gas * int(receipt["effectiveGasPrice"], 16)
+        totals.fees_wei += fee
+        if contracts.native is not None:
+            totals.fees_usd += fee / 10**18 * native[(senders[tx_hash][1], contracts.native)] / USD
         if int(receipt["status"], 16) != 1:
             totals.reverted += 1
             _sender, block, index = senders[tx_hash]
@@ -263,10 +277,11 @@ async def _liquidations(rpc: Rpc, contracts: Contracts, logs: Sequence[dict[str,
     decimals = await _decimals(rpc, {t for r in rows for t in (r[6], r[7])})
     out = []
     for protocol, account, block, index, tx_hash, sender, coll, debt, repaid, seized in rows:
-        value = (seized * prices[(block, coll)] / 10 ** decimals[coll]
-                 - repaid * prices[(block, debt)] / 10 ** decimals[debt]) / USD
+        paid = repaid * prices[(block, debt)] / 10 ** decimals[debt] / USD
+        value = seized * prices[(block, coll)] / 10 ** decimals[coll] / USD - paid
         out.append(Liquidation(protocol, account, block, index, tx_hash, sender,
-                               bots.get(sender, "other"), coll, debt, repaid, seized, value))
+                               bots.get(sender, "other"), coll, debt, repaid, seized, value,
+                               paid))
     return out
 
 
