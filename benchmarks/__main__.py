@@ -10,7 +10,9 @@ the next's figures):
    account) against the keeper's detection, and feed log -> signed send;
 3. `tests.bench.bench_feed_to_send`: feed log -> first send on the default devnet, against
    a bare loop (the physical limit);
-4. `benchmarks.bench_replay`: archive replay speed in blocks per second.
+4. `benchmarks.bench_replay`: archive replay speed in blocks per second;
+5. `benchmarks.race`: the keeper against a competing bot of the common peer design on a
+   crash, judged from the chain (three seeds x both block modes; see docs/benchmarks.md).
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -28,12 +30,14 @@ FULL: list[list[str]] = [
     ["benchmarks.bench_scale"],
     ["tests.bench.bench_feed_to_send"],
     ["benchmarks.bench_replay"],
+    ["benchmarks.race", "--long", "--first-step", "60", "--steps", "20"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
     ["benchmarks.bench_scale", "--trials", "5", "--steady-blocks", "5"],
     ["tests.bench.bench_feed_to_send", "--trials", "10", "--cold", "1", "--steady-blocks", "5"],
     ["benchmarks.bench_replay", "--blocks", "40"],
+    ["benchmarks.race", "--first-step", "66", "--steps", "3"],
 ]
 
 
