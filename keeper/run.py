@@ -205,9 +205,6 @@ async def exit_venues(
     the V2 pairs' tokens and the quote token."""
     if not config.dex.venues:
         return pairs
-    if config.execution.flash_executor is not None:
-        raise ConfigError("dex.venues: the flash executor sells only on Uniswap V2 pairs; "
-                          "remove [[dex.venues]] or execution.flash_executor")
     tokens = {quote} | {t for p in pairs.pairs.values() for t in (p.token0, p.token1)}
     books: list[Venue] = [pairs]
     for venue in config.dex.venues:

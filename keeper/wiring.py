@@ -114,7 +114,7 @@ def assemble(
     if executor is not None:
         intents = IntentBuilder(
             strategies, Capabilities.of(strategies).flash, dex, quote_token=quote_token,
-            min_profit=min_profit, flash=flash, batch_max=batch_max)
+            min_profit=min_profit, flash=flash, batch_max=batch_max, exits=exits)
         dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
                                 outcomes=OutcomeLog(keep_outcomes))
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,

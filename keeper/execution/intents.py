@@ -5,7 +5,7 @@ leg for the flash executor: execution knows no protocol), the flash route, the D
 (pair addresses only) and the batching limits. It decides:
 
 - which candidates go through the flash executor (one is configured, the strategy can
-  describe the liquidation to it, and the seized collateral has a pair to be sold on)
+  describe the liquidation to it, and the seized collateral has a pool to be sold on)
   and sizes them within what a lender can lend, net of its fee, at flash gas;
 - how ranked liquidations share transactions (`keeper.batching`);
 - the `TxIntent` of each transaction: the strategy's own call paid with tokens the
@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 
 from keeper.batching import Send, group_sends
 from keeper.dex.uniswap_v2 import PairBook
+from keeper.dex.venue import Venue, legs_of
 from keeper.execution.flash_route import FLASH_GAS_OVERHEAD, FlashRoute, min_out
 from keeper.execution.outcomes import RecentKeys
 from keeper.strategy import FlashLiquidating, Strategy
@@ -58,11 +59,13 @@ class IntentBuilder:
     def __init__(
         self, strategies: Sequence[Strategy], flash_legs: Mapping[str, FlashLiquidating],
         dex: PairBook, *, quote_token: str, min_profit: int, flash: FlashRoute | None = None,
-        batch_max: int = 5,
+        batch_max: int = 5, exits: Venue | None = None,
     ) -> None:
         self.strategies = {s.name: s for s in strategies}
         self.flash_legs = flash_legs
         self.dex = dex
+        # Where ranking sells the collateral (`keeper.dex.venue`): the V2 pairs unless given.
+        self.exits: Venue = exits if exits is not None else dex
         self.quote_token = quote_token.lower()
         self.min_profit = min_profit
         self.flash = flash
@@ -72,12 +75,12 @@ class IntentBuilder:
 
     def flashable(self, candidate: Candidate) -> bool:
         """Sent through the flash executor: one is configured, the strategy can describe the
-        liquidation to it, and the seized collateral has a pair to be sold on."""
+        liquidation to it, and the seized collateral has a pool to be sold on."""
         return (
             self.flash is not None
             and candidate.strategy in self.flash_legs
             and candidate.collateral != candidate.debt
-            and self.dex.pair_for(candidate.collateral, candidate.debt) is not None
+            and bool(self.exits.pools(candidate.collateral, candidate.debt))
         )
 
     def flash_sized(self, candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -112,9 +115,10 @@ class IntentBuilder:
         legs = []
         for opp in send:
             swap = opp.swap
-            assert swap is not None  # ranking sold the collateral through this pair
+            assert swap is not None  # ranking sold the collateral along these pools
+            pools = tuple(hop.pair for hop in legs_of(swap))  # V2 pairs and V3 pools alike
             legs.append(self.flash_legs[opp.strategy].flash_liquidation(
-                opp.candidate, opp.debt_to_cover, (swap.pair,), min_out(swap.amount_out)))
+                opp.candidate, opp.debt_to_cover, pools, min_out(swap.amount_out)))
         profit_pairs: tuple[str, ...] = ()
         if lead.debt != self.quote_token:
             pair = self.dex.pair_for(lead.debt, self.quote_token)
@@ -138,9 +142,8 @@ class IntentBuilder:
             return opp.candidate.fee is not None and opp.key not in self.unbatchable
 
         def touches(opp: Opportunity) -> frozenset[str]:
-            pairs = (self.dex.pair_for(opp.collateral, opp.debt),
-                     self.dex.pair_for(opp.debt, self.quote_token))
-            return frozenset(p.address for p in pairs if p is not None)
+            return frozenset((*self.exits.pools(opp.collateral, opp.debt),
+                              *self.exits.pools(opp.debt, self.quote_token)))
 
         def fits(batch: Sequence[Opportunity]) -> bool:
             return flash.can_lend(batch[0].debt, [o.collateral for o in batch],
