@@ -12,7 +12,9 @@ the next's figures):
    a bare loop (the physical limit);
 4. `benchmarks.bench_replay`: archive replay speed in blocks per second;
 5. `benchmarks.race`: the keeper against a competing bot of the common peer design on a
-   crash, judged from the chain (three seeds x both block modes; see docs/benchmarks.md).
+   crash, judged from the chain (three seeds x both block modes; see docs/benchmarks.md);
+6. `benchmarks.bench_v3_quotes`: Uniswap V3 quote time per exit by ticks crossed, and a
+   crash block ranked on V2 alone against V2 + V3.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -31,6 +33,7 @@ FULL: list[list[str]] = [
     ["tests.bench.bench_feed_to_send"],
     ["benchmarks.bench_replay"],
     ["benchmarks.race", "--long", "--first-step", "60", "--steps", "20"],
+    ["benchmarks.bench_v3_quotes"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -38,6 +41,7 @@ QUICK: list[list[str]] = [
     ["tests.bench.bench_feed_to_send", "--trials", "10", "--cold", "1", "--steady-blocks", "5"],
     ["benchmarks.bench_replay", "--blocks", "40"],
     ["benchmarks.race", "--first-step", "66", "--steps", "3"],
+    ["benchmarks.bench_v3_quotes", "--trials", "100"],
 ]
 
 
