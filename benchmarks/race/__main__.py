@@ -4,7 +4,7 @@
         [--steps 90] [--first-step 0] [--step-seconds 1.0] [--borrowers 300]
         [--competitor-poll 0.1] [--competitor-ws] [--competitor-tip 1] [--keeper-tip 1]
         [--flash] [--historical-gas] [--capital-usd 100000000] [--alone] [--long] [--json]
-        [--verbose] [--workdir DIR]
+        [--json-out FILE] [--verbose] [--workdir DIR]
 
 Each race starts anvil afresh from the seed's cached devnet (the first start of a new seed
 deploys it: about 25-40 s), so runs never see each other's transactions. `--long` is the
@@ -134,6 +134,7 @@ def main() -> None:
                              "decides the race; 0: the devnet liquidator's $5M, matched")
     parser.add_argument("--alone", action="store_true", help="no competitor")
     parser.add_argument("--json", action="store_true", help="one JSON object per race")
+    parser.add_argument("--json-out", type=Path, help="also append each race's JSON to a file")
     parser.add_argument("--verbose", action="store_true", help="list every revert")
     parser.add_argument("--workdir", type=Path, help="default .cache/race/<time>")
     args = parser.parse_args()
@@ -158,6 +159,9 @@ def main() -> None:
                                       root / f"seed{seed}-{mode}-{run + 1}")
                 finally:
                     anvil.stop()
+                if args.json_out:
+                    with args.json_out.open("a") as out:
+                        out.write(json.dumps(as_json(seed, result)) + "\n")
                 if args.json:
                     print(json.dumps(as_json(seed, result)), flush=True)
                 else:

@@ -12,70 +12,26 @@ receipts of the two bots' ones, the Aave Pool's `LiquidationCall` and Morpho Blu
   Aave oracle's prices of that block (an `eth_call` pinned to the block), in USD;
 * the gas each bot spent (all its transactions in the window, reverted ones included), and
   its fees in USD at WETH's oracle price of each transaction's block;
-* every reverted transaction of either bot with its cause. The trace of the transaction
-  at its own position in its block (`debug_traceTransaction`, callTracer) gives the revert
-  reason and the accounts it tried to liquidate (the Pool's `liquidationCall` and Morpho's
-  `liquidate` calls found anywhere in the call tree, so flash-executor batches count).
-  The cause is `lost` when a liquidation of one of those accounts by someone else came
-  before it (an earlier transaction of the same block or an earlier block), `self` when
-  only the bot's own earlier liquidation did (it acted on a stale view), and otherwise
-  `revert` with the reason.
+* every reverted transaction of either bot with its cause (reverts.py): `lost` when
+  someone else's earlier liquidation of the same account made it fail (an earlier
+  transaction of the same block or of an earlier block, named), `self` when the bot's own
+  did, else `revert` with the decoded reason.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from eth_abi.abi import encode
-from eth_utils.crypto import keccak
-
 from benchmarks.race import abi
+from benchmarks.race.records import Liquidation, Revert
+from benchmarks.race.reverts import classify
 from benchmarks.race.rpc import Rpc, RpcFault
 
 USD = 10**8  # the Aave oracle's base currency unit
 CHUNK = 200  # blocks per batch
-
-
-@dataclass(frozen=True)
-class Liquidation:
-    """One liquidation log and what it took."""
-
-    protocol: str
-    account: str  # the Aave user, or "<market id>:<borrower>"
-    block: int
-    tx_index: int
-    tx_hash: str
-    sender: str
-    who: str  # keeper, competitor or other
-    collateral: str
-    debt: str
-    repaid: int
-    seized: int
-    bonus_usd: float
-    repaid_usd: float
-
-    @property
-    def position(self) -> tuple[int, int]:
-        return self.block, self.tx_index
-
-
-@dataclass(frozen=True)
-class Revert:
-    """A reverted transaction of one bot, and why."""
-
-    who: str
-    tx_hash: str
-    block: int
-    tx_index: int
-    targets: tuple[str, ...]
-    reason: str
-    cause: str  # lost, self or revert
-    winner: str | None = None  # the earlier liquidation's tx hash (lost / self)
-    winner_who: str | None = None
-    blocks_after: int | None = None  # how many blocks after the earlier liquidation
 
 
 @dataclass
@@ -189,7 +145,7 @@ async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first
         totals.repaid_usd += liquidation.repaid_usd
     for liquidation in result.firsts().values():
         result.totals[liquidation.who].first += 1
-    result.reverts = await _reverts(rpc, contracts, result)
+    result.reverts = await classify(rpc, contracts, result.reverts, result.liquidations)
     return result
 
 
@@ -323,73 +279,3 @@ async def _decimals(rpc: Rpc, tokens: set[str]) -> dict[str, int]:
                                              "latest"]) for t in keys])
     return {t: abi.words(a)[0] for t, a in zip(keys, answers, strict=True)
             if not isinstance(a, RpcFault)}
-
-
-async def _reverts(rpc: Rpc, contracts: Contracts, result: Verdict) -> list[Revert]:
-    if not result.reverts:
-        return []
-    traces = await rpc.batch([("debug_traceTransaction", [r.tx_hash, {"tracer": "callTracer"}])
-                              for r in result.reverts])
-    by_account: dict[str, list[Liquidation]] = defaultdict(list)
-    for liquidation in sorted(result.liquidations, key=lambda x: x.position):
-        by_account[liquidation.account].append(liquidation)
-    out = []
-    for revert, trace in zip(result.reverts, traces, strict=True):
-        if isinstance(trace, RpcFault):
-            out.append(_classified(revert, (), f"no trace: {trace.message}", by_account))
-            continue
-        targets = tuple(dict.fromkeys(_targets(trace, contracts)))
-        out.append(_classified(revert, targets, _reason(trace), by_account))
-    return out
-
-
-def _classified(revert: Revert, targets: tuple[str, ...], reason: str,
-                by_account: Mapping[str, Sequence[Liquidation]]) -> Revert:
-    """lost / self / revert, from the liquidations of its targets that came before it."""
-    here = (revert.block, revert.tx_index)
-    earlier = [x for t in targets for x in by_account.get(t, ()) if x.position < here]
-    others = [x for x in earlier if x.who != revert.who]
-    if others:
-        winner = max(others, key=lambda x: x.position)
-        cause = "lost"
-    elif earlier:
-        winner = max(earlier, key=lambda x: x.position)
-        cause = "self"
-    else:
-        return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets,
-                      reason, "revert")
-    return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets, reason,
-                  cause, winner.tx_hash, winner.who, revert.block - winner.block)
-
-
-def _targets(call: Mapping[str, Any], contracts: Contracts) -> list[str]:
-    """The accounts every liquidation call in the tree was aimed at."""
-    out: list[str] = []
-    to = str(call.get("to", "")).lower()
-    data = str(call.get("input", "0x"))
-    if to == contracts.pool.lower() and data.startswith(abi.selector(abi.LIQUIDATION_CALL)):
-        out.append(str(abi.decode_args(abi.LIQUIDATION_CALL, data)[2]).lower())
-    elif (contracts.morpho and to == contracts.morpho.lower()
-          and data.startswith(abi.selector(abi.MORPHO_LIQUIDATE))):
-        params, borrower, *_ = abi.decode_args(abi.MORPHO_LIQUIDATE, data)
-        out.append(f"{_market_id(params)}:{str(borrower).lower()}")
-    for child in call.get("calls", ()):
-        out += _targets(child, contracts)
-    return out
-
-
-def _market_id(params: Sequence[Any]) -> str:
-    """keccak of the ABI-encoded MarketParams, as Morpho's `MarketParamsLib.id`."""
-    encoded = encode(["address", "address", "address", "address", "uint256"], list(params))
-    return "0x" + keccak(encoded).hex()
-
-
-def _reason(trace: Mapping[str, Any]) -> str:
-    """The deepest failing call's revert reason (where the revert started)."""
-    failing = trace
-    while True:
-        child = next((c for c in failing.get("calls", ()) if c.get("error")), None)
-        if child is None or not child.get("output"):
-            break
-        failing = child
-    return abi.revert_reason(failing.get("output"), str(failing.get("error", "")))

@@ -1,0 +1,141 @@
+"""Why each reverted transaction of a bot reverted, from the chain alone (for verdict.py).
+
+The trace of the transaction at its own position in its block (`debug_traceTransaction`,
+callTracer) gives the revert reason (the deepest failing call's revert data: Aave's
+numeric codes named, Morpho's strings, panics, the FlashLiquidator's errors) and the
+accounts it tried to liquidate (every Pool `liquidationCall` and Morpho `liquidate` in the
+call tree, so flash-executor batches count too).
+
+Then the same call (same sender, target, calldata and value) is re-run with `eth_call`
+against the state just before each earlier liquidation of those accounts, the latest first:
+the first one before which it would have gone through is what made it fail. The cause is
+
+* `lost` when that liquidation was someone else's (an earlier transaction of the same block
+  or of an earlier block), named with its transaction;
+* `self` when it was the bot's own (it acted on a view older than its own liquidation);
+* `revert` when no earlier liquidation explains it (it fails before all of them, or there
+  are none): the reason, and whether the call would have passed at its block's parent
+  state (then something else in its block, such as a price post, changed the outcome).
+
+Where a node cannot re-run a call at an old state, the latest earlier liquidation by
+someone else (else by the bot) is taken as the cause.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
+
+from benchmarks.race import abi
+from benchmarks.race.records import Liquidation, Revert
+from benchmarks.race.rpc import Rpc, RpcFault
+
+if TYPE_CHECKING:
+    from benchmarks.race.verdict import Contracts
+
+
+async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
+                   liquidations: Sequence[Liquidation]) -> list[Revert]:
+    """Each of `reverts` (who, hash, position known) with its targets, reason and cause."""
+    if not reverts:
+        return []
+    traces = await rpc.batch([("debug_traceTransaction", [r.tx_hash, {"tracer": "callTracer"}])
+                              for r in reverts])
+    by_account: dict[str, list[Liquidation]] = defaultdict(list)
+    for liquidation in sorted(liquidations, key=lambda x: x.position):
+        by_account[liquidation.account].append(liquidation)
+    # For each revert: its earlier liquidations (latest first) and the states to re-run at.
+    plans: list[tuple[Revert, tuple[str, ...], str, list[Liquidation]]] = []
+    checks: list[tuple[str, list[Any]]] = []
+    for revert, trace in zip(reverts, traces, strict=True):
+        if isinstance(trace, RpcFault):
+            plans.append((revert, (), f"no trace: {trace.message}", []))
+            continue
+        targets = tuple(dict.fromkeys(_targets(trace, contracts)))
+        here = (revert.block, revert.tx_index)
+        earlier = sorted((x for t in targets for x in by_account.get(t, ())
+                          if x.position < here), key=lambda x: x.position, reverse=True)
+        call = {k: trace[k] for k in ("from", "to", "input", "value") if trace.get(k)}
+        for state in [x.block - 1 for x in earlier] + [revert.block - 1]:
+            checks.append(("eth_call", [call, hex(state)]))
+        plans.append((revert, targets, _reason(trace), earlier))
+    answers = iter(await rpc.batch(checks))
+    out = []
+    for revert, targets, reason, earlier in plans:
+        if reason.startswith("no trace"):
+            out.append(_with(revert, targets, reason, "revert"))
+            continue
+        before = [_passed(next(answers)) for _ in earlier]
+        at_parent = _passed(next(answers))
+        out.append(_decide(revert, targets, reason, earlier, before, at_parent=at_parent))
+    return out
+
+
+def _passed(answer: Any) -> bool | None:
+    """An eth_call's answer: True it went through, False it reverted, None no state."""
+    if not isinstance(answer, RpcFault):
+        return True
+    message = answer.message.lower()
+    return False if answer.code == 3 or "revert" in message or "evm error" in message else None
+
+
+def _decide(revert: Revert, targets: tuple[str, ...], reason: str,
+            earlier: Sequence[Liquidation], before: Sequence[bool | None], *,
+            at_parent: bool | None) -> Revert:
+    if any(b is None for b in before):  # no old state: the latest earlier liquidation
+        others = [x for x in earlier if x.who != revert.who]
+        culprit = others[0] if others else (earlier[0] if earlier else None)
+    else:
+        culprit = next((x for x, ok in zip(earlier, before, strict=True) if ok), None)
+    if culprit is not None:
+        cause = "lost" if culprit.who != revert.who else "self"
+        return _with(revert, targets, reason, cause, culprit)
+    note = {True: "passed at its block's parent state", False: "failed at its block's parent "
+            "state too", None: "its block's parent state not available"}[at_parent]
+    return _with(revert, targets, f"{reason}; {note}", "revert")
+
+
+def _with(revert: Revert, targets: tuple[str, ...], reason: str, cause: str,
+          winner: Liquidation | None = None) -> Revert:
+    if winner is None:
+        return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets,
+                      reason, cause)
+    return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets, reason,
+                  cause, winner.tx_hash, winner.who, revert.block - winner.block)
+
+
+def _targets(call: Mapping[str, Any], contracts: Contracts) -> list[str]:
+    """The accounts every liquidation call in the tree was aimed at."""
+    out: list[str] = []
+    to = str(call.get("to", "")).lower()
+    data = str(call.get("input", "0x"))
+    if to == contracts.pool.lower() and data.startswith(abi.selector(abi.LIQUIDATION_CALL)):
+        out.append(str(abi.decode_args(abi.LIQUIDATION_CALL, data)[2]).lower())
+    elif (contracts.morpho and to == contracts.morpho.lower()
+          and data.startswith(abi.selector(abi.MORPHO_LIQUIDATE))):
+        params, borrower, *_ = abi.decode_args(abi.MORPHO_LIQUIDATE, data)
+        out.append(f"{_market_id(params)}:{str(borrower).lower()}")
+    for child in call.get("calls", ()):
+        out += _targets(child, contracts)
+    return out
+
+
+def _market_id(params: Sequence[Any]) -> str:
+    """keccak of the ABI-encoded MarketParams, as Morpho's `MarketParamsLib.id`."""
+    encoded = encode(["address", "address", "address", "address", "uint256"], list(params))
+    return "0x" + keccak(encoded).hex()
+
+
+def _reason(trace: Mapping[str, Any]) -> str:
+    """The deepest failing call's revert reason (where the revert started)."""
+    failing = trace
+    while True:
+        child = next((c for c in failing.get("calls", ()) if c.get("error")), None)
+        if child is None or not child.get("output"):
+            break
+        failing = child
+    return abi.revert_reason(failing.get("output"), str(failing.get("error", "")))
