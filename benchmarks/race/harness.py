@@ -56,7 +56,7 @@ from benchmarks.race import abi
 from benchmarks.race.competitor import CompetitorConfig
 from benchmarks.race.rpc import Rpc
 from benchmarks.race.timing import BotSend, LostRaces, Timing, keeper_sends, lost_races, timing
-from benchmarks.race.verdict import Contracts, Verdict, verdict
+from benchmarks.race.verdict import ANSWER_UPDATED, Contracts, Verdict, verdict
 from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.borrowers import token_amount
 from keeper.devnet.crash import CrashStep, apply_step, crash_steps
@@ -71,7 +71,6 @@ MNEMONIC = "test test test test test test test test test test test junk"
 COMPETITOR_INDEX = 5  # an anvil dev account the devnet deploy never touches
 GWEI = 10**9
 POST_GAS = 200_000  # the gas limit of a feed's updateAnswer
-ANSWER_UPDATED = abi.topic("AnswerUpdated(int256,uint256,uint256)")
 Mode = Literal["automine", "interval"]
 
 
@@ -271,7 +270,8 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
         names = {"keeper": keeper, "competitor": competitor} if options.competitor \
             else {"keeper": keeper}
         contracts = Contracts(info.aave_v3.pool, info.morpho_blue.morpho, info.aave_v3.oracle,
-                              info.tokens["WETH"].address)
+                              info.tokens["WETH"].address,
+                              {info.tokens[s].address: f for s, f in info.feeds.items()})
         judged = await verdict(chain, contracts, names, first, last)
         steps = await _step_blocks(chain, info.feeds["WETH"], first, last)
         report = _competitor_report(workdir)

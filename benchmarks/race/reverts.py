@@ -7,15 +7,18 @@ accounts it tried to liquidate (every Pool `liquidationCall` and Morpho `liquida
 call tree, so flash-executor batches count too).
 
 Then the same call (same sender, target, calldata and value) is re-run with `eth_call`
-against the state just before each earlier liquidation of those accounts, the latest first:
-the first one before which it would have gone through is what made it fail. The cause is
+against the states just before and just after each earlier liquidation of those accounts,
+the latest first: one before which it would have gone through and after which it would not
+is what made it fail (if it still went through after a liquidation, something later broke
+it). The cause is
 
 * `lost` when that liquidation was someone else's (an earlier transaction of the same block
   or of an earlier block), named with its transaction;
 * `self` when it was the bot's own (it acted on a view older than its own liquidation);
-* `revert` when no earlier liquidation explains it (it fails before all of them, or there
-  are none): the reason, and whether the call would have passed at its block's parent
-  state (then something else in its block, such as a price post, changed the outcome).
+* `revert` when no earlier liquidation explains it (none, or it went through after them, or
+  it failed before all of them): the reason, and whether the call would have passed at
+  its block's parent state (then something in its own block, such as a price post, changed
+  the outcome; if not, it was sent on a view the chain had already left).
 
 Where a node cannot re-run a call at an old state, the latest earlier liquidation by
 someone else (else by the bot) is taken as the cause.
@@ -60,7 +63,7 @@ async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
         earlier = sorted((x for t in targets for x in by_account.get(t, ())
                           if x.position < here), key=lambda x: x.position, reverse=True)
         call = {k: trace[k] for k in ("from", "to", "input", "value") if trace.get(k)}
-        for state in [x.block - 1 for x in earlier] + [revert.block - 1]:
+        for state in [b for x in earlier for b in (x.block - 1, x.block)] + [revert.block - 1]:
             checks.append(("eth_call", [call, hex(state)]))
         plans.append((revert, targets, _reason(trace), earlier))
     answers = iter(await rpc.batch(checks))
@@ -69,9 +72,9 @@ async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
         if reason.startswith("no trace"):
             out.append(_with(revert, targets, reason, "revert"))
             continue
-        before = [_passed(next(answers)) for _ in earlier]
+        around = [(_passed(next(answers)), _passed(next(answers))) for _ in earlier]
         at_parent = _passed(next(answers))
-        out.append(_decide(revert, targets, reason, earlier, before, at_parent=at_parent))
+        out.append(_decide(revert, targets, reason, earlier, around, at_parent=at_parent))
     return out
 
 
@@ -84,13 +87,21 @@ def _passed(answer: Any) -> bool | None:
 
 
 def _decide(revert: Revert, targets: tuple[str, ...], reason: str,
-            earlier: Sequence[Liquidation], before: Sequence[bool | None], *,
-            at_parent: bool | None) -> Revert:
-    if any(b is None for b in before):  # no old state: the latest earlier liquidation
+            earlier: Sequence[Liquidation], around: Sequence[tuple[bool | None, bool | None]],
+            *, at_parent: bool | None) -> Revert:
+    """`around`: whether the call passed just before and just after each earlier
+    liquidation's block (latest first)."""
+    culprit = None
+    if any(None in pair for pair in around):  # no old state: the latest earlier liquidation
         others = [x for x in earlier if x.who != revert.who]
         culprit = others[0] if others else (earlier[0] if earlier else None)
     else:
-        culprit = next((x for x, ok in zip(earlier, before, strict=True) if ok), None)
+        for liquidation, (before, after) in zip(earlier, around, strict=True):
+            if after:  # it still passed after this one: what broke it came later
+                break
+            if before:
+                culprit = liquidation
+                break
     if culprit is not None:
         cause = "lost" if culprit.who != revert.who else "self"
         return _with(revert, targets, reason, cause, culprit)

@@ -9,7 +9,11 @@ receipts of the two bots' ones, the Aave Pool's `LiquidationCall` and Morpho Blu
   that emitted the log (with the flash executor the log's liquidator is the contract; the
   sender is still the keeper);
 * the bonus each liquidation took: collateral seized minus debt repaid, both valued at the
-  Aave oracle's prices of that block (an `eth_call` pinned to the block), in USD;
+  Aave oracle's prices it executed at, in USD: the oracle read with an `eth_call` pinned to
+  the parent block, unless the token's feed posted a new answer earlier in the liquidation's
+  own block (then that answer: with interval mining a block holds price posts and
+  liquidations, and a bid can put a liquidation before the post; the block's closing price
+  would value it at a price it did not see);
 * the gas each bot spent (all its transactions in the window, reverted ones included), and
   its fees in USD at WETH's oracle price of each transaction's block;
 * every reverted transaction of either bot with its cause (reverts.py): `lost` when
@@ -30,7 +34,8 @@ from benchmarks.race.records import Liquidation, Revert
 from benchmarks.race.reverts import classify
 from benchmarks.race.rpc import Rpc, RpcFault
 
-USD = 10**8  # the Aave oracle's base currency unit
+USD = 10**8  # the Aave oracle's base currency unit (and the feeds' answers)
+ANSWER_UPDATED = abi.topic("AnswerUpdated(int256,uint256,uint256)")
 CHUNK = 200  # blocks per batch
 
 
@@ -127,6 +132,7 @@ class Contracts:
     morpho: str | None
     oracle: str
     native: str | None = None  # the wrapped native token, to value fees (WETH)
+    feeds: Mapping[str, str] = field(default_factory=dict)  # token -> its oracle's price feed
 
 
 async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first: int,
@@ -228,13 +234,13 @@ async def _liquidations(rpc: Rpc, contracts: Contracts, logs: Sequence[dict[str,
         sender, _block, index = senders[log["transactionHash"]]
         rows.append((protocol, account, block, index, log["transactionHash"], sender,
                      collateral, debt, repaid, seized))
-    prices = await _prices(rpc, contracts.oracle,
-                           {(r[2], t) for r in rows for t in (r[6], r[7])})
+    prices = await _executed_prices(rpc, contracts,
+                                    {(r[2], r[3], t) for r in rows for t in (r[6], r[7])})
     decimals = await _decimals(rpc, {t for r in rows for t in (r[6], r[7])})
     out = []
     for protocol, account, block, index, tx_hash, sender, coll, debt, repaid, seized in rows:
-        paid = repaid * prices[(block, debt)] / 10 ** decimals[debt] / USD
-        value = seized * prices[(block, coll)] / 10 ** decimals[coll] / USD - paid
+        paid = repaid * prices[(block, index, debt)] / 10 ** decimals[debt] / USD
+        value = seized * prices[(block, index, coll)] / 10 ** decimals[coll] / USD - paid
         out.append(Liquidation(protocol, account, block, index, tx_hash, sender,
                                bots.get(sender, "other"), coll, debt, repaid, seized, value,
                                paid))
@@ -256,6 +262,31 @@ async def _markets(rpc: Rpc, contracts: Contracts,
             raise answer
         w = abi.words(answer)
         out[market] = (abi.address_word(w[0]), abi.address_word(w[1]))
+    return out
+
+
+async def _executed_prices(
+    rpc: Rpc, contracts: Contracts, wanted: set[tuple[int, int, str]]
+) -> dict[tuple[int, int, str], int]:
+    """The oracle price each (block, tx index, token) executed at: the price at the end of
+    the parent block, unless the token's feed posted earlier in the same block (a block of
+    interval mining holds price posts and liquidations, in fee order)."""
+    parents = await _prices(rpc, contracts.oracle, {(b - 1, t) for b, _, t in wanted})
+    feeds = {f.lower(): t.lower() for t, f in contracts.feeds.items()}
+    posts: dict[tuple[int, str], list[tuple[int, int]]] = {}  # (block, token) -> [(index, answer)]
+    if feeds and wanted:
+        blocks = sorted({b for b, _, _ in wanted})
+        logs = await rpc.call("eth_getLogs", [{
+            "fromBlock": hex(blocks[0]), "toBlock": hex(blocks[-1]), "address": list(feeds),
+            "topics": [ANSWER_UPDATED]}])
+        for log in logs:
+            key = (int(log["blockNumber"], 16), feeds[log["address"].lower()])
+            posts.setdefault(key, []).append((int(log["transactionIndex"], 16),
+                                              int(log["topics"][1], 16)))
+    out = {}
+    for block, index, token in wanted:
+        earlier = [answer for i, answer in posts.get((block, token), []) if i < index]
+        out[(block, index, token)] = earlier[-1] if earlier else parents[(block - 1, token)]
     return out
 
 
