@@ -63,7 +63,8 @@ def print_result(seed: int, result: RaceResult, *, verbose: bool = False) -> Non
     print(f"\n== race: seed {seed}, {options.mode}, steps {options.first_step}.."
           f"{options.first_step + options.steps - 1} every {options.step_seconds:g} s, "
           f"{_variant(options)}; keeper tip {options.keeper_tip_gwei} gwei "
-          f"({result.seconds:.0f} s, workdir {result.workdir})")
+          f"({result.seconds:.0f} s, load average {result.load[0]:.1f} -> {result.load[1]:.1f}, "
+          f"workdir {result.workdir})")
     for line in result.verdict.lines():
         print(line)
     reasons = Counter((r.who, r.cause, r.reason) for r in result.verdict.reverts)
@@ -104,7 +105,7 @@ def as_json(seed: int, result: RaceResult) -> dict[str, Any]:
                            for n, by_cause in result.lost.items()},
             "keeper_metrics": result.keeper_metrics,
             "competitor": {k: v for k, v in result.competitor.items() if k != "round_ms"},
-            "stuck": result.stuck}
+            "stuck": result.stuck, "load": result.load}
 
 
 def main() -> None:

@@ -114,6 +114,7 @@ class RaceResult:
     workdir: Path
     seconds: float
     stuck: int  # bot transactions still in the pool at the end
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average, start and end
     notes: list[str] = field(default_factory=list)
 
 
@@ -228,7 +229,7 @@ class Process:
 
 
 async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceResult:
-    started = time.monotonic()
+    started, load = time.monotonic(), os.getloadavg()[0]
     w3 = Web3(Web3.HTTPProvider(info.rpc_url, request_kwargs={"timeout": 60}))
     keeper = Account.from_key(DEVNET_LIQUIDATOR_KEY).address.lower()
     comp_key = competitor_key()
@@ -281,10 +282,11 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
                                    for s in report.get("sends", [])]
         lost = {name: lost_races([(r.tx_hash, r.block - (r.blocks_after or 0), r.cause)
                                   for r in judged.reverts if r.who == name and r.winner],
-                                 bot_sends, seen)
+                                 bot_sends, seen, arrival_order=options.mode == "automine")
                 for name, bot_sends in sends.items()}
         return RaceResult(options, judged, timing(steps, seen, sends), lost, metrics, report,
-                          workdir, time.monotonic() - started, stuck)
+                          workdir, time.monotonic() - started, stuck,
+                          (load, os.getloadavg()[0]))
     finally:
         for bot in bots:
             bot.stop(timeout=10)

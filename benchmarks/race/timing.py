@@ -130,9 +130,12 @@ class LostRaces:
 
 
 def lost_races(reverts: Sequence[tuple[str, int, str]], sends: Sequence[BotSend],
-               seen: Mapping[int, float]) -> dict[str, LostRaces]:
+               seen: Mapping[int, float], *, arrival_order: bool) -> dict[str, LostRaces]:
     """`reverts`: (tx hash, the earlier liquidation's block, cause) of one bot's reverts
-    that had one; by cause."""
+    that had one; by cause. With `arrival_order` (automine) a transaction is mined when it
+    arrives, so one that landed after the earlier liquidation was sent after it landed:
+    it is `queued` unless stale (the harness's own notice of a block lags the mining by
+    more than the gaps between sends there, so the clocks cannot split it)."""
     by_hash = {s.tx_hash: s for s in sends}
     out: dict[str, LostRaces] = {}
     for tx_hash, winner_block, cause in reverts:
@@ -142,7 +145,7 @@ def lost_races(reverts: Sequence[tuple[str, int, str]], sends: Sequence[BotSend]
             row.unknown += 1
         elif send.decided_at >= winner_block:
             row.stale += 1
-        elif winner_block in seen and send.sent_at >= seen[winner_block]:
+        elif arrival_order or (winner_block in seen and send.sent_at >= seen[winner_block]):
             row.queued += 1
         else:
             row.raced += 1
