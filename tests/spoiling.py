@@ -10,17 +10,19 @@ back either as it came or spoiled in one of these ways (`KINDS`):
 - "empty":    an empty body (HTTP 200);
 - "not-list": a batch answered with one object instead of a list.
 
-What is spoiled: the kinds queued in `pending`, each on the next answer it fits ("missing"
-and "not-list" fit only batches), in order; then, while `every` is set, every `every`-th
-answer, cycling through `cycle`. `spoiled` counts what was done, `forwarded` every request.
-The request always reaches the upstream (a spoiled send did reach the node).
+What is spoiled: the kinds queued with `spoil` (in `pending`), strictly in order, each on
+the next answer it fits (the ones behind it wait): "missing" and "not-list" fit only
+batches, and a kind queued with `only` fits only a request (or a batch holding one) of those
+methods. Then, while `every` is set, every `every`-th answer, cycling through `cycle`.
+`spoiled` counts what was done, `forwarded` every request. The request always reaches the
+upstream (a spoiled send did reach the node).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import aiohttp
@@ -36,7 +38,7 @@ class SpoilingProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.pending: list[str] = []
+        self.pending: list[tuple[str, Collection[str] | None]] = []  # (kind, only)
         self.every: int | None = None
         self.cycle: Sequence[str] = KINDS
         self.spoiled: Counter[str] = Counter()
@@ -63,15 +65,18 @@ class SpoilingProxy:
         if self._session is not None:
             await self._session.close()
 
-    def spoil(self, *kinds: str) -> None:
-        """Spoil the next answers these kinds fit, in order."""
+    def spoil(self, *kinds: str, only: Collection[str] | None = None) -> None:
+        """Spoil the next answers these kinds fit, one after the other; with `only`, answers
+        to those methods only."""
         assert all(k in KINDS for k in kinds), kinds
-        self.pending.extend(kinds)
+        self.pending.extend((k, only) for k in kinds)
 
-    def _choose(self, batch: bool) -> str | None:
-        for i, kind in enumerate(self.pending):
-            if batch or kind not in BATCH_ONLY:
-                return self.pending.pop(i)
+    def _choose(self, batch: bool, methods: Collection[str] = ()) -> str | None:
+        if self.pending:
+            kind, only = self.pending[0]
+            if (batch or kind not in BATCH_ONLY) and (only is None or set(only) & set(methods)):
+                return self.pending.pop(0)[0]
+            return None
         if self.every is None:
             return None
         self._turn += 1
@@ -88,7 +93,9 @@ class SpoilingProxy:
                                       headers={"Content-Type": "application/json"}) as up:
             status, answer = up.status, await up.read()
         payload = json.loads(body)
-        kind = self._choose(isinstance(payload, list)) if status == 200 else None
+        items = payload if isinstance(payload, list) else [payload]
+        methods = {str(i.get("method")) for i in items if isinstance(i, dict)}
+        kind = self._choose(isinstance(payload, list), methods) if status == 200 else None
         if kind is None:
             return web.Response(body=answer, status=status, content_type="application/json")
         self.spoiled[kind] += 1

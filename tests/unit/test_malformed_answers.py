@@ -169,9 +169,13 @@ async def test_a_send_whose_answer_was_spoiled_is_looked_up_on_the_next_endpoint
 def test_the_proxy_spoils_what_it_is_told() -> None:
     proxy = SpoilingProxy("http://upstream")
     proxy.spoil("missing", "empty")
-    assert proxy._choose(batch=False) == "empty"  # "missing" waits for a batch
+    assert proxy._choose(batch=False) is None  # "missing" waits for a batch, "empty" behind it
     assert proxy._choose(batch=True) == "missing"
+    assert proxy._choose(batch=False) == "empty"
     assert proxy._choose(batch=True) is None
+    proxy.spoil("neither", only={"eth_sendRawTransaction"})
+    assert proxy._choose(batch=False, methods={"eth_call"}) is None
+    assert proxy._choose(batch=True, methods={"eth_call", "eth_sendRawTransaction"}) == "neither"
     proxy.every = 2
     kinds: list[Any] = [proxy._choose(batch=True) for _ in range(12)]
     assert kinds[0::2] == [None] * 6 and set(kinds[1::2]) == set(KINDS)
