@@ -13,6 +13,7 @@ KeeperError
 │   ├── BacktestUsageError  a bad `keeper backtest` option (keeper.backtest.cli)
 │   ├── BacktestError       a block or transaction cannot be replayed (keeper.backtest.history)
 │   ├── UniswapV2Error      the mirrored pair code would revert (keeper.dex.uniswap_v2)
+│   ├── UniswapV3Error      the mirrored pool math would revert (keeper.dex.v3_math)
 │   ├── UniswapV3Error      the mirrored pool or quoter code would revert (keeper.dex.v3_math)
 │   ├── FlashPlanError      no flash plan for an opportunity (keeper.execution.flash)
 │   ├── ForkError           the dry-run fork cannot be started or moved (keeper.execution.fork)
