@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import dataclasses
 import json
 import os
@@ -192,6 +193,13 @@ def keeper_config(info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
     return path
 
 
+def _term_with_parent() -> None:
+    # In the child between fork and exec: SIGTERM when the harness dies, even by SIGKILL,
+    # so a bot never outlives its race (the daemon would retry its dead node forever).
+    if sys.platform == "linux":
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class Process:
     """A bot's child process, its output in the workdir; stopped with SIGTERM, then killed."""
 
@@ -204,7 +212,8 @@ class Process:
         self._err: IO[str] = self.stderr_path.open("w")
         self.process = subprocess.Popen(
             command, stdout=self._out, stderr=self._err, cwd=project_root(),
-            env={**os.environ, **(env or {})}, text=True)
+            env={**os.environ, **(env or {})}, text=True,
+            preexec_fn=_term_with_parent)  # noqa: PLW1509 (only calls prctl, no locks)
 
     def check(self) -> None:
         code = self.process.poll()
