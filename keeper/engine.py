@@ -30,7 +30,7 @@ from keeper.errors import RetryableError
 from keeper.execution.dispatch import Dispatcher
 from keeper.execution.fees import next_base_fee
 from keeper.monitor import Monitor
-from keeper.ranking import head_start, rank
+from keeper.ranking import head_start, rank, swaps_of
 from keeper.strategy import Capabilities, ChainReader, Named, Strategy
 from keeper.types import BlockRef, Candidate, ChainStep, Event, LogFilter, Opportunity, SwapLeg
 
@@ -233,7 +233,7 @@ class Engine:
             await asyncio.sleep(0)  # the early sends claim and start simulating now
         if not rest:
             return early
-        legs = [*pending, *(o.swap for o in early if o.swap is not None)]
+        legs = [*pending, *(s for o in early for s in swaps_of(o))]
         if len(rest) > RANK_IN_THREAD:
             later = await asyncio.to_thread(ranking, rest, pending=legs)
         else:

@@ -6,8 +6,13 @@ Protocol-agnostic: a `Candidate` only offers `seize(repay)`, `max_repay` and
     net(repay) = value(swap_out(collateral -> debt, seize(repay)) - repay - fee(repay)) - gas
 
 is searched with exact integer evaluations, where `value` converts debt-token
-units to the quote token (the wrapped native coin, so gas wei == quote wei) at
-the DEX mid price of the debt/quote pair. Swap output is concave in size, so
+units to the quote token (the wrapped native coin, so gas wei == quote wei) as
+the liquidation will realize them. Sent with the sender's own tokens (`fee` is None)
+the debt asset stays with the account: valued at the DEX mid price of the debt/quote
+pair, as `realized_value` values it afterwards. Sent through the flash executor (a
+`fee` is set), the surplus is sold for the quote token in the same transaction: valued
+at the exact quote of that sale (`Opportunity.profit_swap`, the pools the executor sells
+it along), a deficit at the mid price. Swap output is concave in size, so
 the search evaluates max_repay and a geometric ladder below it (max/2 …
 max/1024), then narrows the bracket around the best rung by golden-section
 search on integers, and finishes exhaustively once the bracket is a few units
@@ -45,6 +50,7 @@ class Evaluation:
     swap: SwapLeg | None
     debt_out: int  # debt-token units the seized collateral turns into
     net: int  # quote wei, gas included
+    profit_swap: SwapLeg | None = None  # flash: the surplus sold for the quote token
 
 
 def _floor(value: Fraction) -> int:
@@ -105,17 +111,40 @@ class _Valuer:
     """Exact valuation of one candidate's repay sizes against the DEX book."""
 
     def __init__(
-        self, candidate: Candidate, dex: Venue, to_quote: Fraction, gas_cost: int
+        self, candidate: Candidate, dex: Venue, to_quote: Fraction, gas_cost: int,
+        quote_token: str = "",
     ) -> None:
         self.candidate = candidate
         self.dex = dex
         self.to_quote = to_quote
         self.gas_cost = gas_cost
+        self.quote_token = quote_token
         self.cache: dict[int, Evaluation] = {}
+        # The pools a flash surplus sale may touch (none is sold otherwise).
+        self.sale_pools = set(dex.pools(candidate.debt, quote_token)) \
+            if candidate.fee is not None and quote_token else set()
 
     def value(self, debt_amount: int | Fraction) -> int:
         """Debt-token units in quote wei at the mid price (rounded down)."""
         return _floor(debt_amount * self.to_quote)
+
+    def realized(self, surplus: int, exit_swap: SwapLeg | None) -> tuple[int, SwapLeg | None]:
+        """(quote wei, the sale) the liquidation's surplus of debt token turns into.
+
+        Flash (`Candidate.fee` set): the executor sells a positive surplus for the quote
+        token after the exit (FlashLiquidator.execute's profit swap), so it is worth that
+        sale's exact quote (0 when no pool can take it all), on the pools as the exit leaves
+        them. Otherwise, or for a deficit, the mid price.
+        """
+        c = self.candidate
+        if c.fee is None or surplus <= 0 or c.debt == self.quote_token:
+            return self.value(surplus), None
+        book = self.dex
+        if exit_swap is not None and pools_of(exit_swap) & self.sale_pools:
+            book = book.copy()  # an exit through the quote token moved the sale's pool
+            book.swap(exit_swap)
+        sale = book.quote(c.debt, self.quote_token, surplus)
+        return (sale.amount_out, sale) if sale is not None else (0, None)
 
     def evaluate(self, repay: int) -> Evaluation:
         if repay not in self.cache:
@@ -128,8 +157,8 @@ class _Valuer:
                 swap = self.dex.quote(c.collateral, c.debt, seized)
                 out = swap.amount_out if swap is not None else 0
             fee = c.fee(repay) if c.fee is not None else 0
-            net = self.value(out - repay - fee) - self.gas_cost
-            self.cache[repay] = Evaluation(repay, seized, swap, out, net)
+            worth, sale = self.realized(out - repay - fee, swap)
+            self.cache[repay] = Evaluation(repay, seized, swap, out, worth - self.gas_cost, sale)
         return self.cache[repay]
 
     def net(self, repay: int) -> int:
@@ -150,7 +179,7 @@ def best_size(
     to_quote = dex.mid_price(c.debt, quote_token)
     if collateral_to_debt is None or to_quote is None:
         return None
-    valuer = _Valuer(c, dex, to_quote, gas_cost)
+    valuer = _Valuer(c, dex, to_quote, gas_cost, quote_token.lower())
     repay, evaluations = search_max(valuer.net, c.max_repay)
     best = valuer.evaluate(repay)
     fee = c.fee(best.repay) if c.fee is not None else 0
@@ -181,8 +210,9 @@ def rank(
     Sequential, as they will be mined: each is valued independently first, then, best
     first, valued again on a copy of the book that already holds the swaps of the ones
     before it (a crash makes many liquidations sell the same collateral into the same
-    pool); those that are no longer worth `min_profit` there are dropped. `pending` are the
-    swaps of liquidations already sent and not mined yet: they will be mined first.
+    pool; flash ones also sell their surplus for the quote token); those that are no
+    longer worth `min_profit` there are dropped. `pending` are the swaps of liquidations
+    already sent and not mined yet: they will be mined first.
     """
     quote_token = quote_token.lower()
     gas_price = base_fee + priority_fee
@@ -216,8 +246,7 @@ def rank(
                 continue
             opp = again
         ranked.append(opp)
-        swap = opp.swap
-        if swap is not None:
+        for swap in swaps_of(opp):
             book.swap(swap)
             moved.update(pools_of(swap))
     return ranked
@@ -287,10 +316,17 @@ def _best(
         block=block,
         candidate=c,
         swap=ev.swap,
+        profit_swap=ev.profit_swap,
         debt_out=ev.debt_out,
         evaluations=evaluations,
         priority_fee=tip,
     )
+
+
+def swaps_of(opp: Opportunity) -> tuple[SwapLeg, ...]:
+    """The swaps a liquidation makes when mined, in order: its exit, and (flash) the sale
+    of its surplus for the quote token."""
+    return tuple(s for s in (opp.swap, opp.profit_swap) if s is not None)
 
 
 def realized_value(
@@ -303,7 +339,9 @@ def realized_value(
     debt_paid: int,
     gas_paid: int,
 ) -> int:
-    """What a done liquidation earned, in quote wei, valued exactly as `rank` values it.
+    """What a done liquidation earned, in quote wei, valued exactly as `rank` values it
+    when sent with the sender's own tokens (a flash liquidation's profit arrives in the
+    quote token: the receipt says what it earned).
 
     The collateral received is priced as if swapped back to the debt asset on
     the DEX now; the net debt-asset amount is converted at the debt/quote mid

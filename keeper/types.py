@@ -154,6 +154,9 @@ class Opportunity:
     block: int
     candidate: Candidate  # what ranking sized (the dispatcher builds the intent from it)
     swap: SwapLeg | None = None  # selling the seized collateral for the debt asset
+    # Flash: selling the surplus of debt asset for the quote token (its exact quote is in
+    # net_profit); None when it stays with the sender (valued at the mid price).
+    profit_swap: SwapLeg | None = None
     debt_out: int = 0  # debt asset that swap returns (the collateral itself if the same token)
     evaluations: int = 0  # valuations the size search spent
     priority_fee: int = 0  # the tip per gas it is sent with (its bid; in gas_cost already)

@@ -9,9 +9,10 @@ leg for the flash executor: execution knows no protocol), the flash route, the D
   and sizes them within what a lender can lend, net of its fee, at flash gas;
 - how ranked liquidations share transactions (`keeper.batching`);
 - the `TxIntent` of each transaction: the strategy's own call paid with tokens the
-  sender holds, or `execute(plan)` on the flash executor whose surplus must cover the
-  gas of every liquidation as ranked alone plus `min_profit` (so a send that would
-  lose money reverts; a batch burns less gas than that, never more).
+  sender holds, or `execute(plan)` on the flash executor, which sells the surplus for
+  the quote token on the pools ranking quoted that sale on (`Opportunity.profit_swap`)
+  and must get at least the gas of every liquidation as ranked alone plus `min_profit`
+  (so a send that would lose money reverts; a batch burns less gas than that, never more).
 
 `GasBook` learns the gas flash liquidations really use from receipts (and what a batch
 saves per member), so later rankings price them right.
@@ -24,7 +25,7 @@ from collections.abc import Mapping, Sequence
 
 from keeper.batching import Send, group_sends
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.dex.venue import Venue, legs_of
+from keeper.dex.venue import Venue, legs_of, pools_of
 from keeper.execution.flash_route import FLASH_GAS_OVERHEAD, FlashRoute, min_out
 from keeper.execution.outcomes import RecentKeys
 from keeper.strategy import FlashLiquidating, Strategy
@@ -120,9 +121,13 @@ class IntentBuilder:
             legs.append(self.flash_legs[opp.strategy].flash_liquidation(
                 opp.candidate, opp.debt_to_cover, pools, min_out(swap.amount_out)))
         profit_pairs: tuple[str, ...] = ()
-        if lead.debt != self.quote_token:
+        if lead.profit_swap is not None:
+            # The pools ranking valued the surplus sale on (a batch's summed surplus goes
+            # the lead's way: one larger sale returns at least what the parts were ranked at).
+            profit_pairs = tuple(hop.pair for hop in legs_of(lead.profit_swap))
+        elif lead.debt != self.quote_token:
             pair = self.dex.pair_for(lead.debt, self.quote_token)
-            assert pair is not None  # ranking valued the debt through this very pair
+            assert pair is not None  # ranking valued the debt at this pair's mid price
             profit_pairs = (pair.address,)
         plan = flash.plan_batch(
             legs, debt=lead.debt, repays=[o.debt_to_cover for o in send],
@@ -146,6 +151,16 @@ class IntentBuilder:
                               *self.exits.pools(opp.debt, self.quote_token)))
 
         def fits(batch: Sequence[Opportunity]) -> bool:
+            # A batch sells its summed surplus once, after every exit, along the lead's
+            # sale: ranking valued each member's exit after the sales of those before it, and
+            # its own sale on its own pools, which stays true only if no exit touches the
+            # sale's pools and every member sells on the same ones.
+            sale = batch[0].profit_swap
+            sold = pools_of(sale) if sale is not None else set()
+            for opp in batch[1:]:
+                own = pools_of(opp.profit_swap) if opp.profit_swap is not None else set()
+                if own != sold or (opp.swap is not None and pools_of(opp.swap) & sold):
+                    return False
             return flash.can_lend(batch[0].debt, [o.collateral for o in batch],
                                   sum(o.debt_to_cover for o in batch))
 

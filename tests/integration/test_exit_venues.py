@@ -24,9 +24,10 @@ from keeper.devnet.tokens import post_price
 from keeper.devnet.uniswap_v3 import router_artifact
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.dex.uniswap_v3 import V3Book
-from keeper.dex.venue import Venues, legs_of
+from keeper.dex.venue import Venues, legs_of, pools_of
 from keeper.errors import ConfigError
 from keeper.execution.flash_route import min_out
+from keeper.ranking import swaps_of
 from keeper.run import keeper_from_config
 from keeper.types import SwapLeg
 from tests.conftest import Devnet
@@ -103,10 +104,11 @@ async def test_flash_liquidations_of_a_crash_sell_through_v3_as_ranked(
 ) -> None:
     """`keeper run`'s keeper with a flash executor and a V3 venue, on a crash: the exits the
     ranking routes through V3 pools are the ones the contract takes; none reverts (on its
-    min-out or otherwise), and their exits return what was ranked: exactly, when nothing but
-    the ranked swaps moved their pools. (The surplus is then sold into WETH on the debt/WETH
-    V2 pair, which the prediction values at its mid price: realized profit is below the
-    prediction by that sale's fee and impact, as with V2 exits.)"""
+    min-out or otherwise), and each liquidation's profit before gas (its exit and the sale of
+    its surplus for WETH, both exact quotes in the ranking) is the prediction to the wei when
+    nothing else moved its pools (every send sharing a pool mined in rank order, those before
+    it exactly as ranked) and the protocol seized and charged as ranked (interest accrues by
+    the second); at least the prediction when it left a larger surplus."""
     Account.enable_unaudited_hdwallet_features()
     path = f"m/44'/60'/0'/0/{FRESH_ACCOUNT_INDEXES[-1]}"
     owner = Account.from_mnemonic(MNEMONIC, account_path=path)
@@ -132,34 +134,87 @@ async def test_flash_liquidations_of_a_crash_sell_through_v3_as_ranked(
     by_key = {o.key: o for o in ranked}
     sent = [o for o in outcomes if o.key in by_key]
     assert sent and all(o.status == "confirmed" for o in sent), [
-        (o.status, o.reason) for o in sent if o.status != "confirmed"]
+        (o.key, o.status, o.reason, by_key[o.key].debt_to_cover, by_key[o.key].swap, o.tx_hash)
+        for o in sent if o.status != "confirmed"]
     venues = {o.key: (by_key[o.key].swap or SwapLeg("", "", "", 0, 0)).venue for o in sent}
     routed = [o for o in sent if venues[o.key] in ("uniswap_v3", "route")]
     assert routed, venues
-    exact = 0
-    for outcome in routed:
+    receipts = {o.key: devnet.w3.eth.get_transaction_receipt(HexStr(o.tx_hash)) for o in sent}
+    mined = {k: (int(r["blockNumber"]), int(r["transactionIndex"]))
+             for k, r in receipts.items()}
+    rank_of = {o.key: i for i, o in enumerate(ranked)}
+    # The pools each send moved: those its swaps were ranked on, and any pool that logged in
+    # its receipt (a V2 pair lending a flash swap takes its fee).
+    assert devnet.info.uniswap_v3 is not None
+    pools = {a.lower() for a in (*devnet.info.uniswap_v2.pairs.values(),
+                                 *devnet.info.uniswap_v3.pools.values())}
+    touched = {o.key: set().union(*(pools_of(s) for s in swaps_of(by_key[o.key])),
+                                  {log["address"].lower() for log in receipts[o.key]["logs"]}
+                                  & pools)
+               for o in sent}
+    for opp in ranked:  # ranked, valued after by the ones below it, and never mined
+        if opp.key not in touched:
+            touched[opp.key] = set().union(*(pools_of(s) for s in swaps_of(opp)))
+            mined[opp.key] = (2**64, 0)
+
+    def as_ranked(key: str) -> bool:
+        """Every send that shares a pool with this one was mined on the side of it it was
+        ranked on, and those before it swapped exactly as ranked: its pools held exactly
+        what ranking valued it on."""
+        return all((rank_of[k] < rank_of[key]) == (mined[k] < mined[key])
+                   and (mined[k] > mined[key] or faithful[k])
+                   for k in touched if k != key and touched[k] & touched[key])
+
+    faithful: dict[str, bool] = {}  # mined exactly as ranked (exit and profit)
+    me = deployed.address.lower()
+
+    def moved(key: str, token: str, src: str, dst: str) -> int:
+        """The `token` this send's receipt moved from `src` to `dst`."""
+        return sum(int(bytes(log["data"]).hex(), 16) for log in receipts[key]["logs"]
+                   if log["address"].lower() == token
+                   and "0x" + bytes(log["topics"][0]).hex() == TRANSFER
+                   and "0x" + bytes(log["topics"][1]).hex()[-40:] == src
+                   and "0x" + bytes(log["topics"][2]).hex()[-40:] == dst)
+
+    exact = in_order = 0
+    for outcome in sorted(sent, key=lambda o: mined[o.key]):
         opp = by_key[outcome.key]
-        assert opp.swap is not None
-        last = legs_of(opp.swap)[-1]
-        receipt = devnet.w3.eth.get_transaction_receipt(HexStr(outcome.tx_hash))
-        received = sum(
-            int(bytes(log["data"]).hex(), 16) for log in receipt["logs"]
-            if log["address"].lower() == last.token_out
-            and "0x" + bytes(log["topics"][0]).hex() == TRANSFER
-            and "0x" + bytes(log["topics"][1]).hex()[-40:] == last.pair
-            and "0x" + bytes(log["topics"][2]).hex()[-40:] == deployed.address.lower())
-        # The exit returns what the ranking predicted; exactly so when the collateral seized
-        # is the one ranked (an Aave liquidation of a fixed repay; Morpho's accrues interest
-        # by the second) and no other swap of the run went through the exit's pools.
+        assert opp.swap is not None and opp.profit_swap is not None
+        first, last = legs_of(opp.swap)[0], legs_of(opp.swap)[-1]
+        sold = moved(outcome.key, first.token_in, me, first.pair)
+        received = moved(outcome.key, last.token_out, last.pair, me)
+        surplus = moved(outcome.key, opp.debt, me, opp.profit_swap.pair)
         assert received >= min_out(opp.debt_out), (opp.swap, received)
-        exact += received == opp.debt_out
-        print(f"{opp.strategy:<12} {venues[outcome.key]:<11} exit {received} "
-              f"ranked {opp.debt_out} realized/predicted profit "
-              f"{outcome.realized_profit / opp.net_profit:.4f}")
+        # Profit before gas: the exit and the surplus sale against their exact quotes (the
+        # gas price and the gas used are the chain's).
+        realized = outcome.realized_profit + outcome.gas_paid
+        predicted = opp.net_profit + opp.gas_cost
+        faithful[outcome.key] = received == opp.debt_out and realized == predicted
+        ordered = as_ranked(outcome.key)
+        in_order += ordered
+        # On the pools as ranked, with the collateral seized and the surplus left as ranked
+        # (interest accrues by the second: Aave's on an account's last collateral, Morpho's
+        # on the debt repaid), the profit is the prediction to the wei; a larger surplus
+        # sold there returns more.
+        if ordered and sold == opp.swap.amount_in and surplus == opp.profit_swap.amount_in:
+            assert received == opp.debt_out and realized == predicted, (
+                opp.key, received - opp.debt_out, realized - predicted)
+            exact += 1
+        elif ordered and sold >= opp.swap.amount_in and surplus >= opp.profit_swap.amount_in:
+            assert realized >= predicted, (opp.key, realized - predicted)
+        if outcome in routed:
+            print(f"{opp.strategy:<12} {venues[outcome.key]:<11} in order {ordered!s:<5} "
+                  f"exit {received - opp.debt_out:+} profit before gas {realized - predicted:+}"
+                  f" gas {opp.gas_cost - outcome.gas_paid:+}")
     assert exact > 0
-    print(f"\n{len(sent)} flash liquidations, {len(routed)} through V3; realized "
-          f"{sum(o.realized_profit for o in sent) / 1e18:.3f} WETH against "
-          f"{sum(by_key[o.key].net_profit for o in sent) / 1e18:.3f} predicted")
+    before_gas = sum(o.realized_profit + o.gas_paid for o in sent) / 1e18
+    ranked_before_gas = sum(by_key[o.key].net_profit + by_key[o.key].gas_cost for o in sent)
+    print(f"\n{len(ranked)} ranked, {len(sent)} flash liquidations sent, {len(routed)} "
+          f"through V3, {in_order} mined in rank order among those sharing their pools, "
+          f"{exact} exact to the wei; realized "
+          f"{before_gas:.6f} WETH before gas against {ranked_before_gas / 1e18:.6f} predicted; "
+          f"gas paid {sum(o.gas_paid for o in sent) / 1e18:.6f} against "
+          f"{sum(by_key[o.key].gas_cost for o in sent) / 1e18:.6f} ranked")
 
 
 def test_a_venue_kind_must_be_known(devnet: Devnet, tmp_path: Path) -> None:

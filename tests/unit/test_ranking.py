@@ -239,7 +239,8 @@ def test_pending_swaps_are_applied_before_anything_is_valued() -> None:
 
 
 def test_a_route_fee_is_paid_on_top_of_the_repay() -> None:
-    """`Candidate.fee` (a flash-loan fee) lowers the net by exactly its value."""
+    """`Candidate.fee` (a flash-loan fee) is paid on top of the repay, and the flash surplus
+    is worth exactly what selling it for the quote token returns (the executor sells it)."""
     book = dex(50_000_000)
     plain = candidate(10_000 * E6)
     fee_units = 30 * E6
@@ -249,9 +250,33 @@ def test_a_route_fee_is_paid_on_top_of_the_repay() -> None:
     b = rank([with_fee], dex=book, quote_token=WETH, base_fee=BASE_FEE,
              priority_fee=PRIORITY_FEE, min_profit=0, block=1)[0]
     assert a.debt_to_cover == b.debt_to_cover
+    assert a.profit_swap is None  # sent with our own tokens: the debt asset stays, at mid
+    sale = book.quote(USDC, WETH, b.debt_out - b.debt_to_cover - fee_units)
+    assert sale is not None and b.profit_swap == sale
+    assert b.net_profit == sale.amount_out - b.gas_cost
     to_quote = R_WETH / R_USDC
-    assert a.net_profit - b.net_profit == pytest.approx(fee_units * to_quote, abs=2)
+    assert a.net_profit - b.net_profit >= fee_units * to_quote - 2  # the fee, and the sale's
     assert b.net_profit == b.gross_value - b.slippage - b.gas_cost
+
+
+def test_flash_surplus_sales_move_the_pair_in_sequence() -> None:
+    """Two flash liquidations of one debt token: the second is valued after the first's exit
+    and surplus sale, so its profit is exactly its own sale's quote on the moved pair."""
+    book = dex(50_000_000)
+    free = {"fee": lambda repay: 0}
+    cands = [Candidate(**{**candidate(size, account=f"0x{n:040x}").__dict__, **free})
+             for n, size in ((1, 200_000 * E6), (2, 150_000 * E6))]
+    first, second = rank(cands, dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                         priority_fee=PRIORITY_FEE, min_profit=0, block=1)
+    moved = book.copy()
+    for leg in (first.swap, first.profit_swap):
+        assert leg is not None
+        moved.swap(leg)
+    assert second.swap is not None and second.profit_swap is not None
+    moved.swap(second.swap)
+    sale = moved.quote(USDC, WETH, second.debt_out - second.debt_to_cover)
+    assert sale == second.profit_swap
+    assert second.net_profit == sale.amount_out - second.gas_cost
 
 
 def test_head_start_picks_the_most_promising_accounts_whole() -> None:
