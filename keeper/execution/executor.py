@@ -42,6 +42,7 @@ __all__ = ["Executor"]
 log = structlog.get_logger(__name__)
 
 GAS_MARGIN_PERCENT = 130
+FLASH_GAS_MARGIN_PERCENT = 200
 SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
 
 
@@ -261,8 +262,14 @@ class Executor:
                 self.capital.release(opp.debt, opp.debt_to_cover, spent=False)
             raise
         # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
-        # a margin over the estimate (and never go below the strategy's own figure).
-        gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
+        # a margin over the estimate (and never go below the strategy's own figure). A flash
+        # plan's exits swap through pools that the sends ranked before it move first: a
+        # concentrated-liquidity swap then crosses more ticks than it did when estimated
+        # (seen: 562k gas in the swap, out of gas at 1.3x). Unused gas is not paid.
+        if spender is None:  # ... and its ranked gas (learned from receipts) gets it too
+            gas_limit = max(intent.gas_limit, estimate) * FLASH_GAS_MARGIN_PERCENT // 100
+        else:
+            gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
         return dataclasses.replace(intent, gas_limit=gas_limit)
 
     async def _send_and_confirm(
