@@ -131,8 +131,11 @@ class Dispatcher:
         self.watch_again(jobs, tasks)
         if self.monitor is not None and not self.monitor.allow_send(opportunities):
             return 0  # a breaker is tripped: keep watching, send nothing
+        # Checked again here, not only when sizing: an outcome recorded while the ranking
+        # ran (it awaits) may show our own liquidation mined after the ranked block.
         free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight
-                and o.key not in self._sent_early]
+                and o.key not in self._sent_early
+                and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
         self._sent_early = {o.key for o in free} if early else set()
         for send in self.intents.sends(free):
             self._inflight.update((o.strategy, o.account) for o in send)

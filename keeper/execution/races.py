@@ -18,7 +18,9 @@ from typing import Any
 
 from keeper.chain.http import HttpRpc
 
-MAX_BLOCKS = 64  # a revert this long after ranking is not a race: not searched
+# Blocks searched before ours, back to the ranked one: with one block per transaction
+# (a first-come-first-served sequencer) hundreds pass between a ranking and its send.
+MAX_BLOCKS = 4_096
 
 
 def _topic(address: str) -> str:

@@ -251,3 +251,23 @@ async def test_an_account_we_liquidated_waits_until_the_book_holds_that_block() 
     assert executor.signed == 1  # mined at block 10 (the recording executor's answer)
     assert await dispatcher.size(candidates, _block(9)) == []
     assert len(await dispatcher.size(candidates, _block(10))) == 1
+
+
+async def test_an_outcome_recorded_while_ranking_still_holds_back_the_account() -> None:
+    """The gate is checked again at dispatch: a ranking that started before our liquidation
+    of the account was recorded as mined (after the ranked block) must not send again."""
+    strategy = FeedStrategy([])
+    strategy.price = THRESHOLD // 2
+    engine, executor = _wired([])
+    dispatcher = engine.dispatcher
+    assert dispatcher is not None
+    candidates = list(strategy.candidates(_block(10)))
+    stale = rank(candidates, dex=engine.dex, quote_token=QUOTE, base_fee=10**9,
+                 priority_fee=10**9, min_profit=0, block=9)  # ranked on an older book
+    fresh = rank(candidates, dex=engine.dex, quote_token=QUOTE, base_fee=10**9,
+                 priority_fee=10**9, min_profit=0, block=10)
+    async with asyncio.TaskGroup() as tasks:
+        dispatcher.dispatch(fresh, tasks)  # mined at block 10 (the recording executor)
+    async with asyncio.TaskGroup() as tasks:
+        assert dispatcher.dispatch(stale, tasks) == 0
+    assert executor.signed == 1
