@@ -64,14 +64,19 @@ def _fund(devnet: Devnet, competitor: ChecksumAddress, traders: list[ChecksumAdd
     info = devnet.info
     keeper = liquidator(devnet)
     spenders = [Web3.to_checksum_address(a) for a in (info.aave_v3.pool, info.morpho_blue.morpho)]
+    sent = []
     for symbol, token in tokens(devnet).items():
-        token.functions.mint(competitor, units(symbol, 1_000_000)).transact({"from": competitor})
+        sent.append(token.functions.mint(competitor, units(symbol, 1_000_000)).transact(
+            {"from": competitor}))
         for spender in spenders:
-            token.functions.approve(spender, MAX_UINT).transact({"from": competitor})
-            token.functions.approve(spender, MAX_UINT).transact({"from": keeper})
+            sent.append(token.functions.approve(spender, MAX_UINT).transact({"from": competitor}))
+            sent.append(token.functions.approve(spender, MAX_UINT).transact({"from": keeper}))
     usdc = tokens(devnet)["USDC"]
     for trader in traders:
-        usdc.functions.mint(trader, units("USDC", 10_000)).transact({"from": trader})
+        sent.append(usdc.functions.mint(trader, units("USDC", 10_000)).transact({"from": trader}))
+    # Automine answers a send before it mines it: the range must start after all of these.
+    for tx in sent:
+        devnet.w3.eth.wait_for_transaction_receipt(tx)
 
 
 def make_history(devnet: Devnet, *, blocks: int = 30, seed: int = 3) -> History:
