@@ -81,3 +81,26 @@ def fresh_accounts(devnet: Devnet, count: int) -> list[ChecksumAddress]:
 def set_price(devnet: Devnet, symbol: str, usd: Decimal) -> None:
     """Post a new answer on `symbol`'s USD feed (as its owner, the deployer)."""
     deployer(devnet).send(feeds(devnet)[symbol].functions.updateAnswer(to_feed_answer(usd)))
+
+
+CRASH_DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
+
+
+def crash_in_one_block(devnet: Devnet, drops: dict[str, Decimal] | None = None) -> int:
+    """Post the price drops in one block P and return P.
+
+    A post waits for its receipt, one block each; to land them all in one block the same
+    `updateAnswer` calls are sent with automine paused, then one block is mined.
+    """
+    owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
+    contracts = feeds(devnet)
+    devnet.rpc("evm_setAutomine", False)
+    try:
+        for symbol, factor in (drops or CRASH_DROPS).items():
+            answer = to_feed_answer(SPECS[symbol].usd_price * factor)
+            contracts[symbol].functions.updateAnswer(answer).transact({"from": owner})
+        devnet.rpc("evm_mine")
+    finally:
+        devnet.rpc("evm_setAutomine", True)
+    return int(devnet.w3.eth.block_number)
+

@@ -14,7 +14,6 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,40 +23,19 @@ from web3 import Web3
 from keeper.demo import build_keeper
 from keeper.devnet.morpho import morpho_abi
 from keeper.devnet.observe import aave_accounts, morpho_positions
-from keeper.devnet.tokens import to_feed_answer
 from keeper.execution.journal import Journal
 from keeper.types import ChainStep, Opportunity, Outcome
 from keeper.wiring import Keeper
 from strategies.aave_v3 import AaveV3Strategy
 from tests.conftest import Devnet, seeded_borrowers
-from tests.integration.helpers import SPECS, WAD, aave_pool, feeds, liquidator
+from tests.integration.helpers import WAD, aave_pool, crash_in_one_block, liquidator
 
 USERS = sorted(p.address.lower() for p in seeded_borrowers("aave_v3"))
 MORPHO_USERS = sorted({p.address.lower() for p in seeded_borrowers("morpho_blue")})
 Unit = tuple[str, str]  # (strategy, account)
-DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
 BAD = ("reverted", "error")
 
 TIMEOUT = 60.0
-
-
-def _crash(devnet: Devnet) -> int:
-    """Post both drops in one block P and return P.
-
-    `post_price` waits for its receipt, one block per post; to land both in one block the
-    same `updateAnswer` calls are sent with automine paused, then one block is mined.
-    """
-    contracts = feeds(devnet)
-    owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
-    devnet.rpc("evm_setAutomine", False)
-    try:
-        for symbol, factor in DROPS.items():
-            answer = to_feed_answer(SPECS[symbol].usd_price * factor)
-            contracts[symbol].functions.updateAnswer(answer).transact({"from": owner})
-        devnet.rpc("evm_mine")
-    finally:
-        devnet.rpc("evm_setAutomine", True)
-    return devnet.w3.eth.block_number
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -217,7 +195,7 @@ async def test_crash_liquidates_only_unhealthy_quickly_and_journal_matches(
     assert {s.name for s in engine.engine.strategies} == {"aave_v3", "morpho_blue"}
     try:
         assert not await asyncio.to_thread(_liquidatable_units, devnet)
-        price_block = await asyncio.to_thread(_crash, devnet)
+        price_block = await asyncio.to_thread(crash_in_one_block, devnet)
         weak = await asyncio.to_thread(_liquidatable_units, devnet)
         assert {s for s, _ in weak} == {"aave_v3", "morpho_blue"}, weak
         steps: list[int] = []
@@ -305,7 +283,7 @@ async def test_restart_mid_crash_sends_nothing_twice(devnet: Devnet, tmp_path: P
     path = tmp_path / "j.sqlite"
     journal = Journal(path)
     first = await build_keeper(devnet.info, journal)
-    price_block = await asyncio.to_thread(_crash, devnet)
+    price_block = await asyncio.to_thread(crash_in_one_block, devnet)
     try:
         async def one_confirmed() -> bool:
             return bool(first.outcomes.confirmed)

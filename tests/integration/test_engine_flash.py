@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from decimal import Decimal
 from pathlib import Path
 
 from eth_account import Account
@@ -20,10 +19,9 @@ from web3 import Web3
 
 from keeper.demo import build_keeper
 from keeper.deploy_executor import deploy_flash_liquidator
-from keeper.devnet.tokens import to_feed_answer
 from keeper.execution.journal import Journal
 from tests.conftest import Devnet
-from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, SPECS, feeds, tokens
+from tests.integration.helpers import FRESH_ACCOUNT_INDEXES, crash_in_one_block, tokens
 
 MNEMONIC = "test test test test test test test test test test test junk"
 GWEI = 10**9
@@ -35,19 +33,6 @@ def _owner() -> tuple[str, str]:
     account = Account.from_mnemonic(
         MNEMONIC, account_path=f"m/44'/60'/0'/0/{FRESH_ACCOUNT_INDEXES[-1]}")
     return account.address, "0x" + bytes(account.key).hex()
-
-
-def _crash(devnet: Devnet) -> int:
-    owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
-    devnet.rpc("evm_setAutomine", False)
-    try:
-        for symbol, factor in (("WETH", Decimal("0.70")), ("WBTC", Decimal("0.80"))):
-            answer = to_feed_answer(SPECS[symbol].usd_price * factor)
-            feeds(devnet)[symbol].functions.updateAnswer(answer).transact({"from": owner})
-        devnet.rpc("evm_mine")
-    finally:
-        devnet.rpc("evm_setAutomine", True)
-    return int(devnet.w3.eth.block_number)
 
 
 async def test_flash_liquidations_from_an_account_without_debt_assets(
@@ -67,7 +52,7 @@ async def test_flash_liquidations_from_an_account_without_debt_assets(
                                 ws=True)
     eth_before = int(devnet.w3.eth.get_balance(Web3.to_checksum_address(address)))
     try:
-        await asyncio.to_thread(_crash, devnet)
+        await asyncio.to_thread(crash_in_one_block, devnet)
         stop = asyncio.Event()
         task = asyncio.create_task(engine.run(stop))
         deadline = time.monotonic() + TIMEOUT

@@ -36,7 +36,6 @@ import urllib.request
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +47,11 @@ from keeper import secrets
 from keeper.config import load_config
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.morpho import morpho_abi
-from keeper.devnet.tokens import to_feed_answer
 from keeper.run import run_daemon
 from tests.conftest import Devnet, Miner
-from tests.integration.helpers import SPECS, aave_pool, feeds, liquidator
+from tests.integration.helpers import aave_pool, crash_in_one_block, liquidator
 from tests.spoiling import SpoilingProxy
 
-DROPS = {"WETH": Decimal("0.70"), "WBTC": Decimal("0.80")}
 AT_START = ("missing", "neither", "wrong-id")
 DURING_CRASH = ("not-json", "empty", "not-list")  # the first on a send
 IN_FLIGHT = ("planned", "signed", "sent")
@@ -96,21 +93,6 @@ def keeper_toml(devnet: Devnet, folder: Path, urls: list[str]) -> Path:
         f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n'
     )
     return path
-
-
-def crash(devnet: Devnet) -> int:
-    """Post both drops in one block P (automine paused meanwhile); return P."""
-    contracts = feeds(devnet)
-    owner = Web3.to_checksum_address(devnet.info.accounts.deployer)
-    devnet.rpc("evm_setAutomine", False)
-    try:
-        for symbol, factor in DROPS.items():
-            answer = to_feed_answer(SPECS[symbol].usd_price * factor)
-            contracts[symbol].functions.updateAnswer(answer).transact({"from": owner})
-        devnet.rpc("evm_mine")
-    finally:
-        devnet.rpc("evm_setAutomine", True)
-    return devnet.w3.eth.block_number
 
 
 def liquidated(devnet: Devnet, start: int, end: int) -> tuple[set[Unit], set[str]]:
@@ -211,7 +193,7 @@ async def run_crash(
             if before_crash is not None:
                 await before_crash(logs)
             crash_logs = len(logs)
-            price_block = await asyncio.to_thread(crash, devnet)
+            price_block = await asyncio.to_thread(crash_in_one_block, devnet)
             crashed = time.monotonic()
             # Quiet: three heads in a row processed with the journal unchanged and nothing
             # in flight (the first liquidations come within a few heads of P).
