@@ -222,9 +222,15 @@ async def test_nonce_too_low_skips_ahead_and_the_retry_lands(
                                 appraise=lambda c, d, got, paid, gas: -gas)
             await executor.start()
             assert executor.nonces.next_nonce == 0
-            _h, raw = await _sign(account, chain, token, _approve_data(6), nonce=0,
-                                  fees=(100 * GWEI, GWEI))
+            behind, raw = await _sign(account, chain, token, _approve_data(6), nonce=0,
+                                      fees=(100 * GWEI, GWEI))
             await chain.call("eth_sendRawTransaction", [raw])  # nonce 0, behind its back
+            # Automine answers a send before it mines it: until then the node would call
+            # ours a replacement ("underpriced"), not "nonce too low".
+            deadline = time.monotonic() + TIMEOUT
+            while await chain.call("eth_getTransactionReceipt", [behind]) is None:
+                assert time.monotonic() < deadline, "the other sender's transaction never mined"
+                await asyncio.sleep(0.01)
             opp = replace(_opportunity(token, "test:nonce"), block=0)
             intent = TxIntent(opp, Call(token, _approve_data(7)), 100_000, None)
             first = await executor.execute(intent, base_fee=10)
