@@ -85,10 +85,17 @@ class Dispatcher:
 
     # -- before ranking ------------------------------------------------------------------
 
-    async def size(self, candidates: Sequence[Candidate], head: BlockRef) -> list[Candidate]:
+    async def size(
+        self, candidates: Sequence[Candidate], head: BlockRef, *, scenario: bool = False,
+    ) -> list[Candidate]:
         """Every candidate sized within the capital it can use (see the module docstring).
-        Accounts our own liquidation touched in a block after `head` are left out."""
-        self.live.update(candidates)
+        Accounts our own liquidation touched in a block after `head` are left out.
+
+        `scenario`: the candidates are what a price not posted yet would open (prepared
+        liquidations): they do not tell which positions are liquidatable now.
+        """
+        if not scenario:
+            self.live.update(candidates)
         self._mined_at = {s: b for s, b in self._mined_at.items() if b > head.number}
         candidates = [c for c in candidates if (c.strategy, c.account) not in self._mined_at]
         if not candidates:
