@@ -16,6 +16,8 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import os
+import sys
 import traceback
 import urllib.error
 import urllib.request
@@ -121,6 +123,8 @@ class KeeperGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except click.UsageError as exc:
             raise OneLineUsageError(exc) from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
@@ -149,7 +153,45 @@ class KeeperGroup(click.Group):
         if command is None and cmd_name in LAZY_COMMANDS:
             command = _import_command(LAZY_COMMANDS[cmd_name])
             self.add_command(command, cmd_name)
+        if command is not None:
+            _accept_config_option(command)
         return command
+
+
+def _quiet_broken_pipe() -> NoReturn:
+    """stdout's reader went away (`keeper check-config | head`): end quietly, as Unix tools
+    do (exit 141 = 128 + SIGPIPE). stdout is pointed at /dev/null first, so the
+    interpreter's last flush cannot raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        pass  # not a real file (a test runner's buffer): nothing will flush it
+    finally:
+        os.close(devnull)
+    raise click.exceptions.Exit(141)
+
+
+def _set_config_path(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        state = ctx.ensure_object(AppState)
+        state.config_path, state._config = value, None
+
+
+CONFIG_HELP = "TOML config file (default keeper.toml; also accepted before the command)."
+
+
+def _accept_config_option(command: click.Command) -> None:
+    """Give `command` (and a group's sub-commands) the global `--config` as its own option,
+    so `keeper run --config x.toml` works and `keeper run --help` shows it."""
+    if not any("--config" in p.opts for p in command.params):
+        command.params.append(click.Option(
+            ["--config", "_config_path"], type=click.Path(path_type=Path, dir_okay=False),
+            default=None, expose_value=False, is_eager=True, callback=_set_config_path,
+            help=CONFIG_HELP))
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_config_option(sub)
 
 
 def _import_command(target: str) -> click.Command:

@@ -18,13 +18,15 @@ keeper/config_messages.py; this module re-exports their public names, so
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+import typing
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
-from pydantic import Field, PrivateAttr, ValidationError, create_model, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, create_model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
@@ -108,15 +110,6 @@ class KeeperConfig(BaseSettings):
         # The file's data arrives as init arguments; the environment wins over it.
         return (env_settings, init_settings)
 
-    @model_validator(mode="after")
-    def _live_needs_key(self) -> Self:
-        if self.execution.mode == "live" and not self.account.configured:
-            raise ValueError(
-                f"execution.mode = 'live' needs an account: set {secrets.PRIVATE_KEY_ENV} "
-                "or account.keystore and account.password_file"
-            )
-        return self
-
     @property
     def source(self) -> Path | None:
         """The TOML file this config was read from."""
@@ -156,6 +149,7 @@ def load_config(path: Path | str | None = None) -> KeeperConfig:
         | {k[1] for k in env if len(k) > 1 and k[0] == "strategies"}
     )
     model = _with_strategies(names)
+    check_env_names(model)
     try:
         config = model(**data)
     except ValidationError as exc:
@@ -224,6 +218,45 @@ def _env_keys() -> set[tuple[str, ...]]:
         for name in os.environ
         if name.lower().startswith(prefix)
     }
+
+
+def check_env_names(model: type[BaseModel]) -> None:
+    """A `ConfigError` for the first variable shaped like a setting (`KEEPER_<SECTION>__<KEY>`)
+    that names no key of `model`: pydantic-settings would silently ignore a misspelt
+    section (`KEEPER_EXECUTON__MODE=live`). Other `KEEPER_*` variables (KEEPER_CONFIG,
+    KEEPER_HOME, ...) have no `__` and are not settings."""
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or "__" not in upper:
+            continue
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        current: type[BaseModel] = model
+        for depth, part in enumerate(parts):
+            fields = current.model_fields
+            if part not in fields:
+                dotted = ".".join(parts[: depth + 1])
+                close = difflib.get_close_matches(part, list(fields), n=1)
+                hint = ""
+                if close:
+                    fixed = [*parts[:depth], close[0], *parts[depth + 1 :]]
+                    hint = f"; did you mean {ENV_PREFIX}{'__'.join(fixed).upper()}?"
+                raise ConfigError(
+                    f"environment {name}: unknown key {dotted} (no such setting{hint})"
+                )
+            sub = _model_of(fields[part].annotation)
+            if sub is None:
+                break
+            current = sub
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model of a field's annotation (`Model` or `Model | None`), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
 
 
 def _with_strategies(names: list[str]) -> type[KeeperConfig]:

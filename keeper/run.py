@@ -123,7 +123,7 @@ async def keeper_from_config(
     account = config.account.load() if send else None
     if send and account is None:
         what = ("execution.mode = 'dry-run' (it sends as your account, on a local fork)"
-                if dry_run else "sending")
+                if dry_run else "execution.mode = 'live'")
         raise ConfigError(
             f"{what} needs an account: set KEEPER_ACCOUNT__PRIVATE_KEY "
             "or account.keystore and account.password_file"

@@ -28,6 +28,8 @@ PRIVATE_KEY_ENV = "KEEPER_ACCOUNT__PRIVATE_KEY"
 _MIN_SECRET_LEN = 4  # shorter strings would mask half of every log line
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _KEYLIKE_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{16,}$")
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+"""n of secp256k1 (SEC 2, 2.4.1): a private key is an integer in [1, n - 1]."""
 
 
 class _Registry:
@@ -126,8 +128,21 @@ def account_from_key(key: SecretStr) -> LocalAccount:
         raise ConfigError(
             f"{PRIVATE_KEY_ENV}: a private key must be 32 bytes of hex (64 hex digits, optional 0x)"
         )
+    check_key_range(int(raw.removeprefix("0x"), 16), PRIVATE_KEY_ENV)
     account: LocalAccount = Account.from_key(raw)
     return account
+
+
+def check_key_range(key: int, where: str) -> None:
+    """A `ConfigError` unless 1 <= key < n (secp256k1's order): eth-keys would raise a bare
+    ValueError on zero or on a value past the order."""
+    if key == 0:
+        raise ConfigError(f"{where}: the private key is zero, which is not a valid key")
+    if key >= SECP256K1_ORDER:
+        raise ConfigError(
+            f"{where}: the private key is not below the secp256k1 curve order, so it is not "
+            "a valid key"
+        )
 
 
 def read_password(password_file: Path) -> str:
@@ -196,6 +211,7 @@ def account_from_keystore(keystore: Path, password_file: Path) -> LocalAccount:
             f"account.keystore: {keystore} is not a valid keystore (bad field {exc})"
         ) from None
     register_secret(bytes(key))
+    check_key_range(int.from_bytes(bytes(key), "big"), f"account.keystore {keystore}")
     account: LocalAccount = Account.from_key(key)
     return account
 
