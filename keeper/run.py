@@ -22,6 +22,7 @@ counts the liquidations confirmed on the fork and their realized profit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 from decimal import Decimal
@@ -52,10 +53,11 @@ from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal, JournalSummary
 from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.health import Health
+from keeper.lock import account_lock, journal_lock
 from keeper.metrics import Metrics, MonitoringServer, serve
 from keeper.monitor import Monitor
 from keeper.ranking import realized_value
-from keeper.secrets import redact_url
+from keeper.secrets import keystore_address, redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
 from keeper.wiring import Keeper, assemble
 
@@ -292,6 +294,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
         elif running:
             running[0].cancel()
 
+    locks = hold_locks(config)  # before anything is read or sent: one keeper per journal
     for signum in handled:
         loop.add_signal_handler(signum, on_signal)
     monitor = build_monitor(config)
@@ -300,6 +303,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     except BaseException:
         for signum in handled:
             loop.remove_signal_handler(signum)
+        locks.close()
         raise
     assert keeper.executor is not None
     journal = keeper.executor.journal
@@ -338,8 +342,41 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
             await keeper.aclose()
             journal.close()
         finally:
-            if fork is not None:
-                await fork.aclose()
+            try:
+                if fork is not None:
+                    await fork.aclose()
+            finally:
+                locks.close()
+
+
+def hold_locks(config: KeeperConfig) -> contextlib.ExitStack:
+    """The journal's lock and, when sending to the chain, the account's (keeper/lock.py);
+    a second keeper on either exits with one line naming the holder's pid. A dry run locks
+    its own journal only: it sends on its own fork, with the fork's nonces."""
+    stack = contextlib.ExitStack()
+    try:
+        live = config.execution.mode == "live"
+        journal = config.execution.journal
+        stack.enter_context(journal_lock(journal if live else dry_run_journal(journal)))
+        address = sending_address(config) if live else None
+        if address is not None:
+            stack.enter_context(account_lock(config.chain.chain_id, address))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def sending_address(config: KeeperConfig) -> str | None:
+    """The configured account's address; from a keystore's `address` field when it has one
+    (no decryption), else from the key."""
+    account = config.account
+    if account.keystore is not None:
+        stored = keystore_address(account.keystore)
+        if stored is not None:
+            return stored
+    loaded = account.load()
+    return loaded.address if loaded is not None else None
 
 
 def build_monitor(config: KeeperConfig) -> Monitor:
