@@ -16,12 +16,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_abi.abi import decode, encode
+from eth_abi.exceptions import DecodingError
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError, MalformedAnswer, RpcUnavailable
 from keeper.strategy import ChainReader
-from strategies.aave_v3 import lens, math
+from strategies.aave_v3 import lens, math, math_v36
 from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
+from strategies.aave_v3.rules import RuleSet, rules_for_revision
 
 ZERO_ADDRESS = "0x" + "00" * 20
 
@@ -67,6 +69,18 @@ _FNS = {
     "principalBalanceOf": _Fn("principalBalanceOf(address)", ("uint256",)),
     "getUserStableRate": _Fn("getUserStableRate(address)", ("uint256",)),
     "getUserLastUpdated": _Fn("getUserLastUpdated(address)", ("uint40",)),
+    # aave-v3-origin (v3.2+ e-mode by bitmaps, v3.3+ grace periods), and the sentinel
+    "POOL_REVISION": _Fn("POOL_REVISION()", ("uint256",)),
+    "getEModeCategoryCollateralConfig": _Fn(
+        "getEModeCategoryCollateralConfig(uint8)", ("(uint16,uint16,uint16)",)),
+    "getEModeCategoryCollateralBitmap": _Fn("getEModeCategoryCollateralBitmap(uint8)",
+                                            ("uint128",)),
+    "getEModeCategoryBorrowableBitmap": _Fn("getEModeCategoryBorrowableBitmap(uint8)",
+                                            ("uint128",)),
+    "getEModeCategoryLtvzeroBitmap": _Fn("getEModeCategoryLtvzeroBitmap(uint8)", ("uint128",)),
+    "getLiquidationGracePeriod": _Fn("getLiquidationGracePeriod(address)", ("uint40",)),
+    "getPriceOracleSentinel": _Fn("getPriceOracleSentinel()", ("address",)),
+    "isLiquidationAllowed": _Fn("isLiquidationAllowed()", ("bool",)),
 }
 
 
@@ -95,6 +109,13 @@ class Reserve:
     # The contract that emits the source's AnswerUpdated: the source itself, or, for a
     # Chainlink EACAggregatorProxy, its current `aggregator()`.
     price_feed: str = ""
+    # The rule set of the pool (rules.py): which mirrors apply to this reserve's indexes.
+    rules: RuleSet = RuleSet.V3_0
+    # v3.6: Pool.getLiquidationGracePeriod (liquidations revert until after it); 0 = none.
+    grace_until: int = 0
+    # The price is re-read from the oracle every block (Strategy.refresh): its source emits
+    # no AnswerUpdated the book could follow (an adapter), or its proxy switched aggregator.
+    polled: bool = False
 
     @property
     def feed(self) -> str:
@@ -112,7 +133,12 @@ class Reserve:
         )
 
     def normalized_debt(self, timestamp: int) -> int:
-        """Mirrors ReserveLogic.getNormalizedDebt at `timestamp`."""
+        """Mirrors ReserveLogic.getNormalizedDebt at `timestamp` (v3.4+ interest on v3.6)."""
+        if self.rules is RuleSet.V3_6:
+            return _normalized_debt_v36(
+                self.variable_borrow_index, self.current_variable_borrow_rate,
+                self.last_update_timestamp, timestamp,
+            )
         return _normalized_debt(
             self.variable_borrow_index, self.current_variable_borrow_rate,
             self.last_update_timestamp, timestamp,
@@ -122,11 +148,13 @@ class Reserve:
 # Every account of a block needs the same few reserve indexes: compute each once.
 _normalized_income = functools.lru_cache(maxsize=256)(math.get_normalized_income)
 _normalized_debt = functools.lru_cache(maxsize=256)(math.get_normalized_debt)
+_normalized_debt_v36 = functools.lru_cache(maxsize=256)(math_v36.get_normalized_debt)
 
 
 @dataclass(frozen=True)
 class EModeCategory:
-    """Pool.getEModeCategoryData, plus the oracle price of its price source (0 if none)."""
+    """Pool.getEModeCategoryData, plus the oracle price of its price source (0 if none);
+    on v3.6 the collateral config and the three bitmaps (no price source, no label read)."""
 
     id: int
     ltv: int
@@ -135,6 +163,15 @@ class EModeCategory:
     price_source: str
     label: str
     price: int
+    collateral_bitmap: int = 0
+    borrowable_bitmap: int = 0
+    ltvzero_bitmap: int = 0
+
+    def v36(self) -> math_v36.EModeInput:
+        """The category as math_v36 takes it."""
+        return math_v36.EModeInput(
+            self.ltv, self.liquidation_threshold, self.liquidation_bonus,
+            self.collateral_bitmap, self.borrowable_bitmap, self.ltvzero_bitmap)
 
 
 @dataclass(frozen=True)
@@ -148,6 +185,11 @@ class Market:
     data_provider: str
     reserves: tuple[Reserve, ...]
     emode_categories: Mapping[int, EModeCategory]
+    rules: RuleSet = RuleSet.V3_0
+    revision: int = 1
+    # v3.6: the PriceOracleSentinel (zero: none) and its isLiquidationAllowed() at `block`.
+    sentinel: str = ZERO_ADDRESS
+    sentinel_allows: bool = True
 
     def reserve(self, asset: str) -> Reserve:
         for reserve in self.reserves:
@@ -194,6 +236,7 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
     pool, oracle, data_provider = (
         _address(_fn("provider", n).decode(a)[0]) for n, a in zip(names, answers, strict=True)
     )
+    rules, revision = await read_rules(chain, pool, block)
     (assets,) = _fn("pool", "getReservesList").decode(
         await chain.eth_call(pool, _fn("pool", "getReservesList").data(), block)
     )
@@ -201,6 +244,9 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
     calls = [_call(pool, _fn("pool", "getReserveData").data(a), block) for a in assets]
     calls += [_call(oracle, _fn("oracle", "getAssetPrice").data(a), block) for a in assets]
     calls += [_call(oracle, _fn("oracle", "getSourceOfAsset").data(a), block) for a in assets]
+    if rules is RuleSet.V3_6:
+        calls += [_call(pool, _fn("pool", "getLiquidationGracePeriod").data(a), block)
+                  for a in assets]
     answers = await chain.batch(calls)
     n = len(assets)
     reserves = []
@@ -208,6 +254,8 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
         (data,) = _fn("pool", "getReserveData").decode(answers[i])
         (price,) = _fn("oracle", "getAssetPrice").decode(answers[n + i])
         (source,) = _fn("oracle", "getSourceOfAsset").decode(answers[2 * n + i])
+        grace = (_fn("pool", "getLiquidationGracePeriod").decode(answers[3 * n + i])[0]
+                 if rules is RuleSet.V3_6 else 0)
         reserves.append(
             Reserve(
                 asset=asset, id=data[7], config=ReserveConfig.decode(data[0][0]),
@@ -216,10 +264,57 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
                 current_stable_borrow_rate=data[5], last_update_timestamp=data[6],
                 a_token=_address(data[8]), stable_debt_token=_address(data[9]),
                 variable_debt_token=_address(data[10]), price=price, price_source=_address(source),
+                rules=rules, grace_until=grace,
             )
         )
     feeds = await resolve_feeds(chain, [r.price_source for r in reserves], block)
     reserves = [replace(r, price_feed=feeds[r.price_source]) for r in reserves]
+    if rules is RuleSet.V3_6:
+        categories = await _categories_v36(chain, pool, block)
+        sentinel, allows = await read_sentinel(chain, addresses_provider, block)
+    else:
+        categories = await _categories_v30(chain, pool, oracle, reserves, block)
+        sentinel, allows = ZERO_ADDRESS, True
+    return Market(
+        block=block, addresses_provider=addresses_provider.lower(), pool=pool, oracle=oracle,
+        data_provider=data_provider, reserves=tuple(sorted(reserves, key=lambda r: r.id)),
+        emode_categories=categories, rules=rules, revision=revision, sentinel=sentinel,
+        sentinel_allows=allows,
+    )
+
+
+async def read_rules(chain: ChainReader, pool: str, block: int) -> tuple[RuleSet, int]:
+    """The pool's rule set from its `POOL_REVISION()` (rules.py); refuses unproven ones."""
+    try:
+        answer = await chain.eth_call(pool, _fn("pool", "POOL_REVISION").data(), block)
+        (revision,) = _fn("pool", "POOL_REVISION").decode(answer)
+    except (RpcUnavailable, MalformedAnswer):
+        raise
+    except (KeeperError, DecodingError):  # reverted, or not a uint256: not a known pool
+        revision = None
+    rules = rules_for_revision(revision, pool)
+    return rules, int(revision)
+
+
+async def read_sentinel(
+    chain: ChainReader, addresses_provider: str, block: int
+) -> tuple[str, bool]:
+    """The provider's PriceOracleSentinel and its isLiquidationAllowed() (True if none):
+    ValidationLogic.validateLiquidationCall (v3.6) asks it when HF >= 0.95."""
+    (sentinel,) = _fn("provider", "getPriceOracleSentinel").decode(await chain.eth_call(
+        addresses_provider, _fn("provider", "getPriceOracleSentinel").data(), block))
+    sentinel = _address(sentinel)
+    if int(sentinel, 16) == 0:
+        return ZERO_ADDRESS, True
+    (allows,) = _fn("sentinel", "isLiquidationAllowed").decode(await chain.eth_call(
+        sentinel, _fn("sentinel", "isLiquidationAllowed").data(), block))
+    return sentinel, bool(allows)
+
+
+async def _categories_v30(
+    chain: ChainReader, pool: str, oracle: str, reserves: Sequence[Reserve], block: int
+) -> dict[int, EModeCategory]:
+    """v3.0: the categories the reserves' e-mode bits name, with their price sources' prices."""
     ids = sorted({r.config.emode_category for r in reserves} - {0})
     answers = await chain.batch(
         [_call(pool, _fn("pool", "getEModeCategoryData").data(i), block) for i in ids]
@@ -229,7 +324,7 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
     prices = dict(zip(sources, await chain.batch(
         [_call(oracle, _fn("oracle", "getAssetPrice").data(s), block) for s in sources]
     ), strict=True))
-    categories = {
+    return {
         i: EModeCategory(
             id=i, ltv=c[0], liquidation_threshold=c[1], liquidation_bonus=c[2],
             price_source=_address(c[3]), label=c[4],
@@ -238,11 +333,33 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
         )
         for i, c in zip(ids, raw, strict=True)
     }
-    return Market(
-        block=block, addresses_provider=addresses_provider.lower(), pool=pool, oracle=oracle,
-        data_provider=data_provider, reserves=tuple(sorted(reserves, key=lambda r: r.id)),
-        emode_categories=categories,
-    )
+
+
+EMODE_IDS = range(1, 256)  # a uint8 category id; 0 is "no e-mode"
+
+
+async def _categories_v36(chain: ChainReader, pool: str, block: int) -> dict[int, EModeCategory]:
+    """v3.6: membership lives in the categories' bitmaps (the reserves' e-mode bits are no
+    longer written), so every id's collateral config is read (one batch), and the bitmaps
+    of those that exist (a liquidation threshold, which the configurator requires)."""
+    fn = _fn("pool", "getEModeCategoryCollateralConfig")
+    answers = await chain.batch([_call(pool, fn.data(i), block) for i in EMODE_IDS])
+    configs = {i: fn.decode(a)[0] for i, a in zip(EMODE_IDS, answers, strict=True)}
+    ids = [i for i, c in configs.items() if c[1] != 0]
+    names = ("getEModeCategoryCollateralBitmap", "getEModeCategoryBorrowableBitmap",
+             "getEModeCategoryLtvzeroBitmap")
+    answers = await chain.batch(
+        [_call(pool, _fn("pool", n).data(i), block) for i in ids for n in names])
+    out = {}
+    for k, i in enumerate(ids):
+        collateral, borrowable, ltvzero = (
+            _fn("pool", n).decode(answers[3 * k + j])[0] for j, n in enumerate(names))
+        ltv, threshold, bonus = configs[i]
+        out[i] = EModeCategory(
+            id=i, ltv=ltv, liquidation_threshold=threshold, liquidation_bonus=bonus,
+            price_source=ZERO_ADDRESS, label="", price=0, collateral_bitmap=collateral,
+            borrowable_bitmap=borrowable, ltvzero_bitmap=ltvzero)
+    return out
 
 
 AGGREGATOR = "0x245a7bfc"  # aggregator(): EACAggregatorProxy's current aggregator
@@ -350,7 +467,10 @@ def account_data(market: Market, account: Account, timestamp: int) -> math.UserA
 
     Only reserves the user's configuration marks as collateral or borrowed are read, as the
     contract does; the e-mode category's ltv/threshold and price apply to assets in it.
+    On a v3.6 pool, GenericLogic.calculateUserAccountData of 3.6.0 (math_v36).
     """
+    if market.rules is RuleSet.V3_6:
+        return account_data_v36(market, account, timestamp)
     category = market.emode_categories.get(account.emode_category)
     inputs = []
     for reserve in market.reserves:
@@ -383,3 +503,27 @@ def account_data(market: Market, account: Account, timestamp: int) -> math.UserA
         inputs, account.emode_category, category.ltv, category.liquidation_threshold,
         category.price,
     )
+
+
+def account_data_v36(market: Market, account: Account, timestamp: int) -> math.UserAccountData:
+    """Mirrors GenericLogic.calculateUserAccountData of v3.6 (math_v36) at `timestamp`: e-mode
+    by the category's bitmaps, v3.4 interest, v3.5 rounding; stable debt no longer exists."""
+    category = market.emode_categories.get(account.emode_category)
+    inputs = []
+    for reserve in market.reserves:
+        if not account.config.is_using_as_collateral_or_borrowing(reserve.id):
+            continue
+        balance = account.balances[reserve.asset]
+        borrowing = account.config.is_borrowing(reserve.id)
+        inputs.append(math_v36.ReserveInput(
+            id=reserve.id, asset_unit=math.asset_unit(reserve.decimals), price=reserve.price,
+            scaled_atoken_balance=balance.scaled_atoken_balance,
+            scaled_variable_debt=balance.scaled_variable_debt,
+            normalized_income=reserve.normalized_income(timestamp),
+            normalized_debt=reserve.normalized_debt(timestamp) if borrowing else 0,
+            ltv=reserve.config.ltv, liquidation_threshold=reserve.config.liquidation_threshold,
+            using_as_collateral=account.config.is_using_as_collateral(reserve.id),
+            is_borrowing=borrowing,
+        ))
+    return math_v36.calculate_user_account_data(
+        inputs, account.emode_category, category.v36() if category else None)

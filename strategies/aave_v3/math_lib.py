@@ -183,3 +183,68 @@ def calculate_compounded_interest(rate: int, last_update_ts: int, current_ts: in
     third_term = mul(mul(mul(exp, exp_minus_one), exp_minus_two), base_power_three) // 6
     first_term = mul(rate, exp) // SECONDS_PER_YEAR
     return add(add(add(RAY, first_term), second_term), third_term)
+
+
+# aave-v3-origin v3.5 (and v3.6) rounding: the explicit floor/ceil variants TokenMath uses,
+# and MathUtils.mulDivCeil / PercentageMath.percentDivCeil. Same revert conditions as the
+# contracts' assembly (a product past 2**256 - 1, a zero divisor).
+def _checked_product(a: int, b: int, name: str) -> int:
+    uints(a, b)
+    if (c := a * b) > UINT256_MAX:
+        raise MathOverflowError(f"{name}({a}, {b})")
+    return c
+
+
+def ray_mul_floor(a: int, b: int) -> int:
+    """Mirrors WadRayMath.rayMulFloor (aave-v3-origin v3.5+): a*b / RAY, rounded down."""
+    return _checked_product(a, b, "rayMulFloor") // RAY
+
+
+def ray_mul_ceil(a: int, b: int) -> int:
+    """Mirrors WadRayMath.rayMulCeil (aave-v3-origin v3.5+): a*b / RAY, rounded up."""
+    return -(-_checked_product(a, b, "rayMulCeil") // RAY)
+
+
+def ray_div_floor(a: int, b: int) -> int:
+    """Mirrors WadRayMath.rayDivFloor (aave-v3-origin v3.5+): a*RAY / b, rounded down."""
+    if u256(b, "b") == 0:
+        raise MathDivisionByZeroError(f"rayDivFloor({a}, 0)")
+    return _checked_product(a, RAY, "rayDivFloor") // b
+
+
+def ray_div_ceil(a: int, b: int) -> int:
+    """Mirrors WadRayMath.rayDivCeil (aave-v3-origin v3.5+): a*RAY / b, rounded up."""
+    if u256(b, "b") == 0:
+        raise MathDivisionByZeroError(f"rayDivCeil({a}, 0)")
+    return -(-_checked_product(a, RAY, "rayDivCeil") // b)
+
+
+def mul_div_ceil(a: int, b: int, c: int) -> int:
+    """Mirrors MathUtils.mulDivCeil (aave-v3-origin v3.5+): a*b / c, rounded up."""
+    if u256(c, "c") == 0:
+        raise MathDivisionByZeroError(f"mulDivCeil({a}, {b}, 0)")
+    return -(-_checked_product(a, b, "mulDivCeil") // c)
+
+
+def percent_div_ceil(value: int, percentage: int) -> int:
+    """Mirrors PercentageMath.percentDivCeil (aave-v3-origin v3.5+): value*1e4 / pct, up."""
+    if u256(percentage, "percentage") == 0:
+        raise MathDivisionByZeroError(f"percentDivCeil({value}, 0)")
+    return -(-_checked_product(value, PERCENTAGE_FACTOR, "percentDivCeil") // percentage)
+
+
+def calculate_compounded_interest_v34(rate: int, last_update_ts: int, current_ts: int) -> int:
+    """Mirrors MathUtils.calculateCompoundedInterest of aave-v3-origin v3.4+ (unchecked):
+
+    x = rate*exp/SECONDS_PER_YEAR; RAY + x + rayMul(x, x/2 + rayMul(x, x/6)).
+    The contract computes it unchecked; with a uint128 rate and a uint40 elapsed time
+    nothing here can wrap, so the wrap is not mirrored (a wrap raises ValueError).
+    """
+    exp = _elapsed(last_update_ts, current_ts)
+    u256(rate, "rate")
+    if exp == 0:
+        return RAY
+    x = rate * exp // SECONDS_PER_YEAR
+    inner = x // 2 + ray_mul(x, x // 6)
+    result = RAY + x + ray_mul(x, inner)
+    return u256(result, "compounded interest")
