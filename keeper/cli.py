@@ -13,6 +13,7 @@ in `LAZY_COMMANDS` and imported on first use, so they may import this module.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import json
@@ -251,10 +252,25 @@ def check_config(state: AppState, path: Path | None, offline: bool) -> None:
     if not offline:
         for endpoint in config.chain.http_urls:
             check_chain_id(endpoint.url, config.chain.chain_id)
+        asyncio.run(_check_addresses(config))
     click.echo(f"# config: {config.source}")
     click.echo(f"# account: {account.address if account else 'none configured'}")
-    click.echo(f"# rpc: {'not checked (--offline)' if offline else 'chain id verified'}")
+    checked = "not checked (--offline)" if offline else "chain id verified; contracts verified"
+    click.echo(f"# rpc: {checked}")
     click.echo(redact(render_toml(config.masked())))
+
+
+async def _check_addresses(config: KeeperConfig) -> None:
+    """Every configured address has code and its interface (keeper/addresses.py)."""
+    from keeper.addresses import check_addresses  # noqa: PLC0415 (keeps the CLI's import light)
+    from keeper.chain.http import HttpRpc  # noqa: PLC0415
+
+    endpoint = config.chain.http_urls[0]
+    rpc = HttpRpc(endpoint.url, timeout=RPC_TIMEOUT)
+    try:
+        await check_addresses(rpc, config, config.chain.chain_id)
+    finally:
+        await rpc.aclose()
 
 
 def check_chain_id(url: str, expected: int, timeout: float = RPC_TIMEOUT) -> None:

@@ -8,6 +8,7 @@ Each section is an immutable pydantic model whose unknown keys are errors (`Sect
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
@@ -43,6 +44,17 @@ def _checksum(value: str) -> str:
 
 Address = Annotated[str, AfterValidator(_checksum)]
 """A 20-byte hex address, normalized to its EIP-55 checksum form."""
+
+
+@dataclass(frozen=True)
+class Interface:
+    """What contract an address key must name, checked at start-up (keeper/addresses.py):
+    `call` (a view function's signature, no arguments unless `args` holds their ABI
+    encoding) must answer at least one word. `Annotated[Address, Interface(...)]`."""
+
+    what: str  # "an ERC-20 token", named in the error line
+    call: str  # "decimals()"
+    args: str = ""  # hex, the ABI-encoded arguments of `call`
 
 
 class Section(BaseModel):
@@ -140,14 +152,14 @@ class ExecutionConfig(Section):
     """`[execution]`: how transactions are sent and when they are worth sending."""
 
     mode: Literal["live", "dry-run"] = "dry-run"
-    quote_token: Address | None = None
+    quote_token: Annotated[Address, Interface("an ERC-20 token", "decimals()")] | None = None
     """The wrapped native token (WETH on Ethereum) in which profit and gas are counted."""
     min_profit_quote: Decimal = Field(default=Decimal("0.002"), ge=0)
     """Least expected net profit worth sending, in whole quote-token units."""
     max_fee_per_gas_gwei: Decimal = Field(default=Decimal("100"), gt=0)
     priority_fee_gwei: Decimal = Field(default=Decimal("1"), ge=0)
     journal: Path = Path("keeper-journal.sqlite")
-    flash_executor: Address | None = None
+    flash_executor: Annotated[Address, Interface("a FlashLiquidator", "owner()")] | None = None
     """A FlashLiquidator owned by the account (`keeper deploy-executor`): liquidations are
     then funded by flash loans, and the account needs no debt asset."""
     batch_max: int = Field(default=5, ge=1, le=20)
@@ -204,8 +216,10 @@ class VenueConfig(Section):
     """One `[[dex.venues]]` entry: a venue beside the Uniswap V2 pairs, by kind."""
 
     kind: Literal["uniswap_v3"]
-    factory: Address
-    quoter: Address | None = None  # not read by the keeper (its quotes are local); for checks
+    factory: Annotated[Address, Interface("a Uniswap V3 factory", "feeAmountTickSpacing(uint24)",
+                                          f"{3000:064x}")]
+    # Not read by the keeper (its quotes are local); for checks.
+    quoter: Annotated[Address, Interface("a Uniswap V3 QuoterV2", "factory()")] | None = None
     fee_tiers: tuple[int, ...] = (100, 500, 3000, 10000)
 
     @field_validator("fee_tiers")
@@ -220,7 +234,8 @@ class DexConfig(Section):
     """`[dex]`: where collateral is priced and swapped back: the Uniswap V2 pairs of
     `uniswap_v2_factory`, and the venues of `[[dex.venues]]` (keeper.dex.venue)."""
 
-    uniswap_v2_factory: Address | None = None
+    uniswap_v2_factory: Annotated[
+        Address, Interface("a Uniswap V2 factory", "allPairsLength()")] | None = None
     venues: tuple[VenueConfig, ...] = ()
 
 

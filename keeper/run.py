@@ -34,6 +34,7 @@ import click
 import structlog
 
 from keeper import plugins
+from keeper.addresses import check_addresses
 from keeper.bids import BidPolicy
 from keeper.breakers import Breakers
 from keeper.chain.failover import FailoverRpc
@@ -145,6 +146,7 @@ async def keeper_from_config(
                 f"RPC {redact_url(endpoint.url)} serves chain id {chain.chain_id}, "
                 f"but chain.chain_id is {config.chain.chain_id}"
             )
+        await check_addresses(chain, config, chain.chain_id)  # one line naming a wrong key
         quote = execution.quote_token.lower()
         decimals = await quote_decimals(chain, quote)
         head = int(await chain.call("eth_blockNumber", []), 16)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from decimal import Decimal, InvalidOperation
@@ -15,7 +16,7 @@ from rich.table import Table
 from web3 import Web3
 
 from keeper.anvil import Anvil
-from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.scale import start_scaled_devnet
 from keeper.devnet.tokens import post_price
@@ -44,14 +45,73 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
     table.add_row("Aave V3 pool", info.aave_v3.pool)
     table.add_row("Aave V3 addresses provider", info.aave_v3.addresses_provider)
     table.add_row("Morpho Blue", info.morpho_blue.morpho)
+    table.add_row("Uniswap V2 factory", info.uniswap_v2.factory)
     table.add_row("Uniswap V2 router", info.uniswap_v2.router)
     if info.uniswap_v3 is not None:
         table.add_row("Uniswap V3 factory", info.uniswap_v3.factory)
         table.add_row("Uniswap V3 QuoterV2", info.uniswap_v3.quoter)
+    table.add_row("WETH (quote token)", info.tokens["WETH"].address)
     for symbol, feed in info.feeds.items():
         table.add_row(f"feed {symbol}/USD", feed)
     table.add_row("liquidator", f"{info.accounts.liquidator} (anvil dev account 1)")
     console.print(table)
+
+
+def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> str:
+    """A keeper.toml for this devnet: every market it holds (Aave V3, Morpho Blue) and every
+    venue (Uniswap V2, and V3 when deployed), sending live as anvil's dev account 1."""
+    venues = ""
+    if info.uniswap_v3 is not None:
+        venues = (
+            "\n[[dex.venues]]\n"
+            'kind = "uniswap_v3"\n'
+            f'factory = "{info.uniswap_v3.factory}"\n'
+            f'quoter = "{info.uniswap_v3.quoter}"\n'
+        )
+    return (
+        "# keeper.toml for the local devnet (written by `keeper devnet --write-config`).\n"
+        "# Sends live to the devnet as anvil's dev account 1; its key is public and only\n"
+        "# for this devnet: export KEEPER_ACCOUNT__PRIVATE_KEY=" + DEVNET_LIQUIDATOR_KEY + "\n"
+        "# Every key is in docs/configuration.md.\n\n"
+        "[chain]\n"
+        f"chain_id = {info.chain_id}\n"
+        f'http_urls = ["{info.rpc_url}"]\n'
+        f'ws_url = "{info.ws_url}"\n\n'
+        "[execution]\n"
+        'mode = "live"\n'
+        f'quote_token = "{info.tokens["WETH"].address}"  # WETH\n'
+        f'journal = "{journal}"\n\n'
+        "[dex]\n"
+        f'uniswap_v2_factory = "{info.uniswap_v2.factory}"\n'
+        f"{venues}\n"
+        "[strategies.aave_v3]\n"
+        f'addresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
+        "[strategies.morpho_blue]\n"
+        f'morpho = "{info.morpho_blue.morpho}"\n'
+    )
+
+
+def write_devnet_config(info: DevnetInfo, path: Path) -> None:
+    """Write `devnet_config(info)` to `path` (atomically; one line if the folder is not
+    writable). A journal next to it."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(devnet_config(info))
+        tmp.replace(path)
+    except OSError as exc:
+        raise ConfigError(f"--write-config {path}: cannot write it ({exc.strerror})") from None
+
+
+def how_to_run(path: Path) -> str:
+    """What to type next, printed after --write-config."""
+    return (
+        f"wrote {path}: Aave V3, Morpho Blue, Uniswap V2 and V3 on this devnet. "
+        "In another terminal:\n"
+        f"  export KEEPER_ACCOUNT__PRIVATE_KEY={DEVNET_LIQUIDATOR_KEY}"
+        "   # anvil dev account 1: public, devnet only\n"
+        f"  keeper run --config {path}\n"
+        "  keeper devnet price WETH 1500   # in a third one: crash the price"
+    )
 
 
 @click.group(invoke_without_command=True)
@@ -69,14 +129,22 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
 @click.option("--scale-borrowers", type=click.IntRange(1, 1_000_000), default=None,
               help="Add N factory-made Aave V3 positions to the default devnet "
                    "(keeper.devnet.scale; cached like the devnet).")
+@click.option("--write-config", "write_config", default=None,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write a keeper config for every market of this devnet "
+                   "(e.g. keeper.toml) and print how to run it.")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
     block_time: float | None, no_cache: bool, scale_borrowers: int | None,
+    write_config: Path | None,
 ) -> None:
-    """Start anvil with real Aave V3, Uniswap V2 and Morpho Blue; Ctrl-C stops it."""
+    """Start anvil with real Aave V3, Uniswap V2 and V3, and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
         return
+    if write_config is not None and not _writable_folder(write_config):
+        raise ConfigError(f"--write-config {write_config}: its folder does not exist or "
+                          "is not writable")
     console = Console(stderr=True)
     started = time.monotonic()
     # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
@@ -97,6 +165,9 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
         try:
             info.write(out)
             print_summary(console, info, time.monotonic() - started, cached)
+            if write_config is not None:
+                write_devnet_config(info, write_config)
+                console.print(how_to_run(write_config), highlight=False, soft_wrap=True)
             console.print(f"wrote {out}; Ctrl-C stops the devnet")
             wait_until_interrupted(anvil)
         except KeyboardInterrupt:
@@ -108,6 +179,11 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _writable_folder(path: Path) -> bool:
+    folder = path.parent if str(path.parent) else Path()
+    return folder.is_dir() and os.access(folder, os.W_OK)
 
 
 @devnet.command("price")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from keeper.config import Address, Section
+from keeper.config import Address, Interface, Section
 
 _MARKET_ID = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
@@ -25,7 +25,7 @@ MarketId = Annotated[str, AfterValidator(_market_id)]
 class MorphoBlueConfig(Section):
     """Morpho Blue: the singleton's address and, optionally, an allow-list of markets."""
 
-    morpho: Address
+    morpho: Annotated[Address, Interface("the Morpho Blue singleton", "feeRecipient()")]
     markets: list[MarketId] | None = None
     enabled: bool = True
     start_block: int = Field(default=0, ge=0)
