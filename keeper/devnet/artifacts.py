@@ -89,6 +89,13 @@ process.stdin.on('end', () => {
   const req = JSON.parse(input);
   const findImports = (p) => {
     const fs = require('fs');
+    // Remappings (foundry's `prefix/=dir/`) come first, then the search roots.
+    for (const [prefix, dir] of req.remappings) {
+      if (p.startsWith(prefix)) {
+        const full = require('path').join(dir, p.slice(prefix.length));
+        if (fs.existsSync(full)) return { contents: fs.readFileSync(full, 'utf8') };
+      }
+    }
     for (const root of req.roots) {
       const full = require('path').join(root, p);
       if (fs.existsSync(full)) return { contents: fs.readFileSync(full, 'utf8') };
@@ -101,9 +108,14 @@ process.stdin.on('end', () => {
 """
 
 
-def solc_version() -> str:
-    package = json.loads((node_modules() / "solc" / "package.json").read_text())
-    return str(package["version"])
+def solc_version(package: str = "solc") -> str:
+    """The version of a solcjs package in node_modules (`solc`, or an alias like `solc-0.8.27`)."""
+    data = json.loads((node_modules() / package / "package.json").read_text())
+    return str(data["version"])
+
+
+_OUTPUTS = ["abi", "evm.bytecode.object"]
+_LINKED_OUTPUTS = [*_OUTPUTS, "evm.bytecode.linkReferences"]
 
 
 def compile_solidity(
@@ -113,21 +125,44 @@ def compile_solidity(
     optimizer_runs: int = 200,
     via_ir: bool = False,
     evm_version: str = "paris",
+    solc: str = "solc",
+    remappings: Mapping[str, Path] | None = None,
+    only: Mapping[str, list[str]] | None = None,
+    bytecode_hash: str | None = None,
 ) -> dict[str, Artifact]:
-    """Compile with solcjs from node_modules; returns every contract by name. Cached on disk."""
+    """Compile with solcjs from node_modules; returns contracts by name. Cached on disk.
+
+    `solc` names the solcjs package (an npm alias picks another compiler version);
+    `remappings` maps import prefixes to folders, as foundry's remappings do; `only`
+    ({source unit: [contract, ...]}) limits code generation to the contracts that get
+    deployed (everything else is only type-checked), which is most of a big compile's
+    time. With `only`, link references are returned too, for libraries.
+    """
+    selection: dict[str, dict[str, list[str]]] = (
+        {"*": {"*": _OUTPUTS}}
+        if only is None
+        else {unit: {name: _LINKED_OUTPUTS for name in names} for unit, names in only.items()}
+    )
+    settings: dict[str, Any] = {
+        "optimizer": {"enabled": True, "runs": optimizer_runs},
+        "viaIR": via_ir,
+        "evmVersion": evm_version,
+        "outputSelection": selection,
+    }
+    if not via_ir and solc != "solc":
+        # Compilers before 0.8.13 refuse the key; kept for the pinned one so its cache keys hold.
+        del settings["viaIR"]
+    if bytecode_hash is not None:
+        settings["metadata"] = {"bytecodeHash": bytecode_hash}
     input_json: dict[str, Any] = {
         "language": "Solidity",
         "sources": {name: {"content": path.read_text()} for name, path in sources.items()},
-        "settings": {
-            "optimizer": {"enabled": True, "runs": optimizer_runs},
-            "viaIR": via_ir,
-            "evmVersion": evm_version,
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
-        },
+        "settings": settings,
     }
+    mapped = sorted((remappings or {}).items())
     # Imported files are part of the key too: hash every .sol under the roots that is read.
-    key_material = json.dumps(input_json, sort_keys=True) + solc_version()
-    for root in roots:
+    key_material = json.dumps(input_json, sort_keys=True) + solc_version(solc)
+    for root in [*roots, *(folder for _prefix, folder in mapped)]:
         for sol in sorted(root.rglob("*.sol")):
             key_material += sol.as_posix() + hashlib.sha256(sol.read_bytes()).hexdigest()
     key = hashlib.sha256(key_material.encode()).hexdigest()[:24]
@@ -135,7 +170,7 @@ def compile_solidity(
     if cached.is_file():
         output = json.loads(cached.read_text())
     else:
-        output = _run_solcjs(input_json, roots)
+        output = _run_solcjs(input_json, roots, solc=solc, remappings=mapped)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(".tmp")
         tmp.write_text(json.dumps(output))
@@ -143,15 +178,31 @@ def compile_solidity(
     artifacts: dict[str, Artifact] = {}
     for _file, contracts in output.get("contracts", {}).items():
         for name, data in contracts.items():
+            bytecode = data["evm"]["bytecode"]
             artifacts[name] = Artifact(
-                name=name, abi=data["abi"], bytecode=data["evm"]["bytecode"]["object"]
+                name=name,
+                abi=data["abi"],
+                bytecode=bytecode["object"],
+                link_references=bytecode.get("linkReferences", {}),
             )
     return artifacts
 
 
-def _run_solcjs(input_json: dict[str, Any], roots: list[Path]) -> dict[str, Any]:
-    request = json.dumps({"input": input_json, "roots": [str(r) for r in roots]})
-    solc_js = str(node_modules() / "solc")
+def _run_solcjs(
+    input_json: dict[str, Any],
+    roots: list[Path],
+    *,
+    solc: str = "solc",
+    remappings: list[tuple[str, Path]] | None = None,
+) -> dict[str, Any]:
+    request = json.dumps(
+        {
+            "input": input_json,
+            "roots": [str(r) for r in roots],
+            "remappings": [[prefix, str(folder)] for prefix, folder in remappings or []],
+        }
+    )
+    solc_js = str(node_modules() / solc)
     try:
         completed = subprocess.run(
             ["node", "-e", _SOLC_SCRIPT, solc_js],

@@ -22,6 +22,7 @@ from web3.contract import Contract
 
 from keeper.anvil import Anvil
 from keeper.devnet.aave import deploy_aave_v3
+from keeper.devnet.aave_origin import deploy_v36_market
 from keeper.devnet.borrowers import (
     SeedTargets,
     plan_population,
@@ -53,7 +54,7 @@ CACHE_FORMAT = 1
 DEVNET_LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 # The modules whose code decides what the deployed state holds (the cache key hashes them).
 STATE_SHAPING_MODULES = (
-    "aave.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
+    "aave.py", "aave_origin.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
     "info.py", "morpho.py", "tokens.py", "uniswap.py", "uniswap_v3.py",
 )
 
@@ -107,6 +108,13 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
     )
     # Last, so every address and balance deployed before it is what it was without it.
     uniswap_v3 = deploy_uniswap_v3(deployer, tokens, spec.tokens)
+    # The Aave v3.6 market, after Uniswap V3 for the same reason.
+    aave_v3_6 = deploy_v36_market(
+        deployer, tokens, feeds, specs,
+        treasury=accounts[TREASURY_INDEX], lender=accounts[LENDER_INDEX], liquidator=liquidator,
+        morpho=morpho.morpho, liquidity_usd=Decimal(AAVE_LIQUIDITY_USD),
+        liquidator_usd=Decimal(LIQUIDATOR_FUNDS_USD),
+    )
     return DevnetInfo(
         rpc_url=anvil.rpc_url,
         ws_url=anvil.ws_url,
@@ -121,6 +129,7 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
         uniswap_v2=uniswap.info,
         morpho_blue=morpho.info,
         uniswap_v3=uniswap_v3.info,
+        aave_v3_6=aave_v3_6,
     )
 
 

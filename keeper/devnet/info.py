@@ -37,6 +37,23 @@ class AaveV3Info(_Frozen):
     acl_manager: str
 
 
+class AaveV36Info(AaveV3Info):
+    """The devnet's second Aave market, v3.6 (aave-v3-origin): the v3.0 fields and more."""
+
+    version: str  # the aave-v3-origin package version, e.g. "3.6.0"
+    interest_rate_strategy: str  # v3.6 has one strategy contract for every reserve
+    price_oracle_sentinel: str
+    sequencer_oracle: str  # the sentinel's feed: answer 0 = up
+    mock_stable_debt: str  # getReserveData's stableDebtTokenAddress, the same for every reserve
+    tokens: dict[str, TokenInfo]  # every listed reserve (the devnet tokens plus WSTETH)
+    price_sources: dict[str, str]  # symbol -> the source AaveOracle reads
+    eac_proxies: dict[str, str]  # symbol -> Chainlink EACAggregatorProxy (switchable)
+    ratio_adapters: dict[str, str]  # symbol -> RatioCappedAdapter (emits no AnswerUpdated)
+    emode_categories: dict[int, str]  # id -> label
+    grace_period_reserve: str  # symbol put in a liquidation grace period at deploy
+    borrowers: dict[str, str]  # shape name -> the seeded borrower of that shape
+
+
 class UniswapV2Info(_Frozen):
     factory: str
     router: str
@@ -77,6 +94,14 @@ class DevnetInfo(_Frozen):
     uniswap_v2: UniswapV2Info
     morpho_blue: MorphoBlueInfo
     uniswap_v3: UniswapV3Info | None = None  # absent from devnet files written before it
+    aave_v3_6: AaveV36Info | None = None  # the v3.6 market; absent from older devnet files
+
+    def aave_markets(self) -> dict[str, AaveV3Info]:
+        """Every Aave market on the devnet by name: "aave_v3" (v3.0) and "aave_v3_6"."""
+        markets: dict[str, AaveV3Info] = {"aave_v3": self.aave_v3}
+        if self.aave_v3_6 is not None:
+            markets["aave_v3_6"] = self.aave_v3_6
+        return markets
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
