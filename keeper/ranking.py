@@ -1,7 +1,9 @@
 """Ranking: size and value every liquidation candidate in the quote asset, best first.
 
 Protocol-agnostic: a `Candidate` only offers `seize(repay)`, `max_repay` and
-`gas_limit`. For each one, the repay size in (0, max_repay] that maximizes
+`gas_limit` (and `repay_ranges` when the protocol accepts only some sizes: each range is
+searched, the best size of all wins). For each one, the repay size in (0, max_repay] that
+maximizes
 
     net(repay) = value(swap_out(collateral -> debt, seize(repay)) - repay - fee(repay)) - gas
 
@@ -165,6 +167,17 @@ class _Valuer:
         return self.evaluate(repay).net
 
 
+def accepted_sizes(c: Candidate) -> list[tuple[int, int]]:
+    """The repay intervals ranking may propose: `repay_ranges` cut to [1, max_repay] (the
+    dispatcher may have lowered max_repay to the capital at hand), or [1, max_repay]."""
+    if c.max_repay < 1:
+        return []
+    if not c.repay_ranges:
+        return [(1, c.max_repay)]
+    return [(max(lo, 1), min(hi, c.max_repay)) for lo, hi in c.repay_ranges
+            if max(lo, 1) <= min(hi, c.max_repay)]
+
+
 def best_size(
     candidate: Candidate, dex: Venue, quote_token: str, gas_cost: int
 ) -> tuple[Evaluation, int, int, int] | None:
@@ -179,9 +192,19 @@ def best_size(
     to_quote = dex.mid_price(c.debt, quote_token)
     if collateral_to_debt is None or to_quote is None:
         return None
+    ranges = accepted_sizes(c)
+    if not ranges:
+        return None
     valuer = _Valuer(c, dex, to_quote, gas_cost, quote_token.lower())
-    repay, evaluations = search_max(valuer.net, c.max_repay)
-    best = valuer.evaluate(repay)
+    evaluations = 0
+    for lo, hi in ranges:  # each range searched on its own; the best size of all wins
+
+        def shifted(x: int, offset: int = lo - 1) -> int:
+            return valuer.net(x + offset)
+
+        _, spent = search_max(shifted, hi - lo + 1)
+        evaluations += spent
+    best = max(valuer.cache.values(), key=lambda e: (e.net, -e.repay))
     fee = c.fee(best.repay) if c.fee is not None else 0
     gross_value = valuer.value(best.seized * collateral_to_debt - best.repay - fee)
     # gross - slippage - gas == net exactly; slippage is the mid-price value minus the swap's.
@@ -269,9 +292,11 @@ def head_start(
         to_debt = dex.mid_price(c.collateral, c.debt)
         to_quote = dex.mid_price(c.debt, quote_token)
         value = Fraction(-1)
-        if to_debt is not None and to_quote is not None and c.max_repay > 0:
-            fee = c.fee(c.max_repay) if c.fee is not None else 0
-            value = (c.seize(c.max_repay) * to_debt - c.max_repay - fee) * to_quote
+        sizes = accepted_sizes(c)
+        if to_debt is not None and to_quote is not None and sizes:
+            top = sizes[-1][1]  # the largest accepted size
+            fee = c.fee(top) if c.fee is not None else 0
+            value = (c.seize(top) * to_debt - top - fee) * to_quote
         who = (c.strategy, c.account)
         promise[who] = max(value, promise.get(who, value))
     best = set(sorted(promise, key=lambda w: (-promise[w], w))[:accounts])

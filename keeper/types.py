@@ -104,7 +104,8 @@ class Candidate:
     `seize(repay)` mirrors the contract: the collateral the liquidator receives
     for repaying `repay` units of debt (at most `max_repay`), and
     `actual_repay(repay)` the debt the protocol really pulls for it. Ranking
-    searches the repay size; it needs nothing else from the protocol.
+    searches the repay size (within `repay_ranges` when the protocol restricts it);
+    it needs nothing else from the protocol.
     """
 
     strategy: str
@@ -126,6 +127,10 @@ class Candidate:
     # The strategy's own data for `build` and `flash_liquidation` (a dataclass of its own,
     # narrowed with isinstance there); the engine never looks inside.
     private: object = None
+    # The repay sizes the protocol accepts, as closed intervals (lo, hi) within
+    # [1, max_repay] (Aave v3.3+'s dust rule: all debt, all collateral, or enough of both
+    # left); ranking proposes only sizes inside them. Empty: every size up to max_repay.
+    repay_ranges: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,37 +1,33 @@
 """The event-sourced Aave V3 position book: a market and its accounts, kept from logs alone.
 
 Seeded from a `Market` and the `Account`s read at one block (market.py), `apply` mirrors the
-1.19.3 contracts' storage writes from the logs of later blocks, with no I/O:
+1.19.3 contracts' storage writes from the logs of later blocks, with no I/O (on a v3.6 pool,
+Mint/Burn are inverted through v3.5's rounding instead: `_scaled_event_v36`):
 
 - reserve indexes/rates from `ReserveDataUpdated` (lastUpdateTimestamp = the block's timestamp);
 - scaled aToken / variable-debt balances from Mint/Burn/BalanceTransfer, inverting
   ScaledBalanceTokenBase: `_mintScaled` emits Mint(value = amount + balanceIncrease), so
   scaled += rayDiv(value - balanceIncrease, index); `_burnScaled` emits Burn(value = amount -
-  balanceIncrease) or, when balanceIncrease > amount, Mint(value = balanceIncrease - amount),
-  so scaled -= rayDiv(amount, index); `_transfer`'s interest Mints have value == balanceIncrease
-  (no scaled change); AToken's BalanceTransfer carries the SCALED amount (amount.rayDiv(index));
-- stable debt (principal, user rate, timestamp) from StableDebtToken Mint/Burn, mirroring
-  StableDebtToken.mint/burn (principal += / -= value; rate = newRate; timestamp = block time,
-  or rate = timestamp = 0 when the whole current balance is burned);
+  balanceIncrease) or Mint(value = balanceIncrease - amount), so scaled -= rayDiv(amount,
+  index); `_transfer`'s interest Mints change nothing; BalanceTransfer's amount is SCALED;
+- stable debt from StableDebtToken Mint/Burn (principal += / -= value; rate = newRate;
+  timestamp = block time, or rate = timestamp = 0 when the whole balance is burned);
 - the collateral bit from ReserveUsedAsCollateralEnabled/Disabled, e-mode from UserEModeSet;
 - the borrowing bit as BorrowLogic/LiquidationLogic set it: on a debt mint whose previous
-  balance was 0 (`isFirstBorrowing`), cleared at Repay when `stableDebt + variableDebt ==
-  paybackAmount` and at LiquidationCall when `userTotalDebt == actualDebtToLiquidate` (the
-  debt before is taken at the transaction's first debt-token log);
-- oracle prices from the sources' AnswerUpdated (AaveOracle returns `latestAnswer` when > 0).
+  balance was 0, cleared at Repay when `stableDebt + variableDebt == paybackAmount` and at
+  LiquidationCall when `userTotalDebt == actualDebtToLiquidate` (debt before: at the
+  transaction's first debt-token log);
+- oracle prices from the sources' AnswerUpdated (AaveOracle returns `latestAnswer` when > 0);
+  silent sources are re-read by the strategy (prices.py) and set with `reprice`.
 
 Users first named by a state-changing event start empty: the book must be seeded with every
 account that had a position at the seed block. Not mirrored (the owner must re-read): reserve
 configuration and oracle source changes, e-mode category prices, reorgs (`removed` logs).
 
-Memory (issue 8: a million positions well under 2 GB). A position is a slotted object with
+Memory (issue 8: a million positions well under 2 GB): a position is a slotted object with
 the config word, the e-mode id and ONE dict from asset to a slotted `_Balance` of the five
-raw ints, holding only the reserves where one of them is non-zero (most users touch 1-3 of
-the reserves); an absent asset reads as zeros, exactly as the previous five dicts'
-`.get(asset, 0)` did. `Account`s are built on demand and only the ACCOUNT_CACHE most
-recently used are kept. Measured at 1M synthetic positions: 585 MB (778 MB with the float
-screen), against 2.6 GB for the five dicts and 5.0 GB once the screen's build had cached
-every user's Account (benchmarks/bench_screening.py).
+raw ints, for the reserves where one is non-zero (an absent asset reads as zeros); `Account`s
+are built on demand, the ACCOUNT_CACHE most recently used kept (bench_screening.py: 585 MB).
 """
 
 from __future__ import annotations
@@ -43,9 +39,10 @@ from dataclasses import replace
 from keeper.errors import StrategyError
 from keeper.types import BlockRef, Event
 from strategies.aave_v3 import events as ev
-from strategies.aave_v3 import math
+from strategies.aave_v3 import math, math_v36
 from strategies.aave_v3.market import Account, AccountReserve, Market, Reserve, account_data
 from strategies.aave_v3.reserve_config import UserConfig
+from strategies.aave_v3.rules import RuleSet
 
 _ATOKEN, _VDEBT, _SDEBT = "atoken", "vdebt", "sdebt"
 _ZERO = AccountReserve(0, 0, 0, 0, 0)  # frozen: shared by every untouched reserve of an Account
@@ -134,6 +131,7 @@ class PositionBook:
         self.block: BlockRef | None = None
         self.touched: set[str] = set()
         self.needs_read: set[str] = set()
+        self._v36 = market.rules is RuleSet.V3_6
 
     # ------------------------------------------------------------------ views
 
@@ -183,6 +181,16 @@ class PositionBook:
     def health(self, user: str, timestamp: int) -> int:
         """The user's health factor (wad) at `timestamp`."""
         return self.account_data(user, timestamp).health_factor
+
+    def reprice(self, reserves: Iterable[Reserve], sentinel_allows: bool | None = None) -> None:
+        """Set reserves and the sentinel's verdict read from the chain (prices.py)."""
+        if sentinel_allows is not None:
+            self._market = replace(self._market, sentinel_allows=sentinel_allows)
+        for r in reserves:
+            self._reserves[r.asset] = r
+        self._sources = {}
+        for r in self._reserves.values():
+            self._sources.setdefault(r.feed, []).append(r.asset)
 
     def drain_touched(self) -> set[str]:
         """The accounts changed since the last call (and forget them)."""
@@ -259,12 +267,12 @@ class PositionBook:
                 self._position(record.user).set_bit(bit, isinstance(record, ev.CollateralEnabled))
             case ev.UserEModeSet():
                 self._position(record.user).emode = record.category_id
-            case ev.Repay():
+            case ev.Repay() if not self._v36:  # v3.6: the debt token's burn tells (below)
                 self._settle(event.transaction_hash, record.user, record.reserve, record.amount)
             case ev.LiquidationCall():
-                self._settle(
-                    event.transaction_hash, record.user, record.debt_asset, record.debt_to_cover
-                )
+                if not self._v36:
+                    self._settle(event.transaction_hash, record.user, record.debt_asset,
+                                 record.debt_to_cover)
                 self._position(record.liquidator)
             case _:
                 pass  # Supply/Withdraw/Borrow: the tokens' logs carry the balance changes
@@ -292,6 +300,9 @@ class PositionBook:
         self, kind: str, asset: str, record: ev.AaveEvent | None, tx: str, now: int
     ) -> None:
         borrowing_bit = 2 * self._reserves[asset].id
+        if self._v36 and isinstance(record, ev.Mint | ev.Burn):
+            self._scaled_event_v36(kind, asset, record, borrowing_bit)
+            return
         match record:
             case ev.Mint():
                 p = self._position(record.on_behalf_of)
@@ -355,4 +366,34 @@ class PositionBook:
                 p.prune(asset)
             case _:
                 pass  # Transfer/Approval/Initialized: the scaled events above carry the state
+
+    def _scaled_event_v36(
+        self, kind: str, asset: str, record: ev.Mint | ev.Burn, borrowing_bit: int
+    ) -> None:
+        """v3.5+ Mint/Burn values are differences of rounded balances (aTokens floor, debt
+        ceil): the scaled balance after is the one whose balance is f(before) - increase +/-
+        value (math_v36.scaled_from_balance). The borrowing bit follows the scaled debt:
+        set by the first mint, cleared when it reaches 0 (noMoreDebt)."""
+        user = record.on_behalf_of if isinstance(record, ev.Mint) else record.from_
+        p = self._position(user)
+        b = p.entry(asset)
+        ceil = kind == _VDEBT
+        before = b.vdebt if ceil else b.atoken
+        balance = (math_v36.variable_debt_balance(before, record.index) if ceil
+                   else math_v36.atoken_balance(before, record.index))
+        sign = 1 if isinstance(record, ev.Mint) else -1
+        after_balance = balance - record.balance_increase + sign * record.value
+        try:
+            after = math_v36.scaled_from_balance(after_balance, record.index, ceil=ceil)
+        except ValueError as exc:
+            raise BookError(f"{kind} log of {user} does not fit the book: {exc}") from exc
+        if ceil:
+            b.vdebt = after
+            if before == 0 and after > 0:
+                p.set_bit(borrowing_bit, True)
+            elif after == 0 and before > 0:
+                p.set_bit(borrowing_bit, False)
+        else:
+            b.atoken = after
+        p.prune(asset)
 

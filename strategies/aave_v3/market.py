@@ -13,80 +13,25 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
-
-from eth_abi.abi import decode, encode
-from eth_abi.exceptions import DecodingError
-from eth_utils.abi import function_signature_to_4byte_selector
 
 from keeper.errors import KeeperError, MalformedAnswer, RpcUnavailable
 from keeper.strategy import ChainReader
 from strategies.aave_v3 import lens, math, math_v36
 from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
-from strategies.aave_v3.rules import RuleSet, rules_for_revision
-
-ZERO_ADDRESS = "0x" + "00" * 20
-
-
-@dataclass(frozen=True)
-class _Fn:
-    """One view function of @aave/core-v3 1.19.3: its signature and its output types."""
-
-    signature: str
-    outputs: tuple[str, ...]
-
-    @property
-    def inputs(self) -> list[str]:
-        inner = self.signature[self.signature.index("(") + 1 : -1]
-        return inner.split(",") if inner else []
-
-    def data(self, *args: Any) -> str:
-        selector = function_signature_to_4byte_selector(self.signature).hex()
-        return "0x" + selector + encode(self.inputs, list(args)).hex()
-
-    def decode(self, result: str) -> tuple[Any, ...]:
-        return tuple(decode(list(self.outputs), bytes.fromhex(result.removeprefix("0x"))))
-
-
-_RESERVE_DATA = (
-    "((uint256),uint128,uint128,uint128,uint128,uint128,uint40,uint16,"
-    "address,address,address,address,uint128,uint128,uint128)"
+from strategies.aave_v3.rules import RuleSet
+from strategies.aave_v3.views import (
+    AGGREGATOR,
+    ZERO_ADDRESS,
+    _address,
+    _call,
+    _fn,
+    read_categories_v36,
+    read_rules,
+    read_sentinel,
+    resolve_feeds,
 )
-_FNS = {
-    "getPool": _Fn("getPool()", ("address",)),
-    "getPriceOracle": _Fn("getPriceOracle()", ("address",)),
-    "getPoolDataProvider": _Fn("getPoolDataProvider()", ("address",)),
-    "getReservesList": _Fn("getReservesList()", ("address[]",)),
-    "getReserveData": _Fn("getReserveData(address)", (_RESERVE_DATA,)),
-    "getEModeCategoryData": _Fn(
-        "getEModeCategoryData(uint8)", ("(uint16,uint16,uint16,address,string)",)
-    ),
-    "getUserConfiguration": _Fn("getUserConfiguration(address)", ("(uint256)",)),
-    "getUserEMode": _Fn("getUserEMode(address)", ("uint256",)),
-    "getAssetPrice": _Fn("getAssetPrice(address)", ("uint256",)),
-    "getSourceOfAsset": _Fn("getSourceOfAsset(address)", ("address",)),
-    "scaledBalanceOf": _Fn("scaledBalanceOf(address)", ("uint256",)),
-    "principalBalanceOf": _Fn("principalBalanceOf(address)", ("uint256",)),
-    "getUserStableRate": _Fn("getUserStableRate(address)", ("uint256",)),
-    "getUserLastUpdated": _Fn("getUserLastUpdated(address)", ("uint40",)),
-    # aave-v3-origin (v3.2+ e-mode by bitmaps, v3.3+ grace periods), and the sentinel
-    "POOL_REVISION": _Fn("POOL_REVISION()", ("uint256",)),
-    "getEModeCategoryCollateralConfig": _Fn(
-        "getEModeCategoryCollateralConfig(uint8)", ("(uint16,uint16,uint16)",)),
-    "getEModeCategoryCollateralBitmap": _Fn("getEModeCategoryCollateralBitmap(uint8)",
-                                            ("uint128",)),
-    "getEModeCategoryBorrowableBitmap": _Fn("getEModeCategoryBorrowableBitmap(uint8)",
-                                            ("uint128",)),
-    "getEModeCategoryLtvzeroBitmap": _Fn("getEModeCategoryLtvzeroBitmap(uint8)", ("uint128",)),
-    "getLiquidationGracePeriod": _Fn("getLiquidationGracePeriod(address)", ("uint40",)),
-    "getPriceOracleSentinel": _Fn("getPriceOracleSentinel()", ("address",)),
-    "isLiquidationAllowed": _Fn("isLiquidationAllowed()", ("bool",)),
-}
 
-
-def _fn(_contract: str, name: str) -> _Fn:
-    return _FNS[name]
-
+__all__ = ["AGGREGATOR", "ZERO_ADDRESS", "read_rules", "read_sentinel", "resolve_feeds"]
 
 @dataclass(frozen=True)
 class Reserve:
@@ -219,14 +164,6 @@ class Account:
     balances: Mapping[str, AccountReserve]  # by asset (lower-case)
 
 
-def _call(to: str, data: str, block: int) -> tuple[str, Sequence[Any]]:
-    return ("eth_call", [{"to": to, "data": data}, hex(block)])
-
-
-def _address(value: Any) -> str:
-    return str(value).lower()
-
-
 async def discover(chain: ChainReader, addresses_provider: str, block: int) -> Market:
     """Read the market behind `addresses_provider` at `block` (four batched round trips)."""
     names = ("getPool", "getPriceOracle", "getPoolDataProvider")
@@ -283,32 +220,16 @@ async def discover(chain: ChainReader, addresses_provider: str, block: int) -> M
     )
 
 
-async def read_rules(chain: ChainReader, pool: str, block: int) -> tuple[RuleSet, int]:
-    """The pool's rule set from its `POOL_REVISION()` (rules.py); refuses unproven ones."""
-    try:
-        answer = await chain.eth_call(pool, _fn("pool", "POOL_REVISION").data(), block)
-        (revision,) = _fn("pool", "POOL_REVISION").decode(answer)
-    except (RpcUnavailable, MalformedAnswer):
-        raise
-    except (KeeperError, DecodingError):  # reverted, or not a uint256: not a known pool
-        revision = None
-    rules = rules_for_revision(revision, pool)
-    return rules, int(revision)
-
-
-async def read_sentinel(
-    chain: ChainReader, addresses_provider: str, block: int
-) -> tuple[str, bool]:
-    """The provider's PriceOracleSentinel and its isLiquidationAllowed() (True if none):
-    ValidationLogic.validateLiquidationCall (v3.6) asks it when HF >= 0.95."""
-    (sentinel,) = _fn("provider", "getPriceOracleSentinel").decode(await chain.eth_call(
-        addresses_provider, _fn("provider", "getPriceOracleSentinel").data(), block))
-    sentinel = _address(sentinel)
-    if int(sentinel, 16) == 0:
-        return ZERO_ADDRESS, True
-    (allows,) = _fn("sentinel", "isLiquidationAllowed").decode(await chain.eth_call(
-        sentinel, _fn("sentinel", "isLiquidationAllowed").data(), block))
-    return sentinel, bool(allows)
+async def _categories_v36(chain: ChainReader, pool: str, block: int) -> dict[int, EModeCategory]:
+    """v3.6: the categories by their bitmaps (views.read_categories_v36); no price source."""
+    return {
+        i: EModeCategory(
+            id=i, ltv=ltv, liquidation_threshold=lt, liquidation_bonus=bonus,
+            price_source=ZERO_ADDRESS, label="", price=0, collateral_bitmap=collateral,
+            borrowable_bitmap=borrowable, ltvzero_bitmap=ltvzero)
+        for i, (ltv, lt, bonus, collateral, borrowable, ltvzero)
+        in (await read_categories_v36(chain, pool, block)).items()
+    }
 
 
 async def _categories_v30(
@@ -333,58 +254,6 @@ async def _categories_v30(
         )
         for i, c in zip(ids, raw, strict=True)
     }
-
-
-EMODE_IDS = range(1, 256)  # a uint8 category id; 0 is "no e-mode"
-
-
-async def _categories_v36(chain: ChainReader, pool: str, block: int) -> dict[int, EModeCategory]:
-    """v3.6: membership lives in the categories' bitmaps (the reserves' e-mode bits are no
-    longer written), so every id's collateral config is read (one batch), and the bitmaps
-    of those that exist (a liquidation threshold, which the configurator requires)."""
-    fn = _fn("pool", "getEModeCategoryCollateralConfig")
-    answers = await chain.batch([_call(pool, fn.data(i), block) for i in EMODE_IDS])
-    configs = {i: fn.decode(a)[0] for i, a in zip(EMODE_IDS, answers, strict=True)}
-    ids = [i for i, c in configs.items() if c[1] != 0]
-    names = ("getEModeCategoryCollateralBitmap", "getEModeCategoryBorrowableBitmap",
-             "getEModeCategoryLtvzeroBitmap")
-    answers = await chain.batch(
-        [_call(pool, _fn("pool", n).data(i), block) for i in ids for n in names])
-    out = {}
-    for k, i in enumerate(ids):
-        collateral, borrowable, ltvzero = (
-            _fn("pool", n).decode(answers[3 * k + j])[0] for j, n in enumerate(names))
-        ltv, threshold, bonus = configs[i]
-        out[i] = EModeCategory(
-            id=i, ltv=ltv, liquidation_threshold=threshold, liquidation_bonus=bonus,
-            price_source=ZERO_ADDRESS, label="", price=0, collateral_bitmap=collateral,
-            borrowable_bitmap=borrowable, ltvzero_bitmap=ltvzero)
-    return out
-
-
-AGGREGATOR = "0x245a7bfc"  # aggregator(): EACAggregatorProxy's current aggregator
-
-
-async def resolve_feeds(chain: ChainReader, sources: Sequence[str], block: int) -> dict[str, str]:
-    """Each price source's log emitter: its `aggregator()` when it is a Chainlink proxy
-    (the proxy emits nothing; its aggregator emits AnswerUpdated), else the source itself.
-
-    Asked one source at a time, because a source without `aggregator()` reverts, and a
-    revert would fail a whole batch; it happens once per market at start-up.
-    """
-    feeds: dict[str, str] = {}
-    for source in dict.fromkeys(sources):
-        if int(source, 16) == 0:
-            feeds[source] = source
-            continue
-        try:
-            answer = await chain.eth_call(source, AGGREGATOR, block)
-        except KeeperError:  # no aggregator(): the source emits its own logs
-            answer = "0x"
-        raw = answer.removeprefix("0x")
-        aggregator = ("0x" + raw[-40:]).lower() if len(raw) == 64 else ZERO_ADDRESS
-        feeds[source] = aggregator if int(aggregator, 16) else source
-    return feeds
 
 
 # Users per per-call read: each is 2 + 5 * reserves eth_calls, so ~4,400 calls per read.

@@ -248,3 +248,8 @@ def calculate_compounded_interest_v34(rate: int, last_update_ts: int, current_ts
     inner = x // 2 + ray_mul(x, x // 6)
     result = RAY + x + ray_mul(x, inner)
     return u256(result, "compounded interest")
+
+
+def percent_mul_floor(value: int, percentage: int) -> int:
+    """Mirrors PercentageMath.percentMulFloor (aave-v3-origin v3.5+): value*pct / 1e4, down."""
+    return _checked_product(value, percentage, "percentMulFloor") // PERCENTAGE_FACTOR

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from strategies.aave_v3 import math
 from strategies.aave_v3.market import Account, Market
+from strategies.aave_v3.rules import RuleSet
 
 F64 = NDArray[np.float64]
 Rows = NDArray[np.intp]
@@ -111,23 +112,35 @@ def market_factors(market: Market, slots: Sequence[int], timestamp: int) -> Fact
     coll = np.zeros(len(slots) * n)
     debt = np.zeros(len(slots) * n)
     half = np.zeros((len(slots), n))
+    v36 = market.rules is RuleSet.V3_6
     for s, cat_id in enumerate(slots):
         category = market.emode_categories.get(cat_id) if cat_id else None
         emode_price = category.price if category is not None else 0
         for k, r in enumerate(market.reserves):
             unit = math.asset_unit(r.decimals)
-            in_emode = cat_id != 0 and r.config.emode_category == cat_id
-            price = emode_price if in_emode and emode_price != 0 else r.price
-            if r.config.liquidation_threshold != 0:
+            if v36:  # v3.6: membership by the category's collateralBitmap, no e-mode price;
+                # a reserve LT of 0 counts too (with the category's LT inside it)
+                in_emode = category is not None and bool(
+                    category.collateral_bitmap >> r.id & 1)
+                price = r.price
+            else:
+                in_emode = cat_id != 0 and r.config.emode_category == cat_id
+                price = emode_price if in_emode and emode_price != 0 else r.price
+            if r.config.liquidation_threshold != 0 or (v36 and in_emode):
                 lt = r.config.liquidation_threshold
                 if in_emode:
                     lt = category.liquidation_threshold if category is not None else 0
                 income = r.normalized_income(timestamp)
-                coll[s * n + k] = price * income * (lt - 1) / (math.RAY * unit * 10**4)
+                if lt != 0:
+                    coll[s * n + k] = price * income * (lt - 1) / (math.RAY * unit * 10**4)
             debt[s * n + k] = price * r.normalized_debt(timestamp) / (math.RAY * unit)
             half[s, k] = price / (2 * unit)
     # per reserve, the largest half-wei value over the slots (+1 for the floor of b_i)
     worst = half.max(axis=0) if n else half.sum(axis=0)
+    if v36:  # v3.5 rounding: balances floor and debts ceil by up to one wei (2 * half), and
+        # debt in base currency rounds up (mulDivCeil: +1)
+        return Factors(coll, debt, 0.5 + float(np.sum(2 * worst + 1)),
+                       float(np.sum(2 * worst + 1)))
     return Factors(coll, debt, 0.5 + float(np.sum(worst + 1)), float(np.sum(worst)))
 
 

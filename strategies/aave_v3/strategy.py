@@ -42,13 +42,14 @@ from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
-from strategies.aave_v3 import discovery, math
+from strategies.aave_v3 import discovery, liquidation_v36, math, prices
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.config import AaveV3Config
 from strategies.aave_v3.flash_leg import aave_flash_leg
 from strategies.aave_v3.market import Account, Market, Reserve
+from strategies.aave_v3.rules import RuleSet
 from strategies.aave_v3.screen import HealthScreen, ScreenError
 
 GAS_LIMIT = 450_000  # first estimate for one liquidationCall; ranking prices gas with it
@@ -158,7 +159,8 @@ class AaveV3Strategy:
     async def sync(self, chain: ChainReader, at: BlockRef) -> None:
         """Discover the market and its accounts at `at` (logs from start_block, batched reads)."""
         provider = self.config.addresses_provider.lower()
-        market = await aave_market.discover(chain, provider, at.number)
+        market = await aave_market.discover(chain, provider, at.number)  # refuses unknown rules
+        market = await prices.classify(chain, market, self.config.start_block, at.number)
         (configurator,) = decode(["address"], bytes.fromhex(
             (await chain.eth_call(provider, _GET_POOL_CONFIGURATOR, at.number)).removeprefix("0x")
         ))
@@ -187,6 +189,11 @@ class AaveV3Strategy:
         self._book.block = at
         self._synced = at
         self.needs_resync = False
+
+    async def refresh(self, chain: ChainReader, block: BlockRef) -> None:
+        """Re-read silent prices, proxies' aggregators, the sentinel (prices.py)."""
+        if self._book is not None and not self.needs_resync:
+            await prices.refresh(chain, self.book, block.number)
 
     def apply(self, events: Sequence[Event], block: BlockRef) -> None:
         """Apply one block's logs; logs at or below the synced block are already in the book."""
@@ -281,6 +288,9 @@ class AaveV3Strategy:
     def _pairs(
         self, market: Market, account: Account, hf: int, now: int
     ) -> Iterable[Candidate]:
+        if market.rules is RuleSet.V3_6:  # v3.6 validation, close factor and dust rule
+            yield from liquidation_v36.candidates(market, account, now, self, GAS_LIMIT)
+            return
         collaterals: list[tuple[Reserve, int]] = []
         debts: list[tuple[Reserve, int]] = []
         for r in market.reserves:
