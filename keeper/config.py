@@ -40,6 +40,7 @@ from keeper.config_messages import (
 from keeper.config_sections import (
     AccountConfig,
     Address,
+    AlertsConfig,
     BreakersConfig,
     ChainConfig,
     DexConfig,
@@ -58,6 +59,7 @@ __all__ = [
     "ENV_PREFIX",
     "AccountConfig",
     "Address",
+    "AlertsConfig",
     "BreakersConfig",
     "ChainConfig",
     "DexConfig",
@@ -97,6 +99,7 @@ class KeeperConfig(BaseSettings):
     dex: DexConfig = Field(default_factory=DexConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     breakers: BreakersConfig = Field(default_factory=BreakersConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
     _source: Path | None = PrivateAttr(default=None)
 
@@ -150,7 +153,7 @@ def load_config(path: Path | str | None = None) -> KeeperConfig:
         set(_table(data.get("strategies")))
         | {k[1] for k in env if len(k) > 1 and k[0] == "strategies"}
     )
-    model = _with_strategies(names)
+    model = _with_strategies(names, _plugins_of(data, env))
     check_env_names(model)
     try:
         config = model(**data)
@@ -261,15 +264,46 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _with_strategies(names: list[str]) -> type[KeeperConfig]:
-    """KeeperConfig whose `strategies` has one optional field per configured plugin."""
+def _plugins_of(data: dict[str, Any], env: Any) -> dict[str, str]:
+    """Strategy section name -> the plugin it names with `plugin = "..."`, when it names one.
+
+    A section runs the plugin of its own name unless it says otherwise, so one plugin can
+    run several instances: `[strategies.aave_v3_6]` with `plugin = "aave_v3"` is a second
+    Aave market beside `[strategies.aave_v3]`.
+    """
+    out: dict[str, str] = {}
+    for name, section in _table(data.get("strategies")).items():
+        if isinstance(section, dict) and isinstance(section.get("plugin"), str):
+            out[name] = section["plugin"]
+    for key, value in dict(env).items():
+        if len(key) == 3 and key[0] == "strategies" and key[2] == "plugin":
+            out[key[1]] = str(value)
+    return out
+
+
+def _instance_model(model: type[BaseModel], plugin: str) -> type[BaseModel]:
+    """`model` plus the `plugin` key naming the plugin (an instance's section)."""
+    instance: type[BaseModel] = create_model(
+        model.__name__, __base__=model, plugin=(typing.Literal[plugin], plugin)  # type: ignore[call-overload]
+    )
+    return instance
+
+
+def _with_strategies(
+    names: list[str], plugin_of: dict[str, str] | None = None
+) -> type[KeeperConfig]:
+    """KeeperConfig whose `strategies` has one optional field per configured section."""
     if not names:
         return KeeperConfig
     entries = plugins.installed()
     fields: dict[str, Any] = {}
     for name in names:
-        plugin = plugins.load(name, entries)
-        fields[name] = (plugin.config_model | None, None)
+        plugin_name = (plugin_of or {}).get(name)
+        plugin = plugins.load(plugin_name or name, entries)
+        model = plugin.config_model
+        if plugin_name is not None:
+            model = _instance_model(model, plugin.name)
+        fields[name] = (model | None, None)
     strategies = create_model("Strategies", __base__=StrategiesConfig, **fields)
     return create_model(
         "KeeperConfig",

@@ -193,6 +193,33 @@ class MonitoringConfig(Section):
     """/health is failing when no new head arrived for this long."""
     max_head_lag_seconds: float | None = Field(default=None, gt=0)
     """/health is failing when the newest head's timestamp is this far behind the clock."""
+    status_every_blocks: int = Field(default=50, ge=0)
+    """The daemon logs a status line (head, tracked, at risk, in flight, this run's PnL)
+    every this many blocks; 0: never."""
+
+
+AlertKind = Literal["breaker_tripped", "stalled_head", "low_balance", "liquidation_confirmed"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("breaker_tripped", "stalled_head", "low_balance",
+                                      "liquidation_confirmed")
+
+
+class AlertsConfig(Section):
+    """`[alerts]`: optional webhooks that get a JSON POST per alert (keeper/alerts.py).
+    The URLs are secrets: never logged, masked by `check-config`."""
+
+    webhook_urls: list[SecretStr] = Field(default_factory=list)
+    events: tuple[AlertKind, ...] = ALERT_KINDS
+    """Which alerts to send (default: all four)."""
+    timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _urls(cls, urls: list[SecretStr]) -> list[SecretStr]:
+        for url in urls:
+            secrets.register_secret(url)
+            if not url.get_secret_value().startswith(("http://", "https://")):
+                raise ValueError("each webhook URL must start with http:// or https://")
+        return urls
 
 
 class BreakersConfig(Section):

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
+import time
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -33,8 +34,9 @@ from typing import Literal
 import click
 import structlog
 
-from keeper import plugins
+from keeper import plugins, units
 from keeper.addresses import check_addresses
+from keeper.alerts import Alerts
 from keeper.bids import BidPolicy
 from keeper.breakers import Breakers
 from keeper.chain.failover import FailoverRpc
@@ -55,8 +57,9 @@ from keeper.execution.journal import Journal, JournalSummary
 from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.health import Health
 from keeper.lock import account_lock, journal_lock
+from keeper.log import flush_repeats
 from keeper.metrics import Metrics, MonitoringServer, serve
-from keeper.monitor import Monitor
+from keeper.monitor import Monitor, RunTally
 from keeper.ranking import realized_value
 from keeper.secrets import keystore_address, redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
@@ -93,18 +96,25 @@ async def quote_decimals(chain: HttpRpc, token: str) -> int:
 
 
 def create_strategies(config: KeeperConfig, context: StrategyContext) -> list[Strategy]:
-    """One strategy per enabled `[strategies.<name>]` section, created by its plugin."""
+    """One strategy per enabled `[strategies.<name>]` section, created by its plugin.
+
+    A section with `plugin = "..."` is another instance of that plugin (e.g. a second Aave
+    market); its strategy takes the section's name, so every strategy's name is unique.
+    """
     out: list[Strategy] = []
     for name, section in config.strategies.sections().items():
         if getattr(section, "enabled", True) is False:
             continue
-        plugin = plugins.load(name)
+        plugin = plugins.load(getattr(section, "plugin", None) or name)
         if not isinstance(plugin, StrategyFactory):
             raise ConfigError(
                 f"strategies.{name}: the plugin cannot run a strategy yet; "
                 f"set strategies.{name}.enabled = false"
             )
-        out.append(plugin.create(section, context))
+        strategy = plugin.create(section, context)
+        if strategy.name != name:
+            strategy.name = name  # an instance: journals and metrics tell the markets apart
+        out.append(strategy)
     if not out:
         raise ConfigError("no enabled strategy: configure at least one [strategies.<name>]")
     return out
@@ -268,13 +278,54 @@ def summary_line(summary: JournalSummary, decimals: int = 18, *, dry_run: bool =
             f"gas used {summary.gas_used}")
 
 
+def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
+    """The stop summary of this run only, in token units: a first line with the counts and
+    profit, then one line per reason for what was abandoned (claimed, never sent) and lost."""
+    tally = result.tally
+    counts = tally.counts
+    seconds = int(result.seconds)
+    took = f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
+    where = " on the fork" if dry_run else ""
+    head = ("keeper: stopped; dry run on a local fork, nothing sent to the chain; "
+            if dry_run else "keeper: stopped; ")
+    parts = [f"this run ({took}): {counts['confirmed']} liquidations confirmed{where}",
+             f"realized profit{where} {units.amount(tally.realized_profit, None)} net of gas",
+             f"gas paid {units.native(tally.gas_paid)}"]
+    others = [(name, n) for name, n in (
+        ("lost", counts["lost"]), ("abandoned", tally.abandoned),
+        ("reverted", counts["reverted"]), ("send refused", counts["send-failed"]),
+        ("errors", counts["error"]), ("left in flight", result.left_in_flight)) if n]
+    if others:
+        parts.append(", ".join(f"{name} {n}" for name, n in others))
+    lines = [head + "; ".join(parts)]
+    for label, reasons in (("abandoned", tally.abandoned_reasons()),
+                           ("lost", tally.reasons.get("lost")),
+                           ("reverted", tally.reasons.get("reverted")),
+                           ("send refused", tally.reasons.get("send-failed"))):
+        for reason, n in (reasons or {}).items():
+            lines.append(f"  {label} {n}: {reason}")
+    if result.left_in_flight:
+        lines.append(f"  left in flight {result.left_in_flight}: journaled as sent; "
+                     "the next start follows them up")
+    lines.append(f"  journal: {result.journal}")
+    return lines
+
+
 @dataclasses.dataclass(frozen=True)
 class DaemonResult:
-    """How a daemon run ended: its journal's summary, and what was left in flight."""
+    """How a daemon run ended: this run's tally, and what was left in flight."""
 
-    summary: JournalSummary
+    summary: JournalSummary  # the journal's whole life (`keeper journal` lists it)
     quote_decimals: int
     abandoned: int = 0  # liquidations in flight when a second signal cut the wait short
+    tally: RunTally = dataclasses.field(default_factory=RunTally)
+    seconds: float = 0.0
+    journal: Path = Path()
+
+    @property
+    def left_in_flight(self) -> int:
+        return self.abandoned
 
 
 async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) -> DaemonResult:
@@ -310,7 +361,18 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     assert keeper.executor is not None
     journal = keeper.executor.journal
     server: MonitoringServer | None = None
+    alerts: Alerts | None = None
     try:
+        monitor.inflight = lambda: keeper.inflight
+        await units.load_tokens(keeper.chain, dex_tokens(keeper.engine.dex),
+                                keeper.engine.quote_token)
+        if config.alerts.webhook_urls:
+            alerts = Alerts([u.get_secret_value() for u in config.alerts.webhook_urls],
+                            kinds=config.alerts.events, chain_id=config.chain.chain_id,
+                            account=keeper.executor.address,
+                            timeout=config.alerts.timeout_seconds)
+            monitor.alerts = alerts.notify
+            alerts.start(monitor.health)
         # SIGUSR1 resumes sending after a breaker tripped (the operator fixed the cause).
         loop.add_signal_handler(signal.SIGUSR1, lambda: _reset_breakers(monitor))
         handled = (*handled, signal.SIGUSR1)
@@ -332,13 +394,18 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
             abandoned = keeper.inflight
             log.warning("stopping now: in-flight liquidations abandoned (journaled as sent)",
                         count=abandoned)
+        flush_repeats(everything=True)
         return DaemonResult(journal.summary(),
                             await quote_decimals(keeper.chain, keeper.engine.quote_token),
-                            abandoned)
+                            abandoned, tally=monitor.tally,
+                            seconds=time.monotonic() - monitor.tally.started,
+                            journal=journal.path)
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
         try:
+            if alerts is not None:
+                await alerts.aclose()
             if server is not None:
                 await server.aclose()
             await keeper.aclose()
@@ -388,7 +455,18 @@ def build_monitor(config: KeeperConfig) -> Monitor:
                     max_head_lag=config.monitoring.max_head_lag_seconds, breakers=breakers)
     metrics = Metrics(strategies=[name for name, section in config.strategies.sections().items()
                                   if getattr(section, "enabled", True) is not False])
-    return Monitor(metrics, health, breakers)
+    return Monitor(metrics, health, breakers,
+                   status_every=config.monitoring.status_every_blocks)
+
+
+def dex_tokens(dex: object) -> set[str]:
+    """The tokens of the V2 pairs (and of each venue of a `Venues`), for their symbols."""
+    books = getattr(dex, "venues", None) or [dex]
+    out: set[str] = set()
+    for book in books:
+        for pair in getattr(book, "pairs", {}).values():
+            out.update((pair.token0, pair.token1))
+    return out
 
 
 async def start_monitoring(config: KeeperConfig, monitor: Monitor) -> MonitoringServer:
@@ -418,8 +496,5 @@ def run(config: KeeperConfig, dry_run: bool) -> None:
         config = with_mode(config, "dry-run")
     config.require_engine_keys("run")
     result = asyncio.run(run_daemon(config))
-    line = summary_line(result.summary, result.quote_decimals,
-                        dry_run=config.execution.mode == "dry-run")
-    if result.abandoned:
-        line += f"; abandoned {result.abandoned} in flight (journaled as sent)"
-    click.echo(line)
+    for line in run_summary(result, dry_run=config.execution.mode == "dry-run"):
+        click.echo(line)
