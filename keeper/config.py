@@ -264,7 +264,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _plugins_of(data: dict[str, Any], env: Any) -> dict[str, str]:
+def _plugins_of(data: dict[str, Any], env: set[tuple[str, ...]]) -> dict[str, str]:
     """Strategy section name -> the plugin it names with `plugin = "..."`, when it names one.
 
     A section runs the plugin of its own name unless it says otherwise, so one plugin can
@@ -275,17 +275,18 @@ def _plugins_of(data: dict[str, Any], env: Any) -> dict[str, str]:
     for name, section in _table(data.get("strategies")).items():
         if isinstance(section, dict) and isinstance(section.get("plugin"), str):
             out[name] = section["plugin"]
-    for key, value in dict(env).items():
-        if len(key) == 3 and key[0] == "strategies" and key[2] == "plugin":
-            out[key[1]] = str(value)
+    wanted = {key for key in env if len(key) == 3 and key[0] == "strategies" and key[2] == "plugin"}
+    for variable, value in os.environ.items():
+        key = tuple(variable.lower().removeprefix(ENV_PREFIX.lower()).split("__"))
+        if variable.lower().startswith(ENV_PREFIX.lower()) and key in wanted:
+            out[key[1]] = value
     return out
 
 
 def _instance_model(model: type[BaseModel], plugin: str) -> type[BaseModel]:
     """`model` plus the `plugin` key naming the plugin (an instance's section)."""
-    instance: type[BaseModel] = create_model(
-        model.__name__, __base__=model, plugin=(typing.Literal[plugin], plugin)  # type: ignore[call-overload]
-    )
+    named: Any = typing.Literal[plugin]  # a Literal built at run time: mypy cannot type it
+    instance: type[BaseModel] = create_model(model.__name__, __base__=model, plugin=(named, plugin))
     return instance
 
 
