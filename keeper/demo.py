@@ -51,6 +51,7 @@ from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.log import configure_logging
 from keeper.monitor import Monitor
 from keeper.plugins import load
+from keeper.prepared import DEFAULT_LEVELS, FeedRule
 from keeper.ranking import realized_value
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
 from keeper.wiring import Keeper, assemble
@@ -121,13 +122,15 @@ async def build_keeper(
     key: str = DEVNET_LIQUIDATOR_KEY, flash_executor: str | None = None,
     ws: WsSubscriptions | bool = False, poll_interval: float = 0.05,
     keep_outcomes: int | None = DEFAULT_KEEP, bids: BidPolicy | None = None,
-    monitor: Monitor | None = None,
+    monitor: Monitor | None = None, prepared_levels: int = DEFAULT_LEVELS,
 ) -> Keeper:
     """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
     public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
     owns); `ws`: heads and feed logs over the devnet's WebSocket (True) or the one given,
     as the daemon's intake. `bids`: none by default (automine orders first come, first
-    served: a tip buys nothing there)."""
+    served: a tip buys nothing there). `prepared_levels`: liquidations prepared for each
+    feed's next answers, that many deviation thresholds each way (devnet.json's
+    `feed_rules`; 0: none)."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
@@ -156,6 +159,9 @@ async def build_keeper(
         flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval, bids=bids,
         monitor=monitor,
         ws=WsSubscriptions(info.ws_url) if ws is True else (ws or None),
+        feed_rules={info.feeds[s]: FeedRule(r.deviation_bps, r.heartbeat)
+                    for s, r in info.feed_rules.items() if s in info.feeds},
+        prepared_levels=prepared_levels,
     )
     await keeper.sync()
     return keeper

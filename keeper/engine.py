@@ -30,7 +30,7 @@ from keeper.errors import RetryableError
 from keeper.execution.dispatch import Dispatcher
 from keeper.execution.fees import next_base_fee
 from keeper.monitor import Monitor
-from keeper.ranking import head_start, rank, swaps_of
+from keeper.ranking import MAX_EVALUATIONS, head_start, rank, swaps_of
 from keeper.strategy import Capabilities, ChainReader, Named, Strategy
 from keeper.types import BlockRef, Candidate, ChainStep, Event, LogFilter, Opportunity, SwapLeg
 
@@ -239,6 +239,20 @@ class Engine:
         else:
             later = ranking(rest, pending=legs)
         return early + later
+
+    def rank_at(
+        self, candidates: Sequence[Candidate], head: BlockRef, after: Sequence[SwapLeg] = (),
+        *, budget: int = MAX_EVALUATIONS,
+    ) -> list[Opportunity]:
+        """`rank` sized candidates at `head` as a step would, after the exit swaps still
+        pending and then `after` (the prepared liquidations rank what a feed's next answer
+        would open)."""
+        pending = [*(self.dispatcher.pending_swaps(head.number)
+                     if self.dispatcher is not None else []), *after]
+        return rank(list(candidates), dex=self.dex, quote_token=self.quote_token,
+                    base_fee=self.next_base_fee, priority_fee=self.priority_fee,
+                    min_profit=self.min_profit, block=head.number, bids=self.bids,
+                    pending=pending, budget=budget)
 
     # -- one step, and the loop ----------------------------------------------------------
 

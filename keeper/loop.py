@@ -19,6 +19,7 @@ import structlog
 from keeper.chain.follower import BlockSource
 from keeper.engine import Engine
 from keeper.errors import RetryableError
+from keeper.prepared import PreparedLiquidations
 from keeper.types import ChainStep
 
 log = structlog.get_logger(__name__)
@@ -57,6 +58,14 @@ async def _advance_retrying(
     return True
 
 
+async def _prepare(prepared: PreparedLiquidations, step: ChainStep) -> None:
+    """Prepare for the feeds' next answers; a node error only costs this step's levels."""
+    try:
+        await prepared.prepare(step.head, changed=bool(step.events) or step.reorg_depth is not None)
+    except RetryableError as exc:
+        log.warning("cannot prepare liquidations for the next answers", reason=str(exc))
+
+
 async def start(engine: Engine, source: BlockSource, stop: asyncio.Event) -> bool:
     """Cold start at the source's head, retried with backoff (a slow or failing node must
     not end the daemon); False if `stop` came first."""
@@ -77,11 +86,20 @@ async def start(engine: Engine, source: BlockSource, stop: asyncio.Event) -> boo
     return True
 
 
-async def drive(engine: Engine, source: BlockSource, stop: asyncio.Event) -> None:
-    """Follow `source` until `stop` is set; sends run as tasks of this TaskGroup."""
+async def drive(
+    engine: Engine, source: BlockSource, stop: asyncio.Event,
+    prepared: PreparedLiquidations | None = None,
+) -> None:
+    """Follow `source` until `stop` is set; sends run as tasks of this TaskGroup.
+    `prepared`: liquidations made ready after each step for the feeds' next answers, sent
+    when a feed's log arrives (keeper/prepared.py)."""
     if not await start(engine, source, stop):
         return
     async with asyncio.TaskGroup() as tasks:
+        if prepared is not None:
+            prepared.tasks = tasks
+            if prepared.enabled and engine.last is not None:
+                await _prepare(prepared, ChainStep(engine.last))
         if engine.dispatcher is not None:
             engine.dispatcher.recover(tasks)
         intake = tasks.create_task(source.follow(stop, engine.urgent_filter()))
@@ -90,11 +108,15 @@ async def drive(engine: Engine, source: BlockSource, stop: asyncio.Event) -> Non
             if step is None:
                 break
             structlog.contextvars.bind_contextvars(block=step.head.number)
+            if prepared is not None and not step.trial:
+                prepared.heard_step(step)  # a feed log the socket did not bring first
             applied = await _advance_retrying(engine, step, tasks, stop)
             if applied:
                 source.processed(step)
                 if not step.trial:
                     engine.stats.processed = step.head.number
+                    if prepared is not None and prepared.enabled:
+                        await _prepare(prepared, step)
             else:  # the rebuild after a reorg failed: the source steps here again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), EVALUATION_RETRIES[-1])

@@ -179,7 +179,8 @@ def accepted_sizes(c: Candidate) -> list[tuple[int, int]]:
 
 
 def best_size(
-    candidate: Candidate, dex: Venue, quote_token: str, gas_cost: int
+    candidate: Candidate, dex: Venue, quote_token: str, gas_cost: int,
+    budget: int = MAX_EVALUATIONS,
 ) -> tuple[Evaluation, int, int, int] | None:
     """(best evaluation, evaluations, gross_value, slippage), or None when it cannot be valued.
 
@@ -202,7 +203,7 @@ def best_size(
         def shifted(x: int, offset: int = lo - 1) -> int:
             return valuer.net(x + offset)
 
-        _, spent = search_max(shifted, hi - lo + 1)
+        _, spent = search_max(shifted, hi - lo + 1, budget=budget)
         evaluations += spent
     best = max(valuer.cache.values(), key=lambda e: (e.net, -e.repay))
     fee = c.fee(best.repay) if c.fee is not None else 0
@@ -223,9 +224,12 @@ def rank(
     block: int,
     pending: Iterable[SwapLeg] = (),
     bids: BidPolicy | None = None,
+    budget: int = MAX_EVALUATIONS,
 ) -> list[Opportunity]:
     """Best-sized opportunities with net_profit >= min_profit, best first, one per account.
     With `bids`, each tips a share of its profit (`keeper.bids`), counted as a cost.
+    `budget`: valuations per candidate's size search (fewer: a rougher best size, as the
+    prepared liquidations use).
 
     Values are wei of `quote_token` (the wrapped native coin, in which gas is paid).
     Candidates the book cannot value (no collateral/debt or debt/quote pair) are skipped.
@@ -247,7 +251,7 @@ def rank(
     best_per_account: dict[tuple[str, str], Opportunity] = {}
     for c in candidates:
         opp = _best(c, dex, quote_token, gas_price=gas_price, min_profit=min_profit, block=block,
-                    base_fee=base_fee, bids=bids)
+                    base_fee=base_fee, bids=bids, budget=budget)
         if opp is None:
             continue
         who = (c.strategy, c.account)
@@ -264,7 +268,7 @@ def rank(
         opp = first
         if touches & moved:
             again = _best(c, book, quote_token, gas_price=gas_price, min_profit=min_profit,
-                          block=block, base_fee=base_fee, bids=bids)
+                          block=block, base_fee=base_fee, bids=bids, budget=budget)
             if again is None:
                 continue
             opp = again
@@ -306,12 +310,12 @@ def head_start(
 
 def _best(
     c: Candidate, dex: Venue, quote_token: str, *, gas_price: int, min_profit: int,
-    block: int, base_fee: int = 0, bids: BidPolicy | None = None,
+    block: int, base_fee: int = 0, bids: BidPolicy | None = None, budget: int = MAX_EVALUATIONS,
 ) -> Opportunity | None:
     """The best size of one candidate on `dex`, if it is worth at least `min_profit` after
     its bid (`bids`: the tip is a share of the profit, counted as a cost)."""
     gas_cost = c.gas_limit * gas_price
-    found = best_size(c, dex, quote_token, gas_cost)
+    found = best_size(c, dex, quote_token, gas_cost, budget)
     if found is None:
         return None
     ev, evaluations, gross_value, slippage = found

@@ -152,6 +152,27 @@ class CurveSource(Protocol):
     def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]: ...
 
 
+@runtime_checkable
+class Foreseeing(Protocol):
+    """Tells what a price feed's next answer would open, before it is posted (the prepared
+    liquidations of keeper/prepared.py).
+
+    `feed_answers`: every feed (the address that emits `AnswerUpdated`) its prices follow,
+    with the answer its book holds now. `candidates_if(block, feed, answers)`: `answers`
+    move ever further from the current one in one direction; for each, the candidates at
+    `block` of the positions that answer would open and no answer before it did (those
+    stay liquidatable further on), valued at that answer. The book is not changed.
+    """
+
+    name: str
+
+    def feed_answers(self) -> Mapping[str, int]: ...
+
+    def candidates_if(
+        self, block: BlockRef, feed: str, answers: Sequence[int]
+    ) -> list[list[Candidate]]: ...
+
+
 @dataclass(frozen=True)
 class Capabilities:
     """What each strategy can do beyond the contract, checked once at wiring."""
@@ -162,6 +183,7 @@ class Capabilities:
     positions: tuple[PositionSource, ...]
     curves: tuple[CurveSource, ...]
     flash: Mapping[str, FlashLiquidating]  # by strategy name
+    foreseeing: tuple[Foreseeing, ...] = ()
 
     @classmethod
     def of(cls, strategies: Sequence[Strategy]) -> Capabilities:
@@ -175,6 +197,7 @@ class Capabilities:
             positions=tuple(cast(PositionSource, s) for s in having("positions")),
             curves=tuple(cast(CurveSource, s) for s in having("liquidation_curve")),
             flash={s.name: cast(FlashLiquidating, s) for s in having("flash_liquidation")},
+            foreseeing=tuple(cast(Foreseeing, s) for s in having("feed_answers", "candidates_if")),
         )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from keeper.bids import BidPolicy
@@ -33,6 +33,7 @@ from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import DEFAULT_KEEP, OutcomeLog
 from keeper.loop import drive
 from keeper.monitor import Monitor
+from keeper.prepared import DEFAULT_LEVELS, FeedRule, PreparedLiquidations
 from keeper.strategy import Capabilities, Strategy
 from keeper.types import BlockRef, Opportunity
 
@@ -46,10 +47,11 @@ class Keeper:
     engine: Engine
     dispatcher: Dispatcher | None
     executor: Executor | None
+    prepared: PreparedLiquidations | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the chain until `stop`; the daemon's loop."""
-        await drive(self.engine, self.follower, stop)
+        await drive(self.engine, self.follower, stop, self.prepared)
 
     async def sync(self) -> BlockRef:
         """Cold start every strategy at the current head."""
@@ -106,10 +108,13 @@ def assemble(
     monitor: Monitor | None = None, ws: WsSubscriptions | None = None,
     poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
     bids: BidPolicy | None = None, exits: Venue | None = None,
+    feed_rules: Mapping[str, FeedRule] | None = None, prepared_levels: int = DEFAULT_LEVELS,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
     executor was built with (its `still_there`). `exits`: where ranking prices and routes
-    the exit swaps (`keeper.dex.venue`), the V2 pairs `dex` when not given."""
+    the exit swaps (`keeper.dex.venue`), the V2 pairs `dex` when not given. `feed_rules`:
+    when each price feed posts; with them (and an executor), liquidations are prepared for
+    the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py)."""
     dispatcher: Dispatcher | None = None
     if executor is not None:
         intents = IntentBuilder(
@@ -120,7 +125,11 @@ def assemble(
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)
+    prepared = None
+    if dispatcher is not None and feed_rules and prepared_levels > 0:
+        prepared = PreparedLiquidations(engine, feed_rules, levels=prepared_levels)
     follower = ChainFollower(
         chain, ws=ws, poll_interval=poll_interval,
-        on_socket=monitor.socket if monitor is not None else None)
-    return Keeper(chain, follower, engine, dispatcher, executor)
+        on_socket=monitor.socket if monitor is not None else None,
+        on_urgent=prepared.heard if prepared is not None else None)
+    return Keeper(chain, follower, engine, dispatcher, executor, prepared)

@@ -92,8 +92,12 @@ class ChainFollower:
     def __init__(
         self, chain: HttpRpc, *, ws: WsSubscriptions | None = None,
         poll_interval: float = 0.05, on_socket: Callable[[bool], None] | None = None,
+        on_urgent: Callable[[Mapping[str, Any]], object] | None = None,
     ) -> None:
         self.chain = chain
+        # Called with each urgent log as it arrives, before its block is fetched (the
+        # prepared liquidations send on it).
+        self.on_urgent = on_urgent
         self.ws = ws
         self.poll_interval = poll_interval
         self._on_socket = on_socket  # called with the socket's state on every poll
@@ -242,6 +246,12 @@ class ChainFollower:
             return  # reorged out (or still pending): the block intake sees the truth
         self.stats.urgent_logs += 1
         self.stats.urgent_log_at = time.perf_counter()
+        if self.on_urgent is not None:
+            try:
+                self.on_urgent(raw)
+            except Exception:
+                # Intake must go on: the block's step still sees the log.
+                log.exception("acting on an urgent log failed", block=raw.get("blockNumber"))
         self._heard(int(raw["blockNumber"], 16), None)
 
     async def _poll_heads(self, stop: asyncio.Event) -> None:

@@ -30,9 +30,16 @@ from keeper.devnet.borrowers import (
     token_amount,
 )
 from keeper.devnet.deployer import Deployer
-from keeper.devnet.info import Accounts, DevnetInfo, TokenInfo
+from keeper.devnet.info import Accounts, DevnetInfo, FeedRuleInfo, TokenInfo
 from keeper.devnet.morpho import deploy_morpho_blue
-from keeper.devnet.tokens import DEFAULT_TOKENS, TokenSpec, deploy_feeds, deploy_tokens
+from keeper.devnet.tokens import (
+    DEFAULT_TOKENS,
+    FEED_DEVIATION_BPS,
+    FEED_HEARTBEAT_SECONDS,
+    TokenSpec,
+    deploy_feeds,
+    deploy_tokens,
+)
 from keeper.devnet.uniswap import deploy_uniswap_v2
 from keeper.devnet.uniswap_v3 import deploy_uniswap_v3
 from keeper.paths import cache_dir, project_root
@@ -125,6 +132,8 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
             s: TokenInfo(address=c.address, decimals=specs[s].decimals) for s, c in tokens.items()
         },
         feeds={s: c.address for s, c in feeds.items()},
+        feed_rules={s: FeedRuleInfo(deviation_bps=FEED_DEVIATION_BPS,
+                                    heartbeat=FEED_HEARTBEAT_SECONDS) for s in feeds},
         aave_v3=aave.info,
         uniswap_v2=uniswap.info,
         morpho_blue=morpho.info,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keeper.errors import InputFileError
 
@@ -82,6 +82,14 @@ class MorphoBlueInfo(_Frozen):
     markets: list[MorphoMarketInfo]
 
 
+class FeedRuleInfo(_Frozen):
+    """When a devnet feed is meant to post (a Chainlink feed's off-chain configuration):
+    on a move of `deviation_bps` from its last answer, or after `heartbeat` seconds."""
+
+    deviation_bps: int
+    heartbeat: int
+
+
 class DevnetInfo(_Frozen):
     rpc_url: str
     ws_url: str
@@ -95,6 +103,8 @@ class DevnetInfo(_Frozen):
     morpho_blue: MorphoBlueInfo
     uniswap_v3: UniswapV3Info | None = None  # absent from devnet files written before it
     aave_v3_6: AaveV36Info | None = None  # the v3.6 market; absent from older devnet files
+    # By token symbol, like `feeds`: what the prepared liquidations plan for.
+    feed_rules: dict[str, FeedRuleInfo] = Field(default_factory=dict)
 
     def aave_markets(self) -> dict[str, AaveV3Info]:
         """Every Aave market on the devnet by name: "aave_v3" (v3.0) and "aave_v3_6"."""

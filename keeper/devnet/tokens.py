@@ -20,6 +20,11 @@ from keeper.devnet.deployer import Deployer
 from keeper.paths import project_root
 
 FEED_DECIMALS = 8
+# The devnet feeds' published posting rule (devnet.json `feed_rules`), as a Chainlink feed's
+# off-chain configuration would say it: a 1 % deviation or a one-hour heartbeat. Nothing on
+# chain enforces it (anyone may post); price paths and the crash tool post what they say.
+FEED_DEVIATION_BPS = 100
+FEED_HEARTBEAT_SECONDS = 3600
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
-from strategies.aave_v3 import discovery, liquidation_v36, math, prices
+from strategies.aave_v3 import discovery, foresight, liquidation_v36, math, prices
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.book import PositionBook
@@ -272,6 +272,25 @@ class AaveV3Strategy:
             collateral=candidate.collateral, borrower=candidate.account, debt_to_cover=repay,
             swap_pairs=swap_pairs, min_out=min_out,
         )
+
+    # ------------------------------------------------------------------ prepared
+
+    def feed_answers(self) -> dict[str, int]:
+        """Each price feed with the price its reserves hold now (foresight.py)."""
+        ok = self._book is not None and not self.needs_resync
+        return foresight.feed_answers(self.book.market) if ok else {}
+
+    def candidates_if(
+        self, block: BlockRef, feed: str, answers: Sequence[int]
+    ) -> list[list[Candidate]]:
+        """Per answer, what `feed` posting it would open first (`Foreseeing`; foresight.py)."""
+        if self._book is None or self.needs_resync:
+            return [[] for _ in answers]
+        book, now = self.book, block.timestamp
+        screen = self._screen if self._screen_book is book else None
+        return foresight.candidates_if(
+            book, screen, now=now, feed=feed, answers=answers,
+            pairs=lambda moved, account, hf: self._pairs(moved, account, hf, now))
 
     # ------------------------------------------------------------------ extras
 

@@ -46,8 +46,8 @@ from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
 from strategies.morpho_blue import events as ev
+from strategies.morpho_blue import foresight, math
 from strategies.morpho_blue import market as mm
-from strategies.morpho_blue import math
 from strategies.morpho_blue.book import MorphoBook
 from strategies.morpho_blue.config import MorphoBlueConfig
 from strategies.morpho_blue.flash_leg import morpho_flash_leg
@@ -224,6 +224,20 @@ class MorphoBlueStrategy:
             borrower=candidate.account, seized_assets=seized,
             max_repay=payment + payment // 10_000 + 1, swap_pairs=swap_pairs, min_out=min_out,
         )
+
+    # ------------------------------------------------------------------ prepared
+
+    def feed_answers(self) -> dict[str, int]:
+        """Each feed a mirrored oracle follows, with the answer the book holds now."""
+        return {} if self._book is None else foresight.feed_answers(self.book)
+
+    def candidates_if(
+        self, block: BlockRef, feed: str, answers: Sequence[int]
+    ) -> list[list[Candidate]]:
+        """Per answer, what `feed` posting it would open first (`Foreseeing`; foresight.py)."""
+        if self._book is None:
+            return [[] for _ in answers]
+        return foresight.candidates_if(self.book, self.candidates, block, feed, answers)
 
     # ------------------------------------------------------------------ prices and rates
 

@@ -1,0 +1,235 @@
+"""Prepared liquidations: ready before the price moves, sent when the feed's log arrives.
+
+A Chainlink-style feed posts a new answer when the price has moved by its deviation
+threshold since the last one (or a heartbeat passed). Neither is readable on chain: they
+are per-feed configuration (`[[execution.feeds]]`; the devnet publishes its own in
+devnet.json). So the next answer of a feed is, most of the time, at least one threshold
+away from the current one, up or down. After each step, for every feed with a rule and
+for `levels` answers on each side (1, 2, ... `levels` thresholds away), the keeper asks
+the strategies which positions that answer would open (`Foreseeing.candidates_if`),
+sizes them within the capital on hand (one read for all), and ranks them as the engine
+would. When the feed's `AnswerUpdated` log arrives (over the WebSocket, before the block
+is even fetched; or in the step's logs when polling), the only work left is to check the
+real answer: the deepest prepared level the answer reaches is handed to the dispatcher
+at once. Every position liquidatable at that level is liquidatable at the real answer
+(health is monotonic in one price; the move is further in the same direction) and the
+repay sized there stays valid (a deeper move only lets the pool clamp more), so nothing
+is re-ranked on the critical path. Positions opened between the level and the real
+answer are found by the block's normal step right after, as before.
+
+A level is used once and only against the block after the head it was prepared at or
+later; a new step prepares everything again. Cost per step: the screen's bound picks the
+accounts a move could reach (see strategies' `candidates_if`), exact health at each
+level for those, one capital read, and one ranking per non-empty level.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from keeper.engine import Engine
+from keeper.ranking import LADDER_STEPS, swaps_of
+from keeper.types import BlockRef, Candidate, ChainStep, Opportunity
+
+log = structlog.get_logger(__name__)
+
+# keccak("AnswerUpdated(int256,uint256,uint256)"): the answer is its first indexed topic.
+TOPIC_ANSWER_UPDATED = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f"
+BPS = 10_000
+DEFAULT_LEVELS = 8
+# Valuations per candidate when sizing a prepared liquidation: the fewest the size search
+# takes (the step's own ranking uses more). Preparing runs every step, for every level.
+PREPARE_BUDGET = LADDER_STEPS + 5
+# A step that changed nothing the strategies or pools hear keeps the levels this many
+# blocks: only interest moved, which makes prepared positions less healthy, not more.
+REUSE_BLOCKS = 10
+
+
+@dataclass(frozen=True)
+class FeedRule:
+    """When a feed posts: on a deviation of `deviation_bps` or after `heartbeat` seconds."""
+
+    deviation_bps: int
+    heartbeat: int = 3600
+
+
+@dataclass(frozen=True)
+class Level:
+    """The liquidations ready for one answer of one feed: `direction` -1 for a fall, +1
+    for a rise; they are sent when the posted answer reaches `answer` in that direction."""
+
+    feed: str
+    answer: int
+    direction: int
+    opportunities: tuple[Opportunity, ...]
+
+    def reached_by(self, answer: int) -> bool:
+        return answer <= self.answer if self.direction < 0 else answer >= self.answer
+
+
+@dataclass
+class PreparedStats:
+    """What the prepared liquidations did (metrics and benchmarks read it)."""
+
+    prepared: int = 0  # steps prepared
+    levels: int = 0  # non-empty levels ready after the last step
+    opportunities: int = 0  # liquidations ready after the last step
+    fired: int = 0  # levels sent
+    sent: int = 0  # liquidations handed to the dispatcher from a level
+    last_seconds: float = 0.0  # how long the last preparation took
+    seconds: list[float] = field(default_factory=list)  # the last few preparation times
+
+
+def decode_answer(topic: str) -> int:
+    """The int256 `current` of an `AnswerUpdated` log's first indexed topic."""
+    value = int(topic, 16)
+    return value - (1 << 256) if value >= 1 << 255 else value
+
+
+class PreparedLiquidations:
+    """Keeps, per feed, the liquidations its next answer would open; sends them on the log."""
+
+    def __init__(
+        self, engine: Engine, rules: Mapping[str, FeedRule], *, levels: int = DEFAULT_LEVELS,
+    ) -> None:
+        self.engine = engine
+        self.rules = {a.lower(): r for a, r in rules.items()}
+        self.levels = levels
+        self.tasks: asyncio.TaskGroup | None = None  # the loop's, where sends run
+        self.stats = PreparedStats()
+        self._at: BlockRef | None = None  # the head the levels were prepared at
+        self._ready: dict[str, list[Level]] = {}  # by feed, shallowest first per direction
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rules) and self.levels > 0 and self.engine.dispatcher is not None
+
+    def ready(self, feed: str) -> list[Level]:
+        """The levels prepared for `feed` (tests and benchmarks read them)."""
+        return list(self._ready.get(feed.lower(), ()))
+
+    # -- after each step -----------------------------------------------------------------
+
+    async def prepare(self, head: BlockRef, *, changed: bool = True) -> None:
+        """Make ready the liquidations each feed's next answer would open at `head`.
+        `changed`: the step brought logs (or a reorg); if not, recent levels are kept."""
+        dispatcher = self.engine.dispatcher
+        if not self.enabled or dispatcher is None:
+            return
+        at = self._at
+        if not changed and at is not None and 0 <= head.number - at.number < REUSE_BLOCKS:
+            return
+        started = time.perf_counter()
+        wanted: dict[tuple[str, int, int], list[Candidate]] = {}
+        for strategy in self.engine.capabilities.foreseeing:
+            for feed, current in strategy.feed_answers().items():
+                rule = self.rules.get(feed.lower())
+                if rule is None or current <= 0:
+                    continue
+                for direction in (-1, 1):
+                    answers = [current * (BPS + direction * k * rule.deviation_bps) // BPS
+                               for k in range(1, self.levels + 1)]
+                    answers = [a for a in answers if a > 0]
+                    found = strategy.candidates_if(head, feed, answers)
+                    await asyncio.sleep(0)  # a feed log that arrives meanwhile is sent now
+                    for answer, candidates in zip(answers, found, strict=True):
+                        if candidates:
+                            wanted.setdefault((feed.lower(), direction, answer), []).extend(
+                                candidates)
+        ready: dict[str, list[Level]] = {}
+        if wanted:
+            every = [c for cs in wanted.values() for c in cs]
+            # One capital read for every level: sizing is per candidate.
+            sized = {c.key: c for c in await dispatcher.size(every, head, scenario=True)}
+            # A level holds what the levels before it opened (still liquidatable further
+            # on, with the repay sized there still valid) and what it opens, ranked after
+            # their exit swaps.
+            for (feed, direction), answers in _by_side(wanted).items():
+                held: list[Opportunity] = []
+                for answer in answers:
+                    opened = [sized[c.key] for c in wanted[(feed, direction, answer)]
+                              if c.key in sized]
+                    if opened:
+                        legs = [leg for o in held for leg in swaps_of(o)]
+                        held = held + self.engine.rank_at(opened, head, legs,
+                                                          budget=PREPARE_BUDGET)
+                        await asyncio.sleep(0)
+                    if held:
+                        ready.setdefault(feed, []).append(
+                            Level(feed, answer, direction, tuple(held)))
+        self._ready, self._at = ready, head
+        elapsed = time.perf_counter() - started
+        stats = self.stats
+        stats.prepared += 1
+        stats.levels = sum(len(v) for v in ready.values())
+        stats.opportunities = sum(len(lv.opportunities) for v in ready.values() for lv in v)
+        stats.last_seconds = elapsed
+        stats.seconds = [*stats.seconds[-255:], elapsed]
+
+    # -- when the answer arrives ---------------------------------------------------------
+
+    def heard(self, raw: Mapping[str, Any]) -> int:
+        """A feed's log as the node sent it (the WebSocket's `logs` subscription): send the
+        deepest level its answer reaches. Returns how many liquidations were handed over."""
+        topics: Sequence[str] = raw.get("topics") or ()
+        if raw.get("removed") or len(topics) < 2 or str(topics[0]).lower() != TOPIC_ANSWER_UPDATED:
+            return 0
+        number = raw.get("blockNumber")
+        if number is None:
+            return 0
+        return self.fire(str(raw.get("address", "")), decode_answer(str(topics[1])),
+                         int(str(number), 16))
+
+    def heard_step(self, step: ChainStep) -> int:
+        """The step's feed logs (polling, or a log the socket missed), before it is applied."""
+        sent = 0
+        for event in step.events:
+            if event.topic0.lower() == TOPIC_ANSWER_UPDATED and len(event.topics) > 1:
+                sent += self.fire(event.address, decode_answer(event.topics[1]),
+                                  event.block_number)
+        return sent
+
+    def fire(self, feed: str, answer: int, block: int) -> int:
+        """Send the deepest level of `feed` that `answer` (posted in `block`) reaches."""
+        feed = feed.lower()
+        dispatcher, tasks, at = self.engine.dispatcher, self.tasks, self._at
+        if dispatcher is None or tasks is None or at is None or block <= at.number:
+            return 0
+        levels = self._ready.get(feed)
+        if not levels:
+            return 0
+        reached = [lv for lv in levels if lv.reached_by(answer)]
+        if not reached:
+            return 0
+        # The deepest one reached is the nearest to the answer (all lie between it and now).
+        level = min(reached, key=lambda lv: abs(lv.answer - answer))
+        del self._ready[feed]  # used once: the next step prepares again
+        sent = dispatcher.dispatch(level.opportunities, tasks)
+        self.stats.fired += 1
+        self.stats.sent += sent
+        log.info("prepared liquidations sent on the feed's answer", feed=feed, answer=answer,
+                 prepared_at=level.answer, sent=sent, block=block)
+        return sent
+
+
+def _by_side(
+    wanted: Mapping[tuple[str, int, int], object],
+) -> dict[tuple[str, int], list[int]]:
+    """The answers of each (feed, direction), nearest to the current answer first."""
+    sides: dict[tuple[str, int], list[int]] = {}
+    for feed, direction, answer in wanted:
+        sides.setdefault((feed, direction), []).append(answer)
+    for (_, direction), answers in sides.items():
+        answers.sort(reverse=direction < 0)  # a fall: the highest answer is the nearest
+    return sides
+
+
+def feed_rules(entries: Sequence[tuple[str, int, int]]) -> dict[str, FeedRule]:
+    """(address, deviation_bps, heartbeat) triples as rules by lower-case address."""
+    return {a.lower(): FeedRule(d, h) for a, d, h in entries}

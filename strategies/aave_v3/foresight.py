@@ -1,0 +1,103 @@
+"""Aave V3 positions a feed's next answer would open, before it is posted.
+
+The prepared liquidations (keeper/prepared.py) ask, for a price feed and a few answers it
+may post next, which accounts would then have HF < 1. Each answer is valued exactly: the
+market with that feed's reserves at the answer (AaveOracle.getAssetPrice returns the
+source's `latestAnswer`, so the answer is the price), then `market.account_data` (the
+mirror of Pool.getUserAccountData) per account, as the risk view's curve does.
+
+Only accounts the float screen cannot rule out are valued. The screen keeps per row
+`lo` <= W (the LT-weighted collateral) and `hi` >= D (the debt), both in base currency.
+A move of the feed by at most a fraction `m` either way scales W down by at most (1 - m)
+and D up by at most (1 + m), so an account with `lo * (1 - m) >= hi * (1 + m)` stays
+healthy at every answer within `m` (no false negatives).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+
+import numpy as np
+
+from keeper.types import Candidate
+from strategies.aave_v3 import math
+from strategies.aave_v3.book import PositionBook
+from strategies.aave_v3.market import Account, Market, account_data
+from strategies.aave_v3.screen import HealthScreen
+
+Pairs = Callable[[Market, Account, int], Iterable[Candidate]]
+
+
+def priced_at(market: Market, feed: str, answer: int) -> Market:
+    """`market` with every reserve priced by `feed` at `answer`."""
+    feed = feed.lower()
+    reserves = tuple(replace(r, price=answer) if r.feed.lower() == feed else r
+                     for r in market.reserves)
+    return replace(market, reserves=reserves)
+
+
+def largest_move(current: int, answers: Sequence[int]) -> float:
+    """The largest relative move from `current` among `answers` (a fraction)."""
+    if current <= 0:
+        return float("inf")
+    return max((abs(a - current) / current for a in answers), default=0.0)
+
+
+def exposed(screen: HealthScreen | None, users: Sequence[str], move: float) -> list[str]:
+    """The users the screen cannot rule out at a move of at most `move` (all without one)."""
+    if screen is None or move >= 1.0:
+        return list(users)
+    n = len(screen)
+    lo, hi = screen.lo[:n], screen.hi[:n]
+    with np.errstate(invalid="ignore"):
+        maybe = ~(lo * (1.0 - move) >= hi * (1.0 + move))  # NaN-safe: unknown is kept
+    rows = np.flatnonzero(maybe)
+    kept = {screen.users[i] for i in rows.tolist()}
+    # Users the screen has not loaded yet are valued too.
+    return [u for u in users if u in kept or u not in screen.index]
+
+
+def feed_answers(market: Market) -> dict[str, int]:
+    """Each price feed of the market with the price its reserves hold now: the answer
+    (AaveOracle returns the source's latest answer)."""
+    return {r.feed.lower(): r.price for r in market.reserves if int(r.feed, 16) and r.price > 0}
+
+
+def candidates_if(
+    book: PositionBook, screen: HealthScreen | None, *, now: int, feed: str,
+    answers: Sequence[int], pairs: Pairs,
+) -> list[list[Candidate]]:
+    """Per answer (ordered by a growing move in one direction), the candidates of the
+    book's accounts healthy now that this answer opens and the answers before it did not.
+
+    Health is monotonic in one price, so an account not liquidatable at the last answer is
+    liquidatable at none (one valuation rules most out), and the first answer that opens
+    an account is found by bisection."""
+    market = book.market
+    out: list[list[Candidate]] = [[] for _ in answers]
+    feed = feed.lower()
+    if not answers or not any(r.feed.lower() == feed for r in market.reserves):
+        return out
+    current = next(r.price for r in market.reserves if r.feed.lower() == feed)
+    moved = [priced_at(market, feed, a) for a in answers]
+    skip = book.needs_read
+    for user in exposed(screen, book.users, largest_move(current, answers)):
+        if user in skip:
+            continue  # the book could not mirror it: no candidates until a re-read
+        account = book.account(user)
+        data = account_data(market, account, now)
+        if not data.total_debt_base or math.is_liquidatable(data.health_factor):
+            continue  # no debt, or the step's own candidates already hold it
+        if not math.is_liquidatable(account_data(moved[-1], account, now).health_factor):
+            continue
+        lo, hi = 0, len(answers) - 1  # the first opening answer is in [lo, hi]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if math.is_liquidatable(account_data(moved[mid], account, now).health_factor):
+                hi = mid
+            else:
+                lo = mid + 1
+        hf = account_data(moved[lo], account, now).health_factor
+        out[lo].extend(pairs(moved[lo], account, hf))
+    return out
