@@ -58,8 +58,9 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
 
 
 def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> str:
-    """A keeper.toml for this devnet: every market it holds (Aave V3, Morpho Blue) and every
-    venue (Uniswap V2, and V3 when deployed), sending live as anvil's dev account 1."""
+    """A keeper.toml for this devnet: every market it holds (Aave V3, and v3.6 when deployed;
+    Morpho Blue) and every venue (Uniswap V2, and V3 when deployed), sending live as anvil's
+    dev account 1."""
     venues = ""
     if info.uniswap_v3 is not None:
         venues = (
@@ -88,6 +89,11 @@ def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> s
         f'addresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
         "[strategies.morpho_blue]\n"
         f'morpho = "{info.morpho_blue.morpho}"\n'
+        + "".join(
+            f'\n[strategies.{name}]  # a second Aave market, run by the aave_v3 plugin\n'
+            'plugin = "aave_v3"\n'
+            f'addresses_provider = "{market.addresses_provider}"\n'
+            for name, market in info.aave_markets().items() if name != "aave_v3")
     )
 
 
@@ -105,7 +111,7 @@ def write_devnet_config(info: DevnetInfo, path: Path) -> None:
 def how_to_run(path: Path) -> str:
     """What to type next, printed after --write-config."""
     return (
-        f"wrote {path}: Aave V3, Morpho Blue, Uniswap V2 and V3 on this devnet. "
+        f"wrote {path}: every market and venue of this devnet. "
         "In another terminal:\n"
         f"  export KEEPER_ACCOUNT__PRIVATE_KEY={DEVNET_LIQUIDATOR_KEY}"
         "   # anvil dev account 1: public, devnet only\n"

@@ -38,8 +38,8 @@ from tests.integration.helpers import SPECS, feeds, liquidator
 KEEPER = Path(sys.executable).parent / "keeper"
 KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
 GWEI = 10**9
-PROFIT = re.compile(r"(\d+) liquidations confirmed on the fork; .* realized profit on the fork "
-                    r"(-?[0-9.]+) ")
+PROFIT = re.compile(r"(\d+) liquidations confirmed on the fork;.* realized profit on the fork "
+                    r"(-?[0-9.,]+) ")
 
 
 @pytest.fixture(autouse=True)
@@ -138,7 +138,8 @@ def test_dry_run_liquidates_on_the_fork_only(devnet: Devnet, tmp_path: Path) -> 
     assert "dry run on a local fork" in lines[0], stdout  # then reasons, and the journal
     found = PROFIT.search(lines[0])
     assert found, lines[0]
-    assert int(found.group(1)) == len(hashes) and Decimal(found.group(2)) > 0, lines[0]
+    profit = Decimal(found.group(2).replace(",", ""))
+    assert int(found.group(1)) == len(hashes) and profit > 0, lines[0]
 
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     started = [e for e in events if e.get("event") == "dry-run fork started"]

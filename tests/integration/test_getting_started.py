@@ -70,7 +70,7 @@ def test_write_config_runs_as_written(devnet_session: Devnet, tmp_path: Path) ->
         assert scanned.exit_code == 0, scanned.output
         positions = json.loads(scanned.stdout)["positions"]
         watched = {p["strategy"] for p in positions}
-        assert watched == {"aave_v3", "morpho_blue"}
+        assert watched == {"aave_v3", "morpho_blue", *devnet_session.info.aave_markets()}
         morpho = {p["account"].lower() for p in positions if p["strategy"] == "morpho_blue"}
         assert morpho >= {b.address.lower() for b in seeded_borrowers("morpho_blue")}
     finally:
