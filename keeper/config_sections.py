@@ -148,6 +148,16 @@ class AccountConfig(Section):
         return None
 
 
+class FeedRuleConfig(Section):
+    """One `[[execution.feeds]]` entry: when a price feed posts a new answer (its off-chain
+    configuration: Chainlink's data-feeds pages list each feed's deviation and heartbeat)."""
+
+    address: Address
+    """The contract that emits the feed's `AnswerUpdated` (a proxy's current aggregator)."""
+    deviation_bps: int = Field(ge=1, le=5_000)
+    heartbeat_seconds: int = Field(default=3600, ge=1)
+
+
 class ExecutionConfig(Section):
     """`[execution]`: how transactions are sent and when they are worth sending."""
 
@@ -171,6 +181,11 @@ class ExecutionConfig(Section):
     In blocks ordered by fee it decides who liquidates first; 0 pays the fixed tip."""
     bid_share_by_strategy: dict[str, Decimal] = Field(default_factory=dict)
     """Per-strategy overrides of `bid_share`, e.g. `{ morpho_blue = 0.5 }`."""
+    feeds: list[FeedRuleConfig] = Field(default_factory=list)
+    """Price feeds whose next answer is prepared for: after each block, the liquidations it
+    would open 1 .. `prepared_levels` deviations away (each way) are sized and ranked, and
+    sent the moment the feed's log arrives (before its block is processed)."""
+    prepared_levels: int = Field(default=8, ge=0, le=32)
 
     @model_validator(mode="after")
     def _fees(self) -> Self:

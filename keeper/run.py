@@ -60,6 +60,7 @@ from keeper.lock import account_lock, journal_lock
 from keeper.log import flush_repeats
 from keeper.metrics import Metrics, MonitoringServer, serve
 from keeper.monitor import Monitor, RunTally
+from keeper.prepared import FeedRule
 from keeper.ranking import realized_value
 from keeper.secrets import keystore_address, redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
@@ -200,6 +201,9 @@ async def keeper_from_config(
             priority_fee=priority_fee, executor=executor, live=live, flash=flash,
             batch_max=execution.batch_max, monitor=monitor, ws=ws,
             keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits,
+            feed_rules={f.address: FeedRule(f.deviation_bps, f.heartbeat_seconds)
+                        for f in execution.feeds},
+            prepared_levels=execution.prepared_levels,
         )
         return keeper, fork
     except BaseException:
