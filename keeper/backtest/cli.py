@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
+from decimal import Decimal
 from pathlib import Path
 
 import click
@@ -88,6 +90,9 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
               help="Devnet borrower population.")
 @click.option("--seed", default=7, show_default=True, type=int, help="Devnet population seed.")
 @click.option("--steps", type=click.IntRange(1), help="Play only the first K steps of the path.")
+@click.option("--capital", type=click.FloatRange(min=0, min_open=True), metavar="USD",
+              help="Leave the liquidator this much of each asset (USD at the devnet's starting "
+                   "prices) instead of its 5M each (--devnet).")
 @click.option("--rpc", metavar="URL", help="Archive node to replay blocks from.")
 @click.option("--tape", type=click.Path(path_type=Path, dir_okay=False),
               help="A tape written by `keeper record`, instead of --rpc.")
@@ -104,15 +109,23 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
 @click.pass_obj
 def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     state: AppState, devnet: bool, price_path: str | None, borrowers: int, seed: int,
-    steps: int | None, rpc: str | None, tape: Path | None, first: int | None, last: int | None,
-    insert: str, html_path: Path | None, as_json: bool, log_file: Path,
+    steps: int | None, capital: float | None, rpc: str | None, tape: Path | None,
+    first: int | None, last: int | None, insert: str, html_path: Path | None, as_json: bool,
+    log_file: Path,
 ) -> None:
     """Replay history with the keeper inserted; report capture rate and PnL."""
     _check_source(devnet, price_path, rpc, tape, (first, last))
+    if capital is not None and not devnet:
+        raise BacktestUsageError("--capital sets the devnet liquidator's funds: add --devnet")
+    if html_path is not None:
+        _check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
     from keeper.backtest import devnet_replay  # noqa: PLC0415
 
     path = devnet_replay.load_path(devnet_replay.resolve_path(price_path)) if price_path else None
+    if path is not None and steps is not None and steps > len(path.points):
+        raise BacktestUsageError(f"--steps {steps}: {path.path.name} has only "
+                                 f"{len(path.points)} steps")
     try:
         sink = log_file.open("a")
     except OSError as exc:
@@ -124,12 +137,24 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
             with ReplayProgress(console, unit="steps") as progress:
                 report = devnet_replay.run_price_path(
                     path, spec=DevnetSpec(borrowers=borrowers, seed=seed), max_steps=steps,
-                    progress=progress)
+                    progress=progress,
+                    capital_usd=Decimal(str(capital)) if capital is not None else None)
         else:
             assert first is not None and last is not None
             report = _run_archive(state, console, rpc=rpc, tape=tape, first=first, last=last,
                                   insert=insert)
     _output(console, report, html_path, as_json)
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Before the replay, not after it: a report that cannot be written is one line now."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder; give a file for {what}")
+    if not folder.is_dir():
+        raise InputFileError(f"{path}: folder {folder} does not exist (for {what})")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputFileError(f"{path}: not writable (for {what})")
 
 
 def _output(console: Console, report: BacktestReport, html_path: Path | None,

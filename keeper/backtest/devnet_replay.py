@@ -2,57 +2,78 @@
 
 The devnet (real Aave V3, Uniswap V2 and Morpho Blue with a seeded borrower population)
 has its feeds driven one path step per block, with the step's historical gas price as
-the base fee, while the keeper engine runs in this process exactly as in `keeper demo`
-(`keeper.demo.build_keeper`; heads and feed logs over the WebSocket). After each step,
-once the engine has caught up, the replay samples the strategies' books: the health-factor
-distribution and every position that has become liquidatable. At the end the keeper's
-liquidations are read back from the journal and their receipts.
+the base fee, while the keeper engine (`keeper.demo.build_keeper`, as in `keeper demo`)
+is stepped by the replay. The replay is the clock: automine is off, every block is mined
+here, 12 s apart, and the engine steps onto each block only once what it sent in
+reaction to the one before is in the pool (or over). A step's prices go in one block;
+the keeper's reaction fills the blocks after it until it sends nothing more. So what
+happens depends on the path, the devnet and the keeper, not on timing: the same inputs
+give the same report (wall-clock figures aside).
+
+At every block the replay samples the books (`keeper.backtest.episodes`): which
+positions are liquidatable and, at each step's price block and when an episode opens,
+what liquidating each alone would have paid there. After each step it samples the
+health-factor distribution. At the end the keeper's liquidations are read back from the
+journal and their receipts. `--capital USD` leaves the liquidator that much of each
+asset (at the devnet's starting prices) to see what capital costs.
 
 There are no competing liquidators on the devnet, so the report's historical list is empty.
 
-A path file is `time_utc,price[,gas_gwei]` (see `keeper.devnet.price_path`); a
-`# drives: WETH=1, WBTC=0.7` comment says which devnet feeds follow it and with what beta
-(the default is the demo's). The files shipped in `keeper/backtest/paths/` credit their source.
+A path file is `time_utc,price[,gas_gwei]`: a header whose first column is the time, then
+rows of an ISO-8601 UTC time (increasing), a positive price and, optionally, the gas price
+in gwei; a `# drives: WETH=1, WBTC=0.7` comment says which devnet feeds follow it and with
+what beta (the default is the demo's). The files shipped in `keeper/backtest/paths/` credit
+their source.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from web3 import Web3
+from eth_abi.abi import encode
+from eth_utils.abi import function_signature_to_4byte_selector
 
-from keeper.backtest.model import (
-    BacktestReport,
-    HealthSample,
-    Liquidation,
-    Opportunity,
-    PriceSample,
-)
-from keeper.chain.follower import block_ref
+from keeper.backtest.episodes import Attempt, Episodes, Position, Sighting, Taken
+from keeper.backtest.model import BacktestReport, HealthSample, Liquidation, PriceSample
+from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
-from keeper.devnet.crash import BETAS, CrashStep, apply_step, crash_steps
+from keeper.devnet.crash import BETAS, CrashStep, crash_steps
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import PricePoint, load_price_path
-from keeper.devnet.tokens import DEFAULT_TOKENS
-from keeper.errors import DevnetError, InputFileError
+from keeper.devnet.tokens import DEFAULT_TOKENS, to_feed_answer
+from keeper.errors import InputFileError
+from keeper.execution.allowances import APPROVE, MAX_UINT
+from keeper.execution.capital import BALANCE_OF
 from keeper.execution.journal import Journal
 from keeper.execution.receipts import TRANSFER_TOPIC
-from keeper.types import BlockRef, Outcome
+from keeper.ranking import rank
+from keeper.types import BlockRef, Candidate
+from keeper.types import Opportunity as Ranked
 from keeper.wiring import Keeper
 
 PATHS = Path(__file__).parent / "paths"
 WAD = 10**18
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
-# A step waits at most this long for the keeper's sends to be mined and applied.
+# A block waits at most this long for the keeper's sends of the block before to reach the
+# pool (or end); then it is mined without the late ones, and the report says so.
 SETTLE_SECONDS = 10.0
+BLOCK_SECONDS = 12  # the replayed blocks' spacing (their timestamps do not follow the clock)
+MAX_BLOCKS_PER_STEP = 32  # blocks of the keeper's reaction to one step, at most
+FEED_GAS = 200_000
+UNBOUNDED = -(2**255)  # a minimum profit that keeps every valuation, losses too
+UPDATE_ANSWER = "0x" + function_signature_to_4byte_selector("updateAnswer(int256)").hex()
+TRANSFER = "0x" + function_signature_to_4byte_selector("transfer(address,uint256)").hex()
 NO_DEBT = 2**255  # a health factor at or above this is "no debt" (uint max in both protocols)
 
 # (steps done, steps in all, blocks replayed so far): drives the CLI's progress bar.
@@ -69,8 +90,13 @@ class PricePath:
 
 
 def load_path(path: Path) -> PricePath:
-    """The path's points, and its `# drives:` header (the demo's betas when it has none)."""
+    """The path's points, and its `# drives:` header (the demo's betas when it has none).
+
+    Checked whole before anything runs: a header naming the time column first, at least
+    two rows, ISO-8601 times in increasing order; each fault is one `InputFileError` line.
+    """
     points = load_price_path(path)
+    _check_shape(path)
     symbols = {t.symbol for t in DEFAULT_TOKENS}
     betas: dict[str, Decimal] = dict(BETAS)
     for line in path.read_text().splitlines():
@@ -89,6 +115,33 @@ def load_path(path: Path) -> PricePath:
     return PricePath(path, points, betas)
 
 
+def _check_shape(path: Path) -> None:
+    """What `load_price_path` (shared with the demo) does not check: the header, the times."""
+    rows = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1)
+            if line.strip() and not line.startswith("#")]
+    header = next(csv.reader([rows[0][1]]))
+    if not header[0].strip().lower().startswith("time") or len(header) not in (2, 3):
+        raise InputFileError(f"{path}:{rows[0][0]}: expected a header time_utc,price[,gas_gwei]"
+                             f", got {rows[0][1][:40]!r}")
+    if len(rows) < 3:
+        raise InputFileError(f"{path}: a price path needs at least two rows")
+    last: datetime | None = None
+    for number, line in rows[1:]:
+        fields = next(csv.reader([line]))
+        if len(fields) > len(header):
+            raise InputFileError(f"{path}:{number}: {len(fields)} columns, the header has "
+                                 f"{len(header)}")
+        try:
+            when = datetime.fromisoformat(fields[0].strip().removesuffix("Z"))
+        except ValueError:
+            raise InputFileError(f"{path}:{number}: {fields[0][:30]!r} is not an ISO-8601 "
+                                 "time") from None
+        if last is not None and when <= last:
+            raise InputFileError(f"{path}:{number}: time {fields[0]} is not after the row "
+                                 "before")
+        last = when
+
+
 def resolve_path(name: str | Path) -> Path:
     """A path file by file name, or by the name of a shipped one (with or without `.csv`)."""
     given = Path(name)
@@ -102,36 +155,57 @@ def resolve_path(name: str | Path) -> Path:
 
 
 @dataclass
-class _Seen:
-    """A position first seen liquidatable, and what the keeper ranked it at (best seen)."""
-
-    first_block: int
-    collateral: str
-    debt: str
-    estimate_wei: int | None = None
-
-
-@dataclass
 class _Recorder:
-    """Samples the engine's strategies between steps (between awaits: the books are stable)."""
+    """Samples the engine's books at every block the replay steps (between awaits: stable).
+
+    At every block: which positions are liquidatable. At the blocks it values (each step's
+    price block, and the first block of each new episode): what each would have paid alone
+    there (`keeper.ranking.rank` on the unsized candidate, net of gas and slippage), and
+    whether the debt asset on hand could repay it.
+    """
 
     keeper: Keeper
     symbols: Mapping[str, str]  # token address (lower-case) -> symbol
-    seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
+    episodes: Episodes = field(default_factory=Episodes)
     health: list[HealthSample] = field(default_factory=list)
+    _last: set[Position] = field(default_factory=set)
 
-    def unhealthy(self, at: BlockRef, block: int) -> None:
-        """Positions liquidatable in the books now; new ones are dated `block`."""
-        for strategy in self.keeper.engine.strategies:
+    async def sample(self, at: BlockRef, ranked: Sequence[Ranked], *, value: bool) -> None:
+        engine = self.keeper.engine
+        by_position: dict[Position, list[Candidate]] = {}
+        for strategy in engine.strategies:
             for candidate in strategy.candidates(at):
-                self.seen.setdefault(
-                    (candidate.strategy, candidate.account),
-                    _Seen(block, self.symbol(candidate.collateral), self.symbol(candidate.debt)),
-                )
-        for opp in self.keeper.engine.stats.last_opportunities:
-            seen = self.seen.get((opp.strategy, opp.account))
-            if seen is not None:
-                seen.estimate_wei = max(seen.estimate_wei or 0, opp.net_profit)
+                by_position.setdefault((candidate.strategy, candidate.account.lower()),
+                                       []).append(candidate)
+        held = {(o.strategy, o.account.lower()) for o in ranked}
+        balances = await self._balances(sorted({c.debt for cs in by_position.values()
+                                                for c in cs}), at.number)
+        sightings: dict[Position, Sighting] = {}
+        for position, candidates in sorted(by_position.items()):
+            first = candidates[0]
+            sighting = Sighting(first.collateral, first.debt, ranked=position in held)
+            if value or position not in self._last:
+                best = rank(candidates, dex=engine.dex, quote_token=engine.quote_token,
+                            base_fee=engine.next_base_fee, priority_fee=engine.priority_fee,
+                            min_profit=UNBOUNDED, block=at.number)
+                if best:
+                    top = best[0]
+                    sighting = Sighting(top.collateral, top.debt, top.net_profit,
+                                        short=balances.get(top.debt, 0) < top.debt_to_cover,
+                                        ranked=position in held)
+            sightings[position] = sighting
+        self._last = set(sightings)
+        self.episodes.sample(at.number, sightings)
+
+    async def _balances(self, tokens: Sequence[str], block: int) -> dict[str, int]:
+        """The sender's balance of each token at `block` (what the keeper's sizing had)."""
+        executor = self.keeper.executor
+        if executor is None or not tokens:
+            return {}
+        data = BALANCE_OF + encode(["address"], [executor.address]).hex()
+        answers = await self.keeper.chain.batch(
+            [("eth_call", [{"to": t, "data": data}, hex(block)]) for t in tokens])
+        return {t: int(a, 16) for t, a in zip(tokens, answers, strict=True)}
 
     def sample_health(self, at: BlockRef) -> None:
         """The health-factor distribution over every tracked position with debt."""
@@ -154,60 +228,168 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-async def _head(keeper: Keeper) -> BlockRef:
-    """The newest block the strategies' books have applied (the engine records a step's
-    head in the same synchronous stretch as it applies the step's logs)."""
-    head = keeper.engine.last
-    assert head is not None, "synced first"
-    return head
+@dataclass
+class _Clock:
+    """The replay's blocks' timestamps: `BLOCK_SECONDS` apart from the devnet's last block,
+    whatever the wall clock says (interest accrues the same in every run)."""
+
+    stamp: int
+
+    @classmethod
+    async def of(cls, rpc: HttpRpc) -> _Clock:
+        """From the devnet's last block; anvil's own clock is moved back there, or it would
+        refuse a timestamp below the wall clock's."""
+        stamp = int((await rpc.call("eth_getBlockByNumber", ["latest", False]))["timestamp"], 16)
+        await rpc.call("evm_setTime", [stamp + 1])
+        return cls(stamp)
+
+    async def release(self, rpc: HttpRpc) -> None:
+        """Anvil's clock back to the wall clock (never below the replay's last block)."""
+        await rpc.call("evm_setTime", [max(int(time.time()), self.stamp + 1)])
+
+    async def mine(self, rpc: HttpRpc) -> int:
+        """One block of what the pool holds (anvil orders it by fee); its number."""
+        self.stamp += BLOCK_SECONDS
+        await rpc.call("evm_setNextBlockTimestamp", [self.stamp])
+        await rpc.call("evm_mine", [])
+        return int(await rpc.call("eth_blockNumber", []), 16)
 
 
-async def _settle(keeper: Keeper) -> bool:
-    """Until the keeper's sends are mined and the engine has applied the chain's head
-    (False after `SETTLE_SECONDS`)."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while time.monotonic() < deadline:
-        if not keeper.inflight:
-            head = int(await keeper.chain.call("eth_blockNumber", []), 16)
-            if keeper.engine.stats.processed >= head and not keeper.inflight:
-                return True
-        await asyncio.sleep(0.02)
-    return False
+class _Chain:
+    """The devnet, mined by the replay: one block per `mine`, at the base fee the path
+    says."""
+
+    def __init__(self, keeper: Keeper, info: DevnetInfo, clock: _Clock) -> None:
+        self.rpc = keeper.chain
+        self.keeper = keeper
+        self.info = info
+        self.clock = clock
+
+    async def mine(self) -> int:
+        return await self.clock.mine(self.rpc)
+
+    async def post(self, step: CrashStep) -> int:
+        """The step's prices, all in one block (mined here); its number."""
+        if step.gas_gwei is not None:
+            await self.rpc.call("anvil_setNextBlockBaseFeePerGas",
+                                [hex(int(step.gas_gwei * 10**9))])
+        deployer = self.info.accounts.deployer
+        for symbol, usd in step.prices.items():
+            data = UPDATE_ANSWER + encode(["int256"], [to_feed_answer(usd)]).hex()
+            await self.rpc.call("eth_sendTransaction", [{
+                "from": deployer, "to": self.info.feeds[symbol], "data": data,
+                "gas": hex(FEED_GAS)}])
+        return await self.mine()
+
+    async def keeper_pool(self) -> int:
+        """How many of the keeper's transactions wait in the pool."""
+        executor = self.keeper.executor
+        if executor is None:
+            return 0
+        content = await self.rpc.call("txpool_content", [])
+        waiting = {a.lower(): txs for a, txs in (content.get("pending") or {}).items()}
+        return len(waiting.get(executor.address.lower(), {}))
+
+    async def caught_up(self) -> bool:
+        """Until every liquidation in flight has its transaction in the pool, or has ended
+        (False after `SETTLE_SECONDS`: the block is then mined without the late ones)."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while self.keeper.inflight > await self.keeper_pool():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return True
+
+
+async def _prepare(
+    rpc: HttpRpc, clock: _Clock, info: DevnetInfo, capital_usd: Decimal | None
+) -> None:
+    """In one block: the liquidator allows the Aave Pool and Morpho to pull every devnet
+    token (what its first liquidation of each would do: otherwise an approval mined
+    mid-step would hold that step's sends behind it), and, with `capital_usd`, hands its
+    balance of each token above that (at the devnet's starting prices) to the deployer."""
+    address = info.accounts.liquidator
+    prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
+    for symbol, token in sorted(info.tokens.items()):
+        for spender in (info.aave_v3.pool, info.morpho_blue.morpho):
+            data = APPROVE + encode(["address", "uint256"], [spender, MAX_UINT]).hex()
+            await rpc.call("eth_sendTransaction", [{"from": address, "to": token.address,
+                                                    "data": data}])
+        if capital_usd is None or symbol not in prices:
+            continue
+        keep = int(capital_usd / prices[symbol] * 10**token.decimals)
+        have = int(await rpc.eth_call(
+            token.address, BALANCE_OF + encode(["address"], [address]).hex()), 16)
+        if have > keep:
+            move = TRANSFER + encode(["address", "uint256"],
+                                     [info.accounts.deployer, have - keep]).hex()
+            await rpc.call("eth_sendTransaction", [{"from": address, "to": token.address,
+                                                    "data": move}])
+    await clock.mine(rpc)
 
 
 async def replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, *,
-    progress: Progress | None = None,
+    progress: Progress | None = None, capital_usd: Decimal | None = None,
 ) -> BacktestReport:
-    """Drive a running devnet along `steps` with the keeper engine in this process."""
-    keeper = await build_keeper(info, journal, ws=True, keep_outcomes=None)
+    """Drive a running devnet along `steps`, the keeper engine stepped block by block.
+
+    The replay mines every block itself (automine off, 12 s apart): a step's prices in one
+    block, then, while the keeper sends, one block holding everything it sent in reaction
+    to the last (at most `MAX_BLOCKS_PER_STEP`). The engine steps onto each block once its
+    sends of the block before are in the pool or over, so what it does depends on the
+    path, not on timing, and the same inputs give the same report.
+    """
+    setup = await HttpRpc.open(info.rpc_url)
+    try:
+        await setup.call("anvil_setAutomine", [False])
+        clock = await _Clock.of(setup)
+        try:
+            await _prepare(setup, clock, info, capital_usd)
+            return await _replay(info, steps, journal, clock, progress=progress,
+                                 capital_usd=capital_usd)
+        finally:
+            await clock.release(setup)
+            await setup.call("anvil_setAutomine", [True])
+    finally:
+        await setup.aclose()
+
+
+async def _replay(
+    info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, clock: _Clock, *,
+    progress: Progress | None, capital_usd: Decimal | None,
+) -> BacktestReport:
+    keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0)
     engine = keeper.engine
+    chain = _Chain(keeper, info, clock)
     symbols = {t.address.lower(): s for s, t in info.tokens.items()}
     recorder = _Recorder(keeper, symbols)
-    w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     report = BacktestReport(mode="price-path", chain_id=info.chain_id,
                             from_block=engine.stats.head, to_block=engine.stats.head,
                             quote_symbol="WETH")
-    stop = asyncio.Event()
+    report.decimals = {s: t.decimals for s, t in info.tokens.items()}
+    report.min_profit_quote = engine.min_profit / WAD
+    report.capital_usd = float(capital_usd) if capital_usd is not None else None
     started = time.monotonic()
+    late = 0
     try:
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(keeper.run(stop))
             for done, step in enumerate(steps, 1):
-                block = await asyncio.to_thread(apply_step, w3, info, step)
-                at = await _price_block(keeper, block)
-                report.prices += [PriceSample(block, at.timestamp, s, float(p))
+                block = await chain.post(step)
+                stamp = int((await keeper.chain.call(
+                    "eth_getBlockByNumber", [hex(block), False]))["timestamp"], 16)
+                report.prices += [PriceSample(block, stamp, s, float(p))
                                   for s, p in step.prices.items()]
-                recorder.unhealthy(await _head(keeper), block)
-                if not await _settle(keeper):
-                    report.notes.append(f"step {step.index}: the keeper had not settled after "
-                                        f"{SETTLE_SECONDS:.0f} s; the next step went on")
-                head = await _head(keeper)
-                recorder.unhealthy(head, block)
-                recorder.sample_health(head)
+                if done == 1:  # the assets the path does not move, once (for USD values)
+                    report.prices += [PriceSample(block, stamp, t.symbol, float(t.usd_price))
+                                      for t in DEFAULT_TOKENS if t.symbol not in step.prices]
+                late += await _react(keeper, chain, recorder, tasks, block)
+                recorder.sample_health(keeper.head())
                 if progress is not None:
                     progress(done, len(steps), engine.stats.head - report.from_block)
-            stop.set()
+            if await chain.keeper_pool():  # the last step ran out of blocks: mine the rest
+                late += await _react(keeper, chain, recorder, tasks, await chain.mine())
+            late += not await chain.caught_up()
         report.seconds = time.monotonic() - started
         report.to_block = engine.stats.head
         report.blocks_replayed = report.to_block - report.from_block
@@ -215,20 +397,31 @@ async def replay(
     finally:
         await keeper.aclose()
     report.health = recorder.health
+    if late:
+        report.notes.append(f"{late} blocks were mined before every send of the keeper had "
+                            f"reached the pool ({SETTLE_SECONDS:.0f} s): timing may then "
+                            "change the figures")
     report.notes.append("devnet price path: no competing liquidators, so no historical "
-                        "liquidations; missed opportunities count at the keeper's own estimate")
+                        "liquidations; a missed opportunity counts at its best estimate alone")
     return report
 
 
-async def _price_block(keeper: Keeper, block: int) -> BlockRef:
-    """The step's last price block, once the engine has ranked it."""
-    deadline = time.monotonic() + SETTLE_SECONDS
-    while keeper.engine.stats.processed < block:
-        if time.monotonic() > deadline:
-            raise DevnetError(f"the engine did not process block {block} in {SETTLE_SECONDS} s")
-        await asyncio.sleep(0.01)
-    raw = await keeper.chain.call("eth_getBlockByNumber", [hex(block), False])
-    return block_ref(raw)
+async def _react(keeper: Keeper, chain: _Chain, recorder: _Recorder,
+                 tasks: asyncio.TaskGroup, block: int) -> int:
+    """The keeper's reaction to a step's price block, block by block until it sends
+    nothing more; how many blocks were mined before a late send reached the pool."""
+    late = 0
+    value = True
+    for _ in range(MAX_BLOCKS_PER_STEP):
+        late += not await chain.caught_up()
+        ranked = await keeper.step(tasks, to=block)
+        await recorder.sample(keeper.head(), ranked, value=value)
+        value = False
+        late += not await chain.caught_up()
+        if not await chain.keeper_pool():
+            return late
+        block = await chain.mine()
+    return late
 
 
 def _flows(receipt: Mapping[str, Any], me: str, collateral: str, debt: str) -> tuple[int, int]:
@@ -246,23 +439,29 @@ def _flows(receipt: Mapping[str, Any], me: str, collateral: str, debt: str) -> t
 async def _fill_outcomes(
     report: BacktestReport, keeper: Keeper, journal: Journal, recorder: _Recorder
 ) -> None:
-    """The keeper's liquidations (journal + receipts), gas spent, and each opportunity's fate."""
+    """The keeper's liquidations (journal + receipts), its attempts by outcome, gas spent,
+    and every opportunity (`keeper.backtest.episodes`)."""
     executor = keeper.executor
     assert executor is not None
     me = executor.address.lower().removeprefix("0x")
-    by_account: dict[tuple[str, str], list[Outcome]] = {}
-    for outcome in keeper.outcomes:
+    taken: dict[Position, list[Taken]] = {}
+    attempts: dict[Position, list[Attempt]] = {}
+    statuses: Counter[str] = Counter()
+    # Ordered by the chain, then the key: the outcomes' own order is the order sends settled.
+    for outcome in sorted(keeper.outcomes, key=lambda o: (o.block, o.tx_hash, o.key)):
         report.gas_spent_wei += outcome.gas_paid
+        statuses[outcome.status] += 1
         intent = journal.get(outcome.key)
         if intent is None:
             continue
-        by_account.setdefault((intent.strategy, intent.account.lower()), []).append(outcome)
-        # Ranked and sent within one step, between two of the recorder's samples: it was
-        # liquidatable at the block it was ranked at.
-        recorder.seen.setdefault((intent.strategy, intent.account), _Seen(
-            intent.block, recorder.symbol(intent.collateral), recorder.symbol(intent.debt)))
+        position = (intent.strategy, intent.account.lower())
         if outcome.status != "confirmed":
+            attempts.setdefault(position, []).append(
+                Attempt(intent.block, outcome.status, outcome.reason))
             continue
+        taken.setdefault(position, []).append(Taken(
+            outcome.block, intent.block, outcome.realized_profit, intent.collateral,
+            intent.debt))
         receipt = await keeper.chain.call("eth_getTransactionReceipt", [outcome.tx_hash])
         repaid, seized = _flows(receipt, me, intent.collateral.lower(), intent.debt.lower())
         report.keeper.append(Liquidation(
@@ -273,51 +472,34 @@ async def _fill_outcomes(
             gas_wei=outcome.gas_paid, by_keeper=True,
         ))
     report.keeper.sort(key=lambda x: (x.block, x.tx))
-    ordered = sorted(recorder.seen.items(), key=lambda kv: kv[1].first_block)
-    for (strategy, account), seen in ordered:
-        outcomes = by_account.get((strategy, account.lower()), [])
-        report.opportunities.append(_fate(strategy, account, seen, outcomes))
-
-
-def _fate(strategy: str, account: str, seen: _Seen, outcomes: list[Outcome]) -> Opportunity:
-    """Taken by the keeper (with its latency), or missed and why."""
-    confirmed = [o for o in outcomes if o.status == "confirmed"]
-    missed = Opportunity(
-        first_block=seen.first_block, protocol=strategy, account=account,
-        collateral=seen.collateral, debt=seen.debt, profit_quote=(seen.estimate_wei or 0) / WAD,
-        taken_by=None,
-    )
-    if confirmed:
-        return replace(missed, profit_quote=sum(o.realized_profit for o in confirmed) / WAD,
-                       taken_by="keeper",
-                       latency_blocks=min(o.block for o in confirmed) - seen.first_block)
-    if outcomes:
-        last = outcomes[-1]
-        why = f"{last.status}: {last.reason}" if last.reason else last.status
-    elif seen.estimate_wei is not None:
-        why = "ranked profitable but never sent"
-    else:
-        why = "unprofitable after slippage and gas (below the minimum profit)"
-    return replace(missed, missed_because=why)
+    report.attempts = dict(sorted(statuses.items()))
+    for found in attempts.values():
+        found.sort(key=lambda a: a.ranked_at)
+    report.opportunities = recorder.episodes.build(
+        taken, attempts, quote_unit=WAD, min_profit_wei=keeper.engine.min_profit,
+        symbol=recorder.symbols)
 
 
 def run_price_path(
     loaded: PricePath, *, spec: DevnetSpec | None = None, max_steps: int | None = None,
-    progress: Progress | None = None,
+    progress: Progress | None = None, capital_usd: Decimal | None = None,
 ) -> BacktestReport:
     """Start the (cached) devnet, replay the path on it, stop it; the report says what happened."""
     start_prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
     steps = crash_steps(loaded.points, start_prices, loaded.betas)[:max_steps]
     started = time.monotonic()
-    anvil, info, cached = start_devnet(spec or DevnetSpec())
+    anvil, info, _cached = start_devnet(spec or DevnetSpec())
     try:
         boot = time.monotonic() - started
         with (tempfile.TemporaryDirectory(prefix="keeper-backtest-") as folder,
               Journal(Path(folder) / "journal.sqlite") as journal):
-            report = asyncio.run(replay(info, steps, journal, progress=progress))
+            report = asyncio.run(replay(info, steps, journal, progress=progress,
+                                        capital_usd=capital_usd))
     finally:
         anvil.stop()
+    report.boot_seconds = boot
     report.notes.insert(0, f"price path {loaded.path.name}: {len(steps)} steps driving "
                            + ", ".join(f"{s} (beta {b})" for s, b in loaded.betas.items())
-                           + f"; devnet up in {boot:.1f} s ({'cached' if cached else 'deployed'})")
+                           + (f"; {capital_usd:,} USD of each asset on hand" if capital_usd
+                              else ""))
     return report

@@ -77,6 +77,15 @@ class Opportunity:
     # Archive/tape replays: who liquidated this position in history (when taken_by is
     # "keeper", the competitor the keeper beat to it).
     historical_liquidator: str | None = None
+    # The episode's last sampled block; the keeper's liquidations in it (taken: 1, or more
+    # when two landed before a sample); why, at length; the value counted for it (exact
+    # quote wei: realized when taken, the best sampled estimate when missed) and the block
+    # it was valued at.
+    last_block: int | None = None
+    liquidations: int = 0
+    missed_detail: str | None = None
+    value_wei: int | None = None
+    valued_at: int | None = None
 
 
 @dataclass
@@ -97,6 +106,14 @@ class BacktestReport:
     health: list[HealthSample] = field(default_factory=list)
     gas_spent_wei: int = 0
     notes: list[str] = field(default_factory=list)
+    # What became of every liquidation the keeper attempted, by outcome status (one per
+    # liquidation: "confirmed", "no-capital", "reverted"...): the transactions side of the
+    # reconciliation.
+    attempts: dict[str, int] = field(default_factory=dict)
+    decimals: dict[str, int] = field(default_factory=dict)  # token symbol -> decimals
+    min_profit_quote: float = 0.0
+    capital_usd: float | None = None  # each debt asset on hand at the start, in USD
+    boot_seconds: float = 0.0  # devnet start (wall-clock, like `seconds`)
 
     @property
     def keeper_net_profit(self) -> float:
@@ -114,6 +131,23 @@ class BacktestReport:
         return self.keeper_net_profit / available if available > 0 else None
 
     @property
+    def missed_net_profit(self) -> float:
+        """What the opportunities nobody took were worth (their best sampled estimate)."""
+        return sum(max(o.profit_quote, 0.0) for o in self.opportunities if o.taken_by is None)
+
+    def usd(self, symbol: str, block: int) -> float | None:
+        """`symbol`'s oracle price at `block` (the last sample at or before it; the first
+        one for a block before every sample), None when the replay saw no price for it."""
+        found: float | None = None
+        for sample in self.prices:
+            if sample.asset != symbol:
+                continue
+            if sample.block > block and found is not None:
+                break
+            found = sample.price
+        return found
+
+    @property
     def blocks_per_second(self) -> float:
         return self.blocks_replayed / self.seconds if self.seconds > 0 else 0.0
 
@@ -129,5 +163,9 @@ class BacktestReport:
             available_net_profit=self.available_net_profit,
             capture_rate=self.capture_rate,
             blocks_per_second=self.blocks_per_second,
+            missed_net_profit=self.missed_net_profit,
         )
         return out
+
+
+WALL_CLOCK = ("seconds", "blocks_per_second", "boot_seconds")  # the JSON keys that vary run to run

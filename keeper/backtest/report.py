@@ -10,42 +10,50 @@ from __future__ import annotations
 import base64
 import html
 import io
+import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from keeper.backtest.model import BacktestReport, Liquidation
+from keeper.backtest.units import amount, cell, raw_amount, short, usd
 from keeper.errors import InputFileError
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 GWEI = 10**9
 ETH = 10**18
+SENT = ("confirmed", "reverted", "lost")  # outcomes whose transaction was signed and sent
 
 
 class ReplayProgress:
-    """A rich progress bar for a replay, with blocks/s and the ETA.
+    """Progress of a replay: a rich bar on a terminal, a plain line every tenth otherwise.
 
     Call it as `progress(done, total)` (blocks) or `progress(done, total, blocks)` when
-    the bar counts something else (price-path steps) and `blocks` were replayed so far.
+    the bar counts something else (price-path steps, `unit`) and `blocks` were replayed so
+    far; the rate is in that unit per second.
     """
 
     def __init__(self, console: Console, unit: str = "blocks") -> None:
         self.unit = unit
+        self.console = console
         self._started = time.monotonic()
+        self._tty = console.is_terminal
+        self._told = -1  # the last tenth reported without a terminal
         self._bar = Progress(
             TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console,
-            transient=True,
+            transient=True, disable=not self._tty,
         )
         self._task = self._bar.add_task("replay", total=None, rate="")
 
@@ -62,38 +70,106 @@ class ReplayProgress:
 
     def __call__(self, done: int, total: int, blocks: int | None = None) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        replayed = done if blocks is None else blocks
-        self._bar.update(self._task, completed=done, total=total,
-                         rate=f"{replayed / elapsed:,.1f} blocks/s")
+        rate = f"{done / elapsed:,.1f} {self.unit}/s"
+        if blocks is not None and self.unit != "blocks":
+            rate += f", {blocks:,} blocks"
+        self._bar.update(self._task, completed=done, total=total, rate=rate)
+        tenth = done * 10 // max(total, 1)
+        if not self._tty and (tenth > self._told or done == total):
+            self._told = tenth
+            print(f"replayed {done}/{total} {self.unit} ({rate}) in {elapsed:.1f} s",
+                  file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------- console
 
 
-def _wei(amount: int, unit: int = ETH) -> str:
-    return f"{amount / unit:,.6f}"
+def _eth(wei: int) -> str:
+    return amount(wei / ETH, "ETH")
+
+
+def _usd_of(report: BacktestReport, items: Iterable[tuple[int, float]]) -> float | None:
+    """The USD value of quote amounts, each at its block's oracle price."""
+    total = 0.0
+    for block, value in items:
+        price = report.usd(report.quote_symbol, block)
+        if price is None:
+            return None
+        total += value * price
+    return total
+
+
+def _value(report: BacktestReport, items: Iterable[tuple[int, float]]) -> str:
+    """Quote amounts summed, with their USD value: "1.2345 WETH ($2,469)"."""
+    pairs = list(items)
+    quote = amount(sum(v for _b, v in pairs), report.quote_symbol)
+    dollars = _usd_of(report, pairs)
+    return quote if dollars is None else f"{quote} ({usd(dollars)})"
+
+
+def _latency(report: BacktestReport) -> str:
+    latencies = sorted(o.latency_blocks for o in report.opportunities
+                       if o.latency_blocks is not None)
+    if not latencies:
+        return "-"
+    median = latencies[len(latencies) // 2]
+    return (f"median {median}, max {latencies[-1]} blocks (from the first block "
+            "liquidatable)")
+
+
+def reconciliation(report: BacktestReport) -> list[str]:
+    """How the opportunities, the liquidations and the transactions add up, in words."""
+    taken = [o for o in report.opportunities if o.taken_by == "keeper"]
+    missed = [o for o in report.opportunities if o.taken_by != "keeper"]
+    reasons = Counter(o.missed_because or f"taken by {o.taken_by}" for o in missed)
+    in_taken = sum(max(o.liquidations, 1) for o in taken)
+    lines = [
+        f"{len(report.opportunities)} opportunities (a position liquidatable, until a "
+        f"liquidation of it or the end) = {len(taken)} taken by the keeper + "
+        f"{len(missed)} not"
+        + (f" ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})" if missed else ""),
+        f"the {len(taken)} taken hold the keeper's {in_taken} liquidations"
+        + ("" if in_taken == len(report.keeper) else
+           f" ({len(report.keeper)} in the chain's receipts)"),
+    ]
+    if report.attempts:
+        sent = sum(n for status, n in report.attempts.items() if status in SENT)
+        lines.append(
+            f"{sum(report.attempts.values())} liquidations attempted: "
+            + ", ".join(f"{n} {status}" for status, n in report.attempts.items())
+            + f"; {sent} transactions sent (confirmed, reverted or lost), the rest never "
+            "signed")
+    return lines
 
 
 def summary_table(report: BacktestReport) -> Table:
     """The headline figures of a backtest."""
-    table = Table(title=f"backtest ({report.mode}): blocks {report.from_block}-{report.to_block}",
+    positions = max((h.positions for h in report.health), default=0)
+    table = Table(title=f"backtest ({report.mode}): blocks {report.from_block}-"
+                        f"{report.to_block}, {positions} positions with debt",
                   show_header=False)
     capture = report.capture_rate
-    taken = sum(o.taken_by == "keeper" for o in report.opportunities)
-    latencies = [o.latency_blocks for o in report.opportunities if o.latency_blocks is not None]
+    taken = [o for o in report.opportunities if o.taken_by == "keeper"]
+    missed = [o for o in report.opportunities if o.taken_by is None]
+    keeper = [(x.block, x.profit_quote) for x in report.keeper]
     rows = [
         ("blocks replayed", f"{report.blocks_replayed} in {report.seconds:.1f} s "
                             f"({report.blocks_per_second:,.1f} blocks/s)"),
-        ("opportunities", f"{len(report.opportunities)} ({taken} taken by the keeper)"),
-        ("keeper liquidations", str(len(report.keeper))),
-        ("keeper net profit", f"{report.keeper_net_profit:,.6f} {report.quote_symbol}"),
-        ("available net profit", f"{report.available_net_profit:,.6f} {report.quote_symbol}"),
-        ("capture rate", "-" if capture is None else f"{capture:.1%}"),
-        ("median latency", "-" if not latencies
-         else f"{sorted(latencies)[len(latencies) // 2]} blocks"),
-        ("gas spent", f"{_wei(report.gas_spent_wei)} ETH"),
+        ("opportunities", f"{len(report.opportunities)}: {len(taken)} taken, "
+                          f"{len(report.opportunities) - len(taken)} not"),
+        ("keeper liquidations", f"{len(report.keeper)} (in the {len(taken)} taken)"),
+        ("keeper net profit", _value(report, keeper)),
+        ("missed value", _value(report, ((o.valued_at or o.first_block, max(o.profit_quote, 0))
+                                         for o in missed))),
+        ("available net profit", amount(report.available_net_profit, report.quote_symbol)),
+        ("capture rate", "-" if capture is None else f"{capture:.1%} of the available"),
+        ("latency", _latency(report)),
+        ("gas spent", _eth(report.gas_spent_wei)),
+        ("minimum profit", amount(report.min_profit_quote, report.quote_symbol)),
         ("historical liquidations", str(len(report.historical))),
     ]
+    if report.capital_usd is not None:
+        rows.append(("capital on hand", f"{usd(report.capital_usd)} of each asset"))
     for name, value in rows:
         table.add_row(name, value)
     return table
@@ -102,23 +178,33 @@ def summary_table(report: BacktestReport) -> Table:
 def liquidators_table(report: BacktestReport) -> Table:
     """Keeper vs historical liquidators: count and profit each."""
     table = Table(title="liquidators")
-    for column in ("liquidator", "liquidations", f"profit ({report.quote_symbol})"):
+    for column in ("liquidator", "liquidations", f"net profit ({report.quote_symbol})"):
         table.add_column(column)
     for name, (count, profit) in _by_liquidator(report).items():
-        table.add_row(name, str(count), f"{profit:,.6f}")
+        table.add_row(short(name), str(count), amount(profit))
     return table
 
 
 def missed_table(report: BacktestReport) -> Table:
-    """Why the opportunities the keeper did not take were missed."""
+    """Why the opportunities the keeper did not take were missed, and what they were worth."""
     table = Table(title="missed opportunities by reason")
-    table.add_column("reason")
-    table.add_column("count")
-    reasons = Counter(o.missed_because or "taken by another liquidator"
-                      for o in report.opportunities if o.taken_by != "keeper")
-    for reason, count in reasons.most_common():
-        table.add_row(reason, str(count))
+    for column in ("reason", "count", f"value ({report.quote_symbol})"):
+        table.add_column(column)
+    for reason, count, value in _missed(report):
+        table.add_row(reason, str(count), amount(value))
     return table
+
+
+def _missed(report: BacktestReport) -> list[tuple[str, int, float]]:
+    """(reason, count, value) of the missed opportunities, most valuable first."""
+    rows: dict[str, tuple[int, float]] = {}
+    for o in report.opportunities:
+        if o.taken_by == "keeper":
+            continue
+        reason = cell(o.missed_because or f"taken by {o.taken_by}")
+        count, value = rows.get(reason, (0, 0.0))
+        rows[reason] = (count + 1, value + max(o.profit_quote, 0.0))
+    return sorted(((r, n, v) for r, (n, v) in rows.items()), key=lambda x: (-x[2], -x[1], x[0]))
 
 
 def print_summary(console: Console, report: BacktestReport) -> None:
@@ -126,6 +212,8 @@ def print_summary(console: Console, report: BacktestReport) -> None:
     console.print(liquidators_table(report))
     if any(o.taken_by != "keeper" for o in report.opportunities):
         console.print(missed_table(report))
+    for line in reconciliation(report):
+        console.print(line)
     for note in report.notes:
         console.print(f"[dim]note: {note}[/dim]")
 
@@ -151,11 +239,41 @@ def new_figure(width: float = 9, height: float = 3.6) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
+def MaxNLocator(*, integer: bool) -> Any:  # noqa: N802 (matplotlib's name, imported late)
+    from matplotlib.ticker import MaxNLocator as Locator  # noqa: PLC0415
+
+    return Locator(integer=integer)
+
+
+def StrMethodFormatter(spec: str) -> Any:  # noqa: N802
+    from matplotlib.ticker import StrMethodFormatter as Formatter  # noqa: PLC0415
+
+    return Formatter(spec)
+
+
 def png_base64(figure: Figure) -> str:
     """The figure as a base64 PNG, for an <img src="data:image/png;base64,...">."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _span(report: BacktestReport) -> str:
+    return f"blocks {report.from_block}-{report.to_block}"
+
+
+def _blocks_axis(axes: Axes, report: BacktestReport) -> None:
+    """Every plot over blocks spans the replayed range, so their x-axes line up."""
+    low, high = report.from_block, max(report.to_block, report.from_block + 1)
+    axes.set_xlim(low, high)
+    axes.set_xlabel("block")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+
+
+def _counts_axis(axes: Axes) -> None:
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylim(bottom=0)
 
 
 def plot_prices(report: BacktestReport) -> Figure:
@@ -164,12 +282,15 @@ def plot_prices(report: BacktestReport) -> Figure:
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for sample in report.prices:
         series[sample.asset].append((sample.block, sample.price))
-    for asset, points in sorted(series.items()):
+    moved = {a: p for a, p in series.items() if len({v for _, v in p}) > 1}
+    for asset, points in sorted(moved.items()):
         first = points[0][1]
         axes.plot([b for b, _ in points], [100 * p / first for _, p in points],
-                  label=f"{asset} (start {first:,.2f})")
-    axes.set(title="price path (% of the first price)", xlabel="block", ylabel="%")
-    if series:
+                  label=f"{asset} (start {usd(first)})")
+    axes.set(title=f"oracle prices, % of the first ({_span(report)})",
+             ylabel="% of the first price")
+    _blocks_axis(axes, report)
+    if moved:
         axes.legend()
     return figure
 
@@ -179,22 +300,27 @@ def plot_health(report: BacktestReport) -> Figure:
     axes = figure.subplots()
     samples = [h for h in report.health if h.quantiles]
     blocks = [h.block for h in samples]
+    positions = max((h.positions for h in samples), default=0)
 
     def line(q: float) -> list[float]:
         return [min(h.quantiles.get(q, float("nan")), 3.0) for h in samples]
 
+    unhealthy = axes.twinx()
     if samples:
-        axes.fill_between(blocks, line(0.05), line(0.95), alpha=0.2, label="5-95%")
-        axes.fill_between(blocks, line(0.25), line(0.75), alpha=0.35, label="25-75%")
-        axes.plot(blocks, line(0.5), label="median")
-        axes.axhline(1.0, color="red", linewidth=0.8)
-        unhealthy = axes.twinx()
-        unhealthy.plot(blocks, [h.below_one for h in samples], color="black", linewidth=0.8,
-                       linestyle="--", label="HF < 1")
-        unhealthy.set_ylabel("positions with HF < 1")
-        axes.legend(loc="lower left")
-    axes.set(title="health factors of tracked positions (capped at 3)", xlabel="block",
-             ylabel="health factor")
+        axes.fill_between(blocks, line(0.05), line(0.95), alpha=0.2, label="HF 5-95 %")
+        axes.fill_between(blocks, line(0.25), line(0.75), alpha=0.35, label="HF 25-75 %")
+        axes.plot(blocks, line(0.5), label="HF median")
+        axes.axhline(1.0, color="red", linewidth=0.8, label="HF = 1 (liquidatable below)")
+        unhealthy.step(blocks, [h.below_one for h in samples], where="post", color="black",
+                       linewidth=0.8, linestyle="--", label="positions with HF < 1 (right)")
+        handles, labels = axes.get_legend_handles_labels()
+        more, more_labels = unhealthy.get_legend_handles_labels()
+        axes.legend(handles + more, labels + more_labels, loc="lower left", fontsize="small")
+    unhealthy.set_ylabel("positions with HF < 1")
+    _counts_axis(unhealthy)
+    axes.set(title=f"health factors of {positions} positions with debt (capped at 3; "
+                   f"{_span(report)})", ylabel="health factor")
+    _blocks_axis(axes, report)
     return figure
 
 
@@ -215,8 +341,12 @@ def plot_liquidations(report: BacktestReport) -> Figure:
     axes = figure.subplots()
     for label, items in _sources(report):
         counts = Counter(x.block for x in items)
-        axes.bar(list(counts), list(counts.values()), label=label, alpha=0.7)
-    axes.set(title="liquidations by block", xlabel="block", ylabel="liquidations")
+        axes.bar(list(counts), list(counts.values()), label=label, alpha=0.7, width=1.0)
+    total = len(report.keeper) + len(report.historical)
+    axes.set(title=f"liquidations by block: {total} ({_span(report)})",
+             ylabel="liquidations per block")
+    _blocks_axis(axes, report)
+    _counts_axis(axes)
     return _with_legend(figure, report)
 
 
@@ -225,17 +355,21 @@ def plot_pnl(report: BacktestReport) -> Figure:
     axes = figure.subplots()
 
     def cumulative(items: list[Liquidation]) -> tuple[list[int], list[float]]:
-        total, blocks, values = 0.0, [], []
+        total, blocks, values = 0.0, [report.from_block], [0.0]
         for item in sorted(items, key=lambda x: x.block):
             total += item.profit_quote
             blocks.append(item.block)
             values.append(total)
+        blocks.append(report.to_block)
+        values.append(total)
         return blocks, values
 
     for label, items in _sources(report):
         axes.step(*cumulative(items), where="post", label=label)
-    axes.set(title=f"cumulative net profit ({report.quote_symbol})", xlabel="block",
-             ylabel=report.quote_symbol)
+    axes.set(title=f"cumulative net profit, {amount(report.keeper_net_profit, report.quote_symbol)}"
+                   f" for the keeper ({_span(report)})",
+             ylabel=f"net profit ({report.quote_symbol})")
+    _blocks_axis(axes, report)
     return _with_legend(figure, report)
 
 
@@ -243,10 +377,10 @@ def plot_liquidators(report: BacktestReport) -> Figure:
     figure = new_figure()
     axes = figure.subplots()
     rows = _by_liquidator(report)
-    names = [n if n == "keeper" else f"{n[:8]}…" for n in rows]
+    names = [short(n) for n in rows]
     axes.bar(names, [profit for _, profit in rows.values()])
-    axes.set(title=f"keeper vs historical liquidators (net profit, {report.quote_symbol})",
-             ylabel=report.quote_symbol)
+    axes.set(title=f"net profit by liquidator ({_span(report)})", xlabel="liquidator",
+             ylabel=f"net profit ({report.quote_symbol})")
     return figure
 
 
@@ -256,16 +390,26 @@ FIGURES = (plot_prices, plot_health, plot_liquidations, plot_pnl, plot_liquidato
 # ------------------------------------------------------------------------------------- html
 
 
-def _rows(cells: Iterator[tuple[object, ...]]) -> str:
+def _rows(cells: Iterable[tuple[object, ...]]) -> str:
     return "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-        for row in cells
+        "<tr>" + "".join(_td(c) for c in row) + "</tr>" for row in cells
     )
 
 
-def html_table(headers: tuple[str, ...], cells: Iterator[tuple[object, ...]]) -> str:
+def _td(value: object) -> str:
+    text, shown = str(value), cell(value)
+    title = f' title="{html.escape(text)}"' if shown != text else ""
+    return f"<td{title}>{html.escape(shown)}</td>"
+
+
+def html_table(headers: tuple[str, ...], cells: Iterable[tuple[object, ...]]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{_rows(cells)}</tbody></table>"
+
+
+def _token(report: BacktestReport, raw: int, symbol: str) -> str:
+    decimals = report.decimals.get(symbol)
+    return raw_amount(raw, decimals, symbol) if decimals is not None else f"{raw} (raw)"
 
 
 def render_html(report: BacktestReport) -> str:
@@ -275,44 +419,67 @@ def render_html(report: BacktestReport) -> str:
         f'<img alt="{f.__name__}" src="data:image/png;base64,{png_base64(f(report))}">'
         for f in FIGURES
     )
-    headline = html_table(("figure", "value"), (
-        (str(label), str(value)) for label, value in zip(
-            summary.columns[0].cells, summary.columns[1].cells, strict=True)
-    ))
+    headline = "<table><tbody>" + "".join(
+        f"<tr><th>{html.escape(str(label))}</th><td>{html.escape(str(value))}</td></tr>"
+        for label, value in zip(summary.columns[0].cells, summary.columns[1].cells, strict=True)
+    ) + "</tbody></table>"
+    quote = report.quote_symbol
     liquidations = html_table(
-        ("block", "tx", "liquidator", "protocol", "account", "collateral", "debt", "repaid",
-         "seized", f"profit ({report.quote_symbol})", "gas (ETH)"),
+        ("block", "tx", "liquidator", "protocol", "account", "repaid", "seized",
+         f"profit ({quote})", "profit (USD)", "gas (ETH)"),
         ((x.block, x.tx, "keeper" if x.by_keeper else x.liquidator, x.protocol, x.account,
-          x.collateral, x.debt, x.repaid, x.seized, f"{x.profit_quote:.6f}",
-          _wei(x.gas_wei)) for x in sorted([*report.keeper, *report.historical],
-                                          key=lambda x: (x.block, x.tx))),
+          _token(report, x.repaid, x.debt), _token(report, x.seized, x.collateral),
+          amount(x.profit_quote), _usd_at(report, x.block, x.profit_quote),
+          amount(x.gas_wei / ETH))
+         for x in sorted([*report.keeper, *report.historical], key=lambda x: (x.block, x.tx))),
     )
     opportunities = html_table(
-        ("first block", "protocol", "account", "collateral", "debt",
-         f"profit ({report.quote_symbol})", "taken by", "latency (blocks)", "missed because"),
-        ((o.first_block, o.protocol, o.account, o.collateral, o.debt, f"{o.profit_quote:.6f}",
-          o.taken_by or "-", "-" if o.latency_blocks is None else o.latency_blocks,
+        ("first block", "last block", "protocol", "account", "pair", f"value ({quote})",
+         "value (USD)", "taken by", "latency", "why not taken"),
+        ((o.first_block, "-" if o.last_block is None else o.last_block, o.protocol, o.account,
+          f"{o.collateral}/{o.debt}", amount(o.profit_quote),
+          _usd_at(report, o.valued_at or o.first_block, o.profit_quote), o.taken_by or "-",
+          "-" if o.latency_blocks is None else f"{o.latency_blocks} blocks",
           o.missed_because or "-") for o in report.opportunities),
     )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
+    missed = html_table(("reason", "count", f"value ({quote})"),
+                        ((r, n, amount(v)) for r, n, v in _missed(report)))
+    meanings = sorted({(o.missed_because, o.missed_detail) for o in report.opportunities
+                       if o.missed_because and o.missed_detail})
+    legend = "".join(f"<li><b>{html.escape(r)}</b>: {html.escape(d)}</li>"
+                     for r, d in meanings if r and d)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*reconciliation(report),
+                                                            *report.notes])
+    positions = max((h.positions for h in report.health), default=0)
+    title = (f"keeper backtest ({report.mode}), chain {report.chain_id}: {_span(report)}, "
+             f"{positions} positions with debt")
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>keeper backtest {report.mode}</title>
+<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; }}
 table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 2em; }}
-td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; }}
+td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; white-space: nowrap; }}
 img {{ display: block; margin: 1em 0; max-width: 100%; }}
 </style></head><body>
-<h1>keeper backtest: {html.escape(report.mode)}, chain {report.chain_id}</h1>
+<h1>{html.escape(title)}</h1>
 {headline}
 <ul>{notes}</ul>
 {figures}
+<h2>missed opportunities by reason</h2>
+{missed}
+<ul>{legend}</ul>
 <h2>liquidations</h2>
 {liquidations}
 <h2>opportunities</h2>
 {opportunities}
+<p>Exact amounts (raw token units, wei) are in <code>keeper backtest --json</code>.</p>
 </body></html>
 """
+
+
+def _usd_at(report: BacktestReport, block: int, value: float) -> str:
+    price = report.usd(report.quote_symbol, block)
+    return usd(None if price is None else value * price)
 
 
 def write_html(report: BacktestReport, path: Path) -> None:

@@ -69,6 +69,7 @@ class Tally:
         self.by_key: dict[str, Ranked] = {}
         self.historical: list[tuple[int, str, LiquidationLog, int, bool, float]] = []
         self.symbols: dict[str, str] = {}
+        self.decimals: dict[str, int] = {}  # symbol -> decimals (the report's token units)
         self.quote_unit = 1e18  # one whole quote token in its base units
         self.price_blocks: set[int] = set()  # blocks holding a price-feed update
         self.prices: list[PriceSample] = []
@@ -162,6 +163,8 @@ class Tally:
             try:
                 answer = await self.fork.eth_call(token, SYMBOL)
                 self.symbols[token] = str(decode(["string"], bytes.fromhex(answer[2:]))[0])
+                decimals = int(await self.fork.eth_call(token, DECIMALS), 16)
+                self.decimals.setdefault(self.symbols[token], decimals)
             except (RpcError, ValueError, OverflowError):
                 self.symbols[token] = token
         return self.symbols[token]
@@ -197,6 +200,11 @@ class Tally:
             competitors.setdefault((event.protocol, event.account), (liq, took))
         report.opportunities = await self._opportunities(keeper_by_account, competitors)
         report.prices, report.health = self.prices, self.health
+        report.decimals = dict(self.decimals)
+        statuses: dict[str, int] = {}
+        for outcome in outcomes:
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+        report.attempts = dict(sorted(statuses.items()))
         report.notes.append(
             f"{sum(c.reproduced for c in checks)}/{len(checks)} blocks reproduced exactly "
             "(tx hashes, receipts root, balances of every account touched)")
@@ -225,7 +233,9 @@ class Tally:
             profit = opp.net_profit / self.quote_unit
             taken_by, latency, why = None, None, None
             if mine is not None:
-                taken_by, latency, profit = "keeper", mine.block - seen.block, mine.profit_quote
+                # Never negative: a liquidation ranked before the first sighting dates it.
+                taken_by, profit = "keeper", mine.profit_quote
+                latency = max(0, mine.block - seen.block)
             elif rival is not None and rival[1]:
                 taken_by, profit = rival[0].liquidator, rival[0].profit_quote
                 why = reasons.get(account) or (

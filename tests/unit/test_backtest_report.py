@@ -4,6 +4,7 @@ input errors: one `keeper: error:` line and exit code 2."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from decimal import Decimal
@@ -123,7 +124,7 @@ def test_steth_path_is_the_june_2022_depeg() -> None:
 
 def test_a_path_driving_an_unknown_asset_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "p.csv"
-    path.write_text("# drives: STETH=1\ntime,price\nt0,1\nt1,0.9\n")
+    path.write_text("# drives: STETH=1\ntime,price\n2022-06-01,1\n2022-06-02,0.9\n")
     with pytest.raises(InputFileError, match="STETH"):
         load_path(path)
 
@@ -163,3 +164,39 @@ def test_cli_input_errors(tmp_path: Path) -> None:
                      "none.tape")
     assert_one_error(run("--devnet", "--price-path", "eth_usd_2021-05-19_10min",
                          "--log-file", str(tmp_path / "no" / "log")), "cannot write the log")
+
+
+@pytest.mark.usefixtures("clean_logging")
+@pytest.mark.parametrize(("content", "words"), [
+    ("garbage\n1,2,3,4\n", ("garbage.csv:1", "header")),
+    ("time_utc,price\n2021-05-19T00:00,1\n", ("at least two rows",)),
+    ("time_utc,price\n2021-05-19T00:00,1\n1,2,3,4\n", ("garbage.csv:3",)),
+    ("time_utc,price\nyesterday,1\ntoday,2\n", ("garbage.csv:2", "ISO-8601")),
+    ("time_utc,price\n2021-05-19T00:10,1\n2021-05-19T00:00,2\n", ("garbage.csv:3", "after")),
+])
+def test_a_bad_path_file_is_refused_before_the_devnet_starts(
+    tmp_path: Path, content: str, words: tuple[str, ...]
+) -> None:
+    path = tmp_path / "garbage.csv"
+    path.write_text(content)
+    result = CliRunner().invoke(cli.main, [
+        "backtest", "--log-file", str(tmp_path / "log"), "--devnet", "--price-path", str(path)])
+    assert_one_error(result, *words)
+
+
+@pytest.mark.usefixtures("clean_logging")
+def test_steps_and_output_folder_are_checked_before_the_replay(tmp_path: Path) -> None:
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(cli.main, [
+            "backtest", "--log-file", str(tmp_path / "log"), "--devnet", "--price-path",
+            "steth_eth_2022-06_depeg", *args])
+
+    assert_one_error(run("--steps", "999"), "--steps 999", "only 31 steps")
+    assert_one_error(run("--html", str(tmp_path / "nodir" / "r.html")), "nodir",
+                     "does not exist")
+    assert_one_error(run("--html", str(tmp_path)), "is a directory")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not os.access(locked, os.W_OK):  # root writes anywhere
+        assert_one_error(run("--html", str(locked / "r.html")), "not writable")
+    assert_one_error(run("--capital", "0"), "--capital")
