@@ -1,0 +1,97 @@
+"""Which prepared level a feed's answer sends (keeper/prepared.py), without a chain.
+
+The levels are built by hand; the dispatcher is a recorder of what it was handed (the
+integration test, tests/integration/test_prepared.py, runs the real one on the devnet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, cast
+
+from keeper.engine import Engine
+from keeper.prepared import (
+    TOPIC_ANSWER_UPDATED,
+    FeedRule,
+    Level,
+    PreparedLiquidations,
+    _by_side,
+)
+from keeper.types import BlockRef, Opportunity
+
+FEED = "0x" + "ab" * 20
+
+
+class Recorder:
+    """Stands in for the dispatcher: keeps what `dispatch` was handed."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Opportunity, ...]] = []
+
+    def dispatch(self, opportunities: Sequence[Opportunity], tasks: object) -> int:
+        self.sent.append(tuple(opportunities))
+        return len(opportunities)
+
+
+class EngineStub:
+    def __init__(self) -> None:
+        self.dispatcher = Recorder()
+
+
+def _head(number: int) -> BlockRef:
+    return BlockRef(number=number, hash="0x" + "11" * 32, parent_hash="0x" + "00" * 32,
+                    timestamp=1_700_000_000 + number)
+
+
+def _lane(levels: list[Level], at: BlockRef) -> tuple[PreparedLiquidations, Recorder]:
+    engine = EngineStub()
+    lane = PreparedLiquidations(cast(Engine, engine), {FEED: FeedRule(100)})
+    lane.tasks = cast(asyncio.TaskGroup, object())
+    lane._ready = {FEED: levels}
+    lane._at = at
+    return lane, engine.dispatcher
+
+
+def _opps(n: int) -> tuple[Opportunity, ...]:
+    return tuple(cast(Opportunity, ("opportunity", i)) for i in range(n))
+
+
+def _log(answer: int, block: int, **extra: Any) -> dict[str, Any]:
+    return {"address": FEED, "blockNumber": hex(block), "removed": False,
+            "topics": [TOPIC_ANSWER_UPDATED, "0x" + answer.to_bytes(32, "big").hex()], **extra}
+
+
+def test_the_deepest_level_the_answer_reaches_is_sent_once() -> None:
+    down = [Level(FEED, 99, -1, _opps(1)), Level(FEED, 98, -1, _opps(2)),
+            Level(FEED, 97, -1, _opps(3))]
+    lane, sent = _lane([*down, Level(FEED, 101, 1, _opps(4))], _head(10))
+    assert lane.heard(_log(97, 11)) == 3  # reaches 99, 98 and 97: the deepest is sent
+    assert sent.sent == [_opps(3)]
+    assert lane.heard(_log(90, 12)) == 0  # used once: the next step prepares again
+
+
+def test_a_fall_between_levels_sends_the_one_above_it_and_a_rise_the_up_side() -> None:
+    lane, sent = _lane([Level(FEED, 99, -1, _opps(1)), Level(FEED, 97, -1, _opps(3))],
+                       _head(10))
+    assert lane.heard(_log(98, 11)) == 1
+    assert sent.sent == [_opps(1)]
+    lane, sent = _lane([Level(FEED, 99, -1, _opps(1)), Level(FEED, 101, 1, _opps(4))],
+                       _head(10))
+    assert lane.heard(_log(102, 11)) == 4
+    assert sent.sent == [_opps(4)]
+
+
+def test_a_small_move_an_old_block_or_a_removed_log_sends_nothing() -> None:
+    lane, sent = _lane([Level(FEED, 99, -1, _opps(1))], _head(10))
+    assert lane.heard(_log(100, 11)) == 0  # above every level
+    assert lane.heard(_log(90, 10)) == 0  # the block the levels were prepared at
+    assert lane.heard(_log(90, 11, removed=True)) == 0  # reorged out
+    assert sent.sent == []
+    assert lane.heard(_log(90, 11)) == 1
+
+
+def test_answers_are_ordered_from_the_nearest() -> None:
+    wanted: dict[tuple[str, int, int], list[object]] = {
+        (FEED, -1, 97): [], (FEED, -1, 99): [], (FEED, 1, 103): [], (FEED, 1, 101): []}
+    assert _by_side(wanted) == {(FEED, -1): [99, 97], (FEED, 1): [101, 103]}
