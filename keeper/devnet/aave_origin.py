@@ -16,9 +16,10 @@ market) and WSTETH, a token of its own:
   compiled with solcjs 0.6.6) over the devnet WETH feed, so a test can switch the
   proxy's aggregator; WSTETH through a RatioCappedAdapter (contracts/devnet), which
   emits no AnswerUpdated; WBTC, USDC and DAI through their devnet feeds directly.
-- E-mode 1 "Stablecoins" (collateral and borrowable: USDC, DAI) and e-mode 2 "ETH
-  correlated" (collateral: WETH and WSTETH, borrowable: WETH). WSTETH has LTV 0 and LT 0
-  outside e-mode: since v3.6 it still counts as collateral inside e-mode 2.
+- E-mode 1 "Stablecoins" (collateral and borrowable: USDC, DAI), e-mode 2 "ETH
+  correlated" (collateral: WETH and WSTETH, borrowable: WETH) and e-mode 3 "USDC borrow"
+  (collateral: WETH and DAI, borrowable: USDC, WETH on its ltvzero bitmap). WSTETH has
+  LTV 0 and LT 0 outside e-mode: since v3.6 it still counts as collateral inside e-mode 2.
 - WBTC is put in a liquidation grace period (the longest the configurator allows, 4 h
   from the deploy block) after the borrowers open; `start_grace_period` starts another.
 - A PriceOracleSentinel over a SequencerOracle that reports the sequencer up since
@@ -82,6 +83,9 @@ STABLECOINS = EModeCategory(
 ETH_CORRELATED = EModeCategory(
     id=2, ltv=9_000, liquidation_threshold=9_300, liquidation_bonus=10_100, label="ETH correlated"
 )
+USDC_BORROW = EModeCategory(
+    id=3, ltv=8_500, liquidation_threshold=8_800, liquidation_bonus=10_300, label="USDC borrow"
+)
 
 
 @dataclass(frozen=True)
@@ -91,11 +95,16 @@ class EModeMembers:
     category: EModeCategory
     collateral: tuple[str, ...]
     borrowable: tuple[str, ...]
+    # Collateral whose LTV is 0 in this category (v3.6 ltvzeroBitmap): it still counts at the
+    # category's LT, but backs no new borrowing. Set after the borrowers open, as a market
+    # winding an asset down would.
+    ltvzero: tuple[str, ...] = ()
 
 
 EMODES: tuple[EModeMembers, ...] = (
     EModeMembers(STABLECOINS, collateral=("USDC", "DAI"), borrowable=("USDC", "DAI")),
     EModeMembers(ETH_CORRELATED, collateral=("WETH", "WSTETH"), borrowable=("WETH",)),
+    EModeMembers(USDC_BORROW, collateral=("WETH", "DAI"), borrowable=("USDC",), ltvzero=("WETH",)),
 )
 
 # Close to Aave's v3.6 Ethereum core market. WSTETH: LTV 0 / LT 0 outside e-mode.
@@ -471,6 +480,10 @@ SHAPES: tuple[ShapePlan, ...] = (
     ShapePlan(
         "emode_mixed", {"WETH": _d("10000"), "WSTETH": _d("10000")}, ("WETH",), _d("1.04"), emode=2
     ),
+    # E-mode 3: WETH is on the category's ltvzero bitmap (set after this borrower opened).
+    ShapePlan(
+        "emode_ltvzero", {"WETH": _d("10000"), "DAI": _d("10000")}, ("USDC",), _d("1.05"), emode=3
+    ),
     # Collateral in the reserve put in a liquidation grace period.
     ShapePlan("grace_period", {"WBTC": _d("30000")}, ("USDC",), _d("1.04")),
     # Priced only by the silent adapter; a WSTETH ratio drop of ~10 % leaves a deficit.
@@ -587,6 +600,12 @@ def deploy_v36_market(
     wsteth = market.tokens[WSTETH.symbol]
     deployer.send(wsteth.functions.mint(liquidator, token_amount(liquidator_usd, WSTETH)))
     borrowers = seed_borrowers(deployer, market, morpho)
+    for members in EMODES:
+        for symbol in members.ltvzero:
+            call = market.pool_configurator.functions.setAssetLtvzeroInEMode(
+                market.tokens[symbol].address, members.category.id, True
+            )
+            deployer.send(call)
     # After the borrowers: a reserve in its grace period cannot be liquidated, but can be used.
     grace_asset = market.tokens[GRACE_PERIOD_RESERVE].address
     start_grace_period(deployer, market.pool_configurator, grace_asset)

@@ -150,6 +150,10 @@ def test_market_and_reserves_as_configured(devnet: Devnet) -> None:
         assert pool.functions.getEModeCategoryBorrowableBitmap(c.id).call() == _bit(
             [ids[s] for s in members.borrowable]
         )
+        assert pool.functions.getEModeCategoryLtvzeroBitmap(c.id).call() == _bit(
+            [ids[s] for s in members.ltvzero]
+        )
+    assert any(m.ltvzero for m in EMODES)
     # A grace period was set on the grace reserve at deploy (it may have lapsed by now).
     grace_asset = Web3.to_checksum_address(info.tokens[GRACE_PERIOD_RESERVE].address)
     assert pool.functions.getLiquidationGracePeriod(grace_asset).call() > 0
@@ -162,7 +166,7 @@ def test_seeded_borrowers_have_their_shapes(devnet: Devnet) -> None:
     assert set(info.borrowers) == {s.name for s in SHAPES}
     for shape in SHAPES:
         user = Web3.to_checksum_address(info.borrowers[shape.name])
-        collateral, debt, _borrows, lt, _ltv, health = _account(devnet, user)
+        collateral, debt, _borrows, lt, ltv, health = _account(devnet, user)
         usd = sum(shape.collateral_usd.values(), Decimal(0))
         # Interest and the WSTETH ratio's growth since the deploy move these a little.
         assert abs(Decimal(collateral) / BASE / usd - 1) < Decimal("0.05"), shape.name
@@ -179,6 +183,9 @@ def test_seeded_borrowers_have_their_shapes(devnet: Devnet) -> None:
         if shape.name == "emode_non_member_collateral":
             # DAI at the e-mode's 95 %, WETH (not in the bitmap) at its own 83 %.
             assert 8_300 < lt < 9_500
+        if shape.name == "emode_ltvzero":
+            # WETH is on e-mode 3's ltvzero bitmap: it counts at the LT, not at the LTV.
+            assert lt == 8_800 and 4_000 < ltv < 4_500
         if shape.name == "multi_debt":
             config = pool.functions.getUserConfiguration(user).call()[0]
             borrowed = [i for i in range(len(RESERVES)) if config >> (2 * i) & 1]
