@@ -1,7 +1,8 @@
 """Deploy the whole devnet on a running anvil, and cache the result.
 
 `deploy_devnet` puts tokens, feeds, Aave V3, Uniswap V2 and Morpho Blue on an
-empty anvil, opens the borrower population, then adds Uniswap V3. `start_devnet` starts anvil
+empty anvil, opens the borrower population, then adds Uniswap V3 and a second Aave
+market, v3.6 (keeper/devnet/aave_origin.py), with its own borrowers. `start_devnet` starts anvil
 from the cached state when one matches (keyed on the lock file, the deploy
 code, our contracts and the population), so a second start takes well under
 a second instead of a full deploy.
