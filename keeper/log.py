@@ -226,8 +226,10 @@ def _renderer(fmt: LogFormat, stream: TextIO) -> tuple[list[Processor], Processo
     if fmt == "console":
         limiter = RepeatLimiter()
         _state["limiter"] = limiter
+        # Fields in the order the event gives them (`status head=… tracked=…`), not sorted.
         return [limiter, humanize], structlog.dev.ConsoleRenderer(
-            colors=_isatty(stream), pad_event_to=0 if not _isatty(stream) else 30)
+            colors=_isatty(stream), pad_event_to=0 if not _isatty(stream) else 30,
+            sort_keys=False)
     _state.pop("limiter", None)
     return [add_units], structlog.processors.JSONRenderer()
 
