@@ -44,6 +44,9 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
     table.add_row("start", f"{seconds:.2f} s ({'cached state' if cached else 'cold deploy'})")
     table.add_row("Aave V3 pool", info.aave_v3.pool)
     table.add_row("Aave V3 addresses provider", info.aave_v3.addresses_provider)
+    if info.aave_v3_6 is not None:
+        table.add_row("Aave v3.6 pool", info.aave_v3_6.pool)
+        table.add_row("Aave v3.6 addresses provider", info.aave_v3_6.addresses_provider)
     table.add_row("Morpho Blue", info.morpho_blue.morpho)
     table.add_row("Uniswap V2 factory", info.uniswap_v2.factory)
     table.add_row("Uniswap V2 router", info.uniswap_v2.router)
