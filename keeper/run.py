@@ -2,12 +2,16 @@
 
 `keeper_from_config` builds a `Keeper` (keeper/wiring.py) from a validated
 `KeeperConfig`: every configured HTTP endpoint behind failover (the chain id
-checked), the Uniswap V2 pairs of `dex.uniswap_v2_factory`, every enabled
+checked, then every configured address's code and interface, keeper/addresses.py),
+the Uniswap V2 pairs of `dex.uniswap_v2_factory`, every enabled
 `[strategies.<name>]` section created through its plugin, and, only when
 sending, the account and an `Executor` writing to `execution.journal`.
 `keeper scan` (keeper/scan.py) uses it without an account. `keeper run` is the
-daemon: it stops on SIGINT/SIGTERM after the in-flight sends finish and prints a
-one-line journal summary.
+daemon: it holds the journal's and the account's locks (keeper/lock.py), reads the
+tokens' symbols for the console (keeper/units.py), posts `[alerts]` webhooks
+(keeper/alerts.py), stops on SIGINT/SIGTERM after the in-flight sends finish and
+prints this run's summary (`run_summary`: token units, reasons for what was
+abandoned and lost).
 
 `mode = "live"` sends to the configured chain. `mode = "dry-run"` (or
 `keeper run --dry-run`) never does: the engine still reads the configured
@@ -26,7 +30,6 @@ import contextlib
 import dataclasses
 import signal
 import time
-from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -193,7 +196,7 @@ async def keeper_from_config(
                 await executor.start()
         flash: FlashRoute | None = None
         if executor is not None and flash_executor is not None:
-            flash = await flash_route(executor, flash_executor, dex, quote)
+            flash = await flash_route(executor, flash_executor, dex, quote, exits)
         ws = WsSubscriptions(config.chain.ws_url) if config.chain.ws_url is not None else None
         keeper = assemble(
             chain, strategies, dex, quote_token=quote,
@@ -247,9 +250,10 @@ OWNER = "0x8da5cb5b"  # owner()
 
 
 async def flash_route(
-    executor: Executor, address: str, dex: PairBook, quote: str
+    executor: Executor, address: str, dex: PairBook, quote: str, exits: Venue | None = None,
 ) -> FlashRoute:
-    """The flash executor's route, after checking it is a contract the account owns."""
+    """The flash executor's route, after checking it is a contract the account owns; the
+    V3 pools of `exits` may lend too."""
     chain = executor.chain
     code = await chain.call("eth_getCode", [address.lower(), "latest"])
     if not isinstance(code, str) or len(code) <= 2:
@@ -263,23 +267,10 @@ async def flash_route(
     if owner.lower() != executor.address:
         raise ConfigError(f"execution.flash_executor {address} is owned by {owner}, not by "
                           f"the account {executor.address}")
-    return await FlashRoute.discover(chain, address, dex, quote)
+    return await FlashRoute.discover(chain, address, dex, quote, exits)
 
 
 # ---------------------------------------------------------------------------- run
-
-
-def summary_line(summary: JournalSummary, decimals: int = 18, *, dry_run: bool = False) -> str:
-    """One line: intent counts by status, realized profit and gas used."""
-    counts = ", ".join(f"{status} {count}" for status, count in summary.counts.items())
-    profit = Decimal(summary.realized_profit) / 10**decimals
-    if dry_run:
-        return (f"keeper: stopped; dry run on a local fork, nothing sent to the chain; "
-                f"{summary.counts.get('confirmed', 0)} liquidations confirmed on the fork; "
-                f"journal: {counts}; realized profit on the fork {profit:f} (quote token); "
-                f"gas used {summary.gas_used}")
-    return (f"keeper: stopped; journal: {counts}; realized profit {profit:f} (quote token); "
-            f"gas used {summary.gas_used}")
 
 
 def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:

@@ -73,6 +73,9 @@ def test_write_config_runs_as_written(devnet_session: Devnet, tmp_path: Path) ->
         assert watched == {"aave_v3", "morpho_blue", *devnet_session.info.aave_markets()}
         morpho = {p["account"].lower() for p in positions if p["strategy"] == "morpho_blue"}
         assert morpho >= {b.address.lower() for b in seeded_borrowers("morpho_blue")}
+        # mode = "live" and no key in the environment: the read-only commands still run.
+        risk = invoke("risk", "--json", "--config", str(config))
+        assert risk.exit_code == 0, risk.output
     finally:
         process.terminate()
         _stdout, stderr = process.communicate(timeout=30)
