@@ -99,22 +99,8 @@ def _usd_of(report: BacktestReport, items: Iterable[tuple[int, float]]) -> float
     return total
 
 
-def _value(report: BacktestReport, items: Iterable[tuple[int, float]]) -> str:
-    """Quote amounts summed, with their USD value: "1.2345 WETH ($2,469)"."""
-    pairs = list(items)
-    quote = amount(sum(v for _b, v in pairs), report.quote_symbol)
-    dollars = _usd_of(report, pairs)
-    return quote if dollars is None else f"{quote} ({usd(dollars)})"
-
-
-def _latency(report: BacktestReport) -> str:
-    latencies = sorted(o.latency_blocks for o in report.opportunities
-                       if o.latency_blocks is not None)
-    if not latencies:
-        return "-"
-    median = latencies[len(latencies) // 2]
-    return (f"median {median}, max {latencies[-1]} blocks (from the first block "
-            "liquidatable)")
+def _blocks(count: int) -> str:
+    return f"{count} block" if count == 1 else f"{count} blocks"
 
 
 def reconciliation(report: BacktestReport) -> list[str]:
@@ -130,7 +116,9 @@ def reconciliation(report: BacktestReport) -> list[str]:
         + (f" ({', '.join(f'{n} {r}' for r, n in reasons.most_common())})" if missed else ""),
         f"the {len(taken)} taken hold the keeper's {in_taken} liquidations"
         + ("" if in_taken == len(report.keeper) else
-           f" ({len(report.keeper)} in the chain's receipts)"),
+           f" ({len(report.keeper)} in the chain's receipts)")
+        + "; latency counts the blocks from the first block a position was liquidatable "
+        "to the keeper's liquidation of it",
     ]
     if report.attempts:
         sent = sum(n for status, n in report.attempts.items() if status in SENT)
@@ -152,24 +140,34 @@ def summary_table(report: BacktestReport) -> Table:
     taken = [o for o in report.opportunities if o.taken_by == "keeper"]
     missed = [o for o in report.opportunities if o.taken_by is None]
     keeper = [(x.block, x.profit_quote) for x in report.keeper]
+    latencies = sorted(o.latency_blocks for o in taken if o.latency_blocks is not None)
+    keeper_usd = _usd_of(report, keeper)
+    missed_usd = _usd_of(report, ((o.valued_at or o.first_block, max(o.profit_quote, 0))
+                                  for o in missed))
+    quote = report.quote_symbol
+    # Every value fits a 24-character cell (the HTML report's tables).
     rows = [
-        ("blocks replayed", f"{report.blocks_replayed} in {report.seconds:.1f} s "
-                            f"({report.blocks_per_second:,.1f} blocks/s)"),
-        ("opportunities", f"{len(report.opportunities)}: {len(taken)} taken, "
-                          f"{len(report.opportunities) - len(taken)} not"),
-        ("keeper liquidations", f"{len(report.keeper)} (in the {len(taken)} taken)"),
-        ("keeper net profit", _value(report, keeper)),
-        ("missed value", _value(report, ((o.valued_at or o.first_block, max(o.profit_quote, 0))
-                                         for o in missed))),
-        ("available net profit", amount(report.available_net_profit, report.quote_symbol)),
-        ("capture rate", "-" if capture is None else f"{capture:.1%} of the available"),
-        ("latency", _latency(report)),
+        ("blocks", f"{report.from_block}-{report.to_block}"),
+        ("replayed", f"{report.blocks_replayed} blocks in {report.seconds:.1f} s"),
+        ("opportunities", str(len(report.opportunities))),
+        ("taken by the keeper", str(len(taken))),
+        ("not taken", str(len(report.opportunities) - len(taken))),
+        ("keeper liquidations", str(len(report.keeper))),
+        ("keeper net profit", amount(report.keeper_net_profit, quote)),
+        ("keeper net profit (USD)", usd(keeper_usd)),
+        ("missed value", amount(report.missed_net_profit, quote)),
+        ("missed value (USD)", usd(missed_usd)),
+        ("available value", amount(report.available_net_profit, quote)),
+        ("capture rate", "-" if capture is None else f"{capture:.1%}"),
+        ("median latency", "-" if not latencies
+         else _blocks(latencies[len(latencies) // 2])),
+        ("max latency", "-" if not latencies else _blocks(latencies[-1])),
         ("gas spent", _eth(report.gas_spent_wei)),
-        ("minimum profit", amount(report.min_profit_quote, report.quote_symbol)),
+        ("minimum profit", amount(report.min_profit_quote, quote)),
         ("historical liquidations", str(len(report.historical))),
     ]
     if report.capital_usd is not None:
-        rows.append(("capital on hand", f"{usd(report.capital_usd)} of each asset"))
+        rows.append(("capital on hand", f"{usd(report.capital_usd)} each asset"))
     for name, value in rows:
         table.add_row(name, value)
     return table

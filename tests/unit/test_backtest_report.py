@@ -3,6 +3,8 @@ input errors: one `keeper: error:` line and exit code 2."""
 
 from __future__ import annotations
 
+import html
+import io
 import json
 import os
 import re
@@ -23,7 +25,16 @@ from keeper.backtest.model import (
     Opportunity,
     PriceSample,
 )
-from keeper.backtest.report import ReplayProgress, print_summary, render_html, write_html
+from keeper.backtest.report import (
+    FIGURES,
+    ReplayProgress,
+    plot_health,
+    plot_liquidations,
+    print_summary,
+    render_html,
+    write_html,
+)
+from keeper.backtest.units import CELL
 from keeper.errors import InputFileError
 from keeper.log import reset_logging
 
@@ -75,6 +86,52 @@ def test_html_is_self_contained_with_every_plot(tmp_path: Path) -> None:
     assert all(len(i) > 1000 for i in images)
     assert "http://" not in text and "https://" not in text  # nothing loaded from elsewhere
     assert "75.0%" in text and "no-capital" in text and f"0x{105:064x}" in text
+
+
+def test_html_tables_fit_and_show_token_units() -> None:
+    report = sample_report()
+    whale = "0x" + "ab" * 20
+    report.keeper.append(Liquidation(
+        block=106, tx="0x" + "cd" * 32, liquidator=whale, protocol="morpho_blue", account=whale,
+        collateral="WETH", debt="USDC", repaid=465313717744221, seized=465313717744221380249635,
+        profit_quote=12345.678901, gas_wei=10**15, by_keeper=True))
+    report.decimals = {"WETH": 18, "USDC": 6, "DAI": 18}
+    page = render_html(report)
+    cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page, re.S)]
+    assert max(len(c) for c in cells) <= CELL, max(cells, key=len)
+    assert "465313717744221" not in page  # exact integers only in the JSON
+    assert "465,313,718 USDC" in cells and "465,313.72 WETH" in cells
+    assert "0xabab…abab" in cells and f'title="{whale}"' in page
+    assert "$" in page  # USD at the oracle's prices
+
+
+def test_every_plot_has_a_title_and_axis_units() -> None:
+    report = sample_report()
+    for figure in (plot(report) for plot in FIGURES):
+        axes = figure.axes[0]
+        assert axes.get_title() and axes.get_xlabel() and axes.get_ylabel(), axes.get_title()
+        assert all(a.get_ylabel() for a in figure.axes)
+        if axes.get_xlabel() == "block":  # every block axis spans the replayed range
+            assert tuple(axes.get_xlim()) == (report.from_block, report.to_block)
+    health = plot_health(report)
+    legend = health.axes[0].get_legend()
+    assert legend is not None
+    assert "positions with HF < 1 (right)" in [t.get_text() for t in legend.get_texts()]
+    # Counts tick at integers.
+    ticks = plot_liquidations(report).axes[0].get_yticks()
+    assert all(float(t).is_integer() for t in ticks)
+    assert "blocks 100-110" in health.axes[0].get_title()
+    assert "50 positions" in health.axes[0].get_title()
+
+
+def test_progress_without_a_terminal_prints_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    console = Console(file=io.StringIO(), force_terminal=False)
+    with ReplayProgress(console, unit="steps") as progress:
+        for done in range(1, 21):
+            progress(done, 20, done * 3)
+    lines = capsys.readouterr().err.splitlines()
+    assert 2 <= len(lines) <= 11 and "20/20 steps" in lines[-1] and "60 blocks" in lines[-1]
+    assert "steps/s" in lines[-1]
 
 
 def test_html_of_an_empty_report() -> None:
