@@ -417,6 +417,17 @@ def start_grace_period(
     deployer.send(call)
 
 
+def end_grace_period(deployer: Deployer, configurator: Contract, asset: str) -> None:
+    """End a reserve's liquidation grace period now (disableLiquidationGracePeriod).
+
+    The deploy's grace period is wall-clock bound (anvil stamps blocks with the clock, also
+    after loading a cached state), so whether it is still on depends on the cache's age; a
+    test that liquidates the grace reserve calls this or `start_grace_period` first.
+    """
+    call = configurator.functions.disableLiquidationGracePeriod(Web3.to_checksum_address(asset))
+    deployer.send(call)
+
+
 def pool_artifact() -> Artifact:
     """The v3.6 Pool ABI (for the proxy at `AaveV36Info.pool`)."""
     return _artifact("PoolInstance")
@@ -623,6 +634,7 @@ __all__ = [
     "deploy_aave_v36",
     "deploy_v36_market",
     "eac_aggregator_proxy",
+    "end_grace_period",
     "origin_artifacts",
     "seed_borrowers",
     "start_grace_period",
