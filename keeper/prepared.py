@@ -26,6 +26,7 @@ level for those, one capital read, and one ranking per non-empty level.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +211,10 @@ class PreparedLiquidations:
         # The deepest one reached is the nearest to the answer (all lie between it and now).
         level = min(reached, key=lambda lv: abs(lv.answer - answer))
         del self._ready[feed]  # used once: the next step prepares again
-        sent = dispatcher.dispatch(level.opportunities, tasks)
+        # Valid from the block that posted the answer: simulated there (at the head they
+        # were prepared at, the positions were still healthy).
+        ready = [dataclasses.replace(o, block=block) for o in level.opportunities]
+        sent = dispatcher.dispatch(ready, tasks)
         self.stats.fired += 1
         self.stats.sent += sent
         log.info("prepared liquidations sent on the feed's answer", feed=feed, answer=answer,

@@ -20,7 +20,14 @@ from keeper.devnet.tokens import to_feed_answer
 from keeper.execution.journal import Journal
 from keeper.prepared import TOPIC_ANSWER_UPDATED, decode_answer
 from tests.conftest import Devnet
-from tests.integration.helpers import SPECS, set_price
+from tests.integration.helpers import (
+    SPECS,
+    aave_pool,
+    deployer,
+    liquidator,
+    set_price,
+    tokens,
+)
 
 TIMEOUT = 60.0
 
@@ -36,6 +43,11 @@ async def _until(condition: object, what: str) -> None:
 def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path: Path) -> None:
     weth_feed = devnet.info.feeds["WETH"].lower()
     assert devnet.info.feed_rules["WETH"].deviation_bps == 100
+    # Approved up front, as a running keeper would be: the sends then simulate at the block
+    # that posted the answer (not after an approval, at whatever is latest then).
+    pool, owner = aave_pool(devnet).address, liquidator(devnet)
+    for token in tokens(devnet).values():
+        deployer(devnet).send(token.functions.approve(pool, 2**256 - 1), sender=owner)
 
     async def scenario() -> None:
         keeper = await build_keeper(devnet.info, Journal(tmp_path / "j.sqlite"), ws=True)
@@ -70,7 +82,7 @@ def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path
 
             await _until(settled, "the prepared liquidations to be mined")
             statuses = [o.status for o in keeper.outcomes]
-            assert "reverted" not in statuses, statuses
+            assert "reverted" not in statuses and "simulation-failed" not in statuses, statuses
             confirmed = {o.key for o in keeper.outcomes if o.status == "confirmed"}
             assert expected <= confirmed
         finally:

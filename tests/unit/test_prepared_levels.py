@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from keeper.engine import Engine
@@ -53,8 +54,16 @@ def _lane(levels: list[Level], at: BlockRef) -> tuple[PreparedLiquidations, Reco
     return lane, engine.dispatcher
 
 
-def _opps(n: int) -> tuple[Opportunity, ...]:
-    return tuple(cast(Opportunity, ("opportunity", i)) for i in range(n))
+@dataclass(frozen=True)
+class Ready:
+    """Stands in for a ranked `Opportunity`: what `fire` reads and re-stamps."""
+
+    key: str
+    block: int = 10
+
+
+def _opps(n: int, block: int = 10) -> tuple[Opportunity, ...]:
+    return tuple(cast(Opportunity, Ready(f"{n}:{i}", block)) for i in range(n))
 
 
 def _log(answer: int, block: int, **extra: Any) -> dict[str, Any]:
@@ -67,7 +76,7 @@ def test_the_deepest_level_the_answer_reaches_is_sent_once() -> None:
             Level(FEED, 97, -1, _opps(3))]
     lane, sent = _lane([*down, Level(FEED, 101, 1, _opps(4))], _head(10))
     assert lane.heard(_log(97, 11)) == 3  # reaches 99, 98 and 97: the deepest is sent
-    assert sent.sent == [_opps(3)]
+    assert sent.sent == [_opps(3, block=11)]  # simulated at the block that posted it
     assert lane.heard(_log(90, 12)) == 0  # used once: the next step prepares again
 
 
@@ -75,11 +84,11 @@ def test_a_fall_between_levels_sends_the_one_above_it_and_a_rise_the_up_side() -
     lane, sent = _lane([Level(FEED, 99, -1, _opps(1)), Level(FEED, 97, -1, _opps(3))],
                        _head(10))
     assert lane.heard(_log(98, 11)) == 1
-    assert sent.sent == [_opps(1)]
+    assert sent.sent == [_opps(1, block=11)]
     lane, sent = _lane([Level(FEED, 99, -1, _opps(1)), Level(FEED, 101, 1, _opps(4))],
                        _head(10))
     assert lane.heard(_log(102, 11)) == 4
-    assert sent.sent == [_opps(4)]
+    assert sent.sent == [_opps(4, block=11)]
 
 
 def test_a_small_move_an_old_block_or_a_removed_log_sends_nothing() -> None:
