@@ -120,13 +120,18 @@ class Bench:
         self.deployer = info.accounts.deployer
         contract = self.w3.eth.contract(address=to_checksum_address(self.feed),
                                         abi=price_feed().abi)
-        self.crash_data = contract.functions.updateAnswer(
-            to_feed_answer(WETH_START * (1 - drop)))._encode_transaction_data()
+        self.contract = contract
+        self.crash_data = self.crash_for(drop)
         self.calm_data = [contract.functions.updateAnswer(
             to_feed_answer(WETH_START * (1 + Decimal(k) / 10_000)))._encode_transaction_data()
             for k in (1, -1)]
         self.snapshot = ""
         self.poster: HttpRpc | None = None
+
+    def crash_for(self, drop: Decimal) -> str:
+        """The feed update that posts WETH `drop` below its start (one price block)."""
+        return str(self.contract.functions.updateAnswer(
+            to_feed_answer(WETH_START * (1 - drop)))._encode_transaction_data())
 
     # -- chain helpers (the poster is its own client, so it never shares the keeper's session)
 
@@ -201,7 +206,8 @@ def save_keeper(keeper: Keeper) -> KeeperState:
 
 
 async def trial_keeper(state: KeeperState, rpc: HttpRpc, folder: Path, trial: str, *,
-                       ws: WsSubscriptions | None, poll_interval: float) -> Keeper:
+                       ws: WsSubscriptions | None, poll_interval: float,
+                       prepared: bool = True) -> Keeper:
     """The keeper exactly as synced at the snapshot, on `rpc`, with a fresh journal and nonce
     (no capital held by the last trial's sends) and this trial's intake. It is wired anew
     each trial: every stage's fields are set once, at construction."""
@@ -218,7 +224,9 @@ async def trial_keeper(state: KeeperState, rpc: HttpRpc, folder: Path, trial: st
     keeper = assemble(
         rpc, strategies, dex, quote_token=engine.quote_token, min_profit=engine.min_profit,
         priority_fee=engine.priority_fee, executor=executor, live=live, flash=intents.flash,
-        batch_max=intents.batch_max, ws=ws, poll_interval=poll_interval)
+        batch_max=intents.batch_max, ws=ws, poll_interval=poll_interval,
+        feed_rules=template.prepared.rules if template.prepared is not None else None,
+        prepared_levels=template.prepared.levels if prepared and template.prepared else 0)
     # Synced at the snapshot's head, as `Keeper.sync` leaves it, without reading the chain.
     keeper.engine.last = state.head
     keeper.engine.next_base_fee = state.next_base_fee
@@ -239,13 +247,26 @@ async def close_keeper(keeper: Keeper) -> None:
     release(keeper)
 
 
-async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
-                       folder: Path, trial: str) -> tuple[float, float, float]:
-    """(log -> send, log -> price block's step starts, step starts -> first send)."""
+@dataclass
+class Trial:
+    """One keeper trial: log -> first send (None: the move opened nothing), whether a
+    prepared level was sent, log -> price block's step starts, step starts -> first send."""
+
+    latency: float | None
+    fired: bool
+    seen: float
+    work: float
+
+
+async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folder: Path,
+                       trial: str, drop: Decimal, prepared: bool) -> Trial:
+    """A WETH drop of `drop` posted in one block; the keeper (with or without its prepared
+    liquidations) is timed from the feed's log to its first send."""
     await bench.reset()
     ws = WsSubscriptions(bench.info.ws_url)
     # The socket drives it (one head read after subscribing).
-    keeper = await trial_keeper(state, rpc, folder, trial, ws=ws, poll_interval=3600.0)
+    keeper = await trial_keeper(state, rpc, folder, trial, ws=ws, poll_interval=3600.0,
+                                prepared=prepared)
     # Nothing else mines: the first block the keeper steps to is the price block. A step
     # starts when the follower fetches its logs (then the engine applies and ranks it).
     marks: dict[str, float] = {}
@@ -258,13 +279,20 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
 
     heard_at: dict[int, float] = {}
     heard = keeper.follower._heard
+    on_urgent = keeper.follower.on_urgent
 
     def first_heard(number: int, raw: Mapping[str, Any] | None) -> None:
         heard_at.setdefault(number, time.perf_counter())  # head or log, whichever came first
         heard(number, raw)
 
+    def urgent_first(raw: Mapping[str, Any]) -> object:
+        # The log reaches the prepared liquidations before `_heard`: time it from here.
+        heard_at.setdefault(int(str(raw["blockNumber"]), 16), time.perf_counter())
+        return on_urgent(raw) if on_urgent is not None else None
+
     keeper.follower.__dict__["step_to"] = step_to
     keeper.follower.__dict__["_heard"] = first_heard
+    keeper.follower.on_urgent = urgent_first
     stop = asyncio.Event()
     task = asyncio.create_task(keeper.run(stop))
     try:
@@ -279,15 +307,24 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
         while keeper.engine.last is None or keeper.engine.last.number < current:
             assert time.monotonic() < deadline, "the keeper did not catch up with the head"
             await asyncio.sleep(0.001)
+        while prepared and keeper.prepared is not None and keeper.prepared.stats.prepared < 1:
+            assert time.monotonic() < deadline, "the keeper prepared nothing"
+            await asyncio.sleep(0.001)
         await asyncio.sleep(random.uniform(0.01, 0.05))
         marks.clear()
         rpc.sends.clear()
         rpc.sent_event.clear()
-        _, price_block = await bench.post(bench.crash_data)
-        await asyncio.wait_for(rpc.sent_event.wait(), TRIAL_TIMEOUT)
+        _, price_block = await bench.post(bench.crash_for(drop))
+        # Until the first send, or until the price block is processed with nothing sent.
+        while not rpc.sent_event.is_set():
+            if keeper.engine.stats.processed >= price_block and keeper.inflight == 0:
+                break
+            assert time.monotonic() < deadline + TRIAL_TIMEOUT, "neither sent nor processed"
+            await asyncio.sleep(0.001)
         # The price block's first notification (anvil pushes newHeads before its logs).
         t0 = heard_at[price_block]
-        t1 = min(t for t in rpc.sends if t >= t0)
+        sends = [t for t in rpc.sends if t >= t0]
+        fired = keeper.prepared is not None and keeper.prepared.stats.fired > 0
     finally:
         # The chain is reverted next: the rest of the fan-out is of no interest, cancel it.
         stop.set()
@@ -295,13 +332,15 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
         with contextlib.suppress(asyncio.CancelledError):
             await task
         release(keeper)
-    # The engine sends its most promising liquidations before the step has ranked the rest,
-    # so "step starts -> sent" is the whole critical path after the block was heard.
-    detected = marks["detected"]
-    return t1 - t0, detected - t0, t1 - detected
+    if not sends:
+        return Trial(None, fired, 0.0, 0.0)
+    t1 = min(sends)
+    detected = marks.get("detected", t1)
+    return Trial(t1 - t0, fired, detected - t0, t1 - detected)
 
 
-async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount) -> float:
+async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount,
+                      drop: Decimal) -> float:
     """A bare loop: the feed's log by `eth_subscribe` on its own socket, then a pre-signed
     transaction sent over that same socket; t1 = the send's answer is back."""
     nonce = int(await rpc.call("eth_getTransactionCount", [account.address, "pending"]), 16)
@@ -328,7 +367,7 @@ async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount) -> floa
 
         task = asyncio.create_task(loop())
         await asyncio.sleep(random.uniform(0.01, 0.05))
-        await bench.post(bench.crash_data)
+        await bench.post(bench.crash_for(drop))
         return await asyncio.wait_for(task, TRIAL_TIMEOUT)
 
 
@@ -375,6 +414,12 @@ async def steady_state(bench: Bench, *, rpc: TimedRpc, state: KeeperState,
             f"by method per block: {detail})")
 
 
+def _bucket(drop: Decimal) -> str:
+    """A move's bucket for the report: -1..-3 %, -3..-5 %, -5..-8 %."""
+    pct = drop * 100
+    return "-1..-3 %" if pct < 3 else "-3..-5 %" if pct < 5 else "-5..-8 %"
+
+
 def machine() -> str:
     model = "?"
     with open("/proc/cpuinfo") as cpuinfo:
@@ -386,7 +431,7 @@ def machine() -> str:
 
 
 async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> None:
-    bench = Bench(info, Decimal(args.drop))
+    bench = Bench(info, Decimal(args.drop or "0.036"))
     bench.poster = await HttpRpc.open(info.rpc_url)
     limit_rpc = await HttpRpc.open(info.rpc_url)
     Account.enable_unaudited_hdwallet_features()
@@ -419,22 +464,36 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                           if p.protocol == "aave_v3")
 
 
-            keeper = Series("keeper   (websocket)")
+            rng = random.Random(args.seed)
+            prepared = Series("keeper, prepared level sent")
+            unprepared = Series("keeper, no prepared level reached")
+            plain = Series("keeper, preparation off")
             limit = Series("limit    (websocket)")
-            detect = Series("  of which log -> price block to step")
-            stepping = Series("  of which step starts -> sent")
+            by_move: dict[str, Series] = {}
+            nothing = 0
             for k in range(args.warmup + args.trials):
-                # Interleave keeper and limit trials, so drift hits both alike.
-                latency, seen, work = await keeper_trial(
-                    bench, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
-                bare = await limit_trial(bench, limit_rpc, limit_account)
+                drop = (Decimal(args.drop) if args.drop else
+                        Decimal(rng.randint(args.min_move_bps, args.max_move_bps)) / 10_000)
+                # Interleave the three, so drift hits all alike.
+                ready = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
+                                           trial=f"p{k}", drop=drop, prepared=True)
+                off = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
+                                         trial=f"o{k}", drop=drop, prepared=False)
+                bare = await limit_trial(bench, limit_rpc, limit_account, drop)
                 if k % 25 == 0:
                     print(f"  trial {k}", file=sys.stderr, flush=True)
-                if k >= args.warmup:
-                    keeper.samples.append(latency)
-                    limit.samples.append(bare)
-                    detect.samples.append(seen)
-                    stepping.samples.append(work)
+                if k < args.warmup:
+                    continue
+                limit.samples.append(bare)
+                if ready.latency is None:
+                    nothing += 1  # the move opened nothing: no send to time
+                    continue
+                (prepared if ready.fired else unprepared).samples.append(ready.latency)
+                if ready.fired:
+                    bucket = f"  prepared, move {_bucket(drop)}"
+                    by_move.setdefault(bucket, Series(bucket)).samples.append(ready.latency)
+                if off.latency is not None:
+                    plain.samples.append(off.latency)
             steady = [await steady_state(bench, rpc=rpc, state=state, folder=folder,
                                          poll=poll, blocks=args.steady_blocks, gap=0.2)
                       for poll in (None, 0.05)]
@@ -449,21 +508,27 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                 await close_keeper(template)
 
     print(f"machine: {machine()}")
+    levels = state.template.prepared.levels if state.template.prepared else 0
+    moves = (f"-{Decimal(args.drop) * 100}%" if args.drop else
+             f"uniform -{args.min_move_bps / 100}% .. -{args.max_move_bps / 100}% "
+             f"(seed {args.seed})")
     print(f"devnet: DevnetSpec(borrowers={borrowers}) -> {tracked} Aave V3 accounts tracked; "
-          f"price post: WETH ${WETH_START} -> ${WETH_START * (1 - bench.drop)} "
-          f"(-{bench.drop * 100}%), one block, automine")
+          f"WETH moves {moves} from ${WETH_START}, one block each, automine; feed rule "
+          f"{info.feed_rules['WETH'].deviation_bps} bps, {levels} levels each way")
     print(f"cold start (build_keeper: PairBook.load + Engine.sync), n={len(colds)}: "
           f"median {statistics.median(colds) * 1000:.0f} ms, min {min(colds) * 1000:.0f} ms; "
           f"Keeper.sync alone: median {statistics.median(syncs) * 1000:.0f} ms")
-    print(f"trials: {args.trials} per series (+{args.warmup} warm-up discarded), keeper and "
-          f"limit trials interleaved")
-    print(keeper.line())
-    print(detect.line())
-    print(stepping.line())
-    print(limit.line())
-    print(f"{'  ratio keeper/limit':<38} p50 x{keeper.pct(50) / limit.pct(50):.2f}  "
-          f"p99 x{keeper.pct(99) / limit.pct(99):.2f}  "
-          f"(keeper - limit at p50: {(keeper.pct(50) - limit.pct(50)) * 1000:.2f} ms)")
+    print(f"trials: {args.trials} (+{args.warmup} warm-up discarded), the keeper with and "
+          f"without preparation and the limit interleaved; {nothing} moves opened nothing")
+    for series in (prepared, *sorted(by_move.values(), key=lambda x: x.name), unprepared,
+                   plain, limit):
+        if series.samples:
+            print(series.line())
+    if prepared.samples and limit.samples:
+        print(f"{'  ratio prepared/limit':<38} p50 x{prepared.pct(50) / limit.pct(50):.2f}  "
+              f"p99 x{prepared.pct(99) / limit.pct(99):.2f}")
+    if plain.samples and limit.samples:
+        print(f"{'  ratio preparation off/limit':<38} p50 x{plain.pct(50) / limit.pct(50):.2f}")
     for line in steady:
         print(f"steady state: {line}")
 
@@ -473,9 +538,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--borrowers", type=int, default=1430,
                         help="seeded borrowers (1430: 1,001 of them on Aave V3, all tracked)")
-    parser.add_argument("--drop", default="0.036",
-                        help="WETH drop per trial (0.036 = -3.6 %%: the smallest that makes "
-                             "any of the default population liquidatable, 53 accounts)")
+    parser.add_argument("--drop", default="",
+                        help="one WETH drop for every trial (0.036 = -3.6 %%); default: a "
+                             "random move per trial within --min/--max-move-bps")
+    parser.add_argument("--min-move-bps", type=int, default=100)
+    parser.add_argument("--max-move-bps", type=int, default=800)
+    parser.add_argument("--seed", type=int, default=20261203)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cold", type=int, default=3, help="cold starts to time")
     parser.add_argument("--steady-blocks", type=int, default=50)
