@@ -46,7 +46,7 @@ def _options(args: argparse.Namespace, mode: Mode) -> RaceOptions:
         competitor_poll=args.competitor_poll, competitor_ws=args.competitor_ws,
         competitor_tip_gwei=args.competitor_tip, keeper_tip_gwei=args.keeper_tip,
         flash=args.flash, capital_usd=args.capital_usd or None,
-        historical_gas=args.historical_gas)
+        historical_gas=args.historical_gas, deviation_gated=not args.every_step)
 
 
 def _variant(options: RaceOptions) -> str:
@@ -133,6 +133,9 @@ def main() -> None:
     parser.add_argument("--capital-usd", type=Decimal, default=CAPITAL_USD,
                         help="both bots hold this much of every token, so capital is not what "
                              "decides the race; 0: the devnet liquidator's $5M, matched")
+    parser.add_argument("--every-step", action="store_true",
+                        help="post every feed at every step (default: only when its price "
+                             "moved by the feed's published deviation, as Chainlink does)")
     parser.add_argument("--alone", action="store_true", help="no competitor")
     parser.add_argument("--json", action="store_true", help="one JSON object per race")
     parser.add_argument("--json-out", type=Path, help="also append each race's JSON to a file")

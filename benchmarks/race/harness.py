@@ -97,6 +97,9 @@ class RaceOptions:
     historical_gas: bool = False
     capital_usd: Decimal | None = None  # both bots' balance of each token (default: the
     # keeper's, i.e. the devnet liquidator's $5M)
+    # Post a feed only when its price moved by the devnet's published deviation (devnet.json
+    # `feed_rules`) since its last post, as a Chainlink feed does; False posts every step.
+    deviation_gated: bool = True
     quiet_seconds: float = 2.0
     idle_timeout: float = 60.0
     ready_timeout: float = 120.0
@@ -175,6 +178,10 @@ def keeper_config(info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
     weth = info.tokens["WETH"].address
     min_profit = Decimal(5) / next(t.usd_price for t in DEFAULT_TOKENS if t.symbol == "WETH")
     flash = f'flash_executor = "{flash_executor}"\n' if flash_executor else ""
+    # The prepared liquidations plan for the devnet's published feed rules.
+    feeds = "".join(
+        f'[[execution.feeds]]\naddress = "{info.feeds[s]}"\ndeviation_bps = {r.deviation_bps}\n'
+        f"heartbeat_seconds = {r.heartbeat}\n\n" for s, r in info.feed_rules.items())
     path = workdir / "keeper.toml"
     path.write_text(
         f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n'
@@ -183,6 +190,7 @@ def keeper_config(info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
         f'min_profit_quote = "{min_profit}"\nmax_fee_per_gas_gwei = "5000"\n'
         f'priority_fee_gwei = "{tip_gwei}"\njournal = "{workdir / "keeper-journal.sqlite"}"\n'
         f"{flash}\n"
+        f"{feeds}"
         f'[monitoring]\nenabled = true\nhost = "127.0.0.1"\nport = {monitoring_port}\n\n'
         # The product's breakers, but a gas budget for crash-day base fees (up to ~1,950
         # gwei on the bundled path: the default 1 ETH an hour lasts a few liquidations).
@@ -393,10 +401,30 @@ async def _drive(w3: Web3, info: DevnetInfo, options: RaceOptions) -> None:
     post = apply_step if options.mode == "automine" else post_step
     if not options.historical_gas:
         steps = [dataclasses.replace(step, gas_gwei=None) for step in steps]
-    for step in steps[options.first_step: options.first_step + options.steps]:
+    steps = steps[options.first_step: options.first_step + options.steps]
+    if options.deviation_gated:
+        steps = gated(steps, {s: Decimal(r.deviation_bps) / 10_000
+                              for s, r in info.feed_rules.items()})
+    for step in steps:
         started = time.monotonic()
-        await asyncio.to_thread(post, w3, info, step)
+        if step.prices:
+            await asyncio.to_thread(post, w3, info, step)
         await asyncio.sleep(max(0.0, options.step_seconds - (time.monotonic() - started)))
+
+
+def gated(steps: list[CrashStep], deviation: dict[str, Decimal]) -> list[CrashStep]:
+    """The steps with only the posts a deviation-triggered feed would make: a symbol's price
+    is posted when it moved by at least its deviation since its last post (the first step
+    posts everything: the feeds start at the devnet's prices, not the path's)."""
+    last: dict[str, Decimal] = {}
+    out = []
+    for step in steps:
+        posts = {s: usd for s, usd in step.prices.items()
+                 if s not in last or s not in deviation
+                 or abs(usd / last[s] - 1) >= deviation[s]}
+        last.update(posts)
+        out.append(dataclasses.replace(step, prices=posts))
+    return out
 
 
 def post_step(w3: Web3, info: DevnetInfo, step: CrashStep) -> int:
