@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import html
+import io
 import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from eth_abi.abi import decode
@@ -36,6 +37,9 @@ from keeper.errors import InputFileError
 from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint
 from keeper.strategy import Capabilities, Strategy
 from keeper.types import BlockRef
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _SYMBOL = "0x95d89b41"  # symbol()
 _DECIMALS = "0x313ce567"  # decimals()
@@ -66,6 +70,14 @@ class RiskView:
 
     def assets(self) -> list[str]:
         return sorted({p.asset for p in self.points}, key=self.name)
+
+    def positions(self, asset: str | None = None) -> int:
+        """Positions with debt: each (protocol, unit) book counted once (for `asset`'s
+        curve, or the largest count any asset's curve saw)."""
+        if asset is None:
+            return max((self.positions(a) for a in self.assets()), default=0)
+        books = {(p.protocol, p.unit): p.positions for p in self.points if p.asset == asset}
+        return sum(books.values())
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -154,7 +166,8 @@ def tables(view: RiskView) -> list[Table]:
     by_key = {(p.asset, p.drop_pct, p.protocol, p.unit): p for p in view.points}
     drops = sorted({p.drop_pct for p in view.points})
     for asset in view.assets():
-        table = Table(title=f"{view.name(asset)} price drop (block {view.block})")
+        table = Table(title=f"{view.name(asset)} price drop (block {view.block}, "
+                            f"{view.positions(asset)} positions with debt)")
         table.add_column("drop", justify="right")
         groups = [g for g in view.groups() if any((asset, d, *g) in by_key for d in drops)]
         for protocol, unit in groups:
@@ -175,39 +188,64 @@ def tables(view: RiskView) -> list[Table]:
     return out
 
 
+def _scale(values: Sequence[float]) -> tuple[float, str]:
+    """(divisor, name) that keeps an axis's numbers short: millions, thousands or units."""
+    top = max((abs(v) for v in values), default=0.0)
+    if top >= 1e6:
+        return 1e6, "millions"
+    if top >= 1e3:
+        return 1e3, "thousands"
+    return 1.0, ""
+
+
 def plot_png(view: RiskView) -> str:
-    """The curves as one base64 PNG: a panel per asset, a line per (protocol, unit)."""
-    from keeper.backtest.report import new_figure, png_base64  # noqa: PLC0415 (matplotlib)
+    """The curves as one base64 PNG (`plot_figure`)."""
+    from keeper.backtest.report import png_base64  # noqa: PLC0415 (matplotlib)
+
+    return png_base64(plot_figure(view))
+
+
+def plot_figure(view: RiskView) -> Figure:
+    """A panel per asset, a line per (protocol, unit); the y-axis in millions (or
+    thousands) of the one unit its lines share, else of the unit each line's label names."""
+    from keeper.backtest.report import new_figure  # noqa: PLC0415 (matplotlib)
 
     assets = view.assets()
     columns = 2 if len(assets) > 1 else 1
     rows = (len(assets) + columns - 1) // columns
-    figure = new_figure(5.5 * columns, 3.4 * rows)
+    figure = new_figure(5.5 * columns, 3.4 * rows + 0.4)
+    figure.suptitle(f"liquidation curve at block {view.block}: {view.positions()} positions "
+                    "with debt")
     panels = figure.subplots(rows, columns, squeeze=False).flatten()
     series: dict[tuple[str, str, str], list[CurvePoint]] = defaultdict(list)
     for p in view.points:
         series[(p.asset, p.protocol, p.unit)].append(p)
     for axes, asset in zip(panels, assets, strict=False):
-        for (owner, protocol, unit), points in sorted(series.items()):
-            if owner != asset:
-                continue
-            points.sort(key=lambda p: p.drop_pct)
+        mine = {k: sorted(v, key=lambda p: p.drop_pct) for k, v in sorted(series.items())
+                if k[0] == asset}
+        divisor, scale = _scale([view.amount(p, v) for points in mine.values() for p in points
+                                 for v in (p.liquidatable_collateral, p.bad_debt)])
+        units = sorted({view.name(unit) for _a, _p, unit in mine})
+        for (_owner, protocol, unit), points in mine.items():
             drops = [-p.drop_pct for p in points]
-            label = f"{protocol} ({view.name(unit)})"
-            axes.plot(drops, [view.amount(p, p.liquidatable_collateral) for p in points],
-                      marker="o", label=f"{label} liquidatable collateral")
-            axes.plot(drops, [view.amount(p, p.bad_debt) for p in points], linestyle="--",
-                      label=f"{label} bad debt")
-        axes.set(title=f"{view.name(asset)} price drop", xlabel="price change (%)",
-                 ylabel="value (unit in legend)")
+            label = f"{protocol}, {view.name(unit)}"
+            axes.plot(drops, [view.amount(p, p.liquidatable_collateral) / divisor
+                              for p in points], marker="o", label=f"{label}: collateral")
+            axes.plot(drops, [view.amount(p, p.bad_debt) / divisor for p in points],
+                      linestyle="--", label=f"{label}: bad debt")
+        unit_text = units[0] if len(units) == 1 else " or ".join(units) + " (see legend)"
+        axes.set(title=f"{view.name(asset)} price drop ({view.positions(asset)} positions)",
+                 xlabel=f"{view.name(asset)} price change (%)",
+                 ylabel=f"{scale} {unit_text}".strip())
         axes.legend(fontsize="x-small")
     for axes in panels[len(assets):]:
         axes.set_axis_off()
-    return png_base64(figure)
+    return figure
 
 
 def write_plot(view: RiskView, path: Path) -> None:
-    """A .png of the curves, or an .html page with the plot and the tables."""
+    """A .png of the curves, or an .html page with the plot and the tables (nothing is
+    printed: the command prints its tables once, itself)."""
     image = plot_png(view)
     try:
         if path.suffix.lower() == ".png":
@@ -215,13 +253,15 @@ def write_plot(view: RiskView, path: Path) -> None:
 
             path.write_bytes(base64.b64decode(image))
             return
-        console = Console(record=True, width=160)
+        console = Console(file=io.StringIO(), record=True, width=160)
         for table in tables(view):
             console.print(table)
         text = html.escape(console.export_text())
+        title = (f"liquidation curve at block {view.block}: {view.positions()} positions "
+                 "with debt")
         path.write_text(
-            "<!doctype html><html><head><meta charset='utf-8'><title>keeper risk</title></head>"
-            f"<body><h1>liquidation curve at block {view.block}</h1>"
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
+            f"<body><h1>{title}</h1>"
             f"<img alt='liquidation curve' src='data:image/png;base64,{image}'>"
             f"<pre>{text}</pre></body></html>\n")
     except OSError as exc:
@@ -252,6 +292,10 @@ def risk(  # noqa: PLR0917 (click passes every option as an argument)
 ) -> None:
     """The liquidation curve: collateral liquidatable and bad debt at each price drop."""
     drops = _drops(max_drop, step)
+    if plot_path is not None:
+        from keeper.backtest.report import check_writable  # noqa: PLC0415
+
+        check_writable(plot_path, "the plot")
     if devnet:
         view = _run_devnet(borrowers, seed, drops)
     else:

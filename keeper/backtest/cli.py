@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -25,7 +24,13 @@ import click
 from rich.console import Console
 
 from keeper.backtest.model import BacktestReport
-from keeper.backtest.report import ReplayProgress, print_summary, timed, write_html
+from keeper.backtest.report import (
+    ReplayProgress,
+    check_writable,
+    print_summary,
+    timed,
+    write_html,
+)
 from keeper.cli import AppState
 from keeper.devnet.deploy import DevnetSpec
 from keeper.errors import FatalError, InputFileError, KeeperError
@@ -118,7 +123,7 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     if capital is not None and not devnet:
         raise BacktestUsageError("--capital sets the devnet liquidator's funds: add --devnet")
     if html_path is not None:
-        _check_writable(html_path, "the HTML report")
+        check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
     from keeper.backtest import devnet_replay  # noqa: PLC0415
 
@@ -144,17 +149,6 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
             report = _run_archive(state, console, rpc=rpc, tape=tape, first=first, last=last,
                                   insert=insert)
     _output(console, report, html_path, as_json)
-
-
-def _check_writable(path: Path, what: str) -> None:
-    """Before the replay, not after it: a report that cannot be written is one line now."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder; give a file for {what}")
-    if not folder.is_dir():
-        raise InputFileError(f"{path}: folder {folder} does not exist (for {what})")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputFileError(f"{path}: not writable (for {what})")
 
 
 def _output(console: Console, report: BacktestReport, html_path: Path | None,

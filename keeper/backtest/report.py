@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -478,6 +479,17 @@ img {{ display: block; margin: 1em 0; max-width: 100%; }}
 def _usd_at(report: BacktestReport, block: int, value: float) -> str:
     price = report.usd(report.quote_symbol, block)
     return usd(None if price is None else value * price)
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Before the work, not after it: an output that cannot be written is one line now."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputFileError(f"{path}: is a folder; give a file for {what}")
+    if not folder.is_dir():
+        raise InputFileError(f"{path}: folder {folder} does not exist (for {what})")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InputFileError(f"{path}: not writable (for {what})")
 
 
 def write_html(report: BacktestReport, path: Path) -> None:

@@ -4,12 +4,13 @@ tables and plots of `keeper risk`."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint, dropped
-from keeper.risk import RiskView, tables, write_plot
+from keeper.risk import RiskView, plot_figure, tables, write_plot
 from strategies.morpho_blue import risk as morpho_risk
 from strategies.morpho_blue.math import ORACLE_PRICE_SCALE, MarketParams, MarketState
 from strategies.morpho_blue.math import PositionState as Position
@@ -82,16 +83,32 @@ def test_tables_show_each_protocol_in_its_unit() -> None:
     for table in tables(_view()):
         console.print(table)
     text = console.export_text()
-    assert "WETH price drop (block 7)" in text
+    assert "WETH price drop (block 7, 15 positions with debt)" in text
     assert "collateral USD" in text and "collateral USDC" in text
     assert "-50%" in text and "5/10" in text  # aave: 50 // 10 of 10 positions
     assert "50,000,000" in text  # 50 * 1e14 base units = $50M
 
 
-def test_plots(tmp_path: Path) -> None:
+def test_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     png, page = tmp_path / "curve.png", tmp_path / "curve.html"
     write_plot(_view(), png)
     write_plot(_view(), page)
     assert png.read_bytes().startswith(b"\x89PNG")
     text = page.read_text()
     assert "data:image/png;base64," in text and "WETH price drop" in text
+    assert "block 7: 15 positions with debt" in text
+    # The command prints its tables itself, once: writing the page prints nothing.
+    assert capsys.readouterr().out == ""
+
+
+def test_plot_axes_read_in_millions_of_their_unit() -> None:
+    figure = plot_figure(_view())
+    (axes,) = figure.axes
+    assert axes.get_title() == "WETH price drop (15 positions)"
+    assert axes.get_xlabel() == "WETH price change (%)"
+    # Aave in USD, Morpho in USDC on one panel: millions, the units named in the legend.
+    assert axes.get_ylabel() == "millions USD or USDC (see legend)"
+    lines: list[Any] = list(axes.get_lines())  # matplotlib's ydata type is too wide to iterate
+    top = max(float(y) for line in lines for y in line.get_ydata())
+    assert 1 <= top < 1000  # no 1e7 multiplier
+    assert axes.yaxis.get_offset_text().get_text() == ""
