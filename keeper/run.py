@@ -26,8 +26,6 @@ counts the liquidations confirmed on the fork and their realized profit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import signal
 import time
 from fractions import Fraction
@@ -56,16 +54,16 @@ from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
-from keeper.execution.journal import Journal, JournalSummary
+from keeper.execution.journal import Journal
 from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.health import Health
-from keeper.lock import account_lock, journal_lock
 from keeper.log import flush_repeats
 from keeper.metrics import Metrics, MonitoringServer, serve
-from keeper.monitor import Monitor, RunTally
+from keeper.monitor import Monitor
 from keeper.prepared import FeedRule
 from keeper.ranking import realized_value
-from keeper.secrets import keystore_address, redact_url
+from keeper.run_support import DaemonResult, dex_tokens, hold_locks, run_summary
+from keeper.secrets import redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
 from keeper.wiring import Keeper, assemble
 
@@ -273,56 +271,6 @@ async def flash_route(
 # ---------------------------------------------------------------------------- run
 
 
-def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
-    """The stop summary of this run only, in token units: a first line with the counts and
-    profit, then one line per reason for what was abandoned (claimed, never sent) and lost."""
-    tally = result.tally
-    counts = tally.counts
-    seconds = int(result.seconds)
-    took = f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
-        f"{seconds // 60}m{seconds % 60:02d}s")
-    where = " on the fork" if dry_run else ""
-    head = ("keeper: stopped; dry run on a local fork, nothing sent to the chain; "
-            if dry_run else "keeper: stopped; ")
-    parts = [f"this run ({took}): {counts['confirmed']} liquidations confirmed{where}",
-             f"realized profit{where} {units.amount(tally.realized_profit, None)} net of gas",
-             f"gas paid {units.native(tally.gas_paid)}"]
-    others = [(name, n) for name, n in (
-        ("lost", counts["lost"]), ("abandoned", tally.abandoned),
-        ("reverted", counts["reverted"]), ("send refused", counts["send-failed"]),
-        ("errors", counts["error"]), ("left in flight", result.left_in_flight)) if n]
-    if others:
-        parts.append(", ".join(f"{name} {n}" for name, n in others))
-    lines = [head + "; ".join(parts)]
-    for label, reasons in (("abandoned", tally.abandoned_reasons()),
-                           ("lost", tally.reasons.get("lost")),
-                           ("reverted", tally.reasons.get("reverted")),
-                           ("send refused", tally.reasons.get("send-failed"))):
-        for reason, n in (reasons or {}).items():
-            lines.append(f"  {label} {n}: {reason}")
-    if result.left_in_flight:
-        lines.append(f"  left in flight {result.left_in_flight}: journaled as sent; "
-                     "the next start follows them up")
-    lines.append(f"  journal: {result.journal}")
-    return lines
-
-
-@dataclasses.dataclass(frozen=True)
-class DaemonResult:
-    """How a daemon run ended: this run's tally, and what was left in flight."""
-
-    summary: JournalSummary  # the journal's whole life (`keeper journal` lists it)
-    quote_decimals: int
-    abandoned: int = 0  # liquidations in flight when a second signal cut the wait short
-    tally: RunTally = dataclasses.field(default_factory=RunTally)
-    seconds: float = 0.0
-    journal: Path = Path()
-
-    @property
-    def left_in_flight(self) -> int:
-        return self.abandoned
-
-
 async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) -> DaemonResult:
     """Run the engine until SIGINT/SIGTERM (or `stop`); in dry-run it sends to a fork only.
 
@@ -342,7 +290,9 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
         elif running:
             running[0].cancel()
 
-    locks = hold_locks(config)  # before anything is read or sent: one keeper per journal
+    journal_path = (config.execution.journal if config.execution.mode == "live"
+                    else dry_run_journal(config.execution.journal))
+    locks = hold_locks(config, journal_path)  # before anything is read: one keeper per journal
     for signum in handled:
         loop.add_signal_handler(signum, on_signal)
     monitor = build_monitor(config)
@@ -413,36 +363,6 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
                 locks.close()
 
 
-def hold_locks(config: KeeperConfig) -> contextlib.ExitStack:
-    """The journal's lock and, when sending to the chain, the account's (keeper/lock.py);
-    a second keeper on either exits with one line naming the holder's pid. A dry run locks
-    its own journal only: it sends on its own fork, with the fork's nonces."""
-    stack = contextlib.ExitStack()
-    try:
-        live = config.execution.mode == "live"
-        journal = config.execution.journal
-        stack.enter_context(journal_lock(journal if live else dry_run_journal(journal)))
-        address = sending_address(config) if live else None
-        if address is not None:
-            stack.enter_context(account_lock(config.chain.chain_id, address))
-    except BaseException:
-        stack.close()
-        raise
-    return stack
-
-
-def sending_address(config: KeeperConfig) -> str | None:
-    """The configured account's address; from a keystore's `address` field when it has one
-    (no decryption), else from the key."""
-    account = config.account
-    if account.keystore is not None:
-        stored = keystore_address(account.keystore)
-        if stored is not None:
-            return stored
-    loaded = account.load()
-    return loaded.address if loaded is not None else None
-
-
 def build_monitor(config: KeeperConfig) -> Monitor:
     """Metrics, health and breakers from `[monitoring]` and `[breakers]`."""
     breakers = Breakers(config.breakers.limits())
@@ -452,16 +372,6 @@ def build_monitor(config: KeeperConfig) -> Monitor:
                                   if getattr(section, "enabled", True) is not False])
     return Monitor(metrics, health, breakers,
                    status_every=config.monitoring.status_every_blocks)
-
-
-def dex_tokens(dex: object) -> set[str]:
-    """The tokens of the V2 pairs (and of each venue of a `Venues`), for their symbols."""
-    books = getattr(dex, "venues", None) or [dex]
-    out: set[str] = set()
-    for book in books:
-        for pair in getattr(book, "pairs", {}).values():
-            out.update((pair.token0, pair.token1))
-    return out
 
 
 async def start_monitoring(config: KeeperConfig, monitor: Monitor) -> MonitoringServer:

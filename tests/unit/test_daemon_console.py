@@ -19,7 +19,7 @@ from keeper.health import Health
 from keeper.log import RepeatLimiter, configure_logging, flush_repeats, reset_logging
 from keeper.metrics import Metrics
 from keeper.monitor import Monitor, RunTally
-from keeper.run import DaemonResult, run_summary
+from keeper.run_support import DaemonResult, run_summary
 from keeper.types import BlockRef, Outcome
 from tests.factories import candidate
 

@@ -1,0 +1,114 @@
+"""What `keeper run` needs beside the engine: its locks, the stop summary of this run, and
+the tokens whose symbols the console shows.
+
+`hold_locks` takes the journal's and the account's OS locks (keeper/lock.py) before
+anything is read or sent. `run_summary` turns a `DaemonResult` (this run's `RunTally` from
+keeper/monitor.py) into the lines printed at the stop: counts, realized profit and gas in
+token units (keeper/units.py), then one line per reason for what was abandoned (claimed,
+never sent) and lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from pathlib import Path
+
+from keeper import units
+from keeper.config import KeeperConfig
+from keeper.execution.journal import JournalSummary
+from keeper.lock import account_lock, journal_lock
+from keeper.monitor import RunTally
+from keeper.secrets import keystore_address
+
+
+def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
+    """The stop summary of this run only, in token units: a first line with the counts and
+    profit, then one line per reason for what was abandoned (claimed, never sent) and lost."""
+    tally = result.tally
+    counts = tally.counts
+    seconds = int(result.seconds)
+    took = f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else (
+        f"{seconds // 60}m{seconds % 60:02d}s")
+    where = " on the fork" if dry_run else ""
+    head = ("keeper: stopped; dry run on a local fork, nothing sent to the chain; "
+            if dry_run else "keeper: stopped; ")
+    parts = [f"this run ({took}): {counts['confirmed']} liquidations confirmed{where}",
+             f"realized profit{where} {units.amount(tally.realized_profit, None)} net of gas",
+             f"gas paid {units.native(tally.gas_paid)}"]
+    others = [(name, n) for name, n in (
+        ("lost", counts["lost"]), ("abandoned", tally.abandoned),
+        ("reverted", counts["reverted"]), ("send refused", counts["send-failed"]),
+        ("errors", counts["error"]), ("left in flight", result.left_in_flight)) if n]
+    if others:
+        parts.append(", ".join(f"{name} {n}" for name, n in others))
+    lines = [head + "; ".join(parts)]
+    for label, reasons in (("abandoned", tally.abandoned_reasons()),
+                           ("lost", tally.reasons.get("lost")),
+                           ("reverted", tally.reasons.get("reverted")),
+                           ("send refused", tally.reasons.get("send-failed"))):
+        for reason, n in (reasons or {}).items():
+            lines.append(f"  {label} {n}: {reason}")
+    if result.left_in_flight:
+        lines.append(f"  left in flight {result.left_in_flight}: journaled as sent; "
+                     "the next start follows them up")
+    lines.append(f"  journal: {result.journal}")
+    return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonResult:
+    """How a daemon run ended: this run's tally, and what was left in flight."""
+
+    summary: JournalSummary  # the journal's whole life (`keeper journal` lists it)
+    quote_decimals: int
+    abandoned: int = 0  # liquidations in flight when a second signal cut the wait short
+    tally: RunTally = dataclasses.field(default_factory=RunTally)
+    seconds: float = 0.0
+    journal: Path = Path()
+
+    @property
+    def left_in_flight(self) -> int:
+        return self.abandoned
+
+
+
+def hold_locks(config: KeeperConfig, journal: Path) -> contextlib.ExitStack:
+    """The lock of `journal` (the file this run writes) and, when sending to the chain, the
+    account's (keeper/lock.py);
+    a second keeper on either exits with one line naming the holder's pid. A dry run locks
+    its own journal only: it sends on its own fork, with the fork's nonces."""
+    stack = contextlib.ExitStack()
+    try:
+        live = config.execution.mode == "live"
+        stack.enter_context(journal_lock(journal))
+        address = sending_address(config) if live else None
+        if address is not None:
+            stack.enter_context(account_lock(config.chain.chain_id, address))
+    except BaseException:
+        stack.close()
+        raise
+    return stack
+
+
+def sending_address(config: KeeperConfig) -> str | None:
+    """The configured account's address; from a keystore's `address` field when it has one
+    (no decryption), else from the key."""
+    account = config.account
+    if account.keystore is not None:
+        stored = keystore_address(account.keystore)
+        if stored is not None:
+            return stored
+    loaded = account.load()
+    return loaded.address if loaded is not None else None
+
+
+
+def dex_tokens(dex: object) -> set[str]:
+    """The tokens of the V2 pairs (and of each venue of a `Venues`), for their symbols."""
+    books = getattr(dex, "venues", None) or [dex]
+    out: set[str] = set()
+    for book in books:
+        for pair in getattr(book, "pairs", {}).values():
+            out.update((pair.token0, pair.token1))
+    return out
