@@ -29,8 +29,10 @@ import aiohttp
 import structlog
 
 from keeper import units
+from keeper.config import KeeperConfig
 from keeper.config_sections import ALERT_KINDS
 from keeper.health import Health
+from keeper.monitor import Monitor
 from keeper.secrets import redact
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,19 @@ class Alerts:
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE)
         self._tasks: list[asyncio.Task[None]] = []
         self._stalled = False
+
+    @classmethod
+    def start_for(cls, config: KeeperConfig, account: str, monitor: Monitor) -> Alerts | None:
+        """The `[alerts]` of `config`, started and wired to `monitor`; None without URLs."""
+        section = config.alerts
+        if not section.webhook_urls:
+            return None
+        alerts = cls([u.get_secret_value() for u in section.webhook_urls], kinds=section.events,
+                     chain_id=config.chain.chain_id, account=account,
+                     timeout=section.timeout_seconds)
+        monitor.alerts = alerts.notify
+        alerts.start(monitor.health)
+        return alerts
 
     def notify(self, kind: str, details: Mapping[str, Any]) -> None:
         """Queue one alert (never blocks; a full queue drops it)."""

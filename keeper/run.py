@@ -306,18 +306,12 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     assert keeper.executor is not None
     journal = keeper.executor.journal
     server: MonitoringServer | None = None
-    alerts: Alerts | None = None
+    alerts: Alerts | None = None  # [alerts] webhooks, when configured
     try:
         monitor.inflight = lambda: keeper.inflight
         await units.load_tokens(keeper.chain, dex_tokens(keeper.engine.dex),
                                 keeper.engine.quote_token)
-        if config.alerts.webhook_urls:
-            alerts = Alerts([u.get_secret_value() for u in config.alerts.webhook_urls],
-                            kinds=config.alerts.events, chain_id=config.chain.chain_id,
-                            account=keeper.executor.address,
-                            timeout=config.alerts.timeout_seconds)
-            monitor.alerts = alerts.notify
-            alerts.start(monitor.health)
+        alerts = Alerts.start_for(config, keeper.executor.address, monitor)
         # SIGUSR1 resumes sending after a breaker tripped (the operator fixed the cause).
         loop.add_signal_handler(signal.SIGUSR1, lambda: _reset_breakers(monitor))
         handled = (*handled, signal.SIGUSR1)
