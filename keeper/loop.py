@@ -20,6 +20,7 @@ from keeper.chain.follower import BlockSource
 from keeper.engine import Engine
 from keeper.errors import RetryableError
 from keeper.prepared import PreparedLiquidations
+from keeper.routes import check_routes
 from keeper.types import ChainStep
 
 log = structlog.get_logger(__name__)
@@ -82,6 +83,8 @@ async def start(engine: Engine, source: BlockSource, stop: asyncio.Event) -> boo
                 return False
             delay = min(delay * 2, 30.0)
         else:
+            # A debt asset without any route to the quote token is a configuration error.
+            check_routes(engine.strategies, engine.dex, engine.quote_token)
             source.processed(ChainStep(head))
     return True
 

@@ -34,6 +34,7 @@ from keeper.execution.outcomes import DEFAULT_KEEP, OutcomeLog
 from keeper.loop import drive
 from keeper.monitor import Monitor
 from keeper.prepared import DEFAULT_LEVELS, FeedRule, PreparedLiquidations
+from keeper.routes import check_routes
 from keeper.strategy import Capabilities, Strategy
 from keeper.types import BlockRef, Opportunity
 
@@ -57,6 +58,7 @@ class Keeper:
         """Cold start every strategy at the current head."""
         head = await self.follower.latest()
         await self.engine.sync(head)
+        check_routes(self.engine.strategies, self.engine.dex, self.engine.quote_token)
         self.follower.mark(head)
         return head
 

@@ -126,9 +126,14 @@ class IntentBuilder:
             # the lead's way: one larger sale returns at least what the parts were ranked at).
             profit_pairs = tuple(hop.pair for hop in legs_of(lead.profit_swap))
         elif lead.debt != self.quote_token:
-            pair = self.dex.pair_for(lead.debt, self.quote_token)
-            assert pair is not None  # ranking valued the debt at this pair's mid price
-            profit_pairs = (pair.address,)
+            # Ranking found no sale of the surplus (none, or none of that size): sell what
+            # there is along the exits' best quote of the ranked surplus, whatever venue it
+            # is on; with none, the surplus stays in the debt token and min_profit (quote
+            # wei) guards it as debt units (keeper.routes refuses a debt asset without any).
+            surplus = max(lead.debt_out - lead.debt_to_cover, 1)
+            sale = self.exits.quote(lead.debt, self.quote_token, surplus)
+            if sale is not None:
+                profit_pairs = tuple(hop.pair for hop in legs_of(sale))
         plan = flash.plan_batch(
             legs, debt=lead.debt, repays=[o.debt_to_cover for o in send],
             min_profit=sum(o.gas_cost for o in send) + self.min_profit,
