@@ -7,8 +7,8 @@ import {
 
 /// @title FlashLiquidator
 /// @notice Liquidates Aave V3 and Morpho Blue positions without holding the debt asset: borrow
-/// the debt token (Morpho flash loan, Aave `flashLoanSimple`, Uniswap V2 flash swap, or the
-/// contract's own balance), run every liquidation of the plan, sell each seized collateral back
+/// the debt token (Morpho flash loan, Aave `flashLoanSimple`, Uniswap V2 flash swap, Uniswap V3
+/// `flash`, or the contract's own balance), run every liquidation of the plan, sell each seized collateral back
 /// to the debt token on Uniswap V2 pairs and Uniswap V3 pools with a min-out, repay the lender,
 /// and send the surplus to the owner, reverting unless it reaches `minProfit`.
 /// @dev One `execute` call is one plan: one debt token, one funding source, N liquidations whose
@@ -19,8 +19,8 @@ import {
 /// - A flash callback runs only inside our own flash call: before calling the lender, `execute`
 ///   stores keccak256(lender, data); the callback must come from that lender with that data, and
 ///   clears the slot, so it runs at most once. Outside `execute` the slot is zero and every
-///   callback reverts. Aave's callback also requires `initiator == this`, Uniswap's
-///   `sender == this`. A Uniswap V3 swap callback is guarded the same way: before each pool
+///   callback reverts. Aave's callback also requires `initiator == this`, Uniswap V2's
+///   `sender == this` (a V3 pool's flash callback goes to its caller: only we can be it). A Uniswap V3 swap callback is guarded the same way: before each pool
 ///   swap, keccak256(pool, data) is stored; only that pool, inside that swap, is paid, at most
 ///   once, and never more than the hop's planned input.
 /// - Approvals go only to the two immutable protocol contracts (AAVE_POOL, MORPHO), for exact
@@ -32,7 +32,8 @@ contract FlashLiquidator {
         OwnBalance,
         MorphoFlashLoan,
         AaveFlashLoan,
-        UniswapV2FlashSwap
+        UniswapV2FlashSwap,
+        UniswapV3Flash
     }
 
     enum Protocol {
@@ -57,7 +58,8 @@ contract FlashLiquidator {
     }
 
     /// @dev `flashAmount` of `debtToken` is borrowed (unless OwnBalance); `flashPair` is the
-    /// Uniswap V2 pair lending it for UniswapV2FlashSwap (it must not be on any swap path).
+    /// Uniswap V2 pair (UniswapV2FlashSwap) or V3 pool (UniswapV3Flash) lending it; it is locked
+    /// while it lends, so it must not be on any liquidation's swap path.
     /// The surplus of `debtToken` is the profit, or, with `profitPairs`, what selling it along
     /// them returns; it must be at least `minProfit`.
     struct Plan {
@@ -161,6 +163,16 @@ contract FlashLiquidator {
                 address pool = _protocol(address(AAVE_POOL));
                 _pendingCallback = keccak256(abi.encodePacked(pool, data));
                 AAVE_POOL.flashLoanSimple(address(this), debt, plan.flashAmount, data, 0);
+            } else if (funding == Funding.UniswapV3Flash) {
+                IUniswapV3PoolMin pool = IUniswapV3PoolMin(plan.flashPair);
+                _pendingCallback = keccak256(abi.encodePacked(address(pool), data));
+                if (pool.token0() == debt) {
+                    pool.flash(address(this), plan.flashAmount, 0, data);
+                } else if (pool.token1() == debt) {
+                    pool.flash(address(this), 0, plan.flashAmount, data);
+                } else {
+                    revert BadPlan();
+                }
             } else {
                 IUniswapV2PairMin pair = IUniswapV2PairMin(plan.flashPair);
                 _pendingCallback = keccak256(abi.encodePacked(address(pair), data));
@@ -222,6 +234,16 @@ contract FlashLiquidator {
         uint256 owed = uint256(amount0Delta > 0 ? amount0Delta : amount1Delta);
         if (owed > amountIn) revert BadPlan();
         _transfer(tokenIn, msg.sender, owed);
+    }
+
+    /// @notice Uniswap V3 `flash` callback: the pool checks its balance grew by the fee after
+    /// this returns. Only the other token's fee is zero (nothing of it was borrowed), so the sum
+    /// of both fees is this loan's.
+    function uniswapV3FlashCallback(uint256 fee0, uint256 fee1, bytes calldata data) external {
+        _enterCallback(data);
+        Plan memory plan = abi.decode(data, (Plan));
+        _liquidateAll(plan);
+        _transfer(plan.debtToken, msg.sender, plan.flashAmount + fee0 + fee1);
     }
 
     /// @notice Uniswap V2 flash-swap callback: repaid in the borrowed token, fee included.

@@ -60,7 +60,8 @@ interface IUniswapV2PairMin {
     function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes calldata data) external;
 }
 
-/// Uniswap V3 (v3-core 1.0.1) pool: the swap, and tickSpacing to tell a pool from a V2 pair.
+/// Uniswap V3 (v3-core 1.0.1) pool: the swap, the flash loan, and tickSpacing to tell a pool
+/// from a V2 pair.
 interface IUniswapV3PoolMin {
     function token0() external view returns (address);
 
@@ -75,4 +76,7 @@ interface IUniswapV3PoolMin {
         uint160 sqrtPriceLimitX96,
         bytes calldata data
     ) external returns (int256 amount0, int256 amount1);
+
+    function flash(address recipient, uint256 amount0, uint256 amount1, bytes calldata data)
+        external;
 }

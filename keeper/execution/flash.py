@@ -7,14 +7,15 @@ token, carried out inside one flash loan:
 
 - **Funding** (`Funding`): a Morpho Blue flash loan (free), an Aave V3
   `flashLoanSimple` (premium `FLASHLOAN_PREMIUM_TOTAL`), a Uniswap V2 flash
-  swap repaid in the same token (0.3 %), or the contract's own balance.
+  swap repaid in the same token (0.3 %), a Uniswap V3 pool's `flash` (its fee
+  tier, rounded up), or the contract's own balance.
 - **Action** per `Liquidation` (a `keeper.types.FlashLeg`, encoded by its
   strategy: Aave `liquidationCall(..., receiveAToken=false)` or Morpho
   `liquidate(market, borrower, seizedAssets, repaidShares, "")`); the protocol
   is approved exactly `max_repay` of the debt token and the allowance is reset
   afterwards.
 - **Exit**: all the collateral seized is sold straight through the listed
-  Uniswap V2 pairs (no router) into the debt token, with a per-liquidation
+  Uniswap V2 pairs and V3 pools (no router) into the debt token, with a per-liquidation
   `min_out`; the lender is repaid; the surplus (optionally sold along
   `profit_pairs` into another token) must reach `min_profit`, and is sent to
   the owner. `execute` returns it, so an `eth_call` of the same transaction
@@ -82,6 +83,11 @@ class Funding(IntEnum):
     MORPHO_FLASH_LOAN = 1
     AAVE_FLASH_LOAN = 2
     UNISWAP_V2_FLASH_SWAP = 3
+    UNISWAP_V3_FLASH = 4
+
+
+# The fundings lent by a pool (`FlashPlan.flash_pair`), which is locked while it lends.
+POOL_FUNDING = frozenset({Funding.UNISWAP_V2_FLASH_SWAP, Funding.UNISWAP_V3_FLASH})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +95,10 @@ class FlashPlan:
     """One `execute` call: funding, the debt token, the liquidations and the profit guard.
 
     `flash_amount` of `debt_token` is borrowed (ignored for OWN_BALANCE);
-    `flash_pair` is the Uniswap V2 pair lending it for UNISWAP_V2_FLASH_SWAP
-    (it must not appear on any swap path: the pair is locked during the
-    callback). The profit is the surplus of `debt_token`, or, with
-    `profit_pairs`, what selling that surplus along them returns.
+    `flash_pair` is the Uniswap V2 pair (UNISWAP_V2_FLASH_SWAP) or V3 pool
+    (UNISWAP_V3_FLASH) lending it (it must not appear on any liquidation's swap
+    path: the pool is locked during the callback). The profit is the surplus of
+    `debt_token`, or, with `profit_pairs`, what selling that surplus along them returns.
     """
 
     funding: Funding
@@ -154,15 +160,15 @@ def plan_tuple(plan: FlashPlan) -> tuple[Any, ...]:
         raise FlashPlanError("a plan needs at least one liquidation")
     debt = _address(plan.debt_token, "debt_token")
     flash_pair = ZERO_ADDRESS
-    if plan.funding == Funding.UNISWAP_V2_FLASH_SWAP:
+    if plan.funding in POOL_FUNDING:
         if plan.flash_pair is None:
-            raise FlashPlanError("a Uniswap V2 flash swap needs flash_pair")
+            raise FlashPlanError(f"{plan.funding.name} needs flash_pair")
         flash_pair = _address(plan.flash_pair, "flash_pair")
         for liq in plan.liquidations:
             if flash_pair.lower() in {p.lower() for p in liq.swap_pairs}:
                 raise FlashPlanError("flash_pair is locked during the callback: not on a swap path")
     elif plan.flash_pair is not None:
-        raise FlashPlanError("flash_pair is only for the Uniswap V2 flash swap")
+        raise FlashPlanError("flash_pair is only for the Uniswap V2 flash swap or V3 flash")
     if plan.funding != Funding.OWN_BALANCE and plan.flash_amount <= 0:
         raise FlashPlanError("a flash-funded plan needs flash_amount > 0")
     return (
@@ -239,8 +245,16 @@ def aave_flash_premium(amount: int, premium_bps: int) -> int:
     return (amount * premium_bps + 5_000) // 10_000
 
 
-def flash_fee(plan: FlashPlan, *, aave_premium_bps: int = 0) -> int:
-    """The funding cost of `plan` in its debt token (Morpho and own balance: free)."""
+def uniswap_v3_flash_fee(amount: int, fee_pips: int) -> int:
+    """UniswapV3Pool.flash's fee (v3-core 1.0.1): FullMath.mulDivRoundingUp(amount, fee, 1e6)."""
+    return -(-amount * fee_pips // 1_000_000)
+
+
+def flash_fee(plan: FlashPlan, *, aave_premium_bps: int = 0, v3_fee_pips: int = 0) -> int:
+    """The funding cost of `plan` in its debt token (Morpho and own balance: free;
+    `v3_fee_pips`: the lending V3 pool's fee tier)."""
+    if plan.funding == Funding.UNISWAP_V3_FLASH:
+        return uniswap_v3_flash_fee(plan.flash_amount, v3_fee_pips)
     if plan.funding == Funding.AAVE_FLASH_LOAN:
         return aave_flash_premium(plan.flash_amount, aave_premium_bps)
     if plan.funding == Funding.UNISWAP_V2_FLASH_SWAP:

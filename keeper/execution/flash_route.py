@@ -2,22 +2,29 @@
 
 With `execution.flash_executor` set, the keeper's account holds no debt asset:
 each liquidation is one `execute(plan)` call on the executor contract, which
-borrows the debt asset, liquidates, sells the seized collateral on the
-Uniswap V2 pair the ranking priced, repays the lender and sends the surplus
-to the owner (the keeper's account). Per opportunity the route picks the
-cheapest lender that holds enough of the debt asset:
+borrows the debt asset, liquidates, sells the seized collateral along the
+exit the ranking priced (V2 pairs and V3 pools), repays the lender and sends
+the surplus to the owner (the keeper's account). Per opportunity the route
+picks the cheapest lender that holds enough of the debt asset:
 
 1. Morpho Blue's flash loan (free), when the executor was deployed with Morpho;
-2. Aave V3's `flashLoanSimple` (`FLASHLOAN_PREMIUM_TOTAL`), when the executor has
-   the pool and the reserve has flash loans enabled;
-3. a Uniswap V2 flash swap from a pair of the debt asset that the exit swap
-   does not use (0.3 %, repaid in the same token);
-4. the executor's own balance of the debt asset (free).
+2. the executor's own balance of the debt asset (free);
+3. the cheapest of: Aave V3's `flashLoanSimple` (`FLASHLOAN_PREMIUM_TOTAL`), when
+   the executor has the pool and the reserve has flash loans enabled; a Uniswap
+   V2 flash swap (0.3 %, repaid in the same token) from the deepest pair of the
+   debt asset; a Uniswap V3 pool's `flash` (its fee tier: 0.05 % beats V2's
+   0.3 %) from a pool of the exit venues holding enough of it. A lending pool is
+   locked while it lends, so none that an exit may swap through is used (nor,
+   for a V2 pair, one the surplus sale may use: the fee moves its reserves; a V3
+   flash's fee moves no price).
+
+Whichever of them exists funds the plan: no V2 pair is required.
 
 Liquidity is read once per block with candidates, in one batch (`refresh`):
-the debt asset's balance of Morpho, of the Aave aToken and of the executor;
-the pairs' reserves come from the DEX book. The lenders' fees feed the
-ranking through `Candidate.fee`, so sizes are chosen net of them.
+the debt asset's balance of Morpho, of the Aave aToken, of the executor and of
+every V3 pool holding it; the V2 pairs' reserves come from the DEX book. The
+lenders' fees feed the ranking through `Candidate.fee`, so sizes are chosen net
+of them.
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from eth_abi.abi import decode, encode
 
 from keeper.chain.http import HttpRpc
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.flash import FlashPlan, Funding, encode_execute
+from keeper.dex.uniswap_v3 import V3Book
+from keeper.dex.venue import Venue
+from keeper.execution.flash import FlashPlan, Funding, encode_execute, uniswap_v3_flash_fee
 from keeper.types import FlashLeg
 
 log = structlog.get_logger(__name__)
@@ -66,6 +75,25 @@ class Lenders:
     own: int = 0
     pair: str | None = None
     pair_reserve: int = 0
+    v3: dict[str, int] = field(default_factory=dict)  # V3 pool -> its balance of the token
+
+
+@dataclass(frozen=True, slots=True)
+class FlashPool:
+    """A Uniswap V3 pool that can lend its tokens with `flash` for its fee tier."""
+
+    address: str
+    token0: str
+    token1: str
+    fee_pips: int
+
+
+def v3_flash_pools(exits: Venue | None) -> tuple[FlashPool, ...]:
+    """The V3 pools of the exit venues (a `V3Book`, or those inside a `Venues`)."""
+    books = getattr(exits, "venues", None) or ([exits] if exits is not None else [])
+    return tuple(FlashPool(p.address, p.token0, p.token1, p.fee)
+                 for book in books if isinstance(book, V3Book)
+                 for p in book.by_address.values())
 
 
 @dataclass
@@ -78,6 +106,10 @@ class FlashRoute:
     aave_premium_bps: int
     dex: PairBook
     quote_token: str = ""  # the surplus is sold into it (so its pair with the debt is busy)
+    # Where exits are sold (pools an exit or a sale may touch are not lenders): the V2
+    # pairs when None; and the V3 pools that may lend with `flash`.
+    exits: Venue | None = None
+    v3_pools: tuple[FlashPool, ...] = ()
     a_tokens: dict[str, str | None] = field(default_factory=dict)  # debt -> aToken if flashable
     liquidity: dict[str, Lenders] = field(default_factory=dict)
     gas: dict[str, int] = field(default_factory=dict)  # strategy -> gas used, from receipts
@@ -87,9 +119,11 @@ class FlashRoute:
 
     @classmethod
     async def discover(
-        cls, chain: HttpRpc, executor: str, dex: PairBook, quote_token: str
+        cls, chain: HttpRpc, executor: str, dex: PairBook, quote_token: str,
+        exits: Venue | None = None,
     ) -> FlashRoute:
-        """Read the lenders the executor was deployed with (and Aave's premium)."""
+        """Read the lenders the executor was deployed with (and Aave's premium); the V3
+        pools of `exits` lend too."""
         executor = executor.lower()
         aave, morpho = await chain.batch([
             ("eth_call", [{"to": executor, "data": _AAVE_POOL}, "latest"]),
@@ -104,6 +138,7 @@ class FlashRoute:
             morpho=morpho_address if int(morpho_address, 16) else None,
             aave_pool=aave_pool if int(aave_pool, 16) else None,
             aave_premium_bps=premium, dex=dex, quote_token=quote_token.lower(),
+            exits=exits, v3_pools=v3_flash_pools(exits),
         )
         log.info("flash executor", executor=executor, morpho=route.morpho,
                  aave_pool=route.aave_pool, aave_premium_bps=premium)
@@ -130,6 +165,8 @@ class FlashRoute:
             a_token = self.a_tokens.get(debt)
             if a_token is not None:
                 holders["aave"] = a_token
+            holders.update({f"v3:{p.address}": p.address for p in self.v3_pools
+                            if debt in (p.token0, p.token1)})
             for name, holder in holders.items():
                 data = BALANCE_OF + encode(["address"], [holder]).hex()
                 calls.append(("eth_call", [{"to": debt, "data": data}, "latest"]))
@@ -137,16 +174,28 @@ class FlashRoute:
         answers = await chain.batch(calls) if calls else []
         self.liquidity = {debt: Lenders() for debt in debts}
         for (debt, name), answer in zip(slots, answers, strict=True):
-            setattr(self.liquidity[debt], name, int(str(answer), 16))
+            amount = int(str(answer), 16)
+            if name.startswith("v3:"):
+                self.liquidity[debt].v3[name.removeprefix("v3:")] = amount
+            else:
+                setattr(self.liquidity[debt], name, amount)
+
+    def _busy(self, debt: str, collaterals: Sequence[str]) -> tuple[set[str], set[str]]:
+        """(pools an exit of these collaterals into `debt` may swap in, those and the
+        pools the debt -> quote surplus sale may use): a lender among the first is locked
+        when the exit needs it; a V2 pair among the second would take its fee into the
+        reserves the sale was quoted on."""
+        venue: Venue = self.exits if self.exits is not None else self.dex
+        exits = {p for c in collaterals for p in venue.pools(c, debt)}
+        sale = set(venue.pools(debt, self.quote_token)) if debt != self.quote_token else set()
+        return exits, exits | sale
 
     def _flash_pair(self, debt: str, collaterals: str | Sequence[str]) -> tuple[str | None, int]:
-        """The deepest pair of `debt` that neither a collateral -> debt exit swap nor the
-        debt -> quote profit swap uses (a pair is locked while it lends)."""
+        """The deepest V2 pair of `debt` that neither an exit swap of the collaterals nor
+        the debt -> quote profit swap may use (a pair is locked while it lends)."""
         if isinstance(collaterals, str):
             collaterals = (collaterals,)
-        used = [self.dex.pair_for(c, debt) for c in collaterals]
-        used.append(self.dex.pair_for(debt, self.quote_token))
-        busy = {p.address for p in used if p is not None}
+        busy = self._busy(debt, collaterals)[1]
         best: tuple[str | None, int] = (None, 0)
         for pair in self.dex.pairs.values():
             if pair.address in busy:
@@ -170,12 +219,18 @@ class FlashRoute:
         if lenders.own >= amount:
             return Funding.OWN_BALANCE, 0, None
         aave_fee = amount * self.aave_premium_bps // 10_000  # FlashLoanLogic: percentMul, down
-        pair, reserve = self._flash_pair(debt, collateral)
+        collaterals = (collateral,) if isinstance(collateral, str) else collateral
+        pair, reserve = self._flash_pair(debt, collaterals)
         options: list[tuple[int, Funding, str | None]] = []
         if self.a_tokens.get(debt) is not None and lenders.aave >= amount:
             options.append((aave_fee, Funding.AAVE_FLASH_LOAN, None))
         if pair is not None and reserve > amount:
             options.append((uniswap_fee(amount), Funding.UNISWAP_V2_FLASH_SWAP, pair))
+        locked = self._busy(debt, collaterals)[0]
+        for pool in self.v3_pools:
+            if pool.address not in locked and lenders.v3.get(pool.address, 0) >= amount:
+                options.append((uniswap_v3_flash_fee(amount, pool.fee_pips),
+                                Funding.UNISWAP_V3_FLASH, pool.address))
         if not options:
             raise ValueError(f"no lender holds {amount} of {debt}")
         fee, funding, flash_pair = min(options, key=lambda o: (o[0], int(o[1])))
@@ -187,7 +242,9 @@ class FlashRoute:
         pair_reserve = self._flash_pair(debt, collateral)[1]
         aave = lenders.aave if self.a_tokens.get(debt) is not None else 0
         morpho = lenders.morpho if self.morpho is not None else 0
-        return max(morpho, lenders.own, aave, pair_reserve - 1, 0)
+        locked = self._busy(debt, (collateral,))[0]
+        v3 = max((a for p, a in lenders.v3.items() if p not in locked), default=0)
+        return max(morpho, lenders.own, aave, pair_reserve - 1, v3, 0)
 
     def fee(self, debt: str, collateral: str) -> Callable[[int], int]:
         """Debt units the cheapest lender charges for a repay of that size (for ranking)."""

@@ -579,3 +579,47 @@ def test_v3_swap_callback_pays_only_the_pool_inside_its_own_swap(env: Env) -> No
     # Anyone, the owner and the pool itself included, while no swap of ours is under way.
     for who in (env.stranger, env.owner, pool):
         expect_error(env, call._encode_transaction_data(), who, "UnexpectedCallback")
+
+
+# ---------------------------------------------------------------------------- Uniswap V3 flash
+
+
+def test_uniswap_v3_flash_funds_a_plan_for_its_fee_tier(env: Env) -> None:
+    """A V3 pool's `flash` lends the debt token for its fee tier (rounded up, as the pool
+    charges): the profit is the free loan's less exactly that fee, and the pool's balance
+    grows by it. The lending pool is locked: a plan selling through it is refused."""
+    crash(env)
+    (target,) = aave_targets(env, 1)  # sells WETH for USDC on the V2 pair
+    lender = v3_pool(env, "USDC/DAI/500")
+    plan = plan_for(env, [target], Funding.UNISWAP_V3_FLASH, flash_pair=lender)
+    free = simulate(env, plan_for(env, [target]))
+    pool_before = balance(env, "USDC", lender)
+    paid, _ = assert_realized(env, plan)
+    fee = flash.flash_fee(plan, v3_fee_pips=500)
+    assert fee == -(-plan.flash_amount * 500 // 10**6) > 0
+    assert free - paid == fee
+    assert balance(env, "USDC", lender) - pool_before == fee
+    with pytest.raises(flash.FlashPlanError, match="locked"):
+        encode_execute(replace(plan, liquidations=(replace(target, swap_pairs=(lender,)),)))
+
+
+def test_v3_flash_callback_runs_only_for_the_lending_pool_inside_our_call(env: Env) -> None:
+    crash(env)
+    (liq,) = aave_targets(env, 1)
+    lender = v3_pool(env, "USDC/DAI/500")
+    plan = plan_for(env, [liq], Funding.UNISWAP_V3_FLASH, flash_pair=lender)
+    payload = bytes.fromhex(encode_execute(plan)[10:])
+    call = env.executor.functions.uniswapV3FlashCallback(0, 1, payload)
+    # Anyone, the owner and the lending pool itself included, outside our own flash call.
+    for who in (env.stranger, env.owner, lender, v3_pool(env, "WETH/USDC/500")):
+        expect_error(env, call._encode_transaction_data(), who, "UnexpectedCallback")
+    # A plan naming a pool that holds no debt token is refused before any loan.
+    wrong = replace(plan, flash_pair=v3_pool(env, "WBTC/WETH/500"))
+    expect_error(env, encode_execute(wrong), env.owner, "BadPlan")
+
+
+def test_the_deployed_runtime_fits_the_contract_size_limit(env: Env) -> None:
+    """EIP-170: a contract's runtime code may be at most 24,576 bytes."""
+    runtime = env.w3.eth.get_code(env.executor.address)
+    print(f"\nFlashLiquidator runtime: {len(runtime):,} bytes of 24,576")
+    assert 0 < len(runtime) <= 24_576

@@ -130,6 +130,8 @@ def test_single_is_a_plan_of_one() -> None:
         (batch(liquidations=(morpho_liq(amount=-1),)), "amount: -1 is not a uint256"),
         (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP), "needs flash_pair"),
         (batch(funding=Funding.UNISWAP_V2_FLASH_SWAP, flash_pair=WETH_USDC), "locked"),
+        (batch(funding=Funding.UNISWAP_V3_FLASH), "needs flash_pair"),
+        (batch(funding=Funding.UNISWAP_V3_FLASH, flash_pair=WETH_USDC), "locked"),
         (batch(flash_pair=USDC_DAI), "only for the Uniswap"),
         (batch(flash_amount=0), "flash_amount > 0"),
         (batch(min_profit=-1), "uint256"),
