@@ -29,7 +29,6 @@ import asyncio
 import signal
 import time
 from fractions import Fraction
-from pathlib import Path
 from typing import Literal
 
 import click
@@ -62,7 +61,13 @@ from keeper.metrics import Metrics, MonitoringServer, serve
 from keeper.monitor import Monitor
 from keeper.prepared import FeedRule
 from keeper.ranking import realized_value
-from keeper.run_support import DaemonResult, dex_tokens, hold_locks, run_summary
+from keeper.run_support import (
+    DaemonResult,
+    dex_tokens,
+    dry_run_journal,
+    hold_locks,
+    run_summary,
+)
 from keeper.secrets import redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
 from keeper.wiring import Keeper, assemble
@@ -73,11 +78,6 @@ GWEI = 10**9
 DECIMALS = "0x313ce567"  # decimals()
 NO_LIQUIDATOR = "0x0000000000000000000000000000000000000000"
 """The liquidator address strategies are given when nothing will be sent (scan)."""
-
-
-def dry_run_journal(path: Path) -> Path:
-    """The dry-run journal next to the live one: keeper-journal.sqlite -> ….dry-run.sqlite."""
-    return path.with_name(f"{path.stem}.dry-run{path.suffix}")
 
 
 def with_mode(config: KeeperConfig, mode: Literal["live", "dry-run"]) -> KeeperConfig:
@@ -282,17 +282,17 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     loop = asyncio.get_running_loop()
     handled: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM)
     running: list[asyncio.Task[None]] = []
+    cut_short: list[int] = []  # in flight when the second signal came (cancelling clears it)
 
     def on_signal() -> None:
         if not stop.is_set():
             stop.set()
             log.info("stopping: finishing in-flight liquidations; signal again to abandon them")
         elif running:
+            cut_short.append(monitor.inflight())
             running[0].cancel()
 
-    journal_path = (config.execution.journal if config.execution.mode == "live"
-                    else dry_run_journal(config.execution.journal))
-    locks = hold_locks(config, journal_path)  # before anything is read: one keeper per journal
+    locks = hold_locks(config)  # before anything is read or sent: one keeper per journal
     for signum in handled:
         loop.add_signal_handler(signum, on_signal)
     monitor = build_monitor(config)
@@ -330,7 +330,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # we are cancelled ourselves, not by the second signal
-            abandoned = keeper.inflight
+            abandoned = max(cut_short, default=keeper.inflight)
             log.warning("stopping now: in-flight liquidations abandoned (journaled as sent)",
                         count=abandoned)
         flush_repeats(everything=True)

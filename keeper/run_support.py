@@ -39,7 +39,7 @@ def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
     others = [(name, n) for name, n in (
         ("lost", counts["lost"]), ("abandoned", tally.abandoned),
         ("reverted", counts["reverted"]), ("send refused", counts["send-failed"]),
-        ("errors", counts["error"]), ("left in flight", result.left_in_flight)) if n]
+        ("errors", counts["error"]), ("abandoned in flight", result.left_in_flight)) if n]
     if others:
         parts.append(", ".join(f"{name} {n}" for name, n in others))
     lines = [head + "; ".join(parts)]
@@ -50,15 +50,15 @@ def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
         for reason, n in (reasons or {}).items():
             lines.append(f"  {label} {n}: {reason}")
     if result.left_in_flight:
-        lines.append(f"  left in flight {result.left_in_flight}: journaled as sent; "
-                     "the next start follows them up")
+        lines.append(f"  abandoned in flight {result.left_in_flight}: a second signal cut the "
+                     "wait; journaled as sent, the next start follows them up")
     lines.append(f"  journal: {result.journal}")
     return lines
 
 
 @dataclasses.dataclass(frozen=True)
 class DaemonResult:
-    """How a daemon run ended: this run's tally, and what was left in flight."""
+    """How a daemon run ended: this run's tally, and what was abandoned in flight."""
 
     summary: JournalSummary  # the journal's whole life (`keeper journal` lists it)
     quote_decimals: int
@@ -73,15 +73,20 @@ class DaemonResult:
 
 
 
-def hold_locks(config: KeeperConfig, journal: Path) -> contextlib.ExitStack:
-    """The lock of `journal` (the file this run writes) and, when sending to the chain, the
-    account's (keeper/lock.py);
-    a second keeper on either exits with one line naming the holder's pid. A dry run locks
-    its own journal only: it sends on its own fork, with the fork's nonces."""
+def dry_run_journal(path: Path) -> Path:
+    """The dry-run journal next to the live one: keeper-journal.sqlite -> ….dry-run.sqlite."""
+    return path.with_name(f"{path.stem}.dry-run{path.suffix}")
+
+
+def hold_locks(config: KeeperConfig) -> contextlib.ExitStack:
+    """The lock of the journal this run writes and, when sending to the chain, the account's
+    (keeper/lock.py); a second keeper on either exits with one line naming the holder's pid.
+    A dry run locks its own journal only: it sends on its own fork, with the fork's nonces."""
     stack = contextlib.ExitStack()
     try:
         live = config.execution.mode == "live"
-        stack.enter_context(journal_lock(journal))
+        journal = config.execution.journal
+        stack.enter_context(journal_lock(journal if live else dry_run_journal(journal)))
         address = sending_address(config) if live else None
         if address is not None:
             stack.enter_context(account_lock(config.chain.chain_id, address))

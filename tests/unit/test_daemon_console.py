@@ -132,7 +132,7 @@ def test_stop_summary_is_this_run_in_units_with_reasons(tmp_path: Path) -> None:
     first = lines[0]
     assert first.startswith("keeper: stopped; this run (1h02m): 2 liquidations confirmed")
     assert "realized profit 2.5 WETH net of gas" in first and "gas paid 0.004 ETH" in first
-    assert "lost 2, abandoned 44" in first and "left in flight 1" in first
+    assert "lost 2, abandoned 44" in first and "abandoned in flight 1" in first
     assert "900" not in first and "(quote token)" not in first
     assert "  abandoned 40: not enough debt asset on hand" in lines
     assert "  abandoned 4: simulation reverted: execution reverted: 0x1234" in lines
