@@ -46,6 +46,7 @@ LAZY_COMMANDS = {
     "devnet": "keeper.devnet.cli:devnet",
     "demo": "keeper.demo:demo",
     "deploy-executor": "keeper.deploy_executor:deploy_executor",
+    "journal": "keeper.journal_report:journal",
     "record": "keeper.backtest.record:record",
     "risk": "keeper.risk:risk",
     "run": "keeper.run:run",

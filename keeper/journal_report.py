@@ -1,0 +1,282 @@
+"""`keeper journal`: what the keeper did, read from its journal (and, with `--log`, why).
+
+The journal (keeper/execution/journal.py) holds every liquidation the keeper claimed:
+the position, the block it was ranked at, the profit it expected, its status, and each
+signed transaction with its fees, gas used and realized profit. This command lists them,
+filtered (`--status`, `--strategy`, `--account`, `--from-block`/`--to-block`, `--last`),
+as a table in whole quote-token units or as `--csv` with the exact integers.
+
+`--missed` is the missed-opportunity report of a daemon: every liquidation it ranked
+profitable and did not get (abandoned before sending, dropped, reverted or lost), why, and
+what it expected it to pay (its ranked net profit), grouped by reason. The journal keeps
+statuses, not reasons: `--log` reads the daemon's JSON log (`--log-format json`) for each
+key's last word (no capital, the simulation's revert reason, the node's refusal, the race's
+winner). Positions liquidatable but never ranked profitable (too small, or sized to
+nothing for want of capital) are not journaled; `keeper backtest` values those.
+
+The file is opened read-only: a running keeper's journal can be read while it runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from keeper.backtest.units import amount, cell, short
+from keeper.cli import AppState
+from keeper.errors import InputFileError
+from keeper.execution.journal_schema import FORMAT, INTENT_STATUSES
+
+QUOTE = 10**18  # profits are quote-token wei (the wrapped native coin: 18 decimals)
+GWEI = 10**9
+MISSED = ("abandoned", "dropped", "reverted")
+# The daemon's log lines that say why a liquidation did not land: event -> short reason.
+REASONS = {
+    "not enough debt asset on hand; not sent": "no-capital",
+    "simulation reverted; not sent": "simulation-failed",
+    "simulation failed after the send": "simulation-failed",
+    "send refused by the node": "send-refused",
+    "lost the race": "lost",
+    "liquidation reverted": "reverted",
+    "cancelled: the opportunity was gone": "cancelled",
+    "its nonce went to another transaction": "nonce-taken",
+}
+STATUS_REASONS = {  # without a log: what the status alone says
+    "abandoned": "not sent",
+    "dropped": "dropped",
+    "reverted": "reverted",
+    "planned": "in flight",
+    "signed": "in flight",
+    "sent": "in flight",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One journaled liquidation with its last transaction (if any)."""
+
+    key: str
+    strategy: str
+    account: str
+    collateral: str
+    debt: str
+    block: int
+    status: str
+    attempts: int
+    updated_at: float
+    debt_to_cover: int
+    expected_profit: int
+    tx_hash: str | None
+    mined_block: int | None
+    gas_used: int | None
+    max_fee: int | None
+    priority_fee: int | None
+    realized_profit: int | None
+    reason: str = ""
+    detail: str = ""
+
+
+def read_journal(path: Path) -> list[Row]:
+    """Every intent of the journal at `path`, oldest first, each with its newest transaction."""
+    if not path.is_file():
+        raise InputFileError(f"journal {path}: no such file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise InputFileError(f"journal {path}: cannot open ({exc})") from None
+    try:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("format") != FORMAT:
+            raise InputFileError(f"journal {path}: not a keeper journal")
+        rows = db.execute(
+            "SELECT i.key, i.strategy, i.account, i.collateral, i.debt, i.block, i.status,"
+            " i.attempts, i.updated_at, i.debt_to_cover, i.expected_profit, t.tx_hash,"
+            " t.block_number, t.gas_used, t.max_fee, t.priority_fee, t.realized_profit"
+            " FROM intents i LEFT JOIN transactions t ON t.rowid = ("
+            "  SELECT rowid FROM transactions WHERE intent_key = i.key"
+            "  ORDER BY (status IN ('confirmed', 'reverted')) DESC, signed_at DESC, rowid DESC"
+            "  LIMIT 1)"
+            " ORDER BY i.block, i.updated_at, i.key").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise InputFileError(f"journal {path}: not a keeper journal or unreadable ({exc})"
+                             ) from None
+    finally:
+        db.close()
+    return [Row(key=r[0], strategy=r[1], account=r[2], collateral=r[3], debt=r[4],
+                block=r[5], status=r[6], attempts=r[7], updated_at=r[8],
+                debt_to_cover=int(r[9]), expected_profit=int(r[10]), tx_hash=r[11],
+                mined_block=r[12], gas_used=r[13],
+                max_fee=None if r[14] is None else int(r[14]),
+                priority_fee=None if r[15] is None else int(r[15]),
+                realized_profit=None if r[16] is None else int(r[16]),
+                reason="" if r[6] == "confirmed" else STATUS_REASONS.get(r[6], r[6]))
+            for r in rows]
+
+
+def read_reasons(path: Path) -> dict[str, tuple[str, str]]:
+    """key -> (short reason, detail): the last word the daemon's JSON log has on each key."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot read the log ({exc.strerror})") from None
+    out: dict[str, tuple[str, str]] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a console line, or a line cut short by a crash
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            continue
+        event = str(entry.get("event", ""))
+        if event == "liquidation confirmed":
+            out.pop(entry["key"], None)
+        elif event in REASONS:
+            detail = entry.get("reason") or entry.get("winner") or entry.get("refusal") or ""
+            out[entry["key"]] = (REASONS[event], str(detail))
+    return out
+
+
+def with_reasons(rows: Iterable[Row], reasons: dict[str, tuple[str, str]]) -> list[Row]:
+    out = []
+    for row in rows:
+        found = reasons.get(row.key)
+        out.append(row if found is None or row.status == "confirmed"
+                   else dataclasses.replace(row, reason=found[0], detail=found[1]))
+    return out
+
+
+def select(rows: Sequence[Row], *, statuses: Sequence[str], strategy: str | None,
+           account: str | None, first: int | None, last: int | None, missed: bool,
+           newest: int | None) -> list[Row]:
+    """The rows the filters keep; `newest`: only the last N of them."""
+    kept = [r for r in rows
+            if (not statuses or r.status in statuses)
+            and (not missed or r.status in MISSED)
+            and (strategy is None or r.strategy == strategy)
+            and (account is None or r.account.lower() == account.lower())
+            and (first is None or r.block >= first)
+            and (last is None or r.block <= last)]
+    return kept[-newest:] if newest else kept
+
+
+def _pnl(row: Row) -> str:
+    return "-" if row.realized_profit is None else amount(row.realized_profit / QUOTE)
+
+
+def _gwei(wei: int | None) -> str:
+    return "-" if wei is None else f"{wei / GWEI:,.3g}"
+
+
+def table(rows: Sequence[Row]) -> Table:
+    """The liquidations, oldest first; amounts in whole quote tokens, bids in gwei (fits 80
+    columns: the strategy, the transaction and the exact integers are in `--csv`)."""
+    out = Table(title=f"journal: {len(rows)} liquidations (quote-token amounts, bids in gwei)",
+                box=box.SIMPLE_HEAD,
+                pad_edge=False, collapse_padding=True)
+    right = ("block", "expected", "pnl", "gas used", "bid")
+    for column in ("block", "status", "reason", "account", "expected", "pnl", "gas used",
+                   "bid"):
+        out.add_column(column, justify="right" if column in right else "left", no_wrap=True)
+    for r in rows:
+        out.add_row(str(r.block), r.status, cell(r.reason or "-"), short(r.account),
+                    amount(r.expected_profit / QUOTE), _pnl(r),
+                    "-" if r.gas_used is None else f"{r.gas_used:,}", _gwei(r.priority_fee))
+    return out
+
+
+def summary(rows: Sequence[Row]) -> str:
+    counts = Counter(r.status for r in rows)
+    realized = sum(r.realized_profit or 0 for r in rows)
+    parts = ", ".join(f"{counts[s]} {s}" for s in INTENT_STATUSES if counts[s])
+    return f"{parts or 'nothing'}; realized {amount(realized / QUOTE)} (quote token)"
+
+
+def missed_table(rows: Sequence[Row]) -> Table:
+    """The missed ones by reason: how many, and what they were expected to pay."""
+    out = Table(title="missed: ranked, not liquidated", box=box.SIMPLE_HEAD)
+    for column in ("reason", "count", "expected (quote)"):
+        out.add_column(column, justify="left" if column == "reason" else "right")
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(r.reason or r.status, []).append(r)
+    ordered = sorted(groups.items(), key=lambda g: -sum(r.expected_profit for r in g[1]))
+    for reason, members in ordered:
+        out.add_row(cell(reason), str(len(members)),
+                    amount(sum(r.expected_profit for r in members) / QUOTE))
+    return out
+
+
+CSV_COLUMNS = ("key", "strategy", "account", "collateral", "debt", "block", "status",
+               "reason", "detail", "attempts", "updated_at", "debt_to_cover",
+               "expected_profit_wei", "tx_hash", "mined_block", "gas_used", "max_fee_wei",
+               "priority_fee_wei", "realized_profit_wei")
+
+
+def csv_lines(rows: Sequence[Row]) -> Iterator[list[object]]:
+    """The rows with exact integers (wei, raw token units) and full hashes."""
+    yield list(CSV_COLUMNS)
+    for r in rows:
+        yield [r.key, r.strategy, r.account, r.collateral, r.debt, r.block, r.status, r.reason,
+               r.detail, r.attempts,
+               datetime.fromtimestamp(r.updated_at, UTC).isoformat(timespec="seconds"),
+               r.debt_to_cover, r.expected_profit, r.tx_hash or "", r.mined_block or "",
+               r.gas_used if r.gas_used is not None else "",
+               r.max_fee if r.max_fee is not None else "",
+               r.priority_fee if r.priority_fee is not None else "",
+               r.realized_profit if r.realized_profit is not None else ""]
+
+
+@click.command("journal")
+@click.option("--journal", "journal_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The journal file (default: execution.journal of the config).")
+@click.option("--dry-run", is_flag=True, help="Read the dry-run journal beside it.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="The daemon's JSON log: each liquidation's reason (no capital, revert...).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(INTENT_STATUSES),
+              help="Only this status (repeatable).")
+@click.option("--strategy", help="Only this strategy (e.g. aave_v3).")
+@click.option("--account", help="Only this borrower.")
+@click.option("--from-block", "first", type=click.IntRange(0), help="Ranked at or after.")
+@click.option("--to-block", "last", type=click.IntRange(0), help="Ranked at or before.")
+@click.option("--last", "newest", type=click.IntRange(1), help="Only the newest N.")
+@click.option("--missed", is_flag=True,
+              help="The missed-opportunity report: ranked profitable, not liquidated, why.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV with exact integers, to stdout.")
+@click.pass_obj
+def journal(  # noqa: PLR0917 (click passes every option as an argument)
+    state: AppState, journal_path: Path | None, dry_run: bool, log_path: Path | None,
+    statuses: tuple[str, ...], strategy: str | None, account: str | None, first: int | None,
+    last: int | None, newest: int | None, missed: bool, as_csv: bool,
+) -> None:
+    """List the journaled liquidations: status, reason, gas, bid and realized PnL."""
+    path = journal_path if journal_path is not None else state.config().execution.journal
+    if dry_run:
+        path = path.with_name(f"{path.stem}.dry-run{path.suffix}")
+    rows = read_journal(path)
+    if log_path is not None:
+        rows = with_reasons(rows, read_reasons(log_path))
+    rows = select(rows, statuses=statuses, strategy=strategy, account=account, first=first,
+                  last=last, missed=missed, newest=newest)
+    if as_csv:
+        csv.writer(sys.stdout, lineterminator="\n").writerows(csv_lines(rows))
+        return
+    console = Console()
+    if missed:
+        console.print(missed_table(rows))
+    console.print(table(rows))
+    console.print(summary(rows))
+    if missed and log_path is None:
+        console.print("[dim]reasons: add --log with the daemon's JSON log[/dim]")
