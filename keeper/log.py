@@ -122,7 +122,7 @@ def humanize(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Eve
     shown = _units_of(event_dict)
     out: EventDict = {}
     for name, value in event_dict.items():
-        if name in DROPPED:
+        if name in DROPPED or value is None:  # `fork=None`: nothing to read
             continue
         if name == "timestamp" and isinstance(value, str) and len(value) >= 19:
             out[name] = value[11:19]
