@@ -95,8 +95,9 @@ def _units_of(event_dict: EventDict) -> dict[str, str]:
 
 
 def add_units(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
-    """structlog processor (JSON): the exact integers stay; `units` repeats them in units."""
-    shown = _units_of(event_dict)
+    """structlog processor (JSON): the exact integers stay; `units` repeats them in units
+    (amounts of a token whose symbol is unknown are left out: the integer says it all)."""
+    shown = {k: v for k, v in _units_of(event_dict).items() if "(raw " not in v}
     if shown:
         event_dict["units"] = shown
     return event_dict

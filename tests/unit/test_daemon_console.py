@@ -79,6 +79,9 @@ def test_json_keeps_exact_integers_and_adds_units() -> None:
     event = json.loads(stream.getvalue())
     assert event["realized_profit"] == 412_345_678_901_234_567 and event["key"] == KEY
     assert event["units"] == {"realized_profit": "0.412346 WETH", "repay": "1,250 USDC"}
+    units.clear()  # symbols unknown (a process that never loaded them): no `units`
+    structlog.get_logger().info("liquidation confirmed", key=KEY, realized_profit=5)
+    assert "units" not in json.loads(stream.getvalue().splitlines()[-1])
 
 
 def test_79_identical_lines_become_two() -> None:
