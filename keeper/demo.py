@@ -102,18 +102,29 @@ def _usd(wei: int, weth_usd: Decimal) -> str:
     return f"{Decimal(wei) / WAD:.4f} WETH (${Decimal(wei) / WAD * weth_usd:,.2f})"
 
 
-def devnet_strategies(info: DevnetInfo, liquidator: str) -> list[Strategy]:
-    """Every installed strategy whose config can be read off devnet.json."""
+def devnet_strategies(
+    info: DevnetInfo, liquidator: str, *, aave_markets: Sequence[str] = ("aave_v3",),
+    morpho: bool = True,
+) -> list[Strategy]:
+    """Every installed strategy whose config can be read off devnet.json: one Aave strategy
+    per market named in `aave_markets` (devnet.json's `aave_v3`, `aave_v3_6`; each instance
+    named after its market), and Morpho Blue unless `morpho` is false."""
     context = StrategyContext(chain_id=info.chain_id, liquidator=liquidator)
-    sections = {
-        "aave_v3": {"addresses_provider": info.aave_v3.addresses_provider},
-        "morpho_blue": {"morpho": info.morpho_blue.morpho},
-    }
+    markets = info.aave_markets()
+    sections: list[tuple[str, str, dict[str, object]]] = [
+        (name, "aave_v3", {"addresses_provider": markets[name].addresses_provider})
+        for name in aave_markets
+    ]
+    if morpho:
+        sections.append(("morpho_blue", "morpho_blue", {"morpho": info.morpho_blue.morpho}))
     out: list[Strategy] = []
-    for name, section in sections.items():
-        plugin = load(name)
+    for name, plugin_name, section in sections:
+        plugin = load(plugin_name)
         if isinstance(plugin, StrategyFactory):
-            out.append(plugin.create(plugin.config_model.model_validate(section), context))
+            strategy = plugin.create(plugin.config_model.model_validate(section), context)
+            if strategy.name != name:
+                strategy.name = name  # as keeper.run names a configured instance
+            out.append(strategy)
     return out
 
 
@@ -123,6 +134,7 @@ async def build_keeper(
     ws: WsSubscriptions | bool = False, poll_interval: float = 0.05,
     keep_outcomes: int | None = DEFAULT_KEEP, bids: BidPolicy | None = None,
     monitor: Monitor | None = None, prepared_levels: int = DEFAULT_LEVELS,
+    aave_markets: Sequence[str] = ("aave_v3",), morpho: bool = True,
 ) -> Keeper:
     """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
     public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
@@ -130,7 +142,8 @@ async def build_keeper(
     as the daemon's intake. `bids`: none by default (automine orders first come, first
     served: a tip buys nothing there). `prepared_levels`: liquidations prepared for each
     feed's next answers, that many deviation thresholds each way (devnet.json's
-    `feed_rules`; 0: none)."""
+    `feed_rules`; 0: none). `aave_markets` / `morpho`: which markets it watches (the v3.0
+    Aave market and Morpho Blue by default; see `devnet_strategies`)."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
@@ -154,7 +167,8 @@ async def build_keeper(
     if executor is not None and flash_executor is not None:
         flash = await FlashRoute.discover(chain, flash_executor, dex, weth)
     keeper = assemble(
-        chain, devnet_strategies(info, account.address), dex, quote_token=weth,
+        chain, devnet_strategies(info, account.address, aave_markets=aave_markets, morpho=morpho),
+        dex, quote_token=weth,
         min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live,
         flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval, bids=bids,
         monitor=monitor,

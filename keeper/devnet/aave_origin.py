@@ -58,6 +58,7 @@ from keeper.devnet.borrowers import (
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import AaveV36Info, TokenInfo
 from keeper.devnet.tokens import FEED_DECIMALS, TokenSpec, devnet_contracts, mintable_erc20
+from keeper.devnet.uniswap import pair_artifact, pool_amount
 from keeper.errors import DevnetError
 from keeper.paths import node_modules
 
@@ -74,6 +75,9 @@ WSTETH_MAX_YEARLY_GROWTH_BPS = 500
 # The longest liquidation grace period PoolConfigurator.setReservePause accepts (MAX_GRACE_PERIOD).
 MAX_GRACE_PERIOD = 4 * 3600
 GRACE_PERIOD_RESERVE = "WBTC"
+# WSTETH's exit: a Uniswap V2 WSTETH/WETH pool in the devnet's factory, this deep each side
+# (the keeper values and sells seized collateral through the V2 pairs).
+WSTETH_POOL_USD = Decimal(50_000_000)
 # The PriceOracleSentinel's grace period after the sequencer comes back up.
 SENTINEL_GRACE_PERIOD = 3600
 
@@ -601,11 +605,14 @@ def deploy_v36_market(
     lender: ChecksumAddress,
     liquidator: ChecksumAddress,
     morpho: Contract,
+    uniswap_factory: Contract,
     liquidity_usd: Decimal,
     liquidator_usd: Decimal,
-) -> AaveV36Info:
-    """The whole v3.6 part of the devnet: market, liquidity, borrowers, grace period."""
+) -> tuple[AaveV36Info, dict[str, str]]:
+    """The whole v3.6 part of the devnet: market, liquidity, borrowers, grace period, and
+    WSTETH's Uniswap V2 pool. Returns the market and the new pair ({"WSTETH/WETH": pair})."""
     market = deploy_aave_v36(deployer, tokens, feeds, specs, treasury)
+    pairs = {"WSTETH/WETH": _wsteth_pool(deployer, market, uniswap_factory)}
     supply_liquidity(deployer, market, lender, liquidity_usd)
     # The liquidator already holds the devnet tokens; WSTETH is this market's own.
     wsteth = market.tokens[WSTETH.symbol]
@@ -620,7 +627,19 @@ def deploy_v36_market(
     # After the borrowers: a reserve in its grace period cannot be liquidated, but can be used.
     grace_asset = market.tokens[GRACE_PERIOD_RESERVE].address
     start_grace_period(deployer, market.pool_configurator, grace_asset)
-    return market.info.model_copy(update={"borrowers": borrowers})
+    return market.info.model_copy(update={"borrowers": borrowers}), pairs
+
+
+def _wsteth_pool(deployer: Deployer, market: AaveOriginDeployment, factory: Contract) -> str:
+    """A WSTETH/WETH pair at the adapter's deploy price (1.2 WETH), minted straight in."""
+    wsteth, weth = market.tokens[WSTETH.symbol], market.tokens["WETH"]
+    deployer.send(factory.functions.createPair(wsteth.address, weth.address))
+    address = factory.functions.getPair(wsteth.address, weth.address).call()
+    pair = deployer.at(pair_artifact(), address)
+    for token, spec in ((wsteth, WSTETH), (weth, market.specs["WETH"])):
+        deployer.send(token.functions.mint(pair.address, pool_amount(WSTETH_POOL_USD, spec)))
+    deployer.send(pair.functions.mint(deployer.sender))
+    return str(address)
 
 
 __all__ = [

@@ -117,11 +117,11 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
     # Last, so every address and balance deployed before it is what it was without it.
     uniswap_v3 = deploy_uniswap_v3(deployer, tokens, spec.tokens)
     # The Aave v3.6 market, after Uniswap V3 for the same reason.
-    aave_v3_6 = deploy_v36_market(
+    aave_v3_6, v36_pairs = deploy_v36_market(
         deployer, tokens, feeds, specs,
         treasury=accounts[TREASURY_INDEX], lender=accounts[LENDER_INDEX], liquidator=liquidator,
-        morpho=morpho.morpho, liquidity_usd=Decimal(AAVE_LIQUIDITY_USD),
-        liquidator_usd=Decimal(LIQUIDATOR_FUNDS_USD),
+        morpho=morpho.morpho, uniswap_factory=uniswap.factory,
+        liquidity_usd=Decimal(AAVE_LIQUIDITY_USD), liquidator_usd=Decimal(LIQUIDATOR_FUNDS_USD),
     )
     return DevnetInfo(
         rpc_url=anvil.rpc_url,
@@ -136,7 +136,8 @@ def deploy_devnet(anvil: Anvil, spec: DevnetSpec) -> DevnetInfo:
         feed_rules={s: FeedRuleInfo(deviation_bps=FEED_DEVIATION_BPS,
                                     heartbeat=FEED_HEARTBEAT_SECONDS) for s in feeds},
         aave_v3=aave.info,
-        uniswap_v2=uniswap.info,
+        # The v3.6 market's WSTETH/WETH pair is in the same factory, so it is listed here too.
+        uniswap_v2=uniswap.info.model_copy(update={"pairs": {**uniswap.info.pairs, **v36_pairs}}),
         morpho_blue=morpho.info,
         uniswap_v3=uniswap_v3.info,
         aave_v3_6=aave_v3_6,

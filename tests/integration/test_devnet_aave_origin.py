@@ -37,6 +37,7 @@ from keeper.devnet.aave_origin import (
 )
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import devnet_contracts, mintable_erc20, price_feed, to_feed_answer
+from keeper.devnet.uniswap import pair_artifact
 from tests.conftest import Devnet
 from tests.integration.helpers import MAX_UINT, WAD, contract, deployer, liquidator, set_price
 
@@ -155,6 +156,12 @@ def test_market_and_reserves_as_configured(devnet: Devnet) -> None:
             [ids[s] for s in members.ltvzero]
         )
     assert any(m.ltvzero for m in EMODES)
+    # WSTETH's exit: a WSTETH/WETH pair in the devnet's Uniswap V2 factory at 1.2 WETH.
+    pair = contract(devnet, pair_artifact(), devnet.info.uniswap_v2.pairs["WSTETH/WETH"])
+    r0, r1, _ = pair.functions.getReserves().call()
+    wsteth_first = pair.functions.token0().call() == info.tokens["WSTETH"].address
+    weth_per_wsteth = Decimal(r1 if wsteth_first else r0) / Decimal(r0 if wsteth_first else r1)
+    assert abs(weth_per_wsteth / Decimal("1.2") - 1) < Decimal("1e-6")
     # A grace period was set on the grace reserve at deploy (it may have lapsed by now).
     grace_asset = Web3.to_checksum_address(info.tokens[GRACE_PERIOD_RESERVE].address)
     assert pool.functions.getLiquidationGracePeriod(grace_asset).call() > 0

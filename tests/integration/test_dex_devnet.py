@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from keeper.chain.http import HttpRpc
+from keeper.devnet.tokens import mintable_erc20
 from keeper.devnet.uniswap import factory_artifact, pair_artifact, router_artifact
 from keeper.dex.uniswap_v2 import PairBook
 from tests.conftest import Devnet
@@ -18,6 +19,11 @@ async def test_load_matches_the_chain_and_quotes_match_the_router(devnet: Devnet
     info = devnet.info.uniswap_v2
     router = contract(devnet, router_artifact(), info.router)
     erc20s = tokens(devnet)
+    decimals_of = {s: t.decimals for s, t in devnet.info.tokens.items()}
+    if devnet.info.aave_v3_6 is not None:  # its WSTETH/WETH pair is in the same factory
+        for symbol, token in devnet.info.aave_v3_6.tokens.items():
+            erc20s.setdefault(symbol, contract(devnet, mintable_erc20(), token.address))
+            decimals_of.setdefault(symbol, token.decimals)
     head = devnet.w3.eth.block_number
     rpc = await HttpRpc.open(devnet.info.rpc_url)
     try:
@@ -38,7 +44,7 @@ async def test_load_matches_the_chain_and_quotes_match_the_router(devnet: Devnet
         a, b = key.split("/")
         for sym_in, sym_out in ((a, b), (b, a)):
             token_in, token_out = erc20s[sym_in], erc20s[sym_out]
-            decimals = devnet.info.tokens[sym_in].decimals
+            decimals = decimals_of[sym_in]
             for amount_in in (1, 10**decimals, 12_345 * 10**decimals + 678):
                 leg = book.quote(token_in.address, token_out.address, amount_in)
                 amounts = router.functions.getAmountsOut(

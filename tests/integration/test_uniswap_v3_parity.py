@@ -186,7 +186,7 @@ async def test_v3_deeper_than_v2_on_some_pairs_and_shallower_on_others(devnet: D
         v2 = await PairBook.load(rpc, devnet.info.uniswap_v2.factory, devnet.w3.eth.block_number)
     finally:
         await rpc.aclose()
-    assert len(v2.pairs) == 6 and all(a in v2.pairs for a in
+    assert len(v2.pairs) == len(devnet.info.uniswap_v2.pairs) and all(a in v2.pairs for a in
                                       (p.lower() for p in devnet.info.uniswap_v2.pairs.values()))
     for sell, buy, amount, v3_wins in (("WETH", "USDC", 1_000 * 10**18, True),
                                        ("WETH", "DAI", 1_000 * 10**18, True),
