@@ -295,7 +295,7 @@ def plot_prices(report: BacktestReport) -> Figure:
 
 
 def plot_health(report: BacktestReport) -> Figure:
-    figure = new_figure()
+    figure = new_figure(height=4.4)
     axes = figure.subplots()
     samples = [h for h in report.health if h.quantiles]
     blocks = [h.block for h in samples]
@@ -314,7 +314,9 @@ def plot_health(report: BacktestReport) -> Figure:
                        linewidth=0.8, linestyle="--", label="positions with HF < 1 (right)")
         handles, labels = axes.get_legend_handles_labels()
         more, more_labels = unhealthy.get_legend_handles_labels()
-        axes.legend(handles + more, labels + more_labels, loc="lower left", fontsize="small")
+        # Below the plot, not over the bands: every series of both axes in one legend.
+        figure.legend(handles + more, labels + more_labels, loc="outside lower center",
+                      ncols=3, fontsize="small")
     unhealthy.set_ylabel("positions with HF < 1")
     _counts_axis(unhealthy)
     axes.set(title=f"health factors of {positions} positions with debt (capped at 3; "

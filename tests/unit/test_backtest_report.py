@@ -114,8 +114,7 @@ def test_every_plot_has_a_title_and_axis_units() -> None:
         if axes.get_xlabel() == "block":  # every block axis spans the replayed range
             assert tuple(axes.get_xlim()) == (report.from_block, report.to_block)
     health = plot_health(report)
-    legend = health.axes[0].get_legend()
-    assert legend is not None
+    (legend,) = health.legends
     assert "positions with HF < 1 (right)" in [t.get_text() for t in legend.get_texts()]
     # Counts tick at integers.
     ticks = plot_liquidations(report).axes[0].get_yticks()
