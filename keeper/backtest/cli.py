@@ -96,8 +96,8 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
 @click.option("--seed", default=7, show_default=True, type=int, help="Devnet population seed.")
 @click.option("--steps", type=click.IntRange(1), help="Play only the first K steps of the path.")
 @click.option("--capital", type=click.FloatRange(min=0, min_open=True), metavar="USD",
-              help="Leave the liquidator this much of each asset (USD at the devnet's starting "
-                   "prices) instead of its 5M each (--devnet).")
+              help="The liquidator holds this much of each asset (USD at the devnet's starting "
+                   "prices) instead of 5M each (--devnet).")
 @click.option("--rpc", metavar="URL", help="Archive node to replay blocks from.")
 @click.option("--tape", type=click.Path(path_type=Path, dir_okay=False),
               help="A tape written by `keeper record`, instead of --rpc.")

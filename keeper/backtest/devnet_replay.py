@@ -14,8 +14,8 @@ At every block the replay samples the books (`keeper.backtest.episodes`): which
 positions are liquidatable and, at each step's price block and when an episode opens,
 what liquidating each alone would have paid there. After each step it samples the
 health-factor distribution. At the end the keeper's liquidations are read back from the
-journal and their receipts. `--capital USD` leaves the liquidator that much of each
-asset (at the devnet's starting prices) to see what capital costs.
+journal and their receipts. `--capital USD` gives the liquidator that much of each asset
+(at the devnet's starting prices; 5M each otherwise) to see what capital costs.
 
 There are no competing liquidators on the devnet, so the report's historical list is empty.
 
@@ -74,6 +74,7 @@ FEED_GAS = 200_000
 UNBOUNDED = -(2**255)  # a minimum profit that keeps every valuation, losses too
 UPDATE_ANSWER = "0x" + function_signature_to_4byte_selector("updateAnswer(int256)").hex()
 TRANSFER = "0x" + function_signature_to_4byte_selector("transfer(address,uint256)").hex()
+MINT = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
 NO_DEBT = 2**255  # a health factor at or above this is "no debt" (uint max in both protocols)
 
 # (steps done, steps in all, blocks replayed so far): drives the CLI's progress bar.
@@ -306,8 +307,9 @@ async def _prepare(
 ) -> None:
     """In one block: the liquidator allows the Aave Pool and Morpho to pull every devnet
     token (what its first liquidation of each would do: otherwise an approval mined
-    mid-step would hold that step's sends behind it), and, with `capital_usd`, hands its
-    balance of each token above that (at the devnet's starting prices) to the deployer."""
+    mid-step would hold that step's sends behind it), and, with `capital_usd`, holds that
+    much of each token (at the devnet's starting prices): the excess goes to the
+    deployer, a shortfall is minted."""
     address = info.accounts.liquidator
     prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
     for symbol, token in sorted(info.tokens.items()):
@@ -325,6 +327,10 @@ async def _prepare(
                                      [info.accounts.deployer, have - keep]).hex()
             await rpc.call("eth_sendTransaction", [{"from": address, "to": token.address,
                                                     "data": move}])
+        elif have < keep:  # the devnet's tokens are mintable (Aave's MintableERC20 mock)
+            mint = MINT + encode(["address", "uint256"], [address, keep - have]).hex()
+            await rpc.call("eth_sendTransaction", [{"from": info.accounts.deployer,
+                                                    "to": token.address, "data": mint}])
     await clock.mine(rpc)
 
 
@@ -500,6 +506,6 @@ def run_price_path(
     report.boot_seconds = boot
     report.notes.insert(0, f"price path {loaded.path.name}: {len(steps)} steps driving "
                            + ", ".join(f"{s} (beta {b})" for s, b in loaded.betas.items())
-                           + (f"; {capital_usd:,} USD of each asset on hand" if capital_usd
+                           + (f"; {capital_usd:,.0f} USD of each asset on hand" if capital_usd
                               else ""))
     return report
