@@ -121,6 +121,8 @@ class KeeperGroup(click.Group):
             return super().make_context(info_name, args, parent, **extra)
         except click.UsageError as exc:
             raise OneLineUsageError(exc) from None
+        except BrokenPipeError:  # `keeper --help | head`: help is printed while parsing
+            _quiet_broken_pipe()
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

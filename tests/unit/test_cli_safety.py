@@ -127,10 +127,12 @@ def test_every_command_help_shows_config(command: str) -> None:
     assert "--config FILE" in result.stdout
 
 
-def test_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", [["check-config", "--offline"], ["--help"], ["run", "--help"]])
+def test_closed_stdout_ends_quietly(tmp_path: Path, args: list[str]) -> None:
     """`keeper check-config | head`: the reader is gone before the keeper writes."""
     keeper = Path(sys.executable).parent / "keeper"
-    proc = subprocess.Popen([str(keeper), "check-config", "--offline", str(config_file(tmp_path))],
+    extra = [str(config_file(tmp_path))] if args[0] == "check-config" else []
+    proc = subprocess.Popen([str(keeper), *args, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     proc.stdout.close()
