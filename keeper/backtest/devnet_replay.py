@@ -29,16 +29,17 @@ their source.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import csv
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -62,6 +63,7 @@ from keeper.types import BlockRef, Candidate
 from keeper.types import Opportunity as Ranked
 from keeper.wiring import Keeper
 
+T = TypeVar("T")
 PATHS = Path(__file__).parent / "paths"
 WAD = 10**18
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
@@ -229,6 +231,23 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+class _Sends(asyncio.TaskGroup):
+    """The TaskGroup of the keeper's sends, remembered: the end of the replay cancels any
+    still waiting for a block (so the group can close)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started: list[asyncio.Task[Any]] = []
+
+    def create_task(
+        self, coro: Generator[Any, None, T] | Coroutine[Any, Any, T], *,
+        name: str | None = None, context: contextvars.Context | None = None,
+    ) -> asyncio.Task[T]:
+        task = super().create_task(coro, name=name, context=context)
+        self.started.append(task)
+        return task
+
+
 @dataclass
 class _Clock:
     """The replay's blocks' timestamps: `BLOCK_SECONDS` apart from the devnet's last block,
@@ -379,7 +398,7 @@ async def _replay(
     started = time.monotonic()
     late = 0
     try:
-        async with asyncio.TaskGroup() as tasks:
+        async with _Sends() as tasks:
             for done, step in enumerate(steps, 1):
                 block = await chain.post(step)
                 stamp = int((await keeper.chain.call(
@@ -396,6 +415,13 @@ async def _replay(
             if await chain.keeper_pool():  # the last step ran out of blocks: mine the rest
                 late += await _react(keeper, chain, recorder, tasks, await chain.mine())
             late += not await chain.caught_up()
+            for _ in range(MAX_BLOCKS_PER_STEP):  # a late send: its block, then its outcome
+                if not keeper.inflight:
+                    break
+                await chain.mine()
+                await asyncio.sleep(0.05)
+            for task in tasks.started:  # none left unless the node never mined one
+                task.cancel()
         report.seconds = time.monotonic() - started
         report.to_block = engine.stats.head
         report.blocks_replayed = report.to_block - report.from_block
