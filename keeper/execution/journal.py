@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 from keeper.errors import FatalError, KeeperError
 from keeper.execution.journal_claims import claim_key, join_batch, set_status
@@ -60,7 +61,7 @@ from keeper.types import Opportunity
 
 __all__ = [  # the records and constants importers know from here
     "INTENT_STATUSES", "SCHEMA_VERSION", "TX_STATUSES", "IntentRecord", "Journal",
-    "JournalStateError", "JournalSummary", "TxRecord",
+    "JournalStateError", "JournalSummary", "Signed", "TxRecord",
 ]
 
 
@@ -148,6 +149,26 @@ class Journal(JournalView):
             return False
         return True
 
+    def claim_all(
+        self, sends: Sequence[tuple[Opportunity, Sequence[Opportunity]]], chain_id: int
+    ) -> list[bool]:
+        """`claim` (no members) or `claim_batch` of each (lead, members), in one database
+        transaction: one commit for every send of a dispatch. Returns each one's answer."""
+        claimed: list[bool] = []
+        with self._write(durable=False) as db:
+            now = self._clock()
+            for lead, members in sends:
+                db.execute("SAVEPOINT send")
+                ok = all(claim_key(db, o, chain_id, now) for o in (lead, *members))
+                if ok and members:
+                    join_batch(db, lead.key, [m.key for m in members])
+                # A taken key of a batch rolls back that batch's claims only.
+                db.execute("RELEASE send" if ok else "ROLLBACK TO send")
+                if not ok:
+                    db.execute("RELEASE send")
+                claimed.append(ok)
+        return claimed
+
     def record_signed(  # noqa: PLR0917 (the order a caller signs in)
         self,
         key: str,
@@ -161,45 +182,33 @@ class Journal(JournalView):
 
         Committed and synced to disk on return: only then may the caller send it.
         """
-        raw = "0x" + raw_tx.hex() if isinstance(raw_tx, bytes) else raw_tx
+        self.record_signed_all([Signed(key, nonce, tx_hash, raw_tx, max_fee, priority_fee)])
+
+    def record_signed_all(self, signed: Sequence[Signed]) -> None:
+        """`record_signed` of each, in one database transaction synced once (all or none):
+        the sends of one dispatch pay one fsync before their broadcast, not one each."""
         with self._write() as db:
-            status = _intent_status(db, key)
-            if status not in ("planned", "signed", "sent"):
-                raise JournalStateError(f"journal: intent {key} is {status}; it cannot sign")
             now = self._clock()
-            try:
-                db.execute(
-                    "INSERT INTO transactions (tx_hash, intent_key, nonce, raw_tx, max_fee,"
-                    " priority_fee, signed_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'signed')",
-                    (
-                        tx_hash,
-                        key,
-                        sqlite_int(nonce, "nonce"),
-                        raw,
-                        str(uint(max_fee, "max_fee")),
-                        str(uint(priority_fee, "priority_fee")),
-                        now,
-                    ),
-                )
-            except sqlite3.IntegrityError:
-                raise JournalStateError(
-                    f"journal: transaction {tx_hash} is already journaled"
-                ) from None
-            if status == "planned":
-                set_status(db, key, "signed", now)
+            for record in signed:
+                _record_signed(db, record, now)
 
     def mark_sent(self, key: str, tx_hash: str) -> None:
         """The transaction was handed to a node (again, after a restart, is fine)."""
         with self._write() as db:
-            _tx_status(db, key, tx_hash, allowed=LIVE_TX)
+            _mark_sent(db, key, tx_hash, self._clock())
+
+    def mark_sent_all(self, sent: Sequence[tuple[str, str]]) -> None:
+        """`mark_sent` of each (key, tx hash), in one database transaction.
+
+        Not synced to disk (the next durable write syncs it): losing it to a power cut
+        leaves the transactions 'signed', which a restart treats as possibly sent (it
+        looks for them and re-broadcasts the same bytes), so the fsync is left off the
+        path between one broadcast and the next dispatch.
+        """
+        with self._write(durable=False) as db:
             now = self._clock()
-            db.execute(
-                "UPDATE transactions SET status = 'sent', sent_at = COALESCE(sent_at, ?)"
-                " WHERE tx_hash = ?",
-                (now, tx_hash),
-            )
-            if _intent_status(db, key) == "signed":
-                set_status(db, key, "sent", now)
+            for key, tx_hash in sent:
+                _mark_sent(db, key, tx_hash, now)
 
     def mark_confirmed(
         self, key: str, tx_hash: str, block: int, gas_used: int, realized_profit: int
@@ -279,12 +288,17 @@ class Journal(JournalView):
     def mark_abandoned(self, key: str) -> None:
         """Give up a planned intent before anything was signed (it may be claimed again)."""
         with self._write() as db:
-            status = _intent_status(db, key)
-            if status != "planned":
-                raise JournalStateError(
-                    f"journal: intent {key} is {status}; only planned ones can be abandoned"
-                )
-            set_status(db, key, "abandoned", self._clock())
+            _abandon(db, key, self._clock())
+
+    def abandon_all(self, keys: Sequence[str]) -> None:
+        """`mark_abandoned` of each key, in one database transaction, not synced (a planned
+        intent lost to a power cut is abandoned at the next start anyway)."""
+        if not keys:
+            return
+        with self._write(durable=False) as db:
+            now = self._clock()
+            for key in keys:
+                _abandon(db, key, now)
 
     def abandon_unsigned(self) -> int:
         """At start-up: every 'planned' intent of an earlier run becomes 'abandoned'.
@@ -298,6 +312,64 @@ class Journal(JournalView):
                 (self._clock(),),
             )
             return cursor.rowcount
+
+
+class Signed(NamedTuple):
+    """A signed transaction of an intent, as `record_signed` journals it."""
+
+    key: str
+    nonce: int
+    tx_hash: str
+    raw_tx: str | bytes
+    max_fee: int
+    priority_fee: int
+
+
+def _record_signed(db: sqlite3.Connection, record: Signed, now: float) -> None:
+    key, tx_hash = record.key, record.tx_hash
+    raw = record.raw_tx
+    raw = "0x" + raw.hex() if isinstance(raw, bytes) else raw
+    status = _intent_status(db, key)
+    if status not in ("planned", "signed", "sent"):
+        raise JournalStateError(f"journal: intent {key} is {status}; it cannot sign")
+    try:
+        db.execute(
+            "INSERT INTO transactions (tx_hash, intent_key, nonce, raw_tx, max_fee,"
+            " priority_fee, signed_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'signed')",
+            (
+                tx_hash,
+                key,
+                sqlite_int(record.nonce, "nonce"),
+                raw,
+                str(uint(record.max_fee, "max_fee")),
+                str(uint(record.priority_fee, "priority_fee")),
+                now,
+            ),
+        )
+    except sqlite3.IntegrityError:
+        raise JournalStateError(f"journal: transaction {tx_hash} is already journaled") from None
+    if status == "planned":
+        set_status(db, key, "signed", now)
+
+
+def _mark_sent(db: sqlite3.Connection, key: str, tx_hash: str, now: float) -> None:
+    _tx_status(db, key, tx_hash, allowed=LIVE_TX)
+    db.execute(
+        "UPDATE transactions SET status = 'sent', sent_at = COALESCE(sent_at, ?)"
+        " WHERE tx_hash = ?",
+        (now, tx_hash),
+    )
+    if _intent_status(db, key) == "signed":
+        set_status(db, key, "sent", now)
+
+
+def _abandon(db: sqlite3.Connection, key: str, now: float) -> None:
+    status = _intent_status(db, key)
+    if status != "planned":
+        raise JournalStateError(
+            f"journal: intent {key} is {status}; only planned ones can be abandoned"
+        )
+    set_status(db, key, "abandoned", now)
 
 
 def _intent_status(db: sqlite3.Connection, key: str) -> str:

@@ -5,10 +5,17 @@ for an intent is journaled (`record_signed`, on disk) before it is broadcast,
 and marked sent after, so a crash in between leaves its raw bytes to re-send.
 A refusal by the node is classified (`classify_send_error`) and the nonce is
 handed back or skipped past accordingly.
+
+`send_all` does the same for several transactions at once, the way a block that makes
+several accounts liquidatable needs it: nonces in the given order, each signed, every
+signed one journaled in one database transaction (one fsync), all broadcast in one
+JSON-RPC batch, and marked sent in one database transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -16,7 +23,7 @@ from eth_utils.address import to_checksum_address
 
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.execution.fees import FeePolicy, Fees
-from keeper.execution.journal import Journal
+from keeper.execution.journal import Journal, Signed
 from keeper.execution.mining import Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
 
@@ -29,6 +36,21 @@ class SendRefused(RpcError):
     def __init__(self, refusal: SendRefusal, method: str, message: str) -> None:
         super().__init__(method, {"code": None, "message": message})
         self.refusal = refusal
+
+
+SEND = "eth_sendRawTransaction"
+
+
+@dataclass(frozen=True)
+class Unsigned:
+    """One call to sign and send for a journal intent (`Sender.send`'s arguments)."""
+
+    to: str
+    data: str
+    gas: int
+    key: str
+    profit_cap_wei: int = 0
+    priority_fee: int | None = None
 
 
 class Sender:
@@ -72,10 +94,7 @@ class Sender:
         Raises `SendRefused` when the node refuses it (the nonce is released, or skipped
         past when the node says it is used).
         """
-        policy = self.fees
-        if priority_fee is not None and priority_fee != policy.priority_fee:
-            policy = FeePolicy(policy.max_fee_per_gas, min(priority_fee, policy.max_fee_per_gas))
-        fees = policy.fees(base_fee)
+        fees = self._fees(base_fee, priority_fee)
         if fees is None:
             return None
         nonce = await self.nonces.reserve()
@@ -87,18 +106,105 @@ class Sender:
             self.nonces.release(nonce)  # never broadcast: the next send takes it, no gap
             raise
         try:
-            await self.chain.call("eth_sendRawTransaction", [raw])
+            await self.chain.call(SEND, [raw])
         except RpcError as exc:
-            refusal = classify_send_error(exc.message)
-            if refusal != "known":  # "already known": it is in the pool, as if just sent
-                if refusal == "nonce-low":  # used: never hand it out again
-                    chain_nonce = int(await self.chain.call(
-                        "eth_getTransactionCount", [self.address, "pending"]), 16)
-                    self.nonces.confirm(nonce)
-                    await self.nonces.skip_to(chain_nonce)
-                else:
-                    self.nonces.release(nonce)
-                raise SendRefused(refusal, exc.method, exc.message) from None
+            refused = await self._refused(nonce, exc)
+            if refused is not None:
+                raise refused from None
         if key is not None:
             self.journal.mark_sent(key, tx_hash)
         return Pending(key, nonce, fees, gas, profit_cap_wei, [tx_hash], {tx_hash: raw})
+
+    def _fees(self, base_fee: int, priority_fee: int | None) -> Fees | None:
+        policy = self.fees
+        if priority_fee is not None and priority_fee != policy.priority_fee:
+            policy = FeePolicy(policy.max_fee_per_gas, min(priority_fee, policy.max_fee_per_gas))
+        return policy.fees(base_fee)
+
+    async def _refused(self, nonce: int, exc: RpcError) -> SendRefused | None:
+        """The node refused the send of `nonce`: hand the nonce back or skip past it, and
+        say how (None: "already known", it is in the pool as if just sent)."""
+        refusal = classify_send_error(exc.message)
+        if refusal == "known":
+            return None
+        if refusal == "nonce-low":  # used: never hand it out again
+            chain_nonce = int(await self.chain.call(
+                "eth_getTransactionCount", [self.address, "pending"]), 16)
+            self.nonces.confirm(nonce)
+            await self.nonces.skip_to(chain_nonce)
+        else:
+            self.nonces.release(nonce)
+        return SendRefused(refusal, exc.method, exc.message)
+
+    async def send_all(
+        self, calls: Sequence[Unsigned], base_fee: int
+    ) -> list[Pending | SendRefused | None]:
+        """`send` of every call, together: nonces in the order given (so the nonce order
+        is the caller's order), each signed, all journaled in one database transaction
+        synced once, broadcast in one JSON-RPC batch, then marked sent in one database
+        transaction. Each result is its `Pending`, its refusal, or None (above the fee cap).
+
+        Exactly once holds as for `send`: every intent was claimed before, and each signed
+        transaction is on disk before the batch leaves.
+        """
+        results: list[Pending | SendRefused | None] = [None] * len(calls)
+        offers = [self._fees(base_fee, c.priority_fee) for c in calls]
+        signed: list[tuple[int, Signed]] = []
+        try:
+            for index, (call, fees) in enumerate(zip(calls, offers, strict=True)):
+                if fees is None:
+                    continue
+                nonce = await self.nonces.reserve()
+                tx_hash, raw = await self.sign(call.to, call.data, call.gas, nonce, fees)
+                signed.append((index, Signed(call.key, nonce, tx_hash, raw, *fees)))
+            self.journal.record_signed_all([s for _, s in signed])
+        except BaseException:
+            for _, record in signed:  # none was journaled, none broadcast: no gap
+                self.nonces.release(record.nonce)
+            raise
+        refusals = await self._broadcast([s for _, s in signed])
+        done: list[tuple[str, str]] = []
+        for (index, record), refusal in zip(signed, refusals, strict=True):
+            if refusal is not None:
+                results[index] = refusal
+                continue
+            call, fees = calls[index], offers[index]
+            assert fees is not None and isinstance(record.raw_tx, str)
+            done.append((record.key, record.tx_hash))
+            results[index] = Pending(record.key, record.nonce, fees, call.gas,
+                                     call.profit_cap_wei, [record.tx_hash],
+                                     {record.tx_hash: record.raw_tx})
+        if done:
+            self.journal.mark_sent_all(done)
+        return results
+
+    async def _broadcast(self, signed: Sequence[Signed]) -> list[SendRefused | None]:
+        """Send every journaled transaction in one request; each one's refusal or None."""
+        if len(signed) == 1:
+            try:
+                await self.chain.call(SEND, [signed[0].raw_tx])
+            except RpcError as exc:
+                return [await self._refused(signed[0].nonce, exc)]
+            return [None]
+        if not signed:
+            return []
+        try:
+            await self.chain.batch([(SEND, [s.raw_tx]) for s in signed])
+            return [None] * len(signed)
+        except RpcError:
+            pass  # at least one was refused; the batch does not say which got through
+        # The ones the node has (in its pool, or already mined) got through; each other one
+        # is sent again alone, for its own answer (refused again, or "already known").
+        found = await self.chain.batch(
+            [("eth_getTransactionByHash", [s.tx_hash]) for s in signed])
+        out: list[SendRefused | None] = []
+        for record, there in zip(signed, found, strict=True):
+            if there is not None:
+                out.append(None)
+                continue
+            try:
+                await self.chain.call(SEND, [record.raw_tx])
+                out.append(None)
+            except RpcError as exc:
+                out.append(await self._refused(record.nonce, exc))
+        return out
