@@ -182,7 +182,8 @@ async def keeper_from_config(
                 journal = Journal(dry_run_journal(execution.journal))
                 on_fork = ForkExecutor(fork.rpc, account, journal, fees, appraise,
                                        follow=fork.follow, flash_executor=flash_executor,
-                                       quote_token=quote, still_there=live)
+                                       quote_token=quote, still_there=live,
+                                       simulate=execution.simulate)
                 fork.attach(on_fork)
                 await fork.resync()  # not start(): the journal's nonces are fork nonces
                 executor = on_fork
@@ -190,7 +191,7 @@ async def keeper_from_config(
                 journal = Journal(execution.journal)
                 executor = Executor(chain, account, journal, fees, appraise,
                                     flash_executor=flash_executor, quote_token=quote,
-                                    still_there=live)
+                                    still_there=live, simulate=execution.simulate)
                 await executor.start()
         flash: FlashRoute | None = None
         if executor is not None and flash_executor is not None:

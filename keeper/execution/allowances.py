@@ -4,7 +4,8 @@ A liquidation paid from the sender's own debt asset needs the protocol's
 contract (never an arbitrary address) to be allowed to pull it: the first
 send per (token, spender) approves the maximum once, mined before anything
 is simulated against it. The block it was mined at is remembered, since a
-simulation pinned to an older block would not see it. An approval whose block
+simulation pinned to an older block would not see it. `look` reads, before any
+send, whether a maximal allowance is already in place (from an earlier run). An approval whose block
 a reorg orphans is sent again as it was signed.
 """
 
@@ -27,6 +28,7 @@ ALLOWANCE = "0xdd62ed3e"
 APPROVE = "0x095ea7b3"
 MAX_UINT = 2**256 - 1
 APPROVE_GAS = 100_000
+KNOWN_IN_PLACE = 2**255  # a maximal approval, however much of it was spent since
 
 
 class Allowances:
@@ -49,6 +51,21 @@ class Allowances:
     def since(self, token: str, spender: str) -> int | None:
         """The block from which `spender` may pull `token` (0: before we looked), or None."""
         return self._approved.get((token, spender))
+
+    async def look(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Read the allowances of (token, spender) pairs not known yet, in one batch: one
+        already in place (at least `KNOWN_IN_PLACE`, what a maximal approval stays at) is
+        known from then on, so the first send paying with it needs no approval step."""
+        unknown = sorted({p for p in pairs if p not in self._approved})
+        if not unknown:
+            return
+        answers = await self.chain.batch([
+            ("eth_call", [{"to": token, "data": ALLOWANCE + encode(
+                ["address", "address"], [self.address, spender]).hex()}, "latest"])
+            for token, spender in unknown])
+        for pair, answer in zip(unknown, answers, strict=True):
+            if int(answer, 16) >= KNOWN_IN_PLACE:
+                self._approved.setdefault(pair, 0)
 
     async def ensure(self, token: str, spender: str, amount: int, base_fee: int) -> None:
         """Approve the protocol's own contract (never an arbitrary address) once per token."""

@@ -10,10 +10,12 @@ The engine core hands it three things per step, top-down and nothing else:
 2. `pending_swaps(head)`: the exit swaps of flash sends not yet applied to the DEX book,
    so ranking values later liquidations on the pools those will leave.
 3. `dispatch(opportunities, tasks)`: the ranked opportunities, best first. Those of
-   accounts with nothing in flight are grouped into transactions (`IntentBuilder`) and
-   each is executed as a task of the caller's TaskGroup, in rank order; the outcome of
-   each liquidation is recorded once (`OutcomeLog`, bounded), gas is learned from
-   receipts, and the monitor hears about it. A tripped breaker holds sends back.
+   accounts with nothing in flight are grouped into transactions (`IntentBuilder`),
+   handed to the executor together, in rank order (`Executor.launch`: with simulation
+   alongside they are signed, journaled and broadcast at once), and each is then
+   followed to its outcome as a task of the caller's TaskGroup; the outcome of each
+   liquidation is recorded once (`OutcomeLog`, bounded), gas is learned from receipts,
+   and the monitor hears about it. A tripped breaker holds sends back.
 
 After each step, `after_step(head)` collects the executor's recovery jobs for
 liquidations a reorg orphaned; at start, `recover(tasks)` settles what an earlier run
@@ -34,7 +36,7 @@ from keeper.execution.executor import Executor
 from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import OutcomeLog
 from keeper.monitor import Monitor
-from keeper.types import BlockRef, Candidate, Opportunity, Outcome, SwapLeg
+from keeper.types import BlockRef, Candidate, Opportunity, Outcome, SwapLeg, TxIntent
 
 log = structlog.get_logger(__name__)
 
@@ -103,17 +105,28 @@ class Dispatcher:
         intents = self.intents
         direct = [c for c in candidates if not intents.flashable(c)]
         flashed = [c for c in candidates if intents.flashable(c)]
-        free = await self.executor.available(sorted({c.debt for c in direct}), head.number)
+        # The reads are independent: one round trip for all of them, not one each (the
+        # balances are usually prefetched, and known allowances cost nothing).
+        free, *_ = await asyncio.gather(
+            self.executor.available(sorted({c.debt for c in direct}), head.number),
+            self.executor.look_allowances(
+                [(c.debt, c.spender) for c in direct if c.spender is not None]),
+            self._lenders(flashed))
         if self.monitor is not None and self.executor.native_balance is not None:
             # Before anything is sent: the balance-floor breaker must see this balance.
             self.monitor.balance(self.executor.native_balance)
         sized = [dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
                  for c in direct]
         if flashed:
-            assert intents.flash is not None
-            await intents.flash.refresh(self.executor.chain, sorted({c.debt for c in flashed}))
             sized += intents.flash_sized(flashed)
         return sized
+
+    async def _lenders(self, flashed: Sequence[Candidate]) -> None:
+        """What the flash lenders hold of the flashed candidates' debt tokens, read now."""
+        if flashed:
+            flash = self.intents.flash
+            assert flash is not None
+            await flash.refresh(self.executor.chain, sorted({c.debt for c in flashed}))
 
     def pending_swaps(self, head: int) -> list[SwapLeg]:
         """Exit swaps of flash sends the book at `head` does not hold yet."""
@@ -144,24 +157,47 @@ class Dispatcher:
                 and o.key not in self._sent_early
                 and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
         self._sent_early = {o.key for o in free} if early else set()
-        for send in self.intents.sends(free):
+        sends = self.intents.sends(free)
+        for send in sends:
             self._inflight.update((o.strategy, o.account) for o in send)
-            tasks.create_task(self._execute(send))
+        if sends:
+            tasks.create_task(self._launch(sends, tasks))
         return len(free)
 
-    async def _execute(self, send: Send) -> None:
-        lead = send[0]
-        outcome: Outcome | None = None
-        try:
-            intent = self.intents.intent(send)
+    async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup) -> None:
+        """Every send of one dispatch to the executor at once, then each one followed."""
+        ready: list[tuple[Send, TxIntent]] = []
+        for send in sends:
+            try:
+                intent = self.intents.intent(send)
+            except Exception as exc:
+                tasks.create_task(self._follow(send, None, self._failed(send, exc)))
+                continue
             if intent.spender is None:
                 for opp in send:
                     if opp.swap is not None:
                         # Sold on chain by the flash executor: later rankings must see the
                         # pool moved.
                         self._pending_swaps[opp.key] = opp.swap
-            outcome = await self.executor.execute(intent, self.base_fee)
-            if intent.spender is None:
+            ready.append((send, intent))
+        try:
+            follows = await self.executor.launch([i for _, i in ready], self.base_fee)
+        except Exception as exc:
+            follows = [self._failed(send, exc) for send, _ in ready]
+        for (send, intent), follow in zip(ready, follows, strict=True):
+            tasks.create_task(self._follow(send, intent, follow))
+
+    async def _failed(self, send: Send, exc: Exception) -> Outcome:
+        raise exc
+
+    async def _follow(
+        self, send: Send, intent: TxIntent | None, follow: Coroutine[Any, Any, Outcome],
+    ) -> None:
+        lead = send[0]
+        outcome: Outcome | None = None
+        try:
+            outcome = await follow
+            if intent is not None and intent.spender is None:
                 self.intents.gas.learn(send, outcome)
         except Exception as exc:
             # One failed send must not stop the daemon; it is logged with its traceback.

@@ -1,4 +1,4 @@
-"""Send one liquidation: claim → simulate → nonce → fees → sign → journal → send → receipt.
+"""Send liquidations: claim → simulate → nonce → fees → sign → journal → send → receipt.
 
 The only place that holds the key and signs (through its `Sender`). Every
 intent is claimed in the journal first (so the same opportunity is never sent
@@ -10,7 +10,13 @@ from the receipt's token transfers, valued like the ranking values them.
 An `Executor` is wired once: everything it needs is a constructor argument.
 It owns small parts, each in its own module: `Sender` (sender.py), `Capital`
 (capital.py), `Allowances` (allowances.py), `Settlement` and `RecentReceipts`
-(receipts.py) and `Recovery` (recovery.py).
+(receipts.py), `Recovery` (recovery.py) and `Volley` (volley.py).
+
+How simulation and sending meet is a setting (`execution.simulate`): "alongside" (the
+default, `launch` → `Volley`) signs and broadcasts the sends of one dispatch together
+without waiting for their simulations, which run at the same time and are logged and
+learned from; "before" (`execute_before`) waits for each send's simulation (`lanes` at a
+time) and drops the send when it fails.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import asyncio
 import dataclasses
 import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from typing import Final, Literal
 
 import structlog
 from eth_account.signers.local import LocalAccount
@@ -29,21 +35,21 @@ from keeper.execution.allowances import Allowances
 from keeper.execution.capital import Capital
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
-from keeper.execution.mining import MiningWatch
+from keeper.execution.mining import MiningWatch, Pending
 from keeper.execution.nonces import NonceManager
 from keeper.execution.races import lost_to
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
+from keeper.execution.volley import Follow, Volley, gas_limit, with_members
 from keeper.types import Outcome, TxIntent
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "Simulate"]
 
 log = structlog.get_logger(__name__)
 
-GAS_MARGIN_PERCENT = 130
-FLASH_GAS_MARGIN_PERCENT = 200
-SIMULATION_LANES = 2  # intents simulated at once: more only queue at the node
+SIMULATION_LANES = 2  # intents simulated at once, "before" sending: more only queue at the node
+Simulate = Literal["alongside", "before"]
 
 
 class _Turns:
@@ -97,6 +103,7 @@ class Executor:
         flash_executor: str | None = None,
         quote_token: str | None = None,
         still_there: StillThere | None = None,
+        simulate: Simulate = "alongside",
     ) -> None:
         # Every field is Final: the parts are built from the same arguments, so changing
         # one afterwards would reach some parts and not others. Build a new executor.
@@ -120,7 +127,9 @@ class Executor:
             allowances=self.allowances, still_there=still_there,
             flash_executor=self.flash_executor, quote_token=self.quote_token)
         self._lanes = asyncio.Semaphore(lanes)
-        self._turns = _Turns()  # broadcasts go out in the call order of `execute`
+        self.turns: Final = _Turns()  # broadcasts go out in call order (volleys and lone sends)
+        self.simulate_mode: Final = simulate
+        self.volley: Final = Volley(self)
 
     async def start(self) -> None:
         """Resync the nonce with the chain's pending nonce and the journal."""
@@ -164,6 +173,11 @@ class Executor:
         """
         return await self.capital.available(tokens, block)
 
+    async def look_allowances(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Learn which (token, spender) allowances are already in place (`Allowances.look`;
+        no request once every pair is known), so their first send needs no approval step."""
+        await self.allowances.look(pairs)
+
     def simulate(
         self, intent: TxIntent, block: int | str = "latest"
     ) -> asyncio.Task[int] | None:
@@ -191,24 +205,50 @@ class Executor:
 
         return asyncio.ensure_future(estimate())
 
+    def needs_approval(self, intent: TxIntent) -> bool:
+        """The intent pays with a token whose allowance to its spender is not in place."""
+        spender = intent.spender
+        return spender is not None and self.allowances.since(
+            intent.opportunity.debt, spender) is None
+
+    def bound(self, intent: TxIntent) -> Logger:
+        """The log context of one intent's lines."""
+        opp = intent.opportunity
+        bound: Logger = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
+        if intent.members:
+            bound = bound.bind(batch=[m.key for m in intent.members])
+        return bound
+
+    async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Follow]:
+        """Send `intents` (best first; nonce order is this order) the way `simulate` says,
+        and return one coroutine per intent, in order, that follows it to its outcome: run
+        each as a task. "alongside": claimed, signed, journaled and broadcast together
+        before this returns (`Volley`); "before": each one's coroutine does all of it."""
+        if self.simulate_mode == "before":
+            return [self.execute_before(i, base_fee) for i in intents]
+        return await self.volley.launch(intents, base_fee)
+
     async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
+        """Claim, reserve capital, simulate, sign, journal, send and confirm one intent, the
+        way `simulate` says (`launch` of this intent alone)."""
+        if self.simulate_mode == "before":
+            return await self.execute_before(intent, base_fee)
+        [follow] = await self.volley.launch([intent], base_fee)
+        return await follow
+
+    async def execute_before(self, intent: TxIntent, base_fee: int) -> Outcome:
         """Claim, reserve capital, simulate, then sign, journal, send and confirm one intent.
 
         The claim-to-simulation part runs in one of `lanes` slots, taken in call order:
         a caller that starts intents best first gets the best one simulated and sent
         first, instead of every simulation of a crash queueing at the node together.
         """
-        outcome = await self._execute(intent, base_fee)
-        if intent.members:
-            outcome = dataclasses.replace(outcome, members=tuple(m.key for m in intent.members))
-        return outcome
+        return with_members(intent, await self._execute(intent, base_fee))
 
     async def _execute(self, intent: TxIntent, base_fee: int) -> Outcome:
         opp = intent.opportunity
-        bound = log.bind(strategy=opp.strategy, account=opp.account, key=opp.key)
-        if intent.members:
-            bound = bound.bind(batch=[m.key for m in intent.members])
-        ticket = self._turns.take()
+        bound = self.bound(intent)
+        ticket = self.turns.take()
         try:
             async with self._lanes:
                 ready = await self._prepare(intent, base_fee, bound)
@@ -217,14 +257,14 @@ class Executor:
             try:
                 # Broadcast in call order: the nonce order is then the rank order, the order
                 # the ranking valued them in (each one's swap on the pool the previous left).
-                await self._turns.wait(ticket)
+                await self.turns.wait(ticket)
                 return await self._send_and_confirm(ready, base_fee, bound,
-                                                    sent_hook=lambda: self._turns.done(ticket))
+                                                    sent_hook=lambda: self.turns.done(ticket))
             finally:
                 if intent.spender is not None:
                     self.capital.release(opp.debt, opp.debt_to_cover, spent=True)
         finally:
-            self._turns.done(ticket)
+            self.turns.done(ticket)
 
     async def _prepare(self, intent: TxIntent, base_fee: int, bound: Logger) -> TxIntent | Outcome:
         """The intent with its gas limit, capital reserved; or why it is not sent."""
@@ -261,16 +301,7 @@ class Executor:
             if spender is not None:
                 self.capital.release(opp.debt, opp.debt_to_cover, spent=False)
             raise
-        # Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep
-        # a margin over the estimate (and never go below the strategy's own figure). A flash
-        # plan's exits swap through pools that the sends ranked before it move first: a
-        # concentrated-liquidity swap then crosses more ticks than it did when estimated
-        # (seen: 562k gas in the swap, out of gas at 1.3x). Unused gas is not paid.
-        if spender is None:  # ... and its ranked gas (learned from receipts) gets it too
-            gas_limit = max(intent.gas_limit, estimate) * FLASH_GAS_MARGIN_PERCENT // 100
-        else:
-            gas_limit = max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
-        return dataclasses.replace(intent, gas_limit=gas_limit)
+        return dataclasses.replace(intent, gas_limit=gas_limit(intent, estimate))
 
     async def _send_and_confirm(
         self, intent: TxIntent, base_fee: int, bound: Logger,
@@ -284,20 +315,29 @@ class Executor:
                 intent.call.to, intent.call.data, intent.gas_limit, base_fee, key=opp.key,
                 profit_cap_wei=cap, priority_fee=opp.priority_fee or None,
             )
-        except SendRefused as exc:
-            self._drop_unsent(opp.key)  # dropped: the next block may claim it again
-            level = bound.error if exc.refusal == "funds" else bound.warning
-            level("send refused by the node", refusal=exc.refusal, reason=exc.message)
-            return Outcome(opp.key, "send-failed", reason=f"{exc.refusal}: {exc.message}")
         except RpcError as exc:
-            self._drop_unsent(opp.key)
-            bound.warning("send refused by the node", reason=exc.message)
-            return Outcome(opp.key, "send-failed", reason=exc.message)
+            return self.refused(opp.key, exc, bound)
         if sent is None:
             self.journal.mark_abandoned(opp.key)
             return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
         if sent_hook is not None:
             sent_hook()
+        return await self.confirm(intent, sent, bound)
+
+    def refused(self, key: str, exc: RpcError, bound: Logger) -> Outcome:
+        """The node refused the send of intent `key`: dropped (the next block may claim it
+        again), logged, reported."""
+        self._drop_unsent(key)
+        if isinstance(exc, SendRefused):
+            level = bound.error if exc.refusal == "funds" else bound.warning
+            level("send refused by the node", refusal=exc.refusal, reason=exc.message)
+            return Outcome(key, "send-failed", reason=f"{exc.refusal}: {exc.message}")
+        bound.warning("send refused by the node", reason=exc.message)
+        return Outcome(key, "send-failed", reason=exc.message)
+
+    async def confirm(self, intent: TxIntent, sent: Pending, bound: Logger) -> Outcome:
+        """A sent intent followed to its receipt (fee bumps, re-sends), and its outcome."""
+        opp = intent.opportunity
         bound = bound.bind(tx=sent.hashes[0])
         bound.info("liquidation sent", net_profit=opp.net_profit, repay=opp.debt_to_cover)
 

@@ -94,7 +94,8 @@ class FeedStrategy:
 
 
 class RecordingExecutor:
-    """What the dispatcher needs of an executor; `execute` records the signing."""
+    """What the dispatcher needs of an executor; `execute` (what `launch` returns for each
+    intent) records the signing."""
 
     native_balance = 10 * E18
 
@@ -112,6 +113,12 @@ class RecordingExecutor:
         return Outcome(intent.opportunity.key, "confirmed", tx_hash=f"0x{self.signed:064x}",
                        block=intent.opportunity.block, gas_used=200_000,
                        realized_profit=intent.opportunity.net_profit, gas_paid=10**14)
+
+    async def look_allowances(self, pairs: Sequence[tuple[str, str]]) -> None:
+        pass
+
+    async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Any]:
+        return [self.execute(intent, base_fee) for intent in intents]
 
     async def orphaned(self, head: int) -> list[Any]:
         return []

@@ -1,0 +1,260 @@
+"""The racing send path: the sends of one dispatch signed together and broadcast at once.
+
+With `execution.simulate = "alongside"` (the default) an executor sends the intents of one
+dispatch call as a *volley*, in rank order:
+
+1. every intent is claimed in one database transaction (one commit, not synced: nothing
+   is sent yet), and the capital of each direct liquidation is reserved (a local check);
+2. each one's simulation (`eth_estimateGas` at the ranked block) is started, and not
+   waited for: the gas limit is the strategy's figure (for flash liquidations, the gas
+   receipts showed, `GasBook`) or the largest estimate seen for that kind of
+   transaction, whichever is larger, with the margins of `gas_limit`
+   (`gas_limit_ahead`);
+3. when its turn comes (volleys and lone sends broadcast in call order), a simulation
+   that has already failed drops its intent; the rest get their nonces in rank order, are
+   signed, journaled in one synced database transaction, broadcast in one JSON-RPC batch
+   and marked sent in one database transaction (`Sender.send_all`);
+4. each sent transaction is then followed to its receipt on its own, while its
+   simulation answers: a simulation that fails after the send is logged as such (the
+   receipt decides the outcome), a successful one teaches the estimate to later sends.
+
+An intent whose debt token still needs an allowance, and every one ranked after it, goes
+the `"before"` way instead (`Executor.execute`): the approval is mined first, then it is
+simulated, then sent, still in rank order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from keeper.chain.http import RpcError
+from keeper.execution.mining import Pending
+from keeper.execution.receipts import Logger
+from keeper.execution.sender import Unsigned
+from keeper.types import Outcome, TxIntent
+
+if TYPE_CHECKING:
+    from keeper.execution.executor import Executor
+
+log = structlog.get_logger(__name__)
+
+GAS_MARGIN_PERCENT = 130
+FLASH_GAS_MARGIN_PERCENT = 200
+
+Follow = Coroutine[Any, Any, Outcome]
+
+
+def gas_limit(intent: TxIntent, estimate: int) -> int:
+    """The gas limit to send `intent` with, given an estimate of it (0: none known).
+
+    Nested calls get 63/64 of the gas left: a tight limit fails deep inside, so keep a
+    margin over the estimate (and never go below the strategy's own figure). A flash
+    plan's exits swap through pools that the sends ranked before it move first: a
+    concentrated-liquidity swap then crosses more ticks than it did when estimated (seen:
+    562k gas in the swap, out of gas at 1.3x), so its ranked gas (learned from receipts)
+    gets the margin too. Unused gas is not paid.
+    """
+    if intent.spender is None:
+        return max(intent.gas_limit, estimate) * FLASH_GAS_MARGIN_PERCENT // 100
+    return max(intent.gas_limit, estimate * GAS_MARGIN_PERCENT // 100)
+
+
+def gas_limit_ahead(intent: TxIntent, learned: int) -> int:
+    """The gas limit to send `intent` with before its simulation answers: the margin of
+    `gas_limit` over the strategy's figure (for a flash liquidation, the gas receipts showed)
+    or the largest estimate seen for that kind of call, whichever is larger. The figure is a
+    first guess made for ranking: a liquidation may need more than it (seen on the devnet:
+    an Aave liquidation out of gas at 437k of a 450k figure)."""
+    return gas_limit(dataclasses.replace(intent, gas_limit=0), max(intent.gas_limit, learned))
+
+
+def shape(intent: TxIntent) -> tuple[str, str, int]:
+    """What an estimate is remembered by: strategy, target, liquidations in the call."""
+    return intent.opportunity.strategy, intent.call.to.lower(), 1 + len(intent.members)
+
+
+def with_members(intent: TxIntent, outcome: Outcome) -> Outcome:
+    """A batch's outcome names its members (as `Executor.execute` reports it)."""
+    if intent.members:
+        return dataclasses.replace(outcome, members=tuple(m.key for m in intent.members))
+    return outcome
+
+
+async def done(outcome: Outcome) -> Outcome:
+    """An outcome known before anything was sent, as a follow coroutine."""
+    return outcome
+
+
+def _discard(simulation: asyncio.Task[int] | None) -> None:
+    """A simulation whose answer no longer matters: stop it, and never leave its error
+    unretrieved."""
+    if simulation is None:
+        return
+    simulation.cancel()
+    simulation.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _failed(simulation: asyncio.Task[int]) -> str | None:
+    """The revert reason of a simulation that already answered with one, else None."""
+    if not simulation.done() or simulation.cancelled():
+        return None
+    error = simulation.exception()
+    return error.message if isinstance(error, RpcError) else None
+
+
+@dataclasses.dataclass
+class _Shot:
+    """One intent of a volley on its way: its index, log context and simulation."""
+
+    index: int
+    intent: TxIntent
+    bound: Logger
+    simulation: asyncio.Task[int]
+
+
+class Volley:
+    """The alongside send path of one executor (see the module docstring)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._x = executor
+        self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
+        self.failed_after_send = 0  # simulations that failed once their send had left
+
+    async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Follow]:
+        """Send `intents` (best first) and return one coroutine per intent, in order, that
+        follows it to its outcome; run each as its own task."""
+        x = self._x
+        cut = next((n for n, i in enumerate(intents) if x.needs_approval(i)), len(intents))
+        ticket = x.turns.take()
+        try:
+            follows = await self._fire(intents[:cut], base_fee, ticket) if cut else []
+        finally:
+            x.turns.done(ticket)
+        return follows + [x.execute_before(i, base_fee) for i in intents[cut:]]
+
+    async def _fire(self, intents: Sequence[TxIntent], base_fee: int, ticket: int) -> list[Follow]:
+        x = self._x
+        claimed = x.journal.claim_all([(i.opportunity, i.members) for i in intents],
+                                      x.chain.chain_id)
+        outcomes: dict[int, Outcome] = {}
+        abandon: list[str] = []
+        shots: list[_Shot] = []
+        for index, (intent, ok) in enumerate(zip(intents, claimed, strict=True)):
+            opp = intent.opportunity
+            if not ok:
+                outcomes[index] = Outcome(opp.key, "duplicate")
+                continue
+            bound = x.bound(intent)
+            if intent.spender is not None and not await x.capital.reserve(
+                    opp.debt, opp.debt_to_cover):
+                abandon.append(opp.key)
+                bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
+                outcomes[index] = Outcome(opp.key, "no-capital",
+                                          reason="debt asset balance is committed")
+                continue
+            simulation = x.simulate(intent, opp.block or "latest")
+            if simulation is None:  # its allowance went away (a dry-run fork was reset)
+                self._release(intent)
+                abandon.append(opp.key)
+                outcomes[index] = Outcome(opp.key, "simulation-failed",
+                                          reason="the debt token's allowance is not in place")
+                continue
+            shots.append(_Shot(index, intent, bound, simulation))
+        x.journal.abandon_all(abandon)
+        try:
+            await x.turns.wait(ticket)
+            shots = self._unfailed(shots, outcomes)
+            results = await x.sender.send_all([self._unsigned(s.intent) for s in shots],
+                                              base_fee)
+        except BaseException:
+            for shot in shots:
+                self._release(shot.intent)
+                _discard(shot.simulation)
+            raise
+        follows: dict[int, Follow] = {}
+        abandon = []
+        for shot, result in zip(shots, results, strict=True):
+            key = shot.intent.opportunity.key
+            if isinstance(result, Pending):
+                follows[shot.index] = self._follow(shot, result)
+                continue
+            self._release(shot.intent)
+            _discard(shot.simulation)
+            if result is None:
+                abandon.append(key)
+                outcomes[shot.index] = Outcome(key, "fee-cap",
+                                               reason="base fee above max_fee_per_gas")
+            else:
+                outcomes[shot.index] = x.refused(key, result, shot.bound)
+        x.journal.abandon_all(abandon)
+        return [follows[n] if n in follows else done(with_members(intents[n], outcomes[n]))
+                for n in range(len(intents))]
+
+    def _unfailed(self, shots: list[_Shot], outcomes: dict[int, Outcome]) -> list[_Shot]:
+        """The shots whose simulation has not failed yet; the others are dropped unsent."""
+        kept: list[_Shot] = []
+        dropped: list[str] = []
+        for shot in shots:
+            reason = _failed(shot.simulation)
+            if reason is None:
+                kept.append(shot)
+                continue
+            key = shot.intent.opportunity.key
+            self._release(shot.intent)
+            dropped.append(key)
+            shot.bound.info("simulation reverted; not sent", reason=reason)
+            outcomes[shot.index] = Outcome(key, "simulation-failed", reason=reason)
+        self._x.journal.abandon_all(dropped)
+        return kept
+
+    def _unsigned(self, intent: TxIntent) -> Unsigned:
+        opp = intent.opportunity
+        return Unsigned(
+            intent.call.to, intent.call.data,
+            gas_limit_ahead(intent, self.estimates.get(shape(intent), 0)), opp.key,
+            # Fee bumps never spend more on gas than the opportunities are worth.
+            profit_cap_wei=sum(o.net_profit + o.gas_cost for o in intent.opportunities),
+            priority_fee=opp.priority_fee or None)
+
+    def _release(self, intent: TxIntent) -> None:
+        """Give back the capital an unsent intent reserved."""
+        opp = intent.opportunity
+        if intent.spender is not None:
+            self._x.capital.release(opp.debt, opp.debt_to_cover, spent=False)
+
+    async def _follow(self, shot: _Shot, sent: Pending) -> Outcome:
+        """A sent transaction to its outcome, its simulation judged alongside."""
+        intent = dataclasses.replace(shot.intent, gas_limit=sent.gas_limit)
+        opp = intent.opportunity
+        judged = asyncio.ensure_future(self._judge(intent, shot.simulation, shot.bound))
+        try:
+            outcome = await self._x.confirm(intent, sent, shot.bound)
+            await judged
+        except BaseException:
+            judged.cancel()
+            _discard(shot.simulation)
+            raise
+        finally:
+            if intent.spender is not None:
+                self._x.capital.release(opp.debt, opp.debt_to_cover, spent=True)
+        return with_members(intent, outcome)
+
+    async def _judge(self, intent: TxIntent, simulation: asyncio.Task[int],
+                     bound: Logger) -> None:
+        """Log a simulation that fails after its send; learn the gas of one that passes."""
+        try:
+            estimate = await simulation
+        except RpcError as exc:
+            self.failed_after_send += 1
+            bound.warning("simulation failed after the send", reason=exc.message)
+            return
+        except Exception as exc:  # the node did not answer it: nothing to learn
+            bound.info("simulation not answered", reason=str(exc))
+            return
+        if estimate > self.estimates.get(shape(intent), 0):
+            self.estimates[shape(intent)] = estimate
