@@ -207,12 +207,8 @@ class AaveV3Strategy:
         if self.book.needs_read:
             self.needs_resync = True  # accounts the logs could not mirror: read them again
 
-    def debt_assets(self) -> Sequence[str]:
-        """The reserves borrowers may owe (borrowing enabled), for keeper.routes' start-up
-        check; none before `sync`."""
-        if self._book is None:
-            return ()
-        return tuple(r.asset for r in self.book.market.reserves if r.config.borrowing_enabled)
+    def debt_assets(self) -> list[str]:  # keeper.routes' check (after sync): the borrowable
+        return [r.asset for r in self.book.market.reserves if r.config.borrowing_enabled]
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
         """One candidate per (collateral, debt) pair of every account with HF < 1 at `block`.

@@ -21,9 +21,11 @@ built call passes `seizedAssets = seize(repay)` and `repaidShares = 0`:
 
 - `seize(repay)` = the largest seizedAssets whose repaidAssets (what the liquidator pays) is
   at most `repay`, capped at the borrower's collateral and at the seizure that repays all of
-  its borrow shares. The liquidator receives exactly `seize(repay)`; it pays
-  `actual_repay(repay)` <= repay (interest accrued before the call is mined makes
-  each share worth more, so the payment for the same seizure only rounds, never grows).
+  its borrow shares but `SHARE_MARGIN` (liquidations of the market mined first round its
+  assets per share down: a seizure needing every share would underflow Morpho's
+  `borrowShares -= repaidShares`). The liquidator receives exactly `seize(repay)`; it pays
+  `actual_repay(repay)` <= repay (interest accrued before the call is mined makes each
+  share worth more, so the payment for the same seizure only rounds, never grows).
 - `max_repay` = what seizing that cap costs: all the collateral (bad debt is then realized
   by Morpho) or the whole borrow, whichever comes first. Morpho has no close factor.
 - `key` = "{chain_id}:morpho_blue:{borrower}:{collateral}:{loan}:{h}", h a short hash of
@@ -55,6 +57,9 @@ from strategies.morpho_blue.math import MarketState, PositionState
 
 # Measured on the devnet: a liquidate uses 129k gas (115k when it realizes bad debt); +55 %.
 GAS_LIMIT = 200_000
+# Borrow shares left when a seizure would repay them all (~100 wei of debt); each earlier
+# liquidation of the market adds up to ~2e6 to a seizure's shares (test_morpho_share_margin).
+SHARE_MARGIN = 10**8
 _SYMBOL = "0x95d89b41"  # symbol()
 
 
@@ -178,6 +183,9 @@ class MorphoBlueStrategy:
         if block.number <= synced:
             return
         self.book.apply([e for e in events if e.block_number > synced], block)
+
+    def debt_assets(self) -> list[str]:  # keeper.routes' check (after sync): the loan tokens
+        return sorted({p.loan_token for p in self.book.params.values()})
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
         """One candidate per unhealthy position (Morpho._isHealthy) at `block`'s timestamp."""
@@ -335,9 +343,9 @@ class MorphoBlueStrategy:
     ) -> Candidate | None:
         params = self.book.params[market_id]
         lif = math.liquidation_incentive_factor(params.lltv)
-        # The most that can be seized: all the collateral, or what repays every borrow share.
+        # The most that can be seized: all the collateral, or what repays all but a margin.
         cap = min(position.collateral, math.max_seized_for_repaid_shares(
-            position.borrow_shares, price, lif, accrued))
+            max(position.borrow_shares - SHARE_MARGIN, 0), price, lif, accrued))
         if cap == 0:
             return None  # dust: no seizure of even one unit fits in its borrow shares
 
