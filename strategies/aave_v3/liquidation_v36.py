@@ -43,6 +43,7 @@ class Pair:
     collateral_balance: int  # getATokenBalance (floor)
     reserve_debt: int  # getVTokenBalance (ceil)
     bonus: int
+    debt_index: int  # the debt reserve's normalized debt now
 
     def outcome(self, repay: int) -> liq.LiquidationOutcome:
         """execute_liquidation_call (v3.6) at `repay`; raises LiquidationRevert on dust."""
@@ -86,6 +87,7 @@ class Pair:
             "health_factor": self.data.health_factor,
             "borrower_scaled_collateral": self.scaled_collateral,
             "collateral_index": self.collateral_index, "borrower_reserve_debt": self.reserve_debt,
+            "debt_index": self.debt_index,
             "collateral_price": self.collateral.price,
             "collateral_asset_unit": math.asset_unit(self.collateral.decimals),
             "debt_price": self.debt.price,
@@ -126,18 +128,36 @@ class Pair:
                     lo = mid + 1
             b = lo
         limit = b - 1  # interior sizes lie below b
-        if limit >= 1 and self._accepted_interior(1):
-            lo, hi = 1, limit  # the largest size that leaves enough of both
+        first = 1
+        if limit >= 1 and not self._burns(limit):
+            first = limit + 1  # even the largest interior size burns nothing
+        elif limit >= 1:  # the smallest size whose burns are not empty (InvalidBurnAmount)
+            lo, hi = 1, limit
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self._burns(mid):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            first = lo
+        if first <= limit and self._accepted_interior(first):
+            lo, hi = first, limit  # the largest size that leaves enough of both
             while lo < hi:
                 mid = (lo + hi + 1) // 2
                 if self._accepted_interior(mid):
                     lo = mid
                 else:
                     hi = mid - 1
-            ranges.append((1, lo))
-        if b <= top:
+            ranges.append((first, lo))
+        if b <= top and self._burns(b):
             ranges.append((b, top))
         return tuple(ranges)
+
+    def _burns(self, repay: int) -> bool:
+        """Both burns of an interior liquidation at `repay` are at least one scaled unit."""
+        a = self.amounts(repay)
+        return (math_v36.vtoken_burn_scaled(a.debt_amount, self.debt_index) > 0
+                and math_v36.atoken_burn_scaled(a.collateral_amount, self.collateral_index) > 0)
 
 
 def pairs(
@@ -153,7 +173,7 @@ def pairs(
     category: EModeCategory | None = market.emode_categories.get(account.emode_category)
     emode = category.v36() if category is not None else None
     collaterals: list[tuple[Reserve, int, int, int]] = []
-    debts: list[tuple[Reserve, int]] = []
+    debts: list[tuple[Reserve, int, int]] = []
     for r in market.reserves:
         b = account.balances[r.asset]
         if account.config.is_using_as_collateral(r.id) and b.scaled_atoken_balance:
@@ -161,10 +181,11 @@ def pairs(
             balance = math_v36.atoken_balance(b.scaled_atoken_balance, index)
             collaterals.append((r, b.scaled_atoken_balance, index, balance))
         if b.scaled_variable_debt:
-            debt = math_v36.variable_debt_balance(b.scaled_variable_debt, r.normalized_debt(now))
-            debts.append((r, debt))
+            debt_index = r.normalized_debt(now)
+            debt = math_v36.variable_debt_balance(b.scaled_variable_debt, debt_index)
+            debts.append((r, debt, debt_index))
     for c, scaled, index, balance in collaterals:
-        for d, debt in debts:
+        for d, debt, debt_index in debts:
             if c.asset == d.asset:
                 continue  # not mirrored (the pool updates one reserve's cache for both)
             try:
@@ -182,7 +203,8 @@ def pairs(
             bonus = liq.liquidation_bonus(
                 user_emode_category=account.emode_category, category=emode,
                 collateral_id=c.id, reserve_bonus=c.config.liquidation_bonus)
-            yield Pair(market, account, c, d, data, scaled, index, balance, debt, bonus)
+            yield Pair(market, account, c, d, data, scaled, index, balance, debt, bonus,
+                       debt_index)
 
 
 def other_deficits(market: Market, account: Account, debt_asset: str, now: int) -> dict[str, int]:

@@ -33,6 +33,7 @@ from strategies.aave_v3.math_v36 import (
     atoken_balance,
     atoken_burn_scaled,
     is_reserve_enabled_on_bitmap,
+    vtoken_burn_scaled,
 )
 
 # LiquidationLogic (v3.3+); base currency = USD with 8 decimals on every Aave market.
@@ -173,7 +174,7 @@ class LiquidationOutcome(NamedTuple):
 def execute_liquidation_call(
     *, debt_to_cover: int, total_collateral_base: int, total_debt_base: int,
     health_factor: int, borrower_scaled_collateral: int, collateral_index: int,
-    borrower_reserve_debt: int, collateral_price: int, collateral_asset_unit: int,
+    borrower_reserve_debt: int, debt_index: int, collateral_price: int, collateral_asset_unit: int,
     debt_price: int, debt_asset_unit: int, liquidation_bonus: int,
     liquidation_protocol_fee_percentage: int,
 ) -> LiquidationOutcome:
@@ -184,7 +185,9 @@ def execute_liquidation_call(
     "MustNotLeaveDust"), the deficit of _burnDebtTokens, and the treasury transfer's clamp
     (a fee worth more scaled units than the borrower has left after the burn is cut to them).
     `collateral_index` is the collateral reserve's index after updateState (its normalized
-    income now); `borrower_reserve_debt` the debt balance (getVTokenBalance) now.
+    income now), `debt_index` the debt reserve's (normalized debt now);
+    `borrower_reserve_debt` the debt balance (getVTokenBalance) now. A burn of zero scaled
+    units (a tiny repay or seizure) raises LiquidationRevert("InvalidBurnAmount").
     """
     collateral_balance = atoken_balance(borrower_scaled_collateral, collateral_index)
     cap = max_liquidatable_debt(
@@ -206,6 +209,14 @@ def execute_liquidation_call(
             collateral_price=collateral_price, collateral_asset_unit=collateral_asset_unit):
         raise LiquidationRevert("MustNotLeaveDust")
     no_collateral_left = total_collateral_base == amounts.collateral_base
+    # _burnDebtTokens, then _burnCollateralATokens: ScaledBalanceTokenBase._burnScaled
+    # requires a non-zero scaled amount (InvalidBurnAmount), so a repay or a seizure worth
+    # less than one scaled unit reverts.
+    burned = borrower_reserve_debt if no_collateral_left else amounts.debt_amount
+    if borrower_reserve_debt != 0 and vtoken_burn_scaled(burned, debt_index) == 0:
+        raise LiquidationRevert("InvalidBurnAmount")
+    if atoken_burn_scaled(amounts.collateral_amount, collateral_index) == 0:
+        raise LiquidationRevert("InvalidBurnAmount")
     deficit = sub(borrower_reserve_debt, amounts.debt_amount) if no_collateral_left else 0
     fee = amounts.protocol_fee
     if fee != 0:

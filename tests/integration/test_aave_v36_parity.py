@@ -1,0 +1,377 @@
+"""PARITY on the devnet's v3.6 market (aave-v3-origin 3.6.0, POOL_REVISION 10).
+
+- The local Pool.getUserAccountData (market.account_data -> math_v36) equals the chain's,
+  bit for bit, for every seeded v3.6 account (the named shapes and the random population)
+  at the head, after time jumps, price moves (the proxy's feed, the silent ratio adapter)
+  and along randomized action sequences (seed printed), where the event-sourced book
+  (v3.5-rounded Mint/Burn inverted) must also equal a fresh read of every account.
+- For every liquidatable account and pair, the predicted liquidationCall outcome (debt
+  repaid, collateral seized, protocol fee, deficit) equals the mined transaction's logs at
+  the ends and middle of every repay range the candidate offers (the sizes ranking may
+  propose), and a size just past an interior range reverts with MustNotLeaveDust, as
+  predicted.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from eth_abi.abi import decode
+from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.contract import Contract
+from web3.exceptions import ContractLogicError
+
+from keeper.chain.http import HttpRpc
+from keeper.devnet.aave_origin import pool_artifact, population_plans
+from keeper.devnet.deployer import Deployer, rpc
+from keeper.devnet.info import AaveV36Info
+from keeper.devnet.tokens import mintable_erc20, post_price
+from keeper.types import BlockRef, LogFilter
+from strategies.aave_v3 import events as ev
+from strategies.aave_v3 import liquidation_v36, math_v36, prices
+from strategies.aave_v3 import market as aave_market
+from strategies.aave_v3.book import PositionBook
+from strategies.aave_v3.market import Market
+from strategies.aave_v3.math_v36 import LiquidationRevert
+from strategies.aave_v3.rules import RuleSet
+from tests.conftest import Devnet
+from tests.integration.helpers import MAX_UINT, SPECS, contract, liquidator
+
+ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
+HOUR, DAY = 3600, 86_400
+TOPIC_DEFICIT = "0x" + keccak(text="DeficitCreated(address,address,uint256)").hex()
+TOPIC_TRANSFER = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
+MUST_NOT_LEAVE_DUST = "0x" + keccak(text="MustNotLeaveDust()").hex()[:8]
+
+
+def _v36(devnet: Devnet) -> AaveV36Info:
+    info = devnet.info.aave_v3_6
+    assert info is not None, "the devnet has no v3.6 market"
+    return info
+
+
+def _users(devnet: Devnet) -> list[str]:
+    named = list(_v36(devnet).borrowers.values())
+    return named + [p.address for p in population_plans() if p.address not in named]
+
+
+async def _timestamp(client: HttpRpc, block: int) -> int:
+    head = await client.call("eth_getBlockByNumber", [hex(block), False])
+    return int(head["timestamp"], 16)
+
+
+async def check_parity(client: HttpRpc, devnet: Devnet, block: int) -> dict[str, Any]:
+    """Every seeded v3.6 account at `block`, local == chain; returns the local data by user."""
+    users = _users(devnet)
+    now = await _timestamp(client, block)
+    market = await aave_market.discover(client, _v36(devnet).addresses_provider, block)
+    assert market.rules is RuleSet.V3_6
+    accounts = await aave_market.read_accounts(client, market, users, block)
+    answers = await client.batch([
+        ("eth_call", [{"to": market.pool, "data": ACCOUNT_DATA + "00" * 12
+                       + u.lower().removeprefix("0x")}, hex(block)]) for u in users])
+    out = {}
+    for user, answer in zip(users, answers, strict=True):
+        chain = decode(["uint256"] * 6, bytes.fromhex(answer.removeprefix("0x")))
+        local = aave_market.account_data(market, accounts[user], now)
+        mine = (local.total_collateral_base, local.total_debt_base,
+                math_v36.calculate_available_borrows(
+                    local.total_collateral_base, local.total_debt_base, local.avg_ltv),
+                local.avg_liquidation_threshold, local.avg_ltv, local.health_factor)
+        assert mine == tuple(chain), f"{user} at block {block}: local {mine} != chain {chain}"
+        out[user] = local
+    return out
+
+
+def mine(devnet: Devnet, seconds: int) -> int:
+    devnet.rpc("evm_increaseTime", seconds)
+    devnet.rpc("evm_mine")
+    return devnet.w3.eth.block_number
+
+
+def _pool(devnet: Devnet) -> Contract:
+    return contract(devnet, pool_artifact(), _v36(devnet).pool)
+
+
+def _token(devnet: Devnet, symbol: str) -> Contract:
+    return contract(devnet, mintable_erc20(), _v36(devnet).tokens[symbol].address)
+
+
+def _send(devnet: Devnet, fn: Any, sender: str) -> bool:
+    """Send as `sender` (impersonated); False if it reverts (a random action may)."""
+    rpc(devnet.w3, "anvil_impersonateAccount", sender)
+    try:
+        Deployer(devnet.w3, Web3.to_checksum_address(sender)).send(fn)
+    except Exception:
+        return False
+    return True
+
+
+def _adapter(devnet: Devnet) -> Contract:
+    from keeper.devnet.tokens import devnet_contracts  # noqa: PLC0415
+
+    return contract(devnet, devnet_contracts()["RatioCappedAdapter"],
+                    _v36(devnet).ratio_adapters["WSTETH"])
+
+
+async def test_v36_discovery_and_parity_over_time_and_prices(devnet: Devnet) -> None:
+    info = _v36(devnet)
+    async with HttpRpc(devnet.info.rpc_url) as client:
+        block = devnet.w3.eth.block_number
+        market = await aave_market.discover(client, info.addresses_provider, block)
+        assert market.revision == 10
+        assert int(market.sentinel, 16) != 0 and market.sentinel_allows
+        wsteth = market.reserve(info.tokens["WSTETH"].address)
+        weth = market.reserve(info.tokens["WETH"].address)
+        assert wsteth.config.liquidation_threshold == 0  # LT 0 outside e-mode
+        assert market.emode_categories[2].collateral_bitmap >> wsteth.id & 1
+        assert weth.price_feed != weth.price_source  # behind the EACAggregatorProxy
+        classified = await prices.classify(client, market, 0, block)
+        polled = {r.asset for r in classified.reserves if r.polled}
+        assert wsteth.asset in polled and weth.asset not in polled  # the adapter is silent
+        first = await check_parity(client, devnet, block)
+        assert any(d.health_factor < 2**256 - 1 for d in first.values())
+        for seconds in (HOUR, 30 * DAY, 365 * DAY):
+            await check_parity(client, devnet, mine(devnet, seconds))
+        deployer = devnet.info.accounts.deployer
+        post_price(devnet.w3, devnet.info.feeds["WETH"], SPECS["WETH"].usd_price
+                   * Decimal("0.83"), deployer)
+        await check_parity(client, devnet, devnet.w3.eth.block_number)
+        # The adapter's ratio falls 7 % without any log; parity holds on the new price.
+        _send(devnet, _adapter(devnet).functions.setRatio(111 * 10**16, 0), deployer)
+        await check_parity(client, devnet, mine(devnet, 60))
+
+
+async def _book_equals_chain(client: HttpRpc, book: PositionBook, market: Market,
+                             users: Sequence[str], block: int) -> None:
+    fresh = await aave_market.read_accounts(client, market, users, block)
+    for user in users:
+        mine_ = book.account(user)
+        assert mine_.config == fresh[user].config, user
+        assert mine_.emode_category == fresh[user].emode_category, user
+        for asset, balance in fresh[user].balances.items():
+            held = mine_.balances[asset]
+            assert (held.scaled_atoken_balance, held.scaled_variable_debt) == (
+                balance.scaled_atoken_balance, balance.scaled_variable_debt), (user, asset)
+
+
+async def _apply_new_blocks(client: HttpRpc, book: PositionBook, addresses: Sequence[str],
+                            applied: int) -> None:
+    """Feed the book every block after `applied` up to the head, one block at a time."""
+    head = int(await client.call("eth_blockNumber", []), 16)
+    for number in range(applied + 1, head + 1):
+        logs = await client.get_logs(LogFilter(tuple(addresses)), number, number)
+        book.apply(logs, BlockRef(number, "", "", await _timestamp(client, number)))
+
+
+async def _liquidate_one(devnet: Devnet, client: HttpRpc, book: PositionBook,
+                         rng: random.Random) -> bool:
+    """Liquidate one liquidatable account of the book at a random size the candidate
+    accepts (the keeper's tokens); False when none is liquidatable."""
+    keeper = liquidator(devnet)
+    head = devnet.w3.eth.block_number
+    market = await prices.refresh(client, book, head)  # the silent adapter's price now
+    now = await _timestamp(client, head) + 1
+    found = [p for u in book.users
+             for p in liquidation_v36.pairs(market, book.account(u), now, keeper)]
+    if not found:
+        return False
+    pair = rng.choice(found)
+    ranges = pair.repay_ranges()
+    if not ranges:
+        return False
+    lo, hi = rng.choice(ranges)
+    size = rng.randint(lo, hi)
+    token = _token(devnet, next(s for s, t in _v36(devnet).tokens.items()
+                                if t.address.lower() == pair.debt.asset))
+    _send(devnet, token.functions.mint(keeper, 10**30), keeper)
+    _send(devnet, token.functions.approve(_v36(devnet).pool, MAX_UINT), keeper)
+    devnet.rpc("evm_setNextBlockTimestamp", now)
+    return _send(devnet, _pool(devnet).functions.liquidationCall(
+        Web3.to_checksum_address(pair.collateral.asset),
+        Web3.to_checksum_address(pair.debt.asset),
+        Web3.to_checksum_address(pair.account.user), size, False), keeper)
+
+
+async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Devnet) -> None:
+    seed = int(os.environ.get("KEEPER_V36_SEED", random.randrange(2**32)))
+    print(f"v3.6 randomized actions: seed {seed} (KEEPER_V36_SEED={seed} replays it)")
+    rng = random.Random(seed)
+    info, pool = _v36(devnet), _pool(devnet)
+    users = _users(devnet)
+    symbols = ["WETH", "WBTC", "USDC", "DAI"]
+    async with HttpRpc(devnet.info.rpc_url) as client:
+        start = devnet.w3.eth.block_number
+        market = await aave_market.discover(client, info.addresses_provider, start)
+        accounts = await aave_market.read_accounts(client, market, users, start)
+        book = PositionBook(market, accounts.values())
+        addresses = book.addresses  # the pool, the tokens and the price feeds
+        applied = start
+        done = 0
+        kinds: Counter[str] = Counter()
+        for step in range(48):
+            user = rng.choice(users)
+            symbol = rng.choice(symbols)
+            token = _token(devnet, symbol)
+            unit = 10 ** info.tokens[symbol].decimals
+            usd = SPECS[symbol].usd_price
+            amount = int(Decimal(rng.choice([50, 400, 3000])) / usd * unit) or 1
+            action = rng.choice(["supply", "borrow", "repay", "withdraw", "emode", "time",
+                                 "price", "liquidate"])
+            if action == "liquidate":
+                went = await _liquidate_one(devnet, client, book, rng)
+                done += went
+                kinds[action] += went
+            elif action == "supply":
+                _send(devnet, token.functions.mint(user, amount), user)
+                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                done += _send(devnet, pool.functions.supply(token.address, amount, user, 0), user)
+            elif action == "borrow":
+                done += _send(devnet, pool.functions.borrow(token.address, amount, 2, 0, user),
+                              user)
+            elif action == "repay":
+                _send(devnet, token.functions.mint(user, amount), user)
+                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                size = MAX_UINT if rng.random() < 0.3 else amount
+                done += _send(devnet, pool.functions.repay(token.address, size, 2, user), user)
+            elif action == "withdraw":
+                size = MAX_UINT if rng.random() < 0.3 else amount
+                done += _send(devnet, pool.functions.withdraw(token.address, size, user), user)
+            elif action == "emode":
+                done += _send(devnet, pool.functions.setUserEMode(rng.choice([0, 1, 2])), user)
+            elif action == "time":
+                mine(devnet, rng.choice([60, HOUR, 7 * DAY]))
+            else:
+                feed = devnet.info.feeds[rng.choice(["WETH", "WBTC"])]
+                move = Decimal(rng.choice(["0.72", "0.8", "0.9", "1.04"]))
+                name = "WETH" if feed == devnet.info.feeds["WETH"] else "WBTC"
+                post_price(devnet.w3, feed, SPECS[name].usd_price * move,
+                           devnet.info.accounts.deployer)
+                # Apply the price block first, then liquidate what it opened (if anything).
+                await _apply_new_blocks(client, book, addresses, applied)
+                applied = devnet.w3.eth.block_number
+                went = await _liquidate_one(devnet, client, book, rng)
+                done += went
+                kinds["liquidate"] += went
+            head = devnet.w3.eth.block_number
+            await _apply_new_blocks(client, book, addresses, applied)
+            applied = head
+            if step % 6 == 5:
+                await check_parity(client, devnet, head)
+                fresh_market = await aave_market.discover(client, info.addresses_provider, head)
+                await _book_equals_chain(client, book, fresh_market, users, head)
+        print(f"seed {seed}: {done} actions went through; liquidations: {kinds['liquidate']}")
+        assert done >= 8, f"seed {seed}: only {done} actions went through"
+        assert not book.needs_read
+
+
+def _mined(devnet: Devnet, call: Any, sender: str, number: int, now: int) -> Any:
+    """Send `call` and its receipt, checked to be mined at block `number` and time `now`
+    (a unique gas limit keeps the hash unique: the same call is sent again after reverts)."""
+    global _SENT
+    _SENT += 1
+    tx = {"from": sender, "to": call.address, "data": call._encode_transaction_data(),
+          "gas": hex(8_000_000 - _SENT)}
+    tx_hash = devnet.rpc("eth_sendTransaction", tx)
+    receipt = devnet.w3.eth.wait_for_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+    assert receipt["blockNumber"] == number
+    assert devnet.w3.eth.get_block(number)["timestamp"] == now
+    if receipt["status"] != 1:
+        try:
+            call.call({"from": sender}, number - 1)
+            why = "passes at the parent block"
+        except ContractLogicError as exc:
+            why = str(exc.data)
+        raise AssertionError(f"liquidationCall reverted ({why}): {tx_hash}")
+    return receipt
+
+
+_SENT = 0
+
+
+def _outcome_from_logs(receipt: Any, user: str, collateral_atoken: str) -> tuple[int, ...]:
+    """(debt repaid, collateral seized, protocol fee, deficits by debt asset summed)."""
+    repaid = seized = fee = deficit = 0
+    for log in receipt["logs"]:
+        topic = "0x" + bytes(log["topics"][0]).hex()
+        if topic == ev.TOPIC_LIQUIDATION_CALL:
+            repaid, seized = decode(["uint256", "uint256", "address", "bool"],
+                                    bytes(log["data"]))[:2]
+        elif topic == TOPIC_DEFICIT:
+            deficit += decode(["uint256"], bytes(log["data"]))[0]
+        elif (topic == TOPIC_TRANSFER and log["address"].lower() == collateral_atoken
+              and "0x" + bytes(log["topics"][1]).hex()[-40:] == user.lower()
+              and int(bytes(log["topics"][2]).hex(), 16) != 0):
+            fee = decode(["uint256"], bytes(log["data"]))[0]
+    return repaid, seized, fee, deficit
+
+
+async def test_v36_predicted_liquidations_equal_the_pool(devnet: Devnet) -> None:
+    info, pool, w3 = _v36(devnet), _pool(devnet), devnet.w3
+    keeper = liquidator(devnet)
+    for symbol in ("WETH", "WBTC", "USDC", "DAI"):
+        token = _token(devnet, symbol)
+        _send(devnet, token.functions.mint(keeper, 10**30), keeper)
+        _send(devnet, token.functions.approve(pool.address, MAX_UINT), keeper)
+    # A crash: WETH -25 %, WBTC -20 %, and the WSTETH ratio -15 % (silent).
+    deployer = devnet.info.accounts.deployer
+    post_price(w3, devnet.info.feeds["WETH"], SPECS["WETH"].usd_price * Decimal("0.75"),
+               deployer)
+    post_price(w3, devnet.info.feeds["WBTC"], SPECS["WBTC"].usd_price * Decimal("0.80"),
+               deployer)
+    _send(devnet, _adapter(devnet).functions.setRatio(102 * 10**16, 0), deployer)
+    mine(devnet, 5 * HOUR)  # past the WBTC grace period of the deploy
+    checked = reverted = deficits = small = 0
+    async with HttpRpc(devnet.info.rpc_url) as client:
+        block = w3.eth.block_number
+        await check_parity(client, devnet, block)
+        market = await aave_market.discover(client, info.addresses_provider, block)
+        users = _users(devnet)
+        accounts = await aave_market.read_accounts(client, market, users, block)
+        now = await _timestamp(client, block) + 1
+        for user in users:
+            for pair in liquidation_v36.pairs(market, accounts[user], now, keeper):
+                ranges = pair.repay_ranges()
+                sizes = sorted({s for lo, hi in ranges for s in (lo, (lo + hi) // 2, hi)})
+                past = [hi + 1 for lo, hi in ranges if hi + 1 <= pair.max_repay
+                        and not any(a <= hi + 1 <= b for a, b in ranges)]
+                for size in [*sizes, *past]:
+                    try:
+                        predicted: tuple[int, ...] | None = tuple(pair.outcome(size)[:4])
+                    except LiquidationRevert as exc:
+                        assert exc.reason == "MustNotLeaveDust"
+                        predicted = None
+                    snapshot = devnet.rpc("evm_snapshot")
+                    devnet.rpc("evm_setNextBlockTimestamp", now)
+                    call = pool.functions.liquidationCall(
+                        Web3.to_checksum_address(pair.collateral.asset),
+                        Web3.to_checksum_address(pair.debt.asset),
+                        Web3.to_checksum_address(user), size, False)
+                    if predicted is None:  # an eth_call in a block mined at `now`
+                        devnet.rpc("evm_mine")
+                        with pytest.raises(ContractLogicError) as failed:
+                            call.call({"from": keeper}, "latest")
+                        assert MUST_NOT_LEAVE_DUST[2:] in str(failed.value.data), failed.value
+                        reverted += 1
+                    else:
+                        receipt = _mined(devnet, call, keeper, block + 1, now)
+                        got = _outcome_from_logs(receipt, user, pair.collateral.a_token)
+                        deficit = predicted[3] + (sum(liquidation_v36.other_deficits(
+                            market, accounts[user], pair.debt.asset, now).values())
+                            if pair.outcome(size).no_collateral_left else 0)
+                        assert got == (*predicted[:3], deficit), (user, size, got, predicted)
+                        checked += 1
+                        deficits += deficit > 0
+                        small += pair.data.total_debt_base < 2_000 * 10**8
+                    assert devnet.rpc("evm_revert", snapshot) is True
+    print(f"v3.6 liquidations: {checked} predicted outcomes equal the pool's, "
+          f"{reverted} dust reverts as predicted, {deficits} with a deficit, {small} under $2k")
+    assert checked >= 10 and reverted >= 1 and small >= 1
