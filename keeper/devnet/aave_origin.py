@@ -24,6 +24,10 @@ market) and WSTETH, a token of its own:
   from the deploy block) after the borrowers open; `start_grace_period` starts another.
 - A PriceOracleSentinel over a SequencerOracle that reports the sequencer up since
   timestamp 1, so liquidations are allowed until a test reports it down.
+- WSTETH's exit is a Uniswap V2 WSTETH/WETH pair in the devnet's factory.
+- Borrowers: one of each named shape (`SHAPES`: under and over $2k, multi-debt, every
+  e-mode shape, the grace reserve, a deficit) and borrowers.plan_population's Aave plans
+  for seed 36. E-mode 3's ltvzero bit is set after they open (nobody could supply into it).
 
 Deploy order (each step was needed): the provider and ACL as for v3.0; the interest-rate
 strategy *before* the Pool (v3.6's Pool takes one strategy for every reserve in its
