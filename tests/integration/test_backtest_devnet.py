@@ -24,6 +24,7 @@ from keeper.backtest.units import CELL
 from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.tokens import DEFAULT_TOKENS, to_feed_answer
 from keeper.execution.journal import Journal
+from keeper.journal_report import read_journal
 from keeper.log import reset_logging
 from keeper.types import Event
 from strategies.aave_v3 import events as aave_events
@@ -114,6 +115,10 @@ def test_report_matches_the_chain_and_the_journal(
     assert {x.tx: round(x.profit_quote * 10**18) for x in report.keeper} == pytest.approx(
         {tx: int(p) for tx, p in realized.items()}, rel=1e-12)
     assert report.gas_spent_wei >= sum(x.gas_wei for x in report.keeper)
+    # `keeper journal` reads the same journal: one confirmed row per liquidation.
+    rows = read_journal(journal_path)
+    confirmed = {r.tx_hash: r.realized_profit for r in rows if r.status == "confirmed"}
+    assert confirmed == {tx: int(p) for tx, p in realized.items()}
     # Prices: the feeds' answers at the sampled blocks.
     contracts = feeds(devnet)
     for sample in report.prices:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from keeper import cli
+from keeper import cli, execution
 from keeper.execution.journal import Journal
+from keeper.journal_report import REASONS
 from keeper.types import Opportunity
 from tests.factories import candidate
 
@@ -123,3 +124,10 @@ def test_journal_is_read_only(journal_path: Path) -> None:
     before = journal_path.read_bytes()
     assert run("--journal", str(journal_path)).exit_code == 0
     assert journal_path.read_bytes() == before
+
+
+def test_every_reason_is_a_line_the_executor_logs() -> None:
+    # The reasons come from the daemon's log lines: a renamed line would silently lose them.
+    sources = "".join(p.read_text() for p in Path(execution.__file__).parent.glob("*.py"))
+    assert all(f'"{event}"' in sources for event in REASONS), [
+        e for e in REASONS if f'"{e}"' not in sources]
