@@ -145,7 +145,8 @@ def humanize(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Eve
 
 NEVER_LIMITED = frozenset({
     "liquidation sent", "liquidation confirmed", "liquidation reverted", "lost the race",
-    "status", "keeper running", "synced",
+    "status", "keeper running", "synced", "circuit breaker tripped: sending halted, still watching",
+    "circuit breaker cleared: balance restored",
 })
 """Events always shown in full: each one is news, however many there are."""
 

@@ -91,8 +91,11 @@ def test_79_identical_lines_become_two() -> None:
     for index in range(79):
         log.info(NO_CAPITAL, account=f"0x{index:040x}", key=KEY, repay=10**9)
         log.info("liquidation sent", key=KEY, net_profit=10**15)  # never limited
+    for breaker in ("consecutive_reverts", "gas_per_hour"):  # each trip is news
+        log.error("circuit breaker tripped: sending halted, still watching", breaker=breaker)
     flush_repeats(everything=True)
     lines = stream.getvalue().splitlines()
+    assert sum("breaker=gas_per_hour" in line for line in lines) == 1
     assert sum(NO_CAPITAL in line for line in lines) == 2
     assert "(repeated 78 more times within" in lines[-1]
     assert sum("liquidation sent" in line for line in lines) == 79
