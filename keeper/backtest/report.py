@@ -168,7 +168,7 @@ def summary_table(report: BacktestReport) -> Table:
         ("historical liquidations", str(len(report.historical))),
     ]
     if report.capital_usd is not None:
-        rows.append(("capital on hand", f"{usd(report.capital_usd)} each asset"))
+        rows.append(("capital per asset", usd(report.capital_usd)))
     for name, value in rows:
         table.add_row(name, value)
     return table
