@@ -23,7 +23,7 @@ from web3.contract import Contract
 
 from keeper.anvil import Anvil
 from keeper.devnet.aave import deploy_aave_v3
-from keeper.devnet.aave_origin import deploy_v36_market
+from keeper.devnet.aave_origin_seed import deploy_v36_market
 from keeper.devnet.borrowers import (
     SeedTargets,
     plan_population,
@@ -62,7 +62,8 @@ CACHE_FORMAT = 1
 DEVNET_LIQUIDATOR_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 # The modules whose code decides what the deployed state holds (the cache key hashes them).
 STATE_SHAPING_MODULES = (
-    "aave.py", "aave_origin.py", "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
+    "aave.py", "aave_origin.py", "aave_origin_artifacts.py", "aave_origin_seed.py",
+    "artifacts.py", "borrowers.py", "deploy.py", "deployer.py",
     "info.py", "morpho.py", "tokens.py", "uniswap.py", "uniswap_v3.py",
 )
 

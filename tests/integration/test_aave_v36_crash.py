@@ -22,14 +22,9 @@ from typing import Any
 from web3 import Web3
 
 from keeper.demo import build_keeper
-from keeper.devnet.aave_origin import (
-    GRACE_PERIOD_RESERVE,
-    WSTETH_RATIO,
-    configurator_artifact,
-    end_grace_period,
-    pool_artifact,
-    population_plans,
-)
+from keeper.devnet.aave_origin import GRACE_PERIOD_RESERVE, WSTETH_RATIO, end_grace_period
+from keeper.devnet.aave_origin_artifacts import configurator_artifact, pool_artifact
+from keeper.devnet.aave_origin_seed import population_plans
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import devnet_contracts
 from keeper.execution.journal import Journal

@@ -30,7 +30,8 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.aave_origin import pool_artifact, population_plans
+from keeper.devnet.aave_origin_artifacts import pool_artifact
+from keeper.devnet.aave_origin_seed import population_plans
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import mintable_erc20, post_price

@@ -25,16 +25,17 @@ from keeper.devnet.aave_origin import (
     GRACE_PERIOD_RESERVE,
     MAX_GRACE_PERIOD,
     RESERVES,
-    SHAPES,
     WSTETH_RATIO,
-    configurator_artifact,
-    eac_aggregator_proxy,
     end_grace_period,
-    origin_artifacts,
-    pool_artifact,
-    population_plans,
     start_grace_period,
 )
+from keeper.devnet.aave_origin_artifacts import (
+    configurator_artifact,
+    eac_aggregator_proxy,
+    origin_artifacts,
+    pool_artifact,
+)
+from keeper.devnet.aave_origin_seed import SHAPES, population_plans
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import devnet_contracts, mintable_erc20, price_feed, to_feed_answer
 from keeper.devnet.uniswap import pair_artifact
