@@ -23,24 +23,27 @@ wide. It makes at most `MAX_EVALUATIONS` evaluations per candidate.
 The book is a `keeper.dex.venue.Venue`: one venue (a Uniswap V2 `PairBook`, as with
 a V2-only configuration), or `Venues`, whose quote for each size is the best exit over
 every venue, fee tier and two-hop path through the quote token, so the size search
-maximizes net profit over the exits too.
+maximizes net profit over the exits too. A flash liquidation's swaps are in its own
+transaction, so their gas (`SwapLeg.gas`: a V3 pool or a two-hop path costs more than one
+V2 pair) is counted at the ranked gas price, and of each venue's best pool and the two-hop
+path (`Venues.quotes`) the exit with the best net after that gas is taken; its gas is in
+the opportunity's `gas_limit`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from keeper.bids import BidPolicy
-from keeper.dex.venue import Venue, pools_of
+from keeper.dex.venue import Venue, exit_options, pools_of
+from keeper.size_search import LADDER_STEPS, MAX_EVALUATIONS, search_max
 from keeper.types import Candidate, Opportunity, SwapLeg
 
-MAX_EVALUATIONS = 80
-LADDER_STEPS = 10  # max_repay >> 1 … max_repay >> 10
-_EXHAUSTIVE_WIDTH = 3  # brackets this narrow are evaluated point by point
-# 1/phi as an exact ratio, for integer golden-section steps.
-_INV_PHI_NUM, _INV_PHI_DEN = 618_033_988_749, 1_000_000_000_000
+# The size search lives in keeper.size_search; its names stay importable from here.
+__all__ = ["LADDER_STEPS", "MAX_EVALUATIONS", "best_size", "head_start", "rank",
+           "realized_value", "search_max", "swaps_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,60 +56,11 @@ class Evaluation:
     debt_out: int  # debt-token units the seized collateral turns into
     net: int  # quote wei, gas included
     profit_swap: SwapLeg | None = None  # flash: the surplus sold for the quote token
+    swap_gas: int = 0  # flash: the executor's gas for the exit and the sale (in `net`)
 
 
 def _floor(value: Fraction) -> int:
     return value.numerator // value.denominator
-
-
-def search_max(
-    f: Callable[[int], int], upper: int, *, budget: int = MAX_EVALUATIONS
-) -> tuple[int, int]:
-    """(argmax, evaluations) of an integer-concave `f` on [1, upper] with at most `budget` calls.
-
-    Evaluates `upper` and the ladder upper >> 1 … upper >> LADDER_STEPS, brackets the best
-    rung by its neighbours, then golden-section search; the best point ever seen wins.
-    """
-    if upper < 1:
-        raise ValueError("upper must be at least 1")
-    if budget < LADDER_STEPS + 1 + _EXHAUSTIVE_WIDTH + 1:
-        raise ValueError(f"budget must be at least {LADDER_STEPS + _EXHAUSTIVE_WIDTH + 2}")
-    seen: dict[int, int] = {}
-
-    def ev(x: int) -> int:
-        if x not in seen:
-            seen[x] = f(x)
-        return seen[x]
-
-    ladder = sorted({upper >> k for k in range(LADDER_STEPS + 1)} - {0})
-    for x in ladder:
-        ev(x)
-    i = max(range(len(ladder)), key=lambda j: (seen[ladder[j]], -ladder[j]))
-    lo = ladder[i - 1] if i > 0 else 1
-    hi = ladder[i + 1] if i + 1 < len(ladder) else upper
-    reserve = _EXHAUSTIVE_WIDTH + 1
-
-    def inner(lo: int, hi: int) -> tuple[int, int]:
-        step = (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
-        return hi - step, lo + step
-
-    x1, x2 = inner(lo, hi)
-    while hi - lo > _EXHAUSTIVE_WIDTH and len(seen) + 2 <= budget - reserve:
-        x1, x2 = min(max(x1, lo + 1), hi - 2), max(min(x2, hi - 1), lo + 2)
-        if x1 >= x2:
-            x1, x2 = inner(lo, hi)
-            x1, x2 = min(x1, x2 - 1), max(x2, x1 + 1)
-        if ev(x1) >= ev(x2):  # the maximum is in [lo, x2]
-            hi, x2 = x2, x1
-            x1 = hi - (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
-        else:  # the maximum is in [x1, hi]
-            lo, x1 = x1, x2
-            x2 = lo + (hi - lo) * _INV_PHI_NUM // _INV_PHI_DEN
-    if hi - lo <= _EXHAUSTIVE_WIDTH:
-        for x in range(lo, hi + 1):
-            ev(x)
-    best = max(seen, key=lambda x: (seen[x], -x))
-    return best, len(seen)
 
 
 class _Valuer:
@@ -114,12 +68,13 @@ class _Valuer:
 
     def __init__(
         self, candidate: Candidate, dex: Venue, to_quote: Fraction, gas_cost: int,
-        quote_token: str = "",
+        quote_token: str = "", *, gas_price: int = 0,
     ) -> None:
         self.candidate = candidate
         self.dex = dex
         self.to_quote = to_quote
         self.gas_cost = gas_cost
+        self.gas_price = gas_price  # of the swaps a flash liquidation makes itself
         self.quote_token = quote_token
         self.cache: dict[int, Evaluation] = {}
         # The pools a flash surplus sale may touch (none is sold otherwise).
@@ -148,19 +103,44 @@ class _Valuer:
         sale = book.quote(c.debt, self.quote_token, surplus)
         return (sale.amount_out, sale) if sale is not None else (0, None)
 
+    def exits(self, seized: int) -> list[SwapLeg]:
+        """The exits of `seized` worth valuing: the most output; for a flash liquidation
+        at a gas price, also each cheaper-in-gas alternative whose lower output (at the mid
+        price) is within twice the gas it saves (the others cannot win)."""
+        c = self.candidate
+        if c.fee is None or not self.gas_price:
+            leg = self.dex.quote(c.collateral, c.debt, seized)
+            return [] if leg is None else [leg]
+        options = exit_options(self.dex, c.collateral, c.debt, seized)
+        if len(options) < 2:
+            return options
+        top = options[0]
+        return [top, *(o for o in options[1:] if o.gas < top.gas and self.value(
+            top.amount_out - o.amount_out) <= 2 * (top.gas - o.gas) * self.gas_price)]
+
+    def _valued(self, repay: int, seized: int, swap: SwapLeg | None, out: int) -> Evaluation:
+        c = self.candidate
+        fee = c.fee(repay) if c.fee is not None else 0
+        worth, sale = self.realized(out - repay - fee, swap)
+        gas = 0
+        if c.fee is not None:  # flash: the exit and the sale run in the liquidation's tx
+            gas = (swap.gas if swap is not None else 0) + (sale.gas if sale is not None else 0)
+        net = worth - self.gas_cost - gas * self.gas_price
+        return Evaluation(repay, seized, swap, out, net, sale, gas)
+
     def evaluate(self, repay: int) -> Evaluation:
         if repay not in self.cache:
             c = self.candidate
             seized = c.seize(repay)
-            swap: SwapLeg | None = None
             if c.collateral == c.debt:
-                out = seized
+                best = self._valued(repay, seized, None, seized)
             else:
-                swap = self.dex.quote(c.collateral, c.debt, seized)
-                out = swap.amount_out if swap is not None else 0
-            fee = c.fee(repay) if c.fee is not None else 0
-            worth, sale = self.realized(out - repay - fee, swap)
-            self.cache[repay] = Evaluation(repay, seized, swap, out, worth - self.gas_cost, sale)
+                options = [self._valued(repay, seized, leg, leg.amount_out)
+                           for leg in self.exits(seized)]
+                # The best net; equal nets keep the most output (the first).
+                best = max(options, key=lambda e: e.net) if options \
+                    else self._valued(repay, seized, None, 0)
+            self.cache[repay] = best
         return self.cache[repay]
 
     def net(self, repay: int) -> int:
@@ -180,9 +160,10 @@ def accepted_sizes(c: Candidate) -> list[tuple[int, int]]:
 
 def best_size(
     candidate: Candidate, dex: Venue, quote_token: str, gas_cost: int,
-    budget: int = MAX_EVALUATIONS,
+    budget: int = MAX_EVALUATIONS, *, gas_price: int = 0,
 ) -> tuple[Evaluation, int, int, int] | None:
     """(best evaluation, evaluations, gross_value, slippage), or None when it cannot be valued.
+    `gas_price` prices a flash liquidation's own swaps (`Evaluation.swap_gas`, in its net).
 
     None when max_repay is not positive or the book lacks the collateral/debt or debt/quote pair.
     """
@@ -196,7 +177,7 @@ def best_size(
     ranges = accepted_sizes(c)
     if not ranges:
         return None
-    valuer = _Valuer(c, dex, to_quote, gas_cost, quote_token.lower())
+    valuer = _Valuer(c, dex, to_quote, gas_cost, quote_token.lower(), gas_price=gas_price)
     evaluations = 0
     for lo, hi in ranges:  # each range searched on its own; the best size of all wins
 
@@ -209,7 +190,7 @@ def best_size(
     fee = c.fee(best.repay) if c.fee is not None else 0
     gross_value = valuer.value(best.seized * collateral_to_debt - best.repay - fee)
     # gross - slippage - gas == net exactly; slippage is the mid-price value minus the swap's.
-    slippage = gross_value - (best.net + gas_cost)
+    slippage = gross_value - (best.net + gas_cost + best.swap_gas * gas_price)
     return best, evaluations, gross_value, slippage
 
 
@@ -314,17 +295,18 @@ def _best(
 ) -> Opportunity | None:
     """The best size of one candidate on `dex`, if it is worth at least `min_profit` after
     its bid (`bids`: the tip is a share of the profit, counted as a cost)."""
-    gas_cost = c.gas_limit * gas_price
-    found = best_size(c, dex, quote_token, gas_cost, budget)
+    found = best_size(c, dex, quote_token, c.gas_limit * gas_price, budget, gas_price=gas_price)
     if found is None:
         return None
     ev, evaluations, gross_value, slippage = found
+    gas_limit = c.gas_limit + ev.swap_gas  # a flash liquidation's own swaps included
+    gas_cost = gas_limit * gas_price
     net, tip = ev.net, gas_price - base_fee
     if bids is not None:
-        before_tip = ev.net + gas_cost - c.gas_limit * base_fee
-        tip = bids.tip(c.strategy, before_tip, c.gas_limit, base_fee)
-        gas_cost = c.gas_limit * (base_fee + tip)
-        net = before_tip - c.gas_limit * tip  # gross - slippage - gas_cost, still exactly
+        before_tip = ev.net + gas_cost - gas_limit * base_fee
+        tip = bids.tip(c.strategy, before_tip, gas_limit, base_fee)
+        gas_cost = gas_limit * (base_fee + tip)
+        net = before_tip - gas_limit * tip  # gross - slippage - gas_cost, still exactly
     if net < min_profit:
         return None
     return Opportunity(
@@ -337,7 +319,7 @@ def _best(
         collateral_received=ev.seized,
         gross_value=gross_value,
         slippage=slippage,
-        gas_limit=c.gas_limit,
+        gas_limit=gas_limit,
         gas_cost=gas_cost,
         net_profit=net,
         quote_token=quote_token,

@@ -8,7 +8,7 @@ chain/ turns RPC data into `BlockRef` and `Event`; strategies turn events into
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -91,6 +91,9 @@ class SwapLeg:
     venue: str = "uniswap_v2"
     fee: int = 0
     hops: tuple[SwapLeg, ...] = ()
+    # The executor's gas for this swap as its venue estimates it (venue.py): an estimate,
+    # not part of what the leg is (legs compare equal without it).
+    gas: int = field(default=0, compare=False)
 
 
 def _as_given(repay: int) -> int:

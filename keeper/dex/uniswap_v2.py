@@ -19,7 +19,7 @@ from math import gcd
 
 from eth_utils.crypto import keccak
 
-from keeper.dex.venue import ExitHop
+from keeper.dex.venue import V2_HOP_GAS, ExitHop
 from keeper.errors import FatalError
 from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
@@ -263,7 +263,7 @@ class PairBook:
         amount_out = get_amount_out(amount_in, reserve_in, reserve_out, self.fee_bps)
         return SwapLeg(
             pair=pair.address, token_in=token_in, token_out=token_out,
-            amount_in=amount_in, amount_out=amount_out,
+            amount_in=amount_in, amount_out=amount_out, gas=V2_HOP_GAS,
         )
 
     def quote_exact_out(self, token_in: str, token_out: str, amount_out: int) -> SwapLeg | None:
@@ -279,7 +279,7 @@ class PairBook:
         amount_in = get_amount_in(amount_out, reserve_in, reserve_out, self.fee_bps)
         return SwapLeg(
             pair=pair.address, token_in=token_in, token_out=token_out,
-            amount_in=amount_in, amount_out=amount_out,
+            amount_in=amount_in, amount_out=amount_out, gas=V2_HOP_GAS,
         )
 
     def pools(self, token_a: str, token_b: str) -> tuple[str, ...]:

@@ -34,7 +34,7 @@ from keeper.dex.v3_pool import (
     quote_exact_output_single,
 )
 from keeper.dex.v3_ticks import MAX_TICK, MIN_TICK
-from keeper.dex.venue import ExitHop
+from keeper.dex.venue import V3_HOP_GAS, V3_STEP_GAS, V3_TICK_GAS, ExitHop
 from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
 
@@ -305,6 +305,8 @@ def _leg(quote: _Quote) -> SwapLeg:
         amount_in=amount_in_of(quote.result, zero_for_one),
         amount_out=amount_out_of(quote.result, zero_for_one),
         venue=VENUE, fee=pool.fee,
+        gas=V3_HOP_GAS + V3_STEP_GAS * max(quote.result.steps - 1, 0)
+        + V3_TICK_GAS * quote.result.initialized_crossed,
     )
 
 

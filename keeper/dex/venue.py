@@ -11,6 +11,13 @@ aggregator's quote) is one more module that does.
 `Venues` is itself a `Venue` over several: a quote is the best of every venue's best
 single pool and of the two-hop paths through one `via` token (the quote token), each hop
 on its best venue. A two-hop route is a `SwapLeg` whose `hops` are its two legs.
+
+Each leg carries the gas the FlashLiquidator spends on it (`SwapLeg.gas`): a V2 pair is
+one transfer and one `swap`; a V3 pool's `swap` costs more, and more for every step of
+its loop and every initialized tick it crosses (the SwapResult says how many); a route is
+its hops' sum. `Venues.quotes` offers each venue's best pool and the two-hop path as
+alternatives, so ranking can take the exit with the best profit net of that gas
+(a single V2 pair is the cheapest; a V3 path must return enough more to pay for itself).
 """
 
 from __future__ import annotations
@@ -24,6 +31,15 @@ from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
 
 ROUTE = "route"  # the venue name of a multi-hop leg
+
+# The executor's gas per swap (FlashLiquidator._hop / _hopV3 with the pool's own swap),
+# estimates from devnet receipts: a V2 pair's transfer, getReserves and swap; a V3 pool's
+# swap with its callback, plus each extra step of the swap loop (a bitmap word, ~cold
+# slot reads) and each initialized tick crossed (Tick.cross writes its fee-growth slots).
+V2_HOP_GAS = 80_000
+V3_HOP_GAS = 110_000
+V3_STEP_GAS = 5_000
+V3_TICK_GAS = 25_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +113,15 @@ def route(first: SwapLeg, second: SwapLeg) -> SwapLeg:
     """Two legs in a row as one leg (the second sells what the first returns)."""
     return SwapLeg(pair=first.pair, token_in=first.token_in, token_out=second.token_out,
                    amount_in=first.amount_in, amount_out=second.amount_out, venue=ROUTE,
-                   hops=(first, second))
+                   hops=(first, second), gas=first.gas + second.gas)
+
+
+def exit_options(dex: Venue, token_in: str, token_out: str, amount_in: int) -> list[SwapLeg]:
+    """The exits worth comparing net of gas: `Venues.quotes`, or a single venue's quote."""
+    if isinstance(dex, Venues):
+        return dex.quotes(token_in, token_out, amount_in)
+    leg = dex.quote(token_in, token_out, amount_in)
+    return [] if leg is None else [leg]
 
 
 class Venues:
@@ -137,6 +161,22 @@ class Venues:
         if second is not None and (best is None or second.amount_out > best.amount_out):
             return route(first, second)
         return best
+
+    def quotes(self, token_in: str, token_out: str, amount_in: int) -> list[SwapLeg]:
+        """Selling exactly `amount_in`: each venue's best single pool and the two-hop path
+        through `via`, most output first (`quote` is the first; the others may cost less
+        gas: see the module docstring)."""
+        token_in, token_out = token_in.lower(), token_out.lower()
+        options = [leg for venue in self.venues
+                   if (leg := venue.quote(token_in, token_out, amount_in)) is not None]
+        if self.via not in (token_in, token_out) and token_in != token_out:
+            first = self._best_single(token_in, self.via, amount_in, True)
+            if first is not None and first.amount_out > 0:
+                second = self._best_single(self.via, token_out, first.amount_out, True)
+                if second is not None:
+                    options.append(route(first, second))
+        # Stable: an equal output stays with the earlier venue (and single before route).
+        return sorted(options, key=lambda leg: -leg.amount_out)
 
     def quote_exact_out(self, token_in: str, token_out: str, amount_out: int) -> SwapLeg | None:
         """The least `token_in` for exactly `amount_out`, single pool or through `via`."""

@@ -15,7 +15,9 @@ leg for the flash executor: execution knows no protocol), the flash route, the D
   (so a send that would lose money reverts; a batch burns less gas than that, never more).
 
 `GasBook` learns the gas flash liquidations really use from receipts (and what a batch
-saves per member), so later rankings price them right.
+saves per member), so later rankings price them right. What it learns leaves out the
+swaps' own gas (`SwapLeg.gas`): ranking adds the gas of each exit it values, so a V3
+path or a two-hop route is priced as such whatever the last receipt sold through.
 """
 
 from __future__ import annotations
@@ -48,9 +50,10 @@ class GasBook:
         if not outcome.gas_used or outcome.status != "confirmed":
             return
         if len(send) == 1:
-            self.used[send[0].strategy] = outcome.gas_used
+            swaps = sum(s.gas for s in (send[0].swap, send[0].profit_swap) if s is not None)
+            self.used[send[0].strategy] = max(outcome.gas_used - swaps, 0)
             return
-        alone = sum(self.gas_for(o.strategy, o.gas_limit) for o in send)
+        alone = sum(o.gas_limit for o in send)  # as ranked alone: their swaps' gas included
         self.batch_saving = max(0, (alone - outcome.gas_used) // (len(send) - 1))
 
 

@@ -6,13 +6,14 @@ Books are synthetic: X (18 decimals, $2), USDC (6 decimals), WETH ($2000, the qu
 
 from __future__ import annotations
 
+import dataclasses
 from math import isqrt
 
 from keeper.dex.uniswap_v2 import Pair, PairBook, get_amount_in
 from keeper.dex.uniswap_v3 import V3Book
 from keeper.dex.v3_pool import V3Pool
 from keeper.dex.v3_ticks import get_tick_at_sqrt_ratio
-from keeper.dex.venue import ExitHop, Venue, Venues, pools_of
+from keeper.dex.venue import V2_HOP_GAS, V3_HOP_GAS, ExitHop, Venue, Venues, pools_of
 from keeper.ranking import rank
 from keeper.types import Candidate, LogFilter, Opportunity, SwapLeg
 
@@ -150,3 +151,28 @@ def test_ranking_routes_each_exit_and_values_them_in_sequence() -> None:
     ranked = ranked_on(Venues([v2(), x_usdc], via=WETH), two)
     assert len(ranked) == 2 and ranked[1].net_profit < ranked[0].net_profit
     assert isinstance(ranked[0].swap, SwapLeg)
+
+
+def test_a_flash_exit_is_chosen_net_of_its_swaps_gas() -> None:
+    """V3's 0.05 % tier returns more than the V2 pair's 0.3 %, but its swap costs more gas
+    (V3_HOP_GAS > V2_HOP_GAS): on a small flash liquidation at a high gas price the V2 exit
+    nets more and is taken; at a negligible gas price V3 is. The swaps' gas is in the
+    opportunity's gas limit and cost."""
+    small = dataclasses.replace(candidate("0x" + "01" * 20, 10 * E6), fee=lambda repay: 0)
+    x_usdc = V3Book([v3_pool(POOL_X_USDC, X, USDC, (2 * E6, E18), 10**19)])
+    venues = Venues([v2(), x_usdc], via=WETH)
+    leg_v2, leg_v3 = v2().quote(X, USDC, 6 * E18), x_usdc.quote(X, USDC, 6 * E18)
+    assert leg_v2 is not None and leg_v3 is not None
+    assert leg_v3.amount_out > leg_v2.amount_out and leg_v3.gas - leg_v2.gas == (
+        V3_HOP_GAS - V2_HOP_GAS)
+    (dear,) = rank([small], dex=venues, quote_token=WETH, base_fee=100 * 10**9,
+                   priority_fee=0, min_profit=-(10**18), block=1)
+    (cheap,) = rank([small], dex=venues, quote_token=WETH, base_fee=1, priority_fee=0,
+                    min_profit=-(10**18), block=1)
+    assert dear.swap is not None and dear.swap.venue == "uniswap_v2"
+    assert cheap.swap is not None and cheap.swap.venue == "uniswap_v3"
+    for opp, price in ((dear, 100 * 10**9), (cheap, 1)):
+        assert opp.swap is not None and opp.profit_swap is not None
+        assert opp.gas_limit == 400_000 + opp.swap.gas + opp.profit_swap.gas
+        assert opp.gas_cost == opp.gas_limit * price
+        assert opp.gross_value - opp.slippage - opp.gas_cost == opp.net_profit
