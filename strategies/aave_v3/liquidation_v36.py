@@ -111,23 +111,23 @@ class Pair:
             collateral_price=self.collateral.price,
             collateral_asset_unit=math.asset_unit(self.collateral.decimals))
 
-    def repay_ranges(self) -> tuple[tuple[int, int], ...]:
-        """The repay sizes liquidationCall accepts, as closed intervals in [1, max_repay]."""
+    def repay_ranges(self, later: Pair | None = None) -> tuple[tuple[int, int], ...]:
+        """The repay sizes liquidationCall accepts, as closed intervals in [1, max_repay].
+
+        With `later` (this pair projected to a later timestamp, `LANDING_HORIZON`), the
+        terminal range starts and ends where it does then: interest grows the debt and the
+        collateral every second, so "all the debt" or "all the collateral" at this block
+        would leave a few units when the transaction lands a block later, and revert with
+        MustNotLeaveDust. The pool clamps a larger repay to what it takes then (and pulls
+        only that), so such a size stays terminal from now until the horizon. Interior
+        sizes only leave more of both as time passes: they stay accepted.
+        """
         top = self.max_repay
         if top < 1:
             return ()
         ranges: list[tuple[int, int]] = []
-        b = top + 1
-        if self._terminal(top):  # the smallest size that takes all of one side
-            lo, hi = 1, top
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if self._terminal(mid):
-                    hi = mid
-                else:
-                    lo = mid + 1
-            b = lo
-        limit = b - 1  # interior sizes lie below b
+        b = self._terminal_start(top)
+        limit = top if b is None else b - 1  # interior sizes lie below b
         first = 1
         if limit >= 1 and not self._burns(limit):
             first = limit + 1  # even the largest interior size burns nothing
@@ -149,9 +149,25 @@ class Pair:
                 else:
                     hi = mid - 1
             ranges.append((first, lo))
-        if b <= top and self._burns(b):
+        if b is not None and self._burns(b):
+            if later is not None and (b_later := later._terminal_start(later.max_repay)):
+                b, top = max(b, b_later), max(top, later.max_repay)
             ranges.append((b, top))
         return tuple(ranges)
+
+    def _terminal_start(self, top: int) -> int | None:
+        """The smallest size that takes all of one side (all debt or all collateral), if
+        `top` does."""
+        if top < 1 or not self._terminal(top):
+            return None
+        lo, hi = 1, top
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._terminal(mid):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
 
     def _burns(self, repay: int) -> bool:
         """Both burns of an interior liquidation at `repay` are at least one scaled unit."""
@@ -234,23 +250,38 @@ class _Owner(Protocol):
     _symbols: dict[str, str]
 
 
+LANDING_HORIZON = 3600  # seconds: a terminal size must still take everything this much later
+
+
+def offered(
+    market: Market, account: Account, now: int, liquidator: str,
+) -> Iterator[tuple[Pair, tuple[tuple[int, int], ...]]]:
+    """Every liquidatable pair of `account` with the repay ranges to offer: the pool's
+    accepted sizes now, the terminal one good until now + LANDING_HORIZON; pairs with none
+    are left out."""
+    later = {(p.collateral.asset, p.debt.asset): p
+             for p in pairs(market, account, now + LANDING_HORIZON, liquidator)}
+    for pair in pairs(market, account, now, liquidator):
+        ranges = pair.repay_ranges(later.get((pair.collateral.asset, pair.debt.asset)))
+        if ranges:
+            yield pair, ranges
+
+
 def candidates(
     market: Market, account: Account, now: int, owner: _Owner, gas_limit: int,
 ) -> Iterator[Candidate]:
     """One Candidate per liquidatable pair of a v3.6 account, sized within the repay
-    ranges the pool accepts (`Pair.repay_ranges`); a pair no size of which passes is left
-    out. `seize`/`actual_repay` mirror the pool's amounts (clamped to max_repay)."""
+    ranges offered (`offered`); `seize`/`actual_repay` mirror the pool's amounts now
+    (a repay past the close factor is clamped, as the pool does)."""
     symbols, chain_id = owner._symbols, owner.context.chain_id
-    for pair in pairs(market, account, now, owner.context.liquidator):
-        ranges = pair.repay_ranges()
-        if not ranges:
-            continue
+    for pair, ranges in offered(market, account, now, owner.context.liquidator):
         c, d = pair.collateral, pair.debt
         state = _price_state(c.price, d.price, account.balances[d.asset].scaled_variable_debt, 0)
         yield Candidate(
             strategy=owner.name, account=account.user, collateral=c.asset, debt=d.asset,
-            max_repay=pair.max_repay, health_factor=pair.data.health_factor,
-            key=f"{chain_id}:aave_v3:{account.user}:{c.asset}:{d.asset}:{state}",
+            max_repay=max(pair.max_repay, ranges[-1][1]),
+            health_factor=pair.data.health_factor,
+            key=f"{chain_id}:{owner.name}:{account.user}:{c.asset}:{d.asset}:{state}",
             seize=pair.seize, gas_limit=gas_limit, spender=market.pool,
             actual_repay=pair.actual_repay,
             collateral_symbol=symbols.get(c.asset) or "", debt_symbol=symbols.get(d.asset) or "",

@@ -19,7 +19,7 @@ Candidate semantics (exact mirrors, at the block's timestamp):
   `actual_repay(repay)` is the debt the pool really pulls.
 - `gas_limit` = 450_000: a first estimate (a liquidationCall measures ~250-350k on the
   devnet); ranking uses it for the gas cost.
-- `key` = "{chain_id}:aave_v3:{account}:{collateral}:{debt}:{price-state}", price-state a
+- `key` = "{chain_id}:{name}:{account}:{collateral}:{debt}:{price-state}", price-state a
   short hash of the two prices the liquidation would use: a new price makes a new key. (A
   price that returns exactly to an earlier value repeats an earlier key.)
 
@@ -383,7 +383,7 @@ class AaveV3Strategy:
             debt=d.asset,
             max_repay=max_repay,
             health_factor=hf,
-            key=f"{self.context.chain_id}:aave_v3:{account.user}:{c.asset}:{d.asset}:{state}",
+            key=f"{self.context.chain_id}:{self.name}:{account.user}:{c.asset}:{d.asset}:{state}",
             seize=seize,
             gas_limit=GAS_LIMIT,
             spender=self.book.market.pool,

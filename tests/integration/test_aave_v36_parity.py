@@ -8,12 +8,13 @@
 - For every liquidatable account and pair, the predicted liquidationCall outcome (debt
   repaid, collateral seized, protocol fee, deficit) equals the mined transaction's logs at
   the ends and middle of every repay range the candidate offers (the sizes ranking may
-  propose), and a size just past an interior range reverts with MustNotLeaveDust, as
-  predicted.
+  propose; `liquidation_v36.offered`), and a size just past an interior range reverts with
+  MustNotLeaveDust, as predicted.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections import Counter
@@ -181,14 +182,11 @@ async def _liquidate_one(devnet: Devnet, client: HttpRpc, book: PositionBook,
     head = devnet.w3.eth.block_number
     market = await prices.refresh(client, book, head)  # the silent adapter's price now
     now = await _timestamp(client, head) + 1
-    found = [p for u in book.users
-             for p in liquidation_v36.pairs(market, book.account(u), now, keeper)]
+    found = [o for u in book.users
+             for o in liquidation_v36.offered(market, book.account(u), now, keeper)]
     if not found:
         return False
-    pair = rng.choice(found)
-    ranges = pair.repay_ranges()
-    if not ranges:
-        return False
+    pair, ranges = rng.choice(found)
     lo, hi = rng.choice(ranges)
     size = rng.randint(lo, hi)
     token = _token(devnet, next(s for s, t in _v36(devnet).tokens.items()
@@ -277,10 +275,8 @@ async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Dev
 def _mined(devnet: Devnet, call: Any, sender: str, number: int, now: int) -> Any:
     """Send `call` and its receipt, checked to be mined at block `number` and time `now`
     (a unique gas limit keeps the hash unique: the same call is sent again after reverts)."""
-    global _SENT
-    _SENT += 1
     tx = {"from": sender, "to": call.address, "data": call._encode_transaction_data(),
-          "gas": hex(8_000_000 - _SENT)}
+          "gas": hex(8_000_000 - next(_SENT))}
     tx_hash = devnet.rpc("eth_sendTransaction", tx)
     receipt = devnet.w3.eth.wait_for_transaction_receipt(tx_hash)  # type: ignore[arg-type]
     assert receipt["blockNumber"] == number
@@ -295,7 +291,7 @@ def _mined(devnet: Devnet, call: Any, sender: str, number: int, now: int) -> Any
     return receipt
 
 
-_SENT = 0
+_SENT = itertools.count(1)
 
 
 def _outcome_from_logs(receipt: Any, user: str, collateral_atoken: str) -> tuple[int, ...]:
@@ -339,11 +335,12 @@ async def test_v36_predicted_liquidations_equal_the_pool(devnet: Devnet) -> None
         accounts = await aave_market.read_accounts(client, market, users, block)
         now = await _timestamp(client, block) + 1
         for user in users:
-            for pair in liquidation_v36.pairs(market, accounts[user], now, keeper):
-                ranges = pair.repay_ranges()
+            for pair, ranges in liquidation_v36.offered(market, accounts[user], now, keeper):
                 sizes = sorted({s for lo, hi in ranges for s in (lo, (lo + hi) // 2, hi)})
                 past = [hi + 1 for lo, hi in ranges if hi + 1 <= pair.max_repay
                         and not any(a <= hi + 1 <= b for a, b in ranges)]
+                # the sizes ranking may propose: the ends and middle of every offered range
+                # (the terminal one good until LANDING_HORIZON later), and just past each
                 for size in [*sizes, *past]:
                     try:
                         predicted: tuple[int, ...] | None = tuple(pair.outcome(size)[:4])
