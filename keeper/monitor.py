@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from keeper import units
 from keeper.breakers import BALANCE, Breakers
 from keeper.health import Health
 from keeper.log import flush_repeats
@@ -98,6 +99,7 @@ class Monitor:
         self._tracked = 0
         self._at_risk = 0
         self._last_status: int | None = None
+        self.unnamed: set[str] = set()  # candidates' tokens with no symbol yet (run_support)
         self._status_due: int | None = None
 
     def block(self, head: BlockRef, blocks: int) -> None:
@@ -132,6 +134,8 @@ class Monitor:
         found = Counter(o.strategy for o in opportunities)
         self._tracked = sum(tracked.values())
         self._at_risk = len({(c.strategy, c.account) for c in candidates})
+        self.unnamed.update(t for c in candidates for t in (c.collateral, c.debt)
+                            if units.token(t) is None)
         if self._status_due is not None:
             self.status(self._status_due)
             self._status_due = None

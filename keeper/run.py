@@ -34,7 +34,7 @@ from typing import Literal
 import click
 import structlog
 
-from keeper import plugins, units
+from keeper import plugins
 from keeper.addresses import check_addresses
 from keeper.alerts import Alerts
 from keeper.bids import BidPolicy
@@ -63,10 +63,10 @@ from keeper.prepared import FeedRule
 from keeper.ranking import realized_value
 from keeper.run_support import (
     DaemonResult,
-    dex_tokens,
     dry_run_journal,
     hold_locks,
     run_summary,
+    show_token_names,
 )
 from keeper.secrets import redact_url
 from keeper.strategy import Strategy, StrategyContext, StrategyFactory
@@ -309,9 +309,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
     server: MonitoringServer | None = None
     alerts: Alerts | None = None  # [alerts] webhooks, when configured
     try:
-        monitor.inflight = lambda: keeper.inflight
-        await units.load_tokens(keeper.chain, dex_tokens(keeper.engine.dex),
-                                keeper.engine.quote_token)
+        await show_token_names(keeper, monitor, locks)  # console symbols; in-flight count
         alerts = Alerts.start_for(config, keeper.executor.address, monitor)
         # SIGUSR1 resumes sending after a breaker tripped (the operator fixed the cause).
         loop.add_signal_handler(signal.SIGUSR1, lambda: _reset_breakers(monitor))

@@ -10,6 +10,7 @@ never sent) and lost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 from pathlib import Path
@@ -18,8 +19,9 @@ from keeper import units
 from keeper.config import KeeperConfig
 from keeper.execution.journal import JournalSummary
 from keeper.lock import account_lock, journal_lock
-from keeper.monitor import RunTally
+from keeper.monitor import Monitor, RunTally
 from keeper.secrets import keystore_address
+from keeper.wiring import Keeper
 
 
 def run_summary(result: DaemonResult, *, dry_run: bool = False) -> list[str]:
@@ -109,11 +111,41 @@ def sending_address(config: KeeperConfig) -> str | None:
 
 
 
-def dex_tokens(dex: object) -> set[str]:
-    """The tokens of the V2 pairs (and of each venue of a `Venues`), for their symbols."""
+def dex_tokens(dex: object, quote: str) -> list[str]:
+    """The tokens of the V2 pairs (and of each venue of a `Venues`), for their symbols: those
+    paired with the quote token first (the debt and collateral assets that can be sold)."""
     books = getattr(dex, "venues", None) or [dex]
-    out: set[str] = set()
+    paired: set[str] = set()
+    others: set[str] = set()
     for book in books:
         for pair in getattr(book, "pairs", {}).values():
-            out.update((pair.token0, pair.token1))
-    return out
+            tokens = (pair.token0, pair.token1)
+            (paired if quote.lower() in tokens else others).update(tokens)
+    return sorted(paired) + sorted(others - paired)
+
+
+FOLLOW_SECONDS = 2.0
+
+
+async def show_token_names(keeper: Keeper, monitor: Monitor, stack: contextlib.ExitStack
+                           ) -> None:
+    """Console symbols: the DEX tokens now, then, every `FOLLOW_SECONDS`, the tokens of new
+    candidates (`Monitor.unnamed`) that are still unknown; each token is tried once. Also
+    points the status line's in-flight count at the keeper. The follower task is cancelled
+    when `stack` closes."""
+    quote = keeper.engine.quote_token
+    monitor.inflight = lambda: keeper.inflight
+    await units.load_tokens(keeper.chain, dex_tokens(keeper.engine.dex, quote), quote)
+    tried: set[str] = set()
+
+    async def follow() -> None:
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            fresh = monitor.unnamed - tried
+            monitor.unnamed.clear()
+            if fresh:
+                tried.update(fresh)
+                await units.load_tokens(keeper.chain, fresh, quote)
+
+    task = asyncio.ensure_future(follow())
+    stack.callback(task.cancel)

@@ -118,11 +118,16 @@ MAX_TOKENS = 64
 
 
 async def load_tokens(chain: Caller, addresses: Iterable[str], quote: str) -> int:
-    """Read symbol() and decimals() of the quote token and up to `MAX_TOKENS` others, and
-    register them; a token that lacks either is shown by address. Never raises for a
-    token; returns how many were registered."""
-    others = sorted({a.lower() for a in addresses} - {quote.lower()})[: MAX_TOKENS - 1]
-    tokens = [quote.lower(), *others]
+    """Read symbol() and decimals() of the quote token and up to `MAX_TOKENS` others (in
+    the order given, skipping those already known), and register them; a token that lacks
+    either is shown by address. Never raises for a token; returns how many were
+    registered."""
+    tokens = [quote.lower()] if token(quote) is None else []
+    for address in (a.lower() for a in addresses):
+        if len(tokens) >= MAX_TOKENS:
+            break
+        if address not in tokens and address != quote.lower() and token(address) is None:
+            tokens.append(address)
     found = await asyncio.gather(*(_read(chain, t) for t in tokens))
     count = 0
     for address, meta in zip(tokens, found, strict=True):

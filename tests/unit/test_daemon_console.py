@@ -5,16 +5,20 @@ the exact integers."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
+from eth_abi.abi import encode
 
 from keeper import units
 from keeper.breakers import BreakerLimits, Breakers
+from keeper.errors import Reverted
 from keeper.health import Health
 from keeper.log import RepeatLimiter, configure_logging, flush_repeats, reset_logging
 from keeper.metrics import Metrics
@@ -165,3 +169,39 @@ def test_status_line_every_n_blocks() -> None:
     assert status[0]["tracked"] == 300 and status[0]["at_risk"] == 1
     assert status[0]["in_flight"] == 2 and status[0]["confirmed"] == 1
     assert status[0]["pnl"] == 7 * 10**17 and status[0]["units"]["pnl"] == "0.7 WETH"
+
+
+class TokenNode:
+    """Answers symbol() and decimals() for a few tokens; anything else reverts."""
+
+    def __init__(self, tokens: dict[str, tuple[str, int]]) -> None:
+        self.tokens = tokens
+        self.asked: list[str] = []
+
+    async def call(self, method: str, params: Sequence[Any]) -> Any:
+        to, data = params[0]["to"], params[0]["data"]
+        self.asked.append(to)
+        if to not in self.tokens:
+            raise Reverted("eth_call", {"code": 3, "message": "execution reverted"})
+        symbol, decimals = self.tokens[to]
+        if data == units.SYMBOL:
+            return "0x" + encode(["string"], [symbol]).hex()
+        return hex(decimals)
+
+
+def test_token_names_are_read_once_in_order() -> None:
+    dai, odd = "0x" + "55" * 20, "0x" + "66" * 20
+    node = TokenNode({dai: ("DAI", 18), USDC: ("USDC", 6), WETH: ("WETH", 18)})
+    found = asyncio.run(units.load_tokens(node, [dai, USDC, odd, dai], WETH))
+    assert found == 1  # DAI; WETH and USDC were known, odd has no symbol()
+    assert units.amount(15 * 10**17, dai) == "1.5 DAI"
+    assert units.amount(7, odd) == "7 (raw 0x666666…666666)"
+    assert sorted(set(node.asked)) == sorted({dai, odd})
+
+
+def test_candidates_with_unnamed_tokens_are_noted() -> None:
+    monitor = Monitor(Metrics(strategies=["aave_v3"]), Health(),
+                      Breakers(BreakerLimits.from_eth(None, None, None)))
+    risky = candidate()  # its collateral and debt are the zero address: no symbol known
+    monitor.evaluated({"aave_v3": 1}, [risky], [])
+    assert monitor.unnamed == {risky.collateral, risky.debt}
