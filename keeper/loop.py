@@ -16,7 +16,7 @@ import contextlib
 
 import structlog
 
-from keeper.chain.follower import BlockSource
+from keeper.chain.follower import BlockSource, ChainFollower
 from keeper.engine import Engine
 from keeper.errors import RetryableError
 from keeper.prepared import PreparedLiquidations
@@ -57,6 +57,11 @@ async def _advance_retrying(
             engine.dispatcher.dispatch(opportunities, tasks)
         break
     return True
+
+
+def _behind(source: BlockSource) -> bool:
+    """Does `source` already hold a newer head (only the chain follower can tell)?"""
+    return isinstance(source, ChainFollower) and source.behind()
 
 
 async def _prepare(prepared: PreparedLiquidations, step: ChainStep) -> None:
@@ -118,7 +123,9 @@ async def drive(
                 source.processed(step)
                 if not step.trial:
                     engine.stats.processed = step.head.number
-                    if prepared is not None and prepared.enabled:
+                    # A newer head's step goes first: the levels are for the head they were
+                    # prepared at, and a waiting step may hold the next answer itself.
+                    if prepared is not None and prepared.enabled and not _behind(source):
                         await _prepare(prepared, step)
             else:  # the rebuild after a reorg failed: the source steps here again
                 with contextlib.suppress(TimeoutError):

@@ -117,6 +117,11 @@ class ChainFollower:
         if not step.trial:
             self.mark(step.head)
 
+    def behind(self) -> bool:
+        """A head newer than the last processed one has arrived (its step is waiting)."""
+        target, last = self._target, self.last
+        return target is not None and last is not None and target[0] > last.number
+
     def mark(self, head: BlockRef) -> None:
         """Every block up to `head` is applied (the cold start, a step)."""
         self._ring[head.number] = head.hash.lower()

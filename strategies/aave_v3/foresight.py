@@ -20,13 +20,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from keeper.types import Candidate
+from keeper.types import BlockRef, Candidate
 from strategies.aave_v3 import math
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.market import Account, Market, account_data
 from strategies.aave_v3.screen import HealthScreen
 
-Pairs = Callable[[Market, Account, int], Iterable[Candidate]]
+Pairs = Callable[[Market, Account, int, int], Iterable[Candidate]]
 
 
 def priced_at(market: Market, feed: str, answer: int) -> Market:
@@ -64,9 +64,29 @@ def feed_answers(market: Market) -> dict[str, int]:
     return {r.feed.lower(): r.price for r in market.reserves if int(r.feed, 16) and r.price > 0}
 
 
-def candidates_if(
-    book: PositionBook, screen: HealthScreen | None, *, now: int, feed: str,
-    answers: Sequence[int], pairs: Pairs,
+class HealthyNow:
+    """Which accounts have debt and are healthy at the book's block, computed once per
+    block for every feed and direction prepared at it."""
+
+    def __init__(self) -> None:
+        self._at: tuple[int, int] = (-1, -1)  # (block number, timestamp)
+        self._healthy: dict[str, bool] = {}
+
+    def __call__(self, book: PositionBook, user: str, block: int, now: int) -> bool:
+        if self._at != (block, now):
+            self._at, self._healthy = (block, now), {}
+        known = self._healthy.get(user)
+        if known is None:
+            data = account_data(book.market, book.account(user), now)
+            known = bool(data.total_debt_base) and not math.is_liquidatable(
+                data.health_factor)
+            self._healthy[user] = known
+        return known
+
+
+def candidates_if(  # noqa: PLR0917 (the strategy's parts, passed through)
+    book: PositionBook, screen: HealthScreen | None, block: BlockRef, feed: str,
+    answers: Sequence[int], pairs: Pairs, healthy: HealthyNow,
 ) -> list[list[Candidate]]:
     """Per answer (ordered by a growing move in one direction), the candidates of the
     book's accounts healthy now that this answer opens and the answers before it did not.
@@ -74,7 +94,7 @@ def candidates_if(
     Health is monotonic in one price, so an account not liquidatable at the last answer is
     liquidatable at none (one valuation rules most out), and the first answer that opens
     an account is found by bisection."""
-    market = book.market
+    market, now = book.market, block.timestamp
     out: list[list[Candidate]] = [[] for _ in answers]
     feed = feed.lower()
     if not answers or not any(r.feed.lower() == feed for r in market.reserves):
@@ -85,10 +105,9 @@ def candidates_if(
     for user in exposed(screen, book.users, largest_move(current, answers)):
         if user in skip:
             continue  # the book could not mirror it: no candidates until a re-read
-        account = book.account(user)
-        data = account_data(market, account, now)
-        if not data.total_debt_base or math.is_liquidatable(data.health_factor):
+        if not healthy(book, user, block.number, now):
             continue  # no debt, or the step's own candidates already hold it
+        account = book.account(user)
         if not math.is_liquidatable(account_data(moved[-1], account, now).health_factor):
             continue
         lo, hi = 0, len(answers) - 1  # the first opening answer is in [lo, hi]
@@ -99,5 +118,5 @@ def candidates_if(
             else:
                 lo = mid + 1
         hf = account_data(moved[lo], account, now).health_factor
-        out[lo].extend(pairs(moved[lo], account, hf))
+        out[lo].extend(pairs(moved[lo], account, hf, now))
     return out

@@ -113,6 +113,7 @@ class AaveV3Strategy:
         self.needs_resync = False
         self._screen: HealthScreen | None = None
         self._screen_book: PositionBook | None = None  # the book the screen was built from
+        self._healthy_now = foresight.HealthyNow()
 
     # ------------------------------------------------------------------ state
 
@@ -289,11 +290,9 @@ class AaveV3Strategy:
         """Per answer, what `feed` posting it would open first (`Foreseeing`; foresight.py)."""
         if self._book is None or self.needs_resync:
             return [[] for _ in answers]
-        book, now = self.book, block.timestamp
-        screen = self._screen if self._screen_book is book else None
-        return foresight.candidates_if(
-            book, screen, now=now, feed=feed, answers=answers,
-            pairs=lambda moved, account, hf: self._pairs(moved, account, hf, now))
+        screen = self._screen if self._screen_book is self.book else None
+        return foresight.candidates_if(self.book, screen, block, feed, answers, self._pairs,
+                                       self._healthy_now)
 
     # ------------------------------------------------------------------ extras
 

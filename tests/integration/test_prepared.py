@@ -45,9 +45,10 @@ def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path
     assert devnet.info.feed_rules["WETH"].deviation_bps == 100
     # Approved up front, as a running keeper would be: the sends then simulate at the block
     # that posted the answer (not after an approval, at whatever is latest then).
-    pool, owner = aave_pool(devnet).address, liquidator(devnet)
-    for token in tokens(devnet).values():
-        deployer(devnet).send(token.functions.approve(pool, 2**256 - 1), sender=owner)
+    owner = liquidator(devnet)
+    for spender in (aave_pool(devnet).address, devnet.info.morpho_blue.morpho):
+        for token in tokens(devnet).values():
+            deployer(devnet).send(token.functions.approve(spender, 2**256 - 1), sender=owner)
 
     async def scenario() -> None:
         keeper = await build_keeper(devnet.info, Journal(tmp_path / "j.sqlite"), ws=True)
@@ -82,7 +83,8 @@ def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path
 
             await _until(settled, "the prepared liquidations to be mined")
             statuses = [o.status for o in keeper.outcomes]
-            assert "reverted" not in statuses and "simulation-failed" not in statuses, statuses
+            assert "reverted" not in statuses and "simulation-failed" not in statuses, [
+                (o.key, o.status, o.reason) for o in keeper.outcomes]
             confirmed = {o.key for o in keeper.outcomes if o.status == "confirmed"}
             assert expected <= confirmed
         finally:
