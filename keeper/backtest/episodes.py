@@ -13,7 +13,9 @@ falls back before anyone liquidates it stays one opportunity (prices that swing 
 its threshold do not multiply what was available). So a position the keeper liquidates
 in three pieces is three opportunities, each with its liquidation, and the latency of a
 taken one (mined block minus the episode's first block) is never negative. A missed
-episode is valued at its best sampled block (`valued_at`), and its
+episode is valued (`valued_at`) at the first sampled block it was worth the minimum
+profit, when a liquidator with the capital would have taken it (never worth that: at its
+best sampled block), and its
 reason is, in order: the keeper's last attempt within it (its outcome status, e.g.
 `no-capital`, `reverted`), `not-sent` (ranked, never sent), `no-capital` (worth the
 minimum profit on its own, but the debt asset on hand could not repay it), `crowded-out`
@@ -170,8 +172,11 @@ def _opportunity(
             last_block=episode.last, liquidations=len(episode.taken),
             value_wei=sum(x.profit_wei for x in episode.taken), valued_at=mined)
     valued = [(s.value_wei, block, s) for block, s in episode.sightings if s.value_wei is not None]
-    best_value, best_block, best = max(valued, key=lambda v: (v[0], -v[1])) if valued else (
-        None, None, None)
+    # Valued when a liquidator with capital would have taken it: the first block it was worth
+    # the minimum profit; never worth that, at its best block.
+    worth = [v for v in valued if v[0] >= min_profit_wei]
+    best_value, best_block, best = worth[0] if worth else max(
+        valued, key=lambda v: (v[0], -v[1])) if valued else (None, None, None)
     within = [a for a in attempts if episode.first <= a.ranked_at <= episode.last]
     if within:
         last = within[-1]

@@ -65,8 +65,28 @@ def test_a_position_that_recovers_and_falls_back_is_one_opportunity() -> None:
     episodes.sample(2, {})
     episodes.sample(3, {POS: _seen(3.0, short=True)})
     (only,) = _build(episodes)
-    assert (only.first_block, only.last_block, only.valued_at) == (1, 3, 3)
-    assert only.profit_quote == pytest.approx(3.0) and only.missed_because == NO_CAPITAL
+    assert (only.first_block, only.last_block) == (1, 3)
+    # Valued when a liquidator with capital would have taken it: the first block it was
+    # worth the minimum profit, not the best one later.
+    assert only.valued_at == 1 and only.profit_quote == pytest.approx(2.0)
+    assert only.missed_because == NO_CAPITAL
+
+
+def test_a_missed_one_is_valued_when_it_first_pays_the_minimum() -> None:
+    episodes = Episodes()
+    episodes.sample(1, {POS: _seen(-0.2)})
+    episodes.sample(2, {POS: _seen(0.001)})
+    episodes.sample(3, {POS: _seen(0.5, short=True)})
+    episodes.sample(4, {POS: _seen(0.9, short=True)})
+    (only,) = _build(episodes)
+    assert (only.first_block, only.valued_at, only.missed_because) == (1, 3, NO_CAPITAL)
+    assert only.profit_quote == pytest.approx(0.5)
+    # Never worth the minimum: at its best block.
+    low = Episodes()
+    low.sample(1, {POS: _seen(-0.2)})
+    low.sample(2, {POS: _seen(0.001)})
+    (never,) = _build(low)
+    assert (never.valued_at, never.missed_because) == (2, BELOW_MIN_PROFIT)
 
 
 @pytest.mark.parametrize(("sighting", "attempt", "reason"), [
