@@ -11,13 +11,16 @@ default devnet (cached state):
   there, their candidates ranked on the Uniswap V2 pairs alone and on V2 + V3 (`Venues`),
   each once: time, opportunities, predicted net profit, and which venue each exit uses.
 
-Figures are printed; nothing is asserted.
+Figures are printed; nothing is asserted. `--profile N` prints the N costliest functions
+(cProfile, by own time) of ranking the crash block on V2 + V3.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import pstats
 import statistics
 import tempfile
 import time
@@ -104,7 +107,7 @@ def rank_on(dex: Venue, candidates: list[Candidate], weth: str, block: int,
     return ranked, time.perf_counter() - started
 
 
-async def crash_block(info: DevnetInfo, folder: Path, trials: int) -> None:
+async def crash_block(info: DevnetInfo, folder: Path, trials: int, profile: int = 0) -> None:
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     for symbol, factor in DROPS.items():
         usd = {"WETH": Decimal(2000), "WBTC": Decimal(30000)}[symbol] * factor
@@ -125,6 +128,11 @@ async def crash_block(info: DevnetInfo, folder: Path, trials: int) -> None:
         for name, dex in (("V2 only", keeper.engine.dex), ("V2 + V3", venues)):
             ranked, seconds = rank_on(dex, candidates, weth, head.number, head.base_fee)
             summary(name, ranked, seconds)
+        if profile:
+            profiler = cProfile.Profile()
+            profiler.runcall(rank_on, venues, candidates, weth, head.number, head.base_fee)
+            print(f"\nV2 + V3 ranking, the {profile} costliest functions by own time:")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
     finally:
         await keeper.aclose()
 
@@ -132,12 +140,13 @@ async def crash_block(info: DevnetInfo, folder: Path, trials: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--trials", type=int, default=2000)
+    parser.add_argument("--profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
     anvil, info, cached = start_devnet(DevnetSpec())
     try:
         print(f"devnet {'from cache' if cached else 'deployed'} at {info.rpc_url}")
         with tempfile.TemporaryDirectory() as folder:
-            asyncio.run(crash_block(info, Path(folder), args.trials))
+            asyncio.run(crash_block(info, Path(folder), args.trials, args.profile))
     finally:
         anvil.stop()
 

@@ -113,8 +113,9 @@ class V3Book:
         self.by_address[pool.address] = pool
         for key in ((pool.token0, pool.token1), (pool.token1, pool.token0)):
             known = self._by_tokens.get(key, ())
-            if pool.address not in known:
-                self._by_tokens[key] = (*known, pool.address)
+            if pool.address not in known:  # kept lowest fee first (a pool's fee never moves)
+                self._by_tokens[key] = tuple(sorted(
+                    (*known, pool.address), key=lambda a: self.by_address[a].fee))
 
     def copy(self) -> V3Book:
         """An independent book (pools are immutable, so a shallow copy is one)."""
@@ -126,7 +127,7 @@ class V3Book:
     def pools_for(self, token_a: str, token_b: str) -> list[V3Pool]:
         """Every pool of two tokens (one per fee tier), lowest fee first."""
         addresses = self._by_tokens.get((token_a.lower(), token_b.lower()), ())
-        return sorted((self.by_address[a] for a in addresses), key=lambda p: p.fee)
+        return [self.by_address[a] for a in addresses]  # stored in fee order (`add`)
 
     # -- loading -----------------------------------------------------------------------
 
@@ -231,23 +232,37 @@ class V3Book:
     # -- quotes ------------------------------------------------------------------------
 
     def _best(self, token_in: str, token_out: str, amount: int, exact_in: bool) -> _Quote | None:
+        """The best fee tier's quote; equal quotes keep the lowest fee. Selling exactly
+        `amount`, a tier whose output cannot reach the best one found (`_out_bound`: at the
+        pool's price, less its fee) is not quoted; the one with the highest bound first."""
         token_in, token_out = token_in.lower(), token_out.lower()
         if amount <= 0 or token_in == token_out:
             return None
-        best: _Quote | None = None
-        for pool in self.pools_for(token_in, token_out):
+        pools = self.pools_for(token_in, token_out)
+        bounds = {p.address: _out_bound(p, p.zero_for_one(token_in), amount)
+                  for p in pools} if exact_in and len(pools) > 1 else {}
+        visit = sorted(pools, key=lambda p: -bounds[p.address]) if bounds else pools
+        quoted: dict[str, _Quote] = {}
+        most = -1
+        for pool in visit:
+            if bounds and bounds[pool.address] < most:
+                continue  # cannot match the best output: need not be quoted
             zero_for_one = pool.zero_for_one(token_in)
             try:
-                if exact_in:
-                    result = quote_exact_input_single(pool, zero_for_one, amount)
+                if exact_in:  # a pool that cannot take it all is no exit (PoolDry)
+                    result = quote_exact_input_single(pool, zero_for_one, amount, must_fill=True)
                     if amount_in_of(result, zero_for_one) != amount:
                         continue  # the pool ran out of liquidity: it cannot take it all
+                    most = max(most, amount_out_of(result, zero_for_one))
                 else:
                     result = quote_exact_output_single(pool, zero_for_one, amount)
             except UniswapV3Error:
                 continue
-            quote = _Quote(pool, zero_for_one, result)
-            if best is None or _better(quote, best, exact_in):
+            quoted[pool.address] = _Quote(pool, zero_for_one, result)
+        best: _Quote | None = None
+        for pool in pools:  # in fee order, as if each were quoted: ties keep the lowest fee
+            quote = quoted.get(pool.address)
+            if quote is not None and (best is None or _better(quote, best, exact_in)):
                 best = quote
         return best
 
@@ -289,6 +304,17 @@ class V3Book:
         pool = max(live, key=lambda p: (p.liquidity, -p.fee))
         price = Fraction(pool.sqrt_price_x96**2, 2**192)  # token1 per token0
         return price if token_in == pool.token0 else 1 / price
+
+
+def _out_bound(pool: V3Pool, zero_for_one: bool, amount_in: int) -> int:
+    """More than selling `amount_in` can return: the input net of the fee at the pool's
+    current price (a swap only moves the price against the seller, and SwapMath rounds the
+    output down and the input and fee up)."""
+    net, scale = amount_in * (1_000_000 - pool.fee), 1_000_000
+    square = pool.sqrt_price_x96 * pool.sqrt_price_x96
+    if zero_for_one:
+        return net * square // (scale << 192) + 1
+    return (net << 192) // (scale * square) + 1 if square else 2**256
 
 
 def _better(a: _Quote, b: _Quote, exact_in: bool) -> bool:

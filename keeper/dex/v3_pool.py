@@ -86,10 +86,16 @@ class V3Pool:
         raise KeyError(f"{token_in} is not a token of pool {self.address}")
 
     def swap(
-        self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int
+        self, zero_for_one: bool, amount_specified: int, sqrt_price_limit_x96: int,
+        *, must_fill: bool = False,
     ) -> SwapResult:
         """UniswapV3Pool.swap's amounts and end state. `amount_specified` > 0: exact input;
-        < 0: exact output. Reverts ('AS', 'SPL', a math revert) raise UniswapV3Error."""
+        < 0: exact output. Reverts ('AS', 'SPL', a math revert) raise UniswapV3Error.
+
+        `must_fill`: the caller has no use for a swap that cannot take (or return) all of
+        `amount_specified`: once no liquidity is in range and no initialized tick is left
+        on the way, every further step of the loop would move only the price (amounts 0),
+        so instead of walking every bitmap word to the limit it raises PoolDry at once."""
         if amount_specified == 0:
             raise UniswapV3Error("AS")
         start = self.sqrt_price_x96
@@ -104,6 +110,8 @@ class V3Pool:
         crossed = steps = 0
         bitmap, spacing, fee = self.bitmap, self.tick_spacing, self.fee
         while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
+            if must_fill and liquidity == 0 and _dry(self.ticks, tick, zero_for_one):
+                raise PoolDry("the pool cannot fill the swap")
             steps += 1
             step_start = sqrt_price
             tick_next, initialized = next_initialized_tick_within_one_word(
@@ -165,17 +173,33 @@ class V3Pool:
         return replace(self, ticks=ticks, bitmap=bitmap, liquidity=liquidity)
 
 
+class PoolDry(UniswapV3Error):
+    """A `must_fill` swap the pool cannot fill: no liquidity left on its way."""
+
+
+def _dry(ticks: Mapping[int, TickInfo], tick: int, zero_for_one: bool) -> bool:
+    """No initialized tick the swap could still cross (at or below `tick` going down,
+    above it going up: nextInitializedTickWithinOneWord's lte rule)."""
+    if zero_for_one:
+        return all(t > tick for t in ticks)
+    return all(t <= tick for t in ticks)
+
+
 def default_limit(zero_for_one: bool) -> int:
     """QuoterV2's price limit when none is given: MIN_SQRT_RATIO + 1 or MAX_SQRT_RATIO - 1."""
     return MIN_SQRT_RATIO + 1 if zero_for_one else MAX_SQRT_RATIO - 1
 
 
-def quote_exact_input_single(pool: V3Pool, zero_for_one: bool, amount_in: int) -> SwapResult:
+def quote_exact_input_single(
+    pool: V3Pool, zero_for_one: bool, amount_in: int, *, must_fill: bool = False
+) -> SwapResult:
     """QuoterV2.quoteExactInputSingle with no price limit: the swap of exactly `amount_in`
     (or less, when the pool runs out of liquidity first: the result then says how much was
-    taken). Raises UniswapV3Error where the quoter reverts, including its callback's check
-    that something moved (a swap entirely within a 0-liquidity region)."""
-    result = pool.swap(zero_for_one, to_int256(amount_in), default_limit(zero_for_one))
+    taken; with `must_fill`, PoolDry instead). Raises UniswapV3Error where the quoter
+    reverts, including its callback's check that something moved (a swap entirely within a
+    0-liquidity region)."""
+    result = pool.swap(zero_for_one, to_int256(amount_in), default_limit(zero_for_one),
+                       must_fill=must_fill)
     _check_moved(result)
     return result
 
@@ -183,7 +207,11 @@ def quote_exact_input_single(pool: V3Pool, zero_for_one: bool, amount_in: int) -
 def quote_exact_output_single(pool: V3Pool, zero_for_one: bool, amount_out: int) -> SwapResult:
     """QuoterV2.quoteExactOutputSingle with no price limit: the swap that returns exactly
     `amount_out`; the quoter reverts when the pool cannot return all of it."""
-    result = pool.swap(zero_for_one, -to_int256(amount_out), default_limit(zero_for_one))
+    try:  # a swap that cannot return all of it is refused: stop as soon as that is sure
+        result = pool.swap(zero_for_one, -to_int256(amount_out), default_limit(zero_for_one),
+                           must_fill=True)
+    except PoolDry:
+        raise UniswapV3Error("QuoterV2: output not filled") from None
     _check_moved(result)
     received = -(result.amount1 if zero_for_one else result.amount0)
     if received != amount_out:  # `require(amountReceived == amountOutCached)`
