@@ -35,7 +35,7 @@ from typing import Any
 import structlog
 
 from keeper.engine import Engine
-from keeper.ranking import LADDER_STEPS, swaps_of
+from keeper.ranking import LADDER_STEPS, head_start, swaps_of
 from keeper.types import BlockRef, Candidate, ChainStep, Opportunity
 
 log = structlog.get_logger(__name__)
@@ -50,6 +50,9 @@ PREPARE_BUDGET = LADDER_STEPS + 5
 # A step that changed nothing the strategies or pools hear keeps the levels this many
 # blocks: only interest moved, which makes prepared positions less healthy, not more.
 REUSE_BLOCKS = 10
+# The most promising accounts each level adds (by `head_start`'s cheap estimate): the
+# prepared path is for the first sends; the rest of a big move is the step's.
+PER_LEVEL = 16
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,9 @@ class PreparedLiquidations:
                 for answer in answers:
                     opened = [sized[c.key] for c in wanted[(feed, direction, answer)]
                               if c.key in sized]
+                    opened, _ = head_start(opened, dex=self.engine.dex,
+                                           quote_token=self.engine.quote_token,
+                                           accounts=PER_LEVEL)
                     if opened:
                         legs = [leg for o in held for leg in swaps_of(o)]
                         held = held + self.engine.rank_at(opened, head, legs,

@@ -65,23 +65,29 @@ def feed_answers(market: Market) -> dict[str, int]:
 
 
 class HealthyNow:
-    """Which accounts have debt and are healthy at the book's block, computed once per
-    block for every feed and direction prepared at it."""
+    """Per account at the book's block: None when it has no debt or is liquidatable
+    already, else the reserve ids it supplies as collateral or borrows (a feed that prices
+    none of them cannot open it). Computed once per block, for every feed and side."""
 
     def __init__(self) -> None:
         self._at: tuple[int, int] = (-1, -1)  # (block number, timestamp)
-        self._healthy: dict[str, bool] = {}
+        self._uses: dict[str, frozenset[int] | None] = {}
 
-    def __call__(self, book: PositionBook, user: str, block: int, now: int) -> bool:
+    def __call__(
+        self, book: PositionBook, user: str, block: int, now: int
+    ) -> frozenset[int] | None:
         if self._at != (block, now):
-            self._at, self._healthy = (block, now), {}
-        known = self._healthy.get(user)
-        if known is None:
-            data = account_data(book.market, book.account(user), now)
-            known = bool(data.total_debt_base) and not math.is_liquidatable(
-                data.health_factor)
-            self._healthy[user] = known
-        return known
+            self._at, self._uses = (block, now), {}
+        if user in self._uses:
+            return self._uses[user]
+        account = book.account(user)
+        data = account_data(book.market, account, now)
+        uses: frozenset[int] | None = None
+        if data.total_debt_base and not math.is_liquidatable(data.health_factor):
+            uses = frozenset((*account.config.collateral_indices,
+                              *account.config.borrowing_indices))
+        self._uses[user] = uses
+        return uses
 
 
 def candidates_if(  # noqa: PLR0917 (the strategy's parts, passed through)
@@ -100,13 +106,15 @@ def candidates_if(  # noqa: PLR0917 (the strategy's parts, passed through)
     if not answers or not any(r.feed.lower() == feed for r in market.reserves):
         return out
     current = next(r.price for r in market.reserves if r.feed.lower() == feed)
+    priced = {r.id for r in market.reserves if r.feed.lower() == feed}
     moved = [priced_at(market, feed, a) for a in answers]
     skip = book.needs_read
     for user in exposed(screen, book.users, largest_move(current, answers)):
         if user in skip:
             continue  # the book could not mirror it: no candidates until a re-read
-        if not healthy(book, user, block.number, now):
-            continue  # no debt, or the step's own candidates already hold it
+        uses = healthy(book, user, block.number, now)
+        if uses is None or uses.isdisjoint(priced):
+            continue  # no debt, liquidatable already (the step's), or not priced by `feed`
         account = book.account(user)
         if not math.is_liquidatable(account_data(moved[-1], account, now).health_factor):
             continue
