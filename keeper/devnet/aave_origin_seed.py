@@ -87,6 +87,9 @@ SHAPES: tuple[ShapePlan, ...] = (
     ShapePlan("under_2k_multi_debt", {"WETH": _d("1800")}, ("USDC", "DAI"), _d("1.04")),
     # Over $2k: the 50 % close factor applies only if both reserves are worth >= $2k.
     ShapePlan("over_2k", {"WETH": _d("40000")}, ("USDC",), _d("1.04")),
+    # Over $2k in all, but one collateral reserve under it: seizing DAI may take 100 %.
+    ShapePlan("one_reserve_under_2k", {"WETH": _d("20000"), "DAI": _d("1500")}, ("USDC",),
+              _d("1.04")),
     ShapePlan("multi_debt", {"WETH": _d("30000"), "DAI": _d("8000")}, ("USDC", "WETH"), _d("1.05")),
     # E-mode 1: collateral in the bitmap, and collateral outside it (counts at its base LT).
     ShapePlan("emode_member", {"DAI": _d("20000")}, ("USDC",), _d("1.02"), emode=1),

@@ -186,6 +186,11 @@ def test_seeded_borrowers_have_their_shapes(devnet: Devnet) -> None:
             assert collateral < 2_000 * BASE
         if shape.name == "over_2k":
             assert collateral > 2_000 * BASE and debt > 2_000 * BASE
+        if shape.name == "one_reserve_under_2k":
+            # Over $2k in all, but the DAI reserve alone is under $2k (DAI at $1, 18 decimals).
+            a_dai = pool.functions.getReserveData(info.tokens["DAI"].address).call()[8]
+            held = contract(devnet, mintable_erc20(), a_dai).functions.balanceOf(user).call()
+            assert held < 2_000 * 10**18 and collateral > 2_000 * BASE
         if shape.name == "emode_lt0_collateral":
             # LT 0 outside e-mode, yet counted at the e-mode's LT inside it (v3.6).
             assert lt == 9_300
