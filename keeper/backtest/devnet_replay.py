@@ -434,7 +434,8 @@ async def _replay(
                             f"reached the pool ({SETTLE_SECONDS:.0f} s): timing may then "
                             "change the figures")
     report.notes.append("devnet price path: no competing liquidators, so no historical "
-                        "liquidations; a missed opportunity counts at its best estimate alone")
+                        "liquidations; a missed opportunity counts at what it paid alone when "
+                        "it first paid the minimum profit")
     return report
 
 
