@@ -458,7 +458,8 @@ def render_html(report: BacktestReport) -> str:
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
 body {{ font-family: sans-serif; margin: 2em; max-width: 1100px; }}
-table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 2em; }}
+table {{ border-collapse: collapse; font-size: 0.85em; margin-bottom: 2em;
+         display: block; max-width: 100%; overflow-x: auto; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; white-space: nowrap; }}
 img {{ display: block; margin: 1em 0; max-width: 100%; }}
 </style></head><body>
