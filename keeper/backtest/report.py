@@ -367,8 +367,10 @@ def plot_pnl(report: BacktestReport) -> Figure:
 
     for label, items in _sources(report):
         axes.step(*cumulative(items), where="post", label=label)
+    dollars = _usd_of(report, [(x.block, x.profit_quote) for x in report.keeper])
+    worth = "" if dollars is None else f", {usd(dollars)}"
     axes.set(title=f"cumulative net profit, {amount(report.keeper_net_profit, report.quote_symbol)}"
-                   f" for the keeper ({_span(report)})",
+                   f"{worth} for the keeper ({_span(report)})",
              ylabel=f"net profit ({report.quote_symbol})")
     _blocks_axis(axes, report)
     return _with_legend(figure, report)
