@@ -1,0 +1,215 @@
+"""The devnet oracle network on a plain anvil: OCR2 median aggregators behind Chainlink's proxy.
+
+A signed report moves the proxy's answer to the report's median and logs NewTransmission and
+AnswerUpdated; reports with too few, foreign, repeated or tampered signatures, from a stranger,
+or replayed, revert; the pending `transmit` (automine off) decodes to the median the block
+then stores; the proxy follows an aggregator switch; deviation and heartbeat decide when a
+feed transmits; an SVR feed updates its secondary first and its primary after the cut-off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+from eth_typing import HexStr
+from eth_utils.crypto import keccak
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+from web3.logs import DISCARD
+
+from keeper.anvil import Anvil, rpc_call
+from keeper.devnet.deployer import Deployer
+from keeper.devnet.oracles.contracts import DeployedFeed, deploy_feed, switch_aggregator
+from keeper.devnet.oracles.keys import FAULTY, OracleKeys, devnet_oracles
+from keeper.devnet.oracles.network import FeedPolicy, OcrFeed, OracleNetwork, SvrFeed, observe
+from keeper.devnet.oracles.report import SignedReport, build_report, sign_report
+from keeper.oracles.transmit import decode_transmit, transmit_median
+
+PRICE = 3_012_34567890  # 3012.34567890 USD, 8 decimals
+ORACLES = devnet_oracles()
+
+
+@dataclass
+class Chain:
+    anvil: Anvil
+    w3: Web3
+    deployer: Deployer
+    feed: DeployedFeed
+
+    def rpc(self, method: str, *params: Any) -> Any:
+        return rpc_call(self.anvil.rpc_url, method, params, timeout=30.0)
+
+    def network(self) -> OracleNetwork:
+        return OracleNetwork(self.anvil.rpc_url, ORACLES, self.anvil.chain_id)
+
+    def ocr_feed(self, policy: FeedPolicy | None = None) -> OcrFeed:
+        return OcrFeed(
+            self.feed.aggregator.address, self.feed.config_digest, policy or FeedPolicy()
+        )
+
+
+@pytest.fixture(scope="module")
+def chain_module() -> Iterator[Chain]:
+    with Anvil() as anvil:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        deployer = Deployer(w3, w3.eth.accounts[0])
+        feed = deploy_feed(deployer, ORACLES, 8, "ETH / USD")
+        yield Chain(anvil, w3, deployer, feed)
+
+
+@pytest.fixture
+def chain(chain_module: Chain) -> Iterator[Chain]:
+    snapshot = chain_module.rpc("evm_snapshot")
+    try:
+        yield chain_module
+    finally:
+        chain_module.rpc("evm_setAutomine", True)
+        chain_module.rpc("evm_revert", snapshot)
+
+
+def _report(chain: Chain, price: int, epoch: int, signers: list[OracleKeys]) -> SignedReport:
+    report = build_report(observe(price, ORACLES, 1_700_000_000))
+    return sign_report(report, chain.feed.config_digest, epoch, 1, signers=signers)
+
+
+def _revert_reason(chain: Chain, report: SignedReport, sender: str) -> str:
+    call = {"from": sender, "to": chain.feed.aggregator.address, "data": report.calldata()}
+    with pytest.raises(ContractLogicError) as failure:
+        chain.w3.eth.call(call)  # type: ignore[arg-type]
+    return str(failure.value)
+
+
+def test_transmit_moves_the_proxy_to_the_median(chain: Chain) -> None:
+    network = chain.network()
+    tx_hash = network.update(chain.ocr_feed(), PRICE, 1_700_000_000.0)
+    assert tx_hash is not None
+    receipt = chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))
+    assert receipt["status"] == 1
+    round_id, answer, _started, updated, answered_in = (
+        chain.feed.proxy.functions.latestRoundData().call()
+    )
+    observations = sorted(o.value for o in observe(PRICE, ORACLES, 0))
+    assert answer == observations[len(observations) // 2] == PRICE
+    assert round_id == answered_in == (1 << 64) | 1  # phase 1, aggregator round 1
+    assert updated == chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
+    aggregator = chain.feed.aggregator
+    updates = aggregator.events.AnswerUpdated().process_receipt(receipt, errors=DISCARD)
+    assert [(u.args.current, u.args.roundId) for u in updates] == [(PRICE, 1)]
+    (transmission,) = aggregator.events.NewTransmission().process_receipt(receipt, errors=DISCARD)
+    assert transmission.args.answer == PRICE
+    assert list(transmission.args.observations) == observations
+    assert transmission.args.configDigest == chain.feed.config_digest
+    assert transmission.args.epochAndRound == (1 << 8) | 1
+    assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
+
+
+def test_reports_without_a_quorum_of_valid_signatures_revert(chain: Chain) -> None:
+    transmitter = ORACLES[0].transmitter
+    assert "wrong number of signatures" in _revert_reason(
+        chain, _report(chain, PRICE, 1, ORACLES[:FAULTY]), transmitter
+    )
+    stranger = OracleKeys(index=0, signer_key=keccak(text="not an oracle"), transmitter_key=b"")
+    assert "address not authorized to sign" in _revert_reason(
+        chain, _report(chain, PRICE, 1, [ORACLES[0], stranger]), transmitter
+    )
+    assert "non-unique signature" in _revert_reason(
+        chain, _report(chain, PRICE, 1, [ORACLES[1], ORACLES[1]]), transmitter
+    )
+    signed = _report(chain, PRICE, 1, ORACLES[: FAULTY + 1])
+    tampered = replace(signed, report=build_report(observe(PRICE * 2, ORACLES, 1_700_000_000)))
+    assert "address not authorized to sign" in _revert_reason(chain, tampered, transmitter)
+    assert "unauthorized transmitter" in _revert_reason(chain, signed, chain.w3.eth.accounts[0])
+    chain.w3.eth.call(
+        {"from": transmitter, "to": chain.feed.aggregator.address, "data": signed.calldata()}
+    )
+
+
+def test_a_replayed_or_older_report_is_invalid(chain: Chain) -> None:
+    network = chain.network()
+    feed = chain.ocr_feed()
+    network.send_public(feed, PRICE, 1_700_000_000.0)
+    report_invalid = "0x" + keccak(text="ReportInvalid()")[:4].hex()
+    for epoch in (feed.epoch, feed.epoch - 1):  # the same (epoch, round), then an older one
+        replay = _report(chain, PRICE // 2, epoch, ORACLES[: FAULTY + 1])
+        assert report_invalid in _revert_reason(chain, replay, ORACLES[0].transmitter)
+    newer = _report(chain, PRICE // 2, feed.epoch + 1, ORACLES[: FAULTY + 1])
+    call = {"from": ORACLES[0].transmitter, "to": feed.aggregator, "data": newer.calldata()}
+    chain.w3.eth.call(call)  # type: ignore[arg-type]
+
+
+def test_pending_transmit_decodes_to_the_median_the_block_stores(chain: Chain) -> None:
+    chain.rpc("evm_setAutomine", False)
+    price = 2_999_00000001
+    tx_hash = chain.network().send_public(chain.ocr_feed(), price, 1_700_000_000.0)
+    pending = chain.rpc("eth_getTransactionByHash", tx_hash)
+    assert pending["blockNumber"] is None  # still in the pool
+    decoded = decode_transmit(pending["input"])
+    assert transmit_median(pending["input"]) == decoded.median == price
+    assert decoded.config_digest == chain.feed.config_digest
+    assert (decoded.epoch, decoded.round) == (1, 1)
+    assert chain.feed.proxy.functions.latestAnswer().call() == 0  # nothing mined yet
+    chain.rpc("evm_mine")
+    assert chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))["status"] == 1
+    assert chain.feed.proxy.functions.latestAnswer().call() == decoded.median
+
+
+def test_the_proxy_follows_an_aggregator_switch(chain: Chain) -> None:
+    network = chain.network()
+    network.send_public(chain.ocr_feed(), PRICE, 1_700_000_000.0)
+    fresh = deploy_feed(chain.deployer, ORACLES, 8, "ETH / USD")
+    successor = OcrFeed(fresh.aggregator.address, fresh.config_digest)
+    assert fresh.config_digest != chain.feed.config_digest  # the digest names the contract
+    network.send_public(successor, PRICE + 7, 1_700_000_100.0)
+    assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
+    switch_aggregator(chain.deployer, chain.feed.proxy, fresh.aggregator.address)
+    assert chain.feed.proxy.functions.aggregator().call() == fresh.aggregator.address
+    round_id, answer, *_ = chain.feed.proxy.functions.latestRoundData().call()
+    assert (round_id >> 64, round_id & (2**64 - 1), answer) == (2, 1, PRICE + 7)
+    # the old phase's rounds stay readable through the proxy
+    assert chain.feed.proxy.functions.getRoundData((1 << 64) | 1).call()[1] == PRICE
+
+
+def test_deviation_and_heartbeat_decide_when_a_feed_transmits(chain: Chain) -> None:
+    network = chain.network()
+    feed = chain.ocr_feed(FeedPolicy(deviation_bps=50, heartbeat=3600.0))
+    start, base = 1_700_000_000.0, 3_000_00000000  # a round price: 0.5 % is exact
+    assert network.update(feed, base, start) is not None  # first answer: always
+    assert network.update(feed, base * 10_049 // 10_000, start + 10) is None  # 0.49 %
+    moved = base * 10_050 // 10_000
+    assert network.update(feed, moved, start + 20) is not None  # 0.50 %
+    assert network.update(feed, moved + 1, start + 20 + 3599) is None
+    assert network.update(feed, moved + 1, start + 20 + 3600) is not None  # heartbeat
+    assert chain.feed.aggregator.functions.latestRound().call() == 3
+    assert chain.feed.proxy.functions.latestAnswer().call() == moved + 1
+
+
+def test_svr_feed_updates_the_secondary_first_and_the_primary_after_the_cutoff(
+    chain: Chain,
+) -> None:
+    network = chain.network()
+    secondary = deploy_feed(chain.deployer, ORACLES, 8, "ETH / USD (SVR)")
+    # The builder's private endpoint is another component; here the private copy goes
+    # straight to anvil's pool, which is what the builder does with it once it wins.
+    private = chain.network().rpc
+    svr = SvrFeed(
+        network,
+        primary=chain.ocr_feed(),
+        secondary=OcrFeed(secondary.aggregator.address, secondary.config_digest),
+        send_private=lambda raw: str(private("eth_sendRawTransaction", raw)),
+        cutoff=2.0,
+    )
+    start = 1_700_000_000.0
+    update = svr.update(PRICE, start)
+    assert update is not None and update.public_hash is None
+    assert secondary.proxy.functions.latestAnswer().call() == PRICE
+    assert chain.feed.proxy.functions.latestAnswer().call() == 0
+    assert svr.tick(start + 1.9) == []
+    (sent,) = svr.tick(start + 2.0)
+    assert sent is update and update.public_hash is not None
+    public = chain.rpc("eth_getTransactionByHash", update.public_hash)
+    assert transmit_median(public["input"]) == PRICE
+    assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
+    assert svr.update(PRICE + 1, start + 3) is None  # within the deviation threshold
