@@ -1,0 +1,150 @@
+"""One block of the devnet builder: simulate, order by payment, include, mine.
+
+On a snapshot of the chain the builder
+1. simulates every candidate bundle alone on top of the parent block and measures what it
+   pays the builder (the coinbase's balance gain: priority fees plus direct transfers to
+   block.coinbase); a bundle that fails alone (a transaction reverts without canRevert /
+   revertingTxHashes, a nonce already used or out of order) is dropped;
+2. takes the bundles by payment, highest first, and applies each on top of those already
+   taken; one that shares a transaction with them, or fails on the new state, is dropped
+   whole (atomicity: all of a bundle's transactions or none). A backrun bundle
+   `[target, backrun]` thus lands with the backrun right behind its target;
+3. appends the public pool by effective tip, highest first (nonce order per sender);
+4. reverts to the snapshot and mines exactly that list as one block.
+
+Every simulation step is a mined block on the snapshot (anvil has no bundle simulator), so
+inside a simulation block.number and block.timestamp run a little ahead of the real
+block's; the final block is mined at the timestamp the bundles were checked against.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from keeper.devnet.builder.bundles import Bundle, BundleTx
+from keeper.devnet.builder.chain import AnvilClient, AnvilRpcError, next_base_fee
+from keeper.devnet.builder.txs import RawTx
+
+
+@dataclass
+class Candidate:
+    """A bundle's fate in one block."""
+
+    hash: str
+    kind: str
+    endpoints: list[int]
+    payment: int = 0
+    status: str = "pending"  # included | dropped
+    reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"bundleHash": self.hash, "kind": self.kind, "endpoints": self.endpoints,
+                "payment": hex(self.payment), "status": self.status, "reason": self.reason}
+
+
+@dataclass
+class BlockReport:
+    """What went into one block and why the rest did not."""
+
+    number: int
+    timestamp: int
+    base_fee: int
+    transactions: list[str] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
+    public: list[str] = field(default_factory=list)
+    mismatch: str = ""  # set if anvil mined something else than the plan (never expected)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"number": hex(self.number), "timestamp": hex(self.timestamp),
+                "baseFeePerGas": hex(self.base_fee), "transactions": self.transactions,
+                "bundles": [c.as_json() for c in self.candidates],
+                "publicTransactions": self.public, "mismatch": self.mismatch}
+
+
+def public_order(pool: list[RawTx], base_fee: int, skip: set[str]) -> list[RawTx]:
+    """The public pool by effective tip, highest first, each sender's transactions in nonce
+    order (a sender's next transaction competes once the one before it is placed)."""
+    queues: dict[str, list[RawTx]] = {}
+    for tx in sorted(pool, key=lambda t: t.nonce):
+        if tx.hash not in skip:
+            queues.setdefault(tx.sender, []).append(tx)
+    out: list[RawTx] = []
+    while queues:
+        sender = max(queues, key=lambda s: (queues[s][0].tip(base_fee), s))
+        out.append(queues[sender].pop(0))
+        if not queues[sender]:
+            del queues[sender]
+    return out
+
+
+async def build_block(
+    chain: AnvilClient, bundles: list[Bundle], public: list[RawTx], *, timestamp: int | None = None
+) -> BlockReport:
+    """Build and mine the next block from `bundles` (already merged and valid for it) and
+    the public pool; the report of what it holds."""
+    parent = await chain.latest()
+    base_fee = next_base_fee(parent)
+    when = max(int(parent["timestamp"], 16) + 1, timestamp or int(time.time()))
+    report = BlockReport(int(parent["number"], 16) + 1, when, base_fee)
+    root = await chain.snapshot()
+    depth = 0  # simulation blocks stacked on the snapshot: each needs a later timestamp
+
+    candidates = {b.hash: Candidate(b.hash, b.kind, sorted(b.endpoints)) for b in bundles}
+    report.candidates = list(candidates.values())
+    alone: list[Bundle] = []
+    for bundle in bundles:
+        step = await chain.snapshot()
+        applied = await chain.apply(bundle.txs, base_fee=base_fee, timestamp=when)
+        await chain.revert(step)
+        candidate = candidates[bundle.hash]
+        candidate.payment = applied.payment
+        if applied.ok:
+            alone.append(bundle)
+        else:
+            candidate.status, candidate.reason = "dropped", applied.reason
+    # Highest payment first; ties go to the earlier hash so a rerun builds the same block.
+    alone.sort(key=lambda b: (-candidates[b.hash].payment, b.hash))
+
+    plan: list[BundleTx] = []
+    taken: set[str] = set()
+    for bundle in alone:
+        candidate = candidates[bundle.hash]
+        shared = [t.tx.hash for t in bundle.txs if t.tx.hash in taken]
+        if shared:
+            candidate.status, candidate.reason = "dropped", f"conflict: {shared[0]} taken"
+            continue
+        step = await chain.snapshot()
+        applied = await chain.apply(bundle.txs, base_fee=base_fee, timestamp=when + depth)
+        if not applied.ok:
+            await chain.revert(step)
+            candidate.status = "dropped"
+            candidate.reason = f"fails after better bundles: {applied.reason}"
+            continue
+        depth += 1
+        candidate.status, candidate.payment = "included", applied.payment
+        plan.extend(bundle.txs)
+        taken.update(t.tx.hash for t in bundle.txs)
+
+    ordered = public_order(public, base_fee, taken)
+    if ordered:
+        applied = await chain.apply([BundleTx(t, True) for t in ordered], base_fee=base_fee,
+                                    timestamp=when + depth, partial=True)
+        placed = [t for t in ordered if t.hash in applied.mined]
+        plan.extend(BundleTx(t, True) for t in placed)
+        report.public = [t.hash for t in placed]
+
+    await chain.revert(root)
+    for item in plan:
+        try:
+            await chain.call("eth_sendRawTransaction", item.tx.raw_hex)
+        except AnvilRpcError as exc:  # simulated fine a moment ago: reported, never expected
+            report.mismatch = f"{item.tx.hash} refused at the final block: {exc}"
+    block = await chain.mine(base_fee, when)
+    await chain.call("anvil_dropAllTransactions")
+    report.transactions = [str(h) for h in block["transactions"]]
+    planned = [t.tx.hash for t in plan]
+    if report.transactions != planned and not report.mismatch:
+        report.mismatch = f"planned {planned}, anvil mined {report.transactions}"
+    return report

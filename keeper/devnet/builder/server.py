@@ -1,0 +1,256 @@
+"""The devnet builder's JSON-RPC front: two endpoints, each with its own bundle pool, in
+front of one anvil.
+
+Methods (a POST to either endpoint):
+- `eth_sendRawTransaction`: the public pool (shared by both endpoints);
+- `eth_sendBundle`, `eth_callBundle`, `mev_sendBundle`, `eth_cancelBundle`,
+  `eth_sendPrivateTransaction` / `mev_sendPrivateTransaction`: need a valid
+  `X-Flashbots-Signature`; otherwise JSON-RPC error -32600;
+- `builder_buildBlock` (build one block now; the interval timer may also be off) and
+  `builder_blocks` (the reports of the last blocks, newest last): devnet introspection;
+- anything else is forwarded to anvil (reads), with `eth_getTransactionCount(...,
+  "pending")` counting the builder's public pool, which anvil never sees.
+Every call that touches anvil holds one lock: a simulation must not interleave with a
+read (it would see the simulation's state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from keeper.devnet.builder.block import BlockReport, build_block
+from keeper.devnet.builder.bundles import (
+    Bundle,
+    BundleError,
+    BundlePool,
+    BundleTx,
+    merged,
+    parse_eth_bundle,
+    parse_mev_bundle,
+    parse_private_tx,
+)
+from keeper.devnet.builder.chain import AnvilClient, AnvilRpcError, next_base_fee
+from keeper.devnet.builder.hints import HintStream, hint_event
+from keeper.devnet.builder.txs import (
+    SIGNATURE_HEADER,
+    RawTx,
+    SignatureError,
+    decode_raw,
+    verify_signature,
+)
+
+SIGNED = frozenset({"eth_sendBundle", "eth_callBundle", "mev_sendBundle", "eth_cancelBundle",
+                    "eth_sendPrivateTransaction", "mev_sendPrivateTransaction"})
+REPORTS_KEPT = 64
+INVALID_REQUEST, INVALID_PARAMS, SERVER_ERROR = -32600, -32602, -32000
+
+
+class RpcFailure(Exception):
+    """An error answer: (code, message)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Builder:
+    """The builder's state: public pool, two bundle pools, private transactions, hints."""
+
+    def __init__(self, chain: AnvilClient, endpoints: int = 2) -> None:
+        self.chain = chain
+        self.pools = [BundlePool(i) for i in range(endpoints)]
+        self.public: dict[str, RawTx] = {}
+        self.private: dict[str, Bundle] = {}  # hash -> private tx or hinted bundle
+        self.hints = HintStream()
+        self.reports: deque[BlockReport] = deque(maxlen=REPORTS_KEPT)
+        self.lock = asyncio.Lock()
+
+    async def build(self) -> BlockReport:
+        """Build and mine the next block from both pools and the public pool."""
+        async with self.lock:
+            parent = await self.chain.latest()
+            when = _now(parent)
+            candidates = merged(self.pools, int(parent["number"], 16) + 1, when)
+            report = await build_block(self.chain, candidates, list(self.public.values()),
+                                       timestamp=when)
+            await self._forget(set(report.transactions), report.number + 1)
+            self.reports.append(report)
+            return report
+
+    async def _forget(self, mined: set[str], next_block: int) -> None:
+        """Drop what was mined or can no longer be (a public nonce already used)."""
+        for pool in self.pools:
+            pool.prune(next_block, mined)
+        self.private = {h: b for h, b in self.private.items()
+                        if b.last_block >= next_block and not any(
+                            t.tx.hash in mined for t in b.txs)}
+        nonces = {s: await self.chain.nonce(s) for s in {t.sender for t in self.public.values()}}
+        self.public = {h: t for h, t in self.public.items()
+                       if h not in mined and t.nonce >= nonces[t.sender]}
+
+    async def call(self, endpoint: int, method: str, params: list[Any], signer: str) -> Any:
+        if method == "eth_sendRawTransaction":
+            tx = _decoded(params)
+            async with self.lock:
+                if tx.nonce < await self.chain.nonce(tx.sender):
+                    raise RpcFailure(SERVER_ERROR, "nonce too low")
+            self.public[tx.hash] = tx
+            return tx.hash
+        if method == "eth_sendBundle":
+            bundle = parse_eth_bundle(params, signer)
+            self.pools[endpoint].add(bundle)
+            return {"bundleHash": bundle.hash}
+        if method == "eth_cancelBundle":
+            uuid = str((params[0] if params and isinstance(params[0], dict) else {})
+                       .get("replacementUuid", ""))
+            return self.pools[endpoint].cancel(signer, uuid)
+        if method == "eth_callBundle":
+            return await self._call_bundle(parse_eth_bundle(params, signer))
+        if method in ("mev_sendBundle", "eth_sendPrivateTransaction",
+                      "mev_sendPrivateTransaction"):
+            return await self._send_private(endpoint, method, params, signer)
+        if method == "builder_buildBlock":
+            return (await self.build()).as_json()
+        if method == "builder_blocks":
+            return [r.as_json() for r in self.reports]
+        raise KeyError(method)
+
+    async def _send_private(
+        self, endpoint: int, method: str, params: list[Any], signer: str
+    ) -> Any:
+        async with self.lock:
+            parent = await self.chain.latest()
+            next_block = int(parent["number"], 16) + 1
+            if method == "mev_sendBundle":
+                bundle = parse_mev_bundle(params, signer, self._known)
+            else:
+                bundle = parse_private_tx(params, signer, next_block)
+            applied = None
+            if bundle.hints:  # simulate now: the hint carries its logs and gas
+                step = await self.chain.snapshot()
+                applied = await self.chain.apply(
+                    bundle.txs, base_fee=_base_fee(parent),
+                    timestamp=int(parent["timestamp"], 16) + 1)
+                await self.chain.revert(step)
+        self.pools[endpoint].add(bundle)
+        if bundle.hints:
+            assert applied is not None
+            self.private[bundle.hash] = bundle
+            self.hints.publish(hint_event(bundle, applied))
+        if method == "mev_sendBundle":
+            return {"bundleHash": bundle.hash}
+        return bundle.hash
+
+    def _known(self, hash_: str) -> list[BundleTx] | None:
+        found = self.private.get(hash_)
+        if found is not None:
+            return list(found.txs)
+        public = self.public.get(hash_)  # a pending public transaction can be backrun too
+        return [BundleTx(public)] if public is not None else None
+
+    async def _call_bundle(self, bundle: Bundle) -> dict[str, Any]:
+        """eth_callBundle: the bundle simulated alone on top of the latest block."""
+        async with self.lock:
+            parent = await self.chain.latest()
+            step = await self.chain.snapshot()
+            applied = await self.chain.apply(
+                bundle.txs, base_fee=_base_fee(parent), timestamp=_now(parent))
+            await self.chain.revert(step)
+        if not applied.receipts:
+            raise RpcFailure(SERVER_ERROR, applied.reason or "bundle not mined")
+        results = [{"txHash": r["transactionHash"], "fromAddress": r["from"],
+                    "toAddress": r["to"], "gasUsed": int(r["gasUsed"], 16),
+                    **({} if r["status"] == "0x1" else {"error": "execution reverted"})}
+                   for r in applied.receipts]
+        return {"bundleHash": bundle.hash, "coinbaseDiff": str(applied.payment),
+                "totalGasUsed": applied.gas_used, "results": results,
+                "stateBlockNumber": int(parent["number"], 16),
+                "bundleGasPrice": str(applied.payment // max(1, applied.gas_used)),
+                "ok": applied.ok, "reason": applied.reason}
+
+    async def handle(self, request: web.Request, endpoint: int) -> web.Response:
+        body = await request.read()
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            return _answer({"jsonrpc": "2.0", "id": None,
+                            "error": {"code": -32700, "message": "parse error"}})
+        if isinstance(payload, list):
+            answers = [await self._one(item, body, request, endpoint) for item in payload]
+            return _answer(answers)
+        return _answer(await self._one(payload, body, request, endpoint))
+
+    async def _one(
+        self, item: Any, body: bytes, request: web.Request, endpoint: int
+    ) -> dict[str, Any]:
+        rid = item.get("id") if isinstance(item, dict) else None
+        method = item.get("method", "") if isinstance(item, dict) else ""
+        params = item.get("params") or [] if isinstance(item, dict) else []
+        try:
+            signer = ""
+            if method in SIGNED:
+                signer = verify_signature(request.headers.get(SIGNATURE_HEADER), body)
+            if method == "eth_getTransactionCount" and len(params) > 1 and \
+                    params[1] == "pending":
+                return {"jsonrpc": "2.0", "id": rid, "result": await self._pending(params[0])}
+            try:
+                result = await self.call(endpoint, method, params, signer)
+            except KeyError:
+                async with self.lock:
+                    forwarded = json.loads(await self.chain.forward(json.dumps(item).encode()))
+                assert isinstance(forwarded, dict)
+                return forwarded
+            return {"jsonrpc": "2.0", "id": rid, "result": result}
+        except SignatureError as exc:
+            error = {"code": INVALID_REQUEST, "message": str(exc)}
+        except (BundleError, ValueError) as exc:
+            error = {"code": INVALID_PARAMS, "message": str(exc)}
+        except RpcFailure as exc:
+            error = {"code": exc.code, "message": str(exc)}
+        except AnvilRpcError as exc:
+            error = {"code": SERVER_ERROR, "message": str(exc)}
+        return {"jsonrpc": "2.0", "id": rid, "error": error}
+
+    async def _pending(self, address: str) -> str:
+        async with self.lock:
+            count = await self.chain.nonce(address)
+        mine = sorted(t.nonce for t in self.public.values() if t.sender.lower() == address.lower())
+        for nonce in mine:  # consecutive pool nonces from the chain's count
+            if nonce == count:
+                count += 1
+        return hex(count)
+
+    def app(self, endpoint: int) -> web.Application:
+        """The aiohttp application of one endpoint (POST / for JSON-RPC, GET /events)."""
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+
+        async def rpc(request: web.Request) -> web.Response:
+            return await self.handle(request, endpoint)
+
+        app.router.add_post("/", rpc)
+        app.router.add_get("/events", self.hints.handle)
+        return app
+
+
+def _decoded(params: list[Any]) -> RawTx:
+    if not params or not isinstance(params[0], str):
+        raise RpcFailure(INVALID_PARAMS, "eth_sendRawTransaction takes one hex string")
+    return decode_raw(params[0])
+
+
+def _base_fee(parent: dict[str, Any]) -> int:
+    return next_base_fee(parent)
+
+
+def _now(parent: dict[str, Any]) -> int:
+    return max(int(parent["timestamp"], 16) + 1, int(time.time()))
+
+
+def _answer(payload: Any) -> web.Response:
+    return web.json_response(payload)
