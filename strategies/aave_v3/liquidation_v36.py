@@ -27,6 +27,7 @@ from keeper.types import Candidate
 from strategies.aave_v3 import math, math_v36
 from strategies.aave_v3 import math_v36_liquidation as liq
 from strategies.aave_v3.market import Account, EModeCategory, Market, Reserve, account_data_v36
+from strategies.aave_v3.math_lib import AaveMathError
 
 
 @dataclass(frozen=True)
@@ -149,11 +150,20 @@ class Pair:
                 else:
                     hi = mid - 1
             ranges.append((first, lo))
-        if b is not None and self._burns(b):
-            if later is not None and (b_later := later._terminal_start(later.max_repay)):
+        if b is not None and self._passes(b):
+            b_later = later._terminal_start(later.max_repay) if later is not None else None
+            if later is not None and b_later is not None and later._passes(b_later):
                 b, top = max(b, b_later), max(top, later.max_repay)
             ranges.append((b, top))
         return tuple(ranges)
+
+    def _passes(self, repay: int) -> bool:
+        """The whole mirror accepts `repay` (a terminal size: every larger one does the same)."""
+        try:
+            self.outcome(repay)
+        except AaveMathError:
+            return False
+        return True
 
     def _terminal_start(self, top: int) -> int | None:
         """The smallest size that takes all of one side (all debt or all collateral), if

@@ -217,7 +217,10 @@ def execute_liquidation_call(
         raise LiquidationRevert("InvalidBurnAmount")
     if atoken_burn_scaled(amounts.collateral_amount, collateral_index) == 0:
         raise LiquidationRevert("InvalidBurnAmount")
-    deficit = sub(borrower_reserve_debt, amounts.debt_amount) if no_collateral_left else 0
+    # _burnDebtTokens' `borrowerReserveDebt - actualDebtToLiquidate` is checked: a capped
+    # seizure whose debt rounds up (percentDivCeil) past the whole debt panics (0x11).
+    outstanding = sub(borrower_reserve_debt, amounts.debt_amount)
+    deficit = outstanding if no_collateral_left else 0
     fee = amounts.protocol_fee
     if fee != 0:
         left = sub(borrower_scaled_collateral,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from strategies.aave_v3 import liquidation_v36
 from strategies.aave_v3.market import Account, AccountReserve, Market, Reserve
-from strategies.aave_v3.math_v36 import LiquidationRevert
+from strategies.aave_v3.math_lib import AaveMathError
 from strategies.aave_v3.reserve_config import ReserveConfig, UserConfig
 from strategies.aave_v3.rules import RuleSet
 from tests.factories import candidate
@@ -51,7 +51,7 @@ def _account(collateral: int, debt: int, other_debt: int = 0) -> Account:
 def _accepted(pair: liquidation_v36.Pair, repay: int) -> bool:
     try:
         pair.outcome(repay)
-    except LiquidationRevert:
+    except AaveMathError:  # a require (LiquidationRevert) or a checked-arithmetic panic
         return False
     return True
 
