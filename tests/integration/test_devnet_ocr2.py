@@ -9,8 +9,10 @@ feed transmits; an SVR feed updates its secondary first and its primary after th
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -25,7 +27,10 @@ from keeper.devnet.deployer import Deployer
 from keeper.devnet.oracles.contracts import DeployedFeed, deploy_feed, switch_aggregator
 from keeper.devnet.oracles.keys import FAULTY, OracleKeys, devnet_oracles
 from keeper.devnet.oracles.network import FeedPolicy, OcrFeed, OracleNetwork, SvrFeed, observe
+from keeper.devnet.oracles.profile import DEFAULT_ORACLE_FEEDS, deploy_oracle_network
 from keeper.devnet.oracles.report import SignedReport, build_report, sign_report
+from keeper.devnet.tokens import to_feed_answer
+from keeper.errors import DevnetError
 from keeper.oracles.transmit import decode_transmit, transmit_median
 
 PRICE = 3_012_34567890  # 3012.34567890 USD, 8 decimals
@@ -213,3 +218,43 @@ def test_svr_feed_updates_the_secondary_first_and_the_primary_after_the_cutoff(
     assert transmit_median(public["input"]) == PRICE
     assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
     assert svr.update(PRICE + 1, start + 3) is None  # within the deviation threshold
+
+
+def test_profile_deploys_every_token_feed_and_serves_a_price_source(chain: Chain) -> None:
+    private = chain.network().rpc
+    devnet = deploy_oracle_network(
+        chain.deployer,
+        chain.anvil.rpc_url,
+        send_private=lambda raw: str(private("eth_sendRawTransaction", raw)),
+        cutoff=0.0,
+    )
+    described = devnet.describe()
+    assert set(described["feeds"]) == {s.symbol for s in DEFAULT_ORACLE_FEEDS}
+    assert described["oracles"]["signers"] == [o.signer for o in ORACLES]
+
+    def answer(proxy: str) -> int:
+        address = Web3.to_checksum_address(proxy)
+        contract = chain.w3.eth.contract(address=address, abi=chain.feed.proxy.abi)
+        return int(contract.functions.latestAnswer().call())
+
+    for spec in DEFAULT_ORACLE_FEEDS:  # first prices, on both SVR aggregators
+        entry = described["feeds"][spec.symbol]
+        assert answer(entry["proxy"]) == to_feed_answer(spec.usd_price)
+        assert ("secondary_proxy" in entry) is spec.svr
+        read = devnet.proxy_read_by_protocol(spec.symbol)
+        assert read == entry.get("secondary_proxy", entry["proxy"])
+    crashed = {"WETH": Decimal("1500"), "WBTC": Decimal("30000"), "USDC": Decimal("0.99")}
+    asyncio.run(devnet.serve(lambda: crashed, interval=0.0, rounds=1))
+    weth = described["feeds"]["WETH"]
+    assert (
+        answer(weth["secondary_proxy"]) == answer(weth["proxy"]) == to_feed_answer(crashed["WETH"])
+    )
+    assert answer(described["feeds"]["USDC"]["proxy"]) == to_feed_answer(crashed["USDC"])
+    wbtc_address = Web3.to_checksum_address(described["feeds"]["WBTC"]["aggregator"])
+    wbtc = chain.w3.eth.contract(address=wbtc_address, abi=chain.feed.aggregator.abi)
+    assert wbtc.functions.latestRound().call() == 1  # no deviation, no heartbeat: not sent
+
+
+def test_profile_refuses_an_svr_feed_without_a_private_path(chain: Chain) -> None:
+    with pytest.raises(DevnetError, match="private sender"):
+        deploy_oracle_network(chain.deployer, chain.anvil.rpc_url)
