@@ -151,11 +151,12 @@ class Engine:
                 return strategy.name
         return "dex"
 
-    def _fail(self, strategy: Named, stage: str, block: BlockRef) -> None:
+    def _fail(self, strategy: Named, stage: str, block: BlockRef,
+              error: BaseException | None = None) -> None:
         # A strategy whose state broke (say, time going backwards after a reorg) must not
         # take the daemon down: it sits out until re-synced at the next head.
-        log.exception("strategy failed; re-syncing it at the next head", strategy=strategy.name,
-                      stage=stage, block=block.number)
+        log.error("strategy failed; re-syncing it at the next head", strategy=strategy.name,
+                  stage=stage, block=block.number, exc_info=error or True)
         self._broken.add(strategy.name)
 
     async def _prepare(self, head: BlockRef) -> None:
@@ -168,15 +169,15 @@ class Engine:
                          strategy=strategy.name, block=head.number)
                 await strategy.sync(self.chain, head)
                 self._broken.discard(strategy.name)
-        for refreshing in self.capabilities.refreshing:
-            if refreshing.name in self._broken:
-                continue
-            try:
-                await refreshing.refresh(self.chain, head)
-            except RetryableError:
-                raise
-            except Exception:
-                self._fail(refreshing, "refresh", head)
+        # Each strategy reads its own state: the reads go out together, not one after another.
+        refreshing = [r for r in self.capabilities.refreshing if r.name not in self._broken]
+        answers = await asyncio.gather(*(r.refresh(self.chain, head) for r in refreshing),
+                                       return_exceptions=True)
+        for refreshed, answer in zip(refreshing, answers, strict=True):
+            if isinstance(answer, RetryableError | asyncio.CancelledError):
+                raise answer
+            if isinstance(answer, Exception):
+                self._fail(refreshed, "refresh", head, answer)
 
     # -- evaluation ----------------------------------------------------------------------
 
@@ -230,7 +231,7 @@ class Engine:
         early = ranking(first, pending=pending)
         if early and rest:
             self.dispatcher.dispatch(early, tasks, early=True)
-            await asyncio.sleep(0)  # the early sends claim and start simulating now
+            await self.dispatcher.launched()  # the early sends leave before the rest is ranked
         if not rest:
             return early
         legs = [*pending, *(s for o in early for s in swaps_of(o))]

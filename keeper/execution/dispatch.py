@@ -76,6 +76,7 @@ class Dispatcher:
         self._pending_swaps: dict[str, SwapLeg] = {}  # in-flight flash sends' exit swaps
         self._pending_until: dict[str, int] = {}  # ... resolved: the block they were mined in
         self._orphaned: list[Job] = []
+        self._launching: set[asyncio.Task[None]] = set()  # dispatches not handed over yet
         # Accounts our own liquidation touched, by the block it was mined in: a book older
         # than that block does not hold it yet, and would liquidate them again (a revert).
         self._mined_at: dict[Slot, int] = {}
@@ -161,8 +162,19 @@ class Dispatcher:
         for send in sends:
             self._inflight.update((o.strategy, o.account) for o in send)
         if sends:
-            tasks.create_task(self._launch(sends, tasks))
+            launch = tasks.create_task(self._launch(sends, tasks))
+            self._launching.add(launch)
+            launch.add_done_callback(self._launching.discard)
         return len(free)
+
+    async def launched(self) -> None:
+        """Until every send dispatched so far was handed to the executor: with simulation
+        alongside, broadcast. CPU-bound work started after this (ranking in a thread holds
+        the GIL for up to 5 ms at a time) no longer delays those broadcasts."""
+        if self._launching:
+            await asyncio.wait(set(self._launching))  # never cancels them
+        else:
+            await asyncio.sleep(0)
 
     async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup) -> None:
         """Every send of one dispatch to the executor at once, then each one followed."""

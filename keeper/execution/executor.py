@@ -64,6 +64,10 @@ class _Turns:
     def take(self) -> int:
         return next(self._tickets)
 
+    def ready(self, ticket: int) -> bool:
+        """Every earlier ticket is done: `wait(ticket)` would not wait."""
+        return self._turn >= ticket
+
     async def wait(self, ticket: int) -> None:
         while self._turn < ticket:
             await self._moved.wait()

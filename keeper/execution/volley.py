@@ -5,18 +5,22 @@ dispatch call as a *volley*, in rank order:
 
 1. every intent is claimed in one database transaction (one commit, not synced: nothing
    is sent yet), and the capital of each direct liquidation is reserved (a local check);
-2. each one's simulation (`eth_estimateGas` at the ranked block) is started, and not
-   waited for: the gas limit is the strategy's figure (for flash liquidations, the gas
-   receipts showed, `GasBook`) or the largest estimate seen for that kind of
-   transaction, whichever is larger, with the margins of `gas_limit`
+2. nothing waits for a simulation: the gas limit is the strategy's figure (for flash
+   liquidations, the gas receipts showed, `GasBook`) or the largest estimate seen for
+   that kind of transaction, whichever is larger, with the margins of `gas_limit`
    (`gas_limit_ahead`);
-3. when its turn comes (volleys and lone sends broadcast in call order), a simulation
-   that has already failed drops its intent; the rest get their nonces in rank order, are
-   signed, journaled in one synced database transaction, broadcast in one JSON-RPC batch
-   and marked sent in one database transaction (`Sender.send_all`);
-4. each sent transaction is then followed to its receipt on its own, while its
-   simulation answers: a simulation that fails after the send is logged as such (the
-   receipt decides the outcome), a successful one teaches the estimate to later sends.
+3. when its turn comes (volleys and lone sends broadcast in call order), the intents get
+   their nonces in rank order, are signed, journaled in one synced database
+   transaction, broadcast in one JSON-RPC batch and marked sent in one database
+   transaction (`Sender.send_all`);
+4. each one's simulation (`eth_estimateGas` at the ranked block) starts once the batch is
+   out, so that the node answers the broadcast first (on the devnet, simulations sent
+   just before a batch of four sends delayed it by about 30 ms); a volley that has to
+   wait for its turn starts them while it waits instead, and one that has already
+   failed when the turn comes drops its intent unsigned;
+5. each sent transaction is followed to its receipt on its own, while its simulation
+   answers: a simulation that fails after the send is logged as such (the receipt
+   decides the outcome), a successful one teaches the estimate to later sends.
 
 An intent whose debt token still needs an allowance, and every one ranked after it, goes
 the `"before"` way instead (`Executor.execute`): the approval is mined first, then it is
@@ -99,9 +103,9 @@ def _discard(simulation: asyncio.Task[int] | None) -> None:
     simulation.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-def _failed(simulation: asyncio.Task[int]) -> str | None:
+def _failed(simulation: asyncio.Task[int] | None) -> str | None:
     """The revert reason of a simulation that already answered with one, else None."""
-    if not simulation.done() or simulation.cancelled():
+    if simulation is None or not simulation.done() or simulation.cancelled():
         return None
     error = simulation.exception()
     return error.message if isinstance(error, RpcError) else None
@@ -109,12 +113,13 @@ def _failed(simulation: asyncio.Task[int]) -> str | None:
 
 @dataclasses.dataclass
 class _Shot:
-    """One intent of a volley on its way: its index, log context and simulation."""
+    """One intent of a volley on its way: its index, log context and simulation (None:
+    not started yet)."""
 
     index: int
     intent: TxIntent
     bound: Logger
-    simulation: asyncio.Task[int]
+    simulation: asyncio.Task[int] | None = None
 
 
 class Volley:
@@ -157,15 +162,17 @@ class Volley:
                 outcomes[index] = Outcome(opp.key, "no-capital",
                                           reason="debt asset balance is committed")
                 continue
-            simulation = x.simulate(intent, opp.block or "latest")
-            if simulation is None:  # its allowance went away (a dry-run fork was reset)
+            if x.needs_approval(intent):  # its allowance went away (a dry-run fork was reset)
                 self._release(intent)
                 abandon.append(opp.key)
                 outcomes[index] = Outcome(opp.key, "simulation-failed",
                                           reason="the debt token's allowance is not in place")
                 continue
-            shots.append(_Shot(index, intent, bound, simulation))
+            shots.append(_Shot(index, intent, bound))
         x.journal.abandon_all(abandon)
+        if not x.turns.ready(ticket):  # an earlier send is still going out: simulate now
+            for shot in shots:
+                shot.simulation = self._simulate(shot.intent)
         try:
             await x.turns.wait(ticket)
             shots = self._unfailed(shots, outcomes)
@@ -181,6 +188,8 @@ class Volley:
         for shot, result in zip(shots, results, strict=True):
             key = shot.intent.opportunity.key
             if isinstance(result, Pending):
+                if shot.simulation is None:
+                    shot.simulation = self._simulate(shot.intent)
                 follows[shot.index] = self._follow(shot, result)
                 continue
             self._release(shot.intent)
@@ -211,6 +220,9 @@ class Volley:
             outcomes[shot.index] = Outcome(key, "simulation-failed", reason=reason)
         self._x.journal.abandon_all(dropped)
         return kept
+
+    def _simulate(self, intent: TxIntent) -> asyncio.Task[int] | None:
+        return self._x.simulate(intent, intent.opportunity.block or "latest")
 
     def _unsigned(self, intent: TxIntent) -> Unsigned:
         opp = intent.opportunity
@@ -244,9 +256,11 @@ class Volley:
                 self._x.capital.release(opp.debt, opp.debt_to_cover, spent=True)
         return with_members(intent, outcome)
 
-    async def _judge(self, intent: TxIntent, simulation: asyncio.Task[int],
+    async def _judge(self, intent: TxIntent, simulation: asyncio.Task[int] | None,
                      bound: Logger) -> None:
         """Log a simulation that fails after its send; learn the gas of one that passes."""
+        if simulation is None:  # no allowance to simulate against (a dry-run fork reset)
+            return
         try:
             estimate = await simulation
         except RpcError as exc:
