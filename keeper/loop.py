@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 
@@ -64,10 +65,14 @@ def _behind(source: BlockSource) -> bool:
     return isinstance(source, ChainFollower) and source.behind()
 
 
-async def _prepare(prepared: PreparedLiquidations, step: ChainStep) -> None:
+async def _prepare(
+    prepared: PreparedLiquidations, step: ChainStep,
+    abandon: Callable[[], bool] = lambda: False,
+) -> None:
     """Prepare for the feeds' next answers; a node error only costs this step's levels."""
     try:
-        await prepared.prepare(step.head, changed=bool(step.events) or step.reorg_depth is not None)
+        await prepared.prepare(step.head, abandon=abandon,
+                               changed=bool(step.events) or step.reorg_depth is not None)
     except RetryableError as exc:
         log.warning("cannot prepare liquidations for the next answers", reason=str(exc))
 
@@ -126,7 +131,7 @@ async def drive(
                     # A newer head's step goes first: the levels are for the head they were
                     # prepared at, and a waiting step may hold the next answer itself.
                     if prepared is not None and prepared.enabled and not _behind(source):
-                        await _prepare(prepared, step)
+                        await _prepare(prepared, step, lambda: _behind(source))
             else:  # the rebuild after a reorg failed: the source steps here again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), EVALUATION_RETRIES[-1])

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +120,18 @@ class PreparedLiquidations:
 
     # -- after each step -----------------------------------------------------------------
 
-    async def prepare(self, head: BlockRef, *, changed: bool = True) -> None:
+    async def prepare(
+        self, head: BlockRef, *, changed: bool = True,
+        abandon: Callable[[], bool] = lambda: False,
+    ) -> None:
         """Make ready the liquidations each feed's next answer would open at `head`.
-        `changed`: the step brought logs (or a reorg); if not, recent levels are kept."""
+        `changed`: the step brought logs (or a reorg); if not, recent levels are kept.
+
+        The valuations run in a worker thread, so the event loop still hears a feed's log
+        (and sends what is ready) meanwhile; `abandon` is asked between them and, when
+        true (a newer head waits), the work stops and the levels ready before are kept.
+        The loop applies no step while this runs (it awaits it), so the books hold still.
+        """
         dispatcher = self.engine.dispatcher
         if not self.enabled or dispatcher is None:
             return
@@ -140,8 +149,9 @@ class PreparedLiquidations:
                     answers = [current * (BPS + direction * k * rule.deviation_bps) // BPS
                                for k in range(1, self.levels + 1)]
                     answers = [a for a in answers if a > 0]
-                    found = strategy.candidates_if(head, feed, answers)
-                    await asyncio.sleep(0)  # a feed log that arrives meanwhile is sent now
+                    if abandon():
+                        return
+                    found = await asyncio.to_thread(strategy.candidates_if, head, feed, answers)
                     for answer, candidates in zip(answers, found, strict=True):
                         if candidates:
                             wanted.setdefault((feed.lower(), direction, answer), []).extend(
@@ -163,10 +173,11 @@ class PreparedLiquidations:
                                            quote_token=self.engine.quote_token,
                                            accounts=PER_LEVEL)
                     if opened:
+                        if abandon():
+                            return
                         legs = [leg for o in held for leg in swaps_of(o)]
-                        held = held + self.engine.rank_at(opened, head, legs,
-                                                          budget=PREPARE_BUDGET)
-                        await asyncio.sleep(0)
+                        held = held + await asyncio.to_thread(
+                            self.engine.rank_at, opened, head, legs, budget=PREPARE_BUDGET)
                     if held:
                         ready.setdefault(feed, []).append(
                             Level(feed, answer, direction, tuple(held)))

@@ -6,25 +6,24 @@ market with that feed's reserves at the answer (AaveOracle.getAssetPrice returns
 source's `latestAnswer`, so the answer is the price), then `market.account_data` (the
 mirror of Pool.getUserAccountData) per account, as the risk view's curve does.
 
-Only accounts the float screen cannot rule out are valued. The screen keeps per row
-`lo` <= W (the LT-weighted collateral) and `hi` >= D (the debt), both in base currency.
-A move of the feed by at most a fraction `m` either way scales W down by at most (1 - m)
-and D up by at most (1 + m), so an account with `lo * (1 - m) >= hi * (1 + m)` stays
-healthy at every answer within `m` (no false negatives).
+Only accounts the float screen cannot rule out are valued: a copy of the step's screen
+re-priced at the furthest answer flags a superset of the accounts with HF < 1 there (the
+screen's own guarantee), and health moves one way with one price, so no account opened
+by a nearer answer is missed. Accounts that no reserve priced by the feed touches are
+skipped, and the first answer that opens an account is found by bisection.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-
-import numpy as np
 
 from keeper.types import BlockRef, Candidate
 from strategies.aave_v3 import math
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.market import Account, Market, account_data
-from strategies.aave_v3.screen import HealthScreen
+from strategies.aave_v3.screen import HealthScreen, ScreenError
 
 Pairs = Callable[[Market, Account, int, int], Iterable[Candidate]]
 
@@ -37,24 +36,19 @@ def priced_at(market: Market, feed: str, answer: int) -> Market:
     return replace(market, reserves=reserves)
 
 
-def largest_move(current: int, answers: Sequence[int]) -> float:
-    """The largest relative move from `current` among `answers` (a fraction)."""
-    if current <= 0:
-        return float("inf")
-    return max((abs(a - current) / current for a in answers), default=0.0)
-
-
-def exposed(screen: HealthScreen | None, users: Sequence[str], move: float) -> list[str]:
-    """The users the screen cannot rule out at a move of at most `move` (all without one)."""
-    if screen is None or move >= 1.0:
+def exposed(
+    screen: HealthScreen | None, users: Sequence[str], market: Market, timestamp: int,
+) -> list[str]:
+    """The users the screen cannot rule out at `market`'s prices (a copy of the screen is
+    re-priced there: its flags are a superset of HF < 1), with those it has not loaded."""
+    if screen is None:
         return list(users)
-    n = len(screen)
-    lo, hi = screen.lo[:n], screen.hi[:n]
-    with np.errstate(invalid="ignore"):
-        maybe = ~(lo * (1.0 - move) >= hi * (1.0 + move))  # NaN-safe: unknown is kept
-    rows = np.flatnonzero(maybe)
-    kept = {screen.users[i] for i in rows.tolist()}
-    # Users the screen has not loaded yet are valued too.
+    moved = copy.deepcopy(screen)
+    try:
+        moved.update(market, timestamp)
+    except ScreenError:  # the reserve list changed under the screen: value everyone
+        return list(users)
+    kept = set(moved.flagged())
     return [u for u in users if u in kept or u not in screen.index]
 
 
@@ -105,11 +99,10 @@ def candidates_if(  # noqa: PLR0917 (the strategy's parts, passed through)
     feed = feed.lower()
     if not answers or not any(r.feed.lower() == feed for r in market.reserves):
         return out
-    current = next(r.price for r in market.reserves if r.feed.lower() == feed)
     priced = {r.id for r in market.reserves if r.feed.lower() == feed}
     moved = [priced_at(market, feed, a) for a in answers]
     skip = book.needs_read
-    for user in exposed(screen, book.users, largest_move(current, answers)):
+    for user in exposed(screen, book.users, moved[-1], now):
         if user in skip:
             continue  # the book could not mirror it: no candidates until a re-read
         uses = healthy(book, user, block.number, now)
