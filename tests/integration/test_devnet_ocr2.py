@@ -10,6 +10,7 @@ feed transmits; an SVR feed updates its secondary first and its primary after th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -23,7 +24,7 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from keeper.anvil import Anvil, rpc_call
-from keeper.devnet.deployer import Deployer
+from keeper.devnet.deployer import Deployer, mined_receipt
 from keeper.devnet.oracles.contracts import DeployedFeed, deploy_feed, switch_aggregator
 from keeper.devnet.oracles.keys import FAULTY, OracleKeys, devnet_oracles
 from keeper.devnet.oracles.network import FeedPolicy, OcrFeed, OracleNetwork, SvrFeed, observe
@@ -75,6 +76,15 @@ def chain(chain_module: Chain) -> Iterator[Chain]:
         chain_module.rpc("evm_revert", snapshot)
 
 
+def settle(chain: Chain) -> None:
+    """Wait until anvil has mined every pooled transaction: under automine it may answer
+    eth_sendRawTransaction a moment before the block exists."""
+    deadline = time.monotonic() + 30
+    while int(chain.rpc("txpool_status")["pending"], 16):
+        assert time.monotonic() < deadline, "anvil did not mine the pool"
+        time.sleep(0.005)
+
+
 def _report(chain: Chain, price: int, epoch: int, signers: list[OracleKeys]) -> SignedReport:
     report = build_report(observe(price, ORACLES, 1_700_000_000))
     return sign_report(report, chain.feed.config_digest, epoch, 1, signers=signers)
@@ -91,7 +101,7 @@ def test_transmit_moves_the_proxy_to_the_median(chain: Chain) -> None:
     network = chain.network()
     tx_hash = network.update(chain.ocr_feed(), PRICE, 1_700_000_000.0)
     assert tx_hash is not None
-    receipt = chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))
+    receipt = mined_receipt(chain.w3, HexStr(tx_hash))
     assert receipt["status"] == 1
     round_id, answer, _started, updated, answered_in = (
         chain.feed.proxy.functions.latestRoundData().call()
@@ -136,6 +146,7 @@ def test_a_replayed_or_older_report_is_invalid(chain: Chain) -> None:
     network = chain.network()
     feed = chain.ocr_feed()
     network.send_public(feed, PRICE, 1_700_000_000.0)
+    settle(chain)
     report_invalid = "0x" + keccak(text="ReportInvalid()")[:4].hex()
     for epoch in (feed.epoch, feed.epoch - 1):  # the same (epoch, round), then an older one
         replay = _report(chain, PRICE // 2, epoch, ORACLES[: FAULTY + 1])
@@ -157,17 +168,19 @@ def test_pending_transmit_decodes_to_the_median_the_block_stores(chain: Chain) -
     assert (decoded.epoch, decoded.round) == (1, 1)
     assert chain.feed.proxy.functions.latestAnswer().call() == 0  # nothing mined yet
     chain.rpc("evm_mine")
-    assert chain.w3.eth.get_transaction_receipt(HexStr(tx_hash))["status"] == 1
+    assert mined_receipt(chain.w3, HexStr(tx_hash))["status"] == 1
     assert chain.feed.proxy.functions.latestAnswer().call() == decoded.median
 
 
 def test_the_proxy_follows_an_aggregator_switch(chain: Chain) -> None:
     network = chain.network()
     network.send_public(chain.ocr_feed(), PRICE, 1_700_000_000.0)
+    settle(chain)
     fresh = deploy_feed(chain.deployer, ORACLES, 8, "ETH / USD")
     successor = OcrFeed(fresh.aggregator.address, fresh.config_digest)
     assert fresh.config_digest != chain.feed.config_digest  # the digest names the contract
     network.send_public(successor, PRICE + 7, 1_700_000_100.0)
+    settle(chain)
     assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
     switch_aggregator(chain.deployer, chain.feed.proxy, fresh.aggregator.address)
     assert chain.feed.proxy.functions.aggregator().call() == fresh.aggregator.address
@@ -187,6 +200,7 @@ def test_deviation_and_heartbeat_decide_when_a_feed_transmits(chain: Chain) -> N
     assert network.update(feed, moved, start + 20) is not None  # 0.50 %
     assert network.update(feed, moved + 1, start + 20 + 3599) is None
     assert network.update(feed, moved + 1, start + 20 + 3600) is not None  # heartbeat
+    settle(chain)
     assert chain.feed.aggregator.functions.latestRound().call() == 3
     assert chain.feed.proxy.functions.latestAnswer().call() == moved + 1
 
@@ -209,11 +223,13 @@ def test_svr_feed_updates_the_secondary_first_and_the_primary_after_the_cutoff(
     start = 1_700_000_000.0
     update = svr.update(PRICE, start)
     assert update is not None and update.public_hash is None
+    settle(chain)
     assert secondary.proxy.functions.latestAnswer().call() == PRICE
     assert chain.feed.proxy.functions.latestAnswer().call() == 0
     assert svr.tick(start + 1.9) == []
     (sent,) = svr.tick(start + 2.0)
     assert sent is update and update.public_hash is not None
+    settle(chain)
     public = chain.rpc("eth_getTransactionByHash", update.public_hash)
     assert transmit_median(public["input"]) == PRICE
     assert chain.feed.proxy.functions.latestAnswer().call() == PRICE
@@ -228,6 +244,7 @@ def test_profile_deploys_every_token_feed_and_serves_a_price_source(chain: Chain
         send_private=lambda raw: str(private("eth_sendRawTransaction", raw)),
         cutoff=0.0,
     )
+    settle(chain)
     described = devnet.describe()
     assert set(described["feeds"]) == {s.symbol for s in DEFAULT_ORACLE_FEEDS}
     assert described["oracles"]["signers"] == [o.signer for o in ORACLES]
@@ -245,6 +262,7 @@ def test_profile_deploys_every_token_feed_and_serves_a_price_source(chain: Chain
         assert read == entry.get("secondary_proxy", entry["proxy"])
     crashed = {"WETH": Decimal("1500"), "WBTC": Decimal("30000"), "USDC": Decimal("0.99")}
     asyncio.run(devnet.serve(lambda: crashed, interval=0.0, rounds=1))
+    settle(chain)
     weth = described["feeds"]["WETH"]
     assert (
         answer(weth["secondary_proxy"]) == answer(weth["proxy"]) == to_feed_answer(crashed["WETH"])
