@@ -7,9 +7,10 @@ A refusal by the node is classified (`classify_send_error`) and the nonce is
 handed back or skipped past accordingly.
 
 `send_all` does the same for several transactions at once, the way a block that makes
-several accounts liquidatable needs it: nonces in the given order, each signed, every
-signed one journaled in one database transaction (one fsync), all broadcast in one
-JSON-RPC batch, and marked sent in one database transaction.
+several accounts liquidatable needs it: nonces in the given order, each signed, the
+signed ones journaled in one database transaction (one fsync), broadcast in one JSON-RPC
+batch, and marked sent in one database transaction; the first one goes just before the
+others, alone, so that it leaves after one signature and one fsync.
 """
 
 from __future__ import annotations
@@ -140,43 +141,66 @@ class Sender:
         self, calls: Sequence[Unsigned], base_fee: int
     ) -> list[Pending | SendRefused | None]:
         """`send` of every call, together: nonces in the order given (so the nonce order
-        is the caller's order), each signed, all journaled in one database transaction
-        synced once, broadcast in one JSON-RPC batch, then marked sent in one database
-        transaction. Each result is its `Pending`, its refusal, or None (above the fee cap).
+        is the caller's order), each signed, journaled in one database transaction synced
+        once, broadcast in one JSON-RPC batch, then marked sent in one database transaction.
+        The first call goes alone just before the others (one signature and one fsync, not
+        all of them, stand before it), the rest together right after its answer. Each
+        result is its `Pending`, its refusal, or None (above the fee cap).
 
         Exactly once holds as for `send`: every intent was claimed before, and each signed
-        transaction is on disk before the batch leaves.
+        transaction is on disk before it leaves.
         """
         results: list[Pending | SendRefused | None] = [None] * len(calls)
         offers = [self._fees(base_fee, c.priority_fee) for c in calls]
+        order = [index for index, fees in enumerate(offers) if fees is not None]
+        for wave in (order[:1], order[1:]):
+            if not wave:
+                continue
+            try:
+                signed = await self._journaled(calls, offers, wave)
+            except Exception as exc:
+                if wave[0] == order[0]:
+                    raise  # nothing was broadcast
+                # The first has left: it is followed; the others are reported refused.
+                for index in wave:
+                    results[index] = SendRefused("other", "sign", f"{type(exc).__name__}: {exc}")
+                continue
+            refusals = await self._broadcast([record for _, record in signed])
+            done: list[tuple[str, str]] = []
+            for (index, record), refusal in zip(signed, refusals, strict=True):
+                if refusal is not None:
+                    results[index] = refusal
+                    continue
+                call, fees = calls[index], offers[index]
+                assert fees is not None and isinstance(record.raw_tx, str)
+                done.append((record.key, record.tx_hash))
+                results[index] = Pending(record.key, record.nonce, fees, call.gas,
+                                         call.profit_cap_wei, [record.tx_hash],
+                                         {record.tx_hash: record.raw_tx})
+            if done:
+                self.journal.mark_sent_all(done)
+        return results
+
+    async def _journaled(
+        self, calls: Sequence[Unsigned], offers: Sequence[Fees | None], wave: Sequence[int],
+    ) -> list[tuple[int, Signed]]:
+        """Nonces in order, signatures, and one synced journal write for `wave`'s calls; on
+        any failure every nonce of the wave is handed back (nothing was broadcast)."""
         signed: list[tuple[int, Signed]] = []
         try:
-            for index, (call, fees) in enumerate(zip(calls, offers, strict=True)):
-                if fees is None:
-                    continue
+            for index in wave:
+                call, fees = calls[index], offers[index]
+                assert fees is not None
                 nonce = await self.nonces.reserve()
+                signed.append((index, Signed(call.key, nonce, "", "", *fees)))
                 tx_hash, raw = await self.sign(call.to, call.data, call.gas, nonce, fees)
-                signed.append((index, Signed(call.key, nonce, tx_hash, raw, *fees)))
-            self.journal.record_signed_all([s for _, s in signed])
+                signed[-1] = (index, Signed(call.key, nonce, tx_hash, raw, *fees))
+            self.journal.record_signed_all([record for _, record in signed])
         except BaseException:
-            for _, record in signed:  # none was journaled, none broadcast: no gap
+            for _, record in signed:
                 self.nonces.release(record.nonce)
             raise
-        refusals = await self._broadcast([s for _, s in signed])
-        done: list[tuple[str, str]] = []
-        for (index, record), refusal in zip(signed, refusals, strict=True):
-            if refusal is not None:
-                results[index] = refusal
-                continue
-            call, fees = calls[index], offers[index]
-            assert fees is not None and isinstance(record.raw_tx, str)
-            done.append((record.key, record.tx_hash))
-            results[index] = Pending(record.key, record.nonce, fees, call.gas,
-                                     call.profit_cap_wei, [record.tx_hash],
-                                     {record.tx_hash: record.raw_tx})
-        if done:
-            self.journal.mark_sent_all(done)
-        return results
+        return signed
 
     async def _broadcast(self, signed: Sequence[Signed]) -> list[SendRefused | None]:
         """Send every journaled transaction in one request; each one's refusal or None."""

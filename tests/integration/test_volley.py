@@ -46,19 +46,17 @@ class Node(HttpRpc):
     """The devnet's anvil, with the simulation's answer held back `late` seconds (and then
     replaced by a revert when `revert`), and the time each request was answered.
 
-    `crash_at_send`: the process dies just before the volley's broadcast leaves."""
+    `crash_at_batch`: the process dies just before a batch of sends leaves."""
 
     def __init__(self, url: str, *, late: float = 0.0, revert: bool = False,
-                 crash_at_send: bool = False) -> None:
+                 crash_at_batch: bool = False) -> None:
         super().__init__(url)
         self.late = late
         self.revert = revert
-        self.crash_at_send = crash_at_send
+        self.crash_at_batch = crash_at_batch
         self.answered: list[tuple[str, float, int]] = []  # (method, when, items)
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
-        if method == SEND and self.crash_at_send:
-            raise Crash
         if method == "eth_estimateGas" and self.late:
             await asyncio.sleep(self.late)
             if self.revert:
@@ -70,7 +68,7 @@ class Node(HttpRpc):
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         sends = sum(1 for method, _ in calls if method == SEND)
-        if sends and self.crash_at_send:
+        if sends and self.crash_at_batch:
             raise Crash
         result = await super().batch(calls)
         if sends:
@@ -117,8 +115,9 @@ def _executor(chain: HttpRpc, account: LocalAccount, journal: Journal) -> Execut
 async def test_a_volley_leaves_before_its_simulations_answer(
     devnet: Devnet, account: LocalAccount, journal: Journal
 ) -> None:
-    """Four intents of one dispatch: claimed in one commit, journaled signed in one synced
-    commit, broadcast in one batch (nonces in rank order) and marked sent in one commit,
+    """Four intents of one dispatch: claimed in one commit; the best one journaled (synced),
+    sent and marked sent alone, then the other three journaled in one synced commit,
+    broadcast in one batch and marked sent in one commit (nonces in rank order), all
     while their simulations are still unanswered; each then confirms, and the
     simulations' gas is learned."""
     token = tokens(devnet)["WETH"].address
@@ -137,7 +136,7 @@ async def test_a_volley_leaves_before_its_simulations_answer(
         outcomes = await asyncio.wait_for(asyncio.gather(*follows), TIMEOUT)
     sends = [(when, items) for method, when, items in chain.answered if method == SEND]
     estimates = [when for method, when, _ in chain.answered if method == "eth_estimateGas"]
-    assert sends == [(sends[0][0], 4)]  # one batch of the four
+    assert [items for _, items in sends] == [1, 3]  # the best one, then a batch of three
     assert launched - started < 0.5 and len(estimates) == 4
     assert min(estimates) > sends[0][0]  # every simulation answered after the broadcast
     assert [o.status for o in outcomes] == ["confirmed"] * 4, outcomes
@@ -147,14 +146,15 @@ async def test_a_volley_leaves_before_its_simulations_answer(
             tx = await reader.call("eth_getTransactionByHash", [outcome.tx_hash])
         nonces.append(int(tx["nonce"], 16))
     assert nonces == [0, 1, 2, 3]  # rank order is nonce order
-    # Claims, signed records, sent marks: one database transaction each; one of them synced.
+    # Claims; then signed records and sent marks of the first, then of the rest: one
+    # database transaction each, only the signed records synced.
     synced, mode = [], "FULL"
     for statement in (s.strip().upper() for s in commits):
         if statement.startswith("PRAGMA SYNCHRONOUS"):
             mode = statement.rsplit("=", 1)[1].strip()
         elif statement == "COMMIT":
             synced.append(mode == "FULL")
-    assert synced == [False, True, False], commits
+    assert synced == [False, True, False, True, False], commits
     assert executor.volley.estimates and executor.volley.failed_after_send == 0
 
 
@@ -205,12 +205,13 @@ async def test_a_simulation_failing_before_the_broadcast_drops_the_send(
 async def test_a_crash_between_the_journal_and_the_broadcast_sends_each_once(
     devnet: Devnet, account: LocalAccount, tmp_path: Path
 ) -> None:
-    """The process dies after the volley's signed transactions are on disk and before the
-    batch leaves. The next run finds them in the journal, broadcasts the very same bytes
-    (never re-signed), and each is mined once; the opportunities cannot be claimed again."""
+    """The process dies after the volley's first send went out and the other two were
+    signed and put on disk, before their batch leaves. The next run finds all three in
+    the journal, waits for the first and broadcasts the very same bytes of the other two
+    (never re-signed): each is mined once, and none can be claimed again."""
     token = tokens(devnet)["WETH"].address
     path = tmp_path / "journal.sqlite"
-    async with Node(devnet.info.rpc_url, crash_at_send=True) as dying:
+    async with Node(devnet.info.rpc_url, crash_at_batch=True) as dying:
         with Journal(path) as journal:
             executor = _executor(dying, account, journal)
             await executor.start()
@@ -219,10 +220,11 @@ async def test_a_crash_between_the_journal_and_the_broadcast_sends_each_once(
             with pytest.raises(Crash):
                 await executor.launch(intents, base_fee=10)
             signed = {k: journal.get(i.opportunity.key) for k, i in enumerate(intents)}
-    assert all(r is not None and r.status == "signed" for r in signed.values())
+    assert [r.status if r is not None else None for r in signed.values()] == [
+        "sent", "signed", "signed"]
     hashes = [r.transactions[0].tx_hash for r in signed.values() if r is not None]
     async with HttpRpc(devnet.info.rpc_url) as chain:
-        for tx_hash in hashes:  # nothing reached the node
+        for tx_hash in hashes[1:]:  # the batch never reached the node
             assert await chain.call("eth_getTransactionByHash", [tx_hash]) is None
         with Journal(path) as journal:
             executor = _executor(chain, account, journal)
@@ -240,3 +242,25 @@ async def test_a_crash_between_the_journal_and_the_broadcast_sends_each_once(
     assert again == [False, False, False]  # exactly once: never claimed again
     assert all(r is not None and len(r.transactions) == 1 for r in records)
     assert count == 3  # three transactions mined, no more
+
+
+async def test_a_send_the_node_refuses_inside_a_batch_is_told_apart(
+    devnet: Devnet, account: LocalAccount, journal: Journal
+) -> None:
+    """The batch's answer carries one refusal (a gas limit below the intrinsic cost): the
+    sends the node has are followed, the refused one is dropped (it may be claimed again)
+    and its nonce handed back."""
+    token = tokens(devnet)["WETH"].address
+    async with HttpRpc(devnet.info.rpc_url) as chain:
+        executor = _executor(chain, account, journal)
+        await executor.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        good, other, bad = _intents(token, 3, head)
+        bad = TxIntent(bad.opportunity, bad.call, 5_000, None)  # 10,000 gas: refused
+        follows = await executor.launch([good, other, bad], base_fee=10)
+        outcomes = await asyncio.wait_for(asyncio.gather(*follows), TIMEOUT)
+    assert [o.status for o in outcomes] == ["confirmed", "confirmed", "send-failed"], outcomes
+    assert "gas" in outcomes[2].reason
+    record = journal.get(bad.opportunity.key)
+    assert record is not None and record.status == "dropped"
+    assert executor.nonces.in_flight == ()
