@@ -16,6 +16,7 @@ from rich.table import Table
 from web3 import Web3
 
 from keeper.anvil import Anvil
+from keeper.devnet.builder import DEFAULT_COINBASE, BuilderThread, restart_for_builder
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.scale import start_scaled_devnet
@@ -142,11 +143,17 @@ def how_to_run(path: Path) -> str:
               type=click.Path(dir_okay=False, path_type=Path),
               help="Also write a keeper config for every market of this devnet "
                    "(e.g. keeper.toml) and print how to run it.")
+@click.option("--builder", is_flag=True,
+              help="Put the devnet block builder in front of anvil (keeper.devnet.builder): "
+                   "bundles, private transactions and hints on --port and --port + 1; "
+                   "blocks every --builder-interval seconds. See docs/devnet.md.")
+@click.option("--builder-interval", type=click.FloatRange(min=0.1), default=1.0,
+              show_default=True, help="Seconds between the builder's blocks.")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
     block_time: float | None, no_cache: bool, scale_borrowers: int | None,
-    write_config: Path | None,
+    write_config: Path | None, builder: bool, builder_interval: float,
 ) -> None:
     """Start anvil with real Aave V3, Uniswap V2 and V3, and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -154,6 +161,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
     if write_config is not None and not _writable_folder(write_config):
         raise ConfigError(f"--write-config {write_config}: its folder does not exist or "
                           "is not writable")
+    if builder and (block_time is not None or scale_borrowers is not None):
+        raise ConfigError("--builder mines its own blocks: no --block-time or --scale-borrowers")
     console = Console(stderr=True)
     started = time.monotonic()
     # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
@@ -169,11 +178,17 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
             else:
                 anvil, info, cached = start_devnet(
                     DevnetSpec(borrowers=borrowers, seed=seed),
-                    port=port, block_time=block_time, use_cache=not no_cache,
+                    port=0 if builder else port, block_time=block_time,
+                    use_cache=not no_cache,
                 )
+        block_builder = None
         try:
+            if builder:
+                anvil, block_builder, info = _with_builder(anvil, info, port, builder_interval)
             info.write(out)
             print_summary(console, info, time.monotonic() - started, cached)
+            if block_builder is not None:
+                console.print(builder_summary(block_builder, anvil), highlight=False)
             if write_config is not None:
                 write_devnet_config(info, write_config)
                 console.print(how_to_run(write_config), highlight=False, soft_wrap=True)
@@ -182,12 +197,43 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
         except KeyboardInterrupt:
             console.print("stopping the devnet")
         finally:
+            if block_builder is not None:
+                block_builder.stop()
             anvil.stop()
     except KeyboardInterrupt:
         console.print("interrupted while starting; anvil stopped")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def _with_builder(
+    anvil: Anvil, info: DevnetInfo, port: int, interval: float
+) -> tuple[Anvil, BuilderThread, DevnetInfo]:
+    """Restart the devnet's state on a builder anvil (no automine), the builder in front on
+    `port` and `port + 1` (free ones for 0); devnet.json's RPC is the builder's first
+    endpoint (reads pass through), its WebSocket anvil's (heads and logs)."""
+    anvil = restart_for_builder(anvil)
+    try:
+        ports = (port, port + 1) if port else (0, 0)
+        thread = BuilderThread(anvil.rpc_url, ports=ports, interval=interval).start()
+    except BaseException:
+        anvil.stop()
+        raise
+    info = info.model_copy(update={"rpc_url": thread.urls[0], "ws_url": anvil.ws_url})
+    return anvil, thread, info
+
+
+def builder_summary(thread: BuilderThread, anvil: Anvil) -> str:
+    """What `keeper devnet --builder` prints about the builder."""
+    interval = thread.service.interval if thread.service is not None else 0.0
+    return (
+        f"block builder: a block every {interval:g} s, coinbase {DEFAULT_COINBASE}\n"
+        f"  endpoint 0 (JSON-RPC, bundles): {thread.urls[0]}\n"
+        f"  endpoint 1 (its own bundle pool): {thread.urls[1]}\n"
+        f"  hints (server-sent events): {thread.events_url}\n"
+        f"  anvil behind it (no automine): {anvil.rpc_url}"
+    )
 
 
 def _writable_folder(path: Path) -> bool:

@@ -95,7 +95,8 @@ class Client:
         return found
 
     def bundle_fate(self, report: dict[str, Any], bundle_hash: str) -> dict[str, Any]:
-        found = [b for b in report["bundles"] if b["bundleHash"] == bundle_hash]
+        found: list[dict[str, Any]] = [
+            b for b in report["bundles"] if b["bundleHash"] == bundle_hash]
         assert len(found) == 1, f"{bundle_hash} is {len(found)} times in {report['bundles']}"
         return found[0]
 

@@ -58,6 +58,10 @@ def test_public_pool_by_tip_and_reads_forwarded(builder: tuple[Client, Client]) 
     block = c("eth_getBlockByNumber", "latest", False)
     assert block["transactions"] == [high_hash, low_hash]
     assert block["miner"].lower() == DEFAULT_COINBASE.lower()
+    # An unlocked dev account's eth_sendTransaction joins the pool too (signed by anvil).
+    sent = c("eth_sendTransaction", {"from": c.accounts[0].address,
+                                     "to": c.accounts[1].address, "value": "0x1"})
+    assert c.build()["transactions"] == [sent]  # build() asserts no mismatch with the plan
 
 
 def test_bundle_is_all_or_nothing(builder: tuple[Client, Client]) -> None:

@@ -84,6 +84,9 @@ async def build_block(
 ) -> BlockReport:
     """Build and mine the next block from `bundles` (already merged and valid for it) and
     the public pool; the report of what it holds."""
+    # Anvil's own pool should be empty (the builder keeps every pool); whatever reached it
+    # some other way (a direct call to anvil) would land in every simulation unasked.
+    await chain.call("anvil_dropAllTransactions")
     parent = await chain.latest()
     base_fee = next_base_fee(parent)
     when = max(int(parent["timestamp"], 16) + 1, timestamp or int(time.time()))

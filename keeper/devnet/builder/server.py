@@ -3,6 +3,9 @@ front of one anvil.
 
 Methods (a POST to either endpoint):
 - `eth_sendRawTransaction`: the public pool (shared by both endpoints);
+  `eth_sendTransaction` from an unlocked dev account is signed by anvil
+  (`eth_signTransaction`) and joins it too (anvil's own pool must stay empty: it would
+  be mined into every block unplanned);
 - `eth_sendBundle`, `eth_callBundle`, `mev_sendBundle`, `eth_cancelBundle`,
   `eth_sendPrivateTransaction` / `mev_sendPrivateTransaction`: need a valid
   `X-Flashbots-Signature`; otherwise JSON-RPC error -32600;
@@ -91,10 +94,19 @@ class Builder:
                         if b.last_block >= next_block and not any(
                             t.tx.hash in mined for t in b.txs)}
         nonces = {s: await self.chain.nonce(s) for s in {t.sender for t in self.public.values()}}
+        # .get: a sender whose first transaction arrived while the nonces were read
         self.public = {h: t for h, t in self.public.items()
-                       if h not in mined and t.nonce >= nonces[t.sender]}
+                       if h not in mined and t.nonce >= nonces.get(t.sender, 0)}
 
     async def call(self, endpoint: int, method: str, params: list[Any], signer: str) -> Any:
+        if method == "eth_sendTransaction":  # an unlocked dev account: anvil signs it
+            if not params or not isinstance(params[0], dict):
+                raise RpcFailure(INVALID_PARAMS, "eth_sendTransaction takes one object")
+            request = dict(params[0])
+            request.setdefault("nonce", await self._pending(str(request.get("from", ""))))
+            async with self.lock:
+                raw = await self.chain.call("eth_signTransaction", request)
+            method, params = "eth_sendRawTransaction", [raw]
         if method == "eth_sendRawTransaction":
             tx = _decoded(params)
             async with self.lock:
