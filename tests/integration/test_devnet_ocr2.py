@@ -10,7 +10,9 @@ feed transmits; an SVR feed updates its secondary first and its primary after th
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -24,10 +26,18 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from keeper.anvil import Anvil, rpc_call
+from keeper.devnet.builder import running_builder
 from keeper.devnet.deployer import Deployer, mined_receipt
 from keeper.devnet.oracles.contracts import DeployedFeed, deploy_feed, switch_aggregator
 from keeper.devnet.oracles.keys import FAULTY, OracleKeys, devnet_oracles
-from keeper.devnet.oracles.network import FeedPolicy, OcrFeed, OracleNetwork, SvrFeed, observe
+from keeper.devnet.oracles.network import (
+    FeedPolicy,
+    OcrFeed,
+    OracleNetwork,
+    SvrFeed,
+    observe,
+    private_sender,
+)
 from keeper.devnet.oracles.profile import DEFAULT_ORACLE_FEEDS, deploy_oracle_network
 from keeper.devnet.oracles.report import SignedReport, build_report, sign_report
 from keeper.devnet.tokens import to_feed_answer
@@ -276,3 +286,58 @@ def test_profile_deploys_every_token_feed_and_serves_a_price_source(chain: Chain
 def test_profile_refuses_an_svr_feed_without_a_private_path(chain: Chain) -> None:
     with pytest.raises(DevnetError, match="private sender"):
         deploy_oracle_network(chain.deployer, chain.anvil.rpc_url)
+
+
+def test_svr_update_through_the_builder_is_hinted_with_its_calldata_and_mined_first() -> None:
+    """The private copy goes to the devnet builder's eth_sendPrivateTransaction (signed
+    header), is announced on its hint stream with calldata that decodes to the price, and
+    lands in the next block on the secondary only; the public copy reaches the primary
+    through the builder's public pool after the cut-off."""
+    with running_builder(interval=0) as (anvil, builder):
+        anvil.rpc("evm_setAutomine", True)  # set-up blocks; the builder mines the rest
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        deployer = Deployer(w3, w3.eth.accounts[0])
+        primary = deploy_feed(deployer, ORACLES, 8, "ETH / USD")
+        secondary = deploy_feed(deployer, ORACLES, 8, "ETH / USD (SVR)")
+        anvil.rpc("evm_setAutomine", False)
+        url = builder.urls[0]
+        network = OracleNetwork(url, ORACLES, anvil.chain_id)
+        svr = SvrFeed(
+            network,
+            primary=OcrFeed(primary.aggregator.address, primary.config_digest),
+            secondary=OcrFeed(secondary.aggregator.address, secondary.config_digest),
+            send_private=private_sender(url),
+            cutoff=2.0,
+        )
+        stream = urllib.request.urlopen(builder.events_url, timeout=10)
+        assert stream.readline().startswith(b":ping")
+        update = svr.update(PRICE, 1_700_000_000.0)
+        assert update is not None
+        hint = _next_event(stream)
+        stream.close()
+        assert hint["hash"] == update.private_hash
+        (shown,) = hint["txs"]
+        assert shown["to"] == secondary.aggregator.address.lower()
+        assert transmit_median(shown["callData"]) == PRICE
+        assert rpc_call(url, "builder_buildBlock")["mismatch"] == ""
+        receipt = rpc_call(url, "eth_getTransactionReceipt", [update.private_hash])
+        assert receipt is not None and int(receipt["status"], 16) == 1
+        assert secondary.proxy.functions.latestAnswer().call() == PRICE
+        assert primary.proxy.functions.latestAnswer().call() == 0
+        (sent,) = svr.tick(1_700_000_002.0)
+        assert sent.public_hash is not None
+        assert rpc_call(url, "builder_buildBlock")["mismatch"] == ""
+        public = rpc_call(url, "eth_getTransactionReceipt", [sent.public_hash])
+        assert public is not None and int(public["status"], 16) == 1
+        assert int(public["blockNumber"], 16) == int(receipt["blockNumber"], 16) + 1
+        assert primary.proxy.functions.latestAnswer().call() == PRICE
+
+
+def _next_event(stream: Any) -> dict[str, Any]:
+    while True:
+        line = stream.readline()
+        assert line, "the hint stream ended"
+        if line.startswith(b"data: "):
+            event = json.loads(line[len(b"data: ") :])
+            assert isinstance(event, dict)
+            return event

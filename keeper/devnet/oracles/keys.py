@@ -15,6 +15,8 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 ORACLE_COUNT = 4
+# Signs the SVR feed's requests to a builder (the X-Flashbots-Signature header); holds no ETH.
+ORDER_FLOW_KEY = keccak(text="keeper devnet oracle order flow")
 FAULTY = 1  # f: OCR2Base needs n > 3f and exactly f + 1 signatures per report
 
 

@@ -17,6 +17,8 @@ does this with one dual aggregator; the devnet uses two MedianAggregators (one p
 from __future__ import annotations
 
 import itertools
+import json
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +26,10 @@ from typing import Any
 from eth_account import Account
 
 from keeper.anvil import rpc_call
-from keeper.devnet.oracles.keys import FAULTY, OracleKeys
+from keeper.devnet.builder.txs import SIGNATURE_HEADER, sign_body
+from keeper.devnet.oracles.keys import FAULTY, ORDER_FLOW_KEY, OracleKeys
 from keeper.devnet.oracles.report import Observation, SignedReport, build_report, sign_report
+from keeper.errors import DevnetError
 
 TRANSMIT_GAS = 600_000  # a 4-observation transmit uses ~150k; a fixed limit skips estimation
 PRIORITY_FEE = 10**9
@@ -34,6 +38,9 @@ PRIORITY_FEE = 10**9
 SPREAD_BPS = (-1, 0, 0, 1)
 
 PrivateSender = Callable[[str], str]  # raw transaction (0x-hex) -> transaction hash
+# What the builder's hint stream shows of an SVR update: everything a backrunner needs to
+# price it (the issue's "announced on the hint stream with its calldata").
+SVR_HINTS = ("hash", "calldata", "contract_address", "function_selector", "logs")
 
 
 @dataclass(frozen=True)
@@ -134,11 +141,27 @@ class OracleNetwork:
         return self.send_public(feed, price, now)
 
 
-def private_sender(builder_url: str) -> PrivateSender:
-    """Send a raw transaction to a builder's `eth_sendPrivateTransaction` (Flashbots' form)."""
+def private_sender(
+    builder_url: str,
+    *,
+    signing_key: bytes = ORDER_FLOW_KEY,
+    hints: Sequence[str] = SVR_HINTS,
+) -> PrivateSender:
+    """Send a raw transaction to a builder's `eth_sendPrivateTransaction` (Flashbots' form,
+    the body signed in the X-Flashbots-Signature header), announced with `hints`."""
+    key = "0x" + signing_key.hex()
 
     def send(raw: str) -> str:
-        return str(rpc_call(builder_url, "eth_sendPrivateTransaction", [{"tx": raw}], timeout=30.0))
+        params = [{"tx": raw, "preferences": {"privacy": {"hints": list(hints)}}}]
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_sendPrivateTransaction"}
+        body = json.dumps({**payload, "params": params}).encode()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign_body(body, key)}
+        request = urllib.request.Request(builder_url, data=body, headers=headers, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            reply = json.loads(response.read())
+        if "error" in reply:
+            raise DevnetError(f"eth_sendPrivateTransaction: {reply['error'].get('message')}")
+        return str(reply["result"])
 
     return send
 
