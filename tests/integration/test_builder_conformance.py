@@ -17,6 +17,7 @@ from keeper.devnet.builder import DEFAULT_COINBASE, running_builder, sign_body
 from tests.integration.builder_client import (
     EMITTER,
     EMITTER_CODE,
+    GWEI,
     PAYER,
     PAYER_CODE,
     REVERTER,
@@ -154,6 +155,38 @@ def test_backrun_lands_right_behind_its_hinted_target(builder: tuple[Client, Cli
     assert report["transactions"].count(target_hash) == 1  # its own one-tx bundle dropped
 
 
+def test_hinted_bundle_is_backrun_and_a_failed_backrun_leaves_its_target(
+    builder: tuple[Client, Client],
+) -> None:
+    c, other = builder
+    events = EventStream(c.url + "/events")
+    try:
+        user, user_hash = c.tx(3, EMITTER, data="0x01020304")
+        shared = c("mev_sendBundle", {
+            "version": "v0.1", "inclusion": {"block": hex(c.next_block()),
+                                             "maxBlock": hex(c.next_block() + 5)},
+            "body": [{"tx": user}], "privacy": {"hints": ["function_selector", "tx_hash"]},
+        })["bundleHash"]
+        event = events.next()
+    finally:
+        events.close()
+    assert event["hash"] == shared and event["logs"] is None
+    assert event["txs"] == [{"functionSelector": "0x01020304", "hash": user_hash}]
+    # A backrun sent to the other endpoint names the hinted bundle by its hash, and reverts.
+    failing, failing_hash = other.tx(1, REVERTER)
+    backrun = call(other.url, "mev_sendBundle", {
+        "version": "v0.1", "inclusion": {"block": hex(c.next_block())},
+        "body": [{"hash": shared}, {"tx": failing}]})["bundleHash"]
+    report = c.build()
+    assert c.bundle_fate(report, backrun)["status"] == "dropped"
+    assert c.bundle_fate(report, shared)["status"] == "included"
+    assert report["transactions"] == [user_hash] and c.receipt(failing_hash) is None
+    unknown = post(c.url, {"jsonrpc": "2.0", "id": 1, "method": "mev_sendBundle", "params": [{
+        "version": "v0.1", "inclusion": {"block": hex(c.next_block())},
+        "body": [{"hash": "0x" + "ab" * 32}, {"tx": failing}]}]})
+    assert unknown["error"]["code"] == -32602 and "unknown hash" in unknown["error"]["message"]
+
+
 def test_coinbase_transfer_beats_a_higher_gas_price(builder: tuple[Client, Client]) -> None:
     c, _ = builder
     target, target_hash = c.tx(3, c.accounts[0].address, value=1)
@@ -228,7 +261,9 @@ def test_call_bundle_simulates_without_mining(builder: tuple[Client, Client]) ->
     height, nonce = c.next_block(), c.nonce(1)
     result = c("eth_callBundle", {"txs": [raw], "blockNumber": hex(height)})
     assert result["results"][0]["txHash"] == raw_hash
-    assert int(result["coinbaseDiff"]) >= ETH // 100
+    assert int(result["ethSentToCoinbase"]) == ETH // 100
+    assert int(result["gasFees"]) == result["results"][0]["gasUsed"] * GWEI  # a 1 gwei tip
+    assert int(result["coinbaseDiff"]) == ETH // 100 + int(result["gasFees"])
     assert result["results"][0]["gasUsed"] > 21_000
     assert (c.next_block(), c.nonce(1)) == (height, nonce)
 

@@ -55,12 +55,14 @@ class BlockReport:
     candidates: list[Candidate] = field(default_factory=list)
     public: list[str] = field(default_factory=list)
     mismatch: str = ""  # set if anvil mined something else than the plan (never expected)
+    seconds: float = 0.0  # simulation and mining, wall time
 
     def as_json(self) -> dict[str, Any]:
         return {"number": hex(self.number), "timestamp": hex(self.timestamp),
                 "baseFeePerGas": hex(self.base_fee), "transactions": self.transactions,
                 "bundles": [c.as_json() for c in self.candidates],
-                "publicTransactions": self.public, "mismatch": self.mismatch}
+                "publicTransactions": self.public, "mismatch": self.mismatch,
+                "buildSeconds": round(self.seconds, 4)}
 
 
 def public_order(pool: list[RawTx], base_fee: int, skip: set[str]) -> list[RawTx]:
@@ -87,6 +89,7 @@ async def build_block(
     # Anvil's own pool should be empty (the builder keeps every pool); whatever reached it
     # some other way (a direct call to anvil) would land in every simulation unasked.
     await chain.call("anvil_dropAllTransactions")
+    started = time.monotonic()
     parent = await chain.latest()
     base_fee = next_base_fee(parent)
     when = max(int(parent["timestamp"], 16) + 1, timestamp or int(time.time()))
@@ -150,4 +153,5 @@ async def build_block(
     planned = [t.tx.hash for t in plan]
     if report.transactions != planned and not report.mismatch:
         report.mismatch = f"planned {planned}, anvil mined {report.transactions}"
+    report.seconds = time.monotonic() - started
     return report

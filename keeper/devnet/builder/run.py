@@ -71,6 +71,7 @@ class BuilderService:
         await chain.open()
         await chain.call("evm_setAutomine", False)
         await chain.call("anvil_setCoinbase", chain.coinbase)
+        await self.builder.refresh()
         for endpoint, port in enumerate(self._ports):
             runner = web.AppRunner(self.builder.app(endpoint), access_log=None)
             await runner.setup()

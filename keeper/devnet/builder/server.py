@@ -50,6 +50,8 @@ from keeper.devnet.builder.txs import (
 
 SIGNED = frozenset({"eth_sendBundle", "eth_callBundle", "mev_sendBundle", "eth_cancelBundle",
                     "eth_sendPrivateTransaction", "mev_sendPrivateTransaction"})
+# Forwarded calls that move the head (a test mining or reverting by hand through the builder).
+MINING = frozenset({"evm_mine", "anvil_mine", "evm_revert", "anvil_reset", "anvil_loadState"})
 REPORTS_KEPT = 64
 INVALID_REQUEST, INVALID_PARAMS, SERVER_ERROR = -32600, -32602, -32000
 
@@ -73,6 +75,12 @@ class Builder:
         self.hints = HintStream()
         self.reports: deque[BlockReport] = deque(maxlen=REPORTS_KEPT)
         self.lock = asyncio.Lock()
+        self.next_block = 0  # the block being built next (refresh() and every build set it)
+
+    async def refresh(self) -> None:
+        """Read the chain's head again (at start, and after a forwarded call that mines)."""
+        async with self.lock:
+            self.next_block = int((await self.chain.latest())["number"], 16) + 1
 
     async def build(self) -> BlockReport:
         """Build and mine the next block from both pools and the public pool."""
@@ -83,6 +91,7 @@ class Builder:
             report = await build_block(self.chain, candidates, list(self.public.values()),
                                        timestamp=when)
             await self._forget(set(report.transactions), report.number + 1)
+            self.next_block = report.number + 1
             self.reports.append(report)
             return report
 
@@ -136,25 +145,23 @@ class Builder:
     async def _send_private(
         self, endpoint: int, method: str, params: list[Any], signer: str
     ) -> Any:
-        async with self.lock:
-            parent = await self.chain.latest()
-            next_block = int(parent["number"], 16) + 1
-            if method == "mev_sendBundle":
-                bundle = parse_mev_bundle(params, signer, self._known)
-            else:
-                bundle = parse_private_tx(params, signer, next_block)
-            applied = None
-            if bundle.hints:  # simulate now: the hint carries its logs and gas
+        # No lock unless the bundle is hinted: a bundle or private transaction reaches its
+        # pool at once, even while a block is being built (it then waits for the next).
+        if method == "mev_sendBundle":
+            bundle = parse_mev_bundle(params, signer, self._known)
+        else:
+            bundle = parse_private_tx(params, signer, self.next_block)
+        if bundle.hints:  # simulated first: the hint carries its logs and gas
+            async with self.lock:
+                parent = await self.chain.latest()
                 step = await self.chain.snapshot()
                 applied = await self.chain.apply(
                     bundle.txs, base_fee=_base_fee(parent),
                     timestamp=int(parent["timestamp"], 16) + 1)
                 await self.chain.revert(step)
-        self.pools[endpoint].add(bundle)
-        if bundle.hints:
-            assert applied is not None
             self.private[bundle.hash] = bundle
             self.hints.publish(hint_event(bundle, applied))
+        self.pools[endpoint].add(bundle)
         if method == "mev_sendBundle":
             return {"bundleHash": bundle.hash}
         return bundle.hash
@@ -180,7 +187,11 @@ class Builder:
                     "toAddress": r["to"], "gasUsed": int(r["gasUsed"], 16),
                     **({} if r["status"] == "0x1" else {"error": "execution reverted"})}
                    for r in applied.receipts]
+        base_fee = _base_fee(parent)
+        gas_fees = sum(int(r["gasUsed"], 16) * (int(r["effectiveGasPrice"], 16) - base_fee)
+                       for r in applied.receipts)
         return {"bundleHash": bundle.hash, "coinbaseDiff": str(applied.payment),
+                "gasFees": str(gas_fees), "ethSentToCoinbase": str(applied.payment - gas_fees),
                 "totalGasUsed": applied.gas_used, "results": results,
                 "stateBlockNumber": int(parent["number"], 16),
                 "bundleGasPrice": str(applied.payment // max(1, applied.gas_used)),
@@ -216,6 +227,8 @@ class Builder:
             except KeyError:
                 async with self.lock:
                     forwarded = json.loads(await self.chain.forward(json.dumps(item).encode()))
+                if method in MINING:
+                    await self.refresh()
                 assert isinstance(forwarded, dict)
                 return forwarded
             return {"jsonrpc": "2.0", "id": rid, "result": result}
