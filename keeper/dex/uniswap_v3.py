@@ -39,6 +39,8 @@ from keeper.strategy import ChainReader
 from keeper.types import BlockRef, Event, LogFilter, SwapLeg
 
 VENUE = "uniswap_v3"
+# Exits must leave this much room in their pool (V3Book.headroom_bps): 1 bp of the input.
+EXIT_HEADROOM_BPS = 1
 FEE_TIERS = (100, 500, 3000, 10000)
 
 
@@ -95,12 +97,22 @@ class _Quote:
 
 class V3Book:
     """Uniswap V3 pools by lower-case address (`by_address`), kept current from their logs.
-    A `keeper.dex.venue.Venue`."""
+    A `keeper.dex.venue.Venue`.
+
+    `headroom_bps`: a pool is an exit for an exact input only if it could also take that
+    much more (`EXIT_HEADROOM_BPS` for the keeper's exits, 0 = exactly the input, as
+    QuoterV2). The executor sells everything a liquidation seized, and the chain may hold
+    a little more than ranked (an Aave collateral's interest since the ranked block; an
+    earlier send of the block selling a little more into the pool): a size the search
+    fitted to the last unit of a range would then cross into an empty one, and the swap
+    walks every bitmap word to the price limit (out of gas) or reverts."""
 
     venue = VENUE
 
-    def __init__(self, pools: Iterable[V3Pool] = (), *, block: int = 0) -> None:
+    def __init__(self, pools: Iterable[V3Pool] = (), *, block: int = 0,
+                 headroom_bps: int = 0) -> None:
         self.block = block
+        self.headroom_bps = headroom_bps
         self.by_address: dict[str, V3Pool] = {}
         self._by_tokens: dict[tuple[str, str], tuple[str, ...]] = {}
         for pool in pools:
@@ -119,7 +131,7 @@ class V3Book:
 
     def copy(self) -> V3Book:
         """An independent book (pools are immutable, so a shallow copy is one)."""
-        book = V3Book(block=self.block)
+        book = V3Book(block=self.block, headroom_bps=self.headroom_bps)
         book.by_address = dict(self.by_address)
         book._by_tokens = dict(self._by_tokens)
         return book
@@ -196,9 +208,12 @@ class V3Book:
         cls, chain: ChainReader, factory: str, tokens: Iterable[str], block: BlockRef | int,
         fees: Sequence[int] = FEE_TIERS,
     ) -> V3Book:
-        """Every pool of the factory among `tokens` (`discover`), loaded (`load`)."""
-        return await cls.load(chain, await cls.discover(chain, factory, tokens, block, fees),
+        """Every pool of the factory among `tokens` (`discover`), loaded (`load`), as the
+        keeper's exits (`EXIT_HEADROOM_BPS`)."""
+        book = await cls.load(chain, await cls.discover(chain, factory, tokens, block, fees),
                               block)
+        book.headroom_bps = EXIT_HEADROOM_BPS
+        return book
 
     async def reload(self, chain: ChainReader, block: BlockRef | int) -> None:
         """Read every pool again as of `block`, in place (after a reorg)."""
@@ -253,6 +268,12 @@ class V3Book:
                     result = quote_exact_input_single(pool, zero_for_one, amount, must_fill=True)
                     if amount_in_of(result, zero_for_one) != amount:
                         continue  # the pool ran out of liquidity: it cannot take it all
+                    if self.headroom_bps:  # and that much more, from where this leaves it
+                        more = amount * self.headroom_bps // 10_000 + 1
+                        extra = quote_exact_input_single(pool.after(result), zero_for_one,
+                                                         more, must_fill=True)
+                        if amount_in_of(extra, zero_for_one) != more:
+                            continue
                     most = max(most, amount_out_of(result, zero_for_one))
                 else:
                     result = quote_exact_output_single(pool, zero_for_one, amount)

@@ -91,3 +91,19 @@ def test_the_output_bound_is_never_reached() -> None:
                 continue
             assert amount_out_of(result, zero_for_one) < _out_bound(p, zero_for_one, amount), (
                 round_, amount)
+
+
+def test_an_exit_must_leave_headroom_in_its_pool() -> None:
+    """With `headroom_bps` (the keeper's exits), a pool is no exit for an input that fills
+    its last range to within that much: the chain may hold a little more to sell by then.
+    Below that, the quote is the same as without headroom."""
+    only = V3Pool("0x" + "dd" * 20, A, B, 500, 10, 2**96, 0, 0).modify_position(-500, 500, 10**21)
+    plain, careful = V3Book([only]), V3Book([only], headroom_bps=1)
+    low, high = 1, 10**30  # the most the range takes: bisect on "filled"
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if plain.quote(A, B, middle) is not None else (low, middle)
+    assert plain.quote(A, B, low) is not None and careful.quote(A, B, low) is None
+    inside = low * 9_990 // 10_000
+    assert careful.quote(A, B, inside) == plain.quote(A, B, inside) is not None
+    assert careful.copy().headroom_bps == 1
