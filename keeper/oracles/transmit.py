@@ -95,7 +95,13 @@ def decode_report(report: bytes) -> tuple[int, bytes, tuple[int, ...], int]:
 
 def decode_transmit(calldata: bytes | str) -> MedianReport:
     """The median report inside `transmit` calldata (bytes or 0x-hex, selector included)."""
-    data = bytes.fromhex(calldata.removeprefix("0x")) if isinstance(calldata, str) else calldata
+    if isinstance(calldata, str):
+        try:
+            data = bytes.fromhex(calldata.removeprefix("0x"))
+        except ValueError as exc:
+            raise NotATransmit(f"calldata is not hex: {exc}") from exc
+    else:
+        data = calldata
     if data[:4] != TRANSMIT_SELECTOR:
         raise NotATransmit("selector is not transmit(bytes32[3],bytes,bytes32[],bytes32[],bytes32)")
     try:

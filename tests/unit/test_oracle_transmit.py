@@ -110,6 +110,7 @@ def test_signatures_recover_to_the_signers_with_v_in_raw_vs() -> None:
         "0x",
         "0xdeadbeef" + "00" * 64,
         "0x" + TRANSMIT_SELECTOR.hex() + "00" * 31,
+        "0xnot hex",
     ],
 )
 def test_malformed_calldata_is_not_a_transmit(calldata: str) -> None:

@@ -64,7 +64,9 @@ contract MedianAggregator is OCR2Base, AggregatorV2V3Interface {
     }
 
     /// @dev OCR2Base calls this first; reports must come in (epoch, round) order, so an old
-    /// signed report cannot be replayed (OCR2Aggregator's "stale report").
+    /// signed report cannot be replayed (OCR2Aggregator's "stale report"). OCR2Base passes
+    /// uint32(reportContext[1]): the low 24 bits of the epoch and the round, which orders
+    /// reports correctly while the epoch stays below 2^24 (the devnet's count from 1).
     function _validateReport(bytes32 configDigest, uint40 epochAndRound, bytes memory)
         internal
         override
