@@ -42,7 +42,7 @@ from keeper.devnet.oracles.profile import DEFAULT_ORACLE_FEEDS, deploy_oracle_ne
 from keeper.devnet.oracles.report import SignedReport, build_report, sign_report
 from keeper.devnet.tokens import to_feed_answer
 from keeper.errors import DevnetError
-from keeper.oracles.transmit import decode_transmit, transmit_median
+from keeper.oracles.transmit import decode_transmit, encode_report, transmit_median
 
 PRICE = 3_012_34567890  # 3012.34567890 USD, 8 decimals
 ORACLES = devnet_oracles()
@@ -150,6 +150,34 @@ def test_reports_without_a_quorum_of_valid_signatures_revert(chain: Chain) -> No
     chain.w3.eth.call(
         {"from": transmitter, "to": chain.feed.aggregator.address, "data": signed.calldata()}
     )
+
+
+def test_the_median_is_taken_on_chain_from_enough_sorted_observations(chain: Chain) -> None:
+    """A validly signed report must still be a sound median report: sorted observations
+    (the contract takes observations[n / 2]), more than f of them, the stated length."""
+    signers = ORACLES[: FAULTY + 1]
+    transmitter = ORACLES[0].transmitter
+
+    def signed(report: bytes) -> SignedReport:
+        return sign_report(report, chain.feed.config_digest, 1, 1, signers=signers)
+
+    unsorted = encode_report(1, bytes([0, 1, 2, 3]), [PRICE, PRICE - 1, PRICE, PRICE + 1])
+    assert "observations not sorted" in _revert_reason(chain, signed(unsorted), transmitter)
+    lone = encode_report(1, bytes([0]), [PRICE])  # f = 1: one value could be the faulty one
+    assert "too few values to trust median" in _revert_reason(chain, signed(lone), transmitter)
+    padded = encode_report(1, bytes([0, 1]), [PRICE, PRICE]) + bytes(32)
+    assert "report length mismatch" in _revert_reason(chain, signed(padded), transmitter)
+    # three observations: the median is the middle one, wherever the reference price is
+    odd = encode_report(1, bytes([2, 0, 1]), [PRICE - 5, PRICE + 3, PRICE + 9])
+    call = {
+        "from": transmitter,
+        "to": chain.feed.aggregator.address,
+        "data": signed(odd).calldata(),
+    }
+    chain.rpc("anvil_impersonateAccount", transmitter)  # its key signs; anvil may send as it
+    tx_hash = chain.w3.eth.send_transaction(call)  # type: ignore[arg-type]
+    assert mined_receipt(chain.w3, tx_hash)["status"] == 1
+    assert chain.feed.proxy.functions.latestAnswer().call() == PRICE + 3
 
 
 def test_a_replayed_or_older_report_is_invalid(chain: Chain) -> None:
