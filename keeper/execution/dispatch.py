@@ -196,8 +196,15 @@ class Dispatcher:
             follows = await self.executor.launch([i for _, i in ready], self.base_fee)
         except Exception as exc:
             follows = [self._failed(send, exc) for send, _ in ready]
-        for (send, intent), follow in zip(ready, follows, strict=True):
-            tasks.create_task(self._follow(send, intent, follow))
+        for n, ((send, intent), follow) in enumerate(zip(ready, follows, strict=True)):
+            following = self._follow(send, intent, follow)
+            try:
+                tasks.create_task(following)
+            except RuntimeError:  # the task group is shutting down: these never start
+                following.close()
+                for unstarted in follows[n:]:
+                    unstarted.close()
+                raise
 
     async def _failed(self, send: Send, exc: Exception) -> Outcome:
         raise exc

@@ -42,11 +42,13 @@ class ForkError(FatalError):
 class ForkExecutor(Executor):
     """An `Executor` on the fork that also counts its liquidations in progress.
 
-    `Executor.busy` covers a send from its capital reservation to its receipt;
-    a reset between the claim and that reservation (while approving or
-    simulating) would lose the approval or make the send revert, so every
-    `execute` call counts as in flight here. Simulations run at the fork's
-    latest block, where the send will land.
+    `Executor.busy` covers a send from its capital reservation (or its nonce)
+    to its receipt; a reset between the claim and that reservation (while
+    approving or simulating) would lose the approval or make the send revert,
+    so every `execute_before` call (each send with simulation "before", and
+    each one that needs an approval) counts as in flight here; a volley holds
+    no await there. Simulations run at the fork's latest block, where the send
+    will land.
     """
 
     _running = 0
@@ -60,11 +62,11 @@ class ForkExecutor(Executor):
         # blocks they name other states (or none yet). The send lands on "latest".
         return super().simulate(intent, "latest")
 
-    async def execute(self, *args: Any, **kwargs: Any) -> Outcome:
+    async def execute_before(self, *args: Any, **kwargs: Any) -> Outcome:
         # Passed through untouched: only the count matters here.
         self._running += 1
         try:
-            return await super().execute(*args, **kwargs)
+            return await super().execute_before(*args, **kwargs)
         finally:
             self._running -= 1
 
