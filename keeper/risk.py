@@ -200,7 +200,7 @@ def _scale(values: Sequence[float]) -> tuple[float, str]:
 
 def plot_png(view: RiskView) -> str:
     """The curves as one base64 PNG (`plot_figure`)."""
-    from keeper.backtest.report import png_base64  # noqa: PLC0415 (matplotlib)
+    from keeper.backtest.figures import png_base64  # noqa: PLC0415 (matplotlib)
 
     return png_base64(plot_figure(view))
 
@@ -208,7 +208,7 @@ def plot_png(view: RiskView) -> str:
 def plot_figure(view: RiskView) -> Figure:
     """A panel per asset, a line per (protocol, unit); the y-axis in millions (or
     thousands) of the one unit its lines share, else of the unit each line's label names."""
-    from keeper.backtest.report import new_figure  # noqa: PLC0415 (matplotlib)
+    from keeper.backtest.figures import new_figure  # noqa: PLC0415 (matplotlib)
 
     assets = view.assets()
     columns = 2 if len(assets) > 1 else 1

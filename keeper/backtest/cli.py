@@ -125,9 +125,9 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     if html_path is not None:
         check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
-    from keeper.backtest import devnet_replay  # noqa: PLC0415
+    from keeper.backtest import devnet_replay, path_file  # noqa: PLC0415
 
-    path = devnet_replay.load_path(devnet_replay.resolve_path(price_path)) if price_path else None
+    path = path_file.load_path(path_file.resolve_path(price_path)) if price_path else None
     if path is not None and steps is not None and steps > len(path.points):
         raise BacktestUsageError(f"--steps {steps}: {path.path.name} has only "
                                  f"{len(path.points)} steps")

@@ -19,216 +19,56 @@ journal and their receipts. `--capital USD` gives the liquidator that much of ea
 
 There are no competing liquidators on the devnet, so the report's historical list is empty.
 
-A path file is `time_utc,price[,gas_gwei]`: a header whose first column is the time, then
-rows of an ISO-8601 UTC time (increasing), a positive price and, optionally, the gas price
-in gwei; a `# drives: WETH=1, WBTC=0.7` comment says which devnet feeds follow it and with
-what beta (the default is the demo's). The files shipped in `keeper/backtest/paths/` credit
-their source.
+The path file (its format, its checks) is `keeper.backtest.path_file`; the sampling of the
+books at every block is `keeper.backtest.recorder`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import csv
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
-from keeper.backtest.episodes import Attempt, Episodes, Position, Sighting, Taken
-from keeper.backtest.model import BacktestReport, HealthSample, Liquidation, PriceSample
+from keeper.backtest.episodes import Attempt, Position, Taken
+from keeper.backtest.model import BacktestReport, Liquidation, PriceSample
+from keeper.backtest.path_file import PricePath
+from keeper.backtest.recorder import Recorder
 from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
-from keeper.devnet.crash import BETAS, CrashStep, crash_steps
+from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
-from keeper.devnet.price_path import PricePoint, load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS, to_feed_answer
-from keeper.errors import InputFileError
 from keeper.execution.allowances import APPROVE, MAX_UINT
 from keeper.execution.capital import BALANCE_OF
 from keeper.execution.journal import Journal
 from keeper.execution.receipts import TRANSFER_TOPIC
-from keeper.ranking import rank
-from keeper.types import BlockRef, Candidate
-from keeper.types import Opportunity as Ranked
 from keeper.wiring import Keeper
 
 T = TypeVar("T")
-PATHS = Path(__file__).parent / "paths"
 WAD = 10**18
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95)
 # A block waits at most this long for the keeper's sends of the block before to reach the
 # pool (or end); then it is mined without the late ones, and the report says so.
 SETTLE_SECONDS = 10.0
 BLOCK_SECONDS = 12  # the replayed blocks' spacing (their timestamps do not follow the clock)
 MAX_BLOCKS_PER_STEP = 32  # blocks of the keeper's reaction to one step, at most
 FEED_GAS = 200_000
-UNBOUNDED = -(2**255)  # a minimum profit that keeps every valuation, losses too
 UPDATE_ANSWER = "0x" + function_signature_to_4byte_selector("updateAnswer(int256)").hex()
 TRANSFER = "0x" + function_signature_to_4byte_selector("transfer(address,uint256)").hex()
 MINT = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex()
-NO_DEBT = 2**255  # a health factor at or above this is "no debt" (uint max in both protocols)
 
 # (steps done, steps in all, blocks replayed so far): drives the CLI's progress bar.
 Progress = Callable[[int, int, int], None]
-
-
-@dataclass(frozen=True)
-class PricePath:
-    """A loaded path file: its points and the devnet symbols it drives, with their betas."""
-
-    path: Path
-    points: list[PricePoint]
-    betas: dict[str, Decimal]
-
-
-def load_path(path: Path) -> PricePath:
-    """The path's points, and its `# drives:` header (the demo's betas when it has none).
-
-    Checked whole before anything runs: a header naming the time column first, at least
-    two rows, ISO-8601 times in increasing order; each fault is one `InputFileError` line.
-    """
-    points = load_price_path(path)
-    _check_shape(path)
-    symbols = {t.symbol for t in DEFAULT_TOKENS}
-    betas: dict[str, Decimal] = dict(BETAS)
-    for line in path.read_text().splitlines():
-        if not line.startswith("# drives:"):
-            continue
-        betas = {}
-        for item in line.removeprefix("# drives:").split(","):
-            symbol, _, beta = item.strip().partition("=")
-            if symbol not in symbols:
-                raise InputFileError(f"{path}: drives {symbol!r}, not a devnet asset "
-                                     f"({', '.join(sorted(symbols))})")
-            try:
-                betas[symbol] = Decimal(beta or "1")
-            except InvalidOperation:
-                raise InputFileError(f"{path}: bad beta {beta!r} for {symbol}") from None
-    return PricePath(path, points, betas)
-
-
-def _check_shape(path: Path) -> None:
-    """What `load_price_path` (shared with the demo) does not check: the header, the times."""
-    rows = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1)
-            if line.strip() and not line.startswith("#")]
-    header = next(csv.reader([rows[0][1]]))
-    if not header[0].strip().lower().startswith("time") or len(header) not in (2, 3):
-        raise InputFileError(f"{path}:{rows[0][0]}: expected a header time_utc,price[,gas_gwei]"
-                             f", got {rows[0][1][:40]!r}")
-    if len(rows) < 3:
-        raise InputFileError(f"{path}: a price path needs at least two rows")
-    last: datetime | None = None
-    for number, line in rows[1:]:
-        fields = next(csv.reader([line]))
-        if len(fields) > len(header):
-            raise InputFileError(f"{path}:{number}: {len(fields)} columns, the header has "
-                                 f"{len(header)}")
-        try:
-            when = datetime.fromisoformat(fields[0].strip().removesuffix("Z"))
-        except ValueError:
-            raise InputFileError(f"{path}:{number}: {fields[0][:30]!r} is not an ISO-8601 "
-                                 "time") from None
-        if last is not None and when <= last:
-            raise InputFileError(f"{path}:{number}: time {fields[0]} is not after the row "
-                                 "before")
-        last = when
-
-
-def resolve_path(name: str | Path) -> Path:
-    """A path file by file name, or by the name of a shipped one (with or without `.csv`)."""
-    given = Path(name)
-    if given.exists():
-        return given
-    for candidate in (PATHS / given.name, PATHS / f"{given.name}.csv"):
-        if candidate.is_file():
-            return candidate
-    shipped = ", ".join(sorted(p.stem for p in PATHS.glob("*.csv")))
-    raise InputFileError(f"{name}: price path file not found (shipped paths: {shipped})")
-
-
-@dataclass
-class _Recorder:
-    """Samples the engine's books at every block the replay steps (between awaits: stable).
-
-    At every block: which positions are liquidatable. At the blocks it values (each step's
-    price block, and the first block of each new episode): what each would have paid alone
-    there (`keeper.ranking.rank` on the unsized candidate, net of gas and slippage), and
-    whether the debt asset on hand could repay it.
-    """
-
-    keeper: Keeper
-    symbols: Mapping[str, str]  # token address (lower-case) -> symbol
-    episodes: Episodes = field(default_factory=Episodes)
-    health: list[HealthSample] = field(default_factory=list)
-    _last: set[Position] = field(default_factory=set)
-
-    async def sample(self, at: BlockRef, ranked: Sequence[Ranked], *, value: bool) -> None:
-        engine = self.keeper.engine
-        by_position: dict[Position, list[Candidate]] = {}
-        for strategy in engine.strategies:
-            for candidate in strategy.candidates(at):
-                by_position.setdefault((candidate.strategy, candidate.account.lower()),
-                                       []).append(candidate)
-        held = {(o.strategy, o.account.lower()) for o in ranked}
-        balances = await self._balances(sorted({c.debt for cs in by_position.values()
-                                                for c in cs}), at.number)
-        sightings: dict[Position, Sighting] = {}
-        for position, candidates in sorted(by_position.items()):
-            first = candidates[0]
-            sighting = Sighting(first.collateral, first.debt, ranked=position in held)
-            if value or position not in self._last:
-                best = rank(candidates, dex=engine.dex, quote_token=engine.quote_token,
-                            base_fee=engine.next_base_fee, priority_fee=engine.priority_fee,
-                            min_profit=UNBOUNDED, block=at.number)
-                if best:
-                    top = best[0]
-                    sighting = Sighting(top.collateral, top.debt, top.net_profit,
-                                        short=balances.get(top.debt, 0) < top.debt_to_cover,
-                                        ranked=position in held)
-            sightings[position] = sighting
-        self._last = set(sightings)
-        self.episodes.sample(at.number, sightings)
-
-    async def _balances(self, tokens: Sequence[str], block: int) -> dict[str, int]:
-        """The sender's balance of each token at `block` (what the keeper's sizing had)."""
-        executor = self.keeper.executor
-        if executor is None or not tokens:
-            return {}
-        data = BALANCE_OF + encode(["address"], [executor.address]).hex()
-        answers = await self.keeper.chain.batch(
-            [("eth_call", [{"to": t, "data": data}, hex(block)]) for t in tokens])
-        return {t: int(a, 16) for t, a in zip(tokens, answers, strict=True)}
-
-    def sample_health(self, at: BlockRef) -> None:
-        """The health-factor distribution over every tracked position with debt."""
-        factors: list[float] = []
-        for source in self.keeper.engine.capabilities.positions:
-            factors += [p.health_factor / WAD for p in source.positions(at)
-                        if p.health_factor < NO_DEBT]
-        factors.sort()
-        self.health.append(HealthSample(
-            block=at.number, positions=len(factors), below_one=sum(f < 1 for f in factors),
-            quantiles={q: _quantile(factors, q) for q in QUANTILES} if factors else {},
-        ))
-
-    def symbol(self, token: str) -> str:
-        return self.symbols.get(token.lower(), token)
-
-
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank quantile of a sorted, non-empty sequence."""
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
 class _Sends(asyncio.TaskGroup):
@@ -388,7 +228,7 @@ async def _replay(
     engine = keeper.engine
     chain = _Chain(keeper, info, clock)
     symbols = {t.address.lower(): s for s, t in info.tokens.items()}
-    recorder = _Recorder(keeper, symbols)
+    recorder = Recorder(keeper, symbols)
     report = BacktestReport(mode="price-path", chain_id=info.chain_id,
                             from_block=engine.stats.head, to_block=engine.stats.head,
                             quote_symbol="WETH")
@@ -439,7 +279,7 @@ async def _replay(
     return report
 
 
-async def _react(keeper: Keeper, chain: _Chain, recorder: _Recorder,
+async def _react(keeper: Keeper, chain: _Chain, recorder: Recorder,
                  tasks: asyncio.TaskGroup, block: int) -> int:
     """The keeper's reaction to a step's price block, block by block until it sends
     nothing more; how many blocks were mined before a late send reached the pool."""
@@ -470,7 +310,7 @@ def _flows(receipt: Mapping[str, Any], me: str, collateral: str, debt: str) -> t
 
 
 async def _fill_outcomes(
-    report: BacktestReport, keeper: Keeper, journal: Journal, recorder: _Recorder
+    report: BacktestReport, keeper: Keeper, journal: Journal, recorder: Recorder
 ) -> None:
     """The keeper's liquidations (journal + receipts), its attempts by outcome, gas spent,
     and every opportunity (`keeper.backtest.episodes`)."""

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from keeper.backtest.devnet_replay import load_path, replay, resolve_path
+from keeper.backtest.devnet_replay import replay
 from keeper.backtest.model import WALL_CLOCK, BacktestReport
+from keeper.backtest.path_file import load_path, resolve_path
 from keeper.backtest.report import write_html
 from keeper.backtest.units import CELL
 from keeper.devnet.crash import CrashStep, crash_steps

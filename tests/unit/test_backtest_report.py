@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from keeper import cli
-from keeper.backtest.devnet_replay import PATHS, load_path, resolve_path
+from keeper.backtest.figures import FIGURES, plot_health, plot_liquidations
 from keeper.backtest.model import (
     BacktestReport,
     HealthSample,
@@ -25,15 +25,8 @@ from keeper.backtest.model import (
     Opportunity,
     PriceSample,
 )
-from keeper.backtest.report import (
-    FIGURES,
-    ReplayProgress,
-    plot_health,
-    plot_liquidations,
-    print_summary,
-    render_html,
-    write_html,
-)
+from keeper.backtest.path_file import PATHS, load_path, resolve_path
+from keeper.backtest.report import ReplayProgress, print_summary, render_html, write_html
 from keeper.backtest.units import CELL
 from keeper.errors import InputFileError
 from keeper.log import reset_logging

@@ -1,0 +1,205 @@
+"""The backtest report's figures: matplotlib on its Agg backend (no display needed), one
+function per figure, each of a `BacktestReport`; `keeper.backtest.report` embeds them in the
+HTML report as base64 PNGs. Also the sums both the figures and the console tables show.
+
+matplotlib is imported inside the functions: it is slow to import and only the HTML
+report (and `keeper risk --plot`) needs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from keeper.backtest.model import BacktestReport, Liquidation
+from keeper.backtest.units import amount, short, usd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+
+def usd_of(report: BacktestReport, items: Iterable[tuple[int, float]]) -> float | None:
+    """The USD value of quote amounts, each at its block's oracle price."""
+    total = 0.0
+    for block, value in items:
+        price = report.usd(report.quote_symbol, block)
+        if price is None:
+            return None
+        total += value * price
+    return total
+
+
+def by_liquidator(report: BacktestReport) -> dict[str, tuple[int, float]]:
+    """(liquidations, net profit) of the keeper and of each historical liquidator."""
+    out: dict[str, tuple[int, float]] = {"keeper": (len(report.keeper), report.keeper_net_profit)}
+    for liquidation in report.historical:
+        count, profit = out.get(liquidation.liquidator, (0, 0.0))
+        out[liquidation.liquidator] = (count + 1, profit + liquidation.profit_quote)
+    return out
+
+
+def new_figure(width: float = 9, height: float = 3.6) -> Figure:
+    """A matplotlib figure on the Agg backend (no display needed)."""
+    import matplotlib  # noqa: PLC0415 (slow import, needed only for the HTML report)
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def MaxNLocator(*, integer: bool) -> Any:  # noqa: N802 (matplotlib's name, imported late)
+    from matplotlib.ticker import MaxNLocator as Locator  # noqa: PLC0415
+
+    return Locator(integer=integer)
+
+
+def StrMethodFormatter(spec: str) -> Any:  # noqa: N802
+    from matplotlib.ticker import StrMethodFormatter as Formatter  # noqa: PLC0415
+
+    return Formatter(spec)
+
+
+def png_base64(figure: Figure) -> str:
+    """The figure as a base64 PNG, for an <img src="data:image/png;base64,...">."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def span(report: BacktestReport) -> str:
+    """The replayed range, as every title names it."""
+    return f"blocks {report.from_block}-{report.to_block}"
+
+
+def _blocks_axis(axes: Axes, report: BacktestReport) -> None:
+    """Every plot over blocks spans the replayed range, so their x-axes line up."""
+    low, high = report.from_block, max(report.to_block, report.from_block + 1)
+    axes.set_xlim(low, high)
+    axes.set_xlabel("block")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.xaxis.set_major_formatter(StrMethodFormatter("{x:.0f}"))
+
+
+def _counts_axis(axes: Axes) -> None:
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_ylim(bottom=0)
+
+
+def plot_prices(report: BacktestReport) -> Figure:
+    figure = new_figure()
+    axes = figure.subplots()
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for sample in report.prices:
+        series[sample.asset].append((sample.block, sample.price))
+    moved = {a: p for a, p in series.items() if len({v for _, v in p}) > 1}
+    for asset, points in sorted(moved.items()):
+        first = points[0][1]
+        axes.plot([b for b, _ in points], [100 * p / first for _, p in points],
+                  label=f"{asset} (start {usd(first)})")
+    axes.set(title=f"oracle prices, % of the first ({span(report)})",
+             ylabel="% of the first price")
+    _blocks_axis(axes, report)
+    if moved:
+        axes.legend()
+    return figure
+
+
+def plot_health(report: BacktestReport) -> Figure:
+    figure = new_figure(height=4.4)
+    axes = figure.subplots()
+    samples = [h for h in report.health if h.quantiles]
+    blocks = [h.block for h in samples]
+    positions = max((h.positions for h in samples), default=0)
+
+    def line(q: float) -> list[float]:
+        return [min(h.quantiles.get(q, float("nan")), 3.0) for h in samples]
+
+    unhealthy = axes.twinx()
+    if samples:
+        axes.fill_between(blocks, line(0.05), line(0.95), alpha=0.2, label="HF 5-95 %")
+        axes.fill_between(blocks, line(0.25), line(0.75), alpha=0.35, label="HF 25-75 %")
+        axes.plot(blocks, line(0.5), label="HF median")
+        axes.axhline(1.0, color="red", linewidth=0.8, label="HF = 1 (liquidatable below)")
+        unhealthy.step(blocks, [h.below_one for h in samples], where="post", color="black",
+                       linewidth=0.8, linestyle="--", label="positions with HF < 1 (right)")
+        handles, labels = axes.get_legend_handles_labels()
+        more, more_labels = unhealthy.get_legend_handles_labels()
+        # Below the plot, not over the bands: every series of both axes in one legend.
+        figure.legend(handles + more, labels + more_labels, loc="outside lower center",
+                      ncols=3, fontsize="small")
+    unhealthy.set_ylabel("positions with HF < 1")
+    _counts_axis(unhealthy)
+    axes.set(title=f"health factors of {positions} positions with debt (capped at 3; "
+                   f"{span(report)})", ylabel="health factor")
+    _blocks_axis(axes, report)
+    return figure
+
+
+def _sources(report: BacktestReport) -> list[tuple[str, list[Liquidation]]]:
+    """The keeper's and the historical liquidations, each when there are any."""
+    both = (("keeper", report.keeper), ("historical", report.historical))
+    return [(label, items) for label, items in both if items]
+
+
+def _with_legend(figure: Figure, report: BacktestReport) -> Figure:
+    if _sources(report):
+        figure.axes[0].legend()
+    return figure
+
+
+def plot_liquidations(report: BacktestReport) -> Figure:
+    figure = new_figure()
+    axes = figure.subplots()
+    for label, items in _sources(report):
+        counts = Counter(x.block for x in items)
+        axes.bar(list(counts), list(counts.values()), label=label, alpha=0.7, width=1.0)
+    total = len(report.keeper) + len(report.historical)
+    axes.set(title=f"liquidations by block: {total} ({span(report)})",
+             ylabel="liquidations per block")
+    _blocks_axis(axes, report)
+    _counts_axis(axes)
+    return _with_legend(figure, report)
+
+
+def plot_pnl(report: BacktestReport) -> Figure:
+    figure = new_figure()
+    axes = figure.subplots()
+
+    def cumulative(items: list[Liquidation]) -> tuple[list[int], list[float]]:
+        total, blocks, values = 0.0, [report.from_block], [0.0]
+        for item in sorted(items, key=lambda x: x.block):
+            total += item.profit_quote
+            blocks.append(item.block)
+            values.append(total)
+        blocks.append(report.to_block)
+        values.append(total)
+        return blocks, values
+
+    for label, items in _sources(report):
+        axes.step(*cumulative(items), where="post", label=label)
+    dollars = usd_of(report, [(x.block, x.profit_quote) for x in report.keeper])
+    worth = "" if dollars is None else f", {usd(dollars)}"
+    axes.set(title=f"cumulative net profit, {amount(report.keeper_net_profit, report.quote_symbol)}"
+                   f"{worth} for the keeper ({span(report)})",
+             ylabel=f"net profit ({report.quote_symbol})")
+    _blocks_axis(axes, report)
+    return _with_legend(figure, report)
+
+
+def plot_liquidators(report: BacktestReport) -> Figure:
+    figure = new_figure()
+    axes = figure.subplots()
+    rows = by_liquidator(report)
+    names = [short(n) for n in rows]
+    axes.bar(names, [profit for _, profit in rows.values()])
+    axes.set(title=f"net profit by liquidator ({span(report)})", xlabel="liquidator",
+             ylabel=f"net profit ({report.quote_symbol})")
+    return figure
+
+
+FIGURES = (plot_prices, plot_health, plot_liquidations, plot_pnl, plot_liquidators)
