@@ -320,13 +320,16 @@ async def end_to_end(info: DevnetInfo, table: Table, args: argparse.Namespace,
                     continue
                 keeper, limit, stepping = Series("keeper"), Series("limit"), Series("step")
                 for k in range(args.warmup + args.trials):
-                    latency, _seen, work = await keeper_trial(
-                        bench, rpc=rpc, state=state, folder=folder, trial=f"t{k}")
-                    bare = await limit_trial(bench, limit_rpc, limit_account)
+                    # Without prepared liquidations: this bench times the step at scale.
+                    timed = await keeper_trial(
+                        bench, rpc=rpc, state=state, folder=folder, trial=f"t{k}", drop=drop,
+                        prepared=False)
+                    assert timed.latency is not None, f"a {drop} drop sent nothing"
+                    bare = await limit_trial(bench, limit_rpc, limit_account, drop)
                     if k >= args.warmup:
-                        keeper.samples.append(latency)
+                        keeper.samples.append(timed.latency)
                         limit.samples.append(bare)
-                        stepping.samples.append(work)
+                        stepping.samples.append(timed.work)
                     if k % 10 == 0:
                         print(f"    trial {k}", file=sys.stderr, flush=True)
                 liquidatable = _liquidatable_after(state, drop)
