@@ -1,20 +1,17 @@
 """One block of the devnet builder: simulate, order by payment, include, mine.
 
-On a snapshot of the chain the builder
-1. simulates every candidate bundle alone on top of the parent block and measures what it
-   pays the builder (the coinbase's balance gain: priority fees plus direct transfers to
-   block.coinbase); a bundle that fails alone (a transaction reverts without canRevert /
-   revertingTxHashes, a nonce already used or out of order) is dropped;
-2. takes the bundles by payment, highest first, and applies each on top of those already
-   taken; one that shares a transaction with them, or fails on the new state, is dropped
-   whole (atomicity: all of a bundle's transactions or none). A backrun bundle
+In the next block's context (its number, timestamp, base fee and coinbase; eth_simulateV1
+on the parent, nothing mined) the builder
+1. simulates every candidate bundle alone and measures what it pays the builder (the
+   coinbase's balance gain: priority fees plus direct transfers to block.coinbase); a
+   bundle that fails alone (a transaction reverts without canRevert / revertingTxHashes,
+   a nonce already used or out of order, no funds) is dropped;
+2. takes the bundles by payment, highest first, and simulates each behind those already
+   taken; one that shares a transaction with them, or fails behind them, is dropped whole
+   (atomicity: all of a bundle's transactions or none). A backrun bundle
    `[target, backrun]` thus lands with the backrun right behind its target;
 3. appends the public pool by effective tip, highest first (nonce order per sender);
-4. reverts to the snapshot and mines exactly that list as one block.
-
-Every simulation step is a mined block on the snapshot (anvil has no bundle simulator), so
-inside a simulation block.number and block.timestamp run a little ahead of the real
-block's; the final block is mined at the timestamp the bundles were checked against.
+4. sends exactly that list to anvil's pool, in order, and mines it as one block.
 """
 
 from __future__ import annotations
@@ -86,24 +83,21 @@ async def build_block(
 ) -> BlockReport:
     """Build and mine the next block from `bundles` (already merged and valid for it) and
     the public pool; the report of what it holds."""
-    # Anvil's own pool should be empty (the builder keeps every pool); whatever reached it
-    # some other way (a direct call to anvil) would land in every simulation unasked.
-    await chain.call("anvil_dropAllTransactions")
     started = time.monotonic()
+    # Anvil's own pool should be empty (the builder keeps every pool); whatever reached it
+    # some other way (a direct call to anvil) would be mined into the block unplanned.
+    await chain.call("anvil_dropAllTransactions")
     parent = await chain.latest()
     base_fee = next_base_fee(parent)
     when = max(int(parent["timestamp"], 16) + 1, timestamp or int(time.time()))
     report = BlockReport(int(parent["number"], 16) + 1, when, base_fee)
-    root = await chain.snapshot()
-    depth = 0  # simulation blocks stacked on the snapshot: each needs a later timestamp
+    at: dict[str, Any] = {"parent": parent, "base_fee": base_fee, "timestamp": when}
 
     candidates = {b.hash: Candidate(b.hash, b.kind, sorted(b.endpoints)) for b in bundles}
     report.candidates = list(candidates.values())
     alone: list[Bundle] = []
     for bundle in bundles:
-        step = await chain.snapshot()
-        applied = await chain.apply(bundle.txs, base_fee=base_fee, timestamp=when)
-        await chain.revert(step)
+        applied = await chain.simulate(bundle.txs, **at)
         candidate = candidates[bundle.hash]
         candidate.payment = applied.payment
         if applied.ok:
@@ -121,37 +115,39 @@ async def build_block(
         if shared:
             candidate.status, candidate.reason = "dropped", f"conflict: {shared[0]} taken"
             continue
-        step = await chain.snapshot()
-        applied = await chain.apply(bundle.txs, base_fee=base_fee, timestamp=when + depth)
-        if not applied.ok:
-            await chain.revert(step)
+        behind = await chain.simulate(bundle.txs, after=plan, **at) if plan else None
+        if behind is not None and not behind.ok:
             candidate.status = "dropped"
-            candidate.reason = f"fails after better bundles: {applied.reason}"
+            candidate.reason = f"fails after better bundles: {behind.reason}"
             continue
-        depth += 1
-        candidate.status, candidate.payment = "included", applied.payment
+        candidate.status = "included"
+        if behind is not None:  # what it pays behind the bundles before it
+            candidate.payment = behind.payment
         plan.extend(bundle.txs)
         taken.update(t.tx.hash for t in bundle.txs)
 
-    ordered = public_order(public, base_fee, taken)
-    if ordered:
-        applied = await chain.apply([BundleTx(t, True) for t in ordered], base_fee=base_fee,
-                                    timestamp=when + depth, partial=True)
-        placed = [t for t in ordered if t.hash in applied.mined]
-        plan.extend(BundleTx(t, True) for t in placed)
-        report.public = [t.hash for t in placed]
-
-    await chain.revert(root)
+    # The bundles, then the public pool by tip; anvil refuses a public transaction whose
+    # nonce a bundle used, and leaves one behind a nonce gap in its pool (dropped below).
     for item in plan:
         try:
             await chain.call("eth_sendRawTransaction", item.tx.raw_hex)
         except AnvilRpcError as exc:  # simulated fine a moment ago: reported, never expected
             report.mismatch = f"{item.tx.hash} refused at the final block: {exc}"
+    sent_public = []
+    for tx in public_order(public, base_fee, taken):
+        try:
+            await chain.call("eth_sendRawTransaction", tx.raw_hex)
+            sent_public.append(tx.hash)
+        except AnvilRpcError:
+            continue
     block = await chain.mine(base_fee, when)
     await chain.call("anvil_dropAllTransactions")
     report.transactions = [str(h) for h in block["transactions"]]
+    report.public = report.transactions[len(plan):]
     planned = [t.tx.hash for t in plan]
-    if report.transactions != planned and not report.mismatch:
+    if report.transactions[:len(plan)] != planned and not report.mismatch:
         report.mismatch = f"planned {planned}, anvil mined {report.transactions}"
+    elif [h for h in sent_public if h in report.public] != report.public:
+        report.mismatch = f"public {report.public} not among or not in the order sent"
     report.seconds = time.monotonic() - started
     return report

@@ -13,8 +13,8 @@ Methods (a POST to either endpoint):
   `builder_blocks` (the reports of the last blocks, newest last): devnet introspection;
 - anything else is forwarded to anvil (reads), with `eth_getTransactionCount(...,
   "pending")` counting the builder's public pool, which anvil never sees.
-Every call that touches anvil holds one lock: a simulation must not interleave with a
-read (it would see the simulation's state).
+Simulations mine nothing (eth_simulateV1), so reads and submissions never wait for a
+block being built; one lock keeps two builds (the timer and builder_buildBlock) apart.
 """
 
 from __future__ import annotations
@@ -79,8 +79,7 @@ class Builder:
 
     async def refresh(self) -> None:
         """Read the chain's head again (at start, and after a forwarded call that mines)."""
-        async with self.lock:
-            self.next_block = int((await self.chain.latest())["number"], 16) + 1
+        self.next_block = int((await self.chain.latest())["number"], 16) + 1
 
     async def build(self) -> BlockReport:
         """Build and mine the next block from both pools and the public pool."""
@@ -113,14 +112,12 @@ class Builder:
                 raise RpcFailure(INVALID_PARAMS, "eth_sendTransaction takes one object")
             request = dict(params[0])
             request.setdefault("nonce", await self._pending(str(request.get("from", ""))))
-            async with self.lock:
-                raw = await self.chain.call("eth_signTransaction", request)
+            raw = await self.chain.call("eth_signTransaction", request)
             method, params = "eth_sendRawTransaction", [raw]
         if method == "eth_sendRawTransaction":
             tx = _decoded(params)
-            async with self.lock:
-                if tx.nonce < await self.chain.nonce(tx.sender):
-                    raise RpcFailure(SERVER_ERROR, "nonce too low")
+            if tx.nonce < await self.chain.nonce(tx.sender):
+                raise RpcFailure(SERVER_ERROR, "nonce too low")
             self.public[tx.hash] = tx
             return tx.hash
         if method == "eth_sendBundle":
@@ -145,20 +142,16 @@ class Builder:
     async def _send_private(
         self, endpoint: int, method: str, params: list[Any], signer: str
     ) -> Any:
-        # No lock unless the bundle is hinted: a bundle or private transaction reaches its
-        # pool at once, even while a block is being built (it then waits for the next).
+        # No lock: a bundle or private transaction reaches its pool at once, even while a
+        # block is being built (it then waits for the next); simulation mines nothing.
         if method == "mev_sendBundle":
             bundle = parse_mev_bundle(params, signer, self._known)
         else:
             bundle = parse_private_tx(params, signer, self.next_block)
         if bundle.hints:  # simulated first: the hint carries its logs and gas
-            async with self.lock:
-                parent = await self.chain.latest()
-                step = await self.chain.snapshot()
-                applied = await self.chain.apply(
-                    bundle.txs, base_fee=_base_fee(parent),
-                    timestamp=int(parent["timestamp"], 16) + 1)
-                await self.chain.revert(step)
+            parent = await self.chain.latest()
+            applied = await self.chain.simulate(
+                bundle.txs, parent=parent, base_fee=_base_fee(parent), timestamp=_now(parent))
             self.private[bundle.hash] = bundle
             self.hints.publish(hint_event(bundle, applied))
         self.pools[endpoint].add(bundle)
@@ -174,13 +167,10 @@ class Builder:
         return [BundleTx(public)] if public is not None else None
 
     async def _call_bundle(self, bundle: Bundle) -> dict[str, Any]:
-        """eth_callBundle: the bundle simulated alone on top of the latest block."""
-        async with self.lock:
-            parent = await self.chain.latest()
-            step = await self.chain.snapshot()
-            applied = await self.chain.apply(
-                bundle.txs, base_fee=_base_fee(parent), timestamp=_now(parent))
-            await self.chain.revert(step)
+        """eth_callBundle: the bundle simulated alone in the block after the latest."""
+        parent = await self.chain.latest()
+        applied = await self.chain.simulate(
+            bundle.txs, parent=parent, base_fee=_base_fee(parent), timestamp=_now(parent))
         if not applied.receipts:
             raise RpcFailure(SERVER_ERROR, applied.reason or "bundle not mined")
         results = [{"txHash": r["transactionHash"], "fromAddress": r["from"],
@@ -225,8 +215,7 @@ class Builder:
             try:
                 result = await self.call(endpoint, method, params, signer)
             except KeyError:
-                async with self.lock:
-                    forwarded = json.loads(await self.chain.forward(json.dumps(item).encode()))
+                forwarded = json.loads(await self.chain.forward(json.dumps(item).encode()))
                 if method in MINING:
                     await self.refresh()
                 assert isinstance(forwarded, dict)
@@ -243,8 +232,7 @@ class Builder:
         return {"jsonrpc": "2.0", "id": rid, "error": error}
 
     async def _pending(self, address: str) -> str:
-        async with self.lock:
-            count = await self.chain.nonce(address)
+        count = await self.chain.nonce(address)
         mine = sorted(t.nonce for t in self.public.values() if t.sender.lower() == address.lower())
         for nonce in mine:  # consecutive pool nonces from the chain's count
             if nonce == count:

@@ -37,10 +37,16 @@ class RawTx:
     sender: str  # checksummed
     nonce: int
     to: str | None  # checksummed; None for a contract creation
+    value: int
     data: bytes
     gas: int
     max_fee: int  # gasPrice for legacy and access-list transactions
     max_priority_fee: int
+
+    @property
+    def legacy_fees(self) -> bool:
+        """Types 0 and 1 (one gasPrice) rather than 1559 fees."""
+        return self.raw[0] >= 0xC0 or self.raw[0] == 1
 
     @property
     def raw_hex(self) -> str:
@@ -72,13 +78,13 @@ def decode_raw(raw_hex: str) -> RawTx:
     try:
         if raw[0] >= 0xC0:  # legacy: [nonce, gasPrice, gas, to, value, data, v, r, s]
             f = rlp.decode(raw)
-            nonce, fee, prio, gas, to, data = f[0], f[1], f[1], f[2], f[3], f[5]
+            nonce, fee, prio, gas, to, value, data = f[0], f[1], f[1], f[2], f[3], f[4], f[5]
         elif raw[0] == 1:  # [chainId, nonce, gasPrice, gas, to, value, data, accessList, ...]
             f = rlp.decode(raw[1:])
-            nonce, fee, prio, gas, to, data = f[1], f[2], f[2], f[3], f[4], f[6]
+            nonce, fee, prio, gas, to, value, data = f[1], f[2], f[2], f[3], f[4], f[5], f[6]
         elif raw[0] in (2, 4):  # [chainId, nonce, tip, maxFee, gas, to, value, data, ...]
             f = rlp.decode(raw[1:])
-            nonce, prio, fee, gas, to, data = f[1], f[2], f[3], f[4], f[5], f[7]
+            nonce, prio, fee, gas, to, value, data = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
         else:
             raise TxDecodeError(f"transaction type {raw[0]} is not supported by the builder")
         sender = Account.recover_transaction(raw)
@@ -89,7 +95,7 @@ def decode_raw(raw_hex: str) -> RawTx:
     assert isinstance(data, bytes)
     return RawTx(
         raw=raw, hash="0x" + keccak(raw).hex(), sender=to_checksum_address(sender),
-        nonce=_int(nonce), to=_to(to), data=data, gas=_int(gas),
+        nonce=_int(nonce), to=_to(to), value=_int(value), data=data, gas=_int(gas),
         max_fee=_int(fee), max_priority_fee=_int(prio),
     )
 
