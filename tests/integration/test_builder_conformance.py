@@ -124,6 +124,32 @@ def test_bundle_with_a_used_nonce_is_dropped(builder: tuple[Client, Client]) -> 
     assert fate["status"] == "dropped" and "nonce" in fate["reason"]
 
 
+def test_bundle_beats_a_public_tx_with_its_nonce(builder: tuple[Client, Client]) -> None:
+    c, _ = builder
+    nonce = c.nonce(1)
+    public, public_hash = c.tx(1, c.accounts[0].address, value=1, tip_gwei=80, nonce=nonce)
+    c("eth_sendRawTransaction", public)
+    bundled, bundled_hash = c.tx(1, c.accounts[0].address, value=2, tip_gwei=1, nonce=nonce)
+    c("eth_sendBundle", {"txs": [bundled], "blockNumber": hex(c.next_block())})
+    assert c.build()["transactions"] == [bundled_hash]  # bundles first; same nonce: out
+    assert c.build()["transactions"] == []  # and gone from the pool
+    assert c.receipt(public_hash) is None
+
+
+def test_bundle_time_window(builder: tuple[Client, Client]) -> None:
+    c, _ = builder
+    latest = int(c("eth_getBlockByNumber", "latest", False)["timestamp"], 16)
+    block = hex(c.next_block())
+    late, early, fits = (c.tx(1, c.accounts[0].address, value=v)[0] for v in (1, 2, 3))
+    c("eth_sendBundle", {"txs": [late], "blockNumber": block, "maxTimestamp": latest})
+    c("eth_sendBundle", {"txs": [early], "blockNumber": block, "minTimestamp": latest + 3600})
+    inside = c("eth_sendBundle", {"txs": [fits], "blockNumber": block,
+                                  "minTimestamp": latest, "maxTimestamp": latest + 3600})
+    report = c.build()
+    assert [b["bundleHash"] for b in report["bundles"]] == [inside["bundleHash"]]
+    assert len(report["transactions"]) == 1
+
+
 def test_backrun_lands_right_behind_its_hinted_target(builder: tuple[Client, Client]) -> None:
     c, _ = builder
     events = EventStream(c.url + "/events")

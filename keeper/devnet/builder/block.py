@@ -62,12 +62,15 @@ class BlockReport:
                 "buildSeconds": round(self.seconds, 4)}
 
 
-def public_order(pool: list[RawTx], base_fee: int, skip: set[str]) -> list[RawTx]:
+def public_order(pool: list[RawTx], base_fee: int, taken: list[BundleTx]) -> list[RawTx]:
     """The public pool by effective tip, highest first, each sender's transactions in nonce
-    order (a sender's next transaction competes once the one before it is placed)."""
+    order (a sender's next transaction competes once the one before it is placed); none
+    that is in a taken bundle or has the nonce of one (anvil would take it as a
+    replacement of the bundle's transaction)."""
+    used = {(t.tx.sender, t.tx.nonce) for t in taken}
     queues: dict[str, list[RawTx]] = {}
     for tx in sorted(pool, key=lambda t: t.nonce):
-        if tx.hash not in skip:
+        if (tx.sender, tx.nonce) not in used:
             queues.setdefault(tx.sender, []).append(tx)
     out: list[RawTx] = []
     while queues:
@@ -134,7 +137,7 @@ async def build_block(
         except AnvilRpcError as exc:  # simulated fine a moment ago: reported, never expected
             report.mismatch = f"{item.tx.hash} refused at the final block: {exc}"
     sent_public = []
-    for tx in public_order(public, base_fee, taken):
+    for tx in public_order(public, base_fee, plan):
         try:
             await chain.call("eth_sendRawTransaction", tx.raw_hex)
             sent_public.append(tx.hash)
