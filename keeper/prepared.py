@@ -229,8 +229,10 @@ class PreparedLiquidations:
         level = min(reached, key=lambda lv: abs(lv.answer - answer))
         del self._ready[feed]  # used once: the next step prepares again
         # Valid from the block that posted the answer: simulated there (at the head they
-        # were prepared at, the positions were still healthy).
-        ready = [dataclasses.replace(o, block=block) for o in level.opportunities]
+        # were prepared at, the positions were still healthy); none whose account our own
+        # liquidation touched after that head (the level does not hold it).
+        ready = [dataclasses.replace(o, block=block) for o in level.opportunities
+                 if not dispatcher.touched_after(o.strategy, o.account, o.block)]
         sent = dispatcher.dispatch(ready, tasks)
         self.stats.fired += 1
         self.stats.sent += sent

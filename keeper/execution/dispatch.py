@@ -137,6 +137,11 @@ class Dispatcher:
                 del self._pending_until[key]
         return list(self._pending_swaps.values())
 
+    def touched_after(self, strategy: str, account: str, block: int) -> bool:
+        """Was our own liquidation of `account` mined after `block` (a book of that block
+        does not hold it: an opportunity valued there would liquidate it again)?"""
+        return self._mined_at.get((strategy, account), 0) > block
+
     # -- sending -------------------------------------------------------------------------
 
     def dispatch(

@@ -37,7 +37,7 @@ from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
 from keeper.execution.nonces import NonceManager
-from keeper.execution.races import lost_to
+from keeper.execution.races import outlived, touched
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
@@ -368,9 +368,20 @@ class Executor:
         if outcome.status != "reverted":
             return outcome
         # A competitor (or the borrower) took the position first: a lost race, not a fault.
-        winner = await lost_to(self.chain, [o.account for o in intent.opportunities],
-                               self.address, ranked_at=opp.block, receipt=mined.receipt)
+        accounts = [o.account for o in intent.opportunities]
+        others = await touched(self.chain, accounts, ranked_at=opp.block, receipt=mined.receipt)
+        winner = next((h for h, who in others if who != self.address), None)
         if winner is None:
+            # Nobody else touched it: lost to the market only if we did not either and the
+            # call was valid where it was ranked (else the revert is ours and counts).
+            if not others and opp.block and await outlived(
+                    self.chain, sender=self.address, to=intent.call.to, data=intent.call.data,
+                    ranked_at=opp.block):
+                bound.info("lost the race to the market: no longer liquidatable when mined",
+                           ranked_at=opp.block)
+                return dataclasses.replace(
+                    outcome, status="lost",
+                    reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
             return outcome
         bound.info("lost the race", winner=winner)
         return dataclasses.replace(outcome, status="lost", winner=winner,

@@ -9,6 +9,12 @@ ours, whose indexed topics name the account. Every lending protocol indexes the
 borrower in its liquidation, repay and withdraw events (Aave's `LiquidationCall`,
 Morpho's `Liquidate`), so one batch of three `eth_getLogs` (the account as topic 1, 2
 or 3) over those few blocks finds the winner without knowing the protocol.
+
+When nobody touched the position, it may still have stopped being liquidatable: the
+price moved back (a recovering crash), or interest changed its health. `outlived` tells
+that apart from a fault of ours: the same call, from us, at the block we ranked it at.
+If it would have succeeded there, the position changed under us (a race lost to the
+market); if it fails there too, our decision was wrong and the revert counts.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from keeper.chain.http import HttpRpc
+from keeper.chain.http import HttpRpc, RpcError
 
 # Blocks searched before ours, back to the ranked one: with one block per transaction
 # (a first-come-first-served sequencer) hundreds pass between a ranking and its send.
@@ -32,19 +38,18 @@ def _position(entry: dict[str, Any]) -> tuple[int, int, int]:
             int(entry["logIndex"], 16))
 
 
-async def lost_to(
-    chain: HttpRpc, accounts: Sequence[str], me: str, *, ranked_at: int,
-    receipt: dict[str, Any],
-) -> str | None:
-    """The first transaction not sent by `me` that touched one of `accounts` after the
-    block the liquidation was ranked at and before our transaction in `receipt`; None if
-    none did (then the revert has another cause, and counts as one: our own earlier
-    liquidation of the account is no race)."""
+async def touched(
+    chain: HttpRpc, accounts: Sequence[str], *, ranked_at: int, receipt: dict[str, Any],
+) -> list[tuple[str, str]]:
+    """(transaction hash, sender) of every transaction that logged one of `accounts` after
+    the ranked block and before our transaction in `receipt`, in chain order. The first
+    one not sent by us is the race's winner; one of ours is no race (our own earlier
+    liquidation of the account: the revert counts)."""
     mined_at = int(receipt["blockNumber"], 16)
     our_index = int(receipt["transactionIndex"], 16)
     start = max(ranked_at + 1, mined_at - MAX_BLOCKS)
     if not accounts or start > mined_at:
-        return None
+        return []
     topics = [_topic(a) for a in accounts]
     queries = [
         ("eth_getLogs", [{"fromBlock": hex(start), "toBlock": hex(mined_at),
@@ -58,9 +63,21 @@ async def lost_to(
         key=_position)
     hashes = list(dict.fromkeys(str(e["transactionHash"]).lower() for e in before))
     if not hashes:
-        return None
+        return []
     senders = await chain.batch([("eth_getTransactionByHash", [h]) for h in hashes])
-    for tx_hash, tx in zip(hashes, senders, strict=True):
-        if tx is not None and str(tx.get("from", "")).lower() != me.lower():
-            return tx_hash
-    return None
+    return [(h, str(tx.get("from", "")).lower()) for h, tx in zip(hashes, senders, strict=True)
+            if tx is not None]
+
+
+async def outlived(
+    chain: HttpRpc, *, sender: str, to: str, data: str, ranked_at: int,
+) -> bool:
+    """Would the call have succeeded at the block it was ranked at (so it reverted only
+    because the position changed afterwards)? One `eth_call`; False when it reverts there
+    too, or the node cannot answer for that block."""
+    try:
+        await chain.call("eth_call", [{"from": sender, "to": to, "data": data},
+                                      hex(ranked_at)])
+    except RpcError:
+        return False
+    return True

@@ -30,6 +30,9 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[Opportunity, ...]] = []
 
+    def touched_after(self, strategy: str, account: str, block: int) -> bool:
+        return account == "ours" and block < 12
+
     def dispatch(self, opportunities: Sequence[Opportunity], tasks: object) -> int:
         self.sent.append(tuple(opportunities))
         return len(opportunities)
@@ -60,6 +63,8 @@ class Ready:
 
     key: str
     block: int = 10
+    strategy: str = "aave_v3"
+    account: str = "0xabc"
 
 
 def _opps(n: int, block: int = 10) -> tuple[Opportunity, ...]:
@@ -104,3 +109,10 @@ def test_answers_are_ordered_from_the_nearest() -> None:
     wanted: dict[tuple[str, int, int], list[object]] = {
         (FEED, -1, 97): [], (FEED, -1, 99): [], (FEED, 1, 103): [], (FEED, 1, 101): []}
     assert _by_side(wanted) == {(FEED, -1): [99, 97], (FEED, 1): [101, 103]}
+
+
+def test_an_account_our_own_liquidation_touched_since_is_not_sent_again() -> None:
+    ours = cast(Opportunity, Ready("ours", 10, account="ours"))
+    lane, sent = _lane([Level(FEED, 99, -1, (ours, *_opps(1)))], _head(10))
+    assert lane.heard(_log(98, 13)) == 1
+    assert [o.key for o in sent.sent[0]] == ["1:0"]
