@@ -52,6 +52,11 @@ def test_public_pool_by_tip_and_reads_forwarded(builder: tuple[Client, Client]) 
     # Anvil never sees the pool, yet a pending nonce counts it; nothing is mined unasked.
     pending = int(c("eth_getTransactionCount", c.accounts[1].address, "pending"), 16)
     assert pending == c.nonce(1) + 1
+    pool = c("txpool_content")["pending"]
+    assert pool[c.accounts[2].address][str(c.nonce(2))]["hash"] == high_hash
+    found = c("eth_getTransactionByHash", low_hash)
+    assert (found["from"], found["value"], found["blockNumber"]) == (
+        c.accounts[1].address, "0x1", None)
     assert int(c("eth_blockNumber"), 16) == start
     report = c.build()
     assert report["transactions"] == [high_hash, low_hash]  # higher tip first

@@ -11,8 +11,10 @@ Methods (a POST to either endpoint):
   `X-Flashbots-Signature`; otherwise JSON-RPC error -32600;
 - `builder_buildBlock` (build one block now; the interval timer may also be off) and
   `builder_blocks` (the reports of the last blocks, newest last): devnet introspection;
-- anything else is forwarded to anvil (reads), with `eth_getTransactionCount(...,
-  "pending")` counting the builder's public pool, which anvil never sees.
+- anything else is forwarded to anvil (reads), except what the builder's public pool
+  answers (anvil never sees it): `eth_getTransactionCount(..., "pending")` counts it,
+  `eth_getTransactionByHash` finds a pooled transaction, `txpool_content` lists the pool
+  (geth's shape; private transactions never appear).
 Simulations mine nothing (eth_simulateV1), so reads and submissions never wait for a
 block being built; one lock keeps two builds (the timer and builder_buildBlock) apart.
 """
@@ -133,6 +135,14 @@ class Builder:
         if method in ("mev_sendBundle", "eth_sendPrivateTransaction",
                       "mev_sendPrivateTransaction"):
             return await self._send_private(endpoint, method, params, signer)
+        if method == "txpool_content":  # geth's shape: sender -> nonce -> transaction
+            pending: dict[str, dict[str, Any]] = {}
+            for tx in self.public.values():
+                pending.setdefault(tx.sender, {})[str(tx.nonce)] = tx.as_rpc()
+            return {"pending": pending, "queued": {}}
+        if method == "eth_getTransactionByHash" and params and \
+                str(params[0]).lower() in self.public:
+            return self.public[str(params[0]).lower()].as_rpc()
         if method == "builder_buildBlock":
             return (await self.build()).as_json()
         if method == "builder_blocks":

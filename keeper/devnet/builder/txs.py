@@ -10,6 +10,7 @@ hex digits), as relay.flashbots.net and mev-share-node check it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import rlp  # type: ignore[import-untyped]  # pyrlp ships no type information
 from eth_account import Account
@@ -51,6 +52,20 @@ class RawTx:
     @property
     def raw_hex(self) -> str:
         return "0x" + self.raw.hex()
+
+    def as_rpc(self) -> dict[str, Any]:
+        """As eth_getTransactionByHash shows a pending transaction (no block, no signature)."""
+        kind = 0 if self.raw[0] >= 0xC0 else self.raw[0]
+        out: dict[str, Any] = {
+            "hash": self.hash, "type": hex(kind), "from": self.sender, "to": self.to,
+            "nonce": hex(self.nonce), "value": hex(self.value), "gas": hex(self.gas),
+            "input": "0x" + self.data.hex(), "gasPrice": hex(self.max_fee),
+            "blockHash": None, "blockNumber": None, "transactionIndex": None,
+        }
+        if not self.legacy_fees:
+            out["maxFeePerGas"] = hex(self.max_fee)
+            out["maxPriorityFeePerGas"] = hex(self.max_priority_fee)
+        return out
 
     def tip(self, base_fee: int) -> int:
         """What one unit of gas pays the builder over the base fee (EIP-1559 effective tip)."""
