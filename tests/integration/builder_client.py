@@ -33,6 +33,9 @@ REVERTER = to_checksum_address("0x00000000000000000000000000000000000fee02")
 REVERTER_CODE = "0x60006000fd"
 EMITTER = to_checksum_address("0x00000000000000000000000000000000000fee03")
 EMITTER_CODE = "0x602a60005260206000a000"
+# BURNER loops until less than 10,000 gas is left: a transaction uses about its gas limit.
+BURNER = to_checksum_address("0x00000000000000000000000000000000000fee04")
+BURNER_CODE = "0x5b6127105a10600c576000565b00"
 
 
 def post(url: str, payload: Any, *, key: str | None = SEARCHER_KEY,

@@ -15,6 +15,8 @@ import pytest
 
 from keeper.devnet.builder import DEFAULT_COINBASE, running_builder, sign_body
 from tests.integration.builder_client import (
+    BURNER,
+    BURNER_CODE,
     EMITTER,
     EMITTER_CODE,
     GWEI,
@@ -37,7 +39,7 @@ def builder() -> Iterator[tuple[Client, Client]]:
     """A fresh anvil with the builder in front; a client per endpoint."""
     with running_builder(interval=0) as (anvil, thread):
         for address, code in ((PAYER, PAYER_CODE), (REVERTER, REVERTER_CODE),
-                              (EMITTER, EMITTER_CODE)):
+                              (EMITTER, EMITTER_CODE), (BURNER, BURNER_CODE)):
             anvil.rpc("anvil_setCode", address, code)
         yield Client(thread.urls[0]), Client(thread.urls[1])
 
@@ -139,6 +141,21 @@ def test_bundle_beats_a_public_tx_with_its_nonce(builder: tuple[Client, Client])
     assert c.build()["transactions"] == [bundled_hash]  # bundles first; same nonce: out
     assert c.build()["transactions"] == []  # and gone from the pool
     assert c.receipt(public_hash) is None
+
+
+def test_bundles_fill_the_block_gas_limit(builder: tuple[Client, Client]) -> None:
+    c, _ = builder
+    limit = int(c("eth_getBlockByNumber", "latest", False)["gasLimit"], 16)
+    block = hex(c.next_block())
+    each = limit * 4 // 10  # two fit, a third does not
+    hashes = [c("eth_sendBundle", {"txs": [c.tx(who, BURNER, gas=each, tip_gwei=tip)[0]],
+                                   "blockNumber": block})["bundleHash"]
+              for who, tip in ((1, 3), (2, 1), (3, 2))]
+    report = c.build()
+    fates = [c.bundle_fate(report, h) for h in hashes]
+    assert [f["status"] for f in fates] == ["included", "dropped", "included"]
+    assert fates[1]["reason"] == "block full"
+    assert int(c("eth_getBlockByNumber", "latest", False)["gasUsed"], 16) <= limit
 
 
 def test_bundle_time_window(builder: tuple[Client, Client]) -> None:

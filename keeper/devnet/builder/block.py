@@ -99,10 +99,11 @@ async def build_block(
     candidates = {b.hash: Candidate(b.hash, b.kind, sorted(b.endpoints)) for b in bundles}
     report.candidates = list(candidates.values())
     alone: list[Bundle] = []
+    gas: dict[str, int] = {}
     for bundle in bundles:
         applied = await chain.simulate(bundle.txs, **at)
         candidate = candidates[bundle.hash]
-        candidate.payment = applied.payment
+        candidate.payment, gas[bundle.hash] = applied.payment, applied.gas_used
         if applied.ok:
             alone.append(bundle)
         else:
@@ -112,6 +113,7 @@ async def build_block(
 
     plan: list[BundleTx] = []
     taken: set[str] = set()
+    room = int(parent["gasLimit"], 16)  # the block's gas left for the next bundle
     for bundle in alone:
         candidate = candidates[bundle.hash]
         shared = [t.tx.hash for t in bundle.txs if t.tx.hash in taken]
@@ -123,9 +125,13 @@ async def build_block(
             candidate.status = "dropped"
             candidate.reason = f"fails after better bundles: {behind.reason}"
             continue
+        if behind is not None:  # what it pays and uses behind the bundles before it
+            candidate.payment, gas[bundle.hash] = behind.payment, behind.gas_used
+        if gas[bundle.hash] > room:
+            candidate.status, candidate.reason = "dropped", "block full"
+            continue
+        room -= gas[bundle.hash]
         candidate.status = "included"
-        if behind is not None:  # what it pays behind the bundles before it
-            candidate.payment = behind.payment
         plan.extend(bundle.txs)
         taken.update(t.tx.hash for t in bundle.txs)
 
