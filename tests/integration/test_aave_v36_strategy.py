@@ -11,12 +11,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
+from eth_utils.crypto import keccak
 from web3 import Web3
+from web3.exceptions import ContractLogicError
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.aave_origin_artifacts import eac_aggregator_proxy
+from keeper.devnet.aave_origin import start_grace_period
+from keeper.devnet.aave_origin_artifacts import (
+    configurator_artifact,
+    eac_aggregator_proxy,
+    origin_artifacts,
+    pool_artifact,
+)
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import post_price, price_feed, to_feed_answer
 from keeper.strategy import StrategyContext
@@ -141,3 +150,65 @@ async def test_v36_lens_and_per_call_reads_give_the_same_accounts(devnet: Devnet
         per_call = await aave_market.read_accounts_per_call(client, market, users, block)
         assert through_lens == per_call
         assert any(a.emode_category == 2 for a in per_call.values())
+
+
+def _selector(name: str) -> str:
+    return keccak(text=f"{name}()").hex()[:8]
+
+
+async def test_v36_grace_period_and_sentinel_hold_candidates_back(devnet: Devnet) -> None:
+    """A reserve in its grace period, then the sequencer down: the strategy offers no pair
+    the pool would refuse, and the pool refuses those pairs with the reasons predicted."""
+    info, w3 = _v36(devnet), devnet.w3
+    deployer = Deployer(w3, Web3.to_checksum_address(devnet.info.accounts.deployer))
+    keeper = liquidator(devnet)
+    pool = contract(devnet, pool_artifact(), info.pool)
+    wbtc = info.tokens["WBTC"].address.lower()
+    configurator = contract(devnet, configurator_artifact(), info.pool_configurator)
+    start_grace_period(deployer, configurator, wbtc, 3600)
+    post_price(w3, devnet.info.feeds["WETH"], SPECS["WETH"].usd_price * Decimal("0.75"),
+               devnet.info.accounts.deployer)
+    post_price(w3, devnet.info.feeds["WBTC"], SPECS["WBTC"].usd_price * Decimal("0.75"),
+               devnet.info.accounts.deployer)
+
+    def refused(c: liquidation_v36.Pair) -> str:
+        call = pool.functions.liquidationCall(
+            Web3.to_checksum_address(c.collateral.asset), Web3.to_checksum_address(c.debt.asset),
+            Web3.to_checksum_address(c.account.user), 2**256 - 1, False)
+        try:
+            call.call({"from": keeper})
+        except ContractLogicError as exc:
+            return str(exc.data)
+        return ""
+
+    async with HttpRpc(devnet.info.rpc_url) as client:
+        strategy = _strategy(devnet)
+        head = await _block(client, w3.eth.block_number)
+        await strategy.sync(client, head)
+        found = list(strategy.candidates(head))
+        assert found and not any(wbtc in (c.collateral, c.debt) for c in found)
+        market = strategy.book.market
+        held = [p for u in strategy.book.users
+                for p in liquidation_v36.pairs(replace(market, reserves=tuple(
+                    replace(r, grace_until=0) for r in market.reserves)),
+                    strategy.book.account(u), head.timestamp, keeper)
+                if wbtc in (p.collateral.asset, p.debt.asset)]
+        assert held, "no WBTC pair to hold back"
+        for pair in held[:5]:
+            assert _selector("LiquidationGraceSentinelCheckFailed") in refused(pair)
+        # The sequencer goes down: only HF < 0.95 may still be liquidated.
+        sequencer = contract(devnet, origin_artifacts()["SequencerOracle"].abi,
+                             info.sequencer_oracle)
+        deployer.send(sequencer.functions.setAnswer(True, head.timestamp))
+        block = await _advance(client, strategy, head.number + 1, w3.eth.block_number)
+        assert not strategy.book.market.sentinel_allows
+        after = list(strategy.candidates(block))
+        assert all(c.health_factor < 95 * 10**16 for c in after)
+        kept_back = [c for c in found if c.health_factor >= 95 * 10**16]
+        assert kept_back, "no liquidatable account between HF 0.95 and 1"
+        for c in kept_back[:5]:
+            (pair,) = [p for p in liquidation_v36.pairs(
+                replace(strategy.book.market, sentinel_allows=True),
+                strategy.book.account(c.account), block.timestamp, keeper)
+                if (p.collateral.asset, p.debt.asset) == (c.collateral, c.debt)]
+            assert _selector("PriceOracleSentinelCheckFailed") in refused(pair)
