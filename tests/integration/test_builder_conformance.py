@@ -316,6 +316,15 @@ def test_call_bundle_simulates_without_mining(builder: tuple[Client, Client]) ->
     assert (c.next_block(), c.nonce(1)) == (height, nonce)
 
 
+def test_cancel_private_transaction(builder: tuple[Client, Client]) -> None:
+    c, _ = builder
+    raw, raw_hash = c.tx(1, c.accounts[0].address, value=1)
+    c("eth_sendPrivateTransaction", {"tx": raw})
+    assert c("eth_cancelPrivateTransaction", {"txHash": raw_hash}) is True
+    assert c("eth_cancelPrivateTransaction", {"txHash": raw_hash}) is False
+    assert c.build()["transactions"] == []
+
+
 def test_replacement_uuid_replaces_the_bundle(builder: tuple[Client, Client]) -> None:
     c, _ = builder
     block = hex(c.next_block())

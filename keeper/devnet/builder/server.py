@@ -7,7 +7,8 @@ Methods (a POST to either endpoint):
   (`eth_signTransaction`) and joins it too (anvil's own pool must stay empty: it would
   be mined into every block unplanned);
 - `eth_sendBundle`, `eth_callBundle`, `mev_sendBundle`, `eth_cancelBundle`,
-  `eth_sendPrivateTransaction` / `mev_sendPrivateTransaction`: need a valid
+  `eth_sendPrivateTransaction` / `mev_sendPrivateTransaction`,
+  `eth_cancelPrivateTransaction`: need a valid
   `X-Flashbots-Signature`; otherwise JSON-RPC error -32600;
 - `builder_buildBlock` (build one block now; the interval timer may also be off) and
   `builder_blocks` (the reports of the last blocks, newest last): devnet introspection;
@@ -51,7 +52,8 @@ from keeper.devnet.builder.txs import (
 )
 
 SIGNED = frozenset({"eth_sendBundle", "eth_callBundle", "mev_sendBundle", "eth_cancelBundle",
-                    "eth_sendPrivateTransaction", "mev_sendPrivateTransaction"})
+                    "eth_sendPrivateTransaction", "mev_sendPrivateTransaction",
+                    "eth_cancelPrivateTransaction"})
 # Forwarded calls that move the head (a test mining or reverting by hand through the builder).
 MINING = frozenset({"evm_mine", "anvil_mine", "evm_revert", "anvil_reset", "anvil_loadState"})
 REPORTS_KEPT = 64
@@ -130,6 +132,13 @@ class Builder:
             uuid = str((params[0] if params and isinstance(params[0], dict) else {})
                        .get("replacementUuid", ""))
             return self.pools[endpoint].cancel(signer, uuid)
+        if method == "eth_cancelPrivateTransaction":  # [{txHash}]: out of every pool
+            tx_hash = str((params[0] if params and isinstance(params[0], dict) else {})
+                          .get("txHash", "")).lower()
+            found = self.private.pop(tx_hash, None) is not None
+            for pool in self.pools:
+                found = pool.bundles.pop(tx_hash, None) is not None or found
+            return found
         if method == "eth_callBundle":
             return await self._call_bundle(parse_eth_bundle(params, signer))
         if method in ("mev_sendBundle", "eth_sendPrivateTransaction",
