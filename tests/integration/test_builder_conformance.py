@@ -235,6 +235,18 @@ def test_hinted_bundle_is_backrun_and_a_failed_backrun_leaves_its_target(
     assert unknown["error"]["code"] == -32602 and "unknown hash" in unknown["error"]["message"]
 
 
+def test_backrun_of_a_pending_public_transaction(builder: tuple[Client, Client]) -> None:
+    c, _ = builder
+    target, target_hash = c.tx(3, c.accounts[0].address, value=1, tip_gwei=1)
+    c("eth_sendRawTransaction", target)
+    loud, loud_hash = c.tx(4, c.accounts[0].address, value=1, tip_gwei=50)
+    c("eth_sendRawTransaction", loud)
+    backrun, backrun_hash = c.tx(1, PAYER, value=10**15)
+    c("mev_sendBundle", {"version": "v0.1", "inclusion": {"block": hex(c.next_block())},
+                         "body": [{"hash": target_hash}, {"tx": backrun}]})
+    assert c.build()["transactions"] == [target_hash, backrun_hash, loud_hash]
+
+
 def test_coinbase_transfer_beats_a_higher_gas_price(builder: tuple[Client, Client]) -> None:
     c, _ = builder
     target, target_hash = c.tx(3, c.accounts[0].address, value=1)
