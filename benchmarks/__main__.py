@@ -14,7 +14,9 @@ the next's figures):
 5. `benchmarks.race`: the keeper against a competing bot of the common peer design on a
    crash, judged from the chain (three seeds x both block modes; see docs/benchmarks.md);
 6. `benchmarks.bench_v3_quotes`: Uniswap V3 quote time per exit by ticks crossed, and a
-   crash block ranked on V2 alone against V2 + V3.
+   crash block ranked on V2 alone against V2 + V3;
+7. `benchmarks.bench_volley`: N sends of one block one at a time (simulation "before")
+   against a volley (simulation "alongside"): the journal's fsyncs, and on the devnet.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -34,6 +36,7 @@ FULL: list[list[str]] = [
     ["benchmarks.bench_replay"],
     ["benchmarks.race", "--long", "--first-step", "60", "--steps", "20"],
     ["benchmarks.bench_v3_quotes"],
+    ["benchmarks.bench_volley"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -42,6 +45,7 @@ QUICK: list[list[str]] = [
     ["benchmarks.bench_replay", "--blocks", "40"],
     ["benchmarks.race", "--first-step", "66", "--steps", "3"],
     ["benchmarks.bench_v3_quotes", "--trials", "100"],
+    ["benchmarks.bench_volley", "--trials", "2", "--sends", "1", "4"],
 ]
 
 
