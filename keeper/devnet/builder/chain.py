@@ -53,7 +53,6 @@ class Applied:
     receipts: list[dict[str, Any]] = field(default_factory=list)
     payment: int = 0
     gas_used: int = 0
-    block: int = 0
 
 
 class AnvilClient:
@@ -95,9 +94,6 @@ class AnvilClient:
         block = await self.call("eth_getBlockByNumber", "latest", False)
         assert isinstance(block, dict)
         return block
-
-    async def balance(self, address: str) -> int:
-        return int(await self.call("eth_getBalance", address, "latest"), 16)
 
     async def nonce(self, address: str) -> int:
         return int(await self.call("eth_getTransactionCount", address, "latest"), 16)
@@ -144,7 +140,7 @@ class AnvilClient:
             return Applied(False, str(exc).removeprefix("eth_simulateV1: "))
         results = block["calls"]
         ours = results[len(after) + 1:-1]
-        applied = Applied(True, block=int(block["number"], 16))
+        applied = Applied(True)
         applied.payment = (int(results[-1]["returnData"], 16)
                            - int(results[len(after)]["returnData"], 16))
         for item, result in zip(txs, ours, strict=True):
