@@ -36,7 +36,7 @@ from keeper.demo import DEMO_PRIORITY_FEE, build_keeper
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import post_price
-from keeper.dex.uniswap_v3 import V3Book
+from keeper.dex.uniswap_v3 import EXIT_HEADROOM_BPS, V3Book
 from keeper.dex.v3_pool import V3Pool, quote_exact_input_single
 from keeper.dex.venue import Venue, Venues
 from keeper.execution.journal import Journal
@@ -118,6 +118,7 @@ async def crash_block(info: DevnetInfo, folder: Path, trials: int, profile: int 
         assert info.uniswap_v3 is not None
         started = time.perf_counter()
         v3 = await V3Book.load(keeper.chain, list(info.uniswap_v3.pools.values()), head)
+        v3.headroom_bps = EXIT_HEADROOM_BPS  # as the keeper's exits (V3Book.from_factory)
         print(f"V3Book.load of {len(v3.by_address)} pools: "
               f"{time.perf_counter() - started:.3f} s")
         weth = info.tokens["WETH"].address.lower()

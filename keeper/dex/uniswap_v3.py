@@ -249,11 +249,31 @@ class V3Book:
     def _best(self, token_in: str, token_out: str, amount: int, exact_in: bool) -> _Quote | None:
         """The best fee tier's quote; equal quotes keep the lowest fee. Selling exactly
         `amount`, a tier whose output cannot reach the best one found (`_out_bound`: at the
-        pool's price, less its fee) is not quoted; the one with the highest bound first."""
+        pool's price, less its fee) is not quoted; the one with the highest bound first.
+        With `headroom_bps`, only the winner's headroom is checked; if it has none, the
+        tiers are quoted again, each checked (rare: a size at the very edge of a range)."""
         token_in, token_out = token_in.lower(), token_out.lower()
         if amount <= 0 or token_in == token_out:
             return None
-        pools = self.pools_for(token_in, token_out)
+        best = self._best_of(token_in, amount, exact_in, self.pools_for(token_in, token_out),
+                             check=False)
+        if best is None or not exact_in or not self.headroom_bps or self._roomy(best, amount):
+            return best
+        return self._best_of(token_in, amount, exact_in, self.pools_for(token_in, token_out),
+                             check=True)
+
+    def _roomy(self, quote: _Quote, amount: int) -> bool:
+        """The pool could take `headroom_bps` more of the input after this quote's swap."""
+        more = amount * self.headroom_bps // 10_000 + 1
+        try:
+            extra = quote_exact_input_single(quote.pool.after(quote.result), quote.zero_for_one,
+                                             more, must_fill=True)
+        except UniswapV3Error:
+            return False
+        return amount_in_of(extra, quote.zero_for_one) == more
+
+    def _best_of(self, token_in: str, amount: int, exact_in: bool, pools: list[V3Pool],
+                 *, check: bool) -> _Quote | None:
         bounds = {p.address: _out_bound(p, p.zero_for_one(token_in), amount)
                   for p in pools} if exact_in and len(pools) > 1 else {}
         visit = sorted(pools, key=lambda p: -bounds[p.address]) if bounds else pools
@@ -268,12 +288,8 @@ class V3Book:
                     result = quote_exact_input_single(pool, zero_for_one, amount, must_fill=True)
                     if amount_in_of(result, zero_for_one) != amount:
                         continue  # the pool ran out of liquidity: it cannot take it all
-                    if self.headroom_bps:  # and that much more, from where this leaves it
-                        more = amount * self.headroom_bps // 10_000 + 1
-                        extra = quote_exact_input_single(pool.after(result), zero_for_one,
-                                                         more, must_fill=True)
-                        if amount_in_of(extra, zero_for_one) != more:
-                            continue
+                    if check and not self._roomy(_Quote(pool, zero_for_one, result), amount):
+                        continue
                     most = max(most, amount_out_of(result, zero_for_one))
                 else:
                     result = quote_exact_output_single(pool, zero_for_one, amount)

@@ -13,6 +13,7 @@ from math import isqrt
 from keeper.dex.uniswap_v3 import V3Book, _out_bound
 from keeper.dex.v3_math import UniswapV3Error
 from keeper.dex.v3_pool import (
+    SwapResult,
     V3Pool,
     amount_in_of,
     amount_out_of,
@@ -39,9 +40,20 @@ def pool(rng: random.Random, address: str, fee: int) -> V3Pool:
     return made
 
 
-def brute(pools: list[V3Pool], token_in: str, amount: int, exact_in: bool
-          ) -> tuple[str, int, int] | None:
-    """Every tier quoted in full (QuoterV2's way), the best kept, the lowest fee on a tie."""
+def roomy(p: V3Pool, zero_for_one: bool, amount: int, result: SwapResult) -> bool:
+    """Selling 1 bp more after `result` fills too (quoted in full, no early stop)."""
+    more = amount // 10_000 + 1
+    try:
+        extra = quote_exact_input_single(p.after(result), zero_for_one, more)
+    except UniswapV3Error:
+        return False
+    return amount_in_of(extra, zero_for_one) == more
+
+
+def brute(pools: list[V3Pool], token_in: str, amount: int, exact_in: bool,
+          headroom: bool = False) -> tuple[str, int, int] | None:
+    """Every tier quoted in full (QuoterV2's way), the best kept, the lowest fee on a tie;
+    with `headroom`, only tiers that could take 1 bp more."""
     best: tuple[str, int, int] | None = None
     for p in sorted(pools, key=lambda p: p.fee):
         zero_for_one = p.zero_for_one(token_in)
@@ -51,7 +63,8 @@ def brute(pools: list[V3Pool], token_in: str, amount: int, exact_in: bool
         except UniswapV3Error:
             continue
         got_in, got_out = amount_in_of(result, zero_for_one), amount_out_of(result, zero_for_one)
-        if exact_in and got_in != amount:
+        if exact_in and (got_in != amount
+                         or (headroom and not roomy(p, zero_for_one, amount, result))):
             continue
         if best is None or (got_out > best[2] if exact_in else got_in < best[1]):
             best = (p.address, got_in, got_out)
@@ -64,7 +77,7 @@ def test_pruned_and_early_stopped_quotes_equal_full_quotes() -> None:
     for round_ in range(60):
         pools = [pool(rng, f"0x{round_:02x}{fee:06d}" + "00" * 16, fee)
                  for fee in (500, 3000, 10_000)]
-        book = V3Book(pools)
+        book, careful = V3Book(pools), V3Book(pools, headroom_bps=1)
         for _ in range(25):
             token_in = rng.choice((A, B))
             amount = rng.randint(1, 10 ** rng.randint(3, 26))
@@ -74,6 +87,11 @@ def test_pruned_and_early_stopped_quotes_equal_full_quotes() -> None:
                 expected = brute(list(book.by_address.values()), token_in, amount, exact_in)
                 got = None if leg is None else (leg.pair, leg.amount_in, leg.amount_out)
                 assert got == expected, (round_, token_in, amount, exact_in)
+                if exact_in:
+                    leg = careful.quote(token_in, B if token_in == A else A, amount)
+                    got = None if leg is None else (leg.pair, leg.amount_in, leg.amount_out)
+                    assert got == brute(pools, token_in, amount, True, headroom=True), (
+                        round_, token_in, amount)
                 compared += 1
                 skipped_dry += expected is None
     assert compared == 3000 and 0 < skipped_dry < compared  # both filled and dry sizes
