@@ -8,7 +8,8 @@ Each block gets N single-transaction bundles (a coinbase payment each, from five
 accounts; the ones behind a nonce gap fail alone, as they would on a real builder); the
 block is built with `builder_buildBlock` and its `buildSeconds` (simulation plus mining)
 taken. Accept time is the wall time of an `eth_sendBundle` round trip (signing the header
-included) on an idle builder. Benchmarks report numbers; they assert nothing.
+included) on an idle builder; hint time, from sending a private transaction to reading
+its event on the SSE stream. Benchmarks report numbers; they assert nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from keeper.anvil import Anvil
 from keeper.devnet.builder import BuilderThread, restart_for_builder, running_builder
 from keeper.devnet.deploy import DevnetSpec, start_devnet
-from tests.integration.builder_client import PAYER, PAYER_CODE, Client
+from tests.integration.builder_client import PAYER, PAYER_CODE, Client, EventStream, call
 
 ACCOUNTS = 5
 
@@ -54,6 +55,24 @@ def accept_times(c: Client, count: int = 200) -> tuple[float, float]:
     return times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
+def hint_times(c: Client, count: int = 50) -> tuple[float, float]:
+    """p50 and p99 seconds from sending a hinted private transaction to its event on the
+    SSE stream (the hint's simulation included)."""
+    events = EventStream(c.url + "/events")
+    times = []
+    try:
+        for i in range(count):
+            raw, _ = c.tx(0, PAYER, value=1 + i)  # the same nonce: only hints, never mined
+            started = time.perf_counter()
+            call(c.url, "eth_sendPrivateTransaction", {"tx": raw})
+            events.next()
+            times.append(time.perf_counter() - started)
+    finally:
+        events.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
 @contextmanager
 def devnet_builder() -> Iterator[tuple[Anvil, BuilderThread]]:
     anvil, _info, _cached = start_devnet(DevnetSpec())
@@ -79,6 +98,9 @@ def main() -> None:
             c = Client(thread.urls[0])
             p50, p99 = accept_times(c)
             print(f"{name}: eth_sendBundle accepted in p50 {p50 * 1e3:.2f} ms, "
+                  f"p99 {p99 * 1e3:.2f} ms")
+            p50, p99 = hint_times(c)
+            print(f"{name}: private transaction -> its hint read, p50 {p50 * 1e3:.2f} ms, "
                   f"p99 {p99 * 1e3:.2f} ms")
             for n in args.bundles:
                 median, worst = build_times(c, n, args.blocks)
