@@ -23,7 +23,7 @@ from fractions import Fraction
 
 from eth_utils.crypto import keccak
 
-from keeper.dex.v3_math import UniswapV3Error
+from keeper.dex.v3_math import UniswapV3Error, get_amount0_delta, get_amount1_delta, mul_div
 from keeper.dex.v3_pool import (
     SwapResult,
     TickInfo,
@@ -265,6 +265,16 @@ class V3Book:
     def _roomy(self, quote: _Quote, amount: int) -> bool:
         """The pool could take `headroom_bps` more of the input after this quote's swap."""
         more = amount * self.headroom_bps // 10_000 + 1
+        r, pool = quote.result, quote.pool
+        if r.liquidity and r.sqrt_price_x96 != r.last_target:
+            # The swap stopped short of its last step's target, where the same liquidity
+            # holds: if what `more` brings net of the fee (SwapMath's amountRemainingLessFee)
+            # stays strictly short of it, that step alone takes all of it.
+            room = get_amount0_delta(r.last_target, r.sqrt_price_x96, r.liquidity, True) \
+                if quote.zero_for_one \
+                else get_amount1_delta(r.sqrt_price_x96, r.last_target, r.liquidity, True)
+            if mul_div(more, 1_000_000 - pool.fee, 1_000_000) < room:
+                return True
         try:
             extra = quote_exact_input_single(quote.pool.after(quote.result), quote.zero_for_one,
                                              more, must_fill=True)

@@ -60,6 +60,9 @@ class SwapResult:
     liquidity: int
     initialized_crossed: int  # initialized ticks the loop crossed
     steps: int  # iterations of the swap loop
+    # The price the last step swapped towards (the next tick, a word's end, or the limit):
+    # short of it, the in-range liquidity holds up to there (headroom without a swap).
+    last_target: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +110,7 @@ class V3Pool:
         exact_input = amount_specified > 0
         remaining, calculated = amount_specified, 0
         sqrt_price, tick, liquidity = start, self.tick, self.liquidity
-        crossed = steps = 0
+        crossed = steps = target = 0
         bitmap, spacing, fee = self.bitmap, self.tick_spacing, self.fee
         while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
             if must_fill and liquidity == 0 and _dry(self.ticks, tick, zero_for_one):
@@ -120,9 +123,9 @@ class V3Pool:
             sqrt_next = get_sqrt_ratio_at_tick(tick_next)
             beyond = sqrt_next < sqrt_price_limit_x96 if zero_for_one \
                 else sqrt_next > sqrt_price_limit_x96
+            target = sqrt_price_limit_x96 if beyond else sqrt_next
             sqrt_price, amount_in, amount_out, fee_amount = compute_swap_step(
-                sqrt_price, sqrt_price_limit_x96 if beyond else sqrt_next, liquidity,
-                remaining, fee)
+                sqrt_price, target, liquidity, remaining, fee)
             if exact_input:
                 remaining -= to_int256(amount_in + fee_amount)
                 calculated -= to_int256(amount_out)
@@ -140,7 +143,8 @@ class V3Pool:
         used = amount_specified - remaining
         amount0, amount1 = (used, calculated) if zero_for_one == exact_input \
             else (calculated, used)
-        return SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed, steps)
+        return SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed, steps,
+                          target)
 
     def after(self, result: SwapResult) -> V3Pool:
         """This pool once a swap with `result` is mined (slot0 and liquidity move)."""
