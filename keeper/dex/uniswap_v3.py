@@ -99,13 +99,10 @@ class V3Book:
     """Uniswap V3 pools by lower-case address (`by_address`), kept current from their logs.
     A `keeper.dex.venue.Venue`.
 
-    `headroom_bps`: a pool is an exit for an exact input only if it could also take that
-    much more (`EXIT_HEADROOM_BPS` for the keeper's exits, 0 = exactly the input, as
-    QuoterV2). The executor sells everything a liquidation seized, and the chain may hold
-    a little more than ranked (an Aave collateral's interest since the ranked block; an
-    earlier send of the block selling a little more into the pool): a size the search
-    fitted to the last unit of a range would then cross into an empty one, and the swap
-    walks every bitmap word to the price limit (out of gas) or reverts."""
+    `headroom_bps`: a pool is an exit for an exact input only if it could take that much
+    more (`EXIT_HEADROOM_BPS` for the keeper's exits; 0: as QuoterV2). The executor sells
+    all that was seized, and the chain may hold a little more than ranked: an exit fitted
+    to a range's last unit would cross into an empty one (docs/venues.md)."""
 
     venue = VENUE
 
