@@ -128,6 +128,8 @@ async def drive(
                 prepared.heard_step(step)  # a feed log the socket did not bring first
             applied = await _advance_retrying(engine, step, tasks, stop)
             if applied:
+                if prepared is not None:
+                    prepared.applied(step)
                 source.processed(step)
                 if not step.trial:
                     engine.stats.processed = step.head.number

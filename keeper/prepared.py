@@ -43,6 +43,7 @@ log = structlog.get_logger(__name__)
 # keccak("AnswerUpdated(int256,uint256,uint256)"): the answer is its first indexed topic.
 TOPIC_ANSWER_UPDATED = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded43186175bf646fc5f"
 BPS = 10_000
+_ADDRESS_WORD = "0x" + "00" * 12  # an indexed address is a word with 12 leading zero bytes
 DEFAULT_LEVELS = 8
 # Valuations per candidate when sizing a prepared liquidation: the fewest the size search
 # takes (the step's own ranking uses more). Preparing runs every step, for every level.
@@ -108,6 +109,9 @@ class PreparedLiquidations:
         self.tasks: asyncio.TaskGroup | None = None  # the loop's, where sends run
         self.stats = PreparedStats()
         self._at: BlockRef | None = None  # the head the levels were prepared at
+        # Accounts named by a log of a step applied after that head (a liquidation, ours
+        # or a rival's, a repay): the levels do not know what happened to them.
+        self._touched: set[str] = set()
         self._ready: dict[str, list[Level]] = {}  # by feed, shallowest first per direction
 
     @property
@@ -181,7 +185,7 @@ class PreparedLiquidations:
                     if held:
                         ready.setdefault(feed, []).append(
                             Level(feed, answer, direction, tuple(held)))
-        self._ready, self._at = ready, head
+        self._ready, self._at, self._touched = ready, head, set()
         elapsed = time.perf_counter() - started
         stats = self.stats
         stats.prepared += 1
@@ -203,6 +207,18 @@ class PreparedLiquidations:
             return 0
         return self.fire(str(raw.get("address", "")), decode_answer(str(topics[1])),
                          int(str(number), 16))
+
+    def applied(self, step: ChainStep) -> None:
+        """A step the engine applied after the levels' head: remember every account its logs
+        name in an indexed topic (lending protocols index the borrower in liquidations,
+        repays and withdrawals), so a level never sends on what it did not see."""
+        at = self._at
+        if at is None or step.trial or step.head.number <= at.number:
+            return
+        for event in step.events:
+            for topic in event.topics[1:]:
+                if topic.startswith(_ADDRESS_WORD):
+                    self._touched.add("0x" + topic[len(_ADDRESS_WORD):].lower())
 
     def heard_step(self, step: ChainStep) -> int:
         """The step's feed logs (polling, or a log the socket missed), before it is applied."""
@@ -232,7 +248,8 @@ class PreparedLiquidations:
         # were prepared at, the positions were still healthy); none whose account our own
         # liquidation touched after that head (the level does not hold it).
         ready = [dataclasses.replace(o, block=block) for o in level.opportunities
-                 if not dispatcher.touched_after(o.strategy, o.account, o.block)]
+                 if o.account.lower() not in self._touched
+                 and not dispatcher.touched_after(o.strategy, o.account, o.block)]
         sent = dispatcher.dispatch(ready, tasks)
         self.stats.fired += 1
         self.stats.sent += sent

@@ -19,7 +19,7 @@ from keeper.prepared import (
     PreparedLiquidations,
     _by_side,
 )
-from keeper.types import BlockRef, Opportunity
+from keeper.types import BlockRef, ChainStep, Event, Opportunity
 
 FEED = "0x" + "ab" * 20
 
@@ -115,4 +115,18 @@ def test_an_account_our_own_liquidation_touched_since_is_not_sent_again() -> Non
     ours = cast(Opportunity, Ready("ours", 10, account="ours"))
     lane, sent = _lane([Level(FEED, 99, -1, (ours, *_opps(1)))], _head(10))
     assert lane.heard(_log(98, 13)) == 1
+    assert [o.key for o in sent.sent[0]] == ["1:0"]
+
+
+def test_an_account_a_later_step_logged_is_not_sent_from_an_older_level() -> None:
+    rival_hit = "0x" + "cd" * 20
+    level = (cast(Opportunity, Ready("hit", 10, account=rival_hit)), *_opps(1))
+    lane, sent = _lane([Level(FEED, 99, -1, level)], _head(10))
+    word = "0x" + "00" * 12 + rival_hit.removeprefix("0x")
+    event = Event(address="0x" + "ee" * 20, topics=("0x" + "11" * 32, word), data="0x",
+                  block_number=11, block_hash="0x" + "22" * 32,
+                  transaction_hash="0x" + "33" * 32, transaction_index=0, log_index=0)
+    head = _head(11)
+    lane.applied(ChainStep(head, ((head, (event,)),)))
+    assert lane.heard(_log(98, 12)) == 1
     assert [o.key for o in sent.sent[0]] == ["1:0"]
