@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import structlog
 from eth_account.signers.local import LocalAccount
@@ -41,7 +40,7 @@ from keeper.execution.races import outlived, touched
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
-from keeper.execution.volley import Follow, Volley, gas_limit, with_members
+from keeper.execution.volley import Follow, Turns, Volley, gas_limit, with_members
 from keeper.types import Outcome, TxIntent
 
 __all__ = ["Executor", "Simulate"]
@@ -50,38 +49,6 @@ log = structlog.get_logger(__name__)
 
 SIMULATION_LANES = 2  # intents simulated at once, "before" sending: more only queue at the node
 Simulate = Literal["alongside", "before"]
-
-
-class _Turns:
-    """Tickets in call order; a ticket's turn comes when every earlier one is done."""
-
-    def __init__(self) -> None:
-        self._tickets = itertools.count()
-        self._turn = 0  # the lowest ticket not yet done
-        self._finished: set[int] = set()  # done out of order: only tickets above the turn
-        self._moved = asyncio.Event()
-
-    def take(self) -> int:
-        return next(self._tickets)
-
-    def ready(self, ticket: int) -> bool:
-        """Every earlier ticket is done: `wait(ticket)` would not wait."""
-        return self._turn >= ticket
-
-    async def wait(self, ticket: int) -> None:
-        while self._turn < ticket:
-            await self._moved.wait()
-
-    def done(self, ticket: int) -> None:
-        """Ticket `ticket` was broadcast (or will never be): later ones may go."""
-        if ticket < self._turn or ticket in self._finished:
-            return
-        self._finished.add(ticket)
-        while self._turn in self._finished:
-            self._finished.discard(self._turn)
-            self._turn += 1
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()  # wakes every waiter; each checks the turn again on the new event
 
 
 class Executor:
@@ -131,7 +98,7 @@ class Executor:
             allowances=self.allowances, still_there=still_there,
             flash_executor=self.flash_executor, quote_token=self.quote_token)
         self._lanes = asyncio.Semaphore(lanes)
-        self.turns: Final = _Turns()  # broadcasts go out in call order (volleys and lone sends)
+        self.turns: Final = Turns()  # broadcasts go out in call order (volleys and lone sends)
         self.simulate_mode: Final = simulate
         self.volley: Final = Volley(self)
 
@@ -367,25 +334,8 @@ class Executor:
             quote=quote, bound=bound, call_to=intent.call.to)
         if outcome.status != "reverted":
             return outcome
-        # A competitor (or the borrower) took the position first: a lost race, not a fault.
-        accounts = [o.account for o in intent.opportunities]
-        others = await touched(self.chain, accounts, ranked_at=opp.block, receipt=mined.receipt)
-        winner = next((h for h, who in others if who != self.address), None)
-        if winner is None:
-            # Nobody else touched it: lost to the market only if we did not either and the
-            # call was valid where it was ranked (else the revert is ours and counts).
-            if not others and opp.block and await outlived(
-                    self.chain, sender=self.address, to=intent.call.to, data=intent.call.data,
-                    ranked_at=opp.block):
-                bound.info("lost the race to the market: no longer liquidatable when mined",
-                           ranked_at=opp.block)
-                return dataclasses.replace(
-                    outcome, status="lost",
-                    reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
-            return outcome
-        bound.info("lost the race", winner=winner)
-        return dataclasses.replace(outcome, status="lost", winner=winner,
-                                   reason=f"lost race: {winner} took the position first")
+        return await _why_reverted(self.chain, self.address, intent, outcome,
+                                   receipt=mined.receipt, bound=bound)
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)
@@ -393,3 +343,31 @@ class Executor:
             for tx in record.transactions:
                 if tx.status in ("signed", "sent"):
                     self.journal.mark_dropped(key, tx.tx_hash)
+
+
+async def _why_reverted(
+    chain: HttpRpc, address: str, intent: TxIntent, outcome: Outcome, *,
+    receipt: dict[str, Any], bound: Logger,
+) -> Outcome:
+    """A reverted liquidation as a lost race when someone else took the position first, or
+    the market moved it out of reach; else the revert as it is (it counts)."""
+    opp = intent.opportunity
+    # A competitor (or the borrower) took the position first: a lost race, not a fault.
+    accounts = [o.account for o in intent.opportunities]
+    others = await touched(chain, accounts, ranked_at=opp.block, receipt=receipt)
+    winner = next((h for h, who in others if who != address), None)
+    if winner is None:
+        # Nobody else touched it: lost to the market only if we did not either and the
+        # call was valid where it was ranked (else the revert is ours and counts).
+        if not others and opp.block and await outlived(
+                chain, sender=address, to=intent.call.to, data=intent.call.data,
+                ranked_at=opp.block):
+            bound.info("lost the race to the market: no longer liquidatable when mined",
+                       ranked_at=opp.block)
+            return dataclasses.replace(
+                outcome, status="lost",
+                reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
+        return outcome
+    bound.info("lost the race", winner=winner)
+    return dataclasses.replace(outcome, status="lost", winner=winner,
+                               reason=f"lost race: {winner} took the position first")

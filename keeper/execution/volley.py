@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,38 @@ def _failed(simulation: asyncio.Task[int] | None) -> str | None:
         return None
     error = simulation.exception()
     return error.message if isinstance(error, RpcError) else None
+
+
+class Turns:
+    """Tickets in call order; a ticket's turn comes when every earlier one is done."""
+
+    def __init__(self) -> None:
+        self._tickets = itertools.count()
+        self._turn = 0  # the lowest ticket not yet done
+        self._finished: set[int] = set()  # done out of order: only tickets above the turn
+        self._moved = asyncio.Event()
+
+    def take(self) -> int:
+        return next(self._tickets)
+
+    def ready(self, ticket: int) -> bool:
+        """Every earlier ticket is done: `wait(ticket)` would not wait."""
+        return self._turn >= ticket
+
+    async def wait(self, ticket: int) -> None:
+        while self._turn < ticket:
+            await self._moved.wait()
+
+    def done(self, ticket: int) -> None:
+        """Ticket `ticket` was broadcast (or will never be): later ones may go."""
+        if ticket < self._turn or ticket in self._finished:
+            return
+        self._finished.add(ticket)
+        while self._turn in self._finished:
+            self._finished.discard(self._turn)
+            self._turn += 1
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()  # wakes every waiter; each checks the turn again on the new event
 
 
 @dataclasses.dataclass
