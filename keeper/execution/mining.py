@@ -84,6 +84,9 @@ class Pending:
     bumped: int = 0
     checks: int = 0
     cancels: set[str] = field(default_factory=set)  # versions that only free the nonce
+    # Set by whoever learns the call would fail (its simulation, answered after the send):
+    # the watch replaces it with a no-op at its next poll, if a `cancel` signer was given.
+    withdraw: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,11 +147,23 @@ class MiningWatch:
             if now > deadline:
                 raise TimeoutError(f"no receipt for {pending.hashes[-1]} after "
                                    f"{self.timeout:.0f} s")
+            if pending.withdraw and cancel is not None:
+                pending.withdraw = False
+                await self._withdraw(pending, cancel)
             if now >= next_check:
                 next_check = now + self.check_every
                 if await self._check(pending, sign, worth, cancel):
                     return Mined(None, None)
             await asyncio.sleep(RECEIPT_POLL)
+
+    async def _withdraw(self, pending: Pending, cancel: Signer) -> None:
+        """Replace a pending call that would fail by a no-op for its nonce (both fees raised
+        as for any replacement, within its cap): if it lands first, nothing reverts."""
+        head = await self.chain.call("eth_getBlockByNumber", ["latest", False])
+        log.info("its simulation failed after it was sent; cancelling it",
+                 tx=pending.hashes[-1], nonce=pending.nonce)
+        await self._bump(pending, cancel, int(head.get("baseFeePerGas", "0x0"), 16),
+                         int(head["number"], 16), is_cancel=True)
 
     async def _check(
         self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None = None,

@@ -19,8 +19,10 @@ dispatch call as a *volley*, in rank order:
    wait for its turn starts them while it waits instead, and one that has already
    failed when the turn comes drops its intent unsigned;
 5. each sent transaction is followed to its receipt on its own, while its simulation
-   answers: a simulation that fails after the send is logged as such (the receipt
-   decides the outcome), a successful one teaches the estimate to later sends.
+   answers: a simulation that fails after the send is logged as such, and the send is
+   withdrawn (`Pending.withdraw`: replaced by a no-op for its nonce, with higher fees)
+   if it is still pending; the receipt decides the outcome (a cancel that landed is
+   `lost`, never a revert). A successful one teaches the estimate to later sends.
 
 An intent whose debt token still needs an allowance, and every one ranked after it, goes
 the `"before"` way instead (`Executor.execute`): the approval is mined first, then it is
@@ -276,7 +278,7 @@ class Volley:
         """A sent transaction to its outcome, its simulation judged alongside."""
         intent = dataclasses.replace(shot.intent, gas_limit=sent.gas_limit)
         opp = intent.opportunity
-        judged = asyncio.ensure_future(self._judge(intent, shot.simulation, shot.bound))
+        judged = asyncio.ensure_future(self._judge(intent, shot.simulation, shot.bound, sent))
         try:
             outcome = await self._x.confirm(intent, sent, shot.bound)
             await judged
@@ -290,8 +292,9 @@ class Volley:
         return with_members(intent, outcome)
 
     async def _judge(self, intent: TxIntent, simulation: asyncio.Task[int] | None,
-                     bound: Logger) -> None:
-        """Log a simulation that fails after its send; learn the gas of one that passes."""
+                     bound: Logger, sent: Pending) -> None:
+        """Log a simulation that fails after its send and have the send withdrawn (replaced
+        by a no-op if it is still pending); learn the gas of one that passes."""
         if simulation is None:  # no allowance to simulate against (a dry-run fork reset)
             return
         try:
@@ -299,6 +302,7 @@ class Volley:
         except RpcError as exc:
             self.failed_after_send += 1
             bound.warning("simulation failed after the send", reason=exc.message)
+            sent.withdraw = True  # the mining watch cancels it if it is not mined yet
             return
         except Exception as exc:  # the node did not answer it: nothing to learn
             bound.info("simulation not answered", reason=str(exc))

@@ -264,3 +264,43 @@ async def test_a_send_the_node_refuses_inside_a_batch_is_told_apart(
     record = journal.get(bad.opportunity.key)
     assert record is not None and record.status == "dropped"
     assert executor.nonces.in_flight == ()
+
+
+@pytest.fixture
+def one_second_blocks(devnet: Devnet) -> Iterator[Devnet]:
+    """Blocks every second (transactions wait in the pool meanwhile), then automine again."""
+    devnet.rpc("evm_setAutomine", False)
+    devnet.rpc("evm_setIntervalMining", 1)
+    try:
+        yield devnet
+    finally:
+        devnet.rpc("evm_setIntervalMining", 0)
+        devnet.rpc("anvil_dropAllTransactions")
+        devnet.rpc("evm_setAutomine", True)
+
+
+async def test_a_send_whose_simulation_fails_while_it_is_pending_is_withdrawn(
+    one_second_blocks: Devnet, account: LocalAccount, journal: Journal
+) -> None:
+    """Blocks a second apart: the sends wait in the pool when their simulations fail; each
+    is replaced by a no-op for its nonce (higher fees), which is mined instead: the
+    liquidations never land, nothing reverts, and each is recorded lost (cancelled)."""
+    devnet = one_second_blocks
+    token = tokens(devnet)["WETH"].address
+    chain = Node(devnet.info.rpc_url, late=0.1, revert=True)
+    async with chain:
+        executor = _executor(chain, account, journal)
+        await executor.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        intents = _intents(token, 2, head)
+        follows = await executor.launch(intents, base_fee=10**9)
+        outcomes = await asyncio.wait_for(asyncio.gather(*follows), TIMEOUT)
+        sent = [journal.get(i.opportunity.key) for i in intents]
+    assert [o.status for o in outcomes] == ["lost", "lost"], outcomes
+    assert all(o.reason.startswith("cancelled") for o in outcomes)
+    for record in sent:  # the liquidation and its cancel: only the cancel was mined
+        assert record is not None and len(record.transactions) == 2
+        statuses = sorted(tx.status for tx in record.transactions)
+        # The cancel is journaled as the intent's mined transaction (`Settlement.cancelled`).
+        assert statuses == ["replaced", "reverted"], statuses
+    assert executor.volley.failed_after_send == 2
