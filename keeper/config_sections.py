@@ -175,8 +175,9 @@ class ExecutionConfig(Section):
     simulate: Literal["alongside", "before"] = "alongside"
     """When each send's simulation (`eth_estimateGas` at the ranked block) runs:
     "alongside" signs and broadcasts without waiting for it (the gas limit is the ranked or
-    learned figure with its margin; a failure is logged, and drops the send only if it
-    comes before the broadcast); "before" waits for it and never sends what fails it."""
+    learned figure with its margin; a failure before the broadcast drops the send, one
+    after it is logged and the send withdrawn if still pending); "before" waits for it
+    and never sends what fails it."""
     batch_max: int = Field(default=5, ge=1, le=20)
     """Most liquidations of one debt token sent in one flash-executor transaction (one base
     cost, one loan, one nonce; all or nothing). 1 sends each liquidation alone."""
