@@ -53,7 +53,7 @@ PREPARE_BUDGET = LADDER_STEPS + 5
 REUSE_BLOCKS = 10
 # The most promising accounts each level adds (by `head_start`'s cheap estimate): the
 # prepared path is for the first sends; the rest of a big move is the step's.
-PER_LEVEL = 16
+PER_LEVEL = 48
 
 
 @dataclass(frozen=True)
