@@ -47,18 +47,21 @@ class Allowances:
         # our approvals not final yet: tx hash -> (block, token, spender, raw signed tx)
         self._approvals: dict[str, tuple[int, str, str, str]] = {}
         self._approving = asyncio.Lock()
+        self._looked: set[tuple[str, str]] = set()  # pairs `look` read (in place or not)
 
     def since(self, token: str, spender: str) -> int | None:
         """The block from which `spender` may pull `token` (0: before we looked), or None."""
         return self._approved.get((token, spender))
 
     async def look(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Read the allowances of (token, spender) pairs not known yet, in one batch: one
+        """Read the allowances of (token, spender) pairs never looked at, in one batch: one
         already in place (at least `KNOWN_IN_PLACE`, what a maximal approval stays at) is
-        known from then on, so the first send paying with it needs no approval step."""
-        unknown = sorted({p for p in pairs if p not in self._approved})
+        known from then on, so the first send paying with it needs no approval step. A pair
+        found without one is not read again (its first send approves, after reading it)."""
+        unknown = sorted({p for p in pairs if p not in self._approved and p not in self._looked})
         if not unknown:
             return
+        self._looked.update(unknown)
         answers = await self.chain.batch([
             ("eth_call", [{"to": token, "data": ALLOWANCE + encode(
                 ["address", "address"], [self.address, spender]).hex()}, "latest"])
@@ -123,3 +126,4 @@ class Allowances:
     def forget(self) -> None:
         """Assume no allowance is in place (a dry-run fork was reset: its approvals are gone)."""
         self._approved.clear()
+        self._looked.clear()
