@@ -75,6 +75,19 @@ def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
         latest = devnet_session.rpc("eth_getBlockByNumber", "latest", False)
         assert isinstance(latest, dict)
         devnet_session.rpc("anvil_setNextBlockBaseFeePerGas", latest["baseFeePerGas"])
+        _stop_impersonating(devnet_session)
+
+
+def _stop_impersonating(devnet: Devnet) -> None:
+    """Impersonation is not state: evm_revert keeps it. An account anvil holds the key of
+    (the deployer, the liquidator) left impersonated has every later eth_sendTransaction of
+    it sent unsigned (r = s = 0), which breaks any test that rebuilds raw transactions
+    (the archive backtest's history did, after the v3.6 parity test sent as the deployer)."""
+    devnet.rpc("anvil_autoImpersonateAccount", False)
+    accounts = devnet.rpc("eth_accounts")
+    assert isinstance(accounts, list)
+    for account in accounts:
+        devnet.rpc("anvil_stopImpersonatingAccount", account)
 
 
 def wait_for(
