@@ -125,11 +125,12 @@ async def drive(
                 break
             structlog.contextvars.bind_contextvars(block=step.head.number)
             if prepared is not None and not step.trial:
+                # Before the step is applied: from then on the dispatcher forgets our own
+                # liquidations the book holds, and a feed log may fire a level meanwhile.
+                prepared.applied(step)
                 prepared.heard_step(step)  # a feed log the socket did not bring first
             applied = await _advance_retrying(engine, step, tasks, stop)
             if applied:
-                if prepared is not None:
-                    prepared.applied(step)
                 source.processed(step)
                 if not step.trial:
                     engine.stats.processed = step.head.number
