@@ -52,6 +52,17 @@ class Devnet:
         return rpc_call(self.anvil.rpc_url, method, params, timeout=RPC_TIMEOUT)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_account_locks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The session's account locks (keeper/lock.py: $XDG_RUNTIME_DIR/keeper) in a folder of
+    its own, inherited by the daemons the tests start: every devnet signs as the same
+    liquidator on chain 31337, so two test sessions on one machine (or a keeper run beside
+    them) otherwise refuse each other's daemons ("in use by another keeper")."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("run")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def devnet_session() -> Iterator[Devnet]:
     anvil, info, _cached = start_devnet(TEST_SPEC)
