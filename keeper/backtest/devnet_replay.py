@@ -26,15 +26,14 @@ books at every block is `keeper.backtest.recorder`.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
@@ -43,6 +42,7 @@ from keeper.backtest.episodes import Attempt, Position, Taken
 from keeper.backtest.model import BacktestReport, Liquidation, PriceSample
 from keeper.backtest.path_file import PricePath
 from keeper.backtest.recorder import Recorder
+from keeper.backtest.replay import Sends
 from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
 from keeper.devnet.crash import CrashStep, crash_steps
@@ -55,7 +55,6 @@ from keeper.execution.journal import Journal
 from keeper.execution.receipts import TRANSFER_TOPIC
 from keeper.wiring import Keeper
 
-T = TypeVar("T")
 WAD = 10**18
 # A block waits at most this long for the keeper's sends of the block before to reach the
 # pool (or end); then it is mined without the late ones, and the report says so.
@@ -69,23 +68,6 @@ MINT = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex(
 
 # (steps done, steps in all, blocks replayed so far): drives the CLI's progress bar.
 Progress = Callable[[int, int, int], None]
-
-
-class _Sends(asyncio.TaskGroup):
-    """The TaskGroup of the keeper's sends, remembered: the end of the replay cancels any
-    still waiting for a block (so the group can close)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.started: list[asyncio.Task[Any]] = []
-
-    def create_task(
-        self, coro: Generator[Any, None, T] | Coroutine[Any, Any, T], *,
-        name: str | None = None, context: contextvars.Context | None = None,
-    ) -> asyncio.Task[T]:
-        task = super().create_task(coro, name=name, context=context)
-        self.started.append(task)
-        return task
 
 
 @dataclass
@@ -238,7 +220,7 @@ async def _replay(
     started = time.monotonic()
     late = 0
     try:
-        async with _Sends() as tasks:
+        async with Sends() as tasks:
             for done, step in enumerate(steps, 1):
                 block = await chain.post(step)
                 stamp = int((await keeper.chain.call(

@@ -63,9 +63,10 @@ class ReplayResult:
         return sum(c.reproduced for c in self.checks)
 
 
-class _Sends(asyncio.TaskGroup):
-    """The TaskGroup of the keeper's sends; it remembers them, so the end of the range can
-    cancel those still waiting for a block that will not come."""
+class Sends(asyncio.TaskGroup):
+    """The TaskGroup of the keeper's sends; it remembers them, so the end of a replay can
+    cancel those still waiting for a block that will not come (and the group can close).
+    The archive replay here and the devnet replay (devnet_replay.py) both use it."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -266,7 +267,7 @@ class Replay:
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(prefetch())
             try:
-                async with _Sends() as sends:
+                async with Sends() as sends:
                     for done in range(1, total + 1):
                         await self._replay_block(await queue.get(), sends)
                         report.blocks_replayed = done
@@ -279,7 +280,7 @@ class Replay:
         await self.tally.fill(report, self.checks)
         return ReplayResult(report, self.checks)
 
-    async def _drain(self, sends: _Sends) -> None:
+    async def _drain(self, sends: Sends) -> None:
         """Let sends mined in the last block settle; cancel those the range never mined."""
         if self.keeper is None or self.keeper.executor is None:
             return
