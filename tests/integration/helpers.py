@@ -7,6 +7,7 @@ The devnet is deployed once (and cached); tests find its contracts through
 from __future__ import annotations
 
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from eth_typing import ChecksumAddress
@@ -103,4 +104,27 @@ def crash_in_one_block(devnet: Devnet, drops: dict[str, Decimal] | None = None) 
     finally:
         devnet.rpc("evm_setAutomine", True)
     return int(devnet.w3.eth.block_number)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (read from /proc: the `keeper devnet` tests find
+    the anvil a command started this way)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 

@@ -16,28 +16,9 @@ from web3 import Web3
 from keeper.cli import main
 from tests.conftest import Devnet, wait_for
 from tests.integration.builder_client import Client
+from tests.integration.helpers import child_pids, process_alive
 
 KEEPER = Path(sys.executable).parent / "keeper"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().split(")")[-1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 def test_devnet_with_builder(devnet_session: Devnet, tmp_path: Path) -> None:
@@ -54,7 +35,7 @@ def test_devnet_with_builder(devnet_session: Devnet, tmp_path: Path) -> None:
         # Reads pass through the builder to the devnet's anvil: the contracts are there.
         assert w3.eth.chain_id == 31337
         assert len(w3.eth.get_code(Web3.to_checksum_address(info["aave_v3"]["pool"]))) > 0
-        anvils = _children(process.pid)
+        anvils = child_pids(process.pid)
         assert len(anvils) == 1
         start = w3.eth.block_number
         wait_for(lambda: w3.eth.block_number >= start + 2, timeout=10, what="builder blocks")
@@ -68,9 +49,9 @@ def test_devnet_with_builder(devnet_session: Devnet, tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 0
         deadline = time.monotonic() + 10
-        while _alive(anvils[0]) and time.monotonic() < deadline:
+        while process_alive(anvils[0]) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not _alive(anvils[0])
+        assert not process_alive(anvils[0])
     finally:
         if process.poll() is None:
             process.kill()

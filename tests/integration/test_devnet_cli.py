@@ -22,28 +22,9 @@ from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.tokens import price_feed
 from keeper.errors import DevnetError
 from tests.conftest import Devnet, wait_for
+from tests.integration.helpers import child_pids, process_alive
 
 KEEPER = Path(sys.executable).parent / "keeper"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().split(")")[-1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.fixture
@@ -80,7 +61,7 @@ def test_devnet_command_serves_the_deployed_chain(
         assert len(w3.eth.get_code(Web3.to_checksum_address(address))) > 0
     assert set(info["tokens"]) == {"WETH", "WBTC", "USDC", "DAI"}
     assert len(info["morpho_blue"]["markets"]) == 2
-    assert len(_children(process.pid)) == 1
+    assert len(child_pids(process.pid)) == 1
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -88,21 +69,21 @@ def test_ctrl_c_or_sigterm_stops_devnet_and_anvil(
     running_devnet_command: tuple[subprocess.Popen[str], Path], signum: signal.Signals
 ) -> None:
     process, _out = running_devnet_command
-    anvils = _children(process.pid)
+    anvils = child_pids(process.pid)
     assert len(anvils) == 1
     process.send_signal(signum)
     assert process.wait(timeout=15) == 0
-    wait_for(lambda: not _alive(anvils[0]), timeout=10, what="anvil to exit")
+    wait_for(lambda: not process_alive(anvils[0]), timeout=10, what="anvil to exit")
 
 
 def test_anvil_dies_with_a_killed_keeper(
     running_devnet_command: tuple[subprocess.Popen[str], Path],
 ) -> None:
     process, _out = running_devnet_command
-    anvils = _children(process.pid)
+    anvils = child_pids(process.pid)
     process.kill()  # SIGKILL: no cleanup code runs; PR_SET_PDEATHSIG must take anvil down
     process.wait(timeout=10)
-    wait_for(lambda: not _alive(anvils[0]), timeout=10, what="orphaned anvil to exit")
+    wait_for(lambda: not process_alive(anvils[0]), timeout=10, what="orphaned anvil to exit")
 
 
 def test_failed_deploy_stops_anvil(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -124,7 +105,7 @@ def test_failed_deploy_stops_anvil(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     with pytest.raises(DevnetError, match="injected"):
         start_devnet(DevnetSpec(borrowers=2), use_cache=False)
     assert len(started) == 1
-    assert not _alive(started[0])
+    assert not process_alive(started[0])
     assert not list((tmp_path / "devnet").glob("*.state.json"))
 
 
