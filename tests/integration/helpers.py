@@ -6,14 +6,17 @@ The devnet is deployed once (and cached); tests find its contracts through
 
 from __future__ import annotations
 
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
+from keeper import secrets
 from keeper.devnet.artifacts import Artifact, aave
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import mintable_erc20, price_feed, to_feed_answer
@@ -26,6 +29,9 @@ WAD = 10**18
 # anvil dev accounts that neither the deploy nor the seeded population touches (those use 0..3
 # and keccak-derived borrower addresses): free for a test's own borrowers and traders.
 FRESH_ACCOUNT_INDEXES = range(5, 10)
+# The KEEPER_* variables a test keeps from the developer's shell: where the keeper's files,
+# its cache and anvil are (the others would change the settings a test means to check).
+KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
 
 
 def units(symbol: str, amount: int | str) -> int:
@@ -106,6 +112,7 @@ def crash_in_one_block(devnet: Devnet, drops: dict[str, Decimal] | None = None) 
     return int(devnet.w3.eth.block_number)
 
 
+
 def process_alive(pid: int) -> bool:
     """Whether process `pid` runs (a zombie, exited but not yet reaped, counts as gone)."""
     try:
@@ -128,3 +135,11 @@ def child_pids(pid: int) -> list[int]:
             found.append(int(stat.parent.name))
     return found
 
+
+def clear_keeper_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KEEPER_* settings from the developer's shell (but `KEEP_ENV`), no secrets from
+    earlier tests: what a test's `clean_env` fixture does before the test."""
+    for name in list(os.environ):
+        if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
+            monkeypatch.delenv(name)
+    secrets.clear_secrets()

@@ -33,8 +33,8 @@ from web3 import Web3
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.tokens import post_price
 from tests.conftest import Devnet, Miner, wait_for
-from tests.integration.helpers import SPECS, liquidator
-from tests.integration.test_scan_run import KEEP_ENV, devnet_toml
+from tests.integration.helpers import KEEP_ENV, SPECS, liquidator
+from tests.integration.test_scan_run import devnet_toml
 
 KEEPER = Path(sys.executable).parent / "keeper"
 KILLS = int(os.environ.get("KEEPER_CRASH_KILLS", "50"))

@@ -9,7 +9,6 @@ Morpho Blue). A configured address that is not a contract, or is the wrong contr
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,17 +23,14 @@ from keeper.devnet.cli import devnet_config
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.log import reset_logging
 from tests.conftest import Devnet, seeded_borrowers, wait_for
+from tests.integration.helpers import clear_keeper_env
 
 KEEPER = Path(sys.executable).parent / "keeper"
-KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name in list(os.environ):
-        if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
-            monkeypatch.delenv(name)
-    secrets.clear_secrets()
+    clear_keeper_env(monkeypatch)
     yield
     reset_logging()
     secrets.clear_secrets()

@@ -37,23 +37,27 @@ from keeper.devnet.observe import morpho_positions
 from keeper.devnet.tokens import post_price, to_feed_answer
 from keeper.errors import ConfigError
 from tests.conftest import Devnet, Miner, seeded_borrowers, wait_for
-from tests.integration.helpers import MAX_UINT, SPECS, feeds, liquidator, tokens
+from tests.integration.helpers import (
+    KEEP_ENV,
+    MAX_UINT,
+    SPECS,
+    clear_keeper_env,
+    feeds,
+    liquidator,
+    tokens,
+)
 
 KEEPER = Path(sys.executable).parent / "keeper"
 MORPHO_USERS = {p.address.lower() for p in seeded_borrowers("morpho_blue")}
 USERS = {p.address.lower() for p in seeded_borrowers("aave_v3")}
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
-KEEP_ENV = {"KEEPER_HOME", "KEEPER_CACHE_DIR", "KEEPER_ANVIL_BIN"}
 WETH_DROP = Decimal("0.75")
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No KEEPER_* settings from the developer's shell; no secrets from earlier tests."""
-    for name in list(os.environ):
-        if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
-            monkeypatch.delenv(name)
-    secrets.clear_secrets()
+    clear_keeper_env(monkeypatch)
     yield
     secrets.clear_secrets()
 
