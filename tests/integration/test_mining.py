@@ -47,15 +47,6 @@ def paused(devnet: Devnet) -> Iterator[Devnet]:
         devnet.rpc("evm_setAutomine", True)
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite")
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def _account() -> LocalAccount:
     Account.enable_unaudited_hdwallet_features()
     account: LocalAccount = Account.from_mnemonic(

@@ -84,15 +84,6 @@ def account(devnet: Devnet) -> LocalAccount:
     return fresh
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[Journal]:
-    opened = Journal(tmp_path / "journal.sqlite")
-    try:
-        yield opened
-    finally:
-        opened.close()
-
-
 def _intents(token: str, count: int, block: int) -> list[TxIntent]:
     out = []
     for k in range(count):
