@@ -11,7 +11,7 @@ Calldata is pre-encoded with eth_abi from the npm artifacts' ABIs.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from keeper.errors import KeeperError, MalformedAnswer, RpcUnavailable
@@ -331,6 +331,14 @@ async def read_accounts_per_call(
     return accounts
 
 
+def _in_use(market: Market, account: Account) -> Iterator[tuple[Reserve, AccountReserve, bool]]:
+    """The reserves calculateUserAccountData reads (collateral or borrowed in the user's
+    configuration, any version): each with the user's balances and whether it is borrowed."""
+    for reserve in market.reserves:
+        if account.config.is_using_as_collateral_or_borrowing(reserve.id):
+            yield reserve, account.balances[reserve.asset], account.config.is_borrowing(reserve.id)
+
+
 def account_data(market: Market, account: Account, timestamp: int) -> math.UserAccountData:
     """Mirrors GenericLogic.calculateUserAccountData (Pool.getUserAccountData) at `timestamp`.
 
@@ -342,11 +350,7 @@ def account_data(market: Market, account: Account, timestamp: int) -> math.UserA
         return account_data_v36(market, account, timestamp)
     category = market.emode_categories.get(account.emode_category)
     inputs = []
-    for reserve in market.reserves:
-        if not account.config.is_using_as_collateral_or_borrowing(reserve.id):
-            continue
-        balance = account.balances[reserve.asset]
-        borrowing = account.config.is_borrowing(reserve.id)
+    for reserve, balance, borrowing in _in_use(market, account):
         inputs.append(
             math.UserReserveInput(
                 asset_unit=math.asset_unit(reserve.decimals),
@@ -379,11 +383,7 @@ def account_data_v36(market: Market, account: Account, timestamp: int) -> math.U
     by the category's bitmaps, v3.4 interest, v3.5 rounding; stable debt no longer exists."""
     category = market.emode_categories.get(account.emode_category)
     inputs = []
-    for reserve in market.reserves:
-        if not account.config.is_using_as_collateral_or_borrowing(reserve.id):
-            continue
-        balance = account.balances[reserve.asset]
-        borrowing = account.config.is_borrowing(reserve.id)
+    for reserve, balance, borrowing in _in_use(market, account):
         inputs.append(math_v36.ReserveInput(
             id=reserve.id, asset_unit=math.asset_unit(reserve.decimals), price=reserve.price,
             scaled_atoken_balance=balance.scaled_atoken_balance,
