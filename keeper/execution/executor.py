@@ -36,7 +36,7 @@ from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
 from keeper.execution.nonces import NonceManager
-from keeper.execution.races import outlived, touched
+from keeper.execution.races import outlived, touched, winner
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Sender, SendRefused
@@ -355,8 +355,8 @@ async def _why_reverted(
     # A competitor (or the borrower) took the position first: a lost race, not a fault.
     accounts = [o.account for o in intent.opportunities]
     others = await touched(chain, accounts, ranked_at=opp.block, receipt=receipt)
-    winner = next((h for h, who in others if who != address), None)
-    if winner is None:
+    won_by = winner(others, address)
+    if won_by is None:
         # Nobody else touched it: lost to the market only if we did not either and the
         # call was valid where it was ranked (else the revert is ours and counts).
         if not others and opp.block and await outlived(
@@ -368,6 +368,6 @@ async def _why_reverted(
                 outcome, status="lost",
                 reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
         return outcome
-    bound.info("lost the race", winner=winner)
-    return dataclasses.replace(outcome, status="lost", winner=winner,
-                               reason=f"lost race: {winner} took the position first")
+    bound.info("lost the race", winner=won_by)
+    return dataclasses.replace(outcome, status="lost", winner=won_by,
+                               reason=f"lost race: {won_by} took the position first")

@@ -69,6 +69,11 @@ async def touched(
             if tx is not None]
 
 
+def winner(touches: Sequence[tuple[str, str]], me: str) -> str | None:
+    """The first of `touches` (`touched`'s answer) not sent by `me`: the race's winner."""
+    return next((tx_hash for tx_hash, sender in touches if sender != me.lower()), None)
+
+
 async def outlived(
     chain: HttpRpc, *, sender: str, to: str, data: str, ranked_at: int,
 ) -> bool:

@@ -1,5 +1,5 @@
 """Lost races: a revert explained by another transaction that touched the position first
-(`keeper.execution.races.lost_to`), and the breaker that ignores them."""
+(`keeper.execution.races.touched` and `winner`), and the breaker that ignores them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from keeper.breakers import BreakerLimits, Breakers
 from keeper.chain.http import HttpRpc
-from keeper.execution.races import lost_to
+from keeper.execution.races import touched, winner
 
 ME = "0x" + "aa" * 20
 RIVAL = "0x" + "bb" * 20
@@ -45,6 +45,12 @@ class FakeChain:
 
 
 RECEIPT = {"blockNumber": hex(105), "transactionIndex": hex(4), "transactionHash": "0xours"}
+
+
+async def lost_to(chain: HttpRpc, accounts: list[str], me: str, *, ranked_at: int,
+                  receipt: dict[str, Any]) -> str | None:
+    """What the executor asks after a revert: the first touch of the accounts not by us."""
+    return winner(await touched(chain, accounts, ranked_at=ranked_at, receipt=receipt), me)
 
 
 async def test_a_rival_transaction_before_ours_is_the_winner() -> None:
