@@ -15,12 +15,16 @@ The order of steps matters (each was found to revert otherwise):
 3. AToken / debt-token implementations are built with the pool *proxy*.
 4. Reserves are listed with `initReserves`, then configured one setter at a
    time (collateral, borrowing, reserve factor, protocol fee, e-mode).
+
+Steps 1 and 2, the oracle and the per-reserve setters are the same on the v3.6 market
+(keeper/devnet/aave_origin.py), which deploys them through this module's public helpers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from web3 import Web3
 from web3.contract import Contract
@@ -48,6 +52,8 @@ POOL_LIBRARIES = (
     "PoolLogic",
     "SupplyLogic",
 )
+# The roles the deployer takes in a market's ACLManager.
+ADMIN_ROLES = ("addPoolAdmin", "addEmergencyAdmin", "addRiskAdmin", "addAssetListingAdmin")
 
 
 @dataclass(frozen=True)
@@ -146,34 +152,28 @@ def deploy_aave_v3(
     missing = sorted(s for s in tokens if s not in feeds or s not in reserves)
     if missing:
         raise DevnetError(f"deploy Aave V3: no feed or reserve parameters for {', '.join(missing)}")
-    me = deployer.sender
     listed = {s: reserves[s] for s in tokens}
 
-    provider = deployer.deploy(_artifact("configuration/PoolAddressesProvider"), MARKET_ID, me)
-    deployer.send(provider.functions.setACLAdmin(me))
-    acl = deployer.deploy(_artifact("configuration/ACLManager"), provider.address)
-    deployer.send(provider.functions.setACLManager(acl.address))
-    roles = ("addPoolAdmin", "addEmergencyAdmin", "addRiskAdmin", "addAssetListingAdmin")
-    for role in roles:
-        deployer.send(acl.functions[role](me))
-
-    pool = _deploy_pool(deployer, provider)
-    configurator = _deploy_configurator(deployer, provider)
+    provider_artifact = _artifact("configuration/PoolAddressesProvider")
+    acl_artifact = _artifact("configuration/ACLManager")
+    provider, acl = deploy_provider_and_acl(deployer, provider_artifact, acl_artifact, MARKET_ID)
+    libraries = {name: _artifact(f"libraries/logic/{name}") for name in POOL_LIBRARIES}
+    pool = deploy_pool(deployer, provider, _artifact("pool/Pool"), libraries, market=_MARKET)
+    logic = _artifact("libraries/logic/ConfiguratorLogic")
+    configurator_impl = _artifact("pool/PoolConfigurator")
+    configurator = deploy_configurator(deployer, provider, logic, configurator_impl, market=_MARKET)
 
     data_provider = deployer.deploy(
         aave("misc/AaveProtocolDataProvider.sol/AaveProtocolDataProvider.json"), provider.address
     )
     deployer.send(provider.functions.setPoolDataProvider(data_provider.address))
-    oracle = deployer.deploy(
+    oracle = deploy_oracle(
+        deployer,
         aave("misc/AaveOracle.sol/AaveOracle.json"),
-        provider.address,
+        provider,
         [tokens[s].address for s in listed],
         [feeds[s].address for s in listed],
-        ZERO_ADDRESS,  # no fallback oracle
-        ZERO_ADDRESS,  # base currency 0x0 = USD
-        BASE_CURRENCY_UNIT,
     )
-    deployer.send(provider.functions.setPriceOracle(oracle.address))
 
     _list_reserves(
         deployer, provider, pool, configurator, tokens=tokens, listed=listed, treasury=treasury
@@ -207,32 +207,90 @@ def _artifact(path: str) -> Artifact:
     return aave(f"protocol/{path}.sol/{name}.json")
 
 
-def _deploy_pool(deployer: Deployer, provider: Contract) -> Contract:
-    libraries: dict[str, str] = {}
-    for name in POOL_LIBRARIES:
-        library = _artifact(f"libraries/logic/{name}")
-        libraries[name] = deployer.deploy(library, libraries=libraries).address
-    pool_artifact = _artifact("pool/Pool")
-    impl = deployer.deploy(pool_artifact, provider.address, libraries=libraries)
+_MARKET = "Aave V3"  # how this market's deploy errors name it
+
+
+def deploy_provider_and_acl(
+    deployer: Deployer, provider_artifact: Artifact, acl_artifact: Artifact, market_id: str
+) -> tuple[Contract, Contract]:
+    """A market's PoolAddressesProvider and ACLManager; the deployer owns the provider and
+    takes every role in `ADMIN_ROLES`. The ACL admin is set before the ACLManager is deployed
+    (its constructor reads it and rejects 0x0)."""
+    me = deployer.sender
+    provider = deployer.deploy(provider_artifact, market_id, me)
+    deployer.send(provider.functions.setACLAdmin(me))
+    acl = deployer.deploy(acl_artifact, provider.address)
+    deployer.send(provider.functions.setACLManager(acl.address))
+    for role in ADMIN_ROLES:
+        deployer.send(acl.functions[role](me))
+    return provider, acl
+
+
+def deploy_pool(
+    deployer: Deployer, provider: Contract, artifact: Artifact, libraries: Mapping[str, Artifact],
+    *args: Any, market: str,
+) -> Contract:
+    """The Pool proxy: `libraries` deployed in order (each linked to those before it), then
+    the implementation, built with (provider, *args), handed to the provider."""
+    linked: dict[str, str] = {}
+    for name, library in libraries.items():
+        linked[name] = deployer.deploy(library, libraries=linked).address
+    impl = deployer.deploy(artifact, provider.address, *args, libraries=linked)
     # The provider creates the proxy and calls initialize(provider) on it.
     deployer.send(provider.functions.setPoolImpl(impl.address))
-    return _proxy(deployer, pool_artifact, provider.functions.getPool().call(), "Pool")
+    return _proxy(deployer, artifact, provider.functions.getPool().call(), "Pool", market)
 
 
-def _deploy_configurator(deployer: Deployer, provider: Contract) -> Contract:
-    logic = deployer.deploy(_artifact("libraries/logic/ConfiguratorLogic"))
-    artifact = _artifact("pool/PoolConfigurator")
-    impl = deployer.deploy(artifact, libraries={"ConfiguratorLogic": logic.address})
+def deploy_configurator(
+    deployer: Deployer, provider: Contract, logic: Artifact, artifact: Artifact, *, market: str
+) -> Contract:
+    """The PoolConfigurator proxy (after the Pool's: it caches the pool proxy), its
+    implementation linked to ConfiguratorLogic (`logic`)."""
+    library = deployer.deploy(logic)
+    impl = deployer.deploy(artifact, libraries={"ConfiguratorLogic": library.address})
     deployer.send(provider.functions.setPoolConfiguratorImpl(impl.address))
-    return _proxy(
-        deployer, artifact, provider.functions.getPoolConfigurator().call(), "PoolConfigurator"
-    )
+    address = provider.functions.getPoolConfigurator().call()
+    return _proxy(deployer, artifact, address, "PoolConfigurator", market)
 
 
-def _proxy(deployer: Deployer, artifact: Artifact, address: str, what: str) -> Contract:
+def _proxy(
+    deployer: Deployer, artifact: Artifact, address: str, what: str, market: str
+) -> Contract:
     if int(address, 16) == 0 or not deployer.w3.eth.get_code(Web3.to_checksum_address(address)):
-        raise DevnetError(f"deploy Aave V3: the addresses provider created no {what} proxy")
+        raise DevnetError(f"deploy {market}: the addresses provider created no {what} proxy")
     return deployer.at(artifact, address)
+
+
+def deploy_oracle(
+    deployer: Deployer, artifact: Artifact, provider: Contract, assets: list[str],
+    sources: list[str],
+) -> Contract:
+    """The market's AaveOracle, prices in USD (8 decimals) from `sources` (one per asset, in
+    order), no fallback oracle; set as the provider's price oracle."""
+    # No fallback oracle (0x0); base currency 0x0 = USD, in BASE_CURRENCY_UNIT.
+    oracle = deployer.deploy(
+        artifact, provider.address, assets, sources, ZERO_ADDRESS, ZERO_ADDRESS, BASE_CURRENCY_UNIT
+    )
+    deployer.send(provider.functions.setPriceOracle(oracle.address))
+    return oracle
+
+
+def configure_reserve(
+    deployer: Deployer, configurator: Contract, asset: str, params: ReserveParams, *,
+    collateral: bool, borrowing: bool,
+) -> None:
+    """A listed reserve's setters: collateral parameters (if `collateral`), borrowing on or
+    off, reserve factor, liquidation protocol fee."""
+    fn = configurator.functions
+    if collateral:
+        deployer.send(
+            fn.configureReserveAsCollateral(
+                asset, params.ltv, params.liquidation_threshold, params.liquidation_bonus
+            )
+        )
+    deployer.send(fn.setReserveBorrowing(asset, borrowing))
+    deployer.send(fn.setReserveFactor(asset, params.reserve_factor))
+    deployer.send(fn.setLiquidationProtocolFee(asset, params.liquidation_protocol_fee))
 
 
 def _list_reserves(
@@ -303,14 +361,7 @@ def _configure_reserves(
     fn = configurator.functions
     for symbol, p in listed.items():
         asset = tokens[symbol].address
-        deployer.send(
-            fn.configureReserveAsCollateral(
-                asset, p.ltv, p.liquidation_threshold, p.liquidation_bonus
-            )
-        )
-        deployer.send(fn.setReserveBorrowing(asset, True))
-        deployer.send(fn.setReserveFactor(asset, p.reserve_factor))
-        deployer.send(fn.setLiquidationProtocolFee(asset, p.liquidation_protocol_fee))
+        configure_reserve(deployer, configurator, asset, p, collateral=True, borrowing=True)
     # The category must exist before assets join it, and its LT must exceed each member's.
     members = [s for s, p in listed.items() if p.emode_category == emode.id]
     if members:
@@ -329,11 +380,17 @@ def _configure_reserves(
 
 
 __all__ = [
+    "ADMIN_ROLES",
     "DEFAULT_RESERVES",
     "STABLECOINS_EMODE",
     "AaveDeployment",
     "EModeCategory",
     "RateCurve",
     "ReserveParams",
+    "configure_reserve",
     "deploy_aave_v3",
+    "deploy_configurator",
+    "deploy_oracle",
+    "deploy_pool",
+    "deploy_provider_and_acl",
 ]

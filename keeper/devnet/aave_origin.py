@@ -37,7 +37,16 @@ from eth_abi.abi import encode
 from web3 import Web3
 from web3.contract import Contract
 
-from keeper.devnet.aave import BASE_CURRENCY_UNIT, ZERO_ADDRESS, EModeCategory, ReserveParams
+from keeper.devnet.aave import (
+    ZERO_ADDRESS,
+    EModeCategory,
+    ReserveParams,
+    configure_reserve,
+    deploy_configurator,
+    deploy_oracle,
+    deploy_pool,
+    deploy_provider_and_acl,
+)
 from keeper.devnet.aave_origin_artifacts import (
     POOL_LIBRARIES,
     configurator_artifact,
@@ -46,7 +55,6 @@ from keeper.devnet.aave_origin_artifacts import (
     origin_artifacts,
     pool_artifact,
 )
-from keeper.devnet.artifacts import Artifact
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.info import AaveV36Info, TokenInfo
 from keeper.devnet.tokens import FEED_DECIMALS, TokenSpec, devnet_contracts, mintable_erc20
@@ -110,6 +118,7 @@ BORROWABLE = ("WETH", "WBTC", "USDC", "DAI")
 # DefaultReserveInterestRateStrategyV2 data, in bps: (optimal usage, base, slope1, slope2).
 VOLATILE_RATES = (4_500, 0, 700, 30_000)
 STABLE_RATES = (9_000, 0, 400, 6_000)
+_MARKET = "Aave v3.6"  # how this market's deploy errors name it
 
 @dataclass(frozen=True)
 class AaveOriginDeployment:
@@ -134,7 +143,6 @@ def deploy_aave_v36(
     treasury: str,
 ) -> AaveOriginDeployment:
     """Deploy and configure the v3.6 market over the devnet's tokens and feeds, plus WSTETH."""
-    me = deployer.sender
     missing = sorted(s for s in ("WETH", "WBTC", "USDC", "DAI") if s not in tokens)
     if missing:
         raise DevnetError(f"deploy Aave v3.6: the devnet has no {', '.join(missing)}")
@@ -142,17 +150,22 @@ def deploy_aave_v36(
     listed = {**{s: tokens[s] for s in ("WETH", "WBTC", "USDC", "DAI")}, WSTETH.symbol: wsteth}
     all_specs = {**{s: specs[s] for s in listed if s in specs}, WSTETH.symbol: WSTETH}
 
-    provider = deployer.deploy(origin_artifact("PoolAddressesProvider"), MARKET_ID, me)
-    deployer.send(provider.functions.setACLAdmin(me))
-    acl = deployer.deploy(origin_artifact("ACLManager"), provider.address)
-    deployer.send(provider.functions.setACLManager(acl.address))
-    for role in ("addPoolAdmin", "addEmergencyAdmin", "addRiskAdmin", "addAssetListingAdmin"):
-        deployer.send(acl.functions[role](me))
-
+    provider, acl = deploy_provider_and_acl(
+        deployer, origin_artifact("PoolAddressesProvider"), origin_artifact("ACLManager"), MARKET_ID
+    )
     strategy = origin_artifact("DefaultReserveInterestRateStrategyV2")
     rates = deployer.deploy(strategy, provider.address)
-    pool = _deploy_pool(deployer, provider, rates.address)
-    configurator = _deploy_configurator(deployer, provider)
+    libraries = {name: origin_artifact(name) for name in POOL_LIBRARIES}
+    pool_impl = origin_artifact("PoolInstance")
+    # v3.6's Pool takes the one interest-rate strategy of every reserve in its constructor.
+    pool = deploy_pool(deployer, provider, pool_impl, libraries, rates.address, market=_MARKET)
+    configurator = deploy_configurator(
+        deployer,
+        provider,
+        origin_artifact("ConfiguratorLogic"),
+        origin_artifact("PoolConfiguratorInstance"),
+        market=_MARKET,
+    )
     data_provider = deployer.deploy(origin_artifact("AaveProtocolDataProvider"), provider.address)
     deployer.send(provider.functions.setPoolDataProvider(data_provider.address))
     stable_mock = deployer.deploy(devnet_contracts()["MockStableDebt"])
@@ -176,18 +189,15 @@ def deploy_aave_v36(
         "DAI": feeds["DAI"].address,
         "WSTETH": adapter.address,
     }
-    oracle = deployer.deploy(
+    oracle = deploy_oracle(
+        deployer,
         origin_artifact("AaveOracle"),
-        provider.address,
+        provider,
         [listed[s].address for s in sources],
         list(sources.values()),
-        ZERO_ADDRESS,  # no fallback oracle
-        ZERO_ADDRESS,  # base currency 0x0 = USD
-        BASE_CURRENCY_UNIT,
     )
-    deployer.send(provider.functions.setPriceOracle(oracle.address))
 
-    sequencer = deployer.deploy(origin_artifact("SequencerOracle"), me)
+    sequencer = deployer.deploy(origin_artifact("SequencerOracle"), deployer.sender)
     # Up (answer 0) since timestamp 1: the sentinel's grace period passed long ago.
     deployer.send(sequencer.functions.setAnswer(False, 1))
     sentinel = deployer.deploy(
@@ -242,32 +252,6 @@ def _key(name: str) -> bytes:
     return name.encode().ljust(32, b"\0")
 
 
-def _deploy_pool(deployer: Deployer, provider: Contract, rates: str) -> Contract:
-    libraries: dict[str, str] = {}
-    for name in POOL_LIBRARIES:
-        libraries[name] = deployer.deploy(origin_artifact(name), libraries=libraries).address
-    artifact = origin_artifact("PoolInstance")
-    impl = deployer.deploy(artifact, provider.address, rates, libraries=libraries)
-    # The provider creates the proxy and calls initialize(provider) on it.
-    deployer.send(provider.functions.setPoolImpl(impl.address))
-    return _proxy(deployer, artifact, provider.functions.getPool().call(), "Pool")
-
-
-def _deploy_configurator(deployer: Deployer, provider: Contract) -> Contract:
-    logic = deployer.deploy(origin_artifact("ConfiguratorLogic"))
-    artifact = origin_artifact("PoolConfiguratorInstance")
-    impl = deployer.deploy(artifact, libraries={"ConfiguratorLogic": logic.address})
-    deployer.send(provider.functions.setPoolConfiguratorImpl(impl.address))
-    address = provider.functions.getPoolConfigurator().call()
-    return _proxy(deployer, artifact, address, "PoolConfigurator")
-
-
-def _proxy(deployer: Deployer, artifact: Artifact, address: str, what: str) -> Contract:
-    if int(address, 16) == 0 or not deployer.w3.eth.get_code(Web3.to_checksum_address(address)):
-        raise DevnetError(f"deploy Aave v3.6: the addresses provider created no {what} proxy")
-    return deployer.at(artifact, address)
-
-
 def _list_reserves(
     deployer: Deployer,
     pool: Contract,
@@ -309,15 +293,11 @@ def _configure_reserves(
     fn = configurator.functions
     for symbol, token in listed.items():
         p = RESERVES[symbol]
-        if p.liquidation_threshold:
-            deployer.send(
-                fn.configureReserveAsCollateral(
-                    token.address, p.ltv, p.liquidation_threshold, p.liquidation_bonus
-                )
-            )
-        deployer.send(fn.setReserveBorrowing(token.address, symbol in BORROWABLE))
-        deployer.send(fn.setReserveFactor(token.address, p.reserve_factor))
-        deployer.send(fn.setLiquidationProtocolFee(token.address, p.liquidation_protocol_fee))
+        # A reserve with LT 0 (WSTETH) is left out of collateral outside e-mode.
+        configure_reserve(
+            deployer, configurator, token.address, p,
+            collateral=bool(p.liquidation_threshold), borrowing=symbol in BORROWABLE,
+        )
     for members in EMODES:
         c = members.category
         deployer.send(
