@@ -113,8 +113,9 @@ def _short_of_capital(outcome: Outcome) -> bool:
 def _record_rankings(
     engine: Keeper, monkeypatch: pytest.MonkeyPatch, steps: list[int] | None = None
 ) -> dict[Unit, int]:
-    """The first head at which each (strategy, account) was ranked profitable; `steps` gets
-    every head the engine stepped to (the newest head wins, so some are skipped)."""
+    """The first head at which each (strategy, account) was ranked profitable (by a step, or
+    by a prepared level handed to the dispatcher); `steps` gets every head the engine
+    stepped to (the newest head wins, so some are skipped)."""
     ranked: dict[Unit, int] = {}
     advance = engine.engine.advance
 
@@ -129,19 +130,38 @@ def _record_rankings(
         return opportunities
 
     monkeypatch.setattr(engine.engine, "advance", recording)
+    dispatcher = engine.dispatcher
+    assert dispatcher is not None
+    dispatch = dispatcher.dispatch
+
+    def dispatching(opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup,
+                    **kwargs: Any) -> int:
+        # Prepared liquidations are handed over on the feed's log, outside `advance`: they
+        # were decided at the block that posted the answer (their `block`).
+        for opportunity in opportunities:
+            ranked.setdefault((opportunity.strategy, opportunity.account), opportunity.block)
+        return dispatch(opportunities, tasks, **kwargs)
+
+    monkeypatch.setattr(dispatcher, "dispatch", dispatching)
     return ranked
 
 
 def _record_starved(engine: Keeper, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The blocks at which some debt asset had nothing free: every unit of it was committed
-    to liquidations in flight (capital, not detection, then defers the rest)."""
+    """The blocks at which some debt asset had nothing free, or sends in flight held part of
+    the capital (capital, not detection, then defers the rest)."""
     starved: list[int] = []
     assert engine.executor is not None
     available = engine.executor.available
 
+    executor = engine.executor
+
     async def recording(tokens: Sequence[str], block: int | None = None) -> dict[str, int]:
+        # Capital held by sends in flight (the prepared liquidations sent on the price
+        # block's log hold much of it) sizes the rest smaller, some below the minimum
+        # profit, until those settle: capital, not detection, then defers them.
+        busy = executor.busy
         free = await available(tokens, block)
-        if block is not None and any(v == 0 for v in free.values()):
+        if block is not None and (busy or any(v == 0 for v in free.values())):
             starved.append(block)
         return free
 
