@@ -132,8 +132,9 @@ class Settlement:
                                    -paid_gas)
         self._recent.add(tx_hash, receipt)
         bound.info("cancelled: the opportunity was gone", tx=tx_hash)
-        return Outcome(key, "lost", tx_hash, reason="cancelled: no longer there",
-                       gas_paid=paid_gas)
+        # Its realized profit is what it cost, as the journal records it (like a revert's).
+        return Outcome(key, "lost", tx_hash, int(receipt["blockNumber"], 16), gas_used,
+                       -paid_gas, reason="cancelled: no longer there", gas_paid=paid_gas)
 
     def lost(self, key: str, hashes: list[str], nonce: int, bound: Logger) -> Outcome:
         """None of its versions was mined: the nonce went to another transaction."""
