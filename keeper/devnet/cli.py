@@ -19,6 +19,7 @@ from keeper.anvil import Anvil
 from keeper.devnet.builder import DEFAULT_COINBASE, BuilderThread, restart_for_builder
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
+from keeper.devnet.oracles.market import post_everywhere, start_oracle_devnet
 from keeper.devnet.scale import start_scaled_devnet
 from keeper.devnet.tokens import post_price
 from keeper.errors import ConfigError, InputFileError, RpcUnavailable
@@ -149,11 +150,15 @@ def how_to_run(path: Path) -> str:
                    "blocks every --builder-interval seconds. See docs/devnet.md.")
 @click.option("--builder-interval", type=click.FloatRange(min=0.1), default=1.0,
               show_default=True, help="Seconds between the builder's blocks.")
+@click.option("--oracles", is_flag=True,
+              help="With --builder: the Aave V3 market reads the OCR2 oracle network "
+                   "(keeper.devnet.oracles.market; WETH's feed SVR-style, its update sent "
+                   "privately to the builder). See docs/devnet.md.")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
     block_time: float | None, no_cache: bool, scale_borrowers: int | None,
-    write_config: Path | None, builder: bool, builder_interval: float,
+    write_config: Path | None, builder: bool, builder_interval: float, oracles: bool = False,
 ) -> None:
     """Start anvil with real Aave V3, Uniswap V2 and V3, and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -163,6 +168,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                           "is not writable")
     if builder and (block_time is not None or scale_borrowers is not None):
         raise ConfigError("--builder mines its own blocks: no --block-time or --scale-borrowers")
+    if oracles and not builder:
+        raise ConfigError("--oracles needs --builder (an SVR update goes privately to it)")
     console = Console(stderr=True)
     started = time.monotonic()
     # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
@@ -175,6 +182,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                     raise ConfigError("--scale-borrowers runs with automine (no --block-time)")
                 anvil, info, _report, cached = start_scaled_devnet(
                     scale_borrowers, port=port, use_cache=not no_cache)
+            elif oracles:
+                anvil, info, cached = start_oracle_devnet(use_cache=not no_cache)
             else:
                 anvil, info, cached = start_devnet(
                     DevnetSpec(borrowers=borrowers, seed=seed),
@@ -265,5 +274,10 @@ def price(symbol: str, usd: str, devnet_file: Path, rpc: str | None) -> None:
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 5}))
     if not w3.is_connected():
         raise RpcUnavailable(f"cannot reach the devnet RPC at {url}")
+    if info.oracle_network is not None and symbol.upper() in info.oracle_network.feeds:
+        blocks = post_everywhere(info, url, symbol.upper(), value)
+        where = ", ".join(f"{what} in block {block}" for what, block in blocks.items())
+        click.echo(f"{symbol.upper()}/USD = {value}: {where}")
+        return
     receipt = post_price(w3, feed, value, info.accounts.deployer)
     click.echo(f"{symbol.upper()}/USD = {value} in block {receipt['blockNumber']}")

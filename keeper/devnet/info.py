@@ -90,6 +90,32 @@ class FeedRuleInfo(_Frozen):
     heartbeat: int
 
 
+class OracleFeedInfo(_Frozen):
+    """One OCR2 feed of the oracle network (keeper.devnet.oracles.market): the aggregator
+    that emits `AnswerUpdated` and the proxy in front of it; for an SVR feed, the secondary
+    pair the lending market reads too, updated privately through the builder."""
+
+    aggregator: str
+    proxy: str
+    config_digest: str
+    secondary_aggregator: str | None = None
+    secondary_proxy: str | None = None
+    secondary_config_digest: str | None = None
+    svr_cutoff_seconds: float | None = None
+
+    @property
+    def read_by_market(self) -> str:
+        """The aggregator whose answer the market reads (the secondary one for SVR)."""
+        return self.secondary_aggregator or self.aggregator
+
+
+class OracleNetworkInfo(_Frozen):
+    """The oracle network pricing `markets` (`keeper devnet --builder --oracles`)."""
+
+    feeds: dict[str, OracleFeedInfo]  # by token symbol
+    markets: list[str]  # the Aave markets whose AaveOracle reads the network's proxies
+
+
 class DevnetInfo(_Frozen):
     rpc_url: str
     ws_url: str
@@ -105,6 +131,7 @@ class DevnetInfo(_Frozen):
     aave_v3_6: AaveV36Info | None = None  # the v3.6 market; absent from older devnet files
     # By token symbol, like `feeds`: what the prepared liquidations plan for.
     feed_rules: dict[str, FeedRuleInfo] = Field(default_factory=dict)
+    oracle_network: OracleNetworkInfo | None = None  # OCR2 feeds, with --oracles only
 
     def aave_markets(self) -> dict[str, AaveV3Info]:
         """Every Aave market on the devnet by name: "aave_v3" (v3.0) and "aave_v3_6"."""
