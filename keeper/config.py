@@ -52,6 +52,8 @@ from keeper.config_sections import (
     StrategiesConfig,
 )
 from keeper.errors import ConfigError
+from keeper.ha.config import HaConfig
+from keeper.intake.config import IntakeConfig
 
 __all__ = [
     "DEFAULT_PATH",
@@ -101,6 +103,8 @@ class KeeperConfig(BaseSettings):
     breakers: BreakersConfig = Field(default_factory=BreakersConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     strategies: StrategiesConfig = Field(default_factory=StrategiesConfig)
+    ha: HaConfig | None = None
+    intake: IntakeConfig = Field(default_factory=IntakeConfig)
     _source: Path | None = PrivateAttr(default=None)
 
     @classmethod

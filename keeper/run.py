@@ -56,6 +56,7 @@ from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal
 from keeper.execution.outcomes import DEFAULT_KEEP
 from keeper.health import Health
+from keeper.intake.wire import run_with_intake
 from keeper.log import flush_repeats
 from keeper.metrics import Metrics, MonitoringServer, serve
 from keeper.monitor import Monitor
@@ -321,7 +322,7 @@ async def run_daemon(config: KeeperConfig, stop: asyncio.Event | None = None) ->
                  intake="websocket" if config.chain.ws_url is not None else "http polling",
                  fork=fork.anvil.rpc_url if fork is not None else None,
                  monitoring=server.url if server is not None else None)
-        running.append(asyncio.ensure_future(keeper.run(stop)))
+        running.append(asyncio.ensure_future(run_with_intake(keeper, config, stop)))
         abandoned = 0
         try:
             await running[0]

@@ -10,8 +10,10 @@ Methods (a POST to either endpoint):
   `eth_sendPrivateTransaction` / `mev_sendPrivateTransaction`,
   `eth_cancelPrivateTransaction`: need a valid
   `X-Flashbots-Signature`; otherwise JSON-RPC error -32600;
-- `builder_buildBlock` (build one block now; the interval timer may also be off) and
-  `builder_blocks` (the reports of the last blocks, newest last): devnet introspection;
+- `builder_buildBlock` (build one block now; the interval timer may also be off),
+  `builder_blocks` (the reports of the last blocks, newest last) and `builder_arrivals`
+  (when each pool entry, hint and bundle arrived: keeper/devnet/builder/arrivals.py):
+  devnet introspection;
 - anything else is forwarded to anvil (reads), except what the builder's public pool
   answers (anvil never sees it): `eth_getTransactionCount(..., "pending")` counts it,
   `eth_getTransactionByHash` finds a pooled transaction, `txpool_content` lists the pool
@@ -30,6 +32,7 @@ from typing import Any
 
 from aiohttp import web
 
+from keeper.devnet.builder.arrivals import Arrivals
 from keeper.devnet.builder.block import BlockReport, build_block
 from keeper.devnet.builder.bundles import (
     Bundle,
@@ -78,6 +81,8 @@ class Builder:
         self.private: dict[str, Bundle] = {}  # hash -> private tx or hinted bundle
         self.hints = HintStream()
         self.reports: deque[BlockReport] = deque(maxlen=REPORTS_KEPT)
+        self.arrivals = Arrivals()
+        self._arrived = 0.0  # when the request being answered arrived (set before call())
         self.lock = asyncio.Lock()
         self.next_block = 0  # the block being built next (refresh() and every build set it)
 
@@ -111,6 +116,7 @@ class Builder:
                        if h not in mined and t.nonce >= nonces.get(t.sender, 0)}
 
     async def call(self, endpoint: int, method: str, params: list[Any], signer: str) -> Any:
+        arrived = self._arrived or time.time()
         if method == "eth_sendTransaction":  # an unlocked dev account: anvil signs it
             if not params or not isinstance(params[0], dict):
                 raise RpcFailure(INVALID_PARAMS, "eth_sendTransaction takes one object")
@@ -123,10 +129,12 @@ class Builder:
             if tx.nonce < await self.chain.nonce(tx.sender):
                 raise RpcFailure(SERVER_ERROR, "nonce too low")
             self.public[tx.hash] = tx
+            self.arrivals.entered_pool(tx.hash, arrived)
             return tx.hash
         if method == "eth_sendBundle":
             bundle = parse_eth_bundle(params, signer)
             self.pools[endpoint].add(bundle)
+            self.arrivals.bundle(endpoint, bundle, [], arrived)
             return {"bundleHash": bundle.hash}
         if method == "eth_cancelBundle":
             uuid = str((params[0] if params and isinstance(params[0], dict) else {})
@@ -143,7 +151,7 @@ class Builder:
             return await self._call_bundle(parse_eth_bundle(params, signer))
         if method in ("mev_sendBundle", "eth_sendPrivateTransaction",
                       "mev_sendPrivateTransaction"):
-            return await self._send_private(endpoint, method, params, signer)
+            return await self._send_private(endpoint, method, params, signer, arrived)
         if method == "txpool_content":  # geth's shape: sender -> nonce -> transaction
             pending: dict[str, dict[str, Any]] = {}
             for tx in self.public.values():
@@ -156,10 +164,12 @@ class Builder:
             return (await self.build()).as_json()
         if method == "builder_blocks":
             return [r.as_json() for r in self.reports]
+        if method == "builder_arrivals":
+            return self.arrivals.as_json()
         raise KeyError(method)
 
     async def _send_private(
-        self, endpoint: int, method: str, params: list[Any], signer: str
+        self, endpoint: int, method: str, params: list[Any], signer: str, arrived: float
     ) -> Any:
         # No lock: a bundle or private transaction reaches its pool at once, even while a
         # block is being built (it then waits for the next); simulation mines nothing.
@@ -173,8 +183,13 @@ class Builder:
                 bundle.txs, parent=parent, base_fee=_base_fee(parent), timestamp=_now(parent))
             self.private[bundle.hash] = bundle
             self.hints.publish(hint_event(bundle, applied))
+            self.arrivals.hint(bundle.hash, time.time())
         self.pools[endpoint].add(bundle)
         if method == "mev_sendBundle":
+            body = (params[0] if params and isinstance(params[0], dict) else {}).get("body")
+            refs = [str(i["hash"]).lower() for i in body or ()
+                    if isinstance(i, dict) and "hash" in i]
+            self.arrivals.bundle(endpoint, bundle, refs, arrived)
             return {"bundleHash": bundle.hash}
         return bundle.hash
 
@@ -208,18 +223,20 @@ class Builder:
 
     async def handle(self, request: web.Request, endpoint: int) -> web.Response:
         body = await request.read()
+        arrived = time.time()
         try:
             payload = json.loads(body)
         except json.JSONDecodeError:
             return _answer({"jsonrpc": "2.0", "id": None,
                             "error": {"code": -32700, "message": "parse error"}})
         if isinstance(payload, list):
-            answers = [await self._one(item, body, request, endpoint) for item in payload]
+            answers = [await self._one(item, body, request, endpoint, arrived)
+                       for item in payload]
             return _answer(answers)
-        return _answer(await self._one(payload, body, request, endpoint))
+        return _answer(await self._one(payload, body, request, endpoint, arrived))
 
     async def _one(
-        self, item: Any, body: bytes, request: web.Request, endpoint: int
+        self, item: Any, body: bytes, request: web.Request, endpoint: int, arrived: float
     ) -> dict[str, Any]:
         rid = item.get("id") if isinstance(item, dict) else None
         method = item.get("method", "") if isinstance(item, dict) else ""
@@ -232,6 +249,7 @@ class Builder:
                     params[1] == "pending":
                 return {"jsonrpc": "2.0", "id": rid, "result": await self._pending(params[0])}
             try:
+                self._arrived = arrived
                 result = await self.call(endpoint, method, params, signer)
             except KeyError:
                 forwarded = json.loads(await self.chain.forward(json.dumps(item).encode()))

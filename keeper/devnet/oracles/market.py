@@ -42,7 +42,12 @@ from keeper.devnet.oracles.profile import (
     OracleDevnet,
     deploy_oracle_network,
 )
-from keeper.devnet.tokens import post_price, to_feed_answer
+from keeper.devnet.tokens import (
+    FEED_DEVIATION_BPS,
+    FEED_HEARTBEAT_SECONDS,
+    post_price,
+    to_feed_answer,
+)
 from keeper.errors import DevnetError
 from keeper.paths import cache_dir, project_root
 
@@ -159,7 +164,7 @@ def attach(info: DevnetInfo, rpc_url: str, builder_url: str | None = None,
     network_info = info.oracle_network
     if network_info is None:
         raise DevnetError("this devnet has no oracle network (start it with --oracles)")
-    chosen = policy or FeedPolicy()
+    chosen = policy or FeedPolicy(FEED_DEVIATION_BPS, FEED_HEARTBEAT_SECONDS)
     network = OracleNetwork(rpc_url, devnet_oracles(), info.chain_id)
     devnet = OracleDevnet(network=network, deployed={}, feeds={})
     for symbol, feed in network_info.feeds.items():
