@@ -19,6 +19,8 @@ from keeper.anvil import Anvil
 from keeper.devnet.builder import DEFAULT_COINBASE, BuilderThread, restart_for_builder
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
+from keeper.devnet.maker_profile import start_maker_devnet
+from keeper.devnet.maker_seed import follow_price
 from keeper.devnet.oracles.market import post_everywhere, start_oracle_devnet
 from keeper.devnet.scale import start_scaled_devnet
 from keeper.devnet.tokens import post_price
@@ -50,6 +52,10 @@ def print_summary(console: Console, info: DevnetInfo, seconds: float, cached: bo
         table.add_row("Aave v3.6 pool", info.aave_v3_6.pool)
         table.add_row("Aave v3.6 addresses provider", info.aave_v3_6.addresses_provider)
     table.add_row("Morpho Blue", info.morpho_blue.morpho)
+    if info.maker is not None:
+        table.add_row("Maker Vat / Dog / Cat", f"{info.maker.vat} / {info.maker.dog} / "
+                      f"{info.maker.cat}")
+        table.add_row("Maker vaults", f"{len(info.maker.vaults)} on {', '.join(info.maker.ilks)}")
     table.add_row("Uniswap V2 factory", info.uniswap_v2.factory)
     table.add_row("Uniswap V2 router", info.uniswap_v2.router)
     if info.uniswap_v3 is not None:
@@ -154,11 +160,16 @@ def how_to_run(path: Path) -> str:
               help="With --builder: the Aave V3 market reads the OCR2 oracle network "
                    "(keeper.devnet.oracles.market; WETH's feed SVR-style, its update sent "
                    "privately to the builder). See docs/devnet.md.")
+@click.option("--maker", is_flag=True,
+              help="Add Maker MCD (@makerdao/testchain 1.1.33-beta5 replayed: Vat, Cat/Flip, "
+                   "Dog/Clip), seeded vaults and exit pools (keeper.devnet.maker_profile; "
+                   "cached). See docs/devnet.md.")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
     block_time: float | None, no_cache: bool, scale_borrowers: int | None,
     write_config: Path | None, builder: bool, builder_interval: float, oracles: bool = False,
+    maker: bool = False,
 ) -> None:
     """Start anvil with real Aave V3, Uniswap V2 and V3, and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -168,6 +179,8 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                           "is not writable")
     if builder and (block_time is not None or scale_borrowers is not None):
         raise ConfigError("--builder mines its own blocks: no --block-time or --scale-borrowers")
+    if maker and (oracles or scale_borrowers is not None):
+        raise ConfigError("--maker is its own profile: no --oracles or --scale-borrowers")
     if oracles and not builder:
         raise ConfigError("--oracles needs --builder (an SVR update goes privately to it)")
     console = Console(stderr=True)
@@ -184,6 +197,11 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                     scale_borrowers, port=port, use_cache=not no_cache)
             elif oracles:
                 anvil, info, cached = start_oracle_devnet(use_cache=not no_cache)
+            elif maker:
+                anvil, info, cached = start_maker_devnet(
+                    DevnetSpec(borrowers=borrowers, seed=seed),
+                    port=0 if builder else port, block_time=block_time,
+                    use_cache=not no_cache)
             else:
                 anvil, info, cached = start_devnet(
                     DevnetSpec(borrowers=borrowers, seed=seed),
@@ -281,3 +299,6 @@ def price(symbol: str, usd: str, devnet_file: Path, rpc: str | None) -> None:
         return
     receipt = post_price(w3, feed, value, info.accounts.deployer)
     click.echo(f"{symbol.upper()}/USD = {value} in block {receipt['blockNumber']}")
+    if info.maker is not None and symbol.upper() == info.maker.price_symbol:
+        block = follow_price(w3, info.maker, value)  # Maker's pip and Spotter follow the feed
+        click.echo(f"Maker ETH pip and spot poked in block {block}")

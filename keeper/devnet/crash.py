@@ -16,6 +16,7 @@ from web3 import Web3
 
 from keeper.devnet.deployer import rpc
 from keeper.devnet.info import DevnetInfo
+from keeper.devnet.maker_seed import follow_price
 from keeper.devnet.price_path import PricePoint
 from keeper.devnet.tokens import post_price
 
@@ -62,4 +63,6 @@ def apply_step(w3: Web3, info: DevnetInfo, step: CrashStep) -> int:
     for symbol, usd in step.prices.items():
         receipt = post_price(w3, info.feeds[symbol], usd, info.accounts.deployer)
         block = receipt["blockNumber"]
+        if info.maker is not None and symbol == info.maker.price_symbol:
+            block = follow_price(w3, info.maker, usd)  # Maker's pip + Spotter.poke
     return block

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keeper.devnet.maker_info import MakerInfo
 from keeper.errors import InputFileError
 
 
@@ -129,6 +130,7 @@ class DevnetInfo(_Frozen):
     morpho_blue: MorphoBlueInfo
     uniswap_v3: UniswapV3Info | None = None  # absent from devnet files written before it
     aave_v3_6: AaveV36Info | None = None  # the v3.6 market; absent from older devnet files
+    maker: MakerInfo | None = None  # the Maker profile (keeper devnet --maker) only
     # By token symbol, like `feeds`: what the prepared liquidations plan for.
     feed_rules: dict[str, FeedRuleInfo] = Field(default_factory=dict)
     oracle_network: OracleNetworkInfo | None = None  # OCR2 feeds, with --oracles only

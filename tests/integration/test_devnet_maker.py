@@ -1,0 +1,64 @@
+"""The Maker devnet profile: the package's addresses on the devnet's chain id, the seeded
+vaults and pools, and Maker's price following the devnet's WETH feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from keeper.devnet import maker as mcd
+from keeper.devnet.crash import CrashStep, apply_step
+from keeper.devnet.maker_seed import RAY, WAD, ilk_id
+from tests.conftest import Devnet
+from tests.integration.maker_devnet import maker_devnet, rolled_back
+
+
+@pytest.fixture(scope="module")
+def maker_session() -> Iterator[Devnet]:
+    with maker_devnet() as devnet:
+        yield devnet
+
+
+@pytest.fixture
+def maker(maker_session: Devnet) -> Iterator[Devnet]:
+    with rolled_back(maker_session):
+        yield maker_session
+
+
+def test_addresses_vaults_and_pools(maker: Devnet) -> None:
+    info = maker.info.maker
+    assert info is not None and maker.info.chain_id == 31337
+    names = mcd.addresses()
+    assert info.vat == names["MCD_VAT"] and info.dog == names["MCD_DOG"]
+    assert info.ilks["ETH-A"].auction == names["MCD_FLIP_ETH_A"]
+    assert info.ilks["ETH-B"].auction == names["MCD_CLIP_ETH_B"]
+    vat = mcd.contract(maker.w3, "Vat", info.vat)
+    assert {v.ilk for v in info.vaults} == {"ETH-A", "ETH-B", "ETH-C"}
+    for vault in info.vaults:
+        ink, art = vat.functions.urns(ilk_id(vault.ilk), vault.urn).call()
+        _art, rate, spot, _line, _dust = vat.functions.ilks(ilk_id(vault.ilk)).call()
+        assert art > 0 and abs(ink * spot / (art * rate) - vault.opened_at) < 1e-6
+    for key in ("MCD_WETH/WETH", "MCD_DAI/DAI", "MCD_DAI/WETH"):
+        assert maker.info.uniswap_v2.pairs[key] == info.pairs[key]
+    dai = mcd.contract(maker.w3, "Dai", info.dai)
+    assert dai.functions.balanceOf(maker.info.accounts.liquidator).call() > 0
+
+
+def test_crash_step_moves_pip_and_spot(maker: Devnet) -> None:
+    info = maker.info.maker
+    assert info is not None
+    spotter = mcd.contract(maker.w3, "Spotter", info.spot)
+    vat = mcd.contract(maker.w3, "Vat", info.vat)
+    apply_step(maker.w3, maker.info, CrashStep(0, "t", {"WETH": Decimal("1500")}, None))
+    for name in ("ETH-A", "ETH-B", "ETH-C"):
+        _pip, mat = spotter.functions.ilks(ilk_id(name)).call()
+        spot = vat.functions.ilks(ilk_id(name)).call()[2]
+        # Spotter.poke: spot = val * 1e9 / par / mat (rdiv twice, par = 1 RAY).
+        assert spot == (1500 * WAD * 10**9 * RAY // RAY) * RAY // mat
+    # The nearest ETH-B vault is now unsafe: ink * spot < art * rate.
+    nearest = next(v for v in info.vaults if v.ilk == "ETH-B" and v.opened_at < 1.05)
+    ink, art = vat.functions.urns(ilk_id("ETH-B"), nearest.urn).call()
+    rate, spot = vat.functions.ilks(ilk_id("ETH-B")).call()[1:3]
+    assert ink * spot < art * rate
