@@ -11,8 +11,17 @@ ones. `BidPolicy` makes the tip a share of what the liquidation is worth:
 `share` is one setting (`execution.bid_share`) with per-strategy overrides
 (`execution.bid_share_by_strategy`). Ranking counts the tip as a cost (an opportunity's
 `gas_cost` includes it, and its `priority_fee` is the tip it is sent with), so a
-liquidation whose profit after its bid is under the minimum is not sent. The same
-share later prices the coinbase payment of a bundle; the submitter picks the channel.
+liquidation whose profit after its bid is under the minimum is not sent.
+
+In a builder's auction (`to_coinbase`: bundles, `execution.submitter = "bundle"`) a flash
+liquidation bids the same share as a direct payment to `block.coinbase`, made by the
+FlashLiquidator out of the surplus in the same transaction, and tips only the configured
+priority fee:
+
+    bid = (profit before the bid - min_profit) * bps(share) / 10,000
+
+(`FlashLiquidator.execute`'s `(profit - minProfit) * bidBps / 10,000`, whose `minProfit` is
+the gas plus `min_profit`). Ranking counts it as a cost (`Opportunity.coinbase_bid`).
 """
 
 from __future__ import annotations
@@ -20,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
+
+BPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -30,6 +41,7 @@ class BidPolicy:
     by_strategy: Mapping[str, Fraction] = field(default_factory=dict)
     min_tip: int = 0  # wei per gas: the configured priority fee
     max_fee_per_gas: int | None = None  # wei per gas: the fee cap
+    to_coinbase: bool = False  # flash liquidations pay their bid to block.coinbase
 
     def __post_init__(self) -> None:
         for share in (self.share, *self.by_strategy.values()):
@@ -38,6 +50,16 @@ class BidPolicy:
 
     def share_for(self, strategy: str) -> Fraction:
         return self.by_strategy.get(strategy, self.share)
+
+    def bps(self, strategy: str) -> int:
+        """The share in basis points, rounded down (the FlashLiquidator's `bidBps`)."""
+        return int(self.share_for(strategy) * BPS)
+
+    def coinbase_bid(self, strategy: str, profit_before_bid: int, min_profit: int) -> int:
+        """The bid the FlashLiquidator pays block.coinbase for this expected profit
+        (`keeper.execution.flash.bid_of`, FlashLiquidator.execute of this repository)."""
+        over = profit_before_bid - min_profit
+        return over * self.bps(strategy) // BPS if over > 0 else 0
 
     def tip(self, strategy: str, profit_before_tip: int, gas_limit: int, base_fee: int) -> int:
         """Wei per gas to offer: the share of the profit before the tip, within bounds."""

@@ -301,12 +301,18 @@ def _best(
     ev, evaluations, gross_value, slippage = found
     gas_limit = c.gas_limit + ev.swap_gas  # a flash liquidation's own swaps included
     gas_cost = gas_limit * gas_price
-    net, tip = ev.net, gas_price - base_fee
+    net, tip, bid = ev.net, gas_price - base_fee, 0
     if bids is not None:
         before_tip = ev.net + gas_cost - gas_limit * base_fee
-        tip = bids.tip(c.strategy, before_tip, gas_limit, base_fee)
+        if bids.to_coinbase and c.fee is not None:  # a flash liquidation in a bundle
+            tip = bids.tip(c.strategy, 0, gas_limit, base_fee)  # the configured tip only
+        else:
+            tip = bids.tip(c.strategy, before_tip, gas_limit, base_fee)
         gas_cost = gas_limit * (base_fee + tip)
         net = before_tip - gas_limit * tip  # gross - slippage - gas_cost, still exactly
+        if bids.to_coinbase and c.fee is not None:
+            bid = bids.coinbase_bid(c.strategy, net, min_profit)
+            net -= bid
     if net < min_profit:
         return None
     return Opportunity(
@@ -331,6 +337,7 @@ def _best(
         debt_out=ev.debt_out,
         evaluations=evaluations,
         priority_fee=tip,
+        coinbase_bid=bid,
     )
 
 

@@ -168,6 +168,9 @@ class Opportunity:
     debt_out: int = 0  # debt asset that swap returns (the collateral itself if the same token)
     evaluations: int = 0  # valuations the size search spent
     priority_fee: int = 0  # the tip per gas it is sent with (its bid; in gas_cost already)
+    # Paid to block.coinbase by the flash executor (a bundle's bid; in net_profit already:
+    # net_profit = gross_value - slippage - gas_cost - coinbase_bid).
+    coinbase_bid: int = 0
 
 
 @dataclass(frozen=True, slots=True)

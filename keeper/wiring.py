@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from keeper.bids import BidPolicy
 from keeper.chain.follower import ChainFollower
@@ -39,6 +40,16 @@ from keeper.strategy import Capabilities, Strategy
 from keeper.types import BlockRef, Opportunity
 
 
+class Replication(Protocol):
+    """With `[ha]`: the keeper is one replica of its account, leader or standby by a lease
+    (keeper/ha/replica.py). `sending` gates the dispatcher; `run` runs the loop as it."""
+
+    def sending(self) -> bool: ...
+
+    async def run(self, keeper: Keeper, loop: Coroutine[Any, Any, None],
+                  stop: asyncio.Event) -> None: ...
+
+
 @dataclass
 class Keeper:
     """The stages of one keeper, and the few calls the commands and tests make on them."""
@@ -49,10 +60,15 @@ class Keeper:
     dispatcher: Dispatcher | None
     executor: Executor | None
     prepared: PreparedLiquidations | None = None
+    replica: Replication | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the chain until `stop`; the daemon's loop."""
-        await drive(self.engine, self.follower, stop, self.prepared)
+        """Follow the chain until `stop`; the daemon's loop (as a replica with `[ha]`)."""
+        loop = drive(self.engine, self.follower, stop, self.prepared)
+        if self.replica is not None:
+            await self.replica.run(self, loop, stop)
+        else:
+            await loop
 
     async def sync(self) -> BlockRef:
         """Cold start every strategy at the current head."""
@@ -111,19 +127,21 @@ def assemble(
     poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
     bids: BidPolicy | None = None, exits: Venue | None = None,
     feed_rules: Mapping[str, FeedRule] | None = None, prepared_levels: int = DEFAULT_LEVELS,
+    replica: Replication | None = None,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
     executor was built with (its `still_there`). `exits`: where ranking prices and routes
     the exit swaps (`keeper.dex.venue`), the V2 pairs `dex` when not given. `feed_rules`:
     when each price feed posts; with them (and an executor), liquidations are prepared for
-    the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py)."""
+    the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py).
+    `replica`: this keeper is one replica of its account (`[ha]`): it sends only as leader."""
     dispatcher: Dispatcher | None = None
     if executor is not None:
         intents = IntentBuilder(
             strategies, Capabilities.of(strategies).flash, dex, quote_token=quote_token,
-            min_profit=min_profit, flash=flash, batch_max=batch_max, exits=exits)
+            min_profit=min_profit, flash=flash, batch_max=batch_max, exits=exits, bids=bids)
         dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
-                                outcomes=OutcomeLog(keep_outcomes))
+                                outcomes=OutcomeLog(keep_outcomes), gate=replica)
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)
@@ -134,4 +152,4 @@ def assemble(
         chain, ws=ws, poll_interval=poll_interval,
         on_socket=monitor.socket if monitor is not None else None,
         on_urgent=prepared.heard if prepared is not None else None)
-    return Keeper(chain, follower, engine, dispatcher, executor, prepared)
+    return Keeper(chain, follower, engine, dispatcher, executor, prepared, replica)

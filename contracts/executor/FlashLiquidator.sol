@@ -10,12 +10,15 @@ import {
 /// the debt token (Morpho flash loan, Aave `flashLoanSimple`, Uniswap V2 flash swap, Uniswap V3
 /// `flash`, or the contract's own balance), run every liquidation of the plan, sell each seized collateral back
 /// to the debt token on Uniswap V2 pairs and Uniswap V3 pools with a min-out, repay the lender,
-/// and send the surplus to the owner, reverting unless it reaches `minProfit`.
+/// optionally pay `block.coinbase` a bid out of the surplus, and send the rest to the owner,
+/// reverting unless what is left reaches `minProfit`.
 /// @dev One `execute` call is one plan: one debt token, one funding source, N liquidations whose
 /// debt is that token. All or nothing: any failing step reverts the whole transaction.
 ///
 /// Security:
-/// - `execute`, `sweep` and `transferOwnership` are owner-only; ownership moves in two steps.
+/// - `sweep`, `setOperator` and `transferOwnership` are owner-only; ownership moves in two
+///   steps. `execute` is the owner's or an operator's (the keeper's other signing accounts,
+///   its nonce lanes); the profit always goes to the owner.
 /// - A flash callback runs only inside our own flash call: before calling the lender, `execute`
 ///   stores keccak256(lender, data); the callback must come from that lender with that data, and
 ///   clears the slot, so it runs at most once. Outside `execute` the slot is zero and every
@@ -26,7 +29,9 @@ import {
 /// - Approvals go only to the two immutable protocol contracts (AAVE_POOL, MORPHO), for exact
 ///   amounts: the liquidation's `maxRepay` (reset to 0 afterwards unless fully pulled) and the
 ///   flash repayment (pulled in full by the lender). Uniswap pairs are paid by transfer.
-/// - No selfdestruct, no delegatecall, no payable function.
+/// - No selfdestruct, no delegatecall. Ether is accepted (`receive`) for the bid: WETH9's
+///   `withdraw` unwraps into it, or the owner keeps a float in it; only the bid leaves to
+///   `block.coinbase`, and `sweep(address(0), ..)` takes the rest out.
 contract FlashLiquidator {
     enum Funding {
         OwnBalance,
@@ -61,7 +66,9 @@ contract FlashLiquidator {
     /// Uniswap V2 pair (UniswapV2FlashSwap) or V3 pool (UniswapV3Flash) lending it; it is locked
     /// while it lends, so it must not be on any liquidation's swap path.
     /// The surplus of `debtToken` is the profit, or, with `profitPairs`, what selling it along
-    /// them returns; it must be at least `minProfit`.
+    /// them returns; it must be at least `minProfit`. With `bidBps` (basis points, at most
+    /// 10,000), `block.coinbase` is paid (profit - minProfit) * bidBps / 10,000 in ether
+    /// (the builder's bid, out of the surplus), so what is left is never under `minProfit`.
     struct Plan {
         Funding funding;
         address debtToken;
@@ -70,6 +77,7 @@ contract FlashLiquidator {
         Liquidation[] liquidations;
         address[] profitPairs;
         uint256 minProfit;
+        uint256 bidBps;
     }
 
     IAavePoolMin public immutable AAVE_POOL;
@@ -77,6 +85,8 @@ contract FlashLiquidator {
 
     address public owner;
     address public pendingOwner;
+    /// @dev Accounts besides the owner that may `execute` (nonce lanes); set by the owner.
+    mapping(address => bool) public operators;
     /// @dev keccak256(lender, data) of the flash call in progress; zero otherwise.
     bytes32 private _pendingCallback;
 
@@ -84,6 +94,8 @@ contract FlashLiquidator {
     event OwnershipTransferred(address indexed previousOwner, address indexed newOwner);
     event Executed(address indexed profitToken, uint256 profit, uint256 liquidations);
     event Swept(address indexed token, address indexed to, uint256 amount);
+    event OperatorSet(address indexed operator, bool allowed);
+    event BidPaid(address indexed coinbase, address indexed profitToken, uint256 amount);
 
     /// TickMath.MIN_SQRT_RATIO and MAX_SQRT_RATIO (v3-core): a V3 hop's price limits are one
     /// inside them, i.e. none (as QuoterV2's quotes).
@@ -102,9 +114,16 @@ contract FlashLiquidator {
     error ProfitTooLow(uint256 profit, uint256 minProfit);
     error Loss(uint256 balanceBefore, uint256 balanceAfter);
     error TokenCallFailed(address token);
+    error BidUnfunded(uint256 bid, uint256 etherHeld);
+    error BidFailed();
 
     modifier onlyOwner() {
         if (msg.sender != owner) revert NotOwner();
+        _;
+    }
+
+    modifier onlyOperator() {
+        if (msg.sender != owner && !operators[msg.sender]) revert NotOwner();
         _;
     }
 
@@ -127,6 +146,13 @@ contract FlashLiquidator {
         emit OwnershipTransferStarted(owner, newOwner);
     }
 
+    /// @notice Let `operator` execute plans (or stop it); profits still go to the owner.
+    function setOperator(address operator, bool allowed) external onlyOwner {
+        if (operator == address(0)) revert ZeroAddress();
+        operators[operator] = allowed;
+        emit OperatorSet(operator, allowed);
+    }
+
     function acceptOwnership() external {
         if (msg.sender != pendingOwner) revert NotPendingOwner();
         emit OwnershipTransferred(owner, msg.sender);
@@ -134,17 +160,23 @@ contract FlashLiquidator {
         pendingOwner = address(0);
     }
 
-    /// @notice Send stray tokens (or working capital for OwnBalance plans) out.
+    /// @notice Send stray tokens (or working capital for OwnBalance plans) out; token 0 is ether
+    /// (the bid float).
     function sweep(address token, address to, uint256 amount) external onlyOwner {
         if (to == address(0)) revert ZeroAddress();
-        _transfer(token, to, amount);
+        if (token == address(0)) {
+            (bool sent,) = to.call{value: amount}("");
+            if (!sent) revert TokenCallFailed(token);
+        } else {
+            _transfer(token, to, amount);
+        }
         emit Swept(token, to, amount);
     }
 
     // ------------------------------------------------------------------ entry point
 
     /// @notice Carry out `plan`; returns the profit sent to the owner (eth_call it to simulate).
-    function execute(Plan calldata plan) external onlyOwner returns (uint256 profit) {
+    function execute(Plan calldata plan) external onlyOperator returns (uint256 profit) {
         if (plan.liquidations.length == 0) revert BadPlan();
         address debt = plan.debtToken;
         uint256 before = _balance(debt);
@@ -194,9 +226,20 @@ contract FlashLiquidator {
             (profitToken, profit) = _swap(debt, profit, plan.profitPairs);
         }
         if (profit < plan.minProfit) revert ProfitTooLow(profit, plan.minProfit);
+        if (plan.bidBps != 0) {
+            if (plan.bidBps > 10_000) revert BadPlan();
+            uint256 bid = (profit - plan.minProfit) * plan.bidBps / 10_000;
+            if (bid != 0) {
+                _payBid(profitToken, bid);
+                profit -= bid;
+            }
+        }
         if (profit != 0) _transfer(profitToken, owner, profit);
         emit Executed(profitToken, profit, plan.liquidations.length);
     }
+
+    /// @notice Ether for the bid: WETH9's `withdraw`, or the owner's float.
+    receive() external payable {}
 
     // ------------------------------------------------------------------ flash callbacks
 
@@ -257,6 +300,22 @@ contract FlashLiquidator {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev Pay `bid` wei to block.coinbase, out of `bid` of the profit token: unwrapped when
+    /// the token is WETH9-like (`withdraw` turns it into exactly that much ether), else paid
+    /// from the ether float and the tokens stay here, to the owner's float account.
+    function _payBid(address token, uint256 bid) private {
+        uint256 held = address(this).balance;
+        (bool unwrapped,) = token.call(abi.encodeWithSelector(0x2e1a7d4d, bid));
+        if (unwrapped) {
+            if (address(this).balance != held + bid) revert BadPlan();
+        } else if (held < bid) {
+            revert BidUnfunded(bid, held);
+        }
+        (bool paid,) = block.coinbase.call{value: bid}("");
+        if (!paid) revert BidFailed();
+        emit BidPaid(block.coinbase, token, bid);
+    }
 
     function _enterCallback(bytes calldata data) private {
         bytes32 expected = _pendingCallback;

@@ -17,9 +17,11 @@ token, carried out inside one flash loan:
 - **Exit**: all the collateral seized is sold straight through the listed
   Uniswap V2 pairs and V3 pools (no router) into the debt token, with a per-liquidation
   `min_out`; the lender is repaid; the surplus (optionally sold along
-  `profit_pairs` into another token) must reach `min_profit`, and is sent to
-  the owner. `execute` returns it, so an `eth_call` of the same transaction
-  is the simulation.
+  `profit_pairs` into another token) must reach `min_profit`; with `bid_bps`
+  the contract pays `block.coinbase` (surplus - min_profit) * bid_bps / 10,000
+  in ether out of it (a builder's bid: `bid_of`), and sends the rest to the
+  owner. `execute` returns what the owner got, so an `eth_call` of the same
+  transaction is the simulation.
 
 The encoders here are pure (no I/O) and know no protocol: they pack the legs
 the strategies encoded and refuse what the contract would reject whatever the
@@ -43,12 +45,14 @@ from keeper.errors import FatalError
 from keeper.types import FlashLeg
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+BPS = 10_000
+BID_PAID_TOPIC = "0x" + keccak(text="BidPaid(address,address,uint256)").hex()
 
 MARKET_TYPE = "(address,address,address,address,uint256)"
 LIQUIDATION_TYPE = (
     f"(uint8,address,address,uint256,uint256,uint256,{MARKET_TYPE},address[],uint256)"
 )
-PLAN_TYPE = f"(uint8,address,uint256,address,{LIQUIDATION_TYPE}[],address[],uint256)"
+PLAN_TYPE = f"(uint8,address,uint256,address,{LIQUIDATION_TYPE}[],address[],uint256,uint256)"
 EXECUTE_SIGNATURE = f"execute({PLAN_TYPE})"
 EXECUTE_SELECTOR = "0x" + keccak(text=EXECUTE_SIGNATURE)[:4].hex()
 
@@ -68,6 +72,8 @@ ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
         ("ProfitTooLow", ("uint256", "uint256")),
         ("Loss", ("uint256", "uint256")),
         ("TokenCallFailed", ("address",)),
+        ("BidUnfunded", ("uint256", "uint256")),
+        ("BidFailed", ()),
     )
 }
 
@@ -108,6 +114,7 @@ class FlashPlan:
     min_profit: int = 0
     flash_pair: str | None = None
     profit_pairs: tuple[str, ...] = ()
+    bid_bps: int = 0  # share of the surplus over min_profit paid to block.coinbase
 
 
 # ---------------------------------------------------------------------------- encoding
@@ -171,6 +178,8 @@ def plan_tuple(plan: FlashPlan) -> tuple[Any, ...]:
         raise FlashPlanError("flash_pair is only for the Uniswap V2 flash swap or V3 flash")
     if plan.funding != Funding.OWN_BALANCE and plan.flash_amount <= 0:
         raise FlashPlanError("a flash-funded plan needs flash_amount > 0")
+    if not 0 <= plan.bid_bps <= BPS:
+        raise FlashPlanError(f"bid_bps {plan.bid_bps} is not within [0, {BPS}]")
     return (
         int(plan.funding),
         debt,
@@ -179,6 +188,7 @@ def plan_tuple(plan: FlashPlan) -> tuple[Any, ...]:
         [_liquidation_tuple(i, liq, debt) for i, liq in enumerate(plan.liquidations)],
         [_address(p, "profit_pairs") for p in plan.profit_pairs],
         _uint(plan.min_profit, "min_profit"),
+        plan.bid_bps,
     )
 
 
@@ -196,6 +206,7 @@ def encode_single(
     min_profit: int = 0,
     flash_pair: str | None = None,
     profit_pairs: Sequence[str] = (),
+    bid_bps: int = 0,
 ) -> str:
     """The calldata of a plan with one liquidation."""
     return encode_execute(
@@ -207,6 +218,7 @@ def encode_single(
             min_profit=min_profit,
             flash_pair=flash_pair,
             profit_pairs=tuple(profit_pairs),
+            bid_bps=bid_bps,
         )
     )
 
@@ -216,6 +228,25 @@ def decode_profit(returned: str | bytes) -> int:
     raw = bytes.fromhex(returned.removeprefix("0x")) if isinstance(returned, str) else returned
     (profit,) = decode(["uint256"], raw)
     return int(profit)
+
+
+def bid_of(profit: int, min_profit: int, bid_bps: int) -> int:
+    """The bid `execute` pays block.coinbase out of a surplus of `profit`
+    (FlashLiquidator.execute, this repository: (profit - minProfit) * bidBps / 10,000)."""
+    return (profit - min_profit) * bid_bps // BPS if profit > min_profit else 0
+
+
+def bid_paid(logs: Sequence[dict[str, Any]], executor: str) -> int:
+    """The ether `executor` paid block.coinbase in a receipt's `logs` (its BidPaid events)."""
+    total = 0
+    for entry in logs:
+        topics = [t if isinstance(t, str) else "0x" + bytes(t).hex() for t in entry["topics"]]
+        if str(entry["address"]).lower() == executor.lower() and topics and \
+                topics[0].lower() == BID_PAID_TOPIC:
+            data = entry["data"]
+            raw = bytes.fromhex(data.removeprefix("0x")) if isinstance(data, str) else bytes(data)
+            total += int.from_bytes(raw[:32], "big")
+    return total
 
 
 def decode_error(revert_data: str | bytes) -> tuple[str, tuple[Any, ...]] | None:

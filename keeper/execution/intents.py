@@ -12,7 +12,9 @@ leg for the flash executor: execution knows no protocol), the flash route, the D
   sender holds, or `execute(plan)` on the flash executor, which sells the surplus for
   the quote token on the pools ranking quoted that sale on (`Opportunity.profit_swap`)
   and must get at least the gas of every liquidation as ranked alone plus `min_profit`
-  (so a send that would lose money reverts; a batch burns less gas than that, never more).
+  (so a send that would lose money reverts; a batch burns less gas than that, never more);
+  with a bid to `block.coinbase` (`BidPolicy.to_coinbase`), the plan pays the lead's bid
+  share of the surplus over that minimum to the block's builder.
 
 `GasBook` learns the gas flash liquidations really use from receipts (and what a batch
 saves per member), so later rankings price them right. What it learns leaves out the
@@ -26,6 +28,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 
 from keeper.batching import Send, group_sends
+from keeper.bids import BidPolicy
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.dex.venue import Venue, legs_of, pools_of
 from keeper.execution.flash_route import FLASH_GAS_OVERHEAD, FlashRoute, min_out
@@ -63,7 +66,7 @@ class IntentBuilder:
     def __init__(
         self, strategies: Sequence[Strategy], flash_legs: Mapping[str, FlashLiquidating],
         dex: PairBook, *, quote_token: str, min_profit: int, flash: FlashRoute | None = None,
-        batch_max: int = 5, exits: Venue | None = None,
+        batch_max: int = 5, exits: Venue | None = None, bids: BidPolicy | None = None,
     ) -> None:
         self.strategies = {s.name: s for s in strategies}
         self.flash_legs = flash_legs
@@ -75,6 +78,7 @@ class IntentBuilder:
         self.flash = flash
         self.batch_max = batch_max
         self.gas = GasBook()
+        self.bids = bids  # to_coinbase: flash plans pay the bid share to block.coinbase
         self.unbatchable = RecentKeys()  # keys whose batch failed simulation: sent alone
 
     def flashable(self, candidate: Candidate) -> bool:
@@ -141,6 +145,9 @@ class IntentBuilder:
             legs, debt=lead.debt, repays=[o.debt_to_cover for o in send],
             min_profit=sum(o.gas_cost for o in send) + self.min_profit,
             profit_pairs=profit_pairs)
+        bids = self.bids
+        if bids is not None and bids.to_coinbase:
+            plan = dataclasses.replace(plan, bid_bps=bids.bps(lead.strategy))
         call = Call(to=flash.executor, data=flash.calldata(plan))
         gas = sum(o.gas_limit for o in send) - (len(send) - 1) * self.gas.batch_saving
         return TxIntent(lead, call, gas, None, members=send[1:])

@@ -86,6 +86,11 @@ def owner_account() -> LocalAccount:
 
 @pytest.fixture
 def env(devnet: Devnet) -> Env:
+    return make_env(devnet)
+
+
+def make_env(devnet: Devnet) -> Env:
+    """A fresh FlashLiquidator owned by a fresh account, and the devnet's contracts."""
     owner, stranger = fresh_accounts(devnet, 2)
     key = owner_account()
     assert key.address == owner

@@ -3,11 +3,13 @@ within the configured tip and the fee cap, and ranking counts it as a cost."""
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
 
 from keeper.bids import BidPolicy
+from keeper.execution.flash import bid_of
 from keeper.ranking import rank
 from keeper.types import Opportunity
 from tests.unit.test_ranking import (
@@ -64,3 +66,25 @@ def test_per_strategy_overrides_and_bounds() -> None:
     assert opp.priority_fee == PRIORITY_FEE
     with pytest.raises(ValueError, match="bid share"):
         BidPolicy(share=Fraction(3, 2))
+
+
+def test_in_a_bundle_a_flash_liquidation_bids_to_coinbase_and_tips_the_minimum() -> None:
+    coinbase = BidPolicy(share=Fraction(95, 100), min_tip=PRIORITY_FEE,
+                         max_fee_per_gas=500 * GWEI, to_coinbase=True)
+    flash = dataclasses.replace(candidate(10_000 * E6), fee=lambda repay: 0)
+    floor = 10**15
+    (fixed,) = rank([flash], dex=dex(2_000_000_000), quote_token=WETH, base_fee=BASE_FEE,
+                    priority_fee=PRIORITY_FEE, min_profit=floor, block=1)
+    (bid,) = rank([flash], dex=dex(2_000_000_000), quote_token=WETH, base_fee=BASE_FEE,
+                  priority_fee=PRIORITY_FEE, min_profit=floor, block=1, bids=coinbase)
+    assert bid.priority_fee == PRIORITY_FEE and bid.gas_cost == fixed.gas_cost
+    # FlashLiquidator.execute's bid: (profit - minProfit) * bidBps / 10,000, minProfit being
+    # the gas plus the floor, so the share of what the liquidation makes over its floor.
+    assert coinbase.bps("test") == 9_500
+    assert bid.coinbase_bid == bid_of(fixed.net_profit + fixed.gas_cost,
+                                      fixed.gas_cost + floor, 9_500) > 0
+    assert bid.net_profit == fixed.net_profit - bid.coinbase_bid >= floor
+    assert bid.gross_value - bid.slippage - bid.gas_cost - bid.coinbase_bid == bid.net_profit
+    # A liquidation sent with the account's own tokens still bids by its tip.
+    (direct,) = _rank(10_000 * E6, coinbase)
+    assert direct.coinbase_bid == 0 and direct.priority_fee > PRIORITY_FEE

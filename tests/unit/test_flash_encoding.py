@@ -25,6 +25,7 @@ from keeper.execution.flash import (
     FlashPlanError,
     Funding,
     aave_flash_premium,
+    bid_of,
     decode_error,
     decode_profit,
     encode_execute,
@@ -92,10 +93,10 @@ def test_calldata_matches_web3_with_the_compiled_abi() -> None:
 def test_batch_round_trips_through_the_abi() -> None:
     data = bytes.fromhex(encode_execute(batch())[2:])
     assert data[:4].hex() == EXECUTE_SELECTOR[2:]
-    ((funding, debt, amount, flash_pair, liqs, profit_pairs, min_profit),) = decode(
+    ((funding, debt, amount, flash_pair, liqs, profit_pairs, min_profit, bid_bps),) = decode(
         [PLAN_TYPE], data[4:]
     )
-    assert (funding, debt.lower(), amount, min_profit) == (1, USDC, 6_000 * 10**6, 7)
+    assert (funding, debt.lower(), amount, min_profit, bid_bps) == (1, USDC, 6_000 * 10**6, 7, 0)
     assert flash_pair == "0x" + "00" * 20 and profit_pairs == ()
     aave, morpho = liqs
     assert aave[0] == 0 and aave[3] == aave[5] == 5_000 * 10**6
@@ -135,6 +136,8 @@ def test_single_is_a_plan_of_one() -> None:
         (batch(flash_pair=USDC_DAI), "only for the Uniswap"),
         (batch(flash_amount=0), "flash_amount > 0"),
         (batch(min_profit=-1), "uint256"),
+        (batch(bid_bps=10_001), "bid_bps"),
+        (batch(bid_bps=-1), "bid_bps"),
         (batch(liquidations=(aave_liq(borrower="0x1234"),)), "not an address"),
     ],
 )
@@ -169,3 +172,12 @@ def test_return_and_revert_data_decode() -> None:
     not_owner = next(s for s, (name, _) in ERRORS.items() if name == "NotOwner")
     assert decode_error(not_owner) == ("NotOwner", ())
     assert decode_error("0x08c379a0" + "00" * 64) is None  # Error(string) is not ours
+
+
+def test_bid_is_the_share_of_the_surplus_over_the_minimum() -> None:
+    assert bid_of(1_000, 400, 9_500) == 570  # (1000 - 400) * 0.95
+    assert bid_of(1_000, 400, 0) == 0 and bid_of(400, 400, 9_500) == 0
+    assert bid_of(399, 400, 9_500) == 0  # the contract reverts ProfitTooLow first
+    assert bid_of(1_001, 0, 3_333) == 333  # rounded down, as Solidity's division
+    data = bytes.fromhex(encode_execute(batch(bid_bps=9_500))[2:])
+    assert decode([PLAN_TYPE], data[4:])[0][7] == 9_500

@@ -90,5 +90,5 @@ def test_both_protocols_in_one_plan_encode() -> None:
     aave = aave_flash_leg(collateral=WETH, borrower=BORROWER, debt_to_cover=5_000,
                           swap_pairs=[WETH_USDC])
     plan = FlashPlan(Funding.MORPHO_FLASH_LOAN, USDC, 6_000, (aave, morpho()))
-    ((_, _, _, _, liqs, _, _),) = decode([PLAN_TYPE], bytes.fromhex(encode_execute(plan)[10:]))
+    ((_, _, _, _, liqs, _, _, _),) = decode([PLAN_TYPE], bytes.fromhex(encode_execute(plan)[10:]))
     assert [liq[0] for liq in liqs] == [AAVE_V3, MORPHO_BLUE]
