@@ -135,6 +135,7 @@ async def build_keeper(
     keep_outcomes: int | None = DEFAULT_KEEP, bids: BidPolicy | None = None,
     monitor: Monitor | None = None, prepared_levels: int = DEFAULT_LEVELS,
     aave_markets: Sequence[str] = ("aave_v3",), morpho: bool = True,
+    min_profit_usd: Decimal = DEMO_MIN_PROFIT_USD, batch_max: int = 5,
 ) -> Keeper:
     """A keeper wired to a devnet and synced at its head, sending as `key` (the liquidator's
     public dev key by default), through `flash_executor` when given (a FlashLiquidator `key`
@@ -143,7 +144,9 @@ async def build_keeper(
     served: a tip buys nothing there). `prepared_levels`: liquidations prepared for each
     feed's next answers, that many deviation thresholds each way (devnet.json's
     `feed_rules`; 0: none). `aave_markets` / `morpho`: which markets it watches (the v3.0
-    Aave market and Morpho Blue by default; see `devnet_strategies`)."""
+    Aave market and Morpho Blue by default; see `devnet_strategies`). `min_profit_usd`
+    (at the devnet's starting 2,000 USD per WETH) and `batch_max` as `[execution]`'s
+    `min_profit_quote` and `batch_max` (a backtest sweep varies them)."""
     chain = await HttpRpc.open(info.rpc_url)
     weth = info.tokens["WETH"].address.lower()
     head = int(await chain.call("eth_blockNumber", []), 16)
@@ -162,7 +165,7 @@ async def build_keeper(
             quote_token=weth, still_there=live,
         )
         await executor.start()
-    min_profit = int(DEMO_MIN_PROFIT_USD / Decimal(2000) * WAD)
+    min_profit = int(min_profit_usd / Decimal(2000) * WAD)
     flash = None
     if executor is not None and flash_executor is not None:
         flash = await FlashRoute.discover(chain, flash_executor, dex, weth)
@@ -170,7 +173,8 @@ async def build_keeper(
         chain, devnet_strategies(info, account.address, aave_markets=aave_markets, morpho=morpho),
         dex, quote_token=weth,
         min_profit=min_profit, priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live,
-        flash=flash, keep_outcomes=keep_outcomes, poll_interval=poll_interval, bids=bids,
+        flash=flash, batch_max=batch_max, keep_outcomes=keep_outcomes,
+        poll_interval=poll_interval, bids=bids,
         monitor=monitor,
         ws=WsSubscriptions(info.ws_url) if ws is True else (ws or None),
         feed_rules={info.feeds[s]: FeedRule(r.deviation_bps, r.heartbeat)

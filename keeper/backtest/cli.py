@@ -31,7 +31,9 @@ from keeper.backtest.report import (
     timed,
     write_html,
 )
+from keeper.backtest.sweep_params import DEFAULT_BATCH, Tuning
 from keeper.cli import AppState
+from keeper.demo import DEMO_MIN_PROFIT_USD
 from keeper.devnet.deploy import DevnetSpec
 from keeper.errors import FatalError, InputFileError, KeeperError
 from keeper.log import configure_logging
@@ -86,7 +88,22 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
     return report
 
 
-@click.command("backtest")
+class _BacktestGroup(click.Group):
+    """`keeper backtest [options]` runs one backtest; `keeper backtest sweep` many, on Ray
+    (imported only when asked for: Ray is an optional extra)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return ["sweep"]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name != "sweep":
+            return None
+        from keeper.backtest.sweep import sweep  # noqa: PLC0415
+
+        return sweep
+
+
+@click.group("backtest", cls=_BacktestGroup, invoke_without_command=True)
 @click.option("--devnet", is_flag=True, help="Replay a price path on the local devnet.")
 @click.option("--price-path", metavar="FILE",
               help="time_utc,price[,gas_gwei] CSV, or the name of a shipped path "
@@ -98,6 +115,14 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
 @click.option("--capital", type=click.FloatRange(min=0, min_open=True), metavar="USD",
               help="The liquidator holds this much of each asset (USD at the devnet's starting "
                    "prices) instead of 5M each (--devnet).")
+@click.option("--bid-share", type=click.FloatRange(0, 1),
+              help="Bid this share of each liquidation's profit as its tip (--devnet; "
+                   "default: no bid policy).")
+@click.option("--min-profit-usd", type=click.FloatRange(min=0),
+              help=f"The keeper's minimum profit, USD (--devnet; {DEMO_MIN_PROFIT_USD} "
+                   "by default).")
+@click.option("--batch-size", type=click.IntRange(1, 20),
+              help=f"The largest flash batch (--devnet; {DEFAULT_BATCH} by default).")
 @click.option("--rpc", metavar="URL", help="Archive node to replay blocks from.")
 @click.option("--tape", type=click.Path(path_type=Path, dir_okay=False),
               help="A tape written by `keeper record`, instead of --rpc.")
@@ -114,14 +139,27 @@ def _run_archive(state: AppState, console: Console, *, rpc: str | None, tape: Pa
 @click.pass_obj
 def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     state: AppState, devnet: bool, price_path: str | None, borrowers: int, seed: int,
-    steps: int | None, capital: float | None, rpc: str | None, tape: Path | None,
+    steps: int | None, capital: float | None, bid_share: float | None,
+    min_profit_usd: float | None, batch_size: int | None, rpc: str | None, tape: Path | None,
     first: int | None, last: int | None, insert: str, html_path: Path | None, as_json: bool,
     log_file: Path,
 ) -> None:
-    """Replay history with the keeper inserted; report capture rate and PnL."""
+    """Replay history with the keeper inserted; report capture rate and PnL.
+
+    `keeper backtest sweep --help`: many price-path backtests at once, on Ray."""
+    if click.get_current_context().invoked_subcommand is not None:
+        return
     _check_source(devnet, price_path, rpc, tape, (first, last))
     if capital is not None and not devnet:
         raise BacktestUsageError("--capital sets the devnet liquidator's funds: add --devnet")
+    tuned = (bid_share, min_profit_usd, batch_size)
+    if not devnet and any(v is not None for v in tuned):
+        raise BacktestUsageError("--bid-share, --min-profit-usd and --batch-size tune the "
+                                 "devnet keeper: add --devnet")
+    tuning = Tuning(None if bid_share is None else Decimal(str(bid_share)),
+                    DEMO_MIN_PROFIT_USD if min_profit_usd is None
+                    else Decimal(str(min_profit_usd)),
+                    DEFAULT_BATCH if batch_size is None else batch_size)
     if html_path is not None:
         check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
@@ -142,7 +180,7 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
             with ReplayProgress(console, unit="steps") as progress:
                 report = devnet_replay.run_price_path(
                     path, spec=DevnetSpec(borrowers=borrowers, seed=seed), max_steps=steps,
-                    progress=progress,
+                    progress=progress, tuning=tuning,
                     capital_usd=Decimal(str(capital)) if capital is not None else None)
         else:
             assert first is not None and last is not None

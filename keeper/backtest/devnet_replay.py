@@ -38,11 +38,13 @@ from typing import Any
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from keeper.anvil import Anvil
 from keeper.backtest.episodes import Attempt, Position, Taken
 from keeper.backtest.model import BacktestReport, Liquidation, PriceSample
 from keeper.backtest.path_file import PricePath
 from keeper.backtest.recorder import Recorder
 from keeper.backtest.replay import Sends
+from keeper.backtest.sweep_params import Tuning
 from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
 from keeper.devnet.crash import CrashStep, crash_steps
@@ -68,6 +70,7 @@ MINT = "0x" + function_signature_to_4byte_selector("mint(address,uint256)").hex(
 
 # (steps done, steps in all, blocks replayed so far): drives the CLI's progress bar.
 Progress = Callable[[int, int, int], None]
+StartDevnet = Callable[[DevnetSpec], tuple[Anvil, DevnetInfo, bool]]
 
 
 @dataclass
@@ -178,8 +181,10 @@ async def _prepare(
 async def replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, *,
     progress: Progress | None = None, capital_usd: Decimal | None = None,
+    tuning: Tuning | None = None,
 ) -> BacktestReport:
-    """Drive a running devnet along `steps`, the keeper engine stepped block by block.
+    """Drive a running devnet along `steps`, the keeper engine stepped block by block
+    (its bid share, minimum profit and batch size: `tuning`, the demo keeper's by default).
 
     The replay mines every block itself (automine off, 12 s apart): a step's prices in one
     block, then, while the keeper sends, one block holding everything it sent in reaction
@@ -194,7 +199,7 @@ async def replay(
         try:
             await _prepare(setup, clock, info, capital_usd)
             return await _replay(info, steps, journal, clock, progress=progress,
-                                 capital_usd=capital_usd)
+                                 capital_usd=capital_usd, tuning=tuning or Tuning())
         finally:
             await clock.release(setup)
             await setup.call("anvil_setAutomine", [True])
@@ -204,9 +209,10 @@ async def replay(
 
 async def _replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, clock: _Clock, *,
-    progress: Progress | None, capital_usd: Decimal | None,
+    progress: Progress | None, capital_usd: Decimal | None, tuning: Tuning,
 ) -> BacktestReport:
-    keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0)
+    keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0,
+                                **tuning.keeper_kwargs())
     engine = keeper.engine
     chain = _Chain(keeper, info, clock)
     symbols = {t.address.lower(): s for s, t in info.tokens.items()}
@@ -338,18 +344,20 @@ async def _fill_outcomes(
 def run_price_path(
     loaded: PricePath, *, spec: DevnetSpec | None = None, max_steps: int | None = None,
     progress: Progress | None = None, capital_usd: Decimal | None = None,
+    tuning: Tuning | None = None, start: StartDevnet = start_devnet,
 ) -> BacktestReport:
-    """Start the (cached) devnet, replay the path on it, stop it; the report says what happened."""
+    """Start the (cached) devnet, replay the path on it, stop it; the report says what happened.
+    `start`: how the devnet's anvil starts (a sweep's task starts its own with more flags)."""
     start_prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
     steps = crash_steps(loaded.points, start_prices, loaded.betas)[:max_steps]
     started = time.monotonic()
-    anvil, info, _cached = start_devnet(spec or DevnetSpec())
+    anvil, info, _cached = start(spec or DevnetSpec())
     try:
         boot = time.monotonic() - started
         with (tempfile.TemporaryDirectory(prefix="keeper-backtest-") as folder,
               Journal(Path(folder) / "journal.sqlite") as journal):
             report = asyncio.run(replay(info, steps, journal, progress=progress,
-                                        capital_usd=capital_usd))
+                                        capital_usd=capital_usd, tuning=tuning))
     finally:
         anvil.stop()
     report.boot_seconds = boot
