@@ -20,6 +20,13 @@ Rules:
   wrong: use a replacement transaction with the same nonce instead.
 - `confirm(nonce)` records that a transaction with this nonce was mined (it
   succeeded or reverted: either way the nonce is used up).
+- `reissue(nonce)` gives back a nonce whose signed transaction can no longer be
+  mined although it left the keeper: a private bundle whose last target block
+  passed without it, the chain's nonce still below it. Only then: while any
+  bundle holding it can still land, the nonce stays taken (keeper/execution/bundles.py).
+
+Each nonce lane (keeper/execution/lanes.py: one more signing account) has its own
+manager, synced from that account's chain nonce and its own journaled transactions.
 """
 
 from __future__ import annotations
@@ -122,3 +129,13 @@ class NonceManager:
             self._confirmed = nonce
         if self._next is not None and nonce >= self._next:
             self._next = nonce + 1
+
+    def reissue(self, nonce: int) -> None:
+        """A nonce whose transaction left the keeper but can never be mined (its bundles
+        expired unincluded and the chain has not used it): handed out again first. Unlike
+        `release`, it need not have been reserved in this run (a restart recovers it)."""
+        self._in_flight.discard(nonce)
+        used = self._confirmed is not None and nonce <= self._confirmed
+        if self._next is None or nonce >= self._next or used or nonce in self._released:
+            return
+        heapq.heappush(self._released, nonce)

@@ -55,12 +55,18 @@ class Recovery:
         self._flash_executor = flash_executor
         self._quote_token = quote_token
 
-    def jobs(self, keys: set[str] | None = None, *, reorged: bool = False) -> list[RecoveryJob]:
+    def jobs(
+        self, keys: set[str] | None = None, *, reorged: bool = False,
+        skip: set[str] | frozenset[str] = frozenset(),
+    ) -> list[RecoveryJob]:
         """A job for every transaction signed or sent and never seen mined (only those of
         `keys` when given), lowest nonce first. `reorged`: they were mined in blocks a
-        reorg orphaned, so each is re-evaluated (see the module's docstring)."""
+        reorg orphaned, so each is re-evaluated (see the module's docstring). `skip`:
+        hashes another part follows (bundled transactions: never broadcast publicly)."""
         by_nonce: dict[int, list[TxRecord]] = {}
         for tx in self.journal.pending():
+            if tx.tx_hash in skip:
+                continue
             if keys is None or tx.intent_key in keys:
                 by_nonce.setdefault(tx.nonce, []).append(tx)
         jobs = []

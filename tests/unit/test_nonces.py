@@ -147,3 +147,20 @@ async def test_skip_to_never_hands_out_a_used_nonce_again() -> None:
     assert held in manager.in_flight
     await manager.skip_to(3)  # an older answer never moves it back
     assert await manager.reserve() == 10
+
+
+async def test_reissue_gives_back_a_nonce_whose_bundle_expired() -> None:
+    manager = NonceManager()
+
+    async def chain() -> int:
+        return 5
+
+    await manager.sync(chain, journal_max_nonce=5)  # nonce 5 journaled by an earlier run
+    assert manager.next_nonce == 6
+    manager.reissue(5)  # its bundles expired unincluded: 5 is handed out again first
+    assert await manager.reserve() == 5
+    assert await manager.reserve() == 6
+    manager.confirm(6)
+    manager.reissue(6)  # mined: never handed out again
+    manager.reissue(9)  # never handed out: nothing to give back
+    assert await manager.reserve() == 7

@@ -1,0 +1,65 @@
+"""The executor in bundle mode (`execution.submitter = "bundle"`): the public executor's
+parts (claims, capital, allowances, settlement, recovery) with every liquidation sent to
+block builders as a private bundle (`BundleSubmitter`, keeper/execution/bundles.py)
+instead of the public mempool.
+
+What changes from `Executor`: its own account's nonce stream leaves out the other lanes'
+transactions (one journal holds every lane's), the public recovery leaves bundled
+transactions to the submitter (they are followed to their last target block and never
+broadcast publicly), and `launch` takes the transaction to backrun, if any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import structlog
+
+from keeper.execution.bundles import Backrun, BundleSetup, BundleSubmitter
+from keeper.execution.executor import Executor
+from keeper.execution.recovery import RecoveryJob
+from keeper.execution.volley import Follow
+from keeper.types import Outcome, TxIntent
+
+log = structlog.get_logger(__name__)
+
+
+class BundleExecutor(Executor):
+    """An `Executor` whose sends are private bundles; `bundles` says to which builders."""
+
+    def __init__(self, *args: Any, bundles: BundleSetup, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bundles: Final = BundleSubmitter(self, bundles)
+
+    async def start(self) -> None:
+        """Sync the account's nonce (its public and lane-0 transactions), then every lane's."""
+
+        async def pending() -> int:
+            return int(await self.chain.call("eth_getTransactionCount",
+                                              [self.address, "pending"]), 16)
+
+        await self.nonces.sync(pending, self.bundles.max_nonce())
+        await self.bundles.start()
+        unsigned = self.journal.abandon_unsigned()
+        if unsigned:
+            log.info("journal: intents planned but never signed by an earlier run are free again",
+                     count=unsigned)
+
+    def recovery(self, keys: set[str] | None = None, *, reorged: bool = False) -> list[RecoveryJob]:
+        """The public recovery of everything but bundled transactions, and the submitter's
+        recovery of those (followed until their last target block, never rebroadcast)."""
+        public = self._recovery.jobs(keys, reorged=reorged, skip=self.bundles.book.owns())
+        return public if reorged else [*public, *self.bundles.recovery(keys)]
+
+    async def launch(
+        self, intents: Sequence[TxIntent], base_fee: int,
+        presigned: Mapping[str, Any] | None = None, *, backrun: Backrun | None = None,
+    ) -> list[Follow]:
+        """Each intent in a bundle of its own, to every builder, right behind `backrun` when
+        given (`presigned` is the public path's; bundles sign on their lanes)."""
+        return await self.bundles.launch(intents, base_fee, backrun)
+
+    async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
+        [follow] = await self.launch([intent], base_fee)
+        return await follow

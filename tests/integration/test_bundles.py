@@ -1,0 +1,249 @@
+"""Bundle submission (keeper/execution/bundles.py) against the devnet builder: one signed
+transaction at two builders for three blocks lands once; an outbid bundle is `lost` while
+the liquidation after it lands on another nonce lane; a bundle not included while the
+position is still there is sent again; and after a restart the nonce of a bundle that can
+still land is never signed for anything else.
+
+The "liquidations" call ONCE, a contract that logs the account as an indexed topic (as a
+lending protocol's liquidation event does) and reverts if that account was already taken:
+a rival's transaction taking it first makes ours revert, so the builder drops our bundle.
+The builder's timer is off: each test decides when a block is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from keeper.anvil import Anvil
+from keeper.chain.http import HttpRpc
+from keeper.devnet.builder import running_builder
+from keeper.execution.builders import BuilderClient, BuilderEndpoint
+from keeper.execution.bundles import BundleSetup
+from keeper.execution.bundles_executor import BundleExecutor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
+from keeper.types import Call, Opportunity, Outcome, TxIntent
+from tests.factories import candidate
+from tests.integration.builder_client import SEARCHER_KEY, Client
+
+GWEI = 10**9
+TIMEOUT = 30.0
+ONCE = "0x00000000000000000000000000000000000fee05"
+# CALLDATALOAD(0) is the account; revert if its slot is set; set it; LOG2(0, 0, 42, account).
+ONCE_CODE = "0x600035805415600d57600080fd5b60018155602a60006000a200"
+
+
+@dataclass
+class Net:
+    anvil: Anvil
+    client: Client  # plain JSON-RPC at endpoint 0 (blocks, rival transactions)
+    endpoints: list[BuilderEndpoint]
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    with running_builder(interval=0) as (anvil, thread):
+        anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
+        yield Net(anvil, Client(thread.urls[0]),
+                  [BuilderEndpoint("devnet-0", thread.urls[0]),
+                   BuilderEndpoint("devnet-1", thread.urls[1])])
+
+
+def funded(net: Net, count: int) -> list[LocalAccount]:
+    accounts = [Account.from_key("0x" + secrets.token_hex(32)) for _ in range(count)]
+    for account in accounts:
+        net.anvil.rpc("anvil_setBalance", account.address, hex(10 * 10**18))
+    return accounts
+
+
+def intent(account: str, block: int, tag: str) -> TxIntent:
+    opp = Opportunity(
+        strategy="aave_v3", key=f"test:bundle:{tag}", account=account, collateral=ONCE,
+        debt=ONCE, debt_to_cover=1, collateral_received=1, gross_value=10**16, slippage=0,
+        gas_limit=100_000, gas_cost=10**15, net_profit=10**16, quote_token=ONCE,
+        health_factor=9 * 10**17, block=block, candidate=candidate())
+    return TxIntent(opp, Call(ONCE, "0x" + account.removeprefix("0x").rjust(64, "0")),
+                    60_000, None)
+
+
+def victim() -> str:
+    return "0x" + secrets.token_hex(20)
+
+
+CLIENTS: list[BuilderClient] = []
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    """Every builder client a test made is closed after it."""
+    yield
+    while CLIENTS:
+        await CLIENTS.pop().close()
+
+
+def executor(net: Net, chain: HttpRpc, journal: Journal,
+             accounts: list[LocalAccount]) -> BundleExecutor:
+    client = BuilderClient(net.endpoints, Account.from_key(SEARCHER_KEY))
+    CLIENTS.append(client)
+    setup = BundleSetup(client, lanes=accounts[1:], blocks=3, poll=0.02)
+    return BundleExecutor(chain, accounts[0], journal, FeePolicy(100 * GWEI, GWEI),
+                          appraise=lambda c, d, got, paid, gas: -gas,
+                          still_there=lambda strategy, account: True, bundles=setup)
+
+
+async def built(net: Net, follows: list[asyncio.Task[Outcome]], *, most: int = 12) -> None:
+    """Build blocks until every follow is done (at most `most`)."""
+    for _ in range(most):
+        if all(f.done() for f in follows):
+            return
+        await asyncio.to_thread(net.client.build)
+        await asyncio.sleep(0.1)  # the follows read the new head
+    await asyncio.wait_for(asyncio.gather(*follows), TIMEOUT)
+
+
+def tx_of(net: Net, tx_hash: str) -> dict[str, object]:
+    found = net.client("eth_getTransactionByHash", tx_hash)
+    assert isinstance(found, dict)
+    return found
+
+
+async def test_one_transaction_at_two_builders_for_three_blocks_lands_once(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 1)
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        [follow] = await ex.launch([intent(victim(), head, "once")], base_fee=GWEI)
+        task = asyncio.ensure_future(follow)
+        live = ex.bundles.book.live()
+        assert [(t.first_block, t.last_block) for t in live] == [(head + 1, head + 3)]
+        await built(net, [task])
+        outcome = task.result()
+    assert outcome.status == "confirmed", outcome
+    report = net.client("builder_blocks")[-1]
+    fates = [b for b in report["bundles"] if b["status"] == "included"]
+    assert len(fates) == 1 and fates[0]["endpoints"] == [0, 1]  # both builders, one bundle
+    assert report["transactions"].count(outcome.tx_hash) == 1
+    record = journal.get("test:bundle:once")
+    assert record is not None and record.status == "confirmed"
+    assert [t.status for t in record.transactions] == ["confirmed"]
+    assert ex.bundles.book.live() == [] and ex.bundles.lanes.free == 1
+
+
+async def test_outbid_is_lost_and_the_next_liquidation_takes_another_lane(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 2)
+    [rival] = funded(net, 1)
+    contested, other, later = victim(), victim(), victim()
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        # A rival bids 50 gwei a gas for the same account, for the same blocks.
+        net.client.accounts.append(rival)
+        raw, rival_hash = net.client.tx(len(net.client.accounts) - 1, ONCE, tip_gwei=50,
+                                        data="0x" + contested[2:].rjust(64, "0"))
+        for block in range(head + 1, head + 4):
+            net.client("eth_sendBundle", {"txs": [raw], "blockNumber": hex(block)})
+        follows = await ex.launch([intent(contested, head, "contested"),
+                                   intent(other, head, "other")], base_fee=GWEI)
+        lanes_used = {t.key: t.sender for t in ex.bundles.book.live()}
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        lost, won = (t.result() for t in tasks)
+        # Lane 0's nonce is free again: the next liquidation signs it anew and lands.
+        nonce = int(await chain.call("eth_getTransactionCount",
+                                     [accounts[0].address, "latest"]), 16)
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        [follow] = await ex.launch([intent(later, head, "later")], base_fee=GWEI)
+        task = asyncio.ensure_future(follow)
+        await built(net, [task])
+        again = task.result()
+    assert lanes_used == {"test:bundle:contested": accounts[0].address.lower(),
+                          "test:bundle:other": accounts[1].address.lower()}
+    assert lost.status == "lost" and lost.winner == rival_hash, lost
+    assert lost.reason.startswith("outbid")
+    assert won.status == "confirmed", won  # not held up behind the outbid nonce
+    assert again.status == "confirmed", again
+    mined = tx_of(net, again.tx_hash)
+    assert str(mined["from"]).lower() == accounts[0].address.lower()
+    assert int(str(mined["nonce"]), 16) == nonce  # the outbid transaction's nonce, reused
+    record = journal.get("test:bundle:contested")
+    assert record is not None and record.status == "dropped"
+
+
+async def test_a_bundle_not_included_is_sent_again_while_the_position_is_there(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 1)
+    account = victim()
+    slot = "0x" + account[2:].rjust(64, "0")
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        # Taken without a log (nobody outbid us): the builder drops our bundle meanwhile.
+        net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
+        [follow] = await ex.launch([intent(account, head, "again")], base_fee=GWEI)
+        task = asyncio.ensure_future(follow)
+        [first] = ex.bundles.book.live()
+        for _ in range(3):
+            await asyncio.to_thread(net.client.build)
+        for _ in range(100):  # the follow sees the last target block pass, and resends
+            extended = ex.bundles.book.last_block(first.tx_hash)
+            if extended is not None and extended > first.last_block:
+                break
+            await asyncio.sleep(0.02)
+        assert extended is not None and extended > first.last_block
+        net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 32)
+        await built(net, [task])
+        outcome = task.result()
+    assert outcome.status == "confirmed", outcome
+    assert outcome.tx_hash == first.tx_hash  # the same signed bytes, never re-signed
+    assert outcome.block > first.last_block
+
+
+async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
+    net: Net, tmp_path: Path,
+) -> None:
+    accounts = funded(net, 2)
+    path = tmp_path / "restart.sqlite"
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        with Journal(path) as first_journal:
+            ex = executor(net, chain, first_journal, accounts)
+            await ex.start()
+            head = int(await chain.call("eth_blockNumber", []), 16)
+            [follow] = await ex.launch([intent(victim(), head, "before")], base_fee=GWEI)
+            follow.close()  # the process dies here: the bundles are out, nothing followed
+            [sent] = ex.bundles.book.live()
+        with Journal(path) as journal:
+            ex = executor(net, chain, journal, accounts)
+            await ex.start()
+            lane0 = ex.bundles.lanes.lanes[0]
+            assert lane0.holder == sent.tx_hash  # held by the bundle that can still land
+            jobs = ex.recovery()
+            assert len(jobs) == 1
+            recovered = asyncio.ensure_future(jobs[0][2])
+            [follow] = await ex.launch([intent(victim(), head, "after")], base_fee=GWEI)
+            later = asyncio.ensure_future(follow)
+            signed = {t.key: (t.sender, t.nonce) for t in ex.bundles.book.live()}
+            await built(net, [recovered, later])
+    assert signed["test:bundle:before"] == (accounts[0].address.lower(), sent.nonce)
+    assert signed["test:bundle:after"][0] == accounts[1].address.lower()
+    assert recovered.result().status == "confirmed"
+    assert recovered.result().tx_hash == sent.tx_hash
+    assert later.result().status == "confirmed"
+    with Journal(path) as journal:
+        record = journal.get("test:bundle:before")
+        assert record is not None and [t.status for t in record.transactions] == ["confirmed"]
