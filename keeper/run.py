@@ -1,17 +1,16 @@
 """`keeper run`: the daemon, wired from the config file.
 
-`keeper_from_config` builds a `Keeper` (keeper/wiring.py) from a validated
-`KeeperConfig`: every configured HTTP endpoint behind failover (the chain id
-checked, then every configured address's code and interface, keeper/addresses.py),
-the Uniswap V2 pairs of `dex.uniswap_v2_factory`, every enabled
-`[strategies.<name>]` section created through its plugin, and, only when
-sending, the account and an `Executor` writing to `execution.journal`.
-`keeper scan` (keeper/scan.py) uses it without an account. `keeper run` is the
-daemon: it holds the journal's and the account's locks (keeper/lock.py), reads the
-tokens' symbols for the console (keeper/units.py), posts `[alerts]` webhooks
-(keeper/alerts.py), stops on SIGINT/SIGTERM after the in-flight sends finish and
-prints this run's summary (`run_summary`: token units, reasons for what was
-abandoned and lost).
+`keeper_from_config` builds a `Keeper` (keeper/wiring.py) from a validated `KeeperConfig`:
+every configured HTTP endpoint behind failover (the chain id checked, then every
+configured address's code and interface, keeper/addresses.py), the Uniswap V2 pairs of
+`dex.uniswap_v2_factory`, every enabled `[strategies.<name>]` section created through its
+plugin, and, only when sending, the account and an `Executor` writing to
+`execution.journal` (with `[ha]`, a replica on the shared journal: keeper/ha/). `keeper
+scan` (keeper/scan.py) uses it without an account. `keeper run` is the daemon: it holds
+the journal's and the account's locks (keeper/lock.py), reads the tokens' symbols for
+the console (keeper/units.py), posts `[alerts]` webhooks (keeper/alerts.py), stops on
+SIGINT/SIGTERM after the in-flight sends finish and prints this run's summary
+(`run_summary`: token units, reasons for what was abandoned and lost).
 
 `mode = "live"` sends to the configured chain. `mode = "dry-run"` (or
 `keeper run --dry-run`) never does: the engine still reads the configured
@@ -55,6 +54,7 @@ from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
 from keeper.execution.journal import Journal
 from keeper.execution.outcomes import DEFAULT_KEEP
+from keeper.ha.config import open_replica
 from keeper.health import Health
 from keeper.intake.wire import run_with_intake
 from keeper.log import flush_repeats
@@ -169,6 +169,7 @@ async def keeper_from_config(
         strategies = create_strategies(config, StrategyContext(chain.chain_id, liquidator))
         priority_fee = int(execution.priority_fee_gwei * GWEI)
         executor: Executor | None = None
+        replica = open_replica(config, chain.chain_id, account, dry_run)  # [ha]: keeper/ha/
         live = LivePositions()
         flash_executor = execution.flash_executor.lower() if execution.flash_executor else None
         if account is not None:
@@ -189,7 +190,7 @@ async def keeper_from_config(
                 await fork.resync()  # not start(): the journal's nonces are fork nonces
                 executor = on_fork
             else:
-                journal = Journal(execution.journal)
+                journal = Journal(execution.journal) if replica is None else replica.journal
                 executor = Executor(chain, account, journal, fees, appraise,
                                     flash_executor=flash_executor, quote_token=quote,
                                     still_there=live, simulate=execution.simulate)
@@ -206,7 +207,7 @@ async def keeper_from_config(
             keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits,
             feed_rules={f.address: FeedRule(f.deviation_bps, f.heartbeat_seconds)
                         for f in execution.feeds},
-            prepared_levels=execution.prepared_levels,
+            prepared_levels=execution.prepared_levels, replica=replica,
         )
         return keeper, fork
     except BaseException:

@@ -85,6 +85,8 @@ def hold_locks(config: KeeperConfig) -> contextlib.ExitStack:
     (keeper/lock.py); a second keeper on either exits with one line naming the holder's pid.
     A dry run locks its own journal only: it sends on its own fork, with the fork's nonces."""
     stack = contextlib.ExitStack()
+    if config.ha is not None and config.execution.mode == "live":
+        return stack  # replicas share the account: the leader lease stands in for the locks
     try:
         live = config.execution.mode == "live"
         journal = config.execution.journal

@@ -64,6 +64,17 @@ def _own_account_locks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of the session (the pgserver wheel's binaries, on a free port;
+    keeper/ha/local_pg.py), stopped and deleted at the end: its DSN. Only the tests of
+    `[ha]` ask for it; each works in a schema of its own."""
+    from keeper.ha.local_pg import LocalPostgres  # noqa: PLC0415 (the ha extra)
+
+    with LocalPostgres() as server:
+        yield server.dsn
+
+
+@pytest.fixture(scope="session")
 def devnet_session() -> Iterator[Devnet]:
     anvil, info, _cached = start_devnet(TEST_SPEC)
     try:

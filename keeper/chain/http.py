@@ -132,6 +132,9 @@ class HttpRpc:
     """A `ChainReader` over one HTTP JSON-RPC endpoint."""
 
     chain_id: int
+    # Called before every eth_sendRawTransaction (and a batch holding one); it raises to
+    # stop the broadcast. A replica set up with [ha] checks its leader lease there.
+    send_gate: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -261,10 +264,14 @@ class HttpRpc:
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         """One JSON-RPC call; raises RpcUnavailable (transport), MalformedAnswer, or the
         node's error object as Reverted or NodeError (`answer_error`)."""
+        if self.send_gate is not None and method == "eth_sendRawTransaction":
+            self.send_gate()
         return self._result(method, await self._post(self._request(method, params)))
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """Every call, as JSON-RPC batches of at most `max_batch` items, results in order."""
+        if self.send_gate is not None and any(m == "eth_sendRawTransaction" for m, _ in calls):
+            self.send_gate()
         chunks = [calls[i : i + self.max_batch] for i in range(0, len(calls), self.max_batch)]
         tasks = [asyncio.ensure_future(self._batch_chunk(chunk)) for chunk in chunks]
         try:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -42,6 +42,13 @@ log = structlog.get_logger(__name__)
 
 Slot = tuple[str, str]  # (strategy, account)
 Job = tuple[str, str, Coroutine[Any, Any, Outcome]]
+
+
+class SendGate(Protocol):
+    """May this keeper send now? With `[ha]`, only while its replica holds the leader lease
+    (keeper/ha/replica.py); a standby ranks every block and sends nothing."""
+
+    def sending(self) -> bool: ...
 
 
 class LivePositions:
@@ -64,8 +71,11 @@ class Dispatcher:
     def __init__(
         self, executor: Executor, intents: IntentBuilder, live: LivePositions, *,
         monitor: Monitor | None = None, outcomes: OutcomeLog | None = None,
+        gate: SendGate | None = None,
     ) -> None:
         self.executor = executor
+        self.gate = gate
+        self._tasks: asyncio.TaskGroup | None = None  # the loop's, once `recover` was called
         self.intents = intents
         self.live = live
         self.monitor = monitor
@@ -153,6 +163,8 @@ class Dispatcher:
         `early`: the head start of a ranking still running; the rest of that ranking
         (dispatched next) skips them.
         """
+        if self.gate is not None and not self.gate.sending():
+            return 0  # a standby, or a leader whose lease lapsed: watch, send nothing
         jobs, self._orphaned = self._orphaned, []
         self.watch_again(jobs, tasks)
         if self.monitor is not None and not self.monitor.allow_send(opportunities):
@@ -261,8 +273,17 @@ class Dispatcher:
 
     def recover(self, tasks: asyncio.TaskGroup) -> None:
         """What an earlier run sent and never saw mined: settle it before that account gets
-        anything new."""
-        self.watch_again(self.executor.recovery(), tasks)
+        anything new. A standby settles nothing: `promoted` does it once it leads."""
+        self._tasks = tasks
+        if self.gate is None or self.gate.sending():
+            self.watch_again(self.executor.recovery(), tasks)
+
+    def promoted(self) -> None:
+        """This replica now leads: settle what the journal holds signed or sent and never
+        seen mined (the old leader's sends), as a restart does. Before the loop's `recover`
+        ran, that call does it instead."""
+        if self._tasks is not None:
+            self.watch_again(self.executor.recovery(), self._tasks)
 
     async def after_step(self, head: BlockRef) -> None:
         """Our liquidations mined in blocks a reorg orphaned are not done: re-evaluate them

@@ -1,0 +1,248 @@
+"""The PostgreSQL journal (keeper/execution/journal_pg.py) and the leader lease (keeper/ha/
+lease.py), on a real PostgreSQL server the session starts (tests/conftest.py `postgres`).
+
+The SQLite journal's own tests (tests/unit/test_journal.py) run again here with `Journal`
+swapped for a `PgJournal` that holds the lease, so both backends keep one behaviour; then
+the fencing: a write under a stale epoch or a lapsed lease fails and leaves nothing, a
+takeover waits for a write in progress, a standby reads but cannot write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from keeper.errors import ConfigError
+from keeper.execution.journal_pg import LEASE_TABLE, Fenced, PgJournal, connect, lease_key
+from keeper.ha.lease import Lease
+from tests.unit import test_journal as sqlite_tests
+from tests.unit.test_journal import opportunity, sign_and_record
+
+ACCOUNT = lease_key(1, "0x00000000000000000000000000000000000000aa")
+
+
+def schema_of(name: str) -> str:
+    return "t_" + hashlib.sha256(name.encode()).hexdigest()[:16]
+
+
+def set_epoch(dsn: str, schema: str, epoch: int, account: str = ACCOUNT) -> None:
+    """Write the lease row as a takeover would (no waiting for the expiry)."""
+    with connect(dsn, schema) as conn:
+        conn.execute(
+            f"INSERT INTO {LEASE_TABLE} (account, holder, epoch, expires_at)"
+            " VALUES (%s, 'test', %s, now() + interval '1 hour') ON CONFLICT (account)"
+            " DO UPDATE SET epoch = excluded.epoch", (account, epoch))
+
+
+def leading(dsn: str, schema: str, *, clock: Callable[[], float] = time.time,
+            held: Callable[[], bool] = lambda: True) -> PgJournal:
+    journal = PgJournal(dsn, schema, ACCOUNT, held=held, clock=clock)
+    set_epoch(dsn, schema, 1)
+    journal.epoch = 1
+    return journal
+
+
+SHARED = [
+    "test_claim_once_only", "test_claim_refused_while_handled_or_done",
+    "test_dropped_and_abandoned_may_be_claimed_again", "test_restart_keeps_state",
+    "test_replacement_and_resolution",
+    "test_dropping_one_of_two_live_transactions_keeps_the_intent_live",
+    "test_invalid_transitions_raise", "test_big_ints_round_trip",
+    "test_abandon_unsigned_frees_planned_intents_only",
+    "test_batch_claims_all_or_none_and_members_follow_the_lead",
+    "test_a_member_of_a_dropped_batch_may_be_sent_alone",
+    "test_unmine_puts_orphaned_transactions_back_to_sent",
+]
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_the_sqlite_journal_tests_pass_on_postgres(
+    name: str, postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Each SQLite journal test, with every `Journal(path)` a `PgJournal` in the schema of
+    that path (a reopened path is a restart on the same journal)."""
+
+    def opener(path: str | Path, *, clock: Callable[[], float] = time.time) -> PgJournal:
+        return leading(postgres, schema_of(f"{request.node.name}:{path}"), clock=clock)
+
+    monkeypatch.setattr(sqlite_tests, "Journal", opener)
+    test = getattr(sqlite_tests, name)
+    kwargs: dict[str, Any] = {}
+    params = test.__code__.co_varnames[: test.__code__.co_argcount]
+    if "path" in params:
+        kwargs["path"] = tmp_path / "journal.sqlite"
+    if "tmp_path" in params:
+        kwargs["tmp_path"] = tmp_path
+    if "status" in params:
+        for status in ("signed", "sent", "confirmed", "reverted"):
+            test(path=tmp_path / f"{status}.sqlite", status=status)
+        return
+    test(**kwargs)
+
+
+@pytest.fixture
+def schema(request: pytest.FixtureRequest) -> str:
+    return schema_of(request.node.name)
+
+
+def test_a_write_under_a_stale_epoch_fails_and_leaves_nothing(postgres: str, schema: str) -> None:
+    journal = leading(postgres, schema)
+    try:
+        assert journal.claim(opportunity("a"), 1)
+        sign_and_record(journal, "a", 0, "0xaa")
+        set_epoch(postgres, schema, 2)  # another replica took the lease
+        with pytest.raises(Fenced, match="epoch is 2"):
+            journal.claim(opportunity("b"), 1)
+        with pytest.raises(Fenced):
+            journal.mark_sent("a", "0xaa")
+        assert journal.get("b") is None
+        (tx,) = journal.pending()
+        assert tx.status == "signed"  # what the old leader committed, the new one reads
+        assert journal.tx_epochs() == {"0xaa": 1}
+        journal.epoch = 2  # the new leader's journal writes under the new epoch
+        journal.mark_sent("a", "0xaa")
+        sign_and_record(journal, "a", 0, "0xab")
+        assert journal.tx_epochs() == {"0xaa": 1, "0xab": 2}
+    finally:
+        journal.close()
+
+
+def test_a_lapsed_lease_fails_without_asking_the_server(postgres: str, schema: str) -> None:
+    held = [True]
+    journal = leading(postgres, schema, held=lambda: held[0])
+    try:
+        assert journal.claim(opportunity("a"), 1)
+        held[0] = False
+        journal._pg.conn.close()  # any round trip would now fail with another error
+        with pytest.raises(Fenced, match="lease not held"):
+            journal.claim(opportunity("b"), 1)
+    finally:
+        journal.close()
+
+
+def test_an_unreachable_server_is_one_line_without_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"^ha\.dsn: cannot connect") as error:
+        PgJournal("postgresql://keeper:s3cret-pw@127.0.0.1:1/keeper", "k", ACCOUNT,
+                  held=lambda: True)
+    assert "s3cret-pw" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_standby_reads_but_cannot_write(postgres: str, schema: str) -> None:
+    leader = leading(postgres, schema)
+    standby = PgJournal(postgres, schema, ACCOUNT, held=lambda: True)
+    try:
+        leader.claim(opportunity("a"), 1)
+        sign_and_record(leader, "a", 5, "0xaa")
+        assert [t.tx_hash for t in standby.pending()] == ["0xaa"]
+        assert standby.max_nonce() == 5
+        with pytest.raises(Fenced, match="not the leader"):
+            standby.claim(opportunity("b"), 1)
+    finally:
+        leader.close()
+        standby.close()
+
+
+def test_one_schema_is_one_account(postgres: str, schema: str) -> None:
+    leading(postgres, schema).close()
+    with pytest.raises(ConfigError, match="one schema per account"):
+        PgJournal(postgres, schema, lease_key(1, "0x" + "bb" * 20), held=lambda: True)
+
+
+@pytest.fixture
+def leases(postgres: str, schema: str) -> Iterator[list[Lease]]:
+    made: list[Lease] = []
+    yield made
+    for lease in made:
+        lease.stop(release=False)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_one_leader_then_a_takeover_with_a_higher_epoch(
+    postgres: str, schema: str, leases: list[Lease],
+) -> None:
+    PgJournal(postgres, schema, ACCOUNT, held=lambda: True).close()  # the tables
+    first = Lease(postgres, schema, ACCOUNT, "a", seconds=0.5)
+    second = Lease(postgres, schema, ACCOUNT, "b", seconds=0.5)
+    leases += [first, second]
+    first.start(lambda: None)
+    wait_until(first.held)
+    second.start(lambda: None)
+    time.sleep(1.5)  # three lease lengths: the leader renews, the standby never gets it
+    assert first.held() and second.epoch is None
+    first.stop(release=False)  # dies: no release, the lease must expire
+    stopped = time.monotonic()
+    wait_until(second.held)
+    assert second.epoch == (first.epoch or 0) + 1
+    assert time.monotonic() - stopped >= 0.3  # not before the old lease's expiry
+    assert not first.held()
+
+
+def test_a_clean_stop_hands_over_at_once(postgres: str, schema: str, leases: list[Lease]) -> None:
+    PgJournal(postgres, schema, ACCOUNT, held=lambda: True).close()
+    first = Lease(postgres, schema, ACCOUNT, "a", seconds=5)
+    second = Lease(postgres, schema, ACCOUNT, "b", seconds=5)
+    leases += [first, second]
+    first.start(lambda: None)
+    wait_until(first.held)
+    second.start(lambda: None)
+    first.stop(release=True)
+    stopped = time.monotonic()
+    wait_until(second.held)
+    assert time.monotonic() - stopped < 3  # well before the 5 s expiry
+
+
+def test_a_paused_leader_finds_its_lease_lapsed(postgres: str, schema: str,
+                                                leases: list[Lease]) -> None:
+    PgJournal(postgres, schema, ACCOUNT, held=lambda: True).close()
+    now = [1000.0]
+    lease = Lease(postgres, schema, ACCOUNT, "a", seconds=10, clock=lambda: now[0])
+    leases.append(lease)
+    lease.start(lambda: None)
+    wait_until(lease.held)
+    now[0] += 10 * 0.7 + 0.01  # past the lease less its margin, without a renewal landing
+    assert not lease.held()
+
+
+def test_a_takeover_waits_for_a_write_in_progress(postgres: str, schema: str) -> None:
+    """The share lock a write holds on the lease row: the takeover's update waits for the
+    commit, so the new leader reads every write the old one committed."""
+    journal = leading(postgres, schema)
+    try:
+        journal.claim(opportunity("a"), 1)
+        took: list[float] = []
+
+        def takeover() -> None:
+            with psycopg.connect(postgres, autocommit=True) as conn:
+                conn.execute(f"SET search_path TO {schema}")
+                conn.execute(f"UPDATE {LEASE_TABLE} SET epoch = epoch + 1")
+                took.append(time.monotonic())
+
+        with journal._write() as db:
+            db.execute("UPDATE intents SET attempts = 5 WHERE key = ?", ("a",))
+            thread = threading.Thread(target=takeover)
+            thread.start()
+            time.sleep(0.3)
+            assert took == []  # blocked by the write's share lock
+            committed_at = time.monotonic()
+        thread.join(timeout=10)
+        assert took and took[0] >= committed_at
+        record = journal.get("a")
+        assert record is not None and record.attempts == 5
+        with pytest.raises(Fenced):
+            journal.mark_abandoned("a")
+    finally:
+        journal.close()
