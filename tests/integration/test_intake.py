@@ -7,21 +7,29 @@ subscription decode a public `transmit` while it is still pending.
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from keeper.anvil import Anvil, rpc_call
+from keeper.cli import main
 from keeper.devnet.builder import BuilderThread, restart_for_builder
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.oracles.market import attach, post_round, start_oracle_devnet
 from keeper.devnet.tokens import to_feed_answer
 from keeper.intake.answers import PendingAnswer
 from keeper.intake.sources import AnswerSource, HintStream, PendingSubscription, PoolPoller
+from tests.conftest import wait_for
 
+KEEPER = Path(sys.executable).parent / "keeper"
 LATEST_ANSWER = "0x50d25bcd"
 AAVE_GET_ASSET_PRICE = "0xb3596f07"
 
@@ -134,8 +142,8 @@ def test_pool_poller_decodes_a_pending_transmit(oracle_builder: OracleBuilder) -
 
 def test_pending_subscription_with_full_transactions(oracle_builder: OracleBuilder) -> None:
     """`eth_subscribe newPendingTransactions true` on a node that has the pool (anvil,
-    reached directly: its own pool, mining off). Last in the module: the transaction stays
-    in anvil's pool, which the builder never plans for."""
+    reached directly: its own pool, mining off). The last test on the module's devnet: the
+    transaction stays in anvil's pool, which the builder never plans for."""
     network = oracle_builder.info.oracle_network
     assert network is not None
     feed = network.feeds["DAI"].aggregator
@@ -148,3 +156,39 @@ def test_pending_subscription_with_full_transactions(oracle_builder: OracleBuild
                       heard, 1))
     assert [(a.feed, a.tx_hash, a.origin) for a in heard] == [(feed.lower(), sent[0], "pool")]
     assert heard[0].answer == to_feed_answer(Decimal("0.97"))
+
+
+def test_devnet_cli_oracles_and_price(tmp_path: Path) -> None:
+    """`keeper devnet --builder --oracles` as a user runs it, and `keeper devnet price`
+    moving the SVR feed: privately first, publicly after the cut-off, both mined."""
+    out = tmp_path / "devnet.json"
+    process = subprocess.Popen(
+        [str(KEEPER), "devnet", "--builder", "--oracles", "--builder-interval", "0.2",
+         "--port", "0", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(out.exists, timeout=90, what="devnet.json")
+        info = DevnetInfo.read(out)
+        assert info.oracle_network is not None
+        result = CliRunner().invoke(main, ["devnet", "price", "WETH", "1500",
+                                           "--devnet-file", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "WETH/USD = 1500: ocr2 in block" in result.output
+        assert "ocr2 public in block" in result.output
+        weth = info.oracle_network.feeds["WETH"]
+        for aggregator in (weth.aggregator, weth.read_by_market):
+            stored = rpc_call(info.rpc_url, "eth_call", (
+                {"to": aggregator, "data": LATEST_ANSWER}, "latest"))
+            assert int(str(stored), 16) == to_feed_answer(Decimal(1500))
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+
+
+def test_oracles_need_the_builder() -> None:
+    result = CliRunner().invoke(main, ["devnet", "--oracles"])
+    assert result.exit_code != 0
+    assert "--oracles needs --builder" in result.output

@@ -37,6 +37,7 @@ class Arrivals:
     def bundle(self, endpoint: int, bundle: Bundle, refs: list[str], when: float) -> None:
         """A bundle at `endpoint`: its transactions, and the `{hash}` entries it named."""
         self.bundles.append({"at": when, "endpoint": endpoint, "hash": bundle.hash,
+                             "signer": bundle.signer.lower(),
                              "kind": bundle.kind, "block": bundle.first_block,
                              "txs": [t.tx.hash for t in bundle.txs], "refs": refs})
 
