@@ -8,7 +8,8 @@
   `Dog.ilks.hole` is raised to 50k DAI so a crash fills several auctions, while ETH-C
   keeps the package's 1,000 DAI, so its `hole` fills and the rest wait (a logged reason).
 - **Exit pools.** Uniswap V2 pairs in the devnet's factory: MCD_WETH/WETH (Maker's WETH9
-  against the devnet's WETH, 1:1), MCD_DAI/DAI (1:1) and MCD_DAI/WETH at the feed price.
+  against the devnet's WETH, 1:1), MCD_DAI/DAI (1:1), MCD_DAI/WETH at the feed price, and
+  MCD_WETH/MCD_DAI (an auction's collateral straight into the DAI that pays for it).
   Their DAI comes from `Vat.suck` (system debt, as the auctions' incentives do).
 - **Vaults.** Owners derived from a seed open vaults on the three ilks at ratios from
   1.02x to 3x the ilk's liquidation ratio (`MakerVaultInfo.opened_at`).
@@ -182,21 +183,25 @@ def _exit_pools(
 ) -> dict[str, str]:
     """The three exit pairs, minted by the devnet deployer (LP tokens stay with it)."""
     me = deployer.sender
-    seeder.mint_dai(me, 2 * POOL_DAI * WAD)
-    seeder.mint_weth(me, POOL_WETH * WAD)
+    seeder.mint_dai(me, 3 * POOL_DAI * WAD)
     weth_for_dai = int(Decimal(POOL_DAI) / weth_usd * WAD)
+    seeder.mint_weth(me, POOL_WETH * WAD + weth_for_dai)
+    # (key, token a, amount a, token b, amount b, b is a devnet token that can be minted)
     plan = (
-        ("MCD_WETH/WETH", seeder.weth, POOL_WETH * WAD, tokens["WETH"], POOL_WETH * WAD),
-        ("MCD_DAI/DAI", seeder.dai, POOL_DAI * WAD, tokens["DAI"], POOL_DAI * WAD),
-        ("MCD_DAI/WETH", seeder.dai, POOL_DAI * WAD, tokens["WETH"], weth_for_dai),
+        ("MCD_WETH/WETH", seeder.weth, POOL_WETH * WAD, tokens["WETH"], POOL_WETH * WAD, True),
+        ("MCD_DAI/DAI", seeder.dai, POOL_DAI * WAD, tokens["DAI"], POOL_DAI * WAD, True),
+        ("MCD_DAI/WETH", seeder.dai, POOL_DAI * WAD, tokens["WETH"], weth_for_dai, True),
+        # The direct exit of an auction's collateral into the DAI that pays for it.
+        ("MCD_WETH/MCD_DAI", seeder.weth, weth_for_dai, seeder.dai, POOL_DAI * WAD, False),
     )
     pairs: dict[str, str] = {}
-    for key, maker_token, maker_amount, devnet_token, devnet_amount in plan:
-        deployer.send(factory.functions.createPair(maker_token.address, devnet_token.address))
-        address = factory.functions.getPair(maker_token.address, devnet_token.address).call()
+    for key, token_a, amount_a, token_b, amount_b, mintable in plan:
+        deployer.send(factory.functions.createPair(token_a.address, token_b.address))
+        address = factory.functions.getPair(token_a.address, token_b.address).call()
         pair = deployer.at(pair_artifact(), address)
-        deployer.send(maker_token.functions.transfer(pair.address, maker_amount))
-        deployer.send(devnet_token.functions.mint(pair.address, devnet_amount))
+        deployer.send(token_a.functions.transfer(pair.address, amount_a))
+        fund = token_b.functions.mint if mintable else token_b.functions.transfer
+        deployer.send(fund(pair.address, amount_b))
         deployer.send(pair.functions.mint(me))
         pairs[key] = str(address)
     return pairs

@@ -1,0 +1,44 @@
+"""The `[strategies.maker]` section."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from pydantic import Field
+
+from keeper.config import Address, Interface, Section
+
+
+class MakerIlkConfig(Section):
+    """One collateral type the keeper liquidates: its GemJoin (where the collateral it buys
+    is exited to its ERC-20). Its Clipper or Flipper is read from Dog/Cat at sync."""
+
+    join: Annotated[Address, Interface("a Maker GemJoin", "gem()")]
+
+
+class MakerConfig(Section):
+    """Maker MCD: the core contracts, the ilks to watch, the keeper's MakerKeeper contract
+    and the cap on DAI it commits into the Vat at once."""
+
+    vat: Annotated[Address, Interface("the Maker Vat", "Line()")]
+    dog: Annotated[Address, Interface("the Maker Dog", "Hole()")]
+    cat: Address | None = None
+    spot: Annotated[Address, Interface("the Maker Spotter", "par()")]
+    jug: Address | None = None
+    dai: Annotated[Address, Interface("Maker's DAI", "decimals()")]
+    dai_join: Annotated[Address, Interface("Maker's DaiJoin", "dai()")]
+    # contracts/maker/MakerKeeper.sol owned by the sending account (keeper.devnet.maker_keeper)
+    keeper_contract: Address
+    ilks: dict[str, MakerIlkConfig]
+    # The most DAI one take moves into the Vat (pulled from the account as it pays).
+    max_vat_dai: Decimal = Field(default=Decimal(100_000), gt=0)
+    enabled: bool = True
+    start_block: int = Field(default=0, ge=0)
+    # Flipper auctions (Cat ilks; strategies/maker/flip.py): the Uniswap V2 pair of the gem
+    # against Maker DAI the bidding model prices lots on (none: Flipper ilks are not
+    # liquidated), the least DAI a bid must expect to earn, and the share (percent) of its
+    # ceiling a first bid opens at. `max_vat_dai` also caps the DAI held in open bids.
+    flip_exit_pair: Address | None = None
+    flip_min_profit: Decimal = Field(default=Decimal(0), ge=0)
+    flip_open_share: int = Field(default=50, ge=1, le=100)

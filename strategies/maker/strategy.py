@@ -1,0 +1,259 @@
+"""The Maker strategy: vaults from the Vat's notes; bark, take and redo on Dog + Clipper.
+
+`sync` replays the Vat's notes since `start_block` into the vault book (book.py) and reads
+the Dog's and Clippers' state (clip.py); `apply` mirrors each block's Vat, Dog and Clipper
+logs (pure). `candidates(block)` offers, per Dog-liquidated ilk:
+
+- **bark** of each unsafe vault (`ink * spot < art * rate`) the Dog would accept, its limits
+  (Hole/hole room, dust) simulated across the barks of the same block (math.bark_plan); a
+  vault the protocol forbids is logged once with Dog's revert reason and kept in
+  `forbidden`. Paid: Clipper.kick's `tip + chip * tab`, exited as Maker DAI by the keeper's
+  MakerKeeper contract (collateral = debt = DAI, `seize` = the incentive, nothing repaid).
+- **take** of each running auction whose price at the block (Clipper.status, mirrored from
+  the ilk's calculator) will not need a reset within `TAKE_MARGIN_SECONDS`: pay `repay` DAI,
+  receive the collateral Clipper.take gives for it (math.take_amounts); ranking takes it
+  only when the exit pool pays more than that DAI, gas and slippage included.
+- **redo** of each auction that needs a reset (pays tip + chip when Clipper.redo would).
+
+The engine knows nothing of auctions: each is a candidate while it runs, its key (the
+journal's exactly-once key) changes with the state it acts on (the urn's ink/art, the
+sale's tab/lot/tic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
+
+from keeper.errors import KeeperError
+from keeper.strategy import ChainReader, StrategyContext
+from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
+from strategies.maker import math
+from strategies.maker.book import VAT_TOPICS, VaultBook, ilk_word
+from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, read_clip_state
+from strategies.maker.config import MakerConfig
+
+log = structlog.get_logger(__name__)
+
+# Gas limits, from the devnet (dog.bark 451k, clip.take 177k) plus MakerKeeper's joins/exits.
+BARK_GAS = 650_000
+TAKE_GAS = 450_000
+REDO_GAS = 300_000
+# A take is offered only if the auction will not need a reset this many seconds on.
+TAKE_MARGIN_SECONDS = 30
+
+
+def _selector(signature: str) -> bytes:
+    return keccak(text=signature)[:4]
+
+
+_BARK = _selector("bark(address,bytes32,address)")
+_TAKE = _selector("take(address,address,uint256,uint256,uint256,uint256)")
+_REDO = _selector("redo(address,uint256)")
+
+
+@dataclass(frozen=True)
+class MakerAction:
+    """`Candidate.private` of this strategy: what to call and on what."""
+
+    kind: str  # "bark", "take" or "redo"
+    ilk: str
+    urn: str = ""
+    sale: int = 0
+    price: int = 0  # take: the price [ray] it was valued at (the call's `max`)
+
+
+class MakerStrategy:
+    """Dog + Clipper liquidations of one Vat."""
+
+    def __init__(self, config: MakerConfig, context: StrategyContext) -> None:
+        self.name = "maker"
+        self.config = config
+        self.context = context
+        self.vat = config.vat.lower()
+        self.dai = config.dai.lower()
+        self.keeper_contract = config.keeper_contract.lower()
+        self.book = VaultBook()
+        self.clips: ClipBook | None = None
+        self.forbidden: dict[tuple[str, str], str] = {}  # (ilk, urn) -> Dog's revert reason
+        self._synced: BlockRef | None = None
+        self._gems: dict[str, str] = {}  # ilk -> its GemJoin's ERC-20 (lower-case)
+        self._mats: dict[str, int] = {}  # ilk -> Spotter's liquidation ratio [ray]
+
+    @property
+    def synced(self) -> BlockRef | None:
+        return self._synced
+
+    @property
+    def accounts(self) -> list[str]:
+        return sorted({u for (_i, u) in self.book.urns})
+
+    @property
+    def needs_resync(self) -> bool:
+        return self.clips is not None and self.clips.stale
+
+    def subscriptions(self) -> Sequence[LogFilter]:
+        filters = [LogFilter((self.vat,), VAT_TOPICS)]
+        if self.clips is not None:
+            filters.append(LogFilter(self.clips.addresses(), (*DOG_TOPICS, *CLIP_TOPICS)))
+        else:
+            filters.append(LogFilter((self.config.dog.lower(),), DOG_TOPICS))
+        return filters
+
+    async def sync(self, chain: ChainReader, at: BlockRef) -> None:
+        """The vault book from the Vat's notes up to `at`; the Dog's and Clippers' state."""
+        logs = await chain.get_logs(LogFilter((self.vat,), VAT_TOPICS),
+                                    self.config.start_block, at.number)
+        book = VaultBook()
+        for event in logs:
+            book.apply(event)
+        clips = await read_clip_state(chain, self.config.dog, list(self.config.ilks), at.number)
+        names = list(self.config.ilks)
+        reads = await chain.batch(
+            [("eth_call", [{"to": self.config.ilks[n].join, "data": "0x" + _selector(
+                "gem()").hex()}, hex(at.number)]) for n in names]
+            + [("eth_call", [{"to": self.config.spot, "data": "0x" + (_selector(
+                "ilks(bytes32)") + bytes.fromhex(ilk_word(n)[2:])).hex()}, hex(at.number)])
+               for n in names])
+        self._gems = {n: "0x" + a[-40:].lower() for n, a in zip(names, reads, strict=False)}
+        self._mats = {n: int(a[66:130], 16) for n, a in zip(names, reads[len(names):],
+                                                             strict=True)}
+        self.book, self.clips, self._synced = book, clips, at
+
+    def apply(self, events: Sequence[Event], block: BlockRef) -> None:
+        """Apply one block's logs; logs at or below the synced block are in the book."""
+        synced = self._synced.number if self._synced else -1
+        for event in events:
+            if event.block_number <= synced:
+                continue
+            if event.address == self.vat:
+                self.book.apply(event)
+            elif self.clips is not None:
+                self.clips.apply(event, block.timestamp)
+
+    def candidates(self, block: BlockRef) -> Iterable[Candidate]:
+        if self.clips is None:
+            return []
+        out: list[Candidate] = []
+        for name, ilk in self.clips.ilks.items():
+            out.extend(self._barks(name, block))
+            for sale in list(ilk.sales.values()):
+                candidate = self._auction(name, sale.id, block)
+                if candidate is not None:
+                    out.append(candidate)
+        return out
+
+    def _barks(self, name: str, block: BlockRef) -> list[Candidate]:
+        assert self.clips is not None
+        state = self.book.ilks.get(name)
+        if state is None:
+            return []
+        dog = self.clips.dog_ilk(name)
+        params = self.clips.ilks[name].params
+        out = []
+        for urn, vault in self.book.unsafe(name):
+            plan = math.bark_plan(vault.ink, vault.art, state.rate, state.spot, dust=state.dust,
+                                  dog=dog)
+            if isinstance(plan, str):
+                if self.forbidden.get((name, urn)) != plan:
+                    log.info("maker: bark forbidden", ilk=name, urn=urn, reason=plan,
+                             block=block.number)
+                self.forbidden[(name, urn)] = plan
+                continue
+            self.forbidden.pop((name, urn), None)
+            # The next bark of this block sees this one's tab in Dirt and dirt.
+            dog = replace(dog, dirt=dog.dirt + plan.tab, Dirt=dog.Dirt + plan.tab)
+            reward = math.kick_incentive(params, plan.tab) // math.RAY
+            out.append(self._candidate(
+                MakerAction("bark", name, urn=urn), urn, reward, BARK_GAS,
+                key=f"bark:{name}:{urn}:{vault.ink}:{vault.art}",
+                health=self.book.ratio(name, urn)))
+        return out
+
+    def _auction(self, name: str, sale_id: int, block: BlockRef) -> Candidate | None:
+        assert self.clips is not None
+        ilk = self.clips.ilks[name]
+        sale = ilk.sales[sale_id]
+        done, price = math.status(ilk.params, sale.tic, sale.top, block.timestamp)
+        if done:
+            feed = self._feed_price(name)
+            reward = math.redo_incentive(ilk.params, sale.tab, sale.lot, feed) // math.RAY
+            return self._candidate(MakerAction("redo", name, urn=sale.usr, sale=sale_id),
+                                   sale.usr, reward, REDO_GAS,
+                                   key=f"redo:{name}:{sale_id}:{sale.tic}", health=0)
+        later, _ = math.status(ilk.params, sale.tic, sale.top,
+                               block.timestamp + TAKE_MARGIN_SECONDS)
+        if later or price == 0:
+            return None
+        cap = int(self.config.max_vat_dai * math.WAD)
+        max_repay = min(-(-sale.tab // math.RAY), cap)
+        chost, tab, lot = ilk.params.chost, sale.tab, sale.lot
+
+        def seize(repay: int) -> int:
+            amounts = math.take_amounts(tab, lot, repay * math.RAY // price, price, chost)
+            return 0 if amounts is None else amounts[0]
+
+        def paid(repay: int) -> int:
+            amounts = math.take_amounts(tab, lot, repay * math.RAY // price, price, chost)
+            return 0 if amounts is None else -(-amounts[1] // math.RAY)
+
+        whole = -(-tab // math.RAY)
+        ranges = ((whole, whole),) if tab <= chost and whole <= cap else ()
+        gem = self._gem(name)
+        return Candidate(
+            strategy=self.name, account=sale.usr, collateral=gem, debt=self.dai,
+            max_repay=max_repay, health_factor=0,
+            key=f"{self.context.chain_id}:{self.name}:{sale.usr}:take:{name}:{sale_id}:"
+                f"{tab}:{lot}:{sale.tic}",
+            seize=seize, actual_repay=paid, gas_limit=TAKE_GAS, spender=self.keeper_contract,
+            collateral_symbol=f"MCD_{name}", debt_symbol="MCD_DAI", repay_ranges=ranges,
+            private=MakerAction("take", name, urn=sale.usr, sale=sale_id, price=price))
+
+    def _candidate(self, action: MakerAction, account: str, reward: int, gas: int, *,
+                   key: str, health: int) -> Candidate:
+        """A kick or reset: nothing repaid, `reward` Maker DAI received."""
+        return Candidate(
+            strategy=self.name, account=account, collateral=self.dai, debt=self.dai,
+            max_repay=1, health_factor=health,
+            key=f"{self.context.chain_id}:{self.name}:{account}:{key}",
+            seize=lambda _repay: reward, actual_repay=lambda _repay: 0, gas_limit=gas,
+            spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
+            private=action)
+
+    def _gem(self, name: str) -> str:
+        return self._gems[name]
+
+    def _feed_price(self, name: str) -> int:
+        """An estimate of Clipper.getFeedPrice (pip value / par, ray): the Vat's spot times
+        Spotter's mat, which is what Spotter.poke divided it by (equal up to rounding while
+        the pip has not moved since the last poke). Only decides whether redo pays."""
+        state = self.book.ilks.get(name)
+        return 0 if state is None else state.spot * self._mats.get(name, 0) // math.RAY
+
+    def build(self, candidate: Candidate, repay: int) -> Call:
+        action = candidate.private
+        if not isinstance(action, MakerAction) or self.clips is None:
+            raise KeeperError(f"maker: not a candidate of this strategy: {candidate.key}")
+        ilk = self.clips.ilks[action.ilk]
+        if action.kind == "bark":
+            data = _BARK + encode(["address", "bytes32", "address"], [
+                self.clips.dog, bytes.fromhex(ilk_word(action.ilk)[2:]), action.urn])
+        elif action.kind == "redo":
+            data = _REDO + encode(["address", "uint256"], [ilk.clip, action.sale])
+        else:
+            join = self.config.ilks[action.ilk].join
+            amt = repay * math.RAY // action.price
+            data = _TAKE + encode(
+                ["address", "address", "uint256", "uint256", "uint256", "uint256"],
+                [ilk.clip, join, action.sale, amt, action.price, repay])
+        return Call(to=self.keeper_contract, data="0x" + data.hex())
+
+    def positions(self, block: BlockRef) -> list[PositionRow]:
+        """Every vault: collateral ink * spot and debt art * rate, both in rad."""
+        return [PositionRow(self.name, urn, v.ink * self.book.ilks[i].spot,
+                            v.art * self.book.ilks[i].rate, self.book.ratio(i, urn), market=i)
+                for (i, urn), v in sorted(self.book.urns.items()) if i in self.book.ilks]

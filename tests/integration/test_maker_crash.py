@@ -1,0 +1,174 @@
+"""A crash on the Maker devnet with the keeper running the `maker` strategy alone.
+
+WETH falls from $2,000 to $1,700 (the devnet feed, Maker's pip and Spotter.poke), then time
+passes in 2-minute steps while the Clipper prices fall. Asserted: none of the keeper's
+transactions reverted or failed; every Dog-liquidated vault unsafe after the crash was
+barked by the keeper, or the strategy holds the Dog's reason for refusing it (its limit
+full, a dusty partial); each kick and reset is paid its incentive (one send per auction:
+the journal's key); at least one auction was taken, and every take was profitable net of
+gas (realized from the receipt's transfers, as the engine values every send).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+
+from keeper.chain.http import HttpRpc
+from keeper.devnet import maker as mcd
+from keeper.devnet.crash import CrashStep, apply_step
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.execution.dispatch import LivePositions
+from keeper.execution.executor import Executor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
+from keeper.ranking import realized_value
+from keeper.strategy import StrategyContext
+from keeper.wiring import Keeper, assemble
+from strategies.maker import MakerStrategy
+from strategies.maker.book import ilk_word
+from tests.conftest import Devnet
+from tests.integration.maker_devnet import maker_devnet, rolled_back
+from tests.integration.maker_helpers import keeper_contract, maker_config
+
+GWEI = 10**9
+TIMEOUT = 90.0
+STEPS = 20  # 2-minute steps: ETH-B's linear price falls 3.3 % of top each, ETH-C's 11 %
+BAD = ("reverted", "error")
+
+
+@pytest.fixture(scope="module")
+def maker_session() -> Iterator[Devnet]:
+    with maker_devnet() as devnet:
+        yield devnet
+
+
+@pytest.fixture
+def maker(maker_session: Devnet) -> Iterator[Devnet]:
+    with rolled_back(maker_session):
+        yield maker_session
+
+
+async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keeper, MakerStrategy]:
+    info = devnet.info
+    chain = await HttpRpc.open(info.rpc_url, timeout=60)
+    weth = info.tokens["WETH"].address.lower()
+    head = int(await chain.call("eth_blockNumber", []), 16)
+    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
+    live = LivePositions()
+    executor = Executor(
+        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal, FeePolicy(3_000 * GWEI, 2 * GWEI),
+        appraise=lambda c, d, got, paid, gas: realized_value(
+            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
+            gas_paid=gas),
+        quote_token=weth, still_there=live)
+    await executor.start()
+    context = StrategyContext(chain_id=info.chain_id, liquidator=info.accounts.liquidator)
+    strategy = MakerStrategy(maker_config(devnet, contract), context)
+    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=10**15,
+                      priority_fee=2 * GWEI, executor=executor, live=live, poll_interval=0.05)
+    await keeper.sync()
+    return keeper, strategy
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _settled(keeper: Keeper, devnet: Devnet) -> None:
+    """Until the keeper processed the head with nothing in flight, twice with nothing new."""
+    quiet = 0
+    while quiet < 2:
+        before = keeper.outcomes.recorded
+
+        async def done() -> bool:
+            head = await asyncio.to_thread(lambda: devnet.w3.eth.block_number)
+            return keeper.engine.stats.processed >= head and keeper.inflight == 0
+
+        await _until(done, "the keeper to settle")
+        new = keeper.outcomes.since(before)
+        quiet = quiet + 1 if all(o.status == "duplicate" for o in new) else 0
+        await asyncio.to_thread(devnet.rpc, "evm_mine")
+
+
+def _unsafe(devnet: Devnet) -> set[tuple[str, str]]:
+    info = devnet.info.maker
+    assert info is not None
+    vat = mcd.contract(devnet.w3, "Vat", info.vat)
+    out = set()
+    for vault in info.vaults:
+        if info.ilks[vault.ilk].engine != "clip":
+            continue
+        ilk = bytes.fromhex(ilk_word(vault.ilk)[2:])
+        ink, art = vat.functions.urns(ilk, vault.urn).call()
+        rate, spot = vat.functions.ilks(ilk).call()[1:3]
+        if ink * spot < art * rate:
+            out.add((vault.ilk, vault.urn.lower()))
+    return out
+
+
+def _barked(devnet: Devnet, start: int, kpr: str) -> list[tuple[str, str]]:
+    """(ilk, urn) of every Dog.Bark whose auction's keeper was `kpr`, in order."""
+    info = devnet.info.maker
+    assert info is not None
+    out = []
+    for name in ("ETH-B", "ETH-C"):
+        clip = mcd.contract(devnet.w3, "Clipper", info.ilks[name].auction)
+        for kick in clip.events.Kick().get_logs(from_block=start):
+            if str(kick["args"]["kpr"]).lower() == kpr.lower():
+                out.append((name, str(kick["args"]["usr"]).lower()))
+    return out
+
+
+async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
+    maker: Devnet, tmp_path: Path
+) -> None:
+    contract = keeper_contract(maker)
+    journal = Journal(tmp_path / "j.sqlite")
+    keeper, strategy = await _keeper(maker, journal, contract)
+    start = maker.w3.eth.block_number + 1
+    try:
+        assert not await asyncio.to_thread(_unsafe, maker)
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        try:
+            await asyncio.to_thread(apply_step, maker.w3, maker.info,
+                                    CrashStep(0, "crash", {"WETH": Decimal("1700")}, None))
+            unsafe = await asyncio.to_thread(_unsafe, maker)
+            assert len(unsafe) >= 6, unsafe
+            await _settled(keeper, maker)
+            for _ in range(STEPS):
+                await asyncio.to_thread(maker.rpc, "evm_increaseTime", 120)
+                await asyncio.to_thread(maker.rpc, "evm_mine")
+                await _settled(keeper, maker)
+        finally:
+            stop.set()
+            await task
+        outcomes = list(keeper.outcomes)
+        bad = [(o.status, o.key, o.reason[:80]) for o in outcomes if o.status in BAD]
+        assert not bad, bad
+        barked = await asyncio.to_thread(_barked, maker, start, contract)
+        for vault in unsafe:
+            assert vault in barked or vault in strategy.forbidden, vault
+        confirmed = [o for o in outcomes if o.status == "confirmed"]
+        kicks = [o for o in confirmed if ":bark:" in o.key or ":redo:" in o.key]
+        takes = [o for o in confirmed if ":take:" in o.key]
+        assert len([o for o in kicks if ":bark:" in o.key]) == len(barked)
+        assert all(o.realized_profit > 0 for o in kicks), kicks
+        assert takes and all(o.realized_profit > 0 for o in takes), takes
+        print(f"\nmaker crash: {len(unsafe)} unsafe, {len(barked)} barked, forbidden "
+              f"{sorted(set(strategy.forbidden.values()))}, {len(takes)} takes, profit "
+              f"{sum(o.realized_profit for o in confirmed) / 1e18:.4f} WETH")
+    finally:
+        await keeper.aclose()
+        journal.close()
