@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, TypeVar
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_checksum_address, to_checksum_address
 from pydantic import (
@@ -120,9 +121,17 @@ class AccountConfig(Section):
     private_key: SecretStr | None = None
     keystore: Path | None = None
     password_file: Path | None = None
+    searcher_key: SecretStr | None = None
+    """The identity that signs bundle requests (X-Flashbots-Signature; it holds no funds and
+    signs no transaction). Environment only. None: a new random identity each start."""
+    lane_keys: list[SecretStr] = Field(default_factory=list)
+    """Extra signing accounts, one nonce lane each (bundle mode), as a JSON list in the
+    environment only; each must be an operator of the flash executor."""
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
+        for key in (self.searcher_key, *self.lane_keys):
+            secrets.register_secret(key)
         if self.private_key is not None:
             secrets.register_secret(self.private_key)
             if self.keystore is not None:
@@ -139,6 +148,18 @@ class AccountConfig(Section):
     def configured(self) -> bool:
         return self.private_key is not None or self.keystore is not None
 
+    def searcher(self) -> LocalAccount:
+        """The bundle requests' signing identity (a fresh random one when none is set)."""
+        if self.searcher_key is None:
+            made: LocalAccount = Account.create()
+            secrets.register_secret(bytes(made.key))
+            return made
+        return secrets.account_from_key(self.searcher_key, secrets.SEARCHER_KEY_ENV)
+
+    def lanes(self) -> list[LocalAccount]:
+        """The nonce lanes' accounts besides the main one (lanes 1, 2, ...)."""
+        return [secrets.account_from_key(key, secrets.LANE_KEYS_ENV) for key in self.lane_keys]
+
     def load(self) -> LocalAccount | None:
         """The signing account (decrypting the keystore), or None if none is configured."""
         if self.private_key is not None:
@@ -146,6 +167,20 @@ class AccountConfig(Section):
         if self.keystore is not None and self.password_file is not None:
             return secrets.account_from_keystore(self.keystore, self.password_file)
         return None
+
+
+class BuilderConfig(Section):
+    """One `[[execution.builders]]` entry: a block builder or relay taking bundles."""
+
+    name: str = Field(min_length=1)
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url
 
 
 class FeedRuleConfig(Section):
@@ -192,6 +227,14 @@ class ExecutionConfig(Section):
     would open 1 .. `prepared_levels` deviations away (each way) are sized and ranked, and
     sent the moment the feed's log arrives (before its block is processed)."""
     prepared_levels: int = Field(default=8, ge=0, le=32)
+    submitter: Literal["public", "bundle"] = "public"
+    """How liquidations reach a block: "public" broadcasts them (eth_sendRawTransaction);
+    "bundle" sends each as a private bundle to every `builders` entry, the bid paid to
+    block.coinbase by the flash executor (docs/execution.md)."""
+    builders: list[BuilderConfig] = Field(default_factory=list)
+    bundle_blocks: int = Field(default=3, ge=1, le=25)
+    """A bundle targets the next block and this many - 1 after it; one not included by then
+    is sent again (same bytes) while its position is still liquidatable."""
 
     @model_validator(mode="after")
     def _fees(self) -> Self:
@@ -200,6 +243,11 @@ class ExecutionConfig(Section):
         for name, share in self.bid_share_by_strategy.items():
             if not 0 <= share <= 1:
                 raise ValueError(f"bid_share_by_strategy.{name} must be within [0, 1]")
+        if self.submitter == "bundle" and not self.builders:
+            raise ValueError('submitter = "bundle" needs at least one [[execution.builders]]')
+        names = [b.name for b in self.builders]
+        if len(set(names)) != len(names):
+            raise ValueError("each [[execution.builders]] entry needs its own name")
         return self
 
 

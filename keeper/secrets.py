@@ -25,6 +25,8 @@ from keeper.errors import ConfigError
 
 MASK = "**********"
 PRIVATE_KEY_ENV = "KEEPER_ACCOUNT__PRIVATE_KEY"
+SEARCHER_KEY_ENV = "KEEPER_ACCOUNT__SEARCHER_KEY"  # the bundle signature header's identity
+LANE_KEYS_ENV = "KEEPER_ACCOUNT__LANE_KEYS"  # a JSON list: the nonce lanes' signing keys
 _MIN_SECRET_LEN = 4  # shorter strings would mask half of every log line
 _HEX_KEY = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
 _KEYLIKE_SEGMENT = re.compile(r"^[A-Za-z0-9_\-]{16,}$")
@@ -91,10 +93,14 @@ def redact(text: str) -> str:
 
 
 def register_env_secrets() -> None:
-    """Register the private key from the environment before anything can print it."""
+    """Register the keys from the environment before anything can print them."""
     for name, value in os.environ.items():
-        if name.upper() == PRIVATE_KEY_ENV:
+        if name.upper() in (PRIVATE_KEY_ENV, SEARCHER_KEY_ENV):
             register_secret(value)
+        elif name.upper() == LANE_KEYS_ENV:
+            register_secret(value)
+            for key in re.findall(r"(?:0x)?[0-9a-fA-F]{64}", value):
+                register_secret(key)
 
 
 def redact_url(url: str) -> str:
@@ -120,15 +126,16 @@ def redact_url(url: str) -> str:
     return redact(urllib.parse.urlunsplit((parts.scheme, netloc, path, query, parts.fragment)))
 
 
-def account_from_key(key: SecretStr) -> LocalAccount:
-    """The account of a hex private key (registered as a secret first)."""
+def account_from_key(key: SecretStr, where: str = PRIVATE_KEY_ENV) -> LocalAccount:
+    """The account of a hex private key (registered as a secret first); `where` names it
+    in errors."""
     register_secret(key)
     raw = key.get_secret_value().strip()
     if not _HEX_KEY.match(raw):
         raise ConfigError(
-            f"{PRIVATE_KEY_ENV}: a private key must be 32 bytes of hex (64 hex digits, optional 0x)"
+            f"{where}: a private key must be 32 bytes of hex (64 hex digits, optional 0x)"
         )
-    check_key_range(int(raw.removeprefix("0x"), 16), PRIVATE_KEY_ENV)
+    check_key_range(int(raw.removeprefix("0x"), 16), where)
     account: LocalAccount = Account.from_key(raw)
     return account
 

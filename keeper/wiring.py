@@ -116,6 +116,10 @@ class Keeper:
         return self.dispatcher.outcomes if self.dispatcher is not None else OutcomeLog(0)
 
     async def aclose(self) -> None:
+        executor = self.dispatcher.executor if self.dispatcher is not None else None
+        bundles = getattr(executor, "bundles", None)  # bundle mode: its builder client
+        if bundles is not None:
+            await bundles.client.close()
         await self.chain.aclose()
 
 
@@ -136,6 +140,9 @@ def assemble(
     the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py).
     `replica`: this keeper is one replica of its account (`[ha]`): it sends only as leader."""
     dispatcher: Dispatcher | None = None
+    if bids is not None and flash is not None and getattr(executor, "bundles", None):
+        # Bundles through the flash executor: the bid is paid to block.coinbase.
+        bids = dataclasses.replace(bids, to_coinbase=True)
     if executor is not None:
         intents = IntentBuilder(
             strategies, Capabilities.of(strategies).flash, dex, quote_token=quote_token,
