@@ -23,6 +23,7 @@ import os
 import re
 import tomllib
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,7 @@ class KeeperConfig(BaseSettings):
     ha: HaConfig | None = None
     intake: IntakeConfig = Field(default_factory=IntakeConfig)
     _source: Path | None = PrivateAttr(default=None)
+    _chains: dict[str, KeeperConfig] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -123,6 +125,12 @@ class KeeperConfig(BaseSettings):
     def source(self) -> Path | None:
         """The TOML file this config was read from."""
         return self._source
+
+    @property
+    def chains(self) -> dict[str, KeeperConfig]:
+        """With `[chains.<name>]` tables (keeper/chains.py), each chain's whole config by
+        name (this one is the first); empty for a file with one `[chain]`."""
+        return dict(self._chains)
 
     def require_engine_keys(self, command: str) -> None:
         """Raise one `ConfigError` line naming the first `ENGINE_KEYS` entry that is unset."""
@@ -150,6 +158,19 @@ def load_config(path: Path | str | None = None) -> KeeperConfig:
     secrets.register_env_secrets()
     path = Path(path) if path is not None else DEFAULT_PATH
     text, data = read_toml(path)
+    if "chains" in data:  # several chains in one daemon: each validated as a whole config
+        from keeper.chains import load_chains  # noqa: PLC0415 (it builds on this module)
+
+        return load_chains(path, text, data)
+    return validate_config(data, path, text)
+
+
+def validate_config(
+    data: dict[str, Any], path: Path, text: str,
+    relocate: Callable[[tuple[int | str, ...]], tuple[int | str, ...]] | None = None,
+) -> KeeperConfig:
+    """`data` (the file's tables) layered under the environment and validated; `relocate`
+    maps a key's location to where the file holds it (a `[chains.<name>]` table's keys)."""
     _refuse_file_key(data, path)
     _resolve_paths(data, path.parent)
     env = _env_keys()
@@ -162,6 +183,14 @@ def load_config(path: Path | str | None = None) -> KeeperConfig:
     try:
         config = model(**data)
     except ValidationError as exc:
+        if relocate is not None:
+            first = exc.errors()[0]
+            first["loc"] = relocate(first["loc"])
+            more = len(exc.errors()) - 1
+            raise ConfigError(secrets.redact(
+                describe_error(first, path, text, env)
+                + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""))
+            ) from None
         raise ConfigError(describe_validation_error(exc, path, text, env)) from None
     except SettingsError as exc:
         raise ConfigError(describe_env_error(exc)) from None
@@ -205,13 +234,6 @@ def _refuse_file_key(data: dict[str, Any], path: Path) -> None:
             f"{secrets.PRIVATE_KEY_ENV} environment variable or use account.keystore "
             "with account.password_file"
         )
-    for key, env in (("searcher_key", secrets.SEARCHER_KEY_ENV),
-                     ("lane_keys", secrets.LANE_KEYS_ENV)):
-        if isinstance(account, dict) and key in account:
-            for value in account[key] if isinstance(account[key], list) else [account[key]]:
-                secrets.register_secret(value if isinstance(value, str) else None)
-            raise ConfigError(f"{path}: account.{key} must not be in the config file; set "
-                              f"the {env} environment variable")
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

@@ -31,6 +31,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import (
@@ -47,7 +48,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from keeper.breakers import Breakers
-from keeper.health import Health
+from keeper.health import HealthReport
 from keeper.secrets import MASK, redact
 
 SIMULATED = frozenset({"confirmed", "reverted", "lost", "simulation-failed", "fee-cap",
@@ -306,8 +307,20 @@ class MonitoringServer:
         await self._runner.cleanup()
 
 
+class Exposition(Protocol):
+    """What `/metrics` serves: `Metrics`, or several chains' metrics labelled by chain."""
+
+    def exposition(self) -> bytes: ...
+
+
+class HealthCheck(Protocol):
+    """What `/health` serves: `keeper.health.Health`, or several chains' verdicts."""
+
+    def check(self) -> HealthReport: ...
+
+
 async def serve(
-    host: str, port: int, *, metrics: Metrics, health: Health
+    host: str, port: int, *, metrics: Exposition, health: HealthCheck
 ) -> MonitoringServer:
     """Serve `/metrics` (Prometheus text) and `/health` (JSON; 503 when failing).
 

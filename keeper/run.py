@@ -47,8 +47,8 @@ from keeper.dex.uniswap_v2 import PairBook
 from keeper.dex.uniswap_v3 import V3Book
 from keeper.dex.venue import Venue, Venues
 from keeper.errors import ChainMismatch, ConfigError, KeeperError
-from keeper.execution.bundles_config import Executor, make_executor
 from keeper.execution.dispatch import LivePositions
+from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
@@ -191,9 +191,9 @@ async def keeper_from_config(
                 executor = on_fork
             else:
                 journal = Journal(execution.journal) if replica is None else replica.journal
-                executor = make_executor(config, chain, account, journal, fees, appraise,
-                                         flash_executor=flash_executor, quote_token=quote,
-                                         still_there=live, simulate=execution.simulate)
+                executor = Executor(chain, account, journal, fees, appraise,
+                                    flash_executor=flash_executor, quote_token=quote,
+                                    still_there=live, simulate=execution.simulate)
                 await executor.start()
         flash: FlashRoute | None = None
         if executor is not None and flash_executor is not None:
@@ -365,8 +365,7 @@ def build_monitor(config: KeeperConfig) -> Monitor:
                     max_head_lag=config.monitoring.max_head_lag_seconds, breakers=breakers)
     metrics = Metrics(strategies=[name for name, section in config.strategies.sections().items()
                                   if getattr(section, "enabled", True) is not False])
-    return Monitor(metrics, health, breakers,
-                   status_every=config.monitoring.status_every_blocks)
+    return Monitor(metrics, health, breakers, status_every=config.monitoring.status_every_blocks)
 
 
 async def start_monitoring(config: KeeperConfig, monitor: Monitor) -> MonitoringServer:
@@ -381,8 +380,7 @@ async def start_monitoring(config: KeeperConfig, monitor: Monitor) -> Monitoring
 
 
 def _reset_breakers(monitor: Monitor) -> None:
-    names = monitor.breakers.reset()
-    log.warning("breakers reset by SIGUSR1; sending resumes", breakers=names)
+    log.warning("breakers reset by SIGUSR1; sending resumes", breakers=monitor.breakers.reset())
 
 
 @click.command("run")
@@ -392,8 +390,10 @@ def _reset_breakers(monitor: Monitor) -> None:
 @pass_config
 def run(config: KeeperConfig, dry_run: bool) -> None:
     """The daemon: follow the chain and send profitable liquidations (or, dry-run, to a fork)."""
-    if dry_run:
-        config = with_mode(config, "dry-run")
+    if config.chains:  # [chains.<name>]: one engine per chain, each supervised on its own
+        from keeper.multichain import run_all  # noqa: PLC0415 (it builds on this module)
+        return run_all(config, dry_run=dry_run)
+    config = with_mode(config, "dry-run") if dry_run else config
     config.require_engine_keys("run")
     result = asyncio.run(run_daemon(config))
     for line in run_summary(result, dry_run=config.execution.mode == "dry-run"):
