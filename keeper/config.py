@@ -234,6 +234,13 @@ def _refuse_file_key(data: dict[str, Any], path: Path) -> None:
             f"{secrets.PRIVATE_KEY_ENV} environment variable or use account.keystore "
             "with account.password_file"
         )
+    for key, env in (("searcher_key", secrets.SEARCHER_KEY_ENV),
+                     ("lane_keys", secrets.LANE_KEYS_ENV)):
+        if isinstance(account, dict) and key in account:
+            for value in account[key] if isinstance(account[key], list) else [account[key]]:
+                secrets.register_secret(value if isinstance(value, str) else None)
+            raise ConfigError(f"{path}: account.{key} must not be in the config file; set "
+                              f"the {env} environment variable")
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

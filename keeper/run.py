@@ -47,8 +47,8 @@ from keeper.dex.uniswap_v2 import PairBook
 from keeper.dex.uniswap_v3 import V3Book
 from keeper.dex.venue import Venue, Venues
 from keeper.errors import ChainMismatch, ConfigError, KeeperError
+from keeper.execution.bundles_config import Executor, make_executor
 from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.fork import DryRunFork, ForkExecutor
@@ -191,9 +191,9 @@ async def keeper_from_config(
                 executor = on_fork
             else:
                 journal = Journal(execution.journal) if replica is None else replica.journal
-                executor = Executor(chain, account, journal, fees, appraise,
-                                    flash_executor=flash_executor, quote_token=quote,
-                                    still_there=live, simulate=execution.simulate)
+                executor = make_executor(config, chain, account, journal, fees, appraise,
+                                         flash_executor=flash_executor, quote_token=quote,
+                                         still_there=live, simulate=execution.simulate)
                 await executor.start()
         flash: FlashRoute | None = None
         if executor is not None and flash_executor is not None:
