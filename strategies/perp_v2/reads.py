@@ -1,0 +1,164 @@
+"""What the Perp logs cannot tell, read once per block in one batch of `eth_call`s.
+
+- per market, the inputs of the mark price rule: Exchange.getSqrtMarketTwapX96 over 15 s,
+  the market-TWAP interval and the premium interval, and BaseToken.getIndexPrice now and over
+  the premium interval (the TWAPs come from pool observations and the price feed's cached
+  TWAP, which move with time as well as with logs); math.mark_price combines them;
+- per account with a market, Exchange.getAllPendingFundingPayment (funding accrues by the
+  second);
+- per maker and market with open orders, what the orders hold at the pool's price now
+  (OrderBook.getTotalTokenAmountInPoolAndPendingFee, getTotalOrderDebt,
+  getTotalQuoteBalanceAndPendingFee);
+- the insurance fund's capacity (InsuranceFund.getInsuranceFundCapacity), for CH_IIC.
+
+And, once at sync, the addresses and parameters (`Setup`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi.abi import decode, encode
+from eth_utils.crypto import keccak
+
+from keeper.strategy import ChainReader
+from strategies.perp_v2.book import MakerReads
+from strategies.perp_v2.math import MarkInputs
+
+MARKET_PRICE_TWAP = 15  # AccountBalance._getMarkPrice's "market price" interval
+
+
+def selector(signature: str) -> str:
+    return "0x" + keccak(text=signature).hex()[:8]
+
+
+def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()) -> str:
+    return selector(signature) + encode(list(types), list(args)).hex()
+
+
+def _call(to: str, data: str, block: int) -> tuple[str, list[Any]]:
+    return ("eth_call", [{"to": to, "data": data}, hex(block)])
+
+
+def _words(answer: Any, types: Sequence[str]) -> tuple[Any, ...]:
+    return tuple(decode(list(types), bytes.fromhex(str(answer).removeprefix("0x"))))
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The ClearingHouse's contracts and the parameters the math needs (ratios in pips)."""
+
+    clearing_house: str
+    config: str
+    vault: str
+    account_balance: str
+    exchange: str
+    order_book: str
+    insurance_fund: str
+    market_registry: str
+    settlement_token: str
+    decimals: int
+    mm_ratio: int
+    im_ratio: int
+    penalty_ratio: int
+    market_twap_interval: int
+    premium_interval: int
+
+
+async def read_setup(
+    chain: ChainReader, clearing_house: str, market_registry: str, block: int
+) -> Setup:
+    """The addresses behind `clearing_house` (the MarketRegistry has no getter there: it is
+    configured), and its config's ratios, at `block`."""
+    getters = ("getClearingHouseConfig()", "getVault()", "getAccountBalance()",
+               "getExchange()", "getOrderBook()", "getInsuranceFund()")
+    answers = await chain.batch([_call(clearing_house, selector(g), block) for g in getters])
+    config, vault, balance, exchange, book, fund = (
+        "0x" + str(a)[-40:].lower() for a in answers)
+    second = await chain.batch([
+        _call(vault, selector("getSettlementToken()"), block),
+        _call(vault, selector("decimals()"), block),
+        _call(config, selector("getMmRatio()"), block),
+        _call(config, selector("getImRatio()"), block),
+        _call(config, selector("getLiquidationPenaltyRatio()"), block),
+        _call(config, selector("getMarkPriceConfig()"), block),
+    ])
+    token, decimals, mm, im, penalty, mark = second
+    twap, premium = _words(mark, ["uint32", "uint32"])
+    return Setup(
+        clearing_house=clearing_house.lower(), config=config, vault=vault,
+        account_balance=balance, exchange=exchange, order_book=book, insurance_fund=fund,
+        market_registry=market_registry.lower(),
+        settlement_token="0x" + str(token)[-40:].lower(), decimals=int(str(decimals), 16),
+        mm_ratio=int(str(mm), 16), im_ratio=int(str(im), 16),
+        penalty_ratio=int(str(penalty), 16), market_twap_interval=int(twap),
+        premium_interval=int(premium),
+    )
+
+
+async def read_fee_ratios(
+    chain: ChainReader, setup: Setup, bases: Sequence[str], block: int
+) -> dict[str, int]:
+    """MarketRegistry.getFeeRatio of each market (the exchange fee a close pays)."""
+    answers = await chain.batch([
+        _call(setup.market_registry, calldata("getFeeRatio(address)", ["address"], [b]), block)
+        for b in bases])
+    return {b: int(str(a), 16) for b, a in zip(bases, answers, strict=True)}
+
+
+@dataclass(frozen=True)
+class BlockReads:
+    """One block's reads."""
+
+    block: int
+    marks: Mapping[str, MarkInputs]
+    funding: Mapping[str, int]  # account -> pending funding payment (X10_18)
+    makers: Mapping[str, Mapping[str, MakerReads]]  # account -> base -> its orders
+    fund_capacity: int  # settlement-token units
+
+
+async def read_block(
+    chain: ChainReader, setup: Setup, *, bases: Sequence[str], accounts: Sequence[str],
+    orders: Mapping[str, Sequence[str]], block: int,
+) -> BlockReads:
+    """One batch: the mark inputs of `bases`, the pending funding of `accounts`, the orders of
+    `orders` (maker -> bases with open orders) and the insurance fund's capacity."""
+    calls: list[tuple[str, list[Any]]] = []
+    ex, twap = setup.exchange, "getSqrtMarketTwapX96(address,uint32)"
+    for base in bases:
+        for interval in (MARKET_PRICE_TWAP, setup.market_twap_interval, setup.premium_interval):
+            calls.append(_call(ex, calldata(twap, ["address", "uint32"], [base, interval]), block))
+        for interval in (0, setup.premium_interval):
+            calls.append(_call(base, calldata("getIndexPrice(uint256)", ["uint256"], [interval]),
+                               block))
+    for account in accounts:
+        calls.append(_call(ex, calldata("getAllPendingFundingPayment(address)", ["address"],
+                                        [account]), block))
+    pairs = [(m, b) for m, bs in orders.items() for b in bs]
+    ob = setup.order_book
+    in_pool = "getTotalTokenAmountInPoolAndPendingFee(address,address,bool)"
+    debt = "getTotalOrderDebt(address,address,bool)"
+    quote = "getTotalQuoteBalanceAndPendingFee(address,address[])"
+    three = ["address", "address", "bool"]
+    for maker, base in pairs:
+        calls.append(_call(ob, calldata(in_pool, three, [maker, base, True]), block))
+        calls.append(_call(ob, calldata(debt, three, [maker, base, True]), block))
+        calls.append(_call(ob, calldata(quote, ["address", "address[]"], [maker, [base]]), block))
+    calls.append(_call(setup.insurance_fund, selector("getInsuranceFundCapacity()"), block))
+    answers = iter(await chain.batch(calls))
+    marks: dict[str, MarkInputs] = {}
+    for base in bases:
+        values = [_words(next(answers), ["uint256"])[0] for _ in range(5)]
+        marks[base] = MarkInputs(*(int(v) for v in values))
+    funding = {a: int(_words(next(answers), ["int256"])[0]) for a in accounts}
+    makers: dict[str, dict[str, MakerReads]] = {}
+    for maker, base in pairs:
+        in_pool, _ = _words(next(answers), ["uint256", "uint256"])
+        (debt,) = _words(next(answers), ["uint256"])
+        quote, fee = _words(next(answers), ["int256", "uint256"])
+        makers.setdefault(maker, {})[base] = MakerReads(int(in_pool) - int(debt), int(quote),
+                                                        int(fee))
+    (capacity,) = _words(next(answers), ["int256"])
+    return BlockReads(block, marks, funding, makers, int(capacity))

@@ -1,0 +1,356 @@
+"""The Perp v2 (Curie) strategy: an event-sourced book of every account, valued exactly.
+
+`sync` reads the ClearingHouse's, AccountBalance's and Vault's logs since `start_block` into
+the book (book.py); `apply` feeds it each block's logs; `refresh` reads, in one batch, what
+logs cannot tell (reads.py: the mark price's TWAP inputs, pending funding, makers' orders,
+the insurance fund's capacity); `candidates` values every account with the mirrored math
+(math.py) and offers, for an account below maintenance (ClearingHouse._isLiquidatable):
+
+- `cancelAllExcessOrders(maker, base)` while it still has open orders (liquidate reverts
+  with CH_CLWTISO until they are gone), valued at the liquidation it opens;
+- otherwise `liquidate(trader, base)` in its largest market, unless the account after the
+  penalty would owe more than the insurance fund can cover (CH_IIC: the account a single step
+  took straight into deficit; logged once with that reason), or the position taken over would
+  need more margin than the Vault's free collateral or the configured cap;
+- and `closePosition(base)` for each position the keeper's own account holds (a position
+  taken over is closed at once), within a 5 % slippage bound from the mark.
+
+Candidate semantics: collateral and debt are both the settlement token, `max_repay` is 1
+unit, and `seize(r) = r + expected profit` in settlement-token units: for a liquidation the
+fee to the liquidator less the exchange fee of closing (the position is taken at the mark
+price with the fee as discount), for a close the PnL it realizes at the mark less its fee.
+The liquidator's own realized PnL (every `PnlRealized` of its account) is kept in `realized`
+and logged as it lands. Accounts with non-settlement collateral are not valued (logged).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from eth_abi.abi import encode
+
+from keeper.errors import StrategyError
+from keeper.strategy import ChainReader, StrategyContext
+from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
+from strategies.perp_v2 import events as ev
+from strategies.perp_v2 import math as pm
+from strategies.perp_v2.book import PerpBook
+from strategies.perp_v2.config import PerpV2Config
+from strategies.perp_v2.reads import (
+    BlockReads,
+    Setup,
+    read_block,
+    read_fee_ratios,
+    read_setup,
+    selector,
+)
+
+log = structlog.get_logger(__name__)
+
+# Measured on the devnet: liquidate ~1.3M gas, cancelAllExcessOrders and closePosition less.
+GAS_LIQUIDATE = 2_000_000
+GAS_CANCEL = 1_500_000
+GAS_CLOSE = 1_500_000
+CLOSE_SLIPPAGE_PIPS = 50_000  # 5 %
+MAX_UINT = 2**256 - 1
+_LIQUIDATE = selector("liquidate(address,address)")
+_CANCEL = selector("cancelAllExcessOrders(address,address)")
+_CLOSE = selector("closePosition((address,uint160,uint256,uint256,bytes32))")
+
+
+@dataclass(frozen=True)
+class PerpAction:
+    """What a candidate does (`Candidate.private`)."""
+
+    kind: str  # "liquidate", "cancel" or "close"
+    account: str
+    base: str
+    bound: int = 0  # close: the oppositeAmountBound (quote, X10_18)
+
+
+@dataclass(frozen=True)
+class Realized:
+    """Realized PnL of the keeper's own account in one transaction (X10_18)."""
+
+    tx_hash: str
+    block: int
+    amount: int
+
+
+def _hash(*parts: object) -> str:
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:12]
+
+
+class PerpV2Strategy:
+    """Every account of one Perp v2 ClearingHouse and its liquidations."""
+
+    name: str = "perp_v2"
+
+    def __init__(self, config: PerpV2Config, context: StrategyContext) -> None:
+        self.config = config
+        self.context = context
+        self.liquidator = context.liquidator.lower()
+        self.clearing_house = config.clearing_house.lower()
+        self._setup: Setup | None = None
+        self._book: PerpBook | None = None
+        self._synced: BlockRef | None = None
+        self._reads: BlockReads | None = None
+        self._fees: dict[str, int] = {}
+        self.reported: dict[str, str] = {}  # account -> the reason it was last passed over
+        self.realized: list[Realized] = []
+
+    # ------------------------------------------------------------------ contract
+
+    @property
+    def setup(self) -> Setup:
+        if self._setup is None:
+            raise pm_error("perp_v2: not synced")
+        return self._setup
+
+    @property
+    def book(self) -> PerpBook:
+        if self._book is None:
+            raise pm_error("perp_v2: not synced")
+        return self._book
+
+    def subscriptions(self) -> Sequence[LogFilter]:
+        filters = [LogFilter((self.clearing_house,), ev.CLEARING_HOUSE_TOPICS)]
+        if self._setup is not None:
+            filters += [LogFilter((self._setup.account_balance,), ev.ACCOUNT_BALANCE_TOPICS),
+                        LogFilter((self._setup.vault,), ev.VAULT_TOPICS)]
+        return filters
+
+    async def sync(self, chain: ChainReader, at: BlockRef) -> None:
+        """Setup at `at`, then every log since start_block into a fresh book, then reads."""
+        setup = await read_setup(chain, self.clearing_house, self.config.market_registry, at.number)
+        self._setup = setup
+        self._book = PerpBook(setup.settlement_token, setup.decimals, setup.insurance_fund)
+        logs: list[Event] = []
+        for f in self.subscriptions():
+            logs += await chain.get_logs(f, self.config.start_block, at.number)
+        logs.sort(key=lambda e: (e.block_number, e.log_index))
+        self.realized = []
+        self._apply(logs)
+        self._fees = await read_fee_ratios(chain, setup, sorted(self.bases()), at.number)
+        self._synced = at
+        await self.refresh(chain, at)
+
+    def apply(self, events: Sequence[Event], block: BlockRef) -> None:
+        self._apply(events)
+        self._synced = block
+
+    def _apply(self, events: Sequence[Event]) -> None:
+        records = []
+        for event in events:
+            record = ev.decode(event)
+            if record is None:
+                continue
+            records.append(record)
+            if isinstance(record, ev.PnlRealized) and record.trader == self.liquidator:
+                self.realized.append(Realized(event.transaction_hash, event.block_number,
+                                              record.amount))
+                log.info("perp realized pnl", strategy=self.name, tx=event.transaction_hash,
+                         amount=record.amount)
+        self.book.apply(records)
+
+    async def refresh(self, chain: ChainReader, block: BlockRef) -> None:
+        """One batch at `block`: mark inputs, pending funding, orders, fund capacity."""
+        bases = sorted(self.bases())
+        missing = [b for b in bases if b not in self._fees]
+        if missing:
+            self._fees.update(await read_fee_ratios(chain, self.setup, missing, block.number))
+        accounts = sorted(a for a, acct in self.book.accounts.items() if acct.bases())
+        orders = {a: sorted(acct.order_bases()) for a, acct in self.book.accounts.items()
+                  if acct.orders}
+        self._reads = await read_block(chain, self.setup, bases=bases, accounts=accounts,
+                                       orders=orders, block=block.number)
+
+    def bases(self) -> set[str]:
+        return {b for a in self.book.accounts.values() for b in a.bases()}
+
+    # ------------------------------------------------------------------ valuation
+
+    def marks(self) -> dict[str, int]:
+        """AccountBalance.getMarkPrice of every market, from this block's reads."""
+        reads = self._current_reads()
+        return {b: pm.mark_price(m) for b, m in reads.marks.items()}
+
+    def _current_reads(self) -> BlockReads:
+        if self._reads is None:
+            raise pm_error("perp_v2: no reads yet (refresh first)")
+        return self._reads
+
+    def state(self, account: str) -> pm.AccountState:
+        """The account as the math values it at the last refresh."""
+        reads = self._current_reads()
+        return self.book.state(account, reads.funding.get(account, 0),
+                               reads.makers.get(account, {}))
+
+    def account_value(self, account: str) -> int:
+        """ClearingHouse.getAccountValue, mirrored (X10_18)."""
+        return pm.account_value(self.state(account), self.marks(), self.setup.decimals)
+
+    def margin_requirement(self, account: str) -> int:
+        """AccountBalance.getMarginRequirementForLiquidation, mirrored (X10_18)."""
+        return pm.margin_requirement_for_liquidation(self.state(account), self.marks(),
+                                                     self.setup.mm_ratio)
+
+    def valued(self) -> list[str]:
+        """The accounts the math values: any market, settlement collateral only, and neither
+        the keeper's own account nor the insurance fund."""
+        skip = {self.liquidator, self.setup.insurance_fund}
+        return sorted(a for a, acct in self.book.accounts.items()
+                      if acct.bases() and not acct.other_collateral and a not in skip)
+
+    # ------------------------------------------------------------------ candidates
+
+    def candidates(self, block: BlockRef) -> Iterable[Candidate]:
+        if self._reads is None or self._reads.block != block.number:
+            return []  # refresh did not run at this block: nothing is valued on stale reads
+        marks = self.marks()
+        out: list[Candidate] = []
+        for account in self.valued():
+            state = self.state(account)
+            if not pm.is_liquidatable(state, marks, self.setup.mm_ratio, self.setup.decimals):
+                self.reported.pop(account, None)
+                continue
+            out += self._for_liquidatable(account, state, marks, block)
+        if self.config.close_positions:
+            out += self._closes(marks, block)
+        return out
+
+    def _for_liquidatable(self, account: str, state: pm.AccountState,
+                          marks: dict[str, int], block: BlockRef) -> list[Candidate]:
+        setup = self.setup
+        order_bases = sorted(self.book.accounts[account].order_bases())
+        ranked = pm.sorted_by_value(state, marks)
+        if not ranked:
+            return []
+        liq = pm.liquidation(state, ranked[0], marks, mm_ratio=setup.mm_ratio,
+                             penalty_ratio=setup.penalty_ratio, decimals=setup.decimals)
+        profit = self._usdc(liq.fee_to_liquidator - self._close_fee(ranked[0], liq.notional))
+        value, requirement = liq.value_before, pm.margin_requirement_for_liquidation(
+            state, marks, setup.mm_ratio)
+        health = value * 10**18 // requirement if requirement > 0 else 0
+        if order_bases:  # CH_CLWTISO: the orders go first
+            orders = sorted(self.book.accounts[account].orders)
+            return [self._candidate("cancel", account, base, profit=profit, health=health,
+                                    gas=GAS_CANCEL, state=_hash(base, orders))
+                    for base in order_bases]
+        capacity = pm.parse_settlement(self._current_reads().fund_capacity, setup.decimals)
+        if liq.value_after < 0 and -liq.value_after > capacity:
+            self._report(account, block, f"deficit of {-liq.value_after} after the penalty "
+                         f"exceeds the insurance fund's capacity {capacity} (CH_IIC)")
+            return []
+        margin = self._usdc(pm.mul_ratio(abs(liq.notional), setup.im_ratio))
+        room = self._margin_room(marks)
+        if margin > room:
+            self._report(account, block, f"its position needs {margin} of margin; the keeper "
+                         f"has {room} within max_margin_usd and its free collateral")
+            return []
+        taker = self.book.accounts[account].takers.get(ranked[0])
+        key = _hash(ranked[0], taker.size if taker else 0, state.balance, state.owed_realized_pnl)
+        return [self._candidate("liquidate", account, ranked[0], profit=profit, health=health,
+                                gas=GAS_LIQUIDATE, state=key)]
+
+    def _closes(self, marks: dict[str, int], block: BlockRef) -> list[Candidate]:
+        own = self.book.accounts.get(self.liquidator)
+        if own is None:
+            return []
+        out = []
+        for base, taker in sorted(own.takers.items()):
+            size = pm.dusted(taker.size)
+            if size == 0:
+                continue
+            value = pm.position_value(size, marks[base])
+            fee = self._close_fee(base, value)
+            pnl = self._usdc(value + taker.open_notional - fee)
+            # A long sells base for at least the bound; a short buys it for at most the bound.
+            slip = CLOSE_SLIPPAGE_PIPS if size < 0 else -CLOSE_SLIPPAGE_PIPS
+            bound = pm.mul_ratio(abs(value), pm.RATIO_ONE + slip)
+            out.append(self._candidate("close", self.liquidator, base, profit=pnl, health=0,
+                                       gas=GAS_CLOSE, state=_hash(size, taker.open_notional),
+                                       bound=bound))
+        return out
+
+    def _margin_room(self, marks: dict[str, int]) -> int:
+        """Settlement-token units of margin the keeper may still commit: the cap less what
+        its own positions hold (at the initial-margin ratio), and at most its free
+        collateral in the Vault (Vault.getFreeCollateralByRatio at imRatio)."""
+        setup = self.setup
+        if self.liquidator not in self.book.accounts:
+            return 0
+        reads = self._current_reads()
+        own = self.book.state(self.liquidator, reads.funding.get(self.liquidator, 0), {})
+        used = self._usdc(pm.mul_ratio(pm.total_debt_value(own, marks), setup.im_ratio))
+        cap = int(self.config.max_margin_usd * 10**setup.decimals) - used
+        free = pm.free_collateral_by_ratio(own, marks, setup.im_ratio, setup.decimals)
+        return max(min(cap, free), 0)
+
+    def _close_fee(self, base: str, notional: int) -> int:
+        return pm.mul_ratio(abs(notional), self._fees.get(base, 0))
+
+    def _usdc(self, amount_x10_18: int) -> int:
+        return pm.format_settlement(amount_x10_18, self.setup.decimals)
+
+    def _report(self, account: str, block: BlockRef, reason: str) -> None:
+        if self.reported.get(account) != reason:
+            self.reported[account] = reason
+            log.warning("perp account not liquidated", strategy=self.name, account=account,
+                        block=block.number, reason=reason)
+
+    def _candidate(self, kind: str, account: str, base: str, *, profit: int, health: int,
+                   gas: int, state: str, bound: int = 0) -> Candidate:
+        token = self.setup.settlement_token
+
+        def seize(repay: int) -> int:
+            return repay + profit
+
+        return Candidate(
+            strategy=self.name, account=account, collateral=token, debt=token, max_repay=1,
+            health_factor=health, gas_limit=gas, spender=self.setup.vault,
+            key=f"{self.context.chain_id}:{self.name}:{account}:{base}:{kind}:{state}",
+            seize=seize,
+            collateral_symbol="USDC", debt_symbol="USDC",
+            private=PerpAction(kind, account, base, bound),
+        )
+
+    def build(self, candidate: Candidate, repay: int) -> Call:
+        action = candidate.private
+        if not isinstance(action, PerpAction):
+            raise pm_error(f"perp_v2: {candidate.key} is not a Perp candidate")
+        if action.kind == "close":
+            data = _CLOSE + encode(["(address,uint160,uint256,uint256,bytes32)"],
+                                   [(action.base, 0, action.bound, MAX_UINT, b"\0" * 32)]).hex()
+        else:
+            head = _LIQUIDATE if action.kind == "liquidate" else _CANCEL
+            data = head + encode(["address", "address"], [action.account, action.base]).hex()
+        return Call(to=self.clearing_house, data=data)
+
+    # ------------------------------------------------------------------ extras
+
+    @property
+    def accounts(self) -> Sequence[str]:
+        return self.valued() if self._book is not None and self._setup is not None else []
+
+    @property
+    def synced(self) -> BlockRef | None:
+        return self._synced
+
+    def positions(self, block: BlockRef) -> list[PositionRow]:
+        """Every valued account: account value and margin requirement (USD, X10_18)."""
+        if self._reads is None:
+            return []
+        rows = []
+        for account in self.valued():
+            value, need = self.account_value(account), self.margin_requirement(account)
+            health = value * 10**18 // need if need > 0 else MAX_UINT
+            rows.append(PositionRow(self.name, account, value, need, max(health, 0)))
+        return rows
+
+
+def pm_error(message: str) -> StrategyError:
+    return StrategyError(message)

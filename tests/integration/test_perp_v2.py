@@ -1,0 +1,357 @@
+"""Perp v2 (Curie) on its devnet profile: parity with the chain, and a crash the keeper works.
+
+PARITY: the strategy syncs once, then follows the chain from its logs alone (plus its one
+batch of reads a block); at every step of a crash (vBTC -9.5 % in one step, then vETH down
+4 % at a time, each step: the index, trades on the vAMM, 16 s for the mark), every seeded
+account's account value and liquidation margin requirement equal ClearingHouse.getAccountValue
+and AccountBalance.getMarginRequirementForLiquidation, and the mark price equals
+AccountBalance.getMarkPrice.
+
+CRASH: the keeper runs (the real engine, ranking, dispatcher and executor) while the same
+crash is driven; every account is liquidated (or its orders cancelled first) at the first
+block it is liquidatable, i.e. nothing but the keeper's own transactions is mined between that
+block and its liquidation; the account a single step took into a deficit beyond the insurance
+fund is reported with that reason; none of the keeper's transactions reverts; the positions it
+took over are closed, and its realized PnL equals the chain's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from keeper.anvil import Anvil, rpc_call
+from keeper.chain.http import HttpRpc
+from keeper.demo import DEMO_MAX_FEE, DEMO_PRIORITY_FEE
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.devnet.deployer import Deployer
+from keeper.devnet.info import DevnetInfo
+from keeper.devnet.perp import PerpContracts, PerpInfo, attach
+from keeper.devnet.perp_drive import move_market
+from keeper.devnet.perp_seed import start_perp_devnet
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.execution.dispatch import LivePositions
+from keeper.execution.executor import Executor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
+from keeper.ranking import realized_value
+from keeper.strategy import StrategyContext
+from keeper.types import BlockRef, Event, Outcome
+from keeper.wiring import Keeper, assemble
+from strategies.perp_v2 import STRATEGY, PerpV2Config, PerpV2Strategy
+
+ETH_STEPS = (Decimal("0.96"), Decimal("0.92"), Decimal("0.88"), Decimal("0.84"), Decimal("0.80"),
+             Decimal("0.76"), Decimal("0.72"))
+BTC_STEP = Decimal("0.905")
+
+
+@dataclass
+class PerpNet:
+    anvil: Anvil
+    devnet: DevnetInfo
+    info: PerpInfo
+    w3: Web3
+    contracts: PerpContracts
+
+    def rpc(self, method: str, *params: object) -> Any:
+        return rpc_call(self.anvil.rpc_url, method, params, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def perp_session() -> Iterator[PerpNet]:
+    anvil, devnet, info, _cached = start_perp_devnet()
+    try:
+        w3 = Web3(Web3.HTTPProvider(anvil.rpc_url))
+        yield PerpNet(anvil, devnet, info, w3, attach(w3, info))
+    finally:
+        anvil.stop()
+
+
+@pytest.fixture
+def perp(perp_session: PerpNet) -> Iterator[PerpNet]:
+    snapshot = perp_session.rpc("evm_snapshot")
+    try:
+        yield perp_session
+    finally:
+        perp_session.rpc("anvil_dropAllTransactions")
+        assert perp_session.rpc("evm_revert", snapshot) is True
+
+
+def make_strategy(net: PerpNet) -> PerpV2Strategy:
+    section = PerpV2Config(clearing_house=net.info.clearing_house,
+                           market_registry=net.info.market_registry)
+    strategy = STRATEGY.create(section, StrategyContext(net.devnet.chain_id, net.info.liquidator))
+    assert isinstance(strategy, PerpV2Strategy)
+    return strategy
+
+
+async def block_ref(rpc: HttpRpc, tag: str | int = "latest") -> BlockRef:
+    raw = await rpc.call("eth_getBlockByNumber", [hex(tag) if isinstance(tag, int) else tag,
+                                                  False])
+    return BlockRef(int(raw["number"], 16), raw["hash"], raw["parentHash"],
+                    int(raw["timestamp"], 16))
+
+
+async def follow(rpc: HttpRpc, strategy: PerpV2Strategy) -> BlockRef:
+    """Apply every log after the strategy's last block up to the head, then refresh there."""
+    last = strategy.synced
+    assert last is not None
+    head = await block_ref(rpc)
+    events: list[Event] = []
+    for f in strategy.subscriptions():
+        events += await rpc.get_logs(f, last.number + 1, head.number)
+    events.sort(key=lambda e: (e.block_number, e.log_index))
+    strategy.apply(events, head)
+    await strategy.refresh(rpc, head)
+    return head
+
+
+def seeded(net: PerpNet) -> dict[str, str]:
+    return {name: a.lower() for name, a in {**net.info.traders, **net.info.makers}.items()}
+
+
+def chain_view(net: PerpNet, account: str, block: int) -> tuple[int, int]:
+    who = Web3.to_checksum_address(account)
+    value = net.contracts.clearing_house.functions.getAccountValue(who).call(
+        block_identifier=block)
+    need = net.contracts.account_balance.functions.getMarginRequirementForLiquidation(who).call(
+        block_identifier=block)
+    return int(value), int(need)
+
+
+def check_parity(net: PerpNet, strategy: PerpV2Strategy, head: BlockRef) -> set[str]:
+    """Every seeded account and mark equal the chain at `head`; the liquidatable names."""
+    marks = strategy.marks()
+    for symbol, base in net.contracts.bases.items():
+        chain_mark = net.contracts.account_balance.functions.getMarkPrice(base.address).call(
+            block_identifier=head.number)
+        assert marks[base.address.lower()] == chain_mark, symbol
+    weak = set()
+    for name, account in seeded(net).items():
+        value, need = chain_view(net, account, head.number)
+        assert (strategy.account_value(account), strategy.margin_requirement(account)) == (
+            value, need), (name, head.number)
+        if value < need:
+            weak.add(name)
+    return weak
+
+
+def crash(net: PerpNet, each_block: Callable[[int], None]) -> None:
+    """The crash, one step at a time, `each_block` called after every block it mines."""
+    deployer = Deployer(net.w3, net.w3.eth.accounts[0])
+    prices = {s: Decimal(int(net.contracts.bases[s].functions.getIndexPrice(0).call()))
+              / 10**18 for s in net.contracts.bases}
+    move_market(deployer, net.contracts, net.info, "vBTC", prices["vBTC"] * BTC_STEP,
+                each_block=each_block)
+    for step in ETH_STEPS:
+        move_market(deployer, net.contracts, net.info, "vETH", prices["vETH"] * step,
+                    each_block=each_block)
+
+
+def in_loop(loop: asyncio.AbstractEventLoop,
+            work: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[int], None]:
+    """A block hook for `crash` (which runs in a thread): `work` done on the test's loop."""
+    def hook(_block: int) -> None:
+        asyncio.run_coroutine_threadsafe(work(), loop).result(TIMEOUT)
+    return hook
+
+
+async def test_parity_across_a_crash(perp: PerpNet) -> None:
+    rpc = await HttpRpc.open(perp.anvil.rpc_url)
+    try:
+        strategy = make_strategy(perp)
+        await strategy.sync(rpc, await block_ref(rpc))
+        assert set(seeded(perp).values()) <= set(strategy.valued())
+        assert not check_parity(perp, strategy, await block_ref(rpc))
+        seen: set[str] = set()
+        checked: list[int] = []
+
+        async def check() -> None:
+            head = await follow(rpc, strategy)
+            seen.update(await asyncio.to_thread(check_parity, perp, strategy, head))
+            checked.append(head.number)
+
+        await asyncio.to_thread(crash, perp, in_loop(asyncio.get_running_loop(), check))
+        assert len(checked) > 20, checked
+        assert {"eth_long_9x", "btc_long_9x_deficit", "maker_thin"} <= seen, seen
+    finally:
+        await rpc.aclose()
+
+
+# ---------------------------------------------------------------------------------- crash
+
+TIMEOUT = 120.0
+BAD = ("reverted", "error")
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+async def _settled(keeper: Keeper, net: PerpNet) -> None:
+    """Until the keeper has processed the head with nothing in flight, twice in a row with
+    nothing sent in between (its own transactions mine blocks it must process too)."""
+    stable = 0
+    while stable < 2:
+        before = keeper.outcomes.recorded
+
+        async def settled() -> bool:
+            head = await asyncio.to_thread(lambda: net.w3.eth.block_number)
+            return keeper.engine.stats.processed >= head and keeper.inflight == 0
+
+        await _until(settled, "the keeper to settle")
+        await asyncio.sleep(0.05)
+        new = keeper.outcomes.since(before)
+        stable = stable + 1 if keeper.inflight == 0 and all(
+            o.status == "duplicate" for o in new) else 0
+
+
+async def _perp_keeper(net: PerpNet, journal: Journal) -> tuple[Keeper, PerpV2Strategy]:
+    chain = await HttpRpc.open(net.anvil.rpc_url)
+    weth = net.devnet.tokens["WETH"].address.lower()
+    head = int(await chain.call("eth_blockNumber", []), 16)
+    dex = await PairBook.load(chain, net.devnet.uniswap_v2.factory, head)
+    live = LivePositions()
+    executor = Executor(
+        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal,
+        FeePolicy(DEMO_MAX_FEE, DEMO_PRIORITY_FEE),
+        appraise=lambda c, d, got, paid, gas: realized_value(
+            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
+            gas_paid=gas),
+        quote_token=weth, still_there=live)
+    await executor.start()
+    section = PerpV2Config(clearing_house=net.info.clearing_house,
+                           market_registry=net.info.market_registry,
+                           max_margin_usd=Decimal(500_000))
+    strategy = STRATEGY.create(section, StrategyContext(net.devnet.chain_id, net.info.liquidator))
+    assert isinstance(strategy, PerpV2Strategy)
+    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=0,
+                      priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live)
+    await keeper.sync()
+    return keeper, strategy
+
+
+async def _liquidatable_at(
+    rpc: HttpRpc, net: PerpNet, accounts: dict[str, str], block: int
+) -> set[str]:
+    """The names of `accounts` the chain calls liquidatable at `block` (one batch)."""
+    house, balance = net.contracts.clearing_house, net.contracts.account_balance
+    calls: list[tuple[str, list[Any]]] = []
+    for account in accounts.values():
+        who = Web3.to_checksum_address(account)
+        for to, fn in ((house, house.functions.getAccountValue(who)),
+                       (balance, balance.functions.getMarginRequirementForLiquidation(who))):
+            calls.append(("eth_call", [{"to": to.address, "data": fn._encode_transaction_data()},
+                                       hex(block)]))
+    answers = [int.from_bytes(bytes.fromhex(str(a)[2:]), "big", signed=True)
+               for a in await rpc.batch(calls)]
+    return {name for i, name in enumerate(accounts) if answers[2 * i] < answers[2 * i + 1]}
+
+
+def _first_attempts(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    """account -> the block of the keeper's first mined cancel or liquidation of it (a lost
+    race included: the executor checked it was valid at the block it was ranked at)."""
+    first: dict[str, int] = {}
+    for o in outcomes:
+        _chain, _strategy, account, _base, kind, _state = o.key.split(":")
+        if kind in ("liquidate", "cancel") and o.status in ("confirmed", "lost") and o.block:
+            first[account] = min(first.get(account, o.block), o.block)
+    return first
+
+
+def _only_keeper_between(net: PerpNet, low: int, high: int) -> bool:
+    me = net.info.liquidator.lower()
+    for number in range(low + 1, high):
+        block = net.w3.eth.get_block(number, full_transactions=True)
+        for tx in block["transactions"]:
+            assert not isinstance(tx, bytes)  # full transactions were asked for
+            if str(tx["from"]).lower() != me:
+                return False
+    return True
+
+
+def _why(net: PerpNet, tx_hash: str) -> str:
+    """A mined transaction's revert reason, replayed on its parent block."""
+    if not tx_hash:
+        return ""
+    tx = net.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+    try:
+        net.w3.eth.call({"from": tx["from"], "to": tx["to"], "data": tx["input"]},
+                        tx["blockNumber"] - 1)
+    except Exception as exc:  # any revert is the answer
+        return str(exc)[:120]
+    return "no revert on the parent block"
+
+
+def _owed(net: PerpNet) -> int:
+    who = Web3.to_checksum_address(net.info.liquidator)
+    return int(net.contracts.account_balance.functions.getPnlAndPendingFee(who).call()[0])
+
+
+async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
+    perp: PerpNet, tmp_path: Path
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    keeper, strategy = await _perp_keeper(perp, journal)
+    start = perp.w3.eth.block_number
+    owed_before = await asyncio.to_thread(_owed, perp)
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        try:
+            await asyncio.to_thread(crash, perp, in_loop(asyncio.get_running_loop(),
+                                                           lambda: _settled(keeper, perp)))
+        finally:
+            stop.set()
+            await task
+        end = perp.w3.eth.block_number
+        outcomes = keeper.outcomes
+        bad = [(o.status, o.key, o.reason[:80], _why(perp, o.tx_hash)) for o in outcomes
+               if o.status in BAD or (o.status == "lost" and "no longer liquidatable"
+                                      not in o.reason)]
+        assert not bad, bad
+        to_market = [o for o in outcomes if o.status == "lost"]
+        accounts = seeded(perp)
+        names = {a: n for n, a in accounts.items()}
+        acted = _first_attempts(outcomes)
+        first: dict[str, int] = {}
+        for block in range(start, end + 1):
+            for name in await _liquidatable_at(keeper.chain, perp, accounts, block):
+                first.setdefault(name, block)
+        deficit = "btc_long_9x_deficit"
+        assert "CH_IIC" in strategy.reported.get(accounts[deficit], ""), strategy.reported
+        assert {"eth_long_9x", "maker_thin", "btc_long_8x"} <= set(first), first
+        for name, block in first.items():
+            if name == deficit:
+                continue
+            action = acted.get(accounts[name])
+            assert action is not None and action > block, (name, block, action)
+            assert await asyncio.to_thread(_only_keeper_between, perp, block, action), (
+                name, block, action, keeper.engine.stats.processed)
+        assert {names[a] for a in acted} <= set(first)
+        for base in perp.contracts.bases.values():  # every position taken over was closed
+            size = perp.contracts.account_balance.functions.getTakerPositionSize(
+                Web3.to_checksum_address(perp.info.liquidator), base.address).call()
+            assert size == 0, base.address
+        mine = [r.amount for r in strategy.realized if r.block > start]
+        assert sum(mine) == await asyncio.to_thread(_owed, perp) - owed_before
+        assert sum(mine) > 0
+        print(f"\nperp crash: {len(first)} accounts liquidatable, {len(acted)} acted on, "
+              f"{len(outcomes.confirmed)} confirmed, {len(to_market)} lost to the market "
+              f"(valid when sent, not when mined), realized {sum(mine) / 1e18:.2f} USD, "
+              f"statuses {sorted({o.status for o in outcomes})}")
+    finally:
+        await keeper.aclose()
+        journal.close()
