@@ -22,14 +22,16 @@ sale's tab/lot/tic).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import structlog
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
-from keeper.errors import KeeperError
+from keeper.errors import ConfigError, KeeperError
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
 from strategies.maker import math
@@ -54,6 +56,34 @@ def _selector(signature: str) -> bytes:
 _BARK = _selector("bark(address,bytes32,address)")
 _TAKE = _selector("take(address,address,uint256,uint256,uint256,uint256)")
 _REDO = _selector("redo(address,uint256)")
+
+
+class FlipSide(Protocol):
+    """The Flipper side (strategies/maker/flip.py): Cat.bite and English-auction bids,
+    driven by this strategy in each of its steps, reading its vault book."""
+
+    def subscriptions(self) -> Sequence[LogFilter]: ...
+
+    async def sync(self, chain: ChainReader, at: BlockRef, book: VaultBook) -> None: ...
+
+    def apply(self, events: Sequence[Event], block: BlockRef) -> None: ...
+
+    def candidates(self, block: BlockRef, book: VaultBook) -> Iterable[Candidate]: ...
+
+    def build(self, candidate: Candidate, repay: int) -> Call: ...
+
+
+def _flip_side(config: MakerConfig, context: StrategyContext) -> FlipSide | None:
+    """The Flipper side when the config names its exit pair (`flip_exit_pair`), else none."""
+    if config.flip_exit_pair is None:
+        return None
+    try:
+        module = importlib.import_module("strategies.maker.flip")
+    except ModuleNotFoundError:
+        raise ConfigError("strategies.maker: flip_exit_pair is set but this keeper has no "
+                          "Flipper side (strategies/maker/flip.py)") from None
+    side: FlipSide = module.make_flip_side(config, context)
+    return side
 
 
 @dataclass(frozen=True)
@@ -83,6 +113,7 @@ class MakerStrategy:
         self._synced: BlockRef | None = None
         self._gems: dict[str, str] = {}  # ilk -> its GemJoin's ERC-20 (lower-case)
         self._mats: dict[str, int] = {}  # ilk -> Spotter's liquidation ratio [ray]
+        self.flip = _flip_side(config, context)
 
     @property
     def synced(self) -> BlockRef | None:
@@ -102,6 +133,8 @@ class MakerStrategy:
             filters.append(LogFilter(self.clips.addresses(), (*DOG_TOPICS, *CLIP_TOPICS)))
         else:
             filters.append(LogFilter((self.config.dog.lower(),), DOG_TOPICS))
+        if self.flip is not None:
+            filters.extend(self.flip.subscriptions())
         return filters
 
     async def sync(self, chain: ChainReader, at: BlockRef) -> None:
@@ -123,17 +156,20 @@ class MakerStrategy:
         self._mats = {n: int(a[66:130], 16) for n, a in zip(names, reads[len(names):],
                                                              strict=True)}
         self.book, self.clips, self._synced = book, clips, at
+        if self.flip is not None:
+            await self.flip.sync(chain, at, book)
 
     def apply(self, events: Sequence[Event], block: BlockRef) -> None:
         """Apply one block's logs; logs at or below the synced block are in the book."""
         synced = self._synced.number if self._synced else -1
-        for event in events:
-            if event.block_number <= synced:
-                continue
+        fresh = [e for e in events if e.block_number > synced]
+        for event in fresh:
             if event.address == self.vat:
                 self.book.apply(event)
             elif self.clips is not None:
                 self.clips.apply(event, block.timestamp)
+        if self.flip is not None and fresh:
+            self.flip.apply(fresh, block)
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
         if self.clips is None:
@@ -145,6 +181,8 @@ class MakerStrategy:
                 candidate = self._auction(name, sale.id, block)
                 if candidate is not None:
                     out.append(candidate)
+        if self.flip is not None:
+            out.extend(self.flip.candidates(block, self.book))
         return out
 
     def _barks(self, name: str, block: BlockRef) -> list[Candidate]:
@@ -236,6 +274,8 @@ class MakerStrategy:
 
     def build(self, candidate: Candidate, repay: int) -> Call:
         action = candidate.private
+        if not isinstance(action, MakerAction) and self.flip is not None:
+            return self.flip.build(candidate, repay)
         if not isinstance(action, MakerAction) or self.clips is None:
             raise KeeperError(f"maker: not a candidate of this strategy: {candidate.key}")
         ilk = self.clips.ilks[action.ilk]
