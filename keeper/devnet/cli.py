@@ -22,6 +22,9 @@ from keeper.devnet.info import DevnetInfo
 from keeper.devnet.maker_profile import start_maker_devnet
 from keeper.devnet.maker_seed import follow_price
 from keeper.devnet.oracles.market import post_everywhere, start_oracle_devnet
+from keeper.devnet.perp import PerpInfo
+from keeper.devnet.perp_cli import perp_move, write_perp_outputs
+from keeper.devnet.perp_seed import start_perp_devnet
 from keeper.devnet.scale import start_scaled_devnet
 from keeper.devnet.tokens import post_price
 from keeper.errors import ConfigError, InputFileError, RpcUnavailable
@@ -164,12 +167,16 @@ def how_to_run(path: Path) -> str:
               help="Add Maker MCD (@makerdao/testchain 1.1.33-beta5 replayed: Vat, Cat/Flip, "
                    "Dog/Clip), seeded vaults and exit pools (keeper.devnet.maker_profile; "
                    "cached). See docs/devnet.md.")
+@click.option("--perp", is_flag=True,
+              help="Add Perpetual Protocol v2 (Curie 2.8.4): vETH and vBTC on the devnet's "
+                   "feeds, makers and leveraged traders (keeper.devnet.perp_seed; cached); "
+                   "writes perp.json beside --out. See docs/devnet.md.")
 @click.pass_context
 def devnet(  # noqa: PLR0917 (click passes options positionally)
     ctx: click.Context, borrowers: int, seed: int, out: Path, port: int,
     block_time: float | None, no_cache: bool, scale_borrowers: int | None,
     write_config: Path | None, builder: bool, builder_interval: float, oracles: bool = False,
-    maker: bool = False,
+    maker: bool = False, perp: bool = False,
 ) -> None:
     """Start anvil with real Aave V3, Uniswap V2 and V3, and Morpho Blue; Ctrl-C stops it."""
     if ctx.invoked_subcommand is not None:
@@ -181,10 +188,15 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
         raise ConfigError("--builder mines its own blocks: no --block-time or --scale-borrowers")
     if maker and (oracles or scale_borrowers is not None):
         raise ConfigError("--maker is its own profile: no --oracles or --scale-borrowers")
+    if perp and (maker or oracles or builder or scale_borrowers is not None
+                 or block_time is not None):
+        raise ConfigError("--perp is its own profile (automine): no --maker, --oracles, "
+                          "--builder, --scale-borrowers or --block-time")
     if oracles and not builder:
         raise ConfigError("--oracles needs --builder (an SVR update goes privately to it)")
     console = Console(stderr=True)
     started = time.monotonic()
+    perp_info: PerpInfo | None = None
     # SIGTERM behaves like Ctrl-C from the very start, so a stop during deploy cleans up too.
     # SIGINT is set explicitly: a shell's background job starts with it ignored.
     previous = {s: signal.signal(s, _raise_interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -197,6 +209,10 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                     scale_borrowers, port=port, use_cache=not no_cache)
             elif oracles:
                 anvil, info, cached = start_oracle_devnet(use_cache=not no_cache)
+            elif perp:
+                anvil, info, perp_info, cached = start_perp_devnet(
+                    DevnetSpec(borrowers=borrowers, seed=seed), port=port,
+                    use_cache=not no_cache)
             elif maker:
                 anvil, info, cached = start_maker_devnet(
                     DevnetSpec(borrowers=borrowers, seed=seed),
@@ -218,6 +234,10 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                 console.print(builder_summary(block_builder, anvil), highlight=False)
             if write_config is not None:
                 write_devnet_config(info, write_config)
+            if perp_info is not None:
+                console.print(f"wrote {write_perp_outputs(perp_info, out, write_config)} "
+                              "(Perp v2: keeper devnet perp-move vETH 1800 moves a market)")
+            if write_config is not None:
                 console.print(how_to_run(write_config), highlight=False, soft_wrap=True)
             console.print(f"wrote {out}; Ctrl-C stops the devnet")
             wait_until_interrupted(anvil)
@@ -302,3 +322,6 @@ def price(symbol: str, usd: str, devnet_file: Path, rpc: str | None) -> None:
     if info.maker is not None and symbol.upper() == info.maker.price_symbol:
         block = follow_price(w3, info.maker, value)  # Maker's pip and Spotter follow the feed
         click.echo(f"Maker ETH pip and spot poked in block {block}")
+
+
+devnet.add_command(perp_move)

@@ -26,16 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
 from web3 import Web3
 
 from keeper.anvil import Anvil, rpc_call
 from keeper.chain.http import HttpRpc
+from keeper.cli import main
 from keeper.demo import DEMO_MAX_FEE, DEMO_PRIORITY_FEE
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.perp import PerpContracts, PerpInfo, attach
+from keeper.devnet.perp_cli import write_perp_outputs
 from keeper.devnet.perp_drive import move_market
 from keeper.devnet.perp_seed import start_perp_devnet
 from keeper.dex.uniswap_v2 import PairBook
@@ -341,6 +344,8 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
             assert await asyncio.to_thread(_only_keeper_between, perp, block, action), (
                 name, block, action, keeper.engine.stats.processed)
         assert {names[a] for a in acted} <= set(first)
+        cancelled = {o.key.split(":")[2] for o in outcomes.confirmed if ":cancel:" in o.key}
+        assert accounts["maker_thin"] in cancelled  # its orders went first (CH_CLWTISO)
         for base in perp.contracts.bases.values():  # every position taken over was closed
             size = perp.contracts.account_balance.functions.getTakerPositionSize(
                 Web3.to_checksum_address(perp.info.liquidator), base.address).call()
@@ -355,3 +360,23 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
     finally:
         await keeper.aclose()
         journal.close()
+
+
+def test_perp_move_cli(perp: PerpNet, tmp_path: Path) -> None:
+    """`keeper devnet perp-move` moves index, vAMM and mark; bad input is one line, exit 2."""
+    devnet_file, perp_file = tmp_path / "devnet.json", tmp_path / "perp.json"
+    perp.devnet.write(devnet_file)
+    write_perp_outputs(perp.info, devnet_file, None)
+    assert perp_file.is_file()
+    files = ["--devnet-file", str(devnet_file), "--perp-file", str(perp_file)]
+    result = CliRunner().invoke(main, ["devnet", "perp-move", "vETH", "1900", *files])
+    assert result.exit_code == 0, result.output
+    base = perp.contracts.bases["vETH"].address
+    mark = perp.contracts.account_balance.functions.getMarkPrice(base).call()
+    assert abs(mark - 1900 * 10**18) < 10**18, mark  # within a dollar of the move
+    for args, says in ((["vXX", "1900"], "no market"), (["vETH", "0"], "positive"),
+                       (["vETH", "1900", "--perp-file", str(tmp_path / "no.json")], "not found")):
+        result = CliRunner().invoke(main, ["devnet", "perp-move", *args, *files[:2],
+                                           *([] if "--perp-file" in args else files[2:])])
+        assert result.exit_code == 2, result.output
+        assert says in result.output and "Traceback" not in result.output
