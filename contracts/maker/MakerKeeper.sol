@@ -10,7 +10,9 @@ pragma solidity 0.8.19;
 ///   as Maker DAI;
 /// - `take` pulls from the owner only the Maker DAI the purchase needs (what the Vat balance
 ///   here lacks), buys at most `amt` collateral at no more than `max`, and exits the
-///   collateral bought to the owner as the ilk's ERC-20.
+///   collateral bought to the owner as the ilk's ERC-20; `takeAndSell` takes with this
+///   contract as `who` and sells the collateral inside Clipper's `clipperCall` on a Uniswap V2
+///   pair for the DAI the take owes, sending the rest (Maker DAI) to the owner.
 /// @dev Every entry point is the owner's. Mirrors Clipper.take's `owe` (dss clip.sol) to know
 /// how much DAI to pull; a mismatch only leaves a little Vat DAI here for the next take.
 interface VatLike {
@@ -37,6 +39,21 @@ interface ClipperLike {
 interface JoinLike {
     function join(address usr, uint256 wad) external;
     function exit(address usr, uint256 wad) external;
+}
+
+interface GemJoinLike {
+    function gem() external view returns (address);
+}
+
+interface TokenLike {
+    function transfer(address dst, uint256 amount) external returns (bool);
+    function balanceOf(address usr) external view returns (uint256);
+}
+
+interface PairLike {
+    function token0() external view returns (address);
+    function getReserves() external view returns (uint112 reserve0, uint112 reserve1, uint32 time);
+    function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes calldata data) external;
 }
 
 interface ERC20Like {
@@ -114,6 +131,51 @@ contract MakerKeeper {
                 owe = tab - chost;
             }
         }
+    }
+
+    // --- Clipper.take with clipperCall: the collateral is sold inside the take, so the
+    // owner needs no DAI; what the sale leaves over the DAI the take owes goes to the owner.
+
+    event Sold(address indexed clip, uint256 indexed id, uint256 profit);
+
+    address internal expectedClip; // set only during takeAndSell: clipperCall's guard
+
+    function takeAndSell(
+        address clip, address gemJoin, address pair, uint256 id, uint256 amt, uint256 max,
+        uint256 minProfit
+    ) external onlyOwner {
+        expectedClip = clip;
+        vat.hope(clip);
+        ClipperLike(clip).take(id, amt, max, address(this), abi.encode(gemJoin, pair));
+        expectedClip = address(0);
+        uint256 profit = TokenLike(address(dai)).balanceOf(address(this));
+        require(profit >= minProfit, "MakerKeeper/too-little-profit");
+        require(TokenLike(address(dai)).transfer(owner, profit), "MakerKeeper/transfer");
+        emit Sold(clip, id, profit);
+    }
+
+    /// Clipper.take's callback, only inside our own takeAndSell: exit the `slice` just
+    /// received, sell it on the Uniswap V2 pair for Maker DAI, and join what the take owes.
+    function clipperCall(address sender, uint256 owe, uint256 slice, bytes calldata data) external {
+        require(msg.sender == expectedClip && sender == address(this), "MakerKeeper/not-our-take");
+        (address gemJoin, address pair) = abi.decode(data, (address, address));
+        JoinLike(gemJoin).exit(address(this), slice);
+        _sell(pair, GemJoinLike(gemJoin).gem(), slice);
+        uint256 have = vat.dai(address(this));
+        if (owe > have) {
+            daiJoin.join(address(this), (owe - have + RAY - 1) / RAY);
+        }
+    }
+
+    /// Sells `amountIn` of `gem` on a Uniswap V2 pair (UniswapV2Library.getAmountOut).
+    function _sell(address pair, address gem, uint256 amountIn) internal {
+        (uint112 r0, uint112 r1,) = PairLike(pair).getReserves();
+        bool gemIs0 = PairLike(pair).token0() == gem;
+        (uint256 rIn, uint256 rOut) = gemIs0 ? (uint256(r0), uint256(r1)) : (uint256(r1), uint256(r0));
+        uint256 inWithFee = amountIn * 997;
+        uint256 out = inWithFee * rOut / (rIn * 1000 + inWithFee);
+        require(TokenLike(gem).transfer(pair, amountIn), "MakerKeeper/transfer");
+        PairLike(pair).swap(gemIs0 ? 0 : out, gemIs0 ? out : 0, address(this), "");
     }
 
     /// Exits every whole Maker DAI held in the Vat here to the owner (the sub-wei rest stays).

@@ -33,6 +33,10 @@ class MakerConfig(Section):
     ilks: dict[str, MakerIlkConfig]
     # The most DAI one take moves into the Vat (pulled from the account as it pays).
     max_vat_dai: Decimal = Field(default=Decimal(100_000), gt=0)
+    # A Uniswap V2 pair of the Clipper ilks' gem against Maker DAI: takes then sell the
+    # collateral inside the take (Clipper's clipperCall; no DAI needed). None: takes pay
+    # with DAI the account holds and keep the collateral.
+    clip_exit_pair: Address | None = None
     enabled: bool = True
     start_block: int = Field(default=0, ge=0)
     # Flipper auctions (Cat ilks; strategies/maker/flip.py): the Uniswap V2 pair of the gem

@@ -23,7 +23,7 @@ sale's tab/lot/tic).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -31,12 +31,13 @@ import structlog
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
+from keeper.dex.uniswap_v2 import PairBook
 from keeper.errors import ConfigError, KeeperError
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
 from strategies.maker import math
 from strategies.maker.book import VAT_TOPICS, VaultBook, ilk_word
-from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, read_clip_state
+from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, Sale, read_clip_state
 from strategies.maker.config import MakerConfig
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,7 @@ log = structlog.get_logger(__name__)
 # Gas limits, from the devnet (dog.bark 451k, clip.take 177k) plus MakerKeeper's joins/exits.
 BARK_GAS = 650_000
 TAKE_GAS = 450_000
+SELL_GAS = 650_000  # a take whose clipperCall exits, swaps on a V2 pair and joins DAI
 REDO_GAS = 300_000
 # A take is offered only if the auction will not need a reset this many seconds on.
 TAKE_MARGIN_SECONDS = 30
@@ -56,6 +58,7 @@ def _selector(signature: str) -> bytes:
 _BARK = _selector("bark(address,bytes32,address)")
 _TAKE = _selector("take(address,address,uint256,uint256,uint256,uint256)")
 _REDO = _selector("redo(address,uint256)")
+_SELL = _selector("takeAndSell(address,address,address,uint256,uint256,uint256,uint256)")
 
 
 class FlipSide(Protocol):
@@ -114,6 +117,7 @@ class MakerStrategy:
         self._gems: dict[str, str] = {}  # ilk -> its GemJoin's ERC-20 (lower-case)
         self._mats: dict[str, int] = {}  # ilk -> Spotter's liquidation ratio [ray]
         self.flip = _flip_side(config, context)
+        self.pairs: PairBook | None = None  # the clip_exit_pair, kept from its Sync logs
 
     @property
     def synced(self) -> BlockRef | None:
@@ -135,6 +139,8 @@ class MakerStrategy:
             filters.append(LogFilter((self.config.dog.lower(),), DOG_TOPICS))
         if self.flip is not None:
             filters.extend(self.flip.subscriptions())
+        if self.pairs is not None:
+            filters.append(self.pairs.subscriptions())
         return filters
 
     async def sync(self, chain: ChainReader, at: BlockRef) -> None:
@@ -155,6 +161,8 @@ class MakerStrategy:
         self._gems = {n: "0x" + a[-40:].lower() for n, a in zip(names, reads, strict=False)}
         self._mats = {n: int(a[66:130], 16) for n, a in zip(names, reads[len(names):],
                                                              strict=True)}
+        if self.config.clip_exit_pair is not None:
+            self.pairs = await PairBook.load(chain, [self.config.clip_exit_pair], at)
         self.book, self.clips, self._synced = book, clips, at
         if self.flip is not None:
             await self.flip.sync(chain, at, book)
@@ -170,6 +178,8 @@ class MakerStrategy:
                 self.clips.apply(event, block.timestamp)
         if self.flip is not None and fresh:
             self.flip.apply(fresh, block)
+        if self.pairs is not None:
+            self.pairs.apply(fresh)
 
     def candidates(self, block: BlockRef) -> Iterable[Candidate]:
         if self.clips is None:
@@ -242,6 +252,9 @@ class MakerStrategy:
         whole = -(-tab // math.RAY)
         ranges = ((whole, whole),) if tab <= chost and whole <= cap else ()
         gem = self._gem(name)
+        if self.pairs is not None:
+            return self._sale(name, sale, price, max_repay=max_repay, ranges=ranges,
+                              seize=seize, paid=paid)
         return Candidate(
             strategy=self.name, account=sale.usr, collateral=gem, debt=self.dai,
             max_repay=max_repay, health_factor=0,
@@ -250,6 +263,29 @@ class MakerStrategy:
             seize=seize, actual_repay=paid, gas_limit=TAKE_GAS, spender=self.keeper_contract,
             collateral_symbol=f"MCD_{name}", debt_symbol="MCD_DAI", repay_ranges=ranges,
             private=MakerAction("take", name, urn=sale.usr, sale=sale_id, price=price))
+
+    def _sale(self, name: str, sale: Sale, price: int, *, max_repay: int,
+              ranges: tuple[tuple[int, int], ...], seize: Callable[[int], int],
+              paid: Callable[[int], int]) -> Candidate:
+        """A take whose collateral is sold inside it (clipperCall): nothing paid, the Maker
+        DAI the sale leaves over what the take owes received (the exit pair's exact quote)."""
+        pairs, gem, dai = self.pairs, self._gem(name), self.dai
+        assert pairs is not None
+
+        def surplus(repay: int) -> int:
+            slice_ = seize(repay)
+            leg = pairs.quote(gem, dai, slice_) if slice_ else None
+            return max(0, (leg.amount_out if leg is not None else 0) - paid(repay))
+
+        return Candidate(
+            strategy=self.name, account=sale.usr, collateral=dai, debt=dai,
+            max_repay=max_repay, health_factor=0,
+            key=f"{self.context.chain_id}:{self.name}:{sale.usr}:sell:{name}:{sale.id}:"
+                f"{sale.tab}:{sale.lot}:{sale.tic}",
+            seize=surplus, actual_repay=lambda _repay: 0, gas_limit=SELL_GAS,
+            spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
+            repay_ranges=ranges,
+            private=MakerAction("sell", name, urn=sale.usr, sale=sale.id, price=price))
 
     def _candidate(self, action: MakerAction, account: str, reward: int, gas: int, *,
                    key: str, health: int) -> Candidate:
@@ -284,6 +320,13 @@ class MakerStrategy:
                 self.clips.dog, bytes.fromhex(ilk_word(action.ilk)[2:]), action.urn])
         elif action.kind == "redo":
             data = _REDO + encode(["address", "uint256"], [ilk.clip, action.sale])
+        elif action.kind == "sell" and self.config.clip_exit_pair is not None:
+            # At least half the surplus it was ranked at, or nothing is sent for it.
+            data = _SELL + encode(
+                ["address", "address", "address", "uint256", "uint256", "uint256", "uint256"],
+                [ilk.clip, self.config.ilks[action.ilk].join, self.config.clip_exit_pair,
+                 action.sale, repay * math.RAY // action.price, action.price,
+                 candidate.seize(repay) // 2])
         else:
             join = self.config.ilks[action.ilk].join
             amt = repay * math.RAY // action.price

@@ -6,7 +6,9 @@ transactions reverted or failed; every Dog-liquidated vault unsafe after the cra
 barked by the keeper, or the strategy holds the Dog's reason for refusing it (its limit
 full, a dusty partial); each kick and reset is paid its incentive (one send per auction:
 the journal's key); at least one auction was taken, and every take was profitable net of
-gas (realized from the receipt's transfers, as the engine values every send).
+gas (realized from the receipt's transfers, as the engine values every send). Run twice:
+taking with DAI the account holds, and selling the collateral inside the take on the
+MCD_WETH/MCD_DAI pair (MakerKeeper.takeAndSell through Clipper's clipperCall).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ def maker(maker_session: Devnet) -> Iterator[Devnet]:
         yield maker_session
 
 
-async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keeper, MakerStrategy]:
+async def _keeper(
+    devnet: Devnet, journal: Journal, contract: str, *, sell: bool
+) -> tuple[Keeper, MakerStrategy]:
     info = devnet.info
     chain = await HttpRpc.open(info.rpc_url, timeout=60)
     weth = info.tokens["WETH"].address.lower()
@@ -71,7 +75,9 @@ async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keep
         quote_token=weth, still_there=live)
     await executor.start()
     context = StrategyContext(chain_id=info.chain_id, liquidator=info.accounts.liquidator)
-    strategy = MakerStrategy(maker_config(devnet, contract), context)
+    assert info.maker is not None
+    extra = {"clip_exit_pair": info.maker.pairs["MCD_WETH/MCD_DAI"]} if sell else {}
+    strategy = MakerStrategy(maker_config(devnet, contract, **extra), context)
     keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=10**15,
                       priority_fee=2 * GWEI, executor=executor, live=live, poll_interval=0.05)
     await keeper.sync()
@@ -130,12 +136,13 @@ def _barked(devnet: Devnet, start: int, kpr: str) -> list[tuple[str, str]]:
     return out
 
 
+@pytest.mark.parametrize("sell", [False, True], ids=["with_dai", "clipper_call"])
 async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
-    maker: Devnet, tmp_path: Path
+    maker: Devnet, tmp_path: Path, sell: bool
 ) -> None:
     contract = keeper_contract(maker)
     journal = Journal(tmp_path / "j.sqlite")
-    keeper, strategy = await _keeper(maker, journal, contract)
+    keeper, strategy = await _keeper(maker, journal, contract, sell=sell)
     start = maker.w3.eth.block_number + 1
     try:
         assert not await asyncio.to_thread(_unsafe, maker)
@@ -162,11 +169,14 @@ async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
             assert vault in barked or vault in strategy.forbidden, vault
         confirmed = [o for o in outcomes if o.status == "confirmed"]
         kicks = [o for o in confirmed if ":bark:" in o.key or ":redo:" in o.key]
-        takes = [o for o in confirmed if ":take:" in o.key]
+        takes = [o for o in confirmed if ":take:" in o.key or ":sell:" in o.key]
+        # With an exit pair every take sells inside itself (clipperCall); else it pays DAI.
+        assert all((":sell:" in o.key) == sell for o in takes), takes
         assert len([o for o in kicks if ":bark:" in o.key]) == len(barked)
         assert all(o.realized_profit > 0 for o in kicks), kicks
         assert takes and all(o.realized_profit > 0 for o in takes), takes
-        print(f"\nmaker crash: {len(unsafe)} unsafe, {len(barked)} barked, forbidden "
+        mode = "clipperCall" if sell else "with DAI"
+        print(f"\nmaker crash ({mode}): {len(unsafe)} unsafe, {len(barked)} barked, forbidden "
               f"{sorted(set(strategy.forbidden.values()))}, {len(takes)} takes, profit "
               f"{sum(o.realized_profit for o in confirmed) / 1e18:.4f} WETH")
     finally:
