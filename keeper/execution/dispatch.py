@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import structlog
 
 from keeper.batching import Send, split_by_weight
+from keeper.execution.bundles import Backrun
 from keeper.execution.executor import Executor
 from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import OutcomeLog
@@ -156,9 +157,10 @@ class Dispatcher:
 
     def dispatch(
         self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup, *,
-        early: bool = False,
+        early: bool = False, backrun: Backrun | None = None,
     ) -> int:
         """Hand ranked opportunities to the executor, best first; returns how many.
+        `backrun`: with bundles, they go right behind that (oracle) transaction.
 
         `early`: the head start of a ranking still running; the rest of that ranking
         (dispatched next) skips them.
@@ -179,7 +181,7 @@ class Dispatcher:
         for send in sends:
             self._inflight.update((o.strategy, o.account) for o in send)
         if sends:
-            launch = tasks.create_task(self._launch(sends, tasks))
+            launch = tasks.create_task(self._launch(sends, tasks, backrun=backrun))
             self._launching.add(launch)
             launch.add_done_callback(self._launching.discard)
         return len(free)
@@ -193,7 +195,8 @@ class Dispatcher:
         else:
             await asyncio.sleep(0)
 
-    async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup) -> None:
+    async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup, *,
+                      backrun: Backrun | None = None) -> None:
         """Every send of one dispatch to the executor at once, then each one followed."""
         ready: list[tuple[Send, TxIntent]] = []
         for send in sends:
@@ -210,7 +213,10 @@ class Dispatcher:
                         self._pending_swaps[opp.key] = opp.swap
             ready.append((send, intent))
         try:
-            follows = await self.executor.launch([i for _, i in ready], self.base_fee)
+            extra: dict[str, Any] = {"backrun": backrun} if backrun is not None and getattr(
+                self.executor, "bundles", None) is not None else {}  # bundles only
+            follows = await self.executor.launch([i for _, i in ready], self.base_fee,
+                                                 **extra)
         except Exception as exc:
             follows = [self._failed(send, exc) for send, _ in ready]
         for n, ((send, intent), follow) in enumerate(zip(ready, follows, strict=True)):
