@@ -33,9 +33,10 @@ from eth_utils.crypto import keccak
 
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.errors import ConfigError, KeeperError
+from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
-from strategies.maker import math
+from strategies.maker import math, risk
 from strategies.maker.book import VAT_TOPICS, VaultBook, ilk_word
 from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, Sale, read_clip_state
 from strategies.maker.config import MakerConfig
@@ -334,6 +335,10 @@ class MakerStrategy:
                 ["address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, join, action.sale, amt, action.price, repay])
         return Call(to=self.keeper_contract, data="0x" + data.hex())
+
+    def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:
+        """`keeper risk`: the watched ilks' vaults under drops of their gem's price."""
+        return risk.liquidation_curve(self.book, self._gems, self._mats, self.dai, drops)
 
     def positions(self, block: BlockRef) -> list[PositionRow]:
         """Every vault: collateral ink * spot and debt art * rate, both in rad."""

@@ -6,7 +6,9 @@ vault Dog.bark's outcome (an `eth_call` as the keeper contract) equals math.bark
 (success or the same revert reason); after the barks, the Dog's Dirt and every Clipper
 sale equal the chain's; and block by block while the auctions run, Clipper.getStatus's
 (needsRedo, price) equals Clipper.status mirrored from the ilk's calculator, on ETH-B's
-LinearDecrease and ETH-C's StairstepExponentialDecrease.
+LinearDecrease and ETH-C's StairstepExponentialDecrease. The liquidation curve (`keeper
+risk`) at a 15 % drop, taken before the crash, names as many liquidatable vaults as the
+crash to $1,700 (-15 %) leaves unsafe.
 """
 
 from __future__ import annotations
@@ -95,11 +97,17 @@ async def test_vaults_barks_and_auction_prices_match_the_chain(maker: Devnet) ->
         sender = Web3.to_checksum_address(maker.info.accounts.liquidator)
         for name in ("ETH-B", "ETH-C"):
             _sent(maker, jug.functions.drip(_ilk(name)).transact({"from": sender}))
+        dripped = maker.w3.eth.block_number
+        await feed(chain, mine, head.number + 1, dripped)
+        # The risk view's curve (CurveSource) at the crash's 15 % drop, before it happens.
+        curve = {p.drop_pct: p for p in mine.liquidation_curve(head, [0, 15])}
+        assert curve[0].liquidatable == 0 and curve[15].positions == 18
         apply_step(maker.w3, maker.info, CrashStep(0, "t", {"WETH": Decimal("1700")}, None))
-        last = maker.w3.eth.block_number
-        await feed(chain, mine, head.number + 1, last)
+        await feed(chain, mine, dripped + 1, maker.w3.eth.block_number)
         unsafe = _vault_parity(maker, mine)
         assert unsafe >= 6, unsafe
+        watched = sum(len(mine.book.unsafe(name)) for name in ("ETH-B", "ETH-C"))
+        assert curve[15].liquidatable == watched, (curve[15], watched)
 
         # Dog.bark as the keeper contract, for every unsafe Dog-liquidated vault, in order.
         dog = mcd.contract(maker.w3, "Dog", info.dog)
