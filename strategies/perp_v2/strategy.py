@@ -33,10 +33,12 @@ import structlog
 from eth_abi.abi import encode
 
 from keeper.errors import StrategyError
+from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
 from strategies.perp_v2 import events as ev
 from strategies.perp_v2 import math as pm
+from strategies.perp_v2 import risk
 from strategies.perp_v2.book import PerpBook
 from strategies.perp_v2.config import PerpV2Config
 from strategies.perp_v2.reads import (
@@ -339,6 +341,14 @@ class PerpV2Strategy:
     @property
     def synced(self) -> BlockRef | None:
         return self._synced
+
+    def liquidation_curve(self, block: BlockRef, drops: Sequence[int]) -> list[CurvePoint]:
+        """Every market's mark dropped in turn, every valued account revalued (risk.py)."""
+        if self._reads is None:
+            return []
+        states = [self.state(a) for a in self.valued()]
+        return risk.liquidation_curve(states, self.marks(), drops, mm_ratio=self.setup.mm_ratio,
+                                      decimals=self.setup.decimals)
 
     def positions(self, block: BlockRef) -> list[PositionRow]:
         """Every valued account: account value and margin requirement (USD, X10_18)."""

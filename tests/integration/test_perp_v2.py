@@ -185,6 +185,15 @@ async def test_parity_across_a_crash(perp: PerpNet) -> None:
 
         await asyncio.to_thread(crash, perp, in_loop(asyncio.get_running_loop(), check))
         assert len(checked) > 20, checked
+        # The risk view's curve: at no drop it counts what the chain calls liquidatable;
+        # a deeper drop never counts fewer.
+        head = await block_ref(rpc)
+        valued = {a: chain_view(perp, a, head.number) for a in strategy.valued()}
+        weak_now = sum(1 for value, need in valued.values() if value < need)
+        points = strategy.liquidation_curve(head, (0, 10, 30))
+        for base in perp.contracts.bases.values():
+            mine = [p.liquidatable for p in points if p.asset == base.address.lower()]
+            assert mine[0] == weak_now and mine == sorted(mine), (mine, weak_now)
         assert {"eth_long_9x", "btc_long_9x_deficit", "maker_thin"} <= seen, seen
     finally:
         await rpc.aclose()
