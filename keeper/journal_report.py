@@ -87,6 +87,7 @@ class Row:
     realized_profit: int | None
     reason: str = ""
     detail: str = ""
+    coinbase_bid: int | None = None  # ether paid to block.coinbase (a bundle's bid)
 
 
 def read_journal(path: Path) -> list[Row]:
@@ -110,6 +111,7 @@ def read_journal(path: Path) -> list[Row]:
             "  ORDER BY (status IN ('confirmed', 'reverted')) DESC, signed_at DESC, rowid DESC"
             "  LIMIT 1)"
             " ORDER BY i.block, i.updated_at, i.key").fetchall()
+        bids = _bids(db)
     except sqlite3.DatabaseError as exc:
         raise InputFileError(f"journal {path}: not a keeper journal or unreadable ({exc})"
                              ) from None
@@ -122,8 +124,19 @@ def read_journal(path: Path) -> list[Row]:
                 max_fee=None if r[14] is None else int(r[14]),
                 priority_fee=None if r[15] is None else int(r[15]),
                 realized_profit=None if r[16] is None else int(r[16]),
-                reason="" if r[6] == "confirmed" else STATUS_REASONS.get(r[6], r[6]))
+                reason="" if r[6] == "confirmed" else STATUS_REASONS.get(r[6], r[6]),
+                coinbase_bid=bids.get(r[11]))
             for r in rows]
+
+
+def _bids(db: sqlite3.Connection) -> dict[str, int]:
+    """The bid each bundled transaction paid block.coinbase (bundle mode's `bundle_txs`,
+    keeper/execution/bundles_journal.py; none in a journal that never sent a bundle)."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "bundle_txs" not in tables:
+        return {}
+    return {str(h): int(b) for h, b in
+            db.execute("SELECT tx_hash, bid FROM bundle_txs WHERE bid IS NOT NULL")}
 
 
 def read_reasons(path: Path) -> dict[str, tuple[str, str]]:
@@ -201,7 +214,11 @@ def summary(rows: Sequence[Row]) -> str:
     counts = Counter(r.status for r in rows)
     realized = sum(r.realized_profit or 0 for r in rows)
     parts = ", ".join(f"{counts[s]} {s}" for s in INTENT_STATUSES if counts[s])
-    return f"{parts or 'nothing'}; realized {amount(realized / QUOTE)} (quote token)"
+    line = f"{parts or 'nothing'}; realized {amount(realized / QUOTE)} (quote token)"
+    bids = [r.coinbase_bid for r in rows if r.coinbase_bid is not None]
+    if bids:  # bundles' bids paid to block.coinbase (per row in --csv)
+        line += f"; bids to builders {amount(sum(bids) / 10**18)} (ether)"
+    return line
 
 
 def missed_table(rows: Sequence[Row]) -> Table:
@@ -222,7 +239,7 @@ def missed_table(rows: Sequence[Row]) -> Table:
 CSV_COLUMNS = ("key", "strategy", "account", "collateral", "debt", "block", "status",
                "reason", "detail", "attempts", "updated_at", "debt_to_cover",
                "expected_profit_wei", "tx_hash", "mined_block", "gas_used", "max_fee_wei",
-               "priority_fee_wei", "realized_profit_wei")
+               "priority_fee_wei", "realized_profit_wei", "coinbase_bid_wei")
 
 
 def csv_lines(rows: Sequence[Row]) -> Iterator[list[object]]:
@@ -236,7 +253,8 @@ def csv_lines(rows: Sequence[Row]) -> Iterator[list[object]]:
                r.gas_used if r.gas_used is not None else "",
                r.max_fee if r.max_fee is not None else "",
                r.priority_fee if r.priority_fee is not None else "",
-               r.realized_profit if r.realized_profit is not None else ""]
+               r.realized_profit if r.realized_profit is not None else "",
+               r.coinbase_bid if r.coinbase_bid is not None else ""]
 
 
 @click.command("journal")

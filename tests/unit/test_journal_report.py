@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from keeper import cli, execution
-from keeper.execution.journal import Journal
+from keeper.execution.bundles_journal import BundleBook
+from keeper.execution.journal import Journal, Signed
 from keeper.journal_report import REASONS
 from keeper.types import Opportunity
 from tests.factories import candidate
@@ -68,6 +69,7 @@ def test_lists_every_liquidation_in_quote_units(journal_path: Path) -> None:
     result = run("--journal", str(journal_path))
     assert result.exit_code == 0, result.output
     out = result.output
+    assert "bids to builders" not in out  # no bundle sent
     assert "journal: 3 liquidations (quote-token amounts, bids in gwei)" in out
     assert "1.9877" in out and "-0.001" in out  # realized PnL in whole quote tokens
     assert "250,000" in out and "2" in out  # gas used, bid in gwei
@@ -131,3 +133,22 @@ def test_every_reason_is_a_line_the_executor_logs() -> None:
     sources = "".join(p.read_text() for p in Path(execution.__file__).parent.glob("*.py"))
     assert all(f'"{event}"' in sources for event in REASONS), [
         e for e in REASONS if f'"{e}"' not in sources]
+
+
+def test_a_bundles_bid_to_the_builder_is_listed(tmp_path: Path) -> None:
+    path = tmp_path / "bundles.sqlite"
+    with Journal(path) as journal:
+        book = BundleBook(journal)
+        taken = _opportunity("taken", 2 * WEI, 100)
+        assert journal.claim(taken, 31337)
+        tx = "0x" + "cc" * 32
+        book.record_signed(Signed(taken.key, 0, tx, "0x02", 30 * 10**9, 10**9),
+                           sender="0x" + "11" * 20, first_block=101, last_block=103)
+        journal.mark_sent(taken.key, tx)
+        journal.mark_confirmed(taken.key, tx, 102, 300_000, WEI)
+        book.record_bid(tx, 3 * 10**17)  # 0.3 ETH to block.coinbase
+    table = run("--journal", str(path))
+    assert table.exit_code == 0, table.output
+    assert "bids to builders 0.3" in table.output
+    (row,) = csv.DictReader(io.StringIO(run("--journal", str(path), "--csv").output))
+    assert row["coinbase_bid_wei"] == str(3 * 10**17)
