@@ -19,7 +19,7 @@ from keeper.anvil import Anvil
 from keeper.devnet.builder import DEFAULT_COINBASE, BuilderThread, restart_for_builder
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
-from keeper.devnet.maker_profile import start_maker_devnet
+from keeper.devnet.maker_profile import maker_config_section, start_maker_devnet
 from keeper.devnet.maker_seed import follow_price
 from keeper.devnet.oracles.market import post_everywhere, start_oracle_devnet
 from keeper.devnet.perp import PerpInfo
@@ -108,6 +108,7 @@ def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> s
             'plugin = "aave_v3"\n'
             f'addresses_provider = "{market.addresses_provider}"\n'
             for name, market in info.aave_markets().items() if name != "aave_v3")
+        + maker_config_section(info)
     )
 
 

@@ -49,3 +49,5 @@ class MakerInfo(_Frozen):
     ilks: dict[str, MakerIlkInfo]  # "ETH-A", "ETH-B", "ETH-C"
     pairs: dict[str, str]  # Uniswap V2 exit pools in the devnet's factory: "MCD_WETH/WETH"
     vaults: list[MakerVaultInfo]
+    # A MakerKeeper (contracts/maker/MakerKeeper.sol) owned by the devnet's liquidator.
+    keeper_contract: str | None = None

@@ -29,12 +29,14 @@ from keeper.devnet.deploy import (
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.maker import replay_deployment
+from keeper.devnet.maker_keeper import deploy_maker_keeper
 from keeper.devnet.maker_seed import maker_info, seed_maker
 from keeper.devnet.tokens import mintable_erc20
 from keeper.devnet.uniswap import factory_artifact
 from keeper.paths import cache_dir, project_root
 
-PROFILE_MODULES = ("maker.py", "maker_info.py", "maker_seed.py", "maker_profile.py")
+PROFILE_MODULES = ("maker.py", "maker_info.py", "maker_seed.py", "maker_profile.py",
+                   "maker_keeper.py")
 CACHE_FORMAT = 1
 DEFAULT_SPEC = DevnetSpec()  # the default devnet's population, as the tests use it
 
@@ -69,6 +71,9 @@ def deploy_maker(anvil: Anvil, base: DevnetInfo, spec: DevnetSpec) -> DevnetInfo
     maker = seed_maker(deployer, maker_info(names, w3), factory=factory, tokens=tokens,
                        weth_usd=Decimal(usd), liquidator=accounts[LIQUIDATOR_INDEX],
                        seed=spec.seed)
+    keeper = deploy_maker_keeper(w3, accounts[LIQUIDATOR_INDEX], vat=maker.vat,
+                                 dai_join=maker.dai_join, dai=maker.dai)
+    maker = maker.model_copy(update={"keeper_contract": str(keeper.address)})
     pairs = {**base.uniswap_v2.pairs, **maker.pairs}
     return base.model_copy(update={
         "block": w3.eth.block_number, "maker": maker,
@@ -106,3 +111,21 @@ def start_maker_devnet(
         anvil.stop()
         raise
     return anvil, info.model_copy(update={"rpc_url": anvil.rpc_url, "ws_url": anvil.ws_url}), False
+
+
+def maker_config_section(info: DevnetInfo) -> str:
+    """`[strategies.maker]` for `keeper devnet --maker --write-config` (empty without Maker):
+    the Dog/Clipper ilks, taken with the liquidator's DAI through the profile's MakerKeeper."""
+    maker = info.maker
+    if maker is None or maker.keeper_contract is None:
+        return ""
+    ilks = "".join(f'\n[strategies.maker.ilks.{name}]\njoin = "{ilk.join}"\n'
+                   for name, ilk in maker.ilks.items() if ilk.engine == "clip")
+    return (
+        "\n[strategies.maker]  # Maker MCD: bark, take and redo on Dog + Clipper\n"
+        f'vat = "{maker.vat}"\ndog = "{maker.dog}"\ncat = "{maker.cat}"\n'
+        f'spot = "{maker.spot}"\njug = "{maker.jug}"\ndai = "{maker.dai}"\n'
+        f'dai_join = "{maker.dai_join}"\nkeeper_contract = "{maker.keeper_contract}"\n'
+        f'# clip_exit_pair = "{maker.pairs["MCD_WETH/MCD_DAI"]}"  # sell inside the take\n'
+        + ilks
+    )

@@ -3,15 +3,23 @@ vaults and pools, and Maker's price following the devnet's WETH feed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from keeper import secrets
+from keeper.cli import main
 from keeper.devnet import maker as mcd
+from keeper.devnet.cli import devnet_config
 from keeper.devnet.crash import CrashStep, apply_step
 from keeper.devnet.maker_seed import RAY, WAD, ilk_id
+from keeper.log import reset_logging
 from tests.conftest import Devnet
+from tests.integration.helpers import clear_keeper_env
 from tests.integration.maker_devnet import maker_devnet, rolled_back
 
 
@@ -62,3 +70,33 @@ def test_crash_step_moves_pip_and_spot(maker: Devnet) -> None:
     ink, art = vat.functions.urns(ilk_id("ETH-B"), nearest.urn).call()
     rate, spot = vat.functions.ilks(ilk_id("ETH-B")).call()[1:3]
     assert ink * spot < art * rate
+
+
+def test_written_config_checks_scans_and_draws_the_curve(
+    maker: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`keeper devnet --maker --write-config`'s config: check-config verifies every Maker
+    address, `scan` lists every seeded Dog vault and `risk` draws their curve."""
+    info = maker.info.maker
+    assert info is not None and info.keeper_contract is not None
+    keeper = maker.w3.eth.contract(address=info.keeper_contract, abi=[{
+        "name": "owner", "type": "function", "stateMutability": "view", "inputs": [],
+        "outputs": [{"name": "", "type": "address"}]}])
+    assert keeper.functions.owner().call() == maker.info.accounts.liquidator
+    clear_keeper_env(monkeypatch)
+    path = tmp_path / "keeper.toml"
+    path.write_text(devnet_config(maker.info, journal=str(tmp_path / "journal.sqlite")))
+    try:
+        checked = CliRunner().invoke(main, ["check-config", "--config", str(path)])
+        assert checked.exit_code == 0, checked.output
+        scanned = CliRunner().invoke(main, ["scan", "--json", "--config", str(path)])
+        assert scanned.exit_code == 0, scanned.output
+        vaults = {p["account"].lower() for p in json.loads(scanned.stdout)["positions"]
+                  if p["strategy"] == "maker"}
+        assert vaults >= {v.urn.lower() for v in info.vaults if v.ilk != "ETH-A"}
+        risk = CliRunner().invoke(main, ["risk", "--json", "--config", str(path)])
+        assert risk.exit_code == 0, risk.output
+        assert '"maker"' in risk.stdout
+    finally:
+        reset_logging()
+        secrets.clear_secrets()
