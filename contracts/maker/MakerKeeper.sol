@@ -12,7 +12,11 @@ pragma solidity 0.8.19;
 ///   here lacks), buys at most `amt` collateral at no more than `max`, and exits the
 ///   collateral bought to the owner as the ilk's ERC-20; `takeAndSell` takes with this
 ///   contract as `who` and sells the collateral inside Clipper's `clipperCall` on a Uniswap V2
-///   pair for the DAI the take owes, sending the rest (Maker DAI) to the owner.
+///   pair for the DAI the take owes, sending the rest (Maker DAI) to the owner;
+/// - liquidations 1.2 (Cat + Flipper): `bite` kicks an auction and places the first bid,
+///   `tend` / `dent` bid with this contract as the bidder (`guy`), pulling only the Maker DAI
+///   its Vat balance lacks (an outbid bid's refund stays here for the next one), `deal`
+///   exits a lot won to the owner as the ilk's ERC-20, and `payOut` returns the refunds.
 /// @dev Every entry point is the owner's. Mirrors Clipper.take's `owe` (dss clip.sol) to know
 /// how much DAI to pull; a mismatch only leaves a little Vat DAI here for the next take.
 interface VatLike {
@@ -61,6 +65,19 @@ interface ERC20Like {
     function transferFrom(address src, address dst, uint256 amount) external returns (bool);
 }
 
+interface CatLike {
+    function bite(bytes32 ilk, address urn) external returns (uint256);
+}
+
+interface FlipLike {
+    function bids(uint256 id)
+        external view returns (uint256 bid, uint256 lot, address guy, uint48 tic, uint48 end, address usr, address gal, uint256 tab);
+    function tend(uint256 id, uint256 lot, uint256 bid) external;
+    function dent(uint256 id, uint256 lot, uint256 bid) external;
+    function deal(uint256 id) external;
+    function tick(uint256 id) external;
+}
+
 contract MakerKeeper {
     uint256 internal constant RAY = 10 ** 27;
 
@@ -71,6 +88,9 @@ contract MakerKeeper {
 
     event Kicked(address indexed via, uint256 indexed id, uint256 reward);
     event Taken(address indexed clip, uint256 indexed id, uint256 slice, uint256 owe);
+    event Bid(address indexed flip, uint256 indexed id, uint256 lot, uint256 bid, uint256 pulled);
+    event Dealt(address indexed flip, uint256 indexed id, uint256 lot);
+    event PaidOut(uint256 wad);
 
     modifier onlyOwner() {
         require(msg.sender == owner, "MakerKeeper/not-owner");
@@ -116,6 +136,76 @@ contract MakerKeeper {
         uint256 slice = vat.gem(ilk, address(this)) - before;
         JoinLike(gemJoin).exit(owner, slice);
         emit Taken(clip, id, slice, owe);
+    }
+
+    // --- Flipper (liquidations 1.2, M2's strategies/maker/flip.py): this contract is the
+    // bidder (`guy`); a refund of an outbid bid stays in its Vat balance and pays for the next.
+
+    /// Cat.bite, then (bid > 0) the first tend on the auction it kicked: Cat 1.2 pays no
+    /// keeper reward, the bite is worth the auction it opens.
+    function bite(address cat, bytes32 ilk, address urn, address flip, uint256 bid, uint256 maxDai)
+        external onlyOwner returns (uint256 id)
+    {
+        id = CatLike(cat).bite(ilk, urn);
+        if (bid > 0) {
+            (, uint256 lot,,,,,,) = FlipLike(flip).bids(id);
+            _tend(flip, id, lot, bid, maxDai);
+        }
+    }
+
+    /// Flipper.tend (after Flipper.tick when the auction ended unbid), pulling from the owner
+    /// only the Maker DAI the Vat balance here lacks.
+    function tend(address flip, uint256 id, uint256 lot, uint256 bid, uint256 maxDai) external onlyOwner {
+        (,,, uint48 tic, uint48 end,,,) = FlipLike(flip).bids(id);
+        if (tic == 0 && end < block.timestamp) {
+            FlipLike(flip).tick(id);
+        }
+        _tend(flip, id, lot, bid, maxDai);
+    }
+
+    /// Flipper.dent; a new high bidder pays the whole tab.
+    function dent(address flip, uint256 id, uint256 lot, uint256 bid, uint256 maxDai) external onlyOwner {
+        (,, address guy,,,,,) = FlipLike(flip).bids(id);
+        uint256 pulled = _fund(guy == address(this) ? 0 : bid, maxDai);
+        vat.hope(flip);
+        FlipLike(flip).dent(id, lot, bid);
+        emit Bid(flip, id, lot, bid, pulled);
+    }
+
+    /// Flipper.deal, and a lot won here exited to the owner as the ilk's ERC-20.
+    function deal(address flip, address gemJoin, uint256 id) external onlyOwner {
+        (, uint256 lot, address guy,,,,,) = FlipLike(flip).bids(id);
+        FlipLike(flip).deal(id);
+        if (guy == address(this)) {
+            JoinLike(gemJoin).exit(owner, lot);
+        }
+        emit Dealt(flip, id, lot);
+    }
+
+    /// Exits the Maker DAI held in the Vat here (refunds of outbid bids) to the owner.
+    function payOut() external onlyOwner returns (uint256 wad) {
+        wad = _payOut();
+        emit PaidOut(wad);
+    }
+
+    function _tend(address flip, uint256 id, uint256 lot, uint256 bid, uint256 maxDai) internal {
+        (uint256 last,, address guy,,,,,) = FlipLike(flip).bids(id);
+        uint256 pulled = _fund(guy == address(this) ? bid - last : bid, maxDai);
+        vat.hope(flip);
+        FlipLike(flip).tend(id, lot, bid);
+        emit Bid(flip, id, lot, bid, pulled);
+    }
+
+    /// Pulls from the owner and joins the Maker DAI (wad, rounded up) by which `need` [rad]
+    /// exceeds the Vat balance here.
+    function _fund(uint256 need, uint256 maxDai) internal returns (uint256 wad) {
+        uint256 have = vat.dai(address(this));
+        if (need > have) {
+            wad = (need - have + RAY - 1) / RAY;
+            require(wad <= maxDai, "MakerKeeper/too-much-dai");
+            require(dai.transferFrom(owner, address(this), wad), "MakerKeeper/transfer");
+            daiJoin.join(address(this), wad);
+        }
     }
 
     /// Clipper.take's `owe` [rad] for buying up to `amt` at `price` (dss clip.sol).

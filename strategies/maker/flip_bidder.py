@@ -57,7 +57,7 @@ class FlipAction:
     vat_dai: int  # DAI the call moves out of the keeper's Vat balance [rad]
     value: int  # what the lot sells for on the exit pool now [DAI wad]
     expected_profit: int  # value - bid - costs if this bid wins [DAI wad]; deal: value
-    key: str  # never sent twice: the auction's id and the state the call acts on
+    key: str  # "flip:<flipper>:<id>:<state the call acts on>": never sent twice
     gas_limit: int
 
     @property
@@ -82,8 +82,7 @@ class Pass:
 class BidTerms:
     """What the model needs besides the auction: who bids, costs, capital and margins."""
 
-    keeper: str  # the bidding account, lower-case
-    chain_id: int
+    keeper: str  # the bidder (the auctions' `guy` when it leads), lower-case
     costs: int  # gas of one bid, the deal and the exit, in DAI [wad]
     tick_cost: int  # gas of a tick in DAI [wad]
     free_dai: int  # the keeper's Vat DAI it may still put into bids (under the cap) [rad]
@@ -110,11 +109,10 @@ class AuctionAt:
     bid: Bid
     params: FlipParams
     now: int
-    chain_id: int
 
     def action(self, kind: Kind, lot: int, bid: int, *, moves: int, worth: int, profit: int,
                state: str) -> FlipAction:
-        key = f"{self.chain_id}:maker_flip:{self.flipper}:{self.auction_id}:{state}"
+        key = f"flip:{self.flipper}:{self.auction_id}:{state}"
         return FlipAction(kind, self.flipper, self.auction_id, lot, bid, moves, worth, profit,
                           key, GAS[kind])
 

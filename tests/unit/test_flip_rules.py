@@ -85,11 +85,11 @@ def test_bite_plan_sizes_by_dunk_and_room() -> None:
 
 
 def terms(free: int = 10_000 * RAD, costs: int = 5 * WAD) -> BidTerms:
-    return BidTerms(keeper=ME, chain_id=1, costs=costs, tick_cost=WAD, free_dai=free)
+    return BidTerms(keeper=ME, costs=costs, tick_cost=WAD, free_dai=free)
 
 
 def at(a: Bid, now: int = NOW) -> AuctionAt:
-    return AuctionAt("0x" + "ff" * 20, 7, a, PARAMS, now, 1)
+    return AuctionAt("0x" + "ff" * 20, 7, a, PARAMS, now)
 
 
 def test_the_model_tends_up_to_its_ceiling_then_to_tab() -> None:
