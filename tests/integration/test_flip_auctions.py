@@ -51,9 +51,9 @@ from keeper.ranking import realized_value
 from keeper.strategy import StrategyContext
 from keeper.types import Opportunity
 from keeper.wiring import Keeper, assemble
-from strategies.maker import MakerStrategy
+from strategies.maker import MakerStrategy, cat_bite
 from strategies.maker import flip_rules as rules
-from strategies.maker.flip import FlipSide
+from strategies.maker.flip import FlipIntent, FlipSide
 from strategies.maker.flip_book import SELECTOR
 from strategies.maker.flip_rules import Bid
 from tests.conftest import Devnet
@@ -302,3 +302,49 @@ async def _check(maker: Devnet, run: Run) -> None:
           f"WETH; DAI paid net {-moved['Dai'] / WAD:.2f} (refunds {refunds / WAD:.2f}), "
           f"WETH won {moved['WETH9'] / WAD:.4f}")
     assert total > 0 and moved["WETH9"] * 2000 > -moved["Dai"]  # won lots worth their cost
+
+
+async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_path: Path) -> None:
+    """An auction kicked by someone else and never bid on, past `tau`: the keeper's one send
+    ticks it and bids in the same MakerKeeper call (Flipper.tick then Flipper.tend)."""
+    info = maker.info.maker
+    assert info is not None
+    (biter,) = fresh_accounts(maker, 1)
+    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
+    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
+    call = cat_bite.bite_call(info.cat, ETH_A, urn)
+    await asyncio.to_thread(send, maker, biter, call.to, call.data)
+    flip = flipper(maker)
+    auction_id = int(flip.functions.kicks().call())
+    await asyncio.to_thread(_file_cat_box, maker, 0)  # the keeper bites nothing here
+    tau = int(flip.functions.tau().call())
+    maker.rpc("evm_increaseTime", tau + 10)
+    maker.rpc("evm_mine")
+    stale = chain_bids(maker, [auction_id])[auction_id]
+    now = int(maker.w3.eth.get_block("latest")["timestamp"])
+    assert rules.tick_refusal(stale, now) is None and stale.tic == 0
+    contract = await asyncio.to_thread(keeper_contract, maker)
+    journal = Journal(tmp_path / "journal.sqlite")
+    keeper, side = await _keeper(maker, journal, contract)
+    try:
+        maker.rpc("evm_mine")  # a head after the one it synced at
+        sent = await _keeper_turn(keeper)
+        (tend,) = sent
+        intent = tend.candidate.private
+        assert isinstance(intent, FlipIntent) and intent.kind == "tend", tend
+        assert tend.key.endswith(f":flip:{flip.address.lower()}:{auction_id}:tend:{stale.lot}:"
+                                 f"{intent.bid}:after-tick:{stale.end}"), tend.key
+        (outcome,) = keeper.outcomes.since(0)
+        assert outcome.status == "confirmed", outcome
+        mined = maker.w3.eth.get_block(outcome.block)
+        after = chain_bids(maker, [auction_id])[auction_id]
+        params = next(iter(side.ilks.values())).book.params
+        assert after.guy == contract.lower() and after.lot == stale.lot
+        assert (after.end, after.tic) == (mined["timestamp"] + params.tau,
+                                          mined["timestamp"] + params.ttl)
+        assert after.bid == intent.bid > 0
+        assert side.forbidden and all(r.startswith("Cat/liquidation-limit-hit")
+                                      for r in side.forbidden.values())
+    finally:
+        await keeper.aclose()
+        journal.close()

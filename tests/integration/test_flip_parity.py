@@ -6,7 +6,8 @@ drop:
 - every ETH-A vault is bitten again and again until the Cat refuses: each time the local
   `bite_plan` (dink, dart, tab, or the revert string) equals what `Cat.bite` does, through
   partial bites (`dunk`), the `box`/`litter` room shrinking, a lowered `box`, and safe
-  vaults (`Cat/not-unsafe`);
+  vaults (`Cat/not-unsafe`); the Cat mirrored from its logs (`litter` from Bite and claw,
+  `box` from file) equals the Cat's state after the bites and after the deals;
 - the Flipper book, synced once and then fed only the Flipper's logs (Kick and LibNote
   notes), equals `bids(id)` of every auction after each of two rival bidders' plain
   transactions: tends, a self-raise, the tend -> dent switch at `tab`, dents, a `file` of
@@ -30,6 +31,7 @@ from web3 import Web3
 from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
 from keeper.devnet.maker_seed import RAD, WAD, follow_price, ilk_id
+from keeper.types import LogFilter
 from strategies.maker import cat_bite
 from strategies.maker import flip_rules as rules
 from strategies.maker.flip_book import SELECTOR, FlipBook, sync_book
@@ -160,12 +162,31 @@ def test_bite_and_flipper_parity(maker: Devnet) -> None:
     info = maker.info.maker
     assert info is not None
     alice, bob = fresh_accounts(maker, 2)
+    start = maker.w3.eth.block_number
     follow_price(maker.w3, info, Decimal("1700"))
     refusals = bite_every_vault(maker, alice)
     assert "Cat/not-unsafe" in refusals and "Cat/liquidation-limit-hit" in refusals
+    bitten = asyncio.run(cat_parity(maker, start))
+    assert bitten > 0  # from 0: the mirror added every bite's tab with its penalty
     for bidder in (alice, bob):
         fund_bidder(maker, bidder, 100_000 * WAD)
     asyncio.run(run_auctions(maker, alice.lower(), bob.lower()))
+    assert asyncio.run(cat_parity(maker, start)) < bitten  # the deals' and the yank's claws
+
+
+async def cat_parity(maker: Devnet, start: int) -> int:
+    """The Cat read at `start` and followed by its logs since equals the Cat read now."""
+    info = maker.info.maker
+    assert info is not None
+    async with HttpRpc(maker.info.rpc_url) as rpc:
+        book = await cat_bite.read_cat(rpc, info.cat, [ETH_A], start)
+        head = (await block_ref(rpc, "latest")).number
+        log_filter = LogFilter((info.cat.lower(),), cat_bite.CAT_TOPICS)
+        for event in await rpc.get_logs(log_filter, start + 1, head):
+            book.apply(event)
+        now = await cat_bite.read_cat(rpc, info.cat, [ETH_A], head)
+    assert (book.state, book.ilks) == (now.state, now.ilks)
+    return book.state.litter
 
 
 async def run_auctions(maker: Devnet, alice: str, bob: str) -> None:
