@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from web3 import Web3
 
 from keeper import secrets
 from keeper.cli import main
 from keeper.devnet import maker as mcd
 from keeper.devnet.cli import devnet_config
 from keeper.devnet.crash import CrashStep, apply_step
+from keeper.devnet.maker_keeper import maker_keeper_artifact
 from keeper.devnet.maker_seed import RAY, WAD, ilk_id
 from keeper.log import reset_logging
 from tests.conftest import Devnet
@@ -79,9 +81,8 @@ def test_written_config_checks_scans_and_draws_the_curve(
     address, `scan` lists every seeded Dog vault and `risk` draws their curve."""
     info = maker.info.maker
     assert info is not None and info.keeper_contract is not None
-    keeper = maker.w3.eth.contract(address=info.keeper_contract, abi=[{
-        "name": "owner", "type": "function", "stateMutability": "view", "inputs": [],
-        "outputs": [{"name": "", "type": "address"}]}])
+    keeper = maker.w3.eth.contract(address=Web3.to_checksum_address(info.keeper_contract),
+                                   abi=maker_keeper_artifact().abi)
     assert keeper.functions.owner().call() == maker.info.accounts.liquidator
     clear_keeper_env(monkeypatch)
     path = tmp_path / "keeper.toml"
