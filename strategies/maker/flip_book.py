@@ -13,7 +13,7 @@ The Flipper (dss flip.sol, liquidations 1.2 with LibNote) tells everything in lo
 `apply` replays them with the block's timestamp (`tic` and `end` are `now` plus `ttl` or
 `tau`), so the book equals `bids(id)` at every block without a read (the parity test proves
 it). `sync` reads the parameters, the Kick logs since `start_block` and then `bids(id)` of
-each kicked auction in one batch.
+each kicked auction in one batch; auctions kicked before `start_block` are not followed.
 """
 
 from __future__ import annotations
@@ -97,6 +97,8 @@ class FlipBook:
         self.kicker = kicker.lower()  # the Cat: Flipper.kick sets guy = msg.sender
         self.params = params
         self.auctions: dict[int, Bid] = {}
+        # Auctions kicked before the book's `start_block` (ids below this) are not followed.
+        self.followed_from = 1
 
     def subscriptions(self) -> LogFilter:
         """The Flipper's Kick and the notes that change an auction or a parameter."""
@@ -126,6 +128,8 @@ class FlipBook:
         auction_id = _word(event.topics[2])
         auction = self.auctions.get(auction_id)
         if auction is None:
+            if auction_id < self.followed_from:
+                return
             raise FlipBookError(
                 f"flipper {self.flipper}: a note for auction {auction_id} the book lacks")
         sender = _address(event.topics[1])
@@ -178,4 +182,6 @@ async def sync_book(chain: ChainReader, flipper: str, start_block: int,
     ids = sorted({_word("0x" + e.data.removeprefix("0x")[:64]) for e in kicks})
     bids = await read_bids(chain, book.flipper, ids, at.number)
     book.auctions = {i: b for i, b in bids.items() if b.live}
+    count = _word(str(await chain.eth_call(book.flipper, SELECTOR["kicks"], at.number)))
+    book.followed_from = ids[0] if ids else count + 1
     return book

@@ -125,6 +125,21 @@ async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keep
     return keeper, strategy.flip
 
 
+def _unsafe(devnet: Devnet) -> set[str]:
+    """The ETH-A vaults (urns, lower-case) with ink * spot < art * rate now."""
+    info = devnet.info.maker
+    assert info is not None
+    vat = mcd.contract(devnet.w3, "Vat", info.vat)
+    ilk = ETH_A.encode().ljust(32, b"\0")
+    _art, rate, spot, _line, _dust = vat.functions.ilks(ilk).call()
+    out = set()
+    for vault in info.vaults:
+        ink, art = vat.functions.urns(ilk, vault.urn).call() if vault.ilk == ETH_A else (0, 0)
+        if ink * spot < art * rate:
+            out.add(vault.urn.lower())
+    return out
+
+
 def _rival_move(auction_id: int, a: Bid, params: rules.FlipParams, now: int,
                 rival: str) -> str | None:
     """The rival's call on one auction, if any: the smallest raise or cut worth it."""
@@ -200,7 +215,8 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path) -
     bids: list[Opportunity] = []
     said: set[str] = set()  # what the model said of auction 1 along the way
     try:
-        await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
+        crash = await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
+        unsafe = await asyncio.to_thread(_unsafe, maker)
         closed = False
         for rounds in range(MAX_ROUNDS):  # noqa: B007 (reported below)
             sent = await _keeper_turn(keeper)
@@ -225,6 +241,12 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path) -
         else:
             pytest.fail(f"auctions not settled after {MAX_ROUNDS} rounds: {winners}")
         print(f"\nflip: {rounds + 1} rounds")
+        # Every vault unsafe after the crash was bitten, or the Cat's refusal was logged.
+        cat = mcd.contract(maker.w3, "Cat", info.cat)
+        bites = cat.events.Bite().get_logs(from_block=crash)
+        bitten = {str(e["args"]["urn"]).lower() for e in bites}
+        assert unsafe and len(bites) == AUCTIONS, (unsafe, bites)
+        assert all(u in bitten or (ETH_A, u) in side.forbidden for u in unsafe), side.forbidden
         assert any(r.startswith("outbid") for r in said), said
         await _check(maker, Run(keeper, side, tmp_path / "journal.sqlite", contract,
                                 rival.lower(), winners, bids, start, tokens))

@@ -1,14 +1,20 @@
-"""Flipper and Cat mirrors (strategies/maker/flip_rules.py, cat_bite.py) and the bidding
-model (flip_bidder.py), without a chain: the boundaries of each rule, and the model's action
-in each situation. tests/integration/test_flip_parity.py proves the mirrors on the chain."""
+"""Flipper and Cat mirrors (strategies/maker/flip_rules.py, cat_bite.py), the bidding
+model (flip_bidder.py) and the Flipper book's replay of logs (flip_book.py), without a
+chain: the boundaries of each rule, the model's action in each situation, the notes the book
+follows. tests/integration/test_flip_parity.py proves the mirrors on the chain."""
 
 from __future__ import annotations
 
 import random
 
-from strategies.maker import cat_bite
+import pytest
+from eth_abi.abi import encode
+
+from keeper.types import BlockRef, Event
+from strategies.maker import cat_bite, flip_book
 from strategies.maker import flip_rules as rules
 from strategies.maker.flip_bidder import AuctionAt, BidTerms, FlipAction, Pass, decide
+from strategies.maker.flip_book import FlipBook
 from strategies.maker.flip_rules import RAD, RAY, WAD, Bid, FlipParams
 
 PARAMS = FlipParams(beg=101 * WAD // 100, ttl=3600, tau=3600)
@@ -133,3 +139,47 @@ def test_the_model_dents_deals_and_ticks() -> None:
     assert stale.key.endswith(f":tick:{NOW - 1}")
     worthless = decide(at(auction(end=NOW - 1, lot=1)), lambda lot: lot * 600, terms())
     assert isinstance(worthless, Pass)
+
+
+def _event(topics: list[str], data: str = "0x", *, index: int = 0) -> Event:
+    return Event(address=FLIPPER, topics=tuple(topics), data=data, block_number=5,
+                 block_hash="0x" + "00" * 32, transaction_hash="0x" + "00" * 32,
+                 transaction_index=0, log_index=index)
+
+
+def _word(value: int | str) -> str:
+    if isinstance(value, str):
+        return "0x" + value.removeprefix("0x").rjust(64, "0")
+    return "0x" + f"{value:064x}"
+
+
+def _note(topic: str, sender: str, *args: int) -> Event:
+    """A LibNote as the Flipper logs it: selector, caller, the first two arguments; the data
+    the ABI bytes of the calldata."""
+    calldata = bytes.fromhex(topic[2:10]) + b"".join(a.to_bytes(32, "big") for a in args)
+    data = (32).to_bytes(32, "big") + (224).to_bytes(32, "big") + calldata.ljust(224, b"\0")
+    return _event([topic, _word(sender), _word(args[0]),
+                   _word(args[1] if len(args) > 1 else 0)], "0x" + data.hex())
+
+
+FLIPPER = "0x" + "ff" * 20
+
+
+def test_the_book_replays_kick_and_notes() -> None:
+    book = FlipBook(FLIPPER, CAT, PARAMS)
+    block = BlockRef(5, "0x", "0x", NOW)
+    kick = _event([flip_book.KICK, _word("aa" * 20), _word("bb" * 20)],
+                  "0x" + encode(["uint256"] * 4, [3, 2 * WAD, 0, 1000 * RAD]).hex())
+    book.apply([kick, _note(flip_book.TEND, RIVAL, 3, 2 * WAD, 400 * RAD)], block)
+    assert book.auctions[3] == Bid(400 * RAD, 2 * WAD, RIVAL, NOW + PARAMS.ttl,
+                                   NOW + PARAMS.tau, "0x" + "aa" * 20, "0x" + "bb" * 20,
+                                   1000 * RAD)
+    beg = int.from_bytes(b"beg".ljust(32, b"\0"), "big")
+    book.apply([_note(flip_book.FILE_UINT, CAT, beg, 105 * WAD // 100)], block)
+    assert book.params.beg == 105 * WAD // 100
+    book.followed_from = 3  # auctions 1 and 2 were kicked before the book's start block
+    book.apply([_note(flip_book.TICK, RIVAL, 2)], block)
+    with pytest.raises(flip_book.FlipBookError):
+        book.apply([_note(flip_book.TICK, RIVAL, 4)], block)
+    book.apply([_note(flip_book.DEAL, RIVAL, 3)], block)
+    assert book.auctions == {}
