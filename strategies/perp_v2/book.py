@@ -12,7 +12,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from strategies.perp_v2 import events as ev
-from strategies.perp_v2.math import DUST, AccountState, MarketPosition, format_settlement
+from strategies.perp_v2.math import (
+    DUST,
+    AccountState,
+    MarketPosition,
+    dusted,
+    format_settlement,
+)
 
 
 @dataclass
@@ -31,6 +37,8 @@ class Account:
     takers: dict[str, Taker] = field(default_factory=dict)
     orders: dict[tuple[str, int, int], int] = field(default_factory=dict)  # liquidity
     other_collateral: bool = False  # a non-settlement collateral: not mirrored
+    closed: dict[str, int] = field(default_factory=dict)  # base -> positions brought to 0
+    deposited: int = 0  # settlement-token units deposited, ever (the keeper's margin)
 
     def order_bases(self) -> set[str]:
         return {base for base, _, _ in self.orders}
@@ -91,7 +99,10 @@ class PerpBook:
         the size moves by the exchanged size; the event carries the open notional after."""
         a = self.account(record.trader)
         taker = a.takers.setdefault(record.base, Taker())
+        was_open = dusted(taker.size) != 0
         taker.size += record.exchanged_size
+        if was_open and dusted(taker.size) == 0:
+            a.closed[record.base] = a.closed.get(record.base, 0) + 1
         taker.open_notional = record.open_notional
         self._deregister(a, record.base)
 
@@ -115,6 +126,7 @@ class PerpBook:
             a.other_collateral = True  # not mirrored: the account is left to the chain
         elif record.kind == "deposit":
             a.balance += record.amount
+            a.deposited += record.amount
         else:
             # Vault._settleAndDecreaseBalance: the owed realized PnL moves into the balance.
             a.balance += format_settlement(a.owed, self.decimals) - record.amount

@@ -13,7 +13,9 @@ the insurance fund's capacity); `candidates` values every account with the mirro
   took straight into deficit; logged once with that reason), or the position taken over would
   need more margin than the Vault's free collateral or the configured cap;
 - and `closePosition(base)` for each position the keeper's own account holds (a position
-  taken over is closed at once), within a 5 % slippage bound from the mark.
+  taken over is closed at once), within a 5 % slippage bound from the mark; once none is
+  open, `Vault.withdraw` of its realized profit, so the journal (which values a send from
+  its token transfers) holds the PnL.
 
 Candidate semantics: collateral and debt are both the settlement token, `max_repay` is 1
 unit, and `seize(r) = r + expected profit` in settlement-token units: for a liquidation the
@@ -61,16 +63,18 @@ MAX_UINT = 2**256 - 1
 _LIQUIDATE = selector("liquidate(address,address)")
 _CANCEL = selector("cancelAllExcessOrders(address,address)")
 _CLOSE = selector("closePosition((address,uint160,uint256,uint256,bytes32))")
+_WITHDRAW = selector("withdraw(address,uint256)")
+GAS_WITHDRAW = 600_000
 
 
 @dataclass(frozen=True)
 class PerpAction:
     """What a candidate does (`Candidate.private`)."""
 
-    kind: str  # "liquidate", "cancel" or "close"
+    kind: str  # "liquidate", "cancel", "close" or "withdraw"
     account: str
     base: str
-    bound: int = 0  # close: the oppositeAmountBound (quote, X10_18)
+    bound: int = 0  # close: the oppositeAmountBound (quote, X10_18); withdraw: the amount
 
 
 @dataclass(frozen=True)
@@ -221,7 +225,7 @@ class PerpV2Strategy:
                 continue
             out += self._for_liquidatable(account, state, marks, block)
         if self.config.close_positions:
-            out += self._closes(marks, block)
+            out += self._closes(marks, block) or self._withdrawal()
         return out
 
     def _for_liquidatable(self, account: str, state: pm.AccountState,
@@ -273,10 +277,30 @@ class PerpV2Strategy:
             # A long sells base for at least the bound; a short buys it for at most the bound.
             slip = CLOSE_SLIPPAGE_PIPS if size < 0 else -CLOSE_SLIPPAGE_PIPS
             bound = pm.mul_ratio(abs(value), pm.RATIO_ONE + slip)
+            # One key per position until it is closed: a close in flight closes what a
+            # liquidation adds meanwhile too, so a second one would revert (CH_PSZ).
             out.append(self._candidate("close", self.liquidator, base, profit=pnl, health=0,
-                                       gas=GAS_CLOSE, state=_hash(size, taker.open_notional),
+                                       gas=GAS_CLOSE, state=_hash(own.closed.get(base, 0)),
                                        bound=bound))
         return out
+
+    def _withdrawal(self) -> list[Candidate]:
+        """With no position left open, the keeper's realized profit withdrawn from the Vault:
+        what its balance and owed PnL hold above all it ever deposited (its margin). The
+        transfer makes the journal hold the PnL (execution values every send from its
+        ERC-20 transfers; a Perp trade has none). A withdrawal not made by the keeper counts
+        against the profit, as a loss does: both stay in the Vault against the margin."""
+        own = self.book.accounts.get(self.liquidator)
+        if own is None or own.takers or own.orders:
+            return []
+        decimals = self.setup.decimals
+        amount = self._usdc(pm.parse_settlement(own.balance - own.deposited, decimals)
+                            + own.owed)
+        if amount <= 0:
+            return []
+        return [self._candidate("withdraw", self.liquidator, self.setup.settlement_token,
+                                profit=amount, health=0, gas=GAS_WITHDRAW,
+                                state=_hash(own.owed, own.balance), bound=amount)]
 
     def _margin_room(self, marks: dict[str, int]) -> int:
         """Settlement-token units of margin the keeper may still commit: the cap less what
@@ -324,13 +348,16 @@ class PerpV2Strategy:
         action = candidate.private
         if not isinstance(action, PerpAction):
             raise pm_error(f"perp_v2: {candidate.key} is not a Perp candidate")
-        if action.kind == "close":
+        if action.kind == "withdraw":
+            data = _WITHDRAW + encode(["address", "uint256"], [action.base, action.bound]).hex()
+        elif action.kind == "close":
             data = _CLOSE + encode(["(address,uint160,uint256,uint256,bytes32)"],
                                    [(action.base, 0, action.bound, MAX_UINT, b"\0" * 32)]).hex()
         else:
             head = _LIQUIDATE if action.kind == "liquidate" else _CANCEL
             data = head + encode(["address", "address"], [action.account, action.base]).hex()
-        return Call(to=self.clearing_house, data=data)
+        to = self.setup.vault if action.kind == "withdraw" else self.clearing_house
+        return Call(to=to, data=data)
 
     # ------------------------------------------------------------------ extras
 

@@ -307,9 +307,12 @@ def _why(net: PerpNet, tx_hash: str) -> str:
     return "no revert on the parent block"
 
 
-def _owed(net: PerpNet) -> int:
+def _holdings(net: PerpNet) -> int:
+    """The keeper's Vault balance and owed realized PnL (X10_18)."""
     who = Web3.to_checksum_address(net.info.liquidator)
-    return int(net.contracts.account_balance.functions.getPnlAndPendingFee(who).call()[0])
+    owed = int(net.contracts.account_balance.functions.getPnlAndPendingFee(who).call()[0])
+    balance = int(net.contracts.vault.functions.getBalance(who).call())
+    return balance * 10**12 + owed
 
 
 async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
@@ -318,7 +321,7 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
     journal = Journal(tmp_path / "j.sqlite")
     keeper, strategy = await _perp_keeper(perp, journal)
     start = perp.w3.eth.block_number
-    owed_before = await asyncio.to_thread(_owed, perp)
+    holdings_before = await asyncio.to_thread(_holdings, perp)
     try:
         stop = asyncio.Event()
         task = asyncio.create_task(keeper.run(stop))
@@ -359,12 +362,26 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
             size = perp.contracts.account_balance.functions.getTakerPositionSize(
                 Web3.to_checksum_address(perp.info.liquidator), base.address).call()
             assert size == 0, base.address
-        mine = [r.amount for r in strategy.realized if r.block > start]
-        assert sum(mine) == await asyncio.to_thread(_owed, perp) - owed_before
-        assert sum(mine) > 0
+        # Realized PnL: the strategy's ledger (every PnlRealized of the keeper's account) is
+        # what the keeper's Vault holdings gained plus what it withdrew, but for the
+        # sub-cent rounding of each withdrawal's settlement; the withdrawals moved its
+        # profit out as USDC transfers, so the journal (which values a send by its
+        # transfers) holds it, and less than a cent is left behind.
+        mine = sum(r.amount for r in strategy.realized if r.block > start)
+        gained = await asyncio.to_thread(_holdings, perp) - holdings_before
+        vault = perp.contracts.vault
+        withdrawn = [int(e["args"]["amount"]) for e in vault.events.Withdrawn().get_logs(
+            from_block=start, to_block=end) if e["args"]["trader"] == perp.info.liquidator]
+        assert mine > 0 and withdrawn
+        lost = mine - gained - sum(withdrawn) * 10**12
+        assert 0 <= lost < len(withdrawn) * 10**12, (mine, gained, withdrawn)
+        assert gained < 10**16, gained
+        taken = [o for o in outcomes.confirmed if ":withdraw:" in o.key]
+        assert len(taken) == len(withdrawn) and all(o.realized_profit > 0 for o in taken)
         print(f"\nperp crash: {len(first)} accounts liquidatable, {len(acted)} acted on, "
               f"{len(outcomes.confirmed)} confirmed, {len(to_market)} lost to the market "
-              f"(valid when sent, not when mined), realized {sum(mine) / 1e18:.2f} USD, "
+              f"(valid when sent, not when mined), realized {mine / 1e18:.2f} USD "
+              f"({sum(withdrawn) / 1e6:.2f} USDC withdrawn in {len(withdrawn)}), "
               f"statuses {sorted({o.status for o in outcomes})}")
     finally:
         await keeper.aclose()
