@@ -12,7 +12,9 @@ A sent transaction can end four ways, and `MiningWatch.mined` tells them apart:
   rule; `FeePolicy.bump`), capped by `max_fee_per_gas` and by the opportunity's
   expected profit per gas, is signed, journaled and sent; every version is watched;
 - **lost**: the nonce was consumed by a transaction that is none of its versions (another
-  sender of the same key, or an operator's manual cancel): nothing of ours can land.
+  sender of the same key, or an operator's manual cancel): nothing of ours can land. Told
+  at the second check that finds the nonce used without a receipt of ours (a node may
+  serve the nonce a moment before the block's receipts).
 
 Every check is a few RPC calls per `check_every` seconds per pending transaction.
 """
@@ -83,6 +85,7 @@ class Pending:
     resent: int = 0
     bumped: int = 0
     checks: int = 0
+    taken_checks: int = 0  # checks that found its nonce used and none of its receipts
     cancels: set[str] = field(default_factory=set)  # versions that only free the nonce
     # Set by whoever learns the call would fail (its simulation, answered after the send):
     # the watch replaces it with a no-op at its next poll, if a `cancel` signer was given.
@@ -181,10 +184,16 @@ class MiningWatch:
         if pending.sent_block is None:
             pending.sent_block = head_number
         if int(consumed, 16) > pending.nonce:
-            # Mined by now (a receipt may lag the nonce by a poll), or lost to another tx.
+            # Mined by now, or lost to another tx. A node can answer the new nonce before it
+            # serves the block's receipts (anvil 1.7.1 does, for a moment after each block):
+            # lost only when a later check still finds none of our receipts, or a mined
+            # liquidation would be journaled as lost.
             receipts = await self.chain.batch(
                 [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
-            return all(r is None for r in receipts)
+            if any(r is not None for r in receipts):
+                return False  # the poll returns it
+            pending.taken_checks += 1
+            return pending.taken_checks > 1
         if in_pool is None:
             base_fee = int(head.get("baseFeePerGas", "0x0"), 16)
             if cancel is not None and worth is not None and not worth():

@@ -63,3 +63,46 @@ async def test_a_stuck_transaction_is_bumped_only_while_the_opportunity_is_there
         assert pending.fees[0] * 8 >= 3 * GWEI * 9 and pending.fees[1] * 8 >= GWEI * 9
     else:
         assert signed == [] and pending.bumped == 0 and node.sent == []
+
+
+class TakenNode(StuckNode):
+    """The nonce is used; our receipt shows up only after `receipt_after` receipt reads (a
+    node that serves a block's state before its receipts), or never (None)."""
+
+    def __init__(self, receipt_after: int | None) -> None:
+        super().__init__(head=100)
+        self.receipt_after = receipt_after
+        self.receipt_reads = 0
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        out: list[Any] = []
+        for method, _params in calls:
+            if method == "eth_getTransactionReceipt":
+                self.receipt_reads += 1
+                mined = self.receipt_after is not None and self.receipt_reads > self.receipt_after
+                out.append({"status": "0x1"} if mined else None)
+            else:
+                out.append({"eth_getTransactionCount": "0x1",
+                            "eth_getTransactionByHash": None,
+                            "eth_getBlockByNumber": {"number": "0x64"}}[method])
+        return out
+
+
+@pytest.mark.parametrize("receipt_after", [1, None])
+async def test_a_used_nonce_is_lost_only_when_the_receipt_stays_missing(
+    tmp_path: Path, receipt_after: int | None
+) -> None:
+    """The nonce is used at the first check and our receipt lags it: not lost, the poll then
+    finds the receipt. Still missing at the second check: lost."""
+    node = TakenNode(receipt_after)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
+                            check_every=0.0)
+        pending = Pending(None, 0, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+                          {"0xaa": "0x01"})
+        assert not await watch._check(pending, None)
+        mined = await watch.mined(pending, None)
+    if receipt_after is None:
+        assert mined.receipt is None and pending.taken_checks == 2
+    else:
+        assert mined.receipt == {"status": "0x1"} and mined.tx_hash == "0xaa"
