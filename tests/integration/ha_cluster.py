@@ -49,20 +49,21 @@ class RecordingProxy:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                proxy.note(body)
-                request = urllib.request.Request(
-                    proxy.upstream, data=body, headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=60) as answer:
-                    data = answer.read()
                 try:
+                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                    proxy.note(body)
+                    request = urllib.request.Request(
+                        proxy.upstream, data=body,
+                        headers={"Content-Type": "application/json"})
+                    with urllib.request.urlopen(request, timeout=60) as answer:
+                        data = answer.read()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the replica was killed while it waited
+                    self.close_connection = True  # the replica was killed meanwhile
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # quiet

@@ -9,6 +9,7 @@ standby takes over, and the killed one is started again as the new standby. Then
 leader is paused until its standby leads, and resumed. Asserted on the chain, the shared
 journal and the proxies:
 
+- a standby broadcasts nothing (its proxy saw no transaction while it was one);
 - no opportunity got two different signed transactions from two leaders: each intent's
   transactions (those not dropped) carry one nonce and one epoch;
 - none is lost from the journal: every transaction the account got mined is journaled
@@ -95,6 +96,7 @@ def test_replicas_fail_over_without_sending_twice(
         _until(leader, LEADING, mine, "the first replica to lead")
         standby.start()
         _until(standby, RUNNING, mine, "the standby to run")
+        quiet = len(standby.proxy.sends)  # what its proxy saw before: a standby sends nothing
         for kill in range(KILLS):
             # A further step of the crash, then the leader dies somewhere in its work.
             price = weth * (Decimal("0.9") - Decimal("0.1") * kill / max(KILLS, 1))
@@ -104,12 +106,14 @@ def test_replicas_fail_over_without_sending_twice(
                 assert leader.alive(), leader.tail()
                 mine()
                 time.sleep(0.01)
+            assert len(standby.proxy.sends) == quiet, "a standby broadcast"
             leader.kill()
             killed = time.monotonic()
             _until(standby, LEADING, mine, f"the standby to take over (kill {kill + 1})")
             takeovers.append(time.monotonic() - killed)
             leader.start()  # back, as the standby
             _until(leader, RUNNING, mine, "the restarted replica to run")
+            quiet = len(leader.proxy.sends)
             leader, standby = standby, leader
 
         # Paused, not dead: the standby takes over; resumed, the old leader sends nothing.
@@ -119,6 +123,7 @@ def test_replicas_fail_over_without_sending_twice(
         while time.monotonic() < deadline:
             mine()
             time.sleep(0.01)
+        assert len(standby.proxy.sends) == quiet, "a standby broadcast"
         leader.signal(signal.SIGSTOP)
         _until(standby, LEADING, mine, "the standby to take over from the paused leader")
         paused_sends = len(leader.proxy.sends)
@@ -182,6 +187,7 @@ def test_replicas_fail_over_without_sending_twice(
     for tx in mined:
         mined_row = journaled.get(tx["hash"])
         assert mined_row is None or mined_row["status"] in ("confirmed", "reverted"), mined_row
+    assert all(r["epoch"] is not None for r in rows), "a transaction journaled without epoch"
     epochs = sorted({r["epoch"] for r in rows})
     print(f"\nha failover: {KILLS} SIGKILLs and a SIGSTOP (seed {SEED}); takeovers "
           f"{', '.join(f'{t:.2f}' for t in takeovers)} s (as seen by the test, 0.25 s "
