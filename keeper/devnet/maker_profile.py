@@ -42,10 +42,12 @@ DEFAULT_SPEC = DevnetSpec()  # the default devnet's population, as the tests use
 
 
 def maker_cache_key(spec: DevnetSpec) -> str:
-    """Changes with the default devnet's key, the lock file or this profile's code."""
+    """Changes with the default devnet's key, the lock file, MakerKeeper's source or this
+    profile's code."""
     root = project_root()
     digest = hashlib.sha256(f"{CACHE_FORMAT}:{cache_key(spec)}".encode())
-    for path in [root / "package-lock.json",
+    # The profile deploys MakerKeeper for the liquidator: its source is part of the state.
+    for path in [root / "package-lock.json", root / "contracts" / "maker" / "MakerKeeper.sol",
                  *(root / "keeper" / "devnet" / name for name in PROFILE_MODULES)]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
