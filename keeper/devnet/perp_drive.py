@@ -5,8 +5,9 @@ plus a 15-minute premium (AccountBalance._getMarkPrice), so a feed move alone do
 anyone liquidatable: the pool must trade to the new price and time must pass. `move_market`
 does the three in order: it posts the index on the devnet feed (the same PriceFeed that
 `keeper devnet price` moves), trades the pool to that price from the profile's whale account
-in steps of at most `TICK_STEP` ticks a block (Exchange's `maxTickCrossedWithinBlock`), and
-mines one block `settle_seconds` later, so the mark follows in that one block.
+in steps of at most `TICK_STEP` ticks (Exchange's `maxTickCrossedWithinBlock`, counted from
+the tick it last recorded, which it renews at most every 15 s: the steps are that far apart),
+and mines one block `settle_seconds` later, so the mark follows in that one block.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from keeper.devnet.tokens import post_price
 
 TICK_STEP = MAX_TICK_CROSSED_WITHIN_BLOCK - 100  # a margin below the per-block limit
 SETTLE_SECONDS = 16  # past the mark's 15-second market TWAP
+PRICE_LIMIT_INTERVAL = 15  # Exchange._PRICE_LIMIT_INTERVAL: how often its reference tick renews
 MAX_UINT = 2**256 - 1
 # Half again what the pool's liquidity at the current price needs to reach the limit: the
 # sqrtPriceLimit stops the swap there (a range edge on the way may leave it short: the loop
@@ -70,8 +72,8 @@ def trade_to(
     deployer: Deployer, contracts: PerpContracts, trader: ChecksumAddress, symbol: str,
     usd: Decimal, *, each_block: BlockHook | None = None,
 ) -> list[int]:
-    """Trade `symbol`'s pool to `usd` as `trader`, one block per `TICK_STEP` ticks; the
-    blocks mined (each handed to `each_block` as it is mined)."""
+    """Trade `symbol`'s pool to `usd` as `trader`, one block per `TICK_STEP` ticks, 15 s
+    apart; the blocks mined (each handed to `each_block` as it is mined)."""
     pool = contracts.pools[symbol]
     base = contracts.bases[symbol].address
     target = sqrt_price_x96(usd)
@@ -80,6 +82,8 @@ def trade_to(
         now = int(pool.functions.slot0().call()[0])
         if abs(_tick_of(now) - _tick_of(target)) < 1:
             return blocks
+        if blocks:  # the next step is measured from a renewed reference tick
+            rpc(deployer.w3, "evm_increaseTime", PRICE_LIMIT_INTERVAL)
         step = max(min(_tick_of(target) - _tick_of(now), TICK_STEP), -TICK_STEP)
         limit = target if abs(step) < TICK_STEP else _sqrt_at_tick(_tick_of(now) + step)
         down = limit < now  # selling base pushes the price down
