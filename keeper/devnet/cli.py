@@ -94,7 +94,8 @@ def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> s
         f'ws_url = "{info.ws_url}"\n\n'
         "[execution]\n"
         'mode = "live"\n'
-        f'quote_token = "{info.tokens["WETH"].address}"  # WETH\n'
+        + ('submitter = "bundle"\n' if info.oracle_network is not None else "")
+        + f'quote_token = "{info.tokens["WETH"].address}"  # WETH\n'
         f'journal = "{journal}"\n\n'
         "[dex]\n"
         f'uniswap_v2_factory = "{info.uniswap_v2.factory}"\n'
@@ -109,6 +110,32 @@ def devnet_config(info: DevnetInfo, journal: str = "keeper-journal.sqlite") -> s
             f'addresses_provider = "{market.addresses_provider}"\n'
             for name, market in info.aave_markets().items() if name != "aave_v3")
         + maker_config_section(info)
+        + _auction_config(info)
+    )
+
+
+def _auction_config(info: DevnetInfo) -> str:
+    """With the oracle network (--oracles): bundles to the builder, the intake on its hint
+    stream and pool, and the network's feeds prepared for (docs/auction.md)."""
+    network = info.oracle_network
+    if network is None:
+        return ""
+    feeds = "".join(
+        f'\n[[execution.feeds]]  # {symbol}: the aggregator the market reads\n'
+        f'address = "{feed.read_by_market}"\n'
+        f"deviation_bps = {info.feed_rules[symbol].deviation_bps}\n"
+        f"heartbeat_seconds = {info.feed_rules[symbol].heartbeat}\n"
+        for symbol, feed in network.feeds.items() if symbol in info.feed_rules)
+    return (
+        "\n# The oracle network prices aave_v3: answer its pending and hinted updates with\n"
+        "# backrun bundles to the devnet builder (docs/auction.md).\n"
+        f"{feeds}\n"
+        "[[execution.builders]]\n"
+        'name = "devnet-builder"\n'
+        f'url = "{info.rpc_url}"\n\n'
+        "[intake]\n"
+        'pending = "poll"\n'
+        f'hint_urls = ["{info.rpc_url}/events"]\n'
     )
 
 

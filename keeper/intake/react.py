@@ -1,13 +1,7 @@
-"""What the keeper does with a pending answer: fire the prepared liquidations it reaches,
-for the block the oracle transaction is expected in, as a backrun of that transaction.
-
-The same path as a mined `AnswerUpdated` log (keeper/prepared.py `fire`): the deepest
-prepared level the answer reaches is handed to the dispatcher, nothing is re-ranked. The
-block is the one after the engine's head (the oracle transaction is not mined yet); an
-answer that reaches no level is left to the block's own step once the transaction is
-mined, as a log that reaches none is. The liquidations go behind the oracle transaction
-(`fire(answer, block)` is given the transaction's hash by the wiring: a backrun bundle
-when the keeper submits bundles, else the public path).
+"""What the keeper does with a pending answer: the sources' answers, de-duplicated by
+their sources, are handed one by one to `fire` (keeper/intake/wire.py `EarlyFire`: the
+liquidations the answer opens, valued at the engine's head, go as backruns of the oracle
+transaction for the block after it), and counted.
 """
 
 from __future__ import annotations
@@ -25,7 +19,8 @@ from keeper.types import BlockRef
 
 log = structlog.get_logger(__name__)
 
-Fire = Callable[[PendingAnswer, int], int]  # (answer, block) -> liquidations handed over
+# (answer, the engine's head) -> liquidations handed over now (more may follow later).
+Fire = Callable[[PendingAnswer, BlockRef], int]
 LATENCIES_KEPT = 4096
 
 
@@ -56,7 +51,7 @@ class Intake:
         head = self._head()
         if head is None:
             return 0
-        sent = self._fire(answer, head.number + 1)
+        sent = self._fire(answer, head)
         if sent:
             stats.fired += 1
             stats.sent += sent

@@ -9,28 +9,62 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Callable
 
 import structlog
 
 from keeper.config import KeeperConfig
+from keeper.engine import Engine
 from keeper.errors import ConfigError
+from keeper.execution.bundles import Backrun
 from keeper.intake.answers import PendingAnswer
-from keeper.intake.react import Fire, Intake
+from keeper.intake.evaluate import evaluated
+from keeper.intake.react import Intake
 from keeper.intake.sources import AnswerSource, HintStream, PendingSubscription, PoolPoller
-from keeper.prepared import PreparedLiquidations
 from keeper.secrets import redact_url
+from keeper.types import BlockRef
 from keeper.wiring import Keeper
 
 log = structlog.get_logger(__name__)
 
 
-def prepared_fire(prepared: PreparedLiquidations) -> Fire:
-    """Fire the deepest prepared level the pending answer reaches, for `block`."""
+class EarlyFire:
+    """Fire for a pending answer: what it opens (keeper/intake/evaluate.py: the strategies'
+    `candidates_if` at that answer, sized and ranked as a prepared level is) is dispatched
+    at once, each liquidation a backrun of the oracle transaction, valued at the head so
+    its bundle targets the next block, the one the oracle transaction is expected in.
 
-    def fire(answer: PendingAnswer, block: int) -> int:
-        return prepared.fire(answer.feed, answer.answer, block)
+    Not through the prepared levels yet: `PreparedLiquidations.fire` cannot carry the
+    backrun, and the levels are seldom fresh with bundles in flight (docs/auction.md)."""
 
-    return fire
+    def __init__(self, engine: Engine, tasks: Callable[[], asyncio.TaskGroup | None]) -> None:
+        self.engine, self._tasks = engine, tasks
+        self.evaluated = 0  # answers valued
+        self.sent = 0  # liquidations those handed to the dispatcher
+        self.seconds: list[float] = []  # answer read -> its liquidations dispatched
+
+    def __call__(self, answer: PendingAnswer, head: BlockRef) -> int:
+        tasks = self._tasks()
+        if tasks is not None:
+            tasks.create_task(self._evaluate(answer, head, tasks))
+        return 0  # handed over once valued, by the task
+
+    async def _evaluate(self, answer: PendingAnswer, head: BlockRef,
+                        tasks: asyncio.TaskGroup) -> None:
+        dispatcher = self.engine.dispatcher
+        try:
+            ranked = await evaluated(self.engine, answer, head)
+            self.evaluated += 1
+            if ranked and dispatcher is not None:
+                sent = dispatcher.dispatch(ranked, tasks, backrun=Backrun(answer.tx_hash))
+                self.sent += sent
+                self.seconds = [*self.seconds[-4095:], time.time() - answer.seen]
+                log.info("early answer's liquidations sent", feed=answer.feed,
+                         answer=answer.answer, tx=answer.tx_hash, sent=sent,
+                         block=head.number + 1)
+        except Exception as exc:  # an early answer only saves time: the log still comes
+            log.warning("cannot value an early answer", tx=answer.tx_hash, reason=str(exc))
 
 
 def build_intake(keeper: Keeper, config: KeeperConfig) -> Intake | None:
@@ -38,12 +72,17 @@ def build_intake(keeper: Keeper, config: KeeperConfig) -> Intake | None:
     settings = config.intake
     if not settings.enabled:
         return None
+    if config.execution.submitter != "bundle":
+        # A public send before the oracle transaction is mined is ordered by its tip and
+        # lands in front of the update, reverting: an early answer needs a backrun bundle.
+        raise ConfigError('[intake] needs execution.submitter = "bundle" (the liquidations '
+                          "an early answer opens go as backruns of its oracle transaction)")
     prepared = keeper.prepared
     if prepared is None or not prepared.enabled:
         raise ConfigError("[intake] needs prepared liquidations: list the feeds as "
                           "[[execution.feeds]] and keep execution.prepared_levels above 0")
     engine = keeper.engine
-    intake = Intake([], prepared_fire(prepared), lambda: engine.last)
+    intake = Intake([], EarlyFire(engine, lambda: prepared.tasks), lambda: engine.last)
     feeds = sorted(prepared.rules)
     sources: list[AnswerSource] = []
     if settings.pending == "subscribe":

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 
 from keeper.anvil import Anvil, rpc_call
 from keeper.cli import main
+from keeper.config import load_config
 from keeper.devnet.builder import BuilderThread, restart_for_builder
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.oracles.market import attach, post_round, start_oracle_devnet
@@ -164,12 +165,19 @@ def test_devnet_cli_oracles_and_price(tmp_path: Path) -> None:
     out = tmp_path / "devnet.json"
     process = subprocess.Popen(
         [str(KEEPER), "devnet", "--builder", "--oracles", "--builder-interval", "0.2",
-         "--port", "0", "--out", str(out)],
+         "--port", "0", "--out", str(out), "--write-config", str(tmp_path / "keeper.toml")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_for(out.exists, timeout=90, what="devnet.json")
         info = DevnetInfo.read(out)
         assert info.oracle_network is not None
+        # Its config answers the network's updates with backruns (docs/auction.md).
+        wait_for((tmp_path / "keeper.toml").exists, timeout=10, what="keeper.toml")
+        config = load_config(tmp_path / "keeper.toml")
+        assert config.execution.submitter == "bundle"
+        assert config.intake.enabled and config.intake.hint_urls == [info.rpc_url + "/events"]
+        prepared = {f.address.lower() for f in config.execution.feeds}
+        assert info.oracle_network.feeds["WETH"].read_by_market.lower() in prepared
         result = CliRunner().invoke(main, ["devnet", "price", "WETH", "1500",
                                            "--devnet-file", str(out)])
         assert result.exit_code == 0, result.output
