@@ -16,7 +16,9 @@ the next's figures):
 6. `benchmarks.bench_v3_quotes`: Uniswap V3 quote time per exit by ticks crossed, and a
    crash block ranked on V2 alone against V2 + V3;
 7. `benchmarks.bench_volley`: N sends of one block one at a time (simulation "before")
-   against a volley (simulation "alongside"): the journal's fsyncs, and on the devnet.
+   against a volley (simulation "alongside"): the journal's fsyncs, and on the devnet;
+8. `benchmarks.bench_sweep`: a backtest sweep (2 price paths x 3 bid shares) on a local
+   Ray instance against the same backtests one after another.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -37,6 +39,7 @@ FULL: list[list[str]] = [
     ["benchmarks.race", "--long", "--first-step", "60", "--steps", "20"],
     ["benchmarks.bench_v3_quotes"],
     ["benchmarks.bench_volley"],
+    ["benchmarks.bench_sweep"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -46,6 +49,7 @@ QUICK: list[list[str]] = [
     ["benchmarks.race", "--first-step", "66", "--steps", "3"],
     ["benchmarks.bench_v3_quotes", "--trials", "100"],
     ["benchmarks.bench_volley", "--trials", "2", "--sends", "1", "4"],
+    ["benchmarks.bench_sweep", "--steps", "4", "--shares", "0,0.5"],
 ]
 
 
