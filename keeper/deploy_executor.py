@@ -19,6 +19,7 @@ address and the config line to add.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -157,6 +158,36 @@ def deploy_flash_liquidator(
     )
 
 
+def set_operators(
+    w3: Web3, executor: str, operators: Sequence[str], owner: LocalAccount, *,
+    max_fee_per_gas: int, priority_fee: int,
+) -> None:
+    """`setOperator(operator, true)` for each of `operators` (the nonce lanes), signed by the
+    executor's owner, each waited for."""
+    contract = w3.eth.contract(address=to_checksum_address(executor), abi=SET_OPERATOR_ABI)
+    nonce = w3.eth.get_transaction_count(owner.address, "pending")
+    for n, operator in enumerate(operators):
+        base_fee = int(w3.eth.get_block("latest").get("baseFeePerGas", 0))
+        max_fee = min(2 * base_fee + priority_fee, max_fee_per_gas)
+        call = contract.functions.setOperator(to_checksum_address(operator), True)
+        fields: dict[str, Any] = {
+            "from": owner.address, "chainId": w3.eth.chain_id, "nonce": nonce + n,
+            "maxFeePerGas": max_fee, "maxPriorityFeePerGas": min(priority_fee, max_fee),
+            "gas": 100_000}
+        tx: Any = call.build_transaction(fields)  # type: ignore[arg-type]  # web3's TxParams
+        tx_hash = w3.eth.send_raw_transaction(owner.sign_transaction(tx).raw_transaction)
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=RECEIPT_TIMEOUT,
+                                                      poll_latency=0.05)
+        if receipt["status"] != 1:
+            raise ExecutorDeployError(f"setOperator({operator}): {Web3.to_hex(tx_hash)} reverted")
+
+
+SET_OPERATOR_ABI: list[dict[str, Any]] = [{
+    "name": "setOperator", "type": "function", "stateMutability": "nonpayable",
+    "inputs": [{"name": "operator", "type": "address"}, {"name": "allowed", "type": "bool"}],
+    "outputs": []}]
+
+
 def deployed_creation_code(w3: Web3, tx_hash: str) -> bytes:
     """The creation code a deploy transaction carried (its input minus constructor args)."""
     tx = w3.eth.get_transaction(HexStr(tx_hash))
@@ -188,9 +219,12 @@ def _configured(config: KeeperConfig, strategy: str, key: str) -> str | None:
 @click.option("--owner", help="Owner of the executor (default: the configured account).")
 @click.option("--aave-pool", help="Aave V3 Pool (default: from strategies.aave_v3).")
 @click.option("--morpho", help="Morpho Blue (default: strategies.morpho_blue.morpho).")
+@click.option("--lanes", is_flag=True,
+              help="Name the nonce lanes (KEEPER_ACCOUNT__LANE_KEYS) operators (owner only).")
 @pass_config
 def deploy_executor(
-    config: KeeperConfig, owner: str | None, aave_pool: str | None, morpho: str | None
+    config: KeeperConfig, owner: str | None, aave_pool: str | None, morpho: str | None,
+    lanes: bool,
 ) -> None:
     """Deploy the FlashLiquidator and print its address for `execution.flash_executor`."""
     account = config.account.load()
@@ -200,6 +234,12 @@ def deploy_executor(
             "or account.keystore and account.password_file"
         )
     owner = _option_address(owner, "--owner") or account.address
+    operators = [lane.address for lane in config.account.lanes()] if lanes else []
+    if operators and owner.lower() != account.address.lower():
+        raise ConfigError("deploy-executor --lanes: only the owner names operators; "
+                          "leave --owner out (the configured account owns the executor)")
+    if lanes and not operators:
+        raise ConfigError("deploy-executor --lanes: KEEPER_ACCOUNT__LANE_KEYS holds no key")
     aave_pool = _option_address(aave_pool, "--aave-pool")
     morpho = _option_address(morpho, "--morpho") or _configured(config, "morpho_blue", "morpho")
     url = config.chain.http_urls[0].url
@@ -227,10 +267,15 @@ def deploy_executor(
             max_fee_per_gas=int(execution.max_fee_per_gas_gwei * GWEI),
             priority_fee=int(execution.priority_fee_gwei * Decimal(GWEI)),
         )
+        set_operators(w3, deployed.address, operators, account,
+                      max_fee_per_gas=int(execution.max_fee_per_gas_gwei * GWEI),
+                      priority_fee=int(execution.priority_fee_gwei * Decimal(GWEI)))
     except (Web3Exception, OSError) as exc:
         raise RpcUnavailable(
             f"deploy-executor on {redact_url(url)}: {type(exc).__name__}: {exc}"
         ) from None
     click.echo(f"FlashLiquidator deployed at {deployed.address} "
                f"(owner {owner}, tx {deployed.tx_hash}, gas {deployed.gas_used})")
+    for operator in operators:
+        click.echo(f"operator (nonce lane): {operator}")
     click.echo(f'[execution] flash_executor = "{deployed.address}"')

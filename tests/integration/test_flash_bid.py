@@ -12,25 +12,35 @@ test_flash_executor's.
 from __future__ import annotations
 
 import json
+import os
+import re
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from eth_account import Account
 from web3 import Web3
 from web3.logs import DISCARD
 
+from keeper import deploy_executor, secrets
+from keeper.cli import main
 from keeper.devnet.artifacts import Artifact
 from keeper.devnet.deployer import mined_receipt
 from keeper.execution.flash import bid_of, bid_paid, encode_execute
 from keeper.paths import project_root
 from tests.conftest import Devnet
-from tests.integration.helpers import deployer
+from tests.integration.helpers import contract, deployer
 from tests.integration.test_flash_executor import (
+    KEEP_ENV,
     Env,
+    _cli_config,
     aave_targets,
     balance,
     crash,
     expect_error,
     make_env,
+    owner_account,
     pair,
     plan_for,
     send,
@@ -164,3 +174,31 @@ def test_operators_execute_for_the_owner_and_only_the_owner_names_them(env: Env)
     assert balance(env, "USDC", lane) == 0
     admin.send(functions.setOperator(lane, False), sender=env.owner)
     expect_error(env, data, lane, "NotOwner")
+
+
+def test_deploy_executor_names_the_nonce_lanes_operators(
+    devnet: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
+            monkeypatch.delenv(name)
+    secrets.clear_secrets()
+    lanes = [Account.create(), Account.create()]
+    monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", owner_account().key.hex())
+    monkeypatch.setenv("KEEPER_ACCOUNT__LANE_KEYS",
+                       json.dumps(["0x" + bytes(a.key).hex() for a in lanes]))
+    config = str(_cli_config(devnet, tmp_path))
+    result = CliRunner().invoke(main, ["--config", config, "deploy-executor", "--lanes"])
+    assert result.exit_code == 0, result.output
+    address = re.findall(r'flash_executor = "(0x[0-9a-fA-F]{40})"', result.stdout)[-1]
+    executor = contract(devnet, deploy_executor.compile_flash_liquidator(), address)
+    for lane in lanes:
+        assert executor.functions.operators(lane.address).call() is True
+        assert lane.address in result.stdout
+        assert bytes(lane.key).hex() not in result.output  # keys never printed
+    assert executor.functions.operators(owner_account().address).call() is False
+    stranger = Account.create().address
+    refused = CliRunner().invoke(main, ["--config", config, "deploy-executor", "--lanes",
+                                        "--owner", stranger])
+    assert refused.exit_code == 2 and "only the owner names operators" in refused.stderr
+    secrets.clear_secrets()
