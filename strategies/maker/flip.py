@@ -86,6 +86,7 @@ class FlipIntent:
     urn: str = ""
     lot: int = 0  # [wad]
     bid: int = 0  # [rad]
+    tab: int = 0  # the auction's tab [rad]: a bid below it is a tend-phase bid
 
 
 @dataclass
@@ -256,7 +257,7 @@ class FlipSide:
                 cat = replace(cat, litter=cat.litter + plan.tab)
                 self._spent += first.vat_dai
                 intent = FlipIntent("bite", name, ilk.book.flipper, urn=urn, lot=plan.dink,
-                                    bid=first.bid)
+                                    bid=first.bid, tab=plan.tab)
                 out.append(self._candidate(
                     ilk, intent, urn, cat_bite.BITE_GAS + GAS["tend"] + KEEPER_GAS,
                     key=f"flip:bite:{name}:{urn}:{vault.ink}:{vault.art}"))
@@ -285,7 +286,7 @@ class FlipSide:
         self.passes.pop((ilk.name, auction_id), None)
         self._spent += action.vat_dai
         intent = FlipIntent(action.kind, ilk.name, ilk.book.flipper, auction_id,
-                            urn=auction.usr, lot=action.lot, bid=action.bid)
+                            urn=auction.usr, lot=action.lot, bid=action.bid, tab=auction.tab)
         gas = action.gas_limit + KEEPER_GAS + (GAS["tick"] if "after-tick" in action.key else 0)
         return self._candidate(ilk, intent, auction.usr, gas, key=action.key)
 

@@ -39,9 +39,9 @@ def vat(devnet: Devnet) -> Contract:
     return mcd.contract(devnet.w3, "Vat", devnet.info.maker.vat)
 
 
-def send(devnet: Devnet, sender: str, to: str, data: str) -> dict[str, Any]:
+def send(devnet: Devnet, sender: str, to: str, data: str, value: int = 0) -> dict[str, Any]:
     """One plain transaction from an unlocked account; its receipt (asserted successful)."""
-    tx = {"from": sender, "to": to, "data": data, "gas": hex(1_000_000)}
+    tx = {"from": sender, "to": to, "data": data, "gas": hex(1_000_000), "value": hex(value)}
     tx_hash = str(devnet.rpc("eth_sendTransaction", tx))
     receipt = devnet.w3.eth.wait_for_transaction_receipt(HexStr(tx_hash), timeout=60)
     assert receipt["status"] == 1, f"{data[:10]} from {sender} reverted"

@@ -1,31 +1,37 @@
 """Flipper English auctions against a scripted rival bidder, through the whole engine.
 
 The keeper runs the `maker` strategy on ETH-A only (Cat + Flipper) with its MakerKeeper
-contract; Maker's price falls from $2,000 to $1,700 while the exit pool still pays about
-$2,000 a gem. The Cat's `box` leaves room for three auctions (then 0: no more). The keeper
-and a rival (an anvil dev account sending plain `eth_sendTransaction`s, never through the
-keeper's code) take turns: one engine step with its sends awaited, then the rival's bids;
-when neither acts, time jumps past `ttl`. The rival bids the smallest raise or cut the
-Flipper accepts while the lot is worth the bid at its own price per gem: $2,600 on the
-first auction (above the keeper's exit price: the keeper must be outbid), $1,500 on the
-others (the keeper must win). Asserted:
+contract; Maker's price falls from $2,000 to $1,700. The Cat's `box` leaves room for three
+auctions (then 0: no more). The keeper and a rival (an anvil dev account sending plain
+`eth_sendTransaction`s, never through the keeper's code) take turns: one engine step with
+its sends awaited, then the rival's bids; when neither acts, time jumps past `ttl`. The
+rival bids the smallest raise or cut the Flipper accepts while the lot is worth the bid at
+its own price per gem, set per auction above the keeper's exit price on the first auction
+(the keeper must be outbid) and below it on the others (the keeper must win). Two scenarios:
+"dent", the exit pool as seeded (~$2,000 a gem, more than tab a gem: the keeper bids tab at
+once, then the auctions are fought by cutting lots), and "tend", the pool moved to ~$1,300 a
+gem (under tab a gem for the first auction: it is fought by raising bids below tab).
+Asserted:
 
-- the keeper bit every unsafe vault the Cat had room for, and the fourth bite was refused
-  with the Cat's reason (logged, never sent);
+- every ETH-A vault unsafe after the crash was bitten (three) or refused with the Cat's
+  reason (logged, never sent);
 - each auction went to the bidder the model says (the higher valuation), and the keeper's
-  last word on the lost one is "outbid"; every auction was dealt (settled), the keeper's
-  wins by the keeper (the lot exited to its account as WETH);
+  model said "outbid" on the lost one; every auction was dealt (settled), the keeper's wins
+  by the keeper (the lot exited to its account as WETH); the scenario's phase was fought;
 - none of the keeper's transactions reverted, and every bid key is in the journal once;
   dispatching the same bids again gives "duplicate" and sends nothing;
 - realized PnL equals the journal: each confirmed send's journaled profit equals its
   receipt's transfers valued as the engine values them, the account's Maker DAI and WETH
-  changes equal the sum of those transfers, and the won lots are worth more than they cost.
+  changes equal the sum of those transfers (the lost auction's refund paid back), and the
+  won lots are worth more than they cost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,7 +47,8 @@ from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.maker_seed import RAD, RAY, WAD, follow_price
-from keeper.dex.uniswap_v2 import PairBook
+from keeper.devnet.uniswap import pair_artifact
+from keeper.dex.uniswap_v2 import PairBook, get_amount_out
 from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
@@ -64,8 +71,14 @@ from tests.integration.maker_helpers import keeper_contract, maker_config
 
 GWEI = 10**9
 AUCTIONS = 3
-RIVAL_PRICE = {1: 2600, 2: 1500, 3: 1500}  # DAI per gem, by auction id
 MAX_ROUNDS = 200
+# The rival's price per gem (DAI) by auction id, and the exit pool's (None: as seeded, $2,000).
+SCENARIOS = {
+    # The lots are worth more than tab on the exit pool: the keeper bids tab, then cuts lots.
+    "dent": ({1: 2600, 2: 1500, 3: 1500}, None),
+    # The exit pool moved to ~$1,300 a gem, under tab a gem (~$1,372): the keeper only tends.
+    "tend": ({1: 1500, 2: 1000, 3: 1000}, 1300),
+}
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +138,25 @@ async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keep
     return keeper, strategy.flip
 
 
+def _move_exit_price(devnet: Devnet, trader: str, usd: int) -> None:
+    """Sell Maker WETH into the MCD_WETH/MCD_DAI pair until a gem is worth about `usd`."""
+    info = devnet.info.maker
+    assert info is not None
+    pair = devnet.w3.eth.contract(address=Web3.to_checksum_address(
+        info.pairs["MCD_WETH/MCD_DAI"]), abi=pair_artifact().abi)
+    reserves = pair.functions.getReserves().call()
+    weth_first = str(pair.functions.token0().call()).lower() == info.weth.lower()
+    weth, dai = (reserves[0], reserves[1]) if weth_first else (reserves[1], reserves[0])
+    sell = math.isqrt(weth * dai // usd) - weth
+    out = get_amount_out(sell, weth, dai)
+    token = mcd.contract(devnet.w3, "WETH9", info.weth)
+    devnet.rpc("anvil_setBalance", trader, hex(sell + 10**21))
+    send(devnet, trader, info.weth, token.encode_abi("deposit", []), value=sell)
+    send(devnet, trader, info.weth, token.encode_abi("transfer", [pair.address, sell]))
+    outs = [0, out] if weth_first else [out, 0]
+    send(devnet, trader, pair.address, pair.encode_abi("swap", [*outs, trader, b""]))
+
+
 def _unsafe(devnet: Devnet) -> set[str]:
     """The ETH-A vaults (urns, lower-case) with ink * spot < art * rate now."""
     info = devnet.info.maker
@@ -141,15 +173,15 @@ def _unsafe(devnet: Devnet) -> set[str]:
 
 
 def _rival_move(auction_id: int, a: Bid, params: rules.FlipParams, now: int,
-                rival: str) -> str | None:
+                rival: tuple[str, dict[int, int]]) -> str | None:
     """The rival's call on one auction, if any: the smallest raise or cut worth it."""
-    price = RIVAL_PRICE.get(auction_id)
+    price = rival[1].get(auction_id)
     if price is None or not a.live:
         return None
     if rules.deal_refusal(a, now) is None:
-        return SELECTOR["deal"] + encode(["uint256"], [auction_id]).hex() if a.guy == rival \
+        return SELECTOR["deal"] + encode(["uint256"], [auction_id]).hex() if a.guy == rival[0] \
             else None
-    if a.guy == rival:
+    if a.guy == rival[0]:
         return None
     if not a.dent_phase:
         bid = rules.min_tend_bid(a, params)
@@ -163,7 +195,7 @@ def _rival_move(auction_id: int, a: Bid, params: rules.FlipParams, now: int,
     return None
 
 
-def _rival_turn(devnet: Devnet, side: FlipSide, rival: str) -> int:
+def _rival_turn(devnet: Devnet, side: FlipSide, rival: tuple[str, dict[int, int]]) -> int:
     """Every move of the rival on the chain's auctions now; how many it sent."""
     flip = flipper(devnet)
     kicks = int(flip.functions.kicks().call())
@@ -173,7 +205,7 @@ def _rival_turn(devnet: Devnet, side: FlipSide, rival: str) -> int:
     for auction_id, auction in chain_bids(devnet, list(range(1, kicks + 1))).items():
         data = _rival_move(auction_id, auction, params, now, rival)
         if data is not None:
-            send(devnet, rival, flip.address, data)
+            send(devnet, rival[0], flip.address, data)
             sent += 1
     return sent
 
@@ -194,12 +226,17 @@ def _journal(path: Path) -> list[tuple[str, str, str, int, str]]:
     return [(str(k), str(s), str(h).lower(), int(p), str(c).lower()) for k, s, h, p, c in rows]
 
 
-async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path,
+                                                scenario: str) -> None:
     info = maker.info.maker
     assert info is not None
+    prices, exit_price = SCENARIOS[scenario]
     (rival,) = fresh_accounts(maker, 1)
     rival = Web3.to_checksum_address(rival)
     await asyncio.to_thread(fund_bidder, maker, rival, 50_000 * WAD)
+    if exit_price is not None:
+        await asyncio.to_thread(_move_exit_price, maker, rival, exit_price)
     flip = flipper(maker)
     _as_proxy(maker, flip.address, flip.encode_abi("file", [b"beg".ljust(32, b"\0"),
                                                             105 * WAD // 100]))
@@ -230,7 +267,8 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path) -
             for auction_id, auction in now_bids.items():
                 if auction.live:
                     winners[auction_id] = auction.guy
-            rival_sent = await asyncio.to_thread(_rival_turn, maker, side, rival.lower())
+            rival_sent = await asyncio.to_thread(_rival_turn, maker, side,
+                                                 (rival.lower(), prices))
             settled = kicks >= AUCTIONS and not any(
                 a.live for a in chain_bids(maker, list(range(1, AUCTIONS + 1))).values())
             if not sent and not rival_sent and keeper.inflight == 0:
@@ -248,8 +286,16 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path) -
         assert unsafe and len(bites) == AUCTIONS, (unsafe, bites)
         assert all(u in bitten or (ETH_A, u) in side.forbidden for u in unsafe), side.forbidden
         assert any(r.startswith("outbid") for r in said), said
+        intents = [o.candidate.private for o in bids]
+        kinds = Counter(i.kind for i in intents if isinstance(i, FlipIntent))
+        below_tab = [i for i in intents if isinstance(i, FlipIntent)
+                     and i.kind in ("bite", "tend") and i.bid < i.tab]
+        print(f"flip: the keeper's sends {dict(kinds)}, {len(below_tab)} below tab")
+        # The phase each scenario is about: cutting lots, or raising bids under tab.
+        assert kinds["dent"] > 0 if scenario == "dent" else len(below_tab) > 1, kinds
         await _check(maker, Run(keeper, side, tmp_path / "journal.sqlite", contract,
-                                rival.lower(), winners, bids, start, tokens))
+                                rival.lower(), winners, bids, start, tokens, prices,
+                                exit_price or 2000))
     finally:
         await keeper.aclose()
         journal.close()
@@ -268,6 +314,8 @@ class Run:
     bids: list[Opportunity]  # the keeper's Flipper sends, as ranked
     start: dict[str, int]  # the account's Maker DAI and WETH before
     tokens: dict[str, Any]
+    prices: dict[int, int]  # the rival's price per gem by auction
+    exit_price: int  # the exit pool's price per gem (the keeper's value)
 
 
 async def _check(maker: Devnet, run: Run) -> None:
@@ -280,7 +328,8 @@ async def _check(maker: Devnet, run: Run) -> None:
     # The fourth bite was refused with the Cat's reason, never sent.
     assert any(r.startswith("Cat/liquidation-limit-hit") for r in side.forbidden.values())
     # Won or outbid as the model says: the higher valuation wins.
-    expected = {i: rival if RIVAL_PRICE[i] > 2000 else contract.lower() for i in RIVAL_PRICE}
+    expected = {i: rival if p > run.exit_price else contract.lower()
+                for i, p in run.prices.items()}
     assert winners == expected, (winners, expected)
     assert side.passes.get((ETH_A, 1)) == f"finished: won by {rival}", side.passes
     # Exactly once: every key once in the journal; the same bids again are duplicates.
@@ -323,7 +372,8 @@ async def _check(maker: Devnet, run: Run) -> None:
     print(f"\nflip: winners {winners}; {len(rows)} keeper sends, realized {total / WAD:.4f} "
           f"WETH; DAI paid net {-moved['Dai'] / WAD:.2f} (refunds {refunds / WAD:.2f}), "
           f"WETH won {moved['WETH9'] / WAD:.4f}")
-    assert total > 0 and moved["WETH9"] * 2000 > -moved["Dai"]  # won lots worth their cost
+    # The lots won are worth more than they cost.
+    assert total > 0 and moved["WETH9"] * run.exit_price > -moved["Dai"]
 
 
 async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_path: Path) -> None:
