@@ -121,12 +121,24 @@ def _translate(query: str) -> str:
 class _PgDb:
     """The part of `sqlite3.Connection` the journal's statements use, over one psycopg
     connection in autocommit mode (transactions are the explicit BEGIN … COMMIT of
-    `PgJournal._write`)."""
+    `PgJournal._write`). A connection the server closed (a restart, a session ended for
+    idling inside a transaction) is opened again at the next statement outside one."""
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], reopen: Callable[[], psycopg.Connection[Any]]
+                 ) -> None:
         self.conn = conn
+        self._reopen = reopen
+        self.writing = False  # inside `PgJournal._write`: never reopened there (unfenced)
+
+    def ensure(self) -> psycopg.Connection[Any]:
+        """The connection, opened again first if the server closed it."""
+        if self.conn.closed:
+            self.conn = self._reopen()
+        return self.conn
 
     def execute(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        if not self.writing:
+            self.ensure()
         try:
             return self.conn.execute(cast(Any, _translate(query)), params or None)
         except psycopg.errors.UniqueViolation as exc:
@@ -204,7 +216,7 @@ class PgJournal(Journal):
         self.epoch: int | None = None
         self._held = held
         self._clock = clock
-        self._pg = _PgDb(conn)
+        self._pg = _PgDb(conn, lambda: connect(dsn, schema, idle_seconds=idle_seconds))
         self._begins: dict[tuple[bool, int], sql.Composed] = {}
         # JournalView's reads go through the same adapter (sqlite3's call shapes).
         super(Journal, self).__init__(cast(sqlite3.Connection, self._pg))
@@ -217,20 +229,32 @@ class PgJournal(Journal):
         epoch = self.epoch
         if epoch is None or not self._held():
             raise Fenced(f"journal: not the leader (epoch {epoch}, lease not held): not written")
-        conn = self._pg.conn
-        cursor = conn.execute(self._begin(durable, epoch))
-        while cursor.nextset():  # to the last statement's result: the epoch
-            pass
-        row = cursor.fetchone()
+        conn = self._pg.ensure()
+        self._pg.writing = True
         try:
+            try:
+                cursor = conn.execute(self._begin(durable, epoch))
+            except psycopg.Error:
+                if not conn.closed:
+                    raise
+                # The server had ended the session (nothing was written): once more, anew.
+                conn = self._pg.ensure()
+                cursor = conn.execute(self._begin(durable, epoch))
+            while cursor.nextset():  # to the last statement's result: the epoch
+                pass
+            row = cursor.fetchone()
             if row is None or int(row[0]) != epoch:
                 raise Fenced(f"journal: the lease epoch is {row and row[0]}, this replica "
                              f"writes under {epoch}: another replica leads; not written")
             yield cast(sqlite3.Connection, self._pg)
         except BaseException:
-            if not conn.closed:
+            try:
                 conn.execute("ROLLBACK")
+            except psycopg.Error:
+                conn.close()  # broken: the next statement opens a new session
             raise
+        finally:
+            self._pg.writing = False
         conn.execute("COMMIT")
 
     def _begin(self, durable: bool, epoch: int) -> sql.Composed:

@@ -35,6 +35,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from keeper.errors import ConfigError
 from keeper.execution.journal_pg import LEASE_TABLE, connect
 
 log = structlog.get_logger(__name__)
@@ -111,7 +112,8 @@ class Lease:
         epoch = self.epoch
         if release and epoch is not None and not self.lost.is_set():
             self.lost.set()
-            with contextlib.suppress(psycopg.Error), connect(self.dsn, self.schema) as conn:
+            with contextlib.suppress(psycopg.Error, ConfigError), connect(
+                    self.dsn, self.schema) as conn:
                 conn.execute(_RELEASE, self._params(epoch))
 
     def _params(self, epoch: int | None = None) -> dict[str, Any]:
@@ -134,6 +136,8 @@ class Lease:
                     elif not self._renew(conn, started):
                         self._lose("another replica holds the lease")
                         return
+                except psycopg.errors.LockNotAvailable:
+                    pass  # a journal write holds the row (a paused one ends with its session)
                 except psycopg.Error as exc:  # the server or the network: try again
                     log.warning("leader lease: cannot reach PostgreSQL", reason=str(exc)[:200])
                     if conn is not None:
@@ -145,7 +149,10 @@ class Lease:
                 conn.close()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        conn = connect(self.dsn, self.schema)
+        try:
+            conn = connect(self.dsn, self.schema)
+        except ConfigError as exc:  # unreachable now: tried again at the next turn
+            raise psycopg.OperationalError(str(exc)) from None
         # Never wait long on the row a write of the leader holds: try again at the next turn.
         wait = max(1, int(self.renew_every * 1000))
         conn.execute(f"SET lock_timeout = {wait}")
