@@ -248,19 +248,21 @@ def main(
 def check_config(state: AppState, path: Path | None, offline: bool) -> None:
     """Validate the config (PATH or --config) and print it with secrets masked.
 
-    Unless --offline, each HTTP endpoint must answer eth_chainId with chain.chain_id.
+    Unless --offline, each HTTP endpoint must answer eth_chainId with chain.chain_id. With
+    `[chains.<name>]` tables, every chain is checked and printed (its whole config).
     """
     config = state.config(path)
-    account = config.account.load()
-    if not offline:
-        for endpoint in config.chain.http_urls:
-            check_chain_id(endpoint.url, config.chain.chain_id)
-        asyncio.run(_check_addresses(config))
-    click.echo(f"# config: {config.source}")
-    click.echo(f"# account: {account.address if account else 'none configured'}")
-    checked = "not checked (--offline)" if offline else "chain id verified; contracts verified"
-    click.echo(f"# rpc: {checked}")
-    click.echo(redact(render_toml(config.masked())))
+    for name, each in (config.chains or {"": config}).items():
+        account = each.account.load()
+        if not offline:
+            for endpoint in each.chain.http_urls:
+                check_chain_id(endpoint.url, each.chain.chain_id)
+            asyncio.run(_check_addresses(each))
+        click.echo(f"# config: {each.source}" + (f", chain {name}" if name else ""))
+        click.echo(f"# account: {account.address if account else 'none configured'}")
+        checked = "not checked (--offline)" if offline else "chain id verified; contracts verified"
+        click.echo(f"# rpc: {checked}")
+        click.echo(redact(render_toml(each.masked())))
 
 
 async def _check_addresses(config: KeeperConfig) -> None:

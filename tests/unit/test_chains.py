@@ -9,9 +9,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from keeper import multichain
+from keeper.cli import main
 from keeper.config import load_config
 from keeper.errors import ConfigError
 from keeper.health import Health
@@ -59,6 +61,16 @@ def test_each_chain_is_a_whole_config_over_the_shared_sections(tmp_path: Path) -
         "mainnet": tmp_path / "keeper-journal.mainnet.sqlite",
         "base": tmp_path / "keeper-journal.base.sqlite"}
     assert all(list(c.strategies.sections()) == ["aave_v3"] for c in chains.values())
+
+
+def test_check_config_prints_every_chain(tmp_path: Path) -> None:
+    path = tmp_path / "keeper.toml"
+    path.write_text(SHARED + _chain("mainnet", 1) + _chain("base", 8453))
+    result = CliRunner().invoke(main, ["check-config", "--offline", str(path)])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.output.splitlines() if line.startswith("# config:")] == [
+        f"# config: {path}, chain mainnet", f"# config: {path}, chain base"]
+    assert "chain_id = 8453" in result.output
 
 
 def test_a_single_chain_file_has_no_chains(tmp_path: Path) -> None:
