@@ -23,5 +23,9 @@ class PerpV2Config(Section):
     max_margin_usd: Decimal = Field(default=Decimal(100_000), gt=0)
     # Close a position taken over by a liquidation at once (ClearingHouse.closePosition).
     close_positions: bool = True
+    # Seconds from a block to the next: an account is liquidated only if it is also below
+    # maintenance at that time (the mark's TWAPs slide with time), read with eth_call's
+    # block overrides. 0: not checked (a node without block overrides).
+    next_block_seconds: int = Field(default=1, ge=0)
     enabled: bool = True
     start_block: int = Field(default=0, ge=0)

@@ -38,8 +38,13 @@ def calldata(signature: str, types: Sequence[str] = (), args: Sequence[Any] = ()
     return selector(signature) + encode(list(types), list(args)).hex()
 
 
-def _call(to: str, data: str, block: int) -> tuple[str, list[Any]]:
-    return ("eth_call", [{"to": to, "data": data}, hex(block)])
+def _call(to: str, data: str, block: int, time: int | None = None) -> tuple[str, list[Any]]:
+    """An eth_call at `block`; with `time`, as if that block were stamped `time` (the
+    block-overrides parameter, which anvil and geth take)."""
+    params: list[Any] = [{"to": to, "data": data}, hex(block)]
+    if time is not None:
+        params += [{}, {"time": hex(time)}]
+    return ("eth_call", params)
 
 
 def _words(answer: Any, types: Sequence[str]) -> tuple[Any, ...]:
@@ -114,28 +119,40 @@ class BlockReads:
 
     block: int
     marks: Mapping[str, MarkInputs]
+    ahead: Mapping[str, MarkInputs]  # the same at the next block's time (empty: not read)
     funding: Mapping[str, int]  # account -> pending funding payment (X10_18)
     makers: Mapping[str, Mapping[str, MakerReads]]  # account -> base -> its orders
     fund_capacity: int  # settlement-token units
 
 
-async def read_block(
-    chain: ChainReader, setup: Setup, *, bases: Sequence[str], accounts: Sequence[str],
-    orders: Mapping[str, Sequence[str]], block: int,
-) -> BlockReads:
-    """One batch: the mark inputs of `bases`, the pending funding of `accounts`, the orders of
-    `orders` (maker -> bases with open orders) and the insurance fund's capacity."""
+def _mark_calls(
+    setup: Setup, bases: Sequence[str], block: int, time: int | None = None
+) -> list[tuple[str, list[Any]]]:
     calls: list[tuple[str, list[Any]]] = []
     ex, twap = setup.exchange, "getSqrtMarketTwapX96(address,uint32)"
     for base in bases:
         for interval in (MARKET_PRICE_TWAP, setup.market_twap_interval, setup.premium_interval):
-            calls.append(_call(ex, calldata(twap, ["address", "uint32"], [base, interval]), block))
+            calls.append(_call(ex, calldata(twap, ["address", "uint32"], [base, interval]),
+                               block, time))
         for interval in (0, setup.premium_interval):
             calls.append(_call(base, calldata("getIndexPrice(uint256)", ["uint256"], [interval]),
-                               block))
+                               block, time))
+    return calls
+
+
+async def read_block(
+    chain: ChainReader, setup: Setup, *, bases: Sequence[str], accounts: Sequence[str],
+    orders: Mapping[str, Sequence[str]], block: int, ahead_time: int | None = None,
+) -> BlockReads:
+    """One batch: the mark inputs of `bases` (and, with `ahead_time`, again as if the block
+    were stamped then: the TWAPs slide with time), the pending funding of `accounts`, the
+    orders of `orders` (maker -> bases with open orders) and the insurance fund's capacity."""
+    calls = _mark_calls(setup, bases, block)
+    if ahead_time is not None:
+        calls += _mark_calls(setup, bases, block, ahead_time)
+    funding = "getAllPendingFundingPayment(address)"
     for account in accounts:
-        calls.append(_call(ex, calldata("getAllPendingFundingPayment(address)", ["address"],
-                                        [account]), block))
+        calls.append(_call(setup.exchange, calldata(funding, ["address"], [account]), block))
     pairs = [(m, b) for m, bs in orders.items() for b in bs]
     ob = setup.order_book
     in_pool = "getTotalTokenAmountInPoolAndPendingFee(address,address,bool)"
@@ -148,11 +165,17 @@ async def read_block(
         calls.append(_call(ob, calldata(quote, ["address", "address[]"], [maker, [base]]), block))
     calls.append(_call(setup.insurance_fund, selector("getInsuranceFundCapacity()"), block))
     answers = iter(await chain.batch(calls))
-    marks: dict[str, MarkInputs] = {}
-    for base in bases:
-        values = [_words(next(answers), ["uint256"])[0] for _ in range(5)]
-        marks[base] = MarkInputs(*(int(v) for v in values))
-    funding = {a: int(_words(next(answers), ["int256"])[0]) for a in accounts}
+
+    def mark_inputs() -> dict[str, MarkInputs]:
+        out: dict[str, MarkInputs] = {}
+        for base in bases:
+            values = [_words(next(answers), ["uint256"])[0] for _ in range(5)]
+            out[base] = MarkInputs(*(int(v) for v in values))
+        return out
+
+    marks = mark_inputs()
+    ahead = mark_inputs() if ahead_time is not None else {}
+    payments = {a: int(_words(next(answers), ["int256"])[0]) for a in accounts}
     makers: dict[str, dict[str, MakerReads]] = {}
     for maker, base in pairs:
         in_pool, _ = _words(next(answers), ["uint256", "uint256"])
@@ -161,4 +184,4 @@ async def read_block(
         makers.setdefault(maker, {})[base] = MakerReads(int(in_pool) - int(debt), int(quote),
                                                         int(fee))
     (capacity,) = _words(next(answers), ["int256"])
-    return BlockReads(block, marks, funding, makers, int(capacity))
+    return BlockReads(block, marks, ahead, payments, makers, int(capacity))

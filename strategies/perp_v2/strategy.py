@@ -171,8 +171,10 @@ class PerpV2Strategy:
         accounts = sorted(a for a, acct in self.book.accounts.items() if acct.bases())
         orders = {a: sorted(acct.order_bases()) for a, acct in self.book.accounts.items()
                   if acct.orders}
+        ahead = block.timestamp + self.config.next_block_seconds \
+            if self.config.next_block_seconds else None
         self._reads = await read_block(chain, self.setup, bases=bases, accounts=accounts,
-                                       orders=orders, block=block.number)
+                                       orders=orders, block=block.number, ahead_time=ahead)
 
     def bases(self) -> set[str]:
         return {b for a in self.book.accounts.values() for b in a.bases()}
@@ -217,12 +219,17 @@ class PerpV2Strategy:
         if self._reads is None or self._reads.block != block.number:
             return []  # refresh did not run at this block: nothing is valued on stale reads
         marks = self.marks()
+        reads = self._reads
+        ahead = {b: pm.mark_price(m) for b, m in reads.ahead.items()} or marks
         out: list[Candidate] = []
         for account in self.valued():
             state = self.state(account)
-            if not pm.is_liquidatable(state, marks, self.setup.mm_ratio, self.setup.decimals):
+            mm, decimals = self.setup.mm_ratio, self.setup.decimals
+            if not pm.is_liquidatable(state, marks, mm, decimals):
                 self.reported.pop(account, None)
                 continue
+            if not pm.is_liquidatable(state, ahead, mm, decimals):
+                continue  # its mark recovers by the next block: the liquidation would revert
             out += self._for_liquidatable(account, state, marks, block)
         if self.config.close_positions:
             out += self._closes(marks, block) or self._withdrawal()

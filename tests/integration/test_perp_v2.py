@@ -256,20 +256,26 @@ async def _perp_keeper(net: PerpNet, journal: Journal) -> tuple[Keeper, PerpV2St
 
 
 async def _liquidatable_at(
-    rpc: HttpRpc, net: PerpNet, accounts: dict[str, str], block: int
+    rpc: HttpRpc, net: PerpNet, accounts: dict[str, str], block: BlockRef
 ) -> set[str]:
-    """The names of `accounts` the chain calls liquidatable at `block` (one batch)."""
+    """The names of `accounts` the chain calls liquidatable at `block`, and still at `block`'s
+    state one second later, the earliest a liquidation sent on it can run (one batch)."""
     house, balance = net.contracts.clearing_house, net.contracts.account_balance
     calls: list[tuple[str, list[Any]]] = []
-    for account in accounts.values():
-        who = Web3.to_checksum_address(account)
-        for to, fn in ((house, house.functions.getAccountValue(who)),
-                       (balance, balance.functions.getMarginRequirementForLiquidation(who))):
-            calls.append(("eth_call", [{"to": to.address, "data": fn._encode_transaction_data()},
-                                       hex(block)]))
+    for overrides in ([], [{}, {"time": hex(block.timestamp + 1)}]):
+        for account in accounts.values():
+            who = Web3.to_checksum_address(account)
+            for to, fn in ((house, house.functions.getAccountValue(who)),
+                           (balance, balance.functions.getMarginRequirementForLiquidation(who))):
+                data = fn._encode_transaction_data()
+                calls.append(("eth_call", [{"to": to.address, "data": data}, hex(block.number),
+                                           *overrides]))
     answers = [int.from_bytes(bytes.fromhex(str(a)[2:]), "big", signed=True)
                for a in await rpc.batch(calls)]
-    return {name for i, name in enumerate(accounts) if answers[2 * i] < answers[2 * i + 1]}
+    n = len(accounts)
+    return {name for i, name in enumerate(accounts)
+            if answers[2 * i] < answers[2 * i + 1]
+            and answers[2 * (n + i)] < answers[2 * (n + i) + 1]}
 
 
 def _first_attempts(outcomes: Iterable[Outcome]) -> dict[str, int]:
@@ -338,13 +344,19 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
                                       not in o.reason)]
         assert not bad, bad
         to_market = [o for o in outcomes if o.status == "lost"]
+        gaps = []  # seconds from the block a lost send was ranked at to the one it landed in
+        for o in to_market:
+            ranked = int(o.reason.split("valid at block ")[1].split(",")[0])
+            gaps.append((await block_ref(keeper.chain, o.block)).timestamp
+                        - (await block_ref(keeper.chain, ranked)).timestamp)
         accounts = seeded(perp)
         names = {a: n for n, a in accounts.items()}
         acted = _first_attempts(outcomes)
         first: dict[str, int] = {}
-        for block in range(start, end + 1):
-            for name in await _liquidatable_at(keeper.chain, perp, accounts, block):
-                first.setdefault(name, block)
+        for number in range(start, end + 1):
+            ref = await block_ref(keeper.chain, number)
+            for name in await _liquidatable_at(keeper.chain, perp, accounts, ref):
+                first.setdefault(name, number)
         deficit = "btc_long_9x_deficit"
         assert "CH_IIC" in strategy.reported.get(accounts[deficit], ""), strategy.reported
         assert {"eth_long_9x", "maker_thin", "btc_long_8x"} <= set(first), first
@@ -380,7 +392,7 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
         assert len(taken) == len(withdrawn) and all(o.realized_profit > 0 for o in taken)
         print(f"\nperp crash: {len(first)} accounts liquidatable, {len(acted)} acted on, "
               f"{len(outcomes.confirmed)} confirmed, {len(to_market)} lost to the market "
-              f"(valid when sent, not when mined), realized {mine / 1e18:.2f} USD "
+              f"(valid when sent, not when mined; {gaps} s later), realized {mine / 1e18:.2f} USD "
               f"({sum(withdrawn) / 1e6:.2f} USDC withdrawn in {len(withdrawn)}), "
               f"statuses {sorted({o.status for o in outcomes})}")
     finally:
