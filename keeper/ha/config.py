@@ -64,6 +64,9 @@ def open_replica(
     dry run keeps its own SQLite journal on its own fork."""
     if config.ha is None or account is None or dry_run:
         return None
+    if config.execution.submitter != "public":
+        # Bundle mode journals its bundles and lanes beside the SQLite journal, unfenced.
+        raise ConfigError('[ha] works with execution.submitter = "public" only so far')
     try:
         from keeper.ha.replica import Replica  # noqa: PLC0415 (the optional extra)
     except ImportError as exc:

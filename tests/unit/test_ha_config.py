@@ -64,3 +64,11 @@ def test_bad_values_are_one_line(tmp_path: Path, ha: str, says: str) -> None:
         load_config(config_file(tmp_path, ha))
     message = str(error.value)
     assert says in message and "\n" not in message and "hunter2-pw" not in message
+
+
+def test_bundle_mode_is_refused_with_replicas(tmp_path: Path) -> None:
+    config = load_config(config_file(tmp_path, (
+        f'[execution]\nsubmitter = "bundle"\n[[execution.builders]]\nname = "b"\n'
+        f'url = "http://127.0.0.1:9"\n[ha]\ndsn = "{DSN}"\n')))
+    with pytest.raises(ConfigError, match="submitter"):
+        open_replica(config, 1, Account.create(), dry_run=False)
