@@ -95,15 +95,22 @@ class LocalPostgres:
     def _run_as(self) -> dict[str, object]:
         if self._user is None:
             return {}
-        entry = pwd.getpwnam(self._user)
+        entry = self._entry()
         return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+    def _entry(self) -> pwd.struct_passwd:
+        try:
+            return pwd.getpwnam(str(self._user))
+        except KeyError:
+            raise LocalPostgresError(f"PostgreSQL does not run as root, and there is no "
+                                     f"{self._user!r} user to run it as") from None
 
     def start(self, timeout: float = 60.0) -> LocalPostgres:
         """initdb, start, and wait until a connection is accepted."""
         bin_dir = pg_bin()
         if self._user is not None:
             bin_dir = _reachable(bin_dir)
-            entry = pwd.getpwnam(self._user)
+            entry = self._entry()
             os.chmod(self.root, 0o755)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
         log = self.root / "initdb.log"
