@@ -18,7 +18,9 @@ the next's figures):
 7. `benchmarks.bench_volley`: N sends of one block one at a time (simulation "before")
    against a volley (simulation "alongside"): the journal's fsyncs, and on the devnet;
 8. `benchmarks.bench_sweep`: a backtest sweep (2 price paths x 3 bid shares) on a local
-   Ray instance against the same backtests one after another.
+   Ray instance against the same backtests one after another;
+9. `benchmarks.bench_ha_takeover`: two `[ha]` replicas with 1 s blocks, the leader killed:
+   how long until the standby leads and first sends.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -40,6 +42,7 @@ FULL: list[list[str]] = [
     ["benchmarks.bench_v3_quotes"],
     ["benchmarks.bench_volley"],
     ["benchmarks.bench_sweep"],
+    ["benchmarks.bench_ha_takeover"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -50,6 +53,7 @@ QUICK: list[list[str]] = [
     ["benchmarks.bench_v3_quotes", "--trials", "100"],
     ["benchmarks.bench_volley", "--trials", "2", "--sends", "1", "4"],
     ["benchmarks.bench_sweep", "--steps", "4", "--shares", "0,0.5"],
+    ["benchmarks.bench_ha_takeover", "--trials", "1"],
 ]
 
 
