@@ -36,6 +36,7 @@ from keeper.strategy import StrategyContext
 from keeper.wiring import Keeper, assemble
 from strategies.maker import MakerStrategy
 from strategies.maker.book import ilk_word
+from strategies.maker.math import RAY
 from tests.conftest import Devnet
 from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import keeper_contract, maker_config
@@ -107,10 +108,13 @@ async def _settled(keeper: Keeper, devnet: Devnet) -> None:
         await asyncio.to_thread(devnet.rpc, "evm_mine")
 
 
-def _unsafe(devnet: Devnet) -> set[tuple[str, str]]:
+def _unsafe(devnet: Devnet, usd: int | None = None) -> set[tuple[str, str]]:
+    """The Dog vaults unsafe now, or (`usd`) at the spot Spotter.poke sets for that price:
+    rdiv(rdiv(val * 1e9, par), mat), read before the keeper can act on the crash."""
     info = devnet.info.maker
     assert info is not None
     vat = mcd.contract(devnet.w3, "Vat", info.vat)
+    spotter = mcd.contract(devnet.w3, "Spotter", info.spot)
     out = set()
     for vault in info.vaults:
         if info.ilks[vault.ilk].engine != "clip":
@@ -118,6 +122,9 @@ def _unsafe(devnet: Devnet) -> set[tuple[str, str]]:
         ilk = bytes.fromhex(ilk_word(vault.ilk)[2:])
         ink, art = vat.functions.urns(ilk, vault.urn).call()
         rate, spot = vat.functions.ilks(ilk).call()[1:3]
+        if usd is not None:
+            par, mat = spotter.functions.par().call(), spotter.functions.ilks(ilk).call()[1]
+            spot = usd * 10**18 * 10**9 * RAY // par * RAY // mat
         if ink * spot < art * rate:
             out.add((vault.ilk, vault.urn.lower()))
     return out
@@ -146,13 +153,13 @@ async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
     start = maker.w3.eth.block_number + 1
     try:
         assert not await asyncio.to_thread(_unsafe, maker)
+        unsafe = await asyncio.to_thread(_unsafe, maker, 1700)
+        assert len(unsafe) >= 6, unsafe
         stop = asyncio.Event()
         task = asyncio.create_task(keeper.run(stop))
         try:
             await asyncio.to_thread(apply_step, maker.w3, maker.info,
                                     CrashStep(0, "crash", {"WETH": Decimal("1700")}, None))
-            unsafe = await asyncio.to_thread(_unsafe, maker)
-            assert len(unsafe) >= 6, unsafe
             await _settled(keeper, maker)
             for _ in range(STEPS):
                 await asyncio.to_thread(maker.rpc, "evm_increaseTime", 120)
