@@ -420,3 +420,61 @@ async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_pat
     finally:
         await keeper.aclose()
         journal.close()
+
+
+async def test_a_bid_the_rival_outruns_is_a_lost_race(maker: Devnet, tmp_path: Path) -> None:
+    """Not turn by turn: the rival sees the keeper's bid in the pool and sends the same
+    bid with a higher tip, mined first in the same block. The keeper's bid reverts, and
+    the executor calls it a race lost (valid where it was ranked), not a revert."""
+    info = maker.info.maker
+    assert info is not None
+    (rival,) = fresh_accounts(maker, 1)
+    rival = Web3.to_checksum_address(rival)
+    await asyncio.to_thread(fund_bidder, maker, rival, 50_000 * WAD)
+    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
+    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
+    call = cat_bite.bite_call(info.cat, ETH_A, urn)
+    await asyncio.to_thread(send, maker, rival, call.to, call.data)
+    await asyncio.to_thread(_file_cat_box, maker, 0)  # the keeper only bids here
+    flip = flipper(maker)
+    auction_id = int(flip.functions.kicks().call())
+    contract = await asyncio.to_thread(keeper_contract, maker)
+    account = maker.info.accounts.liquidator.lower()
+    dai = mcd.contract(maker.w3, "Dai", info.dai)  # approved now: the bid is its first send
+    await asyncio.to_thread(send, maker, account, info.dai,
+                            dai.encode_abi("approve", [contract, 2**256 - 1]))
+    journal = Journal(tmp_path / "journal.sqlite")
+    keeper, _side = await _keeper(maker, journal, contract)
+    maker.rpc("evm_setAutomine", False)
+    try:
+        maker.rpc("evm_mine")  # a head after the one it synced at
+        turn = asyncio.create_task(_keeper_turn(keeper))
+
+        def pending_bid() -> dict[str, Any] | None:
+            block = maker.rpc("eth_getBlockByNumber", "pending", True)
+            assert isinstance(block, dict)
+            return next((t for t in block["transactions"] if t["from"].lower() == account
+                         and str(t["to"]).lower() == contract.lower()), None)
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while (mine := await asyncio.to_thread(pending_bid)) is None:
+            assert asyncio.get_running_loop().time() < deadline, "the keeper sent no bid"
+            await asyncio.sleep(0.05)
+        auction = chain_bids(maker, [auction_id])[auction_id]
+        data = SELECTOR["tend"] + encode(["uint256"] * 3, [auction_id, auction.lot,
+                                                           auction.tab]).hex()
+        tip = int(mine.get("maxPriorityFeePerGas", mine["gasPrice"]), 16) * 10
+        maker.rpc("eth_sendTransaction", {
+            "from": rival, "to": flip.address, "data": data, "gas": hex(300_000),
+            "maxPriorityFeePerGas": hex(tip), "maxFeePerGas": hex(tip * 100)})
+        maker.rpc("evm_mine")
+        sent = await asyncio.wait_for(turn, 60)
+        assert sent, "the keeper ranked no bid"
+        (outcome,) = keeper.outcomes.since(0)
+        assert outcome.status == "lost", outcome
+        after = chain_bids(maker, [auction_id])[auction_id]
+        assert after.guy == rival.lower() and after.bid == auction.tab
+    finally:
+        maker.rpc("evm_setAutomine", True)
+        await keeper.aclose()
+        journal.close()
