@@ -32,7 +32,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import structlog
-from eth_abi.abi import encode
 
 from keeper.errors import StrategyError
 from keeper.liquidation_curve import CurvePoint
@@ -41,16 +40,10 @@ from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRo
 from strategies.perp_v2 import events as ev
 from strategies.perp_v2 import math as pm
 from strategies.perp_v2 import risk
+from strategies.perp_v2.actions import MAX_UINT, PerpAction, encode_action
 from strategies.perp_v2.book import PerpBook
 from strategies.perp_v2.config import PerpV2Config
-from strategies.perp_v2.reads import (
-    BlockReads,
-    Setup,
-    read_block,
-    read_fee_ratios,
-    read_setup,
-    selector,
-)
+from strategies.perp_v2.reads import BlockReads, Setup, read_block, read_fee_ratios, read_setup
 
 log = structlog.get_logger(__name__)
 
@@ -59,22 +52,7 @@ GAS_LIQUIDATE = 2_000_000
 GAS_CANCEL = 1_500_000
 GAS_CLOSE = 1_500_000
 CLOSE_SLIPPAGE_PIPS = 50_000  # 5 %
-MAX_UINT = 2**256 - 1
-_LIQUIDATE = selector("liquidate(address,address)")
-_CANCEL = selector("cancelAllExcessOrders(address,address)")
-_CLOSE = selector("closePosition((address,uint160,uint256,uint256,bytes32))")
-_WITHDRAW = selector("withdraw(address,uint256)")
 GAS_WITHDRAW = 600_000
-
-
-@dataclass(frozen=True)
-class PerpAction:
-    """What a candidate does (`Candidate.private`)."""
-
-    kind: str  # "liquidate", "cancel", "close" or "withdraw"
-    account: str
-    base: str
-    bound: int = 0  # close: the oppositeAmountBound (quote, X10_18); withdraw: the amount
 
 
 @dataclass(frozen=True)
@@ -355,16 +333,7 @@ class PerpV2Strategy:
         action = candidate.private
         if not isinstance(action, PerpAction):
             raise pm_error(f"perp_v2: {candidate.key} is not a Perp candidate")
-        if action.kind == "withdraw":
-            data = _WITHDRAW + encode(["address", "uint256"], [action.base, action.bound]).hex()
-        elif action.kind == "close":
-            data = _CLOSE + encode(["(address,uint160,uint256,uint256,bytes32)"],
-                                   [(action.base, 0, action.bound, MAX_UINT, b"\0" * 32)]).hex()
-        else:
-            head = _LIQUIDATE if action.kind == "liquidate" else _CANCEL
-            data = head + encode(["address", "address"], [action.account, action.base]).hex()
-        to = self.setup.vault if action.kind == "withdraw" else self.clearing_house
-        return Call(to=to, data=data)
+        return encode_action(action, clearing_house=self.clearing_house, vault=self.setup.vault)
 
     # ------------------------------------------------------------------ extras
 
