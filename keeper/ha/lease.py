@@ -111,7 +111,7 @@ class Lease:
             self._thread.join(timeout=self.seconds * 2 + 5)
         epoch = self.epoch
         if release and epoch is not None and not self.lost.is_set():
-            self.lost.set()
+            self.lost.set()  # from now on, `held()` is false
             with contextlib.suppress(psycopg.Error, ConfigError), connect(
                     self.dsn, self.schema) as conn:
                 conn.execute(_RELEASE, self._params(epoch))

@@ -116,7 +116,9 @@ class Replica:
         finally:
             role.cancel()
             work.cancel()
-            await asyncio.to_thread(self.lease.stop, release=not self.lost)
+            # Released only while still ours (same holder and epoch): a standby then takes
+            # over at once instead of waiting for the expiry.
+            await asyncio.to_thread(self.lease.stop, release=True)
 
     async def _follow_lease(self, keeper: Keeper, changed: asyncio.Event,
                             stop: asyncio.Event) -> None:
@@ -126,8 +128,14 @@ class Replica:
             if self.lease.lost.is_set():
                 self._step_down(keeper)
                 return
-            promote = self.lease.epoch is not None and not self.leading
-            if promote and not await self._promote(keeper):
+            if self.lease.epoch is None or self.leading:
+                continue
+            try:
+                promoted = await self._promote(keeper)
+            except Exception:  # e.g. the journal's server: never hold a lease without leading
+                log.exception("promotion failed")
+                promoted = False
+            if not promoted:
                 self._step_down(keeper)
                 return
 
