@@ -99,6 +99,7 @@ class _Live:
     intent: TxIntent | None = None  # None when recovered after a restart
     backrun: Backrun | None = None
     rounds: int = 0
+    rest: asyncio.Task[None] | None = None  # the bundles for the later target blocks
 
 
 class BundleSubmitter:
@@ -145,13 +146,23 @@ class BundleSubmitter:
         """Claim, sign, journal and send each intent's bundle (best first), each on a free
         lane; one coroutine per intent, in order, follows it to its outcome."""
         follows: list[Follow] = []
+        sending: list[asyncio.Task[None]] = []
         for intent in intents:
             prepared = await self._prepare(intent, base_fee, backrun)
             if isinstance(prepared, Outcome):
                 follows.append(done(with_members(intent, prepared)))
             else:
+                # Its first bundle leaves while the next intent is signed and journaled.
+                sending.append(asyncio.ensure_future(self._first(prepared)))
                 follows.append(self._followed(prepared, intent))
+        if sending:
+            await asyncio.gather(*sending)  # every first bundle is out when this returns
         return follows
+
+    async def _first(self, live: _Live) -> None:
+        """The bundle for its first target block now; those for the later ones right after,
+        in the background (the follow waits for them)."""
+        await self._submit(live, live.tx.first_block, rest_later=True)
 
     async def _followed(self, live: _Live, intent: TxIntent) -> Outcome:
         try:
@@ -207,30 +218,42 @@ class BundleSubmitter:
                 ex.capital.release(opp.debt, opp.debt_to_cover, spent=False)
             raise
         lane.holder = tx_hash
-        live = _Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
+        return _Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
                      opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
                      intent=intent, backrun=backrun)
-        await self._submit(live, tx.first_block)
-        ex.journal.mark_sent(opp.key, tx_hash)
-        return live
 
-    async def _submit(self, live: _Live, first: int) -> list[BuilderReply]:
-        """Send the bundle(s) holding `live`'s transaction for blocks first..last."""
+    async def _submit(self, live: _Live, first: int, *, rest_later: bool = False) -> None:
+        """Send the bundle(s) holding `live`'s transaction for blocks first..last: one
+        mev_sendBundle for the range, or one eth_sendBundle per block, the first block's
+        first (`rest_later`: the others in a task, `live.rest`)."""
         raw, last = live.tx.raw_tx, live.tx.last_block
         backrun = live.backrun if live.rounds == 0 else None
         if backrun is not None and backrun.raw is None:
             replies = await self.client.mev_send_bundle(
                 backrun_body(backrun.hash, [raw]), first, last)
-        else:
-            txs = [backrun.raw, raw] if backrun is not None and backrun.raw else [raw]
-            requests = [("eth_sendBundle", [bundle_params(txs, block)])
-                        for block in range(first, last + 1)]
-            replies = [r for per in await self.client.send_many(requests) for r in per]
+            self._log(live, first, last, replies)
+            return
+        txs = [backrun.raw, raw] if backrun is not None and backrun.raw else [raw]
+        replies = await self.client.send_bundle(txs, first)
+        self._log(live, first, first, replies)
+        if last > first:
+            rest = self._rest(live, txs, first + 1, last)
+            if rest_later:
+                live.rest = asyncio.ensure_future(rest)
+            else:
+                await rest
+
+    async def _rest(self, live: _Live, txs: list[str], first: int, last: int) -> None:
+        requests = [("eth_sendBundle", [bundle_params(txs, block)])
+                    for block in range(first, last + 1)]
+        replies = [r for per in await self.client.send_many(requests) for r in per]
+        self._log(live, first, last, replies)
+
+    def _log(self, live: _Live, first: int, last: int, replies: list[BuilderReply]) -> None:
         refused = [(r.builder, r.error) for r in replies if not r.ok]
         log.info("bundle sent", key=live.key, tx=live.tx.tx_hash, lane=live.lane.index,
                  blocks=f"{first}-{last}", accepted=len(replies) - len(refused),
                  refused=refused or None)
-        return replies
 
     # ------------------------------------------------------------------ following
 
@@ -240,6 +263,10 @@ class BundleSubmitter:
         ex = self.executor
         bound = log.bind(strategy=live.strategy, key=live.key, tx=live.tx.tx_hash,
                          lane=live.lane.index)
+        if live.intent is not None:  # a fresh send (a recovered one is already 'sent')
+            if live.rest is not None:
+                await live.rest
+            ex.journal.mark_sent(live.key, live.tx.tx_hash)
         while True:
             receipt = await self._receipt(live.tx.tx_hash)
             if receipt is not None:
