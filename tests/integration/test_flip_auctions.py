@@ -40,34 +40,36 @@ from typing import Any
 
 import pytest
 from eth_abi.abi import encode
-from eth_account import Account
 from web3 import Web3
 
-from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.maker_seed import RAD, RAY, WAD, follow_price
 from keeper.devnet.uniswap import pair_artifact
 from keeper.dex.uniswap_v2 import PairBook, get_amount_out
-from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
-from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
 from keeper.execution.receipts import transfers
 from keeper.ranking import realized_value
-from keeper.strategy import StrategyContext
 from keeper.types import Opportunity
-from keeper.wiring import Keeper, assemble
-from strategies.maker import MakerStrategy, cat_bite
+from keeper.wiring import Keeper
 from strategies.maker import flip_rules as rules
 from strategies.maker.flip import FlipIntent, FlipSide
 from strategies.maker.flip_book import SELECTOR
 from strategies.maker.flip_rules import Bid
 from tests.conftest import Devnet
-from tests.integration.flip_helpers import ETH_A, chain_bids, flipper, fund_bidder, send
+from tests.integration.flip_helpers import (
+    ETH_A,
+    as_proxy,
+    chain_bids,
+    file_cat_box,
+    flip_keeper,
+    flipper,
+    fund_bidder,
+    keeper_turn,
+    send,
+)
 from tests.integration.helpers import fresh_accounts
 from tests.integration.maker_devnet import maker_devnet, rolled_back
-from tests.integration.maker_helpers import keeper_contract, maker_config
+from tests.integration.maker_helpers import keeper_contract
 
 GWEI = 10**9
 AUCTIONS = 3
@@ -91,51 +93,6 @@ def maker_session() -> Iterator[Devnet]:
 def maker(maker_session: Devnet) -> Iterator[Devnet]:
     with rolled_back(maker_session):
         yield maker_session
-
-
-def _as_proxy(devnet: Devnet, to: str, data: str) -> None:
-    info = devnet.info.maker
-    assert info is not None
-    devnet.rpc("anvil_impersonateAccount", info.pause_proxy)
-    try:
-        send(devnet, info.pause_proxy, to, data)
-    finally:
-        devnet.rpc("anvil_stopImpersonatingAccount", info.pause_proxy)
-
-
-def _file_cat_box(devnet: Devnet, box: int) -> None:
-    info = devnet.info.maker
-    assert info is not None
-    cat = mcd.contract(devnet.w3, "Cat", info.cat)
-    _as_proxy(devnet, info.cat, cat.encode_abi("file", [b"box".ljust(32, b"\0"), box]))
-
-
-async def _keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keeper, FlipSide]:
-    info = devnet.info
-    assert info.maker is not None
-    chain = await HttpRpc.open(info.rpc_url, timeout=60)
-    weth = info.tokens["WETH"].address.lower()
-    head = int(await chain.call("eth_blockNumber", []), 16)
-    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
-    live = LivePositions()
-    executor = Executor(
-        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal,
-        FeePolicy(3_000 * GWEI, 2 * GWEI),
-        appraise=lambda c, d, got, paid, gas: realized_value(
-            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
-            gas_paid=gas),
-        quote_token=weth, still_there=live)
-    await executor.start()
-    config = maker_config(devnet, contract, ilks={ETH_A: {"join": info.maker.ilks[ETH_A].join}},
-                          flip_exit_pair=info.maker.pairs["MCD_WETH/MCD_DAI"],
-                          max_vat_dai=5_000, flip_min_profit=5)
-    context = StrategyContext(chain_id=info.chain_id, liquidator=info.accounts.liquidator)
-    strategy = MakerStrategy(config, context)
-    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=10**15,
-                      priority_fee=2 * GWEI, executor=executor, live=live, poll_interval=0.05)
-    await keeper.sync()
-    assert isinstance(strategy.flip, FlipSide)
-    return keeper, strategy.flip
 
 
 def _move_exit_price(devnet: Devnet, trader: str, usd: int) -> None:
@@ -210,12 +167,6 @@ def _rival_turn(devnet: Devnet, side: FlipSide, rival: tuple[str, dict[int, int]
     return sent
 
 
-async def _keeper_turn(keeper: Keeper) -> list[Opportunity]:
-    """One engine step at the head, its sends awaited to their receipts."""
-    async with asyncio.TaskGroup() as tasks:
-        return await keeper.step(tasks)
-
-
 def _journal(path: Path) -> list[tuple[str, str, str, int, str]]:
     """(key, status, tx hash, realized profit, collateral) of every mined send."""
     with sqlite3.connect(path) as db:
@@ -238,16 +189,16 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path,
     if exit_price is not None:
         await asyncio.to_thread(_move_exit_price, maker, rival, exit_price)
     flip = flipper(maker)
-    _as_proxy(maker, flip.address, flip.encode_abi("file", [b"beg".ljust(32, b"\0"),
+    as_proxy(maker, flip.address, flip.encode_abi("file", [b"beg".ljust(32, b"\0"),
                                                             105 * WAD // 100]))
-    await asyncio.to_thread(_file_cat_box, maker, 1_550 * RAD)
+    await asyncio.to_thread(file_cat_box, maker, 1_550 * RAD)
     contract = await asyncio.to_thread(keeper_contract, maker)
     account = Web3.to_checksum_address(maker.info.accounts.liquidator)
     tokens = {name: mcd.contract(maker.w3, name, address)
               for name, address in (("Dai", info.dai), ("WETH9", info.weth))}
     start = {name: int(t.functions.balanceOf(account).call()) for name, t in tokens.items()}
     journal = Journal(tmp_path / "journal.sqlite")
-    keeper, side = await _keeper(maker, journal, contract)
+    keeper, side = await flip_keeper(maker, journal, contract)
     winners: dict[int, str] = {}
     bids: list[Opportunity] = []
     said: set[str] = set()  # what the model said of auction 1 along the way
@@ -256,12 +207,12 @@ async def test_flipper_auctions_against_a_rival(maker: Devnet, tmp_path: Path,
         unsafe = await asyncio.to_thread(_unsafe, maker)
         closed = False
         for rounds in range(MAX_ROUNDS):  # noqa: B007 (reported below)
-            sent = await _keeper_turn(keeper)
+            sent = await keeper_turn(keeper)
             bids += [o for o in sent if ":flip:" in o.key]
             said.add(side.passes.get((ETH_A, 1), ""))
             kicks = int(flip.functions.kicks().call())
             if kicks >= AUCTIONS and not closed:
-                await asyncio.to_thread(_file_cat_box, maker, 0)  # no more auctions
+                await asyncio.to_thread(file_cat_box, maker, 0)  # no more auctions
                 closed = True
             now_bids = chain_bids(maker, list(range(1, AUCTIONS + 1)))
             for auction_id, auction in now_bids.items():
@@ -374,107 +325,3 @@ async def _check(maker: Devnet, run: Run) -> None:
           f"WETH won {moved['WETH9'] / WAD:.4f}")
     # The lots won are worth more than they cost.
     assert total > 0 and moved["WETH9"] * run.exit_price > -moved["Dai"]
-
-
-async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_path: Path) -> None:
-    """An auction kicked by someone else and never bid on, past `tau`: the keeper's one send
-    ticks it and bids in the same MakerKeeper call (Flipper.tick then Flipper.tend)."""
-    info = maker.info.maker
-    assert info is not None
-    (biter,) = fresh_accounts(maker, 1)
-    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
-    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
-    call = cat_bite.bite_call(info.cat, ETH_A, urn)
-    await asyncio.to_thread(send, maker, biter, call.to, call.data)
-    flip = flipper(maker)
-    auction_id = int(flip.functions.kicks().call())
-    await asyncio.to_thread(_file_cat_box, maker, 0)  # the keeper bites nothing here
-    tau = int(flip.functions.tau().call())
-    maker.rpc("evm_increaseTime", tau + 10)
-    maker.rpc("evm_mine")
-    stale = chain_bids(maker, [auction_id])[auction_id]
-    now = int(maker.w3.eth.get_block("latest")["timestamp"])
-    assert rules.tick_refusal(stale, now) is None and stale.tic == 0
-    contract = await asyncio.to_thread(keeper_contract, maker)
-    journal = Journal(tmp_path / "journal.sqlite")
-    keeper, side = await _keeper(maker, journal, contract)
-    try:
-        maker.rpc("evm_mine")  # a head after the one it synced at
-        sent = await _keeper_turn(keeper)
-        (tend,) = sent
-        intent = tend.candidate.private
-        assert isinstance(intent, FlipIntent) and intent.kind == "tend", tend
-        assert tend.key.endswith(f":flip:{flip.address.lower()}:{auction_id}:tend:{stale.lot}:"
-                                 f"{intent.bid}:after-tick:{stale.end}"), tend.key
-        (outcome,) = keeper.outcomes.since(0)
-        assert outcome.status == "confirmed", outcome
-        mined = maker.w3.eth.get_block(outcome.block)
-        after = chain_bids(maker, [auction_id])[auction_id]
-        params = next(iter(side.ilks.values())).book.params
-        assert after.guy == contract.lower() and after.lot == stale.lot
-        assert (after.end, after.tic) == (mined["timestamp"] + params.tau,
-                                          mined["timestamp"] + params.ttl)
-        assert after.bid == intent.bid > 0
-        assert side.forbidden and all(r.startswith("Cat/liquidation-limit-hit")
-                                      for r in side.forbidden.values())
-    finally:
-        await keeper.aclose()
-        journal.close()
-
-
-async def test_a_bid_the_rival_outruns_is_a_lost_race(maker: Devnet, tmp_path: Path) -> None:
-    """Not turn by turn: the rival sees the keeper's bid in the pool and sends the same
-    bid with a higher tip, mined first in the same block. The keeper's bid reverts, and
-    the executor calls it a race lost (valid where it was ranked), not a revert."""
-    info = maker.info.maker
-    assert info is not None
-    (rival,) = fresh_accounts(maker, 1)
-    rival = Web3.to_checksum_address(rival)
-    await asyncio.to_thread(fund_bidder, maker, rival, 50_000 * WAD)
-    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
-    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
-    call = cat_bite.bite_call(info.cat, ETH_A, urn)
-    await asyncio.to_thread(send, maker, rival, call.to, call.data)
-    await asyncio.to_thread(_file_cat_box, maker, 0)  # the keeper only bids here
-    flip = flipper(maker)
-    auction_id = int(flip.functions.kicks().call())
-    contract = await asyncio.to_thread(keeper_contract, maker)
-    account = maker.info.accounts.liquidator.lower()
-    dai = mcd.contract(maker.w3, "Dai", info.dai)  # approved now: the bid is its first send
-    await asyncio.to_thread(send, maker, account, info.dai,
-                            dai.encode_abi("approve", [contract, 2**256 - 1]))
-    journal = Journal(tmp_path / "journal.sqlite")
-    keeper, _side = await _keeper(maker, journal, contract)
-    maker.rpc("evm_setAutomine", False)
-    try:
-        maker.rpc("evm_mine")  # a head after the one it synced at
-        turn = asyncio.create_task(_keeper_turn(keeper))
-
-        def pending_bid() -> dict[str, Any] | None:
-            block = maker.rpc("eth_getBlockByNumber", "pending", True)
-            assert isinstance(block, dict)
-            return next((t for t in block["transactions"] if t["from"].lower() == account
-                         and str(t["to"]).lower() == contract.lower()), None)
-
-        deadline = asyncio.get_running_loop().time() + 60
-        while (mine := await asyncio.to_thread(pending_bid)) is None:
-            assert asyncio.get_running_loop().time() < deadline, "the keeper sent no bid"
-            await asyncio.sleep(0.05)
-        auction = chain_bids(maker, [auction_id])[auction_id]
-        data = SELECTOR["tend"] + encode(["uint256"] * 3, [auction_id, auction.lot,
-                                                           auction.tab]).hex()
-        tip = int(mine.get("maxPriorityFeePerGas", mine["gasPrice"]), 16) * 10
-        maker.rpc("eth_sendTransaction", {
-            "from": rival, "to": flip.address, "data": data, "gas": hex(300_000),
-            "maxPriorityFeePerGas": hex(tip), "maxFeePerGas": hex(tip * 100)})
-        maker.rpc("evm_mine")
-        sent = await asyncio.wait_for(turn, 60)
-        assert sent, "the keeper ranked no bid"
-        (outcome,) = keeper.outcomes.since(0)
-        assert outcome.status == "lost", outcome
-        after = chain_bids(maker, [auction_id])[auction_id]
-        assert after.guy == rival.lower() and after.bid == auction.tab
-    finally:
-        maker.rpc("evm_setAutomine", True)
-        await keeper.aclose()
-        journal.close()

@@ -39,6 +39,7 @@ from strategies.maker.flip_rules import Bid
 from tests.conftest import Devnet
 from tests.integration.flip_helpers import (
     ETH_A,
+    as_proxy,
     block_ref,
     chain_bids,
     flipper,
@@ -76,16 +77,6 @@ def cat_state(devnet: Devnet) -> tuple[cat_bite.CatIlk, cat_bite.CatState]:
                               cat.functions.litter().call()))
 
 
-def file_as_proxy(devnet: Devnet, to: str, data: str) -> None:
-    info = devnet.info.maker
-    assert info is not None
-    devnet.rpc("anvil_impersonateAccount", info.pause_proxy)
-    try:
-        send(devnet, info.pause_proxy, to, data)
-    finally:
-        devnet.rpc("anvil_stopImpersonatingAccount", info.pause_proxy)
-
-
 def bite_every_vault(devnet: Devnet, biter: str) -> list[str]:
     """Bite each ETH-A vault until the Cat refuses, checking every plan; the refusals."""
     info = devnet.info.maker
@@ -116,7 +107,7 @@ def bite_every_vault(devnet: Devnet, biter: str) -> list[str]:
                 # Leave less room than the ilk's dust: the next bite must be refused.
                 lowered = True
                 box = cat.litter + plan.tab + ilk.dust // 2
-                file_as_proxy(devnet, info.cat, mcd.contract(devnet.w3, "Cat", info.cat)
+                as_proxy(devnet, info.cat, mcd.contract(devnet.w3, "Cat", info.cat)
                               .encode_abi("file", [b"box".ljust(32, b"\0"), box]))
     return refusals
 
@@ -240,7 +231,7 @@ async def _auction_script(maker: Devnet, check: Checker, alice: str, bob: str) -
                                                                       params), a.tab))
     await check.step()
     # Auction 2: Alice raises her own bid (only the raise moves), under a new beg.
-    file_as_proxy(maker, book.flipper, flipper(maker).encode_abi(
+    as_proxy(maker, book.flipper, flipper(maker).encode_abi(
         "file", [b"beg".ljust(32, b"\0"), 105 * WAD // 100]))
     await check.step()
     assert book.params.beg == 105 * WAD // 100
@@ -287,8 +278,8 @@ async def _auction_script(maker: Devnet, check: Checker, alice: str, bob: str) -
     # Auction 4 is yanked (as End would, by a ward that hoped the Flipper to be repaid the
     # bid): the book deletes it.
     hope = vat(maker).encode_abi("hope", [flipper(maker).address])
-    file_as_proxy(maker, vat(maker).address, hope)
-    file_as_proxy(maker, book.flipper, SELECTOR_YANK + encode(["uint256"], [four_id]).hex())
+    as_proxy(maker, vat(maker).address, hope)
+    as_proxy(maker, book.flipper, SELECTOR_YANK + encode(["uint256"], [four_id]).hex())
     await check.step()
     assert four_id not in book.auctions
 
