@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
-from collections.abc import Callable
 
 import structlog
 
 from keeper.config import KeeperConfig
-from keeper.engine import Engine
 from keeper.errors import ConfigError
 from keeper.execution.bundles import Backrun
 from keeper.intake.answers import PendingAnswer
 from keeper.intake.evaluate import evaluated
 from keeper.intake.react import Intake
 from keeper.intake.sources import AnswerSource, HintStream, PendingSubscription, PoolPoller
+from keeper.prepared import PreparedLiquidations
 from keeper.secrets import redact_url
 from keeper.types import BlockRef
 from keeper.wiring import Keeper
@@ -30,39 +30,56 @@ log = structlog.get_logger(__name__)
 
 
 class EarlyFire:
-    """Fire for a pending answer: what it opens (keeper/intake/evaluate.py: the strategies'
-    `candidates_if` at that answer, sized and ranked as a prepared level is) is dispatched
-    at once, each liquidation a backrun of the oracle transaction, valued at the head so
-    its bundle targets the next block, the one the oracle transaction is expected in.
+    """Fire for a pending answer, each liquidation a backrun of the oracle transaction,
+    valued at the head so its bundle targets the next block (the one the oracle transaction
+    is expected in): the deepest prepared level the answer reaches, at once, as a mined
+    log fires it; when none is ready (levels are rebuilt only while the loop is idle), what
+    the answer opens is valued on its own (keeper/intake/evaluate.py) and sent when ranked.
 
-    Not through the prepared levels yet: `PreparedLiquidations.fire` cannot carry the
-    backrun, and the levels are seldom fresh with bundles in flight (docs/auction.md)."""
+    The level is read (`PreparedLiquidations.ready`), not used up: the mined log may fire
+    it again, and the dispatcher skips every account with a send in flight."""
 
-    def __init__(self, engine: Engine, tasks: Callable[[], asyncio.TaskGroup | None]) -> None:
-        self.engine, self._tasks = engine, tasks
-        self.evaluated = 0  # answers valued
-        self.sent = 0  # liquidations those handed to the dispatcher
+    def __init__(self, prepared: PreparedLiquidations) -> None:
+        self.prepared = prepared
+        self.levels = 0  # answers that fired a prepared level
+        self.evaluated = 0  # answers valued on their own
+        self.sent = 0  # liquidations handed to the dispatcher
         self.seconds: list[float] = []  # answer read -> its liquidations dispatched
 
     def __call__(self, answer: PendingAnswer, head: BlockRef) -> int:
-        tasks = self._tasks()
-        if tasks is not None:
-            tasks.create_task(self._evaluate(answer, head, tasks))
-        return 0  # handed over once valued, by the task
+        prepared = self.prepared
+        dispatcher, tasks = prepared.engine.dispatcher, prepared.tasks
+        if dispatcher is None or tasks is None:
+            return 0
+        reached = [lv for lv in prepared.ready(answer.feed) if lv.reached_by(answer.answer)]
+        if reached:  # the deepest one reached is the nearest to the answer
+            level = min(reached, key=lambda lv: abs(lv.answer - answer.answer))
+            ready = [dataclasses.replace(o, block=head.number) for o in level.opportunities
+                     if not dispatcher.touched_after(o.strategy, o.account, o.block)]
+            sent = dispatcher.dispatch(ready, tasks, backrun=Backrun(answer.tx_hash))
+            if sent:
+                self.levels += 1
+                self._sent(answer, sent, head)
+                return sent
+        tasks.create_task(self._evaluate(answer, head, tasks))
+        return 0
+
+    def _sent(self, answer: PendingAnswer, sent: int, head: BlockRef) -> None:
+        self.sent += sent
+        self.seconds = [*self.seconds[-4095:], time.time() - answer.seen]
+        log.info("early answer's liquidations sent", feed=answer.feed, answer=answer.answer,
+                 tx=answer.tx_hash, sent=sent, block=head.number + 1)
 
     async def _evaluate(self, answer: PendingAnswer, head: BlockRef,
                         tasks: asyncio.TaskGroup) -> None:
-        dispatcher = self.engine.dispatcher
+        dispatcher = self.prepared.engine.dispatcher
         try:
-            ranked = await evaluated(self.engine, answer, head)
+            ranked = await evaluated(self.prepared.engine, answer, head)
             self.evaluated += 1
             if ranked and dispatcher is not None:
                 sent = dispatcher.dispatch(ranked, tasks, backrun=Backrun(answer.tx_hash))
-                self.sent += sent
-                self.seconds = [*self.seconds[-4095:], time.time() - answer.seen]
-                log.info("early answer's liquidations sent", feed=answer.feed,
-                         answer=answer.answer, tx=answer.tx_hash, sent=sent,
-                         block=head.number + 1)
+                if sent:
+                    self._sent(answer, sent, head)
         except Exception as exc:  # an early answer only saves time: the log still comes
             log.warning("cannot value an early answer", tx=answer.tx_hash, reason=str(exc))
 
@@ -82,7 +99,7 @@ def build_intake(keeper: Keeper, config: KeeperConfig) -> Intake | None:
         raise ConfigError("[intake] needs prepared liquidations: list the feeds as "
                           "[[execution.feeds]] and keep execution.prepared_levels above 0")
     engine = keeper.engine
-    intake = Intake([], EarlyFire(engine, lambda: prepared.tasks), lambda: engine.last)
+    intake = Intake([], EarlyFire(prepared), lambda: engine.last)
     feeds = sorted(prepared.rules)
     sources: list[AnswerSource] = []
     if settings.pending == "subscribe":
