@@ -24,10 +24,11 @@ the chain's nonce is still below it: while any bundle can land, no other transac
 signed for that nonce, across restarts too (`recovery`). Each transaction holds its nonce
 lane (keeper/execution/lanes.py) until it ends, so later liquidations take other lanes.
 
-A backrun (`Backrun`: a pending oracle transaction, or a hinted private one) puts ours
-right behind it: `eth_sendBundle [oracle raw, ours]`, or `mev_sendBundle` with the body
-`[{hash}, {tx: ours}]`. A resubmission sends ours alone (by then the oracle update is
-mined or gone).
+A backrun (`Backrun`: a pending oracle transaction, or a hinted private one) puts every
+liquidation of the dispatch right behind it, in one bundle (a builder includes at most one
+bundle holding a given transaction): `eth_sendBundle [oracle raw, ours...]`, or
+`mev_sendBundle` with the body `[{hash}, {tx: ours}...]` (keeper/execution/bundles_send.py).
+A resubmission sends each of ours alone (by then the oracle update is mined or gone).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ import structlog
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
-from keeper.execution.builders import BuilderClient, BuilderReply, backrun_body, bundle_params
+from keeper.execution.builders import BuilderClient
 from keeper.execution.bundles_journal import BundleBook, BundledTx
+from keeper.execution.bundles_send import Backrun, BundleSender, Live
 from keeper.execution.executor import Executor, _why_reverted
 from keeper.execution.flash import bid_paid
 from keeper.execution.journal import Signed
@@ -54,21 +56,13 @@ from keeper.execution.sender import Sender
 from keeper.execution.volley import Follow, done, gas_limit, with_members
 from keeper.types import Outcome, TxIntent
 
+__all__ = ["BUNDLE_BLOCKS", "Backrun", "BundleSetup", "BundleSubmitter", "Live"]
+
 log = structlog.get_logger(__name__)
 
 BUNDLE_BLOCKS = 3  # the next block and two more: as open-source searchers keep a bundle
 MAX_ROUNDS = 10  # resubmissions of one transaction, `blocks` blocks each
 POLL = 0.1  # seconds between checks of a bundled transaction (receipt, head)
-
-
-@dataclass(frozen=True)
-class Backrun:
-    """The transaction ours must follow: `raw` for a public pending one (then an
-    eth_sendBundle holds both), or only its `hash` when the builder holds it privately (a
-    hinted SVR update: mev_sendBundle)."""
-
-    hash: str
-    raw: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,31 +77,13 @@ class BundleSetup:
     poll: float = POLL
 
 
-@dataclass
-class _Live:
-    """One bundled transaction followed to its end."""
-
-    key: str
-    strategy: str
-    accounts: tuple[str, ...]
-    collateral: str
-    debt: str
-    ranked_at: int
-    lane: Lane
-    tx: BundledTx
-    call_to: str
-    intent: TxIntent | None = None  # None when recovered after a restart
-    backrun: Backrun | None = None
-    rounds: int = 0
-    rest: asyncio.Task[None] | None = None  # the bundles for the later target blocks
-
-
 class BundleSubmitter:
     """Signs on free lanes, journals, sends bundles to every builder, follows each one."""
 
     def __init__(self, executor: Executor, setup: BundleSetup) -> None:
         self.executor = executor
         self.client = setup.client
+        self.send = BundleSender(setup.client)
         self.blocks, self.max_rounds, self.poll = setup.blocks, setup.max_rounds, setup.poll
         self.book = BundleBook(executor.journal)
         lanes = [Lane(0, executor.account, executor.sender)]
@@ -144,27 +120,47 @@ class BundleSubmitter:
         self, intents: Sequence[TxIntent], base_fee: int, backrun: Backrun | None = None,
     ) -> list[Follow]:
         """Claim, sign, journal and send each intent's bundle (best first), each on a free
-        lane; one coroutine per intent, in order, follows it to its outcome."""
+        lane; one coroutine per intent, in order, follows it to its outcome. Behind a
+        `backrun`, all of them go in one bundle (a builder includes one bundle holding a
+        given transaction), journaled together first."""
+        first = max(self.head, *(i.opportunity.block for i in intents)) + 1 if intents else 0
         follows: list[Follow] = []
         sending: list[asyncio.Task[None]] = []
+        group: list[Live] = []
         for intent in intents:
-            prepared = await self._prepare(intent, base_fee, backrun)
+            prepared = await self._prepare(intent, base_fee, backrun, first,
+                                           journal=backrun is None)
             if isinstance(prepared, Outcome):
                 follows.append(done(with_members(intent, prepared)))
-            else:
-                # Its first bundle leaves while the next intent is signed and journaled.
-                sending.append(asyncio.ensure_future(self._first(prepared)))
-                follows.append(self._followed(prepared, intent))
+                continue
+            if backrun is None:  # its bundle leaves while the next one is signed
+                sending.append(asyncio.ensure_future(self.send.alone(
+                    prepared, first, rest_later=True)))
+            group.append(prepared)
+            follows.append(self._followed(prepared, intent))
+        if backrun is not None and group:
+            self._journal_group(group)
+            sending.append(asyncio.ensure_future(self.send.behind(group, backrun)))
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
         return follows
 
-    async def _first(self, live: _Live) -> None:
-        """The bundle for its first target block now; those for the later ones right after,
-        in the background (the follow waits for them)."""
-        await self._submit(live, live.tx.first_block, rest_later=True)
+    def _journal_group(self, group: list[Live]) -> None:
+        """The group's signed transactions on disk in one synced write; if that fails,
+        none left the keeper: their nonces and lanes are given back."""
+        try:
+            self.book.record_signed_all([
+                (Signed(live.key, live.tx.nonce, live.tx.tx_hash, live.tx.raw_tx,
+                        live.tx.max_fee, live.tx.priority_fee), live.lane.address)
+                for live in group], first_block=group[0].tx.first_block,
+                last_block=group[0].tx.last_block)
+        except BaseException:
+            for live in group:
+                live.lane.nonces.release(live.tx.nonce)
+                live.lane.holder = None
+            raise
 
-    async def _followed(self, live: _Live, intent: TxIntent) -> Outcome:
+    async def _followed(self, live: Live, intent: TxIntent) -> Outcome:
         try:
             return with_members(intent, await self.follow(live))
         finally:
@@ -173,8 +169,10 @@ class BundleSubmitter:
                 self.executor.capital.release(opp.debt, opp.debt_to_cover, spent=True)
 
     async def _prepare(
-        self, intent: TxIntent, base_fee: int, backrun: Backrun | None,
-    ) -> _Live | Outcome:
+        self, intent: TxIntent, base_fee: int, backrun: Backrun | None, first: int, *,
+        journal: bool,
+    ) -> Live | Outcome:
+        """Claimed, on a lane, signed for blocks `first`.., and (`journal`) journaled."""
         ex, opp = self.executor, intent.opportunity
         claimed = (ex.journal.claim_batch(opp, intent.members, ex.chain.chain_id)
                    if intent.members else ex.journal.claim(opp, ex.chain.chain_id))
@@ -203,12 +201,12 @@ class BundleSubmitter:
                 gas = gas_limit(intent, 0)
                 tx_hash, raw = await lane.sender.sign(intent.call.to, intent.call.data, gas,
                                                       nonce, fees)
-                first = max(self.head, opp.block) + 1
                 tx = BundledTx(opp.key, tx_hash, nonce, raw, fees[0], fees[1], lane.address,
                                first, first + self.blocks - 1)
-                self.book.record_signed(Signed(opp.key, nonce, tx_hash, raw, *fees),
-                                        sender=lane.address, first_block=tx.first_block,
-                                        last_block=tx.last_block)
+                if journal:
+                    self.book.record_signed(Signed(opp.key, nonce, tx_hash, raw, *fees),
+                                            sender=lane.address, first_block=tx.first_block,
+                                            last_block=tx.last_block)
             except BaseException:
                 lane.nonces.release(nonce)  # never left the keeper
                 raise
@@ -218,46 +216,13 @@ class BundleSubmitter:
                 ex.capital.release(opp.debt, opp.debt_to_cover, spent=False)
             raise
         lane.holder = tx_hash
-        return _Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
+        return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
                      opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
                      intent=intent, backrun=backrun)
 
-    async def _submit(self, live: _Live, first: int, *, rest_later: bool = False) -> None:
-        """Send the bundle(s) holding `live`'s transaction for blocks first..last: one
-        mev_sendBundle for the range, or one eth_sendBundle per block, the first block's
-        first (`rest_later`: the others in a task, `live.rest`)."""
-        raw, last = live.tx.raw_tx, live.tx.last_block
-        backrun = live.backrun if live.rounds == 0 else None
-        if backrun is not None and backrun.raw is None:
-            replies = await self.client.mev_send_bundle(
-                backrun_body(backrun.hash, [raw]), first, last)
-            self._log(live, first, last, replies)
-            return
-        txs = [backrun.raw, raw] if backrun is not None and backrun.raw else [raw]
-        replies = await self.client.send_bundle(txs, first)
-        self._log(live, first, first, replies)
-        if last > first:
-            rest = self._rest(live, txs, first + 1, last)
-            if rest_later:
-                live.rest = asyncio.ensure_future(rest)
-            else:
-                await rest
-
-    async def _rest(self, live: _Live, txs: list[str], first: int, last: int) -> None:
-        requests = [("eth_sendBundle", [bundle_params(txs, block)])
-                    for block in range(first, last + 1)]
-        replies = [r for per in await self.client.send_many(requests) for r in per]
-        self._log(live, first, last, replies)
-
-    def _log(self, live: _Live, first: int, last: int, replies: list[BuilderReply]) -> None:
-        refused = [(r.builder, r.error) for r in replies if not r.ok]
-        log.info("bundle sent", key=live.key, tx=live.tx.tx_hash, lane=live.lane.index,
-                 blocks=f"{first}-{last}", accepted=len(replies) - len(refused),
-                 refused=refused or None)
-
     # ------------------------------------------------------------------ following
 
-    async def follow(self, live: _Live) -> Outcome:
+    async def follow(self, live: Live) -> Outcome:
         """Wait for `live`'s transaction until its last target block is mined; then settle
         it, or judge it outbid or expired (resubmitting while it is still worth it)."""
         ex = self.executor
@@ -282,7 +247,7 @@ class BundleSubmitter:
             if ended is not None:
                 return ended
 
-    async def _not_included(self, live: _Live, bound: Any) -> Outcome | None:
+    async def _not_included(self, live: Live, bound: Any) -> Outcome | None:
         """The last target block is mined without it: an outcome, or None once resubmitted."""
         ex, lane, tx = self.executor, live.lane, live.tx
         used = int(await ex.chain.call("eth_getTransactionCount", [lane.address, "latest"]), 16)
@@ -317,10 +282,10 @@ class BundleSubmitter:
         self.book.extend(tx.tx_hash, live.tx.last_block)  # on disk before the bundles leave
         bound.info("bundle not included; sent again", round=live.rounds,
                    blocks=f"{first}-{live.tx.last_block}")
-        await self._submit(live, first)
+        await self.send.alone(live, first)
         return None
 
-    def _end(self, live: _Live, outcome: Outcome, *, reissue: bool = True) -> Outcome:
+    def _end(self, live: Live, outcome: Outcome, *, reissue: bool = True) -> Outcome:
         """It can no longer be mined: dropped in the journal (the opportunity may be claimed
         again), its nonce given back to the lane, the lane free."""
         self.executor.journal.mark_dropped(live.key, live.tx.tx_hash)
@@ -335,7 +300,7 @@ class BundleSubmitter:
         found = await self.executor.chain.call("eth_getTransactionReceipt", [tx_hash])
         return found if isinstance(found, dict) and found.get("blockNumber") else None
 
-    async def _mined(self, live: _Live, receipt: dict[str, Any], bound: Any) -> Outcome:
+    async def _mined(self, live: Live, receipt: dict[str, Any], bound: Any) -> Outcome:
         ex = self.executor
         live.lane.nonces.confirm(live.tx.nonce)
         live.lane.holder = None
@@ -366,7 +331,7 @@ class BundleSubmitter:
                 continue
             lane.holder = tx.tx_hash
             call_to = _recipient(tx.raw_tx)
-            live = _Live(tx.key, record.strategy, (record.account,), record.collateral,
+            live = Live(tx.key, record.strategy, (record.account,), record.collateral,
                          record.debt, record.block, lane, tx, call_to)
             log.info("recovering a bundled transaction of an earlier run", key=tx.key,
                      tx=tx.tx_hash, lane=lane.index, last_block=tx.last_block)

@@ -20,7 +20,7 @@ other lanes out of its own nonce stream and its public recovery.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -76,6 +76,19 @@ class BundleBook:
                        " VALUES (?, ?, ?, ?)",
                        (signed.tx_hash, sender.lower(), sqlite_int(first_block, "block"),
                         sqlite_int(last_block, "block")))
+
+    def record_signed_all(
+        self, signed: Sequence[tuple[Signed, str]], *, first_block: int, last_block: int
+    ) -> None:
+        """`record_signed` of several (transaction, sender) in one synced write."""
+        with self._write() as db:
+            now = self.journal._clock()
+            for record, sender in signed:
+                _record_signed(db, record, now)
+                db.execute("INSERT INTO bundle_txs (tx_hash, sender, first_block, last_block)"
+                           " VALUES (?, ?, ?, ?)",
+                           (record.tx_hash, sender.lower(), sqlite_int(first_block, "block"),
+                            sqlite_int(last_block, "block")))
 
     def extend(self, tx_hash: str, last_block: int) -> None:
         """Its bundles now target up to `last_block` (synced before they are sent)."""

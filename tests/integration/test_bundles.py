@@ -26,7 +26,7 @@ from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc
 from keeper.devnet.builder import running_builder
 from keeper.execution.builders import BuilderClient, BuilderEndpoint
-from keeper.execution.bundles import BundleSetup
+from keeper.execution.bundles import Backrun, BundleSetup
 from keeper.execution.bundles_executor import BundleExecutor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
@@ -247,3 +247,34 @@ async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
     with Journal(path) as journal:
         record = journal.get("test:bundle:before")
         assert record is not None and [t.status for t in record.transactions] == ["confirmed"]
+
+
+async def test_a_dispatch_backruns_a_hinted_transaction_in_one_bundle(
+    net: Net, journal: Journal,
+) -> None:
+    """Every liquidation of one dispatch behind the hinted (private) oracle transaction, in
+    one mev_sendBundle: a builder includes one bundle holding a given transaction."""
+    accounts = funded(net, 2)
+    [oracle] = funded(net, 1)  # a stand-in for the oracle network's transmitter
+    net.client.accounts.append(oracle)
+    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
+                                        net.client.accounts[0].address, value=1)
+    net.client("eth_sendPrivateTransaction", {"tx": hinted})  # announced on the hint stream
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        follows = await ex.launch([intent(victim(), head, "first"),
+                                   intent(victim(), head, "second")],
+                                  base_fee=GWEI, backrun=Backrun(hinted_hash))
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        first, second = (t.result() for t in tasks)
+    assert first.status == second.status == "confirmed", (first, second)
+    assert first.block == second.block == head + 1  # the oracle transaction's block
+    block = net.client("eth_getBlockByNumber", hex(first.block), False)["transactions"]
+    at = block.index(hinted_hash)
+    assert block[at + 1:at + 3] == [first.tx_hash, second.tx_hash]  # right behind it
+    fates = [b for b in net.client("builder_blocks")[-1]["bundles"]
+             if b["kind"] == "mev_sendBundle"]
+    assert [b["status"] for b in fates] == ["included"]  # one bundle holds both
