@@ -16,7 +16,8 @@ pragma solidity 0.8.19;
 /// - liquidations 1.2 (Cat + Flipper): `bite` kicks an auction and places the first bid,
 ///   `tend` / `dent` bid with this contract as the bidder (`guy`), pulling only the Maker DAI
 ///   its Vat balance lacks (an outbid bid's refund stays here for the next one), `deal`
-///   exits a lot won to the owner as the ilk's ERC-20, and `payOut` returns the refunds.
+///   exits a lot won to the owner as the ilk's ERC-20, `payOut` returns the refunds and
+///   `exitGem` a lot won here that someone else dealt.
 /// @dev Every entry point is the owner's. Mirrors Clipper.take's `owe` (dss clip.sol) to know
 /// how much DAI to pull; a mismatch only leaves a little Vat DAI here for the next take.
 interface VatLike {
@@ -91,6 +92,7 @@ contract MakerKeeper {
     event Bid(address indexed flip, uint256 indexed id, uint256 lot, uint256 bid, uint256 pulled);
     event Dealt(address indexed flip, uint256 indexed id, uint256 lot);
     event PaidOut(uint256 wad);
+    event Exited(address indexed gemJoin, uint256 wad);
 
     modifier onlyOwner() {
         require(msg.sender == owner, "MakerKeeper/not-owner");
@@ -186,6 +188,13 @@ contract MakerKeeper {
     function payOut() external onlyOwner returns (uint256 wad) {
         wad = _payOut();
         emit PaidOut(wad);
+    }
+
+    /// Exits gems held in the Vat here to the owner: a lot won here that someone else dealt
+    /// (Flipper.deal is anyone's).
+    function exitGem(address gemJoin, uint256 wad) external onlyOwner {
+        JoinLike(gemJoin).exit(owner, wad);
+        emit Exited(gemJoin, wad);
     }
 
     function _tend(address flip, uint256 id, uint256 lot, uint256 bid, uint256 maxDai) internal {

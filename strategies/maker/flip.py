@@ -21,8 +21,9 @@ Every call goes through the keeper's MakerKeeper contract, which is the auctions
 (`guy`): it pulls from the account only the Maker DAI its Vat balance lacks for a bid (a
 refund of an outbid bid stays there and pays for the next one), and exits a lot it won to
 the account as the gem's ERC-20; `payOut` returns the refunds (a **payout** candidate, once
-they reach a DAI and no bid of the block would spend them; their amount is mirrored from the
-Vat's `move`/`suck` notes). So the journal values each send from its receipt's transfers:
+they reach a DAI and no bid of the block would spend them), and `exitGem` a lot it won that
+someone else dealt (an **exit** candidate); both amounts are mirrored from the Vat's notes
+(flip_vat.py). So the journal values each send from its receipt's transfers:
 a bid is the DAI it pulled, a deal the gem it returned, a payout the DAI it returned. A
 candidate's `seize(repay)` is the lot the bid is for (what it wins), `repay` the whole bid.
 """
@@ -49,6 +50,7 @@ from strategies.maker.config import MakerConfig
 from strategies.maker.flip_bidder import GAS, AuctionAt, BidTerms, FlipAction, Pass, decide
 from strategies.maker.flip_book import FlipBook, sync_book
 from strategies.maker.flip_rules import RAY, WAD, Bid
+from strategies.maker.flip_vat import KeeperVat
 
 log = structlog.get_logger(__name__)
 
@@ -67,9 +69,7 @@ _TEND = _selector("tend(address,uint256,uint256,uint256,uint256)")
 _DENT = _selector("dent(address,uint256,uint256,uint256,uint256)")
 _DEAL = _selector("deal(address,address,uint256)")
 _PAY_OUT = _selector("payOut()")
-# The Vat's own LibNote: topic 0 the selector, topics 1-3 the first three arguments.
-_MOVE = _selector("move(address,address,uint256)") + "00" * 28
-_SUCK = _selector("suck(address,address,uint256)") + "00" * 28
+_EXIT_GEM = _selector("exitGem(address,uint256)")
 # Refunds in MakerKeeper's Vat balance are paid out once they reach a DAI.
 PAY_OUT_FROM = WAD * RAY
 PAY_OUT_GAS = 150_000
@@ -79,7 +79,7 @@ PAY_OUT_GAS = 150_000
 class FlipIntent:
     """`Candidate.private` of the Flipper side: one MakerKeeper call."""
 
-    kind: str  # "bite", "tend", "dent", "deal" or "payout"
+    kind: str  # "bite", "tend", "dent", "deal", "payout" or "exit"
     ilk: str
     flipper: str
     auction_id: int = 0  # 0 for a bite (its id is known once it is mined)
@@ -113,16 +113,13 @@ class FlipSide:
         self.forbidden: dict[tuple[str, str], str] = {}  # (ilk, urn) -> Cat's revert string
         self.passes: dict[tuple[str, int], str] = {}  # (ilk, id) -> why the model passes
         self._spent = 0  # DAI [rad] the candidates offered so far this block would move
-        # MakerKeeper's DAI in the Vat [rad] (refunds of outbid bids), from the Vat's move
-        # and suck notes; `_credits` counts the notes that added to it (a payout's key).
-        self.vat_dai = 0
-        self._credits = 0
+        # MakerKeeper's DAI and gems in the Vat (refunds; lots others dealt to it).
+        self.held = KeeperVat(config.vat.lower(), self.keeper)
 
     def subscriptions(self) -> Sequence[LogFilter]:
         if self.config.cat is None:
             return []
-        filters = [LogFilter((self.config.cat.lower(),), CAT_TOPICS),
-                   LogFilter((self.config.vat.lower(),), (_MOVE, _SUCK))]
+        filters = [LogFilter((self.config.cat.lower(),), CAT_TOPICS), self.held.subscription()]
         filters += [i.book.subscriptions() for i in self.ilks.values()]
         if self.pairs is not None:
             filters.append(self.pairs.subscriptions())
@@ -144,9 +141,10 @@ class FlipSide:
             gem = "0x" + (await chain.eth_call(join, _selector("gem()"), at.number))[-40:]
             flip_book = await sync_book(chain, flip, self.config.start_block, at)
             ilks[name] = _Ilk(name, join, gem.lower(), flip_book)
-        balance = await chain.eth_call(
-            self.config.vat, _selector("dai(address)") + "00" * 12 + self.keeper[2:], at.number)
-        self.vat_dai, self._credits = int(balance, 16), 0
+        reads = self.held.reads(list(ilks))
+        answers = await chain.batch([("eth_call", [{"to": to, "data": data}, hex(at.number)])
+                                     for to, data in reads])
+        self.held.load(list(ilks), [str(a) for a in answers])
         pairs = None
         if self.config.flip_exit_pair is not None and ilks:
             pairs = await PairBook.load(chain, [self.config.flip_exit_pair], at)
@@ -156,11 +154,9 @@ class FlipSide:
         """One block's logs (the vault book's are MakerStrategy's)."""
         if self.cat is None:
             return
-        vat = self.config.vat.lower()
         for event in events:
             self.cat.apply(event)
-            if event.address == vat and event.topic0 in (_MOVE, _SUCK) and not event.removed:
-                self._vat_note(event)
+            self.held.apply(event)
         for ilk in self.ilks.values():
             ilk.book.apply(events, block)
         if self.pairs is not None:
@@ -181,19 +177,10 @@ class FlipSide:
                     out.append(candidate)
         # Refunds go back to the account once no bid of this block would spend them (a bid
         # takes them before pulling more: paying out first would only cost a transaction).
-        if self.vat_dai >= PAY_OUT_FROM and self._spent == 0:
+        if self.held.dai >= PAY_OUT_FROM and self._spent == 0:
             out.append(self._pay_out())
+        out += [self._exit(self.ilks[n], wad) for n, wad in self.held.gems.items() if wad > 0]
         return out
-
-    def _vat_note(self, event: Event) -> None:
-        """Vat.move(src, dst, rad) and Vat.suck(u, v, rad) to or from MakerKeeper."""
-        src, dst = "0x" + event.topics[1][-40:], "0x" + event.topics[2][-40:]
-        rad = int(event.topics[3], 16)
-        if dst == self.keeper:
-            self.vat_dai += rad
-            self._credits += 1
-        if src == self.keeper and event.topic0 == _MOVE:
-            self.vat_dai -= rad
 
     # ------------------------------------------------------------------ the model's inputs
 
@@ -292,15 +279,21 @@ class FlipSide:
 
     def _pay_out(self) -> Candidate:
         """Refunds back to the account: nothing paid, the whole DAI received."""
-        wad = self.vat_dai // RAY
+        wad = self.held.dai // RAY
         return Candidate(
             strategy="maker", account=self.keeper, collateral=self.dai, debt=self.dai,
             max_repay=1, health_factor=0,
-            key=f"{self.context.chain_id}:maker:{self.keeper}:flip:payout:{self._credits}:"
-                f"{self.vat_dai}",
+            key=f"{self.context.chain_id}:maker:{self.keeper}:flip:payout:{self.held.credits}:"
+                f"{self.held.dai}",
             seize=lambda _repay: wad, actual_repay=lambda _repay: 0, gas_limit=PAY_OUT_GAS,
             spender=self.keeper, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
             private=FlipIntent("payout", "", ""))
+
+    def _exit(self, ilk: _Ilk, wad: int) -> Candidate:
+        """Gems someone else dealt to MakerKeeper (a lot it won) back to the account."""
+        intent = FlipIntent("exit", ilk.name, ilk.book.flipper, lot=wad)
+        return self._candidate(ilk, intent, self.keeper, PAY_OUT_GAS,
+                               key=f"flip:exit:{ilk.name}:{self.held.credits}:{wad}")
 
     def _candidate(self, ilk: _Ilk, intent: FlipIntent, account: str, gas: int, *,
                    key: str) -> Candidate:
@@ -324,6 +317,9 @@ class FlipSide:
         max_dai = -(-intent.bid // RAY)
         if intent.kind == "payout":
             return Call(to=self.keeper, data=_PAY_OUT)
+        if intent.kind == "exit":
+            return Call(to=self.keeper, data=_EXIT_GEM + encode(
+                ["address", "uint256"], [self.ilks[intent.ilk].join, intent.lot]).hex())
         if intent.kind == "bite":
             data = _BITE + encode(
                 ["address", "bytes32", "address", "address", "uint256", "uint256"],

@@ -318,7 +318,7 @@ async def _check(maker: Devnet, run: Run) -> None:
     end = {name: int(t.functions.balanceOf(Web3.to_checksum_address(account)).call())
            for name, t in tokens.items()}
     assert {n: end[n] - start[n] for n in end} == moved, (start, end, moved)
-    assert refunds > 0 and side.vat_dai < RAD  # the lost auction's bid came back
+    assert refunds > 0 and side.held.dai < RAD  # the lost auction's bid came back
     total = sum(r[3] for r in rows)
     print(f"\nflip: winners {winners}; {len(rows)} keeper sends, realized {total / WAD:.4f} "
           f"WETH; DAI paid net {-moved['Dai'] / WAD:.2f} (refunds {refunds / WAD:.2f}), "

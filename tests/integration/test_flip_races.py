@@ -152,3 +152,47 @@ async def test_a_bid_the_rival_outruns_is_a_lost_race(maker: Devnet, tmp_path: P
         maker.rpc("evm_setAutomine", True)
         await keeper.aclose()
         journal.close()
+
+
+async def test_a_lot_someone_else_dealt_to_the_keeper_is_exited(maker: Devnet,
+                                                                tmp_path: Path) -> None:
+    """The keeper wins an auction but the rival calls Flipper.deal first (anyone may): the
+    lot lands in MakerKeeper's Vat balance; the keeper's next send exits it to the account
+    (MakerKeeper.exitGem), mirrored from the Vat's flux and slip notes."""
+    info = maker.info.maker
+    assert info is not None
+    (rival,) = fresh_accounts(maker, 1)
+    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
+    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
+    call = cat_bite.bite_call(info.cat, ETH_A, urn)
+    await asyncio.to_thread(send, maker, rival, call.to, call.data)
+    await asyncio.to_thread(file_cat_box, maker, 0)  # the keeper only bids here
+    flip = flipper(maker)
+    auction_id = int(flip.functions.kicks().call())
+    contract = await asyncio.to_thread(keeper_contract, maker)
+    journal = Journal(tmp_path / "journal.sqlite")
+    keeper, side = await flip_keeper(maker, journal, contract)
+    weth = mcd.contract(maker.w3, "WETH9", info.weth)
+    account = Web3.to_checksum_address(maker.info.accounts.liquidator)
+    try:
+        maker.rpc("evm_mine")
+        assert [o.candidate.private.kind for o in await keeper_turn(keeper)
+                if isinstance(o.candidate.private, FlipIntent)] == ["tend"]
+        won = chain_bids(maker, [auction_id])[auction_id]
+        assert won.guy == contract.lower()
+        maker.rpc("evm_increaseTime", int(flip.functions.ttl().call()) + 10)
+        await asyncio.to_thread(send, maker, rival, flip.address,
+                                SELECTOR["deal"] + encode(["uint256"], [auction_id]).hex())
+        before = int(weth.functions.balanceOf(account).call())
+        sent = await keeper_turn(keeper)
+        kinds = [o.candidate.private.kind for o in sent
+                 if isinstance(o.candidate.private, FlipIntent)]
+        assert kinds == ["exit"], kinds
+        assert int(weth.functions.balanceOf(account).call()) - before == won.lot
+        exited = keeper.outcomes.since(1)
+        assert [o.status for o in exited] == ["confirmed"] and exited[0].realized_profit > 0
+        maker.rpc("evm_mine")
+        assert await keeper_turn(keeper) == [] and side.held.gems[ETH_A] == 0  # once
+    finally:
+        await keeper.aclose()
+        journal.close()
