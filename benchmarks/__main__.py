@@ -20,7 +20,8 @@ the next's figures):
 8. `benchmarks.bench_sweep`: a backtest sweep (2 price paths x 3 bid shares) on a local
    Ray instance against the same backtests one after another;
 9. `benchmarks.bench_ha_takeover`: two `[ha]` replicas with 1 s blocks, the leader killed:
-   how long until the standby leads and first sends.
+   how long until the standby leads and first sends; `benchmarks.bench_journal_pg`: a
+   volley's journal writes on SQLite against PostgreSQL.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -43,6 +44,7 @@ FULL: list[list[str]] = [
     ["benchmarks.bench_volley"],
     ["benchmarks.bench_sweep"],
     ["benchmarks.bench_ha_takeover"],
+    ["benchmarks.bench_journal_pg"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -54,6 +56,7 @@ QUICK: list[list[str]] = [
     ["benchmarks.bench_volley", "--trials", "2", "--sends", "1", "4"],
     ["benchmarks.bench_sweep", "--steps", "4", "--shares", "0,0.5"],
     ["benchmarks.bench_ha_takeover", "--trials", "1"],
+    ["benchmarks.bench_journal_pg", "--volleys", "20"],
 ]
 
 
