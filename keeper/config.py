@@ -150,6 +150,8 @@ class KeeperConfig(BaseSettings):
             endpoint["url"] = secrets.redact_url(endpoint["url"])
         if "ws_url" in chain:
             chain["ws_url"] = secrets.redact_url(chain["ws_url"])
+        for builder in data["execution"].get("builders", []):  # a relay URL may hold a key
+            builder["url"] = secrets.redact_url(builder["url"])
         return data
 
 

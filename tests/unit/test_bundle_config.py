@@ -12,6 +12,7 @@ import pytest
 
 from keeper import secrets
 from keeper.chain.http import HttpRpc
+from keeper.config import load_config
 from keeper.execution.bundles_config import make_executor
 from keeper.execution.bundles_executor import BundleExecutor
 from keeper.execution.executor import Executor
@@ -44,6 +45,14 @@ def test_bundle_mode_needs_a_builder(tmp_path: Path) -> None:
     assert "http://" in error_of(write(tmp_path, bad))
 
 
+def test_builder_urls_are_masked_for_display(tmp_path: Path) -> None:
+    keyed = BUNDLE.replace("https://builder.example/rpc",
+                           "https://builder.example/v1/a1b2c3d4e5f6a7b8c9d0")
+    shown = load_config(write(tmp_path, keyed)).masked()["execution"]["builders"]
+    assert [b["url"] for b in shown] == ["http://127.0.0.1:1",
+                                         f"https://builder.example/v1/{secrets.MASK}"]
+
+
 @pytest.mark.parametrize("key", ["searcher_key", "lane_keys"])
 def test_bundle_keys_are_refused_in_the_file(tmp_path: Path, key: str) -> None:
     value = f'"{SEARCHER}"' if key == "searcher_key" else f'["{SEARCHER}"]'
@@ -56,8 +65,6 @@ def test_bundle_mode_from_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", KEY)
     monkeypatch.setenv("KEEPER_ACCOUNT__SEARCHER_KEY", SEARCHER)
     monkeypatch.setenv("KEEPER_ACCOUNT__LANE_KEYS", json.dumps(LANES))
-    from keeper.config import load_config  # noqa: PLC0415 (after the environment is set)
-
     config = load_config(write(tmp_path, BUNDLE))
     assert config.execution.submitter == "bundle" and config.execution.bundle_blocks == 5
     assert [b.name for b in config.execution.builders] == ["first", "second"]
