@@ -35,6 +35,7 @@ from typing import Any
 import structlog
 
 from keeper.engine import Engine
+from keeper.execution.armed import PRESIGNED_PER_LEVEL, Armed
 from keeper.ranking import LADDER_STEPS, head_start, swaps_of
 from keeper.types import BlockRef, Candidate, ChainStep, Opportunity
 
@@ -73,6 +74,7 @@ class Level:
     answer: int
     direction: int
     opportunities: tuple[Opportunity, ...]
+    armed: Armed | None = None  # its sends built and the first ones signed (`arm`)
 
     def reached_by(self, answer: int) -> bool:
         return answer <= self.answer if self.direction < 0 else answer >= self.answer
@@ -88,6 +90,8 @@ class PreparedStats:
     fired: int = 0  # levels sent
     sent: int = 0  # liquidations handed to the dispatcher from a level
     last_seconds: float = 0.0  # how long the last preparation took
+    presigned: int = 0  # transactions signed ahead after the last step (all levels)
+    arm_seconds: float = 0.0  # of `last_seconds`, building and signing them
     seconds: list[float] = field(default_factory=list)  # the last few preparation times
 
 
@@ -102,10 +106,12 @@ class PreparedLiquidations:
 
     def __init__(
         self, engine: Engine, rules: Mapping[str, FeedRule], *, levels: int = DEFAULT_LEVELS,
+        presign: int = PRESIGNED_PER_LEVEL,
     ) -> None:
         self.engine = engine
         self.rules = {a.lower(): r for a, r in rules.items()}
         self.levels = levels
+        self.presign = presign  # transactions signed ahead per level (0: none)
         self.tasks: asyncio.TaskGroup | None = None  # the loop's, where sends run
         self.stats = PreparedStats()
         self._at: BlockRef | None = None  # the head the levels were prepared at
@@ -141,6 +147,8 @@ class PreparedLiquidations:
             return
         at = self._at
         if not changed and at is not None and 0 <= head.number - at.number < REUSE_BLOCKS:
+            # Kept; their signatures are for a nonce and a base fee: sign again if those moved.
+            self._ready = await self._arm(self._ready, abandon, stale_only=True)
             return
         started = time.perf_counter()
         wanted: dict[tuple[str, int, int], list[Candidate]] = {}
@@ -185,14 +193,45 @@ class PreparedLiquidations:
                     if held:
                         ready.setdefault(feed, []).append(
                             Level(feed, answer, direction, tuple(held)))
+        armed_at = time.perf_counter()
         self._ready, self._at, self._touched = ready, head, set()
+        self._ready = await self._arm(ready, abandon)
         elapsed = time.perf_counter() - started
         stats = self.stats
+        stats.arm_seconds = time.perf_counter() - armed_at
         stats.prepared += 1
         stats.levels = sum(len(v) for v in ready.values())
         stats.opportunities = sum(len(lv.opportunities) for v in ready.values() for lv in v)
         stats.last_seconds = elapsed
         stats.seconds = [*stats.seconds[-255:], elapsed]
+
+    async def _arm(self, ready: dict[str, list[Level]], abandon: Callable[[], bool], *,
+                   stale_only: bool = False) -> dict[str, list[Level]]:
+        """Each level with its sends built and its first `presign` transactions signed
+        (`Dispatcher.arm`), shallowest first; a level holds the ones before it, so their
+        intents and signatures are reused. Stops arming (the rest go unarmed: they sign when
+        sent) when `abandon` says a newer head waits. `stale_only`: only the levels whose
+        signatures are for another nonce or base fee."""
+        dispatcher = self.engine.dispatcher
+        if dispatcher is None or self.presign <= 0:
+            return ready
+        nonce, base_fee = dispatcher.executor.nonces.next_nonce, dispatcher.base_fee
+        out: dict[str, list[Level]] = {}
+        for feed, levels in ready.items():
+            known: dict[int, Armed] = {}  # by direction: the level before's arming
+            for level in levels:
+                armed = level.armed
+                if abandon() or (stale_only and armed is not None
+                                 and not armed.stale(nonce, base_fee)):
+                    out.setdefault(feed, []).append(level)
+                    continue
+                armed = await dispatcher.arm(level.opportunities, signed=self.presign,
+                                             known=known.get(level.direction, armed))
+                known[level.direction] = armed
+                out.setdefault(feed, []).append(dataclasses.replace(level, armed=armed))
+        self.stats.presigned = len({(p.nonce, p.tx_hash) for v in out.values() for lv in v
+                                    if lv.armed is not None for p in lv.armed.presigned.values()})
+        return out
 
     # -- when the answer arrives ---------------------------------------------------------
 
@@ -250,7 +289,7 @@ class PreparedLiquidations:
         ready = [dataclasses.replace(o, block=block) for o in level.opportunities
                  if o.account.lower() not in self._touched
                  and not dispatcher.touched_after(o.strategy, o.account, o.block)]
-        sent = dispatcher.dispatch(ready, tasks)
+        sent = dispatcher.dispatch(ready, tasks, armed=level.armed)
         self.stats.fired += 1
         self.stats.sent += sent
         log.info("prepared liquidations sent on the feed's answer", feed=feed, answer=answer,

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import structlog
 
 from keeper.batching import Send, split_by_weight
+from keeper.execution.armed import Armed, ordered, send_keys
 from keeper.execution.bundles import Backrun
 from keeper.execution.executor import Executor
 from keeper.execution.intents import IntentBuilder
@@ -155,15 +156,45 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------
 
+    def _free(self, opportunities: Sequence[Opportunity]) -> list[Opportunity]:
+        """The opportunities nothing of ours holds: no send in flight for the account, not
+        sent early, no liquidation of ours mined after the block they were valued at."""
+        return [o for o in opportunities if (o.strategy, o.account) not in self._inflight
+                and o.key not in self._sent_early
+                and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
+
+    async def arm(self, opportunities: Sequence[Opportunity], *, signed: int,
+                  known: Armed | None = None) -> Armed:
+        """What `dispatch` of `opportunities` would send now, built, and its first `signed`
+        transactions signed ahead (keeper/execution/armed.py); `known`: an earlier arming
+        whose intents and signatures are reused where they are the same."""
+        sends = self.intents.sends(self._free(opportunities))
+        intents: dict[tuple[str, ...], TxIntent] = {}
+        for send in sends:
+            keys = send_keys(send)
+            built = known.intents.get(keys) if known is not None else None
+            if built is not None and any(
+                    a is not b for a, b in zip(built.opportunities, send, strict=True)):
+                built = None  # the same keys, valued again: build it anew
+            try:
+                intents[keys] = built if built is not None else self.intents.intent(send)
+            except Exception as exc:  # dispatching it would fail the same way: left out
+                log.debug("cannot arm a prepared send", key=send[0].key, reason=str(exc))
+        first, presigned = await self.executor.volley.presign(
+            ordered(intents, sends)[:signed], self.base_fee,
+            known.presigned if known is not None else None)
+        return Armed(intents, presigned, first, self.base_fee)
+
     def dispatch(
         self, opportunities: Sequence[Opportunity], tasks: asyncio.TaskGroup, *,
-        early: bool = False, backrun: Backrun | None = None,
+        early: bool = False, armed: Armed | None = None, backrun: Backrun | None = None,
     ) -> int:
         """Hand ranked opportunities to the executor, best first; returns how many.
         `backrun`: with bundles, they go right behind that (oracle) transaction.
 
         `early`: the head start of a ranking still running; the rest of that ranking
-        (dispatched next) skips them.
+        (dispatched next) skips them. `armed`: their intents built and transactions signed
+        ahead (`arm`), used where they still fit.
         """
         if self.gate is not None and not self.gate.sending():
             return 0  # a standby, or a leader whose lease lapsed: watch, send nothing
@@ -173,15 +204,13 @@ class Dispatcher:
             return 0  # a breaker is tripped: keep watching, send nothing
         # Checked again here, not only when sizing: an outcome recorded while the ranking
         # ran (it awaits) may show our own liquidation mined after the ranked block.
-        free = [o for o in opportunities if (o.strategy, o.account) not in self._inflight
-                and o.key not in self._sent_early
-                and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
+        free = self._free(opportunities)
         self._sent_early = {o.key for o in free} if early else set()
         sends = self.intents.sends(free)
         for send in sends:
             self._inflight.update((o.strategy, o.account) for o in send)
         if sends:
-            launch = tasks.create_task(self._launch(sends, tasks, backrun=backrun))
+            launch = tasks.create_task(self._launch(sends, tasks, armed, backrun=backrun))
             self._launching.add(launch)
             launch.add_done_callback(self._launching.discard)
         return len(free)
@@ -195,13 +224,14 @@ class Dispatcher:
         else:
             await asyncio.sleep(0)
 
-    async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup, *,
-                      backrun: Backrun | None = None) -> None:
+    async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup,
+                      armed: Armed | None = None, *, backrun: Backrun | None = None) -> None:
         """Every send of one dispatch to the executor at once, then each one followed."""
         ready: list[tuple[Send, TxIntent]] = []
         for send in sends:
             try:
-                intent = self.intents.intent(send)
+                built = armed.intent(send) if armed is not None else None
+                intent = built if built is not None else self.intents.intent(send)
             except Exception as exc:
                 tasks.create_task(self._follow(send, None, self._failed(send, exc)))
                 continue
@@ -215,8 +245,9 @@ class Dispatcher:
         try:
             extra: dict[str, Any] = {"backrun": backrun} if backrun is not None and getattr(
                 self.executor, "bundles", None) is not None else {}  # bundles only
-            follows = await self.executor.launch([i for _, i in ready], self.base_fee,
-                                                 **extra)
+            if armed is not None and not extra:  # signed ahead (an armed level; not bundles)
+                extra["presigned"] = armed.presigned
+            follows = await self.executor.launch([i for _, i in ready], self.base_fee, **extra)
         except Exception as exc:
             follows = [self._failed(send, exc) for send, _ in ready]
         for n, ((send, intent), follow) in enumerate(zip(ready, follows, strict=True)):

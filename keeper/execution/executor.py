@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import structlog
@@ -39,7 +39,7 @@ from keeper.execution.nonces import NonceManager
 from keeper.execution.races import outlived, touched, winner
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
-from keeper.execution.sender import Sender, SendRefused
+from keeper.execution.sender import Presigned, Sender, SendRefused
 from keeper.execution.volley import Follow, Turns, Volley, gas_limit, with_members
 from keeper.types import Outcome, TxIntent
 
@@ -190,14 +190,18 @@ class Executor:
             bound = bound.bind(batch=[m.key for m in intent.members])
         return bound
 
-    async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Follow]:
+    async def launch(
+        self, intents: Sequence[TxIntent], base_fee: int,
+        presigned: Mapping[str, Presigned] | None = None,
+    ) -> list[Follow]:
         """Send `intents` (best first; nonce order is this order) the way `simulate` says,
         and return one coroutine per intent, in order, that follows it to its outcome: run
-        each as a task. "alongside": claimed, signed, journaled and broadcast together
-        before this returns (`Volley`); "before": each one's coroutine does all of it."""
+        each as a task. "alongside": claimed, signed (or `presigned`: `Volley.presign`),
+        journaled and broadcast together before this returns (`Volley`); "before": each
+        one's coroutine does all of it."""
         if self.simulate_mode == "before":
             return [self.execute_before(i, base_fee) for i in intents]
-        return await self.volley.launch(intents, base_fee)
+        return await self.volley.launch(intents, base_fee, presigned)
 
     async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
         """Claim, reserve capital, simulate, sign, journal, send and confirm one intent, the

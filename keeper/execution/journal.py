@@ -184,10 +184,14 @@ class Journal(JournalView):
         """
         self.record_signed_all([Signed(key, nonce, tx_hash, raw_tx, max_fee, priority_fee)])
 
-    def record_signed_all(self, signed: Sequence[Signed]) -> None:
+    def record_signed_all(self, signed: Sequence[Signed], *, durable: bool = True) -> None:
         """`record_signed` of each, in one database transaction synced once (all or none):
-        the sends of one dispatch pay one fsync before their broadcast, not one each."""
-        with self._write() as db:
+        the sends of one dispatch pay one fsync before their broadcast, not one each.
+
+        `durable=False` (pre-signed sends): in the WAL without the fsync, so they survive
+        the process (a restart re-broadcasts the same bytes); the caller broadcasts, then
+        syncs them to disk with `mark_sent_all(..., durable=True)`."""
+        with self._write(durable=durable) as db:
             now = self._clock()
             for record in signed:
                 _record_signed(db, record, now)
@@ -197,15 +201,16 @@ class Journal(JournalView):
         with self._write() as db:
             _mark_sent(db, key, tx_hash, self._clock())
 
-    def mark_sent_all(self, sent: Sequence[tuple[str, str]]) -> None:
+    def mark_sent_all(self, sent: Sequence[tuple[str, str]], *, durable: bool = False) -> None:
         """`mark_sent` of each (key, tx hash), in one database transaction.
 
         Not synced to disk (the next durable write syncs it): losing it to a power cut
         leaves the transactions 'signed', which a restart treats as possibly sent (it
         looks for them and re-broadcasts the same bytes), so the fsync is left off the
-        path between one broadcast and the next dispatch.
+        path between one broadcast and the next dispatch. `durable=True`: synced, with every
+        unsynced write before it (the pre-signed sends' records).
         """
-        with self._write(durable=False) as db:
+        with self._write(durable=durable) as db:
             now = self._clock()
             for key, tx_hash in sent:
                 _mark_sent(db, key, tx_hash, now)

@@ -11,11 +11,17 @@ several accounts liquidatable needs it: nonces in the given order, each signed, 
 signed ones journaled in one database transaction (one fsync), broadcast in one JSON-RPC
 batch, and marked sent in one database transaction; the first one goes just before the
 others, alone, so that it leaves after one signature and one fsync.
+
+`presign` signs calls ahead (a prepared level's, keeper/execution/armed.py) with the
+nonces the stream would hand them now; `send_all` sends such a transaction only if it
+still `fits` (the nonce reserved then is the one it was signed with), and then writes
+the records before the broadcast without the fsync and syncs them after it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +60,29 @@ class Unsigned:
     priority_fee: int | None = None
 
 
+@dataclass(frozen=True)
+class Presigned:
+    """A transaction signed before it is decided (a prepared level's, keeper/execution/armed.py):
+    it stands for exactly one call with one nonce and one tip."""
+
+    to: str
+    data: str
+    gas: int
+    nonce: int
+    max_fee: int
+    priority_fee: int
+    tx_hash: str
+    raw: str
+
+    def fits(self, call: Unsigned, nonce: int, fees: Fees, base_fee: int) -> bool:
+        """Sendable as `call` with `nonce` now: the same call, gas and tip, the nonce the
+        stream handed out, and a max fee the next block's base fee cannot pass (it rises by
+        at most 1/8 a block), or at least the fee cap's offer now."""
+        return (self.nonce == nonce and self.to == call.to and self.data == call.data
+                and self.gas == call.gas and self.priority_fee == fees[1]
+                and self.max_fee >= min(fees[0], base_fee + base_fee // 8 + 1 + fees[1]))
+
+
 class Sender:
     """Signs EIP-1559 transactions of `account` and broadcasts them, journaled first."""
 
@@ -80,6 +109,33 @@ class Sender:
         }
         signed = self.account.sign_transaction(tx)
         return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+
+    async def presign(
+        self, calls: Sequence[Unsigned], base_fee: int, first_nonce: int,
+        known: Mapping[str, Presigned] | None = None,
+    ) -> dict[str, Presigned]:
+        """Sign `calls` now, by key, with the nonces `send_all` would give them if it ran
+        now with `first_nonce` next (calls above the fee cap take none), for `send_all(...,
+        presigned=...)` to send later without signing. Nothing is reserved or journaled:
+        `send_all` sends one only if the nonce it reserves then is the one it was signed
+        with (a nonce another send used is never handed out again). `known`: transactions
+        signed before, reused when they are the same call, nonce and fees. The event loop
+        runs between two signatures (a feed's log is heard meanwhile)."""
+        out: dict[str, Presigned] = {}
+        nonce = first_nonce
+        for call in calls:
+            fees = self._fees(base_fee, call.priority_fee)
+            if fees is None:
+                continue
+            done = known.get(call.key) if known is not None else None
+            if done is None or not done.fits(call, nonce, fees, base_fee) or \
+                    (done.max_fee, done.priority_fee) != fees:
+                tx_hash, raw = await self.sign(call.to, call.data, call.gas, nonce, fees)
+                done = Presigned(call.to, call.data, call.gas, nonce, *fees, tx_hash, raw)
+                await asyncio.sleep(0)
+            out[call.key] = done
+            nonce += 1
+        return out
 
     async def cancel(self, nonce: int, fees: Fees) -> tuple[str, str]:
         """A no-op for `nonce` (a zero-value transfer to the sender): frees it for later sends."""
@@ -138,7 +194,8 @@ class Sender:
         return SendRefused(refusal, exc.method, exc.message)
 
     async def send_all(
-        self, calls: Sequence[Unsigned], base_fee: int
+        self, calls: Sequence[Unsigned], base_fee: int,
+        presigned: Mapping[str, Presigned] | None = None,
     ) -> list[Pending | SendRefused | None]:
         """`send` of every call, together: nonces in the order given (so the nonce order
         is the caller's order), each signed, journaled in one database transaction synced
@@ -148,44 +205,62 @@ class Sender:
         result is its `Pending`, its refusal, or None (above the fee cap).
 
         Exactly once holds as for `send`: every intent was claimed before, and each signed
-        transaction is on disk before it leaves.
+        transaction is on disk before it leaves. With `presigned` (a prepared level's
+        transactions, `presign`), a call whose pre-signed transaction `fits` the nonce it is
+        handed now is sent as signed then, the others are signed now; their records are
+        written before the broadcast without the fsync (they survive the process: a restart
+        re-broadcasts the same bytes) and synced with the `sent` marks right after it, so no
+        signature and no fsync stand between the feed's log and the first send.
         """
+        fast = presigned is not None
         results: list[Pending | SendRefused | None] = [None] * len(calls)
         offers = [self._fees(base_fee, c.priority_fee) for c in calls]
         order = [index for index, fees in enumerate(offers) if fees is not None]
-        for wave in (order[:1], order[1:]):
-            if not wave:
-                continue
-            try:
-                signed = await self._journaled(calls, offers, wave)
-            except Exception as exc:
-                if wave[0] == order[0]:
-                    raise  # nothing was broadcast
-                # The first has left: it is followed; the others are reported refused.
-                for index in wave:
-                    results[index] = SendRefused("other", "sign", f"{type(exc).__name__}: {exc}")
-                continue
-            refusals = await self._broadcast([record for _, record in signed])
-            done: list[tuple[str, str]] = []
-            for (index, record), refusal in zip(signed, refusals, strict=True):
-                if refusal is not None:
-                    results[index] = refusal
+        marks: list[tuple[str, str]] = []  # pre-signed: marked (and synced) after the last
+        try:
+            for wave in (order[:1], order[1:]):
+                if not wave:
                     continue
-                call, fees = calls[index], offers[index]
-                assert fees is not None and isinstance(record.raw_tx, str)
-                done.append((record.key, record.tx_hash))
-                results[index] = Pending(record.key, record.nonce, fees, call.gas,
-                                         call.profit_cap_wei, [record.tx_hash],
-                                         {record.tx_hash: record.raw_tx})
-            if done:
-                self.journal.mark_sent_all(done)
+                try:
+                    signed = await self._journaled(calls, offers, wave, base_fee, presigned)
+                except Exception as exc:
+                    if wave[0] == order[0]:
+                        raise  # nothing was broadcast
+                    # The first has left: it is followed; the others are reported refused.
+                    for index in wave:
+                        results[index] = SendRefused("other", "sign",
+                                                     f"{type(exc).__name__}: {exc}")
+                    continue
+                refusals = await self._broadcast([record for _, record in signed])
+                done: list[tuple[str, str]] = []
+                for (index, record), refusal in zip(signed, refusals, strict=True):
+                    if refusal is not None:
+                        results[index] = refusal
+                        continue
+                    assert isinstance(record.raw_tx, str)
+                    done.append((record.key, record.tx_hash))
+                    # The fees it was signed with (a pre-signed one's may differ from
+                    # `offers`): a replacement bumps from these.
+                    results[index] = Pending(
+                        record.key, record.nonce, (record.max_fee, record.priority_fee),
+                        calls[index].gas, calls[index].profit_cap_wei, [record.tx_hash],
+                        {record.tx_hash: record.raw_tx})
+                if fast:
+                    marks += done
+                elif done:
+                    self.journal.mark_sent_all(done)
+        finally:
+            if marks:  # one fsync, after every wave left: the records written before it too
+                self.journal.mark_sent_all(marks, durable=True)
         return results
 
     async def _journaled(
         self, calls: Sequence[Unsigned], offers: Sequence[Fees | None], wave: Sequence[int],
+        base_fee: int, presigned: Mapping[str, Presigned] | None,
     ) -> list[tuple[int, Signed]]:
-        """Nonces in order, signatures, and one synced journal write for `wave`'s calls; on
-        any failure every nonce of the wave is handed back (nothing was broadcast)."""
+        """Nonces in order, signatures (or the pre-signed ones that fit), and one journal
+        write for `wave`'s calls (synced unless `presigned`); on any failure every nonce of
+        the wave is handed back (nothing was broadcast)."""
         signed: list[tuple[int, Signed]] = []
         try:
             for index in wave:
@@ -193,9 +268,15 @@ class Sender:
                 assert fees is not None
                 nonce = await self.nonces.reserve()
                 signed.append((index, Signed(call.key, nonce, "", "", *fees)))
+                ready = presigned.get(call.key) if presigned is not None else None
+                if ready is not None and ready.fits(call, nonce, fees, base_fee):
+                    signed[-1] = (index, Signed(call.key, nonce, ready.tx_hash, ready.raw,
+                                                ready.max_fee, ready.priority_fee))
+                    continue
                 tx_hash, raw = await self.sign(call.to, call.data, call.gas, nonce, fees)
                 signed[-1] = (index, Signed(call.key, nonce, tx_hash, raw, *fees))
-            self.journal.record_signed_all([record for _, record in signed])
+            self.journal.record_signed_all([record for _, record in signed],
+                                           durable=presigned is None)
         except BaseException:
             for _, record in signed:
                 self.nonces.release(record.nonce)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -42,7 +42,7 @@ import structlog
 from keeper.chain.http import RpcError
 from keeper.execution.mining import Pending
 from keeper.execution.receipts import Logger
-from keeper.execution.sender import Unsigned
+from keeper.execution.sender import Presigned, Unsigned
 from keeper.types import Outcome, TxIntent
 
 if TYPE_CHECKING:
@@ -165,19 +165,43 @@ class Volley:
         self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
         self.failed_after_send = 0  # simulations that failed once their send had left
 
-    async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Follow]:
+    async def launch(
+        self, intents: Sequence[TxIntent], base_fee: int,
+        presigned: Mapping[str, Presigned] | None = None,
+    ) -> list[Follow]:
         """Send `intents` (best first) and return one coroutine per intent, in order, that
-        follows it to its outcome; run each as its own task."""
+        follows it to its outcome; run each as its own task. `presigned`: transactions
+        signed ahead for some of them (an armed level, keeper/execution/armed.py), sent as
+        they are where they still fit (`Sender.send_all`)."""
         x = self._x
-        cut = next((n for n, i in enumerate(intents) if x.needs_approval(i)), len(intents))
+        cut = self._cut(intents)
         ticket = x.turns.take()
         try:
-            follows = await self._fire(intents[:cut], base_fee, ticket) if cut else []
+            follows = await self._fire(intents[:cut], base_fee, ticket, presigned) if cut else []
         finally:
             x.turns.done(ticket)
         return follows + [x.execute_before(i, base_fee) for i in intents[cut:]]
 
-    async def _fire(self, intents: Sequence[TxIntent], base_fee: int, ticket: int) -> list[Follow]:
+    def _cut(self, intents: Sequence[TxIntent]) -> int:
+        """How many lead the ones that wait for an approval (those go the "before" way)."""
+        x = self._x
+        return next((n for n, i in enumerate(intents) if x.needs_approval(i)), len(intents))
+
+    async def presign(
+        self, intents: Sequence[TxIntent], base_fee: int,
+        known: Mapping[str, Presigned] | None = None,
+    ) -> tuple[int, dict[str, Presigned]]:
+        """(the next nonce, the transactions of `intents` signed with the nonces and fees
+        `launch` would give them now): what an armed level sends without signing."""
+        x = self._x
+        first = x.nonces.next_nonce
+        if first is None or x.simulate_mode == "before":
+            return -1, {}
+        calls = [self._unsigned(i) for i in intents[:self._cut(intents)]]
+        return first, await x.sender.presign(calls, base_fee, first, known)
+
+    async def _fire(self, intents: Sequence[TxIntent], base_fee: int, ticket: int,
+                    presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
         x = self._x
         claimed = x.journal.claim_all([(i.opportunity, i.members) for i in intents],
                                       x.chain.chain_id)
@@ -212,7 +236,7 @@ class Volley:
             await x.turns.wait(ticket)
             shots = self._unfailed(shots, outcomes)
             results = await x.sender.send_all([self._unsigned(s.intent) for s in shots],
-                                              base_fee)
+                                              base_fee, presigned)
         except BaseException:
             for shot in shots:
                 self._release(shot.intent)

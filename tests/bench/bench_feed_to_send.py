@@ -169,15 +169,18 @@ class Bench:
         self.snapshot = await self.poster.call("evm_snapshot", [])
 
     async def approve_debt_tokens(self) -> None:
-        """The liquidator approves every token for the pool once, before the snapshot."""
+        """The liquidator approves every token for Aave's pool and for Morpho once, before
+        the snapshot, as a running keeper has them (else a trial's first send would be an
+        approval, timed as if it were a liquidation)."""
         assert self.poster is not None
-        spender = self.info.aave_v3.pool.lower().removeprefix("0x").rjust(64, "0")
-        for token in self.info.tokens.values():
-            data = APPROVE + spender + hex(MAX_UINT)[2:]
-            tx_hash = await self.poster.call("eth_sendTransaction", [{
-                "from": self.info.accounts.liquidator, "to": token.address, "data": data}])
-            receipt = await self.receipt(tx_hash)
-            assert int(receipt["status"], 16) == 1
+        for pool in (self.info.aave_v3.pool, self.info.morpho_blue.morpho):
+            spender = pool.lower().removeprefix("0x").rjust(64, "0")
+            for token in self.info.tokens.values():
+                data = APPROVE + spender + hex(MAX_UINT)[2:]
+                tx_hash = await self.poster.call("eth_sendTransaction", [{
+                    "from": self.info.accounts.liquidator, "to": token.address, "data": data}])
+                receipt = await self.receipt(tx_hash)
+                assert int(receipt["status"], 16) == 1
 
 
 @dataclass

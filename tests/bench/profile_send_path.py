@@ -46,7 +46,9 @@ from keeper.execution.executor import Simulate
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.journal import Journal
 from keeper.execution.sender import Sender
+from keeper.execution.volley import Volley
 from keeper.log import configure_logging
+from keeper.prepared import PreparedLiquidations
 from tests.bench import bench_feed_to_send as feed
 
 Span = tuple[str, float, float]
@@ -86,10 +88,23 @@ def instrument() -> None:
         (FlashRoute, "refresh", "flash lenders' refresh"),
         (Engine, "_rank", "engine: rank (head start + rest)"),
         (Sender, "sign", "sign"),
+        (Sender, "_journaled", "sender: nonces + signatures + journal of a wave"),
+        (Sender, "_broadcast", "sender: broadcast of a wave"),
+        (Sender, "send", "sender: send (one, not a volley)"),
+        (Sender, "presign", "sender: presign (arming)"),
+        (Sender, "send_all", "sender: send_all"),
+        (Capital, "reserve", "capital: reserve"),
+        (Volley, "_fire", "volley: claim .. broadcast"),
+        (Dispatcher, "_launch", "dispatcher: build intents + launch"),
     ]:
         setattr(owner, name, _timed_async(label, getattr(owner, name)))
-    Dispatcher.dispatch = _timed(  # type: ignore[method-assign]
-        "dispatcher.dispatch", Dispatcher.dispatch)
+    for sync_owner, sync_name, sync_label in [
+        (Dispatcher, "dispatch", "dispatcher.dispatch"),
+        (ChainFollower, "_heard_head", "ws: newHeads heard"),
+        (ChainFollower, "_heard_log", "ws: feed log heard (prepared fire inside)"),
+        (PreparedLiquidations, "fire", "prepared: fire (level -> dispatch)"),
+    ]:
+        setattr(sync_owner, sync_name, _timed(sync_label, getattr(sync_owner, sync_name)))
     for name in ("claim", "claim_batch", "claim_all", "record_signed", "record_signed_all",
                  "mark_sent", "mark_sent_all", "abandon_all", "mark_abandoned"):
         if hasattr(Journal, name):
@@ -120,11 +135,19 @@ def instrument() -> None:
     feed.TimedRpc.batch = batch  # type: ignore[method-assign]
 
 
-def summarize(trials: list[list[Span]]) -> list[str]:
-    """Per span name: count per trial, median first start, last end and time inside."""
+def summarize(trials: list[list[Span]], origin_prefix: str = "follower") -> list[str]:
+    """Per span name: count per trial, median first start, last end and time inside, from
+    the first span whose name starts with `origin_prefix` ("ws": the price block's first
+    notification, as `bench_feed_to_send` times it)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for spans in trials:
-        origin = min((s for n, s, _ in spans if n.startswith("follower")), default=None)
+        if origin_prefix == "ws":  # the last head heard before the first send: the price block's
+            first_send = min((s for n, s, _ in spans if n == f"rpc {SEND}"), default=None)
+            origin = None if first_send is None else max(
+                (s for n, s, _ in spans if n.startswith("ws: newHeads") and s <= first_send),
+                default=None)
+        else:
+            origin = min((s for n, s, _ in spans if n.startswith(origin_prefix)), default=None)
         if origin is None:
             continue
         by_name: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -184,11 +207,16 @@ async def run(info: DevnetInfo, args: argparse.Namespace) -> None:
             await bench.poster.aclose()
             await rpc.aclose()
             await feed.close_keeper(template)
+    if args.dump:  # every trial's spans, in order, from its origin
+        for mode in modes:
+            for spans in collected[mode]:
+                print(f"-- trial ({mode})")
+                print("\n".join(summarize([spans], args.origin)[1:]))
     for mode in modes:
         ms = sorted(x * 1000 for x in latency[mode])
         print(f"simulate = {mode!r}: step starts -> first send answered, n={len(ms)}: "
               f"p50 {statistics.median(ms):.2f} ms, min {ms[0]:.2f} ms, max {ms[-1]:.2f} ms")
-        print("\n".join(summarize(collected[mode])))
+        print("\n".join(summarize(collected[mode], args.origin)))
 
 
 def main() -> None:
@@ -202,6 +230,10 @@ def main() -> None:
                              "reactive path: rank at the price block, then send)")
     parser.add_argument("--simulate", nargs="+", default=["before", "alongside"],
                         choices=["before", "alongside"])
+    parser.add_argument("--origin", default="follower", choices=["follower", "ws"],
+                        help="times from the step's start (default) or from the price "
+                             "block's first WebSocket notification (head or feed log)")
+    parser.add_argument("--dump", action="store_true", help="print every trial's spans too")
     args = parser.parse_args()
     configure_logging("json", "warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     instrument()

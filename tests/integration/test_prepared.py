@@ -4,7 +4,8 @@ The keeper follows the devnet over its WebSocket. After its cold start it prepar
 each feed (devnet.json's `feed_rules`: 1 % deviation), the liquidations the next answers
 would open. WETH then falls by 3.5 % in one block: the feed's log must send the deepest
 prepared level it reaches (3 %) before the block's own step ranks anything, and every
-one of those liquidations must be mined without a revert. The positions opened between
+one of those liquidations must be mined without a revert; the level's first sends were
+signed when it was prepared, and go out as signed then. The positions opened between
 3 % and 3.5 % are the normal step's, as before.
 """
 
@@ -87,6 +88,13 @@ def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path
                 (o.key, o.status, o.reason) for o in keeper.outcomes]
             confirmed = {o.key for o in keeper.outcomes if o.status == "confirmed"}
             assert expected <= confirmed
+            # Armed when prepared: its first sends were signed ahead and sent as signed
+            # (nothing else of ours was sent since, so the nonces still fit).
+            armed = level.armed
+            assert armed is not None and armed.signed >= 1
+            assert prepared.stats.presigned >= armed.signed
+            sent_hashes = {o.tx_hash for o in keeper.outcomes if o.key in expected}
+            assert {p.tx_hash for p in armed.presigned.values()} <= sent_hashes
         finally:
             stop.set()
             await asyncio.wait_for(task, TIMEOUT)

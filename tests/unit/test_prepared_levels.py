@@ -29,12 +29,15 @@ class Recorder:
 
     def __init__(self) -> None:
         self.sent: list[tuple[Opportunity, ...]] = []
+        self.armed: list[object] = []  # the `armed` each dispatch was handed
 
     def touched_after(self, strategy: str, account: str, block: int) -> bool:
         return account == "ours" and block < 12
 
-    def dispatch(self, opportunities: Sequence[Opportunity], tasks: object) -> int:
+    def dispatch(self, opportunities: Sequence[Opportunity], tasks: object, *,
+                 armed: object = None) -> int:
         self.sent.append(tuple(opportunities))
+        self.armed.append(armed)
         return len(opportunities)
 
 
