@@ -37,7 +37,7 @@ from rich.table import Table
 
 from keeper.backtest.units import amount, cell, short
 from keeper.cli import AppState
-from keeper.errors import InputFileError
+from keeper.errors import ConfigError, InputFileError
 from keeper.execution.journal_schema import FORMAT, INTENT_STATUSES
 
 QUOTE = 10**18  # profits are quote-token wei (the wrapped native coin: 18 decimals)
@@ -280,6 +280,10 @@ def journal(  # noqa: PLR0917 (click passes every option as an argument)
     last: int | None, newest: int | None, missed: bool, as_csv: bool,
 ) -> None:
     """List the journaled liquidations: status, reason, gas, bid and realized PnL."""
+    if journal_path is None and not dry_run and state.config().ha is not None:
+        raise ConfigError("this config's journal is in PostgreSQL ([ha]); keeper journal reads "
+                          "SQLite journals only: read it with psql (tables intents, "
+                          "transactions) or give --journal")
     path = journal_path if journal_path is not None else state.config().execution.journal
     if dry_run:
         path = path.with_name(f"{path.stem}.dry-run{path.suffix}")

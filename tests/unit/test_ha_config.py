@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from eth_account import Account
 
 from keeper import secrets
+from keeper.cli import main
 from keeper.config import load_config
 from keeper.errors import ConfigError
 from keeper.ha.config import open_replica
@@ -72,3 +74,12 @@ def test_bundle_mode_is_refused_with_replicas(tmp_path: Path) -> None:
         f'url = "http://127.0.0.1:9"\n[ha]\ndsn = "{DSN}"\n')))
     with pytest.raises(ConfigError, match="submitter"):
         open_replica(config, 1, Account.create(), dry_run=False)
+
+
+def test_keeper_journal_says_where_a_replicas_journal_is(tmp_path: Path) -> None:
+    path = config_file(tmp_path, f'[ha]\ndsn = "{DSN}"\n')
+    result = CliRunner().invoke(main, ["--config", str(path), "journal"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "in PostgreSQL ([ha])" in lines[0], result.output
+    assert "hunter2-pw" not in result.output
