@@ -9,6 +9,9 @@ from pydantic import Field
 
 from keeper.config import Address, Interface, Section
 
+V2Pair = Annotated[Address, Interface("a Uniswap V2 pair", "getReserves()")]
+"""A Uniswap V2 pair's address, checked at start-up to answer getReserves()."""
+
 
 class MakerIlkConfig(Section):
     """One collateral type the keeper liquidates: its GemJoin (where the collateral it buys
@@ -43,6 +46,6 @@ class MakerConfig(Section):
     # against Maker DAI the bidding model prices lots on (none: Flipper ilks are not
     # liquidated), the least DAI a bid must expect to earn, and the share (percent) of its
     # ceiling a first bid opens at. `max_vat_dai` also caps the DAI held in open bids.
-    flip_exit_pair: Address | None = None
+    flip_exit_pair: V2Pair | None = None
     flip_min_profit: Decimal = Field(default=Decimal(0), ge=0)
     flip_open_share: int = Field(default=50, ge=1, le=100)
