@@ -231,7 +231,10 @@ class PerpV2Strategy:
             return [self._candidate("cancel", account, base, profit=profit, health=health,
                                     gas=GAS_CANCEL, state=_hash(base, orders))
                     for base in order_bases]
-        capacity = pm.parse_settlement(self._current_reads().fund_capacity, setup.decimals)
+        # ClearingHouse._liquidate credits the fund its half of the penalty (none when the
+        # account is already under water) before it checks its capacity (CH_IIC).
+        capacity = pm.parse_settlement(self._current_reads().fund_capacity, setup.decimals) \
+            + liq.penalty - liq.fee_to_liquidator
         if liq.value_after < 0 and -liq.value_after > capacity:
             self._report(account, block, f"deficit of {-liq.value_after} after the penalty "
                          f"exceeds the insurance fund's capacity {capacity} (CH_IIC)")
