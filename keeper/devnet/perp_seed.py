@@ -13,8 +13,8 @@ Accounts (addresses are keccak("keeper devnet perp <name>"), impersonated; devne
   through it leaves an impermanent long that makes it liquidatable with its orders still
   open, so `cancelAllExcessOrders` must come first;
 - traders with leveraged longs and shorts on vETH and vBTC (3x to 9.8x), one cross-margin
-  account long both markets, and `btc_long_9x_deficit`, which a single step of -9.5 % takes
-  straight past maintenance into a deficit larger than the insurance fund's capacity;
+  account long both markets, and `btc_long_9x_deficit`, which two steps of -9.5 % with
+  nobody liquidating leave in a deficit larger than the insurance fund's capacity;
 - `whale`: $1B of collateral, the account the devnet helper trades the vAMM with;
 - the devnet liquidator (anvil account 1) with `LIQUIDATOR_MARGIN_USD` in the Vault.
 The insurance fund holds `INSURANCE_FUND_USD` of USDC.
