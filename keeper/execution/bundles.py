@@ -94,6 +94,8 @@ class BundleSubmitter:
         self.lanes = Lanes(lanes)
         self._ours = {lane.address for lane in self.lanes}
         self.head = 0
+        self._head_read = float("-inf")  # loop time of the last head read
+        self._head_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """Sync every lane's nonce stream (chain and journal); the lanes that hold a bundled
@@ -232,20 +234,30 @@ class BundleSubmitter:
             if live.rest is not None:
                 await live.rest
             ex.journal.mark_sent(live.key, live.tx.tx_hash)
+        seen = -1  # the head its receipt was last looked for at (a receipt needs a new block)
         while True:
+            head = await self._head()
+            if head == seen:
+                await asyncio.sleep(self.poll)
+                continue
+            seen = head
             receipt = await self._receipt(live.tx.tx_hash)
             if receipt is not None:
                 return await self._mined(live, receipt, bound)
-            self.head = max(self.head, int(await ex.chain.call("eth_blockNumber", []), 16))
-            if self.head < live.tx.last_block:
-                await asyncio.sleep(self.poll)
+            if head < live.tx.last_block:
                 continue
-            receipt = await self._receipt(live.tx.tx_hash)  # mined in the last block?
-            if receipt is not None:
-                return await self._mined(live, receipt, bound)
             ended = await self._not_included(live, bound)
             if ended is not None:
                 return ended
+
+    async def _head(self) -> int:
+        """The chain's head, read at most once per `poll` however many bundles are followed."""
+        async with self._head_lock:
+            now = asyncio.get_running_loop().time()
+            if now - self._head_read >= self.poll:
+                read = int(await self.executor.chain.call("eth_blockNumber", []), 16)
+                self.head, self._head_read = max(self.head, read), now
+            return self.head
 
     async def _not_included(self, live: Live, bound: Any) -> Outcome | None:
         """The last target block is mined without it: an outcome, or None once resubmitted."""
