@@ -162,11 +162,16 @@ def connect(dsn: str, schema: str, *, idle_seconds: float | None = None) -> psyc
     except psycopg.OperationalError as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise ConfigError(f"ha.dsn: cannot connect to PostgreSQL ({reason})") from None
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
-    if idle_seconds is not None:
-        conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
-            sql.Literal(max(1, int(idle_seconds * 1000)))))
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        if idle_seconds is not None:
+            conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(
+                sql.Literal(max(1, int(idle_seconds * 1000)))))
+    except psycopg.Error as exc:  # no right to create the schema, say
+        conn.close()
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"ha.journal_schema {schema}: cannot use it ({reason})") from None
     return conn
 
 

@@ -289,3 +289,13 @@ def test_a_leader_paused_inside_a_write_does_not_block_the_takeover(
             journal.claim(opportunity("late"), 1)
     finally:
         journal.close()
+
+
+def test_a_schema_the_role_may_not_create_is_one_line(postgres: str) -> None:
+    with psycopg.connect(postgres, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS weak")
+        admin.execute("CREATE ROLE weak LOGIN")
+    weak = postgres.replace("user=postgres", "user=weak")
+    with pytest.raises(ConfigError, match=r"^ha\.journal_schema nope: cannot use it") as error:
+        PgJournal(weak, "nope", ACCOUNT, held=lambda: True)
+    assert "\n" not in str(error.value)
