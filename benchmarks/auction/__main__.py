@@ -52,11 +52,11 @@ def summary(result: AuctionResult) -> dict[str, Any]:
             "bids_usd": round(bid_usd, 2),
             "net_capture_usd": round(totals.bonus_usd - totals.fees_usd - bid_usd, 2),
         }
-        if who in result.gained:  # a keeper: what its executor paid it, in WETH
-            weth = result.gained[who] / 10**18
-            bots[who]["weth_received"] = round(weth, 4)
-            bots[who]["net_weth"] = round(weth - result.bids.wei.get(who, 0) / 10**18
-                                          - totals.fees_wei / 10**18, 4)
+        if who in result.gained:  # a keeper: what its executor paid it, after the bid
+            received = result.gained[who]
+            bots[who]["profit_received_usd"] = round(received, 2)
+            # The bids came from the executor's ether float (devnet WETH is not WETH9).
+            bots[who]["realized_net_usd"] = round(received - bid_usd - totals.fees_usd, 2)
     svr = [{"tx": x.tx_hash, "block": x.block, "index": x.index,
             "behind": {k: v for k, v in x.behind.items() if v}} for x in result.landings]
     return {
@@ -80,8 +80,8 @@ def lines(report: dict[str, Any]) -> list[str]:
                    f"bids {b['bids_eth']:.3f} ETH (${b['bids_usd']:,.0f})  gas "
                    f"${b['gas_usd']:,.0f}  net ${b['net_capture_usd']:,.0f}  txs "
                    f"{b['transactions']} (reverted {b['reverted']})"
-                   + (f"  WETH received {b['weth_received']:,.1f}, net of bids and gas "
-                      f"{b['net_weth']:,.1f}" if "weth_received" in b else ""))
+                   + (f"  profit paid out ${b['profit_received_usd']:,.0f}, less bids and gas "
+                      f"${b['realized_net_usd']:,.0f}" if "profit_received_usd" in b else ""))
     behind = sum(1 for u in report["svr_updates"] if u["behind"].get("keeper"))
     right = sum(1 for u in report["svr_updates"]
                 if u["index"] is not None and (u["index"] + 1) in u["behind"].get("keeper", []))

@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_utils.crypto import keccak
+
 from benchmarks.race.records import Liquidation, Revert
 from benchmarks.race.rpc import Rpc, RpcFault
 from benchmarks.race.verdict import BotTotals, Verdict
@@ -114,28 +116,35 @@ async def landings(rpc: Rpc, oracle_txs: Sequence[str],
     return out
 
 
-TRANSFER = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f155c4a11628f55a4df523b3ef"
+EXECUTED = "0x" + keccak(text="Executed(address,uint256,uint256)").hex()
+GET_ASSET_PRICE = "0xb3596f07"  # AaveOracle.getAssetPrice(address): USD, 8 decimals
+DECIMALS = "0x313ce567"
 
 
-async def quote_gained(rpc: Rpc, sent: Mapping[str, Sequence[Mapping[str, Any]]],
-                       token: str, owners: Mapping[str, str]) -> dict[str, int]:
-    """Per bot: `token` transferred to its owner less from it, in its transactions' logs
-    (a flash executor pays the liquidation's surplus to its owner in the quote token)."""
-    out: dict[str, int] = {}
+async def executed_profit_usd(rpc: Rpc, sent: Mapping[str, Sequence[Mapping[str, Any]]],
+                              oracle: str) -> dict[str, float]:
+    """Per bot: the profit its flash executor paid its owner (`Executed(profitToken,
+    profit, n)`, after the bid), valued at the Aave oracle's price of the block before."""
+    out: dict[str, float] = {}
+    decimals: dict[str, int] = {}
     for who, txs in sent.items():
-        owner = "0x" + owners[who].lower().removeprefix("0x").rjust(64, "0")
         receipts = await rpc.batch([("eth_getTransactionReceipt", [tx["hash"]]) for tx in txs])
-        total = 0
+        total = 0.0
         for receipt in receipts:
             if isinstance(receipt, RpcFault):
                 raise receipt
+            block = hex(int(receipt["blockNumber"], 16) - 1)
             for log in receipt["logs"]:
-                topics = log["topics"]
-                if log["address"].lower() != token.lower() or len(topics) < 3 \
-                        or topics[0] != TRANSFER:
+                if not log["topics"] or log["topics"][0] != EXECUTED:
                     continue
-                amount = int(log["data"], 16)
-                total += amount if topics[2].lower() == owner else 0
-                total -= amount if topics[1].lower() == owner else 0
+                token = "0x" + log["topics"][1][-40:]
+                profit = int(log["data"][2:66], 16)
+                if token not in decimals:
+                    decimals[token] = int(await rpc.call("eth_call", [
+                        {"to": token, "data": DECIMALS}, "latest"]), 16)
+                price = int(await rpc.call("eth_call", [
+                    {"to": oracle, "data": GET_ASSET_PRICE + token[2:].rjust(64, "0")},
+                    block]), 16)
+                total += profit / 10**decimals[token] * price / 10**8
         out[who] = total
     return out

@@ -33,9 +33,9 @@ from benchmarks.auction.chain import (
     Landing,
     bids,
     bot_transactions,
+    executed_profit_usd,
     landings,
     merge_lanes,
-    quote_gained,
 )
 from benchmarks.auction.latency import Latencies, latencies
 from benchmarks.auction.setup import (
@@ -94,7 +94,7 @@ class AuctionResult:
     options: AuctionOptions
     verdict: Verdict
     bids: Bids
-    gained: dict[str, int]  # keeper -> WETH its executor paid it (the realized surplus)
+    gained: dict[str, float]  # keeper -> USD its flash executor paid it, after the bid
     latencies: Latencies
     landings: list[Landing]
     posted: list[Posted]
@@ -185,8 +185,8 @@ async def _judge(chain: Rpc, scene: _Scene, first: int, last: int, *, posted: li
     sent = await bot_transactions(chain, {a: n.split(LANE_MARK)[0] for n, a in names.items()},
                                   first, last)
     paid = await bids(chain, sent, DEFAULT_COINBASE)
-    gained = await quote_gained(chain, sent, info.tokens["WETH"].address,
-                                {bot.name: bot.address for bot in bots})
+    gained = await executed_profit_usd(
+        chain, {b.name: sent.get(b.name, []) for b in bots}, info.aave_v3.oracle)
     hinted = [p.tx_hash for p in posted if p.origin == "hint"]
     landed = await landings(chain, hinted, sent)
     arrivals = await chain.call("builder_arrivals")
