@@ -213,6 +213,10 @@ class PgJournal(Journal):
         conn = connect(dsn, schema, idle_seconds=idle_seconds)
         try:
             open_schema(conn, account)
+        except psycopg.Error as exc:  # no right to create the tables, say
+            conn.close()
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+            raise ConfigError(f"ha.journal_schema {schema}: cannot use it ({reason})") from None
         except BaseException:
             conn.close()
             raise
