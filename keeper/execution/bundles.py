@@ -43,6 +43,7 @@ import structlog
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
+from keeper.errors import ConfigError
 from keeper.execution.builders import BuilderClient
 from keeper.execution.bundles_journal import BundleBook, BundledTx
 from keeper.execution.bundles_send import Backrun, BundleSender, Live
@@ -63,6 +64,7 @@ log = structlog.get_logger(__name__)
 BUNDLE_BLOCKS = 3  # the next block and two more: as open-source searchers keep a bundle
 MAX_ROUNDS = 10  # resubmissions of one transaction, `blocks` blocks each
 POLL = 0.1  # seconds between checks of a bundled transaction (receipt, head)
+OPERATORS = "0x13e7c9d8"  # FlashLiquidator.operators(address)
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,29 @@ class BundleSubmitter:
                 return int(await chain.call("eth_getTransactionCount", [address, "pending"]), 16)
 
             await lane.nonces.sync(pending, self.book.max_nonce(lane.address))
+        await self._check_operators()
         for tx in self.book.live():
             held = self.lanes.by_address(tx.sender)
             if held is not None:
                 held.holder = tx.tx_hash
         self.head = int(await chain.call("eth_blockNumber", []), 16)
+
+    async def _check_operators(self) -> None:
+        """Each lane but the owner's must be an operator of the flash executor (its flash
+        liquidations would revert at every builder otherwise): one line if one is not."""
+        target = self.executor.flash_executor
+        if target is None or len(self.lanes) < 2:
+            return
+        calls = [("eth_call", [{"to": target, "data": OPERATORS + lane.address[2:].rjust(64, "0")},
+                               "latest"]) for lane in self.lanes.lanes[1:]]
+        answers = await self.executor.chain.batch(calls)
+        for lane, answer in zip(self.lanes.lanes[1:], answers, strict=True):
+            word = str(answer or "0x")
+            if word == "0x" or not int(word, 16):
+                raise ConfigError(
+                    f"nonce lane {lane.address} is not an operator of the flash executor "
+                    f"{target}: deploy it with keeper deploy-executor --lanes, or have its "
+                    "owner call setOperator(lane, true)")
 
     def max_nonce(self) -> int | None:
         """The executor's own account's highest journaled nonce (lane 0's and public)."""

@@ -25,6 +25,7 @@ from eth_account.signers.local import LocalAccount
 from keeper.anvil import Anvil
 from keeper.chain.http import HttpRpc
 from keeper.devnet.builder import running_builder
+from keeper.errors import ConfigError
 from keeper.execution.builders import BuilderClient, BuilderEndpoint
 from keeper.execution.bundles import Backrun, BundleSetup
 from keeper.execution.bundles_executor import BundleExecutor
@@ -278,3 +279,26 @@ async def test_a_dispatch_backruns_a_hinted_transaction_in_one_bundle(
     fates = [b for b in net.client("builder_blocks")[-1]["bundles"]
              if b["kind"] == "mev_sendBundle"]
     assert [b["status"] for b in fates] == ["included"]  # one bundle holds both
+
+
+async def test_a_lane_that_is_not_an_operator_of_the_flash_executor_stops_the_start(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 2)
+    refusing, allowing = "0x" + "0f" * 20, "0x" + "1f" * 20
+    net.anvil.rpc("anvil_setCode", refusing, "0x60206000f3")  # operators(...) -> false
+    net.anvil.rpc("anvil_setCode", allowing, "0x600160005260206000f3")  # -> true
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        client = BuilderClient(net.endpoints, Account.from_key(SEARCHER_KEY))
+        CLIENTS.append(client)
+        for target, fine in ((refusing, False), (allowing, True)):
+            ex = BundleExecutor(chain, accounts[0], journal, FeePolicy(100 * GWEI, GWEI),
+                                appraise=lambda c, d, got, paid, gas: -gas,
+                                flash_executor=target,
+                                bundles=BundleSetup(client, lanes=accounts[1:]))
+            if fine:
+                await ex.start()
+                continue
+            with pytest.raises(ConfigError, match="not an operator") as info:
+                await ex.start()
+            assert accounts[1].address.lower() in str(info.value)
