@@ -172,6 +172,19 @@ def test_bundle_time_window(builder: tuple[Client, Client]) -> None:
     assert len(report["transactions"]) == 1
 
 
+def test_one_bundle_sent_for_several_blocks(builder: tuple[Client, Client]) -> None:
+    """The same eth_sendBundle for blocks N, N+1 and N+2 (three requests, as searchers send
+    it) is valid at N: a relay keeps each (bundle, block)."""
+    c, _ = builder
+    first = c.next_block()
+    raw, tx_hash = c.tx(1, c.accounts[0].address, value=7)
+    for block in range(first, first + 3):
+        c("eth_sendBundle", {"txs": [raw], "blockNumber": hex(block)})
+    report = c.build()
+    assert int(report["number"], 16) == first
+    assert report["transactions"] == [tx_hash]
+
+
 def test_backrun_lands_right_behind_its_hinted_target(builder: tuple[Client, Client]) -> None:
     c, _ = builder
     events = EventStream(c.url + "/events")

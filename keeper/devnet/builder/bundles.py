@@ -176,7 +176,8 @@ def parse_private_tx(params: list[Any], signer: str, next_block: int) -> Bundle:
 
 
 class BundlePool:
-    """One endpoint's bundles, by hash, with replacementUuid bookkeeping."""
+    """One endpoint's bundles, by hash (an eth_sendBundle by hash and first block), with
+    replacementUuid bookkeeping."""
 
     def __init__(self, endpoint: int) -> None:
         self.endpoint = endpoint
@@ -185,13 +186,17 @@ class BundlePool:
 
     def add(self, bundle: Bundle) -> None:
         bundle.endpoints.add(self.endpoint)
+        # The same eth_sendBundle sent for blocks N, N+1, N+2 (one request each, as searchers
+        # do) is three entries, as at a relay; one of them at most is valid for a block.
+        entry = f"{bundle.hash}@{bundle.first_block}" if bundle.kind == "eth_sendBundle" \
+            else bundle.hash
         if bundle.replacement_uuid:
             key = (bundle.signer.lower(), bundle.replacement_uuid)
             old = self._by_uuid.pop(key, None)
             if old is not None:
                 self.bundles.pop(old, None)
-            self._by_uuid[key] = bundle.hash
-        self.bundles[bundle.hash] = bundle
+            self._by_uuid[key] = entry
+        self.bundles[entry] = bundle
 
     def cancel(self, signer: str, uuid: str) -> bool:
         old = self._by_uuid.pop((signer.lower(), uuid), None)
