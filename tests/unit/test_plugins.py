@@ -22,7 +22,7 @@ def entry(name: str, value: str) -> EntryPoint:
 
 def test_installed_plugins() -> None:
     entries = plugins.installed()
-    assert {"aave_v3", "morpho_blue"} <= set(entries)
+    assert {"aave_v3", "maker", "morpho_blue", "perp_v2"} <= set(entries)
     assert entries["aave_v3"].value == "strategies.aave_v3:STRATEGY"
 
 
@@ -34,7 +34,7 @@ def test_load_builtin_plugins() -> None:
 
 
 def test_unknown_name_lists_installed() -> None:
-    with pytest.raises(ConfigError, match=r"unknown strategy 'nope'.*installed: aave_v3, morpho"):
+    with pytest.raises(ConfigError, match=r"unknown strategy 'nope'.*installed: aave_v3, maker, morpho_blue, perp_v2"):
         plugins.load("nope")
 
 
