@@ -117,17 +117,22 @@ def start_maker_devnet(
 
 def maker_config_section(info: DevnetInfo) -> str:
     """`[strategies.maker]` for `keeper devnet --maker --write-config` (empty without Maker):
-    the Dog/Clipper ilks, taken with the liquidator's DAI through the profile's MakerKeeper."""
+    every ilk, through the profile's MakerKeeper with the liquidator's DAI: the Dog/Clipper
+    ilks (bark, take, redo) and the Cat/Flipper ilk, bitten and bid on with the bidding
+    model priced on the MCD_WETH/MCD_DAI pair (`flip_exit_pair`)."""
     maker = info.maker
     if maker is None or maker.keeper_contract is None:
         return ""
-    ilks = "".join(f'\n[strategies.maker.ilks.{name}]\njoin = "{ilk.join}"\n'
-                   for name, ilk in maker.ilks.items() if ilk.engine == "clip")
+    ilks = "".join(f'\n[strategies.maker.ilks.{name}]  # {ilk.engine}\njoin = "{ilk.join}"\n'
+                   for name, ilk in maker.ilks.items() if ilk.engine in ("clip", "flip"))
+    pair = maker.pairs["MCD_WETH/MCD_DAI"]
     return (
-        "\n[strategies.maker]  # Maker MCD: bark, take and redo on Dog + Clipper\n"
+        "\n[strategies.maker]  # Maker MCD: Dog + Clipper (bark, take, redo) and Cat + "
+        "Flipper (bite, tend, dent, deal)\n"
         f'vat = "{maker.vat}"\ndog = "{maker.dog}"\ncat = "{maker.cat}"\n'
         f'spot = "{maker.spot}"\njug = "{maker.jug}"\ndai = "{maker.dai}"\n'
         f'dai_join = "{maker.dai_join}"\nkeeper_contract = "{maker.keeper_contract}"\n'
-        f'# clip_exit_pair = "{maker.pairs["MCD_WETH/MCD_DAI"]}"  # sell inside the take\n'
+        f'flip_exit_pair = "{pair}"  # Flipper bids are priced on it\n'
+        f'# clip_exit_pair = "{pair}"  # sell inside the take\n'
         + ilks
     )

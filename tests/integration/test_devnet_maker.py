@@ -78,7 +78,8 @@ def test_written_config_checks_scans_and_draws_the_curve(
     maker: Devnet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`keeper devnet --maker --write-config`'s config: check-config verifies every Maker
-    address, `scan` lists every seeded Dog vault and `risk` draws their curve."""
+    address, `scan` lists every seeded vault, `risk` draws their curve, and after a drop to
+    $1,700 `scan` ranks Dog barks and (flip_exit_pair written) Cat bites of ETH-A."""
     info = maker.info.maker
     assert info is not None and info.keeper_contract is not None
     keeper = maker.w3.eth.contract(address=Web3.to_checksum_address(info.keeper_contract),
@@ -94,10 +95,19 @@ def test_written_config_checks_scans_and_draws_the_curve(
         assert scanned.exit_code == 0, scanned.output
         vaults = {p["account"].lower() for p in json.loads(scanned.stdout)["positions"]
                   if p["strategy"] == "maker"}
-        assert vaults >= {v.urn.lower() for v in info.vaults if v.ilk != "ETH-A"}
+        assert vaults >= {v.urn.lower() for v in info.vaults}
         risk = CliRunner().invoke(main, ["risk", "--json", "--config", str(path)])
         assert risk.exit_code == 0, risk.output
         assert '"maker"' in risk.stdout
+        assert f'flip_exit_pair = "{info.pairs["MCD_WETH/MCD_DAI"]}"' in path.read_text()
+        apply_step(maker.w3, maker.info, CrashStep(0, "t", {"WETH": Decimal("1700")}, None))
+        scanned = CliRunner().invoke(main, ["scan", "--json", "--config", str(path)])
+        assert scanned.exit_code == 0, scanned.output
+        # Keys are "<chain>:maker:<urn>:bark:<ilk>:..." and "<chain>:maker:<urn>:flip:bite:...".
+        opportunities = json.loads(scanned.stdout)["opportunities"]
+        kinds = {":".join(o["key"].split(":")[3:5]) for o in opportunities
+                 if o["strategy"] == "maker"}
+        assert {"bark:ETH-B", "flip:bite"} <= kinds, kinds
     finally:
         reset_logging()
         secrets.clear_secrets()
