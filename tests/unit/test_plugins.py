@@ -34,7 +34,8 @@ def test_load_builtin_plugins() -> None:
 
 
 def test_unknown_name_lists_installed() -> None:
-    with pytest.raises(ConfigError, match=r"unknown strategy 'nope'.*installed: aave_v3, maker, morpho_blue, perp_v2"):
+    listed = "installed: aave_v3, maker, morpho_blue, perp_v2"
+    with pytest.raises(ConfigError, match=rf"unknown strategy 'nope'.*{listed}"):
         plugins.load("nope")
 
 
