@@ -146,7 +146,10 @@ class IntentBuilder:
             min_profit=sum(o.gas_cost for o in send) + self.min_profit,
             profit_pairs=profit_pairs)
         bids = self.bids
-        if bids is not None and bids.to_coinbase:
+        # The bid is paid in ether, so only out of a surplus in the quote token (the wrapped
+        # native one): the debt token itself, or what the profit sale returns.
+        if bids is not None and bids.to_coinbase and (
+                profit_pairs or lead.debt == self.quote_token):
             plan = dataclasses.replace(plan, bid_bps=bids.bps(lead.strategy))
         call = Call(to=flash.executor, data=flash.calldata(plan))
         gas = sum(o.gas_limit for o in send) - (len(send) - 1) * self.gas.batch_saving
