@@ -131,6 +131,7 @@ async def test_one_transaction_at_two_builders_for_three_blocks_lands_once(
         await built(net, [task])
         outcome = task.result()
     assert outcome.status == "confirmed", outcome
+    assert outcome.block == head + 1  # its first target block
     report = net.client("builder_blocks")[-1]
     fates = [b for b in report["bundles"] if b["status"] == "included"]
     assert len(fates) == 1 and fates[0]["endpoints"] == [0, 1]  # both builders, one bundle
@@ -302,3 +303,32 @@ async def test_a_lane_that_is_not_an_operator_of_the_flash_executor_stops_the_st
             with pytest.raises(ConfigError, match="not an operator") as info:
                 await ex.start()
             assert accounts[1].address.lower() in str(info.value)
+
+
+async def test_a_dispatch_backruns_a_pending_public_transaction_in_one_bundle(
+    net: Net, journal: Journal,
+) -> None:
+    """Behind a pending public oracle transaction: eth_sendBundle [its raw bytes, ours...],
+    for the next block and the two after it; they land in the next block, right behind it,
+    and the public copy is not mined twice."""
+    accounts = funded(net, 2)
+    [oracle] = funded(net, 1)
+    net.client.accounts.append(oracle)
+    pending, pending_hash = net.client.tx(len(net.client.accounts) - 1,
+                                          net.client.accounts[0].address, value=1)
+    net.client("eth_sendRawTransaction", pending)  # in the public pool
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        follows = await ex.launch([intent(victim(), head, "raw1"), intent(victim(), head, "raw2")],
+                                  base_fee=GWEI, backrun=Backrun(pending_hash, pending))
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        first, second = (t.result() for t in tasks)
+    assert first.status == second.status == "confirmed", (first, second)
+    assert first.block == second.block == head + 1
+    block = net.client("eth_getBlockByNumber", hex(first.block), False)["transactions"]
+    at = block.index(pending_hash)
+    assert block[at:at + 3] == [pending_hash, first.tx_hash, second.tx_hash]
+    assert block.count(pending_hash) == 1
