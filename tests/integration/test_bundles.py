@@ -332,3 +332,46 @@ async def test_a_dispatch_backruns_a_pending_public_transaction_in_one_bundle(
     at = block.index(pending_hash)
     assert block[at:at + 3] == [pending_hash, first.tx_hash, second.tx_hash]
     assert block.count(pending_hash) == 1
+
+
+async def test_after_a_restart_an_expired_bundles_nonce_is_signed_anew(
+    net: Net, tmp_path: Path,
+) -> None:
+    """A bundle of an earlier run whose last target block passed without it, the position
+    gone meanwhile: after the restart it is `lost` (to the market), its nonce given back,
+    and the next liquidation on that lane signs that very nonce."""
+    accounts = funded(net, 1)
+    path = tmp_path / "expired.sqlite"
+    account = victim()
+    slot = "0x" + account[2:].rjust(64, "0")
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        with Journal(path) as first_journal:
+            ex = executor(net, chain, first_journal, accounts)
+            await ex.start()
+            head = int(await chain.call("eth_blockNumber", []), 16)
+            net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")  # taken
+            [follow] = await ex.launch([intent(account, head, "gone")], base_fee=GWEI)
+            follow.close()  # the process dies; its bundles are out for 3 blocks
+            [sent] = ex.bundles.book.live()
+        for _ in range(4):  # every target block passes without it
+            await asyncio.to_thread(net.client.build)
+        with Journal(path) as journal:
+            client = BuilderClient(net.endpoints, Account.from_key(SEARCHER_KEY))
+            CLIENTS.append(client)
+            ex = BundleExecutor(chain, accounts[0], journal, FeePolicy(100 * GWEI, GWEI),
+                                appraise=lambda c, d, got, paid, gas: -gas,
+                                still_there=lambda strategy, who: False,  # gone meanwhile
+                                bundles=BundleSetup(client, poll=0.02))
+            await ex.start()
+            [(_, _, job)] = ex.recovery()
+            outcome = await asyncio.wait_for(job, TIMEOUT)
+            assert outcome.status == "lost" and "no longer liquidatable" in outcome.reason
+            record = journal.get("test:bundle:gone")
+            assert record is not None and record.status == "dropped"
+            head = int(await chain.call("eth_blockNumber", []), 16)
+            [follow] = await ex.launch([intent(victim(), head, "next")], base_fee=GWEI)
+            task = asyncio.ensure_future(follow)
+            await built(net, [task])
+    assert task.result().status == "confirmed"
+    mined = tx_of(net, task.result().tx_hash)
+    assert int(str(mined["nonce"]), 16) == sent.nonce  # the expired bundle's nonce, reused
