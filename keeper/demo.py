@@ -11,7 +11,10 @@ always stopped on the way out.
 
 Strategies are loaded through the `keeper.strategies` entry points (the
 engine never imports strategies/); the demo runs every installed strategy
-that can be configured from devnet.json.
+that can be configured from devnet.json. `--maker` runs it on the Maker devnet
+profile (keeper.demo_profiles): the Maker strategy joins in, each step stands for
+the path's 10 minutes of chain time (the auctions' clocks), and the summary
+counts its kicks, takes and bids.
 """
 
 from __future__ import annotations
@@ -35,8 +38,16 @@ from web3 import Web3
 from keeper.bids import BidPolicy
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
+from keeper.demo_profiles import (
+    DemoProfile,
+    maker_action,
+    maker_section,
+    maker_summary,
+    profile,
+)
 from keeper.devnet.crash import CrashStep, apply_step, crash_steps
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY, DevnetSpec, start_devnet
+from keeper.devnet.deployer import rpc
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS
@@ -90,12 +101,18 @@ class DemoView:
         table.add_row("positions at risk (HF < 1)", str(keeper.engine.stats.candidates))
         table.add_row("liquidations sent / confirmed",
                       f"{self.sent} / {outcomes.confirmed_count}")
-        by_protocol = Counter(o.key.split(":")[1] for o in outcomes.confirmed
+        by_protocol = Counter(_protocol(o.key) for o in outcomes.confirmed
                               if o.key.count(":") > 1)
         table.add_row("confirmed by protocol",
                       "  ".join(f"{name} {n}" for name, n in sorted(by_protocol.items())) or "-")
         table.add_row("cumulative profit", _usd(outcomes.realized_profit, self.weth_usd))
         return table
+
+
+def _protocol(key: str) -> str:
+    """The strategy a journal key is for; a Maker key also names its action."""
+    action = maker_action(key)
+    return key.split(":")[1] if action is None else f"maker {action}"
 
 
 def _usd(wei: int, weth_usd: Decimal) -> str:
@@ -108,7 +125,8 @@ def devnet_strategies(
 ) -> list[Strategy]:
     """Every installed strategy whose config can be read off devnet.json: one Aave strategy
     per market named in `aave_markets` (devnet.json's `aave_v3`, `aave_v3_6`; each instance
-    named after its market), and Morpho Blue unless `morpho` is false."""
+    named after its market), Morpho Blue unless `morpho` is false, and Maker when
+    devnet.json has it (the Maker profile: keeper.demo_profiles.maker_section)."""
     context = StrategyContext(chain_id=info.chain_id, liquidator=liquidator)
     markets = info.aave_markets()
     sections: list[tuple[str, str, dict[str, object]]] = [
@@ -117,6 +135,9 @@ def devnet_strategies(
     ]
     if morpho:
         sections.append(("morpho_blue", "morpho_blue", {"morpho": info.morpho_blue.morpho}))
+    maker = maker_section(info)
+    if maker is not None:
+        sections.append(("maker", "maker", maker))
     out: list[Strategy] = []
     for name, plugin_name, section in sections:
         plugin = load(plugin_name)
@@ -195,7 +216,7 @@ async def _caught_up(keeper: Keeper, block: int, view: DemoView) -> None:
 
 
 async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
-                 journal: Journal) -> Keeper:
+                 journal: Journal, step_seconds: int = 0) -> Keeper:
     # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
     keeper = await build_keeper(info, journal, ws=True)
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
@@ -207,6 +228,8 @@ async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
             with Live(view.table(keeper), console=console, refresh_per_second=8) as live:
                 for step in steps:
                     view.step, view.weth_usd = step, step.prices.get("WETH", view.weth_usd)
+                    if step_seconds and step.index:  # the step's time passes on the chain
+                        await asyncio.to_thread(rpc, w3, "evm_increaseTime", step_seconds)
                     view.block = await asyncio.to_thread(apply_step, w3, info, step)
                     await _caught_up(keeper, view.block, view)
                     live.update(view.table(keeper))
@@ -224,28 +247,33 @@ def _final_table(keeper: Keeper, weth_usd: Decimal) -> Table:
         table.add_column(column)
     for outcome in sorted(keeper.outcomes, key=lambda o: (o.block, o.key)):
         parts = outcome.key.split(":")
-        protocol, account = (parts[1], parts[2]) if len(parts) > 2 else ("-", outcome.key)
+        protocol, account = ((_protocol(outcome.key), parts[2]) if len(parts) > 2
+                             else ("-", outcome.key))
         table.add_row(str(outcome.block or "-"), protocol, account, outcome.status,
                       str(outcome.gas_used), _usd(outcome.realized_profit, weth_usd))
     return table
 
 
-def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90) -> Keeper:
-    """Run the demo end to end; returns the keeper (its outcomes say what happened)."""
+def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int = 90,
+             profile: DemoProfile | None = None) -> Keeper:
+    """Run the demo end to end, on the default devnet or a `profile` of it (the Maker
+    devnet); returns the keeper (its outcomes say what happened)."""
     spec = spec or DevnetSpec()
     started = time.monotonic()
     with console.status("starting the devnet (the first run deploys and takes longer)…"):
-        anvil, info, cached = start_devnet(spec)
+        anvil, info, cached = (profile.start if profile else start_devnet)(spec)
     try:
         console.print(
             f"devnet up in {time.monotonic() - started:.1f} s "
             f"({'cached state' if cached else 'cold deploy'}) at {info.rpc_url}"
+            + (f"; with {profile.title}" if profile else "")
         )
         steps = crash_steps(load_price_path(), {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
         with tempfile.TemporaryDirectory(prefix="keeper-demo-") as folder:
             journal = Journal(Path(folder) / "journal.sqlite")
             try:
-                keeper = asyncio.run(_drive(console, info, steps[:max_steps], journal))
+                keeper = asyncio.run(_drive(console, info, steps[:max_steps], journal,
+                                            profile.step_seconds if profile else 0))
                 summary = journal.summary()
             finally:
                 journal.close()
@@ -257,6 +285,9 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
             f"realized profit {_usd(keeper.outcomes.realized_profit, weth_usd)}; "
             f"journal: {summary.counts}"
         )
+        maker = maker_summary(o.key for o in keeper.outcomes.confirmed)
+        if maker:
+            console.print(maker)
         return keeper
     finally:
         anvil.stop()
@@ -268,7 +299,12 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
 @click.option("--log-file", default="keeper-demo.log", show_default=True,
               type=click.Path(dir_okay=False, path_type=Path),
               help="The engine's decisions, as JSON lines (the console shows the live view).")
-def demo(steps: int, log_file: Path) -> None:
+# Each devnet profile is one more flag onto the same `profile_name` (keeper.demo_profiles).
+@click.option("--maker", "profile_name", flag_value="maker", default=None,
+              help="Add Maker MCD (the Maker devnet profile): the keeper also barks, takes, "
+                   "bites and bids on its vaults' auctions; each step is 10 minutes of chain "
+                   "time.")
+def demo(steps: int, log_file: Path, profile_name: str | None) -> None:
     """Run the devnet, play the 2021-05-19 crash, and let the keeper liquidate."""
     try:
         sink = log_file.open("a")
@@ -277,6 +313,6 @@ def demo(steps: int, log_file: Path) -> None:
     with sink:
         configure_logging("json", "info", stream=sink)
         console = Console()
-        run_demo(console, max_steps=steps)
+        run_demo(console, max_steps=steps, profile=profile(profile_name))
         console.print(f"the engine's decisions are in {log_file}")
 
