@@ -34,6 +34,7 @@ A resubmission sends each of ours alone (by then the oracle update is mined or g
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -161,7 +162,12 @@ class BundleSubmitter:
             group.append(prepared)
             follows.append(self._followed(prepared, intent))
         if backrun is not None and group:
-            self._journal_group(group)
+            try:
+                self._journal_group(group)
+            except BaseException:
+                for follow in follows:
+                    follow.close()  # nothing of the group left: none is followed
+                raise
             sending.append(asyncio.ensure_future(self.send.behind(group, backrun)))
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
@@ -180,6 +186,8 @@ class BundleSubmitter:
             for live in group:
                 live.lane.nonces.release(live.tx.nonce)
                 live.lane.holder = None
+                with contextlib.suppress(Exception):  # claimable again (the write failed)
+                    self.executor.journal.mark_abandoned(live.key)
             raise
 
     async def _followed(self, live: Live, intent: TxIntent) -> Outcome:

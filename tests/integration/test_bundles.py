@@ -375,3 +375,30 @@ async def test_after_a_restart_an_expired_bundles_nonce_is_signed_anew(
     assert task.result().status == "confirmed"
     mined = tx_of(net, task.result().tx_hash)
     assert int(str(mined["nonce"]), 16) == sent.nonce  # the expired bundle's nonce, reused
+
+
+async def test_a_group_whose_journal_write_fails_sends_nothing_and_frees_everything(
+    net: Net, journal: Journal, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accounts = funded(net, 2)
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+        nonces = [lane.nonces.next_nonce for lane in ex.bundles.lanes]
+
+        def disk_full(*args: object, **kwargs: object) -> None:
+            raise OSError("disk full")
+
+        monkeypatch.setattr(ex.bundles.book, "record_signed_all", disk_full)
+        intents = [intent(victim(), head, "g1"), intent(victim(), head, "g2")]
+        arrived = len(net.client("builder_arrivals")["bundles"])
+        with pytest.raises(OSError, match="disk full"):
+            await ex.launch(intents, base_fee=GWEI, backrun=Backrun("0x" + "ee" * 32))
+        assert len(net.client("builder_arrivals")["bundles"]) == arrived  # nothing sent
+        assert ex.bundles.lanes.free == 2
+        for key in ("test:bundle:g1", "test:bundle:g2"):
+            record = journal.get(key)
+            assert record is not None and record.status == "abandoned"  # claimable again
+        # The nonces were never used: handed out again, the lowest first.
+        assert [await lane.nonces.reserve() for lane in ex.bundles.lanes] == nonces
