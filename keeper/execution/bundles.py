@@ -109,29 +109,12 @@ class BundleSubmitter:
                 return int(await chain.call("eth_getTransactionCount", [address, "pending"]), 16)
 
             await lane.nonces.sync(pending, self.book.max_nonce(lane.address))
-        await self._check_operators()
+        await check_operators(self.executor, self.lanes)
         for tx in self.book.live():
             held = self.lanes.by_address(tx.sender)
             if held is not None:
                 held.holder = tx.tx_hash
         self.head = int(await chain.call("eth_blockNumber", []), 16)
-
-    async def _check_operators(self) -> None:
-        """Each lane but the owner's must be an operator of the flash executor (its flash
-        liquidations would revert at every builder otherwise): one line if one is not."""
-        target = self.executor.flash_executor
-        if target is None or len(self.lanes) < 2:
-            return
-        calls = [("eth_call", [{"to": target, "data": OPERATORS + lane.address[2:].rjust(64, "0")},
-                               "latest"]) for lane in self.lanes.lanes[1:]]
-        answers = await self.executor.chain.batch(calls)
-        for lane, answer in zip(self.lanes.lanes[1:], answers, strict=True):
-            word = str(answer or "0x")
-            if word == "0x" or not int(word, 16):
-                raise ConfigError(
-                    f"nonce lane {lane.address} is not an operator of the flash executor "
-                    f"{target}: deploy it with keeper deploy-executor --lanes, or have its "
-                    "owner call setOperator(lane, true)")
 
     def max_nonce(self) -> int | None:
         """The executor's own account's highest journaled nonce (lane 0's and public)."""
@@ -151,8 +134,11 @@ class BundleSubmitter:
         sending: list[asyncio.Task[None]] = []
         group: list[Live] = []
         for intent in intents:
-            prepared = await self._prepare(intent, base_fee, backrun, first,
-                                           journal=backrun is None)
+            try:
+                prepared = await self._prepare(intent, base_fee, backrun, first,
+                                               journal=backrun is None)
+            except Exception as exc:  # this one only: those before it are out, followed
+                prepared = self._failed(intent, exc)
             if isinstance(prepared, Outcome):
                 follows.append(done(with_members(intent, prepared)))
                 continue
@@ -172,6 +158,14 @@ class BundleSubmitter:
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
         return follows
+
+    def _failed(self, intent: TxIntent, exc: Exception) -> Outcome:
+        """An intent that could not be signed or journaled (nothing of it left the keeper)."""
+        key = intent.opportunity.key
+        log.error("bundle not prepared", key=key, error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):  # claimable again, if it was claimed
+            self.executor.journal.mark_abandoned(key)
+        return Outcome(key, "error", reason=f"not sent: {type(exc).__name__}: {exc}")
 
     def _journal_group(self, group: list[Live]) -> None:
         """The group's signed transactions on disk in one synced write; if that fails,
@@ -383,3 +377,21 @@ def _recipient(raw: str) -> str:
     """The `to` of a signed transaction (journaled bytes)."""
     decoded = TypedTransaction.from_bytes(HexBytes(raw))
     return "0x" + bytes(decoded.as_dict()["to"]).hex()
+
+
+async def check_operators(executor: Executor, lanes: Lanes) -> None:
+    """Each lane but the owner's must be an operator of the flash executor (its flash
+    liquidations would revert at every builder otherwise): one line if one is not."""
+    target = executor.flash_executor
+    if target is None or len(lanes) < 2:
+        return
+    calls = [("eth_call", [{"to": target, "data": OPERATORS + lane.address[2:].rjust(64, "0")},
+                           "latest"]) for lane in lanes.lanes[1:]]
+    answers = await executor.chain.batch(calls)
+    for lane, answer in zip(lanes.lanes[1:], answers, strict=True):
+        word = str(answer or "0x")
+        if word == "0x" or not int(word, 16):
+            raise ConfigError(
+                f"nonce lane {lane.address} is not an operator of the flash executor "
+                f"{target}: deploy it with keeper deploy-executor --lanes, or have its "
+                "owner call setOperator(lane, true)")

@@ -402,3 +402,28 @@ async def test_a_group_whose_journal_write_fails_sends_nothing_and_frees_everyth
             assert record is not None and record.status == "abandoned"  # claimable again
         # The nonces were never used: handed out again, the lowest first.
         assert [await lane.nonces.reserve() for lane in ex.bundles.lanes] == nonces
+
+
+async def test_one_intent_that_cannot_be_signed_leaves_the_others_sent_and_followed(
+    net: Net, journal: Journal, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accounts = funded(net, 2)
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        head = int(await chain.call("eth_blockNumber", []), 16)
+
+        async def broken(*args: object) -> tuple[str, str]:
+            raise ValueError("the signer is gone")
+
+        monkeypatch.setattr(ex.bundles.lanes.lanes[1].sender, "sign", broken)
+        follows = await ex.launch([intent(victim(), head, "fine"),
+                                   intent(victim(), head, "broken")], base_fee=GWEI)
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        fine, failed = (t.result() for t in tasks)
+    assert fine.status == "confirmed", fine
+    assert failed.status == "error" and "the signer is gone" in failed.reason
+    record = journal.get("test:bundle:broken")
+    assert record is not None and record.status == "abandoned"  # claimable again
+    assert ex.bundles.lanes.free == 2
