@@ -31,6 +31,7 @@ TxRequest = dict[str, str]
 # DSValue.poke(bytes32 wut) and Spotter.poke(bytes32 ilk) share the selector.
 _POKE = "0x" + function_signature_to_4byte_selector("poke(bytes32)").hex()
 PATH_STEP_SECONDS = 600  # the shipped price paths are 10-minute steps
+POKE_GAS = 150_000  # DSValue.poke ~30k, Spotter.poke (pip.peek + Vat.file) ~60k on the devnet
 
 
 @dataclass(frozen=True)
@@ -87,8 +88,10 @@ def maker_price_txs(info: DevnetInfo, symbol: str, usd: Decimal) -> list[TxReque
     owner = maker.pip_owner
     pips = sorted({i.pip for n, i in maker.ilks.items() if n in ETH_ILKS})
     value = int(usd * WAD).to_bytes(32, "big")
-    txs = [{"from": owner, "to": pip, "data": _POKE + value.hex()} for pip in pips]
-    txs += [{"from": owner, "to": maker.spot,
+    # The gas is given: estimated now, a Spotter.poke would not see the pip's new value.
+    gas = hex(POKE_GAS)
+    txs = [{"from": owner, "to": pip, "data": _POKE + value.hex(), "gas": gas} for pip in pips]
+    txs += [{"from": owner, "to": maker.spot, "gas": gas,
              "data": _POKE + encode(["bytes32"], [ilk_id(n)]).hex()} for n in ETH_ILKS]
     return txs
 
@@ -125,3 +128,25 @@ def maker_summary(keys: Iterable[str]) -> str:
     bids = counts["tend"] + counts["dent"]
     detail = ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
     return f"Maker: {kicks} kicks, {takes} auctions taken or dealt, {bids} bids ({detail})"
+
+
+def maker_symbols(info: DevnetInfo) -> dict[str, str]:
+    """Maker's own tokens by address (lower-case), for reports: MCD_DAI and MCD_WETH."""
+    maker = info.maker
+    if maker is None:
+        return {}
+    return {maker.dai.lower(): "MCD_DAI", maker.weth.lower(): "MCD_WETH"}
+
+
+def replay_setup(info: DevnetInfo) -> tuple[list[str], list[TxRequest]]:
+    """What a replay that mines its own blocks does once before the path with Maker on:
+    the accounts to impersonate (and fund with gas money: the pip's owner, which pokes the
+    price), and the liquidator's approval of its MakerKeeper for Maker DAI (what the
+    keeper's first take or bid would send; mid-step it would hold that step's sends)."""
+    maker = info.maker
+    if maker is None or maker.keeper_contract is None:
+        return [], []
+    approve = ("0x" + function_signature_to_4byte_selector("approve(address,uint256)").hex()
+               + encode(["address", "uint256"], [maker.keeper_contract, 2**256 - 1]).hex())
+    return [maker.pip_owner], [{"from": info.accounts.liquidator, "to": maker.dai,
+                                "data": approve}]

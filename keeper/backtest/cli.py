@@ -123,6 +123,11 @@ class _BacktestGroup(click.Group):
                    "by default).")
 @click.option("--batch-size", type=click.IntRange(1, 20),
               help=f"The largest flash batch (--devnet; {DEFAULT_BATCH} by default).")
+# A devnet profile adds its protocol (keeper.demo_profiles; one flag each, as `keeper demo`).
+@click.option("--maker", "profile_name", flag_value="maker", default=None,
+              help="Replay on the Maker devnet profile: the keeper also barks, takes, bites "
+                   "and bids on Maker's auctions; each step is 10 minutes of chain time "
+                   "(--devnet).")
 @click.option("--rpc", metavar="URL", help="Archive node to replay blocks from.")
 @click.option("--tape", type=click.Path(path_type=Path, dir_okay=False),
               help="A tape written by `keeper record`, instead of --rpc.")
@@ -140,7 +145,8 @@ class _BacktestGroup(click.Group):
 def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     state: AppState, devnet: bool, price_path: str | None, borrowers: int, seed: int,
     steps: int | None, capital: float | None, bid_share: float | None,
-    min_profit_usd: float | None, batch_size: int | None, rpc: str | None, tape: Path | None,
+    min_profit_usd: float | None, batch_size: int | None, profile_name: str | None,
+    rpc: str | None, tape: Path | None,
     first: int | None, last: int | None, insert: str, html_path: Path | None, as_json: bool,
     log_file: Path,
 ) -> None:
@@ -150,6 +156,8 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     if click.get_current_context().invoked_subcommand is not None:
         return
     _check_source(devnet, price_path, rpc, tape, (first, last))
+    if profile_name is not None and not devnet:
+        raise BacktestUsageError(f"--{profile_name} is a devnet profile: add --devnet")
     if capital is not None and not devnet:
         raise BacktestUsageError("--capital sets the devnet liquidator's funds: add --devnet")
     tuned = (bid_share, min_profit_usd, batch_size)
@@ -164,6 +172,7 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
         check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
     from keeper.backtest import devnet_replay, path_file  # noqa: PLC0415
+    from keeper.demo_profiles import profile  # noqa: PLC0415
 
     path = path_file.load_path(path_file.resolve_path(price_path)) if price_path else None
     if path is not None and steps is not None and steps > len(path.points):
@@ -180,7 +189,7 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
             with ReplayProgress(console, unit="steps") as progress:
                 report = devnet_replay.run_price_path(
                     path, spec=DevnetSpec(borrowers=borrowers, seed=seed), max_steps=steps,
-                    progress=progress, tuning=tuning,
+                    progress=progress, tuning=tuning, profile=profile(profile_name),
                     capital_usd=Decimal(str(capital)) if capital is not None else None)
         else:
             assert first is not None and last is not None

@@ -38,6 +38,7 @@ from typing import Any
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
 
+from keeper import demo_profiles as profiles
 from keeper.anvil import Anvil
 from keeper.backtest.episodes import Attempt, Position, Taken
 from keeper.backtest.model import BacktestReport, Liquidation, PriceSample
@@ -104,17 +105,23 @@ class _Chain:
     """The devnet, mined by the replay: one block per `mine`, at the base fee the path
     says."""
 
-    def __init__(self, keeper: Keeper, info: DevnetInfo, clock: _Clock) -> None:
+    def __init__(self, keeper: Keeper, info: DevnetInfo, clock: _Clock,
+                 step_seconds: int = 0) -> None:
         self.rpc = keeper.chain
         self.keeper = keeper
         self.info = info
         self.clock = clock
+        self.step_seconds = step_seconds  # chain time a step stands for (Maker's auctions)
 
     async def mine(self) -> int:
         return await self.clock.mine(self.rpc)
 
     async def post(self, step: CrashStep) -> int:
-        """The step's prices, all in one block (mined here); its number."""
+        """The step's prices, all in one block (mined here; `step_seconds` after the step
+        before: the clock jumps that far first), Maker's pip and Spotter with them; its
+        number."""
+        if step.index:
+            self.clock.stamp += self.step_seconds
         if step.gas_gwei is not None:
             await self.rpc.call("anvil_setNextBlockBaseFeePerGas",
                                 [hex(int(step.gas_gwei * 10**9))])
@@ -124,6 +131,8 @@ class _Chain:
             await self.rpc.call("eth_sendTransaction", [{
                 "from": deployer, "to": self.info.feeds[symbol], "data": data,
                 "gas": hex(FEED_GAS)}])
+            for tx in profiles.maker_price_txs(self.info, symbol, usd):
+                await self.rpc.call("eth_sendTransaction", [tx])
         return await self.mine()
 
     async def keeper_pool(self) -> int:
@@ -156,6 +165,12 @@ async def _prepare(
     deployer, a shortfall is minted."""
     address = info.accounts.liquidator
     prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
+    accounts, txs = profiles.replay_setup(info)  # Maker's, when the devnet has it
+    for account in accounts:
+        await rpc.call("anvil_impersonateAccount", [account])
+        await rpc.call("anvil_setBalance", [account, hex(1000 * WAD)])
+    for tx in txs:
+        await rpc.call("eth_sendTransaction", [tx])
     for symbol, token in sorted(info.tokens.items()):
         for spender in (info.aave_v3.pool, info.morpho_blue.morpho):
             data = APPROVE + encode(["address", "uint256"], [spender, MAX_UINT]).hex()
@@ -181,10 +196,11 @@ async def _prepare(
 async def replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, *,
     progress: Progress | None = None, capital_usd: Decimal | None = None,
-    tuning: Tuning | None = None,
+    tuning: Tuning | None = None, step_seconds: int = 0,
 ) -> BacktestReport:
     """Drive a running devnet along `steps`, the keeper engine stepped block by block
-    (its bid share, minimum profit and batch size: `tuning`, the demo keeper's by default).
+    (its bid share, minimum profit and batch size: `tuning`, the demo keeper's by default;
+    `step_seconds`: the chain time between two steps' price blocks, beyond their blocks).
 
     The replay mines every block itself (automine off, 12 s apart): a step's prices in one
     block, then, while the keeper sends, one block holding everything it sent in reaction
@@ -199,7 +215,8 @@ async def replay(
         try:
             await _prepare(setup, clock, info, capital_usd)
             return await _replay(info, steps, journal, clock, progress=progress,
-                                 capital_usd=capital_usd, tuning=tuning or Tuning())
+                                 capital_usd=capital_usd, tuning=tuning or Tuning(),
+                                 step_seconds=step_seconds)
         finally:
             await clock.release(setup)
             await setup.call("anvil_setAutomine", [True])
@@ -209,13 +226,13 @@ async def replay(
 
 async def _replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, clock: _Clock, *,
-    progress: Progress | None, capital_usd: Decimal | None, tuning: Tuning,
+    progress: Progress | None, capital_usd: Decimal | None, tuning: Tuning, step_seconds: int,
 ) -> BacktestReport:
     keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0,
                                 **tuning.keeper_kwargs())
     engine = keeper.engine
-    chain = _Chain(keeper, info, clock)
-    symbols = {t.address.lower(): s for s, t in info.tokens.items()}
+    chain = _Chain(keeper, info, clock, step_seconds)
+    symbols = {t.address.lower(): s for s, t in info.tokens.items()} | profiles.maker_symbols(info)
     recorder = Recorder(keeper, symbols)
     report = BacktestReport(mode="price-path", chain_id=info.chain_id,
                             from_block=engine.stats.head, to_block=engine.stats.head,
@@ -261,6 +278,9 @@ async def _replay(
         report.notes.append(f"{late} blocks were mined before every send of the keeper had "
                             f"reached the pool ({SETTLE_SECONDS:.0f} s): timing may then "
                             "change the figures")
+    maker = profiles.maker_summary(o.key for o in keeper.outcomes if o.status == "confirmed")
+    if maker:
+        report.notes.append(f"{maker} (confirmed sends)")
     report.notes.append("devnet price path: no competing liquidators, so no historical "
                         "liquidations; a missed opportunity counts at what it paid alone when "
                         "it first paid the minimum profit")
@@ -345,9 +365,14 @@ def run_price_path(
     loaded: PricePath, *, spec: DevnetSpec | None = None, max_steps: int | None = None,
     progress: Progress | None = None, capital_usd: Decimal | None = None,
     tuning: Tuning | None = None, start: StartDevnet = start_devnet,
+    profile: profiles.DemoProfile | None = None,
 ) -> BacktestReport:
     """Start the (cached) devnet, replay the path on it, stop it; the report says what happened.
-    `start`: how the devnet's anvil starts (a sweep's task starts its own with more flags)."""
+    `start`: how the devnet's anvil starts (a sweep's task starts its own with more flags);
+    `profile`: a devnet profile instead (keeper.demo_profiles: Maker), its own start and
+    chain time per step."""
+    if profile is not None:
+        start = profile.start
     start_prices = {t.symbol: t.usd_price for t in DEFAULT_TOKENS}
     steps = crash_steps(loaded.points, start_prices, loaded.betas)[:max_steps]
     started = time.monotonic()
@@ -357,7 +382,8 @@ def run_price_path(
         with (tempfile.TemporaryDirectory(prefix="keeper-backtest-") as folder,
               Journal(Path(folder) / "journal.sqlite") as journal):
             report = asyncio.run(replay(info, steps, journal, progress=progress,
-                                        capital_usd=capital_usd, tuning=tuning))
+                                        capital_usd=capital_usd, tuning=tuning,
+                                        step_seconds=profile.step_seconds if profile else 0))
     finally:
         anvil.stop()
     report.boot_seconds = boot
