@@ -34,7 +34,8 @@ class MakerConfig(Section):
     # contracts/maker/MakerKeeper.sol owned by the sending account (keeper.devnet.maker_keeper)
     keeper_contract: Address
     ilks: dict[str, MakerIlkConfig]
-    # The most DAI one take moves into the Vat (pulled from the account as it pays).
+    # The most DAI the keeper holds in the Vat at once (pulled from the account as it
+    # pays): a running total of its open Flipper bids and each block's takes and bids.
     max_vat_dai: Decimal = Field(default=Decimal(100_000), gt=0)
     # A Uniswap V2 pair of the Clipper ilks' gem against Maker DAI: takes then sell the
     # collateral inside the take (Clipper's clipperCall; no DAI needed). None: takes pay
@@ -45,7 +46,7 @@ class MakerConfig(Section):
     # Flipper auctions (Cat ilks; strategies/maker/flip.py): the Uniswap V2 pair of the gem
     # against Maker DAI the bidding model prices lots on (none: Flipper ilks are not
     # liquidated), the least DAI a bid must expect to earn, and the share (percent) of its
-    # ceiling a first bid opens at. `max_vat_dai` also caps the DAI held in open bids.
+    # ceiling a first bid opens at. Bids share `max_vat_dai` with the takes.
     flip_exit_pair: V2Pair | None = None
     flip_min_profit: Decimal = Field(default=Decimal(0), ge=0)
     flip_open_share: int = Field(default=50, ge=1, le=100)

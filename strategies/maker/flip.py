@@ -113,6 +113,9 @@ class FlipSide:
         self.forbidden: dict[tuple[str, str], str] = {}  # (ilk, urn) -> Cat's revert string
         self.passes: dict[tuple[str, int], str] = {}  # (ilk, id) -> why the model passes
         self._spent = 0  # DAI [rad] the candidates offered so far this block would move
+        # DAI [rad] the block's Clipper takes (MakerStrategy, offered first) may move into
+        # the Vat: `max_vat_dai` is one running total across takes and bids.
+        self.taken = 0
         # MakerKeeper's DAI and gems in the Vat (refunds; lots others dealt to it).
         self.held = KeeperVat(config.vat.lower(), self.keeper)
 
@@ -182,6 +185,11 @@ class FlipSide:
         out += [self._exit(self.ilks[n], wad) for n, wad in self.held.gems.items() if wad > 0]
         return out
 
+    def locked(self) -> int:
+        """DAI [rad] held in the Flippers for the keeper's open bids (those it leads)."""
+        return sum(a.bid for i in self.ilks.values() for a in i.book.auctions.values()
+                   if a.guy == self.keeper)
+
     # ------------------------------------------------------------------ the model's inputs
 
     def _value(self, ilk: _Ilk, lot: int) -> int:
@@ -201,13 +209,12 @@ class FlipSide:
         def dai(gas: int) -> int:
             return gas * gas_price * per_ether // WAD
 
-        locked = sum(a.bid for i in self.ilks.values() for a in i.book.auctions.values()
-                     if a.guy == self.keeper)
         cap = int(self.config.max_vat_dai * WAD) * RAY
+        free = cap - self.locked() - self.taken - self._spent
         return BidTerms(
             keeper=self.keeper,
             costs=dai(GAS["tend"] + GAS["deal"] + 2 * KEEPER_GAS),
-            tick_cost=dai(GAS["tick"]), free_dai=max(cap - locked - self._spent, 0),
+            tick_cost=dai(GAS["tick"]), free_dai=max(free, 0),
             min_profit=int(self.config.flip_min_profit * WAD),
             open_share=self.config.flip_open_share)
 

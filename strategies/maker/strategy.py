@@ -76,6 +76,10 @@ class FlipSide(Protocol):
 
     def build(self, candidate: Candidate, repay: int) -> Call: ...
 
+    def locked(self) -> int: ...  # DAI [rad] in the keeper's open bids
+
+    taken: int  # DAI [rad] this block's takes may move into the Vat (set before candidates)
+
 
 def _flip_side(config: MakerConfig, context: StrategyContext) -> FlipSide | None:
     """The Flipper side when the config names its exit pair (`flip_exit_pair`), else none."""
@@ -186,13 +190,24 @@ class MakerStrategy:
         if self.clips is None:
             return []
         out: list[Candidate] = []
+        # `max_vat_dai` is a running total of the DAI the keeper moves into the Vat: the
+        # cap less its open Flipper bids, less each take offered before (at its largest
+        # size, paid with the account's DAI; a clipperCall take pays from its own sale);
+        # the bids of the block get what the takes leave.
+        locked = 0 if self.flip is None else -(-self.flip.locked() // math.RAY)
+        room = int(self.config.max_vat_dai * math.WAD) - locked
+        taken = 0
         for name, ilk in self.clips.ilks.items():
             out.extend(self._barks(name, block))
             for sale in list(ilk.sales.values()):
-                candidate = self._auction(name, sale.id, block)
+                candidate = self._auction(name, sale.id, block, room=room - taken)
                 if candidate is not None:
                     out.append(candidate)
+                    action = candidate.private
+                    if isinstance(action, MakerAction) and action.kind == "take":
+                        taken += candidate.max_repay
         if self.flip is not None:
+            self.flip.taken = taken * math.RAY
             out.extend(self.flip.candidates(block, self.book))
         return out
 
@@ -223,7 +238,10 @@ class MakerStrategy:
                 health=self.book.ratio(name, urn)))
         return out
 
-    def _auction(self, name: str, sale_id: int, block: BlockRef) -> Candidate | None:
+    def _auction(self, name: str, sale_id: int, block: BlockRef, *,
+                 room: int) -> Candidate | None:
+        """A redo, or a take of at most `room` DAI [wad] (a clipperCall take: of at most
+        `max_vat_dai`, paid from its own sale); None while neither is due or room is 0."""
         assert self.clips is not None
         ilk = self.clips.ilks[name]
         sale = ilk.sales[sale_id]
@@ -238,7 +256,9 @@ class MakerStrategy:
                                block.timestamp + TAKE_MARGIN_SECONDS)
         if later or price == 0:
             return None
-        cap = int(self.config.max_vat_dai * math.WAD)
+        cap = int(self.config.max_vat_dai * math.WAD) if self.pairs is not None else room
+        if cap <= 0:
+            return None
         max_repay = min(-(-sale.tab // math.RAY), cap)
         chost, tab, lot = ilk.params.chost, sale.tab, sale.lot
 
