@@ -31,6 +31,8 @@ class BundleExecutor(Executor):
     def __init__(self, *args: Any, bundles: BundleSetup, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bundles: Final = BundleSubmitter(self, bundles)
+        # Never rebroadcast publicly, also after a reorg (not followed up there yet).
+        self._recovery.skip = self.bundles.book.owns
 
     async def start(self) -> None:
         """Sync the account's nonce (its public and lane-0 transactions), then every lane's."""
@@ -49,7 +51,7 @@ class BundleExecutor(Executor):
     def recovery(self, keys: set[str] | None = None, *, reorged: bool = False) -> list[RecoveryJob]:
         """The public recovery of everything but bundled transactions, and the submitter's
         recovery of those (followed until their last target block, never rebroadcast)."""
-        public = self._recovery.jobs(keys, reorged=reorged, skip=self.bundles.book.owns())
+        public = self._recovery.jobs(keys, reorged=reorged)  # skips the bundled ones
         return public if reorged else [*public, *self.bundles.recovery(keys)]
 
     async def launch(

@@ -54,6 +54,8 @@ class Recovery:
         # paid out; any other by the collateral received and the debt paid.
         self._flash_executor = flash_executor
         self._quote_token = quote_token
+        # Hashes another part follows, always skipped (bundle mode: its bundled ones).
+        self.skip: Callable[[], set[str]] | None = None
 
     def jobs(
         self, keys: set[str] | None = None, *, reorged: bool = False,
@@ -64,6 +66,8 @@ class Recovery:
         reorg orphaned, so each is re-evaluated (see the module's docstring). `skip`:
         hashes another part follows (bundled transactions: never broadcast publicly)."""
         by_nonce: dict[int, list[TxRecord]] = {}
+        if self.skip is not None:
+            skip = {*skip, *self.skip()}
         for tx in self.journal.pending():
             if tx.tx_hash in skip:
                 continue

@@ -235,7 +235,8 @@ async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
             lane0 = ex.bundles.lanes.lanes[0]
             assert lane0.holder == sent.tx_hash  # held by the bundle that can still land
             jobs = ex.recovery()
-            assert len(jobs) == 1
+            assert len(jobs) == 1  # the bundle submitter's: never the public recovery's
+            assert ex._recovery.jobs(reorged=True) == []  # nor its reorg handling's
             recovered = asyncio.ensure_future(jobs[0][2])
             [follow] = await ex.launch([intent(victim(), head, "after")], base_fee=GWEI)
             later = asyncio.ensure_future(follow)
