@@ -60,11 +60,12 @@ async def _advance_retrying(
     return True
 
 
-def _idle(source: BlockSource) -> bool:
-    """No newer head waits at `source` (only the chain follower can tell). Sends of ours in
-    flight do not count: in a crash they always are, and waiting for them left the next
-    answers unprepared (in the race, 2 of 20 price steps found a level ready)."""
-    return not (isinstance(source, ChainFollower) and source.behind())
+def _idle(engine: Engine, source: BlockSource) -> bool:
+    """No newer head waits at `source` (only the chain follower can tell) and none of our
+    liquidations is in flight."""
+    behind = isinstance(source, ChainFollower) and source.behind()
+    sending = engine.dispatcher is not None and engine.dispatcher.inflight > 0
+    return not behind and not sending
 
 
 async def _prepare(
@@ -134,9 +135,10 @@ async def drive(
                 if not step.trial:
                     engine.stats.processed = step.head.number
                     # A newer head's step goes first (the levels are for the head they were
-                    # prepared at, and a waiting step may hold the next answer itself).
-                    if prepared is not None and prepared.enabled and _idle(source):
-                        await _prepare(prepared, step, lambda: not _idle(source))
+                    # prepared at, and a waiting step may hold the next answer itself), and
+                    # sends in flight too: preparing is for when the keeper is idle.
+                    if prepared is not None and prepared.enabled and _idle(engine, source):
+                        await _prepare(prepared, step, lambda: not _idle(engine, source))
             else:  # the rebuild after a reorg failed: the source steps here again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), EVALUATION_RETRIES[-1])
