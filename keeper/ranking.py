@@ -304,13 +304,17 @@ def _best(
     net, tip, bid = ev.net, gas_price - base_fee, 0
     if bids is not None:
         before_tip = ev.net + gas_cost - gas_limit * base_fee
-        if bids.to_coinbase and c.fee is not None:  # a flash liquidation in a bundle
+        # A flash liquidation in a bundle whose surplus ends in the quote token (the wrapped
+        # native one) bids to block.coinbase in ether; any other bids by its tip.
+        coinbase = bids.to_coinbase and c.fee is not None and (
+            ev.profit_swap is not None or c.debt == quote_token)
+        if coinbase:
             tip = bids.tip(c.strategy, 0, gas_limit, base_fee)  # the configured tip only
         else:
             tip = bids.tip(c.strategy, before_tip, gas_limit, base_fee)
         gas_cost = gas_limit * (base_fee + tip)
         net = before_tip - gas_limit * tip  # gross - slippage - gas_cost, still exactly
-        if bids.to_coinbase and c.fee is not None:
+        if coinbase:
             bid = bids.coinbase_bid(c.strategy, net, min_profit)
             net -= bid
     if net < min_profit:

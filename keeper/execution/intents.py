@@ -148,7 +148,7 @@ class IntentBuilder:
         bids = self.bids
         # The bid is paid in ether, so only out of a surplus in the quote token (the wrapped
         # native one): the debt token itself, or what the profit sale returns.
-        if bids is not None and bids.to_coinbase and (
+        if bids is not None and bids.to_coinbase and lead.coinbase_bid > 0 and (
                 profit_pairs or lead.debt == self.quote_token):
             plan = dataclasses.replace(plan, bid_bps=bids.bps(lead.strategy))
         call = Call(to=flash.executor, data=flash.calldata(plan))

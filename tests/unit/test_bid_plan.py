@@ -1,7 +1,7 @@
 """The bid share reaches the flash executor's plan (keeper/execution/intents.py): with a
-bid to block.coinbase (bundles), a flash liquidation's plan carries the share in basis
-points, but only when the surplus ends in the quote token (the bid is paid in ether); the
-public path's plan carries none."""
+bid to block.coinbase (bundles), a flash liquidation that ranking valued with a coinbase
+bid carries the share in basis points, but only when its surplus ends in the quote token
+(the bid is paid in ether); the public path's plan carries none."""
 
 from __future__ import annotations
 
@@ -61,6 +61,9 @@ def test_the_bid_share_goes_in_the_plan_when_the_surplus_is_in_the_quote_token()
     assert _bid_bps(coinbase, _opportunity(debt=DEBT, sold=False)) == 9_500
     # A surplus left in a token with no way to the quote token cannot pay a bid in ether.
     assert _bid_bps(coinbase, _opportunity(debt=OTHER, sold=False)) == 0
+    # Ranking bid by the tip instead (no coinbase bid valued): none goes in the plan either.
+    tipped = dataclasses.replace(_opportunity(debt=DEBT, sold=True), coinbase_bid=0)
+    assert _bid_bps(coinbase, tipped) == 0
     # The public path: the bid is the priority fee, none goes in the plan.
     public = BidPolicy(share=Fraction(95, 100))
     assert _bid_bps(public, _opportunity(debt=DEBT, sold=True)) == 0
