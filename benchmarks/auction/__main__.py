@@ -2,7 +2,7 @@
 
     python -m benchmarks.auction [--mode competitor|bidder|both] [--first-step 60]
         [--steps 22] [--step-seconds 1.5] [--keeper-bid 0.9] [--rival-bid 0.5]
-        [--competitor-tip 1] [--json-out FILE] [--workdir DIR]
+        [--block-interval 1.0] [--competitor-tip 1] [--json-out FILE] [--workdir DIR]
 
 Per mode it prints each bot's first-liquidation win rate, the bonus it took, the bids it
 paid the builder (transfers to block.coinbase in its transactions, from call traces), its
@@ -58,7 +58,8 @@ def summary(result: AuctionResult) -> dict[str, Any]:
             # The bids came from the executor's ether float (devnet WETH is not WETH9).
             bots[who]["realized_net_usd"] = round(received - bid_usd - totals.fees_usd, 2)
     svr = [{"tx": x.tx_hash, "block": x.block, "index": x.index,
-            "behind": {k: v for k, v in x.behind.items() if v}} for x in result.landings]
+            "behind": {k: v for k, v in x.behind.items() if v}} for x in result.landings
+           if x.origin == "hint"]
     return {
         "mode": result.mode, "options": {k: str(v) for k, v in vars(result.options).items()},
         "accounts": judged.accounts, "bonus_total_usd": round(judged.bonus_total, 2),
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--step-seconds", type=float, default=AuctionOptions.step_seconds)
     parser.add_argument("--keeper-bid", type=Decimal, default=AuctionOptions.keeper_bid)
     parser.add_argument("--rival-bid", type=Decimal, default=AuctionOptions.rival_bid)
+    parser.add_argument("--block-interval", type=float, default=AuctionOptions.block_interval)
     parser.add_argument("--competitor-tip", type=Decimal,
                         default=AuctionOptions.competitor_tip_gwei)
     parser.add_argument("--json-out", type=Path, default=None)
@@ -114,7 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     options = AuctionOptions(first_step=args.first_step, steps=args.steps,
                              step_seconds=args.step_seconds, keeper_bid=args.keeper_bid,
-                             rival_bid=args.rival_bid, competitor_tip_gwei=args.competitor_tip)
+                             rival_bid=args.rival_bid, competitor_tip_gwei=args.competitor_tip,
+                             block_interval=args.block_interval)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     root = args.workdir or cache_dir() / "bench" / f"auction-{stamp}-{os.getpid()}"
     modes: list[Mode] = ["competitor", "bidder"] if args.mode == "both" else [args.mode]

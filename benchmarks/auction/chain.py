@@ -94,25 +94,27 @@ class Landing:
     """An oracle transaction's block and index, and the bots' transactions after it there."""
 
     tx_hash: str
+    origin: str  # "hint" (an SVR update, private) or "pool" (a public transmit)
     block: int | None
     index: int | None
     behind: dict[str, list[int]]  # bot -> the indices of its transactions later in the block
 
 
-async def landings(rpc: Rpc, oracle_txs: Sequence[str],
+async def landings(rpc: Rpc, oracle_txs: Sequence[tuple[str, str]],
                    sent: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[Landing]:
-    receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h in oracle_txs])
+    """Where each (oracle transaction, origin) landed, and the bots' transactions behind it."""
+    receipts = await rpc.batch([("eth_getTransactionReceipt", [h]) for h, _ in oracle_txs])
     out = []
-    for tx_hash, receipt in zip(oracle_txs, receipts, strict=True):
+    for (tx_hash, origin), receipt in zip(oracle_txs, receipts, strict=True):
         if isinstance(receipt, RpcFault) or not receipt:
-            out.append(Landing(tx_hash, None, None, {}))
+            out.append(Landing(tx_hash, origin, None, None, {}))
             continue
         block, index = int(receipt["blockNumber"], 16), int(receipt["transactionIndex"], 16)
         behind = {who: sorted(int(t["transactionIndex"], 16) for t in txs
                               if int(t["blockNumber"], 16) == block
                               and int(t["transactionIndex"], 16) > index)
                   for who, txs in sent.items()}
-        out.append(Landing(tx_hash, block, index, behind))
+        out.append(Landing(tx_hash, origin, block, index, behind))
     return out
 
 

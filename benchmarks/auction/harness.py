@@ -76,6 +76,7 @@ class AuctionOptions:
     idle_timeout: float = 60.0
     ready_timeout: float = 120.0
     bundles: bool = True  # False: the keepers send publicly (the path before issue 15)
+    block_interval: float = 1.0  # seconds between the builder's blocks
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,8 @@ async def _run(mode: Mode, options: AuctionOptions, workdir: Path) -> AuctionRes
         bots.append(Bot("rival", dev_key(RIVAL_INDEX), options.rival_bid))
     comp_key = dev_key(COMPETITOR_INDEX) if mode == "competitor" else None
     competitor = None if comp_key is None else Bot("competitor", comp_key, Decimal(0)).address
-    staged = await asyncio.to_thread(stage, bots, competitor)
+    staged = await asyncio.to_thread(stage, bots, competitor,
+                                     interval=options.block_interval)
     processes: list[Process] = []
     chain = await Rpc.open(staged.info.rpc_url)
     try:
@@ -187,8 +189,8 @@ async def _judge(chain: Rpc, scene: _Scene, first: int, last: int, *, posted: li
     paid = await bids(chain, sent, DEFAULT_COINBASE)
     gained = await executed_profit_usd(
         chain, {b.name: sent.get(b.name, []) for b in bots}, info.aave_v3.oracle)
-    hinted = [p.tx_hash for p in posted if p.origin == "hint"]
-    landed = await landings(chain, hinted, sent)
+    landed = await landings(chain, [(p.tx_hash, p.origin) for p in posted
+                                    if p.origin in ("hint", "pool")], sent)
     arrivals = await chain.call("builder_arrivals")
     signers = {bot.name: bot.searcher for bot in bots}
     signers["bare"] = str(Account.from_key(dev_key(BARE_INDEX)).address).lower()
