@@ -41,18 +41,31 @@ from strategies.perp_v2 import events as ev
 from strategies.perp_v2 import math as pm
 from strategies.perp_v2 import risk
 from strategies.perp_v2.actions import MAX_UINT, PerpAction, encode_action
-from strategies.perp_v2.book import PerpBook
+from strategies.perp_v2.book import Account, PerpBook
 from strategies.perp_v2.config import PerpV2Config
 from strategies.perp_v2.reads import BlockReads, Setup, read_block, read_fee_ratios, read_setup
 
 log = structlog.get_logger(__name__)
 
-# Measured on the devnet: liquidate ~1.3M gas, cancelAllExcessOrders and closePosition less.
-GAS_LIQUIDATE = 2_000_000
-GAS_CANCEL = 1_500_000
-GAS_CLOSE = 1_500_000
+# Gas figures, measured on the devnet's crash. A liquidation values the trader's and the
+# liquidator's accounts several times (five TWAP reads per market each time), so its gas grows
+# with the markets both hold: 1.25-1.72M with one market each, 2.23-2.62M for a two-market
+# trader. A send that goes out before its simulation answers gets 1.3x the figure: a flat
+# 2M ran a two-market liquidation out of gas (2.6M used of 2.6M).
+GAS_LIQUIDATE_BASE = 1_000_000
+GAS_LIQUIDATE_PER_MARKET = 500_000
+GAS_CANCEL = 1_500_000  # up to 0.77M seen
+GAS_CLOSE = 1_500_000  # up to 0.71M seen
 CLOSE_SLIPPAGE_PIPS = 50_000  # 5 %
-GAS_WITHDRAW = 600_000
+GAS_WITHDRAW = 1_000_000  # 0.13-0.74M seen (0.74M of a 0.78M limit)
+
+
+def liquidation_gas(trader_markets: int, liquidator: Account | None, base: str) -> int:
+    """The gas figure of a `liquidate` in `base`: a base figure plus a share per market of
+    the trader's and of the liquidator's (its open positions and `base`, taken over)."""
+    mine = {b for b, t in liquidator.takers.items() if pm.dusted(t.size)} if liquidator else set()
+    markets = trader_markets + len(mine | {base})
+    return GAS_LIQUIDATE_BASE + GAS_LIQUIDATE_PER_MARKET * markets
 
 
 @dataclass(frozen=True)
@@ -247,8 +260,9 @@ class PerpV2Strategy:
             return []
         taker = self.book.accounts[account].takers.get(ranked[0])
         key = _hash(ranked[0], taker.size if taker else 0, state.balance, state.owed_realized_pnl)
+        gas = liquidation_gas(len(ranked), self.book.accounts.get(self.liquidator), ranked[0])
         return [self._candidate("liquidate", account, ranked[0], profit=profit, health=health,
-                                gas=GAS_LIQUIDATE, state=key)]
+                                gas=gas, state=key)]
 
     def _closes(self, marks: dict[str, int], block: BlockRef) -> list[Candidate]:
         own = self.book.accounts.get(self.liquidator)

@@ -325,6 +325,19 @@ def _only_keeper_between(net: PerpNet, low: int, high: int) -> bool:
     return True
 
 
+def _reverted(net: PerpNet, low: int, high: int) -> list[str]:
+    """The keeper's transactions mined in blocks low..high that reverted."""
+    me = net.info.liquidator.lower()
+    out = []
+    for number in range(low, high + 1):
+        for tx in net.w3.eth.get_block(number, full_transactions=True)["transactions"]:
+            assert not isinstance(tx, bytes)  # full transactions were asked for
+            if str(tx["from"]).lower() == me and \
+                    net.w3.eth.get_transaction_receipt(tx["hash"])["status"] != 1:
+                out.append(tx["hash"].to_0x_hex())
+    return out
+
+
 def _why(net: PerpNet, tx_hash: str) -> str:
     """A mined transaction's revert reason, replayed on its parent block."""
     if not tx_hash:
@@ -371,6 +384,9 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
                if o.status in BAD or (o.status == "lost" and "no longer liquidatable"
                                       not in o.reason)]
         assert not bad, bad
+        # None of the keeper's transactions reverts (a liquidation sent before its simulation
+        # answered once ran out of gas on a flat gas figure).
+        assert not await asyncio.to_thread(_reverted, perp, start + 1, end)
         to_market = [o for o in outcomes if o.status == "lost"]
         gaps = []  # seconds from the block a lost send was ranked at to the one it landed in
         for o in to_market:
