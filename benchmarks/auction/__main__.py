@@ -55,8 +55,8 @@ def summary(result: AuctionResult) -> dict[str, Any]:
         if who in result.gained:  # a keeper: what its executor paid it, after the bid
             received = result.gained[who]
             bots[who]["profit_received_usd"] = round(received, 2)
-            # The bids came from the executor's ether float (devnet WETH is not WETH9).
-            bots[who]["realized_net_usd"] = round(received - bid_usd - totals.fees_usd, 2)
+            # Paid out after the bid (the contract takes it from the profit first).
+            bots[who]["realized_net_usd"] = round(received - totals.fees_usd, 2)
     svr = [{"tx": x.tx_hash, "block": x.block, "index": x.index,
             "behind": {k: v for k, v in x.behind.items() if v}} for x in result.landings
            if x.origin == "hint"]
@@ -81,8 +81,8 @@ def lines(report: dict[str, Any]) -> list[str]:
                    f"bids {b['bids_eth']:.3f} ETH (${b['bids_usd']:,.0f})  gas "
                    f"${b['gas_usd']:,.0f}  net ${b['net_capture_usd']:,.0f}  txs "
                    f"{b['transactions']} (reverted {b['reverted']})"
-                   + (f"  profit paid out ${b['profit_received_usd']:,.0f}, less bids and gas "
-                      f"${b['realized_net_usd']:,.0f}" if "profit_received_usd" in b else ""))
+                   + (f"  profit paid out after the bid ${b['profit_received_usd']:,.0f}, less "
+                      f"gas ${b['realized_net_usd']:,.0f}" if "profit_received_usd" in b else ""))
     behind = sum(1 for u in report["svr_updates"] if u["behind"].get("keeper"))
     right = sum(1 for u in report["svr_updates"]
                 if u["index"] is not None and (u["index"] + 1) in u["behind"].get("keeper", []))
