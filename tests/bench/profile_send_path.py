@@ -141,11 +141,15 @@ def summarize(trials: list[list[Span]], origin_prefix: str = "follower") -> list
     notification, as `bench_feed_to_send` times it)."""
     rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for spans in trials:
-        if origin_prefix == "ws":  # the last head heard before the first send: the price block's
+        if origin_prefix == "ws":  # the price block's head or feed log, whichever came first
             first_send = min((s for n, s, _ in spans if n == f"rpc {SEND}"), default=None)
-            origin = None if first_send is None else max(
-                (s for n, s, _ in spans if n.startswith("ws: newHeads") and s <= first_send),
-                default=None)
+            last = [max((s for n, s, _ in spans if n.startswith(kind) and s <= first_send),
+                        default=None) if first_send is not None else None
+                    for kind in ("ws: newHeads", "ws: feed log")]
+            heard = [t for t in last if t is not None]
+            # Both are the price block's when they came within 20 ms of each other.
+            origin = (min(heard) if len(heard) == 2 and abs(heard[0] - heard[1]) < 0.02
+                      else max(heard) if heard else None)
         else:
             origin = min((s for n, s, _ in spans if n.startswith(origin_prefix)), default=None)
         if origin is None:
