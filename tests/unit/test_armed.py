@@ -1,7 +1,10 @@
 """Armed levels' pieces without a chain: when a pre-signed transaction may still be sent
-(`Presigned.fits`), when an arming is stale, and that a level's arming reaches dispatch."""
+(`Presigned.fits`), when an arming is stale (kept levels are armed again then, and only
+then), and that a level's arming reaches dispatch."""
 
 from __future__ import annotations
+
+import asyncio
 
 from keeper.execution.armed import Armed
 from keeper.execution.sender import Presigned, Unsigned
@@ -58,3 +61,42 @@ def test_a_fired_level_hands_its_arming_to_the_dispatcher() -> None:
     lane, sent = _lane([Level(FEED, 99, -1, _opps(2), armed)], _head(10))
     assert lane.heard(_log(99, 11)) == 2
     assert sent.armed == [armed]
+
+
+class _Nonces:
+    next_nonce: int | None = 7
+
+
+class _Executor:
+    nonces = _Nonces()
+
+
+class Arming:
+    """Stands in for the dispatcher's `arm`: records each call, arms at the stream's nonce."""
+
+    def __init__(self) -> None:
+        self.executor = _Executor()
+        self.base_fee = BASE
+        self.calls = 0
+
+    async def arm(self, opportunities: object, *, signed: int, known: Armed | None) -> Armed:
+        self.calls += 1
+        return Armed({}, {}, nonce=self.executor.nonces.next_nonce or 0,
+                     base_fee=self.base_fee)
+
+
+def test_kept_levels_are_armed_again_only_once_the_nonce_or_the_base_fee_moved() -> None:
+    lane, _ = _lane([Level(FEED, 99, -1, _opps(1), Armed({}, {}, nonce=7, base_fee=BASE))],
+                    _head(10))
+    arming = Arming()
+    lane.engine.dispatcher = arming  # type: ignore[assignment]
+    asyncio.run(lane.prepare(_head(11), changed=False))  # nothing moved: kept as armed
+    assert arming.calls == 0
+    arming.executor.nonces.next_nonce = 8  # a send of ours took nonce 7
+    asyncio.run(lane.prepare(_head(12), changed=False))
+    [level] = lane.ready(FEED)
+    assert arming.calls == 1 and level.armed is not None and level.armed.nonce == 8
+    arming.base_fee = 2 * BASE
+    asyncio.run(lane.prepare(_head(13), changed=False))
+    [level] = lane.ready(FEED)
+    assert arming.calls == 2 and level.armed is not None and level.armed.base_fee == 2 * BASE
