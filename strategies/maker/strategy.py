@@ -36,7 +36,7 @@ from keeper.errors import ConfigError, KeeperError
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
-from strategies.maker import math, risk
+from strategies.maker import math, risk, sizing
 from strategies.maker.book import VAT_TOPICS, VaultBook, ilk_word
 from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, Sale, read_clip_state
 from strategies.maker.config import MakerConfig
@@ -103,6 +103,7 @@ class MakerAction:
     urn: str = ""
     sale: int = 0
     price: int = 0  # take: the price [ray] it was valued at (the call's `max`)
+    size: int = 0  # sell: the DAI [wad] the take is sized at (sizing.best_size)
 
 
 class MakerStrategy:
@@ -287,26 +288,35 @@ class MakerStrategy:
 
     def _sale(self, name: str, sale: Sale, price: int, *, max_repay: int,
               ranges: tuple[tuple[int, int], ...], seize: Callable[[int], int],
-              paid: Callable[[int], int]) -> Candidate:
+              paid: Callable[[int], int]) -> Candidate | None:
         """A take whose collateral is sold inside it (clipperCall): nothing paid, the Maker
-        DAI the sale leaves over what the take owes received (the exit pair's exact quote)."""
+        DAI the sale leaves over what the take owes received (the exit pair's exact quote).
+        It needs none of the account's DAI, so it is sized here (sizing.best_size: the
+        largest surplus) and offered at a nominal repay of 1, which the engine's sizing
+        by the account's DAI balance leaves alone; None when no size leaves a surplus."""
         pairs, gem, dai = self.pairs, self._gem(name), self.dai
-        assert pairs is not None
+        assert pairs is not None and self.clips is not None
+        chost = self.clips.ilks[name].params.chost
 
         def surplus(repay: int) -> int:
             slice_ = seize(repay)
             leg = pairs.quote(gem, dai, slice_) if slice_ else None
             return max(0, (leg.amount_out if leg is not None else 0) - paid(repay))
 
+        # A size leaving exactly chost is a step in the surplus (Clipper's partial rule).
+        size, best = ((ranges[0][0], surplus(ranges[0][0])) if ranges else sizing.best_size(
+            surplus, max_repay, [(sale.tab - chost) // math.RAY]))
+        if best <= 0:
+            return None
         return Candidate(
             strategy=self.name, account=sale.usr, collateral=dai, debt=dai,
-            max_repay=max_repay, health_factor=0,
+            max_repay=1, health_factor=0,
             key=f"{self.context.chain_id}:{self.name}:{sale.usr}:sell:{name}:{sale.id}:"
                 f"{sale.tab}:{sale.lot}:{sale.tic}",
-            seize=surplus, actual_repay=lambda _repay: 0, gas_limit=SELL_GAS,
+            seize=lambda _repay: best, actual_repay=lambda _repay: 0, gas_limit=SELL_GAS,
             spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
-            repay_ranges=ranges,
-            private=MakerAction("sell", name, urn=sale.usr, sale=sale.id, price=price))
+            private=MakerAction("sell", name, urn=sale.usr, sale=sale.id, price=price,
+                                size=size))
 
     def _candidate(self, action: MakerAction, account: str, reward: int, gas: int, *,
                    key: str, health: int) -> Candidate:
@@ -342,11 +352,12 @@ class MakerStrategy:
         elif action.kind == "redo":
             data = _REDO + encode(["address", "uint256"], [ilk.clip, action.sale])
         elif action.kind == "sell" and self.config.clip_exit_pair is not None:
-            # At least half the surplus it was ranked at, or nothing is sent for it.
+            # Sized by the strategy (`repay` is nominal); at least half the surplus it was
+            # ranked at, or nothing is sent for it.
             data = _SELL + encode(
                 ["address", "address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, self.config.ilks[action.ilk].join, self.config.clip_exit_pair,
-                 action.sale, repay * math.RAY // action.price, action.price,
+                 action.sale, action.size * math.RAY // action.price, action.price,
                  candidate.seize(repay) // 2])
         else:
             join = self.config.ilks[action.ilk].join
