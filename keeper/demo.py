@@ -14,7 +14,9 @@ engine never imports strategies/); the demo runs every installed strategy
 that can be configured from devnet.json. `--maker` runs it on the Maker devnet
 profile (keeper.demo_profiles): the Maker strategy joins in, each step stands for
 the path's 10 minutes of chain time (the auctions' clocks), and the summary
-counts its kicks, takes and bids.
+counts its kicks, takes and bids. `--perp` runs it on the Perp v2 devnet profile
+(keeper.demo_perp): after each step's feeds, the vETH and vBTC vAMMs trade to the new
+prices and the mark follows 16 s later; the summary counts its liquidations and closes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import asyncio
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +40,7 @@ from web3 import Web3
 from keeper.bids import BidPolicy
 from keeper.chain.http import HttpRpc
 from keeper.chain.ws import WsSubscriptions
+from keeper.demo_perp import perp_section, perp_summary
 from keeper.demo_profiles import (
     DemoProfile,
     maker_action,
@@ -138,6 +141,9 @@ def devnet_strategies(
     maker = maker_section(info)
     if maker is not None:
         sections.append(("maker", "maker", maker))
+    perp = perp_section(info)
+    if perp is not None:
+        sections.append(("perp_v2", "perp_v2", perp))
     out: list[Strategy] = []
     for name, plugin_name, section in sections:
         plugin = load(plugin_name)
@@ -216,9 +222,12 @@ async def _caught_up(keeper: Keeper, block: int, view: DemoView) -> None:
 
 
 async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
-                 journal: Journal, step_seconds: int = 0) -> Keeper:
+                 journal: Journal, *, step_seconds: int = 0,
+                 after_step: Callable[[Web3, DevnetInfo, CrashStep], None] | None = None,
+                 lending: bool = True) -> Keeper:
     # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
-    keeper = await build_keeper(info, journal, ws=True)
+    keeper = await build_keeper(info, journal, ws=True,
+                                aave_markets=("aave_v3",) if lending else (), morpho=lending)
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     view = DemoView(steps=len(steps))
     stop = asyncio.Event()
@@ -231,6 +240,9 @@ async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
                     if step_seconds and step.index:  # the step's time passes on the chain
                         await asyncio.to_thread(rpc, w3, "evm_increaseTime", step_seconds)
                     view.block = await asyncio.to_thread(apply_step, w3, info, step)
+                    if after_step is not None:
+                        await asyncio.to_thread(after_step, w3, info, step)
+                        view.block = await asyncio.to_thread(lambda: int(w3.eth.block_number))
                     await _caught_up(keeper, view.block, view)
                     live.update(view.table(keeper))
                 await _caught_up(keeper, view.block + 1, view)
@@ -272,8 +284,11 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
         with tempfile.TemporaryDirectory(prefix="keeper-demo-") as folder:
             journal = Journal(Path(folder) / "journal.sqlite")
             try:
-                keeper = asyncio.run(_drive(console, info, steps[:max_steps], journal,
-                                            profile.step_seconds if profile else 0))
+                keeper = asyncio.run(_drive(
+                    console, info, steps[:max_steps], journal,
+                    step_seconds=profile.step_seconds if profile else 0,
+                    after_step=profile.after_step if profile else None,
+                    lending=profile.lending if profile else True))
                 summary = journal.summary()
             finally:
                 journal.close()
@@ -288,6 +303,9 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
         maker = maker_summary(o.key for o in keeper.outcomes.confirmed)
         if maker:
             console.print(maker)
+        perp = perp_summary([o.key for o in keeper.outcomes.confirmed])
+        if perp:
+            console.print(perp)
         return keeper
     finally:
         anvil.stop()
@@ -304,6 +322,10 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
               help="Add Maker MCD (the Maker devnet profile): the keeper also barks, takes, "
                    "bites and bids on its vaults' auctions; each step is 10 minutes of chain "
                    "time.")
+@click.option("--perp", "profile_name", flag_value="perp",
+              help="Add Perp v2 (the Perp devnet profile): the keeper also liquidates its "
+                   "cross-margin accounts and closes the positions it takes over; each step "
+                   "trades the vAMMs to the new prices.")
 def demo(steps: int, log_file: Path, profile_name: str | None) -> None:
     """Run the devnet, play the 2021-05-19 crash, and let the keeper liquidate."""
     try:

@@ -5,7 +5,8 @@ key) with what the demo and the backtest need to drive it: how it starts, the st
 section its devnet.json configures (`keeper.demo.devnet_strategies` adds it), the calls that
 make the protocol's own price follow a posted feed, and how much chain time a crash step
 stands for (auctions that run on the clock need the path's 10 minutes, not the 12 s of a
-replayed block). A further profile (Perp v2) is one more entry in `PROFILES`.
+replayed block). `--perp` adds Perp v2 (keeper.demo_perp): after each step's feeds, its
+vAMMs are traded to the new prices (`DemoProfile.after_step`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from decimal import Decimal
 
 from eth_abi.abi import encode
 from eth_utils.abi import function_signature_to_4byte_selector
+from web3 import Web3
 
 from keeper.anvil import Anvil
+from keeper.demo_perp import follow_step, start_perp
+from keeper.devnet.crash import CrashStep
 from keeper.devnet.deploy import DevnetSpec
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.maker_profile import start_maker_devnet
@@ -43,6 +47,11 @@ class DemoProfile:
     start: StartDevnet
     # Chain time a crash step stands for (0: a step is just the next block).
     step_seconds: int
+    # What follows a step's posted feeds on this devnet (Perp: its vAMMs trade there).
+    after_step: Callable[[Web3, DevnetInfo, CrashStep], None] | None = None
+    # Whether the lending strategies (Aave, Morpho) run beside it. Not with Perp: their
+    # liquidations spend the liquidator's USDC, and a Perp send is sized from 1 unit of it.
+    lending: bool = True
 
 
 def _start_maker(spec: DevnetSpec) -> tuple[Anvil, DevnetInfo, bool]:
@@ -52,6 +61,8 @@ def _start_maker(spec: DevnetSpec) -> tuple[Anvil, DevnetInfo, bool]:
 PROFILES: dict[str, DemoProfile] = {
     "maker": DemoProfile("maker", "Maker MCD: Dog/Clipper and Cat/Flipper auctions",
                          _start_maker, PATH_STEP_SECONDS),
+    "perp": DemoProfile("perp", "Perp v2: cross-margin perpetuals on vAMMs", start_perp, 0,
+                        after_step=follow_step, lending=False),
 }
 
 
