@@ -6,8 +6,8 @@ It asserts the issue's acceptance on the chain and in the bots' own records, not
 benchmark's figures (docs/benchmarks.md has those):
 - every SVR update that opened liquidations has the higher bidder's liquidations in its
   own block, right behind it (the backrun of the hinted private transaction);
-- where both keepers backran the same oracle transaction, the builder took the higher
-  bidder's bundle, every time;
+- every liquidation both keepers put behind the same oracle transaction went, in that
+  transaction's block, to the higher bidder;
 - the lower bidder recorded the positions it lost as `lost` (outbid), each taken by a
   confirmed transaction of the higher bidder, and no breaker tripped in either.
 """
@@ -47,17 +47,26 @@ def test_higher_bid_backruns_the_svr_update_and_wins(tmp_path: Path) -> None:
            and x.tx_hash in named["keeper"]]
     behind = [x for x in svr if x.index is not None and x.index + 1 in x.behind.get("keeper", [])]
     assert behind, "the keeper's liquidations never stood right behind an SVR update"
-    # Contested: both keepers backran the same oracle transaction (their bundles named it,
-    # by the builder's arrivals); right behind it on chain stands the higher bidder's
-    # transaction, never the lower bidder's. (An auction can also go to neither: both
-    # bundles reached the builder after the oracle transaction's block was built.)
+    # Contested liquidations: an account both keepers put in a backrun of the same oracle
+    # transaction (their bundles at the builder, by its arrivals; each transaction's
+    # accounts from the keeper's journal). In that transaction's block the account is
+    # liquidated by the higher bidder, never by the lower one. (An auction can also go to
+    # neither: both bundles reached the builder after the block was built.)
+    accounts = {who: _accounts(tmp_path / f"{who}-journal.sqlite") for who in named}
+    liquidated = {(x.block, x.account): x.who for x in judged.liquidations}
     won = 0
     for target in result.landings:
-        if target.index is None or not all(target.tx_hash in n for n in named.values()):
+        if target.block is None:
             continue
-        assert target.index + 1 not in target.behind.get("rival", []), target
-        won += target.index + 1 in target.behind.get("keeper", [])
-    assert won, "the keepers never both backran an oracle transaction that landed"
+        wanted = {who: {a for b in arrivals["bundles"] if b["signer"] == searcher(who)
+                        and target.tx_hash in b["refs"]
+                        for t in b["txs"] for a in accounts[who].get(t, ())}
+                  for who in named}
+        for account in wanted["keeper"] & wanted["rival"]:
+            who = liquidated.get((target.block, account))
+            assert who != "rival", (target, account)
+            won += who == "keeper"
+    assert won, "no liquidation both keepers backran was won in its oracle update's block"
     # The lower bidder's log records the positions it lost as outbid, each taken by the
     # higher bidder; no breaker tripped in either keeper.
     outbid = _outbid(tmp_path / "rival.err")
@@ -70,6 +79,21 @@ def test_higher_bid_backruns_the_svr_update_and_wins(tmp_path: Path) -> None:
     for name, metrics in result.metrics.items():
         tripped = {k: v for k, v in metrics.items() if k.startswith("keeper_breaker_tripped")}
         assert not any(tripped.values()), (name, tripped)
+
+
+def _accounts(path: Path) -> dict[str, set[str]]:
+    """Transaction hash -> the accounts it liquidates, from a keeper's journal (a batch's
+    members are journaled under its lead intent)."""
+    out: dict[str, set[str]] = {}
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        leads = dict(db.execute("SELECT member_key, lead_key FROM batch_members"))
+        owner = dict(db.execute("SELECT key, account FROM intents"))
+        by_intent: dict[str, set[str]] = {}
+        for key, account in owner.items():
+            by_intent.setdefault(leads.get(key, key), set()).add(str(account).lower())
+        for tx_hash, key in db.execute("SELECT tx_hash, intent_key FROM transactions"):
+            out[str(tx_hash)] = by_intent.get(str(key), set())
+    return out
 
 
 def _confirmed(path: Path) -> set[str]:
