@@ -12,17 +12,27 @@ the index).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 
+from eth_abi.abi import decode, encode
+from eth_utils.abi import function_signature_to_4byte_selector
 from web3 import Web3
 
 from keeper.anvil import Anvil
+from keeper.chain.http import HttpRpc
 from keeper.devnet.crash import CrashStep
 from keeper.devnet.deploy import DevnetSpec
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import DevnetInfo
-from keeper.devnet.perp import PerpInfo, attach
-from keeper.devnet.perp_drive import SETTLE_SECONDS, trade_to
+from keeper.devnet.perp import PerpInfo, attach, sqrt_price_x96
+from keeper.devnet.perp_drive import (
+    MAX_UINT,
+    PRICE_LIMIT_INTERVAL,
+    SETTLE_SECONDS,
+    next_trade,
+    trade_to,
+)
 from keeper.devnet.perp_seed import start_perp_devnet
 
 # The keeper's margin cap in the demo: the liquidator holds $1M in the Vault on the devnet.
@@ -73,6 +83,59 @@ def follow_step(w3: Web3, devnet: DevnetInfo, step: CrashStep) -> None:
     if moved:
         rpc(w3, "evm_increaseTime", SETTLE_SECONDS)
         rpc(w3, "evm_mine")
+
+
+def _selector(signature: str) -> str:
+    return "0x" + function_signature_to_4byte_selector(signature).hex()
+
+
+OPEN_POSITION = _selector(
+    "openPosition((address,bool,bool,uint256,uint256,uint256,uint160,bytes32))")
+SLOT0, LIQUIDITY = _selector("slot0()"), _selector("liquidity()")
+TRADE_GAS = 3_000_000  # an openPosition crossing 900 ticks: ~1M on the devnet
+WHALE_GAS_MONEY = 1000 * 10**18
+
+# Mines one block `seconds` after the last one; its number.
+MineAfter = Callable[[int], Awaitable[int]]
+
+
+async def follow_step_replayed(
+    rpc: HttpRpc, devnet: DevnetInfo, step: CrashStep, mine_after: MineAfter,
+) -> int | None:
+    """`follow_step` for a replay that mines its own blocks (automine off: the price-path
+    backtest): each trade is sent from the impersonated whale and mined `PRICE_LIMIT_INTERVAL`
+    after the one before, then one block `SETTLE_SECONDS` later; that block's number (None
+    when there is no Perp or nothing moved)."""
+    info = perp_info(devnet)
+    if info is None:
+        return None
+    whale = Web3.to_checksum_address(info.whale)
+    await rpc.call("anvil_impersonateAccount", [whale])
+    await rpc.call("anvil_setBalance", [whale, hex(WHALE_GAS_MONEY)])
+    last = None
+    for _symbol, market in sorted(info.markets.items()):
+        usd = step.prices.get(market.underlying)
+        if usd is None or usd <= 0:
+            continue
+        target = sqrt_price_x96(Decimal(usd))
+        while True:
+            (now,) = decode(["uint160"], bytes.fromhex(
+                (await rpc.eth_call(market.pool, SLOT0))[2:66]))
+            (liquidity,) = decode(["uint128"], bytes.fromhex(
+                (await rpc.eth_call(market.pool, LIQUIDITY))[2:]))
+            trade = next_trade(int(now), int(liquidity), target)
+            if trade is None:
+                break
+            down, amount, limit = trade
+            params = (market.base_token, down, True, amount, 0, MAX_UINT, limit, b"\0" * 32)
+            data = OPEN_POSITION + encode(
+                ["(address,bool,bool,uint256,uint256,uint256,uint160,bytes32)"], [params]).hex()
+            await rpc.call("eth_sendTransaction", [{"from": whale, "to": info.clearing_house,
+                                                    "data": data, "gas": hex(TRADE_GAS)}])
+            last = await mine_after(PRICE_LIMIT_INTERVAL)
+    if last is None:
+        return None
+    return await mine_after(SETTLE_SECONDS)
 
 
 def perp_kind(key: str) -> str | None:

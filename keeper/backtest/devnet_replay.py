@@ -48,6 +48,7 @@ from keeper.backtest.replay import Sends
 from keeper.backtest.sweep_params import Tuning
 from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
+from keeper.demo_perp import follow_step_replayed, perp_info, perp_summary
 from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
@@ -93,9 +94,9 @@ class _Clock:
         """Anvil's clock back to the wall clock (never below the replay's last block)."""
         await rpc.call("evm_setTime", [max(int(time.time()), self.stamp + 1)])
 
-    async def mine(self, rpc: HttpRpc) -> int:
-        """One block of what the pool holds (anvil orders it by fee); its number."""
-        self.stamp += BLOCK_SECONDS
+    async def mine(self, rpc: HttpRpc, after: int = BLOCK_SECONDS) -> int:
+        """One block of what the pool holds (by fee), `after` seconds on; its number."""
+        self.stamp += after
         await rpc.call("evm_setNextBlockTimestamp", [self.stamp])
         await rpc.call("evm_mine", [])
         return int(await rpc.call("eth_blockNumber", []), 16)
@@ -118,8 +119,9 @@ class _Chain:
 
     async def post(self, step: CrashStep) -> int:
         """The step's prices, all in one block (mined here; `step_seconds` after the step
-        before: the clock jumps that far first), Maker's pip and Spotter with them; its
-        number."""
+        before: the clock jumps that far first), Maker's pip and Spotter with them; with
+        Perp, its vAMMs' trades to the new prices follow (its marks move only so); the
+        last block's number."""
         if step.index:
             self.clock.stamp += self.step_seconds
         if step.gas_gwei is not None:
@@ -133,7 +135,9 @@ class _Chain:
                 "gas": hex(FEED_GAS)}])
             for tx in profiles.maker_price_txs(self.info, symbol, usd):
                 await self.rpc.call("eth_sendTransaction", [tx])
-        return await self.mine()
+        block = await self.mine()
+        return await follow_step_replayed(self.rpc, self.info, step,
+                                          lambda s: self.clock.mine(self.rpc, s)) or block
 
     async def keeper_pool(self) -> int:
         """How many of the keeper's transactions wait in the pool."""
@@ -228,7 +232,9 @@ async def _replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, clock: _Clock, *,
     progress: Progress | None, capital_usd: Decimal | None, tuning: Tuning, step_seconds: int,
 ) -> BacktestReport:
+    lending = perp_info(info) is None  # with Perp they would spend the USDC it is sized from
     keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0,
+                                aave_markets=("aave_v3",) if lending else (), morpho=lending,
                                 **tuning.keeper_kwargs())
     engine = keeper.engine
     chain = _Chain(keeper, info, clock, step_seconds)
@@ -278,9 +284,9 @@ async def _replay(
         report.notes.append(f"{late} blocks were mined before every send of the keeper had "
                             f"reached the pool ({SETTLE_SECONDS:.0f} s): timing may then "
                             "change the figures")
-    maker = profiles.maker_summary(o.key for o in keeper.outcomes if o.status == "confirmed")
-    if maker:
-        report.notes.append(f"{maker} (confirmed sends)")
+    confirmed = [o.key for o in keeper.outcomes if o.status == "confirmed"]
+    for line in (profiles.maker_summary(confirmed), perp_summary(confirmed)):
+        report.notes += [f"{line} (confirmed sends)"] if line else []
     report.notes.append("devnet price path: no competing liquidators, so no historical "
                         "liquidations; a missed opportunity counts at what it paid alone when "
                         "it first paid the minimum profit")

@@ -68,6 +68,17 @@ def _amount_in(liquidity: int, now: int, limit: int) -> int:
     return need * AMOUNT_MARGIN // 2 + 1
 
 
+def next_trade(now: int, liquidity: int, target: int) -> tuple[bool, int, int] | None:
+    """The next trade `trade_to` makes from the pool's sqrt price `now` (and its liquidity)
+    toward `target`: (base to quote, amount in, sqrt price limit); None once within a tick.
+    For a replay that sends and mines the trades itself."""
+    if abs(_tick_of(now) - _tick_of(target)) < 1:
+        return None
+    step = max(min(_tick_of(target) - _tick_of(now), TICK_STEP), -TICK_STEP)
+    limit = target if abs(step) < TICK_STEP else _sqrt_at_tick(_tick_of(now) + step)
+    return limit < now, _amount_in(liquidity, now, limit), limit
+
+
 def trade_to(
     deployer: Deployer, contracts: PerpContracts, trader: ChecksumAddress, symbol: str,
     usd: Decimal, *, each_block: BlockHook | None = None,
