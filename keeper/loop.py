@@ -129,6 +129,10 @@ async def drive(
                 # liquidations the book holds, and a feed log may fire a level meanwhile.
                 prepared.applied(step)
                 prepared.heard_step(step)  # a feed log the socket did not bring first
+            if engine.dispatcher is not None:
+                # A level fired on the feed's log: its sends leave before this step's work
+                # takes the event loop (applying and ranking hold it for milliseconds).
+                await engine.dispatcher.launched()
             applied = await _advance_retrying(engine, step, tasks, stop)
             if applied:
                 source.processed(step)
