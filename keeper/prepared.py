@@ -217,7 +217,9 @@ class PreparedLiquidations:
             return ready
         nonce, base_fee = dispatcher.executor.nonces.next_nonce, dispatcher.base_fee
         out: dict[str, list[Level]] = {}
-        for feed, levels in ready.items():
+        # `ready` is the live `_ready`: a feed's log heard while this awaits fires a level and
+        # deletes its feed from it, so iterate a copy and leave the fired feeds out below.
+        for feed, levels in list(ready.items()):
             known: dict[int, Armed] = {}  # by direction: the level before's arming
             for level in levels:
                 armed = level.armed
@@ -231,7 +233,7 @@ class PreparedLiquidations:
                 out.setdefault(feed, []).append(dataclasses.replace(level, armed=armed))
         self.stats.presigned = len({(p.nonce, p.tx_hash) for v in out.values() for lv in v
                                     if lv.armed is not None for p in lv.armed.presigned.values()})
-        return out
+        return {feed: levels for feed, levels in out.items() if feed in ready}
 
     # -- when the answer arrives ---------------------------------------------------------
 
