@@ -365,7 +365,7 @@ async def _why_reverted(
         # call was valid where it was ranked (else the revert is ours and counts).
         if not others and opp.block and await outlived(
                 chain, sender=address, to=intent.call.to, data=intent.call.data,
-                ranked_at=opp.block):
+                ranked_at=opp.block, gas_limit=intent.gas_limit):
             bound.info("lost the race to the market: no longer liquidatable when mined",
                        ranked_at=opp.block)
             return dataclasses.replace(

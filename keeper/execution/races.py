@@ -76,13 +76,17 @@ def winner(touches: Sequence[tuple[str, str]], me: str) -> str | None:
 
 async def outlived(
     chain: HttpRpc, *, sender: str, to: str, data: str, ranked_at: int,
+    gas_limit: int | None = None,
 ) -> bool:
     """Would the call have succeeded at the block it was ranked at (so it reverted only
-    because the position changed afterwards)? One `eth_call`; False when it reverts there
-    too, or the node cannot answer for that block."""
+    because the position changed afterwards)? One `eth_call`, with the gas limit it was sent
+    with (a send that ran out of gas would run out there too: our fault, not the market's);
+    False when it reverts there too, or the node cannot answer for that block."""
+    call: dict[str, str] = {"from": sender, "to": to, "data": data}
+    if gas_limit:
+        call["gas"] = hex(gas_limit)
     try:
-        await chain.call("eth_call", [{"from": sender, "to": to, "data": data},
-                                      hex(ranked_at)])
+        await chain.call("eth_call", [call, hex(ranked_at)])
     except RpcError:
         return False
     return True
