@@ -96,6 +96,7 @@ class Sender:
         self.journal = journal
         self.fees = fees
         self.nonces = nonces
+        self._unsynced: list[tuple[str, str]] = []  # sent marks of `sync=False` sends
 
     async def sign(
         self, to: str, data: str, gas: int, nonce: int, fees: Fees
@@ -195,7 +196,8 @@ class Sender:
 
     async def send_all(
         self, calls: Sequence[Unsigned], base_fee: int,
-        presigned: Mapping[str, Presigned] | None = None,
+        presigned: Mapping[str, Presigned] | None = None, *, sync: bool = True,
+        alone_first: bool = True,
     ) -> list[Pending | SendRefused | None]:
         """`send` of every call, together: nonces in the order given (so the nonce order
         is the caller's order), each signed, journaled in one database transaction synced
@@ -210,7 +212,10 @@ class Sender:
         handed now is sent as signed then, the others are signed now; their records are
         written before the broadcast without the fsync (they survive the process: a restart
         re-broadcasts the same bytes) and synced with the `sent` marks right after it, so no
-        signature and no fsync stand between the feed's log and the first send.
+        signature and no fsync stand between the feed's log and the first send. `sync=False`
+        (a pre-signed volley's first send, with the rest to follow at once): the marks are
+        left unsynced too, for the next pre-signed `send_all` or `flush` to sync.
+        `alone_first=False`: every call in one batch (the rest of a volley whose first left).
         """
         fast = presigned is not None
         results: list[Pending | SendRefused | None] = [None] * len(calls)
@@ -218,7 +223,7 @@ class Sender:
         order = [index for index, fees in enumerate(offers) if fees is not None]
         marks: list[tuple[str, str]] = []  # pre-signed: marked (and synced) after the last
         try:
-            for wave in (order[:1], order[1:]):
+            for wave in (order[:1], order[1:]) if alone_first else (order,):
                 if not wave:
                     continue
                 try:
@@ -250,9 +255,19 @@ class Sender:
                 elif done:
                     self.journal.mark_sent_all(done)
         finally:
-            if marks:  # one fsync, after every wave left: the records written before it too
-                self.journal.mark_sent_all(marks, durable=True)
+            if marks and not sync:
+                self.journal.mark_sent_all(marks)
+                self._unsynced += marks
+            elif marks:  # one fsync, after every wave left: the records written before it too
+                self.journal.mark_sent_all([*self._unsynced, *marks], durable=True)
+                self._unsynced = []
         return results
+
+    def flush(self) -> None:
+        """Sync what `send_all(..., sync=False)` left unsynced (marked sent again: harmless)."""
+        if self._unsynced:
+            self.journal.mark_sent_all(self._unsynced, durable=True)
+            self._unsynced = []
 
     async def _journaled(
         self, calls: Sequence[Unsigned], offers: Sequence[Fees | None], wave: Sequence[int],

@@ -175,11 +175,29 @@ class Volley:
         they are where they still fit (`Sender.send_all`)."""
         x = self._x
         cut = self._cut(intents)
-        ticket = x.turns.take()
+        # Signed ahead: the first goes alone, claimed alone (a deep level's claims of every
+        # send took ~0.05 ms each before it), the rest right after; one fsync after both.
+        split = 1 if presigned is not None and cut > 1 else cut
+        tickets = [x.turns.take() for _ in range(1 if split == cut else 2)]
+        follows: list[Follow] = []
         try:
-            follows = await self._fire(intents[:cut], base_fee, ticket, presigned) if cut else []
+            if split:
+                follows += await self._fire(intents[:split], base_fee, tickets[0], presigned,
+                                            sync=split == cut)
+            x.turns.done(tickets[0])
+            if split < cut:
+                try:
+                    follows += await self._fire(intents[split:cut], base_fee, tickets[1],
+                                                presigned, alone_first=False)
+                except Exception as exc:  # the first has left: it is still followed
+                    follows += [done(with_members(i, Outcome(
+                        i.opportunity.key, "error", reason=f"{type(exc).__name__}: {exc}")))
+                        for i in intents[split:cut]]
         finally:
-            x.turns.done(ticket)
+            for ticket in tickets:
+                x.turns.done(ticket)
+            if split < cut:
+                x.sender.flush()  # the first's marks, if the rest synced nothing
         return follows + [x.execute_before(i, base_fee) for i in intents[cut:]]
 
     def _cut(self, intents: Sequence[TxIntent]) -> int:
@@ -201,7 +219,8 @@ class Volley:
         return first, await x.sender.presign(calls, base_fee, first, known)
 
     async def _fire(self, intents: Sequence[TxIntent], base_fee: int, ticket: int,
-                    presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
+                    presigned: Mapping[str, Presigned] | None = None, *,
+                    sync: bool = True, alone_first: bool = True) -> list[Follow]:
         x = self._x
         claimed = x.journal.claim_all([(i.opportunity, i.members) for i in intents],
                                       x.chain.chain_id)
@@ -236,7 +255,8 @@ class Volley:
             await x.turns.wait(ticket)
             shots = self._unfailed(shots, outcomes)
             results = await x.sender.send_all([self._unsigned(s.intent) for s in shots],
-                                              base_fee, presigned)
+                                              base_fee, presigned, sync=sync,
+                                              alone_first=alone_first)
         except BaseException:
             for shot in shots:
                 self._release(shot.intent)

@@ -41,9 +41,10 @@ async def test_a_presigned_volley_leaves_without_signing_and_syncs_after_the_bro
     devnet: Devnet, fresh: LocalAccount, journal: Journal
 ) -> None:
     """Four intents signed ahead (`Volley.presign`) are sent as they were signed: no
-    signature on the way, the very hashes signed ahead, nonces in rank order; the claims
-    and the signed records are committed before the broadcast without an fsync, and one
-    synced commit (the `sent` marks) follows the last broadcast."""
+    signature on the way, the very hashes signed ahead, nonces in rank order, the first
+    claimed and sent alone, the other three in one batch right after; the claims and the
+    signed records are committed before the broadcasts without an fsync, and one synced
+    commit (the `sent` marks) follows the last broadcast."""
     token = tokens(devnet)["WETH"].address
     commits: list[str] = []
     chain = Node(devnet.info.rpc_url)
@@ -78,9 +79,10 @@ async def test_a_presigned_volley_leaves_without_signing_and_syncs_after_the_bro
             mode = statement.rsplit("=", 1)[1].strip()
         elif statement == "COMMIT":
             synced.append(mode == "FULL")
-    # The claims, the first's signed record, the others' signed records: unsynced; then
-    # every `sent` mark in one synced commit, which takes the records to disk with it.
-    assert synced == [False, False, False, True], commits
+    # The first's claim, signed record and sent mark, then the others' claims and signed
+    # records: unsynced; then the others' `sent` marks with the first's again, in one
+    # synced commit, which takes every record before it to disk.
+    assert synced == [False, False, False, False, False, True], commits
     for intent in intents:
         record = journal.get(intent.opportunity.key)
         assert record is not None and record.status == "confirmed"
