@@ -94,6 +94,17 @@ def _flip_side(config: MakerConfig, context: StrategyContext) -> FlipSide | None
     return side
 
 
+def take_amt(repay: int, tab: int, price: int) -> int:
+    """Clipper.take's `amt` [wad] for paying `repay` DAI [wad] at `price` [ray]: what that
+    buys, or, for the whole tab, every gem (take buys min(lot, amt) and owes at most tab;
+    the DAI's worth rounded down would owe a hair under tab, which take turns into the
+    partial leaving chost)."""
+    return MAX_AMT if repay * math.RAY >= tab else repay * math.RAY // price
+
+
+MAX_AMT = 2**256 - 1
+
+
 @dataclass(frozen=True)
 class MakerAction:
     """`Candidate.private` of this strategy: what to call and on what."""
@@ -104,6 +115,7 @@ class MakerAction:
     sale: int = 0
     price: int = 0  # take: the price [ray] it was valued at (the call's `max`)
     size: int = 0  # sell: the DAI [wad] the take is sized at (sizing.best_size)
+    tab: int = 0  # take, sell: the sale's tab [rad] it was valued at
 
 
 class MakerStrategy:
@@ -264,19 +276,24 @@ class MakerStrategy:
         chost, tab, lot = ilk.params.chost, sale.tab, sale.lot
 
         def seize(repay: int) -> int:
-            amounts = math.take_amounts(tab, lot, repay * math.RAY // price, price, chost)
+            amounts = math.take_amounts(tab, lot, take_amt(repay, tab, price), price, chost)
             return 0 if amounts is None else amounts[0]
 
         def paid(repay: int) -> int:
-            amounts = math.take_amounts(tab, lot, repay * math.RAY // price, price, chost)
+            amounts = math.take_amounts(tab, lot, take_amt(repay, tab, price), price, chost)
             return 0 if amounts is None else -(-amounts[1] // math.RAY)
 
+        # The sizes worth proposing: a partial take leaving at least chost (Clipper.take
+        # turns any larger partial into exactly that one), or the whole tab. Ranking's
+        # search would miss the whole when tab is just above chost (a dusty remainder).
         whole = -(-tab // math.RAY)
-        ranges = ((whole, whole),) if tab <= chost and whole <= cap else ()
+        partial = min((tab - chost) // math.RAY, cap) if tab > chost else 0
+        ranges = tuple(r for r in ((1, partial), (whole, whole)) if 1 <= r[0] <= r[1] <= cap)
+        if not ranges:
+            return None
         gem = self._gem(name)
         if self.pairs is not None:
-            return self._sale(name, sale, price, max_repay=max_repay, ranges=ranges,
-                              seize=seize, paid=paid)
+            return self._sale(name, sale, price, ranges=ranges, seize=seize, paid=paid)
         return Candidate(
             strategy=self.name, account=sale.usr, collateral=gem, debt=self.dai,
             max_repay=max_repay, health_factor=0,
@@ -284,28 +301,29 @@ class MakerStrategy:
                 f"{tab}:{lot}:{sale.tic}",
             seize=seize, actual_repay=paid, gas_limit=TAKE_GAS, spender=self.keeper_contract,
             collateral_symbol=f"MCD_{name}", debt_symbol="MCD_DAI", repay_ranges=ranges,
-            private=MakerAction("take", name, urn=sale.usr, sale=sale_id, price=price))
+            private=MakerAction("take", name, urn=sale.usr, sale=sale_id, price=price,
+                                tab=tab))
 
-    def _sale(self, name: str, sale: Sale, price: int, *, max_repay: int,
+    def _sale(self, name: str, sale: Sale, price: int, *,
               ranges: tuple[tuple[int, int], ...], seize: Callable[[int], int],
               paid: Callable[[int], int]) -> Candidate | None:
         """A take whose collateral is sold inside it (clipperCall): nothing paid, the Maker
         DAI the sale leaves over what the take owes received (the exit pair's exact quote).
-        It needs none of the account's DAI, so it is sized here (sizing.best_size: the
-        largest surplus) and offered at a nominal repay of 1, which the engine's sizing
-        by the account's DAI balance leaves alone; None when no size leaves a surplus."""
+        It needs none of the account's DAI, so it is sized here (the largest surplus within
+        `ranges`: sizing.best_size over the partial sizes, or the whole) and offered at a
+        nominal repay of 1, which the engine's sizing by the account's DAI balance leaves
+        alone; None when no size leaves a surplus."""
         pairs, gem, dai = self.pairs, self._gem(name), self.dai
-        assert pairs is not None and self.clips is not None
-        chost = self.clips.ilks[name].params.chost
+        assert pairs is not None
 
         def surplus(repay: int) -> int:
             slice_ = seize(repay)
             leg = pairs.quote(gem, dai, slice_) if slice_ else None
             return max(0, (leg.amount_out if leg is not None else 0) - paid(repay))
 
-        # A size leaving exactly chost is a step in the surplus (Clipper's partial rule).
-        size, best = ((ranges[0][0], surplus(ranges[0][0])) if ranges else sizing.best_size(
-            surplus, max_repay, [(sale.tab - chost) // math.RAY]))
+        # The best partial (a concave surplus up to what leaves chost), or the whole.
+        size, best = max((sizing.best_size(surplus, hi) if lo == 1 else (hi, surplus(hi))
+                          for lo, hi in ranges), key=lambda option: option[1])
         if best <= 0:
             return None
         return Candidate(
@@ -316,7 +334,7 @@ class MakerStrategy:
             seize=lambda _repay: best, actual_repay=lambda _repay: 0, gas_limit=SELL_GAS,
             spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
             private=MakerAction("sell", name, urn=sale.usr, sale=sale.id, price=price,
-                                size=size))
+                                size=size, tab=sale.tab))
 
     def _candidate(self, action: MakerAction, account: str, reward: int, gas: int, *,
                    key: str, health: int) -> Candidate:
@@ -357,11 +375,11 @@ class MakerStrategy:
             data = _SELL + encode(
                 ["address", "address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, self.config.ilks[action.ilk].join, self.config.clip_exit_pair,
-                 action.sale, action.size * math.RAY // action.price, action.price,
+                 action.sale, take_amt(action.size, action.tab, action.price), action.price,
                  candidate.seize(repay) // 2])
         else:
             join = self.config.ilks[action.ilk].join
-            amt = repay * math.RAY // action.price
+            amt = take_amt(repay, action.tab, action.price)
             data = _TAKE + encode(
                 ["address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, join, action.sale, amt, action.price, repay])
