@@ -100,3 +100,25 @@ def test_kept_levels_are_armed_again_only_once_the_nonce_or_the_base_fee_moved()
     asyncio.run(lane.prepare(_head(13), changed=False))
     [level] = lane.ready(FEED)
     assert arming.calls == 2 and level.armed is not None and level.armed.base_fee == 2 * BASE
+
+
+def test_a_level_fired_while_arming_stays_fired() -> None:
+    """The feed's log is heard while the levels are being armed (arming awaits between
+    signatures): the level goes out unarmed, and arming neither fails on the levels it
+    was walking nor puts the fired feed's levels back."""
+    armed = Armed({}, {}, nonce=6, base_fee=BASE)  # stale: armed again
+    lane, sent = _lane([Level(FEED, 99, -1, _opps(1), armed)], _head(10))
+
+    class FiringArming(Arming):
+        async def arm(self, opportunities: object, *, signed: int,
+                      known: Armed | None) -> Armed:
+            assert lane.heard(_log(98, 11)) == 1  # the answer arrives meanwhile
+            return await super().arm(opportunities, signed=signed, known=known)
+
+    arming = FiringArming()
+    arming.dispatch = sent.dispatch  # type: ignore[attr-defined]
+    arming.touched_after = sent.touched_after  # type: ignore[attr-defined]
+    lane.engine.dispatcher = arming  # type: ignore[assignment]
+    asyncio.run(lane.prepare(_head(11), changed=False))
+    assert arming.calls == 1 and len(sent.sent) == 1 and sent.armed == [armed]
+    assert lane.ready(FEED) == []
