@@ -8,10 +8,12 @@ so tests cannot see each other's transactions. Anvil is always stopped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 from web3 import Web3
@@ -74,33 +76,57 @@ def postgres() -> Iterator[str]:
         yield server.dsn
 
 
-@pytest.fixture(scope="session")
-def devnet_session() -> Iterator[Devnet]:
-    anvil, info, _cached = start_devnet(TEST_SPEC)
+class AnvilRpc(Protocol):
+    """Anything a test talks to anvil through (Devnet, test_perp_v2's PerpNet)."""
+
+    def rpc(self, method: str, *params: object) -> object: ...
+
+
+N = TypeVar("N", bound=AnvilRpc)
+
+
+@contextlib.contextmanager
+def running(anvil: Anvil, info: DevnetInfo) -> Iterator[Devnet]:
+    """A started devnet as a Devnet; anvil stopped on exit (every profile's session fixture)."""
     try:
-        yield Devnet(anvil, info, Web3(Web3.HTTPProvider(info.rpc_url)))
+        w3 = Web3(Web3.HTTPProvider(info.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT}))
+        yield Devnet(anvil, info, w3)
     finally:
         anvil.stop()
 
 
-@pytest.fixture
-def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
-    """The session devnet, rolled back after the test (evm_revert consumes its snapshot)."""
-    snapshot = devnet_session.rpc("evm_snapshot")
+@contextlib.contextmanager
+def rolled_back(net: N) -> Iterator[N]:
+    """Run the body between evm_snapshot and evm_revert (evm_revert consumes the snapshot)."""
+    snapshot = net.rpc("evm_snapshot")
     try:
-        yield devnet_session
+        yield net
     finally:
         # What evm_revert leaves behind must not leak into the next test: transactions
         # still in the pool, and the next block's base fee (anvil keeps the fee history).
-        devnet_session.rpc("anvil_dropAllTransactions")
-        assert devnet_session.rpc("evm_revert", snapshot) is True
-        latest = devnet_session.rpc("eth_getBlockByNumber", "latest", False)
+        net.rpc("anvil_dropAllTransactions")
+        assert net.rpc("evm_revert", snapshot) is True
+        latest = net.rpc("eth_getBlockByNumber", "latest", False)
         assert isinstance(latest, dict)
-        devnet_session.rpc("anvil_setNextBlockBaseFeePerGas", latest["baseFeePerGas"])
-        _stop_impersonating(devnet_session)
+        net.rpc("anvil_setNextBlockBaseFeePerGas", latest["baseFeePerGas"])
+        _stop_impersonating(net)
 
 
-def _stop_impersonating(devnet: Devnet) -> None:
+@pytest.fixture(scope="session")
+def devnet_session() -> Iterator[Devnet]:
+    anvil, info, _cached = start_devnet(TEST_SPEC)
+    with running(anvil, info) as devnet:
+        yield devnet
+
+
+@pytest.fixture
+def devnet(devnet_session: Devnet) -> Iterator[Devnet]:
+    """The session devnet, rolled back after the test."""
+    with rolled_back(devnet_session):
+        yield devnet_session
+
+
+def _stop_impersonating(devnet: AnvilRpc) -> None:
     """Impersonation is not state: evm_revert keeps it. An account anvil holds the key of
     (the deployer, the liquidator) left impersonated has every later eth_sendTransaction of
     it sent unsigned (r = s = 0), which breaks any test that rebuilds raw transactions

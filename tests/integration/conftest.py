@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from keeper.execution.journal import Journal
+from tests.conftest import Devnet, rolled_back
+from tests.integration.maker_devnet import maker_devnet
 
 
 @pytest.fixture
@@ -18,3 +20,17 @@ def journal(tmp_path: Path) -> Iterator[Journal]:
         yield opened
     finally:
         opened.close()
+
+
+@pytest.fixture(scope="module")
+def maker_session() -> Iterator[Devnet]:
+    """The Maker devnet profile, one anvil per test module that asks for `maker`."""
+    with maker_devnet() as devnet:
+        yield devnet
+
+
+@pytest.fixture
+def maker(maker_session: Devnet) -> Iterator[Devnet]:
+    """The module's Maker devnet, rolled back after the test."""
+    with rolled_back(maker_session):
+        yield maker_session

@@ -4,7 +4,6 @@ vaults and pools, and Maker's price following the devnet's WETH feed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,19 +21,6 @@ from keeper.devnet.maker_seed import RAY, WAD, ilk_id
 from keeper.log import reset_logging
 from tests.conftest import Devnet
 from tests.integration.helpers import clear_keeper_env
-from tests.integration.maker_devnet import maker_devnet, rolled_back
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 def test_addresses_vaults_and_pools(maker: Devnet) -> None:

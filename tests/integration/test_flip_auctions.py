@@ -32,7 +32,6 @@ import asyncio
 import math
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -68,7 +67,6 @@ from tests.integration.flip_helpers import (
     send,
 )
 from tests.integration.helpers import fresh_accounts
-from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import keeper_contract
 
 GWEI = 10**9
@@ -81,18 +79,6 @@ SCENARIOS = {
     # The exit pool moved to ~$1,300 a gem, under tab a gem (~$1,372): the keeper only tends.
     "tend": ({1: 1500, 2: 1000, 3: 1000}, 1300),
 }
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 def _move_exit_price(devnet: Devnet, trader: str, usd: int) -> None:

@@ -21,10 +21,8 @@ drop:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from eth_abi.abi import encode
 from web3 import Web3
 
@@ -51,19 +49,6 @@ from tests.integration.flip_helpers import (
     vat_dai,
 )
 from tests.integration.helpers import fresh_accounts
-from tests.integration.maker_devnet import maker_devnet, rolled_back
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 def cat_state(devnet: Devnet) -> tuple[cat_bite.CatIlk, cat_bite.CatState]:

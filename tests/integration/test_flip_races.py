@@ -6,12 +6,10 @@ engine (tests/integration/flip_helpers.py's `flip_keeper`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from eth_abi.abi import encode
 from web3 import Web3
 
@@ -34,20 +32,7 @@ from tests.integration.flip_helpers import (
     send,
 )
 from tests.integration.helpers import fresh_accounts
-from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import keeper_contract
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_path: Path) -> None:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
-import pytest
 from eth_account import Account
 from web3 import Web3
 
@@ -45,22 +44,9 @@ from strategies.maker import MakerStrategy
 from strategies.maker.book import ilk_word
 from strategies.maker.math import RAY, WAD
 from tests.conftest import Devnet
-from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import maker_config
 
 GWEI = 10**9
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 async def _candidates(devnet: Devnet, cap: Decimal) -> tuple[MakerStrategy, list[Candidate]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -38,25 +38,12 @@ from strategies.maker import MakerStrategy
 from strategies.maker.book import ilk_word
 from strategies.maker.math import RAY
 from tests.conftest import Devnet
-from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import keeper_contract, maker_config
 
 GWEI = 10**9
 TIMEOUT = 90.0
 STEPS = 20  # 2-minute steps: ETH-B's linear price falls 3.3 % of top each, ETH-C's 11 %
 BAD = ("reverted", "error")
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 async def _keeper(

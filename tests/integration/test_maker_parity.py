@@ -13,10 +13,8 @@ crash to $1,700 (-15 %) leaves unsafe.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError
@@ -30,20 +28,7 @@ from strategies.maker import math
 from strategies.maker.book import ilk_word
 from strategies.maker.strategy import MakerStrategy
 from tests.conftest import Devnet
-from tests.integration.maker_devnet import maker_devnet, rolled_back
 from tests.integration.maker_helpers import feed, keeper_contract, strategy
-
-
-@pytest.fixture(scope="module")
-def maker_session() -> Iterator[Devnet]:
-    with maker_devnet() as devnet:
-        yield devnet
-
-
-@pytest.fixture
-def maker(maker_session: Devnet) -> Iterator[Devnet]:
-    with rolled_back(maker_session):
-        yield maker_session
 
 
 def _ilk(name: str) -> bytes:
