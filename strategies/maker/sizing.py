@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from strategies.maker.math import RAY
+
 
 def best_size(value: Callable[[int], int], hi: int) -> tuple[int, int]:
     """(size, value) of the best size in [1, hi]: an integer ternary search on a concave
@@ -31,3 +33,14 @@ def best_size(value: Callable[[int], int], hi: int) -> tuple[int, int]:
     size = max(sorted(tried), key=value)
     worth = value(size)
     return (size, worth) if worth > 0 else (0, 0)
+
+
+MAX_AMT = 2**256 - 1
+
+
+def take_amt(repay: int, tab: int, price: int) -> int:
+    """Clipper.take's `amt` [wad] for paying `repay` DAI [wad] at `price` [ray]: what that
+    buys, or, for the whole tab, every gem (take buys min(lot, amt) and owes at most tab;
+    the DAI's worth rounded down would owe a hair under tab, which take turns into the
+    partial leaving chost)."""
+    return MAX_AMT if repay * RAY >= tab else repay * RAY // price

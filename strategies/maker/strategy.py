@@ -5,7 +5,9 @@ the Dog's and Clippers' state (clip.py); `apply` mirrors each block's Vat, Dog a
 logs (pure). `candidates(block)` offers, per Dog-liquidated ilk:
 
 - **bark** of each unsafe vault (`ink * spot < art * rate`) the Dog would accept, its limits
-  (Hole/hole room, dust) simulated across the barks of the same block (math.bark_plan); a
+  (Hole/hole room, dust) simulated across the barks of the same block (math.bark_plan;
+  once the room binds, the rest wait for the next block: their sizes would depend on the
+  order the block's barks land in); a
   vault the protocol forbids is logged once with Dog's revert reason and kept in
   `forbidden`. Paid: Clipper.kick's `tip + chip * tab`, exited as Maker DAI by the keeper's
   MakerKeeper contract (collateral = debt = DAI, `seize` = the incentive, nothing repaid).
@@ -50,6 +52,8 @@ SELL_GAS = 650_000  # a take whose clipperCall exits, swaps on a V2 pair and joi
 REDO_GAS = 300_000
 # A take is offered only if the auction will not need a reset this many seconds on.
 TAKE_MARGIN_SECONDS = 30
+# Dog.bark's refusals that depend on the room (Hole/hole) earlier barks leave.
+ROOM_REASONS = ("Dog/liquidation-limit-hit", "Dog/dusty-auction-from-partial-liquidation")
 
 
 def _selector(signature: str) -> bytes:
@@ -92,17 +96,6 @@ def _flip_side(config: MakerConfig, context: StrategyContext) -> FlipSide | None
                           "Flipper side (strategies/maker/flip.py)") from None
     side: FlipSide = module.make_flip_side(config, context)
     return side
-
-
-def take_amt(repay: int, tab: int, price: int) -> int:
-    """Clipper.take's `amt` [wad] for paying `repay` DAI [wad] at `price` [ray]: what that
-    buys, or, for the whole tab, every gem (take buys min(lot, amt) and owes at most tab;
-    the DAI's worth rounded down would owe a hair under tab, which take turns into the
-    partial leaving chost)."""
-    return MAX_AMT if repay * math.RAY >= tab else repay * math.RAY // price
-
-
-MAX_AMT = 2**256 - 1
 
 
 @dataclass(frozen=True)
@@ -231,10 +224,15 @@ class MakerStrategy:
             return []
         dog = self.clips.dog_ilk(name)
         params = self.clips.ilks[name].params
-        out = []
+        out: list[Candidate] = []
         for urn, vault in self.book.unsafe(name):
             plan = math.bark_plan(vault.ink, vault.art, state.rate, state.spot, dust=state.dust,
                                   dog=dog)
+            partial = not isinstance(plan, str) and plan.dart < vault.art
+            if out and (partial or plan in ROOM_REASONS):
+                # The Dog's room binds: the barks already offered fit whole in any order,
+                # this one's size would depend on the order they land in. Next block.
+                break
             if isinstance(plan, str):
                 if self.forbidden.get((name, urn)) != plan:
                     log.info("maker: bark forbidden", ilk=name, urn=urn, reason=plan,
@@ -276,11 +274,11 @@ class MakerStrategy:
         chost, tab, lot = ilk.params.chost, sale.tab, sale.lot
 
         def seize(repay: int) -> int:
-            amounts = math.take_amounts(tab, lot, take_amt(repay, tab, price), price, chost)
+            amounts = math.take_amounts(tab, lot, sizing.take_amt(repay, tab, price), price, chost)
             return 0 if amounts is None else amounts[0]
 
         def paid(repay: int) -> int:
-            amounts = math.take_amounts(tab, lot, take_amt(repay, tab, price), price, chost)
+            amounts = math.take_amounts(tab, lot, sizing.take_amt(repay, tab, price), price, chost)
             return 0 if amounts is None else -(-amounts[1] // math.RAY)
 
         # The sizes worth proposing: a partial take leaving at least chost (Clipper.take
@@ -375,11 +373,11 @@ class MakerStrategy:
             data = _SELL + encode(
                 ["address", "address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, self.config.ilks[action.ilk].join, self.config.clip_exit_pair,
-                 action.sale, take_amt(action.size, action.tab, action.price), action.price,
+                 action.sale, sizing.take_amt(action.size, action.tab, action.price), action.price,
                  candidate.seize(repay) // 2])
         else:
             join = self.config.ilks[action.ilk].join
-            amt = take_amt(repay, action.tab, action.price)
+            amt = sizing.take_amt(repay, action.tab, action.price)
             data = _TAKE + encode(
                 ["address", "address", "uint256", "uint256", "uint256", "uint256"],
                 [ilk.clip, join, action.sale, amt, action.price, repay])

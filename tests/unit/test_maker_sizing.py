@@ -1,12 +1,11 @@
 """Sizing Maker takes: sizing.best_size (the peak of a concave value, and its edges) and
-strategy.take_amt (the whole tab bought whole)."""
+sizing.take_amt (the whole tab bought whole)."""
 
 from __future__ import annotations
 
 from strategies.maker import math
 from strategies.maker.math import RAD, RAY
-from strategies.maker.sizing import best_size
-from strategies.maker.strategy import take_amt
+from strategies.maker.sizing import best_size, take_amt
 
 
 def test_finds_the_peak_of_a_concave_value() -> None:
