@@ -53,6 +53,7 @@ from keeper.types import BlockRef, Event, Outcome
 from keeper.wiring import Keeper, assemble
 from strategies.perp_v2 import STRATEGY, PerpV2Config, PerpV2Strategy
 from strategies.perp_v2 import math as pm
+from tests.conftest import rolled_back
 
 ETH_STEPS = (Decimal("0.96"), Decimal("0.92"), Decimal("0.88"), Decimal("0.84"), Decimal("0.80"),
              Decimal("0.76"), Decimal("0.72"))
@@ -83,12 +84,8 @@ def perp_session() -> Iterator[PerpNet]:
 
 @pytest.fixture
 def perp(perp_session: PerpNet) -> Iterator[PerpNet]:
-    snapshot = perp_session.rpc("evm_snapshot")
-    try:
+    with rolled_back(perp_session):
         yield perp_session
-    finally:
-        perp_session.rpc("anvil_dropAllTransactions")
-        assert perp_session.rpc("evm_revert", snapshot) is True
 
 
 def make_strategy(net: PerpNet) -> PerpV2Strategy:
