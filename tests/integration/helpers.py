@@ -6,20 +6,25 @@ The devnet is deployed once (and cached); tests find its contracts through
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
 from keeper import secrets
+from keeper.cli import main
 from keeper.devnet.artifacts import Artifact, aave
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.tokens import mintable_erc20, price_feed, to_feed_answer
+from keeper.log import reset_logging
 from tests.conftest import TEST_SPEC, Devnet
 
 # The session devnet's tokens; its feeds start at these prices (each test's changes are reverted).
@@ -143,3 +148,36 @@ def clear_keeper_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.upper().startswith("KEEPER_") and name.upper() not in KEEP_ENV:
             monkeypatch.delenv(name)
     secrets.clear_secrets()
+
+
+def run_keeper(*args: str) -> Result:
+    """`keeper ARGS` as a user types it, through click's runner; the logging the command set
+    up is reset after (it would otherwise write to this test's files in later tests)."""
+    try:
+        return CliRunner().invoke(main, list(args))
+    finally:
+        reset_logging()
+
+
+def demo_output(profile: str, steps: int, log_file: Path) -> str:
+    """`keeper demo PROFILE --steps STEPS`'s output on one line (the console wraps at 80
+    columns here), after asserting it succeeded and that no liquidation reverted."""
+    result = run_keeper("demo", profile, "--steps", str(steps), "--log-file", str(log_file))
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    totals = re.search(r"(\d+) liquidations confirmed, (\d+) reverted", out)
+    assert totals is not None, out
+    assert int(totals[2]) == 0, out
+    return out
+
+
+def devnet_backtest(profile: str, steps: int, log_file: Path) -> dict[str, Any]:
+    """`keeper backtest --devnet PROFILE` on the 2021-05-19 path's first STEPS steps: its
+    JSON report, after asserting the command succeeded."""
+    result = run_keeper("backtest", "--devnet", profile, "--price-path",
+                        "eth_usd_2021-05-19_10min", "--steps", str(steps), "--json",
+                        "--log-file", str(log_file))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert isinstance(report, dict)
+    return report

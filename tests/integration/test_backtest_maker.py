@@ -10,27 +10,16 @@ liquidations (both read off the journal); Maker's tokens carry their symbols.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from keeper.cli import main
-from keeper.log import reset_logging
+from tests.integration.helpers import devnet_backtest, run_keeper
 
 STEPS = 12
 
 
 def test_backtest_with_maker_counts_its_kicks_and_takes(tmp_path: Path) -> None:
-    try:
-        result = CliRunner().invoke(main, [
-            "backtest", "--devnet", "--maker", "--price-path", "eth_usd_2021-05-19_10min",
-            "--steps", str(STEPS), "--json", "--log-file", str(tmp_path / "bt.log")])
-    finally:
-        reset_logging()
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = devnet_backtest("--maker", STEPS, tmp_path / "bt.log")
     assert "reverted" not in report["attempts"], report["attempts"]
     notes = [n for n in report["notes"] if n.startswith("Maker: ")]
     assert len(notes) == 1, report["notes"]
@@ -47,8 +36,7 @@ def test_backtest_with_maker_counts_its_kicks_and_takes(tmp_path: Path) -> None:
 
 
 def test_maker_needs_the_devnet() -> None:
-    result = CliRunner().invoke(main, ["backtest", "--maker", "--rpc", "http://x", "--from",
-                                       "1", "--to", "2"])
+    result = run_keeper("backtest", "--maker", "--rpc", "http://x", "--from", "1", "--to", "2")
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert lines == ["keeper: error: --maker is a devnet profile: add --devnet"], lines

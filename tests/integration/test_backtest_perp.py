@@ -11,27 +11,16 @@ in all as the report lists Perp sends (both read off the journal).
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
-from click.testing import CliRunner
-
-from keeper.cli import main
-from keeper.log import reset_logging
+from tests.integration.helpers import devnet_backtest, run_keeper
 
 STEPS = 16
 
 
 def test_backtest_with_perp_liquidates_and_closes(tmp_path: Path) -> None:
-    try:
-        result = CliRunner().invoke(main, [
-            "backtest", "--devnet", "--perp", "--price-path", "eth_usd_2021-05-19_10min",
-            "--steps", str(STEPS), "--json", "--log-file", str(tmp_path / "bt.log")])
-    finally:
-        reset_logging()
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    report = devnet_backtest("--perp", STEPS, tmp_path / "bt.log")
     assert set(report["attempts"]) == {"confirmed"}, report["attempts"]
     notes = [n for n in report["notes"] if n.startswith("Perp v2: ")]
     assert len(notes) == 1, report["notes"]
@@ -45,8 +34,7 @@ def test_backtest_with_perp_liquidates_and_closes(tmp_path: Path) -> None:
 
 
 def test_perp_needs_the_devnet() -> None:
-    result = CliRunner().invoke(main, ["backtest", "--perp", "--rpc", "http://x", "--from",
-                                       "1", "--to", "2"])
+    result = run_keeper("backtest", "--perp", "--rpc", "http://x", "--from", "1", "--to", "2")
     assert result.exit_code != 0
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert lines == ["keeper: error: --perp is a devnet profile: add --devnet"], lines
