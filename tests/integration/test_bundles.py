@@ -13,6 +13,7 @@ The builder's timer is off: each test decides when a block is built.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -100,6 +101,16 @@ def executor(net: Net, chain: HttpRpc, journal: Journal,
                           still_there=lambda strategy, account: True, bundles=setup)
 
 
+@contextlib.asynccontextmanager
+async def started(net: Net, journal: Journal, accounts: list[LocalAccount],
+                  ) -> AsyncIterator[tuple[HttpRpc, BundleExecutor, int]]:
+    """A started `executor` on the builder's chain: the chain, the executor and the head."""
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        ex = executor(net, chain, journal, accounts)
+        await ex.start()
+        yield chain, ex, int(await chain.call("eth_blockNumber", []), 16)
+
+
 async def built(net: Net, follows: list[asyncio.Task[Outcome]], *, most: int = 12) -> None:
     """Build blocks until every follow is done (at most `most`)."""
     for _ in range(most):
@@ -120,10 +131,7 @@ async def test_one_transaction_at_two_builders_for_three_blocks_lands_once(
     net: Net, journal: Journal,
 ) -> None:
     accounts = funded(net, 1)
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
         [follow] = await ex.launch([intent(victim(), head, "once")], base_fee=GWEI)
         task = asyncio.ensure_future(follow)
         live = ex.bundles.book.live()
@@ -148,10 +156,7 @@ async def test_outbid_is_lost_and_the_next_liquidation_takes_another_lane(
     accounts = funded(net, 2)
     [rival] = funded(net, 1)
     contested, other, later = victim(), victim(), victim()
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (chain, ex, head):
         # A rival bids 50 gwei a gas for the same account, for the same blocks.
         net.client.accounts.append(rival)
         raw, rival_hash = net.client.tx(len(net.client.accounts) - 1, ONCE, tip_gwei=50,
@@ -167,8 +172,8 @@ async def test_outbid_is_lost_and_the_next_liquidation_takes_another_lane(
         # Lane 0's nonce is free again: the next liquidation signs it anew and lands.
         nonce = int(await chain.call("eth_getTransactionCount",
                                      [accounts[0].address, "latest"]), 16)
-        head = int(await chain.call("eth_blockNumber", []), 16)
-        [follow] = await ex.launch([intent(later, head, "later")], base_fee=GWEI)
+        now = int(await chain.call("eth_blockNumber", []), 16)
+        [follow] = await ex.launch([intent(later, now, "later")], base_fee=GWEI)
         task = asyncio.ensure_future(follow)
         await built(net, [task])
         again = task.result()
@@ -191,10 +196,7 @@ async def test_a_bundle_not_included_is_sent_again_while_the_position_is_there(
     accounts = funded(net, 1)
     account = victim()
     slot = "0x" + account[2:].rjust(64, "0")
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
         # Taken without a log (nobody outbid us): the builder drops our bundle meanwhile.
         net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
         [follow] = await ex.launch([intent(account, head, "again")], base_fee=GWEI)
@@ -263,10 +265,7 @@ async def test_a_dispatch_backruns_a_hinted_transaction_in_one_bundle(
     hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
                                         net.client.accounts[0].address, value=1)
     net.client("eth_sendPrivateTransaction", {"tx": hinted})  # announced on the hint stream
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
         follows = await ex.launch([intent(victim(), head, "first"),
                                    intent(victim(), head, "second")],
                                   base_fee=GWEI, backrun=Backrun(hinted_hash))
@@ -318,10 +317,7 @@ async def test_a_dispatch_backruns_a_pending_public_transaction_in_one_bundle(
     pending, pending_hash = net.client.tx(len(net.client.accounts) - 1,
                                           net.client.accounts[0].address, value=1)
     net.client("eth_sendRawTransaction", pending)  # in the public pool
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
         follows = await ex.launch([intent(victim(), head, "raw1"), intent(victim(), head, "raw2")],
                                   base_fee=GWEI, backrun=Backrun(pending_hash, pending))
         tasks = [asyncio.ensure_future(f) for f in follows]
@@ -382,10 +378,7 @@ async def test_a_group_whose_journal_write_fails_sends_nothing_and_frees_everyth
     net: Net, journal: Journal, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     accounts = funded(net, 2)
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
         nonces = [lane.nonces.next_nonce for lane in ex.bundles.lanes]
 
         def disk_full(*args: object, **kwargs: object) -> None:
@@ -409,10 +402,7 @@ async def test_one_intent_that_cannot_be_signed_leaves_the_others_sent_and_follo
     net: Net, journal: Journal, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     accounts = funded(net, 2)
-    async with HttpRpc(net.endpoints[0].url) as chain:
-        ex = executor(net, chain, journal, accounts)
-        await ex.start()
-        head = int(await chain.call("eth_blockNumber", []), 16)
+    async with started(net, journal, accounts) as (_chain, ex, head):
 
         async def broken(*args: object) -> tuple[str, str]:
             raise ValueError("the signer is gone")
