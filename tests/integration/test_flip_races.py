@@ -12,6 +12,7 @@ from typing import Any
 
 from eth_abi.abi import encode
 from web3 import Web3
+from web3.contract import Contract
 
 from keeper.devnet import maker as mcd
 from keeper.devnet.maker_seed import WAD, follow_price
@@ -35,19 +36,27 @@ from tests.integration.helpers import fresh_accounts
 from tests.integration.maker_helpers import keeper_contract
 
 
+def bitten_elsewhere(maker: Devnet, biter: str) -> tuple[Contract, int]:
+    """Maker's price at $1,700 and the ETH-A vault opened at 1.02 bitten by `biter`, then the
+    Cat's box set to 0 (the keeper only bids in these tests): the Flipper and the auction."""
+    info = maker.info.maker
+    assert info is not None
+    follow_price(maker.w3, info, Decimal("1700"))
+    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
+    call = cat_bite.bite_call(info.cat, ETH_A, urn)
+    send(maker, biter, call.to, call.data)
+    file_cat_box(maker, 0)
+    flip = flipper(maker)
+    return flip, int(flip.functions.kicks().call())
+
+
 async def test_an_auction_nobody_bid_on_is_ticked_and_bid(maker: Devnet, tmp_path: Path) -> None:
     """An auction kicked by someone else and never bid on, past `tau`: the keeper's one send
     ticks it and bids in the same MakerKeeper call (Flipper.tick then Flipper.tend)."""
     info = maker.info.maker
     assert info is not None
     (biter,) = fresh_accounts(maker, 1)
-    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
-    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
-    call = cat_bite.bite_call(info.cat, ETH_A, urn)
-    await asyncio.to_thread(send, maker, biter, call.to, call.data)
-    flip = flipper(maker)
-    auction_id = int(flip.functions.kicks().call())
-    await asyncio.to_thread(file_cat_box, maker, 0)  # the keeper bites nothing here
+    flip, auction_id = await asyncio.to_thread(bitten_elsewhere, maker, biter)
     tau = int(flip.functions.tau().call())
     maker.rpc("evm_increaseTime", tau + 10)
     maker.rpc("evm_mine")
@@ -90,13 +99,7 @@ async def test_a_bid_the_rival_outruns_is_a_lost_race(maker: Devnet, tmp_path: P
     (rival,) = fresh_accounts(maker, 1)
     rival = Web3.to_checksum_address(rival)
     await asyncio.to_thread(fund_bidder, maker, rival, 50_000 * WAD)
-    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
-    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
-    call = cat_bite.bite_call(info.cat, ETH_A, urn)
-    await asyncio.to_thread(send, maker, rival, call.to, call.data)
-    await asyncio.to_thread(file_cat_box, maker, 0)  # the keeper only bids here
-    flip = flipper(maker)
-    auction_id = int(flip.functions.kicks().call())
+    flip, auction_id = await asyncio.to_thread(bitten_elsewhere, maker, rival)
     contract = await asyncio.to_thread(keeper_contract, maker)
     account = maker.info.accounts.liquidator.lower()
     dai = mcd.contract(maker.w3, "Dai", info.dai)  # approved now: the bid is its first send
@@ -147,13 +150,7 @@ async def test_a_lot_someone_else_dealt_to_the_keeper_is_exited(maker: Devnet,
     info = maker.info.maker
     assert info is not None
     (rival,) = fresh_accounts(maker, 1)
-    await asyncio.to_thread(follow_price, maker.w3, info, Decimal("1700"))
-    urn = next(v.urn for v in info.vaults if v.ilk == ETH_A and v.opened_at == 1.02)
-    call = cat_bite.bite_call(info.cat, ETH_A, urn)
-    await asyncio.to_thread(send, maker, rival, call.to, call.data)
-    await asyncio.to_thread(file_cat_box, maker, 0)  # the keeper only bids here
-    flip = flipper(maker)
-    auction_id = int(flip.functions.kicks().call())
+    flip, auction_id = await asyncio.to_thread(bitten_elsewhere, maker, rival)
     contract = await asyncio.to_thread(keeper_contract, maker)
     journal = Journal(tmp_path / "journal.sqlite")
     keeper, side = await flip_keeper(maker, journal, contract)
