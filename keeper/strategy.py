@@ -30,12 +30,13 @@ engine checks once, when it is wired (`Capabilities.of`):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from pydantic import BaseModel
 
+from keeper.errors import ConfigError
 from keeper.liquidation_curve import CurvePoint
 from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
 
@@ -231,6 +232,27 @@ class StrategyFactory(Protocol):
     def config_model(self) -> type[BaseModel]: ...
 
     def create(self, config: BaseModel, context: StrategyContext) -> Strategy: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+StrategyT = TypeVar("StrategyT")
+
+
+@dataclass(frozen=True)
+class Plugin(Generic[ConfigT, StrategyT]):
+    """A `StrategyFactory` for a strategy built as `new(config, context)` from its own
+    validated section: every plugin in strategies/ is one of these."""
+
+    name: str
+    config_model: type[ConfigT]
+    new: Callable[[ConfigT, StrategyContext], StrategyT]
+
+    def create(self, config: BaseModel, context: StrategyContext) -> StrategyT:
+        """A fresh (not yet synced) strategy for the section `config`."""
+        if not isinstance(config, self.config_model):
+            raise ConfigError(f"strategies.{self.name}: expected {self.config_model.__name__}, "
+                              f"got {type(config).__name__}")
+        return self.new(config, context)
 
 
 STRATEGY_MEMBERS = ("name", "subscriptions", "sync", "apply", "candidates", "build")
