@@ -14,30 +14,24 @@ import json
 import urllib.request
 from typing import Any
 
-from eth_account import Account
 from eth_typing import ChecksumAddress, HexStr
 from web3 import Web3
 from web3.contract import Contract
 
 from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.maker_seed import WAD, ilk_id
-from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
-from keeper.ranking import realized_value
 from keeper.strategy import StrategyContext
 from keeper.types import BlockRef, Event, Opportunity
-from keeper.wiring import Keeper, assemble
+from keeper.wiring import Keeper
 from strategies.maker import MakerStrategy
 from strategies.maker.flip import FlipSide
 from strategies.maker.flip_book import FlipBook, bids_call, decode_bid
 from strategies.maker.flip_rules import Bid
 from tests.conftest import Devnet
-from tests.integration.helpers import liquidator
+from tests.integration.helpers import devnet_keeper, liquidator
 from tests.integration.maker_helpers import maker_config
 
 ETH_A = "ETH-A"
@@ -152,27 +146,13 @@ def file_cat_box(devnet: Devnet, box: int) -> None:
 async def flip_keeper(devnet: Devnet, journal: Journal, contract: str) -> tuple[Keeper, FlipSide]:
     info = devnet.info
     assert info.maker is not None
-    chain = await HttpRpc.open(info.rpc_url, timeout=60)
-    weth = info.tokens["WETH"].address.lower()
-    head = int(await chain.call("eth_blockNumber", []), 16)
-    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
-    live = LivePositions()
-    executor = Executor(
-        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal,
-        FeePolicy(3_000 * GWEI, 2 * GWEI),
-        appraise=lambda c, d, got, paid, gas: realized_value(
-            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
-            gas_paid=gas),
-        quote_token=weth, still_there=live)
-    await executor.start()
     config = maker_config(devnet, contract, ilks={ETH_A: {"join": info.maker.ilks[ETH_A].join}},
                           flip_exit_pair=info.maker.pairs["MCD_WETH/MCD_DAI"],
                           max_vat_dai=5_000, flip_min_profit=5)
     context = StrategyContext(chain_id=info.chain_id, liquidator=info.accounts.liquidator)
     strategy = MakerStrategy(config, context)
-    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=10**15,
-                      priority_fee=2 * GWEI, executor=executor, live=live, poll_interval=0.05)
-    await keeper.sync()
+    keeper = await devnet_keeper(info, journal, strategy, fees=FeePolicy(3_000 * GWEI, 2 * GWEI),
+                                 min_profit=10**15)
     assert isinstance(strategy.flip, FlipSide)
     return keeper, strategy.flip
 

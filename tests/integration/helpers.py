@@ -15,16 +15,28 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from eth_account import Account
 from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
 from keeper import secrets
+from keeper.chain.http import HttpRpc
 from keeper.cli import main
 from keeper.devnet.artifacts import Artifact, aave
+from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.deployer import Deployer
+from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import mintable_erc20, price_feed, to_feed_answer
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.execution.dispatch import LivePositions
+from keeper.execution.executor import Executor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal import Journal
 from keeper.log import reset_logging
+from keeper.ranking import realized_value
+from keeper.strategy import Strategy
+from keeper.wiring import Keeper, assemble
 from tests.conftest import TEST_SPEC, Devnet
 
 # The session devnet's tokens; its feeds start at these prices (each test's changes are reverted).
@@ -181,3 +193,27 @@ def devnet_backtest(profile: str, steps: int, log_file: Path) -> dict[str, Any]:
     report = json.loads(result.stdout)
     assert isinstance(report, dict)
     return report
+
+
+async def devnet_keeper(
+    info: DevnetInfo, journal: Journal, strategy: Strategy, *, fees: FeePolicy, min_profit: int,
+) -> Keeper:
+    """The whole engine on a devnet, synced: `strategy` alone, sending through the
+    liquidator's Executor, every send valued as the engine values it (in WETH, on the
+    devnet's Uniswap v2 pairs). The caller closes it (`aclose`)."""
+    chain = await HttpRpc.open(info.rpc_url, timeout=60)
+    weth = info.tokens["WETH"].address.lower()
+    head = int(await chain.call("eth_blockNumber", []), 16)
+    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
+    live = LivePositions()
+    executor = Executor(
+        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal, fees,
+        appraise=lambda c, d, got, paid, gas: realized_value(
+            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
+            gas_paid=gas),
+        quote_token=weth, still_there=live)
+    await executor.start()
+    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=min_profit,
+                      priority_fee=fees.priority_fee, executor=executor, live=live)
+    await keeper.sync()
+    return keeper

@@ -23,27 +23,21 @@ from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 
-from eth_account import Account
 from web3 import Web3
 
 from keeper.chain.follower import block_ref
 from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
 from keeper.devnet.crash import CrashStep, apply_step
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
-from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
-from keeper.ranking import realized_value
 from keeper.strategy import StrategyContext
 from keeper.types import Candidate, Outcome
-from keeper.wiring import assemble
 from strategies.maker import MakerStrategy
 from strategies.maker.book import ilk_word
 from strategies.maker.math import RAY, WAD
 from tests.conftest import Devnet
+from tests.integration.helpers import devnet_keeper
 from tests.integration.maker_helpers import maker_config
 
 GWEI = 10**9
@@ -132,25 +126,11 @@ async def test_a_clipper_call_take_needs_no_dai_on_hand(maker: Devnet, tmp_path:
     config = maker_config(maker, info.keeper_contract,
                           ilks={"ETH-B": {"join": info.ilks["ETH-B"].join}},
                           clip_exit_pair=info.pairs["MCD_WETH/MCD_DAI"])
-    chain = await HttpRpc.open(maker.info.rpc_url, timeout=60)
-    weth = maker.info.tokens["WETH"].address.lower()
-    head = int(await chain.call("eth_blockNumber", []), 16)
-    dex = await PairBook.load(chain, maker.info.uniswap_v2.factory, head)
     journal = Journal(tmp_path / "j.sqlite")
-    live = LivePositions()
-    executor = Executor(
-        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal, FeePolicy(3_000 * GWEI, GWEI),
-        appraise=lambda c, d, got, paid, gas: realized_value(
-            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
-            gas_paid=gas),
-        quote_token=weth, still_there=live)
-    await executor.start()
     context = StrategyContext(chain_id=maker.info.chain_id, liquidator=owner)
-    keeper = assemble(chain, [MakerStrategy(config, context)], dex, quote_token=weth,
-                      min_profit=10**15, priority_fee=GWEI, executor=executor, live=live,
-                      poll_interval=0.05)
+    keeper = await devnet_keeper(maker.info, journal, MakerStrategy(config, context),
+                                 fees=FeePolicy(3_000 * GWEI, GWEI), min_profit=10**15)
     try:
-        await keeper.sync()
         stop = asyncio.Event()
         task = asyncio.create_task(keeper.run(stop))
         try:

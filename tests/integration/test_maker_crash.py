@@ -20,24 +20,18 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from eth_account import Account
 
-from keeper.chain.http import HttpRpc
 from keeper.devnet import maker as mcd
 from keeper.devnet.crash import CrashStep, apply_step
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
-from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
-from keeper.ranking import realized_value
 from keeper.strategy import StrategyContext
-from keeper.wiring import Keeper, assemble
+from keeper.wiring import Keeper
 from strategies.maker import MakerStrategy
 from strategies.maker.book import ilk_word
 from strategies.maker.math import RAY
 from tests.conftest import Devnet
+from tests.integration.helpers import devnet_keeper
 from tests.integration.maker_helpers import keeper_contract, maker_config
 
 GWEI = 10**9
@@ -50,25 +44,12 @@ async def _keeper(
     devnet: Devnet, journal: Journal, contract: str, *, sell: bool
 ) -> tuple[Keeper, MakerStrategy]:
     info = devnet.info
-    chain = await HttpRpc.open(info.rpc_url, timeout=60)
-    weth = info.tokens["WETH"].address.lower()
-    head = int(await chain.call("eth_blockNumber", []), 16)
-    dex = await PairBook.load(chain, info.uniswap_v2.factory, head)
-    live = LivePositions()
-    executor = Executor(
-        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal, FeePolicy(3_000 * GWEI, 2 * GWEI),
-        appraise=lambda c, d, got, paid, gas: realized_value(
-            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
-            gas_paid=gas),
-        quote_token=weth, still_there=live)
-    await executor.start()
     context = StrategyContext(chain_id=info.chain_id, liquidator=info.accounts.liquidator)
     assert info.maker is not None
     extra = {"clip_exit_pair": info.maker.pairs["MCD_WETH/MCD_DAI"]} if sell else {}
     strategy = MakerStrategy(maker_config(devnet, contract, **extra), context)
-    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=10**15,
-                      priority_fee=2 * GWEI, executor=executor, live=live, poll_interval=0.05)
-    await keeper.sync()
+    keeper = await devnet_keeper(info, journal, strategy, fees=FeePolicy(3_000 * GWEI, 2 * GWEI),
+                                 min_profit=10**15)
     return keeper, strategy
 
 

@@ -27,7 +27,6 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from eth_account import Account
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
@@ -35,25 +34,21 @@ from keeper.anvil import Anvil, rpc_call
 from keeper.chain.http import HttpRpc
 from keeper.cli import main
 from keeper.demo import DEMO_MAX_FEE, DEMO_PRIORITY_FEE
-from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.deployer import Deployer
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.perp import PerpContracts, PerpInfo, attach
 from keeper.devnet.perp_cli import write_perp_outputs
 from keeper.devnet.perp_drive import move_market
 from keeper.devnet.perp_seed import start_perp_devnet
-from keeper.dex.uniswap_v2 import PairBook
-from keeper.execution.dispatch import LivePositions
-from keeper.execution.executor import Executor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
-from keeper.ranking import realized_value
 from keeper.strategy import StrategyContext
 from keeper.types import BlockRef, Event, Outcome
-from keeper.wiring import Keeper, assemble
+from keeper.wiring import Keeper
 from strategies.perp_v2 import STRATEGY, PerpV2Config, PerpV2Strategy
 from strategies.perp_v2 import math as pm
 from tests.conftest import rolled_back
+from tests.integration.helpers import devnet_keeper
 
 ETH_STEPS = (Decimal("0.96"), Decimal("0.92"), Decimal("0.88"), Decimal("0.84"), Decimal("0.80"),
              Decimal("0.76"), Decimal("0.72"))
@@ -253,27 +248,13 @@ async def _settled(keeper: Keeper, net: PerpNet) -> None:
 
 
 async def _perp_keeper(net: PerpNet, journal: Journal) -> tuple[Keeper, PerpV2Strategy]:
-    chain = await HttpRpc.open(net.anvil.rpc_url)
-    weth = net.devnet.tokens["WETH"].address.lower()
-    head = int(await chain.call("eth_blockNumber", []), 16)
-    dex = await PairBook.load(chain, net.devnet.uniswap_v2.factory, head)
-    live = LivePositions()
-    executor = Executor(
-        chain, Account.from_key(DEVNET_LIQUIDATOR_KEY), journal,
-        FeePolicy(DEMO_MAX_FEE, DEMO_PRIORITY_FEE),
-        appraise=lambda c, d, got, paid, gas: realized_value(
-            dex, weth, collateral=c, debt=d, collateral_received=got, debt_paid=paid,
-            gas_paid=gas),
-        quote_token=weth, still_there=live)
-    await executor.start()
     section = PerpV2Config(clearing_house=net.info.clearing_house,
                            market_registry=net.info.market_registry,
                            max_margin_usd=Decimal(500_000))
     strategy = STRATEGY.create(section, StrategyContext(net.devnet.chain_id, net.info.liquidator))
     assert isinstance(strategy, PerpV2Strategy)
-    keeper = assemble(chain, [strategy], dex, quote_token=weth, min_profit=0,
-                      priority_fee=DEMO_PRIORITY_FEE, executor=executor, live=live)
-    await keeper.sync()
+    keeper = await devnet_keeper(net.devnet, journal, strategy,
+                                 fees=FeePolicy(DEMO_MAX_FEE, DEMO_PRIORITY_FEE), min_profit=0)
     return keeper, strategy
 
 
