@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,35 @@ async def devnet_keeper(
                       priority_fee=fees.priority_fee, executor=executor, live=live)
     await keeper.sync()
     return keeper
+
+
+def confirmed_intents(journal: Path) -> int:
+    """How many intents a running daemon's journal holds as confirmed (read-only; 0 before
+    the daemon has written the journal or its schema)."""
+    if not journal.exists():
+        return 0
+    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
+    try:
+        (count,) = db.execute("SELECT COUNT(*) FROM intents WHERE status = 'confirmed'").fetchone()
+    except sqlite3.OperationalError:  # the schema is not written yet
+        return 0
+    finally:
+        db.close()
+    return int(count)
+
+
+def mined_from(devnet: Devnet, sender: str, start: int, end: int) -> list[dict[str, Any]]:
+    """Every transaction `sender` got mined in blocks (start, end]: its hash, nonce, `to`,
+    input and the first topic of each of its receipt's logs."""
+    out: list[dict[str, Any]] = []
+    for number in range(start + 1, end + 1):
+        block = devnet.rpc("eth_getBlockByNumber", hex(number), True)
+        assert isinstance(block, dict)
+        for tx in block["transactions"]:
+            if str(tx["from"]).lower() == sender.lower():
+                receipt = devnet.rpc("eth_getTransactionReceipt", tx["hash"])
+                assert isinstance(receipt, dict)
+                out.append({"hash": str(tx["hash"]).lower(), "nonce": int(tx["nonce"], 16),
+                            "to": str(tx["to"]).lower(), "input": str(tx["input"]),
+                            "topics": [t for log in receipt["logs"] for t in log["topics"][:1]]})
+    return out

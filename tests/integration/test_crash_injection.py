@@ -26,14 +26,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from web3 import Web3
 
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.tokens import post_price
 from tests.conftest import Devnet, Miner, wait_for
-from tests.integration.helpers import KEEP_ENV, SPECS, liquidator
+from tests.integration.helpers import KEEP_ENV, SPECS, liquidator, mined_from
 from tests.integration.test_scan_run import devnet_toml
 
 KEEPER = Path(sys.executable).parent / "keeper"
@@ -84,21 +83,6 @@ def _until_running(process: subprocess.Popen[str], lines: list[str], mine: Miner
     wait_for(running, timeout=60, what="the daemon to start")
 
 
-def _mined_from(devnet: Devnet, sender: str, start: int, end: int) -> list[dict[str, Any]]:
-    """Every transaction `sender` got mined in blocks (start, end], with its receipt's logs."""
-    out: list[dict[str, Any]] = []
-    for number in range(start + 1, end + 1):
-        block = devnet.rpc("eth_getBlockByNumber", hex(number), True)
-        assert isinstance(block, dict)
-        for tx in block["transactions"]:
-            if str(tx["from"]).lower() == sender.lower():
-                receipt = devnet.rpc("eth_getTransactionReceipt", tx["hash"])
-                assert isinstance(receipt, dict)
-                out.append({"hash": str(tx["hash"]).lower(), "nonce": int(tx["nonce"], 16),
-                            "topics": [t for log in receipt["logs"] for t in log["topics"][:1]]})
-    return out
-
-
 def test_fifty_sigkills_lose_nothing_and_send_nothing_twice(
     devnet: Devnet, tmp_path: Path
 ) -> None:
@@ -143,7 +127,7 @@ def test_fifty_sigkills_lose_nothing_and_send_nothing_twice(
     assert open_ == []
     keys = list(confirmed.values())
     assert len(keys) == len(set(keys)), "an opportunity was confirmed twice"
-    mined_from_me = _mined_from(devnet, me, start_block, devnet.w3.eth.block_number)
+    mined_from_me = mined_from(devnet, me, start_block, devnet.w3.eth.block_number)
     topic = "0x" + LIQUIDATION_CALL.removeprefix("0x")
     liquidations = [tx["hash"] for tx in mined_from_me if topic in tx["topics"]]
     assert liquidations, "no liquidation landed at all"

@@ -43,7 +43,7 @@ from tests.integration.ha_cluster import (
     journal_rows,
     replica_config,
 )
-from tests.integration.helpers import SPECS, liquidator
+from tests.integration.helpers import SPECS, liquidator, mined_from
 from tests.integration.test_crash_injection import LIQUIDATION_CALL
 
 KILLS = int(os.environ.get("KEEPER_HA_KILLS", "3"))
@@ -58,21 +58,6 @@ def _until(replica: Replica, event: str, mine: Miner, what: str, timeout: float 
         return replica.saw(event)
 
     wait_for(seen, timeout=timeout, what=what)
-
-
-def _mined_from(devnet: Devnet, sender: str, start: int, end: int) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for number in range(start + 1, end + 1):
-        block = devnet.rpc("eth_getBlockByNumber", hex(number), True)
-        assert isinstance(block, dict)
-        for tx in block["transactions"]:
-            if str(tx["from"]).lower() == sender.lower():
-                receipt = devnet.rpc("eth_getTransactionReceipt", tx["hash"])
-                assert isinstance(receipt, dict)
-                out.append({"hash": str(tx["hash"]).lower(), "nonce": int(tx["nonce"], 16),
-                            "to": str(tx["to"]).lower(), "input": str(tx["input"]),
-                            "topics": [t for log in receipt["logs"] for t in log["topics"][:1]]})
-    return out
 
 
 def test_replicas_fail_over_without_sending_twice(
@@ -170,7 +155,7 @@ def test_replicas_fail_over_without_sending_twice(
     keys = list(confirmed.values())
     assert len(keys) == len(set(keys)), "an opportunity was confirmed twice"
 
-    mined = _mined_from(devnet, me, start_block, devnet.w3.eth.block_number)
+    mined = mined_from(devnet, me, start_block, devnet.w3.eth.block_number)
     journaled = {r["hash"]: r for r in rows}
     topic = "0x" + LIQUIDATION_CALL.removeprefix("0x")
     liquidations = [tx for tx in mined if topic in tx["topics"]]

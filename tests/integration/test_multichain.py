@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import post_price
 from keeper.paths import cache_dir
 from tests.conftest import TEST_SPEC, Devnet, wait_for
-from tests.integration.helpers import KEEP_ENV, SPECS, clear_keeper_env
+from tests.integration.helpers import KEEP_ENV, SPECS, clear_keeper_env, confirmed_intents
 
 KEEPER = Path(sys.executable).parent / "keeper"
 CHAIN_IDS = {"alpha": 31337, "beta": 4242}
@@ -76,19 +75,6 @@ def _toml(info: DevnetInfo, anvils: dict[str, Anvil], folder: Path) -> Path:
     return path
 
 
-def _confirmed(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-    try:
-        (count,) = db.execute("SELECT COUNT(*) FROM intents WHERE status = 'confirmed'").fetchone()
-    except sqlite3.OperationalError:  # the schema is not written yet
-        return 0
-    finally:
-        db.close()
-    return int(count)
-
-
 def _crash(info: DevnetInfo, anvil: Anvil, share: str) -> None:
     post_price(Web3(Web3.HTTPProvider(anvil.rpc_url)), info.feeds["WETH"],
                SPECS["WETH"].usd_price * Decimal(share), info.accounts.deployer)
@@ -132,7 +118,7 @@ def test_one_daemon_liquidates_on_two_chains_and_outlives_one_node(
         wait_for(synced, timeout=120, what="both chains' engines to sync")
         for anvil in chains.values():
             _crash(info, anvil, "0.8")
-        wait_for(lambda: all(_confirmed(j) > 0 for j in journals.values()), timeout=120,
+        wait_for(lambda: all(confirmed_intents(j) > 0 for j in journals.values()), timeout=120,
                  what="a liquidation confirmed on each chain")
         for name, anvil in chains.items():  # each chain's liquidation is signed for its id
             tx = anvil.rpc("eth_getBlockByNumber", "latest", True)["transactions"][-1]
@@ -152,9 +138,9 @@ def test_one_daemon_liquidates_on_two_chains_and_outlives_one_node(
         assert "process_resident_memory_bytes" in families  # the process's own, once
 
         chains["beta"].stop()  # beta's node dies
-        before = _confirmed(journals["alpha"])
+        before = confirmed_intents(journals["alpha"])
         _crash(info, chains["alpha"], "0.6")
-        wait_for(lambda: _confirmed(journals["alpha"]) > before, timeout=120,
+        wait_for(lambda: confirmed_intents(journals["alpha"]) > before, timeout=120,
                  what="alpha liquidating after beta's node died")
         assert process.poll() is None, lines[-5:]
 

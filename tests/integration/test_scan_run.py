@@ -42,6 +42,7 @@ from tests.integration.helpers import (
     MAX_UINT,
     SPECS,
     clear_keeper_env,
+    confirmed_intents,
     feeds,
     liquidator,
     tokens,
@@ -161,19 +162,6 @@ def test_scan_shows_both_protocols_in_one_ranking(devnet: Devnet, tmp_path: Path
                                                           sorted(MORPHO_USERS))
              if p.liquidatable}
     assert {o["account"] for o in ranked if o["strategy"] == "morpho_blue"} <= chain
-
-
-def _confirmed(journal: Path) -> int:
-    if not journal.exists():
-        return 0
-    db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-    try:
-        (count,) = db.execute("SELECT COUNT(*) FROM intents WHERE status = 'confirmed'").fetchone()
-    except sqlite3.OperationalError:  # the schema is not written yet
-        return 0
-    finally:
-        db.close()
-    return int(count)
 
 
 def _daemon(path: Path) -> subprocess.Popen[str]:
@@ -298,7 +286,7 @@ def test_run_liquidates_serves_metrics_and_stops_on_sigterm(
 
         def liquidated() -> bool:
             assert process.poll() is None, lines[-5:]
-            if _confirmed(journal):
+            if confirmed_intents(journal):
                 return True
             mine()  # a new head makes the daemon evaluate (after its sync)
             return False
