@@ -5,12 +5,11 @@ the Dog's and Clippers' state (clip.py); `apply` mirrors each block's Vat, Dog a
 logs (pure). `candidates(block)` offers, per Dog-liquidated ilk:
 
 - **bark** of each unsafe vault (`ink * spot < art * rate`) the Dog would accept, its limits
-  (Hole/hole room, dust) simulated across the barks of the same block (math.bark_plan;
-  once the room binds, the rest wait for the next block: their sizes would depend on the
-  order the block's barks land in); a
-  vault the protocol forbids is logged once with Dog's revert reason and kept in
-  `forbidden`. Paid: Clipper.kick's `tip + chip * tab`, exited as Maker DAI by the keeper's
-  MakerKeeper contract (collateral = debt = DAI, `seize` = the incentive, nothing repaid).
+  (Hole/hole room, dust) simulated across the block's barks and the keeper's barks in
+  flight (math.bark_plan, inflight.py; once the room binds the rest wait a block: their
+  sizes would depend on the order they land in); one the protocol forbids is logged once
+  with Dog's revert reason (`forbidden`). Paid: Clipper.kick's `tip + chip * tab`, exited
+  as Maker DAI by MakerKeeper (collateral = debt = DAI, `seize` = the incentive).
 - **take** of each running auction whose price at the block (Clipper.status, mirrored from
   the ilk's calculator) will not need a reset within `TAKE_MARGIN_SECONDS`: pay `repay` DAI,
   receive the collateral Clipper.take gives for it (math.take_amounts); ranking takes it
@@ -24,17 +23,15 @@ sale's tab/lot/tic).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import structlog
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 
 from keeper.dex.uniswap_v2 import PairBook
-from keeper.errors import ConfigError, KeeperError
+from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, LogFilter, PositionRow
@@ -42,6 +39,8 @@ from strategies.maker import math, risk, sizing
 from strategies.maker.book import VAT_TOPICS, VaultBook, ilk_word
 from strategies.maker.clip import CLIP_TOPICS, DOG_TOPICS, ClipBook, Sale, read_clip_state
 from strategies.maker.config import MakerConfig
+from strategies.maker.inflight import InFlight
+from strategies.maker.sides import FlipSide, flip_side
 
 log = structlog.get_logger(__name__)
 
@@ -66,38 +65,6 @@ _REDO = _selector("redo(address,uint256)")
 _SELL = _selector("takeAndSell(address,address,address,uint256,uint256,uint256,uint256)")
 
 
-class FlipSide(Protocol):
-    """The Flipper side (strategies/maker/flip.py): Cat.bite and English-auction bids,
-    driven by this strategy in each of its steps, reading its vault book."""
-
-    def subscriptions(self) -> Sequence[LogFilter]: ...
-
-    async def sync(self, chain: ChainReader, at: BlockRef, book: VaultBook) -> None: ...
-
-    def apply(self, events: Sequence[Event], block: BlockRef) -> None: ...
-
-    def candidates(self, block: BlockRef, book: VaultBook) -> Iterable[Candidate]: ...
-
-    def build(self, candidate: Candidate, repay: int) -> Call: ...
-
-    def locked(self) -> int: ...  # DAI [rad] in the keeper's open bids
-
-    taken: int  # DAI [rad] this block's takes may move into the Vat (set before candidates)
-
-
-def _flip_side(config: MakerConfig, context: StrategyContext) -> FlipSide | None:
-    """The Flipper side when the config names its exit pair (`flip_exit_pair`), else none."""
-    if config.flip_exit_pair is None:
-        return None
-    try:
-        module = importlib.import_module("strategies.maker.flip")
-    except ModuleNotFoundError:
-        raise ConfigError("strategies.maker: flip_exit_pair is set but this keeper has no "
-                          "Flipper side (strategies/maker/flip.py)") from None
-    side: FlipSide = module.make_flip_side(config, context)
-    return side
-
-
 @dataclass(frozen=True)
 class MakerAction:
     """`Candidate.private` of this strategy: what to call and on what."""
@@ -108,7 +75,8 @@ class MakerAction:
     sale: int = 0
     price: int = 0  # take: the price [ray] it was valued at (the call's `max`)
     size: int = 0  # sell: the DAI [wad] the take is sized at (sizing.best_size)
-    tab: int = 0  # take, sell: the sale's tab [rad] it was valued at
+    tab: int = 0  # take, sell: the sale's tab [rad] it was valued at; bark: the tab it adds
+    art: int = 0  # bark: the vault's art [wad] it was planned on
 
 
 class MakerStrategy:
@@ -127,8 +95,9 @@ class MakerStrategy:
         self._synced: BlockRef | None = None
         self._gems: dict[str, str] = {}  # ilk -> its GemJoin's ERC-20 (lower-case)
         self._mats: dict[str, int] = {}  # ilk -> Spotter's liquidation ratio [ray]
-        self.flip = _flip_side(config, context)
+        self.flip: FlipSide | None = flip_side(config, context)
         self.pairs: PairBook | None = None  # the clip_exit_pair, kept from its Sync logs
+        self.inflight = InFlight()  # barks sent, not yet seen mined (their room is taken)
 
     @property
     def synced(self) -> BlockRef | None:
@@ -203,8 +172,12 @@ class MakerStrategy:
         locked = 0 if self.flip is None else -(-self.flip.locked() // math.RAY)
         room = int(self.config.max_vat_dai * math.WAD) - locked
         taken = 0
+        self.inflight.forget_landed(self.book, block.number)
+        added = 0  # Dirt [rad] the barks offered so far in this block add, across ilks
         for name, ilk in self.clips.ilks.items():
-            out.extend(self._barks(name, block))
+            barks, tabs = self._barks(name, block, added)
+            out.extend(barks)
+            added += tabs
             for sale in list(ilk.sales.values()):
                 candidate = self._auction(name, sale.id, block, room=room - taken)
                 if candidate is not None:
@@ -217,19 +190,24 @@ class MakerStrategy:
             out.extend(self.flip.candidates(block, self.book))
         return out
 
-    def _barks(self, name: str, block: BlockRef) -> list[Candidate]:
+    def _barks(self, name: str, block: BlockRef, added: int) -> tuple[list[Candidate], int]:
+        """The ilk's barks and the Dirt they add (`added`: of earlier ilks' barks) [rad]."""
         assert self.clips is not None
         state = self.book.ilks.get(name)
         if state is None:
-            return []
-        dog = self.clips.dog_ilk(name)
+            return [], 0
+        # The keeper's barks in flight land first (lower nonces): their room is taken.
+        dog = self.inflight.taken(self.clips.dog_ilk(name), name, added)
         params = self.clips.ilks[name].params
         out: list[Candidate] = []
+        tabs = 0
         for urn, vault in self.book.unsafe(name):
+            if (name, urn) in self.inflight:
+                continue  # sent, not yet mined
             plan = math.bark_plan(vault.ink, vault.art, state.rate, state.spot, dust=state.dust,
                                   dog=dog)
             partial = not isinstance(plan, str) and plan.dart < vault.art
-            if out and (partial or plan in ROOM_REASONS):
+            if (out or added) and (partial or plan in ROOM_REASONS):
                 # The Dog's room binds: the barks already offered fit whole in any order,
                 # this one's size would depend on the order they land in. Next block.
                 break
@@ -242,12 +220,13 @@ class MakerStrategy:
             self.forbidden.pop((name, urn), None)
             # The next bark of this block sees this one's tab in Dirt and dirt.
             dog = replace(dog, dirt=dog.dirt + plan.tab, Dirt=dog.Dirt + plan.tab)
+            tabs += plan.tab
             reward = math.kick_incentive(params, plan.tab) // math.RAY
             out.append(self._candidate(
-                MakerAction("bark", name, urn=urn), urn, reward, BARK_GAS,
-                key=f"bark:{name}:{urn}:{vault.ink}:{vault.art}",
+                MakerAction("bark", name, urn=urn, tab=plan.tab, art=vault.art), urn, reward,
+                BARK_GAS, key=f"bark:{name}:{urn}:{vault.ink}:{vault.art}",
                 health=self.book.ratio(name, urn)))
-        return out
+        return out, tabs
 
     def _auction(self, name: str, sale_id: int, block: BlockRef, *,
                  room: int) -> Candidate | None:
@@ -363,6 +342,8 @@ class MakerStrategy:
             raise KeeperError(f"maker: not a candidate of this strategy: {candidate.key}")
         ilk = self.clips.ilks[action.ilk]
         if action.kind == "bark":
+            # Sent now: its room counts as taken until it is seen mined (InFlight).
+            self.inflight.sent(action.ilk, action.urn, art=action.art, tab=action.tab)
             data = _BARK + encode(["address", "bytes32", "address"], [
                 self.clips.dog, bytes.fromhex(ilk_word(action.ilk)[2:]), action.urn])
         elif action.kind == "redo":

@@ -2,7 +2,8 @@
 
 On the Maker devnet after a crash to $1,700, ETH-C's `hole` is set (Dog.file, as the pause
 proxy) to the first two unsafe vaults' whole tabs less half the second's: room for one
-whole bark and a partial one. The strategy's ETH-C barks at the head are sent through the
+whole bark and a partial one (the global Hole raised so that ETH-C's own hole binds).
+The strategy's ETH-C barks at the head are sent through the
 keeper's MakerKeeper in the reverse of the order it planned them, each in its own block:
 each one succeeds and leaves its vault with exactly the debt its plan (math.bark_plan, in
 the strategy's order) left. Planning the partial bark beside the whole one would not: in
@@ -54,10 +55,14 @@ async def test_a_blocks_barks_land_as_planned_in_any_order(maker: Devnet) -> Non
     proxy = Web3.to_checksum_address(info.pause_proxy)
     rpc(maker.w3, "anvil_impersonateAccount", proxy)
     rpc(maker.w3, "anvil_setBalance", proxy, hex(10**20))
-    file = mcd.contract(maker.w3, "Dog", info.dog).functions.file(
-        ilk, b"hole".ljust(32, b"\0"), dog.dirt + tabs[0] + tabs[1] // 2)
-    assert maker.w3.eth.wait_for_transaction_receipt(
-        file.transact({"from": proxy}), timeout=30)["status"] == 1
+    dog_contract = mcd.contract(maker.w3, "Dog", info.dog)
+    # The global Hole (10k DAI) out of the way: ETH-B's barks, planned first, would fill it.
+    for file in (dog_contract.functions.file(ilk, b"hole".ljust(32, b"\0"),
+                                             dog.dirt + tabs[0] + tabs[1] // 2),
+                 dog_contract.get_function_by_signature("file(bytes32,uint256)")(
+                     b"Hole".ljust(32, b"\0"), 10**60)):
+        assert maker.w3.eth.wait_for_transaction_receipt(
+            file.transact({"from": proxy}), timeout=30)["status"] == 1
     rpc(maker.w3, "anvil_stopImpersonatingAccount", proxy)
 
     mine = await _synced(maker, info.keeper_contract)
