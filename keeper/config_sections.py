@@ -47,6 +47,16 @@ Address = Annotated[str, AfterValidator(_checksum)]
 """A 20-byte hex address, normalized to its EIP-55 checksum form."""
 
 
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+"""An http:// or https:// URL (an RPC endpoint, a builder)."""
+
+
 @dataclass(frozen=True)
 class Interface:
     """What contract an address key must name, checked at start-up (keeper/addresses.py):
@@ -67,15 +77,8 @@ class Section(BaseModel):
 class HttpEndpoint(Section):
     """One HTTP RPC endpoint and its own rate limit."""
 
-    url: str
+    url: HttpUrl
     requests_per_second: float | None = Field(default=None, gt=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return url
 
 
 class ChainConfig(Section):
@@ -173,14 +176,7 @@ class BuilderConfig(Section):
     """One `[[execution.builders]]` entry: a block builder or relay taking bundles."""
 
     name: str = Field(min_length=1)
-    url: str
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return url
+    url: HttpUrl
 
 
 class FeedRuleConfig(Section):
