@@ -117,7 +117,8 @@ def test_pool_replacement_cancel_prune_and_merge() -> None:
                            "0xSigner")
     pool.add(old)
     pool.add(new)
-    assert list(pool.bundles) == [new.hash]
+    # An eth_sendBundle is kept per target block (the same bundle sent for blocks N..N+2).
+    assert list(pool.bundles) == [f"{new.hash}@5"]
     assert not pool.cancel("0xOther", "u") and pool.cancel("0xsigner", "u")
     assert pool.bundles == {}
 
@@ -128,7 +129,7 @@ def test_pool_replacement_cancel_prune_and_merge() -> None:
     other.add(later)
     merged_5 = merged([pool, other], 5, 0)
     assert [(b.hash, b.endpoints) for b in merged_5] == [(old.hash, {0, 1})]
-    assert pool.bundles[old.hash].endpoints == {0}  # the merge copies
+    assert pool.bundles[f"{old.hash}@5"].endpoints == {0}  # the merge copies
     other.prune(6, {decode_raw(second).hash})
     assert list(other.bundles) == []  # the block-5 one expired, the other's tx was mined
 
