@@ -37,7 +37,8 @@ STEEPEST = (66, 80)
 
 
 def crash_stretch(folder: Path) -> Path:
-    """The 2021-05-19 path's steepest stretch as a path file of its own."""
+    """The 2021-05-19 path's steepest stretch as a path file of its own (its comments kept:
+    the source and which feeds it drives)."""
     lines = resolve_path("eth_usd_2021-05-19_10min").read_text().splitlines()
     comments = [line for line in lines if line.startswith("#")]
     rows = [line for line in lines if line and not line.startswith("#")]
@@ -46,7 +47,8 @@ def crash_stretch(folder: Path) -> Path:
     return path
 
 
-def _plain(report: dict[str, Any]) -> dict[str, Any]:
+def without_clock(report: dict[str, Any]) -> dict[str, Any]:
+    """A backtest report without its wall-clock fields (all that two equal runs differ in)."""
     return {k: v for k, v in report.items() if k not in WALL_CLOCK}
 
 
@@ -89,7 +91,7 @@ def main() -> None:
                               strict=True):
             tuning = Tuning(bid_share=Decimal(cell["tuning"]["bid_share"]))
             alone = run_price_path(load_path(path), max_steps=args.steps, tuning=tuning)
-            found = differences(_plain(cell["report"]), _plain(alone.to_json()))
+            found = differences(without_clock(cell["report"]), without_clock(alone.to_json()))
             differing += bool(found)
             for line in found[:8]:
                 print(f"  {path.stem} bid {cell['tuning']['bid_share']}: {line}")

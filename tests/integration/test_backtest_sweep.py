@@ -12,12 +12,11 @@ import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from benchmarks.bench_sweep import crash_stretch, differences, without_clock
 from keeper.backtest.devnet_replay import run_price_path
-from keeper.backtest.model import WALL_CLOCK
 from keeper.backtest.path_file import load_path, resolve_path
 from keeper.backtest.sweep_params import Tuning
 from keeper.backtest.sweep_report import Cell
@@ -26,35 +25,6 @@ from tests.conftest import Devnet
 
 STEPS = 12
 SHARES = ("0", "0.25", "0.5")
-CRASH = "eth_usd_2021-05-19_10min"
-STEEPEST = (66, 80)  # the 2021-05-19 path's steepest stretch (rows)
-
-
-def _crash_stretch(folder: Path) -> Path:
-    """The 2021-05-19 path's steepest stretch as a path file of its own (its comments kept:
-    the source and which feeds it drives)."""
-    lines = resolve_path(CRASH).read_text().splitlines()
-    comments = [line for line in lines if line.startswith("#")]
-    rows = [line for line in lines if line and not line.startswith("#")]
-    first, last = STEEPEST
-    path = folder / "crash_stretch.csv"
-    path.write_text("\n".join([*comments, rows[0], *rows[1:][first:last]]) + "\n")
-    return path
-
-
-def _without_clock(report: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in report.items() if k not in WALL_CLOCK}
-
-
-def _differences(got: Any, want: Any, where: str = "") -> list[str]:
-    """Where two JSON values differ (the failure message: a report is long)."""
-    if isinstance(got, dict) and isinstance(want, dict):
-        return [d for k in sorted(set(got) | set(want), key=str)
-                for d in _differences(got.get(k), want.get(k), f"{where}.{k}")]
-    if isinstance(got, list) and isinstance(want, list) and len(got) == len(want):
-        return [d for i, (g, w) in enumerate(zip(got, want, strict=True))
-                for d in _differences(g, w, f"{where}[{i}]")]
-    return [] if got == want else [f"{where}: {got!r:.120} != {want!r:.120}"]
 
 
 @pytest.mark.anvil
@@ -62,7 +32,7 @@ def test_sweep_on_ray_equals_the_backtests_run_one_by_one(
     devnet_session: Devnet, tmp_path: Path
 ) -> None:
     del devnet_session  # only its cached devnet state: every backtest starts its own anvil
-    paths = [resolve_path("steth_eth_2022-06_depeg"), _crash_stretch(tmp_path)]
+    paths = [resolve_path("steth_eth_2022-06_depeg"), crash_stretch(tmp_path)]
     out, page = tmp_path / "sweep.json", tmp_path / "sweep.html"
     command = [sys.executable, "-m", "keeper.cli", "backtest", "sweep",
                "--price-path", str(paths[0]), "--price-path", str(paths[1]),
@@ -85,8 +55,8 @@ def test_sweep_on_ray_equals_the_backtests_run_one_by_one(
         finally:
             reset_logging()
         assert cell["error"] is None
-        differences = _differences(_without_clock(cell["report"]), _without_clock(alone))
-        assert not differences, (path.stem, share, differences[:10])
+        found = differences(without_clock(cell["report"]), without_clock(alone))
+        assert not found, (path.stem, share, found[:10])
         assert cell["figures"] == Cell(path.stem, STEPS, tuning, report=alone).figures()
         assert cell["figures"]["liquidations"] > 0, (path.stem, share)
 
