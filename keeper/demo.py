@@ -224,10 +224,9 @@ async def _caught_up(keeper: Keeper, block: int, view: DemoView) -> None:
 async def _drive(console: Console, info: DevnetInfo, steps: Sequence[CrashStep],
                  journal: Journal, *, step_seconds: int = 0,
                  after_step: Callable[[Web3, DevnetInfo, CrashStep], None] | None = None,
-                 lending: bool = True) -> Keeper:
+                 ) -> Keeper:
     # The daemon's intake: heads and feed logs pushed over the devnet's WebSocket.
-    keeper = await build_keeper(info, journal, ws=True,
-                                aave_markets=("aave_v3",) if lending else (), morpho=lending)
+    keeper = await build_keeper(info, journal, ws=True, aave_markets=("aave_v3",))
     w3 = Web3(Web3.HTTPProvider(info.rpc_url))
     view = DemoView(steps=len(steps))
     stop = asyncio.Event()
@@ -287,8 +286,7 @@ def run_demo(console: Console, *, spec: DevnetSpec | None = None, max_steps: int
                 keeper = asyncio.run(_drive(
                     console, info, steps[:max_steps], journal,
                     step_seconds=profile.step_seconds if profile else 0,
-                    after_step=profile.after_step if profile else None,
-                    lending=profile.lending if profile else True))
+                    after_step=profile.after_step if profile else None))
                 summary = journal.summary()
             finally:
                 journal.close()

@@ -49,9 +49,6 @@ class DemoProfile:
     step_seconds: int
     # What follows a step's posted feeds on this devnet (Perp: its vAMMs trade there).
     after_step: Callable[[Web3, DevnetInfo, CrashStep], None] | None = None
-    # Whether the lending strategies (Aave, Morpho) run beside it. Not with Perp: their
-    # liquidations spend the liquidator's USDC, and a Perp send is sized from 1 unit of it.
-    lending: bool = True
 
 
 def _start_maker(spec: DevnetSpec) -> tuple[Anvil, DevnetInfo, bool]:
@@ -62,7 +59,7 @@ PROFILES: dict[str, DemoProfile] = {
     "maker": DemoProfile("maker", "Maker MCD: Dog/Clipper and Cat/Flipper auctions",
                          _start_maker, PATH_STEP_SECONDS),
     "perp": DemoProfile("perp", "Perp v2: cross-margin perpetuals on vAMMs", start_perp, 0,
-                        after_step=follow_step, lending=False),
+                        after_step=follow_step),
 }
 
 

@@ -134,6 +134,10 @@ class Candidate:
     # [1, max_repay] (Aave v3.3+'s dust rule: all debt, all collateral, or enough of both
     # left); ranking proposes only sizes inside them. Empty: every size up to max_repay.
     repay_ranges: tuple[tuple[int, int], ...] = ()
+    # False: the call pulls nothing from the sending account's wallet (a Maker kick, a Perp
+    # liquidation paid from margin already in the protocol's vault), so neither sizing nor
+    # the send reserves the wallet's `debt` balance for it; `max_repay` is then nominal.
+    from_wallet: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +175,12 @@ class Opportunity:
     # Paid to block.coinbase by the flash executor (a bundle's bid; in net_profit already:
     # net_profit = gross_value - slippage - gas_cost - coinbase_bid).
     coinbase_bid: int = 0
+
+    @property
+    def wallet_draw(self) -> int:
+        """The debt-token units this send takes from the wallet: the repay, or nothing for
+        a candidate that is not paid from the wallet (`Candidate.from_wallet`)."""
+        return self.debt_to_cover if self.candidate.from_wallet else 0
 
 
 @dataclass(frozen=True, slots=True)

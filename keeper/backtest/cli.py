@@ -130,8 +130,8 @@ class _BacktestGroup(click.Group):
                    "(--devnet).")
 @click.option("--perp", "profile_name", flag_value="perp",
               help="Replay on the Perp v2 devnet profile: each step's vAMM trades follow its "
-                   "prices and the keeper liquidates Perp accounts (the lending strategies "
-                   "sit out; --devnet).")
+                   "prices and the keeper liquidates Perp accounts beside the lending "
+                   "markets (--devnet).")
 @click.option("--rpc", metavar="URL", help="Archive node to replay blocks from.")
 @click.option("--tape", type=click.Path(path_type=Path, dir_okay=False),
               help="A tape written by `keeper record`, instead of --rpc.")

@@ -48,7 +48,7 @@ from keeper.backtest.replay import Sends
 from keeper.backtest.sweep_params import Tuning
 from keeper.chain.http import HttpRpc
 from keeper.demo import build_keeper
-from keeper.demo_perp import follow_step_replayed, perp_info, perp_summary
+from keeper.demo_perp import follow_step_replayed, perp_summary
 from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
@@ -232,10 +232,8 @@ async def _replay(
     info: DevnetInfo, steps: Sequence[CrashStep], journal: Journal, clock: _Clock, *,
     progress: Progress | None, capital_usd: Decimal | None, tuning: Tuning, step_seconds: int,
 ) -> BacktestReport:
-    lending = perp_info(info) is None  # with Perp they would spend the USDC it is sized from
     keeper = await build_keeper(info, journal, keep_outcomes=None, prepared_levels=0,
-                                aave_markets=("aave_v3",) if lending else (), morpho=lending,
-                                **tuning.keeper_kwargs())
+                                aave_markets=("aave_v3",), **tuning.keeper_kwargs())
     engine = keeper.engine
     chain = _Chain(keeper, info, clock, step_seconds)
     symbols = {t.address.lower(): s for s, t in info.tokens.items()} | profiles.maker_symbols(info)

@@ -190,7 +190,7 @@ class BundleSubmitter:
         finally:
             if intent.spender is not None:
                 opp = intent.opportunity
-                self.executor.capital.release(opp.debt, opp.debt_to_cover, spent=True)
+                self.executor.capital.release(opp.debt, opp.wallet_draw, spent=True)
 
     async def _prepare(
         self, intent: TxIntent, base_fee: int, backrun: Backrun | None, first: int, *,
@@ -214,7 +214,7 @@ class BundleSubmitter:
         reserved = False
         try:
             if spender is not None:
-                if not await ex.capital.reserve(opp.debt, opp.debt_to_cover):
+                if not await ex.capital.reserve(opp.debt, opp.wallet_draw):
                     lane.holder = None
                     ex.journal.mark_abandoned(opp.key)
                     return Outcome(opp.key, "no-capital", reason="debt asset is committed")
@@ -237,7 +237,7 @@ class BundleSubmitter:
         except BaseException:
             lane.holder = None
             if reserved:
-                ex.capital.release(opp.debt, opp.debt_to_cover, spent=False)
+                ex.capital.release(opp.debt, opp.wallet_draw, spent=False)
             raise
         lane.holder = tx_hash
         return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),

@@ -121,6 +121,8 @@ class Capital:
         later already reflects it, and an earlier one errs on the side of holding back.
         Check and reserve run without an await in between.
         """
+        if amount == 0:  # a send that takes nothing from the wallet
+            return True
         if token not in self._balances:
             await self.available([token])
         if self._balances[token] - self._committed.get(token, 0) < amount:
@@ -130,6 +132,8 @@ class Capital:
 
     def release(self, token: str, amount: int, *, spent: bool) -> None:
         """A send that reserved `amount` is over; `spent`: it was broadcast (assume it paid)."""
+        if amount == 0:
+            return
         left = self._committed[token] - amount
         if left:
             self._committed[token] = left

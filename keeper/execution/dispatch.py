@@ -129,7 +129,7 @@ class Dispatcher:
             # Before anything is sent: the balance-floor breaker must see this balance.
             self.monitor.balance(self.executor.native_balance)
         sized = [dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
-                 for c in direct]
+                 if c.from_wallet else c for c in direct]
         if flashed:
             sized += intents.flash_sized(flashed)
         return sized

@@ -237,7 +237,7 @@ class Executor:
                                                     sent_hook=lambda: self.turns.done(ticket))
             finally:
                 if intent.spender is not None:
-                    self.capital.release(opp.debt, opp.debt_to_cover, spent=True)
+                    self.capital.release(opp.debt, opp.wallet_draw, spent=True)
         finally:
             self.turns.done(ticket)
 
@@ -254,7 +254,7 @@ class Executor:
         # Capital first (a local check): the simulation runs at the ranked block, before
         # this account's other sends spent their share of the balance. A call that funds
         # itself (spender None) needs none.
-        if spender is not None and not await self.capital.reserve(opp.debt, opp.debt_to_cover):
+        if spender is not None and not await self.capital.reserve(opp.debt, opp.wallet_draw):
             self.journal.mark_abandoned(opp.key)
             bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
             return Outcome(opp.key, "no-capital", reason="debt asset balance is committed")
@@ -268,13 +268,13 @@ class Executor:
             estimate = await simulation
         except RpcError as exc:
             if spender is not None:
-                self.capital.release(opp.debt, opp.debt_to_cover, spent=False)
+                self.capital.release(opp.debt, opp.wallet_draw, spent=False)
             self.journal.mark_abandoned(opp.key)
             bound.info("simulation reverted; not sent", reason=exc.message)
             return Outcome(opp.key, "simulation-failed", reason=exc.message)
         except BaseException:
             if spender is not None:
-                self.capital.release(opp.debt, opp.debt_to_cover, spent=False)
+                self.capital.release(opp.debt, opp.wallet_draw, spent=False)
             raise
         return dataclasses.replace(intent, gas_limit=gas_limit(intent, estimate))
 

@@ -234,7 +234,7 @@ class Volley:
                 continue
             bound = x.bound(intent)
             if intent.spender is not None and not await x.capital.reserve(
-                    opp.debt, opp.debt_to_cover):
+                    opp.debt, opp.wallet_draw):
                 abandon.append(opp.key)
                 bound.info("not enough debt asset on hand; not sent", repay=opp.debt_to_cover)
                 outcomes[index] = Outcome(opp.key, "no-capital",
@@ -316,7 +316,7 @@ class Volley:
         """Give back the capital an unsent intent reserved."""
         opp = intent.opportunity
         if intent.spender is not None:
-            self._x.capital.release(opp.debt, opp.debt_to_cover, spent=False)
+            self._x.capital.release(opp.debt, opp.wallet_draw, spent=False)
 
     async def _follow(self, shot: _Shot, sent: Pending) -> Outcome:
         """A sent transaction to its outcome, its simulation judged alongside."""
@@ -332,7 +332,7 @@ class Volley:
             raise
         finally:
             if intent.spender is not None:
-                self._x.capital.release(opp.debt, opp.debt_to_cover, spent=True)
+                self._x.capital.release(opp.debt, opp.wallet_draw, spent=True)
         return with_members(intent, outcome)
 
     async def _judge(self, intent: TxIntent, simulation: asyncio.Task[int] | None,

@@ -294,7 +294,7 @@ class FlipSide:
                 f"{self.held.dai}",
             seize=lambda _repay: wad, actual_repay=lambda _repay: 0, gas_limit=PAY_OUT_GAS,
             spender=self.keeper, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
-            private=FlipIntent("payout", "", ""))
+            from_wallet=False, private=FlipIntent("payout", "", ""))
 
     def _exit(self, ilk: _Ilk, wad: int) -> Candidate:
         """Gems someone else dealt to MakerKeeper (a lot it won) back to the account."""
@@ -313,7 +313,8 @@ class FlipSide:
             key=f"{self.context.chain_id}:maker:{account}:{key}",
             seize=lambda _repay: lot, actual_repay=lambda _repay: bid, gas_limit=gas,
             spender=self.keeper, collateral_symbol=f"MCD_{ilk.name}", debt_symbol="MCD_DAI",
-            repay_ranges=((max(bid, 1), max(bid, 1)),), private=intent)
+            repay_ranges=((max(bid, 1), max(bid, 1)),), private=intent,
+            from_wallet=bid > 0)  # a deal or an exit pays nothing
 
     def build(self, candidate: Candidate, repay: int) -> Call:
         """The MakerKeeper call of one of this side's candidates."""

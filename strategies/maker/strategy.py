@@ -310,6 +310,7 @@ class MakerStrategy:
                 f"{sale.tab}:{sale.lot}:{sale.tic}",
             seize=lambda _repay: best, actual_repay=lambda _repay: 0, gas_limit=SELL_GAS,
             spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
+            from_wallet=False,
             private=MakerAction("sell", name, urn=sale.usr, sale=sale.id, price=price,
                                 size=size, tab=sale.tab))
 
@@ -322,7 +323,7 @@ class MakerStrategy:
             key=f"{self.context.chain_id}:{self.name}:{account}:{key}",
             seize=lambda _repay: reward, actual_repay=lambda _repay: 0, gas_limit=gas,
             spender=self.keeper_contract, collateral_symbol="MCD_DAI", debt_symbol="MCD_DAI",
-            private=action)
+            from_wallet=False, private=action)
 
     def _gem(self, name: str) -> str:
         return self._gems[name]

@@ -342,7 +342,7 @@ class PerpV2Strategy:
             health_factor=health, gas_limit=gas, spender=self.setup.vault,
             key=f"{self.context.chain_id}:{self.name}:{account}:{base}:{kind}:{state}",
             seize=seize,
-            collateral_symbol="USDC", debt_symbol="USDC",
+            collateral_symbol="USDC", debt_symbol="USDC", from_wallet=False,
             private=PerpAction(kind, account, base, bound),
         )
 

@@ -10,9 +10,10 @@ are bitable.
   side bites; with a cap of the first takes' DAI only, the takes offered add up to no more
   than the cap (each later one shrinks to what is left, or is not offered), the Flipper
   side is told what the takes hold, and with nothing left it offers no bite.
-- A clipperCall take (MakerKeeper.takeAndSell) pays from its own sale: with 1 wei of DAI
-  left in the account (and no kick of its own paying it any), the keeper engine still
-  takes every ETH-B auction that way, at a profit, none reverting.
+- A clipperCall take (MakerKeeper.takeAndSell) pays from its own sale (the candidate is not
+  paid from the wallet: `Candidate.from_wallet`): with no DAI at all in the account (and no
+  kick of its own paying it any), the keeper engine still takes every ETH-B auction that
+  way, at a profit, none reverting.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ async def test_a_clipper_call_take_needs_no_dai_on_hand(maker: Devnet, tmp_path:
     dai = mcd.contract(maker.w3, "Dai", info.dai)
     owner = Web3.to_checksum_address(maker.info.accounts.liquidator)
     held = dai.functions.balanceOf(owner).call()
-    tx = dai.functions.transfer(maker.info.accounts.deployer, held - 1)
+    tx = dai.functions.transfer(maker.info.accounts.deployer, held)
     assert maker.w3.eth.wait_for_transaction_receipt(
         tx.transact({"from": owner}), timeout=30)["status"] == 1
     # ETH-B only: its vaults are barked already, so no kick of the keeper pays it DAI.
@@ -150,7 +151,7 @@ async def test_a_clipper_call_take_needs_no_dai_on_hand(maker: Devnet, tmp_path:
         assert all(":sell:" in o.key for o in outcomes), [o.key for o in outcomes]
         sells = [o for o in outcomes if o.status == "confirmed" and ":sell:" in o.key]
         assert all(o.realized_profit > 0 for o in sells), sells
-        assert dai.functions.balanceOf(owner).call() > 1  # each sale's surplus came back
+        assert dai.functions.balanceOf(owner).call() > 0  # each sale's surplus came back
     finally:
         await keeper.aclose()
         journal.close()
