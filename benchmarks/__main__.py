@@ -21,7 +21,11 @@ the next's figures):
    Ray instance against the same backtests one after another;
 9. `benchmarks.bench_ha_takeover`: two `[ha]` replicas with 1 s blocks, the leader killed:
    how long until the standby leads and first sends; `benchmarks.bench_journal_pg`: a
-   volley's journal writes on SQLite against PostgreSQL.
+   volley's journal writes on SQLite against PostgreSQL;
+10. `benchmarks.auction`: the devnet crash in builder mode on the oracle network, the keeper
+   (backruns, a bid to coinbase) against the public polling competitor and against a
+   second keeper bidding less; oracle transaction -> bundle at the builder, beside a bare
+   loop.
 
 `--quick` shrinks every run (fewer positions and trials) to check the command works; its
 figures are not the README's. Benchmarks report numbers; they assert nothing.
@@ -45,6 +49,7 @@ FULL: list[list[str]] = [
     ["benchmarks.bench_sweep"],
     ["benchmarks.bench_ha_takeover"],
     ["benchmarks.bench_journal_pg"],
+    ["benchmarks.auction", "--mode", "both"],
 ]
 QUICK: list[list[str]] = [
     ["benchmarks.bench_screening", "--positions", "100000", "--moves", "50"],
@@ -57,6 +62,7 @@ QUICK: list[list[str]] = [
     ["benchmarks.bench_sweep", "--steps", "4", "--shares", "0,0.5"],
     ["benchmarks.bench_ha_takeover", "--trials", "1"],
     ["benchmarks.bench_journal_pg", "--volleys", "20"],
+    ["benchmarks.auction", "--mode", "competitor", "--steps", "3"],
 ]
 
 
