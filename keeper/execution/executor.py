@@ -363,9 +363,15 @@ async def _why_reverted(
     if won_by is None:
         # Nobody else touched it: lost to the market only if we did not either and the
         # call was valid where it was ranked (else the revert is ours and counts).
+        # A send that burnt (nearly) all its gas may have run out of it: then ask with the
+        # limit it had, so an out-of-gas is ours, not the market's (a Perp liquidation used
+        # 2,597,672 of 2,600,000). Any other revert is asked without a limit: it failed on
+        # the state, not the gas.
+        used = int(str(receipt.get("gasUsed", "0x0")), 16)
+        limit = intent.gas_limit if used * 64 >= intent.gas_limit * 63 else None
         if not others and opp.block and await outlived(
                 chain, sender=address, to=intent.call.to, data=intent.call.data,
-                ranked_at=opp.block, gas_limit=intent.gas_limit):
+                ranked_at=opp.block, gas_limit=limit):
             bound.info("lost the race to the market: no longer liquidatable when mined",
                        ranked_at=opp.block)
             return dataclasses.replace(
