@@ -322,7 +322,9 @@ def test_adapter_price_moves_without_an_event(devnet: Devnet) -> None:
     # The base feed moves it too, though the event names the feed, not the adapter.
     set_price(devnet, "WETH", Decimal("1000"))
     moved = oracle.functions.getAssetPrice(wsteth).call()
-    assert abs(moved * 2 - after) <= 2
+    # The ratio keeps growing (~1.1e-9 per second) between the two blocks, so halving is
+    # checked to a millionth, which allows for minutes of block time and nothing else.
+    assert abs(moved * 2 - after) <= after // 1_000_000
     logs = devnet.w3.eth.get_logs({"address": adapter, "fromBlock": start, "toBlock": "latest"})
     assert logs == []
 
