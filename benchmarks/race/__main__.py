@@ -4,7 +4,7 @@
         [--steps 90] [--first-step 0] [--step-seconds 1.0] [--borrowers 300]
         [--competitor-poll 0.1] [--competitor-ws] [--competitor-tip 1] [--keeper-tip 1]
         [--flash] [--historical-gas] [--capital-usd 100000000] [--alone] [--long] [--json]
-        [--json-out FILE] [--verbose] [--workdir DIR]
+        [--json-out FILE] [--verbose] [--workdir DIR] [--ha | --ha-compare]
 
 Each race starts anvil afresh from the seed's cached devnet (the first start of a new seed
 deploys it: about 25-40 s), so runs never see each other's transactions. `--long` is the
@@ -12,12 +12,16 @@ long version: three seeds x both block modes. It prints, per race, the seed and 
 each bot's first-liquidation win rate and bonus capture share, its transactions, reverts by
 cause and gas, the send-timing table, and the keeper's own view from its /metrics;
 `--json` prints one JSON object per race instead. The bots' logs, the keeper's journal and
-config and the competitor's send log stay in the workdir (printed).
+config and the competitor's send log stay in the workdir (printed). `--ha` runs the keeper
+side with `[ha]` on: two replicas of its account on a PostgreSQL journal the race starts
+(benchmarks/race/ha.py; the `ha` extra); `--ha-compare` runs each race twice, without and
+with it, each on a fresh devnet, and prints the two side by side.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import time
 from collections import Counter
@@ -39,14 +43,14 @@ LONG_SEEDS = (20261202, 20261203, 20261204)
 CAPITAL_USD = Decimal(100_000_000)
 
 
-def _options(args: argparse.Namespace, mode: Mode) -> RaceOptions:
+def _options(args: argparse.Namespace, mode: Mode, ha: bool) -> RaceOptions:
     return RaceOptions(
         mode=mode, path=args.path, first_step=args.first_step, steps=args.steps,
         step_seconds=args.step_seconds, competitor=not args.alone,
         competitor_poll=args.competitor_poll, competitor_ws=args.competitor_ws,
         competitor_tip_gwei=args.competitor_tip, keeper_tip_gwei=args.keeper_tip,
         flash=args.flash, capital_usd=args.capital_usd or None,
-        historical_gas=args.historical_gas, deviation_gated=not args.every_step)
+        historical_gas=args.historical_gas, deviation_gated=not args.every_step, ha=ha)
 
 
 def _variant(options: RaceOptions) -> str:
@@ -55,7 +59,8 @@ def _variant(options: RaceOptions) -> str:
     heads = "WebSocket heads" if options.competitor_ws \
         else f"{options.competitor_poll * 1000:.0f} ms polling"
     flash = ", keeper with flash executor" if options.flash else ""
-    return f"competitor {heads}, tip {options.competitor_tip_gwei} gwei{flash}"
+    ha = ", keeper as two [ha] replicas" if options.ha else ""
+    return f"competitor {heads}, tip {options.competitor_tip_gwei} gwei{flash}{ha}"
 
 
 def print_result(seed: int, result: RaceResult, *, verbose: bool = False) -> None:
@@ -93,6 +98,8 @@ def print_result(seed: int, result: RaceResult, *, verbose: bool = False) -> Non
               f"{competitor.get('send_errors', {})}")
     if result.stuck:
         print(f" {result.stuck} transactions still in the pool at the end")
+    for note in result.notes:
+        print(f" {note}")
 
 
 def as_json(seed: int, result: RaceResult) -> dict[str, Any]:
@@ -141,7 +148,15 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, help="also append each race's JSON to a file")
     parser.add_argument("--verbose", action="store_true", help="list every revert")
     parser.add_argument("--workdir", type=Path, help="default .cache/race/<time>")
+    ha = parser.add_mutually_exclusive_group()
+    ha.add_argument("--ha", action="store_true",
+                    help="the keeper as two [ha] replicas on a PostgreSQL journal")
+    ha.add_argument("--ha-compare", action="store_true",
+                    help="each race twice, without and with --ha, side by side")
     args = parser.parse_args()
+    if (args.ha or args.ha_compare) and importlib.util.find_spec("psycopg") is None:
+        parser.error("--ha needs the ha extra: pip install -e '.[ha]'")
+    variants = [False, True] if args.ha_compare else [args.ha]
     seeds = list(LONG_SEEDS) if args.long else (args.seed or [DEFAULT_SEED])
     modes: list[Mode] = ["automine", "interval"] if args.long or args.mode == "both" \
         else [args.mode]
@@ -153,23 +168,35 @@ def main() -> None:
             print(f"borrower seed {seed} ({args.borrowers} borrowers)", flush=True)
         for mode in modes:
             for run in range(args.runs):
-                started = time.monotonic()
-                anvil, info, cached = start_devnet(spec)
-                if not args.json and not cached:
-                    print(f"deployed the seed's devnet in {time.monotonic() - started:.0f} s",
-                          flush=True)
-                try:
-                    result = run_race(info, _options(args, mode),
-                                      root / f"seed{seed}-{mode}-{run + 1}")
-                finally:
-                    anvil.stop()
-                if args.json_out:
-                    with args.json_out.open("a") as out:
-                        out.write(json.dumps(as_json(seed, result)) + "\n")
-                if args.json:
-                    print(json.dumps(as_json(seed, result)), flush=True)
-                else:
-                    print_result(seed, result, verbose=args.verbose)
+                results = [_one(args, spec, _options(args, mode, ha),
+                                root / f"seed{seed}-{mode}-{run + 1}{'-ha' if ha else ''}")
+                           for ha in variants]
+                if args.ha_compare and not args.json:
+                    from benchmarks.race.ha import compare_lines  # noqa: PLC0415 (psycopg)
+
+                    print(f"\n== without and with [ha]: seed {seed}, {mode}, run {run + 1}")
+                    print("\n".join(compare_lines(*results)), flush=True)
+
+
+def _one(args: argparse.Namespace, spec: DevnetSpec, options: RaceOptions,
+         workdir: Path) -> RaceResult:
+    """One race on a fresh anvil from the seed's cached devnet, printed as asked."""
+    started = time.monotonic()
+    anvil, info, cached = start_devnet(spec)
+    if not args.json and not cached:
+        print(f"deployed the seed's devnet in {time.monotonic() - started:.0f} s", flush=True)
+    try:
+        result = run_race(info, options, workdir)
+    finally:
+        anvil.stop()
+    if args.json_out:
+        with args.json_out.open("a") as out:
+            out.write(json.dumps(as_json(spec.seed, result)) + "\n")
+    if args.json:
+        print(json.dumps(as_json(spec.seed, result)), flush=True)
+    else:
+        print_result(spec.seed, result, verbose=args.verbose)
+    return result
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
    `--order fees`);
 3. starts the keeper as the real daemon, `keeper run` in its own process with a generated
    config (WebSocket intake, live mode, the product's breakers except a gas budget sized for
-   crash-day base fees, monitoring on a free port), and the competitor in its own process
+   crash-day base fees, monitoring on a free port; keepers.py), with `ha` two replicas of it
+   on a PostgreSQL journal (ha.py), and the competitor in its own process
    (benchmarks/race/competitor.py), and waits until both have synced;
 4. drives the crash: `keeper.devnet.crash.crash_steps` + `apply_step` along a price path
    (the bundled 2021-05-19 ETH/USD day by default), one step every `step_seconds` (a step
@@ -34,20 +35,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import dataclasses
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from eth_account import Account
 from web3 import Web3
@@ -55,8 +51,10 @@ from websockets.asyncio.client import connect
 
 from benchmarks.race import abi
 from benchmarks.race.competitor import CompetitorConfig
+from benchmarks.race.keepers import KeeperSide, free_port, scrape, start_keepers
+from benchmarks.race.keepers import Process as Process  # noqa: PLC0414 (re-exported)
 from benchmarks.race.rpc import Rpc
-from benchmarks.race.timing import BotSend, LostRaces, Timing, keeper_sends, lost_races, timing
+from benchmarks.race.timing import BotSend, LostRaces, Timing, lost_races, timing
 from benchmarks.race.verdict import ANSWER_UPDATED, Contracts, Verdict, verdict
 from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.borrowers import token_amount
@@ -66,13 +64,13 @@ from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.price_path import load_price_path
 from keeper.devnet.tokens import DEFAULT_TOKENS, mintable_erc20, to_feed_answer
-from keeper.paths import project_root
 
 MNEMONIC = "test test test test test test test test test test test junk"
 COMPETITOR_INDEX = 5  # an anvil dev account the devnet deploy never touches
 GWEI = 10**9
 POST_GAS = 200_000  # the gas limit of a feed's updateAnswer
 Mode = Literal["automine", "interval"]
+_free_port, _scrape = free_port, scrape  # benchmarks/auction imports them from here
 
 
 @dataclass(frozen=True)
@@ -100,6 +98,10 @@ class RaceOptions:
     # Post a feed only when its price moved by the devnet's published deviation (devnet.json
     # `feed_rules`) since its last post, as a Chainlink feed does; False posts every step.
     deviation_gated: bool = True
+    # [ha] on: the keeper side is two replicas of its account on a PostgreSQL journal
+    # (benchmarks/race/ha.py), on `ha_dsn`'s server, else on one the race starts.
+    ha: bool = False
+    ha_dsn: str | None = None
     quiet_seconds: float = 2.0
     idle_timeout: float = 60.0
     ready_timeout: float = 120.0
@@ -120,6 +122,7 @@ class RaceResult:
     stuck: int  # bot transactions still in the pool at the end
     load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average, start and end
     notes: list[str] = field(default_factory=list)
+    sends: dict[str, list[BotSend]] = field(default_factory=dict)  # bot -> its timed sends
 
 
 def competitor_key() -> str:
@@ -166,82 +169,6 @@ def fund(w3: Web3, info: DevnetInfo, keeper: str, competitor: str,
     return balances
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def keeper_config(info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
-                  flash_executor: str | None, monitoring_port: int) -> Path:
-    """The daemon's config for the devnet (the key comes from the environment)."""
-    weth = info.tokens["WETH"].address
-    min_profit = Decimal(5) / next(t.usd_price for t in DEFAULT_TOKENS if t.symbol == "WETH")
-    flash = f'flash_executor = "{flash_executor}"\n' if flash_executor else ""
-    # The prepared liquidations plan for the devnet's published feed rules.
-    feeds = "".join(
-        f'[[execution.feeds]]\naddress = "{info.feeds[s]}"\ndeviation_bps = {r.deviation_bps}\n'
-        f"heartbeat_seconds = {r.heartbeat}\n\n" for s, r in info.feed_rules.items())
-    path = workdir / "keeper.toml"
-    path.write_text(
-        f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n'
-        f'ws_url = "{info.ws_url}"\nblock_time_seconds = 1\n\n'
-        f'[execution]\nmode = "live"\nquote_token = "{weth}"\n'
-        f'min_profit_quote = "{min_profit}"\nmax_fee_per_gas_gwei = "5000"\n'
-        f'priority_fee_gwei = "{tip_gwei}"\njournal = "{workdir / "keeper-journal.sqlite"}"\n'
-        f"{flash}\n"
-        f"{feeds}"
-        f'[monitoring]\nenabled = true\nhost = "127.0.0.1"\nport = {monitoring_port}\n\n'
-        # The product's breakers, but a gas budget for crash-day base fees (up to ~1,950
-        # gwei on the bundled path: the default 1 ETH an hour lasts a few liquidations).
-        '[breakers]\nmax_gas_per_hour_eth = "1000"\n\n'
-        f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
-        f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n\n'
-        f'[strategies.morpho_blue]\nmorpho = "{info.morpho_blue.morpho}"\n')
-    return path
-
-
-def _term_with_parent() -> None:
-    # In the child between fork and exec: SIGTERM when the harness dies, even by SIGKILL,
-    # so a bot never outlives its race (the daemon would retry its dead node forever).
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Process:
-    """A bot's child process, its output in the workdir; stopped with SIGTERM, then killed."""
-
-    def __init__(self, name: str, command: list[str], workdir: Path,
-                 env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.stdout_path = workdir / f"{name}.out"
-        self.stderr_path = workdir / f"{name}.err"
-        self._out: IO[str] = self.stdout_path.open("w")
-        self._err: IO[str] = self.stderr_path.open("w")
-        self.process = subprocess.Popen(
-            command, stdout=self._out, stderr=self._err, cwd=project_root(),
-            env={**os.environ, **(env or {})}, text=True,
-            preexec_fn=_term_with_parent)  # noqa: PLW1509 (only calls prctl, no locks)
-
-    def check(self) -> None:
-        code = self.process.poll()
-        if code is not None:
-            tail = self.stderr_path.read_text().strip().splitlines()[-3:]
-            raise RuntimeError(f"{self.name} exited with {code}: {' | '.join(tail)}")
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        self._out.close()
-        self._err.close()
-        return int(self.process.returncode)
-
-
 # ---------------------------------------------------------------------------- the race
 
 
@@ -267,21 +194,20 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
     stop_heads = asyncio.Event()
     heads = asyncio.create_task(_watch_heads(info.ws_url, seen, stop_heads))
     bots: list[Process] = []
+    keepers: KeeperSide | None = None
     try:
-        port = _free_port()
-        config = keeper_config(info, workdir, tip_gwei=options.keeper_tip_gwei,
-                               flash_executor=flash_executor, monitoring_port=port)
-        bots.append(Process("keeper", [
-            sys.executable, "-c", "from keeper.cli import main; main()", "--config",
-            str(config), "--log-format", "json", "run"], workdir,
-            env={"KEEPER_ACCOUNT__PRIVATE_KEY": DEVNET_LIQUIDATOR_KEY}))
-        if options.competitor:
-            bots.append(_start_competitor(info, options, workdir, comp_key))
-        await _ready(chain, bots, port, options)
+        keepers = await asyncio.to_thread(
+            start_keepers, info, workdir, tip_gwei=options.keeper_tip_gwei,
+            flash_executor=flash_executor, ha=options.ha, ha_dsn=options.ha_dsn)
+        bots += keepers.processes
+        rival = _start_competitor(info, options, workdir, comp_key) if options.competitor else None
+        bots += [rival] if rival else []
+        await _ready(chain, bots, keepers, rival, options)
         first = int(await chain.call("eth_blockNumber"), 16) + 1
         await _drive(w3, info, options)
         stuck = await _idle(chain, [keeper, competitor], bots, options)
-        metrics = _scrape(port)
+        metrics = keepers.metrics()
+        keepers.stop()  # before the competitor: with `ha`, the standby first
         for bot in bots:
             bot.stop()
         last = int(await chain.call("eth_blockNumber"), 16)
@@ -293,20 +219,23 @@ async def _race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceRe
         judged = await verdict(chain, contracts, names, first, last)
         steps = await _step_blocks(chain, info.feeds["WETH"], first, last)
         report = _competitor_report(workdir)
-        sends = {"keeper": keeper_sends(workdir / "keeper-journal.sqlite")}
+        sends = {"keeper": keepers.sends()}
         if options.competitor:
             sends["competitor"] = [BotSend(s["tx_hash"], s["sent_at"], s["block_seen"])
                                    for s in report.get("sends", [])]
         lost = {name: lost_races([(r.tx_hash, r.block - (r.blocks_after or 0), r.cause)
-                                  for r in judged.reverts if r.who == name and r.winner],
+                                  for r in judged.reverts
+                                  if r.who == name and r.winner and r.cause != "market"],
                                  bot_sends, seen, arrival_order=options.mode == "automine")
                 for name, bot_sends in sends.items()}
         return RaceResult(options, judged, timing(steps, seen, sends), lost, metrics, report,
                           workdir, time.monotonic() - started, stuck,
-                          (load, os.getloadavg()[0]))
+                          (load, os.getloadavg()[0]), keepers.notes(), sends)
     finally:
         for bot in bots:
             bot.stop(timeout=10)
+        if keepers is not None:
+            keepers.close()
         stop_heads.set()
         heads.cancel()
         with contextlib.suppress(asyncio.CancelledError, OSError):
@@ -351,13 +280,14 @@ async def _watch_heads(ws_url: str, seen: dict[int, float], stop: asyncio.Event)
                 seen.setdefault(int(result["number"], 16), time.time())
 
 
-async def _ready(chain: Rpc, bots: list[Process], port: int, options: RaceOptions) -> None:
+async def _ready(chain: Rpc, bots: list[Process], keepers: KeeperSide, rival: Process | None,
+                 options: RaceOptions) -> None:
     """Both bots synced: the competitor printed its ready line, the keeper's /metrics shows a
     processed head at or past the one it started at (an empty block is mined to give it
-    one under automine)."""
+    one under automine; with `ha`, each replica's, and one leads)."""
     target = int(await chain.call("eth_blockNumber"), 16)
     deadline = time.monotonic() + options.ready_timeout
-    competitor_ready = not options.competitor
+    competitor_ready = rival is None
     keeper_ready = False
     last_mine = 0.0
     while not (keeper_ready and competitor_ready):
@@ -365,34 +295,15 @@ async def _ready(chain: Rpc, bots: list[Process], port: int, options: RaceOption
             bot.check()
         if time.monotonic() > deadline:
             raise RuntimeError("the bots did not get ready in time")
-        if not competitor_ready:
-            competitor_ready = '"ready"' in bots[1].stdout_path.read_text()
+        if rival is not None and not competitor_ready:
+            competitor_ready = '"ready"' in rival.stdout_path.read_text()
         if not keeper_ready:
-            metrics = _scrape(port)  # empty until the daemon's monitoring is up
-            keeper_ready = metrics.get("keeper_head_block", 0) >= target > 0
-            if metrics and not keeper_ready and options.mode == "automine" \
+            monitoring, keeper_ready = await asyncio.to_thread(keepers.ready, target)
+            if monitoring and not keeper_ready and options.mode == "automine" \
                     and time.monotonic() - last_mine > 0.5:
                 await chain.call("evm_mine")
                 last_mine = time.monotonic()
         await asyncio.sleep(0.1)
-
-
-def _scrape(port: int) -> dict[str, float]:
-    """The keeper's /metrics: its own view of the race (outcomes, breakers, head)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-            text = answer.read().decode()
-    except OSError:
-        return {}
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(("keeper_head_block", "keeper_outcomes_total",
-                            "keeper_breaker_tripped", "keeper_races_lost_total",
-                            "keeper_opportunities_")) and "_created" not in line:
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                out[name] = float(value)
-    return out
 
 
 async def _drive(w3: Web3, info: DevnetInfo, options: RaceOptions) -> None:

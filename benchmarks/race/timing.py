@@ -4,7 +4,8 @@ The verdict (verdict.py) reads only the chain. This table explains it: for every
 (a block with an `AnswerUpdated` of the WETH feed), t0 is when that block's `newHeads`
 notification reached the harness; each bot's sends in the step (until the next step's
 block) are timed by the bot's own wall clock after its `eth_sendRawTransaction` answered:
-the keeper's journal `sent_at`, the competitor's report. All processes run on one machine,
+the keeper's journal `sent_at` (its SQLite file, or with `[ha]` the PostgreSQL journal its
+replicas share: `sent_rows`), the competitor's report. All processes run on one machine,
 so the clocks agree.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,18 +92,43 @@ class BotSend:
     decided_at: int
 
 
-def keeper_sends(journal: Path) -> list[BotSend]:
-    """Every transaction in the keeper's journal that was sent."""
+@dataclass(frozen=True)
+class PgJournalAt:
+    """A keeper journal in PostgreSQL (`[ha]`): the server's libpq DSN and the journal's
+    schema (`ha.journal_schema`)."""
+
+    dsn: str
+    schema: str
+
+
+_SENT = ("SELECT t.tx_hash, t.sent_at, i.block FROM transactions t"
+         " JOIN intents i ON i.key = t.intent_key WHERE t.sent_at IS NOT NULL")
+
+
+def sent_rows(journal: Path | PgJournalAt) -> Iterator[tuple[Any, ...]]:
+    """(tx hash, sent_at, the intent's block) of every sent transaction of a keeper journal:
+    its SQLite file, or the PostgreSQL schema `[ha]` replicas share (the same tables, so
+    the same query)."""
+    if isinstance(journal, PgJournalAt):
+        import psycopg  # noqa: PLC0415 (the ha extra)
+        from psycopg import sql  # noqa: PLC0415
+
+        with psycopg.connect(journal.dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(journal.schema)))
+            yield from conn.execute(_SENT).fetchall()
+        return
     if not journal.is_file():
-        return []
+        return
     db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
     try:
-        rows = db.execute(
-            "SELECT t.tx_hash, t.sent_at, i.block FROM transactions t"
-            " JOIN intents i ON i.key = t.intent_key WHERE t.sent_at IS NOT NULL")
-        return [BotSend(str(h), float(t), int(b)) for h, t, b in rows]
+        yield from db.execute(_SENT).fetchall()
     finally:
         db.close()
+
+
+def keeper_sends(journal: Path | PgJournalAt) -> list[BotSend]:
+    """Every transaction in the keeper's journal that was sent."""
+    return [BotSend(str(h), float(t), int(b)) for h, t, b in sent_rows(journal)]
 
 
 @dataclass

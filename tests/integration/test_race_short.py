@@ -6,14 +6,19 @@ figure, in docs/benchmarks.md): every liquidation log in the window is attribute
 one liquidator, the sender of its transaction; the bonus shares add up to all that was
 taken; the verdict counts every transaction each bot sent in the window, and every revert
 of either bot has a classified cause (a lost race or a stale view names an earlier
-liquidation of the same account, else the revert reason is decoded).
+liquidation of the same account, else the revert reason is decoded); the timing table has
+the send time of every transaction the keeper landed, from its journal. Run once with one
+keeper (SQLite journal) and once with `[ha]` (`--ha`: two replicas on the session's
+PostgreSQL server, one leading).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
+import pytest
 from eth_typing import HexStr
 from web3 import Web3
 from web3.types import FilterParams
@@ -42,8 +47,13 @@ def _liquidation_logs(devnet: Devnet, result: RaceResult) -> list[tuple[str, str
     return out
 
 
-def test_short_race_verdict_is_consistent_with_the_chain(devnet: Devnet, tmp_path: Path) -> None:
-    result = run_race(devnet.info, SHORT, tmp_path)
+@pytest.mark.parametrize("ha", [False, True], ids=["one-keeper", "ha-replicas"])
+def test_short_race_verdict_is_consistent_with_the_chain(
+    ha: bool, devnet: Devnet, tmp_path: Path, request: pytest.FixtureRequest,
+) -> None:
+    options = dataclasses.replace(SHORT, ha=True, ha_dsn=request.getfixturevalue("postgres")) \
+        if ha else SHORT
+    result = run_race(devnet.info, options, tmp_path)
     v = result.verdict
     print("\n".join(v.lines()))  # shown with -s: the figures are the benchmark's, not asserted
     w3 = devnet.w3
@@ -84,13 +94,28 @@ def test_short_race_verdict_is_consistent_with_the_chain(devnet: Devnet, tmp_pat
     for revert in v.reverts:
         receipt = w3.eth.get_transaction_receipt(HexStr(revert.tx_hash))
         assert receipt["status"] == 0
-        assert revert.cause in ("lost", "self", "revert"), revert
+        assert revert.cause in ("lost", "self", "market", "revert"), revert
         assert revert.reason and not revert.reason.startswith("no trace"), revert
         if revert.cause == "revert":
             assert revert.winner is None
+            continue
+        if revert.cause == "market":  # a price post between its accounts' last liquidation
+            post = w3.eth.get_transaction_receipt(HexStr(str(revert.winner)))
+            assert revert.winner_who == "oracle" and post["status"] == 1
+            assert (post["blockNumber"], post["transactionIndex"]) < (
+                revert.block, revert.tx_index)
             continue
         assert revert.targets, revert
         winner = by_hash[str(revert.winner)]
         assert winner.account in revert.targets
         assert winner.position < (revert.block, revert.tx_index)
         assert (winner.who != revert.who) == (revert.cause == "lost")
+
+    # The timing table timed every transaction the keeper landed, from its journal (with
+    # [ha], the PostgreSQL one its replicas share, written by the one that led).
+    landed = {x.tx_hash.lower() for x in v.liquidations if x.who == "keeper"} \
+        | {r.tx_hash.lower() for r in v.reverts if r.who == "keeper"}
+    timed = {s.tx_hash.lower() for s in result.sends["keeper"]}
+    assert landed <= timed, landed - timed
+    if ha:
+        assert any("took the lead: keeper-" in note for note in result.notes), result.notes
