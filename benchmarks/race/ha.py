@@ -14,14 +14,17 @@
   the chain with warm books, as in the failover test (tests/integration/ha_cluster.py).
 
 Ready: both replicas synced to the head the race starts at, and one leading (its log's
-"leading" line). The keeper's own view sums both replicas' /metrics (the head: the
-highest). They are stopped standby first (SIGTERM), so the leader's clean stop, which
-releases its lease, hands it to nobody. The timing table reads `sent_at` from the shared
-journal (timing.py's `sent_rows`), and the notes say which replica led and how many
-transactions each lease epoch journaled (a takeover during the race shows as a second
-epoch). The verdict is the chain's, as without `[ha]`. A replica that lost its lease exits
-(code 75, for its supervisor to restart it as a standby): the harness has no supervisor,
-so that ends the race with that line.
+"leading" line). The keeper's own view is the /metrics of the replica(s) that led (a
+standby ranks every block too, so its `found` counts would count the same opportunities
+twice), the head the highest of both. They are stopped standby first (SIGTERM), so the
+leader's clean stop, which releases its lease, hands it to nobody. The timing table reads
+`sent_at` from the shared journal (timing.py's `sent_rows`), and the notes say which
+replica led, how many transactions each lease epoch journaled (a takeover during the race
+shows as a second epoch) and each replica's CPU time: on one machine the standby takes its
+share of the cores the leader, anvil and the competitor share (replicas of a real
+deployment run on separate machines). The verdict is the chain's, as without `[ha]`. A
+replica that lost its lease exits (code 75, for its supervisor to restart it as a
+standby): the harness has no supervisor, so that ends the race with that line.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from benchmarks.race.keepers import (
     HEAD,
     KEY_ENV,
     Process,
+    cpu_seconds,
     free_port,
     keeper_command,
     keeper_config,
@@ -68,6 +72,7 @@ class ReplicaPair:
         self.journal = journal
         self.workdir = workdir
         self.server = server
+        self.cpu: dict[str, float | None] = {}
 
     @classmethod
     def start(cls, info: DevnetInfo, workdir: Path, *, tip_gwei: Decimal,
@@ -110,15 +115,19 @@ class ReplicaPair:
         return any(metrics), synced and bool(self.led())
 
     def metrics(self) -> dict[str, float]:
+        leaders = set(self.led())
         out: dict[str, float] = {}
-        for port in self.ports:
+        for process, port in zip(self.processes, self.ports, strict=True):
             for name, value in scrape(port).items():
-                out[name] = max(out.get(name, 0.0), value) if name.startswith(HEAD) \
-                    else out.get(name, 0.0) + value
+                if name.startswith(HEAD):
+                    out[name] = max(out.get(name, 0.0), value)
+                elif process.name in leaders:
+                    out[name] = out.get(name, 0.0) + value
         return out
 
     def stop(self) -> None:
         leaders = set(self.led())
+        self.cpu = {p.name: cpu_seconds(p) for p in self.processes}
         for process in sorted(self.processes, key=lambda p: p.name in leaders):
             process.stop()
 
@@ -132,10 +141,11 @@ class ReplicaPair:
             epochs = conn.execute("SELECT epoch, count(*) FROM transactions GROUP BY epoch"
                                   " ORDER BY epoch").fetchall()
         by_epoch = ", ".join(f"epoch {e}: {n}" for e, n in epochs) or "none"
+        cpu = ", ".join(f"{n} {'-' if s is None else f'{s:.1f} s'}" for n, s in self.cpu.items())
         return [f"[ha] replicas {', '.join(p.name for p in self.processes)} on PostgreSQL "
                 f"(schema {self.journal.schema}, lease {LEASE_SECONDS:g} s); took the lead: "
                 f"{', '.join(self.led()) or 'none'}; transactions journaled by lease "
-                f"{by_epoch}"]
+                f"{by_epoch}; CPU (user + system) {cpu}"]
 
     def close(self) -> None:
         if self.server is None:
@@ -176,10 +186,10 @@ def compare_lines(plain: RaceResult, ha: RaceResult) -> list[str]:
         }
 
     left, right = keeper(plain), keeper(ha)
-    width = max(len(k) for k in left)
-    out = [f" {'':<{width}}  {'without [ha]':<26}  with [ha] (two replicas, PostgreSQL)"]
-    out += [f" {k:<{width}}  {left[k]:<26}  {right[k]}" for k in left]
-    return out
+    width, column = max(len(k) for k in left), max(len(v) for v in left.values())
+    out = [f" {'':<{width}}  {'without [ha]':<{column}}  with [ha] (two replicas, PostgreSQL)"]
+    out += [f" {k:<{width}}  {left[k]:<{column}}  {right[k]}" for k in left]
+    return out + [f" without: {n}" for n in plain.notes] + [f" with: {n}" for n in ha.notes]
 
 
 def _ms(value: float | int | None) -> str:

@@ -124,6 +124,17 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(process: Process) -> float | None:
+    """The user + system CPU time a running process has used so far (Linux's /proc), else
+    None: what a bot cost the machine's shared cores."""
+    try:
+        stat = Path(f"/proc/{process.process.pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # from field 3 (state): utime is 14, stime 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def keeper_command(config: Path) -> list[str]:
     """`keeper run` with `config`, logging JSON lines (to its stderr)."""
     return [sys.executable, "-c", "from keeper.cli import main; main()", "--config",
@@ -172,6 +183,7 @@ class OneKeeper:
         config = keeper_config(info, workdir, tip_gwei=tip_gwei,
                                flash_executor=flash_executor, monitoring_port=self.port)
         self.processes = [Process("keeper", keeper_command(config), workdir, env=KEY_ENV)]
+        self.cpu: float | None = None
 
     def ready(self, target: int) -> tuple[bool, bool]:
         metrics = scrape(self.port)  # empty until the daemon's monitoring is up
@@ -181,6 +193,7 @@ class OneKeeper:
         return scrape(self.port)
 
     def stop(self) -> None:
+        self.cpu = cpu_seconds(self.processes[0])
         for process in self.processes:
             process.stop()
 
@@ -188,7 +201,7 @@ class OneKeeper:
         return keeper_sends(self.journal)
 
     def notes(self) -> list[str]:
-        return []
+        return [] if self.cpu is None else [f"keeper CPU {self.cpu:.1f} s (user + system)"]
 
     def close(self) -> None:
         pass
