@@ -30,6 +30,7 @@ schema per sending account: `meta` records the account and refuses another).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 import time
@@ -163,7 +164,11 @@ def connect(dsn: str, schema: str, *, idle_seconds: float | None = None) -> psyc
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
         raise ConfigError(f"ha.dsn: cannot connect to PostgreSQL ({reason})") from None
     try:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # IF NOT EXISTS is not atomic: a replica starting at the same moment can create the
+        # schema between the check and the insert, and this one fails on the catalog's unique
+        # index; the schema is there either way.
+        with contextlib.suppress(psycopg.errors.UniqueViolation, psycopg.errors.DuplicateSchema):
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         if idle_seconds is not None:
             conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(

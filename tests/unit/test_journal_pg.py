@@ -299,3 +299,38 @@ def test_a_schema_the_role_may_not_create_is_one_line(postgres: str) -> None:
     with pytest.raises(ConfigError, match=r"^ha\.journal_schema nope: cannot use it") as error:
         PgJournal(weak, "nope", ACCOUNT, held=lambda: True)
     assert "\n" not in str(error.value)
+
+
+
+def _open_together(dsn: str, schema: str, replicas: int) -> tuple[int, list[BaseException]]:
+    """`replicas` journals opened on `schema` by as many threads at the same moment: how
+    many opened, and what the others raised."""
+    barrier = threading.Barrier(replicas)
+    opened: list[PgJournal] = []
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            opened.append(PgJournal(dsn, schema, ACCOUNT, held=lambda: True))
+        except Exception as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(replicas)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for journal in opened:
+        journal.close()
+    return len(opened), failed
+
+
+def test_replicas_starting_together_open_a_new_schema(postgres: str, schema: str) -> None:
+    """Replicas started at the same moment on a schema that does not exist yet all open it
+    (PostgreSQL's `CREATE SCHEMA IF NOT EXISTS` is not atomic: the second of two sessions
+    can fail on the catalog's unique index; the race benchmark's two replicas hit it)."""
+    for round_ in range(5):
+        opened, failed = _open_together(postgres, f"{schema}_{round_}", 4)
+        assert not failed, failed
+        assert opened == 4
