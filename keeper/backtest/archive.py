@@ -45,8 +45,9 @@ from keeper.anvil import Anvil
 from keeper.backtest.history import ArchiveHistory, BacktestError, History
 from keeper.backtest.model import BacktestReport, Mode
 from keeper.backtest.proxy import HistoryTap
-from keeper.backtest.replay import Insert, Progress, Replay, ReplayResult
+from keeper.backtest.replay import Progress, Replay, ReplayResult
 from keeper.backtest.tape import TapeHistory
+from keeper.backtest.trial import Insert
 from keeper.chain.http import HttpRpc
 from keeper.config import KeeperConfig
 from keeper.errors import ChainMismatch

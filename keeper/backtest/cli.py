@@ -32,13 +32,12 @@ from keeper.backtest.report import (
     write_html,
 )
 from keeper.backtest.sweep_params import DEFAULT_BATCH, Tuning
+from keeper.backtest.trial import INSERTS, insert_position
 from keeper.cli import AppState
 from keeper.demo import DEMO_MIN_PROFIT_USD
 from keeper.devnet.deploy import DevnetSpec
 from keeper.errors import FatalError, InputFileError, KeeperError
 from keeper.log import configure_logging
-
-INSERT_MODES = ("after-oracle", "next-block")
 
 
 class BacktestUsageError(FatalError):
@@ -137,8 +136,10 @@ class _BacktestGroup(click.Group):
               help="A tape written by `keeper record`, instead of --rpc.")
 @click.option("--from", "first", type=int, help="First block to replay (archive, tape).")
 @click.option("--to", "last", type=int, help="Last block to replay (archive, tape).")
-@click.option("--insert", type=click.Choice(INSERT_MODES), default="after-oracle",
-              show_default=True, help="Where the keeper's transactions go (archive, tape).")
+@click.option("--insert", type=click.Choice(INSERTS),
+              help="Where the keeper's transactions go: after-oracle (in the price update's "
+                   "own block, right after it) or next-block (the top of the blocks after "
+                   "it). Default: after-oracle for --rpc/--tape, next-block for --devnet.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the HTML report with plots here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (only that).")
@@ -151,7 +152,8 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     steps: int | None, capital: float | None, bid_share: float | None,
     min_profit_usd: float | None, batch_size: int | None, profile_name: str | None,
     rpc: str | None, tape: Path | None,
-    first: int | None, last: int | None, insert: str, html_path: Path | None, as_json: bool,
+    first: int | None, last: int | None, insert: str | None, html_path: Path | None,
+    as_json: bool,
     log_file: Path,
 ) -> None:
     """Replay history with the keeper inserted; report capture rate and PnL.
@@ -171,7 +173,8 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     tuning = Tuning(None if bid_share is None else Decimal(str(bid_share)),
                     DEMO_MIN_PROFIT_USD if min_profit_usd is None
                     else Decimal(str(min_profit_usd)),
-                    DEFAULT_BATCH if batch_size is None else batch_size)
+                    DEFAULT_BATCH if batch_size is None else batch_size,
+                    insert_position(insert or "next-block"))
     if html_path is not None:
         check_writable(html_path, "the HTML report")
     # Imported here: it pulls in the engine and the devnet, which the archive path does not need.
@@ -198,7 +201,7 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
         else:
             assert first is not None and last is not None
             report = _run_archive(state, console, rpc=rpc, tape=tape, first=first, last=last,
-                                  insert=insert)
+                                  insert=insert or "after-oracle")
     _output(console, report, html_path, as_json)
 
 

@@ -10,12 +10,11 @@ import contextvars
 import time
 from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
 from keeper.backtest.history import (
-    BacktestError,
     HistoricalBlock,
     History,
     fingerprint_calls,
@@ -23,13 +22,13 @@ from keeper.backtest.history import (
 )
 from keeper.backtest.model import BacktestReport, Mode
 from keeper.backtest.tally import Tally
+from keeper.backtest.trial import Insert, pool_raws, trial_block
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.wiring import Keeper
 
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-Insert = Literal["after-oracle", "next-block"]
 Progress = Callable[[int, int], None]
 BROADCAST_TIMEOUT = 5.0  # how long a block waits for the keeper's sends to reach the pool
 PREFETCH = 8  # historical blocks read ahead of the replay
@@ -129,16 +128,7 @@ class Replay:
 
     async def _keeper_pool(self) -> list[str]:
         """The keeper's transactions waiting in the fork's pool, by nonce, as raw bytes."""
-        if self.keeper_address is None:
-            return []
-        content = await self.fork.call("txpool_content", [])
-        mine = {a.lower(): txs for a, txs in (content.get("pending") or {}).items()}
-        waiting = mine.get(self.keeper_address, {})
-        hashes = [waiting[n]["hash"] for n in sorted(waiting, key=int)]
-        if not hashes:
-            return []
-        return [str(r) for r in await self.fork.batch(
-            [("eth_getRawTransactionByHash", [h]) for h in hashes])]
+        return await pool_raws(self.fork, self.keeper_address)
 
     async def _caught_up(self) -> None:
         """Wait until every liquidation the engine has in flight has a transaction in the
@@ -200,16 +190,11 @@ class Replay:
         self, block: HistoricalBlock, upto: int, tasks: asyncio.TaskGroup
     ) -> list[str]:
         """The keeper's transactions decided on the state right after the feed update
-        (see the module docstring). Leaves the fork at the parent block, pool empty."""
-        snapshot = await self.fork.call("evm_snapshot", [])
-        await self._send([tx.raw for tx in block.txs[: upto + 1]])
-        await self.fork.call("evm_mine", [])
-        await self._step(block.number, tasks, trial=True)
-        decided = await self._keeper_pool()
-        await self.fork.call("anvil_dropAllTransactions", [])
-        if await self.fork.call("evm_revert", [snapshot]) is not True:
-            raise BacktestError(f"block {block.number}: the fork could not revert its trial")
-        return decided
+        (`keeper.backtest.trial`). Leaves the fork at the parent block, pool empty."""
+        return await trial_block(
+            self.fork, number=block.number, sender=self.keeper_address,
+            prefix=lambda: self._send([tx.raw for tx in block.txs[: upto + 1]]),
+            step=lambda: self._step(block.number, tasks, trial=True))
 
     # -- one block ---------------------------------------------------------------------------
 

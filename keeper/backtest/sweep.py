@@ -1,12 +1,12 @@
 """`keeper backtest sweep`: many price-path backtests, price paths x parameter sets, on Ray.
 
 Each cell of the grid (one price path, one `Tuning`: bid share, minimum profit, batch
-size) is one Ray task running the ordinary price-path backtest
+size, insert position) is one Ray task running the ordinary price-path backtest
 (`keeper.backtest.devnet_replay.run_price_path`) on its own anvil: its own free port, its
 own `--cache-path` folder (`keeper.anvil`), and `--prune-history` so it keeps its recent
 states in memory and spills nothing to disk. The replay is deterministic, so a cell's
-report is the one `keeper backtest --devnet --price-path P --bid-share S ...` gives (the
-wall-clock fields aside). The driver gathers every cell's report into one
+report is the one `keeper backtest --devnet --price-path P --bid-share S --insert I ...`
+gives (the wall-clock fields aside). The driver gathers every cell's report into one
 `keeper.backtest.sweep_report.SweepReport`: a table and a plot of capture and PnL per
 parameter set.
 
@@ -36,6 +36,7 @@ from keeper.anvil import Anvil
 from keeper.backtest.path_file import PricePath, load_path, resolve_path
 from keeper.backtest.sweep_params import DEFAULT_BATCH, Tuning, grid
 from keeper.backtest.sweep_report import Cell, SweepReport, print_sweep, write_sweep_html
+from keeper.backtest.trial import insert_position
 from keeper.demo import DEMO_MIN_PROFIT_USD
 from keeper.devnet.deploy import DevnetSpec, cache_key, start_devnet
 from keeper.devnet.info import DevnetInfo
@@ -149,13 +150,15 @@ def _decimals(text: str, what: str, *, none: bool = False) -> list[Decimal | Non
     return out
 
 
-def parse_grid(bid_shares: str, min_profits: str, batch_sizes: str) -> list[Tuning]:
+def parse_grid(bid_shares: str, min_profits: str, batch_sizes: str,
+               inserts: str = "next-block") -> list[Tuning]:
     """The parameter sets of comma-separated lists; one clear line for a bad value."""
     shares = _decimals(bid_shares, "--bid-share", none=True)
     floors = [d for d in _decimals(min_profits, "--min-profit-usd") if d is not None]
     try:
         batches = [int(b) for b in batch_sizes.split(",")]
-        return grid(shares, floors, batches)
+        positions = [insert_position(i.strip()) for i in inserts.split(",")]
+        return grid(shares, floors, batches, positions)
     except ValueError as exc:
         raise SweepUsageError(f"bad sweep parameter: {exc}") from None
 
@@ -170,6 +173,9 @@ def parse_grid(bid_shares: str, min_profits: str, batch_sizes: str) -> list[Tuni
               show_default=True, help="Comma-separated minimum profits, USD.")
 @click.option("--batch-size", "batch_sizes", default=str(DEFAULT_BATCH), show_default=True,
               help="Comma-separated largest flash batches (1 to 20).")
+@click.option("--insert", "inserts", default="next-block", show_default=True,
+              help="Comma-separated insert positions of the keeper's reaction to a step's "
+                   "prices: next-block, after-oracle (in the prices' own block).")
 @click.option("--borrowers", default=300, show_default=True, type=click.IntRange(1, 2000))
 @click.option("--seed", default=7, show_default=True, type=int)
 @click.option("--capital", type=click.FloatRange(min=0, min_open=True), metavar="USD",
@@ -185,14 +191,14 @@ def parse_grid(bid_shares: str, min_profits: str, batch_sizes: str) -> list[Tuni
               help="Write the combined report with every cell's full report as JSON here.")
 def sweep(  # noqa: PLR0917 (click passes every option as an argument)
     paths: tuple[str, ...], steps: int | None, bid_shares: str, min_profits: str,
-    batch_sizes: str, borrowers: int, seed: int, capital: float | None,
+    batch_sizes: str, inserts: str, borrowers: int, seed: int, capital: float | None,
     ray_address: str | None, cpus: int, html_path: Path | None, json_out: Path | None,
 ) -> None:
     """Backtest every price path with every parameter set, as Ray tasks; one report."""
     from keeper.backtest.report import check_writable  # noqa: PLC0415
 
     _import_ray()  # missing: one line now, before any devnet starts
-    tunings = parse_grid(bid_shares, min_profits, batch_sizes)
+    tunings = parse_grid(bid_shares, min_profits, batch_sizes, inserts)
     loaded = [load_path(resolve_path(p)) for p in paths]
     for path in loaded:
         if steps is not None and steps > len(path.points):

@@ -24,11 +24,13 @@ from keeper.backtest.sweep_params import Tuning
 from keeper.errors import InputFileError
 
 ETH = 10**18
-COLUMNS = ("path", "steps", "bid", "min $", "batch", "opps", "taken", "liqs", "PnL", "missed",
-           "capture", "gas ETH", "blocks")
+COLUMNS = ("path", "steps", "bid", "min $", "batch", "insert", "opps", "taken", "liqs", "PnL",
+           "missed", "capture", "gas ETH", "blocks")
 """Headers short enough for an 80-column console: bid share, minimum profit (USD), largest
-batch, opportunities, those taken, the keeper's liquidations, its net profit and the missed
-value (in the quote token: the report's notes name it), capture rate, gas spent."""
+batch, insert position (after-oracle, next-block), opportunities, those taken, the
+keeper's liquidations, its net profit and the missed value (in the quote token: the
+report's notes name it), capture rate, gas spent."""
+HEAD = COLUMNS.index("opps")  # the parameters' columns, before the figures
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,10 @@ class Cell:
     def row(self) -> tuple[str, ...]:
         share = "none" if self.tuning.bid_share is None else str(self.tuning.bid_share)
         head = (self.path, "all" if self.steps is None else str(self.steps), share,
-                str(self.tuning.min_profit_usd), str(self.tuning.batch_max))
+                str(self.tuning.min_profit_usd), str(self.tuning.batch_max), self.tuning.insert)
         f = self.figures()
         if not f:
-            return (*head, f"failed: {self.error}"[:60], *[""] * (len(COLUMNS) - 6))
+            return (*head, f"failed: {self.error}"[:60], *[""] * (len(COLUMNS) - HEAD - 1))
         capture = "-" if f["capture_rate"] is None else f"{f['capture_rate']:.1%}"
         return (*head, str(f["opportunities"]), str(f["taken"]), str(f["liquidations"]),
                 f"{f['pnl']:,.2f}", f"{f['missed']:,.2f}", capture, f"{f['gas_eth']:.3f}",

@@ -213,6 +213,8 @@ def test_cli_input_errors(tmp_path: Path) -> None:
                      "none.tape")
     assert_one_error(run("--devnet", "--price-path", "eth_usd_2021-05-19_10min",
                          "--log-file", str(tmp_path / "no" / "log")), "cannot write the log")
+    assert_one_error(run("--devnet", "--price-path", "eth_usd_2021-05-19_10min",
+                         "--insert", "top"), "--insert", "after-oracle", "next-block")
 
 
 @pytest.mark.usefixtures("clean_logging")

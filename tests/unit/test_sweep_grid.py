@@ -14,7 +14,14 @@ from click.testing import CliRunner
 from keeper.backtest.model import BacktestReport, Liquidation, Opportunity
 from keeper.backtest.sweep import SweepUsageError, parse_grid
 from keeper.backtest.sweep_params import Tuning
-from keeper.backtest.sweep_report import Cell, SweepReport, render_sweep_html, sweep_table
+from keeper.backtest.sweep_report import (
+    COLUMNS,
+    Cell,
+    SweepReport,
+    plot_sweep,
+    render_sweep_html,
+    sweep_table,
+)
 from keeper.cli import main
 
 
@@ -25,19 +32,29 @@ def test_the_grid_is_every_combination_in_a_stable_order() -> None:
         (Decimal("0.25"), Decimal(5), 1), (Decimal("0.25"), Decimal(10), 1)]
     assert parse_grid("0.5,0.5", "5", "5") == [Tuning(Decimal("0.5"))]
     assert Tuning(Decimal("0.5")).bids() is not None and Tuning().bids() is None
+    # The insert position varies fastest; next-block (today's replay) unless asked for.
+    assert [(t.bid_share, t.insert) for t in parse_grid("0,0.5", "5", "5",
+                                                        "after-oracle, next-block")] == [
+        (Decimal(0), "after-oracle"), (Decimal(0), "next-block"),
+        (Decimal("0.5"), "after-oracle"), (Decimal("0.5"), "next-block")]
+    assert Tuning().insert == "next-block" and "insert" not in Tuning().keeper_kwargs()
+    assert Tuning(insert="after-oracle").label().endswith(", after-oracle")
+    assert Tuning(insert="after-oracle").to_json()["insert"] == "after-oracle"
 
 
-@pytest.mark.parametrize(("shares", "floors", "batches", "message"), [
-    ("x", "5", "5", "--bid-share: 'x' is not a number"),
-    ("1.5", "5", "5", "a bid share must be within [0, 1]"),
-    ("0", "-1", "5", "the minimum profit must be >= 0"),
-    ("0", "5", "0", "a batch size must be within [1, 20]"),
-    ("0", "5", "two", "bad sweep parameter"),
+@pytest.mark.parametrize(("shares", "floors", "batches", "inserts", "message"), [
+    ("x", "5", "5", "next-block", "--bid-share: 'x' is not a number"),
+    ("1.5", "5", "5", "next-block", "a bid share must be within [0, 1]"),
+    ("0", "-1", "5", "next-block", "the minimum profit must be >= 0"),
+    ("0", "5", "0", "next-block", "a batch size must be within [1, 20]"),
+    ("0", "5", "two", "next-block", "bad sweep parameter"),
+    ("0", "5", "5", "next-block,top",
+     "bad sweep parameter: an insert position must be after-oracle or next-block, not 'top'"),
 ])
 def test_bad_parameters_are_one_clear_error(shares: str, floors: str, batches: str,
-                                            message: str) -> None:
+                                            inserts: str, message: str) -> None:
     with pytest.raises(SweepUsageError, match=message.replace("[", r"\[").replace("]", r"\]")):
-        parse_grid(shares, floors, batches)
+        parse_grid(shares, floors, batches, inserts)
 
 
 def test_without_ray_the_sweep_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,15 +87,22 @@ def _report(profit: float, missed: float) -> dict[str, object]:
 
 def test_the_combined_report_reads_each_backtests_figures() -> None:
     cells = [Cell("crash", 12, Tuning(Decimal(0)), report=_report(3.0, 1.0)),
-             Cell("crash", 12, Tuning(Decimal("0.5")), report=_report(2.0, 2.0)),
+             Cell("crash", 12, Tuning(Decimal("0.5"), insert="after-oracle"),
+                  report=_report(2.0, 2.0)),
              Cell("depeg", 12, Tuning(Decimal(0)), error="anvil exited")]
     report = SweepReport(cells, seconds=4.0)
     assert cells[0].figures() == {
         "opportunities": 2, "taken": 1, "liquidations": 1, "pnl": 3.0, "missed": 1.0,
         "capture_rate": 0.75, "gas_eth": 0.02, "blocks": 8, "quote": "WETH"}
-    assert cells[1].row()[8:11] == ("2.00", "2.00", "50.0%")
-    assert cells[2].figures() == {} and cells[2].row()[5] == "failed: anvil exited"
+    assert cells[1].row()[5] == "after-oracle" and cells[0].row()[5] == "next-block"
+    assert cells[1].row()[9:12] == ("2.00", "2.00", "50.0%")
+    assert cells[2].figures() == {} and cells[2].row()[6] == "failed: anvil exited"
+    assert all(len(c.row()) == len(COLUMNS) for c in cells)
     assert sweep_table(report).row_count == 3
     page = render_sweep_html(report)
     assert page.count("<tr>") == 4 and "data:image/png;base64," in page
+    assert "<th>insert</th>" in page and "<td>after-oracle</td>" in page
+    labels = [t.get_text() for t in plot_sweep(report).axes[1].get_xticklabels()]
+    assert labels == ["bid 0, min $5, batch 5, next-block",
+                      "bid 0.5, min $5, batch 5, after-oracle"], labels
     assert [c["figures"] for c in report.to_json()["cells"]] == [c.figures() for c in cells]
