@@ -5,8 +5,9 @@ strategies read. It pulls typed `ChainStep`s from a `BlockSource` (the chain fol
 live, a replay in a backtest), applies each block's logs to the strategies and the DEX
 book, re-syncs or refreshes the strategies that need it, asks them for candidates, has
 the dispatcher size them within the capital on hand, ranks them, and hands the ranking
-to the dispatcher (None: observe only). While a ranking runs, the `HEAD_START` most
-promising accounts are ranked and sent first. keeper/loop.py drives it from a source.
+to the dispatcher (None: observe only). A ranking runs in waves by promise: the
+`HEAD_START` most promising accounts are ranked and sent first, then twice as many, ...
+keeper/loop.py drives it from a source.
 
 A strategy that fails (in apply, refresh or candidates) is benched and re-synced at the
 next head; the node failing (a `RetryableError`) makes the step be tried again.
@@ -36,7 +37,7 @@ from keeper.types import BlockRef, Candidate, ChainStep, Event, LogFilter, Oppor
 
 log = structlog.get_logger(__name__)
 
-HEAD_START = 4  # accounts ranked and sent before the rest of a block's candidates is ranked
+HEAD_START = 4  # accounts in a ranking's first wave (each next wave has twice as many)
 RANK_IN_THREAD = 16  # more candidates than this are ranked off the event loop
 
 
@@ -217,29 +218,34 @@ class Engine:
         self, candidates: list[Candidate], head: BlockRef, pending: list[SwapLeg],
         tasks: asyncio.TaskGroup | None,
     ) -> list[Opportunity]:
-        """`rank` them; with somewhere to send, the `HEAD_START` most promising accounts are
-        ranked and dispatched first, and the rest is ranked while those simulate and send
-        (valued after their swaps, as the sequential ranking would)."""
+        """`rank` them; with somewhere to send, in waves by promise (`head_start`): the
+        `HEAD_START` most promising accounts, then twice as many, and so on, each wave
+        ranked after the exit swaps of the ones before and dispatched before the next is
+        ranked (the last is the caller's to dispatch); only the first wave's sends are
+        awaited until broadcast (waiting on each wave's held the last ones back by seconds
+        in a crash: a volley waits for its turn behind the ones before). A crash's best
+        liquidations leave within milliseconds; sizing 200 candidates takes half a second."""
         ranking = functools.partial(
             rank, dex=self.dex, quote_token=self.quote_token, base_fee=self.next_base_fee,
             priority_fee=self.priority_fee, min_profit=self.min_profit, block=head.number,
             bids=self.bids)
         if tasks is None or self.dispatcher is None:
             return ranking(candidates, pending=pending)
-        first, rest = head_start(candidates, dex=self.dex, quote_token=self.quote_token,
-                                 accounts=HEAD_START)
-        early = ranking(first, pending=pending)
-        if early and rest:
-            self.dispatcher.dispatch(early, tasks, early=True)
-            await self.dispatcher.launched()  # the early sends leave before the rest is ranked
-        if not rest:
-            return early
-        legs = [*pending, *(s for o in early for s in swaps_of(o))]
-        if len(rest) > RANK_IN_THREAD:
-            later = await asyncio.to_thread(ranking, rest, pending=legs)
-        else:
-            later = ranking(rest, pending=legs)
-        return early + later
+        out: list[Opportunity] = []
+        legs, rest, accounts = list(pending), candidates, HEAD_START
+        while rest:
+            wave, rest = head_start(rest, dex=self.dex, quote_token=self.quote_token,
+                                    accounts=accounts)
+            ranked = (await asyncio.to_thread(ranking, wave, pending=legs)
+                      if len(wave) > RANK_IN_THREAD else ranking(wave, pending=legs))
+            out += ranked
+            if ranked and rest:
+                self.dispatcher.dispatch(ranked, tasks, early=True)
+                if accounts == HEAD_START:  # the first leave before anything else is ranked
+                    await self.dispatcher.launched()
+            legs += [s for o in ranked for s in swaps_of(o)]
+            accounts *= 2
+        return out
 
     def rank_at(
         self, candidates: Sequence[Candidate], head: BlockRef, after: Sequence[SwapLeg] = (),

@@ -122,7 +122,11 @@ class PreparedLiquidations:
 
     @property
     def enabled(self) -> bool:
-        return bool(self.rules) and self.levels > 0 and self.engine.dispatcher is not None
+        """Configured, and this keeper sends (an `[ha]` standby does not: preparing would
+        only take CPU from the replica that leads)."""
+        dispatcher = self.engine.dispatcher
+        return bool(self.rules) and self.levels > 0 and dispatcher is not None and (
+            dispatcher.gate is None or dispatcher.gate.sending())
 
     def ready(self, feed: str) -> list[Level]:
         """The levels prepared for `feed` (tests and benchmarks read them)."""
@@ -292,6 +296,8 @@ class PreparedLiquidations:
                  if o.account.lower() not in self._touched
                  and not dispatcher.touched_after(o.strategy, o.account, o.block)]
         sent = dispatcher.dispatch(ready, tasks, armed=level.armed)
+        if not sent:
+            return 0  # a standby's gate, a tripped breaker, or all of them held by sends
         self.stats.fired += 1
         self.stats.sent += sent
         log.info("prepared liquidations sent on the feed's answer", feed=feed, answer=answer,

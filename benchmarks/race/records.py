@@ -38,7 +38,7 @@ class Revert:
     tx_index: int
     targets: tuple[str, ...]
     reason: str
-    cause: str  # lost, self or revert
-    winner: str | None = None  # the earlier liquidation's tx hash (lost / self)
-    winner_who: str | None = None
+    cause: str  # lost, self, market or revert
+    winner: str | None = None  # the earlier liquidation's (lost / self) or price post's tx
+    winner_who: str | None = None  # a bot, "other", or "oracle" (market)
     blocks_after: int | None = None  # how many blocks after the earlier liquidation

@@ -7,18 +7,21 @@ accounts it tried to liquidate (every Pool `liquidationCall` and Morpho `liquida
 call tree, so flash-executor batches count too).
 
 Then the same call (same sender, target, calldata and value) is re-run with `eth_call`
-against the states just before and just after each earlier liquidation of those accounts,
-the latest first: one before which it would have gone through and after which it would not
-is what made it fail (if it still went through after a liquidation, something later broke
-it). The cause is
+against the states just before and just after each earlier event that may have broken it,
+the latest first: every earlier liquidation of those accounts and the latest
+`PRICE_POSTS_CHECKED` price posts (`AnswerUpdated` of any of the oracle's feeds). One
+before which it would have gone through and after which it would not is what made it fail
+(if it still went through after an event, something later broke it). The cause is
 
-* `lost` when that liquidation was someone else's (an earlier transaction of the same block
-  or of an earlier block), named with its transaction;
-* `self` when it was the bot's own (it acted on a view older than its own liquidation);
-* `revert` when no earlier liquidation explains it (none, or it went through after them, or
-  it failed before all of them): the reason, and whether the call would have passed at
-  its block's parent state (then something in its own block, such as a price post, changed
-  the outcome; if not, it was sent on a view the chain had already left).
+* `lost` when that was someone else's liquidation (an earlier transaction of the same
+  block or of an earlier block), named with its transaction;
+* `self` when it was the bot's own liquidation (it acted on a view older than it);
+* `market` when it was a price post (the price rose back before it was mined: it acted on
+  a view the market had left), named with the post's transaction;
+* `revert` when nothing explains it (no such event, or it went through after them, or it
+  failed before all of them): the reason, and whether the call would have passed at its
+  block's parent state (then something in its own block changed the outcome; if not, it
+  was sent on a view the chain had already left).
 
 Where a node cannot re-run a call at an old state, the latest earlier liquidation by
 someone else (else by the bot) is taken as the cause.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from eth_abi.abi import encode
@@ -41,9 +45,30 @@ if TYPE_CHECKING:
     from benchmarks.race.verdict import Contracts
 
 
+PRICE_POSTS_CHECKED = 8
+
+
+@dataclass(frozen=True)
+class PricePost:
+    """A feed's `AnswerUpdated`: where it was mined and by which transaction."""
+
+    block: int
+    tx_index: int
+    tx_hash: str
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.block, self.tx_index
+
+
 async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
-                   liquidations: Sequence[Liquidation]) -> list[Revert]:
-    """Each of `reverts` (who, hash, position known) with its targets, reason and cause."""
+                   liquidations: Sequence[Liquidation],
+                   posts: Sequence[PricePost] = ()) -> list[Revert]:
+    """Each of `reverts` (who, hash, position known) with its targets, reason and cause.
+
+    The events that may have broken it are the earlier liquidations of its accounts and the
+    latest `PRICE_POSTS_CHECKED` price posts before it (the latest first): the latest one
+    the call passed just before and failed just after is the cause (see the docstring)."""
     if not reverts:
         return []
     traces = await rpc.batch([("debug_traceTransaction", [r.tx_hash, {"tracer": "callTracer"}])
@@ -51,8 +76,7 @@ async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
     by_account: dict[str, list[Liquidation]] = defaultdict(list)
     for liquidation in sorted(liquidations, key=lambda x: x.position):
         by_account[liquidation.account].append(liquidation)
-    # For each revert: its earlier liquidations (latest first) and the states to re-run at.
-    plans: list[tuple[Revert, tuple[str, ...], str, list[Liquidation]]] = []
+    plans: list[tuple[Revert, tuple[str, ...], str, list[Liquidation | PricePost]]] = []
     checks: list[tuple[str, list[Any]]] = []
     for revert, trace in zip(reverts, traces, strict=True):
         if isinstance(trace, RpcFault):
@@ -60,8 +84,15 @@ async def classify(rpc: Rpc, contracts: Contracts, reverts: Sequence[Revert],
             continue
         targets = tuple(dict.fromkeys(_targets(trace, contracts)))
         here = (revert.block, revert.tx_index)
-        earlier = sorted((x for t in targets for x in by_account.get(t, ())
-                          if x.position < here), key=lambda x: x.position, reverse=True)
+        earlier: list[Liquidation | PricePost] = [
+            x for t in targets for x in by_account.get(t, ()) if x.position < here]
+        if targets:  # a call that liquidates nothing is not moved by a price
+            earlier += sorted((p for p in posts if p.position < here), key=lambda p: p.position,
+                              reverse=True)[:PRICE_POSTS_CHECKED]
+        # Latest first; within one block a liquidation before a post (states are per block,
+        # so the two cannot be told apart there, and the liquidation is the direct cause).
+        earlier.sort(key=lambda x: (x.block, isinstance(x, Liquidation), x.tx_index),
+                     reverse=True)
         call = {k: trace[k] for k in ("from", "to", "input", "value") if trace.get(k)}
         for state in [b for x in earlier for b in (x.block - 1, x.block)] + [revert.block - 1]:
             checks.append(("eth_call", [call, hex(state)]))
@@ -87,21 +118,24 @@ def _passed(answer: Any) -> bool | None:
 
 
 def _decide(revert: Revert, targets: tuple[str, ...], reason: str,
-            earlier: Sequence[Liquidation], around: Sequence[tuple[bool | None, bool | None]],
-            *, at_parent: bool | None) -> Revert:
-    """`around`: whether the call passed just before and just after each earlier
-    liquidation's block (latest first)."""
-    culprit = None
+            earlier: Sequence[Liquidation | PricePost],
+            around: Sequence[tuple[bool | None, bool | None]], *, at_parent: bool | None) -> Revert:
+    """`around`: whether the call passed just before and just after each earlier event's
+    block (latest first)."""
+    culprit: Liquidation | PricePost | None = None
+    liquidations = [x for x in earlier if isinstance(x, Liquidation)]
     if any(None in pair for pair in around):  # no old state: the latest earlier liquidation
-        others = [x for x in earlier if x.who != revert.who]
-        culprit = others[0] if others else (earlier[0] if earlier else None)
+        others = [x for x in liquidations if x.who != revert.who]
+        culprit = others[0] if others else (liquidations[0] if liquidations else None)
     else:
-        for liquidation, (before, after) in zip(earlier, around, strict=True):
+        for event, (before, after) in zip(earlier, around, strict=True):
             if after:  # it still passed after this one: what broke it came later
                 break
             if before:
-                culprit = liquidation
+                culprit = event
                 break
+    if isinstance(culprit, PricePost):
+        return _with(revert, targets, reason, "market", culprit)
     if culprit is not None:
         cause = "lost" if culprit.who != revert.who else "self"
         return _with(revert, targets, reason, cause, culprit)
@@ -111,12 +145,13 @@ def _decide(revert: Revert, targets: tuple[str, ...], reason: str,
 
 
 def _with(revert: Revert, targets: tuple[str, ...], reason: str, cause: str,
-          winner: Liquidation | None = None) -> Revert:
+          winner: Liquidation | PricePost | None = None) -> Revert:
     if winner is None:
         return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets,
                       reason, cause)
+    who = winner.who if isinstance(winner, Liquidation) else "oracle"
     return Revert(revert.who, revert.tx_hash, revert.block, revert.tx_index, targets, reason,
-                  cause, winner.tx_hash, winner.who, revert.block - winner.block)
+                  cause, winner.tx_hash, who, revert.block - winner.block)
 
 
 def _targets(call: Mapping[str, Any], contracts: Contracts) -> list[str]:

@@ -19,7 +19,8 @@ receipts of the two bots' ones, the Aave Pool's `LiquidationCall` and Morpho Blu
 * every reverted transaction of either bot with its cause (reverts.py): `lost` when
   someone else's earlier liquidation of the same account made it fail (an earlier
   transaction of the same block or of an earlier block, named), `self` when the bot's own
-  did, else `revert` with the decoded reason.
+  did, `market` when a price post in between did (the price rose back before it was
+  mined), else `revert` with the decoded reason.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 
 from benchmarks.race import abi
 from benchmarks.race.records import Liquidation, Revert
-from benchmarks.race.reverts import classify
+from benchmarks.race.reverts import PricePost, classify
 from benchmarks.race.rpc import Rpc, RpcFault
 
 USD = 10**8  # the Aave oracle's base currency unit (and the feeds' answers)
@@ -151,7 +152,8 @@ async def verdict(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str], first
         totals.repaid_usd += liquidation.repaid_usd
     for liquidation in result.firsts().values():
         result.totals[liquidation.who].first += 1
-    result.reverts = await classify(rpc, contracts, result.reverts, result.liquidations)
+    posts = await _price_posts(rpc, contracts, first, last) if result.reverts else []
+    result.reverts = await classify(rpc, contracts, result.reverts, result.liquidations, posts)
     return result
 
 
@@ -197,6 +199,19 @@ async def _transactions(rpc: Rpc, contracts: Contracts, bots: Mapping[str, str],
             _sender, block, index = senders[tx_hash]
             result.reverts.append(Revert(name, tx_hash, block, index, (), "", "revert"))
     return senders
+
+
+async def _price_posts(rpc: Rpc, contracts: Contracts, first: int, last: int) -> list[PricePost]:
+    """Every `AnswerUpdated` of the oracle's feeds in the window (a revert a price move
+    explains is `market`)."""
+    if not contracts.feeds:
+        return []
+    logs = await rpc.call("eth_getLogs", [{
+        "fromBlock": hex(first), "toBlock": hex(last),
+        "address": sorted({f.lower() for f in contracts.feeds.values()}),
+        "topics": [ANSWER_UPDATED]}])
+    return [PricePost(int(x["blockNumber"], 16), int(x["transactionIndex"], 16),
+                      str(x["transactionHash"])) for x in logs]
 
 
 async def _logs(rpc: Rpc, contracts: Contracts, first: int, last: int) -> list[dict[str, Any]]:

@@ -192,8 +192,8 @@ class Dispatcher:
         """Hand ranked opportunities to the executor, best first; returns how many.
         `backrun`: with bundles, they go right behind that (oracle) transaction.
 
-        `early`: the head start of a ranking still running; the rest of that ranking
-        (dispatched next) skips them. `armed`: their intents built and transactions signed
+        `early`: a wave of a ranking still running; the rest of that ranking (dispatched
+        when it is done) skips them. `armed`: their intents built and transactions signed
         ahead (`arm`), used where they still fit.
         """
         if self.gate is not None and not self.gate.sending():
@@ -205,7 +205,9 @@ class Dispatcher:
         # Checked again here, not only when sizing: an outcome recorded while the ranking
         # ran (it awaits) may show our own liquidation mined after the ranked block.
         free = self._free(opportunities)
-        self._sent_early = {o.key for o in free} if early else set()
+        # Early waves of one ranking add up; the ranking's own dispatch (not early) skips
+        # them all and starts the next step afresh.
+        self._sent_early = self._sent_early | {o.key for o in free} if early else set()
         sends = self.intents.sends(free)
         for send in sends:
             self._inflight.update((o.strategy, o.account) for o in send)
