@@ -25,11 +25,12 @@ from keeper.errors import InputFileError
 
 ETH = 10**18
 COLUMNS = ("path", "steps", "bid", "min $", "batch", "insert", "opps", "taken", "liqs", "PnL",
-           "missed", "capture", "gas ETH", "blocks")
+           "missed", "capture", "latency", "gas ETH", "blocks")
 """Headers short enough for an 80-column console: bid share, minimum profit (USD), largest
 batch, insert position (after-oracle, next-block), opportunities, those taken, the
 keeper's liquidations, its net profit and the missed value (in the quote token: the
-report's notes name it), capture rate, gas spent."""
+report's notes name it), capture rate, the taken opportunities' mean latency (blocks:
+where the insert position shows), gas spent."""
 HEAD = COLUMNS.index("opps")  # the parameters' columns, before the figures
 
 
@@ -48,6 +49,8 @@ class Cell:
         r = self.report
         if r is None:
             return {}
+        latencies = [o["latency_blocks"] for o in r["opportunities"]
+                     if o["taken_by"] == "keeper" and o["latency_blocks"] is not None]
         return {
             "opportunities": len(r["opportunities"]),
             "taken": sum(1 for o in r["opportunities"] if o["taken_by"] == "keeper"),
@@ -55,6 +58,7 @@ class Cell:
             "pnl": r["keeper_net_profit"],
             "missed": r["missed_net_profit"],
             "capture_rate": r["capture_rate"],
+            "latency_blocks": sum(latencies) / len(latencies) if latencies else None,
             "gas_eth": r["gas_spent_wei"] / ETH,
             "blocks": r["blocks_replayed"],
             "quote": r["quote_symbol"],
@@ -68,9 +72,10 @@ class Cell:
         if not f:
             return (*head, f"failed: {self.error}"[:60], *[""] * (len(COLUMNS) - HEAD - 1))
         capture = "-" if f["capture_rate"] is None else f"{f['capture_rate']:.1%}"
+        latency = "-" if f["latency_blocks"] is None else f"{f['latency_blocks']:.2f}"
         return (*head, str(f["opportunities"]), str(f["taken"]), str(f["liquidations"]),
-                f"{f['pnl']:,.2f}", f"{f['missed']:,.2f}", capture, f"{f['gas_eth']:.3f}",
-                str(f["blocks"]))
+                f"{f['pnl']:,.2f}", f"{f['missed']:,.2f}", capture, latency,
+                f"{f['gas_eth']:.3f}", str(f["blocks"]))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from keeper.backtest.model import WALL_CLOCK, BacktestReport
 from keeper.backtest.path_file import load_path, resolve_path
 from keeper.backtest.sweep import Job, run_job
 from keeper.backtest.sweep_params import Tuning
+from keeper.backtest.sweep_report import Cell
 from keeper.backtest.trial import Insert
 from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.deploy import DevnetSpec
@@ -81,6 +82,9 @@ def test_after_oracle_liquidates_in_the_price_block_next_block_after_it(
         x.account for x in nxt.keeper if x.block == first_next)
     assert all(o.latency_blocks == 0 for o in after.opportunities
                if o.taken_by and o.first_block == first)
+    # The sweep's latency figure (mean blocks, taken opportunities) shows it.
+    assert Cell(PATH, STEPS, Tuning(), report=after.to_json()).figures()["latency_blocks"] < (
+        Cell(PATH, STEPS, Tuning(), report=nxt.to_json()).figures()["latency_blocks"])
     assert after.attempts.get("reverted", 0) == 0 and after.attempts.get("confirmed") == len(
         after.keeper)
 

@@ -93,9 +93,10 @@ def test_the_combined_report_reads_each_backtests_figures() -> None:
     report = SweepReport(cells, seconds=4.0)
     assert cells[0].figures() == {
         "opportunities": 2, "taken": 1, "liquidations": 1, "pnl": 3.0, "missed": 1.0,
-        "capture_rate": 0.75, "gas_eth": 0.02, "blocks": 8, "quote": "WETH"}
+        "capture_rate": 0.75, "latency_blocks": 1.0, "gas_eth": 0.02, "blocks": 8,
+        "quote": "WETH"}
     assert cells[1].row()[5] == "after-oracle" and cells[0].row()[5] == "next-block"
-    assert cells[1].row()[9:12] == ("2.00", "2.00", "50.0%")
+    assert cells[1].row()[9:13] == ("2.00", "2.00", "50.0%", "1.00")
     assert cells[2].figures() == {} and cells[2].row()[6] == "failed: anvil exited"
     assert all(len(c.row()) == len(COLUMNS) for c in cells)
     assert sweep_table(report).row_count == 3
