@@ -34,9 +34,8 @@ A resubmission sends each of ours alone (by then the oracle update is mined or g
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,18 +43,17 @@ import structlog
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
-from keeper.errors import ConfigError
 from keeper.execution.builders import BuilderClient
-from keeper.execution.bundles_journal import BundleBook, BundledTx
+from keeper.execution.bundles_journal import BundleBook
+from keeper.execution.bundles_launch import BundleLauncher
+from keeper.execution.bundles_presign import presign_on_lanes
 from keeper.execution.bundles_send import Backrun, BundleSender, Live
 from keeper.execution.executor import Executor, _why_reverted
 from keeper.execution.flash import bid_paid
-from keeper.execution.journal import Signed
-from keeper.execution.lanes import Lane, Lanes
+from keeper.execution.lanes import Lane, Lanes, check_operators
 from keeper.execution.races import touched
 from keeper.execution.recovery import RecoveryJob
-from keeper.execution.sender import Sender
-from keeper.execution.volley import Follow, done, gas_limit, with_members
+from keeper.execution.sender import Presigned, Sender
 from keeper.types import Outcome, TxIntent
 
 __all__ = ["BUNDLE_BLOCKS", "Backrun", "BundleSetup", "BundleSubmitter", "Live"]
@@ -65,7 +63,6 @@ log = structlog.get_logger(__name__)
 BUNDLE_BLOCKS = 3  # the next block and two more: as open-source searchers keep a bundle
 MAX_ROUNDS = 10  # resubmissions of one transaction, `blocks` blocks each
 POLL = 0.1  # seconds between checks of a bundled transaction (receipt, head)
-OPERATORS = "0x13e7c9d8"  # FlashLiquidator.operators(address)
 
 
 @dataclass(frozen=True)
@@ -80,8 +77,9 @@ class BundleSetup:
     poll: float = POLL
 
 
-class BundleSubmitter:
-    """Signs on free lanes, journals, sends bundles to every builder, follows each one."""
+class BundleSubmitter(BundleLauncher):
+    """Signs on free lanes, journals, sends bundles to every builder (`BundleLauncher`),
+    follows each one."""
 
     def __init__(self, executor: Executor, setup: BundleSetup) -> None:
         self.executor = executor
@@ -97,6 +95,7 @@ class BundleSubmitter:
         self.lanes = Lanes(lanes)
         self._ours = {lane.address for lane in self.lanes}
         self.head = 0
+        self.signed_ahead = self.signed_now = 0
         self._head_read = float("-inf")  # loop time of the last head read
         self._head_lock = asyncio.Lock()
 
@@ -109,7 +108,7 @@ class BundleSubmitter:
                 return int(await chain.call("eth_getTransactionCount", [address, "pending"]), 16)
 
             await lane.nonces.sync(pending, self.book.max_nonce(lane.address))
-        await check_operators(self.executor, self.lanes)
+        await check_operators(chain, self.executor.flash_executor, self.lanes)
         for tx in self.book.live():
             held = self.lanes.by_address(tx.sender)
             if held is not None:
@@ -120,129 +119,20 @@ class BundleSubmitter:
         """The executor's own account's highest journaled nonce (lane 0's and public)."""
         return self.book.max_nonce(self.executor.address, main=True)
 
-    # ------------------------------------------------------------------ sending
+    # ------------------------------------------------------------------ signing ahead
 
-    async def launch(
-        self, intents: Sequence[TxIntent], base_fee: int, backrun: Backrun | None = None,
-    ) -> list[Follow]:
-        """Claim, sign, journal and send each intent's bundle (best first), each on a free
-        lane; one coroutine per intent, in order, follows it to its outcome. Behind a
-        `backrun`, all of them go in one bundle (a builder includes one bundle holding a
-        given transaction), journaled together first."""
-        first = max(self.head, *(i.opportunity.block for i in intents)) + 1 if intents else 0
-        follows: list[Follow] = []
-        sending: list[asyncio.Task[None]] = []
-        group: list[Live] = []
-        for intent in intents:
-            try:
-                prepared = await self._prepare(intent, base_fee, backrun, first,
-                                               journal=backrun is None)
-            except Exception as exc:  # this one only: those before it are out, followed
-                prepared = self._failed(intent, exc)
-            if isinstance(prepared, Outcome):
-                follows.append(done(with_members(intent, prepared)))
-                continue
-            if backrun is None:  # its bundle leaves while the next one is signed
-                sending.append(asyncio.ensure_future(self.send.alone(
-                    prepared, first, rest_later=True)))
-            group.append(prepared)
-            follows.append(self._followed(prepared, intent))
-        if backrun is not None and group:
-            try:
-                self._journal_group(group)
-            except BaseException:
-                for follow in follows:
-                    follow.close()  # nothing of the group left: none is followed
-                raise
-            sending.append(asyncio.ensure_future(self.send.behind(group, backrun)))
-        if sending:
-            await asyncio.gather(*sending)  # every first bundle is out when this returns
-        return follows
-
-    def _failed(self, intent: TxIntent, exc: Exception) -> Outcome:
-        """An intent that could not be signed or journaled (nothing of it left the keeper)."""
-        key = intent.opportunity.key
-        log.error("bundle not prepared", key=key, error=f"{type(exc).__name__}: {exc}")
-        with contextlib.suppress(Exception):  # claimable again, if it was claimed
-            self.executor.journal.mark_abandoned(key)
-        return Outcome(key, "error", reason=f"not sent: {type(exc).__name__}: {exc}")
-
-    def _journal_group(self, group: list[Live]) -> None:
-        """The group's signed transactions on disk in one synced write; if that fails,
-        none left the keeper: their nonces and lanes are given back."""
-        try:
-            self.book.record_signed_all([
-                (Signed(live.key, live.tx.nonce, live.tx.tx_hash, live.tx.raw_tx,
-                        live.tx.max_fee, live.tx.priority_fee), live.lane.address)
-                for live in group], first_block=group[0].tx.first_block,
-                last_block=group[0].tx.last_block)
-        except BaseException:
-            for live in group:
-                live.lane.nonces.release(live.tx.nonce)
-                live.lane.holder = None
-                with contextlib.suppress(Exception):  # claimable again (the write failed)
-                    self.executor.journal.mark_abandoned(live.key)
-            raise
-
-    async def _followed(self, live: Live, intent: TxIntent) -> Outcome:
-        try:
-            return with_members(intent, await self.follow(live))
-        finally:
-            if intent.spender is not None:
-                opp = intent.opportunity
-                self.executor.capital.release(opp.debt, opp.wallet_draw, spent=True)
-
-    async def _prepare(
-        self, intent: TxIntent, base_fee: int, backrun: Backrun | None, first: int, *,
-        journal: bool,
-    ) -> Live | Outcome:
-        """Claimed, on a lane, signed for blocks `first`.., and (`journal`) journaled."""
-        ex, opp = self.executor, intent.opportunity
-        claimed = (ex.journal.claim_batch(opp, intent.members, ex.chain.chain_id)
-                   if intent.members else ex.journal.claim(opp, ex.chain.chain_id))
-        if not claimed:
-            return Outcome(opp.key, "duplicate")
-        fees = ex.sender._fees(base_fee, opp.priority_fee or None)
-        if fees is None:
-            ex.journal.mark_abandoned(opp.key)
-            return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
-        spender = intent.spender
-        lane = self.lanes.take("", own_tokens=spender is not None)
-        if lane is None:
-            ex.journal.mark_abandoned(opp.key)
-            return Outcome(opp.key, "send-failed", reason="every nonce lane holds a bundle")
-        reserved = False
-        try:
-            if spender is not None:
-                if not await ex.capital.reserve(opp.debt, opp.wallet_draw):
-                    lane.holder = None
-                    ex.journal.mark_abandoned(opp.key)
-                    return Outcome(opp.key, "no-capital", reason="debt asset is committed")
-                reserved = True
-                await ex.allowances.ensure(opp.debt, spender, opp.debt_to_cover, base_fee)
-            nonce = await lane.nonces.reserve()
-            try:
-                gas = gas_limit(intent, 0)
-                tx_hash, raw = await lane.sender.sign(intent.call.to, intent.call.data, gas,
-                                                      nonce, fees)
-                tx = BundledTx(opp.key, tx_hash, nonce, raw, fees[0], fees[1], lane.address,
-                               first, first + self.blocks - 1)
-                if journal:
-                    self.book.record_signed(Signed(opp.key, nonce, tx_hash, raw, *fees),
-                                            sender=lane.address, first_block=tx.first_block,
-                                            last_block=tx.last_block)
-            except BaseException:
-                lane.nonces.release(nonce)  # never left the keeper
-                raise
-        except BaseException:
-            lane.holder = None
-            if reserved:
-                ex.capital.release(opp.debt, opp.wallet_draw, spent=False)
-            raise
-        lane.holder = tx_hash
-        return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
-                     opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
-                     intent=intent, backrun=backrun)
+    async def presign(
+        self, intents: Sequence[TxIntent], base_fee: int,
+        known: Mapping[str, Presigned] | None = None,
+    ) -> tuple[int, dict[str, Presigned]]:
+        """(lane 0's next nonce, `intents` signed on the lanes and nonces a launch would
+        give them now): an armed level's transactions (keeper/execution/bundles_presign.py).
+        The nonce is what `Armed.stale` compares: lane 0's stream moves with every send of
+        the account's own."""
+        first = self.executor.nonces.next_nonce
+        if first is None:
+            return -1, {}
+        return first, await presign_on_lanes(self.lanes, intents, base_fee, known)
 
     # ------------------------------------------------------------------ following
 
@@ -252,8 +142,8 @@ class BundleSubmitter:
         ex = self.executor
         bound = log.bind(strategy=live.strategy, key=live.key, tx=live.tx.tx_hash,
                          lane=live.lane.index)
-        if live.intent is not None:  # a fresh send (a recovered one is already 'sent')
-            if live.rest is not None:
+        if live.intent is not None and not live.marked:  # a fresh send (a recovered one
+            if live.rest is not None:                      # is already 'sent')
                 await live.rest
             ex.journal.mark_sent(live.key, live.tx.tx_hash)
         seen = -1  # the head its receipt was last looked for at (a receipt needs a new block)
@@ -377,21 +267,3 @@ def _recipient(raw: str) -> str:
     """The `to` of a signed transaction (journaled bytes)."""
     decoded = TypedTransaction.from_bytes(HexBytes(raw))
     return "0x" + bytes(decoded.as_dict()["to"]).hex()
-
-
-async def check_operators(executor: Executor, lanes: Lanes) -> None:
-    """Each lane but the owner's must be an operator of the flash executor (its flash
-    liquidations would revert at every builder otherwise): one line if one is not."""
-    target = executor.flash_executor
-    if target is None or len(lanes) < 2:
-        return
-    calls = [("eth_call", [{"to": target, "data": OPERATORS + lane.address[2:].rjust(64, "0")},
-                           "latest"]) for lane in lanes.lanes[1:]]
-    answers = await executor.chain.batch(calls)
-    for lane, answer in zip(lanes.lanes[1:], answers, strict=True):
-        word = str(answer or "0x")
-        if word == "0x" or not int(word, 16):
-            raise ConfigError(
-                f"nonce lane {lane.address} is not an operator of the flash executor "
-                f"{target}: deploy it with keeper deploy-executor --lanes, or have its "
-                "owner call setOperator(lane, true)")

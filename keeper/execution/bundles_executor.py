@@ -17,8 +17,10 @@ from typing import Any, Final
 import structlog
 
 from keeper.execution.bundles import Backrun, BundleSetup, BundleSubmitter
+from keeper.execution.bundles_presign import BundleVolley
 from keeper.execution.executor import Executor
 from keeper.execution.recovery import RecoveryJob
+from keeper.execution.sender import Presigned
 from keeper.execution.volley import Follow
 from keeper.types import Outcome, TxIntent
 
@@ -31,6 +33,9 @@ class BundleExecutor(Executor):
     def __init__(self, *args: Any, bundles: BundleSetup, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.bundles: Final = BundleSubmitter(self, bundles)
+        # Arming signs on the lanes (`BundleSubmitter.presign`); `volley` is the attribute
+        # `Dispatcher.arm` asks. Set through the instance dict: it is Final on `Executor`.
+        vars(self)["volley"] = BundleVolley(self, self.bundles)
         # Never rebroadcast publicly, also after a reorg (not followed up there yet).
         self._recovery.skip = self.bundles.book.owns
 
@@ -56,11 +61,12 @@ class BundleExecutor(Executor):
 
     async def launch(
         self, intents: Sequence[TxIntent], base_fee: int,
-        presigned: Mapping[str, Any] | None = None, *, backrun: Backrun | None = None,
+        presigned: Mapping[str, Presigned] | None = None, *, backrun: Backrun | None = None,
     ) -> list[Follow]:
-        """Each intent in a bundle of its own, to every builder, right behind `backrun` when
-        given (`presigned` is the public path's; bundles sign on their lanes)."""
-        return await self.bundles.launch(intents, base_fee, backrun)
+        """Each intent in a bundle of its own, to every builder, or all of them right behind
+        `backrun` when given; `presigned`: an armed level's transactions, signed on the
+        lanes by `volley.presign`, sent as signed where they fit."""
+        return await self.bundles.launch(intents, base_fee, backrun, presigned)
 
     async def execute(self, intent: TxIntent, base_fee: int) -> Outcome:
         [follow] = await self.launch([intent], base_fee)

@@ -61,16 +61,20 @@ class BundleBook:
         self._db.execute(_TABLE)
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self.journal._write() as db:  # synced: what it records is read after a crash
+    def _write(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        # Synced unless `durable` is False: what it records is read after a crash.
+        with self.journal._write(durable=durable) as db:
             yield db
 
     def record_signed(
-        self, signed: Signed, *, sender: str, first_block: int, last_block: int
+        self, signed: Signed, *, sender: str, first_block: int, last_block: int,
+        durable: bool = True,
     ) -> None:
         """Journal a signed transaction and the blocks its bundles target, in one synced
-        write, before any bundle holding it leaves."""
-        with self._write() as db:
+        write, before any bundle holding it leaves. `durable=False` (signed ahead): in the
+        WAL without the fsync (it survives the process); the caller syncs it with the
+        `sent` marks (`Journal.mark_sent_all(..., durable=True)`) once the bundles left."""
+        with self._write(durable=durable) as db:
             _record_signed(db, signed, self.journal._clock())
             db.execute("INSERT INTO bundle_txs (tx_hash, sender, first_block, last_block)"
                        " VALUES (?, ?, ?, ?)",
@@ -78,10 +82,12 @@ class BundleBook:
                         sqlite_int(last_block, "block")))
 
     def record_signed_all(
-        self, signed: Sequence[tuple[Signed, str]], *, first_block: int, last_block: int
+        self, signed: Sequence[tuple[Signed, str]], *, first_block: int, last_block: int,
+        durable: bool = True,
     ) -> None:
-        """`record_signed` of several (transaction, sender) in one synced write."""
-        with self._write() as db:
+        """`record_signed` of several (transaction, sender) in one write (synced unless
+        `durable` is False, as for `record_signed`)."""
+        with self._write(durable=durable) as db:
             now = self.journal._clock()
             for record, sender in signed:
                 _record_signed(db, record, now)

@@ -59,6 +59,8 @@ class Live:
     backrun: Backrun | None = None
     rounds: int = 0
     rest: asyncio.Task[None] | None = None  # the bundles for the later target blocks
+    presigned: bool = False  # its bytes were signed ahead (an armed level)
+    marked: bool = False  # marked sent in the journal at launch (its follower need not)
 
 
 class BundleSender:
@@ -114,4 +116,5 @@ class BundleSender:
         log.info("bundle sent", keys=[live.key for live in lives],
                  txs=[live.tx.tx_hash for live in lives], lanes=[live.lane.index for live in lives],
                  blocks=f"{first}-{last}", accepted=len(replies) - len(refused),
-                 refused=refused or None)
+                 refused=refused or None,
+                 signed_ahead=sum(live.presigned for live in lives))

@@ -13,18 +13,25 @@ Lane 0 is the configured account (the executor's own nonce stream, shared with i
 public sends such as approvals); the others come from `KEEPER_ACCOUNT__LANE_KEYS`.
 A liquidation paid with the account's own tokens needs lane 0 (only it holds them); a
 flash liquidation may take any lane whose account the FlashLiquidator lists as an
-operator (`setOperator`).
+operator (`setOperator`), and takes lane 0 last (its nonce stream also carries the
+account's public transactions, such as approvals, which a bundle waiting on it would hold
+up). A lane can be asked for by address (`take(..., prefer=)`): the lane a transaction was
+signed on ahead (keeper/execution/bundles_presign.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
 
+from keeper.chain.http import HttpRpc
+from keeper.errors import ConfigError
 from keeper.execution.nonces import NonceManager
 from keeper.execution.sender import Sender
+
+OPERATORS = "0x13e7c9d8"  # FlashLiquidator.operators(address)
 
 
 @dataclass
@@ -45,6 +52,15 @@ class Lane:
     def nonces(self) -> NonceManager:
         return self.sender.nonces
 
+    @property
+    def upcoming(self) -> int | None:
+        """The nonce the lane's next `reserve()` hands out: the lowest given back (a bundle
+        that expired unincluded), else the next new one; None before the stream is synced.
+        Read only to sign ahead: the nonce reserved at the send decides."""
+        nonces = self.nonces
+        released = nonces._released  # a min-heap: its first item is the lowest
+        return released[0] if released else nonces.next_nonce
+
 
 class Lanes:
     """The lanes, lane 0 first; which are free."""
@@ -63,14 +79,28 @@ class Lanes:
     def __len__(self) -> int:
         return len(self.lanes)
 
-    def take(self, tx_hash: str, *, own_tokens: bool) -> Lane | None:
+    def order(self, *, own_tokens: bool) -> tuple[Lane, ...]:
+        """The lanes a transaction may take, in the order it takes them: lane 0 alone for
+        one paid with the account's tokens, else the other lanes first and lane 0 last."""
+        return self.lanes[:1] if own_tokens else (*self.lanes[1:], self.lanes[0])
+
+    def take(self, tx_hash: str, *, own_tokens: bool, prefer: str | None = None,
+             spare: Collection[str] = ()) -> Lane | None:
         """A free lane, now held for `tx_hash` (to be replaced by the real hash once signed);
-        `own_tokens`: only lane 0 will do. None when every fitting lane is busy."""
-        for lane in self.lanes[:1] if own_tokens else self.lanes:
-            if lane.holder is None:
-                lane.holder = tx_hash
-                return lane
-        return None
+        `own_tokens`: only lane 0 will do. `prefer`: that lane's address if it is free and
+        fits; `spare`: addresses taken only when no other lane is free (lanes that other
+        transactions of the same send were signed ahead on). None when every fitting lane
+        is busy."""
+        fitting = self.order(own_tokens=own_tokens)
+        chosen = next((lane for lane in fitting if lane.address == prefer
+                       and lane.holder is None), None) if prefer is not None else None
+        if chosen is None:
+            free = [lane for lane in fitting if lane.holder is None]
+            chosen = next((lane for lane in free if lane.address not in spare),
+                          free[0] if free else None)
+        if chosen is not None:
+            chosen.holder = tx_hash
+        return chosen
 
     def by_address(self, address: str) -> Lane | None:
         return next((lane for lane in self.lanes if lane.address == address.lower()), None)
@@ -79,3 +109,21 @@ class Lanes:
     def free(self) -> int:
         """How many lanes hold nothing."""
         return sum(lane.holder is None for lane in self.lanes)
+
+
+async def check_operators(chain: HttpRpc, flash_executor: str | None, lanes: Lanes) -> None:
+    """Each lane but the owner's must be an operator of the flash executor (its flash
+    liquidations would revert at every builder otherwise): one line if one is not."""
+    if flash_executor is None or len(lanes) < 2:
+        return
+    calls = [("eth_call", [{"to": flash_executor,
+                            "data": OPERATORS + lane.address[2:].rjust(64, "0")}, "latest"])
+             for lane in lanes.lanes[1:]]
+    answers = await chain.batch(calls)
+    for lane, answer in zip(lanes.lanes[1:], answers, strict=True):
+        word = str(answer or "0x")
+        if word == "0x" or not int(word, 16):
+            raise ConfigError(
+                f"nonce lane {lane.address} is not an operator of the flash executor "
+                f"{flash_executor}: deploy it with keeper deploy-executor --lanes, or have its "
+                "owner call setOperator(lane, true)")

@@ -32,8 +32,9 @@ log = structlog.get_logger(__name__)
 class EarlyFire:
     """Fire for a pending answer, each liquidation a backrun of the oracle transaction,
     valued at the head so its bundle targets the next block (the one the oracle transaction
-    is expected in): the deepest prepared level the answer reaches, at once, as a mined
-    log fires it; when none is ready (levels are rebuilt only while the loop is idle), what
+    is expected in): the deepest prepared level the answer reaches, at once and armed (its
+    intents built, its first transactions signed ahead), as a mined log fires it; when
+    none is ready (levels are rebuilt only while the loop is idle), what
     the answer opens is valued on its own (keeper/intake/evaluate.py) and sent when ranked.
 
     The level is read (`PreparedLiquidations.ready`), not used up: the mined log may fire
@@ -56,7 +57,10 @@ class EarlyFire:
             level = min(reached, key=lambda lv: abs(lv.answer - answer.answer))
             ready = [dataclasses.replace(o, block=head.number) for o in level.opportunities
                      if not dispatcher.touched_after(o.strategy, o.account, o.block)]
-            sent = dispatcher.dispatch(ready, tasks, backrun=Backrun(answer.tx_hash))
+            # Armed: its sends built and the first ones signed ahead on the nonce lanes
+            # (keeper/execution/bundles_presign.py), used where they still fit.
+            sent = dispatcher.dispatch(ready, tasks, armed=level.armed,
+                                       backrun=Backrun(answer.tx_hash))
             if sent:
                 self.levels += 1
                 self._sent(answer, sent, head)

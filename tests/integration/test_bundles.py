@@ -169,22 +169,23 @@ async def test_outbid_is_lost_and_the_next_liquidation_takes_another_lane(
         tasks = [asyncio.ensure_future(f) for f in follows]
         await built(net, tasks)
         lost, won = (t.result() for t in tasks)
-        # Lane 0's nonce is free again: the next liquidation signs it anew and lands.
+        # Lane 1's nonce is free again: the next liquidation signs it anew and lands (a
+        # flash liquidation takes the other lanes before lane 0, the account's own).
         nonce = int(await chain.call("eth_getTransactionCount",
-                                     [accounts[0].address, "latest"]), 16)
+                                     [accounts[1].address, "latest"]), 16)
         now = int(await chain.call("eth_blockNumber", []), 16)
         [follow] = await ex.launch([intent(later, now, "later")], base_fee=GWEI)
         task = asyncio.ensure_future(follow)
         await built(net, [task])
         again = task.result()
-    assert lanes_used == {"test:bundle:contested": accounts[0].address.lower(),
-                          "test:bundle:other": accounts[1].address.lower()}
+    assert lanes_used == {"test:bundle:contested": accounts[1].address.lower(),
+                          "test:bundle:other": accounts[0].address.lower()}
     assert lost.status == "lost" and lost.winner == rival_hash, lost
     assert lost.reason.startswith("outbid")
     assert won.status == "confirmed", won  # not held up behind the outbid nonce
     assert again.status == "confirmed", again
     mined = tx_of(net, again.tx_hash)
-    assert str(mined["from"]).lower() == accounts[0].address.lower()
+    assert str(mined["from"]).lower() == accounts[1].address.lower()
     assert int(str(mined["nonce"]), 16) == nonce  # the outbid transaction's nonce, reused
     record = journal.get("test:bundle:contested")
     assert record is not None and record.status == "dropped"
@@ -234,8 +235,8 @@ async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
         with Journal(path) as journal:
             ex = executor(net, chain, journal, accounts)
             await ex.start()
-            lane0 = ex.bundles.lanes.lanes[0]
-            assert lane0.holder == sent.tx_hash  # held by the bundle that can still land
+            lane1 = ex.bundles.lanes.lanes[1]  # a flash liquidation takes lane 0 last
+            assert lane1.holder == sent.tx_hash  # held by the bundle that can still land
             jobs = ex.recovery()
             assert len(jobs) == 1  # the bundle submitter's: never the public recovery's
             assert ex._recovery.jobs(reorged=True) == []  # nor its reorg handling's
@@ -244,8 +245,8 @@ async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
             later = asyncio.ensure_future(follow)
             signed = {t.key: (t.sender, t.nonce) for t in ex.bundles.book.live()}
             await built(net, [recovered, later])
-    assert signed["test:bundle:before"] == (accounts[0].address.lower(), sent.nonce)
-    assert signed["test:bundle:after"][0] == accounts[1].address.lower()
+    assert signed["test:bundle:before"] == (accounts[1].address.lower(), sent.nonce)
+    assert signed["test:bundle:after"][0] == accounts[0].address.lower()
     assert recovered.result().status == "confirmed"
     assert recovered.result().tx_hash == sent.tx_hash
     assert later.result().status == "confirmed"
@@ -407,7 +408,8 @@ async def test_one_intent_that_cannot_be_signed_leaves_the_others_sent_and_follo
         async def broken(*args: object) -> tuple[str, str]:
             raise ValueError("the signer is gone")
 
-        monkeypatch.setattr(ex.bundles.lanes.lanes[1].sender, "sign", broken)
+        # The second takes lane 0 (flash liquidations take the other lanes first).
+        monkeypatch.setattr(ex.bundles.lanes.lanes[0].sender, "sign", broken)
         follows = await ex.launch([intent(victim(), head, "fine"),
                                    intent(victim(), head, "broken")], base_fee=GWEI)
         tasks = [asyncio.ensure_future(f) for f in follows]

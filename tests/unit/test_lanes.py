@@ -64,3 +64,41 @@ def test_a_lane_holds_one_transaction_and_lane_zero_the_tokens(tmp_path: Path) -
         assert lanes.by_address(MAIN.address.upper().replace("0X", "0x")) is first
         with pytest.raises(ValueError, match="its own account"):
             Lanes([first, Lane(1, MAIN, first.sender)])
+
+
+async def test_flash_liquidations_take_lane_zero_last_and_a_lane_asked_for(
+        tmp_path: Path) -> None:
+    third = Account.create()
+    with Journal(tmp_path / "j.sqlite") as journal:
+        chain = HttpRpc("http://127.0.0.1:1")
+        lanes = Lanes([Lane(i, a, Sender(chain, a, journal, FeePolicy(10, 1), NonceManager()))
+                       for i, a in enumerate((MAIN, LANE, third))])
+        assert [lane.index for lane in lanes.order(own_tokens=False)] == [1, 2, 0]
+        # Asked for by address (the lane it was signed on ahead), when free.
+        asked = lanes.take("a", own_tokens=False, prefer=third.address.lower())
+        assert asked is not None and asked.index == 2
+        # Lanes kept for others' signatures ahead are taken only when nothing else is free.
+        spare = {LANE.address.lower()}
+        other = lanes.take("b", own_tokens=False, spare=spare)
+        assert other is not None and other.index == 0
+        last = lanes.take("c", own_tokens=False, spare=spare)
+        assert last is not None and last.index == 1 and lanes.free == 0
+
+
+async def test_a_lanes_upcoming_nonce_is_the_one_it_hands_out_next(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.sqlite") as journal:
+        nonces = NonceManager()
+        lane = Lane(0, MAIN, Sender(HttpRpc("http://127.0.0.1:1"), MAIN, journal,
+                                    FeePolicy(10, 1), nonces))
+        assert lane.upcoming is None  # not synced yet
+
+        async def chain_nonce() -> int:
+            return 5
+
+        await nonces.sync(chain_nonce, None)
+        assert lane.upcoming == 5
+        first, second = await nonces.reserve(), await nonces.reserve()
+        assert lane.upcoming == 7
+        nonces.reissue(first)  # a bundle that can no longer land gives its nonce back
+        assert lane.upcoming == first == await nonces.reserve()
+        assert second == 6

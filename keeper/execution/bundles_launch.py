@@ -1,0 +1,210 @@
+"""The sending half of bundle mode (`BundleSubmitter`, keeper/execution/bundles.py): one
+dispatch's intents claimed in one database transaction, each on a free nonce lane, signed
+(or taken as signed ahead), journaled, and sent in bundles to every builder.
+
+Exactly once, as on the public path: every intent is claimed before anything is signed,
+and every signed transaction is in the journal (with the blocks its bundles target) before
+a bundle holding it leaves. Signed on the spot, its record is synced to disk first (one
+fsync per bundle alone, one for a backrun's whole group). Taken from an armed level
+(`presigned`, keeper/execution/bundles_presign.py), the records are written before the
+bundle leaves without the fsync (they survive the process: a restart follows the same
+bytes until their last target block) and synced with the `sent` marks right after the
+first bundles are out, as `Sender.send_all` does for a pre-signed volley: no signature and
+no fsync stand between the oracle transaction and the bundle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+
+import structlog
+
+from keeper.execution.bundles_journal import BundleBook, BundledTx
+from keeper.execution.bundles_presign import LanePresigned, bundle_call, usable
+from keeper.execution.bundles_send import Backrun, BundleSender, Live
+from keeper.execution.executor import Executor
+from keeper.execution.journal import Signed
+from keeper.execution.lanes import Lanes
+from keeper.execution.sender import Presigned
+from keeper.execution.volley import Follow, done, with_members
+from keeper.types import Outcome, TxIntent
+
+log = structlog.get_logger(__name__)
+
+
+class BundleLauncher:
+    """Claims, lanes, signatures, journal and the first bundles of one dispatch."""
+
+    executor: Executor
+    lanes: Lanes
+    book: BundleBook
+    send: BundleSender
+    blocks: int
+    head: int
+    signed_ahead: int  # transactions sent as an armed level signed them
+    signed_now: int  # transactions signed when sent
+
+    async def follow(self, live: Live) -> Outcome:
+        raise NotImplementedError
+
+    async def launch(
+        self, intents: Sequence[TxIntent], base_fee: int, backrun: Backrun | None = None,
+        presigned: Mapping[str, Presigned] | None = None,
+    ) -> list[Follow]:
+        """Claim, sign, journal and send each intent's bundle (best first), each on a free
+        lane; one coroutine per intent, in order, follows it to its outcome. Behind a
+        `backrun`, all of them go in one bundle (a builder includes one bundle holding a
+        given transaction), journaled together first. `presigned`: an armed level's
+        transactions, sent as signed where they fit (the module docstring)."""
+        first = max(self.head, *(i.opportunity.block for i in intents)) + 1 if intents else 0
+        ex = self.executor
+        try:
+            claims = ex.journal.claim_all([(i.opportunity, i.members) for i in intents],
+                                          ex.chain.chain_id)
+        except Exception as exc:  # nothing was claimed
+            return [done(with_members(i, self._failed(i, exc))) for i in intents]
+        ahead = presigned or {}
+        keys = {i.opportunity.key for i in intents}
+        spare = {p.signer for k, p in ahead.items() if k in keys and isinstance(p, LanePresigned)}
+        fast = presigned is not None
+        follows: list[Follow] = []
+        sending: list[asyncio.Task[None]] = []
+        group: list[Live] = []
+        for intent, claimed in zip(intents, claims, strict=True):
+            if not claimed:
+                follows.append(done(with_members(intent, Outcome(intent.opportunity.key,
+                                                                 "duplicate"))))
+                continue
+            try:
+                prepared = await self._prepare(
+                    intent, base_fee, backrun, first, ahead=ahead.get(intent.opportunity.key),
+                    spare=spare, journal=backrun is None, durable=not fast)
+            except Exception as exc:  # this one only: those before it are out, followed
+                prepared = self._failed(intent, exc)
+            if isinstance(prepared, Outcome):
+                follows.append(done(with_members(intent, prepared)))
+                continue
+            if backrun is None:  # its bundle leaves while the next one is signed
+                sending.append(asyncio.ensure_future(self.send.alone(
+                    prepared, first, rest_later=True)))
+            group.append(prepared)
+            follows.append(self._followed(prepared, intent))
+        if backrun is not None and group:
+            try:
+                self._journal_group(group, durable=not fast)
+            except BaseException:
+                for follow in follows:
+                    follow.close()  # nothing of the group left: none is followed
+                raise
+            sending.append(asyncio.ensure_future(self.send.behind(group, backrun)))
+        if sending:
+            await asyncio.gather(*sending)  # every first bundle is out when this returns
+        if fast and group:
+            self._marked(group)
+        return follows
+
+    def _marked(self, group: Sequence[Live]) -> None:
+        """The group handed to the builders: marked sent, and every record before synced,
+        in one write (a failure leaves each mark to its follower, synced then)."""
+        try:
+            self.executor.journal.mark_sent_all([(live.key, live.tx.tx_hash)
+                                                 for live in group], durable=True)
+        except Exception as exc:
+            log.warning("bundle marks not written; each follower writes its own",
+                        error=f"{type(exc).__name__}: {exc}")
+            return
+        for live in group:
+            live.marked = True
+
+    def _failed(self, intent: TxIntent, exc: Exception) -> Outcome:
+        """An intent that could not be signed or journaled (nothing of it left the keeper)."""
+        key = intent.opportunity.key
+        log.error("bundle not prepared", key=key, error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(Exception):  # claimable again, if it was claimed
+            self.executor.journal.mark_abandoned(key)
+        return Outcome(key, "error", reason=f"not sent: {type(exc).__name__}: {exc}")
+
+    def _journal_group(self, group: list[Live], *, durable: bool = True) -> None:
+        """The group's signed transactions in the journal in one write (synced unless
+        `durable` is False); if that fails, none left the keeper: their nonces and lanes
+        are given back."""
+        try:
+            self.book.record_signed_all([
+                (Signed(live.key, live.tx.nonce, live.tx.tx_hash, live.tx.raw_tx,
+                        live.tx.max_fee, live.tx.priority_fee), live.lane.address)
+                for live in group], first_block=group[0].tx.first_block,
+                last_block=group[0].tx.last_block, durable=durable)
+        except BaseException:
+            for live in group:
+                live.lane.nonces.release(live.tx.nonce)
+                live.lane.holder = None
+                with contextlib.suppress(Exception):  # claimable again (the write failed)
+                    self.executor.journal.mark_abandoned(live.key)
+            raise
+
+    async def _followed(self, live: Live, intent: TxIntent) -> Outcome:
+        try:
+            return with_members(intent, await self.follow(live))
+        finally:
+            if intent.spender is not None:
+                opp = intent.opportunity
+                self.executor.capital.release(opp.debt, opp.wallet_draw, spent=True)
+
+    async def _prepare(
+        self, intent: TxIntent, base_fee: int, backrun: Backrun | None, first: int, *,
+        ahead: Presigned | None, spare: set[str], journal: bool, durable: bool,
+    ) -> Live | Outcome:
+        """A claimed intent on a lane (the one `ahead` was signed on, if free), signed for
+        blocks `first`.. (or `ahead`, if usable), and (`journal`) journaled."""
+        ex, opp = self.executor, intent.opportunity
+        fees = ex.sender._fees(base_fee, opp.priority_fee or None)
+        if fees is None:
+            ex.journal.mark_abandoned(opp.key)
+            return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
+        spender = intent.spender
+        lane = self.lanes.take("", own_tokens=spender is not None, spare=spare,
+                               prefer=ahead.signer if isinstance(ahead, LanePresigned) else None)
+        if lane is None:
+            ex.journal.mark_abandoned(opp.key)
+            return Outcome(opp.key, "send-failed", reason="every nonce lane holds a bundle")
+        reserved = False
+        try:
+            if spender is not None:
+                if not await ex.capital.reserve(opp.debt, opp.wallet_draw):
+                    lane.holder = None
+                    ex.journal.mark_abandoned(opp.key)
+                    return Outcome(opp.key, "no-capital", reason="debt asset is committed")
+                reserved = True
+                await ex.allowances.ensure(opp.debt, spender, opp.debt_to_cover, base_fee)
+            nonce = await lane.nonces.reserve()
+            try:
+                call = bundle_call(intent)
+                signed_ahead = usable(ahead, lane, call, nonce, fees, base_fee=base_fee)
+                if ahead is not None and signed_ahead:
+                    tx_hash, raw, fees = ahead.tx_hash, ahead.raw, (ahead.max_fee,
+                                                                    ahead.priority_fee)
+                    self.signed_ahead += 1
+                else:
+                    tx_hash, raw = await lane.sender.sign(call.to, call.data, call.gas,
+                                                          nonce, fees)
+                    self.signed_now += 1
+                tx = BundledTx(opp.key, tx_hash, nonce, raw, fees[0], fees[1], lane.address,
+                               first, first + self.blocks - 1)
+                if journal:
+                    self.book.record_signed(Signed(opp.key, nonce, tx_hash, raw, *fees),
+                                            sender=lane.address, first_block=tx.first_block,
+                                            last_block=tx.last_block, durable=durable)
+            except BaseException:
+                lane.nonces.release(nonce)  # never left the keeper
+                raise
+        except BaseException:
+            lane.holder = None
+            if reserved:
+                ex.capital.release(opp.debt, opp.wallet_draw, spent=False)
+            raise
+        lane.holder = tx_hash
+        return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
+                    opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
+                    intent=intent, backrun=backrun, presigned=signed_ahead)

@@ -1,0 +1,144 @@
+"""Bundled transactions signed ahead (keeper/execution/bundles_presign.py) on the devnet
+builder: an armed level's transactions, signed on the nonce lanes a launch would give them,
+are sent as signed behind the oracle transaction and land right behind it; one whose lane
+moved meanwhile is signed again on the spot, never sent with a nonce its lane no longer
+hands out; and their journal records, written before the bundle without the fsync, are
+there for a restart to follow."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from keeper.chain.http import HttpRpc
+from keeper.devnet.builder import running_builder
+from keeper.execution.builders import BuilderEndpoint
+from keeper.execution.bundles import Backrun
+from keeper.execution.bundles_presign import LanePresigned
+from keeper.execution.journal import Journal
+from tests.integration.builder_client import Client
+from tests.integration.test_bundles import (
+    CLIENTS,
+    GWEI,
+    ONCE,
+    ONCE_CODE,
+    Net,
+    built,
+    executor,
+    funded,
+    intent,
+    started,
+    victim,
+)
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    with running_builder(interval=0) as (anvil, thread):
+        anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
+        yield Net(anvil, Client(thread.urls[0]),
+                  [BuilderEndpoint("devnet-0", thread.urls[0]),
+                   BuilderEndpoint("devnet-1", thread.urls[1])])
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while CLIENTS:
+        await CLIENTS.pop().close()
+
+
+def hinted(net: Net) -> str:
+    """A private transaction announced on the hint stream (the oracle update's stand-in)."""
+    [oracle] = funded(net, 1)
+    net.client.accounts.append(oracle)
+    raw, tx_hash = net.client.tx(len(net.client.accounts) - 1,
+                                 net.client.accounts[0].address, value=1)
+    net.client("eth_sendPrivateTransaction", {"tx": raw})
+    return tx_hash
+
+
+async def test_an_armed_levels_transactions_go_as_signed_right_behind_the_update(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 3)
+    oracle = hinted(net)
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        level = [intent(victim(), head, f"armed{n}") for n in range(3)]
+        # What Dispatcher.arm asks of the executor's volley.
+        nonce, presigned = await ex.volley.presign(level, GWEI)
+        assert nonce == ex.nonces.next_nonce
+        signers = [p.signer for p in presigned.values() if isinstance(p, LanePresigned)]
+        # One lane each, lane 0 (the account's own) last.
+        assert signers == [accounts[1].address.lower(), accounts[2].address.lower(),
+                           accounts[0].address.lower()]
+        follows = await ex.launch(level, GWEI, presigned, backrun=Backrun(oracle))
+        records = {k: journal.get(k) for k in presigned}
+        assert all(r is not None and r.status == "sent" for r in records.values())
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        outcomes = [t.result() for t in tasks]
+    assert [o.status for o in outcomes] == ["confirmed"] * 3, outcomes
+    # Sent as signed ahead: the very transactions the arming signed, none signed again.
+    assert [o.tx_hash for o in outcomes] == [p.tx_hash for p in presigned.values()]
+    assert (ex.bundles.signed_ahead, ex.bundles.signed_now) == (3, 0)
+    block = net.client("eth_getBlockByNumber", hex(outcomes[0].block), False)["transactions"]
+    at = block.index(oracle)
+    assert block[at + 1:at + 4] == [o.tx_hash for o in outcomes]
+
+
+async def test_a_lane_that_moved_since_the_arming_signs_on_the_spot(
+    net: Net, journal: Journal,
+) -> None:
+    accounts = funded(net, 3)
+    async with started(net, journal, accounts) as (chain, ex, head):
+        level = [intent(victim(), head, f"stale{n}") for n in range(2)]
+        _, presigned = await ex.volley.presign(level, GWEI)
+        first_lane = ex.bundles.lanes.lanes[1]
+        assert presigned[level[0].opportunity.key].nonce == first_lane.upcoming
+        # Another liquidation takes lane 1 and lands: its nonce moves past the signed one.
+        [other] = await ex.launch([intent(victim(), head, "between")], GWEI)
+        between = asyncio.ensure_future(other)
+        await built(net, [between])
+        assert between.result().status == "confirmed"
+        oracle = hinted(net)
+        follows = await ex.launch(level, GWEI, presigned, backrun=Backrun(oracle))
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        moved, kept = (t.result() for t in tasks)
+        lane1_nonce = int(await chain.call("eth_getTransactionCount",
+                                           [first_lane.address, "latest"]), 16)
+    assert moved.status == kept.status == "confirmed", (moved, kept)
+    assert moved.tx_hash != presigned[level[0].opportunity.key].tx_hash  # signed anew
+    assert kept.tx_hash == presigned[level[1].opportunity.key].tx_hash  # its lane had not moved
+    assert lane1_nonce == presigned[level[0].opportunity.key].nonce + 2
+    assert (ex.bundles.signed_ahead, ex.bundles.signed_now) == (1, 2)
+
+
+async def test_signed_ahead_records_are_there_for_a_restart(
+    net: Net, tmp_path: Path,
+) -> None:
+    """Written before the bundle without the fsync, synced with the sent marks after: a
+    process that dies once the bundle is out leaves them for the next run to follow."""
+    accounts = funded(net, 2)
+    path = tmp_path / "restart.sqlite"
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        with Journal(path) as first_journal:
+            ex = executor(net, chain, first_journal, accounts)
+            await ex.start()
+            head = int(await chain.call("eth_blockNumber", []), 16)
+            level = [intent(victim(), head, "ahead")]
+            _, presigned = await ex.volley.presign(level, GWEI)
+            [follow] = await ex.launch(level, GWEI, presigned, backrun=Backrun(hinted(net)))
+            follow.close()  # the process dies here: the bundle is out, nothing followed
+        with Journal(path) as journal:
+            ex = executor(net, chain, journal, accounts)
+            await ex.start()
+            [job] = ex.recovery()
+            recovered = asyncio.ensure_future(job[2])
+            await built(net, [recovered])
+    assert recovered.result().status == "confirmed"
+    assert recovered.result().tx_hash == presigned["test:bundle:ahead"].tx_hash
