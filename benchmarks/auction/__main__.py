@@ -3,6 +3,7 @@
     python -m benchmarks.auction [--mode competitor|bidder|both] [--first-step 60]
         [--steps 22] [--step-seconds 1.5] [--keeper-bid 0.9] [--rival-bid 0.5]
         [--block-interval 1.0] [--competitor-tip 1] [--json-out FILE] [--workdir DIR]
+        [--quick]
 
 Per mode it prints each bot's first-liquidation win rate, the bonus it took, the bids it
 paid the builder (transfers to block.coinbase in its transactions, from call traces), its
@@ -10,7 +11,9 @@ gas, and its net capture (bonus - gas - bids, USD); where each SVR update landed
 whether the keeper's liquidations stood right behind it in that block; and the time from
 each oracle transaction entering the builder's pool (or its hint going out) to each bot's
 first bundle naming it, p50/p99, beside the bare loop's (by the builder's clock). The
-bots' logs, journals and configs stay in the workdir.
+bots' logs, journals and configs stay in the workdir. `--quick`: both modes on six steps
+of the steepest part (62-67, WETH $1,700 -> $1,585), to compare two builds in a few
+minutes; its figures are not the full run's.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 
 from benchmarks.auction.harness import AuctionOptions, AuctionResult, Mode, run_auction
 from keeper.paths import cache_dir
+
+QUICK_FIRST_STEP, QUICK_STEPS = 62, 6  # WETH $1,700 -> $1,585: every step opens positions
 
 
 def _usd_per_wei(result: AuctionResult, who: str) -> float:
@@ -113,7 +118,11 @@ def main() -> None:
                         default=AuctionOptions.competitor_tip_gwei)
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true",
+                        help="both modes, steps 62-67 only (a before/after check)")
     args = parser.parse_args()
+    if args.quick:
+        args.first_step, args.steps = QUICK_FIRST_STEP, QUICK_STEPS
     options = AuctionOptions(first_step=args.first_step, steps=args.steps,
                              step_seconds=args.step_seconds, keeper_bid=args.keeper_bid,
                              rival_bid=args.rival_bid, competitor_tip_gwei=args.competitor_tip,

@@ -26,7 +26,10 @@ from keeper.devnet.oracles.market import start_oracle_devnet
 from keeper.devnet.tokens import DEFAULT_TOKENS
 
 GWEI = 10**9
-LANES = 24  # extra signing accounts per keeper (nonce lanes), each an executor operator
+LANES = 64  # extra signing accounts per keeper (nonce lanes), each an executor operator:
+# a backrun holds one lane per liquidation until it is mined or expires, and a crash step
+# opens 30-40 at once, right after the last one (24 ran out: "every nonce lane holds a
+# bundle" refused 40 sends in a six-step run)
 RIVAL_INDEX = 6  # the second keeper: an anvil dev account the devnet never touches
 BARE_INDEX = 7  # the bare loop's pre-signed transaction and header
 CAPITAL_USD = Decimal(100_000_000)  # the competitor's (and keeper's) token balance
