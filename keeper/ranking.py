@@ -346,8 +346,14 @@ def _best(
 
 
 def swaps_of(opp: Opportunity) -> tuple[SwapLeg, ...]:
-    """The swaps a liquidation makes when mined, in order: its exit, and (flash) the sale
-    of its surplus for the quote token."""
+    """The swaps a liquidation makes when mined, in order: a flash liquidation's exit and
+    the sale of its surplus for the quote token. One paid from the wallet makes none: its
+    collateral stays with the sender (its `swap` is how it was valued: what selling that
+    collateral alone would fetch), so it moves no pool that later liquidations are valued on
+    (valuing them after sales that never happen dropped most of a crash's liquidations of
+    one collateral as unprofitable, while a competitor took them)."""
+    if opp.candidate.fee is None:
+        return ()
     return tuple(s for s in (opp.swap, opp.profit_swap) if s is not None)
 
 

@@ -77,6 +77,7 @@ class Arming:
     def __init__(self) -> None:
         self.executor = _Executor()
         self.base_fee = BASE
+        self.gate = None  # no [ha]: this keeper sends
         self.calls = 0
 
     async def arm(self, opportunities: object, *, signed: int, known: Armed | None) -> Armed:

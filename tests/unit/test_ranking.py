@@ -8,13 +8,14 @@ brute force over a grid of repay sizes.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 
 import pytest
 
 from keeper.dex.uniswap_v2 import Pair, PairBook
-from keeper.ranking import MAX_EVALUATIONS, head_start, rank, search_max
+from keeper.ranking import MAX_EVALUATIONS, head_start, rank, search_max, swaps_of
 from keeper.types import Candidate, Opportunity, SwapLeg
 
 X, USDC, WETH, Y = "0x" + "0a" * 20, "0x" + "0c" * 20, "0x" + "0e" * 20, "0x" + "0f" * 20
@@ -204,11 +205,12 @@ def test_candidates_the_book_cannot_value_are_skipped() -> None:
 
 
 def test_later_liquidations_are_valued_on_the_pool_the_earlier_ones_left() -> None:
-    """Two accounts sell X into the same shallow pool: the second is valued after the first's
-    swap (and can drop below min_profit), the order is the sending order, the best first."""
+    """Two flash liquidations sell X into the same shallow pool: the second is valued after
+    the first's swap (and can drop below min_profit), the order is the sending order, the
+    best first."""
     book = dex(20_000_000)
-    big = candidate(300_000 * E6, account="0x" + "01" * 20)
-    small = candidate(100_000 * E6, account="0x" + "02" * 20)
+    big = flashed(candidate(300_000 * E6, account="0x" + "01" * 20))
+    small = flashed(candidate(100_000 * E6, account="0x" + "02" * 20))
     ranked = rank([small, big], dex=book, quote_token=WETH, base_fee=BASE_FEE,
                   priority_fee=PRIORITY_FEE, min_profit=0, block=1)
     assert [o.account for o in ranked] == [big.account, small.account]
@@ -224,6 +226,27 @@ def test_later_liquidations_are_valued_on_the_pool_the_earlier_ones_left() -> No
     assert expected is not None and second.swap.amount_out == expected.amount_out
     # The book passed in is untouched.
     assert book.pairs[PAIR_X_USDC].reserve0 == 10_000_000 * E18
+
+
+def flashed(c: Candidate) -> Candidate:
+    """`c` through the flash executor (a free loan): its exit is swapped on chain."""
+    return dataclasses.replace(c, fee=lambda repay: 0)
+
+
+def test_liquidations_paid_from_the_wallet_are_valued_each_on_the_pools_as_they_are() -> None:
+    """Paid from the wallet, a liquidation's collateral stays with the sender: no pool moves
+    when it is mined, so the second one selling X is valued as if alone, and neither has
+    swaps for the ones after it."""
+    book = dex(20_000_000)
+    big = candidate(300_000 * E6, account="0x" + "01" * 20)
+    small = candidate(100_000 * E6, account="0x" + "02" * 20)
+    ranked = rank([small, big], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                  priority_fee=PRIORITY_FEE, min_profit=0, block=1)
+    assert [o.account for o in ranked] == [big.account, small.account]
+    alone = rank([small], dex=book, quote_token=WETH, base_fee=BASE_FEE,
+                 priority_fee=PRIORITY_FEE, min_profit=0, block=1)[0]
+    assert ranked[1].net_profit == alone.net_profit
+    assert ranked[0].swap is not None and swaps_of(ranked[0]) == ()
 
 
 def test_pending_swaps_are_applied_before_anything_is_valued() -> None:

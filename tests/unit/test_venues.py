@@ -146,8 +146,9 @@ def test_ranking_routes_each_exit_and_values_them_in_sequence() -> None:
     assert v2_only[0].swap is not None and v2_only[0].swap.venue == "uniswap_v2"
     assert routed[0].swap is not None and routed[0].swap.venue == "uniswap_v3"
     assert routed[0].net_profit > v2_only[0].net_profit
-    # Two liquidations selling into the same pool: the second is valued after the first.
-    two = [candidate("0x" + "01" * 20, 20_000 * E6), candidate("0x" + "02" * 20, 20_000 * E6)]
+    # Two flash liquidations selling into the same pool: the second is valued after the first.
+    two = [dataclasses.replace(candidate(a, 20_000 * E6), fee=lambda repay: 0)
+           for a in ("0x" + "01" * 20, "0x" + "02" * 20)]
     ranked = ranked_on(Venues([v2(), x_usdc], via=WETH), two)
     assert len(ranked) == 2 and ranked[1].net_profit < ranked[0].net_profit
     assert isinstance(ranked[0].swap, SwapLeg)
