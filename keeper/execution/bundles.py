@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -96,6 +97,7 @@ class BundleSubmitter(BundleLauncher):
         self._ours = {lane.address for lane in self.lanes}
         self.head = 0
         self.signed_ahead = self.signed_now = 0
+        self._groups = OrderedDict()
         self._head_read = float("-inf")  # loop time of the last head read
         self._head_lock = asyncio.Lock()
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 
 import structlog
@@ -33,6 +35,8 @@ from keeper.types import Outcome, TxIntent
 
 log = structlog.get_logger(__name__)
 
+GROUPS_KEPT = 64  # backrun targets remembered (a target is mined or gone within blocks)
+
 
 class BundleLauncher:
     """Claims, lanes, signatures, journal and the first bundles of one dispatch."""
@@ -45,6 +49,7 @@ class BundleLauncher:
     head: int
     signed_ahead: int  # transactions sent as an armed level signed them
     signed_now: int  # transactions signed when sent
+    _groups: OrderedDict[str, list[Live]]  # by backrun target: what was sent behind it
 
     async def follow(self, live: Live) -> Outcome:
         raise NotImplementedError
@@ -56,8 +61,10 @@ class BundleLauncher:
         """Claim, sign, journal and send each intent's bundle (best first), each on a free
         lane; one coroutine per intent, in order, follows it to its outcome. Behind a
         `backrun`, all of them go in one bundle (a builder includes one bundle holding a
-        given transaction), journaled together first. `presigned`: an armed level's
-        transactions, sent as signed where they fit (the module docstring)."""
+        given transaction), journaled together first, with those of earlier dispatches
+        behind the same transaction (`_behind`). `presigned`: an armed level's
+        transactions, sent as signed where they fit (the module docstring); behind a
+        backrun, those signed ahead leave at once, before the rest is signed."""
         first = max(self.head, *(i.opportunity.block for i in intents)) + 1 if intents else 0
         ex = self.executor
         try:
@@ -72,38 +79,97 @@ class BundleLauncher:
         follows: list[Follow] = []
         sending: list[asyncio.Task[None]] = []
         group: list[Live] = []
-        for intent, claimed in zip(intents, claims, strict=True):
-            if not claimed:
-                follows.append(done(with_members(intent, Outcome(intent.opportunity.key,
-                                                                 "duplicate"))))
-                continue
-            try:
-                prepared = await self._prepare(
-                    intent, base_fee, backrun, first, ahead=ahead.get(intent.opportunity.key),
-                    spare=spare, journal=backrun is None, durable=not fast)
-            except Exception as exc:  # this one only: those before it are out, followed
-                prepared = self._failed(intent, exc)
-            if isinstance(prepared, Outcome):
-                follows.append(done(with_members(intent, prepared)))
-                continue
-            if backrun is None:  # its bundle leaves while the next one is signed
-                sending.append(asyncio.ensure_future(self.send.alone(
-                    prepared, first, rest_later=True)))
-            group.append(prepared)
-            follows.append(self._followed(prepared, intent))
-        if backrun is not None and group:
-            try:
-                self._journal_group(group, durable=not fast)
-            except BaseException:
-                for follow in follows:
-                    follow.close()  # nothing of the group left: none is followed
-                raise
-            sending.append(asyncio.ensure_future(self.send.behind(group, backrun)))
+        out = 0  # group[:out] has left, behind the backrun
+        step = 0  # intents[:step] are prepared (or refused)
+        try:
+            for intent, claimed in zip(intents, claims, strict=True):
+                key = intent.opportunity.key
+                if backrun is not None and fast and group and not out and key not in ahead:
+                    # The first one not signed ahead: those that were leave now; the whole
+                    # dispatch follows in a bundle holding them too (it pays more).
+                    sending += self._behind(group[out:], backrun, follows, wave=out)
+                    out = len(group)
+                if out:  # signing never yields: let the wave that left reach the builder
+                    await asyncio.sleep(0)
+                step += 1
+                if not claimed:
+                    follows.append(done(with_members(intent, Outcome(key, "duplicate"))))
+                    continue
+                try:
+                    prepared = await self._prepare(
+                        intent, base_fee, backrun, first, ahead=ahead.get(key), spare=spare,
+                        journal=backrun is None, durable=not fast)
+                except Exception as exc:  # this one only: those before it are out, followed
+                    prepared = self._failed(intent, exc)
+                if isinstance(prepared, Outcome):
+                    follows.append(done(with_members(intent, prepared)))
+                    continue
+                if backrun is None:  # its bundle leaves while the next one is signed
+                    sending.append(asyncio.ensure_future(self.send.alone(
+                        prepared, first, rest_later=True)))
+                prepared.index = len(follows)
+                group.append(prepared)
+                follows.append(self._followed(prepared, intent))
+            if backrun is not None and len(group) > out:
+                sending += self._behind(group[out:], backrun, follows, wave=out,
+                                        durable=not fast)
+        except BaseException:
+            for intent, claimed in zip(intents[step:], claims[step:], strict=True):
+                if claimed:  # claimed, never prepared: claimable again
+                    with contextlib.suppress(Exception):
+                        ex.journal.mark_abandoned(intent.opportunity.key)
+            raise
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
         if fast and group:
-            self._marked(group)
+            self._marked([live for live in group if live.index >= 0])
         return follows
+
+    def _behind(self, new: list[Live], backrun: Backrun, follows: list[Follow], *,
+                wave: int, durable: bool = False) -> list[asyncio.Task[None]]:
+        """Journal `new` and send them behind `backrun`, in one bundle with the unresolved
+        transactions sent behind it before (a builder includes one bundle holding a given
+        transaction: the bundle that holds them all pays the most). `wave` > 0: an earlier
+        part of this dispatch has left; a failed journal write then fails only `new`."""
+        try:
+            self._journal_group(new, durable=durable)
+        except BaseException:
+            if not wave:
+                for follow in follows:
+                    follow.close()  # nothing of the dispatch left: none is followed
+                raise
+            for live in new:  # never left the keeper; the earlier wave is followed
+                follows[live.index].close()
+                follows[live.index] = done(Outcome(live.key, "error",
+                                                   reason="not sent: journal write failed"))
+                live.index = -1
+            return []
+        try:
+            union = self._union(backrun.hash, new)
+        except Exception as exc:  # journaled: they leave anyway, without the earlier ones
+            log.warning("earlier backruns of the target not resent", target=backrun.hash,
+                        error=f"{type(exc).__name__}: {exc}")
+            union = new
+        blocks = (new[0].tx.first_block, new[0].tx.last_block)
+        return [asyncio.ensure_future(self.send.behind(union, backrun, blocks))]
+
+    def _union(self, target: str, new: list[Live]) -> list[Live]:
+        """`new` after the transactions sent behind `target` before that may still land
+        (their lanes still hold them); those are journaled for `new`'s last target block
+        first if theirs is earlier (a bundle holding them may land until then)."""
+        last = new[0].tx.last_block
+        earlier = [live for live in self._groups.get(target, ())
+                   if live.lane.holder == live.tx.tx_hash]
+        for live in earlier:
+            if live.tx.last_block < last:
+                self.book.extend(live.tx.tx_hash, last)
+                live.tx = dataclasses.replace(live.tx, last_block=last)
+        union = [*earlier, *new]
+        self._groups[target] = union
+        self._groups.move_to_end(target)
+        while len(self._groups) > GROUPS_KEPT:
+            self._groups.popitem(last=False)
+        return union
 
     def _marked(self, group: Sequence[Live]) -> None:
         """The group handed to the builders: marked sent, and every record before synced,

@@ -25,6 +25,7 @@ calls) is `BundleSubmitter.presign`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -48,9 +49,16 @@ class LanePresigned(Presigned):
 
 def bundle_call(intent: TxIntent) -> Unsigned:
     """The call the bundle path signs for `intent`: its gas limit is `gas_limit(intent, 0)`
-    (no simulation stands before a bundle; the builder drops a failing one)."""
+    (no simulation stands before a bundle; the builder drops a failing one), never under
+    what its largest liquidation needs alone. A flash batch's limit is its members' sum
+    less what batches were seen to save (`GasBook.batch_saving`), and a batch receipt
+    whose members were mostly taken before it teaches a saving that brings the next sum to
+    zero or below: signed so, every builder drops the bundle ("intrinsic gas too high"),
+    as the auction benchmark showed."""
     opp = intent.opportunity
-    return Unsigned(intent.call.to, intent.call.data, gas_limit(intent, 0), opp.key,
+    floor = max(o.gas_limit for o in intent.opportunities)
+    limit = gas_limit(dataclasses.replace(intent, gas_limit=max(intent.gas_limit, floor)), 0)
+    return Unsigned(intent.call.to, intent.call.data, limit, opp.key,
                     priority_fee=opp.priority_fee or None)
 
 

@@ -61,6 +61,7 @@ class Live:
     rest: asyncio.Task[None] | None = None  # the bundles for the later target blocks
     presigned: bool = False  # its bytes were signed ahead (an armed level)
     marked: bool = False  # marked sent in the journal at launch (its follower need not)
+    index: int = -1  # its follower's place in its launch's list (-1: none)
 
 
 class BundleSender:
@@ -68,16 +69,19 @@ class BundleSender:
 
     def __init__(self, client: BuilderClient) -> None:
         self.client = client
+        self._later: set[asyncio.Task[None]] = set()
 
     async def alone(self, live: Live, first: int, *, rest_later: bool = False) -> None:
         """`live`'s transaction in a bundle of its own for blocks first..last (the first
         block's request first; `rest_later`: the others in a task, `live.rest`)."""
         await self._per_block([live], [live.tx.raw_tx], first, rest_later=rest_later)
 
-    async def behind(self, lives: Sequence[Live], backrun: Backrun) -> None:
-        """Every one of `lives` (signed for the same blocks) in one bundle behind `backrun`."""
+    async def behind(self, lives: Sequence[Live], backrun: Backrun,
+                     blocks: tuple[int, int] | None = None) -> None:
+        """Every one of `lives` in one bundle behind `backrun`, for `blocks` (first, last;
+        by default the first one's target blocks)."""
         raws = [live.tx.raw_tx for live in lives]
-        first, last = lives[0].tx.first_block, lives[0].tx.last_block
+        first, last = blocks or (lives[0].tx.first_block, lives[0].tx.last_block)
         may_revert = len(lives) > 1
         if backrun.raw is None:
             body: list[dict[str, Any]] = [
@@ -86,22 +90,26 @@ class BundleSender:
             return
         await self._per_block(lives, [backrun.raw, *raws], first, rest_later=True,
                               reverting=[live.tx.tx_hash for live in lives] if may_revert
-                              else [])
+                              else [], last=last)
 
     async def _per_block(
         self, lives: Sequence[Live], txs: list[str], first: int, *, rest_later: bool,
-        reverting: Sequence[str] = (),
+        reverting: Sequence[str] = (), last: int | None = None,
     ) -> None:
-        last = lives[0].tx.last_block
+        last = lives[0].tx.last_block if last is None else last
         replies = await self.client.send_bundle(txs, first, reverting=reverting)
         self._log(lives, first, first, replies)
         if last <= first:
             return
         rest = self._rest(lives, txs, first + 1, last, reverting)
-        if rest_later:
-            lives[0].rest = asyncio.ensure_future(rest)
-        else:
+        if not rest_later:
             await rest
+        elif lives[0].rest is None:
+            lives[0].rest = asyncio.ensure_future(rest)
+        else:  # a later bundle holding it too (a backrun's next wave): held here till done
+            task = asyncio.ensure_future(rest)
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
 
     async def _rest(self, lives: Sequence[Live], txs: list[str], first: int, last: int,
                     reverting: Sequence[str]) -> None:

@@ -142,3 +142,60 @@ async def test_signed_ahead_records_are_there_for_a_restart(
             await built(net, [recovered])
     assert recovered.result().status == "confirmed"
     assert recovered.result().tx_hash == presigned["test:bundle:ahead"].tx_hash
+
+
+def ours_behind(net: Net, target: str) -> list[list[str]]:
+    """Each bundle that named `target` at the builder, in arrival order: the hashes behind it."""
+    bundles = [b for b in net.client("builder_arrivals")["bundles"] if target in b["refs"]]
+    return [[t for t in b["txs"] if t != target] for b in bundles
+            if b["endpoint"] == 0]
+
+
+async def test_what_was_signed_ahead_leaves_first_then_the_whole_dispatch(
+    net: Net, journal: Journal,
+) -> None:
+    """A level signed ahead in part: those leave in a bundle of their own at once, then one
+    bundle holds the whole dispatch (it pays more: the builder takes it over the first)."""
+    accounts = funded(net, 5)
+    oracle = hinted(net)
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        level = [intent(victim(), head, f"wave{n}") for n in range(4)]
+        _, presigned = await ex.volley.presign(level[:2], GWEI)  # arming signed two
+        follows = await ex.launch(level, GWEI, presigned, backrun=Backrun(oracle))
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        outcomes = [t.result() for t in tasks]
+    assert [o.status for o in outcomes] == ["confirmed"] * 4, outcomes
+    hashes = [o.tx_hash for o in outcomes]
+    assert hashes[:2] == [presigned[i.opportunity.key].tx_hash for i in level[:2]]
+    # Two bundles: those signed ahead, then the whole dispatch (not one per signature).
+    assert ours_behind(net, oracle) == [hashes[:2], hashes]
+    block = net.client("eth_getBlockByNumber", hex(outcomes[0].block), False)["transactions"]
+    at = block.index(oracle)
+    assert block[at + 1:at + 5] == hashes
+
+
+async def test_a_later_dispatch_behind_the_same_update_resends_the_earlier_ones(
+    net: Net, journal: Journal,
+) -> None:
+    """Two dispatches behind one oracle transaction (a prepared level, then what the answer
+    opened beyond it): the second bundle holds the first's transactions too, so the one the
+    builder takes (it includes one bundle per backrun target) has them all."""
+    accounts = funded(net, 3)
+    oracle = hinted(net)
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        first = await ex.launch([intent(victim(), head, "level")], GWEI,
+                                backrun=Backrun(oracle))
+        more = await ex.launch([intent(victim(), head, "beyond1"),
+                                intent(victim(), head, "beyond2")], GWEI,
+                               backrun=Backrun(oracle))
+        tasks = [asyncio.ensure_future(f) for f in (*first, *more)]
+        await built(net, tasks)
+        outcomes = [t.result() for t in tasks]
+    assert [o.status for o in outcomes] == ["confirmed"] * 3, outcomes
+    hashes = [o.tx_hash for o in outcomes]
+    assert ours_behind(net, oracle) == [hashes[:1], hashes]
+    block = net.client("eth_getBlockByNumber", hex(outcomes[0].block), False)["transactions"]
+    at = block.index(oracle)
+    assert block[at + 1:at + 4] == hashes
+    assert all(hashes.count(h) == 1 for h in hashes)
