@@ -118,6 +118,8 @@ async def drive(
                 await _prepare(prepared, ChainStep(engine.last))
         if engine.dispatcher is not None:
             engine.dispatcher.recover(tasks)
+            if isinstance(source, ChainFollower):
+                source.hold = engine.dispatcher.launched
         intake = tasks.create_task(source.follow(stop, engine.urgent_filter()))
         while not stop.is_set():
             step = await source.next_step(engine.log_filter(), stop)

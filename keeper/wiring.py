@@ -155,6 +155,8 @@ def assemble(
     prepared = None
     if dispatcher is not None and feed_rules and prepared_levels > 0:
         prepared = PreparedLiquidations(engine, feed_rules, levels=prepared_levels)
+    if executor is not None and ws is not None:
+        executor.sender.fast = ws.request  # a volley's first send: one frame, socket open
     follower = ChainFollower(
         chain, ws=ws, poll_interval=poll_interval,
         on_socket=monitor.socket if monitor is not None else None,

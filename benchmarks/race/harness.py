@@ -17,7 +17,7 @@
    crash-day base fees, monitoring on a free port; keepers.py), with `ha` two replicas of it
    on a PostgreSQL journal (ha.py), and the competitor in its own process
    (benchmarks/race/competitor.py), and waits until both have synced;
-4. drives the crash: `keeper.devnet.crash.crash_steps` + `apply_step` along a price path
+4. drives the crash: `keeper.devnet.crash.crash_steps` + `post_step` along a price path
    (the bundled 2021-05-19 ETH/USD day by default), one step every `step_seconds` (a step
    posts WETH then WBTC; with `historical_gas`, also that day's gas price as the base fee,
    off by default: see `RaceOptions`); under interval mining `post_step`
@@ -58,7 +58,7 @@ from benchmarks.race.timing import BotSend, LostRaces, Timing, lost_races, timin
 from benchmarks.race.verdict import ANSWER_UPDATED, Contracts, Verdict, verdict
 from keeper.deploy_executor import deploy_flash_liquidator
 from keeper.devnet.borrowers import token_amount
-from keeper.devnet.crash import CrashStep, apply_step, crash_steps
+from keeper.devnet.crash import CrashStep, crash_steps
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import DevnetInfo
@@ -309,7 +309,7 @@ async def _ready(chain: Rpc, bots: list[Process], keepers: KeeperSide, rival: Pr
 async def _drive(w3: Web3, info: DevnetInfo, options: RaceOptions) -> None:
     points = load_price_path(options.path) if options.path else load_price_path()
     steps = crash_steps(points, {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
-    post = apply_step if options.mode == "automine" else post_step
+    post = post_step  # not apply_step, in either mode: see post_step
     if not options.historical_gas:
         steps = [dataclasses.replace(step, gas_gwei=None) for step in steps]
     steps = steps[options.first_step: options.first_step + options.steps]
@@ -339,10 +339,11 @@ def gated(steps: list[CrashStep], deviation: dict[str, Decimal]) -> list[CrashSt
 
 
 def post_step(w3: Web3, info: DevnetInfo, step: CrashStep) -> int:
-    """`apply_step` for interval mining: the step's posts sent together (they share a block)
-    with a gas limit of their size and fees with room for a rising base fee. (apply_step sends
-    each post with the set-up gas limit, 29M of the block's 30M: in a block full of
-    liquidations it is left behind block after block, past its 30 s receipt wait.)"""
+    """`apply_step` for a race: the step's posts sent together (under interval mining they
+    share a block) with a gas limit of their size and fees with room for a rising base fee.
+    (apply_step sends each post with the set-up gas limit, 29M of the block's 30M: in a
+    block full of liquidations it is left behind block after block, past its 30 s receipt
+    wait. Under automine too: a keeper's volley sent in one batch fills blocks.)"""
     if step.gas_gwei is not None:
         rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(int(step.gas_gwei * GWEI)))
     base_fee = int(step.gas_gwei * GWEI) if step.gas_gwei is not None \

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,6 +107,10 @@ class ChainFollower:
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
         self._wake = asyncio.Event()
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
+        # Awaited before a step is fetched: the loop sets it to "until the sends dispatched
+        # so far have left", so a level fired on a feed's log has the node to itself (its
+        # block's step used to fetch the block and its logs at the same moment).
+        self.hold: Callable[[], Awaitable[None]] | None = None
 
     # -- what the engine calls -----------------------------------------------------------
 
@@ -145,6 +149,9 @@ class ChainFollower:
                     stopping.cancel()
                 self._wake.clear()
                 continue
+            if self.hold is not None:
+                await self.hold()
+                target = self._target or target  # a newer head may have come meanwhile
             try:
                 step = await self.step_to(log_filter, *target)
             except RetryableError as exc:

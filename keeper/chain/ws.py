@@ -25,7 +25,8 @@ import structlog
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from keeper.errors import RetryableError
+from keeper.chain.http import answer_error
+from keeper.errors import RetryableError, RpcUnavailable
 from keeper.secrets import redact_url
 from keeper.types import LogFilter
 
@@ -73,6 +74,8 @@ class WsSubscriptions:
         self._backoff = backoff
         self._max_message = max_message
         self._ids = itertools.count(1)
+        self._socket: ClientConnection | None = None  # while subscribed
+        self._answers: dict[int, asyncio.Future[Any]] = {}  # `request`s awaiting their answer
 
     async def run(
         self,
@@ -88,6 +91,7 @@ class WsSubscriptions:
                 async with connect(self.url, open_timeout=self._open_timeout,
                                    max_size=self._max_message) as socket:
                     routes = await self._subscribe(socket, subscriptions)
+                    self._socket = socket
                     self.connected = True
                     self.connects += 1
                     delay = self._backoff[0]
@@ -103,9 +107,39 @@ class WsSubscriptions:
                             reason=f"{type(exc).__name__}: {exc}", retry_in=delay)
             finally:
                 self.connected = False
+                self._socket = None
+                for answer in self._answers.values():
+                    if not answer.done():
+                        answer.set_exception(RpcUnavailable(f"websocket {where} dropped"))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, self._backoff[1])
+
+    async def request(self, method: str, params: Sequence[Any], *,
+                      timeout: float = 5.0) -> Any:
+        """One JSON-RPC call over the subscribed socket (its answer is routed by id
+        between the notifications). The racing send path broadcasts a fired level's first
+        transaction this way: one frame on a socket already open, where an HTTP request
+        costs a request build and a connection checkout. `RpcUnavailable` when the socket
+        is not up (the caller falls back to HTTP); the node's error as `answer_error`."""
+        socket = self._socket
+        if socket is None or not self.connected:
+            raise RpcUnavailable(f"websocket {redact_url(self.url)} is not connected")
+        request_id = next(self._ids)
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._answers[request_id] = answer
+        try:
+            await socket.send(json.dumps({"jsonrpc": "2.0", "id": request_id,
+                                          "method": method, "params": list(params)}))
+            message = await asyncio.wait_for(answer, timeout)
+        except (OSError, WebSocketException, TimeoutError) as exc:
+            raise RpcUnavailable(f"websocket {redact_url(self.url)}: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self._answers.pop(request_id, None)
+        if message.get("error") is not None:
+            raise answer_error(method, message["error"])
+        return message.get("result")
 
     async def _subscribe(
         self, socket: ClientConnection, subscriptions: Sequence[Subscription]
@@ -151,9 +185,14 @@ class WsSubscriptions:
                 receiving.cancel()
                 receiving.add_done_callback(_retrieve)
 
-    @staticmethod
-    def _route(message: Any, routes: dict[str, Notify]) -> None:
-        if not isinstance(message, dict) or message.get("method") != "eth_subscription":
+    def _route(self, message: Any, routes: dict[str, Notify]) -> None:
+        if not isinstance(message, dict):
+            return
+        answer = self._answers.get(message["id"]) if "id" in message else None
+        if answer is not None and not answer.done():
+            answer.set_result(message)  # a `request`'s answer
+            return
+        if message.get("method") != "eth_subscription":
             return
         params = message.get("params") or {}
         notify = routes.get(str(params.get("subscription")))

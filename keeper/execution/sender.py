@@ -21,7 +21,7 @@ the records before the broadcast without the fsync and syncs them after it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from keeper.chain.http import HttpRpc, RpcError
+from keeper.errors import RpcUnavailable
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal, Signed
 from keeper.execution.mining import Pending, SendRefusal, classify_send_error
@@ -97,6 +98,10 @@ class Sender:
         self.fees = fees
         self.nonces = nonces
         self._unsynced: list[tuple[str, str]] = []  # sent marks of `sync=False` sends
+        # A lone broadcast (a volley's first transaction) goes here when set: the chain
+        # follower's subscribed WebSocket (`WsSubscriptions.request`), one frame on a socket
+        # already open. Unavailable (socket down, no answer): the HTTP endpoint, same bytes.
+        self.fast: Callable[[str, Sequence[Any]], Awaitable[Any]] | None = None
 
     async def sign(
         self, to: str, data: str, gas: int, nonce: int, fees: Fees
@@ -298,11 +303,23 @@ class Sender:
             raise
         return signed
 
+    async def _send_one(self, raw: str | bytes) -> None:
+        """`eth_sendRawTransaction` of one journaled transaction: over `fast` when it is up,
+        else (or when it cannot tell) over HTTP; sending the same bytes twice is harmless
+        (the node answers "already known", which is not a refusal)."""
+        if self.fast is not None and isinstance(raw, str):
+            try:
+                await self.fast(SEND, [raw])
+                return
+            except RpcUnavailable:
+                pass
+        await self.chain.call(SEND, [raw])
+
     async def _broadcast(self, signed: Sequence[Signed]) -> list[SendRefused | None]:
         """Send every journaled transaction in one request; each one's refusal or None."""
         if len(signed) == 1:
             try:
-                await self.chain.call(SEND, [signed[0].raw_tx])
+                await self._send_one(signed[0].raw_tx)
             except RpcError as exc:
                 return [await self._refused(signed[0].nonce, exc)]
             return [None]
