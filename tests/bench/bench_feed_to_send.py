@@ -7,8 +7,10 @@ What is timed, per trial, from the feed's `AnswerUpdated` log reaching the proce
 `eth_sendRawTransaction` having returned (the signed transaction was handed to the node).
 For the keeper, t0 is when the chain follower first heard of the price block (its head or
 the feed's log, whichever came first: a wrapper around the follower's `_heard`) and t1 is
-timed by an `HttpRpc` subclass around its sends; production code is not otherwise
-changed. Each keeper trial starts from the same chain state (`evm_revert` to one snapshot,
+timed by an `HttpRpc` subclass around its sends (and, for the lone first send of a
+volley, which goes over the keeper's WebSocket, by a wrapper around `Sender.fast`, also
+when its answer is back); production code is not otherwise changed. Each keeper trial
+starts from the same chain state (`evm_revert` to one snapshot,
 taken at the head the keeper syncs at; the next block's timestamp is pinned to now, untimed)
 and the same engine state: a keeper wired anew (`keeper.wiring.assemble`, untimed) on a deep
 copy of the synced strategies and DEX book, marked as synced at the snapshot's head; they
@@ -261,6 +263,24 @@ class Trial:
     work: float
 
 
+def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
+    """The keeper's lone first sends go over its WebSocket (`Sender.fast`): timed as the
+    HTTP ones are, when their answer is back."""
+    sender = keeper.executor.sender if keeper.executor is not None else None
+    fast = sender.fast if sender is not None else None
+    if sender is None or fast is None:
+        return
+
+    async def timed(method: str, params: Sequence[Any]) -> Any:
+        result = await fast(method, params)
+        if method == "eth_sendRawTransaction":
+            rpc.sends.append(time.perf_counter())
+            rpc.sent_event.set()
+        return result
+
+    sender.fast = timed
+
+
 async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folder: Path,
                        trial: str, drop: Decimal, prepared: bool) -> Trial:
     """A WETH drop of `drop` posted in one block; the keeper (with or without its prepared
@@ -270,6 +290,7 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
     # The socket drives it (one head read after subscribing).
     keeper = await trial_keeper(state, rpc, folder, trial, ws=ws, poll_interval=3600.0,
                                 prepared=prepared)
+    time_socket_sends(keeper, rpc)
     # Nothing else mines: the first block the keeper steps to is the price block. A step
     # starts when the follower fetches its logs (then the engine applies and ranks it).
     marks: dict[str, float] = {}
