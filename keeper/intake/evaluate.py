@@ -2,15 +2,12 @@
 
 The strategies are asked what the answer opens (`Foreseeing.candidates_if(head, feed,
 [answer])`, the question a prepared level asks of its own answer), the candidates are
-sized within the capital and the most promising accounts ranked at the head after the
-exit swaps still pending (`Engine.rank_at`, a level's budget). Sizing is
-`Dispatcher.size` (as a scenario), except when every candidate goes through the flash
-executor and the lenders' liquidity of each debt token was read for the head's step
-already: then that read sizes them (`IntentBuilder.flash_sized`) and no request stands
-between the answer and its bundle (the read is one RPC round trip, about 20 ms on the
-loaded devnet; the head's read is at most a block old, as a prepared level's sizing is).
-Nothing of the book changes; the block's own step follows once the oracle transaction is
-mined, as after a prepared level.
+sized within the capital (`Dispatcher.size`, as a scenario: it reads the flash lenders'
+liquidity, one round trip, 15-20 ms on the loaded devnet; the flash plan picks its lender
+from that read, so it is not skipped) and the most promising accounts ranked at the head
+after the exit swaps still pending (`Engine.rank_at`, a level's budget). Nothing of the
+book changes; the block's own step follows once the oracle transaction is mined, as after
+a prepared level.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import time
 import structlog
 
 from keeper.engine import Engine
-from keeper.execution.dispatch import Dispatcher
 from keeper.intake.answers import PendingAnswer
 from keeper.prepared import PER_LEVEL, PREPARE_BUDGET
 from keeper.ranking import head_start
@@ -39,18 +35,6 @@ def foreseen(engine: Engine, answer: PendingAnswer, head: BlockRef) -> list[Cand
     return found
 
 
-async def _sized(dispatcher: Dispatcher, candidates: list[Candidate],
-                 head: BlockRef) -> list[Candidate]:
-    """The candidates sized within the capital (see the module docstring)."""
-    intents = dispatcher.intents
-    flash = intents.flash
-    if flash is not None and all(intents.flashable(c) and c.debt in flash.liquidity
-                                 for c in candidates):
-        return intents.flash_sized([c for c in candidates if not dispatcher.touched_after(
-            c.strategy, c.account, head.number)])
-    return await dispatcher.size(candidates, head, scenario=True)
-
-
 async def evaluated(engine: Engine, answer: PendingAnswer, head: BlockRef) -> list[Opportunity]:
     """The ranked liquidations `answer` opens, valued at `head` (not dispatched)."""
     dispatcher = engine.dispatcher
@@ -61,7 +45,7 @@ async def evaluated(engine: Engine, answer: PendingAnswer, head: BlockRef) -> li
     candidates = foreseen(engine, answer, head)
     if not candidates:
         return []
-    sized = await _sized(dispatcher, candidates, head)
+    sized = await dispatcher.size(candidates, head, scenario=True)
     # As a prepared level: the most promising accounts, valued with a level's budget.
     first, _rest = head_start(sized, dex=engine.dex, quote_token=engine.quote_token,
                               accounts=PER_LEVEL)
