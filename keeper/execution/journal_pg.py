@@ -25,7 +25,10 @@ after `idle_in_transaction_session_timeout`, which frees the lease row for the t
 
 Schema: the tables of the SQLite journal (amounts as decimal TEXT, the same statuses),
 with a `seq` column where SQLite orders by `rowid`, in their own PostgreSQL schema (one
-schema per sending account: `meta` records the account and refuses another).
+schema per sending account: `meta` records the account and refuses another). Bundle mode's
+`bundle_txs` (keeper/execution/bundles_journal.py) is one of them, made with the rest under
+the schema's advisory lock: `BundleBook` on a `PgJournal` runs its own statements through
+`_PgDb` and writes through the fenced `_write`, as the journal's claims do.
 """
 
 from __future__ import annotations
@@ -97,7 +100,14 @@ CREATE TABLE IF NOT EXISTS batch_members (
     member_key TEXT PRIMARY KEY REFERENCES intents (key),
     lead_key TEXT NOT NULL REFERENCES intents (key)
 );
-CREATE INDEX IF NOT EXISTS batch_members_by_lead ON batch_members (lead_key)
+CREATE INDEX IF NOT EXISTS batch_members_by_lead ON batch_members (lead_key);
+CREATE TABLE IF NOT EXISTS bundle_txs (
+    tx_hash TEXT PRIMARY KEY REFERENCES transactions (tx_hash),
+    sender TEXT NOT NULL,
+    first_block BIGINT NOT NULL,
+    last_block BIGINT NOT NULL,
+    bid TEXT
+)
 """
 
 
@@ -115,6 +125,9 @@ def lease_key(chain_id: int, address: str) -> str:
 def _translate(query: str) -> str:
     """SQLite's parameter styles and `rowid` as psycopg and PostgreSQL spell them."""
     query = re.sub(r"\browid\b", "seq", query)
+    # SQLite's two-argument MAX is a scalar (the larger one): PostgreSQL's GREATEST. The
+    # aggregate MAX(column) has one argument and stays.
+    query = re.sub(r"\bMAX\(([^(),]+),([^(),]+)\)", r"GREATEST(\1,\2)", query, flags=re.I)
     query = re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", query)
     return query.replace("?", "%s")
 

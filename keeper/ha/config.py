@@ -61,12 +61,11 @@ def open_replica(
 ) -> Replica | None:
     """With `[ha]`, sending live: this replica of `account`, on the shared journal (a
     standby until its lease is taken). psycopg is imported only then: the `ha` extra. A
-    dry run keeps its own SQLite journal on its own fork."""
+    dry run keeps its own SQLite journal on its own fork. Both submitters: in bundle mode
+    the bundled transactions and their lanes' nonces are journaled in the same schema,
+    fenced alike (`bundle_txs`, keeper/execution/journal_pg.py)."""
     if config.ha is None or account is None or dry_run:
         return None
-    if config.execution.submitter != "public":
-        # Bundle mode journals its bundles and lanes beside the SQLite journal, unfenced.
-        raise ConfigError('[ha] works with execution.submitter = "public" only so far')
     try:
         from keeper.ha.replica import Replica  # noqa: PLC0415 (the optional extra)
     except ImportError as exc:

@@ -13,6 +13,7 @@ from keeper import secrets
 from keeper.cli import main
 from keeper.config import load_config
 from keeper.errors import ConfigError
+from keeper.execution.bundles_journal import BundleBook
 from keeper.ha.config import open_replica
 from tests.integration.helpers import clear_keeper_env
 
@@ -68,12 +69,19 @@ def test_bad_values_are_one_line(tmp_path: Path, ha: str, says: str) -> None:
     assert says in message and "\n" not in message and "hunter2-pw" not in message
 
 
-def test_bundle_mode_is_refused_with_replicas(tmp_path: Path) -> None:
+def test_bundle_mode_runs_as_replicas(tmp_path: Path, postgres: str) -> None:
+    """Bundle mode's rows are in the shared journal too (tests/unit/test_bundles_journal_pg.py
+    for their fencing): a replica opens on it, its bundle book empty."""
     config = load_config(config_file(tmp_path, (
         f'[execution]\nsubmitter = "bundle"\n[[execution.builders]]\nname = "b"\n'
-        f'url = "http://127.0.0.1:9"\n[ha]\ndsn = "{DSN}"\n')))
-    with pytest.raises(ConfigError, match="submitter"):
-        open_replica(config, 1, Account.create(), dry_run=False)
+        f'url = "http://127.0.0.1:9"\n[ha]\ndsn = "{postgres}"\n'
+        'journal_schema = "ha_config_bundles"\n')))
+    replica = open_replica(config, 1, Account.create(), dry_run=False)
+    assert replica is not None
+    try:
+        assert BundleBook(replica.journal).live() == []
+    finally:
+        replica.journal.close()
 
 
 def test_keeper_journal_says_where_a_replicas_journal_is(tmp_path: Path) -> None:
