@@ -28,7 +28,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -89,6 +89,9 @@ class BuilderClient:
         self._timeout = timeout
         self._ids = itertools.count(1)
         self._session: aiohttp.ClientSession | None = None
+        # [ha] (keeper/ha/replica.py): raises unless this replica leads, checked in memory
+        # before a bundle leaves, as the chain client's `send_gate` before a broadcast.
+        self.send_gate: Callable[[], None] | None = None
 
     @property
     def identity_address(self) -> str:
@@ -151,6 +154,12 @@ class BuilderClient:
     ) -> list[list[BuilderReply]]:
         """Several requests (say, one bundle per target block), each to every builder, all
         at once; for each request, one reply per builder in the endpoints' order."""
+        if self.send_gate is not None and any(m != "eth_callBundle" for m, _ in requests):
+            try:
+                self.send_gate()
+            except Exception as exc:  # not the leader: nothing leaves, every builder says so
+                return [[BuilderReply(e.name, False, error=f"not sent: {exc}")
+                         for e in self.endpoints] for _ in requests]
         await self.open()
         bodies = [json.dumps({"jsonrpc": "2.0", "id": next(self._ids), "method": method,
                               "params": params}).encode() for method, params in requests]

@@ -111,6 +111,8 @@ class BundleSubmitter(BundleLauncher):
 
             await lane.nonces.sync(pending, self.book.max_nonce(lane.address))
         await check_operators(chain, self.executor.flash_executor, self.lanes)
+        for lane in self.lanes.lanes:  # an [ha] standby's start again when it leads: the
+            lane.holder = None         # old leader's resolved transactions hold no lane
         for tx in self.book.live():
             held = self.lanes.by_address(tx.sender)
             if held is not None:

@@ -10,14 +10,16 @@ dispatcher, executor) on a `PgJournal`, and hands it a `Replica`:
   writes under the new epoch, the executor syncs its nonce from the chain and the shared
   journal and frees the old leader's unsigned claims (`Executor.start`), and the
   dispatcher settles what the journal holds signed or sent (`Dispatcher.promoted`: the
-  same recovery as a restart: the same bytes re-broadcast, never re-signed). Then it
-  sends.
+  same recovery as a restart: the same bytes re-broadcast, never re-signed; in bundle
+  mode the old leader's bundled transactions are followed to their last target block and
+  sent again to the builders while worth it, their lanes held until then). Then it sends.
 - **Loss.** When the lease lapses (a renewal missed its deadline, or another replica took
   it), sending stops at once: every broadcast is checked against the lease in memory
-  (`check_send`, the chain client's `send_gate`) and every journal write is fenced by the
-  epoch. Prepared liquidations are dropped, the loop is cancelled with whatever it had in
-  flight (the new leader settles it from the journal) and `keeper run` exits with code 75
-  (`LeaseLost`): the supervisor starts it again, as a standby.
+  (`check_send`, the chain client's `send_gate`; in bundle mode the builder client's too)
+  and every journal write is fenced by the epoch (bundle mode's rows as well). Prepared
+  liquidations are dropped, the loop is cancelled with whatever it had in flight (the new
+  leader settles it from the journal) and `keeper run` exits with code 75 (`LeaseLost`):
+  the supervisor starts it again, as a standby.
 
 A clean stop (SIGTERM) ends the lease at the server after the loop has finished, so a
 standby takes over at once instead of waiting for the expiry.
@@ -35,6 +37,7 @@ import click
 import structlog
 
 from keeper.errors import KeeperError, RetryableError
+from keeper.execution.bundles_executor import BundleExecutor
 from keeper.execution.journal_pg import Fenced, PgJournal, lease_key
 from keeper.ha.lease import Lease, replica_name
 
@@ -101,6 +104,8 @@ class Replica:
 
         if keeper.executor is not None:  # every broadcast checks the lease in memory
             keeper.executor.chain.send_gate = self.check_send
+            if isinstance(keeper.executor, BundleExecutor):  # and every bundle
+                keeper.executor.bundles.client.send_gate = self.check_send
         self.lease.start(wake)
         work = asyncio.ensure_future(loop)
         role = asyncio.ensure_future(self._follow_lease(keeper, changed, stop))
