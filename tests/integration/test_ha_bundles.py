@@ -1,0 +1,192 @@
+"""`[ha]` in bundle mode: bundle submission (keeper/execution/bundles.py) on the shared
+PostgreSQL journal (keeper/execution/journal_pg.py) against the devnet builder.
+
+Real parts only: an anvil behind the devnet builder (two endpoints, blocks built when the
+test says), the session's PostgreSQL server (tests/conftest.py `postgres`), and
+`BundleExecutor`s on `PgJournal`s of one schema, as `keeper run` builds them with `[ha]`.
+The takeover is the lease row's epoch raised (as a standby's lease thread does) and the
+promotion `Replica._promote`'s steps: the journal writes under the new epoch, the executor
+starts again, and its recovery jobs run (what `Dispatcher.promoted` runs).
+
+- A leader's bundle lands once and is journaled in PostgreSQL before it leaves: its
+  transaction under the leader's epoch, its `bundle_txs` row with the lane and blocks.
+- A leader whose lease is taken while its bundle is out: its writes are fenced (a new
+  liquidation is refused, nothing is sent), and the new leader, from the shared journal,
+  follows the old leader's bundled transaction, sends the same bytes again when its last
+  target block passed without it, and settles it once.
+
+The liquidation stand-in is tests/integration/test_bundles.py's ONCE contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from keeper.chain.http import HttpRpc
+from keeper.devnet.builder import running_builder
+from keeper.execution.builders import BuilderClient, BuilderEndpoint
+from keeper.execution.bundles import BundleSetup
+from keeper.execution.bundles_executor import BundleExecutor
+from keeper.execution.fees import FeePolicy
+from keeper.execution.journal_pg import Fenced, PgJournal
+from tests.integration.builder_client import SEARCHER_KEY, Client
+from tests.integration.test_bundles import (
+    GWEI,
+    ONCE,
+    ONCE_CODE,
+    TIMEOUT,
+    Net,
+    built,
+    funded,
+    intent,
+    victim,
+)
+from tests.unit.test_journal_pg import ACCOUNT, leading, schema_of, set_epoch
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    with running_builder(interval=0) as (anvil, thread):
+        anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
+        yield Net(anvil, Client(thread.urls[0]),
+                  [BuilderEndpoint("devnet-0", thread.urls[0]),
+                   BuilderEndpoint("devnet-1", thread.urls[1])])
+
+
+@contextlib.asynccontextmanager
+async def replica_executor(net: Net, journal: PgJournal, account: LocalAccount,
+                           ) -> AsyncIterator[tuple[BundleExecutor, int]]:
+    """A started `BundleExecutor` of `account` on `journal` (a replica's), and the head."""
+    client = BuilderClient(net.endpoints, Account.from_key(SEARCHER_KEY))
+    try:
+        async with HttpRpc(net.endpoints[0].url) as chain:
+            ex = BundleExecutor(
+                chain, account, journal, FeePolicy(100 * GWEI, GWEI),
+                appraise=lambda c, d, got, paid, gas: -gas,
+                still_there=lambda strategy, account: True,
+                bundles=BundleSetup(client, blocks=3, poll=0.02))
+            await ex.start()
+            yield ex, int(await chain.call("eth_blockNumber", []), 16)
+    finally:
+        await client.close()
+
+
+def pg_rows(dsn: str, schema: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        return list(conn.execute(query).fetchall())
+
+
+async def polled(check: Callable[[], bool], what: str) -> None:
+    for _ in range(int(TIMEOUT / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_leaders_bundle_is_journaled_in_postgresql_and_lands_once(
+    net: Net, postgres: str,
+) -> None:
+    schema = schema_of("ha-bundle-lands")
+    journal = leading(postgres, schema)
+    [account] = funded(net, 1)
+    try:
+        async with replica_executor(net, journal, account) as (ex, head):
+            [follow] = await ex.launch([intent(victim(), head, "ha-lands")], base_fee=GWEI)
+            task = asyncio.ensure_future(follow)
+            # On the server before any builder saw it: the row, its lane, its blocks.
+            [(tx_hash, sender, first, last, status, epoch)] = pg_rows(
+                postgres, schema, "SELECT t.tx_hash, b.sender, b.first_block, b.last_block,"
+                " t.status, t.epoch FROM transactions t JOIN bundle_txs b USING (tx_hash)")
+            assert (sender, first, last, epoch) == (account.address.lower(), head + 1,
+                                                    head + 3, 1)
+            assert status in ("signed", "sent")
+            await built(net, [task])
+            outcome = task.result()
+        assert outcome.status == "confirmed" and outcome.tx_hash == tx_hash, outcome
+        assert outcome.block == head + 1
+        report = net.client("builder_blocks")[-1]
+        assert report["transactions"].count(tx_hash) == 1
+        assert pg_rows(postgres, schema, "SELECT t.status, i.status FROM transactions t"
+                       " JOIN intents i ON i.key = t.intent_key") == [("confirmed",
+                                                                       "confirmed")]
+    finally:
+        journal.close()
+
+
+async def test_the_new_leader_settles_the_old_leaders_bundle_from_the_shared_journal(
+    net: Net, postgres: str,
+) -> None:
+    schema = schema_of("ha-bundle-takeover")
+    held = [True]  # the old leader's lease, in memory
+    old = leading(postgres, schema, held=lambda: held[0])
+    new = PgJournal(postgres, schema, ACCOUNT, held=lambda: True)  # a standby: no epoch
+    [account] = funded(net, 1)
+    victim_account = victim()
+    slot = "0x" + victim_account[2:].rjust(64, "0")
+    try:
+        async with replica_executor(net, new, account) as (standby, _), \
+                replica_executor(net, old, account) as (leader, head):
+            # Taken without a log: the builders drop the bundle until the slot is cleared.
+            net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
+            [follow] = await leader.launch([intent(victim_account, head, "ha-takeover")],
+                                           base_fee=GWEI)
+            task = asyncio.ensure_future(follow)
+            [bundled] = leader.bundles.book.live()
+
+            def marked_sent() -> bool:
+                record = old.get("test:bundle:ha-takeover")
+                return record is not None and record.status == "sent"
+
+            await polled(marked_sent, "the leader's sent mark")
+            # The takeover: another replica's lease thread raises the epoch; the old
+            # leader's lease lapses in memory and its loop is cancelled with what it had
+            # in flight (keeper/ha/replica.py).
+            set_epoch(postgres, schema, 2)
+            held[0] = False
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            # The old leader can journal nothing more, so it sends nothing new.
+            [refused] = await leader.launch([intent(victim(), head, "ha-after")], base_fee=GWEI)
+            assert (await refused).status == "error"
+            with pytest.raises(Fenced):
+                leader.bundles.book.extend(bundled.tx_hash, head + 9)
+            # Promotion: the standby writes under the new epoch, starts again (its lane
+            # is held by the old leader's live transaction) and runs its recovery.
+            new.epoch = 2
+            await standby.start()
+            assert standby.bundles.lanes.free == 0
+            jobs = standby.recovery()
+            assert [(strategy, who) for strategy, who, _ in jobs] == [("aave_v3",
+                                                                       victim_account)]
+            settling = [asyncio.ensure_future(job) for _, _, job in jobs]
+            for _ in range(3):  # its last target block passes without it
+                await asyncio.to_thread(net.client.build)
+            await polled(lambda: (standby.bundles.book.last_block(bundled.tx_hash) or 0)
+                         > bundled.last_block, "the new leader's resubmission")
+            net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 32)
+            await built(net, settling)
+            [outcome] = [t.result() for t in settling]
+        assert outcome.status == "confirmed", outcome
+        assert outcome.tx_hash == bundled.tx_hash  # the old leader's bytes, never re-signed
+        assert outcome.block is not None and outcome.block > bundled.last_block
+        rows = pg_rows(postgres, schema, "SELECT t.intent_key, t.status, t.epoch, b.last_block"
+                       " FROM transactions t JOIN bundle_txs b USING (tx_hash)")
+        assert [(k, s, e) for k, s, e, _ in rows] == [("test:bundle:ha-takeover",
+                                                       "confirmed", 1)]
+        assert rows[0][3] > bundled.last_block  # raised under the new leader's epoch
+        assert old.get("test:bundle:ha-after") is None
+        assert standby.bundles.lanes.free == 1
+    finally:
+        old.close()
+        new.close()
