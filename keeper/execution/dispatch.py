@@ -247,7 +247,7 @@ class Dispatcher:
         try:
             extra: dict[str, Any] = {"backrun": backrun} if backrun is not None and getattr(
                 self.executor, "bundles", None) is not None else {}  # bundles only
-            if armed is not None and not extra:  # signed ahead (an armed level; not bundles)
+            if armed is not None:  # signed ahead (an armed level; bundles: on their lanes)
                 extra["presigned"] = armed.presigned
             follows = await self.executor.launch([i for _, i in ready], self.base_fee, **extra)
         except Exception as exc:

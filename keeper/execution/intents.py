@@ -57,7 +57,12 @@ class GasBook:
             self.used[send[0].strategy] = max(outcome.gas_used - swaps, 0)
             return
         alone = sum(o.gas_limit for o in send)  # as ranked alone: their swaps' gas included
-        self.batch_saving = max(0, (alone - outcome.gas_used) // (len(send) - 1))
+        # At most half the smallest member's gas: a batch whose members were mostly skipped
+        # on chain (lost races cost the executor little) used far less than any full batch,
+        # and the saving learned from it priced later batches at zero gas (builders dropped
+        # them: "intrinsic gas too high").
+        self.batch_saving = min(max(0, (alone - outcome.gas_used) // (len(send) - 1)),
+                                min(o.gas_limit for o in send) // 2)
 
 
 class IntentBuilder:
@@ -152,7 +157,9 @@ class IntentBuilder:
                 profit_pairs or lead.debt == self.quote_token):
             plan = dataclasses.replace(plan, bid_bps=bids.bps(lead.strategy))
         call = Call(to=flash.executor, data=flash.calldata(plan))
-        gas = sum(o.gas_limit for o in send) - (len(send) - 1) * self.gas.batch_saving
+        largest = max(o.gas_limit for o in send)  # a batch never needs less than this alone
+        gas = max(sum(o.gas_limit for o in send) - (len(send) - 1) * self.gas.batch_saving,
+                  largest)
         return TxIntent(lead, call, gas, None, members=send[1:])
 
     def sends(self, opportunities: Sequence[Opportunity]) -> list[Send]:

@@ -37,3 +37,12 @@ def test_a_batch_saving_is_against_the_members_ranked_gas_swaps_included() -> No
     batch = (opportunity("a", 700_000), opportunity("b", 700_000), opportunity("c", 700_000))
     book.learn(batch, Outcome("a", "confirmed", gas_used=1_500_000))
     assert book.batch_saving == (3 * 700_000 - 1_500_000) // 2
+
+
+def test_a_batch_that_used_little_teaches_at_most_half_its_smallest_members_gas() -> None:
+    """Members skipped on chain (taken before it) make a batch use far less than any full
+    one: the saving it teaches is capped, so no later batch is priced at zero gas."""
+    book = GasBook()
+    batch = (opportunity("a", 700_000), opportunity("b", 400_000), opportunity("c", 700_000))
+    book.learn(batch, Outcome("a", "confirmed", gas_used=200_000))
+    assert book.batch_saving == 200_000
