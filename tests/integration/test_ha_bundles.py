@@ -10,6 +10,9 @@ starts again, and its recovery jobs run (what `Dispatcher.promoted` runs).
 
 - A leader's bundle lands once and is journaled in PostgreSQL before it leaves: its
   transaction under the leader's epoch, its `bundle_txs` row with the lane and blocks.
+- `keeper run` with `[ha]` in bundle mode (the daemon's own wiring: `open_replica`,
+  the executor on the replica's journal) sends a crash's liquidations as bundles, journaled
+  in PostgreSQL under its epoch.
 - A leader whose lease is taken while its bundle is out: its writes are fenced (a new
   liquidation is refused, nothing is sent), and the new leader, from the shared journal,
   follows the old leader's bundled transaction, sends the same bytes again when its last
@@ -22,22 +25,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from web3 import Web3
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.builder import running_builder
+from keeper.devnet.builder import BuilderThread, restart_for_builder, running_builder
+from keeper.devnet.deploy import DevnetSpec, start_devnet
+from keeper.devnet.tokens import post_price
 from keeper.execution.builders import BuilderClient, BuilderEndpoint
 from keeper.execution.bundles import BundleSetup
 from keeper.execution.bundles_executor import BundleExecutor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal_pg import Fenced, PgJournal
+from tests.conftest import Devnet, wait_for
 from tests.integration.builder_client import SEARCHER_KEY, Client
+from tests.integration.ha_cluster import LEADING, RecordingProxy, Replica, replica_config
+from tests.integration.helpers import SPECS
 from tests.integration.test_bundles import (
     GWEI,
     ONCE,
@@ -190,3 +202,67 @@ async def test_the_new_leader_settles_the_old_leaders_bundle_from_the_shared_jou
     finally:
         old.close()
         new.close()
+
+
+def test_a_keeper_replica_in_bundle_mode_sends_bundles_journaled_in_postgresql(
+    postgres: str, tmp_path: Path,
+) -> None:
+    """`keeper run` with `[ha]` and `execution.submitter = "bundle"` on the default devnet
+    behind the builder (`keeper devnet --builder`: blocks every second): it leads, and a
+    price drop's liquidations go to the builder as bundles (none through the public
+    `eth_sendRawTransaction` its recording proxy sees), are mined, and are journaled in
+    PostgreSQL under its epoch with their lane and target blocks."""
+    schema = "ha_bundle_daemon"
+    anvil, info, _cached = start_devnet(DevnetSpec())
+    try:
+        anvil = restart_for_builder(anvil)
+        builder = BuilderThread(anvil.rpc_url, interval=1.0).start()
+    except BaseException:
+        anvil.stop()
+        raise
+    info = info.model_copy(update={"rpc_url": builder.urls[0], "ws_url": anvil.ws_url})
+    w3 = Web3(Web3.HTTPProvider(info.rpc_url, request_kwargs={"timeout": 60}))
+    devnet = Devnet(anvil, info, w3)
+    proxy = RecordingProxy(info.rpc_url)
+    config = replica_config(devnet, tmp_path / "a", proxy=proxy, dsn=postgres,
+                            schema=schema, name="a")
+    text = config.read_text().replace('[execution]\nmode = "live"\n',
+                                      '[execution]\nmode = "live"\nsubmitter = "bundle"\n')
+    config.write_text(text + f'\n[[execution.builders]]\nname = "devnet-0"\n'
+                      f'url = "{builder.urls[0]}"\n\n[[execution.builders]]\n'
+                      f'name = "devnet-1"\nurl = "{builder.urls[1]}"\n')
+    replica = Replica("a", config, proxy)
+    me = info.accounts.liquidator.lower()
+    try:
+        replica.start()
+        wait_for(lambda: replica.alive() and replica.saw(LEADING), timeout=60,
+                 what="the replica to lead")
+        post_price(w3, info.feeds["WETH"], SPECS["WETH"].usd_price * Decimal("0.8"),
+                   info.accounts.deployer)
+
+        def mined() -> list[tuple[Any, ...]]:
+            return pg_rows(postgres, schema, "SELECT t.tx_hash, t.raw_tx, t.epoch, b.sender,"
+                           " b.first_block, b.last_block FROM transactions t JOIN bundle_txs b"
+                           " USING (tx_hash) WHERE t.status = 'confirmed'")
+
+        def some_mined() -> bool:
+            assert replica.alive(), replica.tail()
+            return bool(mined())
+
+        wait_for(some_mined, timeout=45, what="a bundled liquidation mined")
+        replica.signal(signal.SIGTERM)
+        assert replica.process is not None
+        assert replica.process.wait(timeout=30) == 0, replica.tail()
+        rows = mined()
+        assert rows
+        public = {raw for _, raw in proxy.sends}
+        for tx_hash, raw, epoch, sender, first, last in rows:
+            assert (epoch, sender) == (1, me) and first <= last
+            assert raw not in public  # a bundle's, never broadcast publicly
+            receipt = w3.eth.get_transaction_receipt(tx_hash)
+            assert receipt["status"] == 1 and first <= receipt["blockNumber"] <= last
+    finally:
+        replica.kill()
+        proxy.close()
+        builder.stop()
+        anvil.stop()
