@@ -204,6 +204,34 @@ async def test_the_new_leader_settles_the_old_leaders_bundle_from_the_shared_jou
         new.close()
 
 
+async def test_a_standby_leads_with_the_lanes_the_old_leader_freed_meanwhile(
+    net: Net, postgres: str,
+) -> None:
+    """A standby starts (at boot) while the leader's bundled transaction may still land and
+    holds its lane in its books; the transaction is mined before the takeover: the new
+    leader's start frees that lane again (nothing of it is left to recover)."""
+    schema = schema_of("ha-bundle-lanes")
+    old = leading(postgres, schema)
+    new = PgJournal(postgres, schema, ACCOUNT, held=lambda: True)
+    [account] = funded(net, 1)
+    try:
+        async with replica_executor(net, old, account) as (leader, head):
+            [follow] = await leader.launch([intent(victim(), head, "ha-lanes")], base_fee=GWEI)
+            task = asyncio.ensure_future(follow)
+            async with replica_executor(net, new, account) as (standby, _):
+                assert standby.bundles.lanes.free == 0  # the leader's bundle may land
+                await built(net, [task])
+                assert task.result().status == "confirmed"
+                set_epoch(postgres, schema, 2)
+                new.epoch = 2
+                await standby.start()
+                assert standby.bundles.lanes.free == 1
+                assert standby.recovery() == []
+    finally:
+        old.close()
+        new.close()
+
+
 def test_a_keeper_replica_in_bundle_mode_sends_bundles_journaled_in_postgresql(
     postgres: str, tmp_path: Path,
 ) -> None:
