@@ -38,6 +38,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -133,7 +134,10 @@ def competitor_key() -> str:
 
 def run_race(info: DevnetInfo, options: RaceOptions, workdir: Path) -> RaceResult:
     """One race on the running devnet `info` (its state is changed: start a fresh one)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    # A race runs on a fresh chain: a journal left by an earlier race in the same folder
+    # (the same --workdir again) would hand the keeper nonces that chain never saw.
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
     return asyncio.run(_race(info, options, workdir))
 
 
