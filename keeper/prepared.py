@@ -277,6 +277,7 @@ class PreparedLiquidations:
     def fire(self, feed: str, answer: int, block: int) -> int:
         """Send the deepest level of `feed` that `answer` (posted in `block`) reaches."""
         feed = feed.lower()
+        self._note_rise(feed, answer, block)
         dispatcher, tasks, at = self.engine.dispatcher, self.tasks, self._at
         if dispatcher is None or tasks is None or at is None or block <= at.number:
             return 0
@@ -303,6 +304,21 @@ class PreparedLiquidations:
         log.info("prepared liquidations sent on the feed's answer", feed=feed, answer=answer,
                  prepared_at=level.answer, sent=sent, block=block)
         return sent
+
+
+    def _note_rise(self, feed: str, answer: int, block: int) -> None:
+        """Tell the dispatcher when `answer` is above what the books hold for `feed`: what
+        was ranked before `block` may no longer be liquidatable (in a crash, the price
+        moving back up between a ranking and its send was the keeper's one remaining cause
+        of reverts when alone). A fall is not told: it only makes positions less healthy."""
+        dispatcher = self.engine.dispatcher
+        if dispatcher is None:
+            return
+        for strategy in self.engine.capabilities.foreseeing:
+            current = {f.lower(): a for f, a in strategy.feed_answers().items()}.get(feed)
+            if current is not None and answer > current:
+                dispatcher.price_rose(block)
+                return
 
 
 def _by_side(

@@ -92,6 +92,10 @@ class Dispatcher:
         # Accounts our own liquidation touched, by the block it was mined in: a book older
         # than that block does not hold it yet, and would liquidate them again (a revert).
         self._mined_at: dict[Slot, int] = {}
+        # The last block in which a feed posted a higher answer (`price_rose`): what was
+        # ranked on a book older than it may have turned healthy, and is left to the next
+        # step's ranking instead of being sent (it would revert when mined).
+        self._rose_at = 0
 
     @property
     def inflight(self) -> int:
@@ -156,11 +160,17 @@ class Dispatcher:
 
     # -- sending -------------------------------------------------------------------------
 
+    def price_rose(self, block: int) -> None:
+        """A feed posted a higher answer in `block` (heard from its log, before the block's
+        step is applied): opportunities valued at an older block are not sent."""
+        self._rose_at = max(self._rose_at, block)
+
     def _free(self, opportunities: Sequence[Opportunity]) -> list[Opportunity]:
         """The opportunities nothing of ours holds: no send in flight for the account, not
-        sent early, no liquidation of ours mined after the block they were valued at."""
+        sent early, no liquidation of ours mined after the block they were valued at, and
+        no price rise posted after it (see `price_rose`)."""
         return [o for o in opportunities if (o.strategy, o.account) not in self._inflight
-                and o.key not in self._sent_early
+                and o.key not in self._sent_early and o.block >= self._rose_at
                 and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
 
     async def arm(self, opportunities: Sequence[Opportunity], *, signed: int,

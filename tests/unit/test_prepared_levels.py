@@ -30,6 +30,10 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[tuple[Opportunity, ...]] = []
         self.armed: list[object] = []  # the `armed` each dispatch was handed
+        self.rises: list[int] = []  # the blocks `price_rose` was told
+
+    def price_rose(self, block: int) -> None:
+        self.rises.append(block)
 
     def touched_after(self, strategy: str, account: str, block: int) -> bool:
         return account == "ours" and block < 12
@@ -41,9 +45,24 @@ class Recorder:
         return len(opportunities)
 
 
+class Books:
+    """Stands in for a `Foreseeing` strategy: the answer its books hold for FEED."""
+
+    answer = 100
+
+    def feed_answers(self) -> dict[str, int]:
+        return {FEED.upper().replace("0X", "0x"): self.answer}
+
+
+@dataclass
+class Capabilities:
+    foreseeing: tuple[Books, ...] = (Books(),)
+
+
 class EngineStub:
     def __init__(self) -> None:
         self.dispatcher = Recorder()
+        self.capabilities = Capabilities()
 
 
 def _head(number: int) -> BlockRef:
@@ -133,3 +152,14 @@ def test_an_account_a_later_step_logged_is_not_sent_from_an_older_level() -> Non
     lane.applied(ChainStep(head, ((head, (event,)),)))
     assert lane.heard(_log(98, 12)) == 1
     assert [o.key for o in sent.sent[0]] == ["1:0"]
+
+
+def test_a_higher_answer_than_the_books_hold_is_told_to_the_dispatcher() -> None:
+    """A feed's answer above what the books hold (its log heard before its block's step):
+    the dispatcher hears the block of the rise; a lower or equal answer is not told."""
+    lane, sent = _lane([], _head(10))
+    lane.heard(_log(99, 11))
+    lane.heard(_log(100, 12))
+    assert sent.rises == []
+    lane.heard(_log(101, 13))
+    assert sent.rises == [13]
