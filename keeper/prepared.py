@@ -119,6 +119,7 @@ class PreparedLiquidations:
         # or a rival's, a repay): the levels do not know what happened to them.
         self._touched: set[str] = set()
         self._ready: dict[str, list[Level]] = {}  # by feed, shallowest first per direction
+        self._posted: dict[str, tuple[int, int]] = {}  # by feed: (block, answer) heard last
 
     @property
     def enabled(self) -> bool:
@@ -314,11 +315,17 @@ class PreparedLiquidations:
         dispatcher = self.engine.dispatcher
         if dispatcher is None:
             return
-        for strategy in self.engine.capabilities.foreseeing:
-            current = {f.lower(): a for f, a in strategy.feed_answers().items()}.get(feed)
-            if current is not None and answer > current:
-                dispatcher.price_rose(block)
-                return
+        last = self._posted.get(feed)
+        if last is not None and block <= last[0]:
+            return  # heard already (the socket first, then the step), or older
+        self._posted[feed] = (block, answer)
+        # Against the answer heard last (the books may not hold it yet: a fall, then a
+        # partial rise before the fall's step was applied), else what the books hold.
+        current = last[1] if last is not None else next(
+            (a for strategy in self.engine.capabilities.foreseeing
+             for f, a in strategy.feed_answers().items() if f.lower() == feed), None)
+        if current is not None and answer > current:
+            dispatcher.price_rose(block)
 
 
 def _by_side(

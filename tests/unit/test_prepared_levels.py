@@ -155,11 +155,17 @@ def test_an_account_a_later_step_logged_is_not_sent_from_an_older_level() -> Non
 
 
 def test_a_higher_answer_than_the_books_hold_is_told_to_the_dispatcher() -> None:
-    """A feed's answer above what the books hold (its log heard before its block's step):
-    the dispatcher hears the block of the rise; a lower or equal answer is not told."""
+    """A feed's answer above the one heard last (at first, what the books hold; its log is
+    heard before its block's step): the dispatcher hears the block of the rise; a lower or
+    equal answer, or one of an older block, is not told."""
     lane, sent = _lane([], _head(10))
-    lane.heard(_log(99, 11))
-    lane.heard(_log(100, 12))
+    lane.heard(_log(99, 11))  # below the books' 100: a fall
     assert sent.rises == []
-    lane.heard(_log(101, 13))
-    assert sent.rises == [13]
+    lane.heard(_log(99, 11))  # the same log again (the socket, then the step): nothing new
+    lane.heard(_log(100, 12))  # above the answer heard last, not yet in the books: a rise
+    assert sent.rises == [12]
+    lane.heard(_log(100, 13))
+    lane.heard(_log(101, 12))  # older than the last heard: ignored
+    assert sent.rises == [12]
+    lane.heard(_log(102, 14))
+    assert sent.rises == [12, 14]
