@@ -50,13 +50,19 @@ class Net:
     endpoints: list[BuilderEndpoint]
 
 
-@pytest.fixture(scope="module")
-def net() -> Iterator[Net]:
+def builder_net() -> Iterator[Net]:
+    """The devnet builder (two endpoints, blocks on demand) with the ONCE contract set; the
+    module fixtures of the bundle tests are this."""
     with running_builder(interval=0) as (anvil, thread):
         anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
         yield Net(anvil, Client(thread.urls[0]),
                   [BuilderEndpoint("devnet-0", thread.urls[0]),
                    BuilderEndpoint("devnet-1", thread.urls[1])])
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    yield from builder_net()
 
 
 def funded(net: Net, count: int) -> list[LocalAccount]:

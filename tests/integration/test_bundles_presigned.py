@@ -14,18 +14,14 @@ from pathlib import Path
 import pytest
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.builder import running_builder
-from keeper.execution.builders import BuilderEndpoint
 from keeper.execution.bundles import Backrun
 from keeper.execution.bundles_presign import LanePresigned
 from keeper.execution.journal import Journal
-from tests.integration.builder_client import Client
 from tests.integration.test_bundles import (
     CLIENTS,
     GWEI,
-    ONCE,
-    ONCE_CODE,
     Net,
+    builder_net,
     built,
     executor,
     funded,
@@ -37,11 +33,7 @@ from tests.integration.test_bundles import (
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    with running_builder(interval=0) as (anvil, thread):
-        anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
-        yield Net(anvil, Client(thread.urls[0]),
-                  [BuilderEndpoint("devnet-0", thread.urls[0]),
-                   BuilderEndpoint("devnet-1", thread.urls[1])])
+    yield from builder_net()
 
 
 @pytest.fixture(autouse=True)

@@ -38,24 +38,24 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.builder import BuilderThread, restart_for_builder, running_builder
+from keeper.devnet.builder import BuilderThread, restart_for_builder
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.tokens import post_price
-from keeper.execution.builders import BuilderClient, BuilderEndpoint
+from keeper.execution.builders import BuilderClient
 from keeper.execution.bundles import BundleSetup
 from keeper.execution.bundles_executor import BundleExecutor
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal_pg import Fenced, PgJournal
 from tests.conftest import Devnet, wait_for
-from tests.integration.builder_client import SEARCHER_KEY, Client
+from tests.integration.builder_client import SEARCHER_KEY
 from tests.integration.ha_cluster import LEADING, RecordingProxy, Replica, replica_config
 from tests.integration.helpers import SPECS
 from tests.integration.test_bundles import (
     GWEI,
     ONCE,
-    ONCE_CODE,
     TIMEOUT,
     Net,
+    builder_net,
     built,
     funded,
     intent,
@@ -66,11 +66,7 @@ from tests.unit.test_journal_pg import ACCOUNT, leading, schema_of, set_epoch
 
 @pytest.fixture(scope="module")
 def net() -> Iterator[Net]:
-    with running_builder(interval=0) as (anvil, thread):
-        anvil.rpc("anvil_setCode", ONCE, ONCE_CODE)
-        yield Net(anvil, Client(thread.urls[0]),
-                  [BuilderEndpoint("devnet-0", thread.urls[0]),
-                   BuilderEndpoint("devnet-1", thread.urls[1])])
+    yield from builder_net()
 
 
 @contextlib.asynccontextmanager
