@@ -64,7 +64,7 @@ def test_no_lender_is_an_error_and_the_ranking_fee_makes_the_size_worthless() ->
 
 
 def test_min_out_allows_the_tolerance_only() -> None:
-    assert min_out(10_000) == 9_950
+    assert min_out(10_000) == 9_850
 
 
 # ---------------------------------------------------------------------------- V3 flash
