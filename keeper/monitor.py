@@ -151,12 +151,14 @@ class Monitor:
             self.metrics.held_back(strategy, count)
         return False
 
-    def outcome(self, outcome: Outcome, strategy: str) -> None:
+    def outcome(self, outcome: Outcome, strategy: str, *, breakers: bool = True) -> None:
         """One liquidation's outcome. A lost race has status "lost", never "reverted": the
-        revert breaker counts only reverts nobody explained."""
+        revert breaker counts only reverts nobody explained. `breakers=False`: a member of a
+        batch, whose transaction the breakers hear once (`transaction`)."""
         self.tally.add(outcome)
         before = self._tripped_names()
-        self.breakers.record_outcome(outcome.status, outcome.gas_paid)
+        if breakers:
+            self.breakers.record_outcome(outcome.status, outcome.gas_paid)
         if self.alerts is not None and outcome.status == "confirmed":
             self.alerts("liquidation_confirmed", {
                 "strategy": strategy, "tx": outcome.tx_hash, "block": outcome.block,
@@ -164,6 +166,14 @@ class Monitor:
         self._alert_trips(before)
         self.metrics.outcome(strategy, outcome.status, outcome.realized_profit,
                              outcome.gas_paid, race_lost=bool(outcome.winner))
+
+    def transaction(self, outcome: Outcome) -> None:
+        """A batch's one transaction, for the breakers: one revert (or success) and all its
+        gas, however many liquidations it held (a reverted batch of four counted as four
+        reverts in a row and tripped the three-revert breaker on its own)."""
+        before = self._tripped_names()
+        self.breakers.record_outcome(outcome.status, outcome.gas_paid)
+        self._alert_trips(before)
 
     def balance(self, wei: int) -> None:
         """The sending account's native balance (for the balance-floor breaker)."""

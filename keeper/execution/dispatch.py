@@ -316,7 +316,9 @@ class Dispatcher:
                 members=tuple(k for k in keys if k != key))
             self.outcomes.add(each)
             if self.monitor is not None:
-                self.monitor.outcome(each, opp.strategy)
+                self.monitor.outcome(each, opp.strategy, breakers=len(send) == 1)
+        if self.monitor is not None and len(send) > 1:
+            self.monitor.transaction(outcome)
 
     # -- recovery ------------------------------------------------------------------------
 

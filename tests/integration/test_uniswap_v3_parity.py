@@ -45,6 +45,7 @@ from keeper.dex.v3_pool import (
     quote_exact_input_single,
     quote_exact_output_single,
 )
+from keeper.errors import DevnetError
 from tests.conftest import Devnet
 from tests.integration.helpers import contract, deployer, fresh_accounts, tokens
 
@@ -273,8 +274,12 @@ async def test_book_follows_mints_burns_swaps_and_initialize_from_logs(devnet: D
         for _ in range(3):
             low = here + rng.randint(-60, 40)
             high = low + rng.randint(1, 60)
-            send.send(npm.functions.mint((p0, p1, fee, low * spacing, high * spacing,
-                                          10**24, 10**24, 0, 0, send.sender, NO_DEADLINE)))
+            try:
+                send.send(npm.functions.mint((p0, p1, fee, low * spacing, high * spacing,
+                                              10**24, 10**24, 0, 0, send.sender, NO_DEADLINE)))
+            except DevnetError as exc:  # a narrow range past the pool's per-tick cap: none
+                if "LO" not in str(exc):
+                    raise
         for _ in range(2):
             zero_for_one = rng.random() < 0.5
             token_in, token_out = (p0, p1) if zero_for_one else (p1, p0)
