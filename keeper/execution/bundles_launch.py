@@ -117,6 +117,7 @@ class BundleLauncher:
                 if backrun is None:  # its bundle leaves while the next one is signed
                     sending.append(asyncio.ensure_future(self.send.alone(
                         prepared, first, rest_later=True)))
+                    sending += self._beside(prepared)
                 prepared.index = len(follows)
                 group.append(prepared)
                 follows.append(self._followed(prepared, intent))
@@ -136,13 +137,16 @@ class BundleLauncher:
         return follows
 
     def _behind(self, new: list[Live], backrun: Backrun, follows: list[Follow], *,
-                wave: int, durable: bool = False) -> list[asyncio.Task[None]]:
+                wave: int, durable: bool = False,
+                journaled: bool = False) -> list[asyncio.Task[None]]:
         """Journal `new` and send them behind `backrun`, in one bundle with the unresolved
         transactions sent behind it before (a builder includes one bundle holding a given
         transaction: the bundle that holds them all pays the most). `wave` > 0: an earlier
-        part of this dispatch has left; a failed journal write then fails only `new`."""
+        part of this dispatch has left; a failed journal write then fails only `new`.
+        `journaled`: `new` is in the journal already (it left in a bundle of its own)."""
         try:
-            self._journal_group(new, durable=durable)
+            if not journaled:
+                self._journal_group(new, durable=durable)
         except BaseException:
             if not wave:
                 for follow in follows:
@@ -162,6 +166,28 @@ class BundleLauncher:
             union = new
         blocks = (new[0].tx.first_block, new[0].tx.last_block)
         return [asyncio.ensure_future(self.send.behind(union, backrun, blocks))]
+
+    def _beside(self, live: Live) -> list[asyncio.Task[None]]:
+        """A flash liquidation sold into the pools that ours behind a pending oracle
+        transaction also sell into, for the same block: it goes behind that transaction too,
+        after them, in the bundle holding them all (besides its own bundle).
+
+        The builder orders separate bundles by what they pay, so its own bundle may land
+        first in the block; the ones behind the oracle transaction were priced before it
+        was ranked and their exits fall short (seen: four backruns reverted behind a
+        $2.7M sale of the same collateral, and the breaker tripped). It was ranked after
+        theirs (`Dispatcher.pending_swaps`), so behind them it gets what it was priced at;
+        the bundle holding all pays the most and is taken over its own."""
+        if live.intent is None or live.intent.spender is not None:
+            return []  # paid from the wallet: it sells nothing
+        for lives in reversed(list(self._groups.values())):
+            crowded = [x for x in lives if x.lane.holder == x.tx.tx_hash
+                       and x.tx.first_block <= live.tx.first_block <= x.tx.last_block
+                       and x.intent is not None and x.intent.spender is None
+                       and x.collateral == live.collateral]
+            if crowded and (backrun := crowded[0].backrun) is not None:
+                return self._behind([live], backrun, [], wave=1, journaled=True)
+        return []
 
     def _union(self, target: str, new: list[Live]) -> list[Live]:
         """`new` after the transactions sent behind `target` before that may still land
