@@ -94,6 +94,7 @@ class PreparedStats:
     presigned: int = 0  # transactions signed ahead after the last step (all levels)
     arm_seconds: float = 0.0  # of `last_seconds`, building and signing them
     seconds: list[float] = field(default_factory=list)  # the last few preparation times
+    running: bool = False  # a preparation is under way (valuing in a worker thread, signing)
 
 
 def decode_answer(topic: str) -> int:
@@ -148,9 +149,21 @@ class PreparedLiquidations:
         true (a newer head waits), the work stops and the levels ready before are kept.
         The loop applies no step while this runs (it awaits it), so the books hold still.
         """
+        self.stats.running = True
+        try:
+            await self._prepare(head, changed=changed, abandon=abandon)
+        finally:
+            self.stats.running = False
+
+    async def _prepare(self, head: BlockRef, *, changed: bool,
+                       abandon: Callable[[], bool]) -> None:
         dispatcher = self.engine.dispatcher
         if not self.enabled or dispatcher is None:
             return
+        # The next block's base fee, as a step's evaluation sets it: the first preparation,
+        # at start, comes before any step, and levels signed for a base fee of 0 never fit
+        # (every first send of a fired level was signed on the spot, ~1 ms).
+        dispatcher.base_fee = self.engine.next_base_fee
         at = self._at
         if not changed and at is not None and 0 <= head.number - at.number < REUSE_BLOCKS:
             # Kept; their signatures are for a nonce and a base fee: sign again if those moved.

@@ -261,6 +261,7 @@ class Trial:
     fired: bool
     seen: float
     work: float
+    busy: bool = False  # posted while the keeper was preparing (a worker thread valuing)
 
 
 def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
@@ -282,9 +283,12 @@ def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
 
 
 async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folder: Path,
-                       trial: str, drop: Decimal, prepared: bool) -> Trial:
+                       trial: str, drop: Decimal, prepared: bool, busy: bool = False) -> Trial:
     """A WETH drop of `drop` posted in one block; the keeper (with or without its prepared
-    liquidations) is timed from the feed's log to its first send."""
+    liquidations) is timed from the feed's log to its first send. Posted once the keeper's
+    preparation for the head is done (as on a chain whose blocks come further apart than a
+    preparation takes), or, `busy`, while one runs: the catch-up step's, in a worker
+    thread that contends for the GIL with the send path."""
     await bench.reset()
     ws = WsSubscriptions(bench.info.ws_url)
     # The socket drives it (one head read after subscribing).
@@ -331,10 +335,21 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
         while keeper.engine.last is None or keeper.engine.last.number < current:
             assert time.monotonic() < deadline, "the keeper did not catch up with the head"
             await asyncio.sleep(0.001)
-        while prepared and keeper.prepared is not None and keeper.prepared.stats.prepared < 1:
+        stats = keeper.prepared.stats if prepared and keeper.prepared is not None else None
+        while stats is not None and (stats.prepared < 1 or (stats.running and not busy)):
             assert time.monotonic() < deadline, "the keeper prepared nothing"
             await asyncio.sleep(0.001)
-        await asyncio.sleep(random.uniform(0.01, 0.05))
+        if busy and stats is not None:  # a preparation of the catch-up step, if one comes
+            until = time.monotonic() + 0.5
+            while not stats.running and time.monotonic() < until:
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(random.uniform(0.0, 0.01))
+        else:
+            await asyncio.sleep(random.uniform(0.01, 0.05))
+            while stats is not None and stats.running:  # a late step's: wait it out too
+                assert time.monotonic() < deadline, "the keeper never stopped preparing"
+                await asyncio.sleep(0.001)
+        posted_busy = stats is not None and stats.running
         marks.clear()
         rpc.sends.clear()
         rpc.sent_event.clear()
@@ -357,10 +372,10 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
             await task
         release(keeper)
     if not sends:
-        return Trial(None, fired, 0.0, 0.0)
+        return Trial(None, fired, 0.0, 0.0, posted_busy)
     t1 = min(sends)
     detected = marks.get("detected", t1)
-    return Trial(t1 - t0, fired, detected - t0, t1 - detected)
+    return Trial(t1 - t0, fired, detected - t0, t1 - detected, posted_busy)
 
 
 async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount,
@@ -490,6 +505,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
 
             rng = random.Random(args.seed)
             prepared = Series("keeper, prepared level sent")
+            busy = Series("  prepared, posted mid-preparation")
             unprepared = Series("keeper, no prepared level reached")
             plain = Series("keeper, preparation off")
             limit = Series("limit    (websocket)")
@@ -501,6 +517,9 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                 # Interleave the three, so drift hits all alike.
                 ready = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
                                            trial=f"p{k}", drop=drop, prepared=True)
+                contended = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
+                                               trial=f"b{k}", drop=drop, prepared=True,
+                                               busy=True)
                 off = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
                                          trial=f"o{k}", drop=drop, prepared=False)
                 bare = await limit_trial(bench, limit_rpc, limit_account, drop)
@@ -518,6 +537,8 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                     by_move.setdefault(bucket, Series(bucket)).samples.append(ready.latency)
                 if off.latency is not None:
                     plain.samples.append(off.latency)
+                if contended.latency is not None and contended.fired:
+                    (busy if contended.busy else prepared).samples.append(contended.latency)
             steady = [await steady_state(bench, rpc=rpc, state=state, folder=folder,
                                          poll=poll, blocks=args.steady_blocks, gap=0.2)
                       for poll in (None, 0.05)]
@@ -543,9 +564,11 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
           f"median {statistics.median(colds) * 1000:.0f} ms, min {min(colds) * 1000:.0f} ms; "
           f"Keeper.sync alone: median {statistics.median(syncs) * 1000:.0f} ms")
     print(f"trials: {args.trials} (+{args.warmup} warm-up discarded), the keeper with and "
-          f"without preparation and the limit interleaved; {nothing} moves opened nothing")
-    for series in (prepared, *sorted(by_move.values(), key=lambda x: x.name), unprepared,
-                   plain, limit):
+          f"without preparation and the limit interleaved; {nothing} moves opened nothing; "
+          f"each move also posted while a preparation ran (its own line when it still ran "
+          f"at the post; the other lines: posted with the keeper idle)")
+    for series in (prepared, *sorted(by_move.values(), key=lambda x: x.name), busy,
+                   unprepared, plain, limit):
         if series.samples:
             print(series.line())
     if prepared.samples and limit.samples:
