@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import sys
 from collections.abc import Callable
 
@@ -64,6 +65,18 @@ async def _advance_retrying(
             engine.dispatcher.dispatch(opportunities, tasks)
         break
     return True
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt every object alive now (the synced books, the ABIs, the
+    clients: hundreds of thousands) from the collector's full passes (`gc.freeze`).
+
+    A full pass walks every tracked object: on the devnet's 1,001 accounts it paused the
+    loop for 65 ms (median of 22; 85 ms at most), at any point, a race's send path
+    included. Frozen, a pass walks only what was made since; nothing frozen is garbage
+    (the collection just before found it all reachable)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _idle(engine: Engine, source: BlockSource) -> bool:
@@ -118,6 +131,7 @@ async def drive(
     if not await start(engine, source, stop):
         return
     sys.setswitchinterval(SWITCH_INTERVAL)
+    settle_heap()
     async with asyncio.TaskGroup() as tasks:
         if prepared is not None:
             prepared.tasks = tasks

@@ -122,6 +122,7 @@ class PreparedLiquidations:
         self._touched: set[str] = set()
         self._ready: dict[str, list[Level]] = {}  # by feed, shallowest first per direction
         self._posted: dict[str, tuple[int, int]] = {}  # by feed: (block, answer) heard last
+        self._spent: list[list[Level]] = []  # fired feeds' levels, freed by the next prepare
 
     @property
     def enabled(self) -> bool:
@@ -150,6 +151,7 @@ class PreparedLiquidations:
         The loop applies no step while this runs (it awaits it), so the books hold still.
         """
         self.stats.running = True
+        self._spent.clear()
         try:
             await self._prepare(head, changed=changed, abandon=abandon)
         finally:
@@ -309,7 +311,10 @@ class PreparedLiquidations:
             return 0
         # The deepest one reached is the nearest to the answer (all lie between it and now).
         level = min(reached, key=lambda lv: abs(lv.answer - answer))
-        del self._ready[feed]  # used once: the next step prepares again
+        # Used once: the next step prepares again. Its levels are freed by that preparation,
+        # not on return from here: freeing them (every level of the feed, with its built
+        # intents and signed transactions) took 0.6-0.8 ms ahead of the first send.
+        self._spent.append(self._ready.pop(feed))
         # Valid from the block that posted the answer: simulated there (at the head they
         # were prepared at, the positions were still healthy); none whose account our own
         # liquidation touched after that head (the level does not hold it).

@@ -80,11 +80,16 @@ class TimedRpc(HttpRpc):
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.sends: list[float] = []
+        self.handed: list[float] = []  # when each send was issued (its answer not yet back)
+        self.raws: list[str] = []  # the transactions sent, in order
         self.methods: Counter[str] = Counter()
         self.sent_event = asyncio.Event()
 
     async def call(self, method: str, params: Sequence[Any]) -> Any:
         self.methods[method] += 1
+        if method == "eth_sendRawTransaction":
+            self.handed.append(time.perf_counter())
+            self.raws.append(str(params[0]))
         result = await super().call(method, params)
         if method == "eth_sendRawTransaction":
             self.sends.append(time.perf_counter())
@@ -93,6 +98,8 @@ class TimedRpc(HttpRpc):
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         self.methods["batch"] += 1
+        if any(method == "eth_sendRawTransaction" for method, _ in calls):
+            self.handed.append(time.perf_counter())
         return await super().batch(calls)
 
 
@@ -262,6 +269,8 @@ class Trial:
     seen: float
     work: float
     busy: bool = False  # posted while the keeper was preparing (a worker thread valuing)
+    handed: float | None = None  # log -> the first send issued (its answer not awaited)
+    raw: str | None = None  # the first transaction sent (the bare loop sends it again)
 
 
 def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
@@ -273,6 +282,9 @@ def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
         return
 
     async def timed(method: str, params: Sequence[Any]) -> Any:
+        if method == "eth_sendRawTransaction":
+            rpc.handed.append(time.perf_counter())
+            rpc.raws.append(str(params[0]))
         result = await fast(method, params)
         if method == "eth_sendRawTransaction":
             rpc.sends.append(time.perf_counter())
@@ -351,6 +363,8 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
                 await asyncio.sleep(0.001)
         posted_busy = stats is not None and stats.running
         marks.clear()
+        rpc.handed.clear()
+        rpc.raws.clear()
         rpc.sends.clear()
         rpc.sent_event.clear()
         _, price_block = await bench.post(bench.crash_for(drop))
@@ -363,6 +377,8 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
         # The price block's first notification (anvil pushes newHeads before its logs).
         t0 = heard_at[price_block]
         sends = [t for t in rpc.sends if t >= t0]
+        handed = [t for t in rpc.handed if t >= t0]
+        first_raw = rpc.raws[0] if rpc.raws else None
         fired = keeper.prepared is not None and keeper.prepared.stats.fired > 0
     finally:
         # The chain is reverted next: the rest of the fan-out is of no interest, cancel it.
@@ -375,20 +391,30 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
         return Trial(None, fired, 0.0, 0.0, posted_busy)
     t1 = min(sends)
     detected = marks.get("detected", t1)
-    return Trial(t1 - t0, fired, detected - t0, t1 - detected, posted_busy)
+    return Trial(t1 - t0, fired, detected - t0, t1 - detected, posted_busy,
+                 min(handed) - t0 if handed else None, first_raw)
 
 
 async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount,
-                      drop: Decimal) -> float:
+                      drop: Decimal, raw: str | None = None) -> float:
     """A bare loop: the feed's log by `eth_subscribe` on its own socket, then a pre-signed
-    transaction sent over that same socket; t1 = the send's answer is back."""
-    nonce = int(await rpc.call("eth_getTransactionCount", [account.address, "pending"]), 16)
-    signed_tx = account.sign_transaction({
-        "type": 2, "chainId": rpc.chain_id, "nonce": nonce, "to": account.address, "value": 1,
-        "gas": 21_000, "maxFeePerGas": 3_000 * 10**9, "maxPriorityFeePerGas": 2 * 10**9,
-    })
+    transaction sent over that same socket; t1 = the send's answer is back. The transaction
+    is a transfer, or `raw`: the keeper's own first liquidation of the same move, sent again
+    on the same chain state (reverted to the snapshot first), so that the node's work to
+    answer (automine runs the liquidation before it answers) is the same on both sides."""
+    if raw is None:
+        nonce = int(await rpc.call("eth_getTransactionCount", [account.address, "pending"]),
+                    16)
+        signed_tx = account.sign_transaction({
+            "type": 2, "chainId": rpc.chain_id, "nonce": nonce, "to": account.address,
+            "value": 1, "gas": 21_000, "maxFeePerGas": 3_000 * 10**9,
+            "maxPriorityFeePerGas": 2 * 10**9,
+        })
+        raw = "0x" + bytes(signed_tx.raw_transaction).hex()
+    else:
+        await bench.reset()
     send = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "eth_sendRawTransaction",
-                       "params": ["0x" + bytes(signed_tx.raw_transaction).hex()]})
+                       "params": [raw]})
     subscribe = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe",
                             "params": ["logs", {"address": [bench.feed]}]})
     async with connect(bench.info.ws_url) as socket:
@@ -509,6 +535,8 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
             unprepared = Series("keeper, no prepared level reached")
             plain = Series("keeper, preparation off")
             limit = Series("limit    (websocket)")
+            handed = Series("keeper, prepared: to the send issued")
+            limit_same = Series("limit, the keeper's first liquidation")
             by_move: dict[str, Series] = {}
             nothing = 0
             for k in range(args.warmup + args.trials):
@@ -523,15 +551,21 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                 off = await keeper_trial(bench, rpc=rpc, state=state, folder=folder,
                                          trial=f"o{k}", drop=drop, prepared=False)
                 bare = await limit_trial(bench, limit_rpc, limit_account, drop)
+                same = (await limit_trial(bench, limit_rpc, limit_account, drop, ready.raw)
+                        if ready.fired and ready.raw is not None else None)
                 if k % 25 == 0:
                     print(f"  trial {k}", file=sys.stderr, flush=True)
                 if k < args.warmup:
                     continue
                 limit.samples.append(bare)
+                if same is not None:
+                    limit_same.samples.append(same)
                 if ready.latency is None:
                     nothing += 1  # the move opened nothing: no send to time
                     continue
                 (prepared if ready.fired else unprepared).samples.append(ready.latency)
+                if ready.fired and ready.handed is not None:
+                    handed.samples.append(ready.handed)
                 if ready.fired:
                     bucket = f"  prepared, move {_bucket(drop)}"
                     by_move.setdefault(bucket, Series(bucket)).samples.append(ready.latency)
@@ -568,12 +602,16 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
           f"each move also posted while a preparation ran (its own line when it still ran "
           f"at the post; the other lines: posted with the keeper idle)")
     for series in (prepared, *sorted(by_move.values(), key=lambda x: x.name), busy,
-                   unprepared, plain, limit):
+                   unprepared, plain, limit, limit_same, handed):
         if series.samples:
             print(series.line())
     if prepared.samples and limit.samples:
         print(f"{'  ratio prepared/limit':<38} p50 x{prepared.pct(50) / limit.pct(50):.2f}  "
               f"p99 x{prepared.pct(99) / limit.pct(99):.2f}")
+    if prepared.samples and limit_same.samples:
+        print(f"{'  ratio prepared/limit (same liquidation)':<38} "
+              f"p50 x{prepared.pct(50) / limit_same.pct(50):.2f}  "
+              f"p99 x{prepared.pct(99) / limit_same.pct(99):.2f}")
     if plain.samples and limit.samples:
         print(f"{'  ratio preparation off/limit':<38} p50 x{plain.pct(50) / limit.pct(50):.2f}")
     for line in steady:
