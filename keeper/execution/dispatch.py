@@ -338,8 +338,10 @@ class Dispatcher:
 
     async def after_step(self, head: BlockRef) -> None:
         """Our liquidations mined in blocks a reorg orphaned are not done: re-evaluate them
-        at the next dispatch (nothing to read when there are no young receipts)."""
+        at the next dispatch (nothing to read when there are no young receipts). The
+        journal's WAL is checkpointed here, between steps."""
         self._orphaned += await self.executor.orphaned(head.number)
+        self.executor.journal.checkpoint()
 
     def watch_again(self, jobs: Sequence[Job], tasks: asyncio.TaskGroup) -> None:
         """Run executor recovery jobs; their accounts get nothing new until each settles."""

@@ -91,12 +91,8 @@ class Journal(JournalView):
     def __enter__(self) -> Journal:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     @contextmanager
@@ -116,6 +112,10 @@ class Journal(JournalView):
         finally:
             if not durable:
                 self._db.execute("PRAGMA synchronous = FULL")
+
+    def checkpoint(self) -> None:
+        """The WAL into the file (`PASSIVE`), between steps: SQLite's automatic one is off."""
+        self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- writes ----------------------------------------------------------------------------
 

@@ -297,6 +297,9 @@ class PgJournal(Journal):
                      sql.Literal(self.account_key))
         return begin
 
+    def checkpoint(self) -> None:
+        """Nothing to do: PostgreSQL checkpoints on its own, away from the commits."""
+
     def abandon_unsigned(self) -> int:
         """At a start, the planned intents left by an earlier run are freed; a standby's
         start frees none: they are the leader's, and are freed when this replica leads

@@ -106,6 +106,11 @@ def _setup(db: sqlite3.Connection, fail: _Fail) -> None:
     if str(mode).lower() != "wal":
         raise fail(f"cannot switch to WAL mode (got {mode})")
     db.execute("PRAGMA synchronous = FULL")
+    # Checkpoints run when the daemon says (`Journal.checkpoint`, after each step), never
+    # inside a send's commit: one there copies the WAL into the file and syncs it (a claim
+    # and signed record's p99.9 went from 0.5 to 1.5 ms, at most 3.9 ms, with SQLite's
+    # automatic one every 1,000 pages).
+    db.execute("PRAGMA wal_autocheckpoint = 0")
     db.execute("PRAGMA foreign_keys = ON")
     check = db.execute("PRAGMA quick_check").fetchone()[0]
     if check != "ok":
