@@ -339,9 +339,9 @@ class Dispatcher:
     async def after_step(self, head: BlockRef) -> None:
         """Our liquidations mined in blocks a reorg orphaned are not done: re-evaluate them
         at the next dispatch (nothing to read when there are no young receipts). The
-        journal's WAL is checkpointed here, between steps."""
+        journal's WAL is checkpointed here, between steps (`Executor.checkpoint`)."""
         self._orphaned += await self.executor.orphaned(head.number)
-        self.executor.journal.checkpoint()
+        self.executor.checkpoint()
 
     def watch_again(self, jobs: Sequence[Job], tasks: asyncio.TaskGroup) -> None:
         """Run executor recovery jobs; their accounts get nothing new until each settles."""

@@ -30,6 +30,7 @@ import structlog
 from eth_account.signers.local import LocalAccount
 
 from keeper.chain.http import HttpRpc, RpcError
+from keeper.execution.ahead import adopt, ahead_log
 from keeper.execution.allowances import Allowances
 from keeper.execution.capital import Capital
 from keeper.execution.fees import FeePolicy, Fees
@@ -62,18 +63,10 @@ class Executor:
     """
 
     def __init__(
-        self,
-        chain: HttpRpc,
-        account: LocalAccount,
-        journal: Journal,
-        fees: FeePolicy,
-        appraise: Appraiser,
-        *,
-        follow: Callable[[int], Awaitable[None]] | None = None,
-        lanes: int = SIMULATION_LANES,
-        flash_executor: str | None = None,
-        quote_token: str | None = None,
-        still_there: StillThere | None = None,
+        self, chain: HttpRpc, account: LocalAccount, journal: Journal, fees: FeePolicy,
+        appraise: Appraiser, *, follow: Callable[[int], Awaitable[None]] | None = None,
+        lanes: int = SIMULATION_LANES, flash_executor: str | None = None,
+        quote_token: str | None = None, still_there: StillThere | None = None,
         simulate: Simulate = "alongside",
     ) -> None:
         # Every field is Final: the parts are built from the same arguments, so changing
@@ -82,6 +75,9 @@ class Executor:
         self.account: Final = account
         self.address: Final = account.address.lower()
         self.journal: Final = journal
+        # An armed volley's first transaction is sent ahead of a SQLite journal's database
+        # (keeper/execution/ahead.py); a shared one (`[ha]`, PostgreSQL) claims first.
+        self.ahead: Final = ahead_log(journal) if type(journal) is Journal else None
         self.fees: Final = fees
         self.nonces: Final = NonceManager(self.address)
         self.watch: Final = MiningWatch(chain, self.address, journal, fees)
@@ -109,11 +105,19 @@ class Executor:
             return int(await self.chain.call("eth_getTransactionCount",
                                               [self.address, "pending"]), 16)
 
+        if self.ahead is not None:  # sent by an earlier run, never recorded: recorded now
+            adopt(self.journal, self.ahead)
         await self.nonces.sync(pending, self.journal.max_nonce())
         unsigned = self.journal.abandon_unsigned()
         if unsigned:
             log.info("journal: intents planned but never signed by an earlier run are free again",
                      count=unsigned)
+
+    def checkpoint(self) -> None:
+        """Between steps: the journal's WAL into its file, and the ahead file emptied."""
+        self.journal.checkpoint()
+        if self.ahead is not None:
+            self.ahead.clear()
 
     def recovery(self, keys: set[str] | None = None, *, reorged: bool = False) -> list[RecoveryJob]:
         """(strategy, account, job) for every transaction an earlier run signed or sent and

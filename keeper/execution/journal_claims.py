@@ -12,12 +12,34 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Protocol
 
 from keeper.execution.journal_schema import RETRYABLE, big, sqlite_int, uint
-from keeper.types import Opportunity
 
 
-def claim_key(db: sqlite3.Connection, opportunity: Opportunity, chain_id: int, now: float) -> bool:
+class Claimable(Protocol):
+    """What a claim writes of an opportunity (an `Opportunity`, or a claim sent ahead of
+    the database: keeper/execution/ahead.py)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def collateral(self) -> str: ...
+    @property
+    def debt(self) -> str: ...
+    @property
+    def debt_to_cover(self) -> int: ...
+    @property
+    def net_profit(self) -> int: ...
+    @property
+    def block(self) -> int: ...
+
+
+def claim_key(db: sqlite3.Connection, opportunity: Claimable, chain_id: int, now: float) -> bool:
     """Claim `opportunity.key` as a lone intent; False when it is taken."""
     params = {
         "key": opportunity.key,

@@ -74,6 +74,7 @@ class Presigned:
     priority_fee: int
     tx_hash: str
     raw: str
+    claimable: bool = False  # its keys were free in the journal at arming (ahead.py)
 
     def fits(self, call: Unsigned, nonce: int, fees: Fees, base_fee: int) -> bool:
         """Sendable as `call` with `nonce` now: the same call, gas and tip, the nonce the

@@ -10,9 +10,10 @@ dispatch call as a *volley*, in rank order:
    that kind of transaction, whichever is larger, with the margins of `gas_limit`
    (`gas_limit_ahead`);
 3. when its turn comes (volleys and lone sends broadcast in call order), the intents get
-   their nonces in rank order, are signed, journaled in one synced database
-   transaction, broadcast in one JSON-RPC batch and marked sent in one database
-   transaction (`Sender.send_all`);
+   their nonces in rank order, are signed, journaled in one synced database transaction,
+   broadcast in one JSON-RPC batch and marked sent in one database transaction
+   (`Sender.send_all`); an armed volley's first one goes ahead of the database instead
+   (`_ahead`, keeper/execution/ahead.py: no claim's commit stands before it);
 4. each one's simulation (`eth_estimateGas` at the ranked block) starts once the batch is
    out, so that the node answers the broadcast first (on the devnet, simulations sent
    just before a batch of four sends delayed it by about 30 ms); a volley that has to
@@ -40,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from keeper.chain.http import RpcError
+from keeper.execution.ahead import claimable, entry_of, settle
 from keeper.execution.mining import Pending
 from keeper.execution.receipts import Logger
-from keeper.execution.sender import Presigned, Unsigned
+from keeper.execution.sender import Presigned, SendRefused, Unsigned
 from keeper.types import Outcome, TxIntent
 
 if TYPE_CHECKING:
@@ -98,12 +100,10 @@ async def done(outcome: Outcome) -> Outcome:
 
 
 def _discard(simulation: asyncio.Task[int] | None) -> None:
-    """A simulation whose answer no longer matters: stop it, and never leave its error
-    unretrieved."""
-    if simulation is None:
-        return
-    simulation.cancel()
-    simulation.add_done_callback(lambda t: t.cancelled() or t.exception())
+    """A simulation whose answer no longer matters: stop it, its error never unretrieved."""
+    if simulation is not None:
+        simulation.cancel()
+        simulation.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _failed(simulation: asyncio.Task[int] | None) -> str | None:
@@ -165,10 +165,8 @@ class Volley:
         self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
         self.failed_after_send = 0  # simulations that failed once their send had left
 
-    async def launch(
-        self, intents: Sequence[TxIntent], base_fee: int,
-        presigned: Mapping[str, Presigned] | None = None,
-    ) -> list[Follow]:
+    async def launch(self, intents: Sequence[TxIntent], base_fee: int,
+                     presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
         """Send `intents` (best first) and return one coroutine per intent, in order, that
         follows it to its outcome; run each as its own task. `presigned`: transactions
         signed ahead for some of them (an armed level, keeper/execution/armed.py), sent as
@@ -181,7 +179,11 @@ class Volley:
         tickets = [x.turns.take() for _ in range(1 if split == cut else 2)]
         follows: list[Follow] = []
         try:
-            if split:
+            ahead = await self._ahead(intents[0], base_fee, tickets[0], presigned,
+                                      sync=split == cut) if presigned and split == 1 else None
+            if ahead is not None:
+                follows += ahead
+            elif split:
                 follows += await self._fire(intents[:split], base_fee, tickets[0], presigned,
                                             sync=split == cut)
             x.turns.done(tickets[0])
@@ -205,10 +207,9 @@ class Volley:
         x = self._x
         return next((n for n, i in enumerate(intents) if x.needs_approval(i)), len(intents))
 
-    async def presign(
-        self, intents: Sequence[TxIntent], base_fee: int,
-        known: Mapping[str, Presigned] | None = None,
-    ) -> tuple[int, dict[str, Presigned]]:
+    async def presign(self, intents: Sequence[TxIntent], base_fee: int,
+                      known: Mapping[str, Presigned] | None = None,
+                      ) -> tuple[int, dict[str, Presigned]]:
         """(the next nonce, the transactions of `intents` signed with the nonces and fees
         `launch` would give them now): what an armed level sends without signing."""
         x = self._x
@@ -216,7 +217,50 @@ class Volley:
         if first is None or x.simulate_mode == "before":
             return -1, {}
         calls = [self._unsigned(i) for i in intents[:self._cut(intents)]]
-        return first, await x.sender.presign(calls, base_fee, first, known)
+        signed = await x.sender.presign(calls, base_fee, first, known)
+        if x.ahead is not None and signed:  # which may be sent ahead of the database
+            sends = {i.opportunity.key: i.opportunities for i in intents}
+            free = claimable(x.journal, [o.key for k in signed for o in sends[k]])
+            signed = {k: dataclasses.replace(p, claimable=all(o.key in free for o in sends[k]))
+                      for k, p in signed.items()}
+        return first, signed
+
+    async def _ahead(self, intent: TxIntent, base_fee: int, ticket: int,
+                     presigned: Mapping[str, Presigned], *, sync: bool) -> list[Follow] | None:
+        """An armed volley's first transaction sent ahead of the database (ahead.py): its
+        entry appended, broadcast, then claimed and recorded; None (nothing done) when it
+        cannot go that way, and `_fire` sends it."""
+        x, opp = self._x, intent.opportunity
+        ready, call = presigned.get(opp.key), self._unsigned(intent)
+        fees = x.sender._fees(base_fee, call.priority_fee)
+        if (x.ahead is None or ready is None or not ready.claimable or fees is None
+                or not x.turns.ready(ticket) or x.needs_approval(intent)):
+            return None
+        if intent.spender is not None and not await x.capital.reserve(opp.debt, opp.wallet_draw):
+            return None
+        nonce = await x.nonces.reserve()
+        if not ready.fits(call, nonce, fees, base_fee):
+            x.nonces.release(nonce)
+            self._release(intent)
+            return None
+        entry = entry_of(intent, x.chain.chain_id, nonce, ready)
+        x.ahead.write(entry)
+        refusal: SendRefused | None = None
+        try:
+            [refusal] = await x.sender._broadcast([entry.signed])
+        finally:  # the database learns of it whatever the broadcast did
+            if not settle(x.journal, entry, sent=refusal is None, durable=sync):
+                log.error("a key sent ahead was taken in the journal", key=opp.key)
+            x.ahead.settled()
+        bound = x.bound(intent)
+        if refusal is not None:
+            self._release(intent)
+            return [done(with_members(intent, x.refused(opp.key, refusal, bound)))]
+        if not sync:
+            x.sender._unsynced.append((opp.key, entry.tx_hash))  # synced with the rest's
+        sent = Pending(opp.key, nonce, (entry.max_fee, entry.priority_fee), call.gas,
+                       call.profit_cap_wei, [entry.tx_hash], {entry.tx_hash: entry.raw})
+        return [self._follow(_Shot(0, intent, bound, self._simulate(intent)), sent)]
 
     async def _fire(self, intents: Sequence[TxIntent], base_fee: int, ticket: int,
                     presigned: Mapping[str, Presigned] | None = None, *,

@@ -61,6 +61,10 @@ def test_a_feed_log_sends_the_prepared_level_it_reaches(devnet: Devnet, tmp_path
             await _until(lambda: prepared.stats.prepared >= 1, "the first preparation")
             levels = [lv for lv in prepared.ready(weth_feed) if lv.direction < 0]
             assert levels, "a WETH fall of up to 8 % opens no position on the devnet"
+            # Signed for the next block's base fee from the first preparation on (the one at
+            # start comes before any step: its levels were signed for a base fee of 0).
+            signed_for = {lv.armed.base_fee for lv in levels if lv.armed is not None}
+            assert signed_for == {keeper.engine.next_base_fee} and min(signed_for) > 0
             start = SPECS["WETH"].usd_price
             target = to_feed_answer(start * Decimal("0.965"))
             reached = [lv for lv in levels if lv.reached_by(target)]

@@ -79,10 +79,11 @@ async def test_a_presigned_volley_leaves_without_signing_and_syncs_after_the_bro
             mode = statement.rsplit("=", 1)[1].strip()
         elif statement == "COMMIT":
             synced.append(mode == "FULL")
-    # The first's claim, signed record and sent mark, then the others' claims and signed
-    # records: unsynced; then the others' `sent` marks with the first's again, in one
-    # synced commit, which takes every record before it to disk.
-    assert synced == [False, False, False, False, False, True], commits
+    # The first's claim, signed record and sent mark in one commit after its broadcast (it
+    # went ahead of the database: keeper/execution/ahead.py), then the others' claims and
+    # signed records: unsynced; then the others' `sent` marks with the first's again, in
+    # one synced commit, which takes every record before it to disk.
+    assert synced == [False, False, False, True], commits
     for intent in intents:
         record = journal.get(intent.opportunity.key)
         assert record is not None and record.status == "confirmed"

@@ -91,13 +91,14 @@ def test_kept_levels_are_armed_again_only_once_the_nonce_or_the_base_fee_moved()
                     _head(10))
     arming = Arming()
     lane.engine.dispatcher = arming  # type: ignore[assignment]
+    lane.engine.next_base_fee = BASE  # what a preparation signs for (the dispatcher's)
     asyncio.run(lane.prepare(_head(11), changed=False))  # nothing moved: kept as armed
     assert arming.calls == 0
     arming.executor.nonces.next_nonce = 8  # a send of ours took nonce 7
     asyncio.run(lane.prepare(_head(12), changed=False))
     [level] = lane.ready(FEED)
     assert arming.calls == 1 and level.armed is not None and level.armed.nonce == 8
-    arming.base_fee = 2 * BASE
+    lane.engine.next_base_fee = 2 * BASE  # the next block's base fee moved
     asyncio.run(lane.prepare(_head(13), changed=False))
     [level] = lane.ready(FEED)
     assert arming.calls == 2 and level.armed is not None and level.armed.base_fee == 2 * BASE

@@ -63,6 +63,7 @@ class EngineStub:
     def __init__(self) -> None:
         self.dispatcher = Recorder()
         self.capabilities = Capabilities()
+        self.next_base_fee = 7  # the next block's base fee a preparation signs for
 
 
 def _head(number: int) -> BlockRef:

@@ -120,6 +120,9 @@ class RecordingExecutor:
     async def launch(self, intents: Sequence[TxIntent], base_fee: int) -> list[Any]:
         return [self.execute(intent, base_fee) for intent in intents]
 
+    def checkpoint(self) -> None:
+        pass
+
     async def orphaned(self, head: int) -> list[Any]:
         return []
 
