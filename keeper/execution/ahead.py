@@ -84,15 +84,27 @@ class AheadLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.unsettled = 0  # entries written whose database write has not happened yet
+        self.adopted = False  # an earlier run's entries are in the database (`adopt` ran)
         self._fd: int | None = None  # opened at the first entry
 
-    def write(self, entry: Entry) -> None:
-        """Append `entry` (one `write`; the caller broadcasts after it returns)."""
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        line = json.dumps({**asdict(entry), "claims": [asdict(c) for c in entry.claims]})
-        os.write(self._fd, (line + "\n").encode())
+    def write(self, entry: Entry) -> bool:
+        """Append `entry` (one `write`; the caller broadcasts after it returns True).
+        False when the file cannot take it (the caller sends the database way)."""
+        # Each entry starts a line of its own: one cut short never runs into the next.
+        data = ("\n" + json.dumps({**asdict(entry), "claims": [asdict(c) for c in entry.claims]})
+                ).encode()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            written = os.write(self._fd, data)
+        except OSError as exc:
+            log.warning("cannot write ahead of the journal", path=str(self.path),
+                        error=str(exc))
+            return False
+        if written != len(data):  # cut short (a full disk): not an entry
+            return False
         self.unsettled += 1
+        return True
 
     def settled(self) -> None:
         """An entry's database write is done."""
@@ -104,6 +116,8 @@ class AheadLog:
             return []
         out = []
         for line in self.path.read_text().splitlines():
+            if not line:
+                continue
             try:
                 raw = json.loads(line)
                 claims = tuple(Claim(**c) for c in raw.pop("claims"))
@@ -113,8 +127,9 @@ class AheadLog:
         return out
 
     def clear(self) -> None:
-        """Empty the file, if every entry is settled (the database holds them all)."""
-        if self.unsettled == 0 and self.path.exists():
+        """Empty the file, if every entry is settled (the database holds them all, an
+        earlier run's too)."""
+        if self.adopted and self.unsettled == 0 and self.path.exists():
             os.truncate(self.path, 0)
 
     def close(self) -> None:
@@ -156,8 +171,8 @@ def adopt(journal: Journal, log_file: AheadLog) -> int:
     claimed by the same run, kept) and recorded as signed, synced; then the file is emptied.
     Returns how many were adopted."""
     entries = log_file.entries()
+    log_file.adopted = not entries
     if not entries:
-        log_file.clear()
         return 0
     known = {str(h) for (h,) in journal._db.execute("SELECT tx_hash FROM transactions")}
     adopted = 0
@@ -179,6 +194,7 @@ def adopt(journal: Journal, log_file: AheadLog) -> int:
                 continue
             _record_signed(db, entry.signed, now)
             adopted += 1
+    log_file.adopted = True
     log_file.clear()
     if adopted:
         log.warning("journal: transactions an earlier run sent ahead of the journal's "

@@ -239,12 +239,11 @@ class Volley:
         if intent.spender is not None and not await x.capital.reserve(opp.debt, opp.wallet_draw):
             return None
         nonce = await x.nonces.reserve()
-        if not ready.fits(call, nonce, fees, base_fee):
-            x.nonces.release(nonce)
+        entry = entry_of(intent, x.chain.chain_id, nonce, ready)
+        if not ready.fits(call, nonce, fees, base_fee) or not x.ahead.write(entry):
+            x.nonces.release(nonce)  # nothing left: the database way
             self._release(intent)
             return None
-        entry = entry_of(intent, x.chain.chain_id, nonce, ready)
-        x.ahead.write(entry)
         refusal: SendRefused | None = None
         try:
             [refusal] = await x.sender._broadcast([entry.signed])

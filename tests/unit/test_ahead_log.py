@@ -21,7 +21,7 @@ def test_a_line_cut_short_is_skipped(tmp_path: Path) -> None:
         log_file = ahead_log(journal)
         log_file.write(entry("a", 0))
         with log_file.path.open("a") as f:
-            f.write('{"claims": [{"key": "b"')  # the process ended mid-write
+            f.write('\n{"claims": [{"key": "b"')  # the process ended mid-write
         assert [e.claims[0].key for e in log_file.entries()] == ["a"]
         log_file.close()
 
@@ -55,3 +55,15 @@ def test_settle_refuses_a_key_taken_meanwhile(tmp_path: Path) -> None:
         assert not settle(journal, again, sent=True, durable=False)
         record = journal.get("taken")
         assert record is not None and [t.nonce for t in record.transactions] == [0]
+
+
+def test_an_earlier_runs_entries_are_never_cleared_unadopted(tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.sqlite") as journal:
+        earlier = ahead_log(journal)
+        earlier.write(entry("earlier", 0))
+        earlier.close()
+        this_run = ahead_log(journal)
+        this_run.clear()  # a checkpoint before `adopt` ran: the entry stays
+        assert [e.claims[0].key for e in this_run.entries()] == ["earlier"]
+        assert adopt(journal, this_run) == 1
+        assert this_run.entries() == []
