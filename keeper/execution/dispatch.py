@@ -164,6 +164,9 @@ class Dispatcher:
         """A feed posted a higher answer in `block` (heard from its log, before the block's
         step is applied): opportunities valued at an older block are not sent."""
         self._rose_at = max(self._rose_at, block)
+        volley = getattr(self.executor, "volley", None)  # sends waiting their turn too
+        if volley is not None:
+            volley.rose_at = self._rose_at
 
     def _free(self, opportunities: Sequence[Opportunity]) -> list[Opportunity]:
         """The opportunities nothing of ours holds: no send in flight for the account, not

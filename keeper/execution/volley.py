@@ -148,8 +148,7 @@ class Turns:
 
 @dataclasses.dataclass
 class _Shot:
-    """One intent of a volley on its way: its index, log context and simulation (None:
-    not started yet)."""
+    """One intent of a volley on its way: index, log context, simulation (None: not yet)."""
 
     index: int
     intent: TxIntent
@@ -159,11 +158,11 @@ class _Shot:
 
 class Volley:
     """The alongside send path of one executor (see the module docstring)."""
-
     def __init__(self, executor: Executor) -> None:
         self._x = executor
         self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
         self.failed_after_send = 0  # simulations that failed once their send had left
+        self.rose_at = 0  # a feed posted a higher answer in this block (`Dispatcher.price_rose`)
 
     async def launch(self, intents: Sequence[TxIntent], base_fee: int,
                      presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
@@ -234,7 +233,8 @@ class Volley:
         ready, call = presigned.get(opp.key), self._unsigned(intent)
         fees = x.sender._fees(base_fee, call.priority_fee)
         if (x.ahead is None or ready is None or not ready.claimable or fees is None
-                or not x.turns.ready(ticket) or x.needs_approval(intent)):
+                or not x.turns.ready(ticket) or x.needs_approval(intent)
+                or opp.block < self.rose_at):  # stale: `_fire` drops it
             return None
         if intent.spender is not None and not await x.capital.reserve(opp.debt, opp.wallet_draw):
             return None
@@ -331,7 +331,9 @@ class Volley:
         kept: list[_Shot] = []
         dropped: list[str] = []
         for shot in shots:
-            reason = _failed(shot.simulation)
+            # Valued before a rise heard (while it waited its turn): maybe healthy again.
+            stale = shot.intent.opportunity.block < self.rose_at
+            reason = _failed(shot.simulation) or ("price rose since valued" if stale else None)
             if reason is None:
                 kept.append(shot)
                 continue
