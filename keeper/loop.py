@@ -132,6 +132,17 @@ async def drive(
         return
     sys.setswitchinterval(SWITCH_INTERVAL)
     settle_heap()
+    try:
+        await _steps(engine, source, stop, prepared)
+    finally:  # a process that goes on (tests, a backtest's trials) collects everything again
+        gc.unfreeze()
+
+
+async def _steps(
+    engine: Engine, source: BlockSource, stop: asyncio.Event,
+    prepared: PreparedLiquidations | None,
+) -> None:
+    """`drive`'s loop, once started: the sends are tasks of its TaskGroup."""
     async with asyncio.TaskGroup() as tasks:
         if prepared is not None:
             prepared.tasks = tasks

@@ -118,6 +118,8 @@ def main() -> None:
                         default=AuctionOptions.competitor_tip_gwei)
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--arbitrage", action="store_true",
+                        help="trade the devnet's pools to each step's prices first")
     parser.add_argument("--quick", action="store_true",
                         help="both modes, steps 62-67 only (a before/after check)")
     args = parser.parse_args()
@@ -126,7 +128,7 @@ def main() -> None:
     options = AuctionOptions(first_step=args.first_step, steps=args.steps,
                              step_seconds=args.step_seconds, keeper_bid=args.keeper_bid,
                              rival_bid=args.rival_bid, competitor_tip_gwei=args.competitor_tip,
-                             block_interval=args.block_interval)
+                             block_interval=args.block_interval, arbitrage=args.arbitrage)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     root = args.workdir or cache_dir() / "bench" / f"auction-{stamp}-{os.getpid()}"
     modes: list[Mode] = ["competitor", "bidder"] if args.mode == "both" else [args.mode]

@@ -52,6 +52,7 @@ from benchmarks.race.competitor import CompetitorConfig
 from benchmarks.race.harness import COMPETITOR_INDEX, Process, _free_port, _scrape
 from benchmarks.race.rpc import Rpc
 from benchmarks.race.verdict import Contracts, Verdict, verdict
+from keeper.devnet.arbitrage import Arbitrageur
 from keeper.devnet.builder import DEFAULT_COINBASE
 from keeper.devnet.crash import crash_steps
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
@@ -77,6 +78,10 @@ class AuctionOptions:
     ready_timeout: float = 120.0
     bundles: bool = True  # False: the keepers send publicly (the path before issue 15)
     block_interval: float = 1.0  # seconds between the builder's blocks
+    # The devnet's pools traded to each step's prices before its oracle transactions
+    # (keeper/devnet/arbitrage.py): the exits a flash liquidation sells into follow the
+    # market, as arbitrage keeps them on a live chain.
+    arbitrage: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,8 +262,13 @@ async def _drive(staged: Stage, options: AuctionOptions) -> list[Posted]:
     devnet = await asyncio.to_thread(attach, staged.info, staged.info.rpc_url)
     steps = crash_steps(load_price_path(), {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
     posted: list[Posted] = []
+    arbitrageur = Arbitrageur(staged.info, staged.info.rpc_url) if options.arbitrage else None
+    prices = {s.symbol: s.usd_price for s in DEFAULT_TOKENS}
     for step in steps[options.first_step: options.first_step + options.steps]:
         began = time.monotonic()
+        prices.update(step.prices)
+        if arbitrageur is not None:  # public: in the next block, with the oracle's or before
+            await asyncio.to_thread(arbitrageur.follow, prices)
         now = time.time()
         for symbol, usd in step.prices.items():
             tx_hash = await asyncio.to_thread(devnet.post, symbol, usd, now)
