@@ -41,6 +41,7 @@ from keeper.types import BlockRef, ChainStep, Event, LogFilter
 log = structlog.get_logger(__name__)
 
 RING_SIZE = 128  # recent processed heads kept to find a reorg's common ancestor
+HEAD_GRACE = 0.002  # seconds a step waits after a socket head for its block's urgent logs
 
 
 def block_ref(raw: Mapping[str, Any]) -> BlockRef:
@@ -106,6 +107,7 @@ class ChainFollower:
         self._ring: dict[int, str] = {}  # block number -> hash of the heads processed
         self._target: tuple[int, Mapping[str, Any] | None] | None = None
         self._wake = asyncio.Event()
+        self._urgent_follows = False  # a block's urgent logs come over the socket after its head
         self._poll_now = asyncio.Event()  # a (re)connected socket: read the head once now
         # Awaited before a step is fetched: the loop sets it to "until the sends dispatched
         # so far have left", so a level fired on a feed's log has the node to itself (its
@@ -150,6 +152,13 @@ class ChainFollower:
                 self._wake.clear()
                 continue
             if self.hold is not None:
+                if self._urgent_follows and target[1] is not None:
+                    # A head over the socket: its block's feed logs come right after it
+                    # (anvil and geth push newHeads first). Fetched at once, the step's
+                    # requests reached the node with a fired level's first send and
+                    # delayed its answer; after this pause a log heard meanwhile has its
+                    # sends launched, and `hold` waits for them.
+                    await asyncio.sleep(HEAD_GRACE)
                 await self.hold()
                 target = self._target or target  # a newer head may have come meanwhile
             try:
@@ -238,6 +247,7 @@ class ChainFollower:
                 subscriptions = [heads(self._heard_head)]
                 if urgent is not None:
                     subscriptions.append(logs(urgent, self._heard_log))
+                    self._urgent_follows = True
                 tasks.create_task(self.ws.run(subscriptions, stop,
                                               on_connect=self._poll_now.set))
             tasks.create_task(self._poll_heads(stop))
