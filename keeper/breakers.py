@@ -6,6 +6,10 @@ Three breakers, each disabled by a limit of None:
   "reverted"). A confirmed liquidation ends the streak; outcomes that never
   reached the chain (duplicate, simulation-failed, fee-cap, ...) and "lost"
   (someone else liquidated first: competition, not a bug) leave it as it is.
+  Reverts mined in one block count once: they share that block's state (seen: 23
+  liquidations of one backrun bundle reverted together behind an earlier bundle
+  of ours that sold into the same pools, and stopped the keeper for the crash); a
+  real fault reverts block after block.
 - `gas_per_hour`: gas paid (wei, confirmed or reverted, plus approvals and
   replacements through `record_gas`) in the last rolling hour above a cap.
 - `min_balance`: the sending account's native balance below a floor.
@@ -92,6 +96,7 @@ class Breakers:
         self._clock = clock
         self._tripped: dict[str, tuple[str, float]] = {}  # name -> (reason, tripped_at)
         self._reverts = 0
+        self._revert_block: int | None = None  # the block of the last revert counted
         self._gas: deque[tuple[float, int]] = deque()  # (time, wei) inside the window
         self._gas_sum = 0
         self._balance: int | None = None
@@ -133,11 +138,16 @@ class Breakers:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def record_outcome(self, status: str, gas_wei: int = 0, now: float | None = None) -> None:
-        """One liquidation's outcome (`Outcome.status`) and the gas it paid, in wei."""
+    def record_outcome(self, status: str, gas_wei: int = 0, now: float | None = None,
+                       block: int | None = None) -> None:
+        """One liquidation's outcome (`Outcome.status`), the gas it paid in wei, and the
+        block it was mined in (reverts of one block count once)."""
         at = self._now(now)
-        if status == "reverted":
+        if status == "reverted" and block is not None and block == self._revert_block:
+            pass  # this block's reverts are counted already
+        elif status == "reverted":
             self._reverts += 1
+            self._revert_block = block
             limit = self.limits.max_consecutive_reverts
             if limit is not None and self._reverts >= limit:
                 self._trip(REVERTS, f"{self._reverts} liquidations reverted in a row "

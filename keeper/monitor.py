@@ -158,7 +158,7 @@ class Monitor:
         self.tally.add(outcome)
         before = self._tripped_names()
         if breakers:
-            self.breakers.record_outcome(outcome.status, outcome.gas_paid)
+            self.breakers.record_outcome(outcome.status, outcome.gas_paid, block=outcome.block)
         if self.alerts is not None and outcome.status == "confirmed":
             self.alerts("liquidation_confirmed", {
                 "strategy": strategy, "tx": outcome.tx_hash, "block": outcome.block,
@@ -172,7 +172,7 @@ class Monitor:
         gas, however many liquidations it held (a reverted batch of four counted as four
         reverts in a row and tripped the three-revert breaker on its own)."""
         before = self._tripped_names()
-        self.breakers.record_outcome(outcome.status, outcome.gas_paid)
+        self.breakers.record_outcome(outcome.status, outcome.gas_paid, block=outcome.block)
         self._alert_trips(before)
 
     def balance(self, wei: int) -> None:

@@ -146,3 +146,16 @@ def test_limits_from_config_units() -> None:
     limits = BreakerLimits.from_eth(3, Decimal("0.5"), Decimal("0.05"))
     assert limits == BreakerLimits(3, ETH // 2, ETH // 20)
     assert BreakerLimits.from_eth(None, None, None) == BreakerLimits(None, None, None)
+
+
+def test_reverts_mined_in_one_block_count_once() -> None:
+    """Many reverts of one block (one backrun bundle behind a sale of ours that moved its
+    pools) are one step of the streak; three blocks in a row with reverts trip it."""
+    b, _ = breakers(max_consecutive_reverts=3)
+    for _ in range(23):
+        b.record_outcome("reverted", 1, block=1958)
+    assert b.consecutive_reverts == 1 and b.allow_send()
+    b.record_outcome("reverted", 1, block=1959)
+    assert b.allow_send()
+    b.record_outcome("reverted", 1, block=1960)
+    assert [state.name for state in b.tripped()] == [REVERTS]
