@@ -73,12 +73,10 @@ class Arbitrageur:
     # -- V2 -------------------------------------------------------------------------------
 
     def _v2(self, address: str, prices: Mapping[str, Decimal]) -> None:
-        pair = self.w3.eth.contract(address=Web3.to_checksum_address(address),
-                                    abi=pair_artifact().abi)
-        token0, token1 = (str(pair.functions.token0().call()), str(pair.functions.token1().call()))
-        target = self._target(token0, token1, prices)
-        if target is None:
+        priced = self._priced(address, pair_artifact().abi, prices)
+        if priced is None:
             return
+        pair, token0, token1, target = priced
         r0, r1, _ = pair.functions.getReserves().call()
         if r0 == 0 or r1 == 0 or self._close(Decimal(r1) / Decimal(r0), target):
             return
@@ -101,12 +99,10 @@ class Arbitrageur:
     def _v3(self, address: str, prices: Mapping[str, Decimal]) -> None:
         v3 = self.info.uniswap_v3
         assert v3 is not None
-        pool = self.w3.eth.contract(address=Web3.to_checksum_address(address),
-                                    abi=pool_artifact().abi)
-        token0, token1 = (str(pool.functions.token0().call()), str(pool.functions.token1().call()))
-        target = self._target(token0, token1, prices)
-        if target is None:
+        priced = self._priced(address, pool_artifact().abi, prices)
+        if priced is None:
             return
+        pool, token0, token1, target = priced
         sqrt_price = int(pool.functions.slot0().call()[0])
         current = (Decimal(sqrt_price) / Q96) ** 2
         if sqrt_price == 0 or self._close(current, target):
@@ -130,6 +126,15 @@ class Arbitrageur:
             self.account.address, 2**63, amount_in, 0, limit)))
 
     # -- shared ---------------------------------------------------------------------------
+
+    def _priced(self, address: str, abi: Any, prices: Mapping[str, Decimal],
+                ) -> tuple[Any, str, str, Decimal] | None:
+        """A pool (V2 pair or V3 pool: both have token0/token1), its tokens and the price
+        it should have; None when a token has no price."""
+        pool = self.w3.eth.contract(address=Web3.to_checksum_address(address), abi=abi)
+        token0, token1 = str(pool.functions.token0().call()), str(pool.functions.token1().call())
+        target = self._target(token0, token1, prices)
+        return None if target is None else (pool, token0, token1, target)
 
     def _target(self, token0: str, token1: str,
                 prices: Mapping[str, Decimal]) -> Decimal | None:
