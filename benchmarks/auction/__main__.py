@@ -3,7 +3,7 @@
     python -m benchmarks.auction [--mode competitor|bidder|both] [--first-step 60]
         [--steps 22] [--step-seconds 1.5] [--keeper-bid 0.9] [--rival-bid 0.5]
         [--block-interval 1.0] [--competitor-tip 1] [--json-out FILE] [--workdir DIR]
-        [--quick]
+        [--quick] [--arbitrage]
 
 Per mode it prints each bot's first-liquidation win rate, the bonus it took, the bids it
 paid the builder (transfers to block.coinbase in its transactions, from call traces), its
@@ -13,7 +13,9 @@ each oracle transaction entering the builder's pool (or its hint going out) to e
 first bundle naming it, p50/p99, beside the bare loop's (by the builder's clock). The
 bots' logs, journals and configs stay in the workdir. `--quick`: both modes on six steps
 of the steepest part (62-67, WETH $1,700 -> $1,585), to compare two builds in a few
-minutes; its figures are not the full run's.
+minutes; its figures are not the full run's. `--arbitrage`: before each step's oracle
+transactions the devnet's pools are traded to that step's prices (keeper/devnet/
+arbitrage.py), so exits follow the market as on a live chain.
 """
 
 from __future__ import annotations
