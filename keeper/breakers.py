@@ -143,8 +143,8 @@ class Breakers:
         """One liquidation's outcome (`Outcome.status`), the gas it paid in wei, and the
         block it was mined in (reverts of one block count once)."""
         at = self._now(now)
-        if status == "reverted" and block is not None and block == self._revert_block:
-            pass  # this block's reverts are counted already
+        if status == "reverted" and block and block == self._revert_block:
+            pass  # this block's reverts are counted already (0/None: the block is unknown)
         elif status == "reverted":
             self._reverts += 1
             self._revert_block = block
