@@ -1,8 +1,9 @@
 """The sending half of bundle mode (`BundleSubmitter`, keeper/execution/bundles.py): one
-dispatch's intents claimed in one database transaction, each on a free nonce lane, signed
-(or taken as signed ahead), journaled, and sent in bundles to every builder.
+dispatch's intents claimed in one database transaction (behind a backrun: its first wave's
+in one, the rest's in another once the first wave's bundle has left), each on a free nonce
+lane, signed (or taken as signed ahead), journaled, and sent in bundles to every builder.
 
-Exactly once, as on the public path: every intent is claimed before anything is signed,
+Exactly once, as on the public path: every intent is claimed before it is signed,
 and every signed transaction is in the journal (with the blocks its bundles target) before
 a bundle holding it leaves. Signed on the spot, its record is synced to disk first (one
 fsync per bundle alone, one for a backrun's whole group). Taken from an armed level
