@@ -6,7 +6,10 @@ transactions reverted or failed; every Dog-liquidated vault unsafe after the cra
 barked by the keeper, or the strategy holds the Dog's reason for refusing it (its limit
 full, a dusty partial); each kick and reset is paid its incentive (one send per auction:
 the journal's key); at least one auction was taken, and every take was profitable net of
-gas (realized from the receipt's transfers, as the engine values every send). Run twice:
+gas (realized from the receipt's transfers, as the engine values every send); no receipt
+of the keeper's reverted (a race the executor calls lost included); realized PnL equals
+the journal: each journaled profit is its receipt's transfers valued, and the account's
+Maker DAI and WETH moved by exactly what those transfers say. Run twice:
 taking with DAI the account holds, and selling the collateral inside the take on the
 MCD_WETH/MCD_DAI pair (MakerKeeper.takeAndSell through Clipper's clipperCall).
 """
@@ -32,7 +35,12 @@ from strategies.maker.book import ilk_word
 from strategies.maker.math import RAY
 from tests.conftest import Devnet
 from tests.integration.helpers import devnet_keeper
-from tests.integration.maker_helpers import keeper_contract, maker_config
+from tests.integration.maker_helpers import (
+    journal_ledger,
+    keeper_contract,
+    maker_config,
+    reverted_sends,
+)
 
 GWEI = 10**9
 TIMEOUT = 90.0
@@ -98,6 +106,15 @@ def _unsafe(devnet: Devnet, usd: int | None = None) -> set[tuple[str, str]]:
     return out
 
 
+def _balances(devnet: Devnet) -> dict[str, int]:
+    """The liquidator's Maker DAI and Maker WETH, by token address (lower-case)."""
+    info = devnet.info.maker
+    assert info is not None
+    who = devnet.w3.to_checksum_address(devnet.info.accounts.liquidator)
+    return {a.lower(): int(mcd.contract(devnet.w3, name, a).functions.balanceOf(who).call())
+            for name, a in (("Dai", info.dai), ("WETH9", info.weth))}
+
+
 def _barked(devnet: Devnet, start: int, kpr: str) -> list[tuple[str, str]]:
     """(ilk, urn) of every Dog.Bark whose auction's keeper was `kpr`, in order."""
     info = devnet.info.maker
@@ -119,6 +136,7 @@ async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
     journal = Journal(tmp_path / "j.sqlite")
     keeper, strategy = await _keeper(maker, journal, contract, sell=sell)
     start = maker.w3.eth.block_number + 1
+    before = _balances(maker)
     try:
         assert not await asyncio.to_thread(_unsafe, maker)
         unsafe = await asyncio.to_thread(_unsafe, maker, 1700)
@@ -150,6 +168,15 @@ async def test_crash_barks_every_unsafe_vault_and_takes_at_a_profit(
         assert len([o for o in kicks if ":bark:" in o.key]) == len(barked)
         assert all(o.realized_profit > 0 for o in kicks), kicks
         assert takes and all(o.realized_profit > 0 for o in takes), takes
+        assert not await asyncio.to_thread(reverted_sends, maker, start,
+                                           maker.w3.eth.block_number)
+        weth = maker.info.tokens["WETH"].address.lower()
+        total, moved = await journal_ledger(keeper, tmp_path / "j.sqlite",
+                                            maker.info.accounts.liquidator, weth)
+        assert total == sum(o.realized_profit for o in confirmed)
+        after = await asyncio.to_thread(_balances, maker)
+        assert {t: after[t] - before[t] for t in after} == {t: moved[t] for t in after}, (
+            before, after, moved)
         mode = "clipperCall" if sell else "with DAI"
         print(f"\nmaker crash ({mode}): {len(unsafe)} unsafe, {len(barked)} barked, forbidden "
               f"{sorted(set(strategy.forbidden.values()))}, {len(takes)} takes, profit "
