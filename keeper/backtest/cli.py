@@ -37,7 +37,7 @@ from keeper.cli import AppState
 from keeper.demo import DEMO_MIN_PROFIT_USD
 from keeper.devnet.deploy import DevnetSpec
 from keeper.errors import FatalError, InputFileError, KeeperError
-from keeper.log import configure_logging
+from keeper.log import configure_logging, reset_logging
 
 
 class BacktestUsageError(FatalError):
@@ -190,28 +190,35 @@ def backtest(  # noqa: PLR0917 (click passes every option as an argument)
     except OSError as exc:
         raise InputFileError(f"{log_file}: cannot write the log ({exc.strerror})") from None
     console = Console(stderr=as_json)
+    # The report is written while the log is open (matplotlib logs as it loads), and the
+    # log's handlers go before it closes: a record into a closed file is a traceback.
     with sink:
         configure_logging("json", "info", stream=sink)
-        if path is not None:
-            with ReplayProgress(console, unit="steps") as progress:
-                report = devnet_replay.run_price_path(
-                    path, spec=DevnetSpec(borrowers=borrowers, seed=seed), max_steps=steps,
-                    progress=progress, tuning=tuning, profile=profile(profile_name),
-                    capital_usd=Decimal(str(capital)) if capital is not None else None)
-        else:
-            assert first is not None and last is not None
-            report = _run_archive(state, console, rpc=rpc, tape=tape, first=first, last=last,
-                                  insert=insert or "after-oracle")
-    _output(console, report, html_path, as_json)
+        try:
+            if path is not None:
+                with ReplayProgress(console, unit="steps") as progress:
+                    report = devnet_replay.run_price_path(
+                        path, spec=DevnetSpec(borrowers=borrowers, seed=seed),
+                        max_steps=steps, progress=progress, tuning=tuning,
+                        profile=profile(profile_name),
+                        capital_usd=Decimal(str(capital)) if capital is not None else None)
+            else:
+                assert first is not None and last is not None
+                report = _run_archive(state, console, rpc=rpc, tape=tape, first=first,
+                                      last=last, insert=insert or "after-oracle")
+            _output(console, report, html_path, as_json)
+        finally:
+            reset_logging()
 
 
 def _output(console: Console, report: BacktestReport, html_path: Path | None,
             as_json: bool) -> None:
-    if html_path is not None:
-        with timed() as took:
-            write_html(report, html_path)
-        console.print(f"HTML report written to {html_path} in {took[0]:.1f} s")
+    """The summary (or the JSON) first: an HTML report that fails to write loses nothing."""
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
         print_summary(console, report)
+    if html_path is not None:
+        with timed() as took:
+            write_html(report, html_path)
+        console.print(f"HTML report written to {html_path} in {took[0]:.1f} s")

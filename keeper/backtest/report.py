@@ -9,7 +9,6 @@ summary and the tables of liquidations and opportunities. `--json` is
 from __future__ import annotations
 
 import html
-import os
 import sys
 import time
 from collections import Counter
@@ -161,33 +160,41 @@ def summary_table(report: BacktestReport) -> Table:
 def liquidators_table(report: BacktestReport) -> Table:
     """Keeper vs historical liquidators: count and profit each."""
     table = Table(title="liquidators")
-    for column in ("liquidator", "liquidations", f"net profit ({report.quote_symbol})"):
+    for column in ("liquidator", "liquidations", f"net profit ({report.quote_symbol})",
+                   "net profit (USD)"):
         table.add_column(column)
     for name, (count, profit) in by_liquidator(report).items():
-        table.add_row(short(name), str(count), amount(profit))
+        mine = report.keeper if name == "keeper" else [
+            x for x in report.historical if x.liquidator == name]
+        table.add_row(short(name), str(count), amount(profit),
+                      usd(usd_of(report, ((x.block, x.profit_quote) for x in mine))))
     return table
 
 
 def missed_table(report: BacktestReport) -> Table:
     """Why the opportunities the keeper did not take were missed, and what they were worth."""
     table = Table(title="missed opportunities by reason")
-    for column in ("reason", "count", f"value ({report.quote_symbol})"):
+    for column in ("reason", "count", f"value ({report.quote_symbol})", "value (USD)"):
         table.add_column(column)
-    for reason, count, value in _missed(report):
-        table.add_row(reason, str(count), amount(value))
+    for row in _missed(report):
+        table.add_row(*row)
     return table
 
 
-def _missed(report: BacktestReport) -> list[tuple[str, int, float]]:
-    """(reason, count, value) of the missed opportunities, most valuable first."""
-    rows: dict[str, tuple[int, float]] = {}
+def _missed(report: BacktestReport) -> list[tuple[str, str, str, str]]:
+    """(reason, count, value, value in USD) of the missed opportunities, most valuable
+    first; each valued at the oracle's prices of the block it was valued at."""
+    rows: dict[str, list[tuple[int, float]]] = {}
     for o in report.opportunities:
         if o.taken_by == "keeper":
             continue
         reason = cell(o.missed_because or f"taken by {o.taken_by}")
-        count, value = rows.get(reason, (0, 0.0))
-        rows[reason] = (count + 1, value + max(o.profit_quote, 0.0))
-    return sorted(((r, n, v) for r, (n, v) in rows.items()), key=lambda x: (-x[2], -x[1], x[0]))
+        rows.setdefault(reason, []).append((o.valued_at or o.first_block,
+                                            max(o.profit_quote, 0.0)))
+    ordered = sorted(rows.items(),
+                     key=lambda item: (-sum(v for _, v in item[1]), -len(item[1]), item[0]))
+    return [(reason, str(len(items)), amount(sum(v for _, v in items)),
+             usd(usd_of(report, items))) for reason, items in ordered]
 
 
 def print_summary(console: Console, report: BacktestReport) -> None:
@@ -256,12 +263,18 @@ def render_html(report: BacktestReport) -> str:
           "-" if o.latency_blocks is None else f"{o.latency_blocks} blocks",
           o.missed_because or "-") for o in report.opportunities),
     )
-    missed = html_table(("reason", "count", f"value ({quote})"),
-                        ((r, n, amount(v)) for r, n, v in _missed(report)))
-    meanings = sorted({(o.missed_because, o.missed_detail) for o in report.opportunities
-                       if o.missed_because and o.missed_detail})
-    legend = "".join(f"<li><b>{html.escape(r)}</b>: {html.escape(d)}</li>"
-                     for r, d in meanings if r and d)
+    missed = html_table(("reason", "count", f"value ({quote})", "value (USD)"),
+                        _missed(report))
+    # One entry per reason: the keeper's own attempt and the replay's valuation may both
+    # explain a `no-capital`, each in its words.
+    meanings: dict[str, list[str]] = {}
+    for o in report.opportunities:
+        if o.missed_because and o.missed_detail:
+            said = meanings.setdefault(o.missed_because, [])
+            if o.missed_detail not in said:
+                said.append(o.missed_detail)
+    legend = "".join(f"<li><b>{html.escape(r)}</b>: {html.escape('; or '.join(d))}</li>"
+                     for r, d in sorted(meanings.items()))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*reconciliation(report),
                                                             *report.notes])
     positions = max((h.positions for h in report.health), default=0)
@@ -300,12 +313,27 @@ def _usd_at(report: BacktestReport, block: int, value: float) -> str:
 def check_writable(path: Path, what: str) -> None:
     """Before the work, not after it: an output that cannot be written is one line now."""
     folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputFileError(f"{path}: is a folder; give a file for {what}")
-    if not folder.is_dir():
-        raise InputFileError(f"{path}: folder {folder} does not exist (for {what})")
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise InputFileError(f"{path}: not writable (for {what})")
+    # Opened, not asked: permission bits say nothing to root, nor of a read-only mount or a
+    # name too long, which only the write at the end would have met.
+    try:
+        if path.is_dir():
+            raise InputFileError(f"{path}: is a folder; give a file for {what}")
+        if not folder.is_dir():
+            raise InputFileError(f"{path}: folder {folder} does not exist (for {what})")
+        existed = path.exists()
+        with path.open("a"):
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as exc:
+        raise InputFileError(f"{short_path(path)}: cannot write {what} there "
+                             f"({exc.strerror})") from None
+
+
+def short_path(path: Path) -> str:
+    """A path for a one-line error: its ends when it is longer than a line."""
+    text = str(path)
+    return text if len(text) <= 60 else f"{text[:28]}…{text[-28:]}"
 
 
 def write_html(report: BacktestReport, path: Path) -> None:

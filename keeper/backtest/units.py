@@ -25,6 +25,19 @@ def amount(value: float, symbol: str = "") -> str:
     return f"{text} {symbol}".rstrip()
 
 
+def compact(value: float, unit: str = "") -> str:
+    """A large value in about 8 characters and its unit: "$13.21M", "130,877 USDC",
+    "2.44B WETH" (`unit` "USD" is a leading "$"): tables that must fit an 80-column console."""
+    size = abs(value)
+    # Thresholds half a unit low: 999,999.6 reads "1.00M", not "1,000,000".
+    text = (f"{value / 1e9:,.2f}B" if size >= 1e9 - 5e6 else f"{value / 1e6:,.2f}M"
+            if size >= 1e6 - 0.5
+            else f"{value:,.0f}" if size >= 1 or size == 0 else f"{value:.2g}")
+    if unit == "USD":
+        return f"-${text[1:]}" if text.startswith("-") else f"${text}"
+    return f"{text} {unit}".rstrip()
+
+
 def raw_amount(raw: int, decimals: int, symbol: str = "") -> str:
     """Raw token units (an exact int) in whole tokens."""
     return amount(raw / 10**decimals, symbol)

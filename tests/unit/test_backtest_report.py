@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -139,17 +140,29 @@ def test_json_is_plain_json() -> None:
 
 
 def test_console_summary() -> None:
-    console = Console(record=True, width=120)
+    console = Console(record=True, width=80)
     print_summary(console, sample_report())
     text = console.export_text()
     assert "capture rate" in text and "75.0%" in text and "no-capital" in text
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    # USD at the oracle's price of each block (WETH at 2,000 - 50 per block from 100): the
+    # keeper's 1.0 WETH at 103 and 0.5 at 105, the missed 0.5 WETH at 103.
+    lines = text.splitlines()
+    assert any("keeper" in line and "$2,725" in line for line in lines), text
+    assert any("no-capital" in line and "0.5000 WETH" not in line and "$925" in line
+               for line in lines), text
 
 
-def test_progress_counts_blocks_per_second() -> None:
+def test_progress_says_what_it_counts(capsys: pytest.CaptureFixture[str]) -> None:
     console = Console(record=True, width=120, force_terminal=False)
     with ReplayProgress(console, unit="steps") as progress:
         progress(3, 10, 7)
-        progress(10, 10)
+        progress(10, 10, 12)
+    first, *_, last = capsys.readouterr().err.splitlines()
+    # Steps per second for a bar that counts steps, and the blocks replayed beside them.
+    assert "3/10 steps" in first and "steps/s, 7 blocks" in first, first
+    assert "10/10 steps" in last and "12 blocks" in last and "blocks/s" not in last, last
+    assert console.export_text() == ""  # off a terminal, no bar is drawn
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
@@ -249,5 +262,41 @@ def test_steps_and_output_folder_are_checked_before_the_replay(tmp_path: Path) -
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if not os.access(locked, os.W_OK):  # root writes anywhere
-        assert_one_error(run("--html", str(locked / "r.html")), "not writable")
+        assert_one_error(run("--html", str(locked / "r.html")), "cannot write")
+    # What permission bits do not tell (root included): the file is opened, then removed.
+    assert_one_error(run("--html", str(tmp_path / ("x" * 300 + ".html"))),
+                     "cannot write the HTML report", "too long")
+    assert [p.name for p in tmp_path.iterdir()] == ["locked"]
     assert_one_error(run("--capital", "0"), "--capital")
+
+
+@pytest.mark.usefixtures("clean_logging")
+def test_the_summary_comes_first_and_the_log_outlives_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay stubbed out (its report is the sample): an HTML report that fails to write
+    at the end costs one line, not the summary; what logs while it is drawn (matplotlib, as
+    it loads) goes to the log file, never into a closed one."""
+    from keeper.backtest import cli as backtest_cli  # noqa: PLC0415
+    from keeper.backtest import devnet_replay  # noqa: PLC0415
+
+    def replayed(*_args: object, **_kwargs: object) -> BacktestReport:
+        return sample_report()
+
+    def drawn(_report: BacktestReport, path: Path) -> None:
+        logging.getLogger("matplotlib").warning("drawing %s", path.name)
+        raise InputFileError(f"{path}: cannot write the HTML report (No space left on device)")
+
+    monkeypatch.setattr(devnet_replay, "run_price_path", replayed)
+    monkeypatch.setattr(backtest_cli, "write_html", drawn)
+    log = tmp_path / "backtest.log"
+    result = CliRunner().invoke(cli.main, [
+        "backtest", "--log-file", str(log), "--devnet", "--price-path",
+        "steth_eth_2022-06_depeg", "--html", str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    assert "capture rate" in result.stdout and "75.0%" in result.stdout
+    assert result.stderr.splitlines() == [
+        f"keeper: error: {tmp_path / 'r.html'}: cannot write the HTML report (No space left "
+        "on device)"]
+    assert "drawing r.html" in log.read_text()
+    logging.getLogger("matplotlib").warning("after the command")  # its log closed: no error
