@@ -30,6 +30,7 @@ from eth_abi.exceptions import DecodingError
 from rich.console import Console
 from rich.table import Table
 
+from keeper.backtest.units import compact
 from keeper.chain.follower import block_ref
 from keeper.chain.http import HttpRpc
 from keeper.cli import AppState
@@ -160,30 +161,34 @@ def _run_devnet(borrowers: int, seed: int, drops: Sequence[int]) -> RiskView:
 
 
 def tables(view: RiskView) -> list[Table]:
-    """One table per asset: a row per drop, liquidatable positions/collateral/bad debt per
-    (protocol, unit)."""
+    """One table per asset: a row per (protocol, drop), with the positions liquidatable, the
+    collateral they hold and the bad debt, each in its unit ("$13.21M", "21.45M USDC").
+
+    A protocol's rows are a section of their own, not columns: the table stays within an
+    80-column console (piped output too) whatever the number of protocols, and no figure is
+    cut short. The exact integers are in `--json`.
+    """
     out = []
     by_key = {(p.asset, p.drop_pct, p.protocol, p.unit): p for p in view.points}
     drops = sorted({p.drop_pct for p in view.points})
     for asset in view.assets():
         table = Table(title=f"{view.name(asset)} price drop (block {view.block}, "
                             f"{view.positions(asset)} positions with debt)")
-        table.add_column("drop", justify="right")
+        table.add_column("protocol")
+        for column in ("drop", "liquidatable", "collateral", "bad debt"):
+            table.add_column(column, justify="right")
         groups = [g for g in view.groups() if any((asset, d, *g) in by_key for d in drops)]
         for protocol, unit in groups:
-            for what in ("liquidatable", f"collateral {view.name(unit)}",
-                         f"bad debt {view.name(unit)}"):
-                table.add_column(f"{protocol}\n{what}", justify="right")
-        for drop in drops:
-            cells = [f"-{drop}%"]
-            for protocol, unit in groups:
+            name = view.name(unit)
+            for row, drop in enumerate(drops):
                 p = by_key.get((asset, drop, protocol, unit))
-                cells += ["-"] * 3 if p is None else [
+                cells = ["-"] * 3 if p is None else [
                     f"{p.liquidatable}/{p.positions}",
-                    f"{view.amount(p, p.liquidatable_collateral):,.0f}",
-                    f"{view.amount(p, p.bad_debt):,.0f}",
+                    compact(view.amount(p, p.liquidatable_collateral), name),
+                    compact(view.amount(p, p.bad_debt), name),
                 ]
-            table.add_row(*cells)
+                table.add_row(protocol if row == 0 else "", f"-{drop}%", *cells,
+                              end_section=row == len(drops) - 1)
         out.append(table)
     return out
 
@@ -295,6 +300,8 @@ def risk(  # noqa: PLR0917 (click passes every option as an argument)
     if plot_path is not None:
         from keeper.backtest.report import check_writable  # noqa: PLC0415
 
+        if plot_path.suffix.lower() not in {".png", ".html", ".htm"}:
+            raise InputFileError(f"{plot_path}: --plot writes a .png or an .html file")
         check_writable(plot_path, "the plot")
     if devnet:
         view = _run_devnet(borrowers, seed, drops)

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
+from keeper import cli
 from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint, dropped
 from keeper.risk import RiskView, plot_figure, tables, write_plot
 from strategies.morpho_blue import risk as morpho_risk
@@ -78,15 +80,37 @@ def _view() -> RiskView:
     return RiskView(7, points, {WETH: "WETH", USDC: "USDC"}, {WETH: 18, USDC: 6})
 
 
-def test_tables_show_each_protocol_in_its_unit() -> None:
-    console = Console(record=True, width=200)
+def test_tables_show_each_protocol_in_its_unit_within_80_columns() -> None:
+    # An 80-column console, as piped output gets: nothing cut short ("13,205,0…" was).
+    console = Console(record=True, width=80)
     for table in tables(_view()):
         console.print(table)
     text = console.export_text()
     assert "WETH price drop (block 7, 15 positions with debt)" in text
-    assert "collateral USD" in text and "collateral USDC" in text
-    assert "-50%" in text and "5/10" in text  # aave: 50 // 10 of 10 positions
-    assert "50,000,000" in text  # 50 * 1e14 base units = $50M
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    rows = [line for line in text.splitlines() if "-50%" in line]
+    # aave: 50 // 10 of 10 positions, 50 * 1e14 base units = $50M, bad debt $500k (USD);
+    # morpho: 50 * 1e12 raw USDC = 50M USDC.
+    assert all(v in rows[0] for v in ("5/10", "$50.00M", "$500,000")), rows[0]
+    assert all(v in rows[1] for v in ("2/5", "50.00M USDC", "0 USDC")), rows[1]
+    assert "aave_v3" in text and "morpho_blue" in text
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("curve.svg", ("curve.svg", ".png or an .html")),
+    ("nodir/curve.png", ("folder nodir does not exist",)),
+    ("x" * 300 + ".png", ("cannot write the plot",)),  # a name too long: only opening tells
+])
+def test_a_plot_that_cannot_be_written_is_refused_before_the_devnet_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, words: tuple[str, ...]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli.main, ["risk", "--devnet", "--plot", name])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keeper: error: "), lines
+    assert all(w in lines[0] for w in words), lines[0]
+    assert list(tmp_path.iterdir()) == []  # the check left nothing behind
 
 
 def test_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
