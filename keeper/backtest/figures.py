@@ -42,6 +42,14 @@ def by_liquidator(report: BacktestReport) -> dict[str, tuple[int, float]]:
     return out
 
 
+def liquidator_usd(report: BacktestReport, name: str) -> float | None:
+    """The net profit of one of `by_liquidator`'s names in USD, each liquidation at its
+    block's oracle price."""
+    mine = report.keeper if name == "keeper" else [
+        x for x in report.historical if x.liquidator == name]
+    return usd_of(report, ((x.block, x.profit_quote) for x in mine))
+
+
 def new_figure(width: float = 9, height: float = 3.6) -> Figure:
     """A matplotlib figure on the Agg backend (no display needed)."""
     import matplotlib  # noqa: PLC0415 (slow import, needed only for the HTML report)
@@ -196,7 +204,16 @@ def plot_liquidators(report: BacktestReport) -> Figure:
     axes = figure.subplots()
     rows = by_liquidator(report)
     names = [short(n) for n in rows]
-    axes.bar(names, [profit for _, profit in rows.values()])
+    bars = axes.bar(names, [profit for _, profit in rows.values()])
+    # Each bar says its count and value, in the quote token and in USD at the oracle's prices.
+    labels = []
+    for name, (count, profit) in rows.items():
+        dollars = liquidator_usd(report, name)
+        labels.append(f"{count} liquidation{'' if count == 1 else 's'}: "
+                      f"{amount(profit, report.quote_symbol)}"
+                      + ("" if dollars is None else f", {usd(dollars)}"))
+    axes.bar_label(bars, labels, fontsize="small")
+    axes.margins(y=0.15)  # room for the labels above the tallest bar
     axes.set(title=f"net profit by liquidator ({span(report)})", xlabel="liquidator",
              ylabel=f"net profit ({report.quote_symbol})")
     return figure

@@ -21,7 +21,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from keeper.backtest.figures import FIGURES, by_liquidator, png_base64, span, usd_of
+from keeper.backtest.figures import (
+    FIGURES,
+    by_liquidator,
+    liquidator_usd,
+    png_base64,
+    span,
+    usd_of,
+)
 from keeper.backtest.model import BacktestReport
 from keeper.backtest.units import amount, cell, raw_amount, short, usd
 from keeper.errors import InputFileError
@@ -164,10 +171,7 @@ def liquidators_table(report: BacktestReport) -> Table:
                    "net profit (USD)"):
         table.add_column(column)
     for name, (count, profit) in by_liquidator(report).items():
-        mine = report.keeper if name == "keeper" else [
-            x for x in report.historical if x.liquidator == name]
-        table.add_row(short(name), str(count), amount(profit),
-                      usd(usd_of(report, ((x.block, x.profit_quote) for x in mine))))
+        table.add_row(short(name), str(count), amount(profit), usd(liquidator_usd(report, name)))
     return table
 
 

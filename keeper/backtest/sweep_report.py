@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from keeper.backtest.figures import new_figure, png_base64
+from keeper.backtest.report import html_table
 from keeper.backtest.sweep_params import Tuning
 from keeper.errors import InputFileError
 
@@ -141,9 +142,9 @@ def plot_sweep(report: SweepReport) -> Any:
 
 
 def render_sweep_html(report: SweepReport) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in cell.row()) + "</tr>"
-                   for cell in report.cells)
+    # Cells within 24 characters as in a backtest's report: a long path or a failure's
+    # reason is cut, whole in the cell's tooltip (and in --json-out).
+    table = html_table(COLUMNS, (cell.row() for cell in report.cells))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in report.notes)
     title = f"keeper backtest sweep: {len(report.cells)} backtests"
     return f"""<!doctype html>
@@ -155,7 +156,7 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: left; white-spac
 img {{ display: block; margin: 1em 0; max-width: 100%; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>
+{table}
 <ul>{notes}</ul>
 <img alt="capture and PnL per parameter set"
  src="data:image/png;base64,{png_base64(plot_sweep(report))}">

@@ -49,6 +49,8 @@ def usd(value: float | None) -> str:
         return "-"
     sign = "-" if value < 0 else ""
     size = abs(value)
+    if size == 0:
+        return "$0"
     return f"{sign}${size:,.0f}" if size >= 100 else f"{sign}${size:,.2f}"
 
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from rich.console import Console
 
 from keeper import cli
-from keeper.backtest.figures import FIGURES, plot_health, plot_liquidations
+from keeper.backtest.figures import FIGURES, plot_health, plot_liquidations, plot_liquidators
 from keeper.backtest.model import (
     BacktestReport,
     HealthSample,
@@ -115,6 +115,10 @@ def test_every_plot_has_a_title_and_axis_units() -> None:
     assert all(float(t).is_integer() for t in ticks)
     assert "blocks 100-110" in health.axes[0].get_title()
     assert "50 positions" in health.axes[0].get_title()
+    # Each liquidator's bar says its value in the quote token and in USD.
+    texts = [t.get_text() for t in plot_liquidators(report).axes[0].texts]
+    assert "2 liquidations: 1.5000 WETH, $2,725" in texts and (
+        "1 liquidation: 0.25 WETH, $450" in texts), texts
 
 
 def test_progress_without_a_terminal_prints_lines(capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,8 @@ and plot from backtest reports (one of them failed)."""
 
 from __future__ import annotations
 
+import html
+import re
 import subprocess
 import sys
 from decimal import Decimal
@@ -22,6 +24,7 @@ from keeper.backtest.sweep_report import (
     render_sweep_html,
     sweep_table,
 )
+from keeper.backtest.units import CELL
 from keeper.cli import main
 
 
@@ -107,3 +110,8 @@ def test_the_combined_report_reads_each_backtests_figures() -> None:
     assert labels == ["bid 0, min $5, batch 5, next-block",
                       "bid 0.5, min $5, batch 5, after-oracle"], labels
     assert [c["figures"] for c in report.to_json()["cells"]] == [c.figures() for c in cells]
+    # A long failure fits its cell (24 characters), whole in the tooltip.
+    why = "anvil exited: port 8545 is in use by another process"
+    page = render_sweep_html(SweepReport([Cell("crash", 12, Tuning(Decimal(0)), error=why)]))
+    cells_text = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", page)]
+    assert max(len(c) for c in cells_text) <= CELL and f'title="failed: {why}"' in page
