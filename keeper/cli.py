@@ -196,6 +196,23 @@ def _accept_config_option(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _accept_config_option(sub)
+        _accept_config_in_lazy_commands(command)
+
+
+def _accept_config_in_lazy_commands(group: click.Group) -> None:
+    """A group that finds a command only when it is named (`keeper backtest sweep`) holds
+    none of them in `commands` beforehand: each gets `--config` as the group finds it."""
+    if isinstance(group, KeeperGroup) or "get_command" in vars(group):
+        return  # KeeperGroup does this itself; an instance already wrapped
+    find = group.get_command
+
+    def get_command(ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = find(ctx, cmd_name)
+        if command is not None:
+            _accept_config_option(command)
+        return command
+
+    vars(group)["get_command"] = get_command  # the instance's own, ahead of its class's
 
 
 def _import_command(target: str) -> click.Command:

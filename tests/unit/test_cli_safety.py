@@ -120,9 +120,11 @@ def test_config_after_the_command(tmp_path: Path) -> None:
     assert "missing.toml" in line and "not found" in line
 
 
-@pytest.mark.parametrize("command", ["run", "scan", "risk", "backtest", "check-config"])
+@pytest.mark.parametrize("command", ["run", "scan", "risk", "backtest", "check-config",
+                                     "backtest sweep", "devnet price", "journal"])
 def test_every_command_help_shows_config(command: str) -> None:
-    result = invoke(command, "--help")
+    """Sub-commands too, and one its group finds only when named (backtest sweep)."""
+    result = invoke(*command.split(), "--help")
     assert result.exit_code == 0, result.output
     assert "--config FILE" in result.stdout
 
