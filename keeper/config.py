@@ -180,7 +180,9 @@ def validate_config(
         set(_table(data.get("strategies")))
         | {k[1] for k in env if len(k) > 1 and k[0] == "strategies"}
     )
-    model = _with_strategies(names, _plugins_of(data, env))
+    plugin_of = _plugins_of(data, env)
+    _check_env_strategies(set(_table(data.get("strategies"))), plugin_of)
+    model = _with_strategies(names, plugin_of)
     check_env_names(model)
     try:
         config = model(**data)
@@ -294,6 +296,27 @@ def check_env_names(model: type[BaseModel]) -> None:
             if sub is None:
                 break
             current = sub
+
+
+def _check_env_strategies(in_file: set[str], plugin_of: dict[str, str]) -> None:
+    """A `ConfigError` naming the variable when `KEEPER_STRATEGIES__<NAME>__...` names a
+    strategy that is neither in the file nor an installed plugin (a misspelt name): the
+    plugin loader's own line would blame the file's [strategies]."""
+    installed = plugins.installed()
+    for name in sorted(os.environ):
+        parts = name.lower().removeprefix(ENV_PREFIX.lower()).split("__")
+        if not name.upper().startswith(ENV_PREFIX) or len(parts) < 2 or parts[0] != "strategies":
+            continue
+        strategy = parts[1]
+        if strategy in in_file or strategy in plugin_of or strategy in installed:
+            continue
+        close = difflib.get_close_matches(strategy, sorted({*installed, *in_file}), n=1)
+        fixed = "__".join(["strategies", *close[:1], *parts[2:]]).upper()
+        hint = f"; did you mean {ENV_PREFIX}{fixed}?" if close else ""
+        raise ConfigError(
+            f"environment {name}: unknown strategy {strategy} (not in the file's [strategies] "
+            f"and no such plugin; installed: {', '.join(installed) or 'none'}{hint})"
+        )
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:

@@ -135,6 +135,12 @@ class AccountConfig(Section):
     def _one_source(self) -> Self:
         for key in (self.searcher_key, *self.lane_keys):
             secrets.register_secret(key)
+        # Checked here, not only when bundle mode signs with them: a bad one is check-config's
+        # line too, and a raised ConfigError passes through pydantic as it is.
+        if self.searcher_key is not None:
+            secrets.check_key(self.searcher_key, secrets.SEARCHER_KEY_ENV)
+        for index, key in enumerate(self.lane_keys):
+            secrets.check_key(key, f"{secrets.LANE_KEYS_ENV}[{index}]")
         if self.private_key is not None:
             secrets.register_secret(self.private_key)
             if self.keystore is not None:

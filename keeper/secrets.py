@@ -129,6 +129,13 @@ def redact_url(url: str) -> str:
 def account_from_key(key: SecretStr, where: str = PRIVATE_KEY_ENV) -> LocalAccount:
     """The account of a hex private key (registered as a secret first); `where` names it
     in errors."""
+    account: LocalAccount = Account.from_key(check_key(key, where))
+    return account
+
+
+def check_key(key: SecretStr, where: str) -> str:
+    """The key's hex text (registered as a secret first) if it is a valid private key, else
+    one `ConfigError` line naming `where`."""
     register_secret(key)
     raw = key.get_secret_value().strip()
     if not _HEX_KEY.match(raw):
@@ -136,8 +143,7 @@ def account_from_key(key: SecretStr, where: str = PRIVATE_KEY_ENV) -> LocalAccou
             f"{where}: a private key must be 32 bytes of hex (64 hex digits, optional 0x)"
         )
     check_key_range(int(raw.removeprefix("0x"), 16), where)
-    account: LocalAccount = Account.from_key(raw)
-    return account
+    return raw
 
 
 def check_key_range(key: int, where: str) -> None:

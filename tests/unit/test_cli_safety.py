@@ -75,6 +75,15 @@ def test_misspelt_strategy_key_variable_is_an_error(
     assert "strategies.aave_v3.start_blok" in line and "START_BLOCK" in line
 
 
+def test_misspelt_strategy_name_variable_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEEPER_STRATEGIES__AAVEV3__START_BLOCK", "5")
+    line = one_error_line(invoke("check-config", "--offline", str(config_file(tmp_path))))
+    assert "environment KEEPER_STRATEGIES__AAVEV3__START_BLOCK" in line
+    assert "did you mean KEEPER_STRATEGIES__AAVE_V3__START_BLOCK?" in line
+
+
 def test_other_keeper_variables_stay_allowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -97,6 +106,25 @@ def test_invalid_private_key_is_one_line(
     line = one_error_line(invoke("check-config", "--offline", str(config_file(tmp_path))))
     assert "KEEPER_ACCOUNT__PRIVATE_KEY" in line and words in line
     assert key.removeprefix("0x") not in line.lower()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "start"),
+    [("KEEPER_ACCOUNT__SEARCHER_KEY", "0" * 64,
+      "KEEPER_ACCOUNT__SEARCHER_KEY: the private key is zero"),
+     ("KEEPER_ACCOUNT__LANE_KEYS", f'["{SECP256K1_ORDER - 1:064x}", "{SECP256K1_ORDER:064x}"]',
+      "KEEPER_ACCOUNT__LANE_KEYS[1]: the private key is not below the secp256k1 curve order"),
+     ("KEEPER_ACCOUNT__LANE_KEYS", '["0x1234"]',
+      "KEEPER_ACCOUNT__LANE_KEYS[0]: a private key must be 32 bytes of hex")],
+)
+def test_invalid_bundle_keys_are_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, start: str
+) -> None:
+    """The bundle keys are checked with the config, public submitter or not."""
+    monkeypatch.setenv(variable, value)
+    line = one_error_line(invoke("check-config", "--offline", str(config_file(tmp_path))))
+    assert line.startswith(f"keeper: error: {start}"), line
+    assert f"{SECP256K1_ORDER:064x}" not in line.lower()
 
 
 def test_highest_valid_key_is_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
