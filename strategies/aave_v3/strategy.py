@@ -42,13 +42,13 @@ from keeper.errors import KeeperError
 from keeper.liquidation_curve import CurvePoint
 from keeper.strategy import ChainReader, StrategyContext
 from keeper.types import BlockRef, Call, Candidate, Event, FlashLeg, LogFilter, PositionRow
-from strategies.aave_v3 import discovery, foresight, liquidation_v36, math, prices
+from strategies.aave_v3 import discovery, foresight, liquidation_v30, liquidation_v36, math, prices
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.book import PositionBook
 from strategies.aave_v3.config import AaveV3Config
 from strategies.aave_v3.flash_leg import aave_flash_leg
-from strategies.aave_v3.market import Account, Market, Reserve
+from strategies.aave_v3.market import Account, Market
 from strategies.aave_v3.rules import RuleSet
 from strategies.aave_v3.screen import HealthScreen, ScreenError
 
@@ -312,81 +312,29 @@ class AaveV3Strategy:
         if market.rules is RuleSet.V3_6:  # v3.6 validation, close factor and dust rule
             yield from liquidation_v36.candidates(market, account, now, self, GAS_LIMIT)
             return
-        collaterals: list[tuple[Reserve, int]] = []
-        debts: list[tuple[Reserve, int]] = []
-        for r in market.reserves:
-            if not r.config.active or r.config.paused:
-                continue  # ValidationLogic.validateLiquidationCall reverts
-            b = account.balances[r.asset]
-            if (account.config.is_using_as_collateral(r.id) and b.scaled_atoken_balance
-                    and r.config.liquidation_threshold != 0):
-                balance = math.atoken_balance(b.scaled_atoken_balance, r.normalized_income(now))
-                if balance:
-                    collaterals.append((r, balance))
-            variable = math.variable_debt_balance(b.scaled_variable_debt, r.normalized_debt(now))
-            stable = math.stable_debt_balance(
-                b.stable_principal, b.stable_rate, b.stable_last_updated, now
-            )
-            if variable + stable:
-                debts.append((r, variable + stable))
-        category = market.emode_categories.get(account.emode_category)
-        for c, balance in collaterals:
-            for d, total_debt in debts:
-                yield self._candidate(
-                    account, hf=hf, collateral=(c, balance), debt=(d, total_debt),
-                    category=category,
-                )
+        for pair in liquidation_v30.pairs(market, account, hf, now):
+            yield self._candidate(account, pair)
 
-    def _candidate(
-        self, account: Account, *, hf: int, collateral: tuple[Reserve, int],
-        debt: tuple[Reserve, int], category: aave_market.EModeCategory | None,
-    ) -> Candidate:
-        (c, balance), (d, total_debt) = collateral, debt
-        config = math.liquidation_configuration(
-            user_emode_category=account.emode_category,
-            collateral_emode_category=c.config.emode_category,
-            collateral_liquidation_bonus=c.config.liquidation_bonus,
-            collateral_price=c.price, debt_price=d.price,
-            emode_liquidation_bonus=category.liquidation_bonus if category else 0,
-            emode_price=category.price if category else 0,
-        )
-        max_repay = math.calculate_actual_debt_to_liquidate(total_debt, hf, math.UINT256_MAX)
-
-        def amounts(repay: int) -> math.LiquidationAmounts:
-            return math.calculate_available_collateral_to_liquidate(
-                collateral_price=config.collateral_price,
-                collateral_asset_unit=math.asset_unit(c.decimals),
-                debt_price=config.debt_price, debt_asset_unit=math.asset_unit(d.decimals),
-                debt_to_cover=math.calculate_actual_debt_to_liquidate(total_debt, hf, repay),
-                user_collateral_balance=balance,
-                liquidation_bonus=config.liquidation_bonus,
-                liquidation_protocol_fee_percentage=c.config.liquidation_protocol_fee,
-            )
-
-        def seize(repay: int) -> int:
-            return amounts(repay).collateral_amount
-
-        def actual_repay(repay: int) -> int:
-            return amounts(repay).debt_amount
-
+    def _candidate(self, account: Account, pair: liquidation_v30.Pair) -> Candidate:
+        c, d = pair.collateral, pair.debt
         # Prices and the scaled debt (moved by repays and liquidations, not by interest):
         # a follow-up liquidation of the same pair at the same prices gets its own key,
         # while a restart before the first one is mined still sees the same key.
         position = account.balances[d.asset]
-        state = _price_state(config.collateral_price, config.debt_price,
+        state = _price_state(pair.config.collateral_price, pair.config.debt_price,
                              position.scaled_variable_debt, position.stable_principal)
         return Candidate(
             strategy=self.name,
             account=account.user,
             collateral=c.asset,
             debt=d.asset,
-            max_repay=max_repay,
-            health_factor=hf,
+            max_repay=pair.max_repay,
+            health_factor=pair.health_factor,
             key=f"{self.context.chain_id}:{self.name}:{account.user}:{c.asset}:{d.asset}:{state}",
-            seize=seize,
+            seize=pair.seize,
             gas_limit=GAS_LIMIT,
             spender=self.book.market.pool,
-            actual_repay=actual_repay,
+            actual_repay=pair.actual_repay,
             collateral_symbol=self._symbols.get(c.asset) or "",
             debt_symbol=self._symbols.get(d.asset) or "",
         )
