@@ -241,6 +241,19 @@ def test_cli_input_errors(tmp_path: Path) -> None:
     ("time_utc,price\n2021-05-19T00:00,1\n1,2,3,4\n", ("garbage.csv:3",)),
     ("time_utc,price\nyesterday,1\ntoday,2\n", ("garbage.csv:2", "ISO-8601")),
     ("time_utc,price\n2021-05-19T00:10,1\n2021-05-19T00:00,2\n", ("garbage.csv:3", "after")),
+    ("", ("garbage.csv", "empty")),
+    ("# a comment\n", ("garbage.csv", "empty")),
+    # Numbers a replay cannot drive a feed with: each was an internal error or a replay.
+    ("time_utc,price\n2021-05-19T00:00,nan\n2021-05-19T00:10,2\n", ("garbage.csv:2", "'nan'")),
+    ("time_utc,price\n2021-05-19T00:00,1\n2021-05-19T00:10,inf\n", ("garbage.csv:3", "'inf'")),
+    ("time_utc,price\n2021-05-19T00:00,1\n2021-05-19T00:10,-2\n", ("garbage.csv:3", "positive")),
+    ("time_utc,price\n2021-05-19T00:00,1e-22\n2021-05-19T00:10,3\n",
+     ("garbage.csv:3", "million-fold", "1e-22")),
+    ("time_utc,price,gas_gwei\n2021-05-19T00:00,1,-1\n2021-05-19T00:10,2,3\n",
+     ("garbage.csv:2", "gas price -1")),
+    ("time_utc,price,gas_gwei\n2021-05-19T00:00,1,x\n2021-05-19T00:10,2,3\n",
+     ("garbage.csv:2", "gas price 'x'")),
+    ("time_utc,price\n2021-05-19T00:00\n2021-05-19T00:10,2\n", ("garbage.csv:2", "1 columns")),
 ])
 def test_a_bad_path_file_is_refused_before_the_devnet_starts(
     tmp_path: Path, content: str, words: tuple[str, ...]
