@@ -189,7 +189,8 @@ class FeedRuleConfig(Section):
     """One `[[execution.feeds]]` entry: when a price feed posts a new answer (its off-chain
     configuration: Chainlink's data-feeds pages list each feed's deviation and heartbeat)."""
 
-    address: Address
+    address: Annotated[
+        Address, Interface("a Chainlink-style price feed aggregator", "latestAnswer()")]
     """The contract that emits the feed's `AnswerUpdated` (a proxy's current aggregator)."""
     deviation_bps: int = Field(ge=1, le=5_000)
     heartbeat_seconds: int = Field(default=3600, ge=1)

@@ -26,13 +26,13 @@ class MakerConfig(Section):
 
     vat: Annotated[Address, Interface("the Maker Vat", "Line()")]
     dog: Annotated[Address, Interface("the Maker Dog", "Hole()")]
-    cat: Address | None = None
+    cat: Annotated[Address, Interface("the Maker Cat", "box()")] | None = None
     spot: Annotated[Address, Interface("the Maker Spotter", "par()")]
-    jug: Address | None = None
+    jug: Annotated[Address, Interface("the Maker Jug", "base()")] | None = None
     dai: Annotated[Address, Interface("Maker's DAI", "decimals()")]
     dai_join: Annotated[Address, Interface("Maker's DaiJoin", "dai()")]
     # contracts/maker/MakerKeeper.sol owned by the sending account (keeper.devnet.maker_keeper)
-    keeper_contract: Address
+    keeper_contract: Annotated[Address, Interface("a MakerKeeper contract", "daiJoin()")]
     ilks: dict[str, MakerIlkConfig]
     # The most DAI the keeper holds in the Vat at once (pulled from the account as it
     # pays): a running total of its open Flipper bids and each block's takes and bids.
@@ -40,7 +40,7 @@ class MakerConfig(Section):
     # A Uniswap V2 pair of the Clipper ilks' gem against Maker DAI: takes then sell the
     # collateral inside the take (Clipper's clipperCall; no DAI needed). None: takes pay
     # with DAI the account holds and keep the collateral.
-    clip_exit_pair: Address | None = None
+    clip_exit_pair: V2Pair | None = None
     enabled: bool = True
     start_block: int = Field(default=0, ge=0)
     # Flipper auctions (Cat ilks; strategies/maker/flip.py): the Uniswap V2 pair of the gem

@@ -5,15 +5,18 @@ and the first without code or interface is one line naming its key."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import typing
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from eth_utils.abi import function_signature_to_4byte_selector
+from pydantic import BaseModel
 
-from keeper.addresses import address_keys, check_addresses
-from keeper.config import load_config
+from keeper import plugins
+from keeper.addresses import _marks, address_keys, check_addresses
+from keeper.config import KeeperConfig, load_config
 from keeper.errors import ConfigError, Reverted
 
 QUOTE = "0x" + "11" * 20
@@ -74,7 +77,8 @@ def test_every_address_key_is_found(tmp_path: Path) -> None:
     assert set(keys) == {"execution.quote_token", "execution.feeds[0].address",
                          "dex.uniswap_v2_factory", "dex.venues[0].factory",
                          "strategies.aave_v3.addresses_provider"}  # morpho is disabled
-    assert keys["execution.feeds[0].address"].interface is None  # code only
+    feed = keys["execution.feeds[0].address"].interface
+    assert feed is not None and feed.call == "latestAnswer()"
     provider = keys["strategies.aave_v3.addresses_provider"].interface
     assert provider is not None and provider.call == "getPool()"
 
@@ -93,6 +97,8 @@ def test_all_good(tmp_path: Path) -> None:
     (Node(reverts=[V3]), f"dex.venues[0].factory {V3} is not a Uniswap V3 factory "
                          "(feeAmountTickSpacing(uint24) reverted)"),
     (Node(no_code=[FEED]), f"execution.feeds[0].address {FEED} has no contract code"),
+    (Node(reverts=[FEED]), f"execution.feeds[0].address {FEED} is not a Chainlink-style price "
+                           "feed aggregator (latestAnswer() reverted)"),
 ])
 def test_a_wrong_address_is_one_line_naming_its_key(
     tmp_path: Path, node: Node, words: str
@@ -100,3 +106,31 @@ def test_a_wrong_address_is_one_line_naming_its_key(
     with pytest.raises(ConfigError) as caught:
         asyncio.run(check_addresses(node, config(tmp_path), 1))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+def _untyped_addresses(model: type[BaseModel], prefix: str) -> Iterator[str]:
+    """Dotted keys of `model` (and the sections it nests) holding an address with no
+    declared `Interface`."""
+    for name, info in model.model_fields.items():
+        interface, is_address = _marks([*info.metadata, info.annotation])
+        if is_address and interface is None:
+            yield prefix + name
+        for arg in [info.annotation, *_nested_types(info.annotation)]:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                yield from _untyped_addresses(arg, f"{prefix}{name}.")
+
+
+def _nested_types(annotation: Any) -> Iterator[Any]:
+    for arg in typing.get_args(annotation):
+        yield arg
+        yield from _nested_types(arg)
+
+
+def test_every_address_key_declares_its_interface() -> None:
+    """Start-up checks each address for the contract it should be, not only for code: every
+    address key of the core sections and of each installed strategy names its interface."""
+    models: list[tuple[type[BaseModel], str]] = [(KeeperConfig, "")]
+    models += [(plugins.load(name).config_model, f"strategies.{name}.")
+               for name in plugins.installed()]
+    untyped = [key for model, prefix in models for key in _untyped_addresses(model, prefix)]
+    assert untyped == []
