@@ -14,14 +14,24 @@ with the old one unless positions changed, so copying a book of pools is cheap.
 - `quote_exact_input_single` / `quote_exact_output_single` mirror QuoterV2
   (v3-periphery, contracts/lens/QuoterV2.sol): the swap at the default price limit,
   and its callback's checks.
+
+An exact-input swap at the default price limit (every quote of an exit) resumes the loop
+from the last step its input covers in full (`_Walk`): a step that reaches its target takes
+the same input, fee and output whatever is left after it (SwapMath.computeSwapStep), so each
+pool state remembers, per direction, the loop's state after each such step, and ranking's
+many sizes of one exit run only their last step. A pool is immutable, so a changed pool is
+a new object with no walk: nothing remembered outlives the state it was computed on.
 """
 
 from __future__ import annotations
 
+import threading
+from bisect import bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from keeper.dex.v3_math import (
+    INT256_MAX,
     UniswapV3Error,
     add_delta,
     compute_swap_step,
@@ -56,13 +66,23 @@ class SwapResult:
     amount0: int
     amount1: int
     sqrt_price_x96: int
-    tick: int
+    # slot0's tick after the swap, or None when the last step ended inside a range: then it
+    # is TickMath.getTickAtSqrtRatio of the price, computed only if asked (`tick`; a quote
+    # never asks, and that was a sixth of its time).
+    known_tick: int | None
     liquidity: int
     initialized_crossed: int  # initialized ticks the loop crossed
     steps: int  # iterations of the swap loop
     # The price the last step swapped towards (the next tick, a word's end, or the limit):
     # short of it, the in-range liquidity holds up to there (headroom without a swap).
     last_target: int = field(default=0, compare=False)
+
+    @property
+    def tick(self) -> int:
+        """slot0's tick after the swap (UniswapV3Pool.swap's `state.tick`)."""
+        if self.known_tick is None:
+            return get_tick_at_sqrt_ratio(self.sqrt_price_x96)
+        return self.known_tick
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +99,10 @@ class V3Pool:
     liquidity: int
     ticks: Mapping[int, TickInfo] = field(default_factory=dict)
     bitmap: Mapping[int, int] = field(default_factory=dict)  # wordPos -> word, none zero
+    # Per direction, the exact-input loop walked so far (`_Walk`; None: quoted once); not
+    # copied by `replace`.
+    _walks: dict[bool, _Walk | None] = field(default_factory=dict, init=False, repr=False,
+                                      compare=False)
 
     def zero_for_one(self, token_in: str) -> bool:
         """Whether selling `token_in` is a token0 -> token1 swap."""
@@ -108,11 +132,20 @@ class V3Pool:
         ):
             raise UniswapV3Error("SPL")
         exact_input = amount_specified > 0
-        remaining, calculated = amount_specified, 0
-        sqrt_price, tick, liquidity = start, self.tick, self.liquidity
-        crossed = steps = target = 0
+        walk = self._walk(zero_for_one) if exact_input \
+            and sqrt_price_limit_x96 == default_limit(zero_for_one) else None
+        if walk is not None:
+            steps, (sqrt_price, tick, liquidity, used, out, crossed, target) = \
+                walk.covered(self, amount_specified)
+            remaining, calculated = amount_specified - used, -out
+        else:
+            remaining, calculated = amount_specified, 0
+            sqrt_price, tick, liquidity = start, self.tick, self.liquidity
+            crossed = steps = target = 0
         bitmap, spacing, fee = self.bitmap, self.tick_spacing, self.fee
+        end_tick: int | None = tick  # None: getTickAtSqrtRatio, if the loop goes on or asked
         while remaining != 0 and sqrt_price != sqrt_price_limit_x96:
+            tick = get_tick_at_sqrt_ratio(sqrt_price) if end_tick is None else end_tick
             if must_fill and liquidity == 0 and _dry(self.ticks, tick, zero_for_one):
                 raise PoolDry("the pool cannot fill the swap")
             steps += 1
@@ -137,14 +170,26 @@ class V3Pool:
                     net = self.ticks[tick_next].liquidity_net  # Tick.cross
                     liquidity = add_delta(liquidity, -net if zero_for_one else net)
                     crossed += 1
-                tick = tick_next - 1 if zero_for_one else tick_next
+                end_tick = tick_next - 1 if zero_for_one else tick_next
             elif sqrt_price != step_start:
-                tick = get_tick_at_sqrt_ratio(sqrt_price)
+                end_tick = None
         used = amount_specified - remaining
         amount0, amount1 = (used, calculated) if zero_for_one == exact_input \
             else (calculated, used)
-        return SwapResult(amount0, amount1, sqrt_price, tick, liquidity, crossed, steps,
+        return SwapResult(amount0, amount1, sqrt_price, end_tick, liquidity, crossed, steps,
                           target)
+
+    def _walk(self, zero_for_one: bool) -> _Walk | None:
+        """The walk of this direction from the second quote on (a pool object quoted once,
+        as a book moved by one exit is for the sale after it, would only pay for it)."""
+        walks = self._walks
+        walk = walks.get(zero_for_one)
+        if walk is None:
+            if zero_for_one in walks:  # two threads may both make one: each is exact
+                walk = walks[zero_for_one] = _Walk(self, zero_for_one)
+            else:
+                walks[zero_for_one] = None
+        return walk
 
     def after(self, result: SwapResult) -> V3Pool:
         """This pool once a swap with `result` is mined (slot0 and liquidity move)."""
@@ -175,6 +220,86 @@ class V3Pool:
         if tick_lower <= self.tick < tick_upper:
             liquidity = add_delta(liquidity, liquidity_delta)
         return replace(self, ticks=ticks, bitmap=bitmap, liquidity=liquidity)
+
+
+# The swap loop's state after a step: (sqrtPriceX96, tick, liquidity, input taken, output,
+# initialized ticks crossed, the step's target price).
+_State = tuple[int, int, int, int, int, int, int]
+
+
+class _Walk:
+    """One pool state's exact-input swap loop in one direction at the default price limit,
+    as far as quotes have needed it: the loop's state after each step that reached its
+    target (UniswapV3Pool.swap's iterations, run with an input no step can exhaust).
+
+    An input covers step k when the loop starts it with something left (`used_k` <
+    amount) and what is left reaches the target: SwapMath.computeSwapStep's
+    `amountRemainingLessFee >= amountIn`, i.e. at least amountIn + its fee
+    (mulDivRoundingUp(amountIn, fee, 1e6 - fee)), which the step then takes, whatever
+    more there is. So `reach[k]` = used_k + max(taken_k, 1) is the least input covering
+    step k; it never decreases, and `covered` is a bisection. A step the walk cannot take
+    (a math revert, the pool dry, the limit) ends it: the caller's loop resumes there and
+    meets the same end itself."""
+
+    __slots__ = ("done", "lock", "reach", "states", "zero_for_one")
+
+    def __init__(self, pool: V3Pool, zero_for_one: bool) -> None:
+        self.zero_for_one = zero_for_one
+        self.states: list[_State] = [
+            (pool.sqrt_price_x96, pool.tick, pool.liquidity, 0, 0, 0, 0)]
+        self.reach: list[int] = []
+        self.done = False
+        self.lock = threading.Lock()  # ranking may quote one pool from two threads
+
+    def __getstate__(self) -> tuple[bool, list[_State], list[int], bool]:
+        return self.zero_for_one, self.states, self.reach, self.done  # a lock does not pickle
+
+    def __setstate__(self, state: tuple[bool, list[_State], list[int], bool]) -> None:
+        self.zero_for_one, self.states, self.reach, self.done = state
+        self.lock = threading.Lock()
+
+    def covered(self, pool: V3Pool, amount: int) -> tuple[int, _State]:
+        """(steps, the loop's state after them): every step `amount` covers in full."""
+        with self.lock:
+            while not self.done and (not self.reach or self.reach[-1] <= amount):
+                self._extend(pool)
+            steps = bisect_right(self.reach, amount)
+            return steps, self.states[steps]
+
+    def _extend(self, pool: V3Pool) -> None:
+        """One more iteration of UniswapV3Pool.swap's loop, with an unbounded input."""
+        zero_for_one, limit = self.zero_for_one, default_limit(self.zero_for_one)
+        sqrt_price, tick, liquidity, used, out, crossed, _ = self.states[-1]
+        if sqrt_price == limit or (liquidity == 0 and _dry(pool.ticks, tick, zero_for_one)):
+            self.done = True
+            return
+        try:
+            tick_next, initialized = next_initialized_tick_within_one_word(
+                pool.bitmap, tick, pool.tick_spacing, zero_for_one)
+            tick_next = min(max(tick_next, MIN_TICK), MAX_TICK)
+            sqrt_next = get_sqrt_ratio_at_tick(tick_next)
+            beyond = sqrt_next < limit if zero_for_one else sqrt_next > limit
+            target = limit if beyond else sqrt_next
+            price, amount_in, amount_out, fee_amount = compute_swap_step(
+                sqrt_price, target, liquidity, INT256_MAX, pool.fee)
+            taken = amount_in + fee_amount
+            if price != target or used + taken > INT256_MAX:
+                self.done = True  # no int256 input covers this step
+                return
+            if price == sqrt_next:
+                if initialized:
+                    net = pool.ticks[tick_next].liquidity_net
+                    liquidity = add_delta(liquidity, -net if zero_for_one else net)
+                    crossed += 1
+                tick = tick_next - 1 if zero_for_one else tick_next
+            elif price != sqrt_price:
+                tick = get_tick_at_sqrt_ratio(price)
+        except UniswapV3Error:
+            self.done = True  # the caller's loop reaches this step and reverts there
+            return
+        self.reach.append(used + max(taken, 1))
+        self.states.append((price, tick, liquidity, used + taken, out + amount_out, crossed,
+                            target))
 
 
 class PoolDry(UniswapV3Error):
