@@ -230,6 +230,11 @@ class ExecutionConfig(Section):
     would open 1 .. `prepared_levels` deviations away (each way) are sized and ranked, and
     sent the moment the feed's log arrives (before its block is processed)."""
     prepared_levels: int = Field(default=8, ge=0, le=32)
+    send_deadline_blocks: Decimal = Field(default=Decimal("0.95"), ge=0)
+    """A public send valued at a head is not issued later than this many block times
+    (`chain.block_time_seconds`) after the head was heard: the next block is most likely
+    mined without it, and it would land behind what that block posted, unheard (a feed's
+    rise). It is left to the next step's ranking. 0: no deadline. Bundles have none."""
     submitter: Literal["public", "bundle"] = "public"
     """How liquidations reach a block: "public" broadcasts them (eth_sendRawTransaction);
     "bundle" sends each as a private bundle to every `builders` entry, the bid paid to

@@ -204,11 +204,11 @@ async def keeper_from_config(
             min_profit=int(execution.min_profit_quote * 10**decimals),
             priority_fee=priority_fee, executor=executor, live=live, flash=flash,
             batch_max=execution.batch_max, monitor=monitor, ws=ws,
-            keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits,
+            keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits, replica=replica,
             feed_rules={f.address: FeedRule(f.deviation_bps, f.heartbeat_seconds)
                         for f in execution.feeds},
-            prepared_levels=execution.prepared_levels, replica=replica,
-        )
+            prepared_levels=execution.prepared_levels, send_deadline=float(
+                execution.send_deadline_blocks) * config.chain.block_time_seconds or None)
         return keeper, fork
     except BaseException:
         if journal is not None:

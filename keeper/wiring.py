@@ -131,14 +131,16 @@ def assemble(
     poll_interval: float = 0.05, keep_outcomes: int | None = DEFAULT_KEEP,
     bids: BidPolicy | None = None, exits: Venue | None = None,
     feed_rules: Mapping[str, FeedRule] | None = None, prepared_levels: int = DEFAULT_LEVELS,
-    replica: Replication | None = None,
+    replica: Replication | None = None, send_deadline: float | None = None,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
     executor was built with (its `still_there`). `exits`: where ranking prices and routes
     the exit swaps (`keeper.dex.venue`), the V2 pairs `dex` when not given. `feed_rules`:
     when each price feed posts; with them (and an executor), liquidations are prepared for
     the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py).
-    `replica`: this keeper is one replica of its account (`[ha]`): it sends only as leader."""
+    `replica`: this keeper is one replica of its account (`[ha]`): it sends only as leader.
+    `send_deadline`: seconds after a head was heard past which a public send valued at it
+    is not issued (keeper/execution/staleness.py); None: no deadline."""
     dispatcher: Dispatcher | None = None
     if bids is not None and flash is not None and getattr(executor, "bundles", None):
         # Bundles through the flash executor: the bid is paid to block.coinbase.
@@ -149,6 +151,8 @@ def assemble(
             min_profit=min_profit, flash=flash, batch_max=batch_max, exits=exits, bids=bids)
         dispatcher = Dispatcher(executor, intents, live or LivePositions(), monitor=monitor,
                                 outcomes=OutcomeLog(keep_outcomes), gate=replica)
+        if not getattr(executor, "bundles", None):  # a builder drops what would revert
+            dispatcher.staleness.deadline = send_deadline
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)
@@ -160,5 +164,6 @@ def assemble(
     follower = ChainFollower(
         chain, ws=ws, poll_interval=poll_interval,
         on_socket=monitor.socket if monitor is not None else None,
-        on_urgent=prepared.heard if prepared is not None else None)
+        on_urgent=prepared.heard if prepared is not None else None,
+        on_head=dispatcher.staleness.heard_head if dispatcher is not None else None)
     return Keeper(chain, follower, engine, dispatcher, executor, prepared, replica)

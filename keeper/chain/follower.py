@@ -94,8 +94,10 @@ class ChainFollower:
         self, chain: HttpRpc, *, ws: WsSubscriptions | None = None,
         poll_interval: float = 0.05, on_socket: Callable[[bool], None] | None = None,
         on_urgent: Callable[[Mapping[str, Any]], object] | None = None,
+        on_head: Callable[[int], None] | None = None,
     ) -> None:
         self.chain = chain
+        self.on_head = on_head  # each head number as it is heard (the sends' deadline)
         # Called with each urgent log as it arrives, before its block is fetched (the
         # prepared liquidations send on it).
         self.on_urgent = on_urgent
@@ -254,6 +256,8 @@ class ChainFollower:
 
     def _heard(self, number: int, raw: Mapping[str, Any] | None) -> None:
         """A head (or an urgent log of block `number`) arrived: the newest one wins."""
+        if self.on_head is not None:
+            self.on_head(number)
         target = self._target
         if target is None or number > target[0] or (number == target[0] and target[1] is None):
             self._target = (number, raw)

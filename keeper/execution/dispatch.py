@@ -37,6 +37,7 @@ from keeper.execution.bundles import Backrun
 from keeper.execution.executor import Executor
 from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import OutcomeLog
+from keeper.execution.staleness import Staleness
 from keeper.monitor import Monitor
 from keeper.types import BlockRef, Candidate, Opportunity, Outcome, SwapLeg, TxIntent
 
@@ -92,10 +93,11 @@ class Dispatcher:
         # Accounts our own liquidation touched, by the block it was mined in: a book older
         # than that block does not hold it yet, and would liquidate them again (a revert).
         self._mined_at: dict[Slot, int] = {}
-        # The last block in which a feed posted a higher answer (`price_rose`): what was
-        # ranked on a book older than it may have turned healthy, and is left to the next
-        # step's ranking instead of being sent (it would revert when mined).
-        self._rose_at = 0
+        # A send too old to leave (staleness.py) is left to the next step's ranking; the
+        # volley asks too, for sends waiting their turn.
+        self.staleness = Staleness()
+        if (volley := getattr(executor, "volley", None)) is not None:
+            volley.staleness = self.staleness
 
     @property
     def inflight(self) -> int:
@@ -161,19 +163,18 @@ class Dispatcher:
     # -- sending -------------------------------------------------------------------------
 
     def price_rose(self, block: int) -> None:
-        """A feed posted a higher answer in `block` (heard from its log, before the block's
-        step is applied): opportunities valued at an older block are not sent."""
-        self._rose_at = max(self._rose_at, block)
-        volley = getattr(self.executor, "volley", None)  # sends waiting their turn too
-        if volley is not None:
-            volley.rose_at = self._rose_at
+        """A feed posted a higher answer in `block` (heard before its step is applied):
+        what was valued at an older block is not sent, in the volley's queue included."""
+        self.staleness.rose(block)
 
-    def _free(self, opportunities: Sequence[Opportunity]) -> list[Opportunity]:
+    def _free(self, opportunities: Sequence[Opportunity], *, clock: bool = True,
+              ) -> list[Opportunity]:
         """The opportunities nothing of ours holds: no send in flight for the account, not
         sent early, no liquidation of ours mined after the block they were valued at, and
-        no price rise posted after it (see `price_rose`)."""
+        not stale (`Staleness`; `clock`: its next block's deadline counts)."""
+        stale = self.staleness.stale
         return [o for o in opportunities if (o.strategy, o.account) not in self._inflight
-                and o.key not in self._sent_early and o.block >= self._rose_at
+                and o.key not in self._sent_early and stale(o.block, clock=clock) is None
                 and self._mined_at.get((o.strategy, o.account), 0) <= o.block]
 
     async def arm(self, opportunities: Sequence[Opportunity], *, signed: int,
@@ -181,7 +182,8 @@ class Dispatcher:
         """What `dispatch` of `opportunities` would send now, built, and its first `signed`
         transactions signed ahead (keeper/execution/armed.py); `known`: an earlier arming
         whose intents and signatures are reused where they are the same."""
-        sends = self.intents.sends(self._free(opportunities))
+        # Not by the clock: a level's opportunities are revalued when its answer comes.
+        sends = self.intents.sends(self._free(opportunities, clock=False))
         intents: dict[tuple[str, ...], TxIntent] = {}
         for send in sends:
             keys = send_keys(send)

@@ -45,6 +45,7 @@ from keeper.execution.ahead import claimable, entry_of, settle
 from keeper.execution.mining import Pending
 from keeper.execution.receipts import Logger
 from keeper.execution.sender import Presigned, SendRefused, Unsigned
+from keeper.execution.staleness import Staleness
 from keeper.types import Outcome, TxIntent
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class Volley:
         self._x = executor
         self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
         self.failed_after_send = 0  # simulations that failed once their send had left
-        self.rose_at = 0  # a feed posted a higher answer in this block (`Dispatcher.price_rose`)
+        self.staleness = Staleness()  # the dispatcher's: a send valued too long ago stays
 
     async def launch(self, intents: Sequence[TxIntent], base_fee: int,
                      presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
@@ -234,7 +235,7 @@ class Volley:
         fees = x.sender._fees(base_fee, call.priority_fee)
         if (x.ahead is None or ready is None or not ready.claimable or fees is None
                 or not x.turns.ready(ticket) or x.needs_approval(intent)
-                or opp.block < self.rose_at):  # stale: `_fire` drops it
+                or self.staleness.stale(opp.block)):  # stale: `_fire` drops it
             return None
         if intent.spender is not None and not await x.capital.reserve(opp.debt, opp.wallet_draw):
             return None
@@ -331,9 +332,8 @@ class Volley:
         kept: list[_Shot] = []
         dropped: list[str] = []
         for shot in shots:
-            # Valued before a rise heard (while it waited its turn): maybe healthy again.
-            stale = shot.intent.opportunity.block < self.rose_at
-            reason = _failed(shot.simulation) or ("price rose since valued" if stale else None)
+            # Valued before a rise heard, or its next block due (while it waited its turn).
+            reason = _failed(shot.simulation) or self.staleness.stale(shot.intent.opportunity.block)
             if reason is None:
                 kept.append(shot)
                 continue
