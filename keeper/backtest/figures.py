@@ -154,9 +154,11 @@ def _sources(report: BacktestReport) -> list[tuple[str, list[Liquidation]]]:
     return [(label, items) for label, items in both if items]
 
 
-def _with_legend(figure: Figure, report: BacktestReport) -> Figure:
-    if _sources(report):
-        figure.axes[0].legend()
+def _with_legend(figure: Figure) -> Figure:
+    """A legend when the plot has any labelled series (an empty legend is a warning)."""
+    axes = figure.axes[0]
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend()
     return figure
 
 
@@ -171,32 +173,42 @@ def plot_liquidations(report: BacktestReport) -> Figure:
              ylabel="liquidations per block")
     _blocks_axis(axes, report)
     _counts_axis(axes)
-    return _with_legend(figure, report)
+    return _with_legend(figure)
 
 
 def plot_pnl(report: BacktestReport) -> Figure:
     figure = new_figure()
     axes = figure.subplots()
 
-    def cumulative(items: list[Liquidation]) -> tuple[list[int], list[float]]:
+    def cumulative(items: Iterable[tuple[int, float]]) -> tuple[list[int], list[float]]:
         total, blocks, values = 0.0, [report.from_block], [0.0]
-        for item in sorted(items, key=lambda x: x.block):
-            total += item.profit_quote
-            blocks.append(item.block)
+        for block, value in sorted(items):
+            total += value
+            blocks.append(block)
             values.append(total)
         blocks.append(report.to_block)
         values.append(total)
         return blocks, values
 
     for label, items in _sources(report):
-        axes.step(*cumulative(items), where="post", label=label)
+        axes.step(*cumulative((x.block, x.profit_quote) for x in items), where="post",
+                  label=label)
+    missed = [(o.valued_at or o.first_block, o.profit_quote) for o in report.opportunities
+              if o.taken_by is None and o.profit_quote > 0]
+    if missed:
+        # What was there to take: the keeper's profit plus each missed opportunity at its
+        # value, when it was valued; the gap to the keeper's line is the capture rate.
+        axes.step(*cumulative([*((x.block, x.profit_quote) for x in report.keeper), *missed]),
+                  where="post", linestyle="--", color="grey",
+                  label="available (keeper + missed)")
     dollars = usd_of(report, [(x.block, x.profit_quote) for x in report.keeper])
     worth = "" if dollars is None else f", {usd(dollars)}"
+    capture = "" if report.capture_rate is None else f", capture {report.capture_rate:.1%}"
     axes.set(title=f"cumulative net profit, {amount(report.keeper_net_profit, report.quote_symbol)}"
-                   f"{worth} for the keeper ({span(report)})",
+                   f"{worth} for the keeper{capture} ({span(report)})",
              ylabel=f"net profit ({report.quote_symbol})")
     _blocks_axis(axes, report)
-    return _with_legend(figure, report)
+    return _with_legend(figure)
 
 
 def plot_liquidators(report: BacktestReport) -> Figure:

@@ -12,13 +12,20 @@ import re
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
 from keeper import cli
-from keeper.backtest.figures import FIGURES, plot_health, plot_liquidations, plot_liquidators
+from keeper.backtest.figures import (
+    FIGURES,
+    plot_health,
+    plot_liquidations,
+    plot_liquidators,
+    plot_pnl,
+)
 from keeper.backtest.model import (
     BacktestReport,
     HealthSample,
@@ -115,6 +122,14 @@ def test_every_plot_has_a_title_and_axis_units() -> None:
     assert all(float(t).is_integer() for t in ticks)
     assert "blocks 100-110" in health.axes[0].get_title()
     assert "50 positions" in health.axes[0].get_title()
+    # The PnL plot shows what was available beside what the keeper took.
+    pnl = plot_pnl(report).axes[0]
+    assert "capture 75.0%" in pnl.get_title()
+    # Any: matplotlib's ydata type is too wide to index.
+    lines: list[Any] = [line for line in pnl.get_lines()
+                        if line.get_label() == "available (keeper + missed)"]
+    (available,) = lines
+    assert float(available.get_ydata()[-1]) == pytest.approx(report.available_net_profit)
     # Each liquidator's bar says its value in the quote token and in USD.
     texts = [t.get_text() for t in plot_liquidators(report).axes[0].texts]
     assert "2 liquidations: 1.5000 WETH, $2,725" in texts and (
