@@ -4,7 +4,11 @@
   bit for bit, for every seeded v3.6 account (the named shapes and the random population)
   at the head, after time jumps, price moves (the proxy's feed, the silent ratio adapter)
   and along randomized action sequences (seed printed), where the event-sourced book
-  (v3.5-rounded Mint/Burn inverted) must also equal a fresh read of every account.
+  (v3.5-rounded Mint/Burn inverted) must also equal a fresh read of every account. At each
+  of their checkpoints (and after a last crash), every candidate's predicted liquidationCall
+  outcome equals an eth_call of it at the size ranking picks and the ends and middle of
+  each offered range (tests/integration/aave_outcomes.py), and every account with HF < 1
+  that gets no candidate has each of its pairs refused by the pool.
 - For every liquidatable account and pair, the predicted liquidationCall outcome (debt
   repaid, collateral seized, protocol fee, deficit) equals the mined transaction's logs at
   the ends and middle of every repay range the candidate offers (the sizes ranking may
@@ -19,6 +23,7 @@ import os
 import random
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +41,9 @@ from keeper.devnet.aave_origin_seed import population_plans
 from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import mintable_erc20, post_price
-from keeper.types import BlockRef, LogFilter
+from keeper.dex.uniswap_v2 import PairBook
+from keeper.strategy import StrategyContext
+from keeper.types import BlockRef, Candidate, LogFilter
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3 import liquidation_v36, math_v36, prices
 from strategies.aave_v3 import market as aave_market
@@ -46,7 +53,8 @@ from strategies.aave_v3.math_lib import AaveMathError
 from strategies.aave_v3.math_v36 import LiquidationRevert
 from strategies.aave_v3.rules import RuleSet
 from tests.conftest import Devnet
-from tests.integration.helpers import MAX_UINT, SPECS, contract, liquidator
+from tests.integration.aave_outcomes import Outcome, Predict, check_outcomes, traced_call
+from tests.integration.helpers import MAX_UINT, SPECS, WAD, contract, liquidator
 
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
 HOUR, DAY = 3600, 86_400
@@ -179,7 +187,7 @@ async def _apply_new_blocks(client: HttpRpc, book: PositionBook, addresses: Sequ
 async def _liquidate_one(devnet: Devnet, client: HttpRpc, book: PositionBook,
                          rng: random.Random) -> bool:
     """Liquidate one liquidatable account of the book at a random size the candidate
-    accepts (the keeper's tokens); False when none is liquidatable."""
+    accepts (the keeper's tokens, minted and approved at the start); False when none is."""
     keeper = liquidator(devnet)
     head = devnet.w3.eth.block_number
     market = await prices.refresh(client, book, head)  # the silent adapter's price now
@@ -191,15 +199,86 @@ async def _liquidate_one(devnet: Devnet, client: HttpRpc, book: PositionBook,
     pair, ranges = rng.choice(found)
     lo, hi = rng.choice(ranges)
     size = rng.randint(lo, hi)
-    token = _token(devnet, next(s for s, t in _v36(devnet).tokens.items()
-                                if t.address.lower() == pair.debt.asset))
-    _send(devnet, token.functions.mint(keeper, 10**30), keeper)
-    _send(devnet, token.functions.approve(_v36(devnet).pool, MAX_UINT), keeper)
+    # the liquidator holds and has approved every token (the test's start): nothing is mined
+    # between the head read above and this block, whose time `now` must follow the head's
     devnet.rpc("evm_setNextBlockTimestamp", now)
     return _send(devnet, _pool(devnet).functions.liquidationCall(
         Web3.to_checksum_address(pair.collateral.asset),
         Web3.to_checksum_address(pair.debt.asset),
         Web3.to_checksum_address(pair.account.user), size, False), keeper)
+
+
+@dataclass
+class _Owner:
+    """What liquidation_v36.candidates needs of the strategy: its name, context, symbols."""
+
+    context: StrategyContext
+    name: str = "aave_v3_6"
+    _symbols: dict[str, str] = field(default_factory=dict)
+
+
+def _offers(market: Market, account: aave_market.Account, now: int,
+            owner: _Owner) -> list[tuple[Candidate, Predict]]:
+    """The account's candidates at `now` (as the strategy makes them), each with its pair's
+    outcome mirror; the deficit counts the other debts burned when no collateral is left."""
+    pairs = {(p.collateral.asset, p.debt.asset): p
+             for p in liquidation_v36.pairs(market, account, now, owner.context.liquidator)}
+    out: list[tuple[Candidate, Predict]] = []
+    for c in liquidation_v36.candidates(market, account, now, owner, 450_000):
+        pair = pairs[c.collateral, c.debt]
+
+        def predict(size: int, pair: liquidation_v36.Pair = pair) -> Outcome:
+            o = pair.outcome(size)
+            more = sum(liquidation_v36.other_deficits(
+                market, account, pair.debt.asset, now).values()) if o.no_collateral_left else 0
+            return o.debt_repaid, o.collateral_seized, o.protocol_fee, o.deficit + more
+
+        out.append((c, predict))
+    return out
+
+
+async def _check_liquidations(client: HttpRpc, devnet: Devnet, book: PositionBook,
+                              where: str) -> Counter[str]:
+    """At the head: every candidate's predicted liquidationCall outcome equals the pool's
+    answer to an eth_call of it at the sizes ranking proposes (aave_outcomes.py); every
+    account with HF < 1 that gets no candidate (a grace period, no collateral left, only
+    sizes that leave dust...) refuses a liquidation of each of its pairs, whole or half."""
+    keeper = liquidator(devnet)
+    block = devnet.w3.eth.block_number
+    market = await prices.refresh(client, book, block)  # the silent adapter's price now
+    # The block's own time: WSTETH's adapter moves with the timestamp, and its price is the
+    # one polled at this block (the keeper values candidates at the head's time and price).
+    now = await _timestamp(client, block)
+    owner = _Owner(StrategyContext(devnet.info.chain_id, keeper))
+    offers = [o for u in book.users for o in _offers(market, book.account(u), now, owner)]
+    answers = await client.batch([
+        ("eth_call", [{"to": market.pool, "data": ACCOUNT_DATA + "00" * 12 + u[2:]},
+                      hex(block), {}, {"time": hex(now)}]) for u in book.users])
+    weak = {u for u, a in zip(book.users, answers, strict=True)
+            if (row := decode(["uint256"] * 6, bytes.fromhex(str(a)[2:])))[1] > 0 and row[5] < WAD}
+    offered = {c.account for c, _ in offers}
+    assert offered <= weak, f"{where}: candidates of healthy accounts {offered - weak}"
+    counts: Counter[str] = Counter()
+    for user in sorted(weak - offered):  # none offered: the pool must refuse every pair
+        account = book.account(user)
+        for c in market.reserves:
+            if not account.balances[c.asset].scaled_atoken_balance:
+                continue
+            for d in market.reserves:
+                debt = account.balances[d.asset].scaled_variable_debt
+                for size in (MAX_UINT, debt // 2) if debt and c is not d else ():
+                    _, reverted = await traced_call(
+                        client, pool=market.pool, sender=keeper, size=size, block=block,
+                        now=now, pair=(c.asset, d.asset, user))
+                    assert reverted is not None, f"{where}: {user} {c.asset}/{d.asset} {size}"
+                    counts["refused"] += 1
+    dex = await PairBook.load(client, devnet.info.uniswap_v2.factory, block)
+    counts += await check_outcomes(
+        client, pool=market.pool, sender=keeper, offers=offers,
+        a_tokens={r.asset: r.a_token for r in market.reserves}, block=block, now=now, dex=dex,
+        quote=devnet.info.tokens["WETH"].address.lower(), where=where)
+    counts["accounts"] += len(weak)
+    return counts
 
 
 async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Devnet) -> None:
@@ -212,12 +291,19 @@ async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Dev
     async with HttpRpc(devnet.info.rpc_url) as client:
         start = devnet.w3.eth.block_number
         market = await aave_market.discover(client, info.addresses_provider, start)
+        market = await prices.classify(client, market, 0, start)  # WSTETH's price is polled
         accounts = await aave_market.read_accounts(client, market, users, start)
         book = PositionBook(market, accounts.values())
         addresses = book.addresses  # the pool, the tokens and the price feeds
         applied = start
         done = 0
         kinds: Counter[str] = Counter()
+        checks: Counter[str] = Counter()
+        keeper = liquidator(devnet)
+        for symbol in info.tokens:  # the liquidator pays for any size the checks try
+            _send(devnet, _token(devnet, symbol).functions.mint(keeper, 10**30), keeper)
+            _send(devnet, _token(devnet, symbol).functions.approve(pool.address, MAX_UINT),
+                  keeper)
         for step in range(48):
             user = rng.choice(users)
             symbol = rng.choice(symbols)
@@ -269,9 +355,18 @@ async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Dev
                 await check_parity(client, devnet, head)
                 fresh_market = await aave_market.discover(client, info.addresses_provider, head)
                 await _book_equals_chain(client, book, fresh_market, users, head)
-        print(f"seed {seed}: {done} actions went through; liquidations: {kinds['liquidate']}")
+                checks += await _check_liquidations(client, devnet, book, f"seed {seed} {step}")
+        # A last checkpoint after a crash, so every run checks liquidations.
+        post_price(devnet.w3, devnet.info.feeds["WETH"], SPECS["WETH"].usd_price
+                   * Decimal("0.75"), devnet.info.accounts.deployer)
+        await _apply_new_blocks(client, book, addresses, applied)
+        await check_parity(client, devnet, devnet.w3.eth.block_number)
+        checks += await _check_liquidations(client, devnet, book, f"seed {seed} crash")
+        print(f"seed {seed}: {done} actions went through; liquidations: {kinds['liquidate']}; "
+              f"checks {dict(checks)}")
         assert done >= 8, f"seed {seed}: only {done} actions went through"
         assert not book.needs_read
+        assert checks["sizes"] >= 10 and checks["ranked"] >= 1, f"seed {seed}: {dict(checks)}"
 
 
 def _mined(devnet: Devnet, call: Any, sender: str, number: int, now: int) -> Any:
