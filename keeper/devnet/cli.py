@@ -150,15 +150,17 @@ def write_devnet_config(info: DevnetInfo, path: Path) -> None:
         raise ConfigError(f"--write-config {path}: cannot write it ({exc.strerror})") from None
 
 
-def how_to_run(path: Path) -> str:
-    """What to type next, printed after --write-config."""
+def how_to_run(path: Path, out: Path = Path("devnet.json")) -> str:
+    """What to type next, printed after --write-config (`out`: where devnet.json went, which
+    `devnet price` reads)."""
+    where = "" if out == Path("devnet.json") else f" --devnet-file {out}"
     return (
         f"wrote {path}: every market and venue of this devnet. "
         "In another terminal:\n"
         f"  export KEEPER_ACCOUNT__PRIVATE_KEY={DEVNET_LIQUIDATOR_KEY}"
         "   # anvil dev account 1: public, devnet only\n"
         f"  keeper run --config {path}\n"
-        "  keeper devnet price WETH 1500   # in a third one: crash the price"
+        f"  keeper devnet price{where} WETH 1500   # in a third one: crash the price"
     )
 
 
@@ -266,7 +268,7 @@ def devnet(  # noqa: PLR0917 (click passes options positionally)
                 console.print(f"wrote {write_perp_outputs(perp_info, out, write_config)} "
                               "(Perp v2: keeper devnet perp-move vETH 1800 moves a market)")
             if write_config is not None:
-                console.print(how_to_run(write_config), highlight=False, soft_wrap=True)
+                console.print(how_to_run(write_config, out), highlight=False, soft_wrap=True)
             console.print(f"wrote {out}; Ctrl-C stops the devnet")
             wait_until_interrupted(anvil)
         except KeyboardInterrupt:

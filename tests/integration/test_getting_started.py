@@ -77,6 +77,7 @@ def test_write_config_runs_as_written(devnet_session: Devnet, tmp_path: Path) ->
         _stdout, stderr = process.communicate(timeout=30)
     assert f"KEEPER_ACCOUNT__PRIVATE_KEY={DEVNET_LIQUIDATOR_KEY}" in stderr
     assert f"keeper run --config {config}" in stderr
+    assert f"keeper devnet price --devnet-file {out} WETH 1500" in stderr  # not ./devnet.json
 
 
 def test_write_config_to_a_missing_folder_is_one_line(tmp_path: Path) -> None:
