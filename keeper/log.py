@@ -8,10 +8,11 @@ passes through `keeper.secrets.redact` first.
 
 Read at 3 a.m.: the console shows amounts in token units with their symbols
 (keeper/units.py: `repay=1,250 USDC`, `net_profit=0.41 WETH`, `gas_paid=0.002 ETH`),
-addresses and hashes short, an opportunity's key as its pair (`pair=WETH/USDC`), long
-values cut, and a condition that repeats (79 "not enough debt asset on hand" in one price
-move) as its first line and then one line with the count (`RepeatLimiter`). JSON lines keep
-every exact integer and add the same amounts in units under `units`.
+addresses and hashes short, an opportunity's key as its pair (`pair=WETH/USDC`), the
+longest text values cut until a line fits `MAX_LINE` characters, and a condition that
+repeats (79 "not enough debt asset on hand" in one price move) as its first line and then,
+once it has gone quiet, one line with the count (`RepeatLimiter`). JSON lines keep every
+exact integer and add the same amounts in units under `units`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -66,7 +67,12 @@ ADDRESS_FIELDS = frozenset({"account", "spender", "to", "executor", "token", "de
                             "collateral", "winner", "tx", "orphan_hash", "morpho", "aave_pool",
                             "feed"})
 MAX_VALUE = 72  # characters of one console value; longer ones are cut
+MAX_LINE = 160  # characters of one console line (a terminal's width at 3 a.m.); see _fit
+MIN_CUT = 16  # a text value is never cut shorter than this to fit a line
+PREFIX = len("23:59:59 [warning] ")  # the time and level the renderer puts first
 DROPPED = frozenset({"logger"})  # the module name: noise on a console
+SHOWN_WHOLE = frozenset({"keeper running"})  # once, at start: its paths and URLs in full
+RENAMED = {"net_profit": "profit"}  # on the console only: a send's line fits 160 characters
 
 
 def _key_parts(key: Any) -> list[str] | None:
@@ -110,7 +116,7 @@ def _cut(text: str, limit: int = MAX_VALUE) -> str:
 def _short(value: Any) -> Any:
     if isinstance(value, str):
         if len(value) == 66 and value.startswith("0x"):  # a hash
-            return f"{value[:10]}…"
+            return f"{value[:8]}…"  # 24 bits tell a run's sends apart; --csv has it whole
         return units.short_address(value) if len(value) == 42 else value
     if isinstance(value, list | tuple):
         return [_short(v) for v in value]
@@ -128,7 +134,8 @@ def humanize(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Eve
         if name == "timestamp" and isinstance(value, str) and len(value) >= 19:
             out[name] = value[11:19]
         elif name in shown:
-            out[name] = shown[name]
+            alias = RENAMED.get(name, name)  # kept when the event has a field of that name
+            out[alias if alias not in event_dict else name] = shown[name]
         elif name == "key" and (parts := _key_parts(value)) is not None:
             out["pair"] = f"{units.symbol(parts[3])}/{units.symbol(parts[4])}"
         elif name == "batch" and isinstance(value, list):
@@ -140,7 +147,44 @@ def humanize(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Eve
             out[name] = _cut(short if isinstance(short, str) else repr(short))
         else:
             out[name] = value
-    return out
+    if out.get("event") in SHOWN_WHOLE:
+        return out
+    return _fit(out, {RENAMED.get(name, name) for name in shown} | set(shown))
+
+
+def _shown(value: Any) -> str:
+    """A value as structlog's ConsoleRenderer writes it (quoted when it holds a space)."""
+    if isinstance(value, str):
+        return repr(value) if set(value) & {" ", "\t", "=", "\n", '"', "'"} else value
+    return repr(value)
+
+
+def _cut_middle(text: str, limit: int) -> str:
+    """Its start and its end (a path's file, a URL's port, a revert's selector)."""
+    if len(text) <= limit:
+        return text
+    tail = (limit - 1) // 3
+    return f"{text[: limit - 1 - tail]}…{text[len(text) - tail:]}"
+
+
+def _fit(event_dict: EventDict, whole: Collection[str]) -> EventDict:
+    """Cut the longest text values (a revert reason, a URL) in their middle until the line
+    fits `MAX_LINE`; amounts (`whole`) and values shorter than `MIN_CUT` stay whole. The
+    JSON log keeps every value in full."""
+    fields = {k: v for k, v in event_dict.items()
+              if k not in {"event", "exception", "timestamp", "level"}}
+    width = PREFIX + len(str(event_dict.get("event", ""))) + sum(
+        len(k) + 2 + len(_shown(v)) for k, v in fields.items())
+    while width > MAX_LINE:
+        texts = [(len(v), k) for k, v in fields.items()
+                 if isinstance(v, str) and len(v) > MIN_CUT and k not in whole]
+        if not texts:
+            break
+        length, name = max(texts)
+        cut = _cut_middle(fields[name], max(MIN_CUT, length - (width - MAX_LINE)))
+        width -= len(_shown(fields[name])) - len(_shown(cut))
+        fields[name] = event_dict[name] = cut
+    return event_dict
 
 
 NEVER_LIMITED = frozenset({
@@ -157,16 +201,21 @@ class _Burst:
     shown: EventDict
     suppressed: int = 0
     last: EventDict = field(default_factory=dict)
+    seen: float = 0.0  # when the last repeat came
 
 
 class RepeatLimiter:
     """structlog processor (console): the first line of an event is shown; the same event
-    (level and message) again within `window` seconds is counted instead, and
-    `flush_repeats` (each new head, and the stop) reports the count as one line:
+    (level and message) again within `window` seconds of it is counted instead. A burst
+    ends once `quiet` seconds pass without a repeat, or `window` seconds after its first
+    line, and `flush_repeats` (every second while the daemon runs, each new head, and the
+    stop) reports its count as one line, timed from its first line to its last repeat:
     `not enough debt asset on hand; not sent (repeated 78 more times within 2 s)`."""
 
-    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, window: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 quiet: float = 2.0) -> None:
         self.window = window
+        self.quiet = quiet
         self.clock = clock
         self._lock = threading.Lock()
         self._bursts: dict[tuple[str, str], _Burst] = {}
@@ -180,14 +229,18 @@ class RepeatLimiter:
         key = (method, event)
         with self._lock:
             burst = self._bursts.get(key)
-            if burst is None or now - burst.first > self.window:
+            if burst is None or self._over(burst, now):
                 if burst is not None and burst.suppressed:
                     self._pending.append((key, burst))
-                self._bursts[key] = _Burst(now, dict(event_dict))
+                self._bursts[key] = _Burst(now, dict(event_dict), seen=now)
                 return event_dict
             burst.suppressed += 1
             burst.last = dict(event_dict)
+            burst.seen = now
         raise structlog.DropEvent
+
+    def _over(self, burst: _Burst, now: float) -> bool:
+        return now - burst.first > self.window or now - burst.seen > self.quiet
 
     def take(self, *, everything: bool = False) -> list[tuple[str, str, int, float]]:
         """(level, event, count, seconds) of each closed burst with suppressed lines (all of
@@ -197,12 +250,12 @@ class RepeatLimiter:
         with self._lock:
             pending, self._pending = self._pending, []
             for key, burst in list(self._bursts.items()):
-                if everything or now - burst.first > self.window:
+                if everything or self._over(burst, now):
                     del self._bursts[key]
                     if burst.suppressed:
                         pending.append((key, burst))
             for (level, event), burst in pending:
-                out.append((level, event, burst.suppressed, now - burst.first))
+                out.append((level, event, burst.suppressed, burst.seen - burst.first))
         return out
 
 
@@ -218,7 +271,8 @@ def flush_repeats(*, everything: bool = False) -> None:
     logger = structlog.get_logger("keeper.log")
     for level, event, count, seconds in limiter.take(everything=everything):
         emit = getattr(logger, level if level in LEVELS else "info")
-        emit(f"{event} (repeated {count} more times within {seconds:.0f} s)", repeats=count)
+        emit(f"{event} (repeated {count} more times within {max(1, round(seconds))} s)",
+             repeats=count)
 
 
 def _renderer(fmt: LogFormat, stream: TextIO) -> tuple[list[Processor], Processor]:
@@ -229,9 +283,9 @@ def _renderer(fmt: LogFormat, stream: TextIO) -> tuple[list[Processor], Processo
         limiter = RepeatLimiter()
         _state["limiter"] = limiter
         # Fields in the order the event gives them (`status head=… tracked=…`), not sorted.
+        # Neither the event nor the level padded: lines short enough for one terminal row.
         return [limiter, humanize], structlog.dev.ConsoleRenderer(
-            colors=_isatty(stream), pad_event_to=0 if not _isatty(stream) else 30,
-            sort_keys=False)
+            colors=_isatty(stream), pad_event_to=0, pad_level=False, sort_keys=False)
     _state.pop("limiter", None)
     return [add_units], structlog.processors.JSONRenderer()
 

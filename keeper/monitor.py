@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 ABANDONED = ("no-capital", "simulation-failed", "fee-cap")
 """Outcomes the journal records as abandoned: claimed, never sent."""
-REASON_WIDTH = 60  # characters of one reason in the summary (revert data can be long)
+REASON_WIDTH = 120  # characters of one reason in the summary (revert data can be long)
 
 
 @dataclass
@@ -75,10 +75,14 @@ def reason_of(outcome: Outcome) -> str:
              "fee-cap": "base fee above max_fee_per_gas"}.get(outcome.status)
     detail = " ".join(outcome.reason.split())
     if label is None:
-        return detail[:REASON_WIDTH]
+        return _cut(detail)
     if outcome.status in {"no-capital", "fee-cap"} or not detail:
         return label
-    return f"{label}: {detail}"[:REASON_WIDTH]
+    return _cut(f"{label}: {detail}")
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= REASON_WIDTH else text[: REASON_WIDTH - 1] + "…"
 
 
 class Monitor:

@@ -74,16 +74,19 @@ def symbol(address: str) -> str:
 
 
 def short_address(address: str) -> str:
-    """0x1234ab…cdef12 for a 20-byte address; anything else unchanged."""
+    """0x1234…cdef for a 20-byte address (as `keeper journal` shows it); anything else
+    unchanged."""
     if len(address) == 42 and address.startswith("0x"):
-        return f"{address[:8]}…{address[-6:]}"
+        return f"{address[:6]}…{address[-4:]}"
     return address
 
 
 def decimal_text(raw: int, decimals: int) -> str:
-    """`raw` in whole units: thousands separated, at most 6 decimals below 1 and 4 above."""
+    """`raw` in whole units: thousands separated, at most 6 decimals below 1, 4 below 1,000,
+    2 below a million and none above (`4,679,220 DAI`, not `4,679,220.0012 DAI`)."""
     value = Decimal(raw).scaleb(-decimals)
-    places = SIGNIFICANT if abs(value) < 1 else 4
+    size = abs(value)
+    places = SIGNIFICANT if size < 1 else 4 if size < 1000 else 2 if size < 10**6 else 0
     text = f"{value:,.{places}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
