@@ -4,15 +4,18 @@ The journal (keeper/execution/journal.py) holds every liquidation the keeper cla
 the position, the block it was ranked at, the profit it expected, its status, and each
 signed transaction with its fees, gas used and realized profit. This command lists them,
 filtered (`--status`, `--strategy`, `--account`, `--from-block`/`--to-block`, `--last`),
-as a table in whole quote-token units or as `--csv` with the exact integers.
+as a table in whole quote-token units (the symbol and decimals the daemon noted in the
+journal's `meta`, keeper/run_support.py; 18 decimals for a journal without them) or as
+`--csv` with the exact integers.
 
 `--missed` is the missed-opportunity report of a daemon: every liquidation it ranked
 profitable and did not get (abandoned before sending, dropped, reverted or lost), why, and
 what it expected it to pay (its ranked net profit), grouped by reason. The journal keeps
 statuses, not reasons: `--log` reads the daemon's JSON log (`--log-format json`) for each
 key's last word (no capital, the simulation's revert reason, the node's refusal, the race's
-winner). Positions liquidatable but never ranked profitable (too small, or sized to
-nothing for want of capital) are not journaled; `keeper backtest` values those.
+winner); `--log -` reads it from standard input (`journalctl -u keeper -o cat`).
+Positions liquidatable but never ranked profitable (too small, or sized to nothing for
+want of capital) are not journaled; `keeper backtest` values those.
 
 The file is opened read-only: a running keeper's journal can be read while it runs.
 """
@@ -40,7 +43,6 @@ from keeper.cli import AppState
 from keeper.errors import ConfigError, InputFileError
 from keeper.execution.journal_schema import FORMAT, INTENT_STATUSES
 
-QUOTE = 10**18  # profits are quote-token wei (the wrapped native coin: 18 decimals)
 GWEI = 10**9
 MISSED = ("abandoned", "dropped", "reverted")
 # The daemon's log lines that say why a liquidation did not land: event -> short reason.
@@ -62,6 +64,21 @@ STATUS_REASONS = {  # without a log: what the status alone says
     "signed": "in flight",
     "sent": "in flight",
 }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The token profits are counted in (the daemon notes it in the journal's `meta`)."""
+
+    symbol: str = ""
+    decimals: int = 18  # a journal written before the note: the wrapped native coin's
+
+    def whole(self, raw: int) -> str:
+        return amount(raw / 10**self.decimals)
+
+    @property
+    def label(self) -> str:
+        return self.symbol or "quote token"
 
 
 @dataclass(frozen=True)
@@ -92,6 +109,11 @@ class Row:
 
 def read_journal(path: Path) -> list[Row]:
     """Every intent of the journal at `path`, oldest first, each with its newest transaction."""
+    return read_journal_quoted(path)[1]
+
+
+def read_journal_quoted(path: Path) -> tuple[Quote, list[Row]]:
+    """The journal's quote token (`read_quote`) and its intents (`read_journal`)."""
     if not path.is_file():
         raise InputFileError(f"journal {path}: no such file")
     try:
@@ -112,21 +134,30 @@ def read_journal(path: Path) -> list[Row]:
             "  LIMIT 1)"
             " ORDER BY i.block, i.updated_at, i.key").fetchall()
         bids = _bids(db)
+        quote = read_quote(meta)
     except sqlite3.DatabaseError as exc:
         raise InputFileError(f"journal {path}: not a keeper journal or unreadable ({exc})"
                              ) from None
     finally:
         db.close()
-    return [Row(key=r[0], strategy=r[1], account=r[2], collateral=r[3], debt=r[4],
-                block=r[5], status=r[6], attempts=r[7], updated_at=r[8],
-                debt_to_cover=int(r[9]), expected_profit=int(r[10]), tx_hash=r[11],
-                mined_block=r[12], gas_used=r[13],
-                max_fee=None if r[14] is None else int(r[14]),
-                priority_fee=None if r[15] is None else int(r[15]),
-                realized_profit=None if r[16] is None else int(r[16]),
-                reason="" if r[6] == "confirmed" else STATUS_REASONS.get(r[6], r[6]),
-                coinbase_bid=bids.get(r[11]))
-            for r in rows]
+    return quote, [Row(key=r[0], strategy=r[1], account=r[2], collateral=r[3], debt=r[4],
+                       block=r[5], status=r[6], attempts=r[7], updated_at=r[8],
+                       debt_to_cover=int(r[9]), expected_profit=int(r[10]), tx_hash=r[11],
+                       mined_block=r[12], gas_used=r[13],
+                       max_fee=None if r[14] is None else int(r[14]),
+                       priority_fee=None if r[15] is None else int(r[15]),
+                       realized_profit=None if r[16] is None else int(r[16]),
+                       reason="" if r[6] == "confirmed" else STATUS_REASONS.get(r[6], r[6]),
+                       coinbase_bid=bids.get(r[11]))
+                   for r in rows]
+
+
+def read_quote(meta: dict[str, str]) -> Quote:
+    """The quote token the daemon noted (`run_support.note_quote`), if it did."""
+    decimals = meta.get("quote_decimals", "")
+    if not decimals.isdigit() or int(decimals) > 77:
+        return Quote()
+    return Quote(meta.get("quote_symbol", "")[:12], int(decimals))
 
 
 def _bids(db: sqlite3.Connection) -> dict[str, int]:
@@ -142,7 +173,8 @@ def _bids(db: sqlite3.Connection) -> dict[str, int]:
 def read_reasons(path: Path) -> dict[str, tuple[str, str]]:
     """key -> (short reason, detail): the last word the daemon's JSON log has on each key."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        lines = (sys.stdin.read() if str(path) == "-" else
+                 path.read_text(errors="replace")).splitlines()
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the log ({exc.strerror})") from None
     out: dict[str, tuple[str, str]] = {}
@@ -185,18 +217,19 @@ def select(rows: Sequence[Row], *, statuses: Sequence[str], strategy: str | None
     return kept[-newest:] if newest else kept
 
 
-def _pnl(row: Row) -> str:
-    return "-" if row.realized_profit is None else amount(row.realized_profit / QUOTE)
+def _pnl(row: Row, quote: Quote) -> str:
+    return "-" if row.realized_profit is None else quote.whole(row.realized_profit)
 
 
 def _gwei(wei: int | None) -> str:
     return "-" if wei is None else f"{wei / GWEI:,.3g}"
 
 
-def table(rows: Sequence[Row]) -> Table:
+def table(rows: Sequence[Row], quote: Quote = Quote()) -> Table:
     """The liquidations, oldest first; amounts in whole quote tokens, bids in gwei (fits 80
     columns: the strategy, the transaction and the exact integers are in `--csv`)."""
-    out = Table(title=f"journal: {len(rows)} liquidations (quote-token amounts, bids in gwei)",
+    unit = quote.symbol or "quote-token"
+    out = Table(title=f"journal: {len(rows)} liquidations ({unit} amounts, bids in gwei)",
                 box=box.SIMPLE_HEAD,
                 pad_edge=False, collapse_padding=True)
     right = ("block", "expected", "pnl", "gas used", "bid")
@@ -205,26 +238,29 @@ def table(rows: Sequence[Row]) -> Table:
         out.add_column(column, justify="right" if column in right else "left", no_wrap=True)
     for r in rows:
         out.add_row(str(r.block), r.status, cell(r.reason or "-"), short(r.account),
-                    amount(r.expected_profit / QUOTE), _pnl(r),
+                    quote.whole(r.expected_profit), _pnl(r, quote),
                     "-" if r.gas_used is None else f"{r.gas_used:,}", _gwei(r.priority_fee))
     return out
 
 
-def summary(rows: Sequence[Row]) -> str:
+def summary(rows: Sequence[Row], quote: Quote = Quote()) -> str:
     counts = Counter(r.status for r in rows)
     realized = sum(r.realized_profit or 0 for r in rows)
     parts = ", ".join(f"{counts[s]} {s}" for s in INTENT_STATUSES if counts[s])
-    line = f"{parts or 'nothing'}; realized {amount(realized / QUOTE)} (quote token)"
+    shown = f"{quote.whole(realized)} {quote.symbol}" if quote.symbol else (
+        f"{quote.whole(realized)} (quote token)")
+    line = f"{parts or 'nothing'}; realized {shown}"
     bids = [r.coinbase_bid for r in rows if r.coinbase_bid is not None]
     if bids:  # bundles' bids paid to block.coinbase (per row in --csv)
         line += f"; bids to builders {amount(sum(bids) / 10**18)} (ether)"
     return line
 
 
-def missed_table(rows: Sequence[Row]) -> Table:
+def missed_table(rows: Sequence[Row], quote: Quote = Quote()) -> Table:
     """The missed ones by reason: how many, and what they were expected to pay."""
     out = Table(title="missed: ranked, not liquidated", box=box.SIMPLE_HEAD)
-    for column in ("reason", "count", "expected (quote)"):
+    expected = f"expected ({quote.symbol or 'quote'})"
+    for column in ("reason", "count", expected):
         out.add_column(column, justify="left" if column == "reason" else "right")
     groups: dict[str, list[Row]] = {}
     for r in rows:
@@ -232,7 +268,7 @@ def missed_table(rows: Sequence[Row]) -> Table:
     ordered = sorted(groups.items(), key=lambda g: -sum(r.expected_profit for r in g[1]))
     for reason, members in ordered:
         out.add_row(cell(reason), str(len(members)),
-                    amount(sum(r.expected_profit for r in members) / QUOTE))
+                    quote.whole(sum(r.expected_profit for r in members)))
     return out
 
 
@@ -261,8 +297,9 @@ def csv_lines(rows: Sequence[Row]) -> Iterator[list[object]]:
 @click.option("--journal", "journal_path", type=click.Path(path_type=Path, dir_okay=False),
               help="The journal file (default: execution.journal of the config).")
 @click.option("--dry-run", is_flag=True, help="Read the dry-run journal beside it.")
-@click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="The daemon's JSON log: each liquidation's reason (no capital, revert...).")
+@click.option("--log", "log_path", type=click.Path(path_type=Path, dir_okay=False,
+                                                   allow_dash=True),
+              help="The daemon's JSON log (- reads stdin): each liquidation's reason.")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(INTENT_STATUSES),
               help="Only this status (repeatable).")
 @click.option("--strategy", help="Only this strategy (e.g. aave_v3).")
@@ -287,7 +324,7 @@ def journal(  # noqa: PLR0917 (click passes every option as an argument)
     path = journal_path if journal_path is not None else state.config().execution.journal
     if dry_run:
         path = path.with_name(f"{path.stem}.dry-run{path.suffix}")
-    rows = read_journal(path)
+    quote, rows = read_journal_quoted(path)
     if log_path is not None:
         rows = with_reasons(rows, read_reasons(log_path))
     rows = select(rows, statuses=statuses, strategy=strategy, account=account, first=first,
@@ -297,8 +334,8 @@ def journal(  # noqa: PLR0917 (click passes every option as an argument)
         return
     console = Console()
     if missed:
-        console.print(missed_table(rows))
-    console.print(table(rows))
-    console.print(summary(rows))
+        console.print(missed_table(rows, quote))
+    console.print(table(rows, quote))
+    console.print(summary(rows, quote))
     if missed and log_path is None:
         console.print("[dim]reasons: add --log with the daemon's JSON log[/dim]")

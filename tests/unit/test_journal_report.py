@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from keeper import cli, execution
+from keeper import cli, execution, units
 from keeper.execution.bundles_journal import BundleBook
 from keeper.execution.journal import Journal, Signed
 from keeper.journal_report import REASONS
+from keeper.run_support import note_quote
 from keeper.types import Opportunity
 from tests.factories import candidate
 
@@ -152,3 +153,35 @@ def test_a_bundles_bid_to_the_builder_is_listed(tmp_path: Path) -> None:
     assert "bids to builders 0.3" in table.output
     (row,) = csv.DictReader(io.StringIO(run("--journal", str(path), "--csv").output))
     assert row["coinbase_bid_wei"] == str(3 * 10**17)
+
+
+def test_amounts_in_the_quote_token_the_daemon_noted(tmp_path: Path) -> None:
+    """The daemon notes its quote token's symbol and decimals in the journal at start; the
+    report then shows that token's units (here a 6-decimal one) instead of assuming 18."""
+    path = tmp_path / "usdc.sqlite"
+    with Journal(path) as journal:
+        taken = _opportunity("taken", 2_500_000, 100)  # 2.5 USDC expected
+        assert journal.claim(taken, 31337)
+        journal.record_signed(taken.key, 0, "0x" + "aa" * 32, "0x02", 30 * 10**9, 2 * 10**9)
+        journal.mark_sent(taken.key, "0x" + "aa" * 32)
+        journal.mark_confirmed(taken.key, "0x" + "aa" * 32, 101, 250_000, 2_412_345)
+        broke = _opportunity("broke", 7_250_000, 102)
+        assert journal.claim(broke, 31337)
+        journal.mark_abandoned(broke.key)
+    units.register("0x" + "e0" * 20, "USDC", 6, quote=True)
+    try:
+        note_quote(path, "0x" + "e0" * 20)
+    finally:
+        units.clear()
+    result = run("--journal", str(path))
+    assert result.exit_code == 0, result.output
+    assert "journal: 2 liquidations (USDC amounts, bids in gwei)" in result.output
+    assert "2.5000" in result.output and "2.4123" in result.output
+    assert "realized 2.4123 USDC" in result.output
+    # The reasons read from standard input, as `journalctl -u keeper -o cat` gives them.
+    line = json.dumps({"event": "not enough debt asset on hand; not sent", "key": broke.key})
+    missed = CliRunner().invoke(
+        cli.main, ["journal", "--journal", str(path), "--missed", "--log", "-"], input=line)
+    assert missed.exit_code == 0, missed.output
+    assert "expected (USDC)" in missed.output and "no-capital" in missed.output
+    assert "7.2500" in missed.output
