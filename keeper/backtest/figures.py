@@ -50,14 +50,32 @@ def liquidator_usd(report: BacktestReport, name: str) -> float | None:
     return usd_of(report, ((x.block, x.profit_quote) for x in mine))
 
 
-def new_figure(width: float = 9, height: float = 3.6) -> Figure:
-    """A matplotlib figure on the Agg backend (no display needed)."""
+def new_figure(width: float = 9, height: float = 3.6, *, laid_out: bool = True) -> Figure:
+    """A matplotlib figure on the Agg backend (no display needed), laid out by matplotlib's
+    constrained layout unless `laid_out` is False (the caller places its axes)."""
     import matplotlib  # noqa: PLC0415 (slow import, needed only for the HTML report)
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure  # noqa: PLC0415
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained" if laid_out else None)
+
+
+# The plots over blocks share their margins, in inches, instead of each laying itself out:
+# then their axes start and end at the same pixel, and a block sits at the same place in
+# every plot (the health plot's right-hand axis made its box narrower than the others').
+BLOCKS_WIDTH = 9.0
+MARGINS = {"left": 0.85, "right": 0.85, "top": 0.55, "bottom": 0.5}
+
+
+def blocks_figure(height: float = 3.6, below: float = 0.0) -> Figure:
+    """A figure for a plot over blocks, its axes box where every other one's is; `below`
+    inches are kept under the x-axis (for a legend)."""
+    figure = new_figure(BLOCKS_WIDTH, height, laid_out=False)
+    figure.subplots_adjust(
+        left=MARGINS["left"] / BLOCKS_WIDTH, right=1 - MARGINS["right"] / BLOCKS_WIDTH,
+        top=1 - MARGINS["top"] / height, bottom=(MARGINS["bottom"] + below) / height)
+    return figure
 
 
 def MaxNLocator(*, integer: bool) -> Any:  # noqa: N802 (matplotlib's name, imported late)
@@ -99,7 +117,7 @@ def _counts_axis(axes: Axes) -> None:
 
 
 def plot_prices(report: BacktestReport) -> Figure:
-    figure = new_figure()
+    figure = blocks_figure()
     axes = figure.subplots()
     series: dict[str, list[tuple[int, float]]] = defaultdict(list)
     for sample in report.prices:
@@ -118,7 +136,7 @@ def plot_prices(report: BacktestReport) -> Figure:
 
 
 def plot_health(report: BacktestReport) -> Figure:
-    figure = new_figure(height=4.4)
+    figure = blocks_figure(height=4.4, below=0.6)
     axes = figure.subplots()
     samples = [h for h in report.health if h.quantiles]
     blocks = [h.block for h in samples]
@@ -138,7 +156,7 @@ def plot_health(report: BacktestReport) -> Figure:
         handles, labels = axes.get_legend_handles_labels()
         more, more_labels = unhealthy.get_legend_handles_labels()
         # Below the plot, not over the bands: every series of both axes in one legend.
-        figure.legend(handles + more, labels + more_labels, loc="outside lower center",
+        figure.legend(handles + more, labels + more_labels, loc="lower center",
                       ncols=3, fontsize="small")
     unhealthy.set_ylabel("positions with HF < 1")
     _counts_axis(unhealthy)
@@ -163,7 +181,7 @@ def _with_legend(figure: Figure) -> Figure:
 
 
 def plot_liquidations(report: BacktestReport) -> Figure:
-    figure = new_figure()
+    figure = blocks_figure()
     axes = figure.subplots()
     for label, items in _sources(report):
         counts = Counter(x.block for x in items)
@@ -177,7 +195,7 @@ def plot_liquidations(report: BacktestReport) -> Figure:
 
 
 def plot_pnl(report: BacktestReport) -> Figure:
-    figure = new_figure()
+    figure = blocks_figure()
     axes = figure.subplots()
 
     def cumulative(items: Iterable[tuple[int, float]]) -> tuple[list[int], list[float]]:
@@ -203,9 +221,10 @@ def plot_pnl(report: BacktestReport) -> Figure:
                   label="available (keeper + missed)")
     dollars = usd_of(report, [(x.block, x.profit_quote) for x in report.keeper])
     worth = "" if dollars is None else f", {usd(dollars)}"
-    capture = "" if report.capture_rate is None else f", capture {report.capture_rate:.1%}"
-    axes.set(title=f"cumulative net profit, {amount(report.keeper_net_profit, report.quote_symbol)}"
-                   f"{worth} for the keeper{capture} ({span(report)})",
+    capture = "" if report.capture_rate is None else f"; capture {report.capture_rate:.1%}"
+    # Two lines: on one, a large run's figures ran past the plot's edge.
+    axes.set(title=f"cumulative net profit ({span(report)})\nthe keeper: "
+                   f"{amount(report.keeper_net_profit, report.quote_symbol)}{worth}{capture}",
              ylabel=f"net profit ({report.quote_symbol})")
     _blocks_axis(axes, report)
     return _with_legend(figure)

@@ -25,6 +25,7 @@ from keeper.backtest.figures import (
     plot_liquidations,
     plot_liquidators,
     plot_pnl,
+    png_base64,
 )
 from keeper.backtest.model import (
     BacktestReport,
@@ -108,12 +109,20 @@ def test_html_tables_fit_and_show_token_units() -> None:
 
 def test_every_plot_has_a_title_and_axis_units() -> None:
     report = sample_report()
+    boxes: set[tuple[int, int]] = set()
     for figure in (plot(report) for plot in FIGURES):
         axes = figure.axes[0]
         assert axes.get_title() and axes.get_xlabel() and axes.get_ylabel(), axes.get_title()
         assert all(a.get_ylabel() for a in figure.axes)
         if axes.get_xlabel() == "block":  # every block axis spans the replayed range
             assert tuple(axes.get_xlim()) == (report.from_block, report.to_block)
+            # ... over the same pixels, so a block is at the same place in every plot (as
+            # drawn: a layout engine places the axes only then).
+            png_base64(figure)
+            box = axes.get_position()
+            boxes.add((round(box.x0 * figure.get_figwidth(), 2),
+                       round(box.x1 * figure.get_figwidth(), 2)))
+    assert len(boxes) == 1, boxes
     health = plot_health(report)
     (legend,) = health.legends
     assert "positions with HF < 1 (right)" in [t.get_text() for t in legend.get_texts()]
