@@ -279,6 +279,12 @@ def check_env_names(model: type[BaseModel]) -> None:
         if not upper.startswith(ENV_PREFIX) or "__" not in upper:
             continue
         parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        if parts[0] == "chains":
+            raise ConfigError(  # not a typo of KEEPER_CHAIN__...: a table the file alone holds
+                f"environment {name}: [chains.<name>] tables are read from the file only; a "
+                f"KEEPER_* setting applies to every chain ({ENV_PREFIX}"
+                f"{'__'.join(parts[2:]).upper() or '<SECTION>__<KEY>'})"
+            )
         current: type[BaseModel] = model
         for depth, part in enumerate(parts):
             fields = current.model_fields

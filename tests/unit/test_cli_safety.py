@@ -84,6 +84,16 @@ def test_misspelt_strategy_name_variable_names_the_variable(
     assert "did you mean KEEPER_STRATEGIES__AAVE_V3__START_BLOCK?" in line
 
 
+def test_a_chains_variable_says_the_environment_applies_to_every_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not 'did you mean KEEPER_CHAIN__A__...', which names no setting either."""
+    monkeypatch.setenv("KEEPER_CHAINS__A__EXECUTION__MODE", "live")
+    line = one_error_line(invoke("check-config", "--offline", str(config_file(tmp_path))))
+    assert "environment KEEPER_CHAINS__A__EXECUTION__MODE: [chains.<name>]" in line
+    assert "applies to every chain (KEEPER_EXECUTION__MODE)" in line
+
+
 def test_other_keeper_variables_stay_allowed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
