@@ -37,9 +37,10 @@ class MakerConfig(Section):
     # The most DAI the keeper holds in the Vat at once (pulled from the account as it
     # pays): a running total of its open Flipper bids and each block's takes and bids.
     max_vat_dai: Decimal = Field(default=Decimal(100_000), gt=0)
-    # A Uniswap V2 pair of the Clipper ilks' gem against Maker DAI: takes then sell the
-    # collateral inside the take (Clipper's clipperCall; no DAI needed). None: takes pay
-    # with DAI the account holds and keep the collateral.
+    # A Uniswap V2 pair of the Clipper ilks' gem against Maker DAI: a take that sells the
+    # collateral inside itself (Clipper's clipperCall; no DAI needed) is offered beside the
+    # take with DAI, and ranking sends the better. None: takes pay with DAI the account
+    # holds and keep the collateral.
     clip_exit_pair: V2Pair | None = None
     enabled: bool = True
     start_block: int = Field(default=0, ge=0)

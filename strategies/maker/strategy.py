@@ -179,8 +179,7 @@ class MakerStrategy:
             out.extend(barks)
             added += tabs
             for sale in list(ilk.sales.values()):
-                candidate = self._auction(name, sale.id, block, room=room - taken)
-                if candidate is not None:
+                for candidate in self._auction(name, sale.id, block, room=room - taken):
                     out.append(candidate)
                     action = candidate.private
                     if isinstance(action, MakerAction) and action.kind == "take":
@@ -229,9 +228,13 @@ class MakerStrategy:
         return out, tabs
 
     def _auction(self, name: str, sale_id: int, block: BlockRef, *,
-                 room: int) -> Candidate | None:
-        """A redo, or a take of at most `room` DAI [wad] (a clipperCall take: of at most
-        `max_vat_dai`, paid from its own sale); None while neither is due or room is 0."""
+                 room: int) -> list[Candidate]:
+        """A redo, or the takes of the sale: with DAI the account holds, of at most `room`
+        DAI [wad], and with `clip_exit_pair` also one selling the collateral inside the take
+        (clipperCall: of at most `max_vat_dai`, paid from its own sale). Both name the
+        sale's owner as the account, so ranking sends the one with the larger net profit:
+        the sale inside the take where that beats taking with DAI and holding the
+        collateral (it costs more gas; it is the only one when DAI or room is short)."""
         assert self.clips is not None
         ilk = self.clips.ilks[name]
         sale = ilk.sales[sale_id]
@@ -239,17 +242,13 @@ class MakerStrategy:
         if done:
             feed = self._feed_price(name)
             reward = math.redo_incentive(ilk.params, sale.tab, sale.lot, feed) // math.RAY
-            return self._candidate(MakerAction("redo", name, urn=sale.usr, sale=sale_id),
-                                   sale.usr, reward, REDO_GAS,
-                                   key=f"redo:{name}:{sale_id}:{sale.tic}", health=0)
+            return [self._candidate(MakerAction("redo", name, urn=sale.usr, sale=sale_id),
+                                    sale.usr, reward, REDO_GAS,
+                                    key=f"redo:{name}:{sale_id}:{sale.tic}", health=0)]
         later, _ = math.status(ilk.params, sale.tic, sale.top,
                                block.timestamp + TAKE_MARGIN_SECONDS)
         if later or price == 0:
-            return None
-        cap = int(self.config.max_vat_dai * math.WAD) if self.pairs is not None else room
-        if cap <= 0:
-            return None
-        max_repay = min(-(-sale.tab // math.RAY), cap)
+            return []
         chost, tab, lot = ilk.params.chost, sale.tab, sale.lot
 
         def seize(repay: int) -> int:
@@ -260,26 +259,31 @@ class MakerStrategy:
             amounts = math.take_amounts(tab, lot, sizing.take_amt(repay, tab, price), price, chost)
             return 0 if amounts is None else -(-amounts[1] // math.RAY)
 
-        # The sizes worth proposing: a partial take leaving at least chost (Clipper.take
-        # turns any larger partial into exactly that one), or the whole tab. Ranking's
-        # search would miss the whole when tab is just above chost (a dusty remainder).
+        def ranges(cap: int) -> tuple[tuple[int, int], ...]:
+            # The sizes worth proposing: a partial take leaving at least chost (Clipper.take
+            # turns any larger partial into exactly that one), or the whole tab. Ranking's
+            # search would miss the whole when tab is just above chost (a dusty remainder).
+            partial = min((tab - chost) // math.RAY, cap) if tab > chost else 0
+            return tuple(r for r in ((1, partial), (whole, whole)) if 1 <= r[0] <= r[1] <= cap)
+
         whole = -(-tab // math.RAY)
-        partial = min((tab - chost) // math.RAY, cap) if tab > chost else 0
-        ranges = tuple(r for r in ((1, partial), (whole, whole)) if 1 <= r[0] <= r[1] <= cap)
-        if not ranges:
-            return None
-        gem = self._gem(name)
-        if self.pairs is not None:
-            return self._sale(name, sale, price, ranges=ranges, seize=seize, paid=paid)
-        return Candidate(
-            strategy=self.name, account=sale.usr, collateral=gem, debt=self.dai,
-            max_repay=max_repay, health_factor=0,
+        out: list[Candidate] = []
+        sells = ranges(int(self.config.max_vat_dai * math.WAD)) if self.pairs else ()
+        if sells:
+            sell = self._sale(name, sale, price, ranges=sells, seize=seize, paid=paid)
+            out += [sell] if sell is not None else []
+        takes = ranges(room)
+        if not takes:
+            return out
+        return [*out, Candidate(
+            strategy=self.name, account=sale.usr, collateral=self._gem(name), debt=self.dai,
+            max_repay=min(whole, room), health_factor=0,
             key=f"{self.context.chain_id}:{self.name}:{sale.usr}:take:{name}:{sale_id}:"
                 f"{tab}:{lot}:{sale.tic}",
             seize=seize, actual_repay=paid, gas_limit=TAKE_GAS, spender=self.keeper_contract,
-            collateral_symbol=f"MCD_{name}", debt_symbol="MCD_DAI", repay_ranges=ranges,
+            collateral_symbol=f"MCD_{name}", debt_symbol="MCD_DAI", repay_ranges=takes,
             private=MakerAction("take", name, urn=sale.usr, sale=sale_id, price=price,
-                                tab=tab))
+                                tab=tab))]
 
     def _sale(self, name: str, sale: Sale, price: int, *,
               ranges: tuple[tuple[int, int], ...], seize: Callable[[int], int],
