@@ -19,7 +19,8 @@ default devnet (cached state):
   on the pools the earlier ones' sales leave).
 
 Figures are printed; nothing is asserted. `--profile N` prints the N costliest functions
-(cProfile, by own time) of ranking the crash block's flash liquidations on V2 + V3.
+(cProfile, by own time; `BENCH_SORT=cumulative` for their totals) of ranking the crash
+block's flash liquidations on V2 + V3.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import pstats
 import statistics
 import tempfile
@@ -167,8 +169,9 @@ async def crash_block(info: DevnetInfo, folder: Path, trials: int, profile: int 
         if profile:
             profiler = cProfile.Profile()
             profiler.runcall(rank_on, fresh(venues), free, weth, head.number, head.base_fee)
-            print(f"\nV2 + V3 flash ranking, the {profile} costliest functions by own time:")
-            pstats.Stats(profiler).sort_stats("tottime").print_stats(profile)
+            order = os.environ.get("BENCH_SORT", "tottime")  # or cumulative
+            print(f"\nV2 + V3 flash ranking, the {profile} costliest functions ({order}):")
+            pstats.Stats(profiler).sort_stats(order).print_stats(profile)
     finally:
         await keeper.aclose()
 

@@ -135,6 +135,9 @@ class V3Pool:
         walk = self._walk(zero_for_one) if exact_input \
             and sqrt_price_limit_x96 == default_limit(zero_for_one) else None
         if walk is not None:
+            last = walk.last
+            if last is not None and last[0] == amount_specified:
+                return last[1]  # quoted again: V3Book.swap moving the pool by a quoted leg
             steps, (sqrt_price, tick, liquidity, used, out, crossed, target) = \
                 walk.covered(self, amount_specified)
             remaining, calculated = amount_specified - used, -out
@@ -176,8 +179,12 @@ class V3Pool:
         used = amount_specified - remaining
         amount0, amount1 = (used, calculated) if zero_for_one == exact_input \
             else (calculated, used)
-        return SwapResult(amount0, amount1, sqrt_price, end_tick, liquidity, crossed, steps,
-                          target)
+        result = SwapResult(amount0, amount1, sqrt_price, end_tick, liquidity, crossed, steps,
+                            target)
+        if walk is not None and remaining == 0:
+            # Filled: must_fill could not have stopped it (that needs a dry pool on the way).
+            walk.last = (amount_specified, result)
+        return result
 
     def _walk(self, zero_for_one: bool) -> _Walk | None:
         """The walk of this direction from the second quote on (a pool object quoted once,
@@ -193,8 +200,10 @@ class V3Pool:
 
     def after(self, result: SwapResult) -> V3Pool:
         """This pool once a swap with `result` is mined (slot0 and liquidity move)."""
-        return replace(self, sqrt_price_x96=result.sqrt_price_x96, tick=result.tick,
-                       liquidity=result.liquidity)
+        # The constructor, not dataclasses.replace: ranking moves pools thousands of times.
+        return V3Pool(self.address, self.token0, self.token1, self.fee, self.tick_spacing,
+                      result.sqrt_price_x96, result.tick, result.liquidity, self.ticks,
+                      self.bitmap)
 
     def modify_position(self, tick_lower: int, tick_upper: int, liquidity_delta: int) -> V3Pool:
         """The pool after a position's liquidity changes by `liquidity_delta` (a Mint's
@@ -241,7 +250,7 @@ class _Walk:
     (a math revert, the pool dry, the limit) ends it: the caller's loop resumes there and
     meets the same end itself."""
 
-    __slots__ = ("done", "lock", "reach", "states", "zero_for_one")
+    __slots__ = ("done", "last", "lock", "reach", "states", "zero_for_one")
 
     def __init__(self, pool: V3Pool, zero_for_one: bool) -> None:
         self.zero_for_one = zero_for_one
@@ -250,13 +259,15 @@ class _Walk:
         self.reach: list[int] = []
         self.done = False
         self.lock = threading.Lock()  # ranking may quote one pool from two threads
+        # The last swap that filled, by its input (replaced whole: no lock needed).
+        self.last: tuple[int, SwapResult] | None = None
 
     def __getstate__(self) -> tuple[bool, list[_State], list[int], bool]:
         return self.zero_for_one, self.states, self.reach, self.done  # a lock does not pickle
 
     def __setstate__(self, state: tuple[bool, list[_State], list[int], bool]) -> None:
         self.zero_for_one, self.states, self.reach, self.done = state
-        self.lock = threading.Lock()
+        self.lock, self.last = threading.Lock(), None
 
     def covered(self, pool: V3Pool, amount: int) -> tuple[int, _State]:
         """(steps, the loop's state after them): every step `amount` covers in full."""
