@@ -32,6 +32,7 @@ from keeper.execution.dispatch import Dispatcher
 from keeper.execution.fees import next_base_fee
 from keeper.monitor import Monitor
 from keeper.ranking import MAX_EVALUATIONS, head_start, rank, swaps_of
+from keeper.routes import UnroutedCollateral
 from keeper.strategy import Capabilities, ChainReader, Named, Strategy
 from keeper.types import BlockRef, Candidate, ChainStep, Event, LogFilter, Opportunity, SwapLeg
 
@@ -76,6 +77,7 @@ class Engine:
         self.last: BlockRef | None = None
         self.next_base_fee = 0
         self._broken: set[str] = set()  # strategies that failed: re-sync at the next head
+        self.unrouted = UnroutedCollateral()  # a collateral no exit can sell: one warning
 
     # -- filters -------------------------------------------------------------------------
 
@@ -201,6 +203,7 @@ class Engine:
         await self._prepare(head)
         candidates = self._candidates(head)
         self.stats.candidates = len(candidates)
+        self.unrouted.note(candidates, self.dex)
         pending: list[SwapLeg] = []
         if self.dispatcher is not None:
             self.dispatcher.base_fee = self.next_base_fee

@@ -7,7 +7,9 @@ every `[[dex.venues]]` entry, any fee tier) can never be liquidated profitably: 
 configuration error, reported in one line naming the strategy and the token. No venue in
 particular is required (no V2 pair either). A collateral only needs some way to the debt
 asset (one pool or two hops through the quote token); one without any is skipped by
-ranking like any candidate it cannot value, not an error.
+ranking like any candidate it cannot value, not an error (one odd collateral must not
+stop the keeper), but not silently: `UnroutedCollateral` logs one warning line per
+collateral and debt pair the first time a candidate shows it.
 
 A strategy tells its debt assets through the optional `DebtAssets` capability (known after
 its `sync`); one without it is not checked.
@@ -18,9 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import structlog
+
 from keeper.dex.venue import Venue
 from keeper.errors import ConfigError
 from keeper.strategy import Strategy
+from keeper.types import Candidate
+
+log = structlog.get_logger(__name__)
 
 
 @runtime_checkable
@@ -53,3 +60,28 @@ def check_routes(strategies: Sequence[Strategy], dex: Venue, quote_token: str) -
             f"no route to the quote token {quote_token.lower()} for the debt asset {what}: "
             "no pool of it against the quote token on any [dex] venue; add the pool's venue "
             "to [[dex.venues]] or disable the market")
+
+
+class UnroutedCollateral:
+    """Warns once per (collateral, debt) pair that candidates show with no way to sell the
+    collateral into the debt asset on the exit venues (the price ranking needs: a pool of
+    the pair or two hops through the quote token); ranking skips those candidates."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str]] = set()
+
+    def note(self, candidates: Sequence[Candidate], dex: Venue) -> list[tuple[str, str]]:
+        """The pairs newly found without a route (each logged in one line)."""
+        found: list[tuple[str, str]] = []
+        for c in candidates:
+            pair = (c.collateral.lower(), c.debt.lower())
+            if pair in self.seen or pair[0] == pair[1]:
+                continue
+            self.seen.add(pair)
+            if dex.mid_price(*pair) is None:
+                found.append(pair)
+                log.warning("no route for a collateral: its liquidations are skipped; add a "
+                            "venue with a pool of it to [[dex.venues]]",
+                            collateral=pair[0], debt=pair[1], strategy=c.strategy,
+                            symbol=c.collateral_symbol)
+        return found

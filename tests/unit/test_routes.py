@@ -11,8 +11,9 @@ from keeper.dex.uniswap_v3 import V3Book
 from keeper.dex.v3_pool import V3Pool
 from keeper.dex.venue import Venues
 from keeper.errors import ConfigError
-from keeper.routes import check_routes, unrouted
+from keeper.routes import UnroutedCollateral, check_routes, unrouted
 from keeper.strategy import Strategy
+from keeper.types import Candidate
 
 QUOTE, USDC, DAI, WBTC, LONELY = ("0x" + c * 20 for c in ("0e", "01", "02", "03", "04"))
 
@@ -60,3 +61,25 @@ def test_a_strategy_that_cannot_tell_its_debt_assets_is_not_checked() -> None:
         name = "silent"
 
     check_routes([Silent()], PAIRS, QUOTE)  # type: ignore[list-item]
+
+
+def test_a_collateral_without_any_route_is_one_warning_per_pair(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """WBTC sells into USDC on its pair, USDC into DAI through the quote token (two hops);
+    WBTC has no way to DAI (no pool against the quote token) and LONELY no pool at all:
+    their candidates are skipped by ranking, each pair logged once, in one line."""
+    venues = Venues([PAIRS, V3], via=QUOTE)
+
+    def candidate(collateral: str, debt: str) -> Candidate:
+        return Candidate(strategy="morpho_blue", account="0x" + "cc" * 20, key="k",
+                         collateral=collateral, debt=debt, max_repay=1,
+                         seize=lambda repay: repay, gas_limit=1, health_factor=9 * 10**17,
+                         spender="0x" + "dd" * 20)
+
+    unrouted = UnroutedCollateral()
+    found = unrouted.note([candidate(WBTC, USDC), candidate(USDC, DAI), candidate(WBTC, DAI),
+                           candidate(LONELY, USDC), candidate(LONELY, USDC)], venues)
+    assert found == [(WBTC, DAI), (LONELY, USDC)]
+    assert unrouted.note([candidate(LONELY, USDC)], venues) == []  # once
+    lines = [line for line in capsys.readouterr().out.splitlines() if "no route" in line]
+    assert len(lines) == 2 and LONELY in lines[1] and "morpho_blue" in lines[1]
