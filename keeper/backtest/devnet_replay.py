@@ -255,7 +255,7 @@ async def _fill_outcomes(
             protocol=intent.strategy, account=intent.account,
             collateral=recorder.symbol(intent.collateral), debt=recorder.symbol(intent.debt),
             repaid=repaid, seized=seized, profit_quote=outcome.realized_profit / WAD,
-            gas_wei=outcome.gas_paid, by_keeper=True,
+            gas_wei=outcome.gas_paid, by_keeper=True, profit_wei=outcome.realized_profit,
         ))
     report.keeper.sort(key=lambda x: (x.block, x.tx))
     report.attempts = dict(sorted(statuses.items()))

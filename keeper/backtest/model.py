@@ -53,6 +53,10 @@ class Liquidation:
     profit_quote: float  # net of gas and swap, in the quote asset
     gas_wei: int
     by_keeper: bool
+    # The keeper's realized profit exactly, in the quote token's raw units ("wei", as in
+    # Opportunity.value_wei): the journal's figure. None for a historical liquidation,
+    # whose profit is an estimate.
+    profit_wei: int | None = None
 
 
 @dataclass(frozen=True)

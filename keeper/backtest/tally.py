@@ -186,7 +186,7 @@ class Tally:
                     outcome.block, outcome.tx_hash, event.liquidator, event.protocol,
                     event.account, await self._symbol(collateral), await self._symbol(debt),
                     event.repaid, event.seized, outcome.realized_profit / self.quote_unit,
-                    outcome.gas_paid, by_keeper=True)))
+                    outcome.gas_paid, by_keeper=True, profit_wei=outcome.realized_profit)))
         for _block, _index, liq in sorted(mined, key=lambda m: m[:2]):
             report.keeper.append(liq)
             keeper_by_account.setdefault((liq.protocol, liq.account), liq)

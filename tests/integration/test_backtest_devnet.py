@@ -115,6 +115,9 @@ def test_report_matches_the_chain_and_the_journal(
             "SELECT tx_hash, realized_profit FROM transactions WHERE status = 'confirmed'"))
     assert {x.tx: round(x.profit_quote * 10**18) for x in report.keeper} == pytest.approx(
         {tx: int(p) for tx, p in realized.items()}, rel=1e-12)
+    # ... exactly, in the JSON (the tables show it in whole tokens).
+    exact = {x["tx"]: x["profit_wei"] for x in report.to_json()["keeper"]}
+    assert exact == {tx: int(p) for tx, p in realized.items()}
     assert report.gas_spent_wei >= sum(x.gas_wei for x in report.keeper)
     # `keeper journal` reads the same journal: one confirmed row per liquidation.
     rows = read_journal(journal_path)
