@@ -292,7 +292,8 @@ def run_price_path(
     finally:
         anvil.stop()
     report.boot_seconds = boot
-    report.notes.insert(0, f"price path {loaded.path.name}: {len(steps)} steps driving "
+    report.notes.insert(0, f"price path {loaded.path.name}: {len(steps)} "
+                           f"step{'' if len(steps) == 1 else 's'} driving "
                            + ", ".join(f"{s} (beta {b})" for s, b in loaded.betas.items())
                            + (f"; {capital_usd:,.0f} USD of each asset on hand" if capital_usd
                               else ""))

@@ -74,7 +74,7 @@ class ReplayProgress:
         elapsed = max(time.monotonic() - self._started, 1e-9)
         rate = f"{done / elapsed:,.1f} {self.unit}/s"
         if blocks is not None and self.unit != "blocks":
-            rate += f", {blocks:,} blocks"
+            rate += f", {_blocks(blocks)}"
         self._bar.update(self._task, completed=done, total=total, rate=rate)
         tenth = done * 10 // max(total, 1)
         if not self._tty and (tenth > self._told or done == total):
@@ -91,7 +91,7 @@ def _eth(wei: int) -> str:
 
 
 def _blocks(count: int) -> str:
-    return f"{count} block" if count == 1 else f"{count} blocks"
+    return f"{count:,} block" if count == 1 else f"{count:,} blocks"
 
 
 def reconciliation(report: BacktestReport) -> list[str]:
