@@ -1,7 +1,8 @@
 """The `keeper` console script: global options, the error wrapper and `check-config`.
 
 Every command runs inside `KeeperGroup.invoke`, which turns a `KeeperError`
-into one `keeper: error: ...` line on stderr and exit code 2, Ctrl-C into a
+into one `keeper: error: ...` line on stderr and exit code 2 (75 for `run` when its
+RPC does not answer at start: a supervisor restarts that), Ctrl-C into a
 quiet exit 130, and any other exception into one `keeper: internal error`
 line and exit 1 (`--debug` adds the traceback). Every line is redacted.
 
@@ -33,7 +34,7 @@ import structlog
 
 from keeper import __version__
 from keeper.config import DEFAULT_PATH, KeeperConfig, load_config
-from keeper.errors import ChainMismatch, FatalError, KeeperError, RpcUnavailable
+from keeper.errors import ChainMismatch, FatalError, KeeperError, RetryableError, RpcUnavailable
 from keeper.log import LEVELS, LogFormat, configure_logging
 from keeper.secrets import redact, redact_url, register_env_secrets
 
@@ -138,7 +139,7 @@ class KeeperGroup(click.Group):
         except KeeperError as exc:
             if ctx.params.get("debug"):
                 click.echo(redact(traceback.format_exc()), err=True, nl=False)
-            _fail(f"keeper: error: {exc}", 2)
+            _fail(f"keeper: error: {exc}", _exit_code(ctx, exc))
         except Exception as exc:
             if ctx.params.get("debug"):
                 click.echo(redact(traceback.format_exc()), err=True, nl=False)
@@ -160,6 +161,19 @@ class KeeperGroup(click.Group):
         if command is not None:
             _accept_config_option(command)
         return command
+
+
+EXIT_TEMPFAIL = 75
+"""`keeper run` could not reach its chain at start (sysexits' EX_TEMPFAIL): a supervisor
+restarts it, as it does not after exit 2 (bad input, which a restart cannot fix)."""
+
+
+def _exit_code(ctx: click.Context, error: KeeperError) -> int:
+    """2 for a `KeeperError`, except a daemon whose RPC failed at start: no endpoint
+    answering while the node reboots is no reason for systemd to give up on it."""
+    if ctx.invoked_subcommand == "run" and isinstance(error, RetryableError):
+        return EXIT_TEMPFAIL
+    return 2
 
 
 def _quiet_broken_pipe() -> NoReturn:

@@ -23,7 +23,7 @@ KeeperError
 ├── RetryableError          the same call may succeed later (the engine retries the block);
 │   │                       failover moves on to the next endpoint on any of these
 │   ├── RpcUnavailable      transport: no connection, timeout, HTTP 5xx or 429 (at start-up
-│   │                       the CLI exits 2)
+│   │                       the CLI exits 2; `keeper run` exits 75, to be restarted)
 │   ├── MalformedAnswer     the endpoint answered, but not a JSON-RPC answer to what was
 │   │                       asked: a body that is not JSON or is empty, a batch answer that is
 │   │                       not a list, a batch item missing, an item with a wrong id, an item

@@ -143,6 +143,30 @@ def test_highest_valid_key_is_accepted(tmp_path: Path, monkeypatch: pytest.Monke
     assert result.exit_code == 0, result.output
 
 
+def test_run_without_an_answering_rpc_exits_75(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node still rebooting is not bad input: exit 75 (EX_TEMPFAIL), which systemd's
+    RestartPreventExitStatus=2 lets it restart; check-config keeps exit 2."""
+    path = tmp_path / "keeper.toml"
+    path.write_text(CONFIG.format(mode="live").replace("[execution]\n", f"""[execution]
+quote_token = "0x{'11' * 20}"
+journal = "{tmp_path / 'journal.sqlite'}"
+""") + f"""
+[dex]
+uniswap_v2_factory = "0x{'22' * 20}"
+
+[monitoring]
+enabled = false
+""")
+    monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", f"{SECP256K1_ORDER - 1:064x}")
+    result = invoke("--log-level", "critical", "run", "--config", str(path))
+    assert result.exit_code == cli.EXIT_TEMPFAIL == 75, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith("keeper: error: no RPC endpoint answered")
+    assert invoke("check-config", str(path)).exit_code == 2
+
+
 def test_read_only_commands_need_no_key_in_live_mode(tmp_path: Path) -> None:
     result = invoke("check-config", "--offline", str(config_file(tmp_path, "live")))
     assert result.exit_code == 0, result.output
