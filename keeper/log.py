@@ -71,7 +71,6 @@ MAX_LINE = 160  # characters of one console line (a terminal's width at 3 a.m.);
 MIN_CUT = 16  # a text value is never cut shorter than this to fit a line
 PREFIX = len("23:59:59 [warning] ")  # the time and level the renderer puts first
 DROPPED = frozenset({"logger"})  # the module name: noise on a console
-SHOWN_WHOLE = frozenset({"keeper running"})  # once, at start: its paths and URLs in full
 RENAMED = {"net_profit": "profit"}  # on the console only: a send's line fits 160 characters
 
 
@@ -109,10 +108,6 @@ def add_units(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Ev
     return event_dict
 
 
-def _cut(text: str, limit: int = MAX_VALUE) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _short(value: Any) -> Any:
     if isinstance(value, str):
         if len(value) == 66 and value.startswith("0x"):  # a hash
@@ -144,11 +139,9 @@ def humanize(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> Eve
             out[name] = value
         elif name in ADDRESS_FIELDS or isinstance(value, str | list | tuple):
             short = _short(value)
-            out[name] = _cut(short if isinstance(short, str) else repr(short))
+            out[name] = _cut(short if isinstance(short, str) else repr(short), MAX_VALUE)
         else:
             out[name] = value
-    if out.get("event") in SHOWN_WHOLE:
-        return out
     return _fit(out, {RENAMED.get(name, name) for name in shown} | set(shown))
 
 
@@ -159,8 +152,9 @@ def _shown(value: Any) -> str:
     return repr(value)
 
 
-def _cut_middle(text: str, limit: int) -> str:
-    """Its start and its end (a path's file, a URL's port, a revert's selector)."""
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters of `text`: its start and its end, cut in the middle (a
+    path's file, a URL's port, a revert's selector)."""
     if len(text) <= limit:
         return text
     tail = (limit - 1) // 3
@@ -181,7 +175,7 @@ def _fit(event_dict: EventDict, whole: Collection[str]) -> EventDict:
         if not texts:
             break
         length, name = max(texts)
-        cut = _cut_middle(fields[name], max(MIN_CUT, length - (width - MAX_LINE)))
+        cut = _cut(fields[name], max(MIN_CUT, length - (width - MAX_LINE)))
         width -= len(_shown(fields[name])) - len(_shown(cut))
         fields[name] = event_dict[name] = cut
     return event_dict
