@@ -191,6 +191,7 @@ async def test_parity_across_a_crash(perp: PerpNet) -> None:
         offered = {c.account for c in strategy.candidates(head) if ":liquidate:" in c.key}
         refused = {a for a, why in strategy.reported.items() if "CH_IIC" in why}
         assert seeded(perp)["btc_long_9x_deficit"] in refused, strategy.reported
+        assert not offered & refused  # a refused account is never offered (nor sent)
         house = perp.contracts.clearing_house
         for account in offered | refused:
             state = strategy.state(account)
