@@ -36,6 +36,7 @@ from keeper.cli import check_chain_id, pass_config
 from keeper.config import KeeperConfig
 from keeper.devnet.artifacts import Artifact, compile_solidity
 from keeper.errors import ConfigError, FatalError, RpcUnavailable
+from keeper.lock import account_lock
 from keeper.paths import project_root
 from keeper.secrets import redact_url
 
@@ -242,6 +243,23 @@ def deploy_executor(
         raise ConfigError("deploy-executor --lanes: KEEPER_ACCOUNT__LANE_KEYS holds no key")
     aave_pool = _option_address(aave_pool, "--aave-pool")
     morpho = _option_address(morpho, "--morpho") or _configured(config, "morpho_blue", "morpho")
+    # The account's lock, as `keeper run` holds it: a keeper sending from this account
+    # would take the same nonces ("nonce too low" on one side or the other).
+    with account_lock(config.chain.chain_id, account.address):
+        deployed = _deploy(config, account, owner, aave_pool=aave_pool, morpho=morpho,
+                           operators=operators)
+    click.echo(f"FlashLiquidator deployed at {deployed.address} "
+               f"(owner {owner}, tx {deployed.tx_hash}, gas {deployed.gas_used})")
+    for operator in operators:
+        click.echo(f"operator (nonce lane): {operator}")
+    click.echo(f'[execution] flash_executor = "{deployed.address}"')
+
+
+def _deploy(
+    config: KeeperConfig, account: LocalAccount, owner: str, *, aave_pool: str | None,
+    morpho: str | None, operators: Sequence[str],
+) -> Deployed:
+    """Deploy on the first endpoint (its chain id checked) and name the operators."""
     url = config.chain.http_urls[0].url
     check_chain_id(url, config.chain.chain_id)
     w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
@@ -274,8 +292,4 @@ def deploy_executor(
         raise RpcUnavailable(
             f"deploy-executor on {redact_url(url)}: {type(exc).__name__}: {exc}"
         ) from None
-    click.echo(f"FlashLiquidator deployed at {deployed.address} "
-               f"(owner {owner}, tx {deployed.tx_hash}, gas {deployed.gas_used})")
-    for operator in operators:
-        click.echo(f"operator (nonce lane): {operator}")
-    click.echo(f'[execution] flash_executor = "{deployed.address}"')
+    return deployed

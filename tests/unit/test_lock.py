@@ -118,3 +118,21 @@ def test_second_run_on_the_same_account_exits(
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.strip().splitlines()
     assert f"account {address} on chain 1" in line and f"pid {os.getpid()}" in line
+
+
+def test_deploy_executor_waits_for_no_keeper_on_its_account(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy-executor signs from the account too: refused while a keeper holds it, before
+    any RPC (the config's endpoint answers nothing)."""
+    monkeypatch.setenv("KEEPER_ACCOUNT__PRIVATE_KEY", KEY)
+    path = tmp_path / "keeper.toml"
+    path.write_text(CONFIG)
+    from eth_account import Account  # noqa: PLC0415
+
+    address = Account.from_key(KEY).address
+    with account_lock(1, address):
+        result = CliRunner().invoke(cli.main, ["deploy-executor", "--config", str(path)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert f"account {address} on chain 1" in line and f"pid {os.getpid()}" in line
