@@ -12,6 +12,7 @@ from rich.console import Console
 
 from keeper import cli
 from keeper.liquidation_curve import BASE_CURRENCY, DEFAULT_DROPS, CurvePoint, dropped
+from keeper.log import reset_logging
 from keeper.risk import RiskView, plot_figure, tables, write_plot
 from strategies.morpho_blue import risk as morpho_risk
 from strategies.morpho_blue.math import ORACLE_PRICE_SCALE, MarketParams, MarketState
@@ -105,7 +106,10 @@ def test_a_plot_that_cannot_be_written_is_refused_before_the_devnet_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, words: tuple[str, ...]
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli.main, ["risk", "--devnet", "--plot", name])
+    try:
+        result = CliRunner().invoke(cli.main, ["risk", "--devnet", "--plot", name])
+    finally:
+        reset_logging()  # the command set logging up on the runner's stream, now closed
     assert result.exit_code == 2, result.output
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("keeper: error: "), lines
