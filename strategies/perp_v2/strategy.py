@@ -28,6 +28,7 @@ and logged as it lands. Accounts with non-settlement collateral are not valued (
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -325,8 +326,10 @@ class PerpV2Strategy:
         return pm.format_settlement(amount_x10_18, self.setup.decimals)
 
     def _report(self, account: str, block: BlockRef, reason: str) -> None:
-        if self.reported.get(account) != reason:
-            self.reported[account] = reason
+        """Keep the reason; log it once per kind (its figures move every block)."""
+        before = self.reported.get(account, "")
+        self.reported[account] = reason
+        if re.sub(r"\d+", "", before) != re.sub(r"\d+", "", reason):
             log.warning("perp account not liquidated", strategy=self.name, account=account,
                         block=block.number, reason=reason)
 
