@@ -422,6 +422,43 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
         journal.close()
 
 
+async def test_an_account_a_step_took_into_deficit_is_reported_not_sent(
+    perp: PerpNet, tmp_path: Path
+) -> None:
+    """Two vBTC steps the keeper does not see in between (one step, for the keeper) leave the
+    9x vBTC account in a deficit beyond the insurance fund: the keeper reports it with
+    CH_IIC and never sends it; it liquidates the others the steps made liquidatable."""
+    deployer = Deployer(perp.w3, perp.w3.eth.accounts[0])
+    btc = Decimal(int(perp.contracts.bases["vBTC"].functions.getIndexPrice(0).call())) / 10**18
+    for steps in (1, 2):
+        await asyncio.to_thread(move_market, deployer, perp.contracts, perp.info, "vBTC",
+                                btc * BTC_STEP**steps)
+    start = perp.w3.eth.block_number
+    journal = Journal(tmp_path / "j.sqlite")
+    keeper, strategy = await _perp_keeper(perp, journal)
+    try:
+        stop = asyncio.Event()
+        task = asyncio.create_task(keeper.run(stop))
+        try:
+            for _ in range(3):  # the keeper sees the steps' last block, then its own sends'
+                await asyncio.to_thread(perp.rpc, "evm_mine")
+                await _settled(keeper, perp)
+        finally:
+            stop.set()
+            await task
+        deficit = seeded(perp)["btc_long_9x_deficit"]
+        assert "CH_IIC" in strategy.reported.get(deficit, ""), strategy.reported
+        acted = _first_attempts(keeper.outcomes)
+        assert deficit not in acted and acted, acted
+        assert not [o for o in keeper.outcomes if o.key.split(":")[2] == deficit]
+        assert not [o for o in keeper.outcomes if o.status in BAD]
+        assert not await asyncio.to_thread(_reverted, perp, start + 1,
+                                           perp.w3.eth.block_number)
+    finally:
+        await keeper.aclose()
+        journal.close()
+
+
 def test_perp_move_cli(perp: PerpNet, tmp_path: Path) -> None:
     """`keeper devnet perp-move` moves index, vAMM and mark; bad input is one line, exit 2."""
     devnet_file, perp_file = tmp_path / "devnet.json", tmp_path / "perp.json"
