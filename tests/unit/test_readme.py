@@ -5,18 +5,29 @@ no internal leftovers in the README or docs/."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pytest
 from click.testing import CliRunner
 
 from keeper import cli
 from keeper.devnet.deploy import DEVNET_LIQUIDATOR_KEY
+from keeper.log import reset_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 DOCS = {path.name: path.read_text() for path in (ROOT / "docs").glob("*.md")}
 HEX32 = re.compile(r"0x[0-9a-fA-F]{64}\b")
+
+
+@pytest.fixture(autouse=True)
+def _logging_undone() -> Iterator[None]:
+    """`keeper CMD --help` runs the group's callback, which configures logging onto the
+    runner's stream: undone, so later tests' loggers are not left writing there."""
+    yield
+    reset_logging()
 
 
 def test_readme_shows_the_public_dev_key_and_no_other() -> None:
