@@ -271,6 +271,9 @@ class Trial:
     busy: bool = False  # posted while the keeper was preparing (a worker thread valuing)
     handed: float | None = None  # log -> the first send issued (its answer not awaited)
     raw: str | None = None  # the first transaction sent (the bare loop sends it again)
+    # From the feed's log frame itself (what the bare loop is timed from), not from the
+    # block's first notification (its newHeads, which anvil pushes just before the log).
+    from_log: float | None = None
 
 
 def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
@@ -318,6 +321,7 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
         return await original(log_filter, number, raw)
 
     heard_at: dict[int, float] = {}
+    log_at: dict[int, float] = {}
     heard = keeper.follower._heard
     on_urgent = keeper.follower.on_urgent
 
@@ -327,7 +331,9 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
 
     def urgent_first(raw: Mapping[str, Any]) -> object:
         # The log reaches the prepared liquidations before `_heard`: time it from here.
-        heard_at.setdefault(int(str(raw["blockNumber"]), 16), time.perf_counter())
+        now = time.perf_counter()
+        heard_at.setdefault(int(str(raw["blockNumber"]), 16), now)
+        log_at.setdefault(int(str(raw["blockNumber"]), 16), now)
         return on_urgent(raw) if on_urgent is not None else None
 
     keeper.follower.__dict__["step_to"] = step_to
@@ -376,6 +382,7 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
             await asyncio.sleep(0.001)
         # The price block's first notification (anvil pushes newHeads before its logs).
         t0 = heard_at[price_block]
+        logged = log_at.get(price_block)
         sends = [t for t in rpc.sends if t >= t0]
         handed = [t for t in rpc.handed if t >= t0]
         first_raw = rpc.raws[0] if rpc.raws else None
@@ -392,7 +399,8 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
     t1 = min(sends)
     detected = marks.get("detected", t1)
     return Trial(t1 - t0, fired, detected - t0, t1 - detected, posted_busy,
-                 min(handed) - t0 if handed else None, first_raw)
+                 min(handed) - t0 if handed else None, first_raw,
+                 t1 - logged if logged is not None else None)
 
 
 async def limit_trial(bench: Bench, rpc: HttpRpc, account: LocalAccount,
@@ -536,6 +544,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
             plain = Series("keeper, preparation off")
             limit = Series("limit    (websocket)")
             handed = Series("keeper, prepared: to the send issued")
+            from_log = Series("keeper, prepared: from the log frame")
             limit_same = Series("limit, the keeper's first liquidation")
             by_move: dict[str, Series] = {}
             nothing = 0
@@ -566,6 +575,8 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
                 (prepared if ready.fired else unprepared).samples.append(ready.latency)
                 if ready.fired and ready.handed is not None:
                     handed.samples.append(ready.handed)
+                if ready.fired and ready.from_log is not None:
+                    from_log.samples.append(ready.from_log)
                 if ready.fired:
                     bucket = f"  prepared, move {_bucket(drop)}"
                     by_move.setdefault(bucket, Series(bucket)).samples.append(ready.latency)
@@ -602,7 +613,7 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
           f"each move also posted while a preparation ran (its own line when it still ran "
           f"at the post; the other lines: posted with the keeper idle)")
     for series in (prepared, *sorted(by_move.values(), key=lambda x: x.name), busy,
-                   unprepared, plain, limit, limit_same, handed):
+                   unprepared, plain, limit, limit_same, handed, from_log):
         if series.samples:
             print(series.line())
     if prepared.samples and limit.samples:
@@ -612,6 +623,10 @@ async def run(info: DevnetInfo, args: argparse.Namespace, borrowers: int) -> Non
         print(f"{'  ratio prepared/limit (same liquidation)':<38} "
               f"p50 x{prepared.pct(50) / limit_same.pct(50):.2f}  "
               f"p99 x{prepared.pct(99) / limit_same.pct(99):.2f}")
+    if from_log.samples and limit.samples:
+        print(f"{'  ratio from the log frame/limit':<38} "
+              f"p50 x{from_log.pct(50) / limit.pct(50):.2f}  "
+              f"p99 x{from_log.pct(99) / limit.pct(99):.2f}")
     if plain.samples and limit.samples:
         print(f"{'  ratio preparation off/limit':<38} p50 x{plain.pct(50) / limit.pct(50):.2f}")
     for line in steady:
