@@ -326,9 +326,8 @@ class PerpV2Strategy:
         return pm.format_settlement(amount_x10_18, self.setup.decimals)
 
     def _report(self, account: str, block: BlockRef, reason: str) -> None:
-        """Keep the reason; log it once per kind (its figures move every block)."""
-        before = self.reported.get(account, "")
-        self.reported[account] = reason
+        # Logged once per kind of reason: the figures in its text move every block.
+        before, self.reported[account] = self.reported.get(account, ""), reason
         if re.sub(r"\d+", "", before) != re.sub(r"\d+", "", reason):
             log.warning("perp account not liquidated", strategy=self.name, account=account,
                         block=block.number, reason=reason)
