@@ -28,13 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import itertools
 import os
 import pstats
 import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
 from functools import partial
@@ -102,13 +103,19 @@ def quote_times(info: DevnetInfo, v3: V3Book, venues: Venues, trials: int) -> No
         amount = amount_crossing(pool, zero_for_one, ticks)
         result = quote_exact_input_single(pool, zero_for_one, amount)
         swap = timed(partial(cold, amount), trials)
-        # The same pool object again: the steps its input covers are remembered (_Walk).
-        walked = timed(partial(quote_exact_input_single, pool, zero_for_one, amount), trials)
+        # The same pool object again: the steps its input covers are remembered (_Walk);
+        # sizes alternate by a wei, as the size search's do, so its last swap is not reused.
+        sizes = itertools.cycle((amount, amount - 1))
+        walked = timed(partial(walked_quote, pool, zero_for_one, sizes), trials)
         exit_ = timed(partial(venues.quote, weth, usdc, amount), max(trials // 10, 10))
         print(f"{result.initialized_crossed:>13}  {amount / 1e18:>12.3f}  {result.steps:>5}"
               f"  {swap[0]:>8.0f} / {swap[1]:<8.0f}  {walked[0]:>6.0f} / {walked[1]:<6.0f}"
               f"  {exit_[0]:>8.0f} / {exit_[1]:<8.0f}")
 
+
+
+def walked_quote(pool: V3Pool, zero_for_one: bool, sizes: Iterator[int]) -> object:
+    return quote_exact_input_single(pool, zero_for_one, next(sizes))
 
 
 def summary(name: str, ranked: list[Opportunity], seconds: list[float]) -> None:
