@@ -187,7 +187,12 @@ def plot_liquidations(report: BacktestReport) -> Figure:
         counts = Counter(x.block for x in items)
         axes.bar(list(counts), list(counts.values()), label=label, alpha=0.7, width=1.0)
     total = len(report.keeper) + len(report.historical)
-    axes.set(title=f"liquidations by block: {total} ({span(report)})",
+    liquidated = len({(x.protocol, x.account.lower())
+                      for x in [*report.keeper, *report.historical]})
+    positions = max((h.positions for h in report.health), default=0)
+    axes.set(title=f"liquidations by block: {total}, of {liquidated} "
+                   f"position{'' if liquidated == 1 else 's'} ({positions} with debt; "
+                   f"{span(report)})",
              ylabel="liquidations per block")
     _blocks_axis(axes, report)
     _counts_axis(axes)

@@ -130,6 +130,9 @@ def test_every_plot_has_a_title_and_axis_units() -> None:
     ticks = plot_liquidations(report).axes[0].get_yticks()
     assert all(float(t).is_integer() for t in ticks)
     assert "blocks 100-110" in health.axes[0].get_title()
+    # Counts of liquidations and of the positions they hit (all three hit account 0x01).
+    assert plot_liquidations(report).axes[0].get_title() == (
+        "liquidations by block: 3, of 1 position (50 with debt; blocks 100-110)")
     assert "50 positions" in health.axes[0].get_title()
     # The PnL plot shows what was available beside what the keeper took.
     pnl = plot_pnl(report).axes[0]
