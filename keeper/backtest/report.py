@@ -277,8 +277,11 @@ def render_html(report: BacktestReport) -> str:
             said = meanings.setdefault(o.missed_because, [])
             if o.missed_detail not in said:
                 said.append(o.missed_detail)
-    legend = "".join(f"<li><b>{html.escape(r)}</b>: {html.escape('; or '.join(d))}</li>"
-                     for r, d in sorted(meanings.items()))
+    legend = "".join(
+        f"<li><b>{html.escape(r)}</b>: {html.escape(d[0])}</li>" if len(d) == 1 else
+        f"<li><b>{html.escape(r)}</b>, either:<ul>"
+        + "".join(f"<li>{html.escape(x)}</li>" for x in d) + "</ul></li>"
+        for r, d in sorted(meanings.items()))
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in [*reconciliation(report),
                                                             *report.notes])
     positions = max((h.positions for h in report.health), default=0)

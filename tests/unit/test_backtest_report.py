@@ -10,6 +10,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,20 @@ def test_html_is_self_contained_with_every_plot(tmp_path: Path) -> None:
     assert all(len(i) > 1000 for i in images)
     assert "http://" not in text and "https://" not in text  # nothing loaded from elsewhere
     assert "75.0%" in text and "no-capital" in text and f"0x{105:064x}" in text
+
+
+def test_html_legend_gives_each_reason_once() -> None:
+    report = sample_report()
+    missed = report.opportunities[1]
+    report.opportunities[1:] = [
+        replace(missed, missed_detail="debt asset balance is committed"),
+        replace(missed, account="0x03", missed_detail="the debt asset on hand could not repay"),
+        replace(missed, account="0x04", missed_because="unprofitable",
+                missed_detail="worth nothing after gas and slippage")]
+    page = render_html(report)
+    assert page.count("<b>no-capital</b>") == 1 and page.count("<b>unprofitable</b>") == 1
+    assert ("<li><b>no-capital</b>, either:<ul><li>debt asset balance is committed</li>"
+            "<li>the debt asset on hand could not repay</li></ul></li>") in page
 
 
 def test_html_tables_fit_and_show_token_units() -> None:
