@@ -220,6 +220,8 @@ def sweep(  # noqa: PLR0917 (click passes every option as an argument)
     cells = run_sweep(jobs, ray_address=ray_address, cpus=cpus,
                       on_done=lambda done, total: console.print(f"  {done}/{total} done"))
     report = SweepReport(cells, seconds=time.monotonic() - started)
+    # The table first: a file that fails to write at the end loses nothing on the console.
+    print_sweep(Console(width=None if sys.stdout.isatty() else 160), report)
     if html_path is not None:
         write_sweep_html(report, html_path)
         console.print(f"HTML report written to {html_path}")
@@ -229,7 +231,6 @@ def sweep(  # noqa: PLR0917 (click passes every option as an argument)
         except OSError as exc:
             raise InputFileError(f"{json_out}: cannot write ({exc.strerror})") from None
         console.print(f"JSON written to {json_out}")
-    print_sweep(Console(width=None if sys.stdout.isatty() else 160), report)
     failed = [c for c in cells if c.error is not None]
     if failed:
         raise KeeperError(f"{len(failed)} of {len(cells)} backtests failed (see the table)")
