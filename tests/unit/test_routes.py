@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+import structlog.testing
 
 from keeper.dex.uniswap_v2 import Pair, PairBook
 from keeper.dex.uniswap_v3 import V3Book
@@ -63,8 +64,7 @@ def test_a_strategy_that_cannot_tell_its_debt_assets_is_not_checked() -> None:
     check_routes([Silent()], PAIRS, QUOTE)  # type: ignore[list-item]
 
 
-def test_a_collateral_without_any_route_is_one_warning_per_pair(
-        capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_collateral_without_any_route_is_one_warning_per_pair() -> None:
     """WBTC sells into USDC on its pair, USDC into DAI through the quote token (two hops);
     WBTC has no way to DAI (no pool against the quote token) and LONELY no pool at all:
     their candidates are skipped by ranking, each pair logged once, in one line."""
@@ -77,9 +77,12 @@ def test_a_collateral_without_any_route_is_one_warning_per_pair(
                          spender="0x" + "dd" * 20)
 
     unrouted = UnroutedCollateral()
-    found = unrouted.note([candidate(WBTC, USDC), candidate(USDC, DAI), candidate(WBTC, DAI),
-                           candidate(LONELY, USDC), candidate(LONELY, USDC)], venues)
+    with structlog.testing.capture_logs() as logged:  # whatever renders the log elsewhere
+        found = unrouted.note([candidate(WBTC, USDC), candidate(USDC, DAI),
+                               candidate(WBTC, DAI), candidate(LONELY, USDC),
+                               candidate(LONELY, USDC)], venues)
+        assert unrouted.note([candidate(LONELY, USDC)], venues) == []  # once
     assert found == [(WBTC, DAI), (LONELY, USDC)]
-    assert unrouted.note([candidate(LONELY, USDC)], venues) == []  # once
-    lines = [line for line in capsys.readouterr().out.splitlines() if "no route" in line]
-    assert len(lines) == 2 and LONELY in lines[1] and "morpho_blue" in lines[1]
+    warned = [(e["collateral"], e["debt"], e["strategy"]) for e in logged
+              if e["log_level"] == "warning" and "no route" in e["event"]]
+    assert warned == [(WBTC, DAI, "morpho_blue"), (LONELY, USDC, "morpho_blue")]
