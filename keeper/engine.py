@@ -31,6 +31,7 @@ from keeper.errors import RetryableError
 from keeper.execution.dispatch import Dispatcher
 from keeper.execution.fees import next_base_fee
 from keeper.monitor import Monitor
+from keeper.passed_over import PassedOver
 from keeper.ranking import MAX_EVALUATIONS, head_start, rank, swaps_of
 from keeper.routes import UnroutedCollateral
 from keeper.strategy import Capabilities, ChainReader, Named, Strategy
@@ -78,6 +79,7 @@ class Engine:
         self.next_base_fee = 0
         self._broken: set[str] = set()  # strategies that failed: re-sync at the next head
         self.unrouted = UnroutedCollateral()  # a collateral no exit can sell: one warning
+        self.passed_over = PassedOver()  # liquidatable, not taken: a daemon's (enabled) lines
 
     # -- filters -------------------------------------------------------------------------
 
@@ -209,7 +211,9 @@ class Engine:
             self.dispatcher.base_fee = self.next_base_fee
             candidates = await self.dispatcher.size(candidates, head)
             pending = self.dispatcher.pending_swaps(head.number)
-        opportunities = await self._rank(candidates, head, pending, tasks)
+        rejected: dict[str, int] = {}
+        opportunities = await self._rank(candidates, head, pending, tasks, rejected)
+        self.passed_over.note(candidates, opportunities, rejected, head.number)
         self.stats.opportunities += len(opportunities)
         self.stats.last_opportunities = opportunities
         if self.monitor is not None:
@@ -219,7 +223,7 @@ class Engine:
 
     async def _rank(
         self, candidates: list[Candidate], head: BlockRef, pending: list[SwapLeg],
-        tasks: asyncio.TaskGroup | None,
+        tasks: asyncio.TaskGroup | None, rejected: dict[str, int] | None = None,
     ) -> list[Opportunity]:
         """`rank` them; with somewhere to send, in waves by promise (`head_start`): the
         `HEAD_START` most promising accounts, then twice as many, and so on, each wave
@@ -231,7 +235,7 @@ class Engine:
         ranking = functools.partial(
             rank, dex=self.dex, quote_token=self.quote_token, base_fee=self.next_base_fee,
             priority_fee=self.priority_fee, min_profit=self.min_profit, block=head.number,
-            bids=self.bids)
+            bids=self.bids, rejected=rejected)
         if tasks is None or self.dispatcher is None:
             return ranking(candidates, pending=pending)
         out: list[Opportunity] = []

@@ -14,8 +14,10 @@ what it expected it to pay (its ranked net profit), grouped by reason. The journ
 statuses, not reasons: `--log` reads the daemon's JSON log (`--log-format json`) for each
 key's last word (no capital, the simulation's revert reason, the node's refusal, the race's
 winner); `--log -` reads it from standard input (`journalctl -u keeper -o cat`).
-Positions liquidatable but never ranked profitable (too small, or sized to nothing for
-want of capital) are not journaled; `keeper backtest` values those.
+Positions liquidatable but never ranked profitable (worth less than the minimum, sized to
+nothing for want of capital, or no exit route) are not journaled: with `--log` they come
+from the daemon's "liquidatable, not taken" lines (keeper/passed_over.py), one per
+position and episode, in a table of their own with the best net ranking found.
 
 The file is opened read-only: a running keeper's journal can be read while it runs.
 """
@@ -32,6 +34,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from rich import box
@@ -42,6 +45,7 @@ from keeper.backtest.units import amount, cell, short
 from keeper.cli import AppState
 from keeper.errors import ConfigError, InputFileError
 from keeper.execution.journal_schema import FORMAT, INTENT_STATUSES
+from keeper.passed_over import EVENT as PASSED_OVER
 
 GWEI = 10**9
 MISSED = ("abandoned", "dropped", "reverted")
@@ -170,21 +174,28 @@ def _bids(db: sqlite3.Connection) -> dict[str, int]:
             db.execute("SELECT tx_hash, bid FROM bundle_txs WHERE bid IS NOT NULL")}
 
 
-def read_reasons(path: Path) -> dict[str, tuple[str, str]]:
-    """key -> (short reason, detail): the last word the daemon's JSON log has on each key."""
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The daemon's JSON log lines that name a key (`-`: standard input, read once)."""
     try:
         lines = (sys.stdin.read() if str(path) == "-" else
                  path.read_text(errors="replace")).splitlines()
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the log ({exc.strerror})") from None
-    out: dict[str, tuple[str, str]] = {}
+    out: list[dict[str, Any]] = []
     for line in lines:
         try:
             entry = json.loads(line)
         except ValueError:
             continue  # a console line, or a line cut short by a crash
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-            continue
+        if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+            out.append(entry)
+    return out
+
+
+def read_reasons(entries: Iterable[dict[str, Any]]) -> dict[str, tuple[str, str]]:
+    """key -> (short reason, detail): the last word the daemon's JSON log has on each key."""
+    out: dict[str, tuple[str, str]] = {}
+    for entry in entries:
         event = str(entry.get("event", ""))
         if event == "liquidation confirmed":
             out.pop(entry["key"], None)
@@ -272,6 +283,26 @@ def missed_table(rows: Sequence[Row], quote: Quote = Quote()) -> Table:
     return out
 
 
+def passed_over_table(entries: Iterable[dict[str, Any]], quote: Quote = Quote(), *,
+                      strategy: str | None = None) -> Table:
+    """The daemon's "liquidatable, not taken" lines (keeper/passed_over.py) by reason: how
+    many positions, and the best net profit ranking found for those it valued (below the
+    minimum; negative when no size paid for its gas)."""
+    out = Table(title="missed: liquidatable, never ranked profitable", box=box.SIMPLE_HEAD)
+    for column in ("reason", "positions", f"best net, summed ({quote.symbol or 'quote'})"):
+        out.add_column(column, justify="left" if column == "reason" else "right")
+    groups: dict[str, list[int | None]] = {}
+    for e in entries:
+        if e.get("event") == PASSED_OVER and (strategy is None or e.get("strategy") == strategy):
+            best = e.get("net_profit")
+            groups.setdefault(str(e.get("reason", "")), []).append(
+                int(best) if isinstance(best, int) else None)
+    for reason, bests in sorted(groups.items(), key=lambda g: -len(g[1])):
+        valued = [b for b in bests if b is not None]
+        out.add_row(cell(reason), str(len(bests)), quote.whole(sum(valued)) if valued else "")
+    return out
+
+
 CSV_COLUMNS = ("key", "strategy", "account", "collateral", "debt", "block", "status",
                "reason", "detail", "attempts", "updated_at", "debt_to_cover",
                "expected_profit_wei", "tx_hash", "mined_block", "gas_used", "max_fee_wei",
@@ -325,8 +356,9 @@ def journal(  # noqa: PLR0917 (click passes every option as an argument)
     if dry_run:
         path = path.with_name(f"{path.stem}.dry-run{path.suffix}")
     quote, rows = read_journal_quoted(path)
+    entries = read_log(log_path) if log_path is not None else []
     if log_path is not None:
-        rows = with_reasons(rows, read_reasons(log_path))
+        rows = with_reasons(rows, read_reasons(entries))
     rows = select(rows, statuses=statuses, strategy=strategy, account=account, first=first,
                   last=last, missed=missed, newest=newest)
     if as_csv:
@@ -335,6 +367,8 @@ def journal(  # noqa: PLR0917 (click passes every option as an argument)
     console = Console()
     if missed:
         console.print(missed_table(rows, quote))
+        if log_path is not None:
+            console.print(passed_over_table(entries, quote, strategy=strategy))
     console.print(table(rows, quote))
     console.print(summary(rows, quote))
     if missed and log_path is None:

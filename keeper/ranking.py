@@ -206,11 +206,13 @@ def rank(
     pending: Iterable[SwapLeg] = (),
     bids: BidPolicy | None = None,
     budget: int = MAX_EVALUATIONS,
+    rejected: dict[str, int] | None = None,
 ) -> list[Opportunity]:
     """Best-sized opportunities with net_profit >= min_profit, best first, one per account.
     With `bids`, each tips a share of its profit (`keeper.bids`), counted as a cost.
     `budget`: valuations per candidate's size search (fewer: a rougher best size, as the
-    prepared liquidations use).
+    prepared liquidations use). `rejected`: filled with the best net profit of each
+    candidate valued below `min_profit` (by key), for the passed-over report.
 
     Values are wei of `quote_token` (the wrapped native coin, in which gas is paid).
     Candidates the book cannot value (no collateral/debt or debt/quote pair) are skipped.
@@ -232,7 +234,7 @@ def rank(
     best_per_account: dict[tuple[str, str], Opportunity] = {}
     for c in candidates:
         opp = _best(c, dex, quote_token, gas_price=gas_price, min_profit=min_profit, block=block,
-                    base_fee=base_fee, bids=bids, budget=budget)
+                    base_fee=base_fee, bids=bids, budget=budget, rejected=rejected)
         if opp is None:
             continue
         who = (c.strategy, c.account)
@@ -249,7 +251,8 @@ def rank(
         opp = first
         if touches & moved:
             again = _best(c, book, quote_token, gas_price=gas_price, min_profit=min_profit,
-                          block=block, base_fee=base_fee, bids=bids, budget=budget)
+                          block=block, base_fee=base_fee, bids=bids, budget=budget,
+                          rejected=rejected)
             if again is None:
                 continue
             opp = again
@@ -292,6 +295,7 @@ def head_start(
 def _best(
     c: Candidate, dex: Venue, quote_token: str, *, gas_price: int, min_profit: int,
     block: int, base_fee: int = 0, bids: BidPolicy | None = None, budget: int = MAX_EVALUATIONS,
+    rejected: dict[str, int] | None = None,
 ) -> Opportunity | None:
     """The best size of one candidate on `dex`, if it is worth at least `min_profit` after
     its bid (`bids`: the tip is a share of the profit, counted as a cost)."""
@@ -318,6 +322,8 @@ def _best(
             bid = bids.coinbase_bid(c.strategy, net, min_profit)
             net -= bid
     if net < min_profit:
+        if rejected is not None:
+            rejected[c.key] = net
         return None
     return Opportunity(
         strategy=c.strategy,

@@ -156,6 +156,8 @@ def assemble(
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)
+    # A keeper that sends tells what it passed over (the missed-opportunity report).
+    engine.passed_over.enabled = dispatcher is not None
     prepared = None
     if dispatcher is not None and feed_rules and prepared_levels > 0:
         prepared = PreparedLiquidations(engine, feed_rules, levels=prepared_levels)
