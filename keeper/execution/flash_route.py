@@ -120,6 +120,10 @@ class FlashRoute:
     # Gas a batch saves per liquidation beyond the first (at least the 21,000 base cost);
     # learned from batch receipts.
     batch_saving: int = 21_000
+    # `_busy` by (debt, collaterals): the venues' pools do not move, and ranking asks for
+    # the fee at every size it tries (this took two thirds of each ask). Cleared by refresh.
+    busy_sets: dict[tuple[str, tuple[str, ...]], tuple[frozenset[str], frozenset[str]]] = \
+        field(default_factory=dict, repr=False)
 
     @classmethod
     async def discover(
@@ -150,6 +154,7 @@ class FlashRoute:
 
     async def refresh(self, chain: HttpRpc, debts: Sequence[str]) -> None:
         """Every lender's liquidity of each debt token, in one batch (aTokens looked up once)."""
+        self.busy_sets.clear()
         unknown = [d for d in debts if d not in self.a_tokens]
         if unknown and self.aave_pool is not None:
             answers = await chain.batch([
@@ -184,14 +189,21 @@ class FlashRoute:
             else:
                 setattr(self.liquidity[debt], name, amount)
 
-    def _busy(self, debt: str, collaterals: Sequence[str]) -> tuple[set[str], set[str]]:
+    def _busy(self, debt: str, collaterals: Sequence[str]
+              ) -> tuple[frozenset[str], frozenset[str]]:
         """(pools an exit of these collaterals into `debt` may swap in, those and the
         pools the debt -> quote surplus sale may use): a lender among the first is locked
         when the exit needs it; a V2 pair among the second would take its fee into the
         reserves the sale was quoted on."""
+        key = (debt, tuple(collaterals))
+        known = self.busy_sets.get(key)
+        if known is not None:
+            return known
         venue: Venue = self.exits if self.exits is not None else self.dex
-        exits = {p for c in collaterals for p in venue.pools(c, debt)}
-        sale = set(venue.pools(debt, self.quote_token)) if debt != self.quote_token else set()
+        exits = frozenset(p for c in collaterals for p in venue.pools(c, debt))
+        sale = frozenset(venue.pools(debt, self.quote_token)) \
+            if debt != self.quote_token else frozenset()
+        self.busy_sets[key] = exits, exits | sale
         return exits, exits | sale
 
     def _flash_pair(self, debt: str, collaterals: str | Sequence[str]) -> tuple[str | None, int]:
