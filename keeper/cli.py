@@ -31,6 +31,7 @@ from typing import Any, Concatenate, NoReturn, ParamSpec, TypeVar
 
 import click
 import structlog
+from rich.console import Console
 
 from keeper import __version__
 from keeper.config import DEFAULT_PATH, KeeperConfig, load_config
@@ -188,6 +189,15 @@ def _quiet_broken_pipe() -> NoReturn:
     finally:
         os.close(devnull)
     raise click.exceptions.Exit(141)
+
+
+def _rich_broken_pipe(_console: Console) -> None:
+    _quiet_broken_pipe()
+
+
+# rich's consoles (scan, risk, journal, backtest tables) end a broken pipe with SystemExit(1)
+# of their own; `on_broken_pipe` is rich's documented hook for another ending: the same one.
+Console.on_broken_pipe = _rich_broken_pipe  # type: ignore[method-assign,assignment]
 
 
 def _set_config_path(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:

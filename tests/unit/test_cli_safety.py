@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from keeper import cli, secrets
+from keeper.execution.journal import Journal
 from keeper.log import reset_logging
 from keeper.secrets import SECP256K1_ORDER
 
@@ -191,11 +192,16 @@ def test_every_command_help_shows_config(command: str) -> None:
     assert "--config FILE" in result.stdout
 
 
-@pytest.mark.parametrize("args", [["check-config", "--offline"], ["--help"], ["run", "--help"]])
+@pytest.mark.parametrize("args", [["check-config", "--offline"], ["--help"], ["run", "--help"],
+                                  ["journal", "--journal"]])
 def test_closed_stdout_ends_quietly(tmp_path: Path, args: list[str]) -> None:
-    """`keeper check-config | head`: the reader is gone before the keeper writes."""
+    """`keeper check-config | head`: the reader is gone before the keeper writes; also a
+    command whose tables rich prints (`keeper journal`, as scan, risk and backtest)."""
     keeper = Path(sys.executable).parent / "keeper"
     extra = [str(config_file(tmp_path))] if args[0] == "check-config" else []
+    if args[0] == "journal":
+        Journal(tmp_path / "journal.sqlite").close()
+        extra = [str(tmp_path / "journal.sqlite")]
     proc = subprocess.Popen([str(keeper), *args, *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
