@@ -151,7 +151,9 @@ def _run_devnet(borrowers: int, seed: int, drops: Sequence[int]) -> RiskView:
 
     anvil, info, _cached = start_devnet(DevnetSpec(borrowers=borrowers, seed=seed))
     try:
-        strategies = devnet_strategies(info, info.accounts.liquidator)
+        # Every Aave market the devnet holds (v3.0 and v3.6), each its own curve.
+        strategies = devnet_strategies(info, info.accounts.liquidator,
+                                       aave_markets=tuple(info.aave_markets()))
         return asyncio.run(devnet_curve(info.rpc_url, strategies, drops))
     finally:
         anvil.stop()

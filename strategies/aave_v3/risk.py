@@ -30,9 +30,11 @@ def shocked(market: Market, asset: str, drop_pct: int) -> Market:
 
 
 def curve_point(
-    market: Market, accounts: Sequence[Account], timestamp: int, asset: str, drop_pct: int
+    market: Market, accounts: Sequence[Account], timestamp: int, asset: str, drop_pct: int,
+    *, protocol: str = PROTOCOL,
 ) -> CurvePoint:
-    """One point: every account with debt re-valued after `asset` drops by `drop_pct` %."""
+    """One point: every account with debt re-valued after `asset` drops by `drop_pct` %.
+    `protocol`: the market's name (one strategy instance per Aave market)."""
     moved = shocked(market, asset, drop_pct)
     with_debt = liquidatable = collateral = bad_debt = 0
     for account in accounts:
@@ -45,7 +47,7 @@ def curve_point(
             collateral += data.total_collateral_base
         bad_debt += max(0, data.total_debt_base - data.total_collateral_base)
     return CurvePoint(
-        protocol=PROTOCOL, asset=asset.lower(), drop_pct=drop_pct, unit=BASE_CURRENCY,
+        protocol=protocol, asset=asset.lower(), drop_pct=drop_pct, unit=BASE_CURRENCY,
         decimals=BASE_DECIMALS, positions=with_debt, liquidatable=liquidatable,
         liquidatable_collateral=collateral, bad_debt=bad_debt,
     )
@@ -53,11 +55,13 @@ def curve_point(
 
 def liquidation_curve(
     market: Market, accounts: Iterable[Account], timestamp: int, drops: Sequence[int],
+    *, protocol: str = PROTOCOL,
 ) -> list[CurvePoint]:
-    """The curve of every priced reserve at every drop (reserves in id order)."""
+    """The curve of every priced reserve at every drop (reserves in id order), named
+    `protocol` (two Aave markets are two rows of the risk view, not one)."""
     listed = list(accounts)
     return [
-        curve_point(market, listed, timestamp, reserve.asset, drop)
+        curve_point(market, listed, timestamp, reserve.asset, drop, protocol=protocol)
         for reserve in market.reserves if reserve.price > 0
         for drop in drops
     ]

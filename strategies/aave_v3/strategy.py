@@ -344,4 +344,5 @@ class AaveV3Strategy:
         from strategies.aave_v3 import risk  # noqa: PLC0415 (only the risk view needs it)
 
         accounts = [self.book.account(user) for user in self.book.users]
-        return risk.liquidation_curve(self.book.market, accounts, block.timestamp, drops)
+        return risk.liquidation_curve(self.book.market, accounts, block.timestamp, drops,
+                                      protocol=self.name)

@@ -59,6 +59,23 @@ def test_curve_starts_at_the_unhealthy_and_grows_with_the_drop(devnet: Devnet) -
         assert counts == sorted(counts) and bad == sorted(bad) and counts[-1] > counts[0]
 
 
+def test_each_aave_market_is_its_own_protocol(devnet: Devnet) -> None:
+    """Two Aave markets (one strategy instance each) are two curves, named after their
+    market: with one name, the v3.6 market's points hid the v3.0 market's."""
+    markets = tuple(devnet.info.aave_markets())
+    assert len(markets) == 2
+    strategies = devnet_strategies(devnet.info, devnet.info.accounts.liquidator,
+                                   aave_markets=markets, morpho=False)
+    view = asyncio.run(devnet_curve(devnet.info.rpc_url, strategies))
+    positions = {p.protocol: p.positions for p in view.points if p.drop_pct == 0}
+    assert set(positions) == set(markets)
+    for strategy in strategies:
+        assert isinstance(strategy, AaveV3Strategy)
+        head = BlockRef(view.block, "", "", devnet.w3.eth.get_block("latest")["timestamp"])
+        with_debt = sum(p.debt_value > 0 for p in strategy.positions(head))
+        assert positions[strategy.name] == with_debt > 0, strategy.name
+
+
 def test_a_point_equals_the_pool_after_the_price_really_moves(devnet: Devnet) -> None:
     strategies = devnet_strategies(devnet.info, devnet.info.accounts.liquidator)
     view = asyncio.run(devnet_curve(devnet.info.rpc_url, strategies, (0,)))
