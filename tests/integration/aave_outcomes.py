@@ -69,13 +69,15 @@ def outcome_of(logs: Sequence[dict[str, Any]], user: str, collateral_a_token: st
     return repaid, seized, fee, deficit
 
 
-async def traced_call(client: HttpRpc, *, pool: str, sender: str, candidate: Candidate,
-                      size: int, block: int, now: int) -> tuple[list[dict[str, Any]], str | None]:
-    """(logs, None), or ([], revert data) when the call reverts: liquidationCall(candidate,
-    size, receiveAToken = false) from `sender`, on the state of `block` at time `now`."""
+async def traced_call(
+    client: HttpRpc, *, pool: str, sender: str, pair: tuple[str, str, str], size: int,
+    block: int, now: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """(logs, None), or ([], revert data) when the call reverts: liquidationCall(collateral,
+    debt, user = `pair`, size, receiveAToken = false) from `sender`, on the state of `block`
+    at time `now`."""
     data = LIQUIDATION_CALL + encode(
-        ["address", "address", "address", "uint256", "bool"],
-        [candidate.collateral, candidate.debt, candidate.account, size, False])
+        ["address", "address", "address", "uint256", "bool"], [*pair, size, False])
     frame = await client.call("debug_traceCall", [
         {"from": sender.lower(), "to": pool.lower(), "data": "0x" + data.hex()}, hex(block),
         {"tracer": "callTracer", "tracerConfig": {"withLog": True},
@@ -124,9 +126,9 @@ async def check_outcomes(
             except AaveMathError as exc:
                 predicted, marker = None, _revert_marker(exc)
                 why = exc.reason if isinstance(exc, LiquidationRevert) else "panic"
-            logs, reverted = await traced_call(client, pool=pool, sender=sender,
-                                               candidate=candidate, size=size, block=block,
-                                               now=now)
+            logs, reverted = await traced_call(
+                client, pool=pool, sender=sender, size=size, block=block, now=now,
+                pair=(candidate.collateral, candidate.debt, candidate.account))
             if predicted is None:
                 assert reverted is not None, f"{what}: the pool took it, predicted {marker}"
                 assert marker in reverted, f"{what}: reverted {reverted}, predicted {marker}"
