@@ -102,6 +102,12 @@ def span(report: BacktestReport) -> str:
     return f"blocks {report.from_block}-{report.to_block}"
 
 
+def scope(report: BacktestReport) -> str:
+    """The replayed range and the positions with debt in it (the most at any sample)."""
+    positions = max((h.positions for h in report.health), default=0)
+    return f"{span(report)}, {positions} position{'' if positions == 1 else 's'} with debt"
+
+
 def _blocks_axis(axes: Axes, report: BacktestReport) -> None:
     """Every plot over blocks spans the replayed range, so their x-axes line up."""
     low, high = report.from_block, max(report.to_block, report.from_block + 1)
@@ -127,7 +133,7 @@ def plot_prices(report: BacktestReport) -> Figure:
         first = points[0][1]
         axes.plot([b for b, _ in points], [100 * p / first for _, p in points],
                   label=f"{asset} (start {usd(first)})")
-    axes.set(title=f"oracle prices, % of the first ({span(report)})",
+    axes.set(title=f"oracle prices, % of the first ({scope(report)})",
              ylabel="% of the first price")
     _blocks_axis(axes, report)
     if moved:
@@ -228,7 +234,7 @@ def plot_pnl(report: BacktestReport) -> Figure:
     worth = "" if dollars is None else f", {usd(dollars)}"
     capture = "" if report.capture_rate is None else f"; capture {report.capture_rate:.1%}"
     # Two lines: on one, a large run's figures ran past the plot's edge.
-    axes.set(title=f"cumulative net profit ({span(report)})\nthe keeper: "
+    axes.set(title=f"cumulative net profit ({scope(report)})\nthe keeper: "
                    f"{amount(report.keeper_net_profit, report.quote_symbol)}{worth}{capture}",
              ylabel=f"net profit ({report.quote_symbol})")
     _blocks_axis(axes, report)
@@ -250,7 +256,7 @@ def plot_liquidators(report: BacktestReport) -> Figure:
                       + ("" if dollars is None else f", {usd(dollars)}"))
     axes.bar_label(bars, labels, fontsize="small")
     axes.margins(y=0.15)  # room for the labels above the tallest bar
-    axes.set(title=f"net profit by liquidator ({span(report)})", xlabel="liquidator",
+    axes.set(title=f"net profit by liquidator ({scope(report)})", xlabel="liquidator",
              ylabel=f"net profit ({report.quote_symbol})")
     return figure
 

@@ -149,6 +149,11 @@ def test_every_plot_has_a_title_and_axis_units() -> None:
     assert plot_liquidations(report).axes[0].get_title() == (
         "liquidations by block: 3, of 1 position (50 with debt; blocks 100-110)")
     assert "50 positions" in health.axes[0].get_title()
+    # Every plot's title names the range and the positions with debt in it.
+    for figure in (plot(report) for plot in FIGURES):
+        assert "blocks 100-110" in figure.axes[0].get_title()
+        title = figure.axes[0].get_title()
+        assert "50 positions" in title or "(50 with debt" in title, title
     # The PnL plot shows what was available beside what the keeper took.
     pnl = plot_pnl(report).axes[0]
     assert "capture 75.0%" in pnl.get_title()
