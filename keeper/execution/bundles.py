@@ -22,7 +22,9 @@ one hash and one nonce, so it is mined at most once and confirmed once. The nonc
 back (`NonceManager.reissue`) only after the last target block is mined without it and
 the chain's nonce is still below it: while any bundle can land, no other transaction is
 signed for that nonce, across restarts too (`recovery`). Each transaction holds its nonce
-lane (keeper/execution/lanes.py) until it ends, so later liquidations take other lanes.
+lane (keeper/execution/lanes.py) until it ends, so later liquidations take other lanes;
+a dispatch's liquidations paid from the account's tokens share lane 0's one bundle, and
+one of those (`Lane.shared`) not included ends instead of being resent alone.
 
 A backrun (`Backrun`: a pending oracle transaction, or a hinted private one) puts every
 liquidation of the dispatch right behind it, in one bundle (a builder includes at most one
@@ -112,11 +114,11 @@ class BundleSubmitter(BundleLauncher):
             await lane.nonces.sync(pending, self.book.max_nonce(lane.address))
         await check_operators(chain, self.executor.flash_executor, self.lanes)
         for lane in self.lanes.lanes:  # an [ha] standby's start again when it leads: the
-            lane.holder = None         # old leader's resolved transactions hold no lane
-        for tx in self.book.live():
+            lane.clear()               # old leader's resolved transactions hold no lane
+        for tx in self.book.live():  # several on one lane: one bundle's (shared)
             held = self.lanes.by_address(tx.sender)
             if held is not None:
-                held.holder = tx.tx_hash
+                held.hold(tx.tx_hash)
         self.head = int(await chain.call("eth_blockNumber", []), 16)
 
     def max_nonce(self) -> int | None:
@@ -197,6 +199,10 @@ class BundleSubmitter(BundleLauncher):
         if not there:
             return self._end(live, Outcome(
                 live.key, "lost", reason="no longer liquidatable: bundle not included"))
+        if tx.tx_hash in lane.shared:  # alone, it may wait on a nonce that is never mined
+            return self._end(live, Outcome(
+                live.key, "send-failed", reason=f"bundle not included by block "
+                f"{tx.last_block} (sent with others of its lane: ranked again, not resent)"))
         latest = await ex.chain.call("eth_getBlockByNumber", ["latest", False])
         base_fee = int(latest.get("baseFeePerGas", "0x0"), 16)
         if live.rounds >= self.max_rounds or tx.max_fee < base_fee:
@@ -221,7 +227,7 @@ class BundleSubmitter(BundleLauncher):
             live.lane.nonces.reissue(live.tx.nonce)
         else:
             live.lane.nonces.confirm(live.tx.nonce)
-        live.lane.holder = None
+        live.lane.let_go(live.tx.tx_hash)
         return outcome
 
     async def _receipt(self, tx_hash: str) -> dict[str, Any] | None:
@@ -231,7 +237,7 @@ class BundleSubmitter(BundleLauncher):
     async def _mined(self, live: Live, receipt: dict[str, Any], bound: Any) -> Outcome:
         ex = self.executor
         live.lane.nonces.confirm(live.tx.nonce)
-        live.lane.holder = None
+        live.lane.let_go(live.tx.tx_hash)
         flashed = ex.flash_executor is not None and live.call_to.lower() == ex.flash_executor
         if flashed:
             assert ex.flash_executor is not None
@@ -257,7 +263,7 @@ class BundleSubmitter(BundleLauncher):
             lane = self.lanes.by_address(tx.sender)
             if record is None or lane is None or (keys is not None and tx.key not in keys):
                 continue
-            lane.holder = tx.tx_hash
+            lane.hold(tx.tx_hash)
             call_to = _recipient(tx.raw_tx)
             live = Live(tx.key, record.strategy, (record.account,), record.collateral,
                          record.debt, record.block, lane, tx, call_to)

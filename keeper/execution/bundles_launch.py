@@ -89,6 +89,10 @@ class BundleLauncher:
         follows: list[Follow] = []
         sending: list[asyncio.Task[None]] = []
         group: list[Live] = []
+        # Paid from the account's tokens, they all need lane 0: one bundle from it (alone,
+        # a later nonce's bundle could not land before an earlier one's).
+        own: list[Live] | None = [] if backrun is None and sum(
+            i.spender is not None for i in intents) > 1 else None
         out = 0  # group[:out] has left, behind the backrun
         step = 0  # intents[:step] are prepared (or refused)
         try:
@@ -119,16 +123,21 @@ class BundleLauncher:
                 if not claimed:
                     follows.append(done(with_members(intent, Outcome(key, "duplicate"))))
                     continue
+                bundle = own if backrun is None else [*self._groups.get(backrun.hash, ()),
+                                                      *group]
                 try:
                     prepared = await self._prepare(
                         intent, base_fee, backrun, first, ahead=ahead.get(key), spare=spare,
-                        journal=backrun is None, durable=not fast)
+                        journal=backrun is None, durable=not fast,
+                        join={live.tx.tx_hash for live in bundle or ()})
                 except Exception as exc:  # this one only: those before it are out, followed
                     prepared = self._failed(intent, exc)
                 if isinstance(prepared, Outcome):
                     follows.append(done(with_members(intent, prepared)))
                     continue
-                if backrun is None:  # its bundle leaves while the next one is signed
+                if own is not None and intent.spender is not None:
+                    own.append(prepared)  # leaves with the others, below
+                elif backrun is None:  # its bundle leaves while the next one is signed
                     sending.append(asyncio.ensure_future(self.send.alone(
                         prepared, first, rest_later=True)))
                     sending += self._beside(prepared)
@@ -138,6 +147,8 @@ class BundleLauncher:
             if backrun is not None and len(group) > out:
                 sending += self._behind(group[out:], backrun, follows, wave=out,
                                         durable=not fast)
+            if own:
+                sending.append(asyncio.ensure_future(self.send.together(own, first)))
         except BaseException:
             for intent, claimed in zip(intents[step:], claims[step:], strict=True):
                 if claimed:  # claimed, never prepared: claimable again
@@ -200,7 +211,7 @@ class BundleLauncher:
         if live.intent is None or live.intent.spender is not None:
             return []  # paid from the wallet: it sells nothing
         for lives in reversed(list(self._groups.values())):
-            crowded = [x for x in lives if x.lane.holder == x.tx.tx_hash
+            crowded = [x for x in lives if x.tx.tx_hash in x.lane.held
                        and x.tx.first_block <= live.tx.first_block <= x.tx.last_block
                        and x.intent is not None and x.intent.spender is None
                        and x.collateral == live.collateral]
@@ -214,7 +225,7 @@ class BundleLauncher:
         first if theirs is earlier (a bundle holding them may land until then)."""
         last = new[0].tx.last_block
         earlier = [live for live in self._groups.get(target, ())
-                   if live.lane.holder == live.tx.tx_hash]
+                   if live.tx.tx_hash in live.lane.held]
         for live in earlier:
             if live.tx.last_block < last:
                 self.book.extend(live.tx.tx_hash, last)
@@ -260,7 +271,7 @@ class BundleLauncher:
         except BaseException:
             for live in group:
                 live.lane.nonces.release(live.tx.nonce)
-                live.lane.holder = None
+                live.lane.let_go(live.tx.tx_hash)
                 with contextlib.suppress(Exception):  # claimable again (the write failed)
                     self.executor.journal.mark_abandoned(live.key)
             raise
@@ -276,16 +287,18 @@ class BundleLauncher:
     async def _prepare(
         self, intent: TxIntent, base_fee: int, backrun: Backrun | None, first: int, *,
         ahead: Presigned | None, spare: set[str], journal: bool, durable: bool,
+        join: set[str],
     ) -> Live | Outcome:
-        """A claimed intent on a lane (the one `ahead` was signed on, if free), signed for
-        blocks `first`.. (or `ahead`, if usable), and (`journal`) journaled."""
+        """A claimed intent on a lane (the one `ahead` was signed on, if free; `join`: the
+        bundle it goes in, whose lane 0 it may share), signed for blocks `first`.. (or
+        `ahead`, if usable), and (`journal`) journaled."""
         ex, opp = self.executor, intent.opportunity
         fees = ex.sender._fees(base_fee, opp.priority_fee or None)
         if fees is None:
             ex.journal.mark_abandoned(opp.key)
             return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
         spender = intent.spender
-        lane = self.lanes.take("", own_tokens=spender is not None, spare=spare,
+        lane = self.lanes.take("", own_tokens=spender is not None, spare=spare, join=join,
                                prefer=ahead.signer if isinstance(ahead, LanePresigned) else None)
         if lane is None:
             ex.journal.mark_abandoned(opp.key)
@@ -294,7 +307,7 @@ class BundleLauncher:
         try:
             if spender is not None:
                 if not await ex.capital.reserve(opp.debt, opp.wallet_draw):
-                    lane.holder = None
+                    lane.let_go()
                     ex.journal.mark_abandoned(opp.key)
                     return Outcome(opp.key, "no-capital", reason="debt asset is committed")
                 reserved = True
@@ -321,11 +334,11 @@ class BundleLauncher:
                 lane.nonces.release(nonce)  # never left the keeper
                 raise
         except BaseException:
-            lane.holder = None
+            lane.let_go()
             if reserved:
                 ex.capital.release(opp.debt, opp.wallet_draw, spent=False)
             raise
-        lane.holder = tx_hash
+        lane.hold(tx_hash)
         return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
                     opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
                     intent=intent, backrun=backrun, presigned=signed_ahead)

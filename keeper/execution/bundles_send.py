@@ -76,6 +76,13 @@ class BundleSender:
         block's request first; `rest_later`: the others in a task, `live.rest`)."""
         await self._per_block([live], [live.tx.raw_tx], first, rest_later=rest_later)
 
+    async def together(self, lives: Sequence[Live], first: int) -> None:
+        """One lane's transactions (consecutive nonces, in order) in one bundle for their
+        target blocks, each allowed to revert: they land together or not at all."""
+        await self._per_block(lives, [live.tx.raw_tx for live in lives], first,
+                              rest_later=True, reverting=[live.tx.tx_hash for live in lives]
+                              if len(lives) > 1 else [])
+
     async def behind(self, lives: Sequence[Live], backrun: Backrun,
                      blocks: tuple[int, int] | None = None) -> None:
         """Every one of `lives` in one bundle behind `backrun`, for `blocks` (first, last;

@@ -6,8 +6,12 @@ mined sooner or later, but a private bundle may never be: outbid, its nonce stay
 until its last target block has passed, and every later transaction of that account
 waits behind it. So in bundle mode the keeper signs from several accounts, each a *lane*
 with its own `NonceManager`, synced from that account's chain nonce and its own journaled
-transactions (`BundleBook.max_nonce`), and each lane holds at most one unresolved bundled
-transaction at a time: the next liquidation takes a free lane.
+transactions (`BundleBook.max_nonce`), and each lane holds at most one unresolved bundle
+at a time: the next liquidation takes a free lane. That bundle may carry several of the
+lane's transactions, with consecutive nonces (they land together or not at all): the
+liquidations one dispatch pays from the account's tokens all need lane 0, and go in one
+bundle from it (`take(..., join=)`); such a transaction is `shared`, and is not resent
+alone when its bundle is not included (its nonce may follow one that was not mined).
 
 Lane 0 is the configured account (the executor's own nonce stream, shared with its
 public sends such as approvals); the others come from `KEEPER_ACCOUNT__LANE_KEYS`.
@@ -36,17 +40,40 @@ OPERATORS = "0x13e7c9d8"  # FlashLiquidator.operators(address)
 
 @dataclass
 class Lane:
-    """One signing account and its nonce stream; `holder` is the hash of its unresolved
-    bundled transaction (None: free)."""
+    """One signing account and its nonce stream; `holder` is the hash of an unresolved
+    bundled transaction of its ("" while one is being signed; None: free), `held` every
+    such hash (one bundle's), `shared` those of them that went in one bundle together."""
 
     index: int
     account: LocalAccount
     sender: Sender  # signs with `account`, nonces from its own manager
     holder: str | None = None
     address: str = field(init=False)
+    held: set[str] = field(default_factory=set)
+    shared: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.address = self.account.address.lower()
+
+    def hold(self, tx_hash: str) -> None:
+        """`tx_hash` is signed on this lane and may still land; with others held, they
+        are one bundle's (shared)."""
+        if others := self.held - {tx_hash}:
+            self.shared |= {*others, tx_hash}
+        self.held.add(tx_hash)
+        self.holder = tx_hash
+
+    def let_go(self, tx_hash: str = "") -> None:
+        """`tx_hash` can no longer land (mined, or ended unincluded), or "": a lane taken
+        for a transaction never signed. Free once nothing it holds can land."""
+        self.held.discard(tx_hash)
+        self.shared.discard(tx_hash)
+        self.holder = max(self.held) if self.held else None
+
+    def clear(self) -> None:
+        self.held.clear()
+        self.shared.clear()
+        self.holder = None
 
     @property
     def nonces(self) -> NonceManager:
@@ -85,12 +112,14 @@ class Lanes:
         return self.lanes[:1] if own_tokens else (*self.lanes[1:], self.lanes[0])
 
     def take(self, tx_hash: str, *, own_tokens: bool, prefer: str | None = None,
-             spare: Collection[str] = ()) -> Lane | None:
+             spare: Collection[str] = (), join: Collection[str] = ()) -> Lane | None:
         """A free lane, now held for `tx_hash` (to be replaced by the real hash once signed);
         `own_tokens`: only lane 0 will do. `prefer`: that lane's address if it is free and
         fits; `spare`: addresses taken only when no other lane is free (lanes that other
-        transactions of the same send were signed ahead on). None when every fitting lane
-        is busy."""
+        transactions of the same send were signed ahead on). `join`: the hashes of the
+        bundle being built; with `own_tokens`, lane 0 holding only some of them counts as
+        free (the transaction goes in that bundle, on the lane's next nonce). None when
+        every fitting lane is busy."""
         fitting = self.order(own_tokens=own_tokens)
         chosen = next((lane for lane in fitting if lane.address == prefer
                        and lane.holder is None), None) if prefer is not None else None
@@ -98,6 +127,10 @@ class Lanes:
             free = [lane for lane in fitting if lane.holder is None]
             chosen = next((lane for lane in free if lane.address not in spare),
                           free[0] if free else None)
+        if chosen is None and own_tokens and join:
+            lane = fitting[0]
+            if lane.held and lane.holder in lane.held and lane.held.issubset(join):
+                chosen = lane
         if chosen is not None:
             chosen.holder = tx_hash
         return chosen

@@ -102,3 +102,27 @@ async def test_a_lanes_upcoming_nonce_is_the_one_it_hands_out_next(tmp_path: Pat
         nonces.reissue(first)  # a bundle that can no longer land gives its nonce back
         assert lane.upcoming == first == await nonces.reserve()
         assert second == 6
+
+
+def test_lane_zero_joins_only_the_bundle_it_holds(tmp_path: Path) -> None:
+    """Lane 0 holding transactions of the bundle being built (`join`) takes the next one
+    of its own tokens; holding another bundle's, or one being signed, it does not. The
+    lane is free once each transaction it held is let go; several held are shared."""
+    with Journal(tmp_path / "j.sqlite") as journal:
+        chain = HttpRpc("http://127.0.0.1:1")
+        lanes = Lanes([Lane(i, a, Sender(chain, a, journal, FeePolicy(10, 1), NonceManager()))
+                       for i, a in enumerate((MAIN, LANE))])
+        zero = lanes.take("", own_tokens=True)
+        assert zero is not None
+        assert lanes.take("", own_tokens=True, join={"0xa"}) is None  # still being signed
+        zero.hold("0xa")
+        assert zero.shared == set()  # alone in its bundle
+        assert lanes.take("", own_tokens=True, join={"0xb"}) is None  # another bundle's
+        assert lanes.take("", own_tokens=False, join={"0xa"}) is lanes.lanes[1]  # flash
+        assert lanes.take("", own_tokens=True, join={"0xa"}) is zero
+        zero.hold("0xb")
+        assert zero.held == zero.shared == {"0xa", "0xb"} and zero.holder is not None
+        zero.let_go("0xa")
+        assert zero.holder == "0xb" and zero.shared == {"0xb"}
+        zero.let_go("0xb")
+        assert zero.holder is None and not zero.held and not zero.shared
