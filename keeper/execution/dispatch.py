@@ -4,7 +4,8 @@ The engine core hands it three things per step, top-down and nothing else:
 
 1. `size(candidates, head)`: before ranking, every candidate is sized within the
    capital on hand (debt tokens the sender holds, less what sends in flight hold), or,
-   through the flash executor, within what a lender can lend net of its fee. The
+   through the flash executor, within what a lender can lend net of its fee (a flashable
+   one is paid from the wallet when the balance left covers it: funding.py). The
    candidates also tell it which positions are still liquidatable (`LivePositions`,
    which the executor asks before a fee bump).
 2. `pending_swaps(head)`: the exit swaps of flash sends not yet applied to the DEX book,
@@ -35,6 +36,7 @@ from keeper.batching import Send, split_by_weight
 from keeper.execution.armed import Armed, ordered, send_keys
 from keeper.execution.bundles import Backrun
 from keeper.execution.executor import Executor
+from keeper.execution.funding import split_funding, wallet_terms
 from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import OutcomeLog
 from keeper.execution.staleness import Staleness
@@ -124,21 +126,21 @@ class Dispatcher:
         intents = self.intents
         direct = [c for c in candidates if not intents.flashable(c)]
         flashed = [c for c in candidates if intents.flashable(c)]
-        # The reads are independent: one round trip for all of them, not one each (the
-        # balances are usually prefetched, and known allowances cost nothing).
+        # The reads are independent: one round trip for all (balances are usually prefetched,
+        # known allowances cost nothing); flashable ones may be paid from the wallet too.
         free, *_ = await asyncio.gather(
-            self.executor.available(sorted({c.debt for c in direct}), head.number),
+            self.executor.available(sorted({c.debt for c in candidates}), head.number),
             self.executor.look_allowances(
-                [(c.debt, c.spender) for c in direct if c.spender is not None]),
+                [(c.debt, c.spender) for c in candidates if c.spender is not None]),
             self._lenders(flashed))
         if self.monitor is not None and self.executor.native_balance is not None:
             # Before anything is sent: the balance-floor breaker must see this balance.
             self.monitor.balance(self.executor.native_balance)
+        wallet, flashed = split_funding(flashed, direct, free, intents.exits,  # funding.py
+                                        intents.quote_token, terms=wallet_terms(self.executor))
         sized = [dataclasses.replace(c, max_repay=min(c.max_repay, free[c.debt]))
-                 if c.from_wallet else c for c in direct]
-        if flashed:
-            sized += intents.flash_sized(flashed)
-        return sized
+                 if c.from_wallet else c for c in (*direct, *wallet)]
+        return sized + (intents.flash_sized(flashed) if flashed else [])
 
     async def _lenders(self, flashed: Sequence[Candidate]) -> None:
         """What the flash lenders hold of the flashed candidates' debt tokens, read now."""
