@@ -33,9 +33,8 @@ LANES = 64  # extra signing accounts per keeper (nonce lanes), each an executor 
 RIVAL_INDEX = 6  # the second keeper: an anvil dev account the devnet never touches
 BARE_INDEX = 7  # the bare loop's pre-signed transaction and header
 # A liquidation paid from the wallet bids by its priority fee (the bid share of its profit
-# per gas): a $10,000 profit at 0.9 over 300,000 gas is 18,000 gwei a gas. Capped at 5,000
-# gwei, both keepers' bids were equal and the bundle with more transactions won the
-# contested ones whatever the share; the cap is the fee, so it bounds the bid. The tips
+# per gas): a $10,000 profit at 0.9 over 300,000 gas is 18,000 gwei a gas, and the fee cap
+# bounds it (at 5,000 gwei such a bid was cut to under a third of its share). The tips
 # count as gas paid, hence the breaker's higher gas budget.
 MAX_FEE_GWEI = 2_000_000
 MAX_GAS_PER_HOUR_ETH = 1_000_000
