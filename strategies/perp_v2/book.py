@@ -1,9 +1,10 @@
 """The Perp v2 book: every account's Vault balance, owed PnL, taker balances and maker orders,
 kept from the logs alone (strategies/perp_v2/events.py says which log moves what).
 
-`state(account, reads)` joins an account's book with what the logs cannot tell (its pending
-funding payment and, for a maker, what its orders hold at the pool's current price, read each
-block by strategies/perp_v2/reads.py) into the `AccountState` the math mirrors value.
+`state(account, ...)` joins an account's book with what the logs cannot tell (its pending
+funding payment, the vAMM pools' prices and, for a maker, its orders' pending fees, read each
+block by strategies/perp_v2/reads.py) into the `AccountState` the math mirrors value; a
+maker's base and quote come from its orders kept here (strategies/perp_v2/orders.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from strategies.perp_v2 import events as ev
+from strategies.perp_v2 import orders as ob
 from strategies.perp_v2.math import (
     DUST,
     AccountState,
@@ -35,7 +37,7 @@ class Account:
     balance: int = 0  # settlement-token units
     owed: int = 0  # X10_18
     takers: dict[str, Taker] = field(default_factory=dict)
-    orders: dict[tuple[str, int, int], int] = field(default_factory=dict)  # liquidity
+    orders: dict[tuple[str, int, int], ob.Order] = field(default_factory=dict)  # by range
     other_collateral: bool = False  # a non-settlement collateral: not mirrored
     closed: dict[str, int] = field(default_factory=dict)  # base -> positions brought to 0
     deposited: int = 0  # settlement-token units deposited, ever (the keeper's margin)
@@ -46,15 +48,6 @@ class Account:
     def bases(self) -> set[str]:
         """AccountBalance._baseTokensMap: markets with a balance or an open order."""
         return set(self.takers) | self.order_bases()
-
-
-@dataclass(frozen=True)
-class MakerReads:
-    """What one maker's orders in one market hold now (OrderBook reads)."""
-
-    base: int  # getTotalTokenAmountInPoolAndPendingFee(base) - getTotalOrderDebt(base)
-    quote: int  # getTotalQuoteBalanceAndPendingFee: quote in pool - quote debt
-    fee: int  # its pending fee
 
 
 class PerpBook:
@@ -79,11 +72,12 @@ class PerpBook:
             elif isinstance(record, ev.LiquidityChanged):
                 a = self.account(record.maker)
                 key = (record.base, record.lower, record.upper)
-                left = a.orders.get(key, 0) + record.liquidity
-                if left:
-                    a.orders[key] = left
-                else:
-                    a.orders.pop(key, None)
+                order = a.orders.get(key, ob.Order())
+                ob.change_liquidity(order, record.liquidity, record.base_amount,
+                                    record.quote_amount)
+                if order.liquidity:
+                    a.orders[key] = order
+                elif a.orders.pop(key, None) is not None:  # OrderBook._removeOrder
                     self._deregister(a, record.base)
                 touched.add(record.maker)
             elif isinstance(record, ev.PnlRealized):
@@ -133,15 +127,22 @@ class PerpBook:
             a.owed = 0
 
     def state(
-        self, address: str, pending_funding: int, makers: Mapping[str, MakerReads],
+        self, address: str, pending_funding: int, sqrt_prices: Mapping[str, int],
+        pending_fees: Mapping[tuple[str, int, int], int],
     ) -> AccountState:
-        """The account as the math values it; `makers`: its orders' reads by base."""
+        """The account as the math values it. `sqrt_prices`: each pool's slot0 sqrtPriceX96
+        by base (a market left out counts no maker balances: the keeper's own margin room
+        values its taker balances only); `pending_fees`: its orders' pending fees by
+        (base, lower, upper)."""
         a = self.accounts[address]
         markets: dict[str, MarketPosition] = {}
         for base in a.bases():
             taker = a.takers.get(base, Taker())
-            maker = makers.get(base)
-            markets[base] = MarketPosition(
-                taker.size, taker.open_notional,
-                maker.base if maker else 0, maker.quote if maker else 0, maker.fee if maker else 0)
+            held = [(lo, up, o) for (b, lo, up), o in a.orders.items() if b == base]
+            maker_base = maker_quote = fee = 0
+            if held and base in sqrt_prices:
+                maker_base, maker_quote = ob.maker_balances(held, sqrt_prices[base])
+                fee = sum(pending_fees.get((base, lo, up), 0) for lo, up, _ in held)
+            markets[base] = MarketPosition(taker.size, taker.open_notional, maker_base,
+                                           maker_quote, fee)
         return AccountState(a.balance, a.owed, pending_funding, markets)

@@ -4,9 +4,10 @@ What moves an account's books, by contract:
 
 - ClearingHouse: `PositionChanged` (the taker balances: size += exchangedPositionSize, open
   notional = the event's openNotional after the change), `LiquidityChanged` (a maker's order
-  liquidity per tick range), `PositionLiquidated` and `FundingPaymentSettled` (not needed for
-  the balances: their effects are in PositionChanged and PnlRealized; kept for the journal
-  of what happened);
+  liquidity per tick range and the base and quote the pool took or gave: the order's
+  debts), `PositionLiquidated` and `FundingPaymentSettled` (not needed for the balances:
+  their effects are in PositionChanged and PnlRealized; kept for the journal of what
+  happened);
 - AccountBalance: `PnlRealized` (every change of the owed realized PnL: realized PnL, fees,
   penalties, funding);
 - Vault: `Deposited` / `Withdrawn` (the collateral balance; a withdrawal also settles the
@@ -69,6 +70,8 @@ class LiquidityChanged:
     base: str
     lower: int
     upper: int
+    base_amount: int  # signed: added to (+) or removed from (-) the pool, fees excluded
+    quote_amount: int
     liquidity: int  # signed change
 
 
@@ -137,10 +140,10 @@ def decode(event: Event) -> PerpEvent | None:
         return PositionChanged(_address(event.topics[1]), _address(event.topics[2]), size,
                                notional, fee, open_notional, realized)
     if t == TOPIC_LIQUIDITY_CHANGED:
-        lower, upper, _, _, liquidity, _ = _ints(_data(
+        lower, upper, base, quote, liquidity, _ = _ints(_data(
             event, ["int24", "int24", "int256", "int256", "int128", "uint256"]))
         return LiquidityChanged(_address(event.topics[1]), _address(event.topics[2]),
-                                lower, upper, liquidity)
+                                lower, upper, base, quote, liquidity)
     if t == TOPIC_POSITION_LIQUIDATED:
         raw = _data(event, ["uint256", "uint256", "uint256", "address"])
         notional, size, fee = _ints(raw[:3])

@@ -6,9 +6,12 @@
   TWAP, which move with time as well as with logs); math.mark_price combines them;
 - per account with a market, Exchange.getAllPendingFundingPayment (funding accrues by the
   second);
-- per maker and market with open orders, what the orders hold at the pool's price now
-  (OrderBook.getTotalTokenAmountInPoolAndPendingFee, getTotalOrderDebt,
-  getTotalQuoteBalanceAndPendingFee);
+- per market with open orders, the vAMM pool's price (Exchange.getSqrtMarketTwapX96 over 0 s:
+  UniswapV3Broker.getSqrtMarketTwapX96From answers an interval under 10 s with slot0's
+  sqrtPriceX96, the price OrderBook values orders at; the orders' liquidity and debts are
+  kept from the logs, strategies/perp_v2/orders.py), and per open order its pending fee
+  (OrderBook.getPendingFee: it grows with the OrderBook's own fee accumulators, which every
+  swap moves);
 - the insurance fund's capacity (InsuranceFund.getInsuranceFundCapacity), for CH_IIC.
 
 And, once at sync, the addresses and parameters (`Setup`).
@@ -26,7 +29,6 @@ from eth_utils.crypto import keccak
 
 from keeper.errors import Reverted
 from keeper.strategy import ChainReader
-from strategies.perp_v2.book import MakerReads
 from strategies.perp_v2.math import MarkInputs
 
 log = structlog.get_logger(__name__)
@@ -125,7 +127,8 @@ class BlockReads:
     marks: Mapping[str, MarkInputs]
     ahead: Mapping[str, MarkInputs]  # the same at the next block's time (empty: not read)
     funding: Mapping[str, int]  # account -> pending funding payment (X10_18)
-    makers: Mapping[str, Mapping[str, MakerReads]]  # account -> base -> its orders
+    sqrt_prices: Mapping[str, int]  # base -> its pool's sqrtPriceX96 (markets with orders)
+    pending_fees: Mapping[str, Mapping[tuple[str, int, int], int]]  # maker -> order -> fee
     fund_capacity: int  # settlement-token units
 
 
@@ -146,27 +149,29 @@ def _mark_calls(
 
 async def read_block(
     chain: ChainReader, setup: Setup, *, bases: Sequence[str], accounts: Sequence[str],
-    orders: Mapping[str, Sequence[str]], block: int, ahead_time: int | None = None,
+    orders: Mapping[str, Sequence[tuple[str, int, int]]], block: int,
+    ahead_time: int | None = None,
 ) -> BlockReads:
     """One batch: the mark inputs of `bases` (and, with `ahead_time`, again as if the block
     were stamped then: the TWAPs slide with time), the pending funding of `accounts`, the
-    orders of `orders` (maker -> bases with open orders) and the insurance fund's capacity."""
+    pool price of each market with an order in `orders` (maker -> its orders' (base, lower,
+    upper)), each order's pending fee and the insurance fund's capacity."""
     calls = _mark_calls(setup, bases, block)
     if ahead_time is not None:
         calls += _mark_calls(setup, bases, block, ahead_time)
     funding = "getAllPendingFundingPayment(address)"
     for account in accounts:
         calls.append(_call(setup.exchange, calldata(funding, ["address"], [account]), block))
-    pairs = [(m, b) for m, bs in orders.items() for b in bs]
-    ob = setup.order_book
-    in_pool = "getTotalTokenAmountInPoolAndPendingFee(address,address,bool)"
-    debt = "getTotalOrderDebt(address,address,bool)"
-    quote = "getTotalQuoteBalanceAndPendingFee(address,address[])"
-    three = ["address", "address", "bool"]
-    for maker, base in pairs:
-        calls.append(_call(ob, calldata(in_pool, three, [maker, base, True]), block))
-        calls.append(_call(ob, calldata(debt, three, [maker, base, True]), block))
-        calls.append(_call(ob, calldata(quote, ["address", "address[]"], [maker, [base]]), block))
+    priced = sorted({base for keys in orders.values() for base, _, _ in keys})
+    for base in priced:
+        calls.append(_call(setup.exchange, calldata(
+            "getSqrtMarketTwapX96(address,uint32)", ["address", "uint32"], [base, 0]), block))
+    fee = "getPendingFee(address,address,int24,int24)"
+    four = ["address", "address", "int24", "int24"]
+    held = [(m, key) for m, keys in orders.items() for key in keys]
+    for maker, (base, lower, upper) in held:
+        calls.append(_call(setup.order_book, calldata(fee, four, [maker, base, lower, upper]),
+                           block))
     calls.append(_call(setup.insurance_fund, selector("getInsuranceFundCapacity()"), block))
     try:
         answers = iter(await chain.batch(calls))
@@ -189,12 +194,9 @@ async def read_block(
     marks = mark_inputs()
     ahead = mark_inputs() if ahead_time is not None else {}
     payments = {a: int(_words(next(answers), ["int256"])[0]) for a in accounts}
-    makers: dict[str, dict[str, MakerReads]] = {}
-    for maker, base in pairs:
-        in_pool, _ = _words(next(answers), ["uint256", "uint256"])
-        (debt,) = _words(next(answers), ["uint256"])
-        quote, fee = _words(next(answers), ["int256", "uint256"])
-        makers.setdefault(maker, {})[base] = MakerReads(int(in_pool) - int(debt), int(quote),
-                                                        int(fee))
+    prices = {base: int(_words(next(answers), ["uint160"])[0]) for base in priced}
+    fees: dict[str, dict[tuple[str, int, int], int]] = {}
+    for maker, key in held:
+        fees.setdefault(maker, {})[key] = int(_words(next(answers), ["uint256"])[0])
     (capacity,) = _words(next(answers), ["int256"])
-    return BlockReads(block, marks, ahead, payments, makers, int(capacity))
+    return BlockReads(block, marks, ahead, payments, prices, fees, int(capacity))

@@ -2,8 +2,9 @@
 
 `sync` reads the ClearingHouse's, AccountBalance's and Vault's logs since `start_block` into
 the book (book.py); `apply` feeds it each block's logs; `refresh` reads, in one batch, what
-logs cannot tell (reads.py: the mark price's TWAP inputs, pending funding, makers' orders,
-the insurance fund's capacity); `candidates` values every account with the mirrored math
+logs cannot tell (reads.py: the mark price's TWAP inputs, pending funding, the vAMM pools'
+prices the makers' orders, kept from the logs, are valued at, the orders' pending fees, the
+insurance fund's capacity); `candidates` values every account with the mirrored math
 (math.py) and offers, for an account below maintenance (ClearingHouse._isLiquidatable):
 
 - `cancelAllExcessOrders(maker, base)` while it still has open orders (liquidate reverts
@@ -161,7 +162,7 @@ class PerpV2Strategy:
         if missing:
             self._fees.update(await read_fee_ratios(chain, self.setup, missing, block.number))
         accounts = sorted(a for a, acct in self.book.accounts.items() if acct.bases())
-        orders = {a: sorted(acct.order_bases()) for a, acct in self.book.accounts.items()
+        orders = {a: sorted(acct.orders) for a, acct in self.book.accounts.items()
                   if acct.orders}
         ahead = block.timestamp + self.config.next_block_seconds \
             if self.config.next_block_seconds else None
@@ -186,8 +187,8 @@ class PerpV2Strategy:
     def state(self, account: str) -> pm.AccountState:
         """The account as the math values it at the last refresh."""
         reads = self._current_reads()
-        return self.book.state(account, reads.funding.get(account, 0),
-                               reads.makers.get(account, {}))
+        return self.book.state(account, reads.funding.get(account, 0), reads.sqrt_prices,
+                               reads.pending_fees.get(account, {}))
 
     def account_value(self, account: str) -> int:
         """ClearingHouse.getAccountValue, mirrored (X10_18)."""
@@ -313,7 +314,7 @@ class PerpV2Strategy:
         if self.liquidator not in self.book.accounts:
             return 0
         reads = self._current_reads()
-        own = self.book.state(self.liquidator, reads.funding.get(self.liquidator, 0), {})
+        own = self.book.state(self.liquidator, reads.funding.get(self.liquidator, 0), {}, {})
         used = self._usdc(pm.mul_ratio(pm.total_debt_value(own, marks), setup.im_ratio))
         cap = int(self.config.max_margin_usd * 10**setup.decimals) - used
         free = pm.free_collateral_by_ratio(own, marks, setup.im_ratio, setup.decimals)

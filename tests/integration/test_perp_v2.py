@@ -142,6 +142,41 @@ def check_parity(net: PerpNet, strategy: PerpV2Strategy, head: BlockRef) -> set[
     return weak
 
 
+def check_orders(net: PerpNet, strategy: PerpV2Strategy, head: BlockRef) -> int:
+    """Every seeded maker's orders kept from the logs equal the OrderBook's at `head` (the
+    order ids of each market, and each order's liquidity and debts), and what they hold at
+    the pool's price, derived locally, equals the OrderBook's totals; the orders checked."""
+    book, at = net.contracts.order_book.functions, head.number
+    checked = 0
+    for name, maker in net.info.makers.items():
+        who = Web3.to_checksum_address(maker)
+        local = strategy.book.accounts.get(maker.lower())
+        orders = local.orders if local is not None else {}
+        for symbol, token in net.contracts.bases.items():
+            base = token.address.lower()
+            mine = {k: o for k, o in orders.items() if k[0] == base}
+            ids = book.getOpenOrderIds(who, token.address).call(block_identifier=at)
+            assert len(ids) == len(mine), (name, symbol, at)
+            for (_, lower, upper), order in mine.items():
+                info = book.getOpenOrder(who, token.address, lower, upper).call(
+                    block_identifier=at)
+                assert (order.liquidity, order.base_debt, order.quote_debt) == (
+                    info[0], info[7], info[8]), (name, symbol, lower, upper, at)
+                checked += 1
+            if not mine:
+                continue
+            # Valued at the pool's price the strategy read: the base and quote net of debt.
+            in_pool = book.getTotalTokenAmountInPoolAndPendingFee(who, token.address, True).call(
+                block_identifier=at)[0]
+            debt = book.getTotalOrderDebt(who, token.address, True).call(block_identifier=at)
+            quote, fee = book.getTotalQuoteBalanceAndPendingFee(who, [token.address]).call(
+                block_identifier=at)
+            position = strategy.state(maker.lower()).markets[base]
+            assert (position.maker_base, position.maker_quote, position.pending_fee) == (
+                in_pool - debt, quote, fee), (name, symbol, at)
+    return checked
+
+
 def crash(net: PerpNet, each_block: Callable[[int], None], *, btc_again: bool = False) -> None:
     """The crash, one step at a time, `each_block` called after every block it mines;
     `btc_again`: a second vBTC step at the end."""
@@ -173,17 +208,21 @@ async def test_parity_across_a_crash(perp: PerpNet) -> None:
         await strategy.sync(rpc, await block_ref(rpc))
         assert set(seeded(perp).values()) <= set(strategy.valued())
         assert not check_parity(perp, strategy, await block_ref(rpc))
+        assert check_orders(perp, strategy, await block_ref(rpc)) > 0
         seen: set[str] = set()
         checked: list[int] = []
+        orders_checked: list[int] = []
 
         async def check() -> None:
             head = await follow(rpc, strategy)
             seen.update(await asyncio.to_thread(check_parity, perp, strategy, head))
+            orders_checked.append(await asyncio.to_thread(check_orders, perp, strategy, head))
             checked.append(head.number)
 
         hook = in_loop(asyncio.get_running_loop(), check)
         await asyncio.to_thread(lambda: crash(perp, hook, btc_again=True))
         assert len(checked) > 20, checked
+        assert min(orders_checked) > 0, orders_checked  # nobody cancels: the orders stay
         # Nobody liquidated: the second vBTC step left accounts in deficits beyond the fund.
         # Each one the strategy passes over for CH_IIC, the chain refuses for it; each
         # liquidation it offers, the chain accepts.
@@ -392,6 +431,12 @@ async def test_crash_liquidates_every_account_at_its_first_liquidatable_block(
         assert {names[a] for a in acted} <= set(first)
         cancelled = {o.key.split(":")[2] for o in outcomes.confirmed if ":cancel:" in o.key}
         assert accounts["maker_thin"] in cancelled  # its orders went first (CH_CLWTISO)
+        # The orders kept from the logs followed the cancels: they equal the OrderBook's at
+        # the last block the keeper processed (maker_thin's are gone on both sides).
+        synced = strategy.synced
+        assert synced is not None
+        await asyncio.to_thread(check_orders, perp, strategy, synced)
+        assert not any(k for k in strategy.book.account(accounts["maker_thin"]).orders)
         for base in perp.contracts.bases.values():  # every position taken over was closed
             size = perp.contracts.account_balance.functions.getTakerPositionSize(
                 Web3.to_checksum_address(perp.info.liquidator), base.address).call()

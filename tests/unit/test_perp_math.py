@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from keeper.devnet.perp import sqrt_price_x96
+from keeper.dex import v3_math
+from keeper.dex.v3_ticks import get_sqrt_ratio_at_tick
+from keeper.errors import StrategyError
 from strategies.perp_v2 import events as ev
 from strategies.perp_v2 import math as pm
+from strategies.perp_v2 import orders as ob
 from strategies.perp_v2.book import PerpBook
 
 ONE = 10**18
@@ -78,3 +84,41 @@ def test_book_withdraw_settles_owed_pnl_and_deregisters_dust() -> None:
     assert ETH not in account.takers  # both balances under the dust: deregistered
     book.apply([ev.VaultMove("bad_debt", "", me, 7)])
     assert book.accounts[fund].balance == -7
+
+
+def test_orders_follow_liquidity_changed_and_debts_shrink_in_proportion() -> None:
+    maker, book = "0x" + "ee" * 20, PerpBook("0x" + "cc" * 20, 6, "0x" + "dd" * 20)
+    book.apply([ev.LiquidityChanged(maker, ETH, -600, 600, 90, 30, 300),
+                ev.LiquidityChanged(maker, ETH, -600, 600, 11, 7, 100)])
+    order = book.accounts[maker].orders[(ETH, -600, 600)]
+    assert (order.liquidity, order.base_debt, order.quote_debt) == (400, 101, 37)
+    # OrderBook._removeLiquidityFromOrder: debt -= mulDiv(debt, 100, 400), floored.
+    book.apply([ev.LiquidityChanged(maker, ETH, -600, 600, -20, -9, -100)])
+    assert (order.liquidity, order.base_debt, order.quote_debt) == (300, 101 - 25, 37 - 9)
+    book.apply([ev.LiquidityChanged(maker, ETH, -600, 600, 0, 0, 0)])  # a fee collection
+    assert order.liquidity == 300
+    book.apply([ev.LiquidityChanged(maker, ETH, -600, 600, -70, -21, -300)])
+    assert not book.accounts[maker].orders and ETH not in book.accounts[maker].bases()
+    with pytest.raises(StrategyError, match="liquidity removed"):
+        book.apply([ev.LiquidityChanged(maker, ETH, -600, 600, -1, -1, -1)])
+    assert not book.accounts[maker].orders  # nothing half-applied
+
+
+def test_order_amounts_at_the_pool_price() -> None:
+    lower, upper = get_sqrt_ratio_at_tick(-600), get_sqrt_ratio_at_tick(600)
+    liquidity = 10**21
+    # LiquidityAmounts' amounts are SqrtPriceMath's deltas rounded down.
+    for a, b in ((lower, upper), (v3_math.Q96, upper), (lower, v3_math.Q96)):
+        assert ob.get_amount0_for_liquidity(b, a, liquidity) == v3_math.get_amount0_delta(
+            a, b, liquidity, False)
+        assert ob.get_amount1_for_liquidity(b, a, liquidity) == v3_math.get_amount1_delta(
+            a, b, liquidity, False)
+    held = [(-600, 600, ob.Order(liquidity, 5, 7))]
+    below, above = get_sqrt_ratio_at_tick(-1200), get_sqrt_ratio_at_tick(1200)
+    assert ob.token_amounts_in_pool(held, below) == (
+        v3_math.get_amount0_delta(lower, upper, liquidity, False), 0)  # all base
+    assert ob.token_amounts_in_pool(held, above) == (
+        0, v3_math.get_amount1_delta(lower, upper, liquidity, False))  # all quote
+    base, quote = ob.token_amounts_in_pool(held, v3_math.Q96)  # price 1, mid-range
+    assert abs(base - quote) <= 1 and base > 0
+    assert ob.maker_balances(held, v3_math.Q96) == (base - 5, quote - 7)
