@@ -67,9 +67,9 @@ class PassedOver:
             why, best = reason(candidate, rejected)
             # `net_profit`: the best ranking found, below the minimum (console: "profit").
             extra = {"net_profit": best} if best is not None else {}
+            # The key names the pair (the console shows it as pair=WETH/USDC).
             log.info(EVENT, strategy=candidate.strategy, account=candidate.account,
-                     key=candidate.key, reason=why, block=block, debt=candidate.debt,
-                     collateral=candidate.collateral, **extra)
+                     key=candidate.key, reason=why, block=block, **extra)
             told += 1
         # Taken now, or no longer liquidatable: told again if passed over later.
         self._told = set(passed)
