@@ -32,12 +32,6 @@ LANES = 64  # extra signing accounts per keeper (nonce lanes), each an executor 
 # bundle" refused 40 sends in a six-step run)
 RIVAL_INDEX = 6  # the second keeper: an anvil dev account the devnet never touches
 BARE_INDEX = 7  # the bare loop's pre-signed transaction and header
-# A liquidation paid from the wallet bids by its priority fee (the bid share of its profit
-# per gas): a $10,000 profit at 0.9 over 300,000 gas is 18,000 gwei a gas, and the fee cap
-# bounds it (at 5,000 gwei such a bid was cut to under a third of its share). The tips
-# count as gas paid, hence the breaker's higher gas budget.
-MAX_FEE_GWEI = 2_000_000
-MAX_GAS_PER_HOUR_ETH = 1_000_000
 CAPITAL_USD = Decimal(100_000_000)  # the competitor's (and keeper's) token balance
 EXECUTOR_FLOAT = 10**6 * 10**18  # ether each executor pays bids from (devnet only)
 
@@ -110,8 +104,6 @@ def stage(bots: list[Bot], competitor: str | None, *, interval: float = 1.0) -> 
             # unwrap the bid out of the profit, so it pays it from an ether float it holds
             # (FlashLiquidator._payBid), here set directly; the profit stays in WETH.
             rpc(w3, "anvil_setBalance", deployed.address, hex(EXECUTOR_FLOAT))
-            # Its own account (lane 0) pays the wallet-paid liquidations' bids as tips.
-            rpc(w3, "anvil_setBalance", bot.address, hex(EXECUTOR_FLOAT))
         anvil = restart_for_builder(anvil)
     except BaseException:
         anvil.stop()
@@ -160,7 +152,7 @@ def keeper_config(info: DevnetInfo, bot: Bot, workdir: Path, *, builders: list[s
         f'[chain]\nchain_id = {info.chain_id}\nhttp_urls = ["{info.rpc_url}"]\n'
         f'ws_url = "{info.ws_url}"\nblock_time_seconds = 1\n\n'
         f'[execution]\nmode = "live"\nquote_token = "{weth}"\n'
-        f'min_profit_quote = "{min_profit}"\nmax_fee_per_gas_gwei = "{MAX_FEE_GWEI}"\n'
+        f'min_profit_quote = "{min_profit}"\nmax_fee_per_gas_gwei = "5000"\n'
         f'priority_fee_gwei = "1"\nbid_share = "{bot.bid_share}"\n'
         f'journal = "{workdir / (bot.name + "-journal.sqlite")}"\n'
         f'flash_executor = "{bot.executor}"\n'
@@ -170,7 +162,7 @@ def keeper_config(info: DevnetInfo, bot: Bot, workdir: Path, *, builders: list[s
         f'[intake]\npending = "poll"\npoll_interval_ms = 5\n'
         f'hint_urls = ["{info.rpc_url}/events"]\n\n'
         f'[monitoring]\nenabled = true\nhost = "127.0.0.1"\nport = {monitoring_port}\n\n'
-        f'[breakers]\nmax_gas_per_hour_eth = "{MAX_GAS_PER_HOUR_ETH}"\n\n'
+        '[breakers]\nmax_gas_per_hour_eth = "1000"\n\n'
         f'[dex]\nuniswap_v2_factory = "{info.uniswap_v2.factory}"\n\n'
         f'[strategies.aave_v3]\naddresses_provider = "{info.aave_v3.addresses_provider}"\n')
     return path
