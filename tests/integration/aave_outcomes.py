@@ -23,14 +23,17 @@ from typing import Any
 from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.crypto import keccak
+from web3 import Web3
 
 from keeper.chain.http import HttpRpc
+from keeper.devnet.deployer import Deployer, rpc
 from keeper.dex.venue import Venue
 from keeper.ranking import accepted_sizes, best_size
 from keeper.types import Candidate
 from strategies.aave_v3 import events as ev
 from strategies.aave_v3.math_lib import AaveMathError
 from strategies.aave_v3.math_v36 import LiquidationRevert
+from tests.conftest import Devnet
 
 TOPIC_DEFICIT = "0x" + keccak(text="DeficitCreated(address,address,uint256)").hex()
 TOPIC_TRANSFER = "0x" + keccak(text="Transfer(address,address,uint256)").hex()
@@ -142,3 +145,13 @@ async def check_outcomes(
             counts["deficits"] += predicted[3] > 0
     counts["candidates"] += len(offers)
     return counts
+
+
+def send_as(devnet: Devnet, fn: Any, sender: str) -> bool:
+    """Send as `sender` (impersonated); False if it reverts (a random action may)."""
+    rpc(devnet.w3, "anvil_impersonateAccount", sender)
+    try:
+        Deployer(devnet.w3, Web3.to_checksum_address(sender)).send(fn)
+    except Exception:
+        return False
+    return True

@@ -30,7 +30,6 @@ from eth_abi.abi import decode
 from web3 import Web3
 
 from keeper.chain.http import HttpRpc
-from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.tokens import post_price
 from keeper.dex.uniswap_v2 import PairBook
 from keeper.strategy import StrategyContext
@@ -39,7 +38,7 @@ from strategies.aave_v3 import STRATEGY, AaveV3Config, AaveV3Strategy, liquidati
 from strategies.aave_v3 import market as aave_market
 from strategies.aave_v3.rules import RuleSet
 from tests.conftest import Devnet
-from tests.integration.aave_outcomes import Outcome, Predict, check_outcomes
+from tests.integration.aave_outcomes import Outcome, Predict, check_outcomes, send_as
 from tests.integration.helpers import MAX_UINT, SPECS, WAD, aave_pool, liquidator, tokens
 from tests.integration.test_aave_parity import ACCOUNT_DATA, USERS, check_parity
 
@@ -52,16 +51,6 @@ ACTIONS = ("supply", "borrow", "repay", "withdraw", "emode", "time", "price", "l
 async def _block(client: HttpRpc, number: int) -> BlockRef:
     head = await client.call("eth_getBlockByNumber", [hex(number), False])
     return BlockRef(number, head["hash"], head["parentHash"], int(head["timestamp"], 16))
-
-
-def _send(devnet: Devnet, fn: Any, sender: str) -> bool:
-    """Send as `sender` (impersonated); False if it reverts (a random action may)."""
-    rpc(devnet.w3, "anvil_impersonateAccount", sender)
-    try:
-        Deployer(devnet.w3, Web3.to_checksum_address(sender)).send(fn)
-    except Exception:
-        return False
-    return True
 
 
 async def _follow(client: HttpRpc, strategy: AaveV3Strategy, applied: int) -> int:
@@ -157,7 +146,7 @@ async def _liquidate_one(devnet: Devnet, client: HttpRpc, strategy: AaveV3Strate
     c = rng.choice(found)
     size = rng.choice([c.max_repay, rng.randint(1, c.max_repay)])
     devnet.rpc("evm_setNextBlockTimestamp", now)
-    return _send(devnet, aave_pool(devnet).functions.liquidationCall(
+    return send_as(devnet, aave_pool(devnet).functions.liquidationCall(
         Web3.to_checksum_address(c.collateral), Web3.to_checksum_address(c.debt),
         Web3.to_checksum_address(c.account), size, False), liquidator(devnet))
 
@@ -170,8 +159,8 @@ async def test_v30_randomized_actions_keep_parity_and_predict_liquidations(
     rng = random.Random(seed)
     pool, erc20, keeper = aave_pool(devnet), tokens(devnet), liquidator(devnet)
     for token in erc20.values():  # the liquidator pays for any size the checks try
-        _send(devnet, token.functions.mint(keeper, 10**30), keeper)
-        _send(devnet, token.functions.approve(pool.address, MAX_UINT), keeper)
+        send_as(devnet, token.functions.mint(keeper, 10**30), keeper)
+        send_as(devnet, token.functions.approve(pool.address, MAX_UINT), keeper)
     strategy = STRATEGY.create(
         AaveV3Config(addresses_provider=devnet.info.aave_v3.addresses_provider),
         StrategyContext(devnet.info.chain_id, keeper))
@@ -193,23 +182,23 @@ async def test_v30_randomized_actions_keep_parity_and_predict_liquidations(
             amount = int(Decimal(rng.choice([50, 400, 3000])) / SPECS[symbol].usd_price * unit)
             went = False
             if action == "supply":
-                _send(devnet, token.functions.mint(user, amount), user)
-                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
-                went = _send(devnet, pool.functions.supply(token.address, amount, user, 0), user)
+                send_as(devnet, token.functions.mint(user, amount), user)
+                send_as(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                went = send_as(devnet, pool.functions.supply(token.address, amount, user, 0), user)
             elif action == "borrow":  # variable or stable (where the reserve allows it)
-                went = _send(devnet, pool.functions.borrow(
+                went = send_as(devnet, pool.functions.borrow(
                     token.address, amount, rng.choice([1, 2]), 0, user), user)
             elif action == "repay":
-                _send(devnet, token.functions.mint(user, amount), user)
-                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                send_as(devnet, token.functions.mint(user, amount), user)
+                send_as(devnet, token.functions.approve(pool.address, MAX_UINT), user)
                 size = MAX_UINT if rng.random() < 0.3 else amount
-                went = _send(devnet, pool.functions.repay(
+                went = send_as(devnet, pool.functions.repay(
                     token.address, size, rng.choice([1, 2]), user), user)
             elif action == "withdraw":
                 size = MAX_UINT if rng.random() < 0.3 else amount
-                went = _send(devnet, pool.functions.withdraw(token.address, size, user), user)
+                went = send_as(devnet, pool.functions.withdraw(token.address, size, user), user)
             elif action == "emode":
-                went = _send(devnet, pool.functions.setUserEMode(rng.choice([0, 1])), user)
+                went = send_as(devnet, pool.functions.setUserEMode(rng.choice([0, 1])), user)
             elif action == "time":
                 devnet.rpc("evm_increaseTime", rng.choice([60, HOUR, 7 * DAY]))
                 devnet.rpc("evm_mine")

@@ -38,7 +38,6 @@ from web3.exceptions import ContractLogicError
 from keeper.chain.http import HttpRpc
 from keeper.devnet.aave_origin_artifacts import pool_artifact
 from keeper.devnet.aave_origin_seed import population_plans
-from keeper.devnet.deployer import Deployer, rpc
 from keeper.devnet.info import AaveV36Info
 from keeper.devnet.tokens import mintable_erc20, post_price
 from keeper.dex.uniswap_v2 import PairBook
@@ -53,7 +52,7 @@ from strategies.aave_v3.math_lib import AaveMathError
 from strategies.aave_v3.math_v36 import LiquidationRevert
 from strategies.aave_v3.rules import RuleSet
 from tests.conftest import Devnet
-from tests.integration.aave_outcomes import Outcome, Predict, check_outcomes, traced_call
+from tests.integration.aave_outcomes import Outcome, Predict, check_outcomes, send_as, traced_call
 from tests.integration.helpers import MAX_UINT, SPECS, WAD, contract, liquidator
 
 ACCOUNT_DATA = "0x" + function_signature_to_4byte_selector("getUserAccountData(address)").hex()
@@ -117,16 +116,6 @@ def _token(devnet: Devnet, symbol: str) -> Contract:
     return contract(devnet, mintable_erc20(), _v36(devnet).tokens[symbol].address)
 
 
-def _send(devnet: Devnet, fn: Any, sender: str) -> bool:
-    """Send as `sender` (impersonated); False if it reverts (a random action may)."""
-    rpc(devnet.w3, "anvil_impersonateAccount", sender)
-    try:
-        Deployer(devnet.w3, Web3.to_checksum_address(sender)).send(fn)
-    except Exception:
-        return False
-    return True
-
-
 def _adapter(devnet: Devnet) -> Contract:
     from keeper.devnet.tokens import devnet_contracts  # noqa: PLC0415
 
@@ -158,7 +147,7 @@ async def test_v36_discovery_and_parity_over_time_and_prices(devnet: Devnet) -> 
                    * Decimal("0.83"), deployer)
         await check_parity(client, devnet, devnet.w3.eth.block_number)
         # The adapter's ratio falls 7 % without any log; parity holds on the new price.
-        _send(devnet, _adapter(devnet).functions.setRatio(111 * 10**16, 0), deployer)
+        send_as(devnet, _adapter(devnet).functions.setRatio(111 * 10**16, 0), deployer)
         await check_parity(client, devnet, mine(devnet, 60))
 
 
@@ -202,7 +191,7 @@ async def _liquidate_one(devnet: Devnet, client: HttpRpc, book: PositionBook,
     # the liquidator holds and has approved every token (the test's start): nothing is mined
     # between the head read above and this block, whose time `now` must follow the head's
     devnet.rpc("evm_setNextBlockTimestamp", now)
-    return _send(devnet, _pool(devnet).functions.liquidationCall(
+    return send_as(devnet, _pool(devnet).functions.liquidationCall(
         Web3.to_checksum_address(pair.collateral.asset),
         Web3.to_checksum_address(pair.debt.asset),
         Web3.to_checksum_address(pair.account.user), size, False), keeper)
@@ -301,8 +290,8 @@ async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Dev
         checks: Counter[str] = Counter()
         keeper = liquidator(devnet)
         for symbol in info.tokens:  # the liquidator pays for any size the checks try
-            _send(devnet, _token(devnet, symbol).functions.mint(keeper, 10**30), keeper)
-            _send(devnet, _token(devnet, symbol).functions.approve(pool.address, MAX_UINT),
+            send_as(devnet, _token(devnet, symbol).functions.mint(keeper, 10**30), keeper)
+            send_as(devnet, _token(devnet, symbol).functions.approve(pool.address, MAX_UINT),
                   keeper)
         for step in range(48):
             user = rng.choice(users)
@@ -318,22 +307,22 @@ async def test_v36_randomized_actions_keep_parity_and_the_book_exact(devnet: Dev
                 done += went
                 kinds[action] += went
             elif action == "supply":
-                _send(devnet, token.functions.mint(user, amount), user)
-                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
-                done += _send(devnet, pool.functions.supply(token.address, amount, user, 0), user)
+                send_as(devnet, token.functions.mint(user, amount), user)
+                send_as(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                done += send_as(devnet, pool.functions.supply(token.address, amount, user, 0), user)
             elif action == "borrow":
-                done += _send(devnet, pool.functions.borrow(token.address, amount, 2, 0, user),
+                done += send_as(devnet, pool.functions.borrow(token.address, amount, 2, 0, user),
                               user)
             elif action == "repay":
-                _send(devnet, token.functions.mint(user, amount), user)
-                _send(devnet, token.functions.approve(pool.address, MAX_UINT), user)
+                send_as(devnet, token.functions.mint(user, amount), user)
+                send_as(devnet, token.functions.approve(pool.address, MAX_UINT), user)
                 size = MAX_UINT if rng.random() < 0.3 else amount
-                done += _send(devnet, pool.functions.repay(token.address, size, 2, user), user)
+                done += send_as(devnet, pool.functions.repay(token.address, size, 2, user), user)
             elif action == "withdraw":
                 size = MAX_UINT if rng.random() < 0.3 else amount
-                done += _send(devnet, pool.functions.withdraw(token.address, size, user), user)
+                done += send_as(devnet, pool.functions.withdraw(token.address, size, user), user)
             elif action == "emode":
-                done += _send(devnet, pool.functions.setUserEMode(rng.choice([0, 1, 2])), user)
+                done += send_as(devnet, pool.functions.setUserEMode(rng.choice([0, 1, 2])), user)
             elif action == "time":
                 mine(devnet, rng.choice([60, HOUR, 7 * DAY]))
             else:
@@ -415,15 +404,15 @@ async def test_v36_predicted_liquidations_equal_the_pool(devnet: Devnet) -> None
     keeper = liquidator(devnet)
     for symbol in ("WETH", "WBTC", "USDC", "DAI"):
         token = _token(devnet, symbol)
-        _send(devnet, token.functions.mint(keeper, 10**30), keeper)
-        _send(devnet, token.functions.approve(pool.address, MAX_UINT), keeper)
+        send_as(devnet, token.functions.mint(keeper, 10**30), keeper)
+        send_as(devnet, token.functions.approve(pool.address, MAX_UINT), keeper)
     # A crash: WETH -25 %, WBTC -20 %, and the WSTETH ratio -15 % (silent).
     deployer = devnet.info.accounts.deployer
     post_price(w3, devnet.info.feeds["WETH"], SPECS["WETH"].usd_price * Decimal("0.75"),
                deployer)
     post_price(w3, devnet.info.feeds["WBTC"], SPECS["WBTC"].usd_price * Decimal("0.80"),
                deployer)
-    _send(devnet, _adapter(devnet).functions.setRatio(102 * 10**16, 0), deployer)
+    send_as(devnet, _adapter(devnet).functions.setRatio(102 * 10**16, 0), deployer)
     mine(devnet, 5 * HOUR)  # past the WBTC grace period of the deploy
     checked = reverted = deficits = small = 0
     async with HttpRpc(devnet.info.rpc_url) as client:
