@@ -32,6 +32,7 @@ from keeper.execution.executor import Executor
 from keeper.execution.flash_route import FlashRoute
 from keeper.execution.intents import IntentBuilder
 from keeper.execution.outcomes import DEFAULT_KEEP, OutcomeLog
+from keeper.execution.volley import Volley
 from keeper.loop import drive
 from keeper.monitor import Monitor
 from keeper.prepared import DEFAULT_LEVELS, FeedRule, PreparedLiquidations
@@ -109,6 +110,13 @@ class Keeper:
     @property
     def inflight(self) -> int:
         return self.dispatcher.inflight if self.dispatcher is not None else 0
+
+    @property
+    def volley(self) -> Volley | None:
+        """The executor's racing send path (None: observing only, or sending bundles)."""
+        executor = self.dispatcher.executor if self.dispatcher is not None else None
+        volley = getattr(executor, "volley", None)
+        return volley if isinstance(volley, Volley) else None
 
     @property
     def outcomes(self) -> OutcomeLog:

@@ -92,6 +92,8 @@ class DevnetChain:
         self.clock = clock
         self.step_seconds = step_seconds  # chain time a step stands for (Maker's auctions)
         self.sender = keeper.executor.address if keeper.executor is not None else None
+        if keeper.volley is not None:  # so that the same inputs give the same sends
+            keeper.volley.hold_learned = True
 
     async def mine(self) -> int:
         return await self.clock.mine(self.rpc)
@@ -186,13 +188,19 @@ class DevnetChain:
         return len(await pool_hashes(self.rpc, self.sender))
 
     async def caught_up(self) -> bool:
-        """Until every liquidation in flight has its transaction in the pool, or has ended
-        (False after `SETTLE_SECONDS`: the block is then mined without the late ones)."""
+        """Until every liquidation in flight has its transaction in the pool, or has ended,
+        and the simulations judging them have answered, what they taught applied
+        (`Volley.settled`, `hold_learned`); False after `SETTLE_SECONDS`: the block is then
+        mined without the late ones."""
         deadline = time.monotonic() + SETTLE_SECONDS
-        while self.keeper.inflight > await self.keeper_pool():
+        volley = self.keeper.volley
+        while self.keeper.inflight > await self.keeper_pool() or (
+                volley is not None and not volley.settled):
             if time.monotonic() > deadline:
                 return False
             await asyncio.sleep(0.005)
+        if volley is not None:
+            volley.apply_learned()
         return True
 
 

@@ -41,7 +41,8 @@ from keeper.execution.races import outlived, touched, winner
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Presigned, Sender, SendRefused
-from keeper.execution.volley import Follow, Turns, Volley, gas_limit, with_members
+from keeper.execution.turns import Turns
+from keeper.execution.volley import Follow, Volley, gas_limit, with_members
 from keeper.types import Outcome, TxIntent
 
 __all__ = ["Executor", "Simulate"]

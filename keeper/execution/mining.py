@@ -138,6 +138,15 @@ class MiningWatch:
         to the sender), which frees the nonce for the sends behind it. Raises TimeoutError
         after `timeout` seconds with neither.
         """
+        try:
+            return await self._poll(pending, sign, worth, cancel)
+        finally:  # mined or lost: nothing is left to withdraw (a replay waits on the flag)
+            pending.withdraw = False
+
+    async def _poll(
+        self, pending: Pending, sign: Signer | None, worth: Callable[[], bool] | None,
+        cancel: Signer | None,
+    ) -> Mined:
         deadline = time.monotonic() + self.timeout
         next_check = time.monotonic() + self.check_every
         while True:
@@ -151,8 +160,10 @@ class MiningWatch:
                 raise TimeoutError(f"no receipt for {pending.hashes[-1]} after "
                                    f"{self.timeout:.0f} s")
             if pending.withdraw and cancel is not None:
-                pending.withdraw = False
-                await self._withdraw(pending, cancel)
+                try:
+                    await self._withdraw(pending, cancel)
+                finally:  # cleared once the no-op is in the pool, not before
+                    pending.withdraw = False
             if now >= next_check:
                 next_check = now + self.check_every
                 if await self._check(pending, sign, worth, cancel):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,38 +114,6 @@ def _failed(simulation: asyncio.Task[int] | None) -> str | None:
     return error.message if isinstance(error, RpcError) else None
 
 
-class Turns:
-    """Tickets in call order; a ticket's turn comes when every earlier one is done."""
-
-    def __init__(self) -> None:
-        self._tickets = itertools.count()
-        self._turn = 0  # the lowest ticket not yet done
-        self._finished: set[int] = set()  # done out of order: only tickets above the turn
-        self._moved = asyncio.Event()
-
-    def take(self) -> int:
-        return next(self._tickets)
-
-    def ready(self, ticket: int) -> bool:
-        """Every earlier ticket is done: `wait(ticket)` would not wait."""
-        return self._turn >= ticket
-
-    async def wait(self, ticket: int) -> None:
-        while self._turn < ticket:
-            await self._moved.wait()
-
-    def done(self, ticket: int) -> None:
-        """Ticket `ticket` was broadcast (or will never be): later ones may go."""
-        if ticket < self._turn or ticket in self._finished:
-            return
-        self._finished.add(ticket)
-        while self._turn in self._finished:
-            self._finished.discard(self._turn)
-            self._turn += 1
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()  # wakes every waiter; each checks the turn again on the new event
-
-
 @dataclasses.dataclass
 class _Shot:
     """One intent of a volley on its way: index, log context, simulation (None: not yet)."""
@@ -164,6 +131,25 @@ class Volley:
         self.estimates: dict[tuple[str, str, int], int] = {}  # the largest seen, by `shape`
         self.failed_after_send = 0  # simulations that failed once their send had left
         self.staleness = Staleness()  # the dispatcher's: a send valued too long ago stays
+        self._judging: set[asyncio.Future[None]] = set()  # simulations judged after sends
+        self._withdrawing: list[Pending] = []  # sends to withdraw whose no-op is not out
+        # A replay holds what simulations teach until its block is settled: applied as they
+        # answer, they would change a later wave's gas limit (so its hash) by timing alone.
+        self.hold_learned = False
+        self._learned: dict[tuple[str, str, int], int] = {}
+
+    @property
+    def settled(self) -> bool:
+        """Every sent transaction's simulation has answered, and every withdrawal it asked
+        for is in the pool (a replay steps on only then: what they teach changes sends)."""
+        self._withdrawing = [p for p in self._withdrawing if p.withdraw]
+        return not self._judging and not self._withdrawing
+
+    def apply_learned(self) -> None:
+        """What simulations taught while `hold_learned`, now used for later sends."""
+        for kind, estimate in self._learned.items():
+            self.estimates[kind] = max(self.estimates.get(kind, 0), estimate)
+        self._learned.clear()
 
     async def launch(self, intents: Sequence[TxIntent], base_fee: int,
                      presigned: Mapping[str, Presigned] | None = None) -> list[Follow]:
@@ -368,6 +354,8 @@ class Volley:
         intent = dataclasses.replace(shot.intent, gas_limit=sent.gas_limit)
         opp = intent.opportunity
         judged = asyncio.ensure_future(self._judge(intent, shot.simulation, shot.bound, sent))
+        self._judging.add(judged)
+        judged.add_done_callback(self._judging.discard)
         try:
             outcome = await self._x.confirm(intent, sent, shot.bound)
             await judged
@@ -392,9 +380,11 @@ class Volley:
             self.failed_after_send += 1
             bound.warning("simulation failed after the send", reason=exc.message)
             sent.withdraw = True  # the mining watch cancels it if it is not mined yet
+            self._withdrawing.append(sent)
             return
         except Exception as exc:  # the node did not answer it: nothing to learn
             bound.info("simulation not answered", reason=str(exc))
             return
-        if estimate > self.estimates.get(shape(intent), 0):
-            self.estimates[shape(intent)] = estimate
+        kind = shape(intent)
+        if estimate > max(self.estimates.get(kind, 0), self._learned.get(kind, 0)):
+            (self._learned if self.hold_learned else self.estimates)[kind] = estimate
