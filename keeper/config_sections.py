@@ -232,7 +232,8 @@ class ExecutionConfig(Section):
     prepared_levels: int = Field(default=8, ge=0, le=32)
     send_deadline_blocks: Decimal = Field(default=Decimal("0.95"), ge=0)
     """A public send valued at a head is not issued later than this many block times
-    (`chain.block_time_seconds`) after the head was heard: the next block is most likely
+    (`chain.block_time_seconds`) after the head was sealed (read from when it was heard
+    and from the chain's rhythm, keeper/execution/staleness.py): the next block is most likely
     mined without it, and it would land behind what that block posted, unheard (a feed's
     rise). It is left to the next step's ranking. 0: no deadline. Bundles have none."""
     submitter: Literal["public", "bundle"] = "public"

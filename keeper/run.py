@@ -199,16 +199,16 @@ async def keeper_from_config(
         if executor is not None and flash_executor is not None:
             flash = await flash_route(executor, flash_executor, dex, quote, exits)
         ws = WsSubscriptions(config.chain.ws_url) if config.chain.ws_url is not None else None
+        block_time = config.chain.block_time_seconds
         keeper = assemble(
             chain, strategies, dex, quote_token=quote,
             min_profit=int(execution.min_profit_quote * 10**decimals),
             priority_fee=priority_fee, executor=executor, live=live, flash=flash,
-            batch_max=execution.batch_max, monitor=monitor, ws=ws,
+            batch_max=execution.batch_max, monitor=monitor, ws=ws, block_time=block_time,
             keep_outcomes=keep_outcomes, bids=bid_policy(config), exits=exits, replica=replica,
             feed_rules={f.address: FeedRule(f.deviation_bps, f.heartbeat_seconds)
-                        for f in execution.feeds},
-            prepared_levels=execution.prepared_levels, send_deadline=float(
-                execution.send_deadline_blocks) * config.chain.block_time_seconds or None)
+                        for f in execution.feeds}, prepared_levels=execution.prepared_levels,
+            send_deadline=float(execution.send_deadline_blocks) * block_time or None)
         return keeper, fork
     except BaseException:
         if journal is not None:

@@ -140,6 +140,7 @@ def assemble(
     bids: BidPolicy | None = None, exits: Venue | None = None,
     feed_rules: Mapping[str, FeedRule] | None = None, prepared_levels: int = DEFAULT_LEVELS,
     replica: Replication | None = None, send_deadline: float | None = None,
+    block_time: float | None = None,
 ) -> Keeper:
     """The stages connected. With `executor`, `live` must be the `LivePositions` the
     executor was built with (its `still_there`). `exits`: where ranking prices and routes
@@ -147,8 +148,9 @@ def assemble(
     when each price feed posts; with them (and an executor), liquidations are prepared for
     the feeds' next answers, `prepared_levels` thresholds each way (keeper/prepared.py).
     `replica`: this keeper is one replica of its account (`[ha]`): it sends only as leader.
-    `send_deadline`: seconds after a head was heard past which a public send valued at it
-    is not issued (keeper/execution/staleness.py); None: no deadline."""
+    `send_deadline`: seconds after a head was sealed past which a public send valued at it
+    is not issued (keeper/execution/staleness.py; `block_time`: the chain's, from whose
+    rhythm the seal is read); None: no deadline."""
     dispatcher: Dispatcher | None = None
     if bids is not None and flash is not None and getattr(executor, "bundles", None):
         # Bundles through the flash executor: the bid is paid to block.coinbase.
@@ -161,6 +163,7 @@ def assemble(
                                 outcomes=OutcomeLog(keep_outcomes), gate=replica)
         if not getattr(executor, "bundles", None):  # a builder drops what would revert
             dispatcher.staleness.deadline = send_deadline
+            dispatcher.staleness.block_time = block_time
     engine = Engine(chain, strategies, exits or dex, dispatcher, quote_token=quote_token,
                     min_profit=min_profit, priority_fee=priority_fee, monitor=monitor,
                     bids=bids)

@@ -14,12 +14,19 @@ of it revert although nothing of ours or of a rival touched the account:
   after the block holding a feed's rise was sealed, before its log arrived.
 
 The second is judged by the clock: a head's next block is due a block time after the head
-was first heard, and a send valued at that head is not issued more than `deadline`
-seconds after it (`execution.send_deadline_blocks` x `chain.block_time_seconds`, by
-default 0.95 of a block time). What is not sent is
-left to the next step's ranking, which values it on the newer block: it would have landed
-in that block's successor anyway. Bundles do not use the clock: a builder drops a bundle
-that reverts and a bundle names its blocks.
+was sealed, and a send valued at that head is not issued more than `deadline` seconds
+after it (`execution.send_deadline_blocks` x `chain.block_time_seconds`, by default 0.95
+of a block time). When the head was sealed is read from when it was first heard, and,
+since a loop busy with a crash block hears the next head late (alone in a one-second
+devnet crash, the last revert left was a send issued after the next block's seal but
+within 0.95 s of hearing its head), from the chain's rhythm: block n is sealed at the
+latest `block_time` x (n - m) after any recent head m was heard. A reading more than half
+a block time before head n itself was heard is not taken (a chain without a rhythm, e.g.
+one mining as transactions arrive after a quiet spell, must not cut sends short).
+
+What is not sent is left to the next step's ranking, which values it on the newer block:
+it would have landed in that block's successor anyway. Bundles do not use the clock: a
+builder drops a bundle that reverts and a bundle names its blocks.
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ from __future__ import annotations
 import time
 
 HEARD_KEPT = 64  # heads whose arrival time is kept
+RHYTHM_HEADS = 8  # the recent heads a seal time is read from (few: clocks drift)
+EARLIEST_SEAL = 0.5  # block times before it was heard that a head can be taken as sealed
 
 
 class Staleness:
     """What the dispatcher and the volley ask before a send leaves (see the docstring)."""
 
-    def __init__(self, deadline: float | None = None) -> None:
-        self.deadline = deadline  # seconds after a head was heard; None: no deadline
+    def __init__(self, deadline: float | None = None, block_time: float | None = None) -> None:
+        self.deadline = deadline  # seconds after a head was sealed; None: no deadline
+        self.block_time = block_time  # None: a head is taken as sealed when heard
         self.rose_at = 0  # the last block in which a feed posted a higher answer
         self._heard: dict[int, float] = {}  # head -> time.perf_counter() first heard
 
@@ -57,7 +67,17 @@ class Staleness:
         if block < self.rose_at:
             return "price rose since valued"
         if clock and self.deadline is not None:
-            heard = self._heard.get(block)
-            if heard is not None and time.perf_counter() - heard > self.deadline:
+            sealed = self.sealed(block)
+            if sealed is not None and time.perf_counter() - sealed > self.deadline:
                 return "next block due since valued"
         return None
+
+    def sealed(self, block: int) -> float | None:
+        """When head `block` was most likely sealed (`time.perf_counter()`), None if it was
+        never heard: see the module docstring."""
+        heard = self._heard.get(block)
+        if heard is None or self.block_time is None:
+            return heard
+        earliest = heard - EARLIEST_SEAL * self.block_time
+        return min([heard, *(due for n, t in self._heard.items() if block - RHYTHM_HEADS <= n
+                             if (due := t + (block - n) * self.block_time) >= earliest)])

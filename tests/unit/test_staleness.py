@@ -40,3 +40,29 @@ def test_only_the_latest_heads_are_kept() -> None:
         staleness.heard_head(number, at=old)
     assert staleness.stale(0) is None  # forgotten: no deadline known
     assert staleness.stale(HEARD_KEPT + 9) == "next block due since valued"
+
+
+def test_a_head_heard_late_counts_from_its_seal_read_from_the_chain_rhythm() -> None:
+    staleness = Staleness(deadline=0.95, block_time=1.0)
+    now = time.perf_counter()
+    start = now - 6.96  # head 6 sealed 0.96 s ago: its successor is due
+    for number in range(1, 6):  # heard on time, one a second
+        staleness.heard_head(number, at=start + number - 0.01)
+    staleness.heard_head(6, at=now - 0.66)  # heard 0.3 s late: the loop was busy
+    assert staleness.sealed(6) == start + 5 - 0.01 + 1.0
+    assert staleness.stale(6) == "next block due since valued"
+    assert Staleness(deadline=0.95).stale(6) is None  # by hearing alone it would still go
+
+
+def test_a_chain_without_a_rhythm_is_taken_as_sealed_when_heard() -> None:
+    staleness = Staleness(deadline=0.95, block_time=1.0)
+    now = time.perf_counter()
+    staleness.heard_head(1, at=now - 30)  # a quiet spell, then blocks as sends arrive
+    staleness.heard_head(2, at=now - 0.5)
+    staleness.heard_head(3, at=now - 0.4)  # faster than the block time: no earlier seal
+    assert staleness.sealed(2) == now - 0.5 and staleness.sealed(3) == now - 0.4
+    assert staleness.stale(2) is None and staleness.stale(3) is None
+    slow = Staleness(deadline=0.95, block_time=1.0)  # blocks every 3 s, 1 s configured
+    slow.heard_head(1, at=now - 3.5)
+    slow.heard_head(2, at=now - 0.5)  # the rhythm would say 2.5 s earlier: not taken
+    assert slow.sealed(2) == now - 0.5 and slow.stale(2) is None
