@@ -5,7 +5,8 @@ threshold since the last one (or a heartbeat passed). Neither is readable on cha
 are per-feed configuration (`[[execution.feeds]]`; the devnet publishes its own in
 devnet.json). So the next answer of a feed is, most of the time, at least one threshold
 away from the current one, up or down. After each step, for every feed with a rule and
-for `levels` answers on each side (1, 2, ... `levels` thresholds away), the keeper asks
+for answers on each side 1, 1.25, 1.5, 1.75, 2, 3, ... `levels` thresholds away
+(`level_quarters`: finer where most answers land), the keeper asks
 the strategies which positions that answer would open (`Foreseeing.candidates_if`),
 sizes them within the capital on hand (one read for all), and ranks them as the engine
 would. When the feed's `AnswerUpdated` log arrives (over the WebSocket, before the block
@@ -47,6 +48,7 @@ TOPIC_ANSWER_UPDATED = "0x0559884fd3a460db3073b7fc896cc77986f16e378210ded4318617
 BPS = 10_000
 _ADDRESS_WORD = "0x" + "00" * 12  # an indexed address is a word with 12 leading zero bytes
 DEFAULT_LEVELS = 8
+QUARTERS = 4  # levels between the first and the second threshold: a quarter apart
 # Valuations per candidate when sizing a prepared liquidation: the fewest the size search
 # takes (the step's own ranking uses more). Preparing runs every step, for every level.
 PREPARE_BUDGET = LADDER_STEPS + 5
@@ -120,6 +122,9 @@ class PreparedLiquidations:
         # Accounts named by a log of a step applied after that head (a liquidation, ours
         # or a rival's, a repay): the levels do not know what happened to them.
         self._touched: set[str] = set()
+        # A step with logs was applied after that head while no preparation ran (sends were
+        # in flight): the next one values anew, even after a step without logs.
+        self._moved = False
         self._ready: dict[str, list[Level]] = {}  # by feed, shallowest first per direction
         self._posted: dict[str, tuple[int, int]] = {}  # by feed: (block, answer) heard last
         self._spent: list[list[Level]] = []  # fired feeds' levels, freed by the next prepare
@@ -167,7 +172,8 @@ class PreparedLiquidations:
         # (every first send of a fired level was signed on the spot, ~1 ms).
         dispatcher.base_fee = self.engine.next_base_fee
         at = self._at
-        if not changed and at is not None and 0 <= head.number - at.number < REUSE_BLOCKS:
+        if not changed and not self._moved and at is not None and \
+                0 <= head.number - at.number < REUSE_BLOCKS:
             # Kept; their signatures are for a nonce and a base fee: sign again if those moved.
             self._ready = await self._arm(self._ready, abandon, stale_only=True)
             return
@@ -179,8 +185,8 @@ class PreparedLiquidations:
                 if rule is None or current <= 0:
                     continue
                 for direction in (-1, 1):
-                    answers = [current * (BPS + direction * k * rule.deviation_bps) // BPS
-                               for k in range(1, self.levels + 1)]
+                    answers = [current * (QUARTERS * BPS + direction * q * rule.deviation_bps)
+                               // (QUARTERS * BPS) for q in level_quarters(self.levels)]
                     answers = [a for a in answers if a > 0]
                     if abandon():
                         return
@@ -215,7 +221,7 @@ class PreparedLiquidations:
                         ready.setdefault(feed, []).append(
                             Level(feed, answer, direction, tuple(held)))
         armed_at = time.perf_counter()
-        self._ready, self._at, self._touched = ready, head, set()
+        self._ready, self._at, self._touched, self._moved = ready, head, set(), False
         self._ready = await self._arm(ready, abandon)
         elapsed = time.perf_counter() - started
         stats = self.stats
@@ -277,6 +283,7 @@ class PreparedLiquidations:
         at = self._at
         if at is None or step.trial or step.head.number <= at.number:
             return
+        self._moved = self._moved or bool(step.events)
         for event in step.events:
             for topic in event.topics[1:]:
                 if topic.startswith(_ADDRESS_WORD):
@@ -357,6 +364,18 @@ class PreparedLiquidations:
              for f, a in strategy.feed_answers().items() if f.lower() == feed), None)
         if current is not None and answer > current:
             dispatcher.price_rose(block)
+
+
+def level_quarters(levels: int) -> list[int]:
+    """How far each prepared answer is from the current one, in quarters of the feed's
+    deviation threshold: a quarter apart from one threshold to two (a feed posts once the
+    price crossed its threshold, so most answers land there: one at 1.5 thresholds reached
+    only the 1-threshold level, and whatever opened between waited to be valued, ~20 ms
+    behind a hint in the auction benchmark), then one threshold apart up to `levels`."""
+    if levels <= 0:
+        return []
+    fine = range(QUARTERS, 2 * QUARTERS) if levels > 1 else range(QUARTERS, QUARTERS + 1)
+    return [*fine, *(QUARTERS * k for k in range(2, levels + 1))]
 
 
 def _by_side(

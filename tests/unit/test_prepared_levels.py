@@ -18,6 +18,7 @@ from keeper.prepared import (
     Level,
     PreparedLiquidations,
     _by_side,
+    level_quarters,
 )
 from keeper.types import BlockRef, ChainStep, Event, Opportunity
 
@@ -31,6 +32,7 @@ class Recorder:
         self.sent: list[tuple[Opportunity, ...]] = []
         self.armed: list[object] = []  # the `armed` each dispatch was handed
         self.rises: list[int] = []  # the blocks `price_rose` was told
+        self.gate = None  # no [ha]: this keeper sends
 
     def price_rose(self, block: int) -> None:
         self.rises.append(block)
@@ -132,6 +134,55 @@ def test_answers_are_ordered_from_the_nearest() -> None:
     wanted: dict[tuple[str, int, int], list[object]] = {
         (FEED, -1, 97): [], (FEED, -1, 99): [], (FEED, 1, 103): [], (FEED, 1, 101): []}
     assert _by_side(wanted) == {(FEED, -1): [99, 97], (FEED, 1): [101, 103]}
+
+
+class Asked(Books):
+    """A `Foreseeing` strategy that records the answers a preparation asks about."""
+
+    answer = 1_000_000
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def candidates_if(self, head: BlockRef, feed: str, answers: list[int]) -> list[list[object]]:
+        self.asked += answers
+        return [[] for _ in answers]
+
+
+def test_levels_are_a_quarter_threshold_apart_up_to_two_thresholds() -> None:
+    assert level_quarters(8) == [4, 5, 6, 7, 8, 12, 16, 20, 24, 28, 32]
+    assert level_quarters(1) == [4] and level_quarters(0) == []
+    books = Asked()
+    engine = EngineStub()
+    engine.capabilities = Capabilities(foreseeing=(books,))
+    lane = PreparedLiquidations(cast(Engine, engine), {FEED: FeedRule(100)}, levels=3,
+                                presign=0)
+    asyncio.run(lane.prepare(_head(10)))
+    # A 1 % threshold: 1, 1.25, 1.5, 1.75, 2 and 3 % down, then the same up.
+    assert books.asked == [990_000, 987_500, 985_000, 982_500, 980_000, 970_000,
+                           1_010_000, 1_012_500, 1_015_000, 1_017_500, 1_020_000, 1_030_000]
+
+
+def test_a_step_with_logs_applied_while_no_preparation_ran_is_valued_anew() -> None:
+    """Levels are kept over a step without logs, but not once a step with logs was applied
+    since they were prepared (its own preparation skipped: sends were in flight)."""
+    books = Asked()
+    engine = EngineStub()
+    engine.capabilities = Capabilities(foreseeing=(books,))
+    lane = PreparedLiquidations(cast(Engine, engine), {FEED: FeedRule(100)}, levels=1,
+                                presign=0)
+    asyncio.run(lane.prepare(_head(10)))
+    asked = len(books.asked)
+    asyncio.run(lane.prepare(_head(11), changed=False))  # nothing happened: kept
+    assert len(books.asked) == asked
+    event = Event(address="0x" + "ee" * 20, topics=("0x" + "11" * 32,), data="0x",
+                  block_number=12, block_hash="0x" + "22" * 32,
+                  transaction_hash="0x" + "33" * 32, transaction_index=0, log_index=0)
+    lane.applied(ChainStep(_head(12), ((_head(12), (event,)),)))  # not prepared after it
+    asyncio.run(lane.prepare(_head(13), changed=False))
+    assert len(books.asked) == 2 * asked
+    asyncio.run(lane.prepare(_head(14), changed=False))  # prepared since: kept again
+    assert len(books.asked) == 2 * asked
 
 
 def test_an_account_our_own_liquidation_touched_since_is_not_sent_again() -> None:
