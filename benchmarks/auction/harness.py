@@ -16,6 +16,7 @@ read side by side with the least any bot can do, both by the builder's clock.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -202,6 +203,11 @@ async def _judge(chain: Rpc, scene: _Scene, first: int, last: int, *, posted: li
     timed = latencies(arrivals, [(p.tx_hash, p.origin) for p in posted
                                  if p.origin in ("hint", "pool")], signers)
     (workdir / "arrivals.json").write_text(json.dumps(arrivals))
+    # Who took each account first and every bot's revert, to explain the losses afterwards
+    # with the bots' logs and journals (the chain is gone once the run ends).
+    (workdir / "verdict.json").write_text(json.dumps({
+        "liquidations": [dataclasses.asdict(x) for x in judged.liquidations],
+        "reverts": [dataclasses.asdict(x) for x in judged.reverts]}))
     # The builder's reports of its last 64 blocks: why each bundle was dropped or included.
     (workdir / "blocks.json").write_text(json.dumps(await chain.call("builder_blocks")))
     return AuctionResult(scene.mode, scene.options, judged, paid, gained, timed, landed, posted,
