@@ -47,6 +47,7 @@ from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
 from keeper.execution.builders import BuilderClient
+from keeper.execution.bundles_chain import OwnChain
 from keeper.execution.bundles_journal import BundleBook
 from keeper.execution.bundles_launch import BundleLauncher
 from keeper.execution.bundles_presign import presign_on_lanes
@@ -96,6 +97,7 @@ class BundleSubmitter(BundleLauncher):
                 executor.chain, account, executor.journal, executor.fees,
                 type(executor.nonces)(account.address.lower()))))
         self.lanes = Lanes(lanes)
+        self.chain = OwnChain(self.lanes.lanes[0], executor.chain, self.book, self.send)
         self._ours = {lane.address for lane in self.lanes}
         self.head = 0
         self.signed_ahead = self.signed_now = 0

@@ -24,11 +24,12 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
+from keeper.execution.bundles_chain import OwnChain
 from keeper.execution.bundles_journal import BundleBook, BundledTx
 from keeper.execution.bundles_presign import LanePresigned, bundle_call, usable
 from keeper.execution.bundles_send import Backrun, BundleSender, Live
 from keeper.execution.executor import Executor
-from keeper.execution.journal import Signed
+from keeper.execution.journal import Journal, Signed
 from keeper.execution.lanes import Lanes
 from keeper.execution.sender import Presigned
 from keeper.execution.volley import Follow, done, with_members
@@ -48,6 +49,7 @@ class BundleLauncher:
 
     executor: Executor
     lanes: Lanes
+    chain: OwnChain  # lane 0's transactions in plain bundles, which later ones join
     book: BundleBook
     send: BundleSender
     blocks: int
@@ -90,9 +92,10 @@ class BundleLauncher:
         sending: list[asyncio.Task[None]] = []
         group: list[Live] = []
         # Paid from the account's tokens, they all need lane 0: one bundle from it (alone,
-        # a later nonce's bundle could not land before an earlier one's).
-        own: list[Live] | None = [] if backrun is None and sum(
-            i.spender is not None for i in intents) > 1 else None
+        # a later nonce's bundle could not land before an earlier one's), holding lane 0's
+        # chain of earlier dispatches' too (bundles_chain.py).
+        own: list[Live] | None = [] if backrun is None and any(
+            i.spender is not None for i in intents) else None
         out = 0  # group[:out] has left, behind the backrun
         step = 0  # intents[:step] are prepared (or refused)
         try:
@@ -125,11 +128,11 @@ class BundleLauncher:
                     continue
                 bundle = own if backrun is None else [*self._groups.get(backrun.hash, ()),
                                                       *group]
+                join = {live.tx.tx_hash for live in bundle or ()}
                 try:
                     prepared = await self._prepare(
                         intent, base_fee, backrun, first, ahead=ahead.get(key), spare=spare,
-                        journal=backrun is None, durable=not fast,
-                        join={live.tx.tx_hash for live in bundle or ()})
+                        journal=backrun is None, durable=not fast, join=join)
                 except Exception as exc:  # this one only: those before it are out, followed
                     prepared = self._failed(intent, exc)
                 if isinstance(prepared, Outcome):
@@ -137,6 +140,7 @@ class BundleLauncher:
                     continue
                 if own is not None and intent.spender is not None:
                     own.append(prepared)  # leaves with the others, below
+                    self.chain.add(prepared)  # a dispatch sent meanwhile joins it
                 elif backrun is None:  # its bundle leaves while the next one is signed
                     sending.append(asyncio.ensure_future(self.send.alone(
                         prepared, first, rest_later=True)))
@@ -148,7 +152,7 @@ class BundleLauncher:
                 sending += self._behind(group[out:], backrun, follows, wave=out,
                                         durable=not fast)
             if own:
-                sending.append(asyncio.ensure_future(self.send.together(own, first)))
+                sending.append(asyncio.ensure_future(self.chain.send(own, first)))
         except BaseException:
             for intent, claimed in zip(intents[step:], claims[step:], strict=True):
                 if claimed:  # claimed, never prepared: claimable again
@@ -158,7 +162,7 @@ class BundleLauncher:
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
         if fast and group:
-            self._marked([live for live in group if live.index >= 0])
+            marked(self.executor.journal, [live for live in group if live.index >= 0])
         return follows
 
     def _claim(self, intents: Sequence[TxIntent]) -> list[bool]:
@@ -226,6 +230,9 @@ class BundleLauncher:
         last = new[0].tx.last_block
         earlier = [live for live in self._groups.get(target, ())
                    if live.tx.tx_hash in live.lane.held]
+        if any(live.lane is self.chain.lane for live in new):  # joined lane 0's chain
+            # Its transactions first, in nonce order: the new ones' nonces follow them.
+            earlier = [*(x for x in self.chain.bundle(0) if x not in earlier), *earlier]
         for live in earlier:
             if live.tx.last_block < last:
                 self.book.extend(live.tx.tx_hash, last)
@@ -236,19 +243,6 @@ class BundleLauncher:
         while len(self._groups) > GROUPS_KEPT:
             self._groups.popitem(last=False)
         return union
-
-    def _marked(self, group: Sequence[Live]) -> None:
-        """The group handed to the builders: marked sent, and every record before synced,
-        in one write (a failure leaves each mark to its follower, synced then)."""
-        try:
-            self.executor.journal.mark_sent_all([(live.key, live.tx.tx_hash)
-                                                 for live in group], durable=True)
-        except Exception as exc:
-            log.warning("bundle marks not written; each follower writes its own",
-                        error=f"{type(exc).__name__}: {exc}")
-            return
-        for live in group:
-            live.marked = True
 
     def _failed(self, intent: TxIntent, exc: Exception) -> Outcome:
         """An intent that could not be signed or journaled (nothing of it left the keeper)."""
@@ -300,7 +294,11 @@ class BundleLauncher:
         spender = intent.spender
         lane = self.lanes.take("", own_tokens=spender is not None, spare=spare, join=join,
                                prefer=ahead.signer if isinstance(ahead, LanePresigned) else None)
+        # Lane 0 holding only its chain of plain bundles: a wallet-paid one joins it.
+        lane = self.chain.claim(lane, own_tokens=spender is not None, plain=backrun is None)
         if lane is None:
+            log.debug("no free nonce lane", key=opp.key, own_tokens=spender is not None,
+                      backrun=backrun is not None, lane0=len(self.lanes.lanes[0].held))
             ex.journal.mark_abandoned(opp.key)
             return Outcome(opp.key, "send-failed", reason="every nonce lane holds a bundle")
         reserved = False
@@ -342,3 +340,16 @@ class BundleLauncher:
         return Live(opp.key, opp.strategy, tuple(o.account for o in intent.opportunities),
                     opp.collateral, opp.debt, opp.block, lane, tx, intent.call.to,
                     intent=intent, backrun=backrun, presigned=signed_ahead)
+
+
+def marked(journal: Journal, group: Sequence[Live]) -> None:
+    """The group handed to the builders: marked sent, and every record before synced,
+    in one write (a failure leaves each mark to its follower, synced then)."""
+    try:
+        journal.mark_sent_all([(live.key, live.tx.tx_hash) for live in group], durable=True)
+    except Exception as exc:
+        log.warning("bundle marks not written; each follower writes its own",
+                    error=f"{type(exc).__name__}: {exc}")
+        return
+    for live in group:
+        live.marked = True

@@ -18,7 +18,9 @@ handed out greedily, the candidates worth most first (`max_repay` at the DEX's m
 the quote token: the bonus grows with the repay). `slots` caps how many go wallet-paid: in
 bundle mode a liquidation paid from the account's tokens needs nonce lane 0
 (keeper/execution/lanes.py), which holds one unresolved bundle at a time; a dispatch's
-wallet-paid liquidations all go in one bundle from it, so none while it holds one. And only
+wallet-paid liquidations all go in one bundle from it, which later dispatches' join
+(keeper/execution/bundles_chain.py), so none only while it holds a bundle behind an oracle
+transaction or a flash liquidation. And only
 where the allowance is known to be in place: a first send of a (token, spender) pair
 approves and waits for that approval to be mined, which flash needs none of.
 """
@@ -47,10 +49,11 @@ class WalletTerms:
 
 def wallet_terms(executor: Any) -> WalletTerms:
     """The executor's terms: no cap on the public path (`Capital.reserve` decides), nor in
-    bundle mode while nonce lane 0 is free (they share one bundle from it); none while it
-    holds a bundle. Approved: the pairs `Allowances` knows to be in place."""
+    bundle mode while nonce lane 0 is free or holds only its chain of plain bundles (they
+    join it: keeper/execution/bundles_chain.py); none while it holds anything else.
+    Approved: the pairs `Allowances` knows to be in place."""
     bundles = getattr(executor, "bundles", None)
-    slots = None if bundles is None or bundles.lanes.lanes[0].holder is None else 0
+    slots = None if bundles is None or bundles.chain.open() else 0
     allowances = getattr(executor, "allowances", None)  # None: a stand-in that approves none
     return WalletTerms(slots, lambda token, spender: allowances is not None
                        and allowances.since(token, spender) is not None)

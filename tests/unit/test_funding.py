@@ -85,16 +85,16 @@ def test_what_only_the_wallet_can_pay_is_served_first() -> None:
     assert keys(wallet) == ["s:f30"] and keys(flashed) == ["s:f40", "s:nw"]
 
 
-def test_bundle_mode_pays_from_the_wallet_only_while_lane_0_is_free() -> None:
-    lane0 = SimpleNamespace(holder=None)
+def test_bundle_mode_pays_from_the_wallet_while_lane_0_is_free_or_chained() -> None:
+    lane0_open = [True]  # free, or holding only its chain of plain bundles (joined)
+    chain = SimpleNamespace(open=lambda: lane0_open[0])
     allowances = Allowed({(USDC, SPENDER)})
-    executor = SimpleNamespace(bundles=SimpleNamespace(lanes=SimpleNamespace(lanes=[lane0])),
-                               allowances=allowances)
+    executor = SimpleNamespace(bundles=SimpleNamespace(chain=chain), allowances=allowances)
     public = wallet_terms(SimpleNamespace(allowances=allowances))
     assert public.slots is None  # Capital.reserve decides
     assert public.approved(USDC, SPENDER) and not public.approved(DAI, SPENDER)
     assert wallet_terms(executor).slots is None  # one bundle from lane 0 carries them all
-    lane0.holder = "0x" + "ab" * 32
+    lane0_open[0] = False  # behind a backrun, or a flash liquidation on it
     assert wallet_terms(executor).slots == 0
 
 
