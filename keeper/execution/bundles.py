@@ -12,8 +12,9 @@ follows it:
   in `keeper_races_lost_total`, never by a breaker;
 - **expired**: neither, and the position is still liquidatable at the head: the same
   signed bytes are sent again for the next `blocks` blocks (at most `max_rounds` times,
-  while its max fee still covers the base fee); no longer liquidatable: `lost` to the
-  market; out of rounds: `send-failed` (the opportunity may be claimed again).
+  while its max fee still covers the base fee and its call succeeds on the latest block);
+  no longer liquidatable: `lost` to the market; out of rounds, or reverting as signed:
+  `send-failed` (the opportunity may be claimed again).
 
 Exactly once: the bytes are signed once, journaled with the bundle's last target block
 before any bundle leaves (`BundleBook`), and the last target block is raised on disk
@@ -46,6 +47,8 @@ import structlog
 from eth_account.typed_transactions.typed_transaction import TypedTransaction
 from hexbytes import HexBytes
 
+from keeper.chain.http import HttpRpc
+from keeper.errors import RetryableError, RpcError
 from keeper.execution.builders import BuilderClient
 from keeper.execution.bundles_chain import OwnChain
 from keeper.execution.bundles_journal import BundleBook
@@ -205,6 +208,13 @@ class BundleSubmitter(BundleLauncher):
             return self._end(live, Outcome(
                 live.key, "send-failed", reason=f"bundle not included by block "
                 f"{tx.last_block} (sent with others of its lane: ranked again, not resent)"))
+        if not await _runs_now(ex.chain, lane.address, tx.raw_tx):
+            # Builders drop what reverts: resent as signed it would be dropped again, block
+            # after block (a flash exit's min_out or profit guard priced before the pools
+            # moved), while its exit still weighs on the pools later ones are valued on.
+            return self._end(live, Outcome(
+                live.key, "send-failed", reason=f"bundle not included by block "
+                f"{tx.last_block}, and as signed it reverts now (ranked again, not resent)"))
         latest = await ex.chain.call("eth_getBlockByNumber", ["latest", False])
         base_fee = int(latest.get("baseFeePerGas", "0x0"), 16)
         if live.rounds >= self.max_rounds or tx.max_fee < base_fee:
@@ -273,6 +283,21 @@ class BundleSubmitter(BundleLauncher):
                      tx=tx.tx_hash, lane=lane.index, last_block=tx.last_block)
             jobs.append((record.strategy, record.account, self.follow(live)))
         return jobs
+
+
+async def _runs_now(chain: HttpRpc, sender: str, raw: str) -> bool:
+    """Would the signed transaction `raw` succeed on the latest block? One `eth_call` with
+    its own call and gas limit; True too when the node cannot answer (resent as before)."""
+    decoded = TypedTransaction.from_bytes(HexBytes(raw)).as_dict()
+    call = {"from": sender, "to": "0x" + bytes(decoded["to"]).hex(),
+            "data": "0x" + bytes(decoded["data"]).hex(), "gas": hex(decoded["gas"])}
+    try:
+        await chain.call("eth_call", [call, "latest"])
+    except RpcError:
+        return False
+    except RetryableError:
+        pass  # cannot tell: resent as before
+    return True
 
 
 def _recipient(raw: str) -> str:

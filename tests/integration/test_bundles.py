@@ -200,12 +200,13 @@ async def test_outbid_is_lost_and_the_next_liquidation_takes_another_lane(
 async def test_a_bundle_not_included_is_sent_again_while_the_position_is_there(
     net: Net, journal: Journal,
 ) -> None:
+    """Not included for want of gas money (its call still succeeds): the same bytes again."""
     accounts = funded(net, 1)
     account = victim()
-    slot = "0x" + account[2:].rjust(64, "0")
     async with started(net, journal, accounts) as (_chain, ex, head):
-        # Taken without a log (nobody outbid us): the builder drops our bundle meanwhile.
-        net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
+        # The lane cannot pay its gas: the builder drops our bundle meanwhile (an eth_call
+        # of it, without fees, still succeeds: worth sending again).
+        net.anvil.rpc("anvil_setBalance", accounts[0].address, "0x0")
         [follow] = await ex.launch([intent(account, head, "again")], base_fee=GWEI)
         task = asyncio.ensure_future(follow)
         [first] = ex.bundles.book.live()
@@ -217,12 +218,35 @@ async def test_a_bundle_not_included_is_sent_again_while_the_position_is_there(
                 break
             await asyncio.sleep(0.02)
         assert extended is not None and extended > first.last_block
-        net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 32)
+        net.anvil.rpc("anvil_setBalance", accounts[0].address, hex(10 * 10**18))
         await built(net, [task])
         outcome = task.result()
     assert outcome.status == "confirmed", outcome
     assert outcome.tx_hash == first.tx_hash  # the same signed bytes, never re-signed
     assert outcome.block > first.last_block
+
+
+async def test_a_bundle_not_included_that_reverts_now_is_ranked_again_not_resent(
+    net: Net, journal: Journal,
+) -> None:
+    """Dropped by the builders because it reverts (a flash exit priced before the pools
+    moved, here the ONCE slot set without a log): as signed it would be dropped again, so it
+    ends `send-failed` (claimable again) instead of going out for 3 blocks more."""
+    accounts = funded(net, 1)
+    account = victim()
+    slot = "0x" + account[2:].rjust(64, "0")
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
+        [follow] = await ex.launch([intent(account, head, "stale")], base_fee=GWEI)
+        task = asyncio.ensure_future(follow)
+        [first] = ex.bundles.book.live()
+        await built(net, [task])
+        outcome = task.result()
+        lane = ex.bundles.lanes.lanes[0]
+        assert lane.holder is None  # free for the next one
+        assert ex.bundles.book.last_block(first.tx_hash) == first.last_block  # not resent
+    assert outcome.status == "send-failed", outcome
+    assert "reverts now" in (outcome.reason or ""), outcome
 
 
 async def test_after_a_restart_a_nonce_stays_taken_while_its_bundle_can_land(
