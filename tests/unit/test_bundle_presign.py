@@ -16,7 +16,7 @@ from keeper.execution.journal import Journal
 from keeper.execution.lanes import Lane, Lanes
 from keeper.execution.nonces import NonceManager
 from keeper.execution.sender import Sender
-from keeper.execution.volley import FLASH_GAS_MARGIN_PERCENT
+from keeper.execution.volley import FLASH_GAS_MARGIN_PERCENT, GAS_MARGIN_PERCENT
 from keeper.types import Call, Opportunity, TxIntent
 from tests.factories import candidate
 
@@ -44,6 +44,12 @@ def test_a_batch_is_never_signed_under_its_largest_liquidations_gas() -> None:
     assert bundle_call(batch).gas == 500_001 * FLASH_GAS_MARGIN_PERCENT // 100
     fine = dataclasses.replace(batch, gas_limit=900_000)
     assert bundle_call(fine).gas == 900_000 * FLASH_GAS_MARGIN_PERCENT // 100
+
+
+def test_a_wallet_paid_liquidation_is_signed_with_a_margin_over_its_figure() -> None:
+    # The strategy's 450k is a first estimate: a WBTC liquidation ran out of gas at 437k.
+    own = _intent(2, spender="0x" + "5e" * 20, gas=450_000)
+    assert bundle_call(own).gas == 450_000 * GAS_MARGIN_PERCENT // 100
 
 
 def test_planned_lanes_take_one_lane_each_and_lane_zero_last(tmp_path: Path) -> None:
