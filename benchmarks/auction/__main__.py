@@ -3,7 +3,7 @@
     python -m benchmarks.auction [--mode competitor|bidder|both] [--first-step 60]
         [--steps 22] [--step-seconds 1.5] [--keeper-bid 0.9] [--rival-bid 0.5]
         [--block-interval 1.0] [--competitor-tip 1] [--json-out FILE] [--workdir DIR]
-        [--quick] [--arbitrage]
+        [--quick] [--no-arbitrage]
 
 Per mode it prints each bot's first-liquidation win rate, the bonus it took, the bids it
 paid the builder (transfers to block.coinbase in its transactions, from call traces), its
@@ -13,9 +13,11 @@ each oracle transaction entering the builder's pool (or its hint going out) to e
 first bundle naming it, p50/p99, beside the bare loop's (by the builder's clock). The
 bots' logs, journals and configs stay in the workdir. `--quick`: both modes on six steps
 of the steepest part (62-67, WETH $1,700 -> $1,585), to compare two builds in a few
-minutes; its figures are not the full run's. `--arbitrage`: before each step's oracle
-transactions the devnet's pools are traded to that step's prices (keeper/devnet/
-arbitrage.py), so exits follow the market as on a live chain.
+minutes; its figures are not the full run's. By default the devnet's pools are traded to
+each step's prices before its oracle transactions, and back to them every block after
+(keeper/devnet/arbitrage.py), so exits follow the market as on a live chain;
+`--no-arbitrage` leaves them at the deployed prices through the crash (every flash exit a
+windfall, and the bids, valued on those pools, inflated: the setting before 2026-12-03).
 """
 
 from __future__ import annotations
@@ -120,8 +122,10 @@ def main() -> None:
                         default=AuctionOptions.competitor_tip_gwei)
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--arbitrage", action="store_true",
-                        help="trade the devnet's pools to each step's prices first")
+    parser.add_argument("--arbitrage", action=argparse.BooleanOptionalAction,
+                        default=AuctionOptions.arbitrage,
+                        help="keep the devnet's pools at the market's prices (the default); "
+                        "--no-arbitrage: leave them at the deployed prices")
     parser.add_argument("--quick", action="store_true",
                         help="both modes, steps 62-67 only (a before/after check)")
     args = parser.parse_args()

@@ -21,6 +21,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -79,10 +80,12 @@ class AuctionOptions:
     ready_timeout: float = 120.0
     bundles: bool = True  # False: the keepers send publicly (the path before issue 15)
     block_interval: float = 1.0  # seconds between the builder's blocks
-    # The devnet's pools traded to each step's prices before its oracle transactions
-    # (keeper/devnet/arbitrage.py): the exits a flash liquidation sells into follow the
-    # market, as arbitrage keeps them on a live chain.
-    arbitrage: bool = False
+    # The devnet's pools traded to each step's prices before its oracle transactions and
+    # every block after (`_Market`, keeper/devnet/arbitrage.py): the exits a flash
+    # liquidation sells into follow the market, as arbitrage keeps them on a live chain.
+    # False: left at the deployed prices through the crash (every flash exit a windfall,
+    # and profits, so bids, valued on them).
+    arbitrage: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,8 +148,15 @@ async def _run(mode: Mode, options: AuctionOptions, workdir: Path) -> AuctionRes
         processes.append(_bare(staged, workdir))
         await _ready(chain, processes, ports, options, competitor is not None)
         first = int(await chain.call("eth_blockNumber"), 16) + 1
-        posted = await _drive(staged, options)
-        await _quiet(chain, processes, options)
+        market = _Market(staged, options.block_interval) if options.arbitrage else None
+        keeping = asyncio.ensure_future(market.keep()) if market is not None else None
+        try:
+            posted = await _drive(staged, options, market)
+            await _quiet(chain, processes, options)
+        finally:
+            if keeping is not None:
+                keeping.cancel()
+                await asyncio.gather(keeping, return_exceptions=True)
         metrics = {name: _scrape(port) for name, port in ports.items()}
         for process in processes:
             process.stop()
@@ -261,20 +271,45 @@ async def _ready(chain: Rpc, processes: list[Process], ports: dict[str, int],
     await asyncio.sleep(3.0)  # blocks pass: the keepers prepare their levels
 
 
-async def _drive(staged: Stage, options: AuctionOptions) -> list[Posted]:
+class _Market:
+    """Arbitrage as on a live chain (`--arbitrage`): the devnet's pools traded to the
+    market's prices (the crash step's) before each step's oracle transactions, and again
+    every block until the run ends, so that a pool a large exit moved (a keeper's flash
+    liquidation selling $1M of WETH) is back at the market a block later instead of staying
+    where the exit left it through the rest of the run (keeper/devnet/arbitrage.py)."""
+
+    def __init__(self, staged: Stage, interval: float) -> None:
+        self.arbitrageur = Arbitrageur(staged.info, staged.info.rpc_url)
+        self.prices = {s.symbol: s.usd_price for s in DEFAULT_TOKENS}
+        self.interval = interval
+        self._lock = asyncio.Lock()  # one follow at a time: the arbitrageur's nonces
+
+    async def follow(self, prices: Mapping[str, Decimal] | None = None) -> None:
+        """Public transactions, in the next block (with the oracle's, or before them)."""
+        async with self._lock:
+            if prices is not None:
+                self.prices.update(prices)
+            await asyncio.to_thread(self.arbitrageur.follow, self.prices)
+
+    async def keep(self) -> None:
+        """`follow` every block interval, until cancelled."""
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.follow()
+
+
+async def _drive(staged: Stage, options: AuctionOptions,
+                 market: _Market | None = None) -> list[Posted]:
     """The crash path's WETH and WBTC prices through the oracle network, one step every
     `step_seconds` (each feed transmits when its deviation rule says so; WETH's SVR copy
-    goes privately first, publicly after the cut-off)."""
+    goes privately first, publicly after the cut-off); `market`: arbitrage first."""
     devnet = await asyncio.to_thread(attach, staged.info, staged.info.rpc_url)
     steps = crash_steps(load_price_path(), {s.symbol: s.usd_price for s in DEFAULT_TOKENS})
     posted: list[Posted] = []
-    arbitrageur = Arbitrageur(staged.info, staged.info.rpc_url) if options.arbitrage else None
-    prices = {s.symbol: s.usd_price for s in DEFAULT_TOKENS}
     for step in steps[options.first_step: options.first_step + options.steps]:
         began = time.monotonic()
-        prices.update(step.prices)
-        if arbitrageur is not None:  # public: in the next block, with the oracle's or before
-            await asyncio.to_thread(arbitrageur.follow, prices)
+        if market is not None:
+            await market.follow(step.prices)
         now = time.time()
         for symbol, usd in step.prices.items():
             tx_hash = await asyncio.to_thread(devnet.post, symbol, usd, now)
