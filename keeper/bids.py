@@ -21,7 +21,9 @@ priority fee:
     bid = (profit before the bid - min_profit) * bps(share) / 10,000
 
 (`FlashLiquidator.execute`'s `(profit - minProfit) * bidBps / 10,000`, whose `minProfit` is
-the gas plus `min_profit`). Ranking counts it as a cost (`Opportunity.coinbase_bid`).
+the gas plus `min_profit`). Ranking counts it as a cost (`Opportunity.coinbase_bid`). A
+liquidation paid from the account's tokens bids by its tip there, made the same way: the
+share of the profit before the tip less `min_profit` (ranking passes that as the profit).
 """
 
 from __future__ import annotations

@@ -314,8 +314,11 @@ def _best(
             ev.profit_swap is not None or c.debt == quote_token)
         if coinbase:
             tip = bids.tip(c.strategy, 0, gas_limit, base_fee)  # the configured tip only
-        else:
-            tip = bids.tip(c.strategy, before_tip, gas_limit, base_fee)
+        else:  # in a bundle the tip is the bid, made as the coinbase one: the share of
+            # what it makes over min_profit (else a bid share of 0.9 left only dust positions
+            # whose tenth fell under the minimum: a public bot took them)
+            keep = min_profit if bids.to_coinbase else 0
+            tip = bids.tip(c.strategy, before_tip - keep, gas_limit, base_fee)
         gas_cost = gas_limit * (base_fee + tip)
         net = before_tip - gas_limit * tip  # gross - slippage - gas_cost, still exactly
         if coinbase:

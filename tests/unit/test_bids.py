@@ -88,3 +88,18 @@ def test_in_a_bundle_a_flash_liquidation_bids_to_coinbase_and_tips_the_minimum()
     # A liquidation sent with the account's own tokens still bids by its tip.
     (direct,) = _rank(10_000 * E6, coinbase)
     assert direct.coinbase_bid == 0 and direct.priority_fee > PRIORITY_FEE
+
+
+def test_in_a_bundle_a_tip_bid_is_the_share_of_the_profit_over_the_minimum() -> None:
+    # A small position: 95 % of all its profit as the tip would leave less than the minimum
+    # (publicly it is passed over); in a bundle the tip is 95 % of what is over it.
+    share = Fraction(95, 100)
+    (fixed,) = _rank(1_000 * E6, None)
+    before_tip = fixed.net_profit + GAS_LIMIT * PRIORITY_FEE
+    floor = before_tip // 2
+    public = BidPolicy(share=share, min_tip=PRIORITY_FEE, max_fee_per_gas=500 * GWEI)
+    assert _rank(1_000 * E6, public, min_profit=floor) == []
+    bundle = dataclasses.replace(public, to_coinbase=True)
+    (bid,) = _rank(1_000 * E6, bundle, min_profit=floor)
+    assert bid.priority_fee == (before_tip - floor) * 95 // 100 // GAS_LIMIT > PRIORITY_FEE
+    assert floor <= bid.net_profit == before_tip - GAS_LIMIT * bid.priority_fee
