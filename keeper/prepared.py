@@ -38,6 +38,7 @@ import structlog
 
 from keeper.engine import Engine
 from keeper.execution.armed import PRESIGNED_PER_LEVEL, Armed
+from keeper.prepared_lead import dispatch_level
 from keeper.ranking import LADDER_STEPS, head_start, swaps_of
 from keeper.types import BlockRef, Candidate, ChainStep, Opportunity
 
@@ -324,11 +325,11 @@ class PreparedLiquidations:
         self._spent.append(self._ready.pop(feed))
         # Valid from the block that posted the answer: simulated there (at the head they
         # were prepared at, the positions were still healthy); none whose account our own
-        # liquidation touched after that head (the level does not hold it).
-        ready = [dataclasses.replace(o, block=block) for o in level.opportunities
-                 if o.account.lower() not in self._touched
-                 and not dispatcher.touched_after(o.strategy, o.account, o.block)]
-        sent = dispatcher.dispatch(ready, tasks, armed=level.armed)
+        # liquidation touched after that head (the level does not hold it). The lead is
+        # stamped and sent before the rest (keeper/prepared_lead.py).
+        kept = [o for o in level.opportunities if o.account.lower() not in self._touched
+                and not dispatcher.touched_after(o.strategy, o.account, o.block)]
+        sent = dispatch_level(dispatcher, tasks, kept, block, level.armed)
         if not sent:
             return 0  # a standby's gate, a tripped breaker, or all of them held by sends
         self.stats.fired += 1

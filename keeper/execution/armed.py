@@ -21,12 +21,12 @@ as for any send (see `Sender.send_all` for where the fsync goes).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from keeper.batching import Send
 from keeper.execution.sender import Presigned
-from keeper.types import TxIntent
+from keeper.types import Opportunity, TxIntent
 
 # Transactions signed ahead per level: the first sends are what a race is won with; the
 # rest of a deep level is signed when it goes (about 0.5 ms each on the devnet's 2 cores).
@@ -55,7 +55,9 @@ class Armed:
         built = self.intents.get(send_keys(send))
         if built is None:
             return None
-        return dataclasses.replace(built, opportunity=send[0], members=tuple(send[1:]))
+        # Built directly, not by `dataclasses.replace` (~4 us against ~1 us): a fired level
+        # builds every send's intent before its first transaction leaves.
+        return TxIntent(send[0], built.call, built.gas_limit, built.spender, tuple(send[1:]))
 
     def stale(self, nonce: int | None, base_fee: int) -> bool:
         """Signed for another nonce stream position or base fee: arm again."""
@@ -64,6 +66,36 @@ class Armed:
     @property
     def signed(self) -> int:
         return len(self.presigned)
+
+    @property
+    def lead(self) -> tuple[str, ...]:
+        """The keys (`send_keys`) of the send signed with the first nonce: the transaction
+        that leaves first when the level fires. () when none was signed for it."""
+        key = next((k for k, p in self.presigned.items() if p.nonce == self.nonce), None)
+        return next((keys for keys in self.intents if keys[0] == key), ()) if key else ()
+
+
+_FIELDS = tuple(f.name for f in dataclasses.fields(Opportunity))
+_set = object.__setattr__
+
+
+def at_block(opportunities: Iterable[Opportunity], block: int) -> list[Opportunity]:
+    """Each of `opportunities` as valued at `block` (`dataclasses.replace(o, block=block)`),
+    copied field by field: a fired level stamps each of its liquidations with the block that
+    posted the answer before its first transaction leaves, and `replace` took ~13 us each
+    (0.65 ms for a level of 50) against ~5 us this way. `Opportunity` has slots and no
+    `__post_init__`, so a copy of its fields is what `replace` would make."""
+    out = []
+    for opp in opportunities:
+        if type(opp) is not Opportunity:  # a subclass or a stand-in: the general way
+            out.append(dataclasses.replace(opp, block=block))
+            continue
+        copy = object.__new__(Opportunity)
+        for name in _FIELDS:
+            _set(copy, name, getattr(opp, name))
+        _set(copy, "block", block)
+        out.append(copy)
+    return out
 
 
 def ordered(armed_intents: Mapping[tuple[str, ...], TxIntent],

@@ -238,10 +238,10 @@ class Dispatcher:
         """Until every send dispatched so far was handed to the executor: with simulation
         alongside, broadcast. CPU-bound work started after this (ranking in a thread holds
         the GIL for up to 5 ms at a time) no longer delays those broadcasts."""
-        if self._launching:
-            await asyncio.wait(set(self._launching))  # never cancels them
-        else:
+        if not self._launching:
             await asyncio.sleep(0)
+        while self._launching:  # and those dispatched meanwhile (a fired level's rest)
+            await asyncio.wait(set(self._launching))  # never cancels them
 
     async def _launch(self, sends: Sequence[Send], tasks: asyncio.TaskGroup,
                       armed: Armed | None = None, *, backrun: Backrun | None = None) -> None:

@@ -115,7 +115,8 @@ class Executor:
                      count=unsigned)
 
     def checkpoint(self) -> None:
-        """Between steps: the journal's WAL into its file, and the ahead file emptied."""
+        """Between steps: unsynced sends synced, the WAL checkpointed, the ahead file emptied."""
+        self.sender.flush()
         self.journal.checkpoint()
         if self.ahead is not None:
             self.ahead.clear()

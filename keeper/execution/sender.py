@@ -32,6 +32,7 @@ from keeper.chain.http import HttpRpc, RpcError
 from keeper.errors import RpcUnavailable
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal, Signed
+from keeper.execution.journal_schema import LIVE_TX
 from keeper.execution.mining import Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
 
@@ -265,14 +266,20 @@ class Sender:
                 self.journal.mark_sent_all(marks)
                 self._unsynced += marks
             elif marks:  # one fsync, after every wave left: the records written before it too
-                self.journal.mark_sent_all([*self._unsynced, *marks], durable=True)
+                # (the unsynced marks of earlier sends with them: a synced commit takes the
+                # whole log to disk; marked again, one already mined would be refused)
+                self.journal.mark_sent_all(marks, durable=True)
                 self._unsynced = []
         return results
 
     def flush(self) -> None:
-        """Sync what `send_all(..., sync=False)` left unsynced (marked sent again: harmless)."""
+        """Sync what `send_all(..., sync=False)` left unsynced: marked sent again, synced, for
+        those still in flight (a later status of one was written after it: synced then)."""
         if self._unsynced:
-            self.journal.mark_sent_all(self._unsynced, durable=True)
+            live = [(key, tx_hash) for key, tx_hash in self._unsynced
+                    if _in_flight(self.journal, key, tx_hash)]
+            if live:
+                self.journal.mark_sent_all(live, durable=True)
             self._unsynced = []
 
     async def _journaled(
@@ -346,3 +353,10 @@ class Sender:
             except RpcError as exc:
                 out.append(await self._refused(record.nonce, exc))
         return out
+
+
+def _in_flight(journal: Journal, key: str, tx_hash: str) -> bool:
+    """`tx_hash` of intent `key` is still signed or sent (may be marked sent again)."""
+    record = journal.get(key)
+    return record is not None and any(
+        t.tx_hash == tx_hash and t.status in LIVE_TX for t in record.transactions)

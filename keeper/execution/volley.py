@@ -219,6 +219,10 @@ class Volley:
         x, opp = self._x, intent.opportunity
         ready, call = presigned.get(opp.key), self._unsigned(intent)
         fees = x.sender._fees(base_fee, call.priority_fee)
+        # A level's lead dispatched alone (keeper/prepared_lead.py): the rest, signed for
+        # the nonces after it, follows at once and syncs it (else the next checkpoint does).
+        sync = sync and not any(p.nonce > ready.nonce for p in presigned.values()) \
+            if ready is not None else sync
         if (x.ahead is None or ready is None or not ready.claimable or fees is None
                 or not x.turns.ready(ticket) or x.needs_approval(intent)
                 or self.staleness.stale(opp.block)):  # stale: `_fire` drops it
