@@ -165,25 +165,24 @@ class WsSubscriptions:
     async def _dispatch(
         self, socket: ClientConnection, routes: dict[str, Notify], stop: asyncio.Event
     ) -> None:
+        """Route each message as soon as it is read, until `stop` is set. The read is awaited
+        right here: read in a task of its own raced against `stop` (`asyncio.wait`), a
+        message reached `_route` three event-loop turns after its bytes, 0.2-0.45 ms on the
+        devnet's 2 cores, ahead of a fired level's send. `stop` cancels the read instead
+        (websockets: cancelling `recv` loses no message)."""
+        me = asyncio.current_task()
+        assert me is not None
         stopping = asyncio.ensure_future(stop.wait())
-        receiving: asyncio.Future[Any] | None = None
+        stopping.add_done_callback(lambda done: done.cancelled() or me.cancel())
         try:
             while True:
-                receiving = asyncio.ensure_future(socket.recv())
-                await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await receiving
-                    return
-                self._route(json.loads(receiving.result()), routes)
+                self._route(json.loads(await socket.recv()), routes)
+        except asyncio.CancelledError:
+            if not stop.is_set() or me.cancelling() > 1:
+                raise  # cancelled from outside (the daemon abandoning its work)
+            me.uncancel()  # our own, on `stop`
         finally:
             stopping.cancel()
-            if receiving is not None:
-                # Cancelled ourselves (the daemon abandoning its work): the pending read
-                # must not outlive us and end as an exception nobody retrieved.
-                receiving.cancel()
-                receiving.add_done_callback(_retrieve)
 
     def _route(self, message: Any, routes: dict[str, Notify]) -> None:
         if not isinstance(message, dict):
@@ -198,12 +197,6 @@ class WsSubscriptions:
         notify = routes.get(str(params.get("subscription")))
         if notify is not None and isinstance(params.get("result"), dict):
             notify(params["result"])
-
-
-def _retrieve(future: asyncio.Future[Any]) -> None:
-    """Read a finished future's outcome so asyncio does not log it as never retrieved."""
-    if not future.cancelled():
-        future.exception()
 
 
 class SubscriptionRefused(RetryableError):
