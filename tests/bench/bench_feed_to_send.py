@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import copy
 import json
+import math
 import os
 import platform
 import random
@@ -81,7 +82,7 @@ class TimedRpc(HttpRpc):
         super().__init__(url)
         self.sends: list[float] = []
         self.handed: list[float] = []  # when each send was issued (its answer not yet back)
-        self.raws: list[str] = []  # the transactions sent, in order
+        self.raws: list[tuple[float, str]] = []  # (issued, transaction) of each lone send
         self.methods: Counter[str] = Counter()
         self.sent_event = asyncio.Event()
 
@@ -89,7 +90,7 @@ class TimedRpc(HttpRpc):
         self.methods[method] += 1
         if method == "eth_sendRawTransaction":
             self.handed.append(time.perf_counter())
-            self.raws.append(str(params[0]))
+            self.raws.append((self.handed[-1], str(params[0])))
         result = await super().call(method, params)
         if method == "eth_sendRawTransaction":
             self.sends.append(time.perf_counter())
@@ -287,7 +288,7 @@ def time_socket_sends(keeper: Keeper, rpc: TimedRpc) -> None:
     async def timed(method: str, params: Sequence[Any]) -> Any:
         if method == "eth_sendRawTransaction":
             rpc.handed.append(time.perf_counter())
-            rpc.raws.append(str(params[0]))
+            rpc.raws.append((rpc.handed[-1], str(params[0])))
         result = await fast(method, params)
         if method == "eth_sendRawTransaction":
             rpc.sends.append(time.perf_counter())
@@ -375,17 +376,20 @@ async def keeper_trial(bench: Bench, *, rpc: TimedRpc, state: KeeperState, folde
         rpc.sent_event.clear()
         _, price_block = await bench.post(bench.crash_for(drop))
         # Until the first send, or until the price block is processed with nothing sent.
-        while not rpc.sent_event.is_set():
+        # A send answered before the price block was heard (a late one of the catch-up
+        # step's, seen under load) is not this trial's: wait on for one after it.
+        while not (rpc.sent_event.is_set() and price_block in heard_at
+                   and max(rpc.sends) >= heard_at[price_block]):
             if keeper.engine.stats.processed >= price_block and keeper.inflight == 0:
                 break
             assert time.monotonic() < deadline + TRIAL_TIMEOUT, "neither sent nor processed"
             await asyncio.sleep(0.001)
         # The price block's first notification (anvil pushes newHeads before its logs).
-        t0 = heard_at[price_block]
+        t0 = heard_at.get(price_block, math.inf)
         logged = log_at.get(price_block)
         sends = [t for t in rpc.sends if t >= t0]
         handed = [t for t in rpc.handed if t >= t0]
-        first_raw = rpc.raws[0] if rpc.raws else None
+        first_raw = next((raw for t, raw in rpc.raws if t >= t0), None)
         fired = keeper.prepared is not None and keeper.prepared.stats.fired > 0
     finally:
         # The chain is reverted next: the rest of the fan-out is of no interest, cancel it.
