@@ -17,8 +17,10 @@ from typing import Any, Final
 import structlog
 
 from keeper.execution.bundles import Backrun, BundleSetup, BundleSubmitter
+from keeper.execution.bundles_ahead import AheadSubmitter
 from keeper.execution.bundles_presign import BundleVolley
 from keeper.execution.executor import Executor
+from keeper.execution.journal import Journal
 from keeper.execution.recovery import RecoveryJob
 from keeper.execution.sender import Presigned
 from keeper.execution.volley import Follow
@@ -32,7 +34,10 @@ class BundleExecutor(Executor):
 
     def __init__(self, *args: Any, bundles: BundleSetup, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bundles: Final = BundleSubmitter(self, bundles)
+        # An armed backrun's first bundle leaves ahead of the SQLite journal's database
+        # (bundles_ahead.py); another journal takes every record before it leaves.
+        self.bundles: Final = (AheadSubmitter(self, bundles) if type(self.journal) is Journal
+                               else BundleSubmitter(self, bundles))
         # Arming signs on the lanes (`BundleSubmitter.presign`); `volley` is the attribute
         # `Dispatcher.arm` asks. Set through the instance dict: it is Final on `Executor`.
         vars(self)["volley"] = BundleVolley(self, self.bundles)
@@ -46,12 +51,20 @@ class BundleExecutor(Executor):
             return int(await self.chain.call("eth_getTransactionCount",
                                               [self.address, "pending"]), 16)
 
+        if isinstance(self.bundles, AheadSubmitter):  # before any nonce stream is synced
+            self.bundles.adopt()
         await self.nonces.sync(pending, self.bundles.max_nonce())
         await self.bundles.start()
         unsigned = self.journal.abandon_unsigned()
         if unsigned:
             log.info("journal: intents planned but never signed by an earlier run are free again",
                      count=unsigned)
+
+    def checkpoint(self) -> None:
+        """Between steps, as `Executor.checkpoint`, and the bundles' ahead file emptied."""
+        super().checkpoint()
+        if isinstance(self.bundles, AheadSubmitter):
+            self.bundles.clear()
 
     def recovery(self, keys: set[str] | None = None, *, reorged: bool = False) -> list[RecoveryJob]:
         """The public recovery of everything but bundled transactions, and the submitter's

@@ -1,0 +1,132 @@
+"""Backruns sent ahead of the journal's database (keeper/execution/bundles_ahead.py) on the
+devnet builder: an armed level's first bundle behind an oracle transaction is at the
+builder before its claims and records reach the database, and everything is there once the
+launch returns; a process that ends in between leaves the entries on file, and the next
+run records them at start and follows the transaction to its block (never signing another
+for its nonce)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from keeper.chain.http import HttpRpc
+from keeper.execution import bundles_ahead
+from keeper.execution.bundles import Backrun
+from keeper.execution.bundles_ahead import AheadSubmitter, BundleEntry
+from keeper.execution.bundles_journal import BundleBook
+from keeper.execution.journal import Journal
+from tests.integration.test_bundles import (
+    CLIENTS,
+    GWEI,
+    Net,
+    builder_net,
+    built,
+    executor,
+    funded,
+    intent,
+    started,
+    victim,
+)
+from tests.integration.test_bundles_presigned import hinted, ours_behind
+
+
+@pytest.fixture(scope="module")
+def net() -> Iterator[Net]:
+    yield from builder_net()
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while CLIENTS:
+        await CLIENTS.pop().close()
+
+
+async def test_the_first_bundle_is_at_the_builder_before_the_database_write(
+    net: Net, journal: Journal, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    accounts = funded(net, 4)
+    oracle = hinted(net)
+    at_settle: list[list[list[str]]] = []  # what the builder held behind the oracle then
+    settle = bundles_ahead.settle
+
+    def watched(book: BundleBook, entries: Sequence[BundleEntry], **kw: bool) -> list[str]:
+        at_settle.append(ours_behind(net, oracle))
+        return settle(book, entries, **kw)
+
+    monkeypatch.setattr(bundles_ahead, "settle", watched)
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        assert isinstance(ex.bundles, AheadSubmitter)
+        level = [intent(victim(), head, f"first{n}") for n in range(2)]
+        _, presigned = await ex.volley.presign(level, GWEI)
+        assert all(p.claimable for p in presigned.values())
+        follows = await ex.launch(level, GWEI, presigned, backrun=Backrun(oracle))
+        # Every record is in the database once the launch returns, marked sent.
+        assert all((r := journal.get(i.opportunity.key)) is not None and r.status == "sent"
+                   for i in level)
+        on_file = [json.loads(line) for line in
+                   ex.bundles.ahead_log.path.read_text().splitlines() if line]
+        ex.checkpoint()  # all settled: the file is emptied
+        emptied = ex.bundles.ahead_log.path.read_text()
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        outcomes = [t.result() for t in tasks]
+    assert ex.bundles.sent_ahead == 2
+    first = [presigned[i.opportunity.key].tx_hash for i in level]
+    # Both went on file with their lanes and blocks, and their bundle was at the builder
+    # when their claims and records were written. (With a second wave, they are written
+    # before that wave's claims, once the first bundle's request is out: see
+    # test_bundles_presigned.py for a level signed ahead in part.)
+    assert [e["tx_hash"] for e in on_file] == first
+    assert {e["sender"] for e in on_file} == {a.address.lower() for a in accounts[1:3]}
+    assert at_settle and at_settle[0][0] == first
+    assert emptied == ""
+    assert [o.status for o in outcomes] == ["confirmed"] * 2, outcomes
+    assert [o.tx_hash for o in outcomes] == first
+
+
+async def test_a_bundle_sent_ahead_that_never_reached_the_database_is_adopted_at_start(
+    net: Net, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The process ends after the bundle left and before step 4: the next run records the
+    entry with its lane and blocks, keeps its nonce taken and follows it to its block."""
+    accounts = funded(net, 2)
+    path = tmp_path / "adopt.sqlite"
+
+    def ends_first(*_: object, **__: object) -> list[str]:
+        raise OSError("the process ends before the database write")
+
+    async with HttpRpc(net.endpoints[0].url) as chain:
+        with Journal(path) as first_journal:
+            ex = executor(net, chain, first_journal, accounts)
+            await ex.start()
+            head = int(await chain.call("eth_blockNumber", []), 16)
+            level = [intent(victim(), head, "adopted")]
+            _, presigned = await ex.volley.presign(level, GWEI)
+            monkeypatch.setattr(bundles_ahead, "settle", ends_first)
+            [follow] = await ex.launch(level, GWEI, presigned, backrun=Backrun(hinted(net)))
+            follow.close()
+            assert first_journal.get(level[0].opportunity.key) is None  # only on file
+        monkeypatch.undo()
+        signed = presigned[level[0].opportunity.key]
+        with Journal(path) as journal:
+            ex = executor(net, chain, journal, accounts)
+            await ex.start()
+            assert isinstance(ex.bundles, AheadSubmitter)
+            [live] = ex.bundles.book.live()
+            lane = ex.bundles.lanes.by_address(live.sender)
+            assert lane is not None and lane.index == 1 and live.nonce == signed.nonce
+            assert lane.nonces.next_nonce == signed.nonce + 1  # never handed out again
+            [job] = ex.recovery()
+            recovered = asyncio.ensure_future(job[2])
+            await built(net, [recovered])
+            ex.checkpoint()
+            emptied = ex.bundles.ahead_log.path.read_text()
+    assert recovered.result().status == "confirmed"
+    assert recovered.result().tx_hash == signed.tx_hash
+    assert emptied == ""
