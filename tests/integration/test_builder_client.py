@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils.crypto import keccak
 
 from keeper.devnet.builder import DEFAULT_COINBASE, running_builder, verify_signature
 from keeper.execution.builders import (
@@ -41,6 +43,15 @@ def builder() -> Iterator[tuple[Client, list[BuilderEndpoint]]]:
         endpoints = [BuilderEndpoint("devnet-0", thread.urls[0]),
                      BuilderEndpoint("devnet-1", thread.urls[1])]
         yield Client(thread.urls[0]), endpoints
+
+
+def test_header_is_eth_accounts_personal_sign() -> None:
+    """Signed with coincurve directly: the very bytes `sign_message` gives."""
+    for body in (b"", b"{}", b'{"jsonrpc":"2.0","id":1,"method":"eth_sendBundle"}' * 50):
+        digest = "0x" + keccak(body).hex()
+        signed = IDENTITY.sign_message(encode_defunct(text=digest))
+        assert signature_header(body, IDENTITY) == \
+            f"{IDENTITY.address}:0x{bytes(signed.signature).hex()}"
 
 
 def test_header_is_what_the_builder_checks() -> None:
