@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import time
 
 import structlog
@@ -19,7 +20,7 @@ from keeper.errors import ConfigError
 from keeper.execution.bundles import Backrun
 from keeper.intake.answers import PendingAnswer
 from keeper.intake.evaluate import evaluated
-from keeper.intake.react import Intake
+from keeper.intake.react import Intake, later
 from keeper.intake.sources import AnswerSource, HintStream, PendingSubscription, PoolPoller
 from keeper.prepared import PreparedLiquidations
 from keeper.secrets import redact_url
@@ -71,8 +72,9 @@ class EarlyFire:
     def _sent(self, answer: PendingAnswer, sent: int, head: BlockRef) -> None:
         self.sent += sent
         self.seconds = [*self.seconds[-4095:], time.time() - answer.seen]
-        log.info("early answer's liquidations sent", feed=answer.feed, answer=answer.answer,
-                 tx=answer.tx_hash, sent=sent, block=head.number + 1)
+        later(functools.partial(log.info, "early answer's liquidations sent", feed=answer.feed,
+                                answer=answer.answer, tx=answer.tx_hash, sent=sent,
+                                block=head.number + 1))
 
     async def _evaluate(self, answer: PendingAnswer, head: BlockRef,
                         tasks: asyncio.TaskGroup) -> None:
