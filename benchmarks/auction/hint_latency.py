@@ -131,12 +131,16 @@ async def _settle(chain: Rpc, keeper: str, options: LatencyOptions,
 
 async def _wait_answered(chain: Rpc, trial: Trial, signers: dict[str, str],
                          timeout: float) -> None:
+    """Until both bots' bundles naming the trial's transaction are at the builder. Read
+    every half second, not more often: the builder serves `builder_arrivals` (every
+    arrival of the run, as JSON) from the thread that takes the bots' bundles, and read
+    every 50 ms it delayed them by milliseconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
         timed(await _arrivals(chain), trial, signers)
         if trial.keeper_ms is not None and trial.bare_ms is not None:
             return
-        await asyncio.sleep(0.05)
 
 
 async def _post(devnet: OracleDevnet, symbol: str, usd: Decimal) -> str:
