@@ -227,7 +227,8 @@ class ExecutionConfig(Section):
     """Per-strategy overrides of `bid_share`, e.g. `{ morpho_blue = 0.5 }`."""
     feeds: list[FeedRuleConfig] = Field(default_factory=list)
     """Price feeds whose next answer is prepared for: after each block, the liquidations it
-    would open 1 .. `prepared_levels` deviations away (each way) are sized and ranked, and
+    would open 1 .. `prepared_levels` deviations away (each way; a quarter of a deviation
+    apart between 1 and 2) are sized and ranked, and
     sent the moment the feed's log arrives (before its block is processed)."""
     prepared_levels: int = Field(default=8, ge=0, le=32)
     send_deadline_blocks: Decimal = Field(default=Decimal("0.95"), ge=0)
