@@ -131,7 +131,11 @@ class WsSubscriptions:
         try:
             await socket.send(json.dumps({"jsonrpc": "2.0", "id": request_id,
                                           "method": method, "params": list(params)}))
-            message = await asyncio.wait_for(answer, timeout)
+            # Not `wait_for`: on 3.11 it can drop a cancellation that comes as the answer
+            # does (the socket's end fails every answer waited for), and a send being
+            # cancelled at shutdown went on over HTTP instead.
+            async with asyncio.timeout(timeout):
+                message = await answer
         except (OSError, WebSocketException, TimeoutError) as exc:
             raise RpcUnavailable(f"websocket {redact_url(self.url)}: "
                                  f"{type(exc).__name__}: {exc}") from exc
