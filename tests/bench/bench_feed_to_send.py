@@ -60,6 +60,7 @@ from keeper.devnet.borrowers import plan_population
 from keeper.devnet.deploy import DevnetSpec, start_devnet
 from keeper.devnet.info import DevnetInfo
 from keeper.devnet.tokens import DEFAULT_TOKENS, price_feed, to_feed_answer
+from keeper.errors import NodeError
 from keeper.execution.dispatch import LivePositions
 from keeper.execution.executor import Executor
 from keeper.execution.journal import Journal
@@ -151,9 +152,15 @@ class Bench:
         # After evm_revert anvil can stamp the next block before reserve updates the synced
         # book already holds (the engine then fails on an interest-accrual underflow): pin the
         # next timestamp to now, never behind the head. Untimed.
-        latest = await self.poster.call("eth_getBlockByNumber", ["latest", False])
-        stamp = max(int(latest["timestamp"], 16) + 1, int(time.time()) + 1)
-        await self.poster.call("evm_setNextBlockTimestamp", [hex(stamp)])
+        for attempt in range(3):  # a block mined between the read and the pin: read again
+            latest = await self.poster.call("eth_getBlockByNumber", ["latest", False])
+            stamp = max(int(latest["timestamp"], 16) + 1, int(time.time()) + 1)
+            try:
+                await self.poster.call("evm_setNextBlockTimestamp", [hex(stamp)])
+                break
+            except NodeError:
+                if attempt == 2:
+                    raise
         tx_hash = await self.poster.call("eth_sendTransaction", [{
             "from": self.deployer, "to": self.feed, "data": data, "gas": hex(200_000)}])
         receipt = await self.receipt(tx_hash)

@@ -225,6 +225,13 @@ async def run(info: DevnetInfo, args: argparse.Namespace) -> None:
                     print(f"trial {k} failed: {exc!r}", file=sys.stderr)
                     continue
                 bare_events = list(EVENTS)
+                if args.sends:  # every send of the trial, from the log frame
+                    origin = next((s for s, _, w in events if w.startswith("ws bytes in log")),
+                                  None)
+                    sends = [(round((s - origin) * 1000, 2) if origin else s, w)
+                             for s, _, w in events if SEND in w]
+                    print(f"trial {k} -{drop * 100}%: fired {result.fired}, latency "
+                          f"{result.latency}, issued {result.handed}; sends {sends}")
                 if k < args.warmup or not result.fired:
                     continue
                 found = window(events)
@@ -266,6 +273,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--dump", type=int, default=0)
     parser.add_argument("--seed", type=int, default=20261203)
+    parser.add_argument("--sends", action="store_true", help="list each trial's sends")
     args = parser.parse_args()
     configure_logging("json", "warning", stream=open(os.devnull, "w"))  # noqa: SIM115
     instrument()
