@@ -32,6 +32,8 @@ liquidation of the dispatch right behind it, in one bundle (a builder includes a
 bundle holding a given transaction): `eth_sendBundle [oracle raw, ours...]`, or
 `mev_sendBundle` with the body `[{hash}, {tx: ours}...]` (keeper/execution/bundles_send.py).
 A resubmission sends each of ours alone (by then the oracle update is mined or gone).
+A backrun whose target was mined without it can no longer land: it is judged then, not
+after its last target block.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ log = structlog.get_logger(__name__)
 BUNDLE_BLOCKS = 3  # the next block and two more: as open-source searchers keep a bundle
 MAX_ROUNDS = 10  # resubmissions of one transaction, `blocks` blocks each
 POLL = 0.1  # seconds between checks of a bundled transaction (receipt, head)
+TARGETS_KEPT = 256  # backrun targets remembered (each is mined or gone within blocks)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,9 @@ class BundleSubmitter(BundleLauncher):
         self._groups = OrderedDict()
         self._head_read = float("-inf")  # loop time of the last head read
         self._head_lock = asyncio.Lock()
+        # Backrun targets: the head each was last looked for at, and those mined.
+        self._target_read: OrderedDict[str, int] = OrderedDict()
+        self._mined_targets: OrderedDict[str, int] = OrderedDict()
 
     async def start(self) -> None:
         """Sync every lane's nonce stream (chain and journal); the lanes that hold a bundled
@@ -167,11 +173,32 @@ class BundleSubmitter(BundleLauncher):
             receipt = await self._receipt(live.tx.tx_hash)
             if receipt is not None:
                 return await self._mined(live, receipt, bound)
-            if head < live.tx.last_block:
+            if head < live.tx.last_block and not (
+                    live.backrun is not None and not live.rounds
+                    and await self._target_mined(live.backrun.hash, head)):
                 continue
             ended = await self._not_included(live, bound)
             if ended is not None:
                 return ended
+
+    async def _target_mined(self, target: str, head: int) -> bool:
+        """Is the backrun's target mined (by `head`)? Then a bundle behind it can no longer
+        land, and `live` is judged now, not after its last target block: resent alone, or
+        ranked again, two blocks sooner (a public bot took such positions meanwhile). One
+        receipt read per target and head, however many transactions went behind it."""
+        if target in self._mined_targets:
+            return True
+        if self._target_read.get(target) == head:
+            return False
+        self._target_read[target] = head
+        while len(self._target_read) > TARGETS_KEPT:
+            self._target_read.popitem(last=False)
+        if await self._receipt(target) is None:
+            return False
+        self._mined_targets[target] = head
+        while len(self._mined_targets) > TARGETS_KEPT:
+            self._mined_targets.popitem(last=False)
+        return True
 
     async def _head(self) -> int:
         """The chain's head, read at most once per `poll` however many bundles are followed."""

@@ -315,6 +315,41 @@ async def test_a_dispatch_backruns_a_hinted_transaction_in_one_bundle(
     assert sorted(b["status"] for b in fates) == ["dropped", "included"]
 
 
+async def test_a_backrun_whose_target_was_mined_without_it_is_judged_at_once(
+    net: Net, journal: Journal,
+) -> None:
+    """The hinted oracle transaction is mined without our backrun (our lane could not pay
+    its gas): the bundle can no longer land, so it is sent again alone right after that
+    block, not after its last target block two blocks later."""
+    accounts = funded(net, 1)
+    [oracle] = funded(net, 1)
+    net.client.accounts.append(oracle)
+    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
+                                        net.client.accounts[0].address, value=1)
+    net.client("eth_sendPrivateTransaction", {"tx": hinted})
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        net.anvil.rpc("anvil_setBalance", accounts[0].address, "0x0")
+        [follow] = await ex.launch([intent(victim(), head, "late")], base_fee=GWEI,
+                                   backrun=Backrun(hinted_hash))
+        task = asyncio.ensure_future(follow)
+        [sent] = ex.bundles.book.live()
+        assert sent.last_block == head + 3
+        await asyncio.to_thread(net.client.build)  # the oracle transaction, without ours
+        assert net.client("eth_getTransactionReceipt", hinted_hash)["blockNumber"] == hex(
+            head + 1)
+        for _ in range(200):  # judged after this one block: sent again alone
+            extended = ex.bundles.book.last_block(sent.tx_hash)
+            if extended is not None and extended > sent.last_block:
+                break
+            await asyncio.sleep(0.02)
+        assert extended == head + 1 + 3  # from the next block on, as a new range
+        net.anvil.rpc("anvil_setBalance", accounts[0].address, hex(10 * 10**18))
+        await built(net, [task])
+        outcome = task.result()
+    assert outcome.status == "confirmed", outcome
+    assert outcome.tx_hash == sent.tx_hash and outcome.block == head + 2
+
+
 async def test_a_lane_that_is_not_an_operator_of_the_flash_executor_stops_the_start(
     net: Net, journal: Journal,
 ) -> None:
