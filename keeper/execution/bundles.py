@@ -57,10 +57,10 @@ from keeper.execution.bundles_journal import BundleBook
 from keeper.execution.bundles_launch import BundleLauncher
 from keeper.execution.bundles_presign import presign_on_lanes
 from keeper.execution.bundles_send import Backrun, BundleSender, Live
-from keeper.execution.executor import Executor, _why_reverted
+from keeper.execution.executor import Executor
 from keeper.execution.flash import bid_paid
 from keeper.execution.lanes import Lane, Lanes, check_operators
-from keeper.execution.races import touched
+from keeper.execution.races import touched, why_reverted
 from keeper.execution.recovery import RecoveryJob
 from keeper.execution.sender import Presigned, Sender
 from keeper.types import Outcome, TxIntent
@@ -288,7 +288,7 @@ class BundleSubmitter(BundleLauncher):
                 block=int(receipt["blockNumber"], 16)), call_to=live.call_to)
         if outcome.status != "reverted" or live.intent is None:
             return outcome
-        return await _why_reverted(ex.chain, live.lane.address, live.intent, outcome,
+        return await why_reverted(ex.chain, live.lane.address, live.intent, outcome,
                                   receipt=receipt, bound=bound)
 
     # ------------------------------------------------------------------ restart

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import structlog
 from eth_account.signers.local import LocalAccount
@@ -37,7 +37,7 @@ from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
 from keeper.execution.nonces import NonceManager
-from keeper.execution.races import outlived, touched, winner
+from keeper.execution.races import why_reverted
 from keeper.execution.receipts import Appraiser, Logger, RecentReceipts, Settlement
 from keeper.execution.recovery import Recovery, RecoveryJob, StillThere
 from keeper.execution.sender import Presigned, Sender, SendRefused
@@ -344,8 +344,8 @@ class Executor:
             quote=quote, bound=bound, call_to=intent.call.to)
         if outcome.status != "reverted":
             return outcome
-        return await _why_reverted(self.chain, self.address, intent, outcome,
-                                   receipt=mined.receipt, bound=bound)
+        return await why_reverted(self.chain, self.address, intent, outcome,
+                                  receipt=mined.receipt, bound=bound)
 
     def _drop_unsent(self, key: str) -> None:
         record = self.journal.get(key)
@@ -354,36 +354,3 @@ class Executor:
                 if tx.status in ("signed", "sent"):
                     self.journal.mark_dropped(key, tx.tx_hash)
 
-
-async def _why_reverted(
-    chain: HttpRpc, address: str, intent: TxIntent, outcome: Outcome, *,
-    receipt: dict[str, Any], bound: Logger,
-) -> Outcome:
-    """A reverted liquidation as a lost race when someone else took the position first, or
-    the market moved it out of reach; else the revert as it is (it counts)."""
-    opp = intent.opportunity
-    # A competitor (or the borrower) took the position first: a lost race, not a fault.
-    accounts = [o.account for o in intent.opportunities]
-    others = await touched(chain, accounts, ranked_at=opp.block, receipt=receipt)
-    won_by = winner(others, address)
-    if won_by is None:
-        # Nobody else touched it: lost to the market only if we did not either and the
-        # call was valid where it was ranked (else the revert is ours and counts).
-        # A send that burnt (nearly) all its gas may have run out of it: then ask with the
-        # limit it had, so an out-of-gas is ours, not the market's (a Perp liquidation used
-        # 2,597,672 of 2,600,000). Any other revert is asked without a limit: it failed on
-        # the state, not the gas.
-        used = int(str(receipt.get("gasUsed", "0x0")), 16)
-        limit = intent.gas_limit if used * 64 >= intent.gas_limit * 63 else None
-        if not others and opp.block and await outlived(
-                chain, sender=address, to=intent.call.to, data=intent.call.data,
-                ranked_at=opp.block, gas_limit=limit):
-            bound.info("lost the race to the market: no longer liquidatable when mined",
-                       ranked_at=opp.block)
-            return dataclasses.replace(
-                outcome, status="lost",
-                reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
-        return outcome
-    bound.info("lost the race", winner=won_by)
-    return dataclasses.replace(outcome, status="lost", winner=won_by,
-                               reason=f"lost race: {won_by} took the position first")

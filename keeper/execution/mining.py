@@ -17,6 +17,12 @@ A sent transaction can end four ways, and `MiningWatch.mined` tells them apart:
   serve the nonce a moment before the block's receipts).
 
 Every check is a few RPC calls per `check_every` seconds per pending transaction.
+
+A node that does not answer (a `RetryableError`: a dropped connection, a timeout) changes
+none of this: the poll and the check are tried again, every `RECEIPT_POLL` seconds growing to
+`check_every`, until `timeout`. A re-send or a replacement whose answer was lost may have
+reached the node: it counts as sent (its receipt is watched; if it is not in the pool, the
+next check sends its bytes again).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any, Literal
 import structlog
 
 from keeper.chain.http import HttpRpc, RpcError
+from keeper.errors import RetryableError
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal
 
@@ -149,26 +156,36 @@ class MiningWatch:
     ) -> Mined:
         deadline = time.monotonic() + self.timeout
         next_check = time.monotonic() + self.check_every
+        unanswered = 0  # polls in a row the node did not answer
         while True:
-            receipts = await self.chain.batch(
-                [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
-            for tx_hash, receipt in zip(pending.hashes, receipts, strict=True):
-                if receipt is not None:
-                    return Mined(tx_hash, dict(receipt))
-            now = time.monotonic()
-            if now > deadline:
+            try:
+                receipts = await self.chain.batch(
+                    [("eth_getTransactionReceipt", [h]) for h in pending.hashes])
+                for tx_hash, receipt in zip(pending.hashes, receipts, strict=True):
+                    if receipt is not None:
+                        return Mined(tx_hash, dict(receipt))
+                now = time.monotonic()
+                if now <= deadline and pending.withdraw and cancel is not None:
+                    await self._withdraw(pending, cancel)
+                    pending.withdraw = False  # cleared once the no-op is in the pool
+                if now <= deadline and now >= next_check:
+                    next_check = now + self.check_every
+                    if await self._check(pending, sign, worth, cancel):
+                        return Mined(None, None)
+            except RetryableError as exc:
+                # The transaction is where it was (in the pool, mined, or to be re-sent):
+                # one unanswered request must not end its watch (it would be recorded as
+                # an error while it may still be mined).
+                unanswered += 1
+                if unanswered == 1:
+                    log.warning("node did not answer while watching a transaction; retrying",
+                                tx=pending.hashes[-1], nonce=pending.nonce, reason=str(exc))
+            else:
+                unanswered = 0
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"no receipt for {pending.hashes[-1]} after "
                                    f"{self.timeout:.0f} s")
-            if pending.withdraw and cancel is not None:
-                try:
-                    await self._withdraw(pending, cancel)
-                finally:  # cleared once the no-op is in the pool, not before
-                    pending.withdraw = False
-            if now >= next_check:
-                next_check = now + self.check_every
-                if await self._check(pending, sign, worth, cancel):
-                    return Mined(None, None)
-            await asyncio.sleep(RECEIPT_POLL)
+            await asyncio.sleep(min(RECEIPT_POLL * 2 ** unanswered, self.check_every))
 
     async def _withdraw(self, pending: Pending, cancel: Signer) -> None:
         """Replace a pending call that would fail by a no-op for its nonce (both fees raised
@@ -233,6 +250,8 @@ class MiningWatch:
         except RpcError as exc:  # "already known" / "nonce too low": the next check tells
             log.info("re-send refused", tx=tx_hash, reason=exc.message)
             return "already known" in exc.message.lower()
+        except RetryableError as exc:  # its answer was lost: the next check tells
+            log.info("re-send not answered", tx=tx_hash, reason=str(exc))
         return True
 
     async def _bump(
@@ -254,6 +273,10 @@ class MiningWatch:
             if pending.key is not None:
                 self.journal.mark_dropped(pending.key, tx_hash)
             return
+        except RetryableError as exc:
+            # It may have reached the node: watched as sent (re-sent if it is not there).
+            log.warning("replacement not answered; watching it as sent", tx=tx_hash,
+                        nonce=pending.nonce, reason=str(exc))
         if pending.key is not None:
             self.journal.mark_sent(pending.key, tx_hash)
         pending.bumped += 1

@@ -15,14 +15,23 @@ price moved back (a recovering crash), or interest changed its health. `outlived
 that apart from a fault of ours: the same call, from us, at the block we ranked it at.
 If it would have succeeded there, the position changed under us (a race lost to the
 market); if it fails there too, our decision was wrong and the revert counts.
+
+`why_reverted` tells a reverted liquidation's outcome that way. The revert is journaled
+before it asks, so a node that does not answer only delays the answer: it asks again twice,
+then keeps the revert as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 from keeper.chain.http import HttpRpc, RpcError
+from keeper.errors import RetryableError
+from keeper.execution.receipts import Logger
+from keeper.types import Outcome, TxIntent
 
 # Blocks searched before ours, back to the ranked one: with one block per transaction
 # (a first-come-first-served sequencer) hundreds pass between a ranking and its send.
@@ -90,3 +99,56 @@ async def outlived(
     except RpcError:
         return False
     return True
+
+
+async def why_reverted(
+    chain: HttpRpc, address: str, intent: TxIntent, outcome: Outcome, *,
+    receipt: dict[str, Any], bound: Logger,
+) -> Outcome:
+    """`_explained`, asked again after a node error (see the module docstring)."""
+    for pause in (0.2, 1.0):
+        try:
+            return await _explained(chain, address, intent, outcome, receipt=receipt,
+                                    bound=bound)
+        except RetryableError as exc:
+            bound.info("cannot tell why it reverted yet; asking again", reason=str(exc))
+            await asyncio.sleep(pause)
+    try:
+        return await _explained(chain, address, intent, outcome, receipt=receipt, bound=bound)
+    except RetryableError as exc:
+        bound.warning("cannot tell why it reverted; counted as a revert", reason=str(exc))
+        return outcome
+
+
+async def _explained(
+    chain: HttpRpc, address: str, intent: TxIntent, outcome: Outcome, *,
+    receipt: dict[str, Any], bound: Logger,
+) -> Outcome:
+    """A reverted liquidation as a lost race when someone else took the position first, or
+    the market moved it out of reach; else the revert as it is (it counts)."""
+    opp = intent.opportunity
+    # A competitor (or the borrower) took the position first: a lost race, not a fault.
+    accounts = [o.account for o in intent.opportunities]
+    others = await touched(chain, accounts, ranked_at=opp.block, receipt=receipt)
+    won_by = winner(others, address)
+    if won_by is None:
+        # Nobody else touched it: lost to the market only if we did not either and the
+        # call was valid where it was ranked (else the revert is ours and counts).
+        # A send that burnt (nearly) all its gas may have run out of it: then ask with the
+        # limit it had, so an out-of-gas is ours, not the market's (a Perp liquidation used
+        # 2,597,672 of 2,600,000). Any other revert is asked without a limit: it failed on
+        # the state, not the gas.
+        used = int(str(receipt.get("gasUsed", "0x0")), 16)
+        limit = intent.gas_limit if used * 64 >= intent.gas_limit * 63 else None
+        if not others and opp.block and await outlived(
+                chain, sender=address, to=intent.call.to, data=intent.call.data,
+                ranked_at=opp.block, gas_limit=limit):
+            bound.info("lost the race to the market: no longer liquidatable when mined",
+                       ranked_at=opp.block)
+            return dataclasses.replace(
+                outcome, status="lost",
+                reason=f"no longer liquidatable: valid at block {opp.block}, not when mined")
+        return outcome
+    bound.info("lost the race", winner=won_by)
+    return dataclasses.replace(outcome, status="lost", winner=won_by,
+                               reason=f"lost race: {won_by} took the position first")

@@ -4,7 +4,10 @@ Each transaction takes its nonce from the account's `NonceManager`. One sent
 for an intent is journaled (`record_signed`, on disk) before it is broadcast,
 and marked sent after, so a crash in between leaves its raw bytes to re-send.
 A refusal by the node is classified (`classify_send_error`) and the nonce is
-handed back or skipped past accordingly.
+handed back or skipped past accordingly. A broadcast whose answer was lost (a dropped
+connection, a timeout: a `RetryableError` that is not the node's refusal) may have reached
+the node: it counts as sent, its nonce used, and the mining watch follows it (it finds its
+receipt, or sends the journaled bytes again when the node does not have it).
 
 `send_all` does the same for several transactions at once, the way a block that makes
 several accounts liquidatable needs it: nonces in the given order, each signed, the
@@ -25,16 +28,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from keeper.chain.http import HttpRpc, RpcError
-from keeper.errors import RpcUnavailable
+from keeper.errors import RetryableError, RpcUnavailable
 from keeper.execution.fees import FeePolicy, Fees
 from keeper.execution.journal import Journal, Signed
 from keeper.execution.journal_schema import LIVE_TX
 from keeper.execution.mining import Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
+
+log = structlog.get_logger(__name__)
 
 CANCEL_GAS = 21_000  # a zero-value transfer to itself: frees a nonce, does nothing
 
@@ -176,6 +182,8 @@ class Sender:
             refused = await self._refused(nonce, exc)
             if refused is not None:
                 raise refused from None
+        except RetryableError as exc:
+            _unanswered([tx_hash], exc)  # possibly sent: followed as sent
         if key is not None:
             self.journal.mark_sent(key, tx_hash)
         return Pending(key, nonce, fees, gas, profit_cap_wei, [tx_hash], {tx_hash: raw})
@@ -330,6 +338,8 @@ class Sender:
                 await self._send_one(signed[0].raw_tx)
             except RpcError as exc:
                 return [await self._refused(signed[0].nonce, exc)]
+            except RetryableError as exc:
+                _unanswered([signed[0].tx_hash], exc)
             return [None]
         if not signed:
             return []
@@ -338,10 +348,17 @@ class Sender:
             return [None] * len(signed)
         except RpcError:
             pass  # at least one was refused; the batch does not say which got through
+        except RetryableError as exc:
+            _unanswered([s.tx_hash for s in signed], exc)
+            return [None] * len(signed)
         # The ones the node has (in its pool, or already mined) got through; each other one
         # is sent again alone, for its own answer (refused again, or "already known").
-        found = await self.chain.batch(
-            [("eth_getTransactionByHash", [s.tx_hash]) for s in signed])
+        try:
+            found = await self.chain.batch(
+                [("eth_getTransactionByHash", [s.tx_hash]) for s in signed])
+        except RetryableError as exc:  # which were refused is unknown: the watches tell
+            _unanswered([s.tx_hash for s in signed], exc)
+            return [None] * len(signed)
         out: list[SendRefused | None] = []
         for record, there in zip(signed, found, strict=True):
             if there is not None:
@@ -352,7 +369,15 @@ class Sender:
                 out.append(None)
             except RpcError as exc:
                 out.append(await self._refused(record.nonce, exc))
+            except RetryableError as exc:
+                _unanswered([record.tx_hash], exc)
+                out.append(None)
         return out
+
+
+def _unanswered(hashes: Sequence[str], exc: RetryableError) -> None:
+    """Broadcasts whose answer was lost: followed as sent (see the module docstring)."""
+    log.warning("send not answered; following it as sent", txs=list(hashes), reason=str(exc))
 
 
 def _in_flight(journal: Journal, key: str, tx_hash: str) -> bool:

@@ -1,4 +1,5 @@
-"""keeper.execution.mining.MiningWatch._check against a scripted node: bump or not."""
+"""keeper.execution.mining.MiningWatch against a scripted node: bump or not; a node that does
+not answer (a dropped connection) ends no watch, and a send whose answer was lost counts as sent."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from keeper.chain.http import HttpRpc
+from keeper.errors import RpcUnavailable
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
@@ -106,3 +108,53 @@ async def test_a_used_nonce_is_lost_only_when_the_receipt_stays_missing(
         assert mined.receipt is None and pending.taken_checks == 2
     else:
         assert mined.receipt == {"status": "0x1"} and mined.tx_hash == "0xaa"
+
+
+class FlakyNode(StuckNode):
+    """Every request fails as a dropped connection does until `down` requests have failed;
+    then the transaction's receipt is there. A send fails the same way (its answer lost)."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__(head=100)
+        self.down = down
+        self.failed = 0
+
+    def _drop(self) -> None:
+        if self.failed < self.down:
+            self.failed += 1
+            raise RpcUnavailable("RPC http://node.invalid unreachable (ServerDisconnectedError)")
+
+    async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        self._drop()
+        return [{"status": "0x1", "transactionHash": "0xaa"}
+                if method == "eth_getTransactionReceipt" else None for method, _ in calls]
+
+    async def call(self, method: str, params: Sequence[Any]) -> Any:
+        self.sent.append(str(params[0]))
+        raise RpcUnavailable("RPC http://node.invalid unreachable (ServerDisconnectedError)")
+
+
+async def test_unanswered_polls_do_not_end_the_watch(tmp_path: Path) -> None:
+    node = FlakyNode(down=4)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
+                            check_every=0.05)
+        pending = Pending(None, 0, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+                          {"0xaa": "0x01"})
+        mined = await watch.mined(pending, None)
+    assert node.failed == 4 and mined.tx_hash == "0xaa"
+
+
+async def test_a_replacement_whose_answer_is_lost_is_watched_as_sent(tmp_path: Path) -> None:
+    node = FlakyNode(down=0)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI))
+        pending = Pending(None, 0, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+                          {"0xaa": "0x01"})
+
+        async def sign(nonce: int, fees: tuple[int, int]) -> tuple[str, str]:
+            return "0x" + "bb" * 32, "0x02"
+
+        await watch._bump(pending, sign, GWEI, 101)
+        assert await watch._resend(pending, "0xaa")  # not refused: the next check tells
+    assert node.sent == ["0x02", "0x01"] and pending.hashes == ["0xaa", "0x" + "bb" * 32]
