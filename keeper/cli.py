@@ -4,7 +4,8 @@ Every command runs inside `KeeperGroup.invoke`, which turns a `KeeperError`
 into one `keeper: error: ...` line on stderr and exit code 2 (75 for `run` when its
 RPC does not answer at start: a supervisor restarts that), Ctrl-C into a
 quiet exit 130, and any other exception into one `keeper: internal error`
-line and exit 1 (`--debug` adds the traceback). Every line is redacted.
+line and exit 1 (`--debug` adds the traceback); a task group's failure is judged by
+the one error inside it. Every line is redacted.
 
 A command gets the loaded config with `@pass_config` (first argument) or
 `current_config()`; `--config` is read lazily, so commands that need no
@@ -128,7 +129,7 @@ class KeeperGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            return _sole_error(super().invoke, ctx)
         except BrokenPipeError:
             _quiet_broken_pipe()
         except click.UsageError as exc:
@@ -162,6 +163,19 @@ class KeeperGroup(click.Group):
         if command is not None:
             _accept_config_option(command)
         return command
+
+
+def _sole_error(invoke: Callable[[click.Context], Any], ctx: click.Context) -> Any:
+    """`invoke(ctx)`; a task group's failure raised as the sole error in it (its own line)."""
+    try:
+        return invoke(ctx)
+    except BaseExceptionGroup as group:
+        sole: BaseException = group
+        while isinstance(sole, BaseExceptionGroup) and len(sole.exceptions) == 1:
+            sole = sole.exceptions[0]
+        if isinstance(sole, BaseExceptionGroup):
+            raise  # several errors: the group's line names it
+        raise sole from group
 
 
 EXIT_TEMPFAIL = 75

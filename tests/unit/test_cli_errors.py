@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 from eth_account import Account
 
 from keeper import cli, secrets
+from keeper.execution.journal import JournalStateError
 from keeper.log import reset_logging
 
 KEY = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
@@ -251,6 +252,30 @@ def test_debug_shows_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
         == "keeper: internal error: RuntimeError: surprise **********"
     )
     assert KEY not in result.output
+
+
+def test_a_task_groups_sole_error_gets_its_own_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A daemon's task failing on a journal inconsistency reaches the CLI wrapped in its
+    # task group's ExceptionGroup (once "internal error: ExceptionGroup: ...").
+    def task_failed(path: object) -> None:
+        inner = ExceptionGroup("inner", [JournalStateError("no intent with key k")])
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [inner])
+
+    monkeypatch.setattr(cli, "load_config", task_failed)
+    result = run("check-config")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["keeper: error: no intent with key k"]
+
+    def two_failed(path: object) -> None:
+        raise ExceptionGroup("unhandled errors in a TaskGroup",
+                             [RuntimeError("a"), RuntimeError("b")])
+
+    monkeypatch.setattr(cli, "load_config", two_failed)
+    result = run("check-config")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "keeper: internal error: ExceptionGroup: unhandled errors in a TaskGroup (2 "
+        "sub-exceptions) (run with --debug for the traceback)"]
 
 
 def test_keyboard_interrupt_exits_130_quietly(monkeypatch: pytest.MonkeyPatch) -> None:
