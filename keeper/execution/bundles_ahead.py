@@ -23,6 +23,10 @@ microseconds. So, behind a backrun, the first wave of an armed level goes this w
    bundle rows are written to the database in one transaction (`settle`), then synced
    with the `sent` marks once the bundles are out.
 
+A first-wave intent that does not leave after all (no free lane at the fire, the fee cap,
+no capital, a failed signature) gives back its claim, held in memory only
+(`AheadSubmitter._abandon`): the database has no row of it to mark abandoned.
+
 At start (`adopt`, before any lane's nonce stream is synced), an entry whose transaction
 the database lacks (the process ended between 2 and 4) is claimed and recorded with its
 bundle row, synced: the lane's nonce stays taken and `BundleSubmitter.recovery` follows the
@@ -243,6 +247,7 @@ class AheadSubmitter(BundleSubmitter):
         self, intents: Sequence[TxIntent], base_fee: int, backrun: Backrun | None = None,
         presigned: Mapping[str, Presigned] | None = None,
     ) -> list[Follow]:
+        wave_keys: list[str] = []
         if backrun is not None and presigned:
             # The first wave is what was signed ahead (`BundleLauncher.launch`); it is
             # claimed before the launch's first await, so no other launch runs in between.
@@ -251,10 +256,23 @@ class AheadSubmitter(BundleSubmitter):
             if wave and all(getattr(presigned[i.opportunity.key], "claimable", False)
                             for i in intents[:wave]):
                 self._next = intents[:wave]
+                wave_keys = [i.opportunity.key for i in self._next]
         try:
             return await super().launch(intents, base_fee, backrun, presigned)
         finally:
             self._next = ()
+            # A first-wave intent not journaled by now never left (a cancelled launch):
+            # its claim was in memory only, and a later send of the key is claimed anew.
+            for key in wave_keys:
+                self._unclaimed.pop(key, None)
+
+    def _abandon(self, key: str) -> None:
+        # A first-wave intent that will not be sent (no free lane, fee cap, no capital, a
+        # failed signature) was claimed in memory only: the database has no row to mark
+        # (marking it raised "no intent with key" and lost the outcome), and left in
+        # memory its key would later skip the database claim (`_journal_group`).
+        if self._unclaimed.pop(key, None) is None:
+            super()._abandon(key)
 
     def _claim(self, intents: Sequence[TxIntent]) -> list[bool]:
         if self._next and len(intents) == len(self._next) and all(

@@ -74,7 +74,6 @@ class BundleLauncher:
         backrun of several, a first wave leaves before the rest is signed: those signed
         ahead, else the best one alone."""
         first = max(self.head, *(i.opportunity.block for i in intents)) + 1 if intents else 0
-        ex = self.executor
         ahead = presigned or {}
         # Behind a backrun the first wave is claimed alone, the rest once it has left (the
         # claims of a level of ~30 took 3-6 ms before its first bundle).
@@ -157,7 +156,7 @@ class BundleLauncher:
             for intent, claimed in zip(intents[step:], claims[step:], strict=True):
                 if claimed:  # claimed, never prepared: claimable again
                     with contextlib.suppress(Exception):
-                        ex.journal.mark_abandoned(intent.opportunity.key)
+                        self._abandon(intent.opportunity.key)
             raise
         if sending:
             await asyncio.gather(*sending)  # every first bundle is out when this returns
@@ -249,8 +248,12 @@ class BundleLauncher:
         key = intent.opportunity.key
         log.error("bundle not prepared", key=key, error=f"{type(exc).__name__}: {exc}")
         with contextlib.suppress(Exception):  # claimable again, if it was claimed
-            self.executor.journal.mark_abandoned(key)
+            self._abandon(key)
         return Outcome(key, "error", reason=f"not sent: {type(exc).__name__}: {exc}")
+
+    def _abandon(self, key: str) -> None:
+        """A claimed intent that will not be sent: claimable again."""
+        self.executor.journal.mark_abandoned(key)
 
     def _journal_group(self, group: list[Live], *, durable: bool = True) -> None:
         """The group's signed transactions in the journal in one write (synced unless
@@ -267,7 +270,7 @@ class BundleLauncher:
                 live.lane.nonces.release(live.tx.nonce)
                 live.lane.let_go(live.tx.tx_hash)
                 with contextlib.suppress(Exception):  # claimable again (the write failed)
-                    self.executor.journal.mark_abandoned(live.key)
+                    self._abandon(live.key)
             raise
 
     async def _followed(self, live: Live, intent: TxIntent) -> Outcome:
@@ -289,7 +292,7 @@ class BundleLauncher:
         ex, opp = self.executor, intent.opportunity
         fees = ex.sender._fees(base_fee, opp.priority_fee or None)
         if fees is None:
-            ex.journal.mark_abandoned(opp.key)
+            self._abandon(opp.key)
             return Outcome(opp.key, "fee-cap", reason="base fee above max_fee_per_gas")
         spender = intent.spender
         lane = self.lanes.take("", own_tokens=spender is not None, spare=spare, join=join,
@@ -299,14 +302,14 @@ class BundleLauncher:
         if lane is None:
             log.debug("no free nonce lane", key=opp.key, own_tokens=spender is not None,
                       backrun=backrun is not None, lane0=len(self.lanes.lanes[0].held))
-            ex.journal.mark_abandoned(opp.key)
+            self._abandon(opp.key)
             return Outcome(opp.key, "send-failed", reason="every nonce lane holds a bundle")
         reserved = False
         try:
             if spender is not None:
                 if not await ex.capital.reserve(opp.debt, opp.wallet_draw):
                     lane.let_go()
-                    ex.journal.mark_abandoned(opp.key)
+                    self._abandon(opp.key)
                     return Outcome(opp.key, "no-capital", reason="debt asset is committed")
                 reserved = True
                 await ex.allowances.ensure(opp.debt, spender, opp.debt_to_cover, base_fee)

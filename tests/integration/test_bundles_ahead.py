@@ -20,6 +20,7 @@ from keeper.execution.bundles import Backrun
 from keeper.execution.bundles_ahead import AheadSubmitter, BundleEntry
 from keeper.execution.bundles_journal import BundleBook
 from keeper.execution.journal import Journal
+from keeper.execution.lanes import Lane
 from tests.integration.test_bundles import (
     CLIENTS,
     GWEI,
@@ -130,3 +131,45 @@ async def test_a_bundle_sent_ahead_that_never_reached_the_database_is_adopted_at
     assert recovered.result().status == "confirmed"
     assert recovered.result().tx_hash == signed.tx_hash
     assert emptied == ""
+
+
+async def test_a_first_wave_intent_left_without_a_lane_is_claimable_again(
+    net: Net, journal: Journal,
+) -> None:
+    """An armed level of two, signed ahead while the lanes were free; by the fire, other
+    bundles hold every lane but one. The first goes ahead of the database on that lane, the
+    second finds none: claimed in memory only, it ends send-failed (it ended in error on
+    "journal: no intent with key", in 3 of 8 auction runs), and a later send of its key is
+    claimed and recorded in the database before its bundle leaves."""
+    accounts = funded(net, 3)
+    async with started(net, journal, accounts) as (_chain, ex, head):
+        assert isinstance(ex.bundles, AheadSubmitter)
+        level = [intent(victim(), head, f"crowded{n}") for n in range(2)]
+        _, presigned = await ex.volley.presign(level, GWEI)
+        assert len(presigned) == 2 and all(p.claimable for p in presigned.values())
+        lanes = ex.bundles.lanes
+        busy: list[Lane] = []
+        while lanes.free > 1:  # other bundles took the lanes meanwhile
+            lane = lanes.take(f"0xbusy{len(busy)}", own_tokens=False)
+            assert lane is not None
+            busy.append(lane)
+        follows = await ex.launch(level, GWEI, presigned, backrun=Backrun(hinted(net)))
+        tasks = [asyncio.ensure_future(f) for f in follows]
+        await built(net, tasks)
+        first, second = (t.result() for t in tasks)
+        left = journal.get(level[1].opportunity.key)
+        for lane in busy:
+            lane.let_go()
+        # Sent again later (the lanes free), not signed ahead: the database way.
+        [again] = await ex.launch(level[1:], GWEI, backrun=Backrun(hinted(net)))
+        recorded = journal.get(level[1].opportunity.key)
+        retry = asyncio.ensure_future(again)
+        await built(net, [retry])
+    assert first.status == "confirmed", first
+    assert (second.status, second.reason) == ("send-failed",
+                                              "every nonce lane holds a bundle"), second
+    assert left is None  # its claim never reached the database
+    assert ex.bundles.sent_ahead == 1
+    assert recorded is not None and len(recorded.transactions) == 1
+    assert retry.result().status == "confirmed", retry.result()
+    assert retry.result().tx_hash == recorded.transactions[0].tx_hash
