@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,27 +187,31 @@ def adopt(journal: Journal, log_file: AheadLog) -> int:
     with journal._write(durable=True) as db:
         now = journal._clock()
         for entry in entries:
-            if entry.tx_hash in known:
-                continue
-            lead = entry.claims[0].key
-            status = db.execute("SELECT status FROM intents WHERE key = ?", (lead,)).fetchone()
-            if status is None or status[0] in ("dropped", "abandoned"):
-                for claim in entry.claims:
-                    claim_key(db, claim, entry.chain_id, now)
-                if len(entry.claims) > 1:
-                    join_batch(db, lead, [c.key for c in entry.claims[1:]])
-            elif status[0] not in ("planned", "signed", "sent"):
-                log.warning("a transaction sent ahead of the journal belongs to a finished "
-                            "intent; not adopted", key=lead, tx=entry.tx_hash)
-                continue
-            _record_signed(db, entry.signed, now)
-            adopted += 1
+            adopted += entry.tx_hash not in known and adopt_entry(db, entry, now)
     log_file.adopted = True
     log_file.clear()
     if adopted:
         log.warning("journal: transactions an earlier run sent ahead of the journal's "
                     "database are recorded now, and followed", count=adopted)
     return adopted
+
+
+def adopt_entry(db: sqlite3.Connection, entry: Entry, now: float) -> bool:
+    """Inside an adoption's write: `entry`'s claims taken (or, already claimed by the same
+    run, kept) and its transaction recorded as signed; False when its intent is finished."""
+    lead = entry.claims[0].key
+    status = db.execute("SELECT status FROM intents WHERE key = ?", (lead,)).fetchone()
+    if status is None or status[0] in ("dropped", "abandoned"):
+        for claim in entry.claims:
+            claim_key(db, claim, entry.chain_id, now)
+        if len(entry.claims) > 1:
+            join_batch(db, lead, [c.key for c in entry.claims[1:]])
+    elif status[0] not in ("planned", "signed", "sent"):
+        log.warning("a transaction sent ahead of the journal belongs to a finished intent; "
+                    "not adopted", key=lead, tx=entry.tx_hash)
+        return False
+    _record_signed(db, entry.signed, now)
+    return True
 
 
 def claimable(journal: Journal, keys: Sequence[str]) -> set[str]:

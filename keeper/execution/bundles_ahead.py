@@ -49,7 +49,7 @@ from typing import Any
 
 import structlog
 
-from keeper.execution.ahead import AheadLog, Claim, claimable
+from keeper.execution.ahead import AheadLog, Claim, Entry, adopt_entry, claimable
 from keeper.execution.bundles import BundleSubmitter
 from keeper.execution.bundles_journal import BundleBook
 from keeper.execution.bundles_presign import LanePresigned
@@ -57,7 +57,6 @@ from keeper.execution.bundles_send import Backrun, Live
 from keeper.execution.journal import (
     Journal,
     JournalStateError,
-    Signed,
     _mark_sent,
     _record_signed,
 )
@@ -74,25 +73,13 @@ _ROW = ("INSERT INTO bundle_txs (tx_hash, sender, first_block, last_block)"
 
 
 @dataclass(frozen=True)
-class BundleEntry:
-    """One bundled transaction sent ahead: its send's claims (lead first), its signed record,
-    the lane that signed it and the blocks its bundles target."""
+class BundleEntry(Entry):
+    """One bundled transaction sent ahead: an `Entry` (its send's claims, lead first, and its
+    signed record), the lane that signed it and the blocks its bundles target."""
 
-    claims: tuple[Claim, ...]
-    chain_id: int
-    nonce: int
-    tx_hash: str
-    raw: str
-    max_fee: int
-    priority_fee: int
     sender: str
     first_block: int
     last_block: int
-
-    @property
-    def signed(self) -> Signed:
-        return Signed(self.claims[0].key, self.nonce, self.tx_hash, self.raw, self.max_fee,
-                      self.priority_fee)
 
     @staticmethod
     def of(live: Live, chain_id: int) -> BundleEntry:
@@ -181,20 +168,8 @@ def adopt(book: BundleBook, log_file: BundleAheadLog) -> int:
     with journal._write(durable=True) as db:
         now = journal._clock()
         for entry in entries:
-            if entry.tx_hash in known:
+            if entry.tx_hash in known or not adopt_entry(db, entry, now):
                 continue
-            lead = entry.claims[0].key
-            status = db.execute("SELECT status FROM intents WHERE key = ?", (lead,)).fetchone()
-            if status is None or status[0] in ("dropped", "abandoned"):
-                for claim in entry.claims:
-                    claim_key(db, claim, entry.chain_id, now)
-                if len(entry.claims) > 1:
-                    join_batch(db, lead, [c.key for c in entry.claims[1:]])
-            elif status[0] not in ("planned", "signed", "sent"):
-                log.warning("a bundled transaction sent ahead of the journal belongs to a "
-                            "finished intent; not adopted", key=lead, tx=entry.tx_hash)
-                continue
-            _record_signed(db, entry.signed, now)
             db.execute(_ROW, (entry.tx_hash, entry.sender.lower(),
                               sqlite_int(entry.first_block, "block"),
                               sqlite_int(entry.last_block, "block")))
