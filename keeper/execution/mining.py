@@ -46,6 +46,7 @@ RECEIPT_POLL = 0.05
 CHECK_EVERY = 1.0  # seconds between the pool / nonce / bump checks of one transaction
 BUMP_AFTER_BLOCKS = 3
 RECEIPT_TIMEOUT = 300.0
+NODE_GONE_AFTER = 20.0  # seconds without any answer after which a watch stops retrying
 
 SendRefusal = Literal["known", "nonce-low", "underpriced", "funds", "other"]
 
@@ -157,6 +158,7 @@ class MiningWatch:
         deadline = time.monotonic() + self.timeout
         next_check = time.monotonic() + self.check_every
         unanswered = 0  # polls in a row the node did not answer
+        silent_since = 0.0  # when the first of them was sent
         while True:
             try:
                 receipts = await self.chain.batch(
@@ -178,8 +180,13 @@ class MiningWatch:
                 # an error while it may still be mined).
                 unanswered += 1
                 if unanswered == 1:
+                    silent_since = time.monotonic()
                     log.warning("node did not answer while watching a transaction; retrying",
                                 tx=pending.hashes[-1], nonce=pending.nonce, reason=str(exc))
+                elif time.monotonic() - silent_since > NODE_GONE_AFTER:
+                    # A node gone this long is down, not one dropped request: the watch ends
+                    # (the journal keeps it sent; a stop must not wait out `timeout` on it).
+                    raise
             else:
                 unanswered = 0
             if time.monotonic() > deadline:

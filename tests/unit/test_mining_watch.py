@@ -11,6 +11,7 @@ import pytest
 
 from keeper.chain.http import HttpRpc
 from keeper.errors import RpcUnavailable
+from keeper.execution import mining
 from keeper.execution.fees import FeePolicy
 from keeper.execution.journal import Journal
 from keeper.execution.mining import MiningWatch, Pending
@@ -143,6 +144,23 @@ async def test_unanswered_polls_do_not_end_the_watch(tmp_path: Path) -> None:
                           {"0xaa": "0x01"})
         mined = await watch.mined(pending, None)
     assert node.failed == 4 and mined.tx_hash == "0xaa"
+
+
+async def test_a_node_gone_for_long_ends_the_watch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stop waits for the watches in flight: one on a dead node must not wait out the
+    # receipt timeout (a killed chain's daemon once took over 90 s to stop).
+    monkeypatch.setattr(mining, "NODE_GONE_AFTER", 0.2)
+    node = FlakyNode(down=10**6)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
+                            check_every=0.05)
+        pending = Pending(None, 0, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+                          {"0xaa": "0x01"})
+        with pytest.raises(RpcUnavailable):
+            await watch.mined(pending, None)
+    assert node.failed > 2
 
 
 async def test_a_replacement_whose_answer_is_lost_is_watched_as_sent(tmp_path: Path) -> None:
