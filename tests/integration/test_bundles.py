@@ -72,6 +72,17 @@ def funded(net: Net, count: int) -> list[LocalAccount]:
     return accounts
 
 
+def hinted(net: Net) -> str:
+    """A private transaction announced on the hint stream, sent by a fresh account (the
+    oracle network's transmitter's stand-in); its hash."""
+    [oracle] = funded(net, 1)
+    net.client.accounts.append(oracle)
+    raw, tx_hash = net.client.tx(len(net.client.accounts) - 1,
+                                 net.client.accounts[0].address, value=1)
+    net.client("eth_sendPrivateTransaction", {"tx": raw})
+    return tx_hash
+
+
 def intent(account: str, block: int, tag: str) -> TxIntent:
     opp = Opportunity(
         strategy="aave_v3", key=f"test:bundle:{tag}", account=account, collateral=ONCE,
@@ -292,11 +303,7 @@ async def test_a_dispatch_backruns_a_hinted_transaction_in_one_bundle(
     one mev_sendBundle: a builder includes one bundle holding a given transaction (the best
     one leaves first in a bundle of its own, which the whole dispatch's replaces)."""
     accounts = funded(net, 2)
-    [oracle] = funded(net, 1)  # a stand-in for the oracle network's transmitter
-    net.client.accounts.append(oracle)
-    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
-                                        net.client.accounts[0].address, value=1)
-    net.client("eth_sendPrivateTransaction", {"tx": hinted})  # announced on the hint stream
+    hinted_hash = hinted(net)
     async with started(net, journal, accounts) as (_chain, ex, head):
         follows = await ex.launch([intent(victim(), head, "first"),
                                    intent(victim(), head, "second")],
@@ -322,11 +329,7 @@ async def test_a_backrun_whose_target_was_mined_without_it_is_judged_at_once(
     its gas): the bundle can no longer land, so it is sent again alone right after that
     block, not after its last target block two blocks later."""
     accounts = funded(net, 1)
-    [oracle] = funded(net, 1)
-    net.client.accounts.append(oracle)
-    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
-                                        net.client.accounts[0].address, value=1)
-    net.client("eth_sendPrivateTransaction", {"tx": hinted})
+    hinted_hash = hinted(net)
     async with started(net, journal, accounts) as (_chain, ex, head):
         net.anvil.rpc("anvil_setBalance", accounts[0].address, "0x0")
         [follow] = await ex.launch([intent(victim(), head, "late")], base_fee=GWEI,

@@ -29,11 +29,12 @@ from tests.integration.test_bundles import (
     built,
     executor,
     funded,
+    hinted,
     intent,
     started,
     victim,
 )
-from tests.integration.test_bundles_presigned import hinted, ours_behind
+from tests.integration.test_bundles_presigned import ours_behind
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from tests.integration.test_bundles import (
     built,
     close_clients,
     funded,
+    hinted,
     started,
     tx_of,
     victim,
@@ -91,11 +92,7 @@ async def test_a_backrun_takes_lane_0s_chain_in(net: Net, journal: Journal) -> N
     """Lane 0 holds a plain bundle; a backrun's wallet-paid liquidation joins it: the bundle
     behind the hinted oracle transaction holds the earlier one, then the new one."""
     accounts = funded(net, 1)
-    [oracle] = funded(net, 1)
-    net.client.accounts.append(oracle)
-    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
-                                        net.client.accounts[0].address, value=1)
-    net.client("eth_sendPrivateTransaction", {"tx": hinted})
+    hinted_hash = hinted(net)
     async with started(net, journal, accounts) as (_chain, ex, head):
         [plain] = await ex.launch([own(victim(), head, "p1")], base_fee=GWEI)
         [behind] = await ex.launch([own(victim(), head, "p2")], base_fee=GWEI,

@@ -29,6 +29,7 @@ from tests.integration.test_bundles import (
     close_clients,
     executor,
     funded,
+    hinted,
     intent,
     started,
     tx_of,
@@ -90,11 +91,7 @@ async def test_wallet_paid_liquidations_backrun_a_hinted_update_from_lane_0(
 ) -> None:
     """Behind a hinted oracle transaction: both right behind it, lane 0's nonces in order."""
     accounts = funded(net, 1)
-    [oracle] = funded(net, 1)
-    net.client.accounts.append(oracle)
-    hinted, hinted_hash = net.client.tx(len(net.client.accounts) - 1,
-                                        net.client.accounts[0].address, value=1)
-    net.client("eth_sendPrivateTransaction", {"tx": hinted})
+    hinted_hash = hinted(net)
     async with started(net, journal, accounts) as (_chain, ex, head):
         follows = await ex.launch([own(victim(), head, "b1"), own(victim(), head, "b2")],
                                   base_fee=GWEI, backrun=Backrun(hinted_hash))

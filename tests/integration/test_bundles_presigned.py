@@ -27,6 +27,7 @@ from tests.integration.test_bundles import (
     built,
     executor,
     funded,
+    hinted,
     intent,
     started,
     victim,
@@ -43,16 +44,6 @@ async def close_clients() -> AsyncIterator[None]:
     yield
     while CLIENTS:
         await CLIENTS.pop().close()
-
-
-def hinted(net: Net) -> str:
-    """A private transaction announced on the hint stream (the oracle update's stand-in)."""
-    [oracle] = funded(net, 1)
-    net.client.accounts.append(oracle)
-    raw, tx_hash = net.client.tx(len(net.client.accounts) - 1,
-                                 net.client.accounts[0].address, value=1)
-    net.client("eth_sendPrivateTransaction", {"tx": raw})
-    return tx_hash
 
 
 async def test_an_armed_levels_transactions_go_as_signed_right_behind_the_update(

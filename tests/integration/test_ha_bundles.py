@@ -52,7 +52,6 @@ from tests.integration.ha_cluster import LEADING, RecordingProxy, Replica, repli
 from tests.integration.helpers import SPECS
 from tests.integration.test_bundles import (
     GWEI,
-    ONCE,
     TIMEOUT,
     Net,
     builder_net,
@@ -140,12 +139,12 @@ async def test_the_new_leader_settles_the_old_leaders_bundle_from_the_shared_jou
     new = PgJournal(postgres, schema, ACCOUNT, held=lambda: True)  # a standby: no epoch
     [account] = funded(net, 1)
     victim_account = victim()
-    slot = "0x" + victim_account[2:].rjust(64, "0")
     try:
         async with replica_executor(net, new, account) as (standby, _), \
                 replica_executor(net, old, account) as (leader, head):
-            # Taken without a log: the builders drop the bundle until the slot is cleared.
-            net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 31 + "01")
+            # The lane cannot pay its gas: the builders drop the bundle until it can (an
+            # eth_call of it, without fees, still succeeds: worth resending, not re-ranking).
+            net.anvil.rpc("anvil_setBalance", account.address, "0x0")
             [follow] = await leader.launch([intent(victim_account, head, "ha-takeover")],
                                            base_fee=GWEI)
             task = asyncio.ensure_future(follow)
@@ -182,7 +181,7 @@ async def test_the_new_leader_settles_the_old_leaders_bundle_from_the_shared_jou
                 await asyncio.to_thread(net.client.build)
             await polled(lambda: (standby.bundles.book.last_block(bundled.tx_hash) or 0)
                          > bundled.last_block, "the new leader's resubmission")
-            net.anvil.rpc("anvil_setStorageAt", ONCE, slot, "0x" + "00" * 32)
+            net.anvil.rpc("anvil_setBalance", account.address, hex(10 * 10**18))
             await built(net, settling)
             [outcome] = [t.result() for t in settling]
         assert outcome.status == "confirmed", outcome
