@@ -13,7 +13,8 @@ back either as it came or spoiled in one of these ways (`KINDS`):
 What is spoiled: the kinds queued with `spoil` (in `pending`), strictly in order, each on
 the next answer it fits (the ones behind it wait): "missing" and "not-list" fit only
 batches, and a kind queued with `only` fits only a request (or a batch holding one) of those
-methods. Then, while `every` is set, every `every`-th answer, cycling through `cycle`.
+methods (with `alone`, only such a request sent by itself, not in a batch). Then, while
+`every` is set, every `every`-th answer, cycling through `cycle`.
 `spoiled` counts what was done, `forwarded` every request. The request always reaches the
 upstream (a spoiled send did reach the node).
 """
@@ -38,7 +39,7 @@ class SpoilingProxy:
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream
-        self.pending: list[tuple[str, Collection[str] | None]] = []  # (kind, only)
+        self.pending: list[tuple[str, Collection[str] | None, bool]] = []  # (kind, only, alone)
         self.every: int | None = None
         self.cycle: Sequence[str] = KINDS
         self.spoiled: Counter[str] = Counter()
@@ -65,16 +66,19 @@ class SpoilingProxy:
         if self._session is not None:
             await self._session.close()
 
-    def spoil(self, *kinds: str, only: Collection[str] | None = None) -> None:
+    def spoil(self, *kinds: str, only: Collection[str] | None = None,
+              alone: bool = False) -> None:
         """Spoil the next answers these kinds fit, one after the other; with `only`, answers
-        to those methods only."""
+        to those methods only (`alone`: to a request of one, not in a batch)."""
         assert all(k in KINDS for k in kinds), kinds
-        self.pending.extend((k, only) for k in kinds)
+        assert not alone or only is not None, "alone needs the methods it applies to"
+        self.pending.extend((k, only, alone) for k in kinds)
 
     def _choose(self, batch: bool, methods: Collection[str] = ()) -> str | None:
         if self.pending:
-            kind, only = self.pending[0]
-            if (batch or kind not in BATCH_ONLY) and (only is None or set(only) & set(methods)):
+            kind, only, alone = self.pending[0]
+            if ((batch or kind not in BATCH_ONLY) and not (alone and batch)
+                    and (only is None or set(only) & set(methods))):
                 return self.pending.pop(0)[0]
             return None
         if self.every is None:
