@@ -16,6 +16,7 @@ import pytest
 
 from keeper.dex.uniswap_v2 import Pair, PairBook
 from keeper.ranking import MAX_EVALUATIONS, head_start, rank, search_max, swaps_of
+from keeper.size_search import TOP_SLIVER_SHIFT
 from keeper.types import Candidate, Opportunity, SwapLeg
 
 X, USDC, WETH, Y = "0x" + "0a" * 20, "0x" + "0c" * 20, "0x" + "0e" * 20, "0x" + "0f" * 20
@@ -127,10 +128,12 @@ def test_chosen_size_beats_a_brute_force_grid_at_several_depths(depth_usd: int) 
 
 
 def test_search_finds_the_exact_peak_of_concave_integer_functions() -> None:
+    """Exact below the top sliver (the last 1/65536 of the range, `TOP_SLIVER_SHIFT`): a
+    function still rising across it is taken at the top, in two evaluations."""
     rng = random.Random(11)
     for _ in range(300):
         upper = rng.randrange(1, 10**12)
-        peak = rng.randrange(1, upper + 1)
+        peak = rng.randrange(1, upper - (upper >> TOP_SLIVER_SHIFT) + 1)
         calls: list[int] = []
 
         def f(x: int, peak: int = peak, calls: list[int] = calls) -> int:
@@ -149,6 +152,15 @@ def test_search_finds_the_exact_peak_of_concave_integer_functions() -> None:
     assert best < 10**30 // 10**12 and evaluations <= MAX_EVALUATIONS
     assert search_max(lambda x: -abs(x - 2), 3) == (2, 3)
     assert search_max(lambda x: x, 1) == (1, 1)
+    # Rising across the top sliver: the top, after two evaluations. A peak inside the sliver
+    # is taken at the top too; on a parabola what that leaves is the sliver's square.
+    assert search_max(lambda x: x, 10**12) == (10**12, 2)
+    upper = 10**12
+    sliver = upper >> TOP_SLIVER_SHIFT
+    peak = upper - sliver // 3
+    best, evaluations = search_max(lambda x: -((x - peak) ** 2), upper)
+    assert (best, evaluations) == (upper, 2)
+    assert (best - peak) ** 2 < sliver**2
 
 
 def test_below_min_profit_is_dropped_and_gas_kills_tiny_positions() -> None:
