@@ -30,7 +30,6 @@ from typing import Any
 
 import structlog
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import to_checksum_address
 
 from keeper.chain.http import HttpRpc, RpcError
 from keeper.errors import RetryableError, RpcUnavailable
@@ -39,6 +38,7 @@ from keeper.execution.journal import Journal, Signed
 from keeper.execution.journal_schema import LIVE_TX
 from keeper.execution.mining import Pending, SendRefusal, classify_send_error
 from keeper.execution.nonces import NonceManager
+from keeper.execution.signing import TxSigner
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +101,7 @@ class Sender:
     ) -> None:
         self.chain = chain
         self.account = account
+        self.signer = TxSigner(account)  # signing.py: eth_account's bytes, 4x faster
         self.address = account.address.lower()
         self.journal = journal
         self.fees = fees
@@ -115,14 +116,7 @@ class Sender:
         self, to: str, data: str, gas: int, nonce: int, fees: Fees
     ) -> tuple[str, str]:
         """(tx hash, raw signed tx) of a call with these fees and this nonce."""
-        tx: dict[str, Any] = {
-            "type": 2, "chainId": self.chain.chain_id, "nonce": nonce,
-            "to": to_checksum_address(to),
-            "data": data, "value": 0, "gas": gas,
-            "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1],
-        }
-        signed = self.account.sign_transaction(tx)
-        return "0x" + bytes(signed.hash).hex(), "0x" + bytes(signed.raw_transaction).hex()
+        return self.signer.sign(self.chain.chain_id, to, data, gas=gas, nonce=nonce, fees=fees)
 
     async def presign(
         self, calls: Sequence[Unsigned], base_fee: int, first_nonce: int,
