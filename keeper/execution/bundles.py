@@ -111,7 +111,7 @@ class BundleSubmitter(BundleLauncher):
         self._head_read = float("-inf")  # loop time of the last head read
         self._head_lock = asyncio.Lock()
         # Backrun targets: the head each was last looked for at, and those mined.
-        self._target_read: OrderedDict[str, int] = OrderedDict()
+        self._target_read: OrderedDict[str, tuple[int, float]] = OrderedDict()  # head, when
         self._mined_targets: OrderedDict[str, int] = OrderedDict()
 
     async def start(self) -> None:
@@ -165,18 +165,25 @@ class BundleSubmitter(BundleLauncher):
             ex.journal.mark_sent(live.key, live.tx.tx_hash)
         seen = -1  # the head its receipt was last looked for at (a receipt needs a new block)
         while True:
+            # Behind its target in its first round (a resubmission goes alone).
+            behind = live.backrun.hash if live.backrun is not None and not live.rounds else None
             head = await self._head()
             if head == seen:
-                await asyncio.sleep(self.poll)
-                continue
-            seen = head
-            receipt = await self._receipt(live.tx.tx_hash)
-            if receipt is not None:
-                return await self._mined(live, receipt, bound)
-            if head < live.tx.last_block and not (
-                    live.backrun is not None and not live.rounds
-                    and await self._target_mined(live.backrun.hash, head)):
-                continue
+                # A node can announce a block a moment before it serves the block's receipts
+                # (anvil does): a target not found mined at this head is looked for again, or
+                # a bundle behind a target mined in the last block before a quiet spell
+                # would wait for the next block to be judged.
+                if behind is None or not await self._target_mined(behind, head):
+                    await asyncio.sleep(self.poll)
+                    continue
+            else:
+                seen = head
+                receipt = await self._receipt(live.tx.tx_hash)
+                if receipt is not None:
+                    return await self._mined(live, receipt, bound)
+                if head < live.tx.last_block and not (
+                        behind is not None and await self._target_mined(behind, head)):
+                    continue
             ended = await self._not_included(live, bound)
             if ended is not None:
                 return ended
@@ -185,16 +192,22 @@ class BundleSubmitter(BundleLauncher):
         """Is the backrun's target mined (by `head`)? Then a bundle behind it can no longer
         land, and `live` is judged now, not after its last target block: resent alone, or
         ranked again, two blocks sooner (a public bot took such positions meanwhile). One
-        receipt read per target and head, however many transactions went behind it."""
+        receipt read per target and `poll`, however many transactions went behind it."""
         if target in self._mined_targets:
             return True
-        if self._target_read.get(target) == head:
+        now = asyncio.get_running_loop().time()
+        last = self._target_read.get(target)
+        if last is not None and last[0] == head and now - last[1] < self.poll:
             return False
-        self._target_read[target] = head
+        self._target_read[target] = (head, now)
         while len(self._target_read) > TARGETS_KEPT:
             self._target_read.popitem(last=False)
-        if await self._receipt(target) is None:
+        receipt = await self._receipt(target)
+        if receipt is None:
             return False
+        # The head read last may be older than the block that mined it (read at most once a
+        # poll): a resubmission targets the blocks after that one.
+        self.head = max(self.head, int(str(receipt["blockNumber"]), 16))
         self._mined_targets[target] = head
         while len(self._mined_targets) > TARGETS_KEPT:
             self._mined_targets.popitem(last=False)

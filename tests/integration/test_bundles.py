@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,20 @@ def tx_of(net: Net, tx_hash: str) -> dict[str, object]:
     return found
 
 
+async def extended_past(ex: BundleExecutor, tx_hash: str, block: int,
+                        follow: asyncio.Future[Outcome], timeout: float = 30.0) -> int | None:
+    """The last target block of `tx_hash`'s bundle once it is past `block` (resubmitted as a
+    new range), or what it is after `timeout` s; polled, as a loaded machine takes its time
+    (a fixed 4 s failed once in CI). The follow must not have ended meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        extended = ex.bundles.book.last_block(tx_hash)
+        if (extended is not None and extended > block) or time.monotonic() > deadline:
+            return extended
+        assert not follow.done(), follow.result()
+        await asyncio.sleep(0.02)
+
+
 async def test_one_transaction_at_two_builders_for_three_blocks_lands_once(
     net: Net, journal: Journal,
 ) -> None:
@@ -223,11 +238,8 @@ async def test_a_bundle_not_included_is_sent_again_while_the_position_is_there(
         [first] = ex.bundles.book.live()
         for _ in range(3):
             await asyncio.to_thread(net.client.build)
-        for _ in range(100):  # the follow sees the last target block pass, and resends
-            extended = ex.bundles.book.last_block(first.tx_hash)
-            if extended is not None and extended > first.last_block:
-                break
-            await asyncio.sleep(0.02)
+        # The follow sees the last target block pass, and resends.
+        extended = await extended_past(ex, first.tx_hash, first.last_block, task)
         assert extended is not None and extended > first.last_block
         net.anvil.rpc("anvil_setBalance", accounts[0].address, hex(10 * 10**18))
         await built(net, [task])
@@ -340,11 +352,8 @@ async def test_a_backrun_whose_target_was_mined_without_it_is_judged_at_once(
         await asyncio.to_thread(net.client.build)  # the oracle transaction, without ours
         assert net.client("eth_getTransactionReceipt", hinted_hash)["blockNumber"] == hex(
             head + 1)
-        for _ in range(200):  # judged after this one block: sent again alone
-            extended = ex.bundles.book.last_block(sent.tx_hash)
-            if extended is not None and extended > sent.last_block:
-                break
-            await asyncio.sleep(0.02)
+        # Judged after this one block: sent again alone.
+        extended = await extended_past(ex, sent.tx_hash, sent.last_block, task)
         assert extended == head + 1 + 3  # from the next block on, as a new range
         net.anvil.rpc("anvil_setBalance", accounts[0].address, hex(10 * 10**18))
         await built(net, [task])
