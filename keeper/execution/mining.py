@@ -7,7 +7,9 @@ A sent transaction can end four ways, and `MiningWatch.mined` tells them apart:
   (anvil 1.7.1 with interval mining drops a transaction that arrives while a block is
   being mined; real nodes evict under load). The newest version's raw bytes (journaled
   before the first broadcast) are sent again: same hash, nothing signed twice;
-- **stuck**: still in the pool after `bump_after_blocks` new blocks. A replacement with
+- **stuck**: still in the pool after `bump_after_blocks` new blocks, and the next nonce of
+  the account to be mined (behind an earlier one of ours it only waits its turn) or priced
+  under the base fee. A replacement with
   the same nonce and both fee fields raised by at least 12.5 % (EIP-1559 replacement
   rule; `FeePolicy.bump`), capped by `max_fee_per_gas` and by the opportunity's
   expected profit per gas, is signed, journaled and sent; every version is watched;
@@ -241,10 +243,15 @@ class MiningWatch:
                 await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
                                  head_number)
             return False
+        base_fee = int(head.get("baseFeePerGas", "0x0"), 16)
+        # Behind earlier transactions of ours still in the pool, it waits for them, whatever
+        # its fees: only the next nonce to mine is bumped, or one whose fee cap the base fee
+        # passed (a batch of 100 liquidations took anvil's automine 2 s to mine; 20 of them
+        # were bumped in vain, the replacements then refused as "nonce too low").
+        waiting = int(consumed, 16) < pending.nonce and pending.fees[0] >= base_fee
         if (sign is not None and head_number - pending.sent_block >= self.bump_after_blocks
-                and (worth is None or worth())):
-            await self._bump(pending, sign, int(head.get("baseFeePerGas", "0x0"), 16),
-                             head_number)
+                and not waiting and (worth is None or worth())):
+            await self._bump(pending, sign, base_fee, head_number)
         return False
 
     async def _resend(self, pending: Pending, tx_hash: str) -> bool:

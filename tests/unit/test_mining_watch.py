@@ -22,16 +22,19 @@ GWEI = 10**9
 class StuckNode(HttpRpc):
     """The transaction sits in the pool, unmined, while the head moves on."""
 
-    def __init__(self, head: int) -> None:
+    def __init__(self, head: int, consumed: int = 0, base_fee: int = GWEI) -> None:
         super().__init__("http://node.invalid")
         self.head = head
+        self.consumed = consumed  # the account's nonces used ("latest")
+        self.base_fee = base_fee
         self.sent: list[str] = []
 
     async def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         answers: dict[str, Any] = {
-            "eth_getTransactionCount": "0x0",
+            "eth_getTransactionCount": hex(self.consumed),
             "eth_getTransactionByHash": {"hash": "0xaa"},
-            "eth_getBlockByNumber": {"number": hex(self.head), "baseFeePerGas": hex(GWEI)},
+            "eth_getBlockByNumber": {"number": hex(self.head),
+                                     "baseFeePerGas": hex(self.base_fee)},
             "eth_getTransactionReceipt": None,
         }
         return [answers[method] for method, _params in calls]
@@ -66,6 +69,32 @@ async def test_a_stuck_transaction_is_bumped_only_while_the_opportunity_is_there
         assert pending.fees[0] * 8 >= 3 * GWEI * 9 and pending.fees[1] * 8 >= GWEI * 9
     else:
         assert signed == [] and pending.bumped == 0 and node.sent == []
+
+
+@pytest.mark.parametrize(("consumed", "base_fee", "bumped"), [
+    (5, GWEI, False),  # nonces 5..6 of ours still to mine: it waits its turn behind them
+    (7, GWEI, True),  # the next to mine: stuck on its fees
+    (5, 4 * GWEI, True),  # waiting, but under the base fee: it would stay stuck after them
+])
+async def test_only_the_next_nonce_to_mine_or_an_underpriced_one_is_bumped(
+    tmp_path: Path, consumed: int, base_fee: int, bumped: bool,
+) -> None:
+    node = StuckNode(head=100, consumed=consumed, base_fee=base_fee)
+    with Journal(tmp_path / "j.sqlite") as journal:
+        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
+                            bump_after_blocks=3)
+        pending = Pending(None, 7, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+                          {"0xaa": "0x01"})
+        signed: list[int] = []
+
+        async def sign(nonce: int, fees: tuple[int, int]) -> tuple[str, str]:
+            signed.append(nonce)
+            return "0x" + "bb" * 32, "0x02"
+
+        assert not await watch._check(pending, sign)  # sets sent_block
+        node.head = 110
+        assert not await watch._check(pending, sign)
+    assert (signed, pending.bumped) == (([7], 1) if bumped else ([], 0))
 
 
 class TakenNode(StuckNode):
