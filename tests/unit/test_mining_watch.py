@@ -3,7 +3,7 @@ not answer (a dropped connection) ends no watch, and a send whose answer was los
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,15 +45,15 @@ class StuckNode(HttpRpc):
         return "0x" + "bb" * 32
 
 
-@pytest.mark.parametrize("still_there", [True, False])
-async def test_a_stuck_transaction_is_bumped_only_while_the_opportunity_is_there(
-    tmp_path: Path, still_there: bool
-) -> None:
-    node = StuckNode(head=100)
+async def checked_twice(
+    tmp_path: Path, node: StuckNode, nonce: int, worth: Callable[[], bool] | None = None,
+) -> tuple[Pending, list[int]]:
+    """A watch's two checks of a transaction of `nonce` stuck in `node`'s pool, ten blocks
+    apart (past `bump_after_blocks`): the transaction, and the nonces it signed again."""
     with Journal(tmp_path / "j.sqlite") as journal:
         watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
                             bump_after_blocks=3)
-        pending = Pending(None, 0, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
+        pending = Pending(None, nonce, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
                           {"0xaa": "0x01"})
         signed: list[int] = []
 
@@ -61,9 +61,18 @@ async def test_a_stuck_transaction_is_bumped_only_while_the_opportunity_is_there
             signed.append(nonce)
             return "0x" + "bb" * 32, "0x02"
 
-        assert not await watch._check(pending, sign, lambda: still_there)  # sets sent_block
-        node.head = 103
-        assert not await watch._check(pending, sign, lambda: still_there)
+        assert not await watch._check(pending, sign, worth)  # sets sent_block
+        node.head += 10
+        assert not await watch._check(pending, sign, worth)
+    return pending, signed
+
+
+@pytest.mark.parametrize("still_there", [True, False])
+async def test_a_stuck_transaction_is_bumped_only_while_the_opportunity_is_there(
+    tmp_path: Path, still_there: bool
+) -> None:
+    node = StuckNode(head=100)
+    pending, signed = await checked_twice(tmp_path, node, 0, lambda: still_there)
     if still_there:
         assert signed == [0] and pending.bumped == 1 and node.sent == ["0x02"]
         assert pending.fees[0] * 8 >= 3 * GWEI * 9 and pending.fees[1] * 8 >= GWEI * 9
@@ -80,20 +89,7 @@ async def test_only_the_next_nonce_to_mine_or_an_underpriced_one_is_bumped(
     tmp_path: Path, consumed: int, base_fee: int, bumped: bool,
 ) -> None:
     node = StuckNode(head=100, consumed=consumed, base_fee=base_fee)
-    with Journal(tmp_path / "j.sqlite") as journal:
-        watch = MiningWatch(node, "0x" + "11" * 20, journal, FeePolicy(100 * GWEI, GWEI),
-                            bump_after_blocks=3)
-        pending = Pending(None, 7, (3 * GWEI, GWEI), 100_000, 10**18, ["0xaa"],
-                          {"0xaa": "0x01"})
-        signed: list[int] = []
-
-        async def sign(nonce: int, fees: tuple[int, int]) -> tuple[str, str]:
-            signed.append(nonce)
-            return "0x" + "bb" * 32, "0x02"
-
-        assert not await watch._check(pending, sign)  # sets sent_block
-        node.head = 110
-        assert not await watch._check(pending, sign)
+    pending, signed = await checked_twice(tmp_path, node, 7)
     assert (signed, pending.bumped) == (([7], 1) if bumped else ([], 0))
 
 
